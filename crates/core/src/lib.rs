@@ -1,0 +1,26 @@
+//! shardgate-core owns what every other crate shares and nothing that does I/O:
+//! the data-plane error vocabulary, the drain (graceful shutdown) signal, the
+//! named limits, the health state behind `/healthz` and `/readyz`, durations as
+//! written in config files, and the handle to the metrics registry.
+//!
+//! # Layout
+//! - [`error`]: [`ErrorSource`] (downstream, upstream, internal) and retry hints.
+//! - [`drain`]: [`Drain`] fans a shutdown out to tasks and waits for them.
+//! - [`limits`]: [`Limits`], every bound on network input with its default.
+//! - [`health`]: [`Health`], liveness and readiness flags.
+//! - [`duration`]: [`ConfigDuration`], `"30s"`/`"5m"`/`250` in config files.
+//! - [`metrics`]: [`Metrics`], the shared Prometheus registry.
+
+pub mod drain;
+pub mod duration;
+pub mod error;
+pub mod health;
+pub mod limits;
+pub mod metrics;
+
+pub use drain::{Drain, DrainWatch, Draining};
+pub use duration::ConfigDuration;
+pub use error::ErrorSource;
+pub use health::Health;
+pub use limits::Limits;
+pub use metrics::Metrics;

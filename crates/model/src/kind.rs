@@ -1,0 +1,90 @@
+//! Resource kinds and the store key layout.
+//!
+//! Keys follow APISIX's etcd layout, `<prefix>/<kind>/<id>` with the default
+//! prefix `/apisix` (apache/apisix `apisix/core/config_etcd.lua`), so a store
+//! written by shardgate reads like one written by APISIX.
+
+use std::fmt;
+
+use crate::ResourceId;
+
+/// The kinds of resources the Admin API manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    /// `ssls`: certificates and keys, chosen by SNI.
+    Ssls,
+    /// `upstreams`: named sets of nodes.
+    Upstreams,
+    /// `stream_routes`: L4 routes.
+    StreamRoutes,
+}
+
+impl ResourceKind {
+    /// Every kind, in the order a full load applies them (referenced kinds first).
+    pub const ALL: [ResourceKind; 3] = [ResourceKind::Ssls, ResourceKind::Upstreams, ResourceKind::StreamRoutes];
+
+    /// The plural name used in URLs and keys (`stream_routes`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            ResourceKind::Ssls => "ssls",
+            ResourceKind::Upstreams => "upstreams",
+            ResourceKind::StreamRoutes => "stream_routes",
+        }
+    }
+
+    /// The singular name used in messages (`stream route`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            ResourceKind::Ssls => "ssl",
+            ResourceKind::Upstreams => "upstream",
+            ResourceKind::StreamRoutes => "stream route",
+        }
+    }
+
+    /// The kind named by a URL segment, if any.
+    pub fn from_plural(s: &str) -> Option<Self> {
+        ResourceKind::ALL.into_iter().find(|k| k.plural() == s)
+    }
+
+    /// The store key of one resource: `<prefix>/<kind>/<id>`.
+    pub fn key(self, prefix: &str, id: &ResourceId) -> String {
+        format!("{prefix}/{}/{id}", self.plural())
+    }
+
+    /// The store prefix of every resource of this kind: `<prefix>/<kind>/`.
+    pub fn key_prefix(self, prefix: &str) -> String {
+        format!("{prefix}/{}/", self.plural())
+    }
+
+    /// Splits a store key into kind and id; `None` for keys that are not
+    /// resources shardgate knows (they are ignored, as APISIX ignores them).
+    pub fn parse_key(prefix: &str, key: &str) -> Option<(ResourceKind, ResourceId)> {
+        let rest = key.strip_prefix(prefix)?.strip_prefix('/')?;
+        let (kind, id) = rest.split_once('/')?;
+        let kind = ResourceKind::from_plural(kind)?;
+        let id = ResourceId::parse(id).ok()?;
+        Some((kind, id))
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.plural())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let id = ResourceId::parse("00000000000000000042").expect("id");
+        let key = ResourceKind::StreamRoutes.key("/apisix", &id);
+        assert_eq!(key, "/apisix/stream_routes/00000000000000000042");
+        assert_eq!(ResourceKind::parse_key("/apisix", &key), Some((ResourceKind::StreamRoutes, id)));
+        assert_eq!(ResourceKind::parse_key("/apisix", "/apisix/routes/1"), None);
+        assert_eq!(ResourceKind::parse_key("/apisix", "/other/ssls/1"), None);
+        assert_eq!(ResourceKind::parse_key("/apisix", "/apisix/ssls/a/b"), None);
+    }
+}

@@ -1,0 +1,46 @@
+//! shardgate-model owns the configuration model: what a resource looks like on
+//! the wire (APISIX Admin API JSON), what it means once validated (domain
+//! types), and the whole configuration as plain data ([`ConfigState`]) that
+//! changes by applying store events. No tokio, no network: everything here is
+//! pure and unit-tested in milliseconds.
+//!
+//! The pipeline for every resource, used both by the Admin API before storing
+//! and by the reconciler after reading the store:
+//!
+//! ```text
+//! bytes --json::parse--> serde_json::Value --wire (serde, deny_unknown_fields)-->
+//!   wire::SslWire / UpstreamWire / StreamRouteWire --from_wire (checks)--> Ssl / Upstream / StreamRoute
+//! ```
+//! Every failure is an [`Invalid`] that names the JSON path of the field.
+//!
+//! # Layout
+//! - [`error`]: [`Invalid`] (field + reason) and [`Problem`] (a rejected resource).
+//! - [`json`]: lenient JSON parsing (raw newlines inside strings, as curl sends PEM) with paths.
+//! - [`id`], [`kind`]: resource ids, kinds and the store key layout.
+//! - [`sni`]: SNI patterns (exact, `*.wildcard`, `*`).
+//! - [`wire`]: serde structs that mirror APISIX's schema.
+//! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types.
+//! - [`resource`]: one entry point to parse any kind.
+//! - [`state`]: [`ConfigState`], `apply` and `diff`.
+
+pub mod error;
+pub mod id;
+pub mod json;
+pub mod kind;
+pub mod resource;
+pub mod sni;
+pub mod ssl;
+pub mod state;
+pub mod stream_route;
+pub mod upstream;
+pub mod wire;
+
+pub use error::{Invalid, Problem};
+pub use id::ResourceId;
+pub use kind::ResourceKind;
+pub use resource::{Resource, Validation};
+pub use sni::SniPattern;
+pub use ssl::Ssl;
+pub use state::{Change, Changes, ConfigState};
+pub use stream_route::{StreamRoute, UpstreamRef};
+pub use upstream::{Balance, HashKey, Host, Node, Upstream};

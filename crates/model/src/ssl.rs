@@ -1,0 +1,302 @@
+//! Validated SSL objects: parsed certificate chains with their keys, the SNIs
+//! they serve, and the protocol versions allowed.
+//!
+//! Parsing happens once per change (when the Admin API validates a write and
+//! when the reconciler applies it), never per handshake: the result holds
+//! rustls [`CertifiedKey`]s ready to be served.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls::{Error as TlsError, InconsistentKeys, SignatureAlgorithm};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::wire::{SslWire, check_labels};
+use crate::{Invalid, ResourceId, SniPattern};
+
+/// Smallest and largest PEM certificate APISIX accepts (`_M.ssl.cert`).
+const CERT_LEN: std::ops::RangeInclusive<usize> = 128..=64 * 1024;
+/// Smallest and largest PEM key APISIX accepts (`_M.ssl.key`).
+const KEY_LEN: std::ops::RangeInclusive<usize> = 64..=64 * 1024;
+/// Most SNIs on one SSL object.
+const MAX_SNIS: usize = 1024;
+/// Most extra cert/key pairs.
+const MAX_PAIRS: usize = 8;
+
+/// The crypto provider shardgate uses everywhere: rustls on aws-lc-rs.
+pub fn provider() -> &'static Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+}
+
+/// TLS protocol versions an SSL object allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TlsVersions {
+    /// TLS 1.2 allowed.
+    pub tls12: bool,
+    /// TLS 1.3 allowed.
+    pub tls13: bool,
+}
+
+impl Default for TlsVersions {
+    fn default() -> Self {
+        TlsVersions { tls12: true, tls13: true }
+    }
+}
+
+/// One certificate chain with its key.
+#[derive(Clone)]
+pub struct KeyPair {
+    /// The chain and signing key, as rustls serves them.
+    pub certified: Arc<CertifiedKey>,
+    /// The key's algorithm (ECDSA, RSA, Ed25519).
+    pub algorithm: SignatureAlgorithm,
+    /// The leaf's notAfter, in seconds since the epoch.
+    pub not_after: i64,
+    /// The leaf's subject, for logs (never the key).
+    pub subject: String,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("algorithm", &self.algorithm)
+            .field("subject", &self.subject)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for KeyPair {
+    fn eq(&self, other: &Self) -> bool {
+        self.certified.cert == other.certified.cert
+            && self.certified.key.public_key() == other.certified.key.public_key()
+    }
+}
+
+/// A validated SSL object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ssl {
+    /// Resource id.
+    pub id: ResourceId,
+    /// `type: client` objects are only referenced by upstreams, never served.
+    pub client_only: bool,
+    /// `status: 0` objects are kept but not served.
+    pub enabled: bool,
+    /// The SNIs served.
+    pub snis: Vec<SniPattern>,
+    /// `cert`/`key` first, then `certs`/`keys` in order.
+    pub pairs: Vec<KeyPair>,
+    /// Allowed protocol versions.
+    pub versions: TlsVersions,
+}
+
+impl Ssl {
+    /// Validates a wire SSL object. `now_unix` is `Some` when expired
+    /// certificates must be refused (Admin API writes); stored objects load
+    /// with `None`, so a certificate that expires later keeps serving, as it
+    /// does in nginx, while the expiry shows in logs and metrics.
+    pub fn from_wire(id: ResourceId, w: &SslWire, now_unix: Option<i64>) -> Result<Self, Invalid> {
+        check_labels(&w.labels)?;
+        if let Some(desc) = &w.desc
+            && desc.len() > 256
+        {
+            return Err(Invalid::new("desc", "must be at most 256 characters long"));
+        }
+        let client_only = match w.ssl_type.as_deref() {
+            None | Some("server") => false,
+            Some("client") => true,
+            Some(other) => return Err(Invalid::new("type", format!("{other:?} must be \"server\" or \"client\""))),
+        };
+        let enabled = match w.status {
+            None | Some(1) => true,
+            Some(0) => false,
+            Some(_) => return Err(Invalid::new("status", "must be 1 (enabled) or 0 (disabled)")),
+        };
+        if w.client.is_some() {
+            return Err(Invalid::new("client", "client certificate verification (mTLS) is not supported yet"));
+        }
+
+        let snis = match (&w.sni, &w.snis) {
+            (Some(_), Some(_)) => return Err(Invalid::new("snis", "sni and snis cannot both be set")),
+            (Some(one), None) => vec![SniPattern::parse(one).map_err(|e| Invalid::new("sni", e))?],
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    return Err(Invalid::new("snis", "must have at least one SNI"));
+                }
+                if list.len() > MAX_SNIS {
+                    return Err(Invalid::new("snis", format!("at most {MAX_SNIS} SNIs are allowed")));
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(i, s)| SniPattern::parse(s).map_err(|e| Invalid::new(format!("snis[{i}]"), e)))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (None, None) if client_only => Vec::new(),
+            (None, None) => return Err(Invalid::new("snis", "sni or snis is required for a server certificate")),
+        };
+
+        let cert = w.cert.as_deref().ok_or_else(|| Invalid::new("cert", "is required"))?;
+        let key = w.key.as_deref().ok_or_else(|| Invalid::new("key", "is required"))?;
+        let extra_certs = w.certs.as_deref().unwrap_or_default();
+        let extra_keys = w.keys.as_deref().unwrap_or_default();
+        if extra_certs.len() != extra_keys.len() {
+            // APISIX `check_ssl_conf`: "mismatched number of certs and keys".
+            return Err(Invalid::new("keys", "mismatched number of certs and keys"));
+        }
+        if extra_certs.len() > MAX_PAIRS {
+            return Err(Invalid::new("certs", format!("at most {MAX_PAIRS} extra certificates are allowed")));
+        }
+
+        let mut pairs = Vec::with_capacity(1 + extra_certs.len());
+        pairs.push(load_pair(("cert", cert), ("key", key), now_unix)?);
+        for (i, (c, k)) in extra_certs.iter().zip(extra_keys).enumerate() {
+            pairs.push(load_pair((&format!("certs[{i}]"), c), (&format!("keys[{i}]"), k), now_unix)?);
+        }
+
+        let versions = match &w.ssl_protocols {
+            None => TlsVersions::default(),
+            Some(list) => parse_protocols(list)?,
+        };
+
+        Ok(Ssl { id, client_only, enabled, snis, pairs, versions })
+    }
+
+    /// Whether this object takes part in SNI selection.
+    pub fn serves(&self) -> bool {
+        self.enabled && !self.client_only
+    }
+}
+
+fn parse_protocols(list: &[String]) -> Result<TlsVersions, Invalid> {
+    if list.is_empty() || list.len() > 3 {
+        return Err(Invalid::new("ssl_protocols", "must list 1 to 3 protocols"));
+    }
+    let mut v = TlsVersions { tls12: false, tls13: false };
+    for (i, p) in list.iter().enumerate() {
+        match p.as_str() {
+            "TLSv1.2" => v.tls12 = true,
+            "TLSv1.3" => v.tls13 = true,
+            "TLSv1.1" => {
+                return Err(Invalid::new(
+                    format!("ssl_protocols[{i}]"),
+                    "TLSv1.1 is not supported: shardgate speaks TLS 1.2 and 1.3 only",
+                ));
+            }
+            other => {
+                return Err(Invalid::new(
+                    format!("ssl_protocols[{i}]"),
+                    format!("{other:?} must be one of TLSv1.2, TLSv1.3"),
+                ));
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn load_pair((cert_field, cert): (&str, &str), (key_field, key): (&str, &str), now_unix: Option<i64>) -> Result<KeyPair, Invalid> {
+    if cert.starts_with("$secret://") || cert.starts_with("$env://") {
+        return Err(Invalid::new(cert_field, "secret references ($secret://, $env://) are not supported; send the PEM"));
+    }
+    if key.starts_with("$secret://") || key.starts_with("$env://") {
+        return Err(Invalid::new(key_field, "secret references ($secret://, $env://) are not supported; send the PEM"));
+    }
+    if !CERT_LEN.contains(&cert.len()) {
+        return Err(Invalid::new(cert_field, "must be a PEM certificate of 128 bytes to 64 KiB"));
+    }
+    if !KEY_LEN.contains(&key.len()) {
+        return Err(Invalid::new(key_field, "must be a PEM private key of 64 bytes to 64 KiB"));
+    }
+
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Invalid::new(cert_field, format!("not a PEM certificate: {e}")))?;
+    let Some(leaf) = chain.first() else {
+        return Err(Invalid::new(cert_field, "no certificate found in the PEM text"));
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| Invalid::new(cert_field, format!("cannot parse the certificate: {e}")))?;
+    let not_after = parsed.validity().not_after.timestamp();
+    if let Some(now) = now_unix
+        && not_after < now
+    {
+        return Err(Invalid::new(
+            cert_field,
+            format!("the certificate expired at {} (subject {})", parsed.validity().not_after, parsed.subject()),
+        ));
+    }
+    let subject = parsed.subject().to_string();
+
+    let key_der = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| Invalid::new(key_field, format!("not a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")))?;
+    let certified = CertifiedKey::from_der(chain, key_der, provider()).map_err(|e| match e {
+        TlsError::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            Invalid::new(key_field, format!("the key does not match the certificate {cert_field} (subject {subject})"))
+        }
+        other => Invalid::new(key_field, format!("unusable private key: {other}")),
+    })?;
+    let algorithm = certified.key.algorithm();
+    Ok(KeyPair { certified: Arc::new(certified), algorithm, not_after, subject })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::from_value;
+    use serde_json::json;
+
+    fn self_signed(name: &str, alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn ssl(v: serde_json::Value, now: Option<i64>) -> Result<Ssl, Invalid> {
+        let w: SslWire = from_value(v)?;
+        Ssl::from_wire(ResourceId::parse("1").expect("id"), &w, now)
+    }
+
+    #[test]
+    fn rsa_and_ecdsa_pairs_load() {
+        let (c1, k1) = self_signed("gs-1.com", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let (c2, k2) = self_signed("gs-1.com", &rcgen::PKCS_RSA_SHA256);
+        let s = ssl(json!({"cert": c1, "key": k1, "certs": [c2], "keys": [k2], "snis": ["gs-1.com", "*.gs-1.com"]}), Some(0))
+            .expect("valid");
+        assert_eq!(s.pairs.len(), 2);
+        assert_eq!(s.pairs[0].algorithm, SignatureAlgorithm::ECDSA);
+        assert_eq!(s.pairs[1].algorithm, SignatureAlgorithm::RSA);
+        assert_eq!(s.snis.len(), 2);
+        assert!(s.serves());
+    }
+
+    #[test]
+    fn a_key_from_another_certificate_is_refused() {
+        let (c1, _) = self_signed("gs-1.com", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let (_, k2) = self_signed("gs-2.com", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let e = ssl(json!({"cert": c1, "key": k2, "sni": "gs-1.com"}), None).unwrap_err();
+        assert_eq!(e.field, "key");
+        assert!(e.reason.contains("does not match"), "{e}");
+    }
+
+    #[test]
+    fn garbage_expired_and_missing_fields_name_the_field() {
+        let (c, k) = self_signed("gs-1.com", &rcgen::PKCS_ECDSA_P256_SHA256);
+        let junk = "-----BEGIN CERTIFICATE-----\nnot base64 at all, not at all, not at all, not at all, not at all, not at all, not at all!!\n-----END CERTIFICATE-----\n";
+        assert_eq!(ssl(json!({"cert": junk, "key": k, "sni": "a.com"}), None).unwrap_err().field, "cert");
+        let e = ssl(json!({"cert": c, "key": k, "sni": "a.com"}), Some(i64::MAX / 2)).unwrap_err();
+        assert!(e.reason.contains("expired"), "{e}");
+        assert_eq!(ssl(json!({"cert": c, "key": k}), None).unwrap_err().field, "snis");
+        assert_eq!(ssl(json!({"key": k, "sni": "a.com"}), None).unwrap_err().field, "cert");
+        assert_eq!(ssl(json!({"cert": c, "key": k, "sni": "a.com", "snis": ["b.com"]}), None).unwrap_err().field, "snis");
+        assert_eq!(ssl(json!({"cert": c, "key": k, "snis": ["ok.com", "bad..com"]}), None).unwrap_err().field, "snis[1]");
+        assert_eq!(ssl(json!({"cert": c, "key": k, "sni": "a.com", "certs": [c]}), None).unwrap_err().field, "keys");
+        assert_eq!(
+            ssl(json!({"cert": c, "key": k, "sni": "a.com", "ssl_protocols": ["TLSv1.1"]}), None).unwrap_err().field,
+            "ssl_protocols[0]"
+        );
+    }
+}

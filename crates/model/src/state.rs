@@ -1,0 +1,228 @@
+//! The whole configuration as plain data.
+//!
+//! [`ConfigState`] is built by applying store events one at a time
+//! ([`ConfigState::apply`]). A change whose value does not validate is
+//! rejected alone: it becomes a [`Problem`] and the resource's last good
+//! version, if there was one, stays in the state (the reconciler must
+//! tolerate bad data written to etcd by other writers). [`ConfigState::diff`]
+//! says what changed between two states, for logs and for the compiler.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::{Invalid, Problem, Resource, ResourceId, ResourceKind, Ssl, StreamRoute, Upstream};
+
+/// One resource at a store revision.
+#[derive(Debug)]
+pub struct Entry<T> {
+    /// Store revision of this version (etcd `mod_revision`).
+    pub revision: u64,
+    /// The validated resource.
+    pub value: Arc<T>,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry { revision: self.revision, value: Arc::clone(&self.value) }
+    }
+}
+
+/// A store event as the state sees it.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A resource was created or replaced.
+    Put {
+        /// Kind.
+        kind: ResourceKind,
+        /// Id.
+        id: ResourceId,
+        /// Store revision of the write.
+        revision: u64,
+        /// The stored JSON.
+        value: Vec<u8>,
+    },
+    /// A resource was deleted.
+    Delete {
+        /// Kind.
+        kind: ResourceKind,
+        /// Id.
+        id: ResourceId,
+        /// Store revision of the delete.
+        revision: u64,
+    },
+}
+
+/// What differs between two states, by resource.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Present now, absent before.
+    pub added: Vec<(ResourceKind, ResourceId)>,
+    /// Present in both at different revisions.
+    pub changed: Vec<(ResourceKind, ResourceId)>,
+    /// Absent now, present before.
+    pub removed: Vec<(ResourceKind, ResourceId)>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Every resource, keyed by id (ids order as etcd lists keys: APISIX's
+/// "config order"), plus the problems of rejected versions.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    /// SSL objects.
+    pub ssls: BTreeMap<ResourceId, Entry<Ssl>>,
+    /// Upstreams.
+    pub upstreams: BTreeMap<ResourceId, Entry<Upstream>>,
+    /// Stream routes.
+    pub stream_routes: BTreeMap<ResourceId, Entry<StreamRoute>>,
+    problems: BTreeMap<(ResourceKind, ResourceId), Problem>,
+    revision: u64,
+}
+
+impl ConfigState {
+    /// Applies one change. On `Err`, the state keeps the last good version of
+    /// the resource and records the problem (also returned).
+    pub fn apply(&mut self, change: Change) -> Result<(), Problem> {
+        match change {
+            Change::Put { kind, id, revision, value } => {
+                self.revision = self.revision.max(revision);
+                match Resource::parse_stored(kind, &id, &value) {
+                    Ok(resource) => {
+                        self.problems.remove(&(kind, id.clone()));
+                        self.insert(id, revision, resource);
+                        Ok(())
+                    }
+                    Err(invalid) => {
+                        let problem = Problem { kind, id: id.clone(), revision, invalid };
+                        self.problems.insert((kind, id), problem.clone());
+                        Err(problem)
+                    }
+                }
+            }
+            Change::Delete { kind, id, revision } => {
+                self.revision = self.revision.max(revision);
+                self.problems.remove(&(kind, id.clone()));
+                match kind {
+                    ResourceKind::Ssls => drop(self.ssls.remove(&id)),
+                    ResourceKind::Upstreams => drop(self.upstreams.remove(&id)),
+                    ResourceKind::StreamRoutes => drop(self.stream_routes.remove(&id)),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn insert(&mut self, id: ResourceId, revision: u64, resource: Resource) {
+        match resource {
+            Resource::Ssl(value) => drop(self.ssls.insert(id, Entry { revision, value })),
+            Resource::Upstream(value) => drop(self.upstreams.insert(id, Entry { revision, value })),
+            Resource::StreamRoute(value) => drop(self.stream_routes.insert(id, Entry { revision, value })),
+        }
+    }
+
+    /// Records that the store is at `revision` even if no resource changed.
+    pub fn set_revision(&mut self, revision: u64) {
+        self.revision = self.revision.max(revision);
+    }
+
+    /// The newest store revision applied.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Problems of rejected versions, in kind and id order.
+    pub fn problems(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.values()
+    }
+
+    /// Records a problem found outside parsing (e.g. by the compiler).
+    pub fn problem(kind: ResourceKind, id: &ResourceId, revision: u64, invalid: Invalid) -> Problem {
+        Problem { kind, id: id.clone(), revision, invalid }
+    }
+
+    /// How many resources of a kind are present.
+    pub fn len(&self, kind: ResourceKind) -> usize {
+        match kind {
+            ResourceKind::Ssls => self.ssls.len(),
+            ResourceKind::Upstreams => self.upstreams.len(),
+            ResourceKind::StreamRoutes => self.stream_routes.len(),
+        }
+    }
+
+    /// What changed from `old` to `self`.
+    pub fn diff(&self, old: &ConfigState) -> Changes {
+        let mut changes = Changes::default();
+        diff_map(ResourceKind::Ssls, &self.ssls, &old.ssls, &mut changes);
+        diff_map(ResourceKind::Upstreams, &self.upstreams, &old.upstreams, &mut changes);
+        diff_map(ResourceKind::StreamRoutes, &self.stream_routes, &old.stream_routes, &mut changes);
+        changes
+    }
+}
+
+fn diff_map<T>(
+    kind: ResourceKind,
+    new: &BTreeMap<ResourceId, Entry<T>>,
+    old: &BTreeMap<ResourceId, Entry<T>>,
+    out: &mut Changes,
+) {
+    for (id, entry) in new {
+        match old.get(id) {
+            None => out.added.push((kind, id.clone())),
+            Some(prev) if prev.revision != entry.revision => out.changed.push((kind, id.clone())),
+            Some(_) => {}
+        }
+    }
+    for id in old.keys().filter(|id| !new.contains_key(*id)) {
+        out.removed.push((kind, id.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ResourceId {
+        ResourceId::parse(s).expect("id")
+    }
+
+    fn put(kind: ResourceKind, i: &str, revision: u64, json: &str) -> Change {
+        Change::Put { kind, id: id(i), revision, value: json.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn a_bad_version_keeps_the_last_good_one() {
+        let mut state = ConfigState::default();
+        state.apply(put(ResourceKind::Upstreams, "u1", 2, r#"{"nodes":{"127.0.0.1:9000":1}}"#)).expect("good");
+        let before = state.clone();
+        let problem = state.apply(put(ResourceKind::Upstreams, "u1", 3, r#"{"nodes":{"127.0.0.1:nope":1}}"#)).unwrap_err();
+        assert_eq!(problem.invalid.field, "nodes[\"127.0.0.1:nope\"]");
+        assert_eq!(state.upstreams[&id("u1")].revision, 2, "last good version kept");
+        assert_eq!(state.problems().count(), 1);
+        assert!(state.diff(&before).is_empty());
+        assert_eq!(state.revision(), 3);
+
+        state.apply(put(ResourceKind::Upstreams, "u1", 4, r#"{"nodes":{"127.0.0.1:9001":1}}"#)).expect("fixed");
+        assert_eq!(state.problems().count(), 0, "a good version clears the problem");
+        assert_eq!(state.diff(&before).changed, vec![(ResourceKind::Upstreams, id("u1"))]);
+    }
+
+    #[test]
+    fn diff_reports_added_changed_removed() {
+        let mut old = ConfigState::default();
+        old.apply(put(ResourceKind::StreamRoutes, "a", 1, r#"{"upstream_id":"u"}"#)).expect("a");
+        old.apply(put(ResourceKind::StreamRoutes, "b", 2, r#"{"upstream_id":"u"}"#)).expect("b");
+        let mut new = old.clone();
+        new.apply(Change::Delete { kind: ResourceKind::StreamRoutes, id: id("a"), revision: 3 }).expect("delete");
+        new.apply(put(ResourceKind::StreamRoutes, "b", 4, r#"{"upstream_id":"v"}"#)).expect("b2");
+        new.apply(put(ResourceKind::StreamRoutes, "c", 5, r#"{"upstream_id":"u"}"#)).expect("c");
+        let d = new.diff(&old);
+        assert_eq!(d.added, vec![(ResourceKind::StreamRoutes, id("c"))]);
+        assert_eq!(d.changed, vec![(ResourceKind::StreamRoutes, id("b"))]);
+        assert_eq!(d.removed, vec![(ResourceKind::StreamRoutes, id("a"))]);
+    }
+}

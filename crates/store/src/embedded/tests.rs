@@ -1,0 +1,159 @@
+use super::*;
+use std::time::Duration;
+
+fn open(dir: &Path) -> EmbeddedStore {
+    EmbeddedStore::open(EmbeddedOptions::new(dir)).expect("open store")
+}
+
+async fn next_batch(w: &mut Watch) -> Vec<Event> {
+    tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .expect("watch delivers within 5s")
+        .expect("watch open")
+        .expect("no watch error")
+}
+
+#[tokio::test]
+async fn put_get_list_delete_with_revisions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let a = s.put("/apisix/ssls/1", b"one".to_vec(), Condition::Absent).await.expect("create");
+    assert_eq!((a.kv.create_revision, a.kv.mod_revision, a.kv.version), (1, 1, 1));
+    assert!(a.prev.is_none());
+    let b = s.put("/apisix/ssls/1", b"two".to_vec(), Condition::ModRevision(1)).await.expect("cas");
+    assert_eq!((b.kv.create_revision, b.kv.mod_revision, b.kv.version), (1, 2, 2));
+    assert_eq!(b.prev.map(|p| p.value), Some(b"one".to_vec()));
+
+    let conflict = s.put("/apisix/ssls/1", b"x".to_vec(), Condition::ModRevision(1)).await;
+    assert!(matches!(conflict, Err(StoreError::ConditionFailed { .. })), "{conflict:?}");
+    let conflict = s.put("/apisix/ssls/1", b"x".to_vec(), Condition::Absent).await;
+    assert!(matches!(conflict, Err(StoreError::ConditionFailed { .. })));
+
+    s.put("/apisix/upstreams/u", b"u".to_vec(), Condition::Always).await.expect("put");
+    let ssls = s.list("/apisix/ssls/").await.expect("list");
+    assert_eq!(ssls.kvs.len(), 1);
+    assert_eq!(ssls.revision, 3);
+    assert_eq!(s.get("/apisix/ssls/1").await.expect("get").map(|kv| kv.value), Some(b"two".to_vec()));
+
+    assert_eq!(s.delete("/apisix/ssls/nope", Condition::Always).await.expect("missing"), None);
+    assert_eq!(s.revision().await.expect("rev"), 3, "deleting nothing bumps nothing");
+    let gone = s.delete("/apisix/ssls/1", Condition::Always).await.expect("delete");
+    assert_eq!(gone.map(|kv| kv.mod_revision), Some(2));
+    assert_eq!(s.get("/apisix/ssls/1").await.expect("get"), None);
+    assert_eq!(s.revision().await.expect("rev"), 4);
+}
+
+#[tokio::test]
+async fn values_over_the_limit_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EmbeddedOptions::new(dir.path());
+    opts.max_value_bytes = 10;
+    let s = EmbeddedStore::open(opts).expect("open");
+    let r = s.put("/k", vec![0; 11], Condition::Always).await;
+    assert!(matches!(r, Err(StoreError::TooLarge { size: 11, max: 10, .. })), "{r:?}");
+    assert_eq!(s.revision().await.expect("rev"), 0);
+}
+
+#[tokio::test]
+async fn data_survives_reopen_and_the_revision_continues() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        s.put("/a", b"1".to_vec(), Condition::Always).await.expect("put");
+        s.put("/b", b"2".to_vec(), Condition::Always).await.expect("put");
+        s.delete("/a", Condition::Always).await.expect("delete");
+    }
+    let s = open(dir.path());
+    let all = s.list("/").await.expect("list");
+    assert_eq!(all.kvs.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), vec!["/b"]);
+    assert_eq!(all.revision, 3);
+    let next = s.put("/c", b"3".to_vec(), Condition::Always).await.expect("put");
+    assert_eq!(next.kv.mod_revision, 4);
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = open(dir.path());
+    let second = EmbeddedStore::open(EmbeddedOptions::new(dir.path()));
+    assert!(matches!(second, Err(StoreError::Locked { .. })), "{second:?}");
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_dropped_on_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        s.put("/a", b"kept".to_vec(), Condition::Always).await.expect("put");
+    }
+    // Simulate a crash in the middle of the next append.
+    let path = dir.path().join(LOG_FILE);
+    let mut rec = Vec::new();
+    log::encode(
+        &Record { op: Op::Put, revision: 2, create_revision: 2, version: 1, key: "/b".into(), value: b"lost".to_vec() },
+        &mut rec,
+    );
+    let mut f = OpenOptions::new().append(true).open(&path).expect("open log");
+    f.write_all(&rec[..rec.len() - 3]).expect("write torn");
+    drop(f);
+
+    let s = open(dir.path());
+    assert_eq!(s.get("/a").await.expect("get").map(|kv| kv.value), Some(b"kept".to_vec()));
+    assert_eq!(s.get("/b").await.expect("get"), None);
+    s.put("/c", b"after".to_vec(), Condition::Always).await.expect("append after recovery");
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.list("/").await.expect("list").kvs.len(), 2);
+}
+
+#[tokio::test]
+async fn watch_delivers_backlog_then_live_events_for_its_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.put("/apisix/ssls/1", b"a".to_vec(), Condition::Always).await.expect("put");
+    s.put("/other/x", b"b".to_vec(), Condition::Always).await.expect("put");
+    let mut w = s.watch("/apisix/", 1).await.expect("watch");
+    let backlog = next_batch(&mut w).await;
+    assert_eq!(backlog.len(), 1);
+    assert_eq!(backlog[0].kv.key, "/apisix/ssls/1");
+
+    s.delete("/apisix/ssls/1", Condition::Always).await.expect("delete");
+    let live = next_batch(&mut w).await;
+    assert_eq!(live[0].kind, EventKind::Delete);
+    assert_eq!(live[0].kv.mod_revision, 3);
+}
+
+#[tokio::test]
+async fn watching_from_forgotten_history_says_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        s.put("/a", b"1".to_vec(), Condition::Always).await.expect("put");
+    }
+    let s = open(dir.path());
+    let r = s.watch("/", 1).await;
+    assert!(matches!(r, Err(StoreError::Compacted { requested: 1, oldest: 2 })), "{r:?}");
+    assert!(s.watch("/", 2).await.is_ok(), "from revision + 1 is fine");
+}
+
+#[tokio::test]
+async fn compaction_keeps_every_live_key_and_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EmbeddedOptions::new(dir.path());
+    opts.compact_min_bytes = 4096;
+    let s = EmbeddedStore::open(opts.clone()).expect("open");
+    for i in 0..200u32 {
+        s.put("/hot", vec![b'x'; 100], Condition::Always).await.expect("put");
+        if i % 50 == 0 {
+            s.put(&format!("/cold/{i}"), i.to_string().into_bytes(), Condition::Always).await.expect("put");
+        }
+    }
+    let size = fs::metadata(dir.path().join(LOG_FILE)).expect("meta").len();
+    assert!(size < 4096 * 2, "log was compacted, size {size}");
+    let before = s.list("/").await.expect("list");
+    drop(s);
+    let s = EmbeddedStore::open(opts).expect("reopen");
+    let after = s.list("/").await.expect("list");
+    assert_eq!(before, after);
+    assert_eq!(after.revision, 204);
+}

@@ -1,0 +1,183 @@
+//! shardgate-store owns where configuration lives: keys, byte values and
+//! revisions, with compare-and-set writes and a watch that resumes from a
+//! revision. It never parses a resource (that is `shardgate-model`'s job).
+//!
+//! The [`Store`] trait follows etcd v3's model so an etcd backend can
+//! implement it without changing callers:
+//! - every write bumps one store-wide revision; each key keeps its
+//!   `create_revision`, `mod_revision` and `version`;
+//! - [`Store::watch`] streams events with a revision greater or equal to the
+//!   one asked for, in order; when that history is gone it fails with
+//!   [`StoreError::Compacted`] and the caller lists everything again (a full
+//!   resync, as APISIX does on etcd's `compacted` error).
+//!
+//! # Layout
+//! - [`embedded`]: the default backend, one append-only log file in the data
+//!   directory, fsynced before a write is acknowledged.
+//! - [`log`]: the record format of that file and its recovery rules.
+
+pub mod embedded;
+pub mod log;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+pub use embedded::{EmbeddedStore, EmbeddedOptions};
+
+/// A key with its value and revisions (etcd's `mvccpb.KeyValue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key, e.g. `/apisix/ssls/1`.
+    pub key: String,
+    /// The value bytes (empty in a delete event).
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key.
+    pub create_revision: u64,
+    /// Revision of the last write to the key.
+    pub mod_revision: u64,
+    /// Number of writes since the key was created (1 after creation).
+    pub version: u64,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Created or replaced.
+    Put,
+    /// Deleted; the event's `kv.mod_revision` is the delete's revision.
+    Delete,
+}
+
+/// One change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key after the change (for a delete: key, empty value, delete revision).
+    pub kv: KeyValue,
+}
+
+/// A condition a write must meet (etcd transaction compares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Always write.
+    Always,
+    /// Only if the key does not exist (create).
+    Absent,
+    /// Only if the key exists with this `mod_revision` (compare-and-set).
+    ModRevision(u64),
+}
+
+/// The result of a put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// The key as written.
+    pub kv: KeyValue,
+    /// The previous version, if the key existed.
+    pub prev: Option<KeyValue>,
+}
+
+/// Every key under a prefix at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Keys in byte order.
+    pub kvs: Vec<KeyValue>,
+    /// The store revision the listing reflects; watch from `revision + 1`.
+    pub revision: u64,
+}
+
+/// Store failures. Each says which key and why.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The watch asked for history that is no longer kept.
+    #[error("revision {requested} is compacted (oldest kept: {oldest}); list again")]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision still available.
+        oldest: u64,
+    },
+    /// A [`Condition`] did not hold.
+    #[error("condition failed on {key}: the key {actual}")]
+    ConditionFailed {
+        /// The key.
+        key: String,
+        /// What was found instead.
+        actual: String,
+    },
+    /// A value over the configured limit.
+    #[error("value for {key} is {size} bytes, over the limit of {max}")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The backend failed; `context` names the operation and file.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data on disk cannot be trusted.
+    #[error("store file {path} is corrupt at byte {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Where the bad record starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another process holds the data directory.
+    #[error("data directory {path} is locked by another shardgate process")]
+    Locked {
+        /// The directory.
+        path: String,
+    },
+    /// The store was closed or its task ended.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A stream of event batches from [`Store::watch`], each batch in revision
+/// order. An `Err` item ends the stream.
+#[derive(Debug)]
+pub struct Watch {
+    rx: mpsc::Receiver<Result<Vec<Event>, StoreError>>,
+}
+
+impl Watch {
+    /// Wraps a receiver; backends feed the sender.
+    pub fn new(rx: mpsc::Receiver<Result<Vec<Event>, StoreError>>) -> Self {
+        Watch { rx }
+    }
+
+    /// The next batch; `None` when the store closed the watch.
+    pub async fn next(&mut self) -> Option<Result<Vec<Event>, StoreError>> {
+        self.rx.recv().await
+    }
+}
+
+/// The configuration store. Implemented by the embedded backend (and, for
+/// clusters, by an etcd backend).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// One key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+    /// Every key under `prefix`, with the revision it reflects.
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+    /// Writes `value` at `key` if `cond` holds. Returns only once durable.
+    async fn put(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError>;
+    /// Deletes `key` if `cond` holds; `Ok(None)` if it did not exist.
+    async fn delete(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError>;
+    /// Events under `prefix` from `from_revision` on (inclusive).
+    async fn watch(&self, prefix: &str, from_revision: u64) -> Result<Watch, StoreError>;
+    /// The current store revision.
+    async fn revision(&self) -> Result<u64, StoreError>;
+}

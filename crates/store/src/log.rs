@@ -1,0 +1,244 @@
+//! The embedded store's file format: an append-only log of CRC-framed records.
+//!
+//! ```text
+//! file    := MAGIC record*
+//! record  := len:u32le crc:u32le payload[len]        crc = CRC-32 (IEEE) of payload
+//! payload := op:u8 revision:u64le create_revision:u64le version:u64le
+//!            key_len:u32le key value_len:u32le value
+//! op      := 1 put | 2 delete | 3 revision marker (key and value empty)
+//! ```
+//!
+//! A write is appended and `fdatasync`ed before it is acknowledged, so after a
+//! crash (kill -9, power loss) only the last, unacknowledged record can be
+//! incomplete. Recovery ([`scan`]) keeps every record up to the first bad one
+//! and, if what follows is a torn tail (a record running past the end of the
+//! file, or zero fill left by a file extension), drops it. A bad record with
+//! intact data after it is real corruption: recovery refuses to guess.
+
+/// First bytes of every store file; the last byte is the format version.
+pub const MAGIC: &[u8; 8] = b"SGSTORE\x01";
+/// Bytes before a record's payload.
+pub const HEADER: usize = 8;
+/// Largest payload accepted when reading; anything larger is corruption.
+pub const MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+
+/// Record operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A key was written.
+    Put = 1,
+    /// A key was deleted.
+    Delete = 2,
+    /// The store revision at compaction time (no key).
+    Revision = 3,
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// What happened.
+    pub op: Op,
+    /// Store revision of the operation.
+    pub revision: u64,
+    /// For a put: the key's create revision.
+    pub create_revision: u64,
+    /// For a put: the key's version.
+    pub version: u64,
+    /// The key (empty for a revision marker).
+    pub key: String,
+    /// The value (empty for delete and marker).
+    pub value: Vec<u8>,
+}
+
+/// Appends the framed encoding of `rec` to `out`.
+pub fn encode(rec: &Record, out: &mut Vec<u8>) {
+    let payload_len = 1 + 8 * 3 + 4 + rec.key.len() + 4 + rec.value.len();
+    let start = out.len();
+    out.reserve(HEADER + payload_len);
+    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.push(rec.op as u8);
+    out.extend_from_slice(&rec.revision.to_le_bytes());
+    out.extend_from_slice(&rec.create_revision.to_le_bytes());
+    out.extend_from_slice(&rec.version.to_le_bytes());
+    out.extend_from_slice(&(rec.key.len() as u32).to_le_bytes());
+    out.extend_from_slice(rec.key.as_bytes());
+    out.extend_from_slice(&(rec.value.len() as u32).to_le_bytes());
+    out.extend_from_slice(&rec.value);
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The outcome of reading a whole log.
+#[derive(Debug)]
+pub struct Scan {
+    /// Every good record, in file order.
+    pub records: Vec<Record>,
+    /// Length of the good prefix of the file (where the next append goes).
+    pub good_len: u64,
+    /// Bytes of torn tail dropped after `good_len`.
+    pub torn_bytes: u64,
+}
+
+/// Why a log cannot be recovered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanError {
+    /// Where the bad record starts.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Reads a whole log file's bytes, applying the recovery rules above.
+pub fn scan(bytes: &[u8]) -> Result<Scan, ScanError> {
+    if bytes.len() < MAGIC.len() {
+        // A file cut while its header was written holds nothing acknowledged.
+        if MAGIC.starts_with(bytes) {
+            return Ok(Scan { records: Vec::new(), good_len: 0, torn_bytes: bytes.len() as u64 });
+        }
+        return Err(ScanError { offset: 0, reason: "not a shardgate store file (bad magic)".into() });
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(ScanError { offset: 0, reason: "not a shardgate store file (bad magic)".into() });
+    }
+    let mut records = Vec::new();
+    let mut pos = MAGIC.len();
+    while pos < bytes.len() {
+        match decode_at(bytes, pos) {
+            Ok((rec, next)) => {
+                records.push(rec);
+                pos = next;
+            }
+            Err(reason) => {
+                let rest = &bytes[pos..];
+                let runs_past_end = rest.len() < HEADER
+                    || HEADER + u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize > rest.len();
+                let zero_fill = rest.iter().all(|b| *b == 0);
+                if runs_past_end || zero_fill {
+                    return Ok(Scan { records, good_len: pos as u64, torn_bytes: rest.len() as u64 });
+                }
+                return Err(ScanError { offset: pos as u64, reason });
+            }
+        }
+    }
+    Ok(Scan { records, good_len: pos as u64, torn_bytes: 0 })
+}
+
+fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), String> {
+    let rest = &bytes[pos..];
+    if rest.len() < HEADER {
+        return Err("truncated record header".into());
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len == 0 || len > MAX_PAYLOAD {
+        return Err(format!("record length {len} out of range"));
+    }
+    let Some(payload) = rest.get(HEADER..HEADER + len) else {
+        return Err("record runs past the end of the file".into());
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let mut r = Reader { buf: payload };
+    let op = match r.u8()? {
+        1 => Op::Put,
+        2 => Op::Delete,
+        3 => Op::Revision,
+        other => return Err(format!("unknown op {other}")),
+    };
+    let revision = r.u64()?;
+    let create_revision = r.u64()?;
+    let version = r.u64()?;
+    let key_len = r.u32()? as usize;
+    let key = String::from_utf8(r.take(key_len)?.to_vec()).map_err(|_| "key is not UTF-8".to_string())?;
+    let value_len = r.u32()? as usize;
+    let value = r.take(value_len)?.to_vec();
+    if !r.buf.is_empty() {
+        return Err("trailing bytes in record".into());
+    }
+    Ok((Record { op, revision, create_revision, version, key, value }, pos + HEADER + len))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err("record payload too short".into());
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(rev: u64, key: &str, value: &str) -> Record {
+        Record { op: Op::Put, revision: rev, create_revision: rev, version: 1, key: key.into(), value: value.into() }
+    }
+
+    fn file(records: &[Record]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for r in records {
+            encode(r, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn round_trip() {
+        let recs = vec![
+            put(1, "/a", "x"),
+            Record { op: Op::Delete, revision: 2, create_revision: 0, version: 0, key: "/a".into(), value: vec![] },
+        ];
+        let bytes = file(&recs);
+        let scan = scan(&bytes).expect("scan");
+        assert_eq!(scan.records, recs);
+        assert_eq!(scan.good_len, bytes.len() as u64);
+        assert_eq!(scan.torn_bytes, 0);
+    }
+
+    #[test]
+    fn every_torn_tail_is_dropped_and_the_prefix_kept() {
+        let full = file(&[put(1, "/a", "first"), put(2, "/b", "second")]);
+        let first_len = file(&[put(1, "/a", "first")]).len();
+        for cut in first_len..full.len() {
+            let scan = scan(&full[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e:?}"));
+            assert_eq!(scan.records.len(), 1, "cut at {cut}");
+            assert_eq!(scan.good_len, first_len as u64);
+        }
+        let mut zero_filled = file(&[put(1, "/a", "first")]);
+        zero_filled.extend_from_slice(&[0; 100]);
+        assert_eq!(scan(&zero_filled).expect("zero fill").records.len(), 1);
+        assert_eq!(scan(&MAGIC[..3]).expect("torn header").records.len(), 0);
+    }
+
+    #[test]
+    fn corruption_before_good_data_is_refused() {
+        let mut bytes = file(&[put(1, "/a", "first"), put(2, "/b", "second")]);
+        bytes[MAGIC.len() + HEADER + 3] ^= 0xff;
+        let err = scan(&bytes).unwrap_err();
+        assert_eq!(err.offset, MAGIC.len() as u64);
+        assert!(err.reason.contains("checksum"));
+        assert!(scan(b"NOTSTORE-----").is_err());
+    }
+}
