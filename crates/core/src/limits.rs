@@ -31,10 +31,6 @@ pub struct Limits {
     pub store_value_max_bytes: usize,
     /// Most resources of one kind (ssls, upstreams, stream routes). Default 100,000.
     pub max_resources_per_kind: usize,
-    /// Bytes of each per-direction copy buffer of a proxied connection. The
-    /// buffer is allocated only while data flows, so idle players cost none.
-    /// Default 16,384 (one TLS record).
-    pub copy_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -48,7 +44,6 @@ impl Default for Limits {
             admin_request_timeout: ConfigDuration::from_secs(10),
             store_value_max_bytes: 1024 * 1024,
             max_resources_per_kind: 100_000,
-            copy_buffer_bytes: 16 * 1024,
         }
     }
 }
@@ -68,9 +63,6 @@ impl Limits {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
-        }
-        if !(512..=1024 * 1024).contains(&self.copy_buffer_bytes) {
-            return Err("limits.copy_buffer_bytes must be between 512 and 1048576".into());
         }
         if self.client_hello_max_bytes < 512 {
             return Err("limits.client_hello_max_bytes must be at least 512".into());

@@ -405,6 +405,11 @@ impl Store for EmbeddedStore {
         Ok(Listing { kvs, revision: view.revision })
     }
 
+    async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
+        let view = self.shared.read_view();
+        Ok(view.map.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).count())
+    }
+
     async fn put(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError> {
         let shared = Arc::clone(&self.shared);
         let key = key.to_owned();

@@ -172,6 +172,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
     /// Every key under `prefix`, with the revision it reflects.
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+    /// How many keys are under `prefix`.
+    async fn count(&self, prefix: &str) -> Result<usize, StoreError>;
     /// Writes `value` at `key` if `cond` holds. Returns only once durable.
     async fn put(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError>;
     /// Deletes `key` if `cond` holds; `Ok(None)` if it did not exist.

@@ -30,6 +30,8 @@ async fn put_get_list_delete_with_revisions() {
     assert!(matches!(conflict, Err(StoreError::ConditionFailed { .. })));
 
     s.put("/apisix/upstreams/u", b"u".to_vec(), Condition::Always).await.expect("put");
+    assert_eq!(s.count("/apisix/").await.expect("count"), 2);
+    assert_eq!(s.count("/apisix/ssls/").await.expect("count"), 1);
     let ssls = s.list("/apisix/ssls/").await.expect("list");
     assert_eq!(ssls.kvs.len(), 1);
     assert_eq!(ssls.revision, 3);

@@ -1,0 +1,87 @@
+use super::*;
+use shardgate_core::Metrics;
+use shardgate_snapshot::{RouteQuery, Snapshot};
+use shardgate_store::{Condition, EmbeddedOptions, EmbeddedStore};
+use shardgate_upstream::{ConnectDefaults, Resolver, UpstreamMetrics};
+
+struct Fixture {
+    store: Arc<EmbeddedStore>,
+    handle: Arc<SnapshotHandle>,
+    _dir: tempfile::TempDir,
+    reconciler: Option<Reconciler>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let handle = Arc::new(SnapshotHandle::new(Snapshot::default()));
+    let registry = Arc::new(Registry::new(
+        Arc::new(Resolver::new(Duration::from_secs(30), Duration::from_secs(5))),
+        UpstreamMetrics::default(),
+        ConnectDefaults::default(),
+    ));
+    let reconciler = Reconciler::new(
+        Arc::clone(&store) as Arc<dyn Store>,
+        Arc::clone(&handle),
+        registry,
+        TlsShared::new(16).expect("tls"),
+        ReconcilerSettings {
+            prefix: "/apisix".into(),
+            debounce: Duration::from_millis(5),
+            defaults: CompileDefaults { idle_timeout: Duration::from_secs(60) },
+        },
+        ControlMetrics::register(&Metrics::new()),
+        Arc::new(Health::default()),
+    );
+    Fixture { store, handle, _dir: dir, reconciler: Some(reconciler) }
+}
+
+fn q(sni: &str) -> RouteQuery<'_> {
+    RouteQuery {
+        sni: Some(sni),
+        server_port: 8888,
+        server_addr: "127.0.0.1".parse().expect("ip"),
+        remote_addr: "127.0.0.1".parse().expect("ip"),
+    }
+}
+
+async fn wait_for(handle: &SnapshotHandle, what: &str, ok: impl Fn(&Snapshot) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ok(&handle.load()) {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn loads_then_follows_writes_and_keeps_the_last_good_version() {
+    let mut f = fixture();
+    let route = |port: u16| format!(r#"{{"sni":"gs-1.com","upstream":{{"nodes":{{"127.0.0.1:{port}":1}}}}}}"#);
+    f.store.put("/apisix/stream_routes/1", route(9001).into_bytes(), Condition::Always).await.expect("put");
+    let mut r = f.reconciler.take().expect("reconciler");
+    r.load().await.expect("load");
+    assert!(f.handle.load().stream.find(&q("gs-1.com")).is_some());
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(r.run(async move {
+        stop_rx.await.ok();
+    }));
+
+    f.store.put("/apisix/stream_routes/2", br#"{"sni":"gs-2.com","upstream_id":"u"}"#.to_vec(), Condition::Always).await.expect("put");
+    wait_for(&f.handle, "the dangling route to be reported", |s| s.problems.len() == 1).await;
+    f.store.put("/apisix/upstreams/u", br#"{"nodes":{"127.0.0.1:9002":1}}"#.to_vec(), Condition::Always).await.expect("put");
+    wait_for(&f.handle, "gs-2 to route once its upstream exists", |s| s.stream.find(&q("gs-2.com")).is_some()).await;
+    assert!(f.handle.load().problems.is_empty());
+
+    // Another writer (e.g. a script writing to etcd directly) stores garbage.
+    f.store.put("/apisix/stream_routes/1", br#"{"sni":"gs-1.com","upstream":{"nodes":"oops"}}"#.to_vec(), Condition::Always).await.expect("put");
+    wait_for(&f.handle, "the bad version to be reported", |s| !s.problems.is_empty()).await;
+    let snap = f.handle.load();
+    let (kept, _) = snap.stream.find(&q("gs-1.com")).expect("last good version still routes");
+    assert_eq!(kept.upstream.config().nodes[0].port, 9001);
+
+    f.store.delete("/apisix/stream_routes/1", Condition::Always).await.expect("delete");
+    wait_for(&f.handle, "gs-1 to be gone", |s| s.stream.find(&q("gs-1.com")).is_none()).await;
+    stop_tx.send(()).expect("stop");
+    task.await.expect("reconciler task");
+}

@@ -1,0 +1,73 @@
+//! `ConfigState` → [`Snapshot`].
+//!
+//! The compiler resolves references (a route's `upstream_id`), takes upstream
+//! runtimes from the registry (reused when unchanged), builds the certificate
+//! store (reusing unchanged configs from the previous snapshot) and the route
+//! table. A resource that cannot be compiled is left out and reported as a
+//! [`Problem`]; everything else still applies. Stale upstream runtimes are
+//! dropped from the registry at the end.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardgate_model::{ConfigState, Invalid, Problem, ResourceKind, UpstreamRef};
+use shardgate_upstream::{Registry, UpstreamKey};
+
+use crate::stream_router::{Filters, StreamTarget};
+use crate::{CertStore, Snapshot, StreamRouter, TlsShared};
+
+/// Settings from the bootstrap file that compiled routes fall back to.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileDefaults {
+    /// Idle timeout of stream connections whose route and upstream set none.
+    pub idle_timeout: Duration,
+}
+
+/// Compiles `state` into a snapshot. Problems found in `state` (rejected
+/// versions) and while compiling are all listed in `Snapshot::problems`.
+pub fn compile(
+    state: &ConfigState,
+    registry: &Registry,
+    tls: &TlsShared,
+    prev: &Snapshot,
+    defaults: &CompileDefaults,
+) -> Snapshot {
+    let mut problems: Vec<Problem> = state.problems().cloned().collect();
+
+    let certs = CertStore::build(&state.ssls, tls, &prev.certs, &mut problems);
+
+    let mut stream = StreamRouter::default();
+    let mut used: HashSet<UpstreamKey> = HashSet::new();
+    for (id, entry) in &state.stream_routes {
+        let route = &entry.value;
+        let (key, config) = match &route.upstream {
+            UpstreamRef::Inline(config) => (UpstreamKey::InlineStream(id.clone()), Arc::clone(config)),
+            UpstreamRef::Id(uid) => match state.upstreams.get(uid) {
+                Some(u) => (UpstreamKey::Named(uid.clone()), Arc::clone(&u.value)),
+                None => {
+                    problems.push(Problem {
+                        kind: ResourceKind::StreamRoutes,
+                        id: id.clone(),
+                        revision: entry.revision,
+                        invalid: Invalid::new("upstream_id", format!("upstream {uid} does not exist")),
+                    });
+                    continue;
+                }
+            },
+        };
+        let upstream = registry.get_or_create(key.clone(), &config);
+        used.insert(key);
+        let idle_timeout = route.idle_timeout.or(config.idle_timeout).unwrap_or(defaults.idle_timeout);
+        let filters =
+            Filters { server_port: route.server_port, server_addr: route.server_addr, remote_addr: route.remote_addr };
+        let target = Arc::new(StreamTarget { route: Arc::clone(route), upstream, idle_timeout });
+        stream.insert(&route.snis, filters, target);
+    }
+    registry.retain(&used);
+
+    Snapshot { generation: state.revision(), stream, certs, problems }
+}
+
+#[cfg(test)]
+mod tests;

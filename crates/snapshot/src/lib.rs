@@ -1,0 +1,45 @@
+//! shardgate-snapshot owns the read side of configuration: an immutable
+//! [`Snapshot`] compiled from a `ConfigState`, and the [`SnapshotHandle`]
+//! through which the data plane reads it.
+//!
+//! Each connection calls [`SnapshotHandle::load`] once and keeps the `Arc`
+//! for its whole life, so a configuration change never touches a connection
+//! already open: it finishes on the generation it started with (STYLE items
+//! 5 and 6). Runtime state (balancers, counters) is not in the snapshot but
+//! in `shardgate-upstream`'s registry, which the compiler asks for each
+//! route's upstream.
+//!
+//! # Layout
+//! - [`sni`]: [`SniTable`], exact / one-label wildcard / suffix lookups. Pure.
+//! - [`stream_router`]: [`StreamRouter`], APISIX's stream-route precedence. Pure.
+//! - [`certs`]: [`CertStore`], one rustls `ServerConfig` per set of SSL
+//!   objects, sharing one session cache and ticketer ([`TlsShared`]).
+//! - [`compile`]: `ConfigState` → `Snapshot` plus problems.
+//! - [`handle`]: [`SnapshotHandle`], `ArcSwap` plus a generation watch.
+
+pub mod certs;
+pub mod compile;
+pub mod handle;
+pub mod sni;
+pub mod stream_router;
+
+use shardgate_model::Problem;
+
+pub use certs::{CertStore, TlsShared};
+pub use compile::{CompileDefaults, compile};
+pub use handle::SnapshotHandle;
+pub use sni::SniTable;
+pub use stream_router::{MatchRank, RouteQuery, StreamRouter, StreamTarget};
+
+/// One immutable generation of the compiled configuration.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The store revision this snapshot reflects.
+    pub generation: u64,
+    /// Stream routes.
+    pub stream: StreamRouter,
+    /// Certificates by SNI.
+    pub certs: CertStore,
+    /// Resources left out of this generation, and why.
+    pub problems: Vec<Problem>,
+}

@@ -1,0 +1,299 @@
+//! One stream connection, from accept to close.
+//!
+//! ```text
+//! accept -> snapshot = handle.load()          (this connection's generation, kept to the end)
+//!  TLS:   read ClientHello (byte cap, handshake timeout)
+//!         route by SNI (fallback SNI stands in for a missing or unserved name)
+//!           none -> alert unrecognized_name, count no_route
+//!         certificate by SNI
+//!           none -> alert unrecognized_name, count tls failure
+//!         handshake with the chosen config
+//!  plain: route by port and client address
+//! -> connect upstream (timeout, retry next node) -> copy both ways
+//! -> close: client/upstream closed, idle timeout, error, or drain deadline
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use shardgate_core::DrainWatch;
+use shardgate_snapshot::{RouteQuery, Snapshot, SnapshotHandle, StreamTarget};
+use shardgate_upstream::ConnectCtx;
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_rustls::StartHandshake;
+
+use crate::copy::{ByteCounters, Ended, copy_bidirectional};
+use crate::hello::{read_client_hello, refuse};
+use crate::metrics::{CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, RouteLabels, StreamMetrics};
+
+/// Everything a connection needs from its listener, shared by all its connections.
+pub(crate) struct ListenerCtx {
+    pub(crate) name: String,
+    pub(crate) tls: bool,
+    pub(crate) fallback_sni: Option<String>,
+    pub(crate) handle: Arc<SnapshotHandle>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) client_hello_max_bytes: usize,
+    pub(crate) keepalive: Duration,
+    pub(crate) metrics: StreamMetrics,
+    pub(crate) accepted: Counter,
+    pub(crate) active: Gauge,
+    pub(crate) no_route: Counter,
+    pub(crate) handshake_seconds: Histogram,
+}
+
+impl ListenerCtx {
+    fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.metrics
+            .handshake_failures
+            .get_or_create(&HandshakeLabels { listener: self.name.clone(), reason })
+            .inc();
+    }
+}
+
+/// How a connection ended, for the metric and the access log.
+struct Outcome {
+    route: Option<Arc<StreamTarget>>,
+    reason: CloseReason,
+    node: Option<String>,
+    from_client: u64,
+    to_client: u64,
+}
+
+impl Outcome {
+    fn early(reason: CloseReason, route: Option<Arc<StreamTarget>>) -> Self {
+        Outcome { route, reason, node: None, from_client: 0, to_client: 0 }
+    }
+}
+
+/// Decrements a gauge when dropped.
+struct GaugeGuard(Gauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub(crate) async fn handle(
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerCtx>,
+    drain: DrainWatch,
+    _permit: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    ctx.accepted.inc();
+    ctx.active.inc();
+    let _active = GaugeGuard(ctx.active.clone());
+
+    let local = match sock.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection gone before it was served");
+            return;
+        }
+    };
+    if let Err(e) = sock.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "set TCP_NODELAY");
+    }
+    let ka = TcpKeepalive::new().with_time(ctx.keepalive).with_interval(Duration::from_secs(10));
+    if let Err(e) = SockRef::from(&sock).set_tcp_keepalive(&ka) {
+        tracing::debug!(%peer, error = %e, "set keepalive");
+    }
+
+    let snap = ctx.handle.load();
+    let (outcome, sni) = if ctx.tls {
+        serve_tls(sock, peer, local, &ctx, &snap, drain, started).await
+    } else {
+        (serve_plain(sock, peer, local, &ctx, &snap, drain).await, None)
+    };
+
+    let route_id = outcome.route.as_ref().map(|t| t.route.id.to_string());
+    ctx.metrics
+        .closed
+        .get_or_create(&CloseLabels {
+            listener: ctx.name.clone(),
+            route: route_id.clone().unwrap_or_default(),
+            reason: outcome.reason,
+        })
+        .inc();
+    tracing::info!(
+        target: "shardgate::access",
+        listener = %ctx.name,
+        %peer,
+        sni = sni.as_deref().unwrap_or(""),
+        route = route_id.as_deref().unwrap_or(""),
+        node = outcome.node.as_deref().unwrap_or(""),
+        generation = snap.generation,
+        from_client = outcome.from_client,
+        to_client = outcome.to_client,
+        duration_ms = started.elapsed().as_millis() as u64,
+        reason = outcome.reason.as_str(),
+        "stream connection closed"
+    );
+}
+
+fn query<'a>(sni: Option<&'a str>, peer: SocketAddr, local: SocketAddr) -> RouteQuery<'a> {
+    RouteQuery { sni, server_port: local.port(), server_addr: local.ip(), remote_addr: peer.ip() }
+}
+
+async fn serve_plain(
+    sock: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerCtx,
+    snap: &Snapshot,
+    drain: DrainWatch,
+) -> Outcome {
+    let Some((target, _)) = snap.stream.find(&query(None, peer, local)) else {
+        ctx.no_route.inc();
+        tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
+        return Outcome::early(CloseReason::no_route, None);
+    };
+    proxy(sock, Arc::clone(target), peer, local, None, ctx, drain).await
+}
+
+async fn serve_tls(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerCtx,
+    snap: &Snapshot,
+    drain: DrainWatch,
+    started: Instant,
+) -> (Outcome, Option<String>) {
+    let deadline = started + ctx.handshake_timeout;
+    let accepted = match tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            ctx.handshake_failed(e.failure());
+            tracing::debug!(listener = %ctx.name, %peer, error = %e, "no usable ClientHello");
+            return (Outcome::early(CloseReason::tls_failed, None), None);
+        }
+        Err(_) => {
+            ctx.handshake_failed(HandshakeFailure::timeout);
+            return (Outcome::early(CloseReason::tls_failed, None), None);
+        }
+    };
+
+    let hello = accepted.client_hello();
+    // rustls lower-cases the SNI; a trailing dot is not part of the name (APISIX strips it too).
+    let sni: Option<String> = hello.server_name().map(|s| s.trim_end_matches('.').to_owned());
+    let fallback = ctx.fallback_sni.as_deref();
+
+    // The fallback name stands in for a missing name, and for a name nothing serves.
+    let route = snap
+        .stream
+        .find(&query(sni.as_deref().or(fallback), peer, local))
+        .or_else(|| match (&sni, fallback) {
+            (Some(_), Some(f)) => snap.stream.find(&query(Some(f), peer, local)),
+            _ => None,
+        })
+        .map(|(t, _)| Arc::clone(t));
+    let Some(route) = route else {
+        ctx.no_route.inc();
+        tracing::warn!(listener = %ctx.name, %peer, sni = sni.as_deref().unwrap_or(""), port = local.port(), "no stream route matches; refusing the handshake");
+        refuse(&mut sock).await;
+        return (Outcome::early(CloseReason::no_route, None), sni);
+    };
+
+    let cert = sni
+        .as_deref()
+        .and_then(|s| snap.certs.find(s))
+        .or_else(|| fallback.and_then(|f| snap.certs.find(f)));
+    let Some(cert) = cert else {
+        let reason = if sni.is_some() { HandshakeFailure::unknown_sni } else { HandshakeFailure::no_sni };
+        ctx.handshake_failed(reason);
+        tracing::warn!(listener = %ctx.name, %peer, sni = sni.as_deref().unwrap_or(""), reason = reason.as_str(), "no certificate for this SNI; refusing the handshake");
+        refuse(&mut sock).await;
+        return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
+    };
+
+    let handshake = StartHandshake::from_parts(accepted, sock).into_stream(Arc::clone(&cert.config));
+    let tls = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = match e.kind() {
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                    HandshakeFailure::client_closed
+                }
+                _ => HandshakeFailure::protocol_error,
+            };
+            ctx.handshake_failed(reason);
+            tracing::debug!(listener = %ctx.name, %peer, sni = sni.as_deref().unwrap_or(""), error = %e, "TLS handshake failed");
+            return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
+        }
+        Err(_) => {
+            ctx.handshake_failed(HandshakeFailure::timeout);
+            return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
+        }
+    };
+    ctx.handshake_seconds.observe(started.elapsed().as_secs_f64());
+    let outcome = proxy(tls, route, peer, local, sni.as_deref(), ctx, drain).await;
+    (outcome, sni)
+}
+
+async fn proxy<D>(
+    mut down: D,
+    target: Arc<StreamTarget>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    sni: Option<&str>,
+    ctx: &ListenerCtx,
+    mut drain: DrainWatch,
+) -> Outcome
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+{
+    let labels = RouteLabels { route: target.route.id.to_string() };
+    let route_active = ctx.metrics.route_active.get_or_create_owned(&labels);
+    route_active.inc();
+    let _route_active = GaugeGuard(route_active);
+
+    let connected = match target.upstream.connect(&ConnectCtx { client: peer, local, sni }).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(listener = %ctx.name, %peer, route = %labels.route, error = %e, "no upstream connection");
+            return Outcome::early(CloseReason::upstream_unavailable, Some(target));
+        }
+    };
+    let node = connected.peer.node().to_owned();
+    let mut up = connected.stream;
+    let counters = ByteCounters {
+        from_client: ctx.metrics.bytes_in.get_or_create_owned(&labels),
+        to_client: ctx.metrics.bytes_out.get_or_create_owned(&labels),
+    };
+
+    let cut = async {
+        let draining = drain.draining().await;
+        tokio::time::sleep_until(draining.deadline).await;
+    };
+    let r = copy_bidirectional(&mut down, &mut up, target.idle_timeout, &counters, cut).await;
+    let reason = match r.ended {
+        Ended::ClientClosed => CloseReason::client_closed,
+        Ended::UpstreamClosed => CloseReason::upstream_closed,
+        Ended::IdleTimeout => CloseReason::idle_timeout,
+        Ended::Cut => CloseReason::drain,
+        Ended::ClientError(e) => {
+            tracing::debug!(%peer, error = %e, "player side error");
+            CloseReason::client_error
+        }
+        Ended::UpstreamError(e) => {
+            tracing::debug!(%peer, node = %node, error = %e, "game server side error");
+            CloseReason::upstream_error
+        }
+    };
+    let (from_client, to_client) = (r.from_client, r.to_client);
+    drop(connected.peer);
+    Outcome { route: Some(target), reason, node: Some(node), from_client, to_client }
+}

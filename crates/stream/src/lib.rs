@@ -1,0 +1,27 @@
+//! shardgate-stream is the L4 data plane: it accepts player connections on
+//! the stream listeners, reads the TLS ClientHello, routes by SNI, port and
+//! client address, terminates TLS with the certificate chosen by SNI,
+//! connects to the upstream and copies bytes both ways until either side
+//! closes, the connection idles out, or the drain deadline passes.
+//!
+//! It sees configuration only through a `SnapshotHandle` (never the store or
+//! the Admin API) and loads the snapshot once per connection, so every
+//! connection runs start to finish on one configuration generation.
+//!
+//! The lifecycle of one connection is in `docs/lifecycle/stream-connection.md`.
+//!
+//! # Layout
+//! - [`listener`]: binding, the accept loop, the connection limit, the drain.
+//! - [`conn`]: one connection from accept to close.
+//! - [`hello`]: reading the ClientHello with a byte cap, refusing with an alert.
+//! - [`copy`]: bidirectional copy with half-close, idle timeout and counters.
+//! - [`metrics`]: the stream metric families.
+
+pub mod conn;
+pub mod copy;
+pub mod hello;
+pub mod listener;
+pub mod metrics;
+
+pub use listener::{ListenerSpec, StreamSettings, bind, serve};
+pub use metrics::StreamMetrics;

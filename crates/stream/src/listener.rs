@@ -1,0 +1,112 @@
+//! Stream listeners: binding, the accept loop, the connection limit and the drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shardgate_core::DrainWatch;
+use shardgate_snapshot::SnapshotHandle;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+
+use crate::StreamMetrics;
+use crate::conn::{self, ListenerCtx};
+use crate::metrics::ListenerLabels;
+
+/// Pending connections the kernel queues per listener (a login storm arrives
+/// faster than any accept loop).
+const BACKLOG: u32 = 4096;
+
+/// One stream listener as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Terminate TLS (and route by SNI).
+    pub tls: bool,
+    /// The name that stands in for a missing SNI, or one nothing serves.
+    pub fallback_sni: Option<String>,
+}
+
+impl ListenerSpec {
+    /// The metric and log label: `tls/0.0.0.0:8888` or `tcp/...`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", if self.tls { "tls" } else { "tcp" }, self.addr)
+    }
+}
+
+/// Settings shared by every stream listener.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Connections open at once over all stream listeners; accepting pauses at the limit.
+    pub max_connections: Arc<Semaphore>,
+    /// Time from accept to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Most bytes read while waiting for a whole ClientHello.
+    pub client_hello_max_bytes: usize,
+    /// TCP keepalive idle time on player sockets.
+    pub keepalive: Duration,
+}
+
+/// Binds a listener with `SO_REUSEADDR` and a deep backlog.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Accepts connections until the drain starts, serving each in its own task.
+/// Returns when the listener has stopped accepting (its socket is closed on
+/// return); the connections it started keep running until they end or the
+/// drain deadline.
+pub async fn serve(
+    listener: TcpListener,
+    spec: ListenerSpec,
+    handle: Arc<SnapshotHandle>,
+    settings: StreamSettings,
+    metrics: StreamMetrics,
+    mut drain: DrainWatch,
+) {
+    let labels = ListenerLabels { listener: spec.label() };
+    let ctx = Arc::new(ListenerCtx {
+        name: labels.listener.clone(),
+        tls: spec.tls,
+        fallback_sni: spec.fallback_sni.map(|s| s.to_ascii_lowercase()),
+        handle,
+        handshake_timeout: settings.handshake_timeout,
+        client_hello_max_bytes: settings.client_hello_max_bytes,
+        keepalive: settings.keepalive,
+        accepted: metrics.accepted.get_or_create_owned(&labels),
+        active: metrics.active.get_or_create_owned(&labels),
+        no_route: metrics.no_route.get_or_create_owned(&labels),
+        handshake_seconds: metrics.handshake_seconds.get_or_create_owned(&labels),
+        metrics,
+    });
+    tracing::info!(listener = %ctx.name, "stream listener accepting");
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&settings.max_connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = drain.draining() => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = drain.draining() => break,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                tokio::spawn(conn::handle(sock, peer, Arc::clone(&ctx), drain.clone(), permit));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning.
+                tracing::warn!(listener = %ctx.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!(listener = %ctx.name, "stream listener stopped accepting");
+}

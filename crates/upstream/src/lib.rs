@@ -1,0 +1,25 @@
+//! shardgate-upstream owns the runtime side of upstreams: the state that must
+//! outlive configuration snapshots. A snapshot holds `Arc<Upstream>`s taken
+//! from the [`Registry`]; when a new snapshot is compiled, an upstream whose
+//! configuration did not change is handed out again, so its round-robin
+//! position, active-connection counts and failure marks carry over and a
+//! route edit resets nothing (pingora's `Backends` kept apart from the
+//! selector; linkerd's backend cache shared across routes).
+//!
+//! # Layout
+//! - [`registry`]: [`Registry`], keyed by [`UpstreamKey`], and [`Upstream`]
+//!   with `connect`: select a node, resolve it, connect with a timeout, retry
+//!   on the next node.
+//! - [`balancer`]: node selection (smooth weighted round robin, consistent
+//!   hash, least connections), with priorities and the tried set. Pure.
+//! - [`resolver`]: DNS names to addresses with a TTL and last-good fallback.
+//! - [`metrics`]: per-node counters and gauges.
+
+pub mod balancer;
+pub mod metrics;
+pub mod registry;
+pub mod resolver;
+
+pub use metrics::UpstreamMetrics;
+pub use registry::{ConnectCtx, ConnectDefaults, ConnectError, Connected, PeerGuard, Registry, Upstream, UpstreamKey};
+pub use resolver::Resolver;

@@ -1,0 +1,45 @@
+//! Upstream metrics: connects, connect failures and active connections per node.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use shardgate_core::Metrics;
+
+/// Labels of a per-node series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// `upstreams/<id>` or `stream_routes/<id>` for an inline upstream.
+    pub upstream: String,
+    /// `host:port` as configured.
+    pub node: String,
+}
+
+/// The upstream metric families.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamMetrics {
+    /// `shardgate_upstream_connects_total`: successful connects.
+    pub connects: Family<NodeLabels, Counter>,
+    /// `shardgate_upstream_connect_failures_total`: failed connect attempts
+    /// (refused, unreachable, timed out, DNS failure).
+    pub connect_failures: Family<NodeLabels, Counter>,
+    /// `shardgate_upstream_connections_active`: proxied connections open to the node.
+    pub active: Family<NodeLabels, Gauge>,
+}
+
+impl UpstreamMetrics {
+    /// Creates the families and registers them.
+    pub fn register(metrics: &Metrics) -> Self {
+        let m = UpstreamMetrics::default();
+        metrics.register(|r| {
+            r.register("upstream_connects", "Successful connects to an upstream node", m.connects.clone());
+            r.register(
+                "upstream_connect_failures",
+                "Failed connect attempts to an upstream node (refused, unreachable, timeout, DNS)",
+                m.connect_failures.clone(),
+            );
+            r.register("upstream_connections_active", "Proxied connections open to an upstream node", m.active.clone());
+        });
+        m
+    }
+}

@@ -1,0 +1,394 @@
+//! The registry of upstream runtimes, and connecting to an upstream.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use shardgate_model::{HashKey, Host, Node, ResourceId};
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::balancer::{Balancer, Candidate};
+use crate::metrics::NodeLabels;
+use crate::{Resolver, UpstreamMetrics};
+
+/// Which upstream: a standalone resource, or the inline upstream of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UpstreamKey {
+    /// `upstreams/<id>`.
+    Named(ResourceId),
+    /// The inline upstream of `stream_routes/<id>`.
+    InlineStream(ResourceId),
+}
+
+impl fmt::Display for UpstreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamKey::Named(id) => write!(f, "upstreams/{id}"),
+            UpstreamKey::InlineStream(id) => write!(f, "stream_routes/{id}"),
+        }
+    }
+}
+
+/// Defaults for settings an upstream leaves out, from the bootstrap file.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectDefaults {
+    /// Connect timeout per attempt when the upstream sets none.
+    pub connect_timeout: Duration,
+    /// How long a node that failed a connect is skipped (nginx `fail_timeout`,
+    /// with `max_fails=1`: nginx's defaults).
+    pub fail_timeout: Duration,
+    /// TCP keepalive idle time on upstream sockets (dead game servers are
+    /// noticed even when the player is silent).
+    pub keepalive: Duration,
+}
+
+impl Default for ConnectDefaults {
+    fn default() -> Self {
+        ConnectDefaults {
+            connect_timeout: Duration::from_secs(5),
+            fail_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Upstream runtimes, keyed by [`UpstreamKey`], reused while their
+/// configuration is unchanged.
+#[derive(Debug)]
+pub struct Registry {
+    map: Mutex<HashMap<UpstreamKey, Arc<Upstream>>>,
+    resolver: Arc<Resolver>,
+    metrics: UpstreamMetrics,
+    defaults: ConnectDefaults,
+    epoch: Instant,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(resolver: Arc<Resolver>, metrics: UpstreamMetrics, defaults: ConnectDefaults) -> Self {
+        Registry { map: Mutex::new(HashMap::new()), resolver, metrics, defaults, epoch: Instant::now() }
+    }
+
+    /// The runtime for `key` with configuration `config`: the existing one if
+    /// its configuration is equal, otherwise a fresh one that replaces it.
+    pub fn get_or_create(&self, key: UpstreamKey, config: &Arc<shardgate_model::Upstream>) -> Arc<Upstream> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = map.get(&key)
+            && (Arc::ptr_eq(&existing.config, config) || *existing.config == **config)
+        {
+            return Arc::clone(existing);
+        }
+        let up = Arc::new(Upstream::new(key.clone(), Arc::clone(config), self));
+        map.insert(key, Arc::clone(&up));
+        up
+    }
+
+    /// Forgets every upstream not in `keep`. Connections still using one keep
+    /// their `Arc` until they close.
+    pub fn retain(&self, keep: &HashSet<UpstreamKey>) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|k, _| keep.contains(k));
+    }
+
+    /// How many upstreams are registered.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no upstream is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct NodeState {
+    node: Node,
+    label: String,
+    active: AtomicU32,
+    /// Milliseconds since the registry epoch until which the node is down.
+    down_until_ms: AtomicU64,
+    next_addr: AtomicUsize,
+    connects: Counter,
+    failures: Counter,
+    active_gauge: Gauge,
+}
+
+/// One upstream's runtime: its nodes with their live state, and its balancer.
+pub struct Upstream {
+    key: UpstreamKey,
+    label: String,
+    config: Arc<shardgate_model::Upstream>,
+    nodes: Box<[NodeState]>,
+    balancer: Balancer,
+    resolver: Arc<Resolver>,
+    defaults: ConnectDefaults,
+    epoch: Instant,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream").field("key", &self.key).field("nodes", &self.nodes.len()).finish_non_exhaustive()
+    }
+}
+
+/// Facts about the connection that balancing may hash.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectCtx<'a> {
+    /// The player's address.
+    pub client: SocketAddr,
+    /// The gateway's local address of the connection.
+    pub local: SocketAddr,
+    /// The SNI, if any.
+    pub sni: Option<&'a str>,
+}
+
+/// A connected upstream socket and the node it belongs to.
+#[derive(Debug)]
+pub struct Connected {
+    /// The socket, with TCP_NODELAY and keepalive set.
+    pub stream: TcpStream,
+    /// Holds the node's active-connection count until dropped.
+    pub peer: PeerGuard,
+}
+
+/// Counts one active connection on a node while alive.
+pub struct PeerGuard {
+    upstream: Arc<Upstream>,
+    index: usize,
+    addr: SocketAddr,
+}
+
+impl fmt::Debug for PeerGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerGuard").field("node", &self.node()).field("addr", &self.addr).finish()
+    }
+}
+
+impl PeerGuard {
+    /// The node as configured (`host:port`).
+    pub fn node(&self) -> &str {
+        &self.upstream.nodes[self.index].label
+    }
+
+    /// The address connected to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        let n = &self.upstream.nodes[self.index];
+        n.active.fetch_sub(1, Ordering::Relaxed);
+        n.active_gauge.dec();
+    }
+}
+
+/// Why no upstream connection could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The upstream has no node with a weight above 0.
+    #[error("upstream {upstream} has no usable node")]
+    NoNodes {
+        /// The upstream.
+        upstream: String,
+    },
+    /// Every attempt failed; `last` is the final attempt's error.
+    #[error("upstream {upstream}: {attempts} connect attempt(s) failed, last to {node}: {last}")]
+    Failed {
+        /// The upstream.
+        upstream: String,
+        /// Attempts made.
+        attempts: usize,
+        /// The node of the last attempt.
+        node: String,
+        /// The last error.
+        last: String,
+    },
+}
+
+impl Upstream {
+    fn new(key: UpstreamKey, config: Arc<shardgate_model::Upstream>, reg: &Registry) -> Self {
+        let label = key.to_string();
+        let nodes = config
+            .nodes
+            .iter()
+            .map(|node| {
+                let labels = NodeLabels { upstream: label.clone(), node: node.to_string() };
+                NodeState {
+                    node: node.clone(),
+                    label: labels.node.clone(),
+                    active: AtomicU32::new(0),
+                    down_until_ms: AtomicU64::new(0),
+                    next_addr: AtomicUsize::new(0),
+                    connects: reg.metrics.connects.get_or_create_owned(&labels),
+                    failures: reg.metrics.connect_failures.get_or_create_owned(&labels),
+                    active_gauge: reg.metrics.active.get_or_create_owned(&labels),
+                }
+            })
+            .collect();
+        let balancer = Balancer::new(config.balance, &config.nodes);
+        Upstream {
+            key,
+            label,
+            config,
+            nodes,
+            balancer,
+            resolver: Arc::clone(&reg.resolver),
+            defaults: reg.defaults,
+            epoch: reg.epoch,
+        }
+    }
+
+    /// The key this runtime is registered under.
+    pub fn key(&self) -> &UpstreamKey {
+        &self.key
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<shardgate_model::Upstream> {
+        &self.config
+    }
+
+    /// Active connections per node, in configuration order.
+    pub fn active_per_node(&self) -> Vec<(String, u32)> {
+        self.nodes.iter().map(|n| (n.label.clone(), n.active.load(Ordering::Relaxed))).collect()
+    }
+
+    fn now_ms(&self) -> u64 {
+        Instant::now().duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn hash(&self, ctx: &ConnectCtx<'_>) -> u32 {
+        match self.balancer.hash_key() {
+            None => 0,
+            Some(HashKey::RemoteAddr) => hash_ip(ctx.client.ip()),
+            Some(HashKey::ServerAddr) => hash_ip(ctx.local.ip()),
+            Some(HashKey::ServerPort) => crc32fast::hash(&ctx.local.port().to_be_bytes()),
+            Some(HashKey::Sni) => crc32fast::hash(ctx.sni.unwrap_or_default().as_bytes()),
+        }
+    }
+
+    fn select(&self, hash: u32, tried: &[usize]) -> Option<usize> {
+        let now = self.now_ms();
+        // Small and short-lived: one entry per node, built per attempt.
+        let cands: Vec<Candidate> = self
+            .nodes
+            .iter()
+            .map(|n| Candidate {
+                weight: n.node.weight,
+                priority: n.node.priority,
+                active: n.active.load(Ordering::Relaxed),
+                down: n.down_until_ms.load(Ordering::Relaxed) > now,
+            })
+            .collect();
+        self.balancer.select(&cands, hash, tried)
+    }
+
+    /// Connects to a node chosen by the balancer, retrying on the next node
+    /// after a failure, within the upstream's retry count and retry timeout.
+    pub async fn connect(self: &Arc<Self>, ctx: &ConnectCtx<'_>) -> Result<Connected, ConnectError> {
+        let node_count = self.nodes.len();
+        let retries = self.config.retries.map_or(node_count.saturating_sub(1), |r| r as usize);
+        let attempts_max = 1 + retries;
+        let deadline = self.config.retry_timeout.map(|t| Instant::now() + t);
+        let per_attempt = self.config.connect_timeout.unwrap_or(self.defaults.connect_timeout);
+        let hash = self.hash(ctx);
+
+        let mut tried: Vec<usize> = Vec::with_capacity(attempts_max.min(node_count).max(1));
+        let mut last: Option<(usize, String)> = None;
+        let mut attempts = 0;
+        while attempts < attempts_max {
+            let index = match self.select(hash, &tried) {
+                Some(i) => i,
+                None if tried.is_empty() => return Err(ConnectError::NoNodes { upstream: self.label.clone() }),
+                None => {
+                    // Every node was tried and retries remain: start over.
+                    tried.clear();
+                    match self.select(hash, &tried) {
+                        Some(i) => i,
+                        None => break,
+                    }
+                }
+            };
+            tried.push(index);
+            attempts += 1;
+            let timeout = match deadline {
+                Some(d) => per_attempt.min(d.saturating_duration_since(Instant::now())),
+                None => per_attempt,
+            };
+            match self.connect_node(index, timeout).await {
+                Ok((stream, addr)) => {
+                    let n = &self.nodes[index];
+                    n.down_until_ms.store(0, Ordering::Relaxed);
+                    n.active.fetch_add(1, Ordering::Relaxed);
+                    n.active_gauge.inc();
+                    n.connects.inc();
+                    return Ok(Connected { stream, peer: PeerGuard { upstream: Arc::clone(self), index, addr } });
+                }
+                Err(reason) => {
+                    let n = &self.nodes[index];
+                    n.failures.inc();
+                    let until = self.now_ms() + self.defaults.fail_timeout.as_millis() as u64;
+                    n.down_until_ms.store(until, Ordering::Relaxed);
+                    tracing::warn!(upstream = %self.label, node = %n.label, error = %reason, attempt = attempts, "upstream connect failed");
+                    last = Some((index, reason));
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        let (index, last) = last.unwrap_or((0, "retry timeout reached".into()));
+        Err(ConnectError::Failed {
+            upstream: self.label.clone(),
+            attempts,
+            node: self.nodes.get(index).map_or_else(String::new, |n| n.label.clone()),
+            last,
+        })
+    }
+
+    async fn connect_node(&self, index: usize, timeout: Duration) -> Result<(TcpStream, SocketAddr), String> {
+        let n = &self.nodes[index];
+        let ip = match &n.node.host {
+            Host::Ip(ip) => *ip,
+            Host::Name(name) => {
+                let addrs = self.resolver.resolve(name).await.map_err(|e| e.to_string())?;
+                let k = n.next_addr.fetch_add(1, Ordering::Relaxed);
+                addrs[k % addrs.len()]
+            }
+        };
+        let addr = SocketAddr::new(ip, n.node.port);
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("{addr}: {e}")),
+            Err(_) => return Err(format!("{addr}: connect timed out after {timeout:?}")),
+        };
+        stream.set_nodelay(true).map_err(|e| format!("{addr}: set TCP_NODELAY: {e}"))?;
+        let ka = TcpKeepalive::new().with_time(self.defaults.keepalive).with_interval(Duration::from_secs(10));
+        SockRef::from(&stream)
+            .set_tcp_keepalive(&ka)
+            .map_err(|e| format!("{addr}: set keepalive: {e}"))?;
+        Ok((stream, addr))
+    }
+}
+
+fn hash_ip(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(v4) => crc32fast::hash(&v4.octets()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => crc32fast::hash(&v4.octets()),
+            None => crc32fast::hash(&v6.octets()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
