@@ -88,7 +88,7 @@ pub(crate) async fn handle(
     sock: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
-    drain: DrainWatch,
+    mut drain: DrainWatch,
     _permit: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
@@ -113,9 +113,9 @@ pub(crate) async fn handle(
 
     let snap = ctx.handle.load();
     let (outcome, sni) = if ctx.tls {
-        serve_tls(sock, peer, local, &ctx, &snap, drain, started).await
+        serve_tls(sock, peer, local, &ctx, &snap, &mut drain, started).await
     } else {
-        (serve_plain(sock, peer, local, &ctx, &snap, drain).await, None)
+        (serve_plain(sock, peer, local, &ctx, &snap, &mut drain).await, None)
     };
 
     let route_id = outcome.route.as_ref().map(|t| t.route.id.to_string());
@@ -153,7 +153,7 @@ async fn serve_plain(
     local: SocketAddr,
     ctx: &ListenerCtx,
     snap: &Snapshot,
-    drain: DrainWatch,
+    drain: &mut DrainWatch,
 ) -> Outcome {
     let Some((target, _)) = snap.stream.find(&query(None, peer, local)) else {
         ctx.no_route.inc();
@@ -169,7 +169,7 @@ async fn serve_tls(
     local: SocketAddr,
     ctx: &ListenerCtx,
     snap: &Snapshot,
-    drain: DrainWatch,
+    drain: &mut DrainWatch,
     started: Instant,
 ) -> (Outcome, Option<String>) {
     let deadline = started + ctx.handshake_timeout;
@@ -250,7 +250,7 @@ async fn proxy<D>(
     local: SocketAddr,
     sni: Option<&str>,
     ctx: &ListenerCtx,
-    mut drain: DrainWatch,
+    drain: &mut DrainWatch,
 ) -> Outcome
 where
     D: AsyncRead + AsyncWrite + Unpin,

@@ -120,6 +120,12 @@ where
                 }
                 return Poll::Pending;
             }
+            // A TLS peer that closes TCP without close_notify: most game
+            // clients hang up this way, so it counts as a normal end of stream.
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                half.read_done = true;
+                continue;
+            }
             Poll::Ready(Err(e)) => return Poll::Ready(Err((Side::Reader, e))),
             Poll::Ready(Ok(())) => {}
         }

@@ -1,0 +1,193 @@
+use super::*;
+use axum::http::Request;
+use shardgate_store::{EmbeddedOptions, EmbeddedStore};
+use tower::ServiceExt;
+
+const KEY: &str = "test-admin-key-0123456789";
+
+struct Api {
+    router: Router,
+    store: Arc<EmbeddedStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn api() -> Api {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let limits = Limits { admin_body_max_bytes: 64 * 1024, ..Limits::default() };
+    let state = AdminState::new(Arc::clone(&store) as Arc<dyn Store>, "/apisix", KEY, limits);
+    Api { router: router(state), store, _dir: dir }
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+        self.call_with(method, path, body, Some(KEY)).await
+    }
+
+    async fn call_with(&self, method: &str, path: &str, body: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header("X-API-KEY", k);
+        }
+        let resp = self.router.clone().oneshot(req.body(Body::from(body.to_owned())).expect("request")).await.expect("response");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn snapshot(&self) -> (u64, Vec<KeyValue>) {
+        let l = self.store.list("/apisix/").await.expect("list");
+        (l.revision, l.kvs)
+    }
+}
+
+fn cert(name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params").self_signed(&key).expect("cert");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// The seed's body, built the way its shell command builds it: PEM text
+/// pasted raw (real newlines) between the quotes.
+fn seed_ssl_body(cert: &str, key: &str, sni: &str) -> String {
+    format!("\n{{\n\"cert\": \"{}\",\n\"key\": \"{}\",\n\"snis\": [\"{sni}\"]\n}}", cert.trim_end(), key.trim_end())
+}
+
+#[tokio::test]
+async fn the_key_is_required_from_header_query_or_cookie() {
+    let a = api();
+    let (s, v) = a.call_with("GET", "/apisix/admin/ssls", "", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["description"], "missing apikey");
+    let (s, v) = a.call_with("GET", "/apisix/admin/ssls", "", Some("wrong")).await;
+    assert_eq!((s, v["description"].as_str()), (StatusCode::UNAUTHORIZED, Some("wrong apikey")));
+    let (s, _) = a.call_with("GET", &format!("/apisix/admin/ssls?api_key={KEY}"), "", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let req = Request::get("/apisix/admin/ssls").header("cookie", format!("a=b; x_api_key={KEY}")).body(Body::empty()).expect("req");
+    assert_eq!(a.router.clone().oneshot(req).await.expect("resp").status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn seed_ssl_post_list_and_get_never_show_the_key() {
+    let a = api();
+    let (c, k) = cert("gs-1.com");
+    let (s, v) = a.call("POST", "/apisix/admin/ssls", &seed_ssl_body(&c, &k, "gs-1.com")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["key"].as_str().expect("key").to_owned();
+    let id = key.rsplit('/').next().expect("id").to_owned();
+    assert_eq!(id.len(), 20, "APISIX-style generated id: {id}");
+    assert!(v["value"].get("key").is_none(), "no private key in the answer");
+    assert_eq!(v["value"]["snis"][0], "gs-1.com");
+
+    let (s, v) = a.call("GET", "/apisix/admin/ssls", "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["list"][0]["key"], key.as_str());
+    assert!(v["list"][0]["value"].get("key").is_none());
+    assert!(v["list"][0]["value"]["create_time"].is_i64());
+
+    let (s, v) = a.call("GET", &format!("/apisix/admin/ssls/{id}"), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["value"].get("key").is_none());
+    assert!(v["modifiedIndex"].is_u64());
+}
+
+#[tokio::test]
+async fn put_creates_then_replaces_and_keeps_create_time() {
+    let a = api();
+    let body = r#"{"nodes": {"127.0.0.1:9000": 1}, "type": "roundrobin"}"#;
+    let (s, v) = a.call("PUT", "/apisix/admin/upstreams/1", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["key"], "/apisix/upstreams/1");
+    assert_eq!(v["value"]["id"], "1");
+    let created = v["value"]["create_time"].clone();
+    let (s, v) = a.call("PUT", "/apisix/admin/upstreams/1", body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["value"]["create_time"], created);
+    let (s, v) = a.call("PUT", "/apisix/admin/upstreams/1", r#"{"id": "2", "nodes": {"127.0.0.1:9000": 1}}"#).await;
+    assert_eq!((s, v["error_msg"].as_str()), (StatusCode::BAD_REQUEST, Some("wrong upstream id")));
+    let (s, v) = a.call("POST", "/apisix/admin/upstreams", r#"{"id": "2", "nodes": {"127.0.0.1:9000": 1}}"#).await;
+    assert_eq!((s, v["error_msg"].as_str()), (StatusCode::BAD_REQUEST, Some("wrong upstream id, do not need it")));
+}
+
+#[tokio::test]
+async fn every_bad_write_is_refused_and_changes_nothing() {
+    let a = api();
+    let (c, k) = cert("gs-1.com");
+    let (_, other_key) = cert("gs-2.com");
+    assert_eq!(a.call("PUT", "/apisix/admin/ssls/1", &seed_ssl_body(&c, &k, "gs-1.com")).await.0, StatusCode::CREATED);
+    assert_eq!(a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await.0, StatusCode::CREATED);
+    let before = a.snapshot().await;
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("/apisix/admin/stream_routes/r", "{not json".into(), "invalid request body"),
+        ("/apisix/admin/stream_routes/r", "".into(), "invalid request body"),
+        ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream_id":"u","bogus":1}"#.into(), "\"bogus\""),
+        ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com"}"#.into(), "\"upstream\""),
+        ("/apisix/admin/stream_routes/r", r#"{"sni":"a..com","upstream_id":"u"}"#.into(), "\"sni\""),
+        ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream":{"nodes":{"gs-1:port":1}}}"#.into(), "upstream.nodes"),
+        ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream_id":"missing"}"#.into(), "upstream id [missing]"),
+        ("/apisix/admin/ssls/1", seed_ssl_body(&c, &other_key, "gs-1.com"), "does not match"),
+        ("/apisix/admin/ssls/1", seed_ssl_body("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", &k, "gs-1.com"), "\"cert\""),
+        ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?}}}"#), "\"snis\""),
+        ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?},"snis":["10.0.0.1"]}}"#), "IP address"),
+        ("/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:99999":1}}"#.into(), "nodes"),
+    ];
+    for (path, body, needle) in cases {
+        let (s, v) = a.call("PUT", path, &body).await;
+        let msg = v["error_msg"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body:.60}: {v}");
+        assert!(msg.contains(needle), "{path}: {msg:?} should name {needle:?}");
+        assert_eq!(a.snapshot().await, before, "{path}: the store is unchanged after {msg:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_in_use_cannot_be_deleted_unless_forced() {
+    let a = api();
+    assert_eq!(a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await.0, StatusCode::CREATED);
+    assert_eq!(a.call("PUT", "/apisix/admin/stream_routes/r1", r#"{"sni":"a.com","upstream_id":"u"}"#).await.0, StatusCode::CREATED);
+    let (s, v) = a.call("DELETE", "/apisix/admin/upstreams/u", "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error_msg"], "can not delete this upstream, stream_route [r1] is still using it now");
+    assert!(a.store.get("/apisix/upstreams/u").await.expect("get").is_some());
+
+    let (s, v) = a.call("DELETE", "/apisix/admin/stream_routes/r1", "").await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"deleted": "1", "key": "/apisix/stream_routes/r1"})));
+    assert_eq!(a.call("DELETE", "/apisix/admin/upstreams/u", "").await.0, StatusCode::OK);
+    let (s, v) = a.call("DELETE", "/apisix/admin/upstreams/u", "").await;
+    assert_eq!((s, v["message"].as_str()), (StatusCode::NOT_FOUND, Some("Key not found")));
+}
+
+#[tokio::test]
+async fn patch_merges_for_upstreams_and_is_refused_for_stream_routes() {
+    let a = api();
+    a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1,"127.0.0.1:2":1},"desc":"x"}"#).await;
+    let (s, v) = a.call("PATCH", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:2":null,"127.0.0.1:3":4},"desc":null}"#).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["value"]["nodes"], json!({"127.0.0.1:1": 1, "127.0.0.1:3": 4}));
+    assert!(v["value"].get("desc").is_none());
+    let (s, v) = a.call("PATCH", "/apisix/admin/upstreams/u/retries", "2").await;
+    assert_eq!((s, v["value"]["retries"].as_i64()), (StatusCode::OK, Some(2)));
+    let (s, _) = a.call("PATCH", "/apisix/admin/upstreams/u/retries", "\"two\"").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a patch that breaks validation is refused");
+    let (s, v) = a.call("PATCH", "/apisix/admin/stream_routes/r", "{}").await;
+    assert_eq!((s, v["error_msg"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("not supported `PATCH` method for stream route")));
+}
+
+#[tokio::test]
+async fn unknown_kinds_oversized_bodies_and_dry_runs() {
+    let a = api();
+    let (s, v) = a.call("GET", "/apisix/admin/routes", "").await;
+    assert_eq!((s, v["error_msg"].as_str()), (StatusCode::NOT_FOUND, Some("Unsupported resource type: routes")));
+    let big = format!(r#"{{"desc":"{}"}}"#, "x".repeat(70 * 1024));
+    assert_eq!(a.call("PUT", "/apisix/admin/upstreams/u", &big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = a.call("POST", "/apisix/admin/schema/validate/upstreams", r#"{"nodes":{"127.0.0.1:1":1}}"#).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = a.call("POST", "/apisix/admin/schema/validate/upstreams", r#"{"nodes":{"127.0.0.1:x":1}}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(a.snapshot().await.0, 0, "dry runs store nothing");
+    let (s, _) = a.call("PUT", "/apisix/admin/upstreams/bad%2Fid", r#"{"nodes":{}}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

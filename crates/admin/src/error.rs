@@ -1,0 +1,97 @@
+//! Errors of the Admin API, rendered the way APISIX renders them.
+//!
+//! Client errors name the problem (field, id, resource). Internal errors are
+//! logged once with their detail and answered with a generic message: store
+//! paths and I/O errors are not echoed to clients.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shardgate_model::Invalid;
+use shardgate_store::StoreError;
+
+/// An Admin API error.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with a message.
+    BadRequest(String),
+    /// 400 `invalid configuration: property "x" validation failed: ...`.
+    Invalid(Invalid),
+    /// 404 for a key that does not exist.
+    NotFound {
+        /// What was looked for, e.g. `ssl 1`.
+        what: String,
+    },
+    /// 404 for a resource type shardgate does not serve.
+    UnsupportedKind(String),
+    /// 405.
+    MethodNotAllowed(String),
+    /// 409: a concurrent writer changed the resource.
+    Conflict(String),
+    /// 413.
+    TooLarge(usize),
+    /// 401 with APISIX's `description`.
+    Unauthorized(&'static str),
+    /// 503: the store failed (logged, not echoed).
+    Store(StoreError),
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::ConditionFailed { .. } => ApiError::Conflict("value changed before overwritten".into()),
+            StoreError::TooLarge { size, max, .. } => {
+                ApiError::BadRequest(format!("the resource is {size} bytes, over the limit of {max} bytes"))
+            }
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+fn body(status: StatusCode, value: serde_json::Value) -> Response {
+    (status, Json(value)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadRequest(msg) => body(StatusCode::BAD_REQUEST, json!({ "error_msg": msg })),
+            ApiError::Invalid(inv) => {
+                body(StatusCode::BAD_REQUEST, json!({ "error_msg": format!("invalid configuration: {inv}") }))
+            }
+            // APISIX passes etcd's answer through: `{"message":"Key not found"}`
+            // (apisix/core/etcd.lua `not_found`); `error_msg` says which.
+            ApiError::NotFound { what } => body(
+                StatusCode::NOT_FOUND,
+                json!({ "message": "Key not found", "error_msg": format!("{what} not found") }),
+            ),
+            ApiError::UnsupportedKind(kind) => {
+                body(StatusCode::NOT_FOUND, json!({ "error_msg": format!("Unsupported resource type: {kind}") }))
+            }
+            ApiError::MethodNotAllowed(msg) => body(StatusCode::METHOD_NOT_ALLOWED, json!({ "error_msg": msg })),
+            ApiError::Conflict(msg) => body(StatusCode::CONFLICT, json!({ "error_msg": msg })),
+            ApiError::TooLarge(max) => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error_msg": format!("invalid request body: larger than {max} bytes") }),
+            ),
+            ApiError::Unauthorized(description) => body(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error_msg": "failed to check token", "description": description }),
+            ),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store failure while serving an Admin API request");
+                body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error_msg": "the configuration store is unavailable; see the gateway log" }),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! shardgate-admin serves the Admin API and the health and metrics endpoints.
+//!
+//! The Admin API speaks APISIX's Admin API v3 for `ssls`, `upstreams` and
+//! `stream_routes` (paths, `X-API-KEY`, status codes, `{"key","value"}` and
+//! `{"total","list"}` envelopes, `{"error_msg"}` errors), so a studio's
+//! scripts work unchanged. Every write is validated by `shardgate-model`
+//! before it reaches the store; a rejected write changes nothing.
+//!
+//! # Layout
+//! - [`api`]: [`router`], the resource handlers, [`AdminState`].
+//! - [`error`]: [`ApiError`], APISIX-shaped error responses.
+//! - [`auth`]: the API-key check.
+//! - [`patch`]: JSON merge patch and sub-path replacement for PATCH.
+//! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod patch;
+
+pub use api::{AdminState, router};
+pub use error::ApiError;
+pub use health::health_router;

@@ -1,0 +1,384 @@
+//! The bootstrap file: what cannot live in the store (listeners, the admin
+//! listener and key, the store, limits, logging). Every field has a default;
+//! unknown fields are refused with their path named; the admin key may come
+//! from `SHARDGATE_ADMIN_KEY` instead of the file.
+//!
+//! Stream listeners are written as in APISIX's `config.yaml`
+//! (`apisix.stream_proxy.tcp`, and the Helm chart's `stream.tcp` that seed 000
+//! uses): `- addr: 8888` with `tls: true`, where `addr` is a port, an
+//! `ip:port` or `[v6]:port`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use shardgate_core::{ConfigDuration, Limits};
+
+/// The environment variable that holds the admin key (it wins over the file).
+pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
+/// APISIX's old built-in admin key, exploited on the internet (apache/apisix#5070).
+const APISIX_DEFAULT_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
+/// Shortest admin key accepted.
+const MIN_KEY_LEN: usize = 16;
+
+/// The whole bootstrap file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Stream (L4) listeners and their defaults.
+    pub stream: StreamConfig,
+    /// The Admin API.
+    pub admin: AdminConfig,
+    /// Metrics and health endpoints.
+    pub metrics: MetricsConfig,
+    /// Where configuration lives.
+    pub store: StoreConfig,
+    /// TLS settings shared by every listener.
+    pub tls: TlsConfig,
+    /// Graceful stop.
+    pub drain: DrainConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Bounds on network input.
+    pub limits: Limits,
+}
+
+/// `stream:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// TCP listeners. Default: one TLS listener on port 8888 (seed 000).
+    pub tcp: Vec<TcpListenerConfig>,
+    /// APISIX's "stream only" switch. shardgate has no HTTP proxy in this
+    /// version, so it is accepted and always true in effect.
+    pub only: bool,
+    /// Idle timeout of proxied connections when neither the route nor the
+    /// upstream sets one. Games hold sessions open through quiet spells
+    /// (menus, matchmaking), so the default is 30 minutes, longer than
+    /// nginx's 10; TCP keepalive finds dead peers sooner.
+    pub idle_timeout: ConfigDuration,
+    /// Connect timeout to game servers when the upstream sets none. Default 5s.
+    pub connect_timeout: ConfigDuration,
+    /// How long a game server that refused a connect is skipped. Default 10s.
+    pub fail_timeout: ConfigDuration,
+    /// TCP keepalive idle time on both sides. Default 60s.
+    pub keepalive: ConfigDuration,
+    /// How long a DNS answer for a node name is used before it is resolved
+    /// again. Default 30s.
+    pub dns_ttl: ConfigDuration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            tcp: vec![TcpListenerConfig { addr: ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8888)), tls: true, fallback_sni: None }],
+            only: true,
+            idle_timeout: ConfigDuration::from_secs(30 * 60),
+            connect_timeout: ConfigDuration::from_secs(5),
+            fail_timeout: ConfigDuration::from_secs(10),
+            keepalive: ConfigDuration::from_secs(60),
+            dns_ttl: ConfigDuration::from_secs(30),
+        }
+    }
+}
+
+/// One stream listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpListenerConfig {
+    /// `8888`, `"127.0.0.1:8888"` or `"[::]:8888"`.
+    pub addr: ListenAddr,
+    /// Terminate TLS and route by SNI. Default false.
+    #[serde(default)]
+    pub tls: bool,
+    /// A name that stands in for a missing SNI, or one that nothing serves.
+    /// Default: none (such handshakes are refused with an alert).
+    #[serde(default)]
+    pub fallback_sni: Option<String>,
+}
+
+/// A listen address: a bare port means all IPv4 addresses, as in APISIX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ListenAddr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port (8888) or an address with a port (\"127.0.0.1:8888\", \"[::]:8888\")")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ListenAddr, E> {
+                let port = u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| E::custom("a port must be 1 to 65535"))?;
+                Ok(ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ListenAddr, E> {
+                u64::try_from(v).map_err(|_| E::custom("a port must be 1 to 65535")).and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ListenAddr, E> {
+                if let Ok(port) = v.parse::<u64>() {
+                    return self.visit_u64(port);
+                }
+                v.parse::<SocketAddr>().map(ListenAddr).map_err(|_| E::custom(format!("{v:?} is not a port or an ip:port address")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+/// `admin:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where the Admin API listens. Default 127.0.0.1:9180 (APISIX's port, localhost only).
+    pub listen: SocketAddr,
+    /// The API key; `SHARDGATE_ADMIN_KEY` wins over it. Required: there is no built-in key.
+    pub key: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9180)), key: None }
+    }
+}
+
+/// `metrics:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` listen. Default 127.0.0.1:9091.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9091)) }
+    }
+}
+
+/// Store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One file in `data_dir`, nothing else to run.
+    Embedded,
+}
+
+/// `store:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The backend. Default `embedded`.
+    pub backend: Backend,
+    /// The embedded store's directory. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Key prefix, as APISIX's `etcd.prefix`. Default `/apisix`.
+    pub prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { backend: Backend::Embedded, data_dir: PathBuf::from("./data"), prefix: "/apisix".into() }
+    }
+}
+
+/// `tls:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// TLS 1.2 session-id cache entries (players reconnect often). Default 65,536.
+    pub session_cache: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { session_cache: 65_536 }
+    }
+}
+
+/// `drain:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainConfig {
+    /// After SIGTERM, how long open connections may keep running. Default 30s.
+    pub timeout: ConfigDuration,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig { timeout: ConfigDuration::from_secs(30) }
+    }
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `log:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,shardgate::access=warn`. `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// A config error with the file and the field path.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a file; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+                Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?
+            }
+        };
+        if let Ok(key) = std::env::var(ADMIN_KEY_ENV)
+            && !key.is_empty()
+        {
+            config.admin.key = Some(key);
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses YAML, naming the path of the first bad field.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() { ConfigError(inner.to_string()) } else { ConfigError(format!("{path}: {inner}")) }
+        })
+    }
+
+    /// Checks what the types cannot.
+    fn check(&self) -> Result<(), ConfigError> {
+        self.limits.validate().map_err(ConfigError)?;
+        let mut seen = HashSet::new();
+        for (i, l) in self.stream.tcp.iter().enumerate() {
+            if !seen.insert(l.addr.0) {
+                return Err(ConfigError(format!("stream.tcp[{i}].addr: {} is listed twice", l.addr.0)));
+            }
+            if l.fallback_sni.is_some() && !l.tls {
+                return Err(ConfigError(format!("stream.tcp[{i}].fallback_sni: only TLS listeners have an SNI")));
+            }
+        }
+        let others = [("admin.listen", self.admin.listen), ("metrics.listen", self.metrics.listen)];
+        for (name, addr) in others {
+            if self.stream.tcp.iter().any(|l| l.addr.0.port() == addr.port() && (l.addr.0.ip().is_unspecified() || l.addr.0.ip() == addr.ip())) {
+                return Err(ConfigError(format!("{name}: {addr} is also a stream listener")));
+            }
+        }
+        if self.admin.listen == self.metrics.listen && self.admin.listen.port() != 0 {
+            return Err(ConfigError("admin.listen and metrics.listen are the same address".into()));
+        }
+        if !self.store.prefix.starts_with('/') || self.store.prefix.ends_with('/') {
+            return Err(ConfigError("store.prefix must start with '/' and not end with one (e.g. /apisix)".into()));
+        }
+        if self.stream.idle_timeout.get().is_zero() || self.stream.connect_timeout.get().is_zero() {
+            return Err(ConfigError("stream.idle_timeout and stream.connect_timeout must be greater than 0".into()));
+        }
+        if self.tls.session_cache == 0 {
+            return Err(ConfigError("tls.session_cache must be greater than 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The admin key, or why the process must not start.
+    pub fn admin_key(&self) -> Result<&str, ConfigError> {
+        let key = self.admin.key.as_deref().unwrap_or_default();
+        if key.is_empty() {
+            return Err(ConfigError(format!(
+                "no admin key: set admin.key in the config file or the {ADMIN_KEY_ENV} environment variable (the Admin API never runs without one)"
+            )));
+        }
+        if key.len() < MIN_KEY_LEN {
+            return Err(ConfigError(format!("the admin key is shorter than {MIN_KEY_LEN} characters")));
+        }
+        Ok(key)
+    }
+
+    /// Whether the key is APISIX's published default, which anyone can guess.
+    pub fn admin_key_is_well_known(&self) -> bool {
+        self.admin.key.as_deref() == Some(APISIX_DEFAULT_KEY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_listener_shape_parses() {
+        let c = Config::parse("stream:\n  only: true\n  tcp:\n    - addr: 8888\n      tls: true\n    - addr: \"127.0.0.1:9100\"\n").expect("parse");
+        assert_eq!(c.stream.tcp[0].addr.0, "0.0.0.0:8888".parse().expect("addr"));
+        assert!(c.stream.tcp[0].tls);
+        assert_eq!(c.stream.tcp[1].addr.0, "127.0.0.1:9100".parse().expect("addr"));
+        assert!(!c.stream.tcp[1].tls);
+        assert_eq!(c.admin.listen, "127.0.0.1:9180".parse().expect("addr"));
+    }
+
+    #[test]
+    fn unknown_and_wrong_fields_are_named_with_their_path() {
+        let e = Config::parse("stream:\n  tcp:\n    - addr: 8888\n      tsl: true\n").unwrap_err().to_string();
+        assert!(e.starts_with("stream.tcp[0]"), "{e}");
+        assert!(e.contains("tsl"), "{e}");
+        let e = Config::parse("admin:\n  listen: nowhere\n").unwrap_err().to_string();
+        assert!(e.starts_with("admin.listen"), "{e}");
+        let e = Config::parse("limits:\n  handshake_timeout: 5 parsecs\n").unwrap_err().to_string();
+        assert!(e.starts_with("limits.handshake_timeout"), "{e}");
+        let e = Config::parse("stream:\n  tcp:\n    - addr: 70000\n").unwrap_err().to_string();
+        assert!(e.contains("stream.tcp[0].addr"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_checks() {
+        let c = Config::parse("stream:\n  tcp:\n    - addr: 9180\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("admin.listen"));
+        let c = Config::parse("stream:\n  tcp:\n    - addr: 1\n    - addr: \"0.0.0.0:1\"\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("twice"));
+        let c = Config::parse("stream:\n  tcp:\n    - addr: 1\n      fallback_sni: a.com\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("fallback_sni"));
+        let c = Config::default();
+        assert!(c.admin_key().is_err(), "no built-in key");
+    }
+}

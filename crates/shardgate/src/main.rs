@@ -1,0 +1,94 @@
+//! The `shardgate` binary: command line, bootstrap file, logging, wiring of
+//! the crates, signals and the drain. `anyhow` lives here and nowhere else.
+//!
+//! - `shardgate run [--config FILE]` starts the gateway (defaults without a file).
+//! - `shardgate validate [--config FILE]` checks a file and exits.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// shardgate: one edge for game servers and game assets.
+#[derive(Debug, Parser)]
+#[command(name = "shardgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Bootstrap file (YAML). Without it, the defaults apply: a TLS stream
+        /// listener on 0.0.0.0:8888, the Admin API on 127.0.0.1:9180, metrics
+        /// on 127.0.0.1:9091, data in ./data.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a bootstrap file without starting.
+    Validate {
+        /// Bootstrap file (YAML).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match config::Config::load(config.as_deref()) {
+            Ok(c) => {
+                let key = match c.admin_key() {
+                    Ok(_) => "set",
+                    Err(e) => {
+                        eprintln!("shardgate: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                println!(
+                    "ok: {} stream listener(s), admin on {}, metrics on {}, store {} (admin key {key})",
+                    c.stream.tcp.len(),
+                    c.admin.listen,
+                    c.metrics.listen,
+                    c.store.data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shardgate: invalid config: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            let config = match config::Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shardgate: invalid config: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("shardgate: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "shardgate stopped on an error");
+                    eprintln!("shardgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

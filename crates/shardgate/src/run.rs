@@ -1,0 +1,189 @@
+//! Wiring and lifecycle of `shardgate run`.
+//!
+//! ```text
+//! config -> logging -> admin key check -> store -> reconciler.load (first snapshot)
+//!   -> bind every listener (fail fast, naming the address) -> ready
+//!   -> serve until SIGTERM/SIGINT
+//!   -> drain: /readyz unready, listeners stop accepting, connections run until
+//!      they end or the drain deadline -> admin/metrics stop -> exit 0
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shardgate_admin::{AdminState, health_router, router};
+use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
+use shardgate_core::{Drain, Health, Metrics};
+use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
+use shardgate_store::{EmbeddedOptions, EmbeddedStore, Store};
+use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
+use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Semaphore;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Backend, Config, LogFormat};
+
+/// Extra time after the drain deadline for cut connections to unwind.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v).context("RUST_LOG")?,
+        _ => EnvFilter::try_new(&config.log.level).context("log.level")?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let result = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+/// Runs the gateway until a signal and the drain that follows.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    init_logging(&config)?;
+    let key = config.admin_key()?.to_owned();
+    if config.admin_key_is_well_known() {
+        tracing::warn!("the admin key is APISIX's published default key; anyone who can reach the Admin API can guess it");
+    }
+
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let drain = Drain::new();
+
+    let store: Arc<dyn Store> = match config.store.backend {
+        Backend::Embedded => {
+            let mut opts = EmbeddedOptions::new(&config.store.data_dir);
+            opts.max_value_bytes = config.limits.store_value_max_bytes;
+            let store = EmbeddedStore::open(opts)
+                .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
+            Arc::new(store)
+        }
+    };
+
+    let registry = Arc::new(Registry::new(
+        Arc::new(Resolver::new(config.stream.dns_ttl.get(), Duration::from_secs(5))),
+        UpstreamMetrics::register(&metrics),
+        ConnectDefaults {
+            connect_timeout: config.stream.connect_timeout.get(),
+            fail_timeout: config.stream.fail_timeout.get(),
+            keepalive: config.stream.keepalive.get(),
+        },
+    ));
+    let handle = Arc::new(SnapshotHandle::new(Snapshot::default()));
+    let tls = TlsShared::new(config.tls.session_cache).context("setting up TLS session resumption")?;
+    let mut reconciler = Reconciler::new(
+        Arc::clone(&store),
+        Arc::clone(&handle),
+        Arc::clone(&registry),
+        tls,
+        ReconcilerSettings {
+            prefix: config.store.prefix.clone(),
+            debounce: Duration::from_millis(5),
+            defaults: CompileDefaults { idle_timeout: config.stream.idle_timeout.get() },
+        },
+        ControlMetrics::register(&metrics),
+        Arc::clone(&health),
+    );
+    reconciler.load().await.context("loading the configuration from the store")?;
+
+    // Bind everything before serving anything: a taken port fails the start.
+    let stream_metrics = StreamMetrics::register(&metrics);
+    let mut stream_listeners = Vec::new();
+    for l in &config.stream.tcp {
+        let socket = shardgate_stream::bind(l.addr.0)
+            .with_context(|| format!("binding stream listener {} (tls: {})", l.addr.0, l.tls))?;
+        let local = socket.local_addr().context("stream listener address")?;
+        stream_listeners.push((socket, ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone() }));
+    }
+    let admin_socket = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("binding the Admin API on {}", config.admin.listen))?;
+    let metrics_socket = tokio::net::TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("binding the metrics listener on {}", config.metrics.listen))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone: stop too.
+        if rx.wait_for(|stop| *stop).await.is_err() {
+            tracing::debug!("stop signal sender dropped");
+        }
+    };
+
+    let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone());
+    let admin_addr = admin_socket.local_addr().context("admin address")?;
+    let admin_task = tokio::spawn(
+        axum::serve(admin_socket, router(admin)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
+    );
+    let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
+    let metrics_task = tokio::spawn(
+        axum::serve(metrics_socket, health_router(Arc::clone(&health), metrics.clone()))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let reconciler_task = tokio::spawn(reconciler.run(stopped(stop_rx.clone())));
+
+    let settings = StreamSettings {
+        max_connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        handshake_timeout: config.limits.handshake_timeout.get(),
+        client_hello_max_bytes: config.limits.client_hello_max_bytes,
+        keepalive: config.stream.keepalive.get(),
+    };
+    let mut listener_tasks = Vec::new();
+    for (socket, spec) in stream_listeners {
+        tracing::info!(listener = %spec.label(), "stream listener bound");
+        listener_tasks.push(tokio::spawn(shardgate_stream::serve(
+            socket,
+            spec,
+            Arc::clone(&handle),
+            settings.clone(),
+            stream_metrics.clone(),
+            drain.watch(),
+        )));
+    }
+    health.set_listeners_bound();
+    tracing::info!(admin = %admin_addr, metrics = %metrics_addr, generation = handle.load().generation, "shardgate ready");
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+
+    let timeout = config.drain.timeout.get();
+    tracing::info!(signal = which, drain_timeout_ms = timeout.as_millis() as u64, open = drain.holders(), "draining");
+    health.set_draining();
+    drain.start(tokio::time::Instant::now() + timeout);
+    for t in listener_tasks {
+        if let Err(e) = t.await {
+            tracing::warn!(error = %e, "a stream listener task failed");
+        }
+    }
+    tokio::select! {
+        () = drain.released() => tracing::info!("every connection has finished"),
+        () = tokio::time::sleep(timeout + DRAIN_GRACE) => tracing::warn!(open = drain.holders(), "connections still open after the drain deadline; exiting anyway"),
+    }
+
+    if stop_tx.send(true).is_err() {
+        tracing::debug!("nothing was waiting for the stop signal");
+    }
+    for (name, task) in [("admin", admin_task), ("metrics", metrics_task)] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(server = name, error = %e, "server ended with an error"),
+            Err(e) => tracing::warn!(server = name, error = %e, "server task failed"),
+        }
+    }
+    if let Err(e) = reconciler_task.await {
+        tracing::warn!(error = %e, "reconciler task failed");
+    }
+    tracing::info!("shardgate stopped");
+    Ok(())
+}
