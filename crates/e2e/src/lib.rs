@@ -1,1 +1,44 @@
-//! placeholder
+//! shardgate-e2e is the harness of the end-to-end tests: it spawns the real
+//! `shardgate` binary on allocated ports and drives it over real sockets.
+//!
+//! # Layout
+//! - [`gateway`]: [`Gateway`] (spawn, readiness, signals, restart on the same data).
+//! - [`admin`]: [`AdminClient`], a small HTTP/1.1 client for the Admin API and metrics.
+//! - [`tls`]: a TLS client with SNI (rustls) that reports what the server presented.
+//! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
+//! - [`certs`]: self-signed certificates for test SNIs.
+//! - [`ports`]: port allocation.
+
+pub mod admin;
+pub mod certs;
+pub mod gateway;
+pub mod ports;
+pub mod servers;
+pub mod tls;
+
+pub use admin::{AdminClient, Response};
+pub use certs::TestCert;
+pub use gateway::{Gateway, GatewayBuilder};
+pub use servers::GameServer;
+pub use tls::TlsClient;
+
+/// The admin key every test gateway uses (the seed's key, so seed commands
+/// run verbatim).
+pub const ADMIN_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
+
+/// Polls `check` every 10 ms until it returns `Some`, for at most `secs`
+/// seconds; panics naming `what` otherwise.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -191,10 +191,18 @@ async fn serve_tls(
     let sni: Option<String> = hello.server_name().map(|s| s.trim_end_matches('.').to_owned());
     let fallback = ctx.fallback_sni.as_deref();
 
-    // The fallback name stands in for a missing name, and for a name nothing serves.
+    // Without a name there is no certificate to pick: refuse unless the
+    // listener has a fallback name, which stands in for a missing name and
+    // for a name nothing serves (certificate and route alike).
+    let Some(name) = sni.as_deref().or(fallback) else {
+        ctx.handshake_failed(HandshakeFailure::no_sni);
+        tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no SNI and no fallback_sni; refusing the handshake");
+        refuse(&mut sock).await;
+        return (Outcome::early(CloseReason::tls_failed, None), sni);
+    };
     let route = snap
         .stream
-        .find(&query(sni.as_deref().or(fallback), peer, local))
+        .find(&query(Some(name), peer, local))
         .or_else(|| match (&sni, fallback) {
             (Some(_), Some(f)) => snap.stream.find(&query(Some(f), peer, local)),
             _ => None,
@@ -202,19 +210,15 @@ async fn serve_tls(
         .map(|(t, _)| Arc::clone(t));
     let Some(route) = route else {
         ctx.no_route.inc();
-        tracing::warn!(listener = %ctx.name, %peer, sni = sni.as_deref().unwrap_or(""), port = local.port(), "no stream route matches; refusing the handshake");
+        tracing::warn!(listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
     };
 
-    let cert = sni
-        .as_deref()
-        .and_then(|s| snap.certs.find(s))
-        .or_else(|| fallback.and_then(|f| snap.certs.find(f)));
+    let cert = snap.certs.find(name).or_else(|| fallback.and_then(|f| snap.certs.find(f)));
     let Some(cert) = cert else {
-        let reason = if sni.is_some() { HandshakeFailure::unknown_sni } else { HandshakeFailure::no_sni };
-        ctx.handshake_failed(reason);
-        tracing::warn!(listener = %ctx.name, %peer, sni = sni.as_deref().unwrap_or(""), reason = reason.as_str(), "no certificate for this SNI; refusing the handshake");
+        ctx.handshake_failed(HandshakeFailure::unknown_sni);
+        tracing::warn!(listener = %ctx.name, %peer, sni = name, "no certificate for this SNI; refusing the handshake");
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
     };

@@ -1,0 +1,269 @@
+//! Spawning the real binary.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::admin::{AdminClient, http};
+use crate::{ADMIN_KEY, ports};
+
+/// How to start a gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayBuilder {
+    bin: PathBuf,
+    tls_listeners: usize,
+    plain_listeners: usize,
+    fallback_sni: Option<String>,
+    drain_timeout: String,
+    extra_yaml: String,
+    data_dir: Option<PathBuf>,
+}
+
+impl GatewayBuilder {
+    /// `bin` is `env!("CARGO_BIN_EXE_shardgate")` in the tests.
+    pub fn new(bin: impl Into<PathBuf>) -> Self {
+        GatewayBuilder {
+            bin: bin.into(),
+            tls_listeners: 1,
+            plain_listeners: 0,
+            fallback_sni: None,
+            drain_timeout: "5s".into(),
+            extra_yaml: String::new(),
+            data_dir: None,
+        }
+    }
+
+    /// Number of TLS stream listeners (default 1).
+    pub fn tls_listeners(mut self, n: usize) -> Self {
+        self.tls_listeners = n;
+        self
+    }
+
+    /// Number of plain TCP stream listeners (default 0).
+    pub fn plain_listeners(mut self, n: usize) -> Self {
+        self.plain_listeners = n;
+        self
+    }
+
+    /// `fallback_sni` on every TLS listener.
+    pub fn fallback_sni(mut self, sni: &str) -> Self {
+        self.fallback_sni = Some(sni.to_owned());
+        self
+    }
+
+    /// `drain.timeout` (default 5s).
+    pub fn drain_timeout(mut self, t: &str) -> Self {
+        self.drain_timeout = t.to_owned();
+        self
+    }
+
+    /// Extra top-level YAML appended to the generated file (e.g. a `limits:` block).
+    pub fn yaml(mut self, extra: &str) -> Self {
+        self.extra_yaml.push_str(extra);
+        self.extra_yaml.push('\n');
+        self
+    }
+
+    /// Use this data directory (kept after the gateway stops).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Writes the config, starts the process and waits until `/readyz` is 200.
+    pub async fn spawn(self) -> Gateway {
+        let work = tempfile::tempdir().expect("tempdir");
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| work.path().join("data"));
+        let tls: Vec<SocketAddr> = (0..self.tls_listeners).map(|_| ports::free("127.0.0.1")).collect();
+        let plain: Vec<SocketAddr> = (0..self.plain_listeners).map(|_| ports::free("127.0.0.1")).collect();
+        let admin = ports::free("127.0.0.1");
+        let metrics = ports::free("127.0.0.1");
+
+        let mut yaml = String::from("stream:\n  only: true\n  tcp:\n");
+        for a in &tls {
+            yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: true\n"));
+            if let Some(f) = &self.fallback_sni {
+                yaml.push_str(&format!("      fallback_sni: \"{f}\"\n"));
+            }
+        }
+        for a in &plain {
+            yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: false\n"));
+        }
+        yaml.push_str(&format!(
+            "admin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{}",
+            data_dir.display(),
+            self.drain_timeout,
+            self.extra_yaml
+        ));
+        let config_path = work.path().join("shardgate.yaml");
+        std::fs::write(&config_path, yaml).expect("write config");
+
+        let mut gw = Gateway {
+            bin: self.bin,
+            config_path,
+            log_path: work.path().join("shardgate.log"),
+            data_dir,
+            admin,
+            metrics,
+            tls,
+            plain,
+            child: None,
+            starts: 0,
+            _work: work,
+        };
+        gw.start().await;
+        gw
+    }
+}
+
+/// A running gateway process; killed when dropped.
+#[derive(Debug)]
+pub struct Gateway {
+    bin: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    /// The store directory.
+    pub data_dir: PathBuf,
+    /// The Admin API address.
+    pub admin: SocketAddr,
+    /// The metrics and health address.
+    pub metrics: SocketAddr,
+    /// TLS stream listeners.
+    pub tls: Vec<SocketAddr>,
+    /// Plain stream listeners.
+    pub plain: Vec<SocketAddr>,
+    child: Option<Child>,
+    starts: usize,
+    _work: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// A builder for the binary at `bin`.
+    pub fn builder(bin: impl Into<PathBuf>) -> GatewayBuilder {
+        GatewayBuilder::new(bin)
+    }
+
+    async fn start(&mut self) {
+        self.starts += 1;
+        let log = File::options().create(true).append(true).open(&self.log_path).expect("log file");
+        let child = Command::new(&self.bin)
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("SHARDGATE_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn shardgate");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("shardgate exited during start ({status}):\n{}", self.log());
+            }
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), async {
+                tokio::net::TcpStream::connect(self.metrics).await?;
+                Ok::<_, std::io::Error>(http(self.metrics, "GET", "/readyz", &[], None).await)
+            })
+            .await
+                && r.status == 200
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "shardgate not ready after 30s:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// An Admin API client with the right key.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient { addr: self.admin, key: Some(ADMIN_KEY.to_owned()) }
+    }
+
+    /// An Admin API client with a chosen key (or none).
+    pub fn admin_with_key(&self, key: Option<&str>) -> AdminClient {
+        AdminClient { addr: self.admin, key: key.map(str::to_owned) }
+    }
+
+    /// The first TLS listener.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls[0]
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let r = http(self.metrics, "GET", "/metrics", &[], None).await;
+        assert_eq!(r.status, 200);
+        r.body
+    }
+
+    /// The value of one metric series (`name{labels}` exactly as exposed), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Status of `/readyz`.
+    pub async fn readyz(&self) -> u16 {
+        http(self.metrics, "GET", "/readyz", &[], None).await.status
+    }
+
+    /// Everything the process logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// Waits for the process to exit, at most `secs` seconds.
+    pub async fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "shardgate did not exit within {secs}s:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the process again with the same config, ports and data.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the gateway before restarting it");
+        self.start().await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // Only this test's own process, by its handle.
+            if c.kill().is_ok() {
+                drop(c.wait());
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! A TLS client with SNI that accepts any certificate and reports the one
+//! the gateway presented, so tests can check which certificate was chosen.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+#[derive(Debug)]
+struct AcceptAny(Vec<SignatureScheme>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.clone()
+    }
+}
+
+/// Builds client configs; one config keeps its own session cache, so a
+/// second connection with the same config can resume.
+#[derive(Clone)]
+pub struct TlsClient {
+    config: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient").finish_non_exhaustive()
+    }
+}
+
+impl Default for TlsClient {
+    fn default() -> Self {
+        Self::new(None, &[&rustls::version::TLS13, &rustls::version::TLS12])
+    }
+}
+
+impl TlsClient {
+    /// A client offering only `schemes` (all by default) and `versions`.
+    pub fn new(schemes: Option<Vec<SignatureScheme>>, versions: &[&'static rustls::SupportedProtocolVersion]) -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let schemes = schemes.unwrap_or_else(|| provider.signature_verification_algorithms.supported_schemes());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(schemes)))
+            .with_no_client_auth();
+        TlsClient { config: Arc::new(config) }
+    }
+
+    /// A client that can only verify ECDSA P-256 signatures.
+    pub fn ecdsa_only() -> Self {
+        Self::new(Some(vec![SignatureScheme::ECDSA_NISTP256_SHA256]), &[&rustls::version::TLS13, &rustls::version::TLS12])
+    }
+
+    /// A client that can only verify RSA signatures.
+    pub fn rsa_only() -> Self {
+        Self::new(
+            Some(vec![SignatureScheme::RSA_PSS_SHA256, SignatureScheme::RSA_PKCS1_SHA256]),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )
+    }
+
+    /// A TLS 1.2-only client.
+    pub fn tls12_only() -> Self {
+        Self::new(None, &[&rustls::version::TLS12])
+    }
+
+    /// Connects to `addr` sending `sni` (or no SNI when `None`).
+    pub async fn connect(&self, addr: SocketAddr, sni: Option<&str>) -> std::io::Result<TlsStream<TcpStream>> {
+        let mut config = (*self.config).clone();
+        let name = match sni {
+            Some(s) => ServerName::try_from(s.to_owned()).map_err(std::io::Error::other)?,
+            None => {
+                // rustls sends no SNI for IP-address names.
+                config.enable_sni = false;
+                ServerName::try_from("sni.invalid").map_err(std::io::Error::other)?
+            }
+        };
+        // Keep the shared session cache when SNI is on.
+        let config = if sni.is_some() { Arc::clone(&self.config) } else { Arc::new(config) };
+        let tcp = TcpStream::connect(addr).await?;
+        tokio::time::timeout(Duration::from_secs(10), TlsConnector::from(config).connect(name, tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+    }
+}
+
+/// The DER of the leaf certificate the server presented.
+pub fn presented_cert(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+    stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default()
+}
+
+/// Sends `msg`, reads one reply (up to 4 KiB, 10 s).
+pub async fn roundtrip<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S, msg: &str) -> String {
+    s.write_all(msg.as_bytes()).await.expect("send");
+    s.flush().await.expect("flush");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("reply within 10s").expect("read reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
