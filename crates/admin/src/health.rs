@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use shardgate_core::{Health, Metrics};
@@ -26,13 +26,21 @@ pub fn health_router(health: Arc<Health>, metrics: Metrics) -> Router {
         .with_state(HealthState { health, metrics })
 }
 
-async fn metrics_text(State(s): State<HealthState>) -> Response {
-    match s.metrics.encode() {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-            text,
-        )
-            .into_response(),
+/// OpenMetrics when the scraper asks for it (Prometheus does), the classic
+/// text format otherwise (curl, promtool), as the Go client library does.
+async fn metrics_text(State(s): State<HealthState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let encoded = if openmetrics { s.metrics.encode_openmetrics() } else { s.metrics.encode_prometheus() };
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    match encoded {
+        Ok(text) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "encoding metrics failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

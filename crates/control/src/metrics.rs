@@ -46,6 +46,12 @@ impl ControlMetrics {
     /// Creates and registers the families.
     pub fn register(metrics: &Metrics) -> Self {
         let m = ControlMetrics::default();
+        // Every kind has its series from the start, so rate() alerts work at 0.
+        for kind in shardgate_model::ResourceKind::ALL {
+            let labels = KindLabels { kind: kind.plural().to_owned() };
+            m.apply_errors.get_or_create_owned(&labels);
+            m.resources.get_or_create_owned(&labels);
+        }
         metrics.register(|r| {
             r.register("config_generation", "Store revision of the published configuration snapshot", m.generation.clone());
             r.register("config_applies", "Configuration snapshots published", m.applies.clone());

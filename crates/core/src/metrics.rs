@@ -34,12 +34,79 @@ impl Metrics {
         f(&mut registry)
     }
 
-    /// The registry in the Prometheus text format (OpenMetrics flavour, which
-    /// Prometheus and `promtool check metrics` accept).
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// The registry in the OpenMetrics text format (what Prometheus asks for
+    /// with `Accept: application/openmetrics-text`).
+    pub fn encode_openmetrics(&self) -> Result<String, std::fmt::Error> {
         let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::with_capacity(16 * 1024);
         encode(&mut out, &registry)?;
         Ok(out)
+    }
+
+    /// The registry in the classic Prometheus text format 0.0.4 (what curl,
+    /// older scrapers and `promtool check metrics` read).
+    pub fn encode_prometheus(&self) -> Result<String, std::fmt::Error> {
+        Ok(openmetrics_to_prometheus(&self.encode_openmetrics()?))
+    }
+}
+
+/// Converts OpenMetrics text to the classic format: counter families are
+/// named with their `_total` suffix in `# HELP`/`# TYPE` (the classic format
+/// names the family after its sample), and `# UNIT` and `# EOF` go.
+/// Both formats are specified in prometheus/docs `exposition_formats.md` and
+/// the OpenMetrics spec; gauges and histograms read the same in both.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    #[test]
+    fn classic_format_names_counters_with_total() {
+        let m = Metrics::new();
+        let c: Counter = Counter::default();
+        c.inc();
+        let g: Gauge = Gauge::default();
+        m.register(|r| {
+            r.register("config_applies", "Snapshots published", c.clone());
+            r.register_with_unit("stream_sent", "Bytes sent", prometheus_client::registry::Unit::Bytes, c.clone());
+            r.register("config_generation", "Revision", g.clone());
+        });
+        let text = m.encode_prometheus().expect("encode");
+        assert!(text.contains("# TYPE shardgate_config_applies_total counter\n"), "{text}");
+        assert!(text.contains("# HELP shardgate_config_applies_total Snapshots published.\n"), "{text}");
+        assert!(text.contains("# TYPE shardgate_stream_sent_bytes_total counter\n"), "{text}");
+        assert!(text.contains("shardgate_config_applies_total 1\n"));
+        assert!(text.contains("# TYPE shardgate_config_generation gauge\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(m.encode_openmetrics().expect("encode").ends_with("# EOF\n"));
     }
 }

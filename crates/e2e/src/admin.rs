@@ -31,9 +31,20 @@ impl Response {
     }
 }
 
-/// Sends one request and reads the whole answer.
+/// Sends one request and reads the whole answer; panics on a socket error.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
-    let mut sock = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_http(addr, method, path, headers, body).await.unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
+}
+
+/// Sends one request and reads the whole answer.
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    let mut sock = TcpStream::connect(addr).await?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -42,18 +53,18 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
-    sock.write_all(&bytes).await.expect("send request");
+    sock.write_all(&bytes).await?;
     let mut raw = Vec::new();
-    sock.read_to_end(&mut raw).await.expect("read response");
-    parse(&raw)
+    sock.read_to_end(&mut raw).await?;
+    parse(&raw).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete HTTP response"))
 }
 
-fn parse(raw: &[u8]) -> Response {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete HTTP response head");
+fn parse(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.lines();
-    let status_line = lines.next().expect("status line");
-    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    let status_line = lines.next()?;
+    let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok())?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -62,7 +73,7 @@ fn parse(raw: &[u8]) -> Response {
     if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
         body = dechunk(&body);
     }
-    Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Some(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -96,6 +107,15 @@ impl AdminClient {
             headers.push(("X-API-KEY", k.as_str()));
         }
         http(self.addr, method, path, &headers, body.map(str::as_bytes)).await
+    }
+
+    /// Any request, returning socket errors instead of panicking.
+    pub async fn try_request(&self, method: &str, path: &str, body: Option<&str>) -> std::io::Result<Response> {
+        let mut headers = Vec::new();
+        if let Some(k) = &self.key {
+            headers.push(("X-API-KEY", k.as_str()));
+        }
+        try_http(self.addr, method, path, &headers, body.map(str::as_bytes)).await
     }
 
     /// GET.

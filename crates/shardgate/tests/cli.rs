@@ -1,0 +1,53 @@
+//! The command line: `validate`, and `run` refusing to start without an admin key.
+
+use std::process::Command;
+
+fn shardgate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shardgate"));
+    c.env_remove("SHARDGATE_ADMIN_KEY");
+    c
+}
+
+fn write(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    let p = dir.join("shardgate.yaml");
+    std::fs::write(&p, yaml).expect("write config");
+    p
+}
+
+#[test]
+fn validate_accepts_a_good_file_and_names_the_path_of_a_bad_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(dir.path(), "stream:\n  only: true\n  tcp:\n    - addr: 8888\n      tls: true\nadmin:\n  key: a-key-that-is-long-enough\n");
+    let out = shardgate().args(["validate", "--config"]).arg(&good).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 stream listener"));
+
+    let bad = write(dir.path(), "stream:\n  tcp:\n    - addr: 8888\n      tls: yes-please\n");
+    let out = shardgate().args(["validate", "--config"]).arg(&bad).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("stream.tcp[0].tls"), "{err}");
+
+    let unknown = write(dir.path(), "admin:\n  lisen: 127.0.0.1:9180\n");
+    let out = shardgate().args(["validate", "--config"]).arg(&unknown).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("lisen"), "{err}");
+}
+
+#[test]
+fn run_refuses_to_start_without_an_admin_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(dir.path(), &format!("store:\n  data_dir: {}\n", dir.path().join("data").display()));
+    let out = shardgate().args(["run", "--config"]).arg(&cfg).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must not start: {err}");
+    assert!(err.contains("no admin key") && err.contains("SHARDGATE_ADMIN_KEY"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was started or created");
+
+    // The environment variable is enough, and validate without --config checks the defaults.
+    let out = shardgate().arg("validate").env("SHARDGATE_ADMIN_KEY", "0123456789abcdef0123").output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = shardgate().arg("validate").env("SHARDGATE_ADMIN_KEY", "short").output().expect("run");
+    assert!(!out.status.success(), "a short key is refused");
+}

@@ -1,0 +1,63 @@
+//! SIGTERM: /readyz turns unready, listeners stop accepting, open sessions
+//! run until they end or the drain deadline, then the process exits 0.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::gateway;
+use serde_json::json;
+use shardgate_e2e::tls::roundtrip;
+use shardgate_e2e::{GameServer, TestCert, TlsClient, eventually};
+use tokio::io::AsyncReadExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_open_sessions_until_the_deadline() {
+    let mut gw = gateway().drain_timeout("2s").spawn().await;
+    let gs = GameServer::start("gs").await;
+    gw.admin().put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&["gs-1.com"]).ssl_body(&["gs-1.com"])).await;
+    gw.admin().put_ok("/apisix/admin/stream_routes/1", &json!({"sni": "gs-1.com", "upstream": {"nodes": {gs.node(): 1}}})).await;
+    let addr = gw.tls_addr();
+    let client = TlsClient::default();
+    let mut session = eventually(5, "routed", || async { client.connect(addr, Some("gs-1.com")).await.ok() }).await;
+    assert_eq!(roundtrip(&mut session, "a").await, "[gs] a");
+    assert_eq!(gw.readyz().await, 200);
+
+    gw.sigterm();
+    let signalled = Instant::now();
+    eventually(5, "/readyz unready", || async { (gw.readyz().await == 503).then_some(()) }).await;
+    eventually(5, "listener closed", || async { tokio::net::TcpStream::connect(addr).await.err() }).await;
+    // The open session keeps playing during the drain...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(roundtrip(&mut session, "b").await, "[gs] b");
+    // ...and is closed at the deadline.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), session.read(&mut buf)).await.expect("closed by the deadline");
+    assert!(matches!(n, Ok(0) | Err(_)), "the session ends: {n:?}");
+    let cut_after = signalled.elapsed();
+    assert!(cut_after >= Duration::from_millis(1500), "not cut before the deadline: {cut_after:?}");
+    let status = gw.wait_exit(15).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(gw.log().contains("reason=\"drain\""), "the cut session is logged as drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_as_soon_as_the_last_session_ends() {
+    let mut gw = gateway().drain_timeout("60s").tls_listeners(0).plain_listeners(1).spawn().await;
+    let gs = GameServer::start("gs").await;
+    gw.admin().put_ok("/apisix/admin/stream_routes/1", &json!({"upstream": {"nodes": {gs.node(): 1}}})).await;
+    let addr = gw.plain[0];
+    let mut session = eventually(5, "routed", || async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        (roundtrip(&mut s, "hi").await == "[gs] hi").then_some(s)
+    })
+    .await;
+    gw.sigterm();
+    eventually(5, "draining", || async { (gw.readyz().await == 503).then_some(()) }).await;
+    assert_eq!(roundtrip(&mut session, "still").await, "[gs] still");
+    let closed = Instant::now();
+    drop(session);
+    let status = gw.wait_exit(15).await;
+    assert!(status.success());
+    assert!(closed.elapsed() < Duration::from_secs(10), "exits when the last session ends, not at the 60 s deadline");
+}
