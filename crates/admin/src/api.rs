@@ -113,9 +113,7 @@ fn id_of(s: &str) -> Result<ResourceId, ApiError> {
 }
 
 fn query_map(uri: &Uri) -> HashMap<String, String> {
-    uri.query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+    uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
 fn now_unix() -> i64 {
@@ -178,7 +176,9 @@ async fn collection(
             let bytes = read_body(body, st.inner.limits.admin_body_max_bytes).await?;
             st.create(kind, &bytes).await
         }
-        Method::PUT | Method::DELETE | Method::PATCH => Err(ApiError::BadRequest(format!("missing {} id", kind.singular()))),
+        Method::PUT | Method::DELETE | Method::PATCH => {
+            Err(ApiError::BadRequest(format!("missing {} id", kind.singular())))
+        }
         other => Err(ApiError::MethodNotAllowed(format!("not supported `{other}` method for {}", kind.singular()))),
     }
 }
@@ -371,7 +371,12 @@ impl AdminState {
         Err(ApiError::Conflict("could not allocate an id; retry".into()))
     }
 
-    async fn delete(&self, kind: ResourceKind, id: &ResourceId, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+    async fn delete(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        query: &HashMap<String, String>,
+    ) -> Result<Response, ApiError> {
         let _write = self.inner.write.lock().await;
         let force = query.get("force").is_some_and(|v| v == "true");
         if kind == ResourceKind::Upstreams && !force {
@@ -399,7 +404,13 @@ impl AdminState {
         }
     }
 
-    async fn patch(&self, kind: ResourceKind, id: &ResourceId, sub: Option<&str>, bytes: &[u8]) -> Result<Response, ApiError> {
+    async fn patch(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        sub: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<Response, ApiError> {
         if kind == ResourceKind::StreamRoutes {
             // APISIX: `unsupported_methods = {"patch"}` in apisix/admin/stream_routes.lua.
             return Err(ApiError::MethodNotAllowed("not supported `PATCH` method for stream route".into()));
@@ -417,7 +428,9 @@ impl AdminState {
         match sub {
             Some(path) => patch::replace_at(&mut current, path, change).map_err(ApiError::BadRequest)?,
             None if change.is_object() => patch::merge(&mut current, change),
-            None => return Err(ApiError::BadRequest("invalid configuration: a PATCH body must be a JSON object".into())),
+            None => {
+                return Err(ApiError::BadRequest("invalid configuration: a PATCH body must be a JSON object".into()));
+            }
         }
         let mut wire = self.validated(kind, id, current)?;
         self.check_references(&wire).await?;

@@ -53,7 +53,11 @@ impl ControlMetrics {
             m.resources.get_or_create_owned(&labels);
         }
         metrics.register(|r| {
-            r.register("config_generation", "Store revision of the published configuration snapshot", m.generation.clone());
+            r.register(
+                "config_generation",
+                "Store revision of the published configuration snapshot",
+                m.generation.clone(),
+            );
             r.register("config_applies", "Configuration snapshots published", m.applies.clone());
             r.register(
                 "config_apply_errors",

@@ -32,7 +32,13 @@ impl Response {
 }
 
 /// Sends one request and reads the whole answer; panics on a socket error.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
     try_http(addr, method, path, headers, body).await.unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
 }
 

@@ -76,10 +76,11 @@ impl GatewayBuilder {
     pub async fn spawn(self) -> Gateway {
         let work = tempfile::tempdir().expect("tempdir");
         let data_dir = self.data_dir.clone().unwrap_or_else(|| work.path().join("data"));
-        let tls: Vec<SocketAddr> = (0..self.tls_listeners).map(|_| ports::free("127.0.0.1")).collect();
-        let plain: Vec<SocketAddr> = (0..self.plain_listeners).map(|_| ports::free("127.0.0.1")).collect();
-        let admin = ports::free("127.0.0.1");
-        let metrics = ports::free("127.0.0.1");
+        let mut picked = ports::free_many("127.0.0.1", self.tls_listeners + self.plain_listeners + 2);
+        let metrics = picked.pop().expect("port");
+        let admin = picked.pop().expect("port");
+        let plain = picked.split_off(self.tls_listeners);
+        let tls = picked;
 
         let mut yaml = String::from("stream:\n  only: true\n  tcp:\n");
         for a in &tls {
@@ -208,7 +209,9 @@ impl Gateway {
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.metrics_text().await;
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 

@@ -27,10 +27,20 @@ impl ServerCertVerifier for AcceptAny {
     ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
-    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -73,7 +83,10 @@ impl TlsClient {
 
     /// A client that can only verify ECDSA P-256 signatures.
     pub fn ecdsa_only() -> Self {
-        Self::new(Some(vec![SignatureScheme::ECDSA_NISTP256_SHA256]), &[&rustls::version::TLS13, &rustls::version::TLS12])
+        Self::new(
+            Some(vec![SignatureScheme::ECDSA_NISTP256_SHA256]),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )
     }
 
     /// A client that can only verify RSA signatures.
@@ -119,6 +132,21 @@ pub async fn roundtrip<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     s.write_all(msg.as_bytes()).await.expect("send");
     s.flush().await.expect("flush");
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("reply within 10s").expect("read reply");
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("reply within 10s")
+        .expect("read reply");
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Like [`roundtrip`], but `None` on any error or timeout (for polling loops).
+pub async fn try_roundtrip<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    msg: &str,
+) -> Option<String> {
+    s.write_all(msg.as_bytes()).await.ok()?;
+    s.flush().await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.ok()?.ok()?;
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
 }

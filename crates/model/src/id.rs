@@ -36,10 +36,9 @@ impl ResourceId {
                 Some(n) if n >= 1 => Ok(ResourceId(n.to_string().into())),
                 _ => Err(Invalid::new(field, "an integer id must be 1 or greater")),
             },
-            other => Err(Invalid::new(
-                field,
-                format!("wrong type: expected string or integer, got {}", json_type(other)),
-            )),
+            other => {
+                Err(Invalid::new(field, format!("wrong type: expected string or integer, got {}", json_type(other))))
+            }
         }
     }
 

@@ -55,7 +55,10 @@ impl Wire {
     /// Deserializes the JSON of a `kind` (schema check, unknown fields refused).
     pub fn from_value(kind: ResourceKind, value: Value) -> Result<Self, Invalid> {
         if !value.is_object() {
-            return Err(Invalid::new("", format!("the body must be a JSON object, got {}", crate::id::json_type(&value))));
+            return Err(Invalid::new(
+                "",
+                format!("the body must be a JSON object, got {}", crate::id::json_type(&value)),
+            ));
         }
         Ok(match kind {
             ResourceKind::Ssls => Wire::Ssl(json::from_value(value)?),

@@ -53,9 +53,7 @@ impl SniPattern {
         match self {
             SniPattern::Exact(name) => **name == *sni,
             SniPattern::Wildcard(suffix) => {
-                sni.len() > suffix.len()
-                    && sni.ends_with(&**suffix)
-                    && !sni[..sni.len() - suffix.len()].contains('.')
+                sni.len() > suffix.len() && sni.ends_with(&**suffix) && !sni[..sni.len() - suffix.len()].contains('.')
             }
             SniPattern::Any => true,
         }

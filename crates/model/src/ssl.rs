@@ -197,9 +197,16 @@ fn parse_protocols(list: &[String]) -> Result<TlsVersions, Invalid> {
     Ok(v)
 }
 
-fn load_pair((cert_field, cert): (&str, &str), (key_field, key): (&str, &str), now_unix: Option<i64>) -> Result<KeyPair, Invalid> {
+fn load_pair(
+    (cert_field, cert): (&str, &str),
+    (key_field, key): (&str, &str),
+    now_unix: Option<i64>,
+) -> Result<KeyPair, Invalid> {
     if cert.starts_with("$secret://") || cert.starts_with("$env://") {
-        return Err(Invalid::new(cert_field, "secret references ($secret://, $env://) are not supported; send the PEM"));
+        return Err(Invalid::new(
+            cert_field,
+            "secret references ($secret://, $env://) are not supported; send the PEM",
+        ));
     }
     if key.starts_with("$secret://") || key.starts_with("$env://") {
         return Err(Invalid::new(key_field, "secret references ($secret://, $env://) are not supported; send the PEM"));
@@ -264,8 +271,11 @@ mod tests {
     fn rsa_and_ecdsa_pairs_load() {
         let (c1, k1) = self_signed("gs-1.com", &rcgen::PKCS_ECDSA_P256_SHA256);
         let (c2, k2) = self_signed("gs-1.com", &rcgen::PKCS_RSA_SHA256);
-        let s = ssl(json!({"cert": c1, "key": k1, "certs": [c2], "keys": [k2], "snis": ["gs-1.com", "*.gs-1.com"]}), Some(0))
-            .expect("valid");
+        let s = ssl(
+            json!({"cert": c1, "key": k1, "certs": [c2], "keys": [k2], "snis": ["gs-1.com", "*.gs-1.com"]}),
+            Some(0),
+        )
+        .expect("valid");
         assert_eq!(s.pairs.len(), 2);
         assert_eq!(s.pairs[0].algorithm, SignatureAlgorithm::ECDSA);
         assert_eq!(s.pairs[1].algorithm, SignatureAlgorithm::RSA);
@@ -291,8 +301,14 @@ mod tests {
         assert!(e.reason.contains("expired"), "{e}");
         assert_eq!(ssl(json!({"cert": c, "key": k}), None).unwrap_err().field, "snis");
         assert_eq!(ssl(json!({"key": k, "sni": "a.com"}), None).unwrap_err().field, "cert");
-        assert_eq!(ssl(json!({"cert": c, "key": k, "sni": "a.com", "snis": ["b.com"]}), None).unwrap_err().field, "snis");
-        assert_eq!(ssl(json!({"cert": c, "key": k, "snis": ["ok.com", "bad..com"]}), None).unwrap_err().field, "snis[1]");
+        assert_eq!(
+            ssl(json!({"cert": c, "key": k, "sni": "a.com", "snis": ["b.com"]}), None).unwrap_err().field,
+            "snis"
+        );
+        assert_eq!(
+            ssl(json!({"cert": c, "key": k, "snis": ["ok.com", "bad..com"]}), None).unwrap_err().field,
+            "snis[1]"
+        );
         assert_eq!(ssl(json!({"cert": c, "key": k, "sni": "a.com", "certs": [c]}), None).unwrap_err().field, "keys");
         assert_eq!(
             ssl(json!({"cert": c, "key": k, "sni": "a.com", "ssl_protocols": ["TLSv1.1"]}), None).unwrap_err().field,

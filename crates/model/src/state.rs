@@ -199,7 +199,8 @@ mod tests {
         let mut state = ConfigState::default();
         state.apply(put(ResourceKind::Upstreams, "u1", 2, r#"{"nodes":{"127.0.0.1:9000":1}}"#)).expect("good");
         let before = state.clone();
-        let problem = state.apply(put(ResourceKind::Upstreams, "u1", 3, r#"{"nodes":{"127.0.0.1:nope":1}}"#)).unwrap_err();
+        let problem =
+            state.apply(put(ResourceKind::Upstreams, "u1", 3, r#"{"nodes":{"127.0.0.1:nope":1}}"#)).unwrap_err();
         assert_eq!(problem.invalid.field, "nodes[\"127.0.0.1:nope\"]");
         assert_eq!(state.upstreams[&id("u1")].revision, 2, "last good version kept");
         assert_eq!(state.problems().count(), 1);

@@ -49,7 +49,10 @@ impl StreamRoute {
         check_name_desc(&w.name, &w.desc)?;
         check_labels(&w.labels)?;
         if w.service_id.is_some() {
-            return Err(Invalid::new("service_id", "services are not supported by shardgate; use upstream or upstream_id"));
+            return Err(Invalid::new(
+                "service_id",
+                "services are not supported by shardgate; use upstream or upstream_id",
+            ));
         }
         if w.protocol.is_some() {
             return Err(Invalid::new("protocol", "xRPC protocols are not supported by shardgate"));
@@ -100,7 +103,10 @@ impl StreamRoute {
             None => None,
             Some(s) if s > 0.0 && s <= MAX_IDLE_SECS => Some(Duration::from_secs_f64(s)),
             Some(_) => {
-                return Err(Invalid::new("idle_timeout", format!("must be a number of seconds greater than 0 and at most {MAX_IDLE_SECS}")));
+                return Err(Invalid::new(
+                    "idle_timeout",
+                    format!("must be a number of seconds greater than 0 and at most {MAX_IDLE_SECS}"),
+                ));
             }
         };
 
@@ -159,7 +165,10 @@ mod tests {
         assert_eq!(route(json!({"upstream_id": "u", "server_port": 0})).unwrap_err().field, "server_port");
         assert_eq!(route(json!({"upstream_id": "u", "server_port": 70000})).unwrap_err().field, "server_port");
         assert_eq!(route(json!({"upstream": {"nodes": {"a:x": 1}}})).unwrap_err().field, "upstream.nodes[\"a:x\"]");
-        assert_eq!(route(json!({"upstream_id": "u", "plugins": {"limit-conn": {}}})).unwrap_err().field, "plugins.limit-conn");
+        assert_eq!(
+            route(json!({"upstream_id": "u", "plugins": {"limit-conn": {}}})).unwrap_err().field,
+            "plugins.limit-conn"
+        );
         assert!(route(json!({"upstream_id": "u", "plugins": {}})).is_ok());
         assert_eq!(route(json!({"upstream_id": "u", "sni": "a..b"})).unwrap_err().field, "sni");
         assert_eq!(route(json!({"upstream_id": "u", "priority": 1})).unwrap_err().field, "priority");

@@ -171,7 +171,7 @@ impl Upstream {
         };
         let retry_timeout = match w.retry_timeout {
             None => None,
-            Some(s) if s == 0.0 => None,
+            Some(0.0) => None,
             Some(s) => Some(seconds("retry_timeout", s)?),
         };
         let (connect_timeout, idle_timeout) = match &w.timeout {
@@ -228,7 +228,10 @@ fn refuse_unsupported(w: &UpstreamWire) -> Result<(), Invalid> {
 
 fn seconds(field: &str, s: f64) -> Result<Duration, Invalid> {
     if !(s > 0.0 && s <= MAX_TIMEOUT_SECS) {
-        return Err(Invalid::new(field, format!("must be a number of seconds greater than 0 and at most {MAX_TIMEOUT_SECS}")));
+        return Err(Invalid::new(
+            field,
+            format!("must be a number of seconds greater than 0 and at most {MAX_TIMEOUT_SECS}"),
+        ));
     }
     Ok(Duration::from_secs_f64(s))
 }
@@ -244,7 +247,8 @@ fn parse_nodes(v: &Value) -> Result<Vec<Node>, Invalid> {
             for (addr, weight) in map {
                 let field = format!("nodes[{addr:?}]");
                 let (host, port) = parse_host_port(addr).map_err(|e| Invalid::new(&field, e))?;
-                let port = port.ok_or_else(|| Invalid::new(&field, format!("{addr:?} has no port; write host:port")))?;
+                let port =
+                    port.ok_or_else(|| Invalid::new(&field, format!("{addr:?} has no port; write host:port")))?;
                 let weight = parse_weight(&field, weight)?;
                 nodes.push(Node { host, port, weight, priority: 0 });
             }
@@ -283,7 +287,10 @@ fn parse_node_object(i: usize, item: &Value) -> Result<Node, Invalid> {
     let host = match obj.get("host") {
         Some(Value::String(s)) => s,
         Some(other) => {
-            return Err(Invalid::new(format!("{base}.host"), format!("wrong type: expected string, got {}", json_type(other))));
+            return Err(Invalid::new(
+                format!("{base}.host"),
+                format!("wrong type: expected string, got {}", json_type(other)),
+            ));
         }
         None => return Err(Invalid::new(format!("{base}.host"), "is required")),
     };
@@ -295,7 +302,10 @@ fn parse_node_object(i: usize, item: &Value) -> Result<Node, Invalid> {
             _ => return Err(Invalid::new(format!("{base}.port"), "must be an integer between 1 and 65535")),
         },
         Some(other) => {
-            return Err(Invalid::new(format!("{base}.port"), format!("wrong type: expected integer, got {}", json_type(other))));
+            return Err(Invalid::new(
+                format!("{base}.port"),
+                format!("wrong type: expected integer, got {}", json_type(other)),
+            ));
         }
     };
     let weight = match obj.get("weight") {
@@ -424,11 +434,15 @@ mod tests {
         assert_eq!(u.balance, Balance::ConsistentHash(HashKey::RemoteAddr));
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "type": "chash"})).unwrap_err().field, "key");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "type": "random"})).unwrap_err().field, "type");
-        let u = up(json!({"nodes": {"a:1": 1}, "type": "least_conn", "timeout": {"connect": 0.5, "send": 30, "read": 60}}))
-            .expect("least_conn");
+        let u =
+            up(json!({"nodes": {"a:1": 1}, "type": "least_conn", "timeout": {"connect": 0.5, "send": 30, "read": 60}}))
+                .expect("least_conn");
         assert_eq!(u.connect_timeout, Some(Duration::from_millis(500)));
         assert_eq!(u.idle_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(up(json!({"nodes": {"a:1": 1}, "timeout": {"connect": 0, "send": 1, "read": 1}})).unwrap_err().field, "timeout.connect");
+        assert_eq!(
+            up(json!({"nodes": {"a:1": 1}, "timeout": {"connect": 0, "send": 1, "read": 1}})).unwrap_err().field,
+            "timeout.connect"
+        );
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "timeout": {"connect": 1}})).unwrap_err().field, "timeout.send");
     }
 

@@ -74,7 +74,11 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
-            tcp: vec![TcpListenerConfig { addr: ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8888)), tls: true, fallback_sni: None }],
+            tcp: vec![TcpListenerConfig {
+                addr: ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8888)),
+                tls: true,
+                fallback_sni: None,
+            }],
             only: true,
             idle_timeout: ConfigDuration::from_secs(30 * 60),
             connect_timeout: ConfigDuration::from_secs(5),
@@ -113,7 +117,8 @@ impl<'de> Deserialize<'de> for ListenAddr {
                 f.write_str("a port (8888) or an address with a port (\"127.0.0.1:8888\", \"[::]:8888\")")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ListenAddr, E> {
-                let port = u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| E::custom("a port must be 1 to 65535"))?;
+                let port =
+                    u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| E::custom("a port must be 1 to 65535"))?;
                 Ok(ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ListenAddr, E> {
@@ -123,7 +128,9 @@ impl<'de> Deserialize<'de> for ListenAddr {
                 if let Ok(port) = v.parse::<u64>() {
                     return self.visit_u64(port);
                 }
-                v.parse::<SocketAddr>().map(ListenAddr).map_err(|_| E::custom(format!("{v:?} is not a port or an ip:port address")))
+                v.parse::<SocketAddr>()
+                    .map(ListenAddr)
+                    .map_err(|_| E::custom(format!("{v:?} is not a port or an ip:port address")))
             }
         }
         d.deserialize_any(V)
@@ -286,7 +293,11 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            if path == "." || path.is_empty() { ConfigError(inner.to_string()) } else { ConfigError(format!("{path}: {inner}")) }
+            if path == "." || path.is_empty() {
+                ConfigError(inner.to_string())
+            } else {
+                ConfigError(format!("{path}: {inner}"))
+            }
         })
     }
 
@@ -304,7 +315,9 @@ impl Config {
         }
         let others = [("admin.listen", self.admin.listen), ("metrics.listen", self.metrics.listen)];
         for (name, addr) in others {
-            if self.stream.tcp.iter().any(|l| l.addr.0.port() == addr.port() && (l.addr.0.ip().is_unspecified() || l.addr.0.ip() == addr.ip())) {
+            if self.stream.tcp.iter().any(|l| {
+                l.addr.0.port() == addr.port() && (l.addr.0.ip().is_unspecified() || l.addr.0.ip() == addr.ip())
+            }) {
                 return Err(ConfigError(format!("{name}: {addr} is also a stream listener")));
             }
         }
@@ -349,7 +362,10 @@ mod tests {
 
     #[test]
     fn the_seed_listener_shape_parses() {
-        let c = Config::parse("stream:\n  only: true\n  tcp:\n    - addr: 8888\n      tls: true\n    - addr: \"127.0.0.1:9100\"\n").expect("parse");
+        let c = Config::parse(
+            "stream:\n  only: true\n  tcp:\n    - addr: 8888\n      tls: true\n    - addr: \"127.0.0.1:9100\"\n",
+        )
+        .expect("parse");
         assert_eq!(c.stream.tcp[0].addr.0, "0.0.0.0:8888".parse().expect("addr"));
         assert!(c.stream.tcp[0].tls);
         assert_eq!(c.stream.tcp[1].addr.0, "127.0.0.1:9100".parse().expect("addr"));

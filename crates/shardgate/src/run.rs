@@ -49,7 +49,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config)?;
     let key = config.admin_key()?.to_owned();
     if config.admin_key_is_well_known() {
-        tracing::warn!("the admin key is APISIX's published default key; anyone who can reach the Admin API can guess it");
+        tracing::warn!(
+            "the admin key is APISIX's published default key; anyone who can reach the Admin API can guess it"
+        );
     }
 
     let metrics = Metrics::new();

@@ -17,7 +17,10 @@ fn write(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
 #[test]
 fn validate_accepts_a_good_file_and_names_the_path_of_a_bad_field() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let good = write(dir.path(), "stream:\n  only: true\n  tcp:\n    - addr: 8888\n      tls: true\nadmin:\n  key: a-key-that-is-long-enough\n");
+    let good = write(
+        dir.path(),
+        "stream:\n  only: true\n  tcp:\n    - addr: 8888\n      tls: true\nadmin:\n  key: a-key-that-is-long-enough\n",
+    );
     let out = shardgate().args(["validate", "--config"]).arg(&good).output().expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 stream listener"));

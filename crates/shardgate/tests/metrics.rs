@@ -45,7 +45,11 @@ async fn metrics_cover_connections_tls_routes_bytes_upstreams_and_config() {
     }
     drop(s);
     eventually(5, "close counted per route and reason", || async {
-        let v = gw.metric(&format!("shardgate_stream_connections_closed_total{{{listener},route=\"r1\",reason=\"client_closed\"}}")).await;
+        let v = gw
+            .metric(&format!(
+                "shardgate_stream_connections_closed_total{{{listener},route=\"r1\",reason=\"client_closed\"}}"
+            ))
+            .await;
         (v == 1.0).then_some(())
     })
     .await;
@@ -56,6 +60,10 @@ async fn metrics_cover_connections_tls_routes_bytes_upstreams_and_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("metrics.txt"), gw.metrics_text().await).expect("write");
     let out = bash("promtool check metrics < metrics.txt".into(), dir.path()).await;
-    assert!(out.status.success(), "promtool check metrics (is promtool installed? the README's test command installs it):\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "promtool check metrics (is promtool installed? the README's test command installs it):\n{}",
+        text(&out)
+    );
     assert!(text(&out).trim().is_empty(), "promtool reports nothing: {}", text(&out));
 }

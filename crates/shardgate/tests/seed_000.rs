@@ -97,10 +97,9 @@ curl -sS -i -X POST {admin}/apisix/admin/stream_routes -H 'X-API-KEY: edd1c9f034
     // 測試基於SNI的訪問: a TLS client per SNI reaches its own game server...
     let client = TlsClient::default();
     let addr = gw.tls_addr();
-    let mut s1 = shardgate_e2e::eventually(5, "gs-1.com routed", || async {
-        client.connect(addr, Some("gs-1.com")).await.ok()
-    })
-    .await;
+    let mut s1 =
+        shardgate_e2e::eventually(5, "gs-1.com routed", || async { client.connect(addr, Some("gs-1.com")).await.ok() })
+            .await;
     assert_eq!(roundtrip(&mut s1, "hello from player 1").await, "[test-server-1] hello from player 1");
     let mut s2 = client.connect(addr, Some("gs-2.com")).await.expect("gs-2.com handshake");
     assert_eq!(roundtrip(&mut s2, "hello from player 2").await, "[test-server-2] hello from player 2");

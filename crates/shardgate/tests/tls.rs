@@ -34,7 +34,8 @@ async fn exact_beats_wildcard_and_a_wildcard_covers_one_label() {
     assert_eq!(roundtrip(&mut s, "hi").await, "[gs] hi");
     let s = client.connect(addr, Some("gs-2.game.com")).await.expect("wildcard covers gs-2");
     assert_eq!(presented_cert(&s), wild.der);
-    let series = format!("shardgate_stream_tls_handshake_failures_total{{listener=\"tls/{addr}\",reason=\"unknown_sni\"}}");
+    let series =
+        format!("shardgate_stream_tls_handshake_failures_total{{listener=\"tls/{addr}\",reason=\"unknown_sni\"}}");
     let before = gw.metric(&series).await;
     let err = client.connect(addr, Some("a.b.game.com")).await.expect_err("two labels deep is not covered");
     assert!(err.to_string().contains("UnrecognisedName"), "{err}");
@@ -56,7 +57,9 @@ async fn rsa_and_ecdsa_for_one_sni_are_chosen_by_what_the_client_supports() {
         )
         .await;
     let addr = gw.tls_addr();
-    let s = eventually(5, "dual.com served", || async { TlsClient::default().connect(addr, Some("dual.com")).await.ok() }).await;
+    let s =
+        eventually(5, "dual.com served", || async { TlsClient::default().connect(addr, Some("dual.com")).await.ok() })
+            .await;
     assert_eq!(presented_cert(&s), ec.der, "a client that supports both gets ECDSA");
     let s = TlsClient::rsa_only().connect(addr, Some("dual.com")).await.expect("rsa client");
     assert_eq!(presented_cert(&s), rsa.der);
@@ -94,7 +97,11 @@ async fn no_sni_is_refused_with_an_alert_unless_a_fallback_is_configured() {
     let err = TlsClient::default().connect(addr, None).await.expect_err("no SNI, no fallback");
     assert!(err.to_string().contains("UnrecognisedName"), "{err}");
     assert_eq!(
-        strict.metric(&format!("shardgate_stream_tls_handshake_failures_total{{listener=\"tls/{addr}\",reason=\"no_sni\"}}")).await,
+        strict
+            .metric(&format!(
+                "shardgate_stream_tls_handshake_failures_total{{listener=\"tls/{addr}\",reason=\"no_sni\"}}"
+            ))
+            .await,
         1.0
     );
 
@@ -102,7 +109,10 @@ async fn no_sni_is_refused_with_an_alert_unless_a_fallback_is_configured() {
     lenient.admin().put_ok("/apisix/admin/ssls/d", &cert.ssl_body(&["default.game.com"])).await;
     lenient
         .admin()
-        .put_ok("/apisix/admin/stream_routes/d", &json!({"sni": "default.game.com", "upstream": {"nodes": {gs.node(): 1}}}))
+        .put_ok(
+            "/apisix/admin/stream_routes/d",
+            &json!({"sni": "default.game.com", "upstream": {"nodes": {gs.node(): 1}}}),
+        )
         .await;
     let addr = lenient.tls_addr();
     let mut s = eventually(5, "fallback serves a client without SNI", || async {
@@ -111,7 +121,10 @@ async fn no_sni_is_refused_with_an_alert_unless_a_fallback_is_configured() {
     .await;
     assert_eq!(presented_cert(&s), cert.der);
     assert_eq!(roundtrip(&mut s, "no sni").await, "[gs] no sni");
-    let mut s = TlsClient::default().connect(addr, Some("unknown.example")).await.expect("an unknown SNI uses the fallback too");
+    let mut s = TlsClient::default()
+        .connect(addr, Some("unknown.example"))
+        .await
+        .expect("an unknown SNI uses the fallback too");
     assert_eq!(roundtrip(&mut s, "unknown").await, "[gs] unknown");
 }
 
@@ -127,10 +140,15 @@ async fn tls_12_and_13_only_with_per_object_protocols() {
     body["ssl_protocols"] = json!(["TLSv1.3"]);
     gw.admin().put_ok("/apisix/admin/ssls/modern", &body).await;
     let addr = gw.tls_addr();
-    let mut s = eventually(5, "certs loaded", || async { TlsClient::tls12_only().connect(addr, Some("any.com")).await.ok() }).await;
+    let mut s =
+        eventually(5, "certs loaded", || async { TlsClient::tls12_only().connect(addr, Some("any.com")).await.ok() })
+            .await;
     assert_eq!(s.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
     assert_eq!(roundtrip(&mut s, "v12").await, "[gs] v12");
-    let s = TlsClient::default().connect(addr, Some("modern.com")).await.expect("1.3");
+    let s = eventually(5, "modern.com loaded", || async {
+        TlsClient::default().connect(addr, Some("modern.com")).await.ok()
+    })
+    .await;
     assert_eq!(s.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
     assert!(TlsClient::tls12_only().connect(addr, Some("modern.com")).await.is_err(), "modern.com refuses TLS 1.2");
 
@@ -158,13 +176,18 @@ async fn sessions_resume_on_reconnect() {
     gw.admin().put_ok("/apisix/admin/ssls/r", &cert.ssl_body(&["resume.com"])).await;
     let addr = gw.tls_addr();
     for client in [TlsClient::default(), TlsClient::tls12_only()] {
-        let mut first = eventually(5, "cert loaded", || async { client.connect(addr, Some("resume.com")).await.ok() }).await;
+        let mut first =
+            eventually(5, "cert loaded", || async { client.connect(addr, Some("resume.com")).await.ok() }).await;
         // Reading processes the TLS 1.3 ticket that follows the handshake.
         assert_eq!(roundtrip(&mut first, "one").await, "[gs] one");
         assert_eq!(first.get_ref().1.handshake_kind(), Some(rustls::HandshakeKind::Full));
         drop(first);
         let mut again = client.connect(addr, Some("resume.com")).await.expect("reconnect");
-        assert_eq!(again.get_ref().1.handshake_kind(), Some(rustls::HandshakeKind::Resumed), "a returning player resumes");
+        assert_eq!(
+            again.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "a returning player resumes"
+        );
         assert_eq!(roundtrip(&mut again, "two").await, "[gs] two");
     }
 }
@@ -178,8 +201,12 @@ async fn disabled_objects_are_not_served() {
     let mut body = cert.ssl_body(&["off.com"]);
     gw.admin().put_ok("/apisix/admin/ssls/off", &body).await;
     let addr = gw.tls_addr();
-    eventually(5, "served while enabled", || async { TlsClient::default().connect(addr, Some("off.com")).await.ok() }).await;
+    eventually(5, "served while enabled", || async { TlsClient::default().connect(addr, Some("off.com")).await.ok() })
+        .await;
     body["status"] = json!(0);
     gw.admin().put_ok("/apisix/admin/ssls/off", &body).await;
-    eventually(5, "refused once disabled", || async { TlsClient::default().connect(addr, Some("off.com")).await.err() }).await;
+    eventually(5, "refused once disabled", || async {
+        TlsClient::default().connect(addr, Some("off.com")).await.err()
+    })
+    .await;
 }

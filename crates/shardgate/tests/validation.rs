@@ -43,7 +43,7 @@ async fn every_invalid_write_is_refused_and_changes_nothing() {
         ("expired certificate", "/apisix/admin/ssls/1", expired.ssl_body(&["old.com"]).to_string(), "expired"),
         ("invalid SNI", "/apisix/admin/ssls/1", good.ssl_body(&["gs_1..com"]).to_string(), "property \"snis[0]\""),
         ("wildcard in the middle", "/apisix/admin/stream_routes/r", json!({"sni": "gs.*.com", "upstream_id": "u"}).to_string(), "property \"sni\""),
-        ("node address without a valid port", "/apisix/admin/upstreams/u", json!({"nodes": {"127.0.0.1:http": 1}}).to_string(), "nodes[\\\"127.0.0.1:http\\\"]"),
+        ("node address without a valid port", "/apisix/admin/upstreams/u", json!({"nodes": {"127.0.0.1:http": 1}}).to_string(), "nodes[\"127.0.0.1:http\"]"),
         ("node host that cannot parse", "/apisix/admin/stream_routes/r", json!({"sni": "gs-1.com", "upstream": {"nodes": {"game server:9000": 1}}}).to_string(), "upstream.nodes"),
         ("bad CIDR", "/apisix/admin/stream_routes/r", json!({"sni": "gs-1.com", "upstream_id": "u", "remote_addr": "10.0.0.0/99"}).to_string(), "property \"remote_addr\""),
         ("dangling upstream_id", "/apisix/admin/stream_routes/r", json!({"sni": "gs-1.com", "upstream_id": "nope"}).to_string(), "upstream id [nope]"),
@@ -53,8 +53,11 @@ async fn every_invalid_write_is_refused_and_changes_nothing() {
     for (what, path, body, needle) in cases {
         let r = admin.request("PUT", path, Some(&body)).await;
         assert_eq!(r.status, 400, "{what}: {}", r.body);
-        assert!(r.body.contains(needle), "{what}: {} should name {needle:?}", r.body);
-        assert!(r.json()["error_msg"].is_string(), "{what}: APISIX error envelope: {}", r.body);
+        let msg = r.json()["error_msg"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{what}: APISIX error envelope: {}", r.body));
+        assert!(msg.contains(needle), "{what}: {msg:?} should name {needle:?}");
         assert_eq!(everything(&gw).await, before, "{what}: nothing stored changed");
     }
 

@@ -1,6 +1,8 @@
 //! Route and certificate lookup cost on a table the size of a large studio's:
 //! 2,000 game servers with exact SNIs, 50 wildcard zones, catch-alls.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -11,7 +13,11 @@ use shardgate_snapshot::{RouteQuery, SniTable, StreamRouter};
 fn table() -> StreamRouter<u32> {
     let mut r = StreamRouter::default();
     for zone in 0..50 {
-        r.insert(&[SniPattern::parse(&format!("*.zone{zone}.game.com")).expect("sni")], Filters::default(), 100_000 + zone);
+        r.insert(
+            &[SniPattern::parse(&format!("*.zone{zone}.game.com")).expect("sni")],
+            Filters::default(),
+            100_000 + zone,
+        );
     }
     for i in 0..2000 {
         let sni = SniPattern::parse(&format!("gs-{i}.zone{}.game.com", i % 50)).expect("sni");

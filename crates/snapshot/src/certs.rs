@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SignatureAlgorithm};
 use shardgate_model::ssl::{TlsVersions, provider};
@@ -123,7 +125,12 @@ impl CertStore {
                     Ok(e) => Arc::new(e),
                     Err(invalid) => {
                         let (id, e) = members[0];
-                        problems.push(Problem { kind: ResourceKind::Ssls, id: id.clone(), revision: e.revision, invalid });
+                        problems.push(Problem {
+                            kind: ResourceKind::Ssls,
+                            id: id.clone(),
+                            revision: e.revision,
+                            invalid,
+                        });
                         continue;
                     }
                 },

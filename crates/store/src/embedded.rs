@@ -49,7 +49,12 @@ impl EmbeddedOptions {
     /// Defaults for `dir`: 1 MiB values, 10,000 events of history, compaction
     /// from 1 MiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        EmbeddedOptions { dir: dir.into(), max_value_bytes: 1024 * 1024, history: 10_000, compact_min_bytes: 1024 * 1024 }
+        EmbeddedOptions {
+            dir: dir.into(),
+            max_value_bytes: 1024 * 1024,
+            history: 10_000,
+            compact_min_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -100,9 +105,7 @@ fn record_size(kv: &KeyValue) -> u64 {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("fsync directory {}", dir.display())))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("fsync directory {}", dir.display())))
 }
 
 impl EmbeddedStore {
@@ -238,7 +241,9 @@ impl Shared {
         if w.failed {
             return Err(StoreError::Io {
                 context: "store log".into(),
-                source: std::io::Error::other("an earlier write failed and could not be rolled back; restart to recover"),
+                source: std::io::Error::other(
+                    "an earlier write failed and could not be rolled back; restart to recover",
+                ),
             });
         }
         let mut buf = Vec::with_capacity(64 + rec.key.len() + rec.value.len());
@@ -247,10 +252,8 @@ impl Shared {
         let result = w.file.write_all(&buf).and_then(|()| w.file.sync_data());
         if let Err(e) = result {
             use std::io::Seek;
-            let rollback = w
-                .file
-                .set_len(w.log_len)
-                .and_then(|()| w.file.seek(std::io::SeekFrom::Start(w.log_len)).map(drop));
+            let rollback =
+                w.file.set_len(w.log_len).and_then(|()| w.file.seek(std::io::SeekFrom::Start(w.log_len)).map(drop));
             if rollback.is_err() {
                 w.failed = true;
             }
@@ -276,7 +279,11 @@ impl Shared {
 
     fn put_blocking(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError> {
         if value.len() > self.opts.max_value_bytes {
-            return Err(StoreError::TooLarge { key: key.to_owned(), size: value.len(), max: self.opts.max_value_bytes });
+            return Err(StoreError::TooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                max: self.opts.max_value_bytes,
+            });
         }
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let (prev, revision) = {
@@ -324,14 +331,21 @@ impl Shared {
             (prev, view.revision + 1)
         };
         let Some(prev) = prev else { return Ok(None) };
-        let rec = Record { op: Op::Delete, revision, create_revision: 0, version: 0, key: key.to_owned(), value: Vec::new() };
+        let rec =
+            Record { op: Op::Delete, revision, create_revision: 0, version: 0, key: key.to_owned(), value: Vec::new() };
         self.append(&mut w, &rec)?;
         {
             let mut view = self.write_view();
             view.revision = revision;
             view.live_bytes = view.live_bytes.saturating_sub(record_size(&prev));
             view.map.remove(key);
-            let kv = KeyValue { key: key.to_owned(), value: Vec::new(), create_revision: 0, mod_revision: revision, version: 0 };
+            let kv = KeyValue {
+                key: key.to_owned(),
+                value: Vec::new(),
+                create_revision: 0,
+                mod_revision: revision,
+                version: 0,
+            };
             self.publish(&mut view, Event { kind: EventKind::Delete, kv });
         }
         self.maybe_compact(&mut w)?;
@@ -349,8 +363,14 @@ impl Shared {
         let mut buf = MAGIC.to_vec();
         {
             let view = self.read_view();
-            let marker =
-                Record { op: Op::Revision, revision: view.revision, create_revision: 0, version: 0, key: String::new(), value: Vec::new() };
+            let marker = Record {
+                op: Op::Revision,
+                revision: view.revision,
+                create_revision: 0,
+                version: 0,
+                key: String::new(),
+                value: Vec::new(),
+            };
             log::encode(&marker, &mut buf);
             for kv in view.map.values() {
                 let rec = Record {
@@ -374,7 +394,8 @@ impl Shared {
         f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(format!("write {}", tmp.display())))?;
         fs::rename(&tmp, &path).map_err(io(format!("rename {} to {}", tmp.display(), path.display())))?;
         sync_dir(dir)?;
-        let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io(format!("reopen {}", path.display())))?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).open(&path).map_err(io(format!("reopen {}", path.display())))?;
         use std::io::Seek;
         file.seek(std::io::SeekFrom::End(0)).map_err(io(format!("seek {}", path.display())))?;
         tracing::info!(path = %path.display(), before = w.log_len, after = buf.len(), "store log compacted");
@@ -384,7 +405,9 @@ impl Shared {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|_| StoreError::Closed)?
 }
 

@@ -22,7 +22,7 @@ pub mod log;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-pub use embedded::{EmbeddedStore, EmbeddedOptions};
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
 
 /// A key with its value and revisions (etcd's `mvccpb.KeyValue`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,10 +52,7 @@ pub(crate) struct ListenerCtx {
 
 impl ListenerCtx {
     fn handshake_failed(&self, reason: HandshakeFailure) {
-        self.metrics
-            .handshake_failures
-            .get_or_create(&HandshakeLabels { listener: self.name.clone(), reason })
-            .inc();
+        self.metrics.handshake_failures.get_or_create(&HandshakeLabels { listener: self.name.clone(), reason }).inc();
     }
 }
 
@@ -228,9 +225,9 @@ async fn serve_tls(
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = match e.kind() {
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
-                    HandshakeFailure::client_closed
-                }
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe => HandshakeFailure::client_closed,
                 _ => HandshakeFailure::protocol_error,
             };
             ctx.handshake_failed(reason);

@@ -267,7 +267,8 @@ mod tests {
         let counters = ByteCounters::default();
         let proxy = tokio::spawn(async move {
             let start = Instant::now();
-            let r = copy_bidirectional(&mut down, &mut up, Duration::from_secs(10), &counters, std::future::pending()).await;
+            let r = copy_bidirectional(&mut down, &mut up, Duration::from_secs(10), &counters, std::future::pending())
+                .await;
             (r, start.elapsed())
         });
         tokio::time::sleep(Duration::from_secs(8)).await;

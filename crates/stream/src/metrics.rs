@@ -155,11 +155,23 @@ impl StreamMetrics {
         };
         metrics.register(|r| {
             r.register("stream_connections_accepted", "Connections accepted on a stream listener", m.accepted.clone());
-            r.register("stream_connections_active", "Connections open on a stream listener, routed or not", m.active.clone());
-            r.register("stream_route_connections_active", "Routed connections open per stream route", m.route_active.clone());
+            r.register(
+                "stream_connections_active",
+                "Connections open on a stream listener, routed or not",
+                m.active.clone(),
+            );
+            r.register(
+                "stream_route_connections_active",
+                "Routed connections open per stream route",
+                m.route_active.clone(),
+            );
             r.register("stream_connections_closed", "Stream connections closed, by route and reason", m.closed.clone());
             r.register("stream_no_route", "Connections closed because no stream route matched", m.no_route.clone());
-            r.register("stream_tls_handshake_failures", "TLS handshakes that failed, by reason", m.handshake_failures.clone());
+            r.register(
+                "stream_tls_handshake_failures",
+                "TLS handshakes that failed, by reason",
+                m.handshake_failures.clone(),
+            );
             r.register_with_unit(
                 "stream_tls_handshake_duration",
                 "Time from accept to the end of the TLS handshake",

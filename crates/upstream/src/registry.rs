@@ -373,9 +373,7 @@ impl Upstream {
         };
         stream.set_nodelay(true).map_err(|e| format!("{addr}: set TCP_NODELAY: {e}"))?;
         let ka = TcpKeepalive::new().with_time(self.defaults.keepalive).with_interval(Duration::from_secs(10));
-        SockRef::from(&stream)
-            .set_tcp_keepalive(&ka)
-            .map_err(|e| format!("{addr}: set keepalive: {e}"))?;
+        SockRef::from(&stream).set_tcp_keepalive(&ka).map_err(|e| format!("{addr}: set keepalive: {e}"))?;
         Ok((stream, addr))
     }
 }

@@ -29,7 +29,12 @@ impl Api {
         if let Some(k) = key {
             req = req.header("X-API-KEY", k);
         }
-        let resp = self.router.clone().oneshot(req.body(Body::from(body.to_owned())).expect("request")).await.expect("response");
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
+            .await
+            .expect("response");
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -64,7 +69,10 @@ async fn the_key_is_required_from_header_query_or_cookie() {
     assert_eq!((s, v["description"].as_str()), (StatusCode::UNAUTHORIZED, Some("wrong apikey")));
     let (s, _) = a.call_with("GET", &format!("/apisix/admin/ssls?api_key={KEY}"), "", None).await;
     assert_eq!(s, StatusCode::OK);
-    let req = Request::get("/apisix/admin/ssls").header("cookie", format!("a=b; x_api_key={KEY}")).body(Body::empty()).expect("req");
+    let req = Request::get("/apisix/admin/ssls")
+        .header("cookie", format!("a=b; x_api_key={KEY}"))
+        .body(Body::empty())
+        .expect("req");
     assert_eq!(a.router.clone().oneshot(req).await.expect("resp").status(), StatusCode::OK);
 }
 
@@ -117,7 +125,10 @@ async fn every_bad_write_is_refused_and_changes_nothing() {
     let (c, k) = cert("gs-1.com");
     let (_, other_key) = cert("gs-2.com");
     assert_eq!(a.call("PUT", "/apisix/admin/ssls/1", &seed_ssl_body(&c, &k, "gs-1.com")).await.0, StatusCode::CREATED);
-    assert_eq!(a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await.0, StatusCode::CREATED);
+    assert_eq!(
+        a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await.0,
+        StatusCode::CREATED
+    );
     let before = a.snapshot().await;
 
     let cases: Vec<(&str, String, &str)> = vec![
@@ -126,10 +137,18 @@ async fn every_bad_write_is_refused_and_changes_nothing() {
         ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream_id":"u","bogus":1}"#.into(), "\"bogus\""),
         ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com"}"#.into(), "\"upstream\""),
         ("/apisix/admin/stream_routes/r", r#"{"sni":"a..com","upstream_id":"u"}"#.into(), "\"sni\""),
-        ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream":{"nodes":{"gs-1:port":1}}}"#.into(), "upstream.nodes"),
+        (
+            "/apisix/admin/stream_routes/r",
+            r#"{"sni":"a.com","upstream":{"nodes":{"gs-1:port":1}}}"#.into(),
+            "upstream.nodes",
+        ),
         ("/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream_id":"missing"}"#.into(), "upstream id [missing]"),
         ("/apisix/admin/ssls/1", seed_ssl_body(&c, &other_key, "gs-1.com"), "does not match"),
-        ("/apisix/admin/ssls/1", seed_ssl_body("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", &k, "gs-1.com"), "\"cert\""),
+        (
+            "/apisix/admin/ssls/1",
+            seed_ssl_body("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", &k, "gs-1.com"),
+            "\"cert\"",
+        ),
         ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?}}}"#), "\"snis\""),
         ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?},"snis":["10.0.0.1"]}}"#), "IP address"),
         ("/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:99999":1}}"#.into(), "nodes"),
@@ -146,8 +165,14 @@ async fn every_bad_write_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn an_upstream_in_use_cannot_be_deleted_unless_forced() {
     let a = api();
-    assert_eq!(a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await.0, StatusCode::CREATED);
-    assert_eq!(a.call("PUT", "/apisix/admin/stream_routes/r1", r#"{"sni":"a.com","upstream_id":"u"}"#).await.0, StatusCode::CREATED);
+    assert_eq!(
+        a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        a.call("PUT", "/apisix/admin/stream_routes/r1", r#"{"sni":"a.com","upstream_id":"u"}"#).await.0,
+        StatusCode::CREATED
+    );
     let (s, v) = a.call("DELETE", "/apisix/admin/upstreams/u", "").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["error_msg"], "can not delete this upstream, stream_route [r1] is still using it now");
@@ -164,7 +189,9 @@ async fn an_upstream_in_use_cannot_be_deleted_unless_forced() {
 async fn patch_merges_for_upstreams_and_is_refused_for_stream_routes() {
     let a = api();
     a.call("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1,"127.0.0.1:2":1},"desc":"x"}"#).await;
-    let (s, v) = a.call("PATCH", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:2":null,"127.0.0.1:3":4},"desc":null}"#).await;
+    let (s, v) = a
+        .call("PATCH", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:2":null,"127.0.0.1:3":4},"desc":null}"#)
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["value"]["nodes"], json!({"127.0.0.1:1": 1, "127.0.0.1:3": 4}));
     assert!(v["value"].get("desc").is_none());
@@ -173,7 +200,10 @@ async fn patch_merges_for_upstreams_and_is_refused_for_stream_routes() {
     let (s, _) = a.call("PATCH", "/apisix/admin/upstreams/u/retries", "\"two\"").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "a patch that breaks validation is refused");
     let (s, v) = a.call("PATCH", "/apisix/admin/stream_routes/r", "{}").await;
-    assert_eq!((s, v["error_msg"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("not supported `PATCH` method for stream route")));
+    assert_eq!(
+        (s, v["error_msg"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("not supported `PATCH` method for stream route"))
+    );
 }
 
 #[tokio::test]

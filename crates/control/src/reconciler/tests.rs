@@ -67,14 +67,27 @@ async fn loads_then_follows_writes_and_keeps_the_last_good_version() {
         stop_rx.await.ok();
     }));
 
-    f.store.put("/apisix/stream_routes/2", br#"{"sni":"gs-2.com","upstream_id":"u"}"#.to_vec(), Condition::Always).await.expect("put");
+    f.store
+        .put("/apisix/stream_routes/2", br#"{"sni":"gs-2.com","upstream_id":"u"}"#.to_vec(), Condition::Always)
+        .await
+        .expect("put");
     wait_for(&f.handle, "the dangling route to be reported", |s| s.problems.len() == 1).await;
-    f.store.put("/apisix/upstreams/u", br#"{"nodes":{"127.0.0.1:9002":1}}"#.to_vec(), Condition::Always).await.expect("put");
+    f.store
+        .put("/apisix/upstreams/u", br#"{"nodes":{"127.0.0.1:9002":1}}"#.to_vec(), Condition::Always)
+        .await
+        .expect("put");
     wait_for(&f.handle, "gs-2 to route once its upstream exists", |s| s.stream.find(&q("gs-2.com")).is_some()).await;
     assert!(f.handle.load().problems.is_empty());
 
     // Another writer (e.g. a script writing to etcd directly) stores garbage.
-    f.store.put("/apisix/stream_routes/1", br#"{"sni":"gs-1.com","upstream":{"nodes":"oops"}}"#.to_vec(), Condition::Always).await.expect("put");
+    f.store
+        .put(
+            "/apisix/stream_routes/1",
+            br#"{"sni":"gs-1.com","upstream":{"nodes":"oops"}}"#.to_vec(),
+            Condition::Always,
+        )
+        .await
+        .expect("put");
     wait_for(&f.handle, "the bad version to be reported", |s| !s.problems.is_empty()).await;
     let snap = f.handle.load();
     let (kept, _) = snap.stream.find(&q("gs-1.com")).expect("last good version still routes");

@@ -46,7 +46,7 @@ pub struct StreamRouteWire {
     pub snis: Option<Vec<String>>,
     /// Inline upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream: Option<UpstreamWire>,
+    pub upstream: Option<Box<UpstreamWire>>,
     /// Reference to an upstream resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_id: Option<Value>,

@@ -13,7 +13,12 @@ fn registry() -> Registry {
 
 fn put(state: &mut ConfigState, kind: ResourceKind, id: &str, rev: u64, v: serde_json::Value) {
     state
-        .apply(Change::Put { kind, id: ResourceId::parse(id).expect("id"), revision: rev, value: v.to_string().into_bytes() })
+        .apply(Change::Put {
+            kind,
+            id: ResourceId::parse(id).expect("id"),
+            revision: rev,
+            value: v.to_string().into_bytes(),
+        })
         .expect("valid resource");
 }
 
@@ -39,10 +44,28 @@ fn routes_certs_and_references_compile() {
     let mut state = ConfigState::default();
     let (c, k) = cert("gs-1.com");
     put(&mut state, ResourceKind::Ssls, "1", 1, serde_json::json!({"cert": c, "key": k, "snis": ["gs-1.com"]}));
-    put(&mut state, ResourceKind::Upstreams, "u", 2, serde_json::json!({"nodes": {"127.0.0.1:9000": 1}, "timeout": {"connect": 1, "send": 30, "read": 30}}));
+    put(
+        &mut state,
+        ResourceKind::Upstreams,
+        "u",
+        2,
+        serde_json::json!({"nodes": {"127.0.0.1:9000": 1}, "timeout": {"connect": 1, "send": 30, "read": 30}}),
+    );
     put(&mut state, ResourceKind::StreamRoutes, "r1", 3, serde_json::json!({"sni": "gs-1.com", "upstream_id": "u"}));
-    put(&mut state, ResourceKind::StreamRoutes, "r2", 4, serde_json::json!({"sni": "gs-2.com", "upstream_id": "missing"}));
-    put(&mut state, ResourceKind::StreamRoutes, "r3", 5, serde_json::json!({"sni": "gs-3.com", "upstream": {"nodes": {"127.0.0.1:9001": 1}}, "idle_timeout": 5}));
+    put(
+        &mut state,
+        ResourceKind::StreamRoutes,
+        "r2",
+        4,
+        serde_json::json!({"sni": "gs-2.com", "upstream_id": "missing"}),
+    );
+    put(
+        &mut state,
+        ResourceKind::StreamRoutes,
+        "r3",
+        5,
+        serde_json::json!({"sni": "gs-3.com", "upstream": {"nodes": {"127.0.0.1:9001": 1}}, "idle_timeout": 5}),
+    );
 
     let reg = registry();
     let tls = TlsShared::new(64).expect("tls");
@@ -66,14 +89,30 @@ fn unchanged_parts_are_reused_and_removed_ones_dropped() {
     let mut state = ConfigState::default();
     let (c, k) = cert("gs-1.com");
     put(&mut state, ResourceKind::Ssls, "1", 1, serde_json::json!({"cert": c, "key": k, "sni": "gs-1.com"}));
-    put(&mut state, ResourceKind::StreamRoutes, "r1", 2, serde_json::json!({"sni": "gs-1.com", "upstream": {"nodes": {"127.0.0.1:9000": 1}}}));
-    put(&mut state, ResourceKind::StreamRoutes, "r2", 3, serde_json::json!({"sni": "gs-2.com", "upstream": {"nodes": {"127.0.0.1:9002": 1}}}));
+    put(
+        &mut state,
+        ResourceKind::StreamRoutes,
+        "r1",
+        2,
+        serde_json::json!({"sni": "gs-1.com", "upstream": {"nodes": {"127.0.0.1:9000": 1}}}),
+    );
+    put(
+        &mut state,
+        ResourceKind::StreamRoutes,
+        "r2",
+        3,
+        serde_json::json!({"sni": "gs-2.com", "upstream": {"nodes": {"127.0.0.1:9002": 1}}}),
+    );
     let reg = registry();
     let tls = TlsShared::new(64).expect("tls");
     let first = compile(&state, &reg, &tls, &Snapshot::default(), &DEFAULTS);
 
     state
-        .apply(Change::Delete { kind: ResourceKind::StreamRoutes, id: ResourceId::parse("r2").expect("id"), revision: 4 })
+        .apply(Change::Delete {
+            kind: ResourceKind::StreamRoutes,
+            id: ResourceId::parse("r2").expect("id"),
+            revision: 4,
+        })
         .expect("delete");
     let second = compile(&state, &reg, &tls, &first, &DEFAULTS);
     let a = &first.stream.find(&query("gs-1.com")).expect("r1").0.upstream;

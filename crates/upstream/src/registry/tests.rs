@@ -18,7 +18,11 @@ fn config(v: serde_json::Value) -> Arc<UpstreamConfig> {
 }
 
 fn ctx() -> ConnectCtx<'static> {
-    ConnectCtx { client: "127.0.0.1:40000".parse().expect("addr"), local: "127.0.0.1:8888".parse().expect("addr"), sni: None }
+    ConnectCtx {
+        client: "127.0.0.1:40000".parse().expect("addr"),
+        local: "127.0.0.1:8888".parse().expect("addr"),
+        sni: None,
+    }
 }
 
 /// A port that refuses connections: bound, then closed.
@@ -80,10 +84,10 @@ async fn a_refused_node_is_retried_on_the_next_and_marked_down() {
     assert_eq!(up.active_per_node()[1].1, 0, "guard released the count");
 
     // The dead node is now marked down: the next connect goes straight to the live one.
-    let before = reg.metrics.connect_failures.get_or_create_owned(&NodeLabels {
-        upstream: "upstreams/u".into(),
-        node: format!("127.0.0.1:{dead}"),
-    });
+    let before = reg
+        .metrics
+        .connect_failures
+        .get_or_create_owned(&NodeLabels { upstream: "upstreams/u".into(), node: format!("127.0.0.1:{dead}") });
     assert_eq!(before.get(), 1);
     let c = up.connect(&ctx()).await.expect("live");
     assert_eq!(c.peer.addr().port(), live);
