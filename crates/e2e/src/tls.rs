@@ -97,6 +97,13 @@ impl TlsClient {
         )
     }
 
+    /// The same client with session resumption off: every handshake is full.
+    pub fn without_resumption(&self) -> Self {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        TlsClient { config: Arc::new(config) }
+    }
+
     /// A TLS 1.2-only client.
     pub fn tls12_only() -> Self {
         Self::new(None, &[&rustls::version::TLS12])

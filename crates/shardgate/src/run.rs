@@ -98,7 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stream_metrics = StreamMetrics::register(&metrics);
     let mut stream_listeners = Vec::new();
     for l in &config.stream.tcp {
-        let socket = shardgate_stream::bind(l.addr.0)
+        let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
             .with_context(|| format!("binding stream listener {} (tls: {})", l.addr.0, l.tls))?;
         let local = socket.local_addr().context("stream listener address")?;
         stream_listeners.push((socket, ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone() }));
@@ -135,7 +135,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: Arc::new(Semaphore::new(config.limits.max_connections)),
         handshake_timeout: config.limits.handshake_timeout.get(),
         client_hello_max_bytes: config.limits.client_hello_max_bytes,
-        keepalive: config.stream.keepalive.get(),
     };
     let mut listener_tasks = Vec::new();
     for (socket, spec) in stream_listeners {

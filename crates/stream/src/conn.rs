@@ -23,7 +23,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use shardgate_core::DrainWatch;
 use shardgate_snapshot::{RouteQuery, Snapshot, SnapshotHandle, StreamTarget};
 use shardgate_upstream::ConnectCtx;
-use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -37,12 +36,13 @@ use crate::metrics::{CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels
 /// Everything a connection needs from its listener, shared by all its connections.
 pub(crate) struct ListenerCtx {
     pub(crate) name: String,
+    /// The listener's address when its IP is specific.
+    pub(crate) local: Option<SocketAddr>,
     pub(crate) tls: bool,
     pub(crate) fallback_sni: Option<String>,
     pub(crate) handle: Arc<SnapshotHandle>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) client_hello_max_bytes: usize,
-    pub(crate) keepalive: Duration,
     pub(crate) metrics: StreamMetrics,
     pub(crate) accepted: Counter,
     pub(crate) active: Gauge,
@@ -93,20 +93,17 @@ pub(crate) async fn handle(
     ctx.active.inc();
     let _active = GaugeGuard(ctx.active.clone());
 
-    let local = match sock.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "connection gone before it was served");
-            return;
-        }
+    let local = match ctx.local {
+        Some(a) => a,
+        None => match sock.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection gone before it was served");
+                return;
+            }
+        },
     };
-    if let Err(e) = sock.set_nodelay(true) {
-        tracing::debug!(%peer, error = %e, "set TCP_NODELAY");
-    }
-    let ka = TcpKeepalive::new().with_time(ctx.keepalive).with_interval(Duration::from_secs(10));
-    if let Err(e) = SockRef::from(&sock).set_tcp_keepalive(&ka) {
-        tracing::debug!(%peer, error = %e, "set keepalive");
-    }
+    // TCP_NODELAY and keepalive come from the listener (see `listener::bind`).
 
     let snap = ctx.handle.load();
     let (outcome, sni) = if ctx.tls {
@@ -170,7 +167,11 @@ async fn serve_tls(
     started: Instant,
 ) -> (Outcome, Option<String>) {
     let deadline = started + ctx.handshake_timeout;
-    let accepted = match tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes)).await {
+    // The handshake-phase futures are boxed: a future is as large as its
+    // largest state, and without the boxes every idle player would keep room
+    // for the ClientHello and the mid-handshake stream for its whole life.
+    let hello = Box::pin(tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes)));
+    let accepted = match hello.await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             ctx.handshake_failed(e.failure());
@@ -183,9 +184,8 @@ async fn serve_tls(
         }
     };
 
-    let hello = accepted.client_hello();
     // rustls lower-cases the SNI; a trailing dot is not part of the name (APISIX strips it too).
-    let sni: Option<String> = hello.server_name().map(|s| s.trim_end_matches('.').to_owned());
+    let sni: Option<String> = accepted.client_hello().server_name().map(|s| s.trim_end_matches('.').to_owned());
     let fallback = ctx.fallback_sni.as_deref();
 
     // Without a name there is no certificate to pick: refuse unless the
@@ -194,6 +194,7 @@ async fn serve_tls(
     let Some(name) = sni.as_deref().or(fallback) else {
         ctx.handshake_failed(HandshakeFailure::no_sni);
         tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no SNI and no fallback_sni; refusing the handshake");
+        drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, None), sni);
     };
@@ -208,6 +209,7 @@ async fn serve_tls(
     let Some(route) = route else {
         ctx.no_route.inc();
         tracing::warn!(listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
+        drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
     };
@@ -216,12 +218,13 @@ async fn serve_tls(
     let Some(cert) = cert else {
         ctx.handshake_failed(HandshakeFailure::unknown_sni);
         tracing::warn!(listener = %ctx.name, %peer, sni = name, "no certificate for this SNI; refusing the handshake");
+        drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
     };
 
     let handshake = StartHandshake::from_parts(accepted, sock).into_stream(Arc::clone(&cert.config));
-    let tls = match tokio::time::timeout_at(deadline, handshake).await {
+    let tls = match Box::pin(tokio::time::timeout_at(deadline, handshake)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = match e.kind() {

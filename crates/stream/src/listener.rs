@@ -45,14 +45,19 @@ pub struct StreamSettings {
     pub handshake_timeout: Duration,
     /// Most bytes read while waiting for a whole ClientHello.
     pub client_hello_max_bytes: usize,
-    /// TCP keepalive idle time on player sockets.
-    pub keepalive: Duration,
 }
 
-/// Binds a listener with `SO_REUSEADDR` and a deep backlog.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds a listener with `SO_REUSEADDR`, a deep backlog, and the options
+/// every player socket needs: TCP_NODELAY (game messages are small and
+/// latency-bound) and TCP keepalive after `keepalive` idle. Linux clones an
+/// accepted socket from its listener, options included (`inet_csk_clone_lock`),
+/// so accepted sockets need no setsockopt of their own.
+pub fn bind(addr: SocketAddr, keepalive: Duration) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    let ka = socket2::TcpKeepalive::new().with_time(keepalive).with_interval(Duration::from_secs(10));
+    socket2::SockRef::from(&socket).set_tcp_keepalive(&ka)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }
@@ -70,14 +75,17 @@ pub async fn serve(
     mut drain: DrainWatch,
 ) {
     let labels = ListenerLabels { listener: spec.label() };
+    // The local address of every accepted socket, when the listener has a
+    // specific IP (no getsockname per connection).
+    let local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     let ctx = Arc::new(ListenerCtx {
         name: labels.listener.clone(),
+        local,
         tls: spec.tls,
         fallback_sni: spec.fallback_sni.map(|s| s.to_ascii_lowercase()),
         handle,
         handshake_timeout: settings.handshake_timeout,
         client_hello_max_bytes: settings.client_hello_max_bytes,
-        keepalive: settings.keepalive,
         accepted: metrics.accepted.get_or_create_owned(&labels),
         active: metrics.active.get_or_create_owned(&labels),
         no_route: metrics.no_route.get_or_create_owned(&labels),
@@ -109,4 +117,21 @@ pub async fn serve(
         }
     }
     tracing::info!(listener = %ctx.name, "stream listener stopped accepting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_and_keepalive_from_the_listener() {
+        let l = bind("127.0.0.1:0".parse().expect("addr"), Duration::from_secs(42)).expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = l.accept().await.expect("accept");
+        assert!(accepted.nodelay().expect("nodelay"), "TCP_NODELAY inherited");
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"), "SO_KEEPALIVE inherited");
+        assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(42));
+    }
 }

@@ -1,0 +1,323 @@
+//! shardgate-loadgen: the load side of `bench/run.sh`, and the reference
+//! servers it needs. Every load loop is bounded in count and time and stops
+//! by itself; it only talks to addresses given on the command line (the
+//! script uses 127.0.0.1).
+//!
+//! - `echo`: a plain TCP echo server (the game servers behind the proxy).
+//! - `tls-echo`: a bare rustls echo server, the lower bound for a proxy that
+//!   terminates TLS.
+//! - `handshakes`: full TLS handshakes (resumption off), each followed by one
+//!   64-byte echo and a close; prints the count.
+//! - `rtt`: N long-lived TLS connections sending S-byte messages at R per
+//!   second each; prints round-trip latency percentiles.
+//! - `idle`: opens N TLS connections, does one round trip on each, prints
+//!   `ready`, holds them for a while.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use shardgate_e2e::TlsClient;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Parser)]
+#[command(name = "shardgate-loadgen")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Plain TCP echo server.
+    Echo {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Bare rustls echo server (one certificate).
+    TlsEcho {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Full handshakes, each with one echo.
+    Handshakes {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Comma-separated SNIs, used in turn.
+        #[arg(long)]
+        sni: String,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Round trips on long-lived connections.
+    Rtt {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        sni: String,
+        #[arg(long, default_value_t = 1000)]
+        conns: usize,
+        /// Messages per second per connection.
+        #[arg(long, default_value_t = 20)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Idle connections held open.
+    Idle {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        sni: String,
+        #[arg(long, default_value_t = 8000)]
+        conns: usize,
+        #[arg(long, default_value_t = 30)]
+        hold_seconds: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.cmd)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardgate-loadgen: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn run(cmd: Cmd) -> Res<()> {
+    match cmd {
+        Cmd::Echo { listen } => echo(listen).await,
+        Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, cert, key).await,
+        Cmd::Handshakes { target, sni, concurrency, seconds } => handshakes(target, sni, concurrency, seconds).await,
+        Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
+        Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
+    }
+}
+
+async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn echo(listen: SocketAddr) -> Res<()> {
+    let l = TcpListener::bind(listen).await?;
+    loop {
+        let (s, _) = l.accept().await?;
+        s.set_nodelay(true)?;
+        tokio::spawn(echo_loop(s));
+    }
+}
+
+async fn tls_echo(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> Res<()> {
+    let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&key)?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = TcpListener::bind(listen).await?;
+    loop {
+        let (s, _) = l.accept().await?;
+        s.set_nodelay(true)?;
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            if let Ok(tls) = acceptor.accept(s).await {
+                echo_loop(tls).await;
+            }
+        });
+    }
+}
+
+/// Sends `msg` and reads until as many bytes came back.
+async fn echo_once<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, msg: &[u8], buf: &mut [u8]) -> std::io::Result<()> {
+    s.write_all(msg).await?;
+    s.flush().await?;
+    let mut got = 0;
+    while got < msg.len() {
+        let n = s.read(&mut buf[got..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+async fn handshakes(target: SocketAddr, sni: String, concurrency: usize, seconds: u64) -> Res<()> {
+    let snis: Arc<Vec<String>> = Arc::new(sni.split(',').map(str::to_owned).collect());
+    let client = TlsClient::default().without_resumption();
+    let ops = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (client, snis, ops, errors) = (client.clone(), Arc::clone(&snis), Arc::clone(&ops), Arc::clone(&errors));
+        tasks.push(tokio::spawn(async move {
+            let msg = [b'x'; 64];
+            let mut buf = [0u8; 256];
+            let mut i = w;
+            // At least one operation per worker, then until the deadline.
+            loop {
+                i += 1;
+                let sni = &snis[i % snis.len()];
+                match client.connect(target, Some(sni)).await {
+                    Ok(mut s) => match echo_once(&mut s, &msg, &mut buf).await {
+                        Ok(()) => {
+                            ops.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ops = ops.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({"ops": ops, "errors": errors.load(Ordering::Relaxed), "seconds": secs, "rate": ops as f64 / secs})
+    );
+    Ok(())
+}
+
+async fn connect_many(
+    target: SocketAddr,
+    snis: &[String],
+    conns: usize,
+) -> Res<Vec<tokio_rustls::client::TlsStream<TcpStream>>> {
+    let client = TlsClient::default();
+    let mut out = Vec::with_capacity(conns);
+    // Opened in batches of 100 so the ramp itself is not a handshake storm.
+    for chunk in (0..conns).collect::<Vec<_>>().chunks(100) {
+        let mut batch = Vec::new();
+        for &i in chunk {
+            let client = client.clone();
+            let sni = snis[i % snis.len()].clone();
+            batch.push(tokio::spawn(async move {
+                let mut s = client.connect(target, Some(&sni)).await?;
+                let mut buf = [0u8; 128];
+                echo_once(&mut s, &[b'o'; 16], &mut buf).await?;
+                Ok::<_, std::io::Error>(s)
+            }));
+        }
+        for b in batch {
+            out.push(b.await??);
+        }
+    }
+    Ok(out)
+}
+
+async fn rtt(target: SocketAddr, sni: String, conns: usize, rate: u64, seconds: u64, size: usize) -> Res<()> {
+    let snis: Vec<String> = sni.split(',').map(str::to_owned).collect();
+    let streams = connect_many(target, &snis, conns).await?;
+    eprintln!("rtt: {} connections open", streams.len());
+    let stop = Arc::new(AtomicBool::new(false));
+    let period = Duration::from_micros(1_000_000 / rate.max(1));
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            // Spread the connections' phases over one period.
+            let phase = period.mul_f64((i % 1000) as f64 / 1000.0);
+            let mut tick = tokio::time::interval_at(started + phase, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let msg = vec![b'g'; size];
+            let mut buf = vec![0u8; size + 64];
+            let mut samples: Vec<u32> = Vec::with_capacity(((seconds * rate) as usize) + 8);
+            let mut errors = 0u64;
+            loop {
+                let at = tick.tick().await;
+                if at >= deadline || stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let t = Instant::now();
+                match echo_once(&mut s, &msg, &mut buf).await {
+                    Ok(()) => samples.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (samples, errors)
+        }));
+    }
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (s, e) = t.await?;
+        all.extend(s);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct =
+        |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({
+            "count": all.len(), "errors": errors, "seconds": started.elapsed().as_secs_f64(),
+            "p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99), "p999_us": pct(0.999),
+            "max_us": all.last().copied().unwrap_or(0)
+        })
+    );
+    Ok(())
+}
+
+async fn idle(target: SocketAddr, sni: String, conns: usize, hold_seconds: u64) -> Res<()> {
+    let snis: Vec<String> = sni.split(',').map(str::to_owned).collect();
+    let streams = connect_many(target, &snis, conns).await?;
+    println!("ready {}", streams.len());
+    tokio::time::sleep(Duration::from_secs(hold_seconds)).await;
+    drop(streams);
+    Ok(())
+}
