@@ -57,6 +57,8 @@ for sni in gs-1.com gs-2.com; do
         -newkey rsa:2048 -keyout "$W/rsa/$sni.key" -out "$W/rsa/$sni.crt" 2>/dev/null
     for a in ecdsa rsa; do cat "$W/$a/$sni.crt" "$W/$a/$sni.key" > "$W/$a/$sni.pem"; done
 done
+# nginx's worker runs as www-data and must read the (throwaway) keys.
+chmod 755 "$W" "$W/ecdsa" "$W/rsa"; chmod 644 "$W"/ecdsa/* "$W"/rsa/*
 
 # --- game servers on core 1 --------------------------------------------------
 taskset -c 1 "$LG" echo --listen 127.0.0.1:$B1 & PIDS+=($!)
