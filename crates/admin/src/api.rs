@@ -48,6 +48,8 @@ struct Inner {
     key: String,
     limits: Limits,
     write: tokio::sync::Mutex<()>,
+    /// The store revision the data plane runs (for invalidation status).
+    applied: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl AdminState {
@@ -60,8 +62,22 @@ impl AdminState {
                 key: key.into(),
                 limits,
                 write: tokio::sync::Mutex::new(()),
+                applied: None,
             }),
         }
+    }
+
+    /// Reports invalidations as `Completed` once the data plane runs a
+    /// generation at or past their revision (the snapshot generation watch).
+    pub fn with_applied_generation(mut self, applied: tokio::sync::watch::Receiver<u64>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.applied = Some(applied);
+        }
+        self
+    }
+
+    fn applied(&self) -> u64 {
+        self.inner.applied.as_ref().map_or(0, |rx| *rx.borrow())
     }
 
     pub(crate) fn key(&self) -> &str {
@@ -153,10 +169,18 @@ fn shown(kind: ResourceKind, raw: &[u8]) -> Value {
     v
 }
 
-fn entry(kind: ResourceKind, kv: &KeyValue) -> Value {
+fn entry(kind: ResourceKind, kv: &KeyValue, applied: u64) -> Value {
+    let mut value = shown(kind, &kv.value);
+    if kind == ResourceKind::Invalidations
+        && let Value::Object(obj) = &mut value
+    {
+        // CloudFront's invalidation statuses.
+        let status = if applied >= kv.mod_revision { "Completed" } else { "InProgress" };
+        obj.insert("status".into(), Value::String(status.into()));
+    }
     json!({
         "key": kv.key,
-        "value": shown(kind, &kv.value),
+        "value": value,
         "createdIndex": kv.create_revision,
         "modifiedIndex": kv.mod_revision,
     })
@@ -224,6 +248,13 @@ async fn item_sub(
     }
     let kind = kind_of(&kind)?;
     let id = id_of(&id)?;
+    if kind == ResourceKind::CdPolicies && method == Method::POST {
+        return match sub.as_str() {
+            "promote" => st.promote(&id).await,
+            "discard" => st.discard(&id).await,
+            other => Err(ApiError::NotFound { what: format!("action {other:?} (use promote or discard)") }),
+        };
+    }
     if method != Method::PATCH {
         return Err(ApiError::MethodNotAllowed(format!(
             "not supported `{method}` method on a sub path of {}",
@@ -254,7 +285,7 @@ impl AdminState {
             .get(&key)
             .await?
             .ok_or_else(|| ApiError::NotFound { what: format!("{} {id}", kind.singular()) })?;
-        Ok((StatusCode::OK, Json(entry(kind, &kv))).into_response())
+        Ok((StatusCode::OK, Json(entry(kind, &kv, self.applied()))).into_response())
     }
 
     async fn list(&self, kind: ResourceKind, query: &HashMap<String, String>) -> Result<Response, ApiError> {
@@ -272,7 +303,8 @@ impl AdminState {
             kvs.sort_by_key(|kv| kv.create_revision);
             kvs = kvs.into_iter().skip((page - 1) * size).take(size).collect();
         }
-        let list: Vec<Value> = kvs.iter().map(|kv| entry(kind, kv)).collect();
+        let applied = self.applied();
+        let list: Vec<Value> = kvs.iter().map(|kv| entry(kind, kv, applied)).collect();
         Ok((StatusCode::OK, Json(json!({"total": total, "list": list}))).into_response())
     }
 
@@ -289,21 +321,52 @@ impl AdminState {
         Ok(wire)
     }
 
-    /// Refuses references to resources that do not exist.
+    /// Refuses references to resources that do not exist (and a staging
+    /// reference to a distribution that is not a staging one).
     async fn check_references(&self, wire: &Wire) -> Result<(), ApiError> {
-        if let Wire::StreamRoute(route) = wire
-            && let Some(uid) = &route.upstream_id
-        {
-            let uid = ResourceId::from_json("upstream_id", uid)?;
-            let key = ResourceKind::Upstreams.key(self.prefix(), &uid);
-            if self.store().get(&key).await?.is_none() {
-                // APISIX's wording (apisix/admin/stream_routes.lua check_conf).
-                return Err(ApiError::BadRequest(format!(
-                    "failed to fetch upstream info by upstream id [{uid}], response code: 404"
+        for r in wire.references() {
+            let key = r.kind.key(self.prefix(), &r.id);
+            let Some(kv) = self.store().get(&key).await? else {
+                if r.kind == ResourceKind::Upstreams && matches!(wire, Wire::StreamRoute(_)) {
+                    // APISIX's wording (apisix/admin/stream_routes.lua check_conf).
+                    return Err(ApiError::BadRequest(format!(
+                        "failed to fetch upstream info by upstream id [{}], response code: 404",
+                        r.id
+                    )));
+                }
+                return Err(ApiError::Invalid(Invalid::new(
+                    r.field,
+                    format!("{} {} does not exist", r.kind.singular(), r.id),
                 )));
+            };
+            if r.field == "staging_distribution_id" {
+                let staging = mjson::parse(&kv.value).ok().and_then(|v| v.get("staging").and_then(Value::as_bool));
+                if staging != Some(true) {
+                    return Err(ApiError::Invalid(Invalid::new(
+                        r.field,
+                        format!("distribution {} is not a staging distribution (\"staging\": true)", r.id),
+                    )));
+                }
             }
         }
         Ok(())
+    }
+
+    /// The first stored resource that refers to `kind`/`id`, as `(kind, id)`.
+    async fn referrer(&self, kind: ResourceKind, id: &ResourceId) -> Result<Option<(ResourceKind, String)>, ApiError> {
+        // Invalidations are history, not a use: they never block a delete.
+        for other in ResourceKind::ALL.into_iter().filter(|k| *k != ResourceKind::Invalidations) {
+            let listing = self.store().list(&other.key_prefix(self.prefix())).await?;
+            for kv in &listing.kvs {
+                let Ok(value) = mjson::parse(&kv.value) else { continue };
+                let Ok(wire) = Wire::from_value(other, value) else { continue };
+                if wire.references().iter().any(|r| r.kind == kind && r.id == *id) {
+                    let rid = kv.key.rsplit('/').next().unwrap_or_default().to_owned();
+                    return Ok(Some((other, rid)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn check_capacity(&self, kind: ResourceKind) -> Result<(), ApiError> {
@@ -322,6 +385,10 @@ impl AdminState {
         let prev = self.store().get(&key).await?;
         if prev.is_none() {
             self.check_capacity(kind).await?;
+        } else if kind == ResourceKind::Invalidations {
+            return Err(ApiError::BadRequest(format!(
+                "invalidation {id} exists and cannot be changed; create a new invalidation"
+            )));
         }
         let now = now_unix();
         // The server owns the timestamps: create_time survives a replace.
@@ -379,20 +446,13 @@ impl AdminState {
     ) -> Result<Response, ApiError> {
         let _write = self.inner.write.lock().await;
         let force = query.get("force").is_some_and(|v| v == "true");
-        if kind == ResourceKind::Upstreams && !force {
-            let routes = self.store().list(&ResourceKind::StreamRoutes.key_prefix(self.prefix())).await?;
-            for kv in &routes.kvs {
-                let uses = mjson::parse(&kv.value)
-                    .ok()
-                    .and_then(|v| v.get("upstream_id").and_then(|u| ResourceId::from_json("upstream_id", u).ok()))
-                    .is_some_and(|uid| uid == *id);
-                if uses {
-                    let route = kv.key.rsplit('/').next().unwrap_or_default();
-                    return Err(ApiError::BadRequest(format!(
-                        "can not delete this upstream, stream_route [{route}] is still using it now"
-                    )));
-                }
-            }
+        if !force && let Some((other, rid)) = self.referrer(kind, id).await? {
+            // APISIX's wording (apisix/admin/upstreams.lua delete_checker).
+            return Err(ApiError::BadRequest(format!(
+                "can not delete this {}, {} [{rid}] is still using it now",
+                kind.singular(),
+                other.singular().replace(' ', "_")
+            )));
         }
         let key = kind.key(self.prefix(), id);
         match self.store().delete(&key, Condition::Always).await? {
@@ -411,9 +471,10 @@ impl AdminState {
         sub: Option<&str>,
         bytes: &[u8],
     ) -> Result<Response, ApiError> {
-        if kind == ResourceKind::StreamRoutes {
-            // APISIX: `unsupported_methods = {"patch"}` in apisix/admin/stream_routes.lua.
-            return Err(ApiError::MethodNotAllowed("not supported `PATCH` method for stream route".into()));
+        if matches!(kind, ResourceKind::StreamRoutes | ResourceKind::Invalidations) {
+            // APISIX: `unsupported_methods = {"patch"}` in apisix/admin/stream_routes.lua;
+            // invalidations cannot change once created (CloudFront).
+            return Err(ApiError::MethodNotAllowed(format!("not supported `PATCH` method for {}", kind.singular())));
         }
         let change = parse_json(bytes)?;
         let _write = self.inner.write.lock().await;
@@ -443,6 +504,8 @@ impl AdminState {
         Ok(stored(StatusCode::OK, &key, wire))
     }
 }
+
+mod canary;
 
 #[cfg(test)]
 mod tests;

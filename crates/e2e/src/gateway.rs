@@ -15,9 +15,12 @@ pub struct GatewayBuilder {
     bin: PathBuf,
     tls_listeners: usize,
     plain_listeners: usize,
+    edge_http: usize,
+    edge_https: usize,
     fallback_sni: Option<String>,
     drain_timeout: String,
     extra_yaml: String,
+    edge_yaml: String,
     data_dir: Option<PathBuf>,
 }
 
@@ -28,9 +31,12 @@ impl GatewayBuilder {
             bin: bin.into(),
             tls_listeners: 1,
             plain_listeners: 0,
+            edge_http: 0,
+            edge_https: 0,
             fallback_sni: None,
             drain_timeout: "5s".into(),
             extra_yaml: String::new(),
+            edge_yaml: String::new(),
             data_dir: None,
         }
     }
@@ -44,6 +50,18 @@ impl GatewayBuilder {
     /// Number of plain TCP stream listeners (default 0).
     pub fn plain_listeners(mut self, n: usize) -> Self {
         self.plain_listeners = n;
+        self
+    }
+
+    /// Number of plain HTTP edge listeners (default 0).
+    pub fn edge_http(mut self, n: usize) -> Self {
+        self.edge_http = n;
+        self
+    }
+
+    /// Number of HTTPS edge listeners (default 0).
+    pub fn edge_https(mut self, n: usize) -> Self {
+        self.edge_https = n;
         self
     }
 
@@ -66,6 +84,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Extra YAML inside the `edge:` block, indented by two spaces (e.g. `  cache:\n    memory_bytes: 1000`).
+    pub fn edge_yaml(mut self, extra: &str) -> Self {
+        self.edge_yaml.push_str(extra);
+        self.edge_yaml.push('\n');
+        self
+    }
+
     /// Use this data directory (kept after the gateway stops).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
@@ -76,13 +101,21 @@ impl GatewayBuilder {
     pub async fn spawn(self) -> Gateway {
         let work = tempfile::tempdir().expect("tempdir");
         let data_dir = self.data_dir.clone().unwrap_or_else(|| work.path().join("data"));
-        let mut picked = ports::free_many("127.0.0.1", self.tls_listeners + self.plain_listeners + 2);
+        let edge_count = self.edge_http + self.edge_https;
+        let mut picked = ports::free_many("127.0.0.1", self.tls_listeners + self.plain_listeners + edge_count + 2);
         let metrics = picked.pop().expect("port");
         let admin = picked.pop().expect("port");
+        let mut edge = picked.split_off(self.tls_listeners + self.plain_listeners);
+        let edge_tls = edge.split_off(self.edge_http);
+        let edge_plain = edge;
         let plain = picked.split_off(self.tls_listeners);
         let tls = picked;
 
-        let mut yaml = String::from("stream:\n  only: true\n  tcp:\n");
+        let only = if edge_count == 0 { "true" } else { "false" };
+        let mut yaml = format!("stream:\n  only: {only}\n  tcp:\n");
+        if tls.is_empty() && plain.is_empty() {
+            yaml = format!("stream:\n  only: {only}\n  tcp: []\n");
+        }
         for a in &tls {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: true\n"));
             if let Some(f) = &self.fallback_sni {
@@ -91,6 +124,16 @@ impl GatewayBuilder {
         }
         for a in &plain {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: false\n"));
+        }
+        if edge_count > 0 {
+            yaml.push_str("edge:\n  http:\n");
+            for a in &edge_plain {
+                yaml.push_str(&format!("    - addr: \"{a}\"\n"));
+            }
+            for a in &edge_tls {
+                yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: true\n"));
+            }
+            yaml.push_str(&self.edge_yaml);
         }
         yaml.push_str(&format!(
             "admin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{}",
@@ -110,6 +153,8 @@ impl GatewayBuilder {
             metrics,
             tls,
             plain,
+            edge_plain,
+            edge_tls,
             child: None,
             starts: 0,
             _work: work,
@@ -135,6 +180,10 @@ pub struct Gateway {
     pub tls: Vec<SocketAddr>,
     /// Plain stream listeners.
     pub plain: Vec<SocketAddr>,
+    /// Plain HTTP edge listeners.
+    pub edge_plain: Vec<SocketAddr>,
+    /// HTTPS edge listeners.
+    pub edge_tls: Vec<SocketAddr>,
     child: Option<Child>,
     starts: usize,
     _work: tempfile::TempDir,

@@ -5,6 +5,7 @@
 //! - [`gateway`]: [`Gateway`] (spawn, readiness, signals, restart on the same data).
 //! - [`admin`]: [`AdminClient`], a small HTTP/1.1 client for the Admin API and metrics.
 //! - [`tls`]: a TLS client with SNI (rustls) that reports what the server presented.
+//! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`ports`]: port allocation.
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod certs;
 pub mod gateway;
+pub mod origin;
 pub mod ports;
 pub mod servers;
 pub mod tls;
@@ -19,6 +21,7 @@ pub mod tls;
 pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
 pub use gateway::{Gateway, GatewayBuilder};
+pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
 pub use tls::TlsClient;
 

@@ -17,11 +17,27 @@ pub enum ResourceKind {
     Upstreams,
     /// `stream_routes`: L4 routes.
     StreamRoutes,
+    /// `cache_policies`: TTL bounds and cache keys (shardgate).
+    CachePolicies,
+    /// `distributions`: edge hosts, origins and behaviors (shardgate).
+    Distributions,
+    /// `continuous_deployment_policies`: canary traffic to a staging distribution (shardgate).
+    CdPolicies,
+    /// `invalidations`: cache removals (shardgate).
+    Invalidations,
 }
 
 impl ResourceKind {
     /// Every kind, in the order a full load applies them (referenced kinds first).
-    pub const ALL: [ResourceKind; 3] = [ResourceKind::Ssls, ResourceKind::Upstreams, ResourceKind::StreamRoutes];
+    pub const ALL: [ResourceKind; 7] = [
+        ResourceKind::Ssls,
+        ResourceKind::Upstreams,
+        ResourceKind::StreamRoutes,
+        ResourceKind::CachePolicies,
+        ResourceKind::Distributions,
+        ResourceKind::CdPolicies,
+        ResourceKind::Invalidations,
+    ];
 
     /// The plural name used in URLs and keys (`stream_routes`).
     pub fn plural(self) -> &'static str {
@@ -29,6 +45,10 @@ impl ResourceKind {
             ResourceKind::Ssls => "ssls",
             ResourceKind::Upstreams => "upstreams",
             ResourceKind::StreamRoutes => "stream_routes",
+            ResourceKind::CachePolicies => "cache_policies",
+            ResourceKind::Distributions => "distributions",
+            ResourceKind::CdPolicies => "continuous_deployment_policies",
+            ResourceKind::Invalidations => "invalidations",
         }
     }
 
@@ -38,6 +58,10 @@ impl ResourceKind {
             ResourceKind::Ssls => "ssl",
             ResourceKind::Upstreams => "upstream",
             ResourceKind::StreamRoutes => "stream route",
+            ResourceKind::CachePolicies => "cache policy",
+            ResourceKind::Distributions => "distribution",
+            ResourceKind::CdPolicies => "continuous deployment policy",
+            ResourceKind::Invalidations => "invalidation",
         }
     }
 

@@ -19,10 +19,13 @@
 //! - [`id`], [`kind`]: resource ids, kinds and the store key layout.
 //! - [`sni`]: SNI patterns (exact, `*.wildcard`, `*`).
 //! - [`wire`]: serde structs that mirror APISIX's schema.
-//! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types.
+//! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types of the stream plane.
+//! - [`edge`]: validated edge resources (distributions, cache policies,
+//!   continuous deployment policies, invalidations).
 //! - [`resource`]: one entry point to parse any kind.
 //! - [`state`]: [`ConfigState`], `apply` and `diff`.
 
+pub mod edge;
 pub mod error;
 pub mod id;
 pub mod json;
@@ -35,10 +38,11 @@ pub mod stream_route;
 pub mod upstream;
 pub mod wire;
 
+pub use edge::{CachePolicy, CdPolicy, Distribution, Invalidation};
 pub use error::{Invalid, Problem};
 pub use id::ResourceId;
 pub use kind::ResourceKind;
-pub use resource::{Resource, Validation};
+pub use resource::{Reference, Resource, Validation};
 pub use sni::SniPattern;
 pub use ssl::Ssl;
 pub use state::{Change, Changes, ConfigState};

@@ -7,8 +7,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::wire::{SslWire, StreamRouteWire, UpstreamWire};
-use crate::{Invalid, ResourceId, ResourceKind, Ssl, StreamRoute, Upstream, json};
+use crate::wire::{
+    CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, SslWire, StreamRouteWire, UpstreamWire,
+};
+use crate::{
+    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, ResourceId, ResourceKind, Ssl, StreamRoute, Upstream,
+    json,
+};
 
 /// What validation checks beyond the schema.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,6 +33,14 @@ pub enum Wire {
     Upstream(UpstreamWire),
     /// A stream route.
     StreamRoute(StreamRouteWire),
+    /// A cache policy.
+    CachePolicy(CachePolicyWire),
+    /// A distribution.
+    Distribution(DistributionWire),
+    /// A continuous deployment policy.
+    CdPolicy(CdPolicyWire),
+    /// An invalidation.
+    Invalidation(InvalidationWire),
 }
 
 /// A validated resource, any kind.
@@ -39,6 +52,14 @@ pub enum Resource {
     Upstream(Arc<Upstream>),
     /// A stream route.
     StreamRoute(Arc<StreamRoute>),
+    /// A cache policy.
+    CachePolicy(Arc<CachePolicy>),
+    /// A distribution.
+    Distribution(Arc<Distribution>),
+    /// A continuous deployment policy.
+    CdPolicy(Arc<CdPolicy>),
+    /// An invalidation.
+    Invalidation(Arc<Invalidation>),
 }
 
 macro_rules! each_wire {
@@ -47,6 +68,10 @@ macro_rules! each_wire {
             Wire::Ssl($w) => $body,
             Wire::Upstream($w) => $body,
             Wire::StreamRoute($w) => $body,
+            Wire::CachePolicy($w) => $body,
+            Wire::Distribution($w) => $body,
+            Wire::CdPolicy($w) => $body,
+            Wire::Invalidation($w) => $body,
         }
     };
 }
@@ -64,6 +89,10 @@ impl Wire {
             ResourceKind::Ssls => Wire::Ssl(json::from_value(value)?),
             ResourceKind::Upstreams => Wire::Upstream(json::from_value(value)?),
             ResourceKind::StreamRoutes => Wire::StreamRoute(json::from_value(value)?),
+            ResourceKind::CachePolicies => Wire::CachePolicy(json::from_value(value)?),
+            ResourceKind::Distributions => Wire::Distribution(json::from_value(value)?),
+            ResourceKind::CdPolicies => Wire::CdPolicy(json::from_value(value)?),
+            ResourceKind::Invalidations => Wire::Invalidation(json::from_value(value)?),
         })
     }
 
@@ -93,6 +122,10 @@ impl Wire {
             Wire::Ssl(w) => Resource::Ssl(Arc::new(Ssl::from_wire(id.clone(), w, v.now_unix)?)),
             Wire::Upstream(w) => Resource::Upstream(Arc::new(Upstream::from_wire(Some(id.clone()), w)?)),
             Wire::StreamRoute(w) => Resource::StreamRoute(Arc::new(StreamRoute::from_wire(id.clone(), w)?)),
+            Wire::CachePolicy(w) => Resource::CachePolicy(Arc::new(CachePolicy::from_wire(w)?)),
+            Wire::Distribution(w) => Resource::Distribution(Arc::new(Distribution::from_wire(id.clone(), w)?)),
+            Wire::CdPolicy(w) => Resource::CdPolicy(Arc::new(CdPolicy::from_wire(w)?)),
+            Wire::Invalidation(w) => Resource::Invalidation(Arc::new(Invalidation::from_wire(w)?)),
         })
     }
 
@@ -119,6 +152,55 @@ impl Wire {
     }
 }
 
+/// One reference from a resource to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The JSON path of the referring field.
+    pub field: String,
+    /// The kind referred to.
+    pub kind: ResourceKind,
+    /// The id referred to.
+    pub id: ResourceId,
+}
+
+impl Wire {
+    /// The resources this one refers to by id (ids that do not parse are
+    /// left out: validation reports them).
+    pub fn references(&self) -> Vec<Reference> {
+        let mut out = Vec::new();
+        let mut add = |field: String, kind: ResourceKind, v: &Option<Value>| {
+            if let Some(id) = v.as_ref().and_then(|v| ResourceId::from_json(&field, v).ok()) {
+                out.push(Reference { field, kind, id });
+            }
+        };
+        match self {
+            Wire::StreamRoute(w) => add("upstream_id".into(), ResourceKind::Upstreams, &w.upstream_id),
+            Wire::Distribution(w) => {
+                for (name, o) in &w.origins {
+                    add(format!("origins.{name}.upstream_id"), ResourceKind::Upstreams, &o.upstream_id);
+                }
+                if let Some(b) = &w.default_behavior {
+                    add("default_behavior.cache_policy_id".into(), ResourceKind::CachePolicies, &b.cache_policy_id);
+                }
+                for (i, b) in w.behaviors.iter().flatten().enumerate() {
+                    add(format!("behaviors[{i}].cache_policy_id"), ResourceKind::CachePolicies, &b.cache_policy_id);
+                }
+                add(
+                    "continuous_deployment_policy_id".into(),
+                    ResourceKind::CdPolicies,
+                    &w.continuous_deployment_policy_id,
+                );
+            }
+            Wire::CdPolicy(w) => {
+                add("staging_distribution_id".into(), ResourceKind::Distributions, &w.staging_distribution_id)
+            }
+            Wire::Invalidation(w) => add("distribution_id".into(), ResourceKind::Distributions, &w.distribution_id),
+            Wire::Ssl(_) | Wire::Upstream(_) | Wire::CachePolicy(_) => {}
+        }
+        out
+    }
+}
+
 impl Resource {
     /// Parses and validates a stored value (no expiry check: see [`Validation`]).
     pub fn parse_stored(kind: ResourceKind, id: &ResourceId, bytes: &[u8]) -> Result<Self, Invalid> {
@@ -132,6 +214,10 @@ impl Resource {
             Resource::Ssl(_) => ResourceKind::Ssls,
             Resource::Upstream(_) => ResourceKind::Upstreams,
             Resource::StreamRoute(_) => ResourceKind::StreamRoutes,
+            Resource::CachePolicy(_) => ResourceKind::CachePolicies,
+            Resource::Distribution(_) => ResourceKind::Distributions,
+            Resource::CdPolicy(_) => ResourceKind::CdPolicies,
+            Resource::Invalidation(_) => ResourceKind::Invalidations,
         }
     }
 }

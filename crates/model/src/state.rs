@@ -10,7 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{Invalid, Problem, Resource, ResourceId, ResourceKind, Ssl, StreamRoute, Upstream};
+use crate::{
+    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Problem, Resource, ResourceId, ResourceKind, Ssl,
+    StreamRoute, Upstream,
+};
 
 /// One resource at a store revision.
 #[derive(Debug)]
@@ -80,6 +83,14 @@ pub struct ConfigState {
     pub upstreams: BTreeMap<ResourceId, Entry<Upstream>>,
     /// Stream routes.
     pub stream_routes: BTreeMap<ResourceId, Entry<StreamRoute>>,
+    /// Cache policies.
+    pub cache_policies: BTreeMap<ResourceId, Entry<CachePolicy>>,
+    /// Distributions.
+    pub distributions: BTreeMap<ResourceId, Entry<Distribution>>,
+    /// Continuous deployment policies.
+    pub cd_policies: BTreeMap<ResourceId, Entry<CdPolicy>>,
+    /// Invalidations.
+    pub invalidations: BTreeMap<ResourceId, Entry<Invalidation>>,
     problems: BTreeMap<(ResourceKind, ResourceId), Problem>,
     revision: u64,
 }
@@ -111,6 +122,10 @@ impl ConfigState {
                     ResourceKind::Ssls => drop(self.ssls.remove(&id)),
                     ResourceKind::Upstreams => drop(self.upstreams.remove(&id)),
                     ResourceKind::StreamRoutes => drop(self.stream_routes.remove(&id)),
+                    ResourceKind::CachePolicies => drop(self.cache_policies.remove(&id)),
+                    ResourceKind::Distributions => drop(self.distributions.remove(&id)),
+                    ResourceKind::CdPolicies => drop(self.cd_policies.remove(&id)),
+                    ResourceKind::Invalidations => drop(self.invalidations.remove(&id)),
                 }
                 Ok(())
             }
@@ -122,6 +137,10 @@ impl ConfigState {
             Resource::Ssl(value) => drop(self.ssls.insert(id, Entry { revision, value })),
             Resource::Upstream(value) => drop(self.upstreams.insert(id, Entry { revision, value })),
             Resource::StreamRoute(value) => drop(self.stream_routes.insert(id, Entry { revision, value })),
+            Resource::CachePolicy(value) => drop(self.cache_policies.insert(id, Entry { revision, value })),
+            Resource::Distribution(value) => drop(self.distributions.insert(id, Entry { revision, value })),
+            Resource::CdPolicy(value) => drop(self.cd_policies.insert(id, Entry { revision, value })),
+            Resource::Invalidation(value) => drop(self.invalidations.insert(id, Entry { revision, value })),
         }
     }
 
@@ -151,6 +170,10 @@ impl ConfigState {
             ResourceKind::Ssls => self.ssls.len(),
             ResourceKind::Upstreams => self.upstreams.len(),
             ResourceKind::StreamRoutes => self.stream_routes.len(),
+            ResourceKind::CachePolicies => self.cache_policies.len(),
+            ResourceKind::Distributions => self.distributions.len(),
+            ResourceKind::CdPolicies => self.cd_policies.len(),
+            ResourceKind::Invalidations => self.invalidations.len(),
         }
     }
 
@@ -160,6 +183,10 @@ impl ConfigState {
         diff_map(ResourceKind::Ssls, &self.ssls, &old.ssls, &mut changes);
         diff_map(ResourceKind::Upstreams, &self.upstreams, &old.upstreams, &mut changes);
         diff_map(ResourceKind::StreamRoutes, &self.stream_routes, &old.stream_routes, &mut changes);
+        diff_map(ResourceKind::CachePolicies, &self.cache_policies, &old.cache_policies, &mut changes);
+        diff_map(ResourceKind::Distributions, &self.distributions, &old.distributions, &mut changes);
+        diff_map(ResourceKind::CdPolicies, &self.cd_policies, &old.cd_policies, &mut changes);
+        diff_map(ResourceKind::Invalidations, &self.invalidations, &old.invalidations, &mut changes);
         changes
     }
 }

@@ -7,10 +7,12 @@
 //! as [`serde_json::Value`] and checked by the domain conversion, which names
 //! the path. Serializing a wire struct gives the canonical stored form.
 
+pub mod edge;
 mod ssl;
 mod stream_route;
 mod upstream;
 
+pub use edge::{CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire};
 pub use ssl::SslWire;
 pub use stream_route::StreamRouteWire;
 pub use upstream::{TimeoutWire, UpstreamWire};

@@ -30,6 +30,8 @@ const MIN_KEY_LEN: usize = 16;
 pub struct Config {
     /// Stream (L4) listeners and their defaults.
     pub stream: StreamConfig,
+    /// The game-resource edge (L7): HTTP listeners and the cache.
+    pub edge: EdgeConfig,
     /// The Admin API.
     pub admin: AdminConfig,
     /// Metrics and health endpoints.
@@ -52,9 +54,10 @@ pub struct Config {
 pub struct StreamConfig {
     /// TCP listeners. Default: one TLS listener on port 8888 (seed 000).
     pub tcp: Vec<TcpListenerConfig>,
-    /// APISIX's "stream only" switch. shardgate has no HTTP proxy in this
-    /// version, so it is accepted and always true in effect.
-    pub only: bool,
+    /// APISIX's "stream only" switch: `true` runs no edge listener even if
+    /// `edge.http` lists some (an error, to be explicit). Default: stream
+    /// only unless `edge.http` lists listeners.
+    pub only: Option<bool>,
     /// Idle timeout of proxied connections when neither the route nor the
     /// upstream sets one. Games hold sessions open through quiet spells
     /// (menus, matchmaking), so the default is 30 minutes, longer than
@@ -79,7 +82,7 @@ impl Default for StreamConfig {
                 tls: true,
                 fallback_sni: None,
             }],
-            only: true,
+            only: None,
             idle_timeout: ConfigDuration::from_secs(30 * 60),
             connect_timeout: ConfigDuration::from_secs(5),
             fail_timeout: ConfigDuration::from_secs(10),
@@ -102,6 +105,58 @@ pub struct TcpListenerConfig {
     /// Default: none (such handshakes are refused with an alert).
     #[serde(default)]
     pub fallback_sni: Option<String>,
+}
+
+/// `edge:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// HTTP listeners (HTTP/1.1; with `tls: true` also HTTP/2 by ALPN).
+    /// Default: none.
+    pub http: Vec<HttpListenerConfig>,
+    /// The memory cache tier.
+    pub cache: CacheConfig,
+    /// Time to receive a request head, and the idle time of a keep-alive
+    /// connection between requests. Default 10s.
+    pub header_read_timeout: ConfigDuration,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            http: Vec::new(),
+            cache: CacheConfig::default(),
+            header_read_timeout: ConfigDuration::from_secs(10),
+        }
+    }
+}
+
+/// One edge listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerConfig {
+    /// `8080`, `"127.0.0.1:8080"` or `"[::]:443"`.
+    pub addr: ListenAddr,
+    /// HTTPS with certificates from the `ssls` resources. Default false.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// `edge.cache:`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Bytes the memory tier holds at most. Default 256 MiB.
+    pub memory_bytes: u64,
+    /// Larger objects are served from the origin without being stored.
+    /// Default 128 MiB.
+    pub max_object_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { memory_bytes: 256 << 20, max_object_bytes: 128 << 20 }
+    }
 }
 
 /// A listen address: a bare port means all IPv4 addresses, as in APISIX.
@@ -313,12 +368,30 @@ impl Config {
                 return Err(ConfigError(format!("stream.tcp[{i}].fallback_sni: only TLS listeners have an SNI")));
             }
         }
+        for (i, l) in self.edge.http.iter().enumerate() {
+            if !seen.insert(l.addr.0) {
+                return Err(ConfigError(format!("edge.http[{i}].addr: {} is also another listener", l.addr.0)));
+            }
+        }
+        if self.stream.only == Some(true) && !self.edge.http.is_empty() {
+            return Err(ConfigError(
+                "stream.only: true runs no edge listener, but edge.http lists some; remove one of them".into(),
+            ));
+        }
+        if self.edge.cache.max_object_bytes > self.edge.cache.memory_bytes {
+            return Err(ConfigError("edge.cache.max_object_bytes cannot exceed edge.cache.memory_bytes".into()));
+        }
+        if self.edge.header_read_timeout.get().is_zero() {
+            return Err(ConfigError("edge.header_read_timeout must be greater than 0".into()));
+        }
         let others = [("admin.listen", self.admin.listen), ("metrics.listen", self.metrics.listen)];
+        let listeners: Vec<SocketAddr> =
+            self.stream.tcp.iter().map(|l| l.addr.0).chain(self.edge.http.iter().map(|l| l.addr.0)).collect();
         for (name, addr) in others {
-            if self.stream.tcp.iter().any(|l| {
-                l.addr.0.port() == addr.port() && (l.addr.0.ip().is_unspecified() || l.addr.0.ip() == addr.ip())
+            if listeners.iter().any(|l| {
+                l.port() == addr.port() && addr.port() != 0 && (l.ip().is_unspecified() || l.ip() == addr.ip())
             }) {
-                return Err(ConfigError(format!("{name}: {addr} is also a stream listener")));
+                return Err(ConfigError(format!("{name}: {addr} is also a stream or edge listener")));
             }
         }
         if self.admin.listen == self.metrics.listen && self.admin.listen.port() != 0 {
@@ -394,6 +467,10 @@ mod tests {
         assert!(c.check().unwrap_err().0.contains("twice"));
         let c = Config::parse("stream:\n  tcp:\n    - addr: 1\n      fallback_sni: a.com\n").expect("parse");
         assert!(c.check().unwrap_err().0.contains("fallback_sni"));
+        let c = Config::parse("stream:\n  only: true\nedge:\n  http:\n    - addr: 8080\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("stream.only"));
+        let c = Config::parse("stream:\n  tcp:\n    - addr: 8080\nedge:\n  http:\n    - addr: 8080\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("edge.http[0].addr"));
         let c = Config::default();
         assert!(c.admin_key().is_err(), "no built-in key");
     }

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shardgate_admin::{AdminState, health_router, router};
+use shardgate_cache::{Cache, CacheSettings};
 use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
+use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
 use shardgate_store::{EmbeddedOptions, EmbeddedStore, Store};
 use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
@@ -103,6 +105,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let local = socket.local_addr().context("stream listener address")?;
         stream_listeners.push((socket, ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone() }));
     }
+    let mut edge_listeners = Vec::new();
+    for l in &config.edge.http {
+        let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
+            .with_context(|| format!("binding edge listener {} (tls: {})", l.addr.0, l.tls))?;
+        let local = socket.local_addr().context("edge listener address")?;
+        edge_listeners.push((socket, HttpListenerSpec { addr: local, tls: l.tls }));
+    }
     let admin_socket = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding the Admin API on {}", config.admin.listen))?;
@@ -118,7 +127,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone());
+    let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
+        .with_applied_generation(handle.subscribe());
     let admin_addr = admin_socket.local_addr().context("admin address")?;
     let admin_task = tokio::spawn(
         axum::serve(admin_socket, router(admin)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
@@ -147,6 +157,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stream_metrics.clone(),
             drain.watch(),
         )));
+    }
+    if !edge_listeners.is_empty() {
+        let edge = Arc::new(EdgeService {
+            snapshots: Arc::clone(&handle),
+            cache: Cache::new(CacheSettings {
+                memory_bytes: config.edge.cache.memory_bytes,
+                max_object_bytes: config.edge.cache.max_object_bytes,
+            }),
+            metrics: EdgeMetrics::register(&metrics),
+        });
+        tokio::spawn(shardgate_http::purge_invalidated(
+            Arc::clone(&handle),
+            Arc::clone(&edge.cache),
+            edge.metrics.clone(),
+        ));
+        let http_settings = HttpSettings {
+            max_connections: Arc::clone(&settings.max_connections),
+            handshake_timeout: config.limits.handshake_timeout.get(),
+            header_read_timeout: config.edge.header_read_timeout.get(),
+        };
+        for (socket, spec) in edge_listeners {
+            tracing::info!(listener = %spec.label(), "edge listener bound");
+            listener_tasks.push(tokio::spawn(shardgate_http::serve(
+                socket,
+                spec,
+                Arc::clone(&edge),
+                http_settings.clone(),
+                drain.watch(),
+            )));
+        }
     }
     health.set_listeners_bound();
     tracing::info!(admin = %admin_addr, metrics = %metrics_addr, generation = handle.load().generation, "shardgate ready");

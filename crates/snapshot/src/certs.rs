@@ -56,6 +56,8 @@ impl TlsShared {
 pub struct CertEntry {
     /// The rustls config to start the handshake with.
     pub config: Arc<ServerConfig>,
+    /// The same for HTTP listeners: ALPN offers `h2` and `http/1.1`.
+    pub http_config: Arc<ServerConfig>,
     /// The SSL objects behind it, in id order.
     pub ssl_ids: Vec<ResourceId>,
 }
@@ -153,7 +155,13 @@ fn build_entry(members: &[(&ResourceId, &Entry<Ssl>)], shared: &TlsShared) -> Re
     // The lowest id decides the protocol versions when several objects share an SNI.
     let versions = members[0].1.value.versions;
     let config = server_config(versions, Arc::new(PairResolver { keys }), shared)?;
-    Ok(CertEntry { config, ssl_ids: members.iter().map(|(id, _)| (*id).clone()).collect() })
+    let mut http = (*config).clone();
+    http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(CertEntry {
+        config,
+        http_config: Arc::new(http),
+        ssl_ids: members.iter().map(|(id, _)| (*id).clone()).collect(),
+    })
 }
 
 /// The server's cipher suites, in the server's order of preference (the

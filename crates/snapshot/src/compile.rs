@@ -15,7 +15,7 @@ use shardgate_model::{ConfigState, Invalid, Problem, ResourceKind, UpstreamRef};
 use shardgate_upstream::{Registry, UpstreamKey};
 
 use crate::stream_router::{Filters, StreamTarget};
-use crate::{CertStore, Snapshot, StreamRouter, TlsShared};
+use crate::{CertStore, EdgeRouter, Snapshot, StreamRouter, TlsShared};
 
 /// Settings from the bootstrap file that compiled routes fall back to.
 #[derive(Debug, Clone, Copy)]
@@ -64,9 +64,10 @@ pub fn compile(
         let target = Arc::new(StreamTarget { route: Arc::clone(route), upstream, idle_timeout });
         stream.insert(&route.snis, filters, target);
     }
+    let edge = EdgeRouter::build(state, registry, &mut used, &mut problems);
     registry.retain(&used);
 
-    Snapshot { generation: state.revision(), stream, certs, problems }
+    Snapshot { generation: state.revision(), stream, edge, certs, problems }
 }
 
 #[cfg(test)]

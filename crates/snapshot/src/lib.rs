@@ -14,11 +14,14 @@
 //! - [`stream_router`]: [`StreamRouter`], APISIX's stream-route precedence. Pure.
 //! - [`certs`]: [`CertStore`], one rustls `ServerConfig` per set of SSL
 //!   objects, sharing one session cache and ticketer ([`TlsShared`]).
+//! - [`edge`]: [`EdgeRouter`], host → distribution with origins, cache
+//!   policies, canary and invalidations resolved.
 //! - [`compile`]: `ConfigState` → `Snapshot` plus problems.
 //! - [`handle`]: [`SnapshotHandle`], `ArcSwap` plus a generation watch.
 
 pub mod certs;
 pub mod compile;
+pub mod edge;
 pub mod handle;
 pub mod sni;
 pub mod stream_router;
@@ -27,6 +30,7 @@ use shardgate_model::Problem;
 
 pub use certs::{CertStore, TlsShared};
 pub use compile::{CompileDefaults, compile};
+pub use edge::{Canary, EdgeDistribution, EdgeOrigin, EdgeRouter};
 pub use handle::SnapshotHandle;
 pub use sni::SniTable;
 pub use stream_router::{MatchRank, RouteQuery, StreamRouter, StreamTarget};
@@ -38,6 +42,8 @@ pub struct Snapshot {
     pub generation: u64,
     /// Stream routes.
     pub stream: StreamRouter,
+    /// Edge distributions by host.
+    pub edge: EdgeRouter,
     /// Certificates by SNI.
     pub certs: CertStore,
     /// Resources left out of this generation, and why.

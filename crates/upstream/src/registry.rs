@@ -25,6 +25,8 @@ pub enum UpstreamKey {
     Named(ResourceId),
     /// The inline upstream of `stream_routes/<id>`.
     InlineStream(ResourceId),
+    /// The inline upstream of origin `<name>` of `distributions/<id>`.
+    InlineOrigin(ResourceId, String),
 }
 
 impl fmt::Display for UpstreamKey {
@@ -32,6 +34,7 @@ impl fmt::Display for UpstreamKey {
         match self {
             UpstreamKey::Named(id) => write!(f, "upstreams/{id}"),
             UpstreamKey::InlineStream(id) => write!(f, "stream_routes/{id}"),
+            UpstreamKey::InlineOrigin(id, origin) => write!(f, "distributions/{id}/origins/{origin}"),
         }
     }
 }

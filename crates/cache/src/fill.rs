@@ -1,0 +1,202 @@
+//! [`Fill`]: one object's body, written once by the task that fetches it from
+//! the origin and read by any number of viewers while it is being written
+//! (read-while-writer). A viewer that joins late starts from the first byte
+//! already held; a viewer that is ahead waits for the next chunk. This is
+//! what lets N concurrent misses share one origin request and still each get
+//! their first byte as soon as the origin sends it (the patch-day stampede),
+//! where nginx's `proxy_cache_lock` makes them wait for the whole file.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+/// How a fill ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FillEnd {
+    /// Every byte arrived.
+    Complete,
+    /// The origin failed mid-body; readers must cut their responses.
+    Failed(String),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    chunks: Vec<Bytes>,
+    /// Byte offset at which each chunk starts (same length as `chunks`).
+    starts: Vec<u64>,
+    len: u64,
+    end: Option<FillEnd>,
+}
+
+/// A body being written once and read many times.
+#[derive(Debug)]
+pub struct Fill {
+    inner: Mutex<Inner>,
+    /// Bumped on every append and at the end; readers wait on it.
+    version: watch::Sender<u64>,
+}
+
+impl Default for Fill {
+    fn default() -> Self {
+        Fill { inner: Mutex::new(Inner::default()), version: watch::channel(0).0 }
+    }
+}
+
+/// What a reader gets for an offset.
+#[derive(Debug)]
+pub enum Read {
+    /// Bytes starting at the offset asked for.
+    Data(Bytes),
+    /// Nothing yet; wait and ask again.
+    Pending,
+    /// The body ended at or before the offset.
+    End(FillEnd),
+}
+
+impl Fill {
+    /// An empty fill, still being written.
+    pub fn new() -> Self {
+        Fill::default()
+    }
+
+    /// A fill holding a whole body already.
+    pub fn complete(chunks: Vec<Bytes>) -> Self {
+        let fill = Fill::new();
+        for c in chunks {
+            fill.push(c);
+        }
+        fill.finish(FillEnd::Complete);
+        fill
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves consistent data (appends
+        // are single pushes), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends a chunk (writer only).
+    pub fn push(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        {
+            let mut inner = self.lock();
+            if inner.end.is_some() {
+                return;
+            }
+            let start = inner.len;
+            inner.len += chunk.len() as u64;
+            inner.starts.push(start);
+            inner.chunks.push(chunk);
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Ends the body (writer only). Later calls are ignored.
+    pub fn finish(&self, end: FillEnd) {
+        {
+            let mut inner = self.lock();
+            if inner.end.is_some() {
+                return;
+            }
+            inner.end = Some(end);
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Bytes held so far.
+    pub fn len(&self) -> u64 {
+        self.lock().len
+    }
+
+    /// Whether nothing has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How the fill ended, if it has.
+    pub fn end(&self) -> Option<FillEnd> {
+        self.lock().end.clone()
+    }
+
+    /// The bytes at `offset`, up to the end of the chunk that holds it.
+    pub fn read_at(&self, offset: u64) -> Read {
+        let inner = self.lock();
+        if offset < inner.len {
+            // The chunk whose start is the last one <= offset.
+            let i = inner.starts.partition_point(|&s| s <= offset) - 1;
+            let skip = (offset - inner.starts[i]) as usize;
+            return Read::Data(inner.chunks[i].slice(skip..));
+        }
+        match &inner.end {
+            Some(end) => Read::End(end.clone()),
+            None => Read::Pending,
+        }
+    }
+
+    /// Waits until something changes after `seen` (a value from
+    /// [`Fill::version`]); returns the new version.
+    pub async fn changed(&self, seen: u64) -> u64 {
+        let mut rx = self.version.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot fail while we borrow it.
+        match rx.wait_for(|v| *v != seen).await {
+            Ok(v) => *v,
+            Err(_) => seen,
+        }
+    }
+
+    /// The current version, to pass to [`Fill::changed`].
+    pub fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn readers_follow_the_writer() {
+        let fill = Arc::new(Fill::new());
+        let reader = {
+            let fill = Arc::clone(&fill);
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut offset = 0u64;
+                loop {
+                    let seen = fill.version();
+                    match fill.read_at(offset) {
+                        Read::Data(b) => {
+                            offset += b.len() as u64;
+                            out.extend_from_slice(&b);
+                        }
+                        Read::Pending => {
+                            fill.changed(seen).await;
+                        }
+                        Read::End(end) => return (out, end),
+                    }
+                }
+            })
+        };
+        for i in 0..50u8 {
+            fill.push(Bytes::from(vec![i; 100]));
+            tokio::task::yield_now().await;
+        }
+        fill.finish(FillEnd::Complete);
+        let (out, end) = reader.await.expect("reader");
+        assert_eq!(end, FillEnd::Complete);
+        assert_eq!(out.len(), 5000);
+        assert!(out.chunks(100).enumerate().all(|(i, c)| c.iter().all(|&b| b as usize == i)));
+    }
+
+    #[test]
+    fn reads_from_the_middle_of_a_chunk() {
+        let fill = Fill::complete(vec![Bytes::from_static(b"hello "), Bytes::from_static(b"world")]);
+        assert!(matches!(fill.read_at(8), Read::Data(b) if &b[..] == b"rld"));
+        assert!(matches!(fill.read_at(6), Read::Data(b) if &b[..] == b"world"));
+        assert!(matches!(fill.read_at(11), Read::End(FillEnd::Complete)));
+    }
+}

@@ -1,0 +1,22 @@
+//! shardgate-cache owns the HTTP cache of the edge, independent of any
+//! server: when a response may be stored and for how long ([`freshness`]),
+//! how a stored object answers `Range` and conditional requests
+//! ([`conditional`]), the body that many viewers read while one origin
+//! fetch writes it ([`fill`]), and the memory tier with its coalescing lock
+//! and LRU budget ([`memory`]).
+//!
+//! What goes into a cache key, which distribution and variant a request
+//! belongs to, and how invalidations are matched are decided by the caller
+//! (`shardgate-http`); this crate stores opaque keys.
+//!
+//! The disk tier is not built yet: objects larger than the memory budget
+//! allows are streamed from the origin without being stored.
+
+pub mod conditional;
+pub mod fill;
+pub mod freshness;
+pub mod memory;
+
+pub use fill::{Fill, FillEnd, Read};
+pub use freshness::{CacheControl, Storability, TtlBounds, storability};
+pub use memory::{Cache, CacheSettings, Leader, Lookup, Object, Outcome, Pending, vary_values};

@@ -1,0 +1,454 @@
+//! The memory tier: objects by cache key, their `Vary` variants, the
+//! coalescing lock per key, and LRU eviction within a byte budget.
+//!
+//! One mutex guards the index; it is held only for map operations, never
+//! across I/O. Bodies live in [`Fill`]s outside the lock, so a hit costs one
+//! short critical section and readers of a large object never block writers
+//! of another.
+//!
+//! Coalescing: the first request that misses (or finds a stale object)
+//! becomes the [`Leader`] for its key and fetches from the origin; requests
+//! for the same key that arrive meanwhile get [`Lookup::Wait`] and wait for
+//! the leader's [`Outcome`]. A stored object is inserted as soon as its
+//! response head arrives, body still filling, so waiters stream it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::sync::watch;
+
+use crate::fill::Fill;
+
+/// Most `Vary` variants kept per key; the oldest goes first.
+const MAX_VARIANTS: usize = 16;
+/// Bytes charged per object on top of its body, for its index entry and headers.
+const OVERHEAD: u64 = 512;
+
+/// Budget of the memory tier.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Bytes of bodies (plus per-object overhead) held at most.
+    pub memory_bytes: u64,
+    /// Larger objects are served but not stored.
+    pub max_object_bytes: u64,
+}
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Object {
+    /// Status.
+    pub status: StatusCode,
+    /// Response headers as stored (hop-by-hop and `Age` removed).
+    pub headers: HeaderMap,
+    /// The body, possibly still filling.
+    pub body: Arc<Fill>,
+    /// `Content-Length` from the origin, if it sent one.
+    pub content_length: Option<u64>,
+    /// When the response was received, for `Age`.
+    pub received: SystemTime,
+    /// `Age` the origin (or a cache before us) reported.
+    pub initial_age: Duration,
+    /// Fresh until then.
+    pub fresh_until: Instant,
+    /// May be served stale while revalidating until `fresh_until + this`.
+    pub stale_while_revalidate: Duration,
+    /// May be served stale on origin errors until `fresh_until + this`.
+    pub stale_if_error: Duration,
+    /// The namespace (distribution id) the object belongs to.
+    pub namespace: Box<str>,
+    /// Config generation when the fetch started; invalidations newer than
+    /// this cover the object.
+    pub generation: u64,
+    /// The viewer's request target (path and query), for invalidation.
+    pub viewer_target: String,
+    /// The origin's request target after rewrites, for invalidation.
+    pub origin_target: String,
+    /// The request's values of the response's `Vary` headers.
+    pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+impl Object {
+    /// Whether it is fresh at `now`.
+    pub fn is_fresh(&self, now: Instant) -> bool {
+        now < self.fresh_until
+    }
+
+    /// Whether it may be served stale while a revalidation runs.
+    pub fn within_stale_while_revalidate(&self, now: Instant) -> bool {
+        now < self.fresh_until + self.stale_while_revalidate
+    }
+
+    /// Whether it may be served stale because the origin failed.
+    pub fn within_stale_if_error(&self, now: Instant) -> bool {
+        now < self.fresh_until + self.stale_if_error
+    }
+
+    /// The `Age` to send: the origin's plus time held here (RFC 9111 §4.2.3, simplified).
+    pub fn age(&self, now: SystemTime) -> u64 {
+        (self.initial_age + now.duration_since(self.received).unwrap_or(Duration::ZERO)).as_secs()
+    }
+
+    /// Whether this variant was stored for a request with `req`'s values of
+    /// the `Vary` headers.
+    pub fn matches_vary(&self, req: &HeaderMap) -> bool {
+        self.vary.iter().all(|(name, value)| req.get(name) == value.as_ref())
+    }
+
+    /// Whether the stored response has validators for a conditional request.
+    pub fn has_validators(&self) -> bool {
+        self.headers.contains_key(http::header::ETAG) || self.headers.contains_key(http::header::LAST_MODIFIED)
+    }
+
+    fn charge(&self) -> u64 {
+        OVERHEAD + self.content_length.unwrap_or_else(|| self.body.len())
+    }
+}
+
+/// The request's values for the header names a response's `Vary` lists.
+pub fn vary_values(response: &HeaderMap, request: &HeaderMap) -> Vec<(HeaderName, Option<HeaderValue>)> {
+    let mut out: Vec<(HeaderName, Option<HeaderValue>)> = Vec::new();
+    for v in response.get_all(http::header::VARY) {
+        let Ok(v) = v.to_str() else { continue };
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if let Ok(name) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                && !out.iter().any(|(n, _)| *n == name)
+            {
+                let value = request.get(&name).cloned();
+                out.push((name, value));
+            }
+        }
+    }
+    out
+}
+
+/// What the leader's fetch came to, as waiters see it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A stored (or refreshed) object: serve it if its variant fits.
+    Stored(Arc<Object>),
+    /// The response may not be shared: fetch on your own.
+    Uncacheable,
+    /// The fetch failed.
+    Failed,
+}
+
+/// The coalescing lock of one key.
+#[derive(Debug)]
+pub struct Pending {
+    outcome: watch::Sender<Option<Outcome>>,
+}
+
+impl Pending {
+    /// Waits for the leader's outcome.
+    pub async fn wait(&self) -> Outcome {
+        let mut rx = self.outcome.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Outcome::Failed),
+            Err(_) => Outcome::Failed,
+        }
+    }
+
+    fn resolve(&self, outcome: Outcome) {
+        self.outcome.send_replace(Some(outcome));
+    }
+}
+
+/// The result of a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A fresh object.
+    Fresh(Arc<Object>),
+    /// A stale object. Exactly one of `leader` (this request revalidates) and
+    /// `pending` (another request already does) is set.
+    Stale {
+        /// The stale object.
+        object: Arc<Object>,
+        /// This request must revalidate.
+        leader: Option<Leader>,
+        /// Another request revalidates.
+        pending: Option<Arc<Pending>>,
+    },
+    /// Another request is fetching this key: wait for it.
+    Wait(Arc<Pending>),
+    /// Nothing stored and nobody fetching: this request fetches.
+    Miss(Leader),
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// Each object with the bytes charged for it.
+    objects: Vec<(Arc<Object>, u64)>,
+    pending: Option<Arc<Pending>>,
+    tick: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    slots: HashMap<Box<str>, Slot>,
+    lru: BTreeMap<u64, Box<str>>,
+    tick: u64,
+    used: u64,
+}
+
+impl Inner {
+    fn touch(&mut self, key: &str) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(slot) = self.slots.get_mut(key) {
+            if slot.tick != 0 {
+                self.lru.remove(&slot.tick);
+            }
+            slot.tick = tick;
+            self.lru.insert(tick, key.into());
+        }
+    }
+
+    fn remove_objects(&mut self, key: &str, keep: impl Fn(&Object) -> bool) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        let mut freed = 0;
+        slot.objects.retain(|(o, charged)| {
+            let k = keep(o);
+            if !k {
+                freed += charged;
+            }
+            k
+        });
+        slot.bytes -= freed;
+        self.used -= freed;
+        self.drop_if_empty(key);
+    }
+
+    fn drop_if_empty(&mut self, key: &str) {
+        if let Some(slot) = self.slots.get(key)
+            && slot.objects.is_empty()
+            && slot.pending.is_none()
+        {
+            let tick = slot.tick;
+            self.slots.remove(key);
+            self.lru.remove(&tick);
+        }
+    }
+
+    fn evict_to(&mut self, budget: u64) {
+        while self.used > budget {
+            let Some((&tick, _)) = self.lru.iter().next() else { break };
+            let Some(key) = self.lru.remove(&tick) else { break };
+            if let Some(slot) = self.slots.get_mut(&key) {
+                self.used -= slot.bytes;
+                slot.bytes = 0;
+                slot.objects.clear();
+                slot.tick = 0;
+                if slot.pending.is_none() {
+                    self.slots.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// The memory tier.
+#[derive(Debug)]
+pub struct Cache {
+    inner: Mutex<Inner>,
+    settings: CacheSettings,
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new(settings: CacheSettings) -> Arc<Self> {
+        Arc::new(Cache { inner: Mutex::new(Inner::default()), settings })
+    }
+
+    /// The budget.
+    pub fn settings(&self) -> CacheSettings {
+        self.settings
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every critical section leaves the index consistent before any
+        // call that could panic, so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Looks `key` up for a request with headers `req`. Objects for which
+    /// `valid` returns false (invalidated) are removed first.
+    pub fn lookup(
+        self: &Arc<Self>,
+        key: &str,
+        req: &HeaderMap,
+        now: Instant,
+        valid: impl Fn(&Object) -> bool,
+    ) -> Lookup {
+        let mut inner = self.lock();
+        if inner.slots.get(key).is_some_and(|s| s.objects.iter().any(|(o, _)| !valid(o))) {
+            inner.remove_objects(key, &valid);
+        }
+        let found = inner
+            .slots
+            .get(key)
+            .and_then(|s| s.objects.iter().find(|(o, _)| o.matches_vary(req)).map(|(o, _)| Arc::clone(o)));
+        let pending = inner.slots.get(key).and_then(|s| s.pending.clone());
+        match (found, pending) {
+            (Some(object), _) if object.is_fresh(now) => {
+                inner.touch(key);
+                Lookup::Fresh(object)
+            }
+            (Some(object), Some(pending)) => Lookup::Stale { object, leader: None, pending: Some(pending) },
+            (Some(object), None) => {
+                let leader = self.lead(&mut inner, key);
+                Lookup::Stale { object, leader: Some(leader), pending: None }
+            }
+            (None, Some(pending)) => Lookup::Wait(pending),
+            (None, None) => Lookup::Miss(self.lead(&mut inner, key)),
+        }
+    }
+
+    /// Takes the coalescing lock of `key` without a lookup (a waiter whose
+    /// variant the leader's response did not fit).
+    pub fn lead_or_wait(self: &Arc<Self>, key: &str) -> Result<Leader, Arc<Pending>> {
+        let mut inner = self.lock();
+        if let Some(p) = inner.slots.get(key).and_then(|s| s.pending.clone()) {
+            return Err(p);
+        }
+        Ok(self.lead(&mut inner, key))
+    }
+
+    fn lead(self: &Arc<Self>, inner: &mut Inner, key: &str) -> Leader {
+        let pending = Arc::new(Pending { outcome: watch::channel(None).0 });
+        inner.slots.entry(key.into()).or_default().pending = Some(Arc::clone(&pending));
+        Leader { cache: Arc::clone(self), key: key.into(), pending, done: false }
+    }
+
+    fn insert(&self, key: &str, object: &Arc<Object>) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let charge = object.charge();
+        let slot = inner.slots.entry(key.into()).or_default();
+        let mut freed = 0;
+        slot.objects.retain(|(o, charged)| {
+            let same_variant = o.vary == object.vary;
+            if same_variant {
+                freed += charged;
+            }
+            !same_variant
+        });
+        if slot.objects.len() >= MAX_VARIANTS {
+            freed += slot.objects.remove(0).1;
+        }
+        slot.objects.push((Arc::clone(object), charge));
+        slot.bytes = slot.bytes + charge - freed;
+        inner.used = inner.used + charge - freed;
+        inner.touch(key);
+        let budget = self.settings.memory_bytes;
+        inner.evict_to(budget);
+    }
+
+    fn release(&self, key: &str, pending: &Arc<Pending>) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.slots.get_mut(key)
+            && slot.pending.as_ref().is_some_and(|p| Arc::ptr_eq(p, pending))
+        {
+            slot.pending = None;
+        }
+        inner.drop_if_empty(key);
+    }
+
+    /// Re-charges an object once its body is complete (its size was a
+    /// guess when stored without `Content-Length`), evicting if needed.
+    pub fn settle(&self, key: &str, object: &Arc<Object>) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(slot) = inner.slots.get_mut(key) else { return };
+        let Some(entry) = slot.objects.iter_mut().find(|(o, _)| Arc::ptr_eq(o, object)) else { return };
+        let (old, new) = (entry.1, object.charge());
+        entry.1 = new;
+        slot.bytes = slot.bytes - old + new;
+        inner.used = inner.used - old + new;
+        let budget = self.settings.memory_bytes;
+        inner.evict_to(budget);
+    }
+
+    /// Removes one object (its fill failed).
+    pub fn remove(&self, key: &str, object: &Arc<Object>) {
+        self.lock().remove_objects(key, |o| !std::ptr::eq(o, Arc::as_ptr(object)));
+    }
+
+    /// Removes every object for which `covered` is true; returns how many.
+    pub fn purge(&self, covered: impl Fn(&str, &Object) -> bool) -> usize {
+        let mut inner = self.lock();
+        let keys: Vec<Box<str>> = inner
+            .slots
+            .iter()
+            .filter(|(k, s)| s.objects.iter().any(|(o, _)| covered(k, o)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut n = 0;
+        for key in keys {
+            let before = inner.slots.get(&key).map_or(0, |s| s.objects.len());
+            inner.remove_objects(&key, |o| !covered(&key, o));
+            n += before - inner.slots.get(&key).map_or(0, |s| s.objects.len());
+        }
+        n
+    }
+
+    /// Bytes charged now, and number of objects.
+    pub fn usage(&self) -> (u64, usize) {
+        let inner = self.lock();
+        (inner.used, inner.slots.values().map(|s| s.objects.len()).sum())
+    }
+}
+
+/// The right to fetch one key from the origin; resolves the waiters.
+/// Dropping it unresolved counts as a failure, so waiters never hang.
+#[derive(Debug)]
+pub struct Leader {
+    cache: Arc<Cache>,
+    key: Box<str>,
+    pending: Arc<Pending>,
+    done: bool,
+}
+
+impl Leader {
+    /// The key this leader fetches.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Stores `object` (body possibly still filling) and hands it to waiters.
+    pub fn store(mut self, object: Object) -> Arc<Object> {
+        let object = Arc::new(object);
+        self.cache.insert(&self.key, &object);
+        self.finish(Outcome::Stored(Arc::clone(&object)));
+        object
+    }
+
+    /// The response may not be shared or stored.
+    pub fn uncacheable(mut self) {
+        self.finish(Outcome::Uncacheable);
+    }
+
+    /// The fetch failed.
+    pub fn failed(mut self) {
+        self.finish(Outcome::Failed);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.done = true;
+        self.cache.release(&self.key, &self.pending);
+        self.pending.resolve(outcome);
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(Outcome::Failed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

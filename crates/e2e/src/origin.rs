@@ -1,0 +1,226 @@
+//! A real HTTP/1.1 origin for edge tests: serves files from memory, counts
+//! the requests each path receives, answers `If-None-Match` with 304, can
+//! stream a body slowly (so concurrent misses overlap) and can be stopped
+//! (so stale-if-error can be seen).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Channel, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// One file the origin serves.
+#[derive(Debug, Clone, Default)]
+pub struct OriginFile {
+    /// The body.
+    pub body: Bytes,
+    /// `Cache-Control` to send, if any.
+    pub cache_control: Option<String>,
+    /// `ETag` to send, if any (quoted).
+    pub etag: Option<String>,
+    /// `Vary` to send, if any.
+    pub vary: Option<String>,
+    /// Stream the body in this many chunks with `chunk_delay` between them.
+    pub chunks: usize,
+    /// Pause between chunks.
+    pub chunk_delay: Duration,
+}
+
+impl OriginFile {
+    /// A file with this body and nothing else.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        OriginFile { body: body.into(), chunks: 1, ..OriginFile::default() }
+    }
+
+    /// Sets `Cache-Control`.
+    pub fn cache_control(mut self, v: &str) -> Self {
+        self.cache_control = Some(v.to_owned());
+        self
+    }
+
+    /// Sets `ETag`.
+    pub fn etag(mut self, v: &str) -> Self {
+        self.etag = Some(v.to_owned());
+        self
+    }
+
+    /// Sets `Vary`.
+    pub fn vary(mut self, v: &str) -> Self {
+        self.vary = Some(v.to_owned());
+        self
+    }
+
+    /// Streams the body in `n` chunks, `delay` apart.
+    pub fn slow(mut self, n: usize, delay: Duration) -> Self {
+        self.chunks = n.max(1);
+        self.chunk_delay = delay;
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: HashMap<String, OriginFile>,
+    hits: HashMap<String, usize>,
+    last_headers: HashMap<String, Vec<(String, String)>>,
+}
+
+/// A running test origin; stops when dropped.
+#[derive(Debug)]
+pub struct TestOrigin {
+    /// Its address.
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestOrigin {
+    /// Starts an origin on a free loopback port.
+    pub async fn start(files: Vec<(&str, OriginFile)>) -> TestOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        {
+            let mut s = state.lock().expect("state");
+            for (p, f) in files {
+                s.files.insert(p.to_owned(), f);
+            }
+        }
+        let st = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { continue };
+                let st = Arc::clone(&st);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| serve(Arc::clone(&st), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(sock), svc)
+                        .await;
+                });
+            }
+        });
+        TestOrigin { addr, state, task }
+    }
+
+    /// Replaces or adds a file.
+    pub fn set(&self, path: &str, file: OriginFile) {
+        self.state.lock().expect("state").files.insert(path.to_owned(), file);
+    }
+
+    /// Requests received for `path` (path and query as sent).
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.lock().expect("state").hits.get(path).copied().unwrap_or(0)
+    }
+
+    /// Requests received in all.
+    pub fn total_hits(&self) -> usize {
+        self.state.lock().expect("state").hits.values().sum()
+    }
+
+    /// The headers of the last request for `path`, lower-case names.
+    pub fn last_headers(&self, path: &str) -> Vec<(String, String)> {
+        self.state.lock().expect("state").last_headers.get(path).cloned().unwrap_or_default()
+    }
+
+    /// Stops accepting connections (the port then refuses).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type OriginBody = http_body_util::Either<Full<Bytes>, Channel<Bytes, Infallible>>;
+
+async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
+    let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let file = {
+        let mut s = state.lock().expect("state");
+        *s.hits.entry(target.clone()).or_default() += 1;
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        s.last_headers.insert(target.clone(), headers);
+        s.files.get(req.uri().path()).cloned()
+    };
+    let Some(file) = file else {
+        let mut r = Response::new(http_body_util::Either::Left(Full::new(Bytes::from_static(b"not found\n"))));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(r);
+    };
+    let mut resp = Response::builder().header("content-type", "application/octet-stream");
+    if let Some(cc) = &file.cache_control {
+        resp = resp.header("cache-control", cc);
+    }
+    if let Some(etag) = &file.etag {
+        resp = resp.header("etag", etag);
+        let inm = req.headers().get("if-none-match").and_then(|v| v.to_str().ok());
+        if inm.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+            let r = resp
+                .status(StatusCode::NOT_MODIFIED)
+                .body(http_body_util::Either::Left(Full::new(Bytes::new())))
+                .expect("304");
+            return Ok(r);
+        }
+    }
+    if let Some(vary) = &file.vary {
+        resp = resp.header("vary", vary);
+    }
+    resp = resp.header("content-length", file.body.len());
+    if file.chunks <= 1 {
+        return Ok(resp.body(http_body_util::Either::Left(Full::new(file.body))).expect("response"));
+    }
+    let (mut tx, body) = Channel::<Bytes, Infallible>::new(4);
+    tokio::spawn(async move {
+        let size = file.body.len().div_ceil(file.chunks);
+        for (i, chunk) in file.body.chunks(size.max(1)).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(file.chunk_delay).await;
+            }
+            if tx.send(Frame::data(file.body.slice_ref(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(resp.body(http_body_util::Either::Right(body)).expect("response"))
+}
+
+/// One HTTP/1.1 GET through the edge: `(status, headers, body)`.
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HashMap<String, String>, Bytes) {
+    let sock = tokio::net::TcpStream::connect(addr).await.expect("connect edge");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(sock)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut req = Request::builder().method("GET").uri(path).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender.send_request(req.body(Full::new(Bytes::new())).expect("request")).await.expect("response");
+    let status = resp.status().as_u16();
+    let hs = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, hs, body)
+}

@@ -1,0 +1,26 @@
+//! shardgate-http owns the L7 data plane, the game-resource edge: HTTP/1.1
+//! and HTTP/2 listeners (plain, or TLS with certificates chosen by SNI), the
+//! request pipeline (distribution by host, canary variant, behavior by path
+//! pattern, channel rewrite, cache key, cache lookup with coalescing, origin
+//! fetch) and the edge metrics.
+//!
+//! # Layout
+//! - [`listener`]: accept loop, TLS by SNI with ALPN, hyper server, drain.
+//! - [`service`]: the request pipeline and response building.
+//! - [`canary`]: which side of a continuous deployment policy serves a request. Pure.
+//! - [`key`]: channel rewrite, cache key, forwarded query and cookies. Pure.
+//! - [`origin`]: one request to an origin through its upstream runtime.
+//! - [`body`]: response bodies (cached fill windows, pass-through).
+//! - [`metrics`]: the `shardgate_edge_*` families.
+
+pub mod body;
+pub mod canary;
+pub mod key;
+pub mod listener;
+pub mod metrics;
+pub mod origin;
+pub mod service;
+
+pub use listener::{HttpListenerSpec, HttpSettings, serve};
+pub use metrics::EdgeMetrics;
+pub use service::{ConnInfo, EdgeService, VARIANT_HEADER, purge_invalidated};

@@ -1,0 +1,171 @@
+//! Edge listeners: the accept loop, TLS by SNI from the `ssls` resources
+//! (ALPN `h2` and `http/1.1`), HTTP/1.1 and HTTP/2 by hyper, bounded header
+//! sizes and read timeouts, the connection limit, and the drain.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use shardgate_core::DrainWatch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::service::{ConnInfo, EdgeService};
+
+/// Largest request head accepted (CloudFront allows 20,480 bytes without body).
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Concurrent HTTP/2 streams per connection.
+const MAX_H2_STREAMS: u32 = 128;
+
+/// One edge listener as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpListenerSpec {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Terminate TLS (HTTPS, certificates by SNI).
+    pub tls: bool,
+}
+
+impl HttpListenerSpec {
+    /// The log label: `https/0.0.0.0:443` or `http/...`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", if self.tls { "https" } else { "http" }, self.addr)
+    }
+}
+
+/// Settings shared by every edge listener.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Connections open at once over all edge listeners.
+    pub max_connections: Arc<Semaphore>,
+    /// Time from accept to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time to receive a request head (and an idle keep-alive connection's next one).
+    pub header_read_timeout: Duration,
+}
+
+/// Accepts connections until the drain starts.
+pub async fn serve(
+    listener: TcpListener,
+    spec: HttpListenerSpec,
+    svc: Arc<EdgeService>,
+    settings: HttpSettings,
+    mut drain: DrainWatch,
+) {
+    let label = spec.label();
+    tracing::info!(listener = %label, "edge listener accepting");
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&settings.max_connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = drain.draining() => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = drain.draining() => break,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                let local = sock.local_addr().unwrap_or(spec.addr);
+                let conn = ConnInfo { client: peer, local };
+                tokio::spawn(connection(
+                    sock,
+                    conn,
+                    spec.tls,
+                    Arc::clone(&svc),
+                    settings.clone(),
+                    drain.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(listener = %label, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!(listener = %label, "edge listener stopped accepting");
+}
+
+async fn connection(
+    sock: TcpStream,
+    conn: ConnInfo,
+    tls: bool,
+    svc: Arc<EdgeService>,
+    settings: HttpSettings,
+    drain: DrainWatch,
+    _permit: OwnedSemaphorePermit,
+) {
+    if let Err(e) = sock.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    if !tls {
+        serve_http(TokioIo::new(sock), conn, svc, &settings, drain).await;
+        return;
+    }
+    let handshake = async {
+        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), sock).await?;
+        let sni = start.client_hello().server_name().map(str::to_ascii_lowercase);
+        let config =
+            sni.as_deref().and_then(|name| svc.snapshots.load().certs.find(name).map(|e| Arc::clone(&e.http_config)));
+        match config {
+            Some(c) => start.into_stream(c).await.map(Some),
+            None => {
+                tracing::info!(client = %conn.client, sni = sni.as_deref().unwrap_or(""), "edge TLS refused: no certificate for the SNI");
+                Ok(None)
+            }
+        }
+    };
+    match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+        Ok(Ok(Some(stream))) => serve_http(TokioIo::new(stream), conn, svc, &settings, drain).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::debug!(client = %conn.client, error = %e, "edge TLS handshake failed"),
+        Err(_) => tracing::debug!(client = %conn.client, "edge TLS handshake timed out"),
+    }
+}
+
+async fn serve_http<I>(io: I, conn: ConnInfo, svc: Arc<EdgeService>, settings: &HttpSettings, mut drain: DrainWatch)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        // `X-Cache: Hit from shardgate`, as CloudFront writes it: scripts
+        // grep for it case-sensitively (seed 003's `egrep 'X-Cache|...'`).
+        .title_case_headers(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    let service = service_fn(move |req| {
+        let svc = Arc::clone(&svc);
+        async move { Ok::<_, Infallible>(svc.handle(req, conn).await) }
+    });
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        r = served.as_mut() => r,
+        d = drain.draining() => {
+            // Finish the requests in flight, refuse new ones, then close.
+            served.as_mut().graceful_shutdown();
+            match tokio::time::timeout_at(d.deadline, served.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %conn.client, error = %e, "edge connection ended with an error");
+    }
+}

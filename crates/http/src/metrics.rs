@@ -1,0 +1,116 @@
+//! Edge metrics, named `shardgate_edge_*`. Label values come from the
+//! configuration (distribution ids, behavior patterns, origin names) or from
+//! closed enums, never from requests, so cardinality stays bounded.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use shardgate_core::Metrics;
+
+/// `{distribution, behavior, variant, cache}` for viewer requests.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The distribution id that served (staging's id for staging).
+    pub distribution: String,
+    /// The behavior's path pattern, or `default`.
+    pub behavior: String,
+    /// `primary` or `staging`.
+    pub variant: &'static str,
+    /// The cache phase: `hit`, `miss`, `refresh_hit`, `stale_hit`, `pass`, `error`.
+    pub cache: &'static str,
+}
+
+/// `{distribution, origin, status}` for origin requests.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabels {
+    /// The distribution id.
+    pub distribution: String,
+    /// The origin name.
+    pub origin: String,
+    /// `2xx`..`5xx`, or `error` when no response came.
+    pub status: &'static str,
+}
+
+/// `{distribution}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DistributionLabels {
+    /// The distribution id.
+    pub distribution: String,
+}
+
+/// `{reason}` for requests refused before any distribution.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// `no_host`, `unknown_host`, `method`, `bad_channel`.
+    pub reason: &'static str,
+}
+
+/// The edge metric families.
+#[derive(Debug, Clone)]
+pub struct EdgeMetrics {
+    /// `shardgate_edge_requests_total`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `shardgate_edge_refused_total`.
+    pub refused: Family<RefusedLabels, Counter>,
+    /// `shardgate_edge_origin_requests_total`.
+    pub origin_requests: Family<OriginLabels, Counter>,
+    /// `shardgate_edge_origin_response_seconds` (time to the response head).
+    pub origin_seconds: Family<DistributionLabels, Histogram>,
+    /// `shardgate_edge_response_bytes_total`: body bytes of responses whose size was known.
+    pub response_bytes: Family<DistributionLabels, Counter>,
+    /// `shardgate_edge_cache_bytes`: bytes charged in the memory tier.
+    pub cache_bytes: Gauge,
+    /// `shardgate_edge_cache_objects`: objects in the memory tier.
+    pub cache_objects: Gauge,
+}
+
+impl EdgeMetrics {
+    /// Registers the families.
+    pub fn register(metrics: &Metrics) -> Self {
+        let m = EdgeMetrics {
+            requests: Family::default(),
+            refused: Family::default(),
+            origin_requests: Family::default(),
+            origin_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
+            response_bytes: Family::default(),
+            cache_bytes: Gauge::default(),
+            cache_objects: Gauge::default(),
+        };
+        metrics.register(|r| {
+            r.register(
+                "shardgate_edge_requests",
+                "Viewer requests by distribution, behavior, variant and cache phase",
+                m.requests.clone(),
+            );
+            r.register(
+                "shardgate_edge_refused",
+                "Viewer requests refused before reaching a distribution",
+                m.refused.clone(),
+            );
+            r.register(
+                "shardgate_edge_origin_requests",
+                "Requests sent to origins, by response status class",
+                m.origin_requests.clone(),
+            );
+            r.register(
+                "shardgate_edge_origin_response_seconds",
+                "Time from sending an origin request to its response head",
+                m.origin_seconds.clone(),
+            );
+            r.register(
+                "shardgate_edge_response_bytes",
+                "Body bytes of viewer responses of known size",
+                m.response_bytes.clone(),
+            );
+            r.register("shardgate_edge_cache_bytes", "Bytes held by the memory cache tier", m.cache_bytes.clone());
+            r.register(
+                "shardgate_edge_cache_objects",
+                "Objects held by the memory cache tier",
+                m.cache_objects.clone(),
+            );
+        });
+        m
+    }
+}

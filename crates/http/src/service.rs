@@ -1,0 +1,815 @@
+//! The request pipeline of the edge, one function per phase:
+//!
+//! ```text
+//! host -> distribution -> variant (canary) -> behavior + cache policy
+//!   -> rewrite (channel) -> cache key -> lookup
+//!      fresh: serve | stale: serve within stale-while-revalidate, else revalidate
+//!      in flight: wait for the leader | miss: fetch, store, stream to every waiter
+//!   -> response (304 / 206 / 416 / 200, Age, X-Cache, variant header)
+//! ```
+//!
+//! The snapshot is loaded once per request, so a config change never alters
+//! a request in flight.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use shardgate_cache::conditional::{RangeAnswer, if_range_holds, not_modified, range};
+use shardgate_cache::{
+    Cache, FillEnd, Leader, Lookup, Object, Outcome, Storability, TtlBounds, storability, vary_values,
+};
+use shardgate_model::CachePolicy;
+use shardgate_snapshot::{EdgeDistribution, Snapshot, SnapshotHandle};
+
+use crate::body::{EdgeBody, FillBody};
+use crate::canary::{self, Variant};
+use crate::key;
+use crate::metrics::{DistributionLabels, EdgeMetrics, OriginLabels, RefusedLabels, RequestLabels};
+use crate::origin::{self, OriginError, OriginRequest};
+
+/// The response header naming the side that served a canary distribution.
+pub const VARIANT_HEADER: &str = "x-shardgate-variant";
+/// Default wait for an origin's response head (CloudFront's default origin response timeout).
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a waiter whose variant did not fit retries before fetching alone.
+const MAX_WAIT_ROUNDS: usize = 3;
+
+/// Headers never forwarded in either direction (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What the edge shares across requests.
+#[derive(Debug)]
+pub struct EdgeService {
+    /// The published configuration.
+    pub snapshots: Arc<SnapshotHandle>,
+    /// The memory tier.
+    pub cache: Arc<Cache>,
+    /// Metrics.
+    pub metrics: EdgeMetrics,
+}
+
+/// Facts about the viewer's connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The viewer.
+    pub client: SocketAddr,
+    /// The edge's address.
+    pub local: SocketAddr,
+}
+
+/// One request's resolved context.
+struct Ctx<'a> {
+    svc: &'a Arc<EdgeService>,
+    snapshot: Arc<Snapshot>,
+    dist: Arc<EdgeDistribution>,
+    variant: Variant,
+    canary_cookie: Option<String>,
+    behavior_label: String,
+    origin_name: String,
+    policy: Arc<CachePolicy>,
+    key: String,
+    viewer_target: String,
+    origin_target: String,
+    forward: HeaderMap,
+    host: HeaderValue,
+    conn: ConnInfo,
+    head_only: bool,
+    req_headers: HeaderMap,
+}
+
+fn refuse(svc: &EdgeService, status: StatusCode, reason: &'static str, message: String) -> Response<EdgeBody> {
+    svc.metrics.refused.get_or_create(&RefusedLabels { reason }).inc();
+    plain(status, message)
+}
+
+fn plain(status: StatusCode, message: String) -> Response<EdgeBody> {
+    let mut resp = Response::new(EdgeBody::full(message + "\n"));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// A uniform number in [0, 1) for weighted canary choices (splitmix64 over
+/// a shared counter: cheap, lock-free, not for secrets).
+fn roll() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut z = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    if z == 0 {
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        STATE.store(seed, Ordering::Relaxed);
+        z = seed;
+    }
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn host_of(req: &Request<Incoming>) -> Option<String> {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))?;
+    // Strip the port; keep IPv6 literals whole.
+    let host = if raw.starts_with('[') {
+        raw.split_once(']').map_or(raw.as_str(), |(h, _)| h).trim_start_matches('[').to_owned()
+    } else {
+        raw.rsplit_once(':').map_or(raw.as_str(), |(h, _)| h).to_owned()
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() { None } else { Some(host) }
+}
+
+impl EdgeService {
+    /// Serves one viewer request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
+        let snapshot = self.snapshots.load();
+        let Some(host) = host_of(&req) else {
+            return refuse(&self, StatusCode::BAD_REQUEST, "no_host", "the request names no host".into());
+        };
+        let Some(primary) = snapshot.edge.find(&host).cloned() else {
+            return refuse(&self, StatusCode::NOT_FOUND, "unknown_host", format!("no distribution serves host {host}"));
+        };
+        let head_only = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                // CloudFront's answer when a behavior allows only GET and HEAD.
+                return refuse(
+                    &self,
+                    StatusCode::FORBIDDEN,
+                    "method",
+                    format!("this distribution is not configured to allow the HTTP request method {}", req.method()),
+                );
+            }
+        };
+
+        let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (dist, variant, canary_cookie) = match &primary.canary {
+            None => (primary.clone(), Variant::Primary, None),
+            Some(c) => {
+                let choice = canary::choose(c, req.headers(), roll(), now_unix);
+                let dist = if choice.variant == Variant::Staging { Arc::clone(&c.staging) } else { primary.clone() };
+                (dist, choice.variant, choice.set_cookie)
+            }
+        };
+
+        let path = req.uri().path().to_owned();
+        let (behavior, policy, _) = dist.behavior_for(&path);
+        let behavior_label = behavior.pattern.as_ref().map_or_else(|| "default".to_owned(), |p| p.as_str().to_owned());
+        let (origin_path, channel) = match key::rewrite_path(behavior.rewrite.as_ref(), req.headers(), &path) {
+            Ok(r) => r,
+            Err(e) => return refuse(&self, StatusCode::BAD_REQUEST, "bad_channel", e.to_string()),
+        };
+        let query = key::filtered_query(&policy.query_strings, req.uri().query());
+        let cookies = key::filtered_cookies(&policy.cookies, req.headers());
+        let origin_target = match &query {
+            Some(q) => format!("{origin_path}?{q}"),
+            None => origin_path,
+        };
+        let viewer_target = req.uri().path_and_query().map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+        let channel_pair =
+            behavior.rewrite.as_ref().zip(channel.as_deref()).map(|(r, c)| (r.path_prefix_from_header.as_str(), c));
+        let cache_key = key::cache_key(dist.id.as_str(), &origin_target, policy, req.headers(), channel_pair, &cookies);
+
+        // Everything in the key is forwarded, plus the channel header.
+        let mut forward = HeaderMap::new();
+        for name in &policy.headers {
+            for v in req.headers().get_all(name.as_str()) {
+                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                    forward.append(n, v.clone());
+                }
+            }
+        }
+        if let Some(rw) = &behavior.rewrite
+            && let Some(v) = req.headers().get(rw.path_prefix_from_header.as_str())
+            && let Ok(n) = HeaderName::from_bytes(rw.path_prefix_from_header.as_bytes())
+        {
+            forward.insert(n, v.clone());
+        }
+        if !cookies.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
+        {
+            forward.insert(header::COOKIE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&conn.client.ip().to_string()) {
+            forward.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
+        forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+
+        let origin_name = behavior.origin.clone();
+        let host_value = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
+            Some(h) => HeaderValue::from_str(h).ok(),
+            None => HeaderValue::from_str(&host).ok(),
+        };
+        let Some(host_value) = host_value else {
+            return refuse(&self, StatusCode::BAD_REQUEST, "no_host", "the host is not a valid header value".into());
+        };
+        let ctx = Ctx {
+            svc: &self,
+            snapshot: Arc::clone(&snapshot),
+            dist: Arc::clone(&dist),
+            variant,
+            canary_cookie,
+            behavior_label,
+            origin_name,
+            policy: Arc::clone(policy),
+            key: cache_key,
+            viewer_target,
+            origin_target,
+            forward,
+            host: host_value,
+            conn,
+            head_only,
+            req_headers: req.headers().clone(),
+        };
+        ctx.serve().await
+    }
+}
+
+/// What a fetch produced.
+enum Fetched {
+    /// Stored (body filling in the background).
+    Stored(Arc<Object>, &'static str),
+    /// Not storable: the origin's response, passed through.
+    Pass(Response<Incoming>),
+}
+
+impl Ctx<'_> {
+    fn valid(&self) -> impl Fn(&Object) -> bool + '_ {
+        |o: &Object| self.dist.still_valid(o.generation, &o.viewer_target, &o.origin_target)
+    }
+
+    async fn serve(self) -> Response<EdgeBody> {
+        let now = Instant::now();
+        let lookup = self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid());
+        match lookup {
+            Lookup::Fresh(object) => self.respond(&object, "Hit"),
+            Lookup::Miss(leader) => self.fetch_and_respond(leader, None).await,
+            Lookup::Stale { object, leader, pending } => {
+                if object.within_stale_while_revalidate(now)
+                    && !object.is_fresh(now)
+                    && object.stale_while_revalidate > Duration::ZERO
+                {
+                    if let Some(leader) = leader {
+                        self.revalidate_in_background(leader, Arc::clone(&object));
+                    }
+                    return self.respond(&object, "StaleHit");
+                }
+                match (leader, pending) {
+                    (Some(leader), _) => self.fetch_and_respond(leader, Some(object)).await,
+                    (None, Some(pending)) => match pending.wait().await {
+                        Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, "RefreshHit"),
+                        Outcome::Failed if object.within_stale_if_error(Instant::now()) => {
+                            self.respond(&object, "StaleHit")
+                        }
+                        _ => self.wait_or_fetch().await,
+                    },
+                    (None, None) => self.wait_or_fetch().await,
+                }
+            }
+            Lookup::Wait(pending) => match pending.wait().await {
+                // CloudFront logs collapsed requests as hits.
+                Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, "Hit"),
+                Outcome::Failed => {
+                    self.error_response(StatusCode::BAD_GATEWAY, "the origin fetch this request waited for failed")
+                }
+                _ => self.wait_or_fetch().await,
+            },
+        }
+    }
+
+    /// After a leader's outcome did not fit: take the lock or wait again a
+    /// few rounds, then fetch alone without storing.
+    async fn wait_or_fetch(self) -> Response<EdgeBody> {
+        for _ in 0..MAX_WAIT_ROUNDS {
+            match self.svc.cache.lead_or_wait(&self.key) {
+                Ok(leader) => return self.fetch_and_respond(leader, None).await,
+                Err(pending) => {
+                    if let Outcome::Stored(o) = pending.wait().await
+                        && o.matches_vary(&self.req_headers)
+                    {
+                        return self.respond(&o, "Hit");
+                    }
+                }
+            }
+        }
+        match self.fetch(None).await {
+            Ok(resp) => self.pass(resp),
+            Err(e) => self.origin_error(&e),
+        }
+    }
+
+    fn revalidate_in_background(&self, leader: Leader, stale: Arc<Object>) {
+        let bg = BackgroundCtx::from(self);
+        tokio::spawn(async move {
+            let ctx = bg.ctx();
+            match ctx.fetch_and_store(leader, Some(&stale)).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(distribution = %ctx.dist.id, target = %ctx.viewer_target, error = %e, "background revalidation failed")
+                }
+            }
+        });
+    }
+
+    async fn fetch_and_respond(self, leader: Leader, stale: Option<Arc<Object>>) -> Response<EdgeBody> {
+        match self.fetch_and_store(leader, stale.as_deref()).await {
+            Ok(Fetched::Stored(o, phase)) => self.respond(&o, phase),
+            Ok(Fetched::Pass(resp)) => self.pass(resp),
+            Err(e) => match stale {
+                // RFC 5861 stale-if-error.
+                Some(s) if s.within_stale_if_error(Instant::now()) => {
+                    tracing::info!(distribution = %self.dist.id, target = %self.viewer_target, error = %e, "origin failed; serving stale");
+                    self.respond(&s, "StaleHit")
+                }
+                _ => self.origin_error(&e),
+            },
+        }
+    }
+
+    fn origin_error(&self, e: &FetchError) -> Response<EdgeBody> {
+        tracing::warn!(distribution = %self.dist.id, origin = %self.origin_name, target = %self.origin_target, error = %e, "origin fetch failed");
+        let status = match e {
+            FetchError::Origin(o) => o.status(),
+            FetchError::Status(_) => StatusCode::BAD_GATEWAY,
+        };
+        self.error_response(status, &e.to_string())
+    }
+
+    fn error_response(&self, status: StatusCode, message: &str) -> Response<EdgeBody> {
+        self.count("error", None);
+        let mut resp = plain(status, message.to_owned());
+        self.decorate(resp.headers_mut(), "Error");
+        resp
+    }
+
+    async fn fetch(&self, stale: Option<&Object>) -> Result<Response<Incoming>, FetchError> {
+        let Some(origin) = self.dist.origins.get(&self.origin_name) else {
+            // Compiled distributions always hold their behaviors' origins.
+            return Err(FetchError::Status(StatusCode::BAD_GATEWAY));
+        };
+        let mut headers = self.forward.clone();
+        if let Some(s) = stale {
+            if let Some(etag) = s.headers.get(header::ETAG) {
+                headers.insert(header::IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(lm) = s.headers.get(header::LAST_MODIFIED) {
+                headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+            }
+        }
+        let read_timeout = origin.config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        let request = OriginRequest {
+            origin,
+            target: format!("{}{}", origin.config.origin_path, self.origin_target),
+            host: self.host.clone(),
+            headers,
+            client: self.conn.client,
+            local: self.conn.local,
+            read_timeout,
+        };
+        let started = Instant::now();
+        let result = origin::fetch(request).await;
+        let dlabels = DistributionLabels { distribution: self.dist.id.to_string() };
+        self.svc.metrics.origin_seconds.get_or_create(&dlabels).observe(started.elapsed().as_secs_f64());
+        let status = match &result {
+            Ok(r) => match r.status().as_u16() {
+                100..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            Err(_) => "error",
+        };
+        let labels = OriginLabels { distribution: self.dist.id.to_string(), origin: self.origin_name.clone(), status };
+        self.svc.metrics.origin_requests.get_or_create(&labels).inc();
+        Ok(result?)
+    }
+
+    async fn fetch_and_store(&self, leader: Leader, stale: Option<&Object>) -> Result<Fetched, FetchError> {
+        let resp = match self.fetch(stale).await {
+            Ok(r) => r,
+            Err(e) => {
+                leader.failed();
+                return Err(e);
+            }
+        };
+        let now = SystemTime::now();
+        let bounds = TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl };
+        if resp.status() == StatusCode::NOT_MODIFIED
+            && let Some(stale) = stale
+        {
+            // RFC 9111 §4.3.4: update the stored headers from the 304.
+            let mut headers = stale.headers.clone();
+            for (name, value) in resp.headers() {
+                if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH && name != header::AGE {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+            let (ttl, swr, sie) = match storability(stale.status.as_u16(), &headers, bounds, now) {
+                Storability::Store { ttl, stale_while_revalidate, stale_if_error } => {
+                    (ttl, stale_while_revalidate, stale_if_error)
+                }
+                Storability::Skip(_) => (Duration::ZERO, Duration::ZERO, Duration::ZERO),
+            };
+            let object = Object {
+                status: stale.status,
+                headers,
+                body: Arc::clone(&stale.body),
+                content_length: stale.content_length,
+                received: now,
+                initial_age: Duration::ZERO,
+                fresh_until: Instant::now() + ttl,
+                stale_while_revalidate: swr,
+                stale_if_error: sie,
+                namespace: self.dist.id.as_str().into(),
+                generation: self.snapshot.generation,
+                viewer_target: self.viewer_target.clone(),
+                origin_target: self.origin_target.clone(),
+                vary: stale.vary.clone(),
+            };
+            return Ok(Fetched::Stored(leader.store(object), "RefreshHit"));
+        }
+        if resp.status().is_server_error() && stale.is_some_and(|s| s.within_stale_if_error(Instant::now())) {
+            leader.failed();
+            return Err(FetchError::Status(resp.status()));
+        }
+        let content_length = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let max = self.svc.cache.settings().max_object_bytes;
+        let decision = storability(resp.status().as_u16(), resp.headers(), bounds, now);
+        let Storability::Store { ttl, stale_while_revalidate, stale_if_error } = decision else {
+            leader.uncacheable();
+            return Ok(Fetched::Pass(resp));
+        };
+        if content_length.is_some_and(|l| l > max) {
+            leader.uncacheable();
+            return Ok(Fetched::Pass(resp));
+        }
+        let (parts, body) = resp.into_parts();
+        let initial_age = parts.headers_age().unwrap_or(Duration::ZERO);
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::AGE);
+        let object = Object {
+            status: parts.status,
+            vary: vary_values(&headers, &self.req_headers),
+            headers,
+            body: Arc::new(shardgate_cache::Fill::new()),
+            content_length,
+            received: now,
+            initial_age,
+            fresh_until: Instant::now() + ttl,
+            stale_while_revalidate,
+            stale_if_error,
+            namespace: self.dist.id.as_str().into(),
+            generation: self.snapshot.generation,
+            viewer_target: self.viewer_target.clone(),
+            origin_target: self.origin_target.clone(),
+        };
+        let read_timeout = self
+            .dist
+            .origins
+            .get(&self.origin_name)
+            .and_then(|o| o.config.read_timeout)
+            .unwrap_or(DEFAULT_READ_TIMEOUT);
+        let key = leader.key().to_owned();
+        let object = leader.store(object);
+        tokio::spawn(drive_fill(
+            Arc::clone(&self.svc.cache),
+            key,
+            Arc::clone(&object),
+            body,
+            read_timeout,
+            max,
+            self.svc.metrics.clone(),
+        ));
+        Ok(Fetched::Stored(object, "Miss"))
+    }
+
+    fn count(&self, phase: &'static str, bytes: Option<u64>) {
+        let labels = RequestLabels {
+            distribution: self.dist.id.to_string(),
+            behavior: self.behavior_label.clone(),
+            variant: self.variant.as_str(),
+            cache: phase,
+        };
+        self.svc.metrics.requests.get_or_create(&labels).inc();
+        if let Some(b) = bytes {
+            self.svc
+                .metrics
+                .response_bytes
+                .get_or_create(&DistributionLabels { distribution: self.dist.id.to_string() })
+                .inc_by(b);
+        }
+    }
+
+    fn decorate(&self, headers: &mut HeaderMap, x_cache: &str) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{x_cache} from shardgate")) {
+            headers.insert(HeaderName::from_static("x-cache"), v);
+        }
+        headers.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
+        if self.dist.canary.is_some() || self.variant == Variant::Staging {
+            headers.insert(HeaderName::from_static(VARIANT_HEADER), HeaderValue::from_static(self.variant.as_str()));
+        }
+        if let Some(c) = &self.canary_cookie
+            && let Ok(v) = HeaderValue::from_str(c)
+        {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+
+    fn pass(&self, resp: Response<Incoming>) -> Response<EdgeBody> {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        self.decorate(&mut parts.headers, "Miss");
+        let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        self.count("pass", len);
+        let body = if self.head_only { EdgeBody::Empty } else { EdgeBody::Origin(body) };
+        Response::from_parts(parts, body)
+    }
+
+    /// Answers from a stored object: 304, 206, 416 or the whole body.
+    fn respond(&self, object: &Arc<Object>, x_cache: &'static str) -> Response<EdgeBody> {
+        let phase = match x_cache {
+            "Hit" => "hit",
+            "RefreshHit" => "refresh_hit",
+            "StaleHit" => "stale_hit",
+            _ => "miss",
+        };
+        let mut headers = object.headers.clone();
+        headers.insert(header::AGE, HeaderValue::from(object.age(SystemTime::now())));
+        self.decorate(&mut headers, x_cache);
+
+        if object.status == StatusCode::OK && not_modified(&self.req_headers, &object.headers) {
+            // RFC 9110 §15.4.5: a 304 carries the validators and caching headers, no body.
+            headers.remove(header::CONTENT_LENGTH);
+            headers.remove(header::CONTENT_TYPE);
+            self.count(phase, Some(0));
+            let mut resp = Response::new(EdgeBody::Empty);
+            *resp.status_mut() = StatusCode::NOT_MODIFIED;
+            *resp.headers_mut() = headers;
+            return resp;
+        }
+
+        let known_len =
+            object.content_length.or_else(|| (object.body.end() == Some(FillEnd::Complete)).then(|| object.body.len()));
+        let mut status = object.status;
+        let (start, end) = match known_len {
+            Some(len) if object.status == StatusCode::OK => {
+                headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                let answer = if if_range_holds(&self.req_headers, &object.headers) {
+                    range(&self.req_headers, len)
+                } else {
+                    RangeAnswer::Full
+                };
+                match answer {
+                    RangeAnswer::Full => (0, len),
+                    RangeAnswer::Partial { start, end } => {
+                        status = StatusCode::PARTIAL_CONTENT;
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                            headers.insert(header::CONTENT_RANGE, v);
+                        }
+                        (start, end + 1)
+                    }
+                    RangeAnswer::Unsatisfiable => {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                            headers.insert(header::CONTENT_RANGE, v);
+                        }
+                        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                        self.count(phase, Some(0));
+                        let mut resp = Response::new(EdgeBody::Empty);
+                        *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                        *resp.headers_mut() = headers;
+                        return resp;
+                    }
+                }
+            }
+            Some(len) => (0, len),
+            None => (0, u64::MAX),
+        };
+        let body_len = if end == u64::MAX { None } else { Some(end - start) };
+        match body_len {
+            Some(n) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None => {
+                headers.remove(header::CONTENT_LENGTH);
+            }
+        }
+        self.count(phase, body_len);
+        let body = if self.head_only || status == StatusCode::NO_CONTENT {
+            EdgeBody::Empty
+        } else {
+            EdgeBody::Fill(FillBody::new(Arc::clone(&object.body), start, body_len.map(|n| start + n)))
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+}
+
+/// The parts of a request context a background revalidation keeps.
+struct BackgroundCtx {
+    svc: Arc<EdgeService>,
+    snapshot: Arc<Snapshot>,
+    dist: Arc<EdgeDistribution>,
+    variant: Variant,
+    behavior_label: String,
+    origin_name: String,
+    policy: Arc<CachePolicy>,
+    key: String,
+    viewer_target: String,
+    origin_target: String,
+    forward: HeaderMap,
+    host: HeaderValue,
+    conn: ConnInfo,
+    req_headers: HeaderMap,
+}
+
+impl From<&Ctx<'_>> for BackgroundCtx {
+    fn from(c: &Ctx<'_>) -> Self {
+        BackgroundCtx {
+            svc: Arc::clone(c.svc),
+            snapshot: Arc::clone(&c.snapshot),
+            dist: Arc::clone(&c.dist),
+            variant: c.variant,
+            behavior_label: c.behavior_label.clone(),
+            origin_name: c.origin_name.clone(),
+            policy: Arc::clone(&c.policy),
+            key: c.key.clone(),
+            viewer_target: c.viewer_target.clone(),
+            origin_target: c.origin_target.clone(),
+            forward: c.forward.clone(),
+            host: c.host.clone(),
+            conn: c.conn,
+            req_headers: c.req_headers.clone(),
+        }
+    }
+}
+
+impl BackgroundCtx {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            svc: &self.svc,
+            snapshot: Arc::clone(&self.snapshot),
+            dist: Arc::clone(&self.dist),
+            variant: self.variant,
+            canary_cookie: None,
+            behavior_label: self.behavior_label.clone(),
+            origin_name: self.origin_name.clone(),
+            policy: Arc::clone(&self.policy),
+            key: self.key.clone(),
+            viewer_target: self.viewer_target.clone(),
+            origin_target: self.origin_target.clone(),
+            forward: self.forward.clone(),
+            host: self.host.clone(),
+            conn: self.conn,
+            head_only: true,
+            req_headers: self.req_headers.clone(),
+        }
+    }
+}
+
+/// Why a fetch gave no usable response.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+    #[error("origin answered {0}")]
+    Status(StatusCode),
+}
+
+trait HeadersAge {
+    fn headers_age(&self) -> Option<Duration>;
+}
+
+impl HeadersAge for http::response::Parts {
+    fn headers_age(&self) -> Option<Duration> {
+        self.headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs)
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for n in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(n);
+    }
+}
+
+/// Removes cached objects as soon as a snapshot brings new invalidations,
+/// so memory is freed at once and deleting an invalidation later cannot
+/// bring old objects back. Lookups check invalidations too (objects whose
+/// fetch raced the purge), so this is about memory, not correctness.
+pub async fn purge_invalidated(snapshots: Arc<SnapshotHandle>, cache: Arc<Cache>, metrics: EdgeMetrics) {
+    let mut rx = snapshots.subscribe();
+    let mut seen = snapshots.load().generation;
+    while rx.changed().await.is_ok() {
+        let snapshot = snapshots.load();
+        let mut purged = 0;
+        for dist in snapshot.edge.distributions() {
+            for (revision, inv) in dist.invalidations.iter().rev().take_while(|(r, _)| *r > seen) {
+                purged += cache.purge(|_, o| {
+                    *o.namespace == *dist.id.as_str()
+                        && o.generation < *revision
+                        && inv.paths.iter().any(|p| p.covers(&o.viewer_target) || p.covers(&o.origin_target))
+                });
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, generation = snapshot.generation, "invalidated objects removed from the cache");
+            let (bytes, objects) = cache.usage();
+            metrics.cache_bytes.set(bytes as i64);
+            metrics.cache_objects.set(objects as i64);
+        }
+        seen = snapshot.generation;
+    }
+}
+
+/// Copies an origin body into the object's fill, whoever reads it. Runs in
+/// its own task so that a viewer who leaves does not cut the fill short for
+/// the others.
+async fn drive_fill(
+    cache: Arc<Cache>,
+    key: String,
+    object: Arc<Object>,
+    mut body: Incoming,
+    read_timeout: Duration,
+    max: u64,
+    metrics: EdgeMetrics,
+) {
+    let fill = &object.body;
+    let mut oversize = false;
+    let end = loop {
+        match tokio::time::timeout(read_timeout, body.frame()).await {
+            Err(_) => break FillEnd::Failed(format!("the origin sent nothing for {read_timeout:?}")),
+            Ok(None) => break FillEnd::Complete,
+            Ok(Some(Err(e))) => break FillEnd::Failed(format!("origin body: {e}")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    fill.push(Bytes::clone(&data));
+                    if !oversize && fill.len() > max {
+                        // Too large to keep: readers already streaming finish,
+                        // the cache forgets it.
+                        oversize = true;
+                        cache.remove(&key, &object);
+                    }
+                }
+            }
+        }
+    };
+    let failed = matches!(end, FillEnd::Failed(_));
+    if let FillEnd::Failed(reason) = &end {
+        tracing::warn!(target = %object.origin_target, reason = %reason, "origin body failed; object dropped");
+    }
+    if object.content_length.is_some_and(|l| l != fill.len()) && !failed {
+        fill.finish(FillEnd::Failed("the origin body was shorter than its Content-Length".into()));
+        cache.remove(&key, &object);
+    } else {
+        fill.finish(end);
+        if failed {
+            cache.remove(&key, &object);
+        } else if !oversize {
+            cache.settle(&key, &object);
+        }
+    }
+    let (bytes, objects) = cache.usage();
+    metrics.cache_bytes.set(bytes as i64);
+    metrics.cache_objects.set(objects as i64);
+}

@@ -1,0 +1,801 @@
+//! Validated edge resources: distributions, cache policies, continuous
+//! deployment policies and invalidations, with CloudFront's meaning
+//! (`shared/reference/cloudfront-cache-waf.md` §1; the constraints cited
+//! below come from there).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::wire::edge::{
+    BehaviorWire, CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, KeyItemsWire, OriginWire,
+    StickinessWire, TrafficWire,
+};
+use crate::wire::{check_labels, check_name_desc};
+use crate::{Invalid, ResourceId, SniPattern, Upstream, UpstreamRef};
+
+/// Most hosts one distribution answers.
+const MAX_HOSTS: usize = 100;
+/// Most origins one distribution has.
+const MAX_ORIGINS: usize = 25;
+/// Most path-pattern behaviors (CloudFront's default quota is 25).
+const MAX_BEHAVIORS: usize = 100;
+/// Longest path pattern (CloudFront: 255 characters).
+const MAX_PATTERN: usize = 255;
+/// Most names in a cache key list (CloudFront's default quota is 10).
+const MAX_KEY_NAMES: usize = 32;
+/// Longest invalidation path (CloudFront: 4,000 characters).
+const MAX_INVALIDATION_PATH: usize = 4000;
+/// Most paths in one invalidation (CloudFront: 3,000 in flight).
+const MAX_INVALIDATION_PATHS: usize = 3000;
+/// Longest TTL accepted: 100 years, in seconds.
+const MAX_TTL_SECS: u64 = 100 * 365 * 86_400;
+
+/// A validated HTTP header name, lower-cased.
+fn header_name(field: &str, s: &str) -> Result<String, Invalid> {
+    // RFC 9110 §5.1: a field name is a token.
+    let ok = !s.is_empty()
+        && s.len() <= 256
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !ok {
+        return Err(Invalid::new(field, format!("{s:?} is not a valid header name")));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+fn seconds(field: &str, v: Option<f64>, max: f64) -> Result<Option<Duration>, Invalid> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s <= max => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => Err(Invalid::new(field, format!("must be a number of seconds above 0 and at most {max}"))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Distributions
+// ---------------------------------------------------------------------------
+
+/// A CloudFront path pattern: `*` matches any run of characters (slashes
+/// included), `?` exactly one; case-sensitive; a missing leading `/` is
+/// implied, as CloudFront does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern(Box<str>);
+
+impl PathPattern {
+    /// Validates a pattern.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > MAX_PATTERN {
+            return Err(format!("a path pattern must be 1 to {MAX_PATTERN} characters long"));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("{s:?} contains {c:?}, which cannot appear in a request path"));
+        }
+        let norm = if s.starts_with('/') || s.starts_with('*') { s.to_owned() } else { format!("/{s}") };
+        Ok(PathPattern(norm.into()))
+    }
+
+    /// The pattern as written (normalised).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `path` matches. Linear in practice: the classic greedy glob
+    /// walk that backtracks only to the last `*`.
+    pub fn matches(&self, path: &str) -> bool {
+        let (p, s) = (self.0.as_bytes(), path.as_bytes());
+        let (mut pi, mut si) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+                pi += 1;
+                si += 1;
+            } else if pi < p.len() && p[pi] == b'*' {
+                star = Some((pi, si));
+                pi += 1;
+            } else if let Some((sp, ss)) = star {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&c| c == b'*')
+    }
+}
+
+/// Where a distribution fetches from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// The nodes.
+    pub upstream: UpstreamRef,
+    /// Prefix of every origin path, without a trailing slash (`""` for none).
+    pub origin_path: String,
+    /// Host header for the origin; `None` keeps the viewer's.
+    pub host: Option<String>,
+    /// Wait for the response head at most this long.
+    pub read_timeout: Option<Duration>,
+}
+
+/// Rewrites a request before the cache lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Lower-cased header whose value prefixes the origin path and joins the key.
+    pub path_prefix_from_header: String,
+}
+
+/// One cache behavior.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    /// `None` for the default behavior.
+    pub pattern: Option<PathPattern>,
+    /// A key of the distribution's origins.
+    pub origin: String,
+    /// The cache policy; `None` is the built-in one.
+    pub cache_policy: Option<ResourceId>,
+    /// Rewrite before the lookup.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// A validated distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distribution {
+    /// Resource id.
+    pub id: ResourceId,
+    /// Name, for logs and metrics.
+    pub name: Option<String>,
+    /// Hosts answered (empty for staging).
+    pub hosts: Vec<SniPattern>,
+    /// Reached only through a continuous deployment policy.
+    pub staging: bool,
+    /// Origins by name.
+    pub origins: BTreeMap<String, Origin>,
+    /// Path-pattern behaviors in precedence order.
+    pub behaviors: Vec<Behavior>,
+    /// The behavior when no pattern matches.
+    pub default_behavior: Behavior,
+    /// The continuous deployment policy, if any.
+    pub cd_policy: Option<ResourceId>,
+}
+
+fn origin_from_wire(field: &str, w: &OriginWire) -> Result<Origin, Invalid> {
+    let upstream = match (&w.upstream, &w.upstream_id) {
+        (Some(_), Some(_)) => {
+            return Err(Invalid::new(field, "set one of upstream and upstream_id, not both"));
+        }
+        (Some(u), None) => {
+            let up = Upstream::from_wire(None, u).map_err(|e| e.within(&format!("{field}.upstream")))?;
+            UpstreamRef::Inline(Arc::new(up))
+        }
+        (None, Some(id)) => UpstreamRef::Id(ResourceId::from_json(&format!("{field}.upstream_id"), id)?),
+        (None, None) => return Err(Invalid::new(field, "an origin needs upstream or upstream_id")),
+    };
+    match w.scheme.as_deref() {
+        None | Some("http") => {}
+        Some("https") => {
+            return Err(Invalid::new(format!("{field}.scheme"), "https origins are not supported yet; use http"));
+        }
+        Some(other) => return Err(Invalid::new(format!("{field}.scheme"), format!("unknown scheme {other:?}"))),
+    }
+    let origin_path = match w.origin_path.as_deref() {
+        None | Some("") => String::new(),
+        Some(p) => {
+            // CloudFront: starts with a slash, no trailing slash.
+            let ok = p.starts_with('/')
+                && !p.ends_with('/')
+                && p.len() <= 255
+                && p.split('/').skip(1).all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+                && p.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'%' | b'\\'));
+            if !ok {
+                return Err(Invalid::new(
+                    format!("{field}.origin_path"),
+                    format!("{p:?} must start with '/', not end with '/', and hold only plain path segments"),
+                ));
+            }
+            p.to_owned()
+        }
+    };
+    let host = match &w.host {
+        None => None,
+        Some(h) => {
+            let ok = !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_graphic() && b != b'/');
+            if !ok {
+                return Err(Invalid::new(format!("{field}.host"), format!("{h:?} is not a valid host")));
+            }
+            Some(h.clone())
+        }
+    };
+    let read_timeout = seconds(&format!("{field}.read_timeout"), w.read_timeout, 3600.0)?;
+    Ok(Origin { upstream, origin_path, host, read_timeout })
+}
+
+fn behavior_from_wire(
+    field: &str,
+    w: &BehaviorWire,
+    origins: &BTreeMap<String, Origin>,
+    is_default: bool,
+) -> Result<Behavior, Invalid> {
+    let pattern = match (&w.path_pattern, is_default) {
+        (Some(_), true) => {
+            return Err(Invalid::new(
+                format!("{field}.path_pattern"),
+                "the default behavior has no path pattern: it serves every path no behavior matches",
+            ));
+        }
+        (None, false) => return Err(Invalid::new(format!("{field}.path_pattern"), "required")),
+        (Some(p), false) => Some(PathPattern::parse(p).map_err(|e| Invalid::new(format!("{field}.path_pattern"), e))?),
+        (None, true) => None,
+    };
+    let origin = match &w.origin {
+        None if origins.len() == 1 => origins.keys().next().cloned().unwrap_or_default(),
+        None => return Err(Invalid::new(format!("{field}.origin"), "required when there is more than one origin")),
+        Some(o) if origins.contains_key(o) => o.clone(),
+        Some(o) => {
+            return Err(Invalid::new(format!("{field}.origin"), format!("no origin named {o:?} in origins")));
+        }
+    };
+    let cache_policy = w
+        .cache_policy_id
+        .as_ref()
+        .map(|v| ResourceId::from_json(&format!("{field}.cache_policy_id"), v))
+        .transpose()?;
+    let rewrite = match &w.rewrite {
+        None => None,
+        Some(r) => match &r.path_prefix_from_header {
+            None => {
+                return Err(Invalid::new(format!("{field}.rewrite.path_prefix_from_header"), "required"));
+            }
+            Some(h) => Some(Rewrite {
+                path_prefix_from_header: header_name(&format!("{field}.rewrite.path_prefix_from_header"), h)?,
+            }),
+        },
+    };
+    Ok(Behavior { pattern, origin, cache_policy, rewrite })
+}
+
+impl Distribution {
+    /// Validates a wire distribution.
+    pub fn from_wire(id: ResourceId, w: &DistributionWire) -> Result<Self, Invalid> {
+        check_name_desc(&w.name, &w.desc)?;
+        check_labels(&w.labels)?;
+        let staging = w.staging.unwrap_or(false);
+        let hosts = match (&w.hosts, staging) {
+            (Some(h), true) if !h.is_empty() => {
+                // CloudFront refuses Aliases on a staging distribution.
+                return Err(Invalid::new(
+                    "hosts",
+                    "a staging distribution has no hosts: viewers reach it through the primary's continuous deployment policy",
+                ));
+            }
+            (_, true) => Vec::new(),
+            (None, false) => return Err(Invalid::new("hosts", "required (unless staging is true)")),
+            (Some(list), false) => {
+                if list.is_empty() || list.len() > MAX_HOSTS {
+                    return Err(Invalid::new("hosts", format!("must list 1 to {MAX_HOSTS} hosts")));
+                }
+                list.iter()
+                    .enumerate()
+                    .map(|(i, h)| SniPattern::parse(h).map_err(|e| Invalid::new(format!("hosts[{i}]"), e)))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        if staging && w.continuous_deployment_policy_id.is_some() {
+            return Err(Invalid::new(
+                "continuous_deployment_policy_id",
+                "only a primary distribution has a continuous deployment policy",
+            ));
+        }
+        if w.origins.is_empty() || w.origins.len() > MAX_ORIGINS {
+            return Err(Invalid::new("origins", format!("must have 1 to {MAX_ORIGINS} origins")));
+        }
+        let mut origins = BTreeMap::new();
+        for (name, o) in &w.origins {
+            let field = format!("origins.{name}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(Invalid::new(field, "an origin name is 1 to 64 letters, digits, '-', '_' or '.'"));
+            }
+            origins.insert(name.clone(), origin_from_wire(&field, o)?);
+        }
+        let default_behavior = match &w.default_behavior {
+            Some(b) => behavior_from_wire("default_behavior", b, &origins, true)?,
+            None if origins.len() == 1 => Behavior {
+                pattern: None,
+                origin: origins.keys().next().cloned().unwrap_or_default(),
+                cache_policy: None,
+                rewrite: None,
+            },
+            None => return Err(Invalid::new("default_behavior", "required when there is more than one origin")),
+        };
+        let behaviors = match &w.behaviors {
+            None => Vec::new(),
+            Some(list) if list.len() > MAX_BEHAVIORS => {
+                return Err(Invalid::new("behaviors", format!("at most {MAX_BEHAVIORS} behaviors")));
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, b)| behavior_from_wire(&format!("behaviors[{i}]"), b, &origins, false))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let cd_policy = w
+            .continuous_deployment_policy_id
+            .as_ref()
+            .map(|v| ResourceId::from_json("continuous_deployment_policy_id", v))
+            .transpose()?;
+        Ok(Distribution { id, name: w.name.clone(), hosts, staging, origins, behaviors, default_behavior, cd_policy })
+    }
+
+    /// The behavior for a request path: the first pattern that matches, in
+    /// list order (CloudFront evaluates behaviors in precedence order and
+    /// falls back to the default behavior).
+    pub fn behavior_for(&self, path: &str) -> &Behavior {
+        self.behaviors
+            .iter()
+            .find(|b| b.pattern.as_ref().is_some_and(|p| p.matches(path)))
+            .unwrap_or(&self.default_behavior)
+    }
+
+    /// Upstream resources this distribution refers to.
+    pub fn upstream_ids(&self) -> impl Iterator<Item = &ResourceId> {
+        self.origins.values().filter_map(|o| match &o.upstream {
+            UpstreamRef::Id(id) => Some(id),
+            UpstreamRef::Inline(_) => None,
+        })
+    }
+
+    /// Cache policies this distribution refers to.
+    pub fn cache_policy_ids(&self) -> impl Iterator<Item = &ResourceId> {
+        self.behaviors.iter().chain(std::iter::once(&self.default_behavior)).filter_map(|b| b.cache_policy.as_ref())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cache policies
+// ---------------------------------------------------------------------------
+
+/// Which query strings or cookies join the cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeyItems {
+    /// None of them.
+    #[default]
+    None,
+    /// All of them.
+    All,
+    /// Only these names.
+    Only(Vec<String>),
+    /// All but these names.
+    AllExcept(Vec<String>),
+}
+
+impl KeyItems {
+    fn from_wire(field: &str, w: &Option<KeyItemsWire>, lower: bool) -> Result<Self, Invalid> {
+        let Some(w) = w else { return Ok(KeyItems::None) };
+        let names = || -> Result<Vec<String>, Invalid> {
+            let items = w.items.as_deref().unwrap_or_default();
+            if items.is_empty() || items.len() > MAX_KEY_NAMES {
+                return Err(Invalid::new(
+                    format!("{field}.items"),
+                    format!("{} needs 1 to {MAX_KEY_NAMES} names", w.behavior),
+                ));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    if n.is_empty() || n.len() > 256 || n.chars().any(char::is_control) {
+                        Err(Invalid::new(format!("{field}.items[{i}]"), "a name is 1 to 256 characters"))
+                    } else {
+                        Ok(if lower { n.to_ascii_lowercase() } else { n.clone() })
+                    }
+                })
+                .collect()
+        };
+        let no_items = |kind: KeyItems| {
+            if w.items.as_ref().is_some_and(|i| !i.is_empty()) {
+                Err(Invalid::new(format!("{field}.items"), format!("{} takes no items", w.behavior)))
+            } else {
+                Ok(kind)
+            }
+        };
+        match w.behavior.as_str() {
+            "none" => no_items(KeyItems::None),
+            "all" => no_items(KeyItems::All),
+            "whitelist" => Ok(KeyItems::Only(names()?)),
+            "all_except" | "allExcept" => Ok(KeyItems::AllExcept(names()?)),
+            other => Err(Invalid::new(
+                format!("{field}.behavior"),
+                format!("{other:?} is not one of none, all, whitelist, all_except"),
+            )),
+        }
+    }
+
+    /// Whether `name` joins the key.
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            KeyItems::None => false,
+            KeyItems::All => true,
+            KeyItems::Only(names) => names.iter().any(|n| n == name),
+            KeyItems::AllExcept(names) => !names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// A validated cache policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Lower bound on freshness, even when the origin says not to cache.
+    pub min_ttl: Duration,
+    /// Freshness when the origin says nothing.
+    pub default_ttl: Duration,
+    /// Upper bound on freshness.
+    pub max_ttl: Duration,
+    /// Lower-cased request headers in the key.
+    pub headers: Vec<String>,
+    /// Query strings in the key.
+    pub query_strings: KeyItems,
+    /// Cookies in the key (names are case-sensitive).
+    pub cookies: KeyItems,
+}
+
+impl CachePolicy {
+    /// The policy of behaviors that name none: CloudFront's managed
+    /// `CachingOptimized` (MinTTL 1 s, DefaultTTL 1 day, MaxTTL 1 year, no
+    /// headers, query strings or cookies in the key).
+    pub fn builtin() -> Self {
+        CachePolicy {
+            min_ttl: Duration::from_secs(1),
+            default_ttl: Duration::from_secs(86_400),
+            max_ttl: Duration::from_secs(31_536_000),
+            headers: Vec::new(),
+            query_strings: KeyItems::None,
+            cookies: KeyItems::None,
+        }
+    }
+
+    /// Validates a wire cache policy.
+    pub fn from_wire(w: &CachePolicyWire) -> Result<Self, Invalid> {
+        check_name_desc(&w.name, &w.desc)?;
+        check_labels(&w.labels)?;
+        let ttl = |field: &str, v: Option<u64>, default: u64| -> Result<Duration, Invalid> {
+            let s = v.unwrap_or(default);
+            if s > MAX_TTL_SECS {
+                return Err(Invalid::new(field, format!("at most {MAX_TTL_SECS} seconds")));
+            }
+            Ok(Duration::from_secs(s))
+        };
+        let min_ttl = ttl("min_ttl", w.min_ttl, 0)?;
+        let default_ttl = ttl("default_ttl", w.default_ttl, 86_400.max(w.min_ttl.unwrap_or(0)))?;
+        let max_ttl = ttl("max_ttl", w.max_ttl, 31_536_000.max(default_ttl.as_secs()))?;
+        // CloudFront: MinTTL <= DefaultTTL <= MaxTTL.
+        if default_ttl < min_ttl {
+            return Err(Invalid::new("default_ttl", "must be at least min_ttl"));
+        }
+        if max_ttl < default_ttl {
+            return Err(Invalid::new("max_ttl", "must be at least default_ttl"));
+        }
+        let headers = match &w.headers {
+            None => Vec::new(),
+            Some(list) if list.len() > MAX_KEY_NAMES => {
+                return Err(Invalid::new("headers", format!("at most {MAX_KEY_NAMES} headers")));
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, h)| header_name(&format!("headers[{i}]"), h))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(CachePolicy {
+            min_ttl,
+            default_ttl,
+            max_ttl,
+            headers,
+            query_strings: KeyItems::from_wire("query_strings", &w.query_strings, false)?,
+            cookies: KeyItems::from_wire("cookies", &w.cookies, false)?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Continuous deployment policies
+// ---------------------------------------------------------------------------
+
+/// How a viewer stays on one side under a weight policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stickiness {
+    /// A session ends after this long without requests.
+    pub idle_ttl: Duration,
+    /// A session ends this long after it started.
+    pub maximum_ttl: Duration,
+    /// Key on this lower-cased request header instead of a cookie.
+    pub header: Option<String>,
+}
+
+/// Which requests go to staging.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Traffic {
+    /// Requests whose header `name` equals `value`.
+    Header {
+        /// Lower-cased header name.
+        name: String,
+        /// Exact value.
+        value: String,
+    },
+    /// A share of requests (0.0 to 1.0).
+    Weight {
+        /// Share for staging.
+        weight: f64,
+        /// Session stickiness.
+        stickiness: Option<Stickiness>,
+    },
+}
+
+/// A validated continuous deployment policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdPolicy {
+    /// The staging distribution.
+    pub staging: ResourceId,
+    /// Whether traffic goes to staging at all.
+    pub enabled: bool,
+    /// How requests are chosen.
+    pub traffic: Traffic,
+}
+
+fn stickiness_from_wire(w: &StickinessWire) -> Result<Stickiness, Invalid> {
+    let f = "traffic.session_stickiness";
+    // CloudFront: IdleTTL and MaximumTTL 300–3600 s, IdleTTL <= MaximumTTL.
+    // shardgate allows longer sessions (game sessions last hours), up to a day.
+    let secs = |name: &str, v: Option<u64>| -> Result<Duration, Invalid> {
+        match v {
+            Some(s) if (1..=86_400).contains(&s) => Ok(Duration::from_secs(s)),
+            Some(_) => Err(Invalid::new(format!("{f}.{name}"), "must be 1 to 86400 seconds")),
+            None => Err(Invalid::new(format!("{f}.{name}"), "required")),
+        }
+    };
+    let idle_ttl = secs("idle_ttl", w.idle_ttl)?;
+    let maximum_ttl = secs("maximum_ttl", w.maximum_ttl)?;
+    if idle_ttl > maximum_ttl {
+        return Err(Invalid::new(format!("{f}.idle_ttl"), "must not exceed maximum_ttl"));
+    }
+    let header = w.header.as_ref().map(|h| header_name(&format!("{f}.header"), h)).transpose()?;
+    Ok(Stickiness { idle_ttl, maximum_ttl, header })
+}
+
+fn traffic_from_wire(w: &TrafficWire) -> Result<Traffic, Invalid> {
+    match w.kind.as_str() {
+        "single_header" | "SingleHeader" => {
+            if w.weight.is_some() || w.session_stickiness.is_some() {
+                return Err(Invalid::new("traffic", "single_header takes header and value, not weight"));
+            }
+            let name = match &w.header {
+                Some(h) => header_name("traffic.header", h)?,
+                None => return Err(Invalid::new("traffic.header", "required for single_header")),
+            };
+            let value = match &w.value {
+                // CloudFront: Value is 1–1783 characters.
+                Some(v) if !v.is_empty() && v.len() <= 1783 && !v.chars().any(char::is_control) => v.clone(),
+                Some(_) => return Err(Invalid::new("traffic.value", "must be 1 to 1783 characters, no controls")),
+                None => return Err(Invalid::new("traffic.value", "required for single_header")),
+            };
+            Ok(Traffic::Header { name, value })
+        }
+        "single_weight" | "SingleWeight" => {
+            if w.header.is_some() || w.value.is_some() {
+                return Err(Invalid::new("traffic", "single_weight takes weight, not header and value"));
+            }
+            let weight = match w.weight {
+                Some(x) if x.is_finite() && (0.0..=1.0).contains(&x) => x,
+                Some(_) => {
+                    return Err(Invalid::new("traffic.weight", "must be a share from 0.0 to 1.0 (0.01 is 1 %)"));
+                }
+                None => return Err(Invalid::new("traffic.weight", "required for single_weight")),
+            };
+            let stickiness = w.session_stickiness.as_ref().map(stickiness_from_wire).transpose()?;
+            Ok(Traffic::Weight { weight, stickiness })
+        }
+        other => Err(Invalid::new("traffic.type", format!("{other:?} is not single_header or single_weight"))),
+    }
+}
+
+impl CdPolicy {
+    /// Validates a wire policy.
+    pub fn from_wire(w: &CdPolicyWire) -> Result<Self, Invalid> {
+        check_name_desc(&w.name, &w.desc)?;
+        check_labels(&w.labels)?;
+        let staging = match &w.staging_distribution_id {
+            Some(v) => ResourceId::from_json("staging_distribution_id", v)?,
+            None => return Err(Invalid::new("staging_distribution_id", "required")),
+        };
+        let Some(enabled) = w.enabled else { return Err(Invalid::new("enabled", "required")) };
+        let traffic = match &w.traffic {
+            Some(t) => traffic_from_wire(t)?,
+            None => return Err(Invalid::new("traffic", "required")),
+        };
+        Ok(CdPolicy { staging, enabled, traffic })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Invalidations
+// ---------------------------------------------------------------------------
+
+/// One invalidation path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidationPath {
+    /// The path with its query string, exactly (no query string = none).
+    Exact(String),
+    /// Everything that starts with this (the path ended in `*`).
+    Prefix(String),
+}
+
+impl InvalidationPath {
+    /// Parses a path: starts with `/`, at most 4,000 characters, `*` only as
+    /// the last character (CloudFront `Invalidation.md`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("{s:?} must start with '/'"));
+        }
+        if s.len() > MAX_INVALIDATION_PATH {
+            return Err(format!("a path is at most {MAX_INVALIDATION_PATH} characters"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(format!("{s:?} contains a control character"));
+        }
+        match s.find('*') {
+            None => Ok(InvalidationPath::Exact(s.to_owned())),
+            Some(i) if i == s.len() - 1 => Ok(InvalidationPath::Prefix(s[..i].to_owned())),
+            Some(_) => Err(format!("{s:?}: '*' is allowed only as the last character")),
+        }
+    }
+
+    /// Whether a request target (path plus `?query` if any) is covered.
+    pub fn covers(&self, target: &str) -> bool {
+        match self {
+            InvalidationPath::Exact(p) => p == target,
+            InvalidationPath::Prefix(p) => target.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// A validated invalidation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The distribution whose cache it clears.
+    pub distribution: ResourceId,
+    /// The paths.
+    pub paths: Vec<InvalidationPath>,
+}
+
+impl Invalidation {
+    /// Validates a wire invalidation.
+    pub fn from_wire(w: &InvalidationWire) -> Result<Self, Invalid> {
+        check_name_desc(&w.name, &w.desc)?;
+        check_labels(&w.labels)?;
+        let distribution = match &w.distribution_id {
+            Some(v) => ResourceId::from_json("distribution_id", v)?,
+            None => return Err(Invalid::new("distribution_id", "required")),
+        };
+        let paths = match &w.paths {
+            Some(p) if !p.is_empty() && p.len() <= MAX_INVALIDATION_PATHS => p
+                .iter()
+                .enumerate()
+                .map(|(i, s)| InvalidationPath::parse(s).map_err(|e| Invalid::new(format!("paths[{i}]"), e)))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(Invalid::new("paths", format!("must list 1 to {MAX_INVALIDATION_PATHS} paths"))),
+        };
+        if w.caller_reference.as_ref().is_some_and(|c| c.len() > 128) {
+            return Err(Invalid::new("caller_reference", "at most 128 characters"));
+        }
+        Ok(Invalidation { distribution, paths })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json;
+
+    fn dist(v: serde_json::Value) -> Result<Distribution, Invalid> {
+        let w: DistributionWire = json::from_value(v)?;
+        Distribution::from_wire(ResourceId::parse("d").expect("id"), &w)
+    }
+
+    #[test]
+    fn path_patterns_follow_cloudfront() {
+        let p = PathPattern::parse("/abtest-demo*").expect("valid");
+        assert!(p.matches("/abtest-demo"));
+        assert!(p.matches("/abtest-demo/x/y.file"));
+        assert!(!p.matches("/other/abtest-demo"));
+        let p = PathPattern::parse("images/*.jpg").expect("valid");
+        assert_eq!(p.as_str(), "/images/*.jpg");
+        assert!(p.matches("/images/a/b.jpg"));
+        assert!(!p.matches("/images/a.JPG"), "case-sensitive");
+        let p = PathPattern::parse("/a?c").expect("valid");
+        assert!(p.matches("/abc") && !p.matches("/ac") && !p.matches("/abbc"));
+        assert!(PathPattern::parse("/a b").is_err());
+    }
+
+    #[test]
+    fn behaviors_in_precedence_order_then_default() {
+        let d = dist(serde_json::json!({
+            "hosts": ["www.company.com"],
+            "origins": {"a": {"upstream": {"nodes": {"127.0.0.1:80": 1}}}},
+            "behaviors": [
+                {"path_pattern": "/abtest-demo*", "rewrite": {"path_prefix_from_header": "X-Vendor-Type"}},
+                {"path_pattern": "/*"}
+            ]
+        }))
+        .expect("valid");
+        assert!(d.behavior_for("/abtest-demo.file").rewrite.is_some());
+        assert_eq!(d.behavior_for("/x").pattern.as_ref().map(PathPattern::as_str), Some("/*"));
+        assert_eq!(d.behaviors[0].rewrite.as_ref().map(|r| r.path_prefix_from_header.as_str()), Some("x-vendor-type"));
+    }
+
+    #[test]
+    fn distribution_errors_name_the_field() {
+        let base = |o: serde_json::Value| serde_json::json!({"hosts": ["a.com"], "origins": {"a": o}});
+        let e = dist(base(serde_json::json!({"upstream": {"nodes": {"127.0.0.1:x": 1}}}))).unwrap_err();
+        assert_eq!(e.field, "origins.a.upstream.nodes[\"127.0.0.1:x\"]");
+        let e = dist(base(serde_json::json!({"upstream_id": "u", "origin_path": "/a/../b"}))).unwrap_err();
+        assert_eq!(e.field, "origins.a.origin_path");
+        let e = dist(serde_json::json!({"origins": {"a": {"upstream_id": "u"}}})).unwrap_err();
+        assert_eq!(e.field, "hosts");
+        let e = dist(serde_json::json!({"staging": true, "hosts": ["a.com"], "origins": {"a": {"upstream_id": "u"}}}))
+            .unwrap_err();
+        assert_eq!(e.field, "hosts");
+        let e = dist(serde_json::json!({"hosts": ["a.com"], "origins": {"a": {"upstream_id": "u"}},
+            "behaviors": [{"path_pattern": "/x", "origin": "b"}]}))
+        .unwrap_err();
+        assert_eq!(e.field, "behaviors[0].origin");
+        let e = dist(serde_json::json!({"hosts": ["a.com"], "origins": {"a": {"upstream_id": "u", "extra": 1}}}))
+            .unwrap_err();
+        assert!(e.field.starts_with("origins.a"), "{e}");
+    }
+
+    #[test]
+    fn cache_policy_ttls_are_ordered() {
+        let p = |v: serde_json::Value| -> Result<CachePolicy, Invalid> {
+            CachePolicy::from_wire(&json::from_value::<CachePolicyWire>(v)?)
+        };
+        let ok = p(serde_json::json!({"min_ttl": 10, "headers": ["X-Vendor-Type"],
+            "query_strings": {"behavior": "whitelist", "items": ["v"]}}))
+        .expect("valid");
+        assert_eq!(ok.default_ttl, Duration::from_secs(86_400));
+        assert_eq!(ok.headers, vec!["x-vendor-type".to_owned()]);
+        assert!(ok.query_strings.includes("v") && !ok.query_strings.includes("w"));
+        assert_eq!(p(serde_json::json!({"min_ttl": 10, "default_ttl": 5})).unwrap_err().field, "default_ttl");
+        assert_eq!(
+            p(serde_json::json!({"query_strings": {"behavior": "some"}})).unwrap_err().field,
+            "query_strings.behavior"
+        );
+        assert_eq!(p(serde_json::json!({"headers": ["bad header"]})).unwrap_err().field, "headers[0]");
+    }
+
+    #[test]
+    fn cd_policies_and_invalidations() {
+        let cd = |v: serde_json::Value| -> Result<CdPolicy, Invalid> {
+            CdPolicy::from_wire(&json::from_value::<CdPolicyWire>(v)?)
+        };
+        let h = cd(serde_json::json!({"staging_distribution_id": "b", "enabled": true,
+            "traffic": {"type": "single_header", "header": "aws-cf-cd-resource", "value": "b"}}))
+        .expect("valid");
+        assert_eq!(h.traffic, Traffic::Header { name: "aws-cf-cd-resource".into(), value: "b".into() });
+        let e = cd(serde_json::json!({"staging_distribution_id": "b", "enabled": true,
+            "traffic": {"type": "single_weight", "weight": 1.5}}))
+        .unwrap_err();
+        assert_eq!(e.field, "traffic.weight");
+        let e = cd(serde_json::json!({"staging_distribution_id": "b", "enabled": true,
+            "traffic": {"type": "single_weight", "weight": 0.01, "session_stickiness": {"idle_ttl": 600, "maximum_ttl": 300}}}))
+        .unwrap_err();
+        assert_eq!(e.field, "traffic.session_stickiness.idle_ttl");
+
+        assert_eq!(InvalidationPath::parse("/images/*"), Ok(InvalidationPath::Prefix("/images/".into())));
+        assert!(InvalidationPath::parse("/im*ages").is_err());
+        assert!(InvalidationPath::parse("images").is_err());
+        let p = InvalidationPath::parse("/images/image.jpg*").expect("valid");
+        assert!(p.covers("/images/image.jpg?v=2") && !p.covers("/images/other.jpg"));
+        assert!(InvalidationPath::parse("/example.file").expect("valid").covers("/example.file"));
+    }
+}

@@ -1,0 +1,272 @@
+//! The edge's compiled tables: host → distribution, each distribution with
+//! its origins bound to upstream runtimes, its behaviors' cache policies
+//! resolved, its canary (continuous deployment policy and staging
+//! distribution) attached, and the invalidations that apply to its cache.
+//!
+//! Host lookup follows the SNI rules (exact, then one-label `*.wildcard`,
+//! then `*`), so a host and the certificate that serves it match the same way.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use shardgate_model::edge::{Behavior, Traffic};
+use shardgate_model::{
+    CachePolicy, ConfigState, Distribution, Invalid, Invalidation, Problem, ResourceId, ResourceKind, UpstreamRef,
+};
+use shardgate_upstream::{Registry, Upstream, UpstreamKey};
+
+use crate::SniTable;
+
+/// One origin, ready to fetch from.
+#[derive(Debug)]
+pub struct EdgeOrigin {
+    /// Its name in the distribution.
+    pub name: String,
+    /// Its configuration.
+    pub config: shardgate_model::edge::Origin,
+    /// Nodes, balancer and connect logic.
+    pub upstream: Arc<Upstream>,
+}
+
+/// A distribution ready to serve.
+#[derive(Debug)]
+pub struct EdgeDistribution {
+    /// Resource id; also the cache namespace of its objects.
+    pub id: ResourceId,
+    /// Store revision of the distribution.
+    pub revision: u64,
+    /// The validated configuration.
+    pub config: Arc<Distribution>,
+    /// Origins by name.
+    pub origins: BTreeMap<String, Arc<EdgeOrigin>>,
+    /// The cache policy of `config.behaviors[i]`, then of the default behavior (last).
+    pub policies: Vec<Arc<CachePolicy>>,
+    /// Canary routing, on a primary with an enabled policy.
+    pub canary: Option<Canary>,
+    /// Invalidations of this distribution, oldest first, by store revision.
+    pub invalidations: Vec<(u64, Arc<Invalidation>)>,
+}
+
+impl EdgeDistribution {
+    /// The behavior for a path and its cache policy.
+    pub fn behavior_for(&self, path: &str) -> (&Behavior, &Arc<CachePolicy>, usize) {
+        let cfg = &self.config;
+        let index = cfg
+            .behaviors
+            .iter()
+            .position(|b| b.pattern.as_ref().is_some_and(|p| p.matches(path)))
+            .unwrap_or(cfg.behaviors.len());
+        let behavior = cfg.behaviors.get(index).unwrap_or(&cfg.default_behavior);
+        (behavior, &self.policies[index], index)
+    }
+
+    /// Whether an object fetched at `generation` for these targets is still
+    /// valid: no invalidation stored after that generation covers it.
+    pub fn still_valid(&self, generation: u64, viewer_target: &str, origin_target: &str) -> bool {
+        !self
+            .invalidations
+            .iter()
+            .rev()
+            .take_while(|(revision, _)| *revision > generation)
+            .any(|(_, inv)| inv.paths.iter().any(|p| p.covers(viewer_target) || p.covers(origin_target)))
+    }
+}
+
+/// A primary's continuous deployment policy with its staging distribution.
+#[derive(Debug)]
+pub struct Canary {
+    /// The policy's id.
+    pub policy_id: ResourceId,
+    /// The policy's store revision: sticky sessions reset when it changes.
+    pub revision: u64,
+    /// Which requests go to staging.
+    pub traffic: Traffic,
+    /// The staging distribution.
+    pub staging: Arc<EdgeDistribution>,
+}
+
+/// Host → distribution, and every distribution by id.
+#[derive(Debug, Default)]
+pub struct EdgeRouter {
+    hosts: SniTable<Arc<EdgeDistribution>>,
+    by_id: HashMap<ResourceId, Arc<EdgeDistribution>>,
+}
+
+impl EdgeRouter {
+    /// The distribution answering `host` (lower-case, without port).
+    pub fn find(&self, host: &str) -> Option<&Arc<EdgeDistribution>> {
+        self.hosts.find_cert(host)
+    }
+
+    /// A distribution by id (primaries and staging).
+    pub fn get(&self, id: &ResourceId) -> Option<&Arc<EdgeDistribution>> {
+        self.by_id.get(id)
+    }
+
+    /// Every distribution, primaries and staging.
+    pub fn distributions(&self) -> impl Iterator<Item = &Arc<EdgeDistribution>> {
+        self.by_id.values()
+    }
+
+    /// Number of distributions served.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether no distribution is served.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Compiles the distributions of `state`. Upstream runtimes used are
+    /// added to `used`; problems are appended.
+    pub fn build(
+        state: &ConfigState,
+        registry: &Registry,
+        used: &mut HashSet<UpstreamKey>,
+        problems: &mut Vec<Problem>,
+    ) -> Self {
+        let mut invalidations: HashMap<&ResourceId, Vec<(u64, Arc<Invalidation>)>> = HashMap::new();
+        for entry in state.invalidations.values() {
+            invalidations
+                .entry(&entry.value.distribution)
+                .or_default()
+                .push((entry.revision, Arc::clone(&entry.value)));
+        }
+        for list in invalidations.values_mut() {
+            list.sort_by_key(|(rev, _)| *rev);
+        }
+
+        // Staging distributions first: primaries attach them.
+        let mut compiled: HashMap<ResourceId, Arc<EdgeDistribution>> = HashMap::new();
+        let order = state
+            .distributions
+            .iter()
+            .filter(|(_, e)| e.value.staging)
+            .chain(state.distributions.iter().filter(|(_, e)| !e.value.staging));
+        for (id, entry) in order {
+            let problem = |invalid: Invalid| Problem {
+                kind: ResourceKind::Distributions,
+                id: id.clone(),
+                revision: entry.revision,
+                invalid,
+            };
+            let dist = &entry.value;
+            let mut origins = BTreeMap::new();
+            let mut failed = None;
+            for (name, origin) in &dist.origins {
+                let (key, config) = match &origin.upstream {
+                    UpstreamRef::Inline(u) => (UpstreamKey::InlineOrigin(id.clone(), name.clone()), Arc::clone(u)),
+                    UpstreamRef::Id(uid) => match state.upstreams.get(uid) {
+                        Some(u) => (UpstreamKey::Named(uid.clone()), Arc::clone(&u.value)),
+                        None => {
+                            failed = Some(Invalid::new(
+                                format!("origins.{name}.upstream_id"),
+                                format!("upstream {uid} does not exist"),
+                            ));
+                            break;
+                        }
+                    },
+                };
+                let upstream = registry.get_or_create(key.clone(), &config);
+                used.insert(key);
+                origins.insert(
+                    name.clone(),
+                    Arc::new(EdgeOrigin { name: name.clone(), config: origin.clone(), upstream }),
+                );
+            }
+            let mut policies = Vec::with_capacity(dist.behaviors.len() + 1);
+            for (i, b) in dist.behaviors.iter().chain(std::iter::once(&dist.default_behavior)).enumerate() {
+                let policy = match &b.cache_policy {
+                    None => Arc::new(CachePolicy::builtin()),
+                    Some(pid) => match state.cache_policies.get(pid) {
+                        Some(p) => Arc::clone(&p.value),
+                        None => {
+                            let field = if i < dist.behaviors.len() {
+                                format!("behaviors[{i}].cache_policy_id")
+                            } else {
+                                "default_behavior.cache_policy_id".into()
+                            };
+                            failed.get_or_insert(Invalid::new(field, format!("cache policy {pid} does not exist")));
+                            break;
+                        }
+                    },
+                };
+                policies.push(policy);
+            }
+            if let Some(invalid) = failed {
+                problems.push(problem(invalid));
+                continue;
+            }
+            let canary = match &dist.cd_policy {
+                None => None,
+                Some(pid) => match state.cd_policies.get(pid) {
+                    None => {
+                        problems.push(problem(Invalid::new(
+                            "continuous_deployment_policy_id",
+                            format!("continuous deployment policy {pid} does not exist; serving without it"),
+                        )));
+                        None
+                    }
+                    Some(p) if !p.value.enabled => None,
+                    Some(p) => match compiled.get(&p.value.staging) {
+                        Some(staging) if staging.config.staging => Some(Canary {
+                            policy_id: pid.clone(),
+                            revision: p.revision,
+                            traffic: p.value.traffic.clone(),
+                            staging: Arc::clone(staging),
+                        }),
+                        _ => {
+                            problems.push(Problem {
+                                kind: ResourceKind::CdPolicies,
+                                id: pid.clone(),
+                                revision: p.revision,
+                                invalid: Invalid::new(
+                                    "staging_distribution_id",
+                                    format!(
+                                        "{} is not a usable staging distribution; serving the primary only",
+                                        p.value.staging
+                                    ),
+                                ),
+                            });
+                            None
+                        }
+                    },
+                },
+            };
+            let compiled_dist = Arc::new(EdgeDistribution {
+                id: id.clone(),
+                revision: entry.revision,
+                config: Arc::clone(dist),
+                origins,
+                policies,
+                canary,
+                invalidations: invalidations.remove(id).unwrap_or_default(),
+            });
+            compiled.insert(id.clone(), compiled_dist);
+        }
+
+        let mut router = EdgeRouter::default();
+        // Hosts in id order; a host claimed twice goes to the lowest id.
+        for (id, entry) in &state.distributions {
+            let Some(dist) = compiled.get(id) else { continue };
+            for host in &entry.value.hosts {
+                let mut taken = true;
+                router.hosts.entry(host, || {
+                    taken = false;
+                    Arc::clone(dist)
+                });
+                if taken {
+                    problems.push(Problem {
+                        kind: ResourceKind::Distributions,
+                        id: id.clone(),
+                        revision: entry.revision,
+                        invalid: Invalid::new("hosts", format!("{host} is already served by another distribution")),
+                    });
+                }
+            }
+        }
+        router.by_id = compiled;
+        router
+    }
+}
