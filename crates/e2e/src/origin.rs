@@ -52,7 +52,7 @@ impl OriginFile {
         self
     }
 
-    /// Sets `Vary`.
+    /// Sets `Vary` (one header name); the body then ends with `|<the request's value>`.
     pub fn vary(mut self, v: &str) -> Self {
         self.vary = Some(v.to_owned());
         self
@@ -177,8 +177,14 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
             return Ok(r);
         }
     }
+    let mut file = file;
     if let Some(vary) = &file.vary {
         resp = resp.header("vary", vary);
+        // The body tells which variant was served: `<body>|<value>`.
+        let value = req.headers().get(vary.as_str()).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let mut body = file.body.to_vec();
+        body.extend_from_slice(format!("|{}", value.unwrap_or_default()).as_bytes());
+        file.body = Bytes::from(body);
     }
     resp = resp.header("content-length", file.body.len());
     if file.chunks <= 1 {

@@ -80,36 +80,24 @@ impl EdgeMetrics {
         };
         metrics.register(|r| {
             r.register(
-                "shardgate_edge_requests",
+                "edge_requests",
                 "Viewer requests by distribution, behavior, variant and cache phase",
                 m.requests.clone(),
             );
+            r.register("edge_refused", "Viewer requests refused before reaching a distribution", m.refused.clone());
             r.register(
-                "shardgate_edge_refused",
-                "Viewer requests refused before reaching a distribution",
-                m.refused.clone(),
-            );
-            r.register(
-                "shardgate_edge_origin_requests",
+                "edge_origin_requests",
                 "Requests sent to origins, by response status class",
                 m.origin_requests.clone(),
             );
             r.register(
-                "shardgate_edge_origin_response_seconds",
+                "edge_origin_response_seconds",
                 "Time from sending an origin request to its response head",
                 m.origin_seconds.clone(),
             );
-            r.register(
-                "shardgate_edge_response_bytes",
-                "Body bytes of viewer responses of known size",
-                m.response_bytes.clone(),
-            );
-            r.register("shardgate_edge_cache_bytes", "Bytes held by the memory cache tier", m.cache_bytes.clone());
-            r.register(
-                "shardgate_edge_cache_objects",
-                "Objects held by the memory cache tier",
-                m.cache_objects.clone(),
-            );
+            r.register("edge_response_bytes", "Body bytes of viewer responses of known size", m.response_bytes.clone());
+            r.register("edge_cache_bytes", "Bytes held by the memory cache tier", m.cache_bytes.clone());
+            r.register("edge_cache_objects", "Objects held by the memory cache tier", m.cache_objects.clone());
         });
         m
     }

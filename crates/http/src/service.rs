@@ -204,6 +204,11 @@ impl EdgeService {
         {
             forward.insert(n, v.clone());
         }
+        // Compression is the origin's choice; `Vary: Accept-Encoding` keeps
+        // the variants apart in the cache.
+        if let Some(ae) = req.headers().get(header::ACCEPT_ENCODING) {
+            forward.insert(header::ACCEPT_ENCODING, ae.clone());
+        }
         if !cookies.is_empty()
             && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
         {
@@ -289,11 +294,20 @@ impl Ctx<'_> {
             Lookup::Wait(pending) => match pending.wait().await {
                 // CloudFront logs collapsed requests as hits.
                 Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, "Hit"),
+                Outcome::Stored(_) => self.wait_or_fetch().await,
+                // Not shareable: every waiter asks the origin itself, at once.
+                Outcome::Uncacheable => self.fetch_alone().await,
                 Outcome::Failed => {
                     self.error_response(StatusCode::BAD_GATEWAY, "the origin fetch this request waited for failed")
                 }
-                _ => self.wait_or_fetch().await,
             },
+        }
+    }
+
+    async fn fetch_alone(self) -> Response<EdgeBody> {
+        match self.fetch(None).await {
+            Ok(resp) => self.pass(resp),
+            Err(e) => self.origin_error(&e),
         }
     }
 
@@ -312,10 +326,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        match self.fetch(None).await {
-            Ok(resp) => self.pass(resp),
-            Err(e) => self.origin_error(&e),
-        }
+        self.fetch_alone().await
     }
 
     fn revalidate_in_background(&self, leader: Leader, stale: Arc<Object>) {
@@ -332,7 +343,22 @@ impl Ctx<'_> {
     }
 
     async fn fetch_and_respond(self, leader: Leader, stale: Option<Arc<Object>>) -> Response<EdgeBody> {
-        match self.fetch_and_store(leader, stale.as_deref()).await {
+        // The fetch runs in its own task: if this viewer leaves before the
+        // origin answers, the requests waiting on this leader still get it.
+        let bg = BackgroundCtx::from(&self);
+        let for_task = stale.clone();
+        let task = tokio::spawn(async move {
+            let ctx = bg.ctx();
+            ctx.fetch_and_store(leader, for_task.as_deref()).await
+        });
+        let fetched = match task.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "origin fetch task failed");
+                Err(FetchError::Status(StatusCode::BAD_GATEWAY))
+            }
+        };
+        match fetched {
             Ok(Fetched::Stored(o, phase)) => self.respond(&o, phase),
             Ok(Fetched::Pass(resp)) => self.pass(resp),
             Err(e) => match stale {
