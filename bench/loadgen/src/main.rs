@@ -12,6 +12,8 @@
 //!   second each; prints round-trip latency percentiles.
 //! - `idle`: opens N TLS connections, does one round trip on each, prints
 //!   `ready`, holds them for a while.
+//! - `http`: N keep-alive HTTP/1.1 connections sending GETs back to back
+//!   (the edge's cache-hit benchmark); prints the count and bytes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +79,19 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// Keep-alive GETs, back to back on each connection.
+    Http {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Idle connections held open.
     Idle {
         #[arg(long)]
@@ -117,7 +132,106 @@ async fn run(cmd: Cmd) -> Res<()> {
         Cmd::Handshakes { target, sni, concurrency, seconds } => handshakes(target, sni, concurrency, seconds).await,
         Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
         Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
+        Cmd::Http { target, host, path, conns, seconds } => http_load(target, host, path, conns, seconds).await,
     }
+}
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body; returns the body length.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Res<usize> {
+    // `buf` may hold bytes of this response already; it never holds the next one
+    // (requests are not pipelined).
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Err("response head over 64 KiB".into());
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("connection closed before a response head".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end])?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("unexpected response: {}", head.lines().next().unwrap_or_default()).into());
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok()).flatten()
+        })
+        .ok_or("no Content-Length")?;
+    let mut have = buf.len() - head_end;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while have < len {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err("connection closed mid-body".into());
+        }
+        have += n;
+    }
+    buf.clear();
+    Ok(len)
+}
+
+async fn http_load(target: SocketAddr, host: String, path: String, conns: usize, seconds: u64) -> Res<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shardgate-loadgen\r\n\r\n");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (stop, ops, bytes, errors, request) =
+            (Arc::clone(&stop), Arc::clone(&ops), Arc::clone(&bytes), Arc::clone(&errors), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = match TcpStream::connect(target).await {
+                Ok(s) => s,
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let _ = s.set_nodelay(true);
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while !stop.load(Ordering::Relaxed) {
+                if s.write_all(request.as_bytes()).await.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                match read_response(&mut s, &mut buf).await {
+                    Ok(n) => {
+                        ops.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("http: {e}");
+                        }
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ops = ops.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({"ops": ops, "rate": ops as f64 / secs, "bytes": bytes.load(Ordering::Relaxed),
+                           "errors": errors.load(Ordering::Relaxed), "seconds": secs})
+    );
+    Ok(())
 }
 
 async fn echo_loop<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {

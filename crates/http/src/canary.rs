@@ -149,6 +149,8 @@ mod tests {
                 policies: Vec::new(),
                 canary: None,
                 invalidations: Vec::new(),
+                id_label: std::sync::Arc::from("s"),
+                behavior_labels: Vec::new(),
             }),
         }
     }

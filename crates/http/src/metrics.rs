@@ -2,20 +2,33 @@
 //! configuration (distribution ids, behavior patterns, origin names) or from
 //! closed enums, never from requests, so cardinality stays bounded.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use shardgate_core::Metrics;
 
+/// A label value shared with the snapshot: cloning it is a reference count,
+/// not an allocation (labels are built on every request).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct Label(pub Arc<str>);
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 /// `{distribution, behavior, variant, cache}` for viewer requests.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The distribution id that served (staging's id for staging).
-    pub distribution: String,
+    pub distribution: Label,
     /// The behavior's path pattern, or `default`.
-    pub behavior: String,
+    pub behavior: Label,
     /// `primary` or `staging`.
     pub variant: &'static str,
     /// The cache phase: `hit`, `miss`, `refresh_hit`, `stale_hit`, `pass`, `error`.
@@ -26,7 +39,7 @@ pub struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OriginLabels {
     /// The distribution id.
-    pub distribution: String,
+    pub distribution: Label,
     /// The origin name.
     pub origin: String,
     /// `2xx`..`5xx`, or `error` when no response came.
@@ -37,7 +50,7 @@ pub struct OriginLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DistributionLabels {
     /// The distribution id.
-    pub distribution: String,
+    pub distribution: Label,
 }
 
 /// `{reason}` for requests refused before any distribution.

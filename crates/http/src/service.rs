@@ -31,13 +31,16 @@ use shardgate_snapshot::{EdgeDistribution, Snapshot, SnapshotHandle};
 use crate::body::{EdgeBody, FillBody};
 use crate::canary::{self, Variant};
 use crate::key;
-use crate::metrics::{DistributionLabels, EdgeMetrics, OriginLabels, RefusedLabels, RequestLabels};
+use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels};
 use crate::origin::{self, OriginError, OriginRequest};
 
 /// The response header naming the side that served a canary distribution.
 pub const VARIANT_HEADER: &str = "x-shardgate-variant";
 /// Default wait for an origin's response head (CloudFront's default origin response timeout).
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stored bodies are merged into pieces of this size once complete, so a
+/// hit is written with few, large writes.
+const COMPACT_PIECE: usize = 1 << 20;
 /// How many times a waiter whose variant did not fit retries before fetching alone.
 const MAX_WAIT_ROUNDS: usize = 3;
 
@@ -80,17 +83,20 @@ struct Ctx<'a> {
     dist: Arc<EdgeDistribution>,
     variant: Variant,
     canary_cookie: Option<String>,
-    behavior_label: String,
+    behavior_label: Label,
     origin_name: String,
     policy: Arc<CachePolicy>,
     key: String,
     viewer_target: String,
     origin_target: String,
-    forward: HeaderMap,
+    /// The channel header's name, when the behavior rewrites by one.
+    channel_header: Option<String>,
+    /// Cookies in the key, forwarded to the origin.
+    cookies: Vec<String>,
     host: HeaderValue,
     conn: ConnInfo,
     head_only: bool,
-    req_headers: HeaderMap,
+    req_headers: Arc<HeaderMap>,
 }
 
 fn refuse(svc: &EdgeService, status: StatusCode, reason: &'static str, message: String) -> Response<EdgeBody> {
@@ -171,54 +177,25 @@ impl EdgeService {
             }
         };
 
-        let path = req.uri().path().to_owned();
-        let (behavior, policy, _) = dist.behavior_for(&path);
-        let behavior_label = behavior.pattern.as_ref().map_or_else(|| "default".to_owned(), |p| p.as_str().to_owned());
-        let (origin_path, channel) = match key::rewrite_path(behavior.rewrite.as_ref(), req.headers(), &path) {
+        let (parts, _body) = req.into_parts();
+        let req_headers = Arc::new(parts.headers);
+        let path = parts.uri.path();
+        let (behavior, policy, index) = dist.behavior_for(path);
+        let behavior_label = Label(dist.behavior_labels.get(index).cloned().unwrap_or_else(|| Arc::from("default")));
+        let (origin_path, channel) = match key::rewrite_path(behavior.rewrite.as_ref(), &req_headers, path) {
             Ok(r) => r,
             Err(e) => return refuse(&self, StatusCode::BAD_REQUEST, "bad_channel", e.to_string()),
         };
-        let query = key::filtered_query(&policy.query_strings, req.uri().query());
-        let cookies = key::filtered_cookies(&policy.cookies, req.headers());
+        let query = key::filtered_query(&policy.query_strings, parts.uri.query());
+        let cookies = key::filtered_cookies(&policy.cookies, &req_headers);
         let origin_target = match &query {
             Some(q) => format!("{origin_path}?{q}"),
             None => origin_path,
         };
-        let viewer_target = req.uri().path_and_query().map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+        let viewer_target = parts.uri.path_and_query().map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
         let channel_pair =
             behavior.rewrite.as_ref().zip(channel.as_deref()).map(|(r, c)| (r.path_prefix_from_header.as_str(), c));
-        let cache_key = key::cache_key(dist.id.as_str(), &origin_target, policy, req.headers(), channel_pair, &cookies);
-
-        // Everything in the key is forwarded, plus the channel header.
-        let mut forward = HeaderMap::new();
-        for name in &policy.headers {
-            for v in req.headers().get_all(name.as_str()) {
-                if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                    forward.append(n, v.clone());
-                }
-            }
-        }
-        if let Some(rw) = &behavior.rewrite
-            && let Some(v) = req.headers().get(rw.path_prefix_from_header.as_str())
-            && let Ok(n) = HeaderName::from_bytes(rw.path_prefix_from_header.as_bytes())
-        {
-            forward.insert(n, v.clone());
-        }
-        // Compression is the origin's choice; `Vary: Accept-Encoding` keeps
-        // the variants apart in the cache.
-        if let Some(ae) = req.headers().get(header::ACCEPT_ENCODING) {
-            forward.insert(header::ACCEPT_ENCODING, ae.clone());
-        }
-        if !cookies.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
-        {
-            forward.insert(header::COOKIE, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&conn.client.ip().to_string()) {
-            forward.insert(HeaderName::from_static("x-forwarded-for"), v);
-        }
-        forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
-        forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        let cache_key = key::cache_key(dist.id.as_str(), &origin_target, policy, &req_headers, channel_pair, &cookies);
 
         let origin_name = behavior.origin.clone();
         let host_value = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
@@ -240,11 +217,12 @@ impl EdgeService {
             key: cache_key,
             viewer_target,
             origin_target,
-            forward,
+            channel_header: behavior.rewrite.as_ref().map(|r| r.path_prefix_from_header.clone()),
+            cookies,
             host: host_value,
             conn,
             head_only,
-            req_headers: req.headers().clone(),
+            req_headers,
         };
         ctx.serve().await
     }
@@ -393,7 +371,7 @@ impl Ctx<'_> {
             // Compiled distributions always hold their behaviors' origins.
             return Err(FetchError::Status(StatusCode::BAD_GATEWAY));
         };
-        let mut headers = self.forward.clone();
+        let mut headers = self.forward_headers();
         if let Some(s) = stale {
             if let Some(etag) = s.headers.get(header::ETAG) {
                 headers.insert(header::IF_NONE_MATCH, etag.clone());
@@ -414,7 +392,7 @@ impl Ctx<'_> {
         };
         let started = Instant::now();
         let result = origin::fetch(request).await;
-        let dlabels = DistributionLabels { distribution: self.dist.id.to_string() };
+        let dlabels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
         self.svc.metrics.origin_seconds.get_or_create(&dlabels).observe(started.elapsed().as_secs_f64());
         let status = match &result {
             Ok(r) => match r.status().as_u16() {
@@ -425,7 +403,11 @@ impl Ctx<'_> {
             },
             Err(_) => "error",
         };
-        let labels = OriginLabels { distribution: self.dist.id.to_string(), origin: self.origin_name.clone(), status };
+        let labels = OriginLabels {
+            distribution: Label(Arc::clone(&self.dist.id_label)),
+            origin: self.origin_name.clone(),
+            status,
+        };
         self.svc.metrics.origin_requests.get_or_create(&labels).inc();
         Ok(result?)
     }
@@ -534,27 +516,65 @@ impl Ctx<'_> {
         Ok(Fetched::Stored(object, "Miss"))
     }
 
+    /// What the origin gets: everything in the key, the channel header, the
+    /// viewer's `Accept-Encoding`, and who asked.
+    fn forward_headers(&self) -> HeaderMap {
+        let req = &self.req_headers;
+        let mut forward = HeaderMap::new();
+        for name in &self.policy.headers {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                for v in req.get_all(&n) {
+                    forward.append(n.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(h) = &self.channel_header
+            && let Ok(n) = HeaderName::from_bytes(h.as_bytes())
+            && let Some(v) = req.get(&n)
+        {
+            forward.insert(n, v.clone());
+        }
+        // Compression is the origin's choice; `Vary: Accept-Encoding` keeps
+        // the variants apart in the cache.
+        if let Some(ae) = req.get(header::ACCEPT_ENCODING) {
+            forward.insert(header::ACCEPT_ENCODING, ae.clone());
+        }
+        if !self.cookies.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.cookies.join("; "))
+        {
+            forward.insert(header::COOKIE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.conn.client.ip().to_string()) {
+            forward.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
+        forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        forward
+    }
+
     fn count(&self, phase: &'static str, bytes: Option<u64>) {
         let labels = RequestLabels {
-            distribution: self.dist.id.to_string(),
+            distribution: Label(Arc::clone(&self.dist.id_label)),
             behavior: self.behavior_label.clone(),
             variant: self.variant.as_str(),
             cache: phase,
         };
         self.svc.metrics.requests.get_or_create(&labels).inc();
         if let Some(b) = bytes {
-            self.svc
-                .metrics
-                .response_bytes
-                .get_or_create(&DistributionLabels { distribution: self.dist.id.to_string() })
-                .inc_by(b);
+            let labels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
+            self.svc.metrics.response_bytes.get_or_create(&labels).inc_by(b);
         }
     }
 
     fn decorate(&self, headers: &mut HeaderMap, x_cache: &str) {
-        if let Ok(v) = HeaderValue::from_str(&format!("{x_cache} from shardgate")) {
-            headers.insert(HeaderName::from_static("x-cache"), v);
-        }
+        let value = match x_cache {
+            "Hit" => "Hit from shardgate",
+            "Miss" => "Miss from shardgate",
+            "RefreshHit" => "RefreshHit from shardgate",
+            "StaleHit" => "StaleHit from shardgate",
+            _ => "Error from shardgate",
+        };
+        headers.insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(value));
         headers.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
         if self.dist.canary.is_some() || self.variant == Variant::Staging {
             headers.insert(HeaderName::from_static(VARIANT_HEADER), HeaderValue::from_static(self.variant.as_str()));
@@ -663,16 +683,17 @@ struct BackgroundCtx {
     snapshot: Arc<Snapshot>,
     dist: Arc<EdgeDistribution>,
     variant: Variant,
-    behavior_label: String,
+    behavior_label: Label,
     origin_name: String,
     policy: Arc<CachePolicy>,
     key: String,
     viewer_target: String,
     origin_target: String,
-    forward: HeaderMap,
+    channel_header: Option<String>,
+    cookies: Vec<String>,
     host: HeaderValue,
     conn: ConnInfo,
-    req_headers: HeaderMap,
+    req_headers: Arc<HeaderMap>,
 }
 
 impl From<&Ctx<'_>> for BackgroundCtx {
@@ -688,10 +709,11 @@ impl From<&Ctx<'_>> for BackgroundCtx {
             key: c.key.clone(),
             viewer_target: c.viewer_target.clone(),
             origin_target: c.origin_target.clone(),
-            forward: c.forward.clone(),
+            channel_header: c.channel_header.clone(),
+            cookies: c.cookies.clone(),
             host: c.host.clone(),
             conn: c.conn,
-            req_headers: c.req_headers.clone(),
+            req_headers: Arc::clone(&c.req_headers),
         }
     }
 }
@@ -710,11 +732,12 @@ impl BackgroundCtx {
             key: self.key.clone(),
             viewer_target: self.viewer_target.clone(),
             origin_target: self.origin_target.clone(),
-            forward: self.forward.clone(),
+            channel_header: self.channel_header.clone(),
+            cookies: self.cookies.clone(),
             host: self.host.clone(),
             conn: self.conn,
             head_only: true,
-            req_headers: self.req_headers.clone(),
+            req_headers: Arc::clone(&self.req_headers),
         }
     }
 }
@@ -832,6 +855,7 @@ async fn drive_fill(
         if failed {
             cache.remove(&key, &object);
         } else if !oversize {
+            fill.compact(COMPACT_PIECE);
             cache.settle(&key, &object);
         }
     }

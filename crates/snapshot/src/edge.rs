@@ -45,6 +45,10 @@ pub struct EdgeDistribution {
     pub canary: Option<Canary>,
     /// Invalidations of this distribution, oldest first, by store revision.
     pub invalidations: Vec<(u64, Arc<Invalidation>)>,
+    /// The id as a shared string, for metric labels.
+    pub id_label: Arc<str>,
+    /// Metric labels of the behaviors (their path patterns), then `default`.
+    pub behavior_labels: Vec<Arc<str>>,
 }
 
 impl EdgeDistribution {
@@ -234,7 +238,15 @@ impl EdgeRouter {
                     },
                 },
             };
+            let behavior_labels = dist
+                .behaviors
+                .iter()
+                .map(|b| Arc::from(b.pattern.as_ref().map_or("default", |p| p.as_str())))
+                .chain(std::iter::once(Arc::from("default")))
+                .collect();
             let compiled_dist = Arc::new(EdgeDistribution {
+                id_label: Arc::from(id.as_str()),
+                behavior_labels,
                 id: id.clone(),
                 revision: entry.revision,
                 config: Arc::clone(dist),

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Edge cache hits side by side: shardgate, nginx (proxy_cache) and Varnish,
+# each caching a 1 KiB and a 1 MiB object from the same origin. The proxy is
+# pinned to core 0; the origin and the load generator share core 1. Only
+# 127.0.0.1 is used, every load run is bounded in time, and only processes
+# this script started are stopped (by their PID).
+#
+# Usage: bench/edge.sh [seconds-per-run]     (default 10)
+# Output: a Markdown table on stdout and in bench/out/edge-*/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+CONNS=${CONNS:-32}
+OUT=bench/out/edge-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+W=$(mktemp -d)
+PIDS=()
+PROC_PIDS=()
+cleanup() { for p in "${PROC_PIDS[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v varnishd >/dev/null || need+=(varnish)
+command -v curl >/dev/null || need+=(curl)
+command -v bc >/dev/null || need+=(bc)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    added_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ $added_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+ulimit -n 20000 2>/dev/null || true
+
+cargo build --release -q -p shardgate -p shardgate-loadgen
+SG=target/release/shardgate
+LG=target/release/shardgate-loadgen
+CLK=$(getconf CLK_TCK)
+BASE=$((20000 + RANDOM % 5000))
+ORIGIN=$BASE; PROXY=$((BASE + 1)); ADMIN=$((BASE + 2)); METRICS=$((BASE + 3))
+HOST=assets.example.com
+
+# --- origin on core 1: two static files ---------------------------------------
+mkdir -p "$W/www"
+head -c 1024 /dev/urandom > "$W/www/1k.bin"
+head -c $((1024 * 1024)) /dev/urandom > "$W/www/1m.bin"
+chmod -R a+rX "$W"
+(cd "$W/www" && exec taskset -c 1 python3 -m http.server "$ORIGIN" --bind 127.0.0.1 >/dev/null 2>&1) & PIDS+=($!)
+
+cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+wait_port $ORIGIN
+
+start_proxy() {
+    case $1 in
+    shardgate)
+        cat > "$W/sg.yaml" <<YAML
+stream: {tcp: []}
+edge:
+  http:
+    - addr: "127.0.0.1:$PROXY"
+admin: {listen: "127.0.0.1:$ADMIN"}
+metrics: {listen: "127.0.0.1:$METRICS"}
+store: {data_dir: "$W/sg-data"}
+log: {level: warn}
+drain: {timeout: 1s}
+YAML
+        SHARDGATE_ADMIN_KEY=bench-admin-key-0123456789 taskset -c 0 "$SG" run --config "$W/sg.yaml" 2> "$W/sg.log" & PROC_PIDS=($!)
+        wait_port $ADMIN
+        curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/distributions/assets" -H 'X-API-KEY: bench-admin-key-0123456789' \
+            -d "{\"hosts\": [\"$HOST\"], \"origins\": {\"o\": {\"upstream\": {\"nodes\": {\"127.0.0.1:$ORIGIN\": 1}}}}}" > /dev/null
+        ;;
+    nginx)
+        mkdir -p "$W/nginx/cache"
+        cat > "$W/nginx/nginx.conf" <<NGX
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 10000; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    proxy_cache_path $W/nginx/cache levels=1:2 keys_zone=assets:10m max_size=1g inactive=1h use_temp_path=off;
+    upstream origin { server 127.0.0.1:$ORIGIN; }
+    server {
+        listen 127.0.0.1:$PROXY;
+        server_name $HOST;
+        location / {
+            proxy_pass http://origin;
+            proxy_cache assets;
+            proxy_cache_valid 200 1d;
+            proxy_cache_lock on;
+            add_header X-Cache \$upstream_cache_status;
+        }
+    }
+}
+NGX
+        taskset -c 0 nginx -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" & PROC_PIDS=($!)
+        wait_port $PROXY
+        PROC_PIDS+=($(pgrep -P "${PROC_PIDS[0]}"))
+        ;;
+    varnish)
+        cat > "$W/default.vcl" <<VCL
+vcl 4.1;
+backend origin { .host = "127.0.0.1"; .port = "$ORIGIN"; }
+sub vcl_backend_response { set beresp.ttl = 1d; }
+VCL
+        taskset -c 0 varnishd -F -j none -n "$W/varnish" -a "127.0.0.1:$PROXY" -f "$W/default.vcl" \
+            -s malloc,256m -p thread_pools=1 > "$W/varnish.log" 2>&1 & PROC_PIDS=($!)
+        wait_port $PROXY
+        sleep 0.5
+        PROC_PIDS+=($(pgrep -P "${PROC_PIDS[0]}"))
+        ;;
+    esac
+}
+
+stop_proxy() {
+    for p in "${PROC_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PROC_PIDS[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; done
+    PROC_PIDS=()
+}
+
+declare -A RATE CPU
+for proxy in ${PROXIES:-shardgate nginx varnish}; do
+    start_proxy $proxy
+    for f in 1k 1m; do
+        # Warm: the first request fills the cache, the second must hit.
+        for _ in 1 2 3; do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$PROXY/$f.bin"; done
+        t0=$(cpu_ticks "${PROC_PIDS[@]}")
+        res=$(taskset -c 1 "$LG" http --target 127.0.0.1:$PROXY --host $HOST --path /$f.bin --conns "$CONNS" --seconds "$SECS")
+        t1=$(cpu_ticks "${PROC_PIDS[@]}")
+        ops=$(echo "$res" | sed -E 's/.*"ops":([0-9]+).*/\1/')
+        rate=$(echo "$res" | sed -E 's/.*"rate":([0-9.]+).*/\1/')
+        cpu_s=$(echo "scale=4; ($t1 - $t0) / $CLK" | bc)
+        us=$(echo "scale=2; $cpu_s * 1000000 / $ops" | bc)
+        RATE[$proxy,$f]=$(printf '%.0f' "$rate"); CPU[$proxy,$f]=$us
+        echo "http $proxy $f: $res cpu_s=$cpu_s -> $us us/req" | tee -a "$OUT/raw.txt" >&2
+    done
+    stop_proxy
+done
+
+ratio() { echo "scale=2; $1 / $2" | bc; }
+{
+    echo "Measured $(date -u +%F) on $(nproc) cores; proxy pinned to core 0, origin and load ($CONNS keep-alive connections) on core 1."
+    echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //') (proxy_cache), $(varnishd -V 2>&1 | head -1 | sed -E 's/varnishd \(([^ ]+).*/\1/') (malloc storage)."
+    echo
+    echo "| cache hit | shardgate | nginx | Varnish | shardgate requests per CPU-second vs nginx / vs Varnish |"
+    echo "|---|---|---|---|---|"
+    for f in 1k 1m; do
+        label=$([ $f = 1k ] && echo "1 KiB" || echo "1 MiB")
+        echo "| $label, CPU µs/request | ${CPU[shardgate,$f]} | ${CPU[nginx,$f]} | ${CPU[varnish,$f]} | $(ratio "${CPU[nginx,$f]}" "${CPU[shardgate,$f]}")× / $(ratio "${CPU[varnish,$f]}" "${CPU[shardgate,$f]}")× |"
+        echo "| $label, requests/s | ${RATE[shardgate,$f]} | ${RATE[nginx,$f]} | ${RATE[varnish,$f]} | |"
+    done
+} | tee "$OUT/table.md"
