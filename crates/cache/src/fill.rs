@@ -6,10 +6,15 @@
 //! their first byte as soon as the origin sends it (the patch-day stampede),
 //! where nginx's `proxy_cache_lock` makes them wait for the whole file.
 
-use std::sync::Mutex;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::watch;
+
+/// Largest read from a disk-backed fill in one go.
+const DISK_READ: u64 = 256 * 1024;
 
 /// How a fill ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +27,9 @@ pub enum FillEnd {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Disk-backed fills write here and read back with positional reads;
+    /// `chunks` then stays empty, so memory holds none of the body.
+    file: Option<Arc<File>>,
     chunks: Vec<Bytes>,
     /// Byte offset at which each chunk starts (same length as `chunks`).
     starts: Vec<u64>,
@@ -60,6 +68,32 @@ impl Fill {
         Fill::default()
     }
 
+    /// An empty fill whose bytes go to `file` (opened for reading and
+    /// writing, empty) instead of memory.
+    pub fn on_disk(file: File) -> Self {
+        let fill = Fill::new();
+        fill.lock().file = Some(Arc::new(file));
+        fill
+    }
+
+    /// A complete fill of `len` bytes read from `file` (a disk object found
+    /// at start-up).
+    pub fn from_disk(file: File, len: u64) -> Self {
+        let fill = Fill::new();
+        {
+            let mut inner = fill.lock();
+            inner.file = Some(Arc::new(file));
+            inner.len = len;
+            inner.end = Some(FillEnd::Complete);
+        }
+        fill
+    }
+
+    /// Whether the body lives in a file.
+    pub fn is_on_disk(&self) -> bool {
+        self.lock().file.is_some()
+    }
+
     /// A fill holding a whole body already.
     pub fn complete(chunks: Vec<Bytes>) -> Self {
         let fill = Fill::new();
@@ -87,9 +121,20 @@ impl Fill {
                 return;
             }
             let start = inner.len;
-            inner.len += chunk.len() as u64;
-            inner.starts.push(start);
-            inner.chunks.push(chunk);
+            if let Some(file) = &inner.file {
+                // The page cache takes the write; readers read it back by offset.
+                if let Err(e) = file.write_all_at(&chunk, start) {
+                    inner.end = Some(FillEnd::Failed(format!("cache file write: {e}")));
+                    drop(inner);
+                    self.version.send_modify(|v| *v += 1);
+                    return;
+                }
+                inner.len += chunk.len() as u64;
+            } else {
+                inner.len += chunk.len() as u64;
+                inner.starts.push(start);
+                inner.chunks.push(chunk);
+            }
         }
         self.version.send_modify(|v| *v += 1);
     }
@@ -113,7 +158,10 @@ impl Fill {
     pub fn compact(&self, piece: usize) {
         let chunks: Vec<Bytes> = {
             let inner = self.lock();
-            if inner.end != Some(FillEnd::Complete) || inner.chunks.iter().all(|c| c.len() >= piece) {
+            if inner.file.is_some()
+                || inner.end != Some(FillEnd::Complete)
+                || inner.chunks.iter().all(|c| c.len() >= piece)
+            {
                 return;
             }
             inner.chunks.clone()
@@ -164,6 +212,20 @@ impl Fill {
     /// The bytes at `offset`, up to the end of the chunk that holds it.
     pub fn read_at(&self, offset: u64) -> Read {
         let inner = self.lock();
+        if offset < inner.len
+            && let Some(file) = &inner.file
+        {
+            let want = (inner.len - offset).min(DISK_READ) as usize;
+            let file = Arc::clone(file);
+            drop(inner);
+            // A positional read of at most 256 KiB, usually from the page
+            // cache (as nginx reads its cache files without aio).
+            let mut buf = vec![0u8; want];
+            return match file.read_exact_at(&mut buf, offset) {
+                Ok(()) => Read::Data(Bytes::from(buf)),
+                Err(e) => Read::End(FillEnd::Failed(format!("cache file read: {e}"))),
+            };
+        }
         if offset < inner.len {
             // The chunk whose start is the last one <= offset.
             let i = inner.starts.partition_point(|&s| s <= offset) - 1;
@@ -196,7 +258,6 @@ impl Fill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn readers_follow_the_writer() {
@@ -247,6 +308,31 @@ mod tests {
         assert_eq!(out, whole);
         assert!(frames <= whole.len().div_ceil(16 * 1024) + 1, "{frames} frames");
         assert!(matches!(fill.read_at(5000), Read::Data(b) if b[0] == whole[5000]));
+    }
+
+    #[test]
+    fn disk_fills_read_back_by_offset() {
+        let dir = std::env::temp_dir().join(format!("sg-fill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("body");
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).expect("open");
+        let fill = Fill::on_disk(file);
+        let body: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        for c in body.chunks(70_000) {
+            fill.push(Bytes::copy_from_slice(c));
+        }
+        assert!(matches!(fill.read_at(600_000), Read::Pending));
+        fill.finish(FillEnd::Complete);
+        let mut out = Vec::new();
+        while let Read::Data(b) = fill.read_at(out.len() as u64) {
+            assert!(b.len() as u64 <= DISK_READ);
+            out.extend_from_slice(&b);
+        }
+        assert_eq!(out, body);
+        let again = Fill::from_disk(std::fs::File::open(&path).expect("reopen"), 600_000);
+        assert!(matches!(again.read_at(599_999), Read::Data(b) if b[..] == body[599_999..]));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]

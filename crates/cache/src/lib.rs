@@ -9,14 +9,17 @@
 //! belongs to, and how invalidations are matched are decided by the caller
 //! (`shardgate-http`); this crate stores opaque keys.
 //!
-//! The disk tier is not built yet: objects larger than the memory budget
-//! allows are streamed from the origin without being stored.
+//! Two tiers: small objects live in memory; objects larger than
+//! `max_object_bytes` go to the disk tier ([`disk`]), whose bodies are read
+//! back by offset (never loaded whole) and which survives restarts.
 
 pub mod conditional;
+pub mod disk;
 pub mod fill;
 pub mod freshness;
 pub mod memory;
 
+pub use disk::{DiskRef, DiskSettings};
 pub use fill::{Fill, FillEnd, Read};
 pub use freshness::{CacheControl, Storability, TtlBounds, storability};
 pub use memory::{Cache, CacheSettings, Leader, Lookup, Object, Outcome, Pending, vary_values};

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::watch;
 
+use crate::disk::{Disk, DiskRef, DiskSettings};
 use crate::fill::Fill;
 
 /// Most `Vary` variants kept per key; the oldest goes first.
@@ -29,9 +30,10 @@ const OVERHEAD: u64 = 512;
 /// Budget of the memory tier.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheSettings {
-    /// Bytes of bodies (plus per-object overhead) held at most.
+    /// Bytes of bodies (plus per-object overhead) held in memory at most.
     pub memory_bytes: u64,
-    /// Larger objects are served but not stored.
+    /// Larger objects go to the disk tier (or, without one, are served but
+    /// not stored).
     pub max_object_bytes: u64,
 }
 
@@ -67,6 +69,8 @@ pub struct Object {
     pub origin_target: String,
     /// The request's values of the response's `Vary` headers.
     pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The files of a disk-tier object.
+    pub disk: Option<DiskRef>,
 }
 
 impl Object {
@@ -99,10 +103,6 @@ impl Object {
     /// Whether the stored response has validators for a conditional request.
     pub fn has_validators(&self) -> bool {
         self.headers.contains_key(http::header::ETAG) || self.headers.contains_key(http::header::LAST_MODIFIED)
-    }
-
-    fn charge(&self) -> u64 {
-        OVERHEAD + self.content_length.unwrap_or_else(|| self.body.len())
     }
 }
 
@@ -176,13 +176,45 @@ pub enum Lookup {
     Miss(Leader),
 }
 
+/// Bytes an object costs in each tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Charge {
+    mem: u64,
+    disk: u64,
+}
+
+impl Charge {
+    fn of(o: &Object) -> Self {
+        let len = o.content_length.unwrap_or_else(|| o.body.len());
+        match o.disk {
+            // On disk, memory holds only the index entry and headers.
+            Some(_) => Charge { mem: OVERHEAD, disk: len },
+            None => Charge { mem: OVERHEAD + len, disk: 0 },
+        }
+    }
+}
+
+impl std::ops::AddAssign for Charge {
+    fn add_assign(&mut self, o: Charge) {
+        self.mem += o.mem;
+        self.disk += o.disk;
+    }
+}
+
+impl std::ops::SubAssign for Charge {
+    fn sub_assign(&mut self, o: Charge) {
+        self.mem -= o.mem;
+        self.disk -= o.disk;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     /// Each object with the bytes charged for it.
-    objects: Vec<(Arc<Object>, u64)>,
+    objects: Vec<(Arc<Object>, Charge)>,
     pending: Option<Arc<Pending>>,
     tick: u64,
-    bytes: u64,
+    charge: Charge,
 }
 
 #[derive(Debug, Default)]
@@ -190,7 +222,9 @@ struct Inner {
     slots: HashMap<Box<str>, Slot>,
     lru: BTreeMap<u64, Box<str>>,
     tick: u64,
-    used: u64,
+    used: Charge,
+    /// Disk files of removed objects, deleted once the lock is released.
+    trash: Vec<DiskRef>,
 }
 
 impl Inner {
@@ -206,17 +240,27 @@ impl Inner {
         }
     }
 
+    fn discard(trash: &mut Vec<DiskRef>, o: &Object, keep_disk: Option<&DiskRef>) {
+        if let Some(d) = &o.disk
+            && keep_disk.is_none_or(|k| k.id != d.id)
+        {
+            trash.push(d.clone());
+        }
+    }
+
     fn remove_objects(&mut self, key: &str, keep: impl Fn(&Object) -> bool) {
         let Some(slot) = self.slots.get_mut(key) else { return };
-        let mut freed = 0;
+        let mut freed = Charge::default();
+        let trash = &mut self.trash;
         slot.objects.retain(|(o, charged)| {
             let k = keep(o);
             if !k {
-                freed += charged;
+                freed += *charged;
+                Self::discard(trash, o, None);
             }
             k
         });
-        slot.bytes -= freed;
+        slot.charge -= freed;
         self.used -= freed;
         self.drop_if_empty(key);
     }
@@ -232,45 +276,90 @@ impl Inner {
         }
     }
 
-    fn evict_to(&mut self, budget: u64) {
-        while self.used > budget {
-            let Some((&tick, _)) = self.lru.iter().next() else { break };
-            let Some(key) = self.lru.remove(&tick) else { break };
-            if let Some(slot) = self.slots.get_mut(&key) {
-                self.used -= slot.bytes;
-                slot.bytes = 0;
-                slot.objects.clear();
-                slot.tick = 0;
-                if slot.pending.is_none() {
-                    self.slots.remove(&key);
-                }
+    /// Evicts least recently used keys until both tiers are within budget,
+    /// skipping keys that hold nothing in the tier that is over.
+    fn evict_to(&mut self, mem: u64, disk: u64) {
+        let mut cursor = 0u64;
+        while self.used.mem > mem || self.used.disk > disk {
+            let over_mem = self.used.mem > mem;
+            let Some((&tick, key)) = self.lru.range(cursor..).next() else { break };
+            let key = key.clone();
+            cursor = tick + 1;
+            let Some(slot) = self.slots.get_mut(&key) else {
+                self.lru.remove(&tick);
+                continue;
+            };
+            let useful = if over_mem { slot.charge.mem > 0 } else { slot.charge.disk > 0 };
+            if !useful {
+                continue;
+            }
+            self.lru.remove(&tick);
+            self.used -= slot.charge;
+            slot.charge = Charge::default();
+            for (o, _) in slot.objects.drain(..) {
+                Self::discard(&mut self.trash, &o, None);
+            }
+            slot.tick = 0;
+            if slot.pending.is_none() {
+                self.slots.remove(&key);
             }
         }
     }
 }
 
-/// The memory tier.
+/// The cache: the memory tier's index and budget, and the disk tier.
 #[derive(Debug)]
 pub struct Cache {
     inner: Mutex<Inner>,
     settings: CacheSettings,
+    disk: Option<Disk>,
 }
 
 impl Cache {
-    /// An empty cache.
+    /// An empty cache with a memory tier only.
     pub fn new(settings: CacheSettings) -> Arc<Self> {
-        Arc::new(Cache { inner: Mutex::new(Inner::default()), settings })
+        Arc::new(Cache { inner: Mutex::new(Inner::default()), settings, disk: None })
     }
 
-    /// The budget.
+    /// A cache with a disk tier; the whole objects the tier holds from
+    /// before are served again. Returns the cache and how many were found.
+    pub fn with_disk(settings: CacheSettings, disk: DiskSettings) -> std::io::Result<(Arc<Self>, usize)> {
+        let (disk, found) = Disk::open(disk)?;
+        let cache = Arc::new(Cache { inner: Mutex::new(Inner::default()), settings, disk: Some(disk) });
+        let n = found.len();
+        for (key, object) in found {
+            cache.insert(&key, &Arc::new(object));
+        }
+        Ok((cache, n))
+    }
+
+    /// The memory budget.
     pub fn settings(&self) -> CacheSettings {
         self.settings
+    }
+
+    /// The disk tier, if any.
+    pub fn disk(&self) -> Option<&Disk> {
+        self.disk.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Every critical section leaves the index consistent before any
         // call that could panic, so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` under the lock, then deletes the files it removed.
+    fn with_inner<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let (r, trash) = {
+            let mut guard = self.lock();
+            let r = f(&mut guard);
+            (r, std::mem::take(&mut guard.trash))
+        };
+        for d in trash {
+            d.delete();
+        }
+        r
     }
 
     /// Looks `key` up for a request with headers `req`. Objects for which
@@ -282,28 +371,29 @@ impl Cache {
         now: Instant,
         valid: impl Fn(&Object) -> bool,
     ) -> Lookup {
-        let mut inner = self.lock();
-        if inner.slots.get(key).is_some_and(|s| s.objects.iter().any(|(o, _)| !valid(o))) {
-            inner.remove_objects(key, &valid);
-        }
-        let found = inner
-            .slots
-            .get(key)
-            .and_then(|s| s.objects.iter().find(|(o, _)| o.matches_vary(req)).map(|(o, _)| Arc::clone(o)));
-        let pending = inner.slots.get(key).and_then(|s| s.pending.clone());
-        match (found, pending) {
-            (Some(object), _) if object.is_fresh(now) => {
-                inner.touch(key);
-                Lookup::Fresh(object)
+        self.with_inner(|inner| {
+            if inner.slots.get(key).is_some_and(|s| s.objects.iter().any(|(o, _)| !valid(o))) {
+                inner.remove_objects(key, &valid);
             }
-            (Some(object), Some(pending)) => Lookup::Stale { object, leader: None, pending: Some(pending) },
-            (Some(object), None) => {
-                let leader = self.lead(&mut inner, key);
-                Lookup::Stale { object, leader: Some(leader), pending: None }
+            let found = inner
+                .slots
+                .get(key)
+                .and_then(|s| s.objects.iter().find(|(o, _)| o.matches_vary(req)).map(|(o, _)| Arc::clone(o)));
+            let pending = inner.slots.get(key).and_then(|s| s.pending.clone());
+            match (found, pending) {
+                (Some(object), _) if object.is_fresh(now) => {
+                    inner.touch(key);
+                    Lookup::Fresh(object)
+                }
+                (Some(object), Some(pending)) => Lookup::Stale { object, leader: None, pending: Some(pending) },
+                (Some(object), None) => {
+                    let leader = self.lead(inner, key);
+                    Lookup::Stale { object, leader: Some(leader), pending: None }
+                }
+                (None, Some(pending)) => Lookup::Wait(pending),
+                (None, None) => Lookup::Miss(self.lead(inner, key)),
             }
-            (None, Some(pending)) => Lookup::Wait(pending),
-            (None, None) => Lookup::Miss(self.lead(&mut inner, key)),
-        }
+        })
     }
 
     /// Takes the coalescing lock of `key` without a lookup (a waiter whose
@@ -322,28 +412,39 @@ impl Cache {
         Leader { cache: Arc::clone(self), key: key.into(), pending, done: false }
     }
 
+    fn budgets(&self) -> (u64, u64) {
+        (self.settings.memory_bytes, self.disk.as_ref().map_or(0, |d| d.settings().max_bytes))
+    }
+
     fn insert(&self, key: &str, object: &Arc<Object>) {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let charge = object.charge();
-        let slot = inner.slots.entry(key.into()).or_default();
-        let mut freed = 0;
-        slot.objects.retain(|(o, charged)| {
-            let same_variant = o.vary == object.vary;
-            if same_variant {
-                freed += charged;
+        let (mem, disk) = self.budgets();
+        self.with_inner(|inner| {
+            let charge = Charge::of(object);
+            let slot = inner.slots.entry(key.into()).or_default();
+            let mut freed = Charge::default();
+            let trash = &mut inner.trash;
+            slot.objects.retain(|(o, charged)| {
+                let same_variant = o.vary == object.vary;
+                if same_variant {
+                    freed += *charged;
+                    // A refreshed object shares its predecessor's files.
+                    Inner::discard(trash, o, object.disk.as_ref());
+                }
+                !same_variant
+            });
+            if slot.objects.len() >= MAX_VARIANTS {
+                let (o, c) = slot.objects.remove(0);
+                freed += c;
+                Inner::discard(trash, &o, None);
             }
-            !same_variant
+            slot.objects.push((Arc::clone(object), charge));
+            slot.charge -= freed;
+            slot.charge += charge;
+            inner.used -= freed;
+            inner.used += charge;
+            inner.touch(key);
+            inner.evict_to(mem, disk);
         });
-        if slot.objects.len() >= MAX_VARIANTS {
-            freed += slot.objects.remove(0).1;
-        }
-        slot.objects.push((Arc::clone(object), charge));
-        slot.bytes = slot.bytes + charge - freed;
-        inner.used = inner.used + charge - freed;
-        inner.touch(key);
-        let budget = self.settings.memory_bytes;
-        inner.evict_to(budget);
     }
 
     fn release(&self, key: &str, pending: &Arc<Pending>) {
@@ -357,47 +458,61 @@ impl Cache {
     }
 
     /// Re-charges an object once its body is complete (its size was a
-    /// guess when stored without `Content-Length`), evicting if needed.
+    /// guess when stored without `Content-Length`), evicting if needed, and
+    /// writes a disk object's metadata so it survives a restart.
     pub fn settle(&self, key: &str, object: &Arc<Object>) {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let Some(slot) = inner.slots.get_mut(key) else { return };
-        let Some(entry) = slot.objects.iter_mut().find(|(o, _)| Arc::ptr_eq(o, object)) else { return };
-        let (old, new) = (entry.1, object.charge());
-        entry.1 = new;
-        slot.bytes = slot.bytes - old + new;
-        inner.used = inner.used - old + new;
-        let budget = self.settings.memory_bytes;
-        inner.evict_to(budget);
+        if let Some(d) = &object.disk
+            && let Err(e) = Disk::persist(d, &crate::disk::Meta::of(key, object))
+        {
+            tracing::warn!(file = %d.meta.display(), error = %e, "cannot write a cache object's metadata; it will not survive a restart");
+        }
+        let (mem, disk) = self.budgets();
+        self.with_inner(|inner| {
+            let Some(slot) = inner.slots.get_mut(key) else { return };
+            let Some(entry) = slot.objects.iter_mut().find(|(o, _)| Arc::ptr_eq(o, object)) else { return };
+            let (old, new) = (entry.1, Charge::of(object));
+            entry.1 = new;
+            slot.charge -= old;
+            slot.charge += new;
+            inner.used -= old;
+            inner.used += new;
+            inner.evict_to(mem, disk);
+        });
     }
 
     /// Removes one object (its fill failed).
     pub fn remove(&self, key: &str, object: &Arc<Object>) {
-        self.lock().remove_objects(key, |o| !std::ptr::eq(o, Arc::as_ptr(object)));
+        self.with_inner(|inner| inner.remove_objects(key, |o| !std::ptr::eq(o, Arc::as_ptr(object))));
     }
 
     /// Removes every object for which `covered` is true; returns how many.
     pub fn purge(&self, covered: impl Fn(&str, &Object) -> bool) -> usize {
-        let mut inner = self.lock();
-        let keys: Vec<Box<str>> = inner
-            .slots
-            .iter()
-            .filter(|(k, s)| s.objects.iter().any(|(o, _)| covered(k, o)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut n = 0;
-        for key in keys {
-            let before = inner.slots.get(&key).map_or(0, |s| s.objects.len());
-            inner.remove_objects(&key, |o| !covered(&key, o));
-            n += before - inner.slots.get(&key).map_or(0, |s| s.objects.len());
-        }
-        n
+        self.with_inner(|inner| {
+            let keys: Vec<Box<str>> = inner
+                .slots
+                .iter()
+                .filter(|(k, s)| s.objects.iter().any(|(o, _)| covered(k, o)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut n = 0;
+            for key in keys {
+                let before = inner.slots.get(&key).map_or(0, |s| s.objects.len());
+                inner.remove_objects(&key, |o| !covered(&key, o));
+                n += before - inner.slots.get(&key).map_or(0, |s| s.objects.len());
+            }
+            n
+        })
     }
 
-    /// Bytes charged now, and number of objects.
+    /// Bytes charged to memory, and number of objects.
     pub fn usage(&self) -> (u64, usize) {
         let inner = self.lock();
-        (inner.used, inner.slots.values().map(|s| s.objects.len()).sum())
+        (inner.used.mem, inner.slots.values().map(|s| s.objects.len()).sum())
+    }
+
+    /// Bytes of bodies on disk.
+    pub fn disk_usage(&self) -> u64 {
+        self.lock().used.disk
     }
 }
 

@@ -75,8 +75,10 @@ pub struct EdgeMetrics {
     pub response_bytes: Family<DistributionLabels, Counter>,
     /// `shardgate_edge_cache_bytes`: bytes charged in the memory tier.
     pub cache_bytes: Gauge,
-    /// `shardgate_edge_cache_objects`: objects in the memory tier.
+    /// `shardgate_edge_cache_objects`: objects in the cache (both tiers).
     pub cache_objects: Gauge,
+    /// `shardgate_edge_cache_disk_bytes`: bytes of bodies in the disk tier.
+    pub cache_disk_bytes: Gauge,
 }
 
 impl EdgeMetrics {
@@ -90,6 +92,7 @@ impl EdgeMetrics {
             response_bytes: Family::default(),
             cache_bytes: Gauge::default(),
             cache_objects: Gauge::default(),
+            cache_disk_bytes: Gauge::default(),
         };
         metrics.register(|r| {
             r.register(
@@ -110,7 +113,12 @@ impl EdgeMetrics {
             );
             r.register("edge_response_bytes", "Body bytes of viewer responses of known size", m.response_bytes.clone());
             r.register("edge_cache_bytes", "Bytes held by the memory cache tier", m.cache_bytes.clone());
-            r.register("edge_cache_objects", "Objects held by the memory cache tier", m.cache_objects.clone());
+            r.register("edge_cache_objects", "Objects held by the cache, both tiers", m.cache_objects.clone());
+            r.register(
+                "edge_cache_disk_bytes",
+                "Bytes of bodies held by the disk cache tier",
+                m.cache_disk_bytes.clone(),
+            );
         });
         m
     }

@@ -453,8 +453,15 @@ impl Ctx<'_> {
                 viewer_target: self.viewer_target.clone(),
                 origin_target: self.origin_target.clone(),
                 vary: stale.vary.clone(),
+                disk: stale.disk.clone(),
             };
-            return Ok(Fetched::Stored(leader.store(object), "RefreshHit"));
+            let key = leader.key().to_owned();
+            let object = leader.store(object);
+            if object.body.end().is_some() {
+                // Records the new freshness (and, on disk, rewrites the metadata).
+                self.svc.cache.settle(&key, &object);
+            }
+            return Ok(Fetched::Stored(object, "RefreshHit"));
         }
         if resp.status().is_server_error() && stale.is_some_and(|s| s.within_stale_if_error(Instant::now())) {
             leader.failed();
@@ -471,10 +478,35 @@ impl Ctx<'_> {
             leader.uncacheable();
             return Ok(Fetched::Pass(resp));
         };
-        if content_length.is_some_and(|l| l > max) {
-            leader.uncacheable();
-            return Ok(Fetched::Pass(resp));
+        // Small objects live in memory; larger ones go to the disk tier,
+        // written as they arrive; too large for both: passed through.
+        let mut disk = None;
+        let mut max = max;
+        if let Some(len) = content_length
+            && len > max
+        {
+            match self.svc.cache.disk() {
+                Some(d) if len <= d.settings().max_object_bytes => match d.create() {
+                    Ok(pair) => {
+                        max = d.settings().max_object_bytes;
+                        disk = Some(pair);
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %d.settings().dir.display(), error = %e, "cannot create a cache file; passing the response through");
+                        leader.uncacheable();
+                        return Ok(Fetched::Pass(resp));
+                    }
+                },
+                _ => {
+                    leader.uncacheable();
+                    return Ok(Fetched::Pass(resp));
+                }
+            }
         }
+        let (fill, disk) = match disk {
+            Some((fill, r)) => (fill, Some(r)),
+            None => (shardgate_cache::Fill::new(), None),
+        };
         let (parts, body) = resp.into_parts();
         let initial_age = parts.headers_age().unwrap_or(Duration::ZERO);
         let mut headers = parts.headers;
@@ -484,7 +516,7 @@ impl Ctx<'_> {
             status: parts.status,
             vary: vary_values(&headers, &self.req_headers),
             headers,
-            body: Arc::new(shardgate_cache::Fill::new()),
+            body: Arc::new(fill),
             content_length,
             received: now,
             initial_age,
@@ -495,6 +527,7 @@ impl Ctx<'_> {
             generation: self.snapshot.generation,
             viewer_target: self.viewer_target.clone(),
             origin_target: self.origin_target.clone(),
+            disk,
         };
         let read_timeout = self
             .dist
@@ -862,4 +895,5 @@ async fn drive_fill(
     let (bytes, objects) = cache.usage();
     metrics.cache_bytes.set(bytes as i64);
     metrics.cache_objects.set(objects as i64);
+    metrics.cache_disk_bytes.set(cache.disk_usage() as i64);
 }

@@ -148,14 +148,42 @@ pub struct HttpListenerConfig {
 pub struct CacheConfig {
     /// Bytes the memory tier holds at most. Default 256 MiB.
     pub memory_bytes: u64,
-    /// Larger objects are served from the origin without being stored.
-    /// Default 128 MiB.
+    /// Objects up to this size live in memory; larger ones go to the disk
+    /// tier. Default 8 MiB.
     pub max_object_bytes: u64,
+    /// Bytes of bodies the disk tier holds at most; 0 turns the tier off
+    /// (larger objects are then passed through). Default 4 GiB.
+    pub disk_bytes: u64,
+    /// Largest object the disk tier stores. Default 1 GiB, or `disk_bytes`
+    /// if that is smaller.
+    pub disk_max_object_bytes: Option<u64>,
+    /// The disk tier's directory. Default `<store.data_dir>/cache`.
+    pub disk_path: Option<PathBuf>,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { memory_bytes: 256 << 20, max_object_bytes: 128 << 20 }
+        CacheConfig {
+            memory_bytes: 256 << 20,
+            max_object_bytes: 8 << 20,
+            disk_bytes: 4 << 30,
+            disk_max_object_bytes: None,
+            disk_path: None,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The largest object the disk tier stores.
+    pub fn disk_max_object(&self) -> u64 {
+        self.disk_max_object_bytes.unwrap_or((1 << 30u64).min(self.disk_bytes))
+    }
+}
+
+impl Config {
+    /// The disk tier's directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.edge.cache.disk_path.clone().unwrap_or_else(|| self.store.data_dir.join("cache"))
     }
 }
 
@@ -380,6 +408,9 @@ impl Config {
         }
         if self.edge.cache.max_object_bytes > self.edge.cache.memory_bytes {
             return Err(ConfigError("edge.cache.max_object_bytes cannot exceed edge.cache.memory_bytes".into()));
+        }
+        if self.edge.cache.disk_bytes > 0 && self.edge.cache.disk_max_object() > self.edge.cache.disk_bytes {
+            return Err(ConfigError("edge.cache.disk_max_object_bytes cannot exceed edge.cache.disk_bytes".into()));
         }
         if self.edge.header_read_timeout.get().is_zero() {
             return Err(ConfigError("edge.header_read_timeout must be greater than 0".into()));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shardgate_admin::{AdminState, health_router, router};
-use shardgate_cache::{Cache, CacheSettings};
+use shardgate_cache::{Cache, CacheSettings, DiskSettings};
 use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
 use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
@@ -159,14 +159,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )));
     }
     if !edge_listeners.is_empty() {
-        let edge = Arc::new(EdgeService {
-            snapshots: Arc::clone(&handle),
-            cache: Cache::new(CacheSettings {
-                memory_bytes: config.edge.cache.memory_bytes,
-                max_object_bytes: config.edge.cache.max_object_bytes,
-            }),
-            metrics: EdgeMetrics::register(&metrics),
-        });
+        let c = &config.edge.cache;
+        let cache_settings = CacheSettings { memory_bytes: c.memory_bytes, max_object_bytes: c.max_object_bytes };
+        let cache = if c.disk_bytes == 0 {
+            Cache::new(cache_settings)
+        } else {
+            let dir = config.cache_dir();
+            let disk =
+                DiskSettings { dir: dir.clone(), max_bytes: c.disk_bytes, max_object_bytes: c.disk_max_object() };
+            let (cache, found) = Cache::with_disk(cache_settings, disk)
+                .with_context(|| format!("opening the disk cache in {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), objects = found, bytes = cache.disk_usage(), "disk cache tier opened");
+            cache
+        };
+        let edge =
+            Arc::new(EdgeService { snapshots: Arc::clone(&handle), cache, metrics: EdgeMetrics::register(&metrics) });
         tokio::spawn(shardgate_http::purge_invalidated(
             Arc::clone(&handle),
             Arc::clone(&edge.cache),

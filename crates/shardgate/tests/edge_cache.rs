@@ -353,3 +353,45 @@ async fn responses_that_may_not_be_shared_are_never_coalesced_or_stored() {
     }
     assert_eq!(origin.hits("/private"), 20, "each viewer got its own origin response");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_live_on_disk_serve_ranges_and_survive_a_restart() {
+    // A 1 MiB memory tier and a 20 MB object: the object can only be on disk.
+    let mut gw = gateway()
+        .tls_listeners(0)
+        .edge_http(1)
+        .edge_yaml("  cache:\n    memory_bytes: 1048576\n    max_object_bytes: 65536\n    disk_bytes: 104857600")
+        .spawn()
+        .await;
+    let size = 20 * 1024 * 1024;
+    let body: Vec<u8> = (0..size).map(|i| (i % 239) as u8 ^ (i >> 16) as u8).collect();
+    let want_crc = crc32fast::hash(&body);
+    let origin =
+        TestOrigin::start(vec![("/season2.pak", OriginFile::new(body.clone()).slow(20, Duration::from_millis(10)))])
+            .await;
+    distribution(&gw, &origin, None).await;
+    let edge = gw.edge_plain[0];
+
+    let (status, h, got) = get(edge, HOST, "/season2.pak", &[("range", "bytes=10000000-10000099")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(h.get("content-range").map(String::as_str), Some("bytes 10000000-10000099/20971520"));
+    assert_eq!(&got[..], &body[10_000_000..10_000_100]);
+    let (status, x_cache, len, crc) = checksum(edge, "/season2.pak").await;
+    assert_eq!((status, len, crc), (200, size as u64, want_crc));
+    assert_eq!(x_cache, "Hit from shardgate");
+    let disk_bytes = gw.metric("shardgate_edge_cache_disk_bytes").await;
+    let mem_bytes = gw.metric("shardgate_edge_cache_bytes").await;
+    assert_eq!(disk_bytes, size as f64, "the body is on disk");
+    assert!(mem_bytes < 1_048_576.0, "memory holds only the index: {mem_bytes}");
+
+    // Restart on the same data directory: the object is still there.
+    gw.sigterm();
+    assert!(gw.wait_exit(30).await.success());
+    gw.restart().await;
+    let (status, h, got) = get(edge, HOST, "/season2.pak", &[("range", "bytes=-16")]).await;
+    assert_eq!((status, &got[..]), (206, &body[size - 16..]));
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Hit from shardgate"));
+    let (status, _, len, crc) = checksum(edge, "/season2.pak").await;
+    assert_eq!((status, len, crc), (200, size as u64, want_crc));
+    assert_eq!(origin.hits("/season2.pak"), 1, "one origin request across the restart");
+}

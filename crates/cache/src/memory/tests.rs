@@ -1,4 +1,5 @@
 use super::*;
+use crate::disk::DiskSettings;
 use crate::fill::FillEnd;
 use bytes::Bytes;
 
@@ -22,6 +23,7 @@ fn object(body: &'static [u8], ttl: Duration, vary: Vec<(HeaderName, Option<Head
         viewer_target: "/a".into(),
         origin_target: "/a".into(),
         vary,
+        disk: None,
     }
 }
 
@@ -131,4 +133,74 @@ async fn unknown_sizes_are_settled_when_the_fill_ends() {
     assert_eq!(cache.usage().0, OVERHEAD + 1000);
     cache.remove("k", &stored);
     assert_eq!(cache.usage(), (0, 0));
+}
+
+fn disk_settings(dir: &std::path::Path, max_bytes: u64) -> DiskSettings {
+    DiskSettings { dir: dir.to_owned(), max_bytes, max_object_bytes: max_bytes }
+}
+
+fn disk_object(cache: &Cache, body: &[u8], ttl: Duration) -> Object {
+    let (fill, r) = cache.disk().expect("disk tier").create().expect("create");
+    for c in body.chunks(1000) {
+        fill.push(Bytes::copy_from_slice(c));
+    }
+    fill.finish(FillEnd::Complete);
+    let mut o = object(b"", ttl, Vec::new());
+    o.body = Arc::new(fill);
+    o.content_length = Some(body.len() as u64);
+    o.headers.insert(http::header::ETAG, HeaderValue::from_static("\"e\""));
+    o.disk = Some(r);
+    o
+}
+
+#[test]
+fn the_disk_tier_survives_a_restart_and_keeps_bodies_out_of_memory() {
+    let dir = std::env::temp_dir().join(format!("sg-disk-tier-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+    {
+        let (cache, found) = Cache::with_disk(settings(10_000), disk_settings(&dir, 1 << 20)).expect("open");
+        assert_eq!(found, 0);
+        let Lookup::Miss(l) = cache.lookup("big", &HeaderMap::new(), Instant::now(), all) else { panic!("miss") };
+        let stored = l.store(disk_object(&cache, &body, Duration::from_secs(600)));
+        cache.settle("big", &stored);
+        assert_eq!(cache.usage(), (OVERHEAD, 1), "memory holds the index entry only");
+        assert_eq!(cache.disk_usage(), 50_000);
+        // An interrupted fill: a body without metadata.
+        let (fill, _) = cache.disk().expect("disk").create().expect("create");
+        fill.push(Bytes::from_static(b"partial"));
+    }
+    let (cache, found) = Cache::with_disk(settings(10_000), disk_settings(&dir, 1 << 20)).expect("reopen");
+    assert_eq!(found, 1, "the whole object is back, the partial one is gone");
+    let Lookup::Fresh(o) = cache.lookup("big", &HeaderMap::new(), Instant::now(), all) else {
+        panic!("hit after restart")
+    };
+    assert_eq!(o.headers.get(http::header::ETAG).map(|v| v.as_bytes()), Some(&b"\"e\""[..]));
+    let mut out = Vec::new();
+    while let crate::fill::Read::Data(b) = o.body.read_at(out.len() as u64) {
+        out.extend_from_slice(&b);
+    }
+    assert_eq!(out, body);
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 2, "one body and one meta file");
+    drop(o);
+    cache.purge(|_, _| true);
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0, "purged objects lose their files");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn the_disk_budget_evicts_least_recently_used_files() {
+    let dir = std::env::temp_dir().join(format!("sg-disk-evict-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (cache, _) = Cache::with_disk(settings(1 << 20), disk_settings(&dir, 25_000)).expect("open");
+    let body = vec![1u8; 10_000];
+    for k in ["a", "b", "c"] {
+        let Lookup::Miss(l) = cache.lookup(k, &HeaderMap::new(), Instant::now(), all) else { panic!("miss") };
+        let o = l.store(disk_object(&cache, &body, Duration::from_secs(60)));
+        cache.settle(k, &o);
+    }
+    assert_eq!(cache.disk_usage(), 20_000, "a was evicted to stay under 25,000 bytes");
+    assert!(matches!(cache.lookup("a", &HeaderMap::new(), Instant::now(), all), Lookup::Miss(_)));
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 4);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
