@@ -124,7 +124,11 @@ stop_proxy() {
     PROC_PIDS=()
 }
 
-declare -A RATE CPU
+# ROUNDS rounds, proxies interleaved, the median reported: this machine is
+# shared, and a single run can be off by a third.
+ROUNDS=${ROUNDS:-3}
+declare -A RATE CPU RATES CPUS
+for round in $(seq 1 "$ROUNDS"); do
 for proxy in ${PROXIES:-shardgate nginx varnish}; do
     start_proxy $proxy
     for f in 1k 1m; do
@@ -137,15 +141,18 @@ for proxy in ${PROXIES:-shardgate nginx varnish}; do
         rate=$(echo "$res" | sed -E 's/.*"rate":([0-9.]+).*/\1/')
         cpu_s=$(echo "scale=4; ($t1 - $t0) / $CLK" | bc)
         us=$(echo "scale=2; $cpu_s * 1000000 / $ops" | bc)
-        RATE[$proxy,$f]=$(printf '%.0f' "$rate"); CPU[$proxy,$f]=$us
-        echo "http $proxy $f: $res cpu_s=$cpu_s -> $us us/req" | tee -a "$OUT/raw.txt" >&2
+        RATES[$proxy,$f]+="$(printf '%.0f' "$rate") "; CPUS[$proxy,$f]+="$us "
+        echo "round $round http $proxy $f: $res cpu_s=$cpu_s -> $us us/req" | tee -a "$OUT/raw.txt" >&2
     done
     stop_proxy
 done
+done
+median() { tr ' ' '\n' <<< "$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for key in "${!CPUS[@]}"; do CPU[$key]=$(median "${CPUS[$key]}"); RATE[$key]=$(median "${RATES[$key]}"); done
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
 {
-    echo "Measured $(date -u +%F) on $(nproc) cores; proxy pinned to core 0, origin and load ($CONNS keep-alive connections) on core 1."
+    echo "Measured $(date -u +%F) on $(nproc) cores; proxy pinned to core 0, origin and load ($CONNS keep-alive connections) on core 1; median of $ROUNDS interleaved rounds of ${SECS}s (every round in raw.txt)."
     echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //') (proxy_cache), $(varnishd -V 2>&1 | head -1 | sed -E 's/varnishd \(([^ ]+).*/\1/') (malloc storage)."
     echo
     echo "| cache hit | shardgate | nginx | Varnish | shardgate requests per CPU-second vs nginx / vs Varnish |"

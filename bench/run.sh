@@ -203,7 +203,7 @@ done
 
 {
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); proxy pinned to core 0, load and game servers on core 1."
-echo "Peers: $(nginx -v 2>&1 | cut -d' ' -f3) (stream, per-SNI certificate via \$ssl_server_name), $(haproxy -v | head -1 | cut -d' ' -f1-3) ($(haproxy -vv | grep -m1 'Running on OpenSSL' | cut -d' ' -f4-5)), rustls $(cargo tree -p shardgate -i rustls --depth 0 2>/dev/null | head -1 | cut -d' ' -f2) bare echo."
+echo "Peers: $(nginx -v 2>&1 | cut -d' ' -f3) (stream, per-SNI certificate via \$ssl_server_name), $(haproxy -v | head -1 | cut -d' ' -f1-3) ($(haproxy -vv | grep -m1 'Built with OpenSSL version' | cut -d' ' -f6-7)), rustls $(grep -A1 '^name = "rustls"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p') bare echo."
 echo
 echo "| | shardgate | HAProxy | nginx | bare rustls |"
 echo "|---|---|---|---|---|"

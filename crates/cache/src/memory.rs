@@ -210,6 +210,8 @@ impl std::ops::SubAssign for Charge {
 
 #[derive(Debug, Default)]
 struct Slot {
+    /// The key, shared with the LRU order.
+    key: Arc<str>,
     /// Each object with the bytes charged for it.
     objects: Vec<(Arc<Object>, Charge)>,
     pending: Option<Arc<Pending>>,
@@ -219,8 +221,10 @@ struct Slot {
 
 #[derive(Debug, Default)]
 struct Inner {
-    slots: HashMap<Box<str>, Slot>,
-    lru: BTreeMap<u64, Box<str>>,
+    /// Keys are shared between the map and the LRU order: a hit moves a
+    /// reference count, not a copy of the key.
+    slots: HashMap<Arc<str>, Slot>,
+    lru: BTreeMap<u64, Arc<str>>,
     tick: u64,
     used: Charge,
     /// Disk files of removed objects, deleted once the lock is released.
@@ -236,8 +240,14 @@ impl Inner {
                 self.lru.remove(&slot.tick);
             }
             slot.tick = tick;
-            self.lru.insert(tick, key.into());
+            self.lru.insert(tick, Arc::clone(&slot.key));
         }
+    }
+
+    /// The slot of `key`, created if missing.
+    fn slot_mut(&mut self, key: &str) -> &mut Slot {
+        let k: Arc<str> = Arc::from(key);
+        self.slots.entry(Arc::clone(&k)).or_insert_with(|| Slot { key: k, ..Slot::default() })
     }
 
     fn discard(trash: &mut Vec<DiskRef>, o: &Object, keep_disk: Option<&DiskRef>) {
@@ -408,7 +418,7 @@ impl Cache {
 
     fn lead(self: &Arc<Self>, inner: &mut Inner, key: &str) -> Leader {
         let pending = Arc::new(Pending { outcome: watch::channel(None).0 });
-        inner.slots.entry(key.into()).or_default().pending = Some(Arc::clone(&pending));
+        inner.slot_mut(key).pending = Some(Arc::clone(&pending));
         Leader { cache: Arc::clone(self), key: key.into(), pending, done: false }
     }
 
@@ -420,26 +430,27 @@ impl Cache {
         let (mem, disk) = self.budgets();
         self.with_inner(|inner| {
             let charge = Charge::of(object);
-            let slot = inner.slots.entry(key.into()).or_default();
+            let mut trash = std::mem::take(&mut inner.trash);
+            let slot = inner.slot_mut(key);
             let mut freed = Charge::default();
-            let trash = &mut inner.trash;
             slot.objects.retain(|(o, charged)| {
                 let same_variant = o.vary == object.vary;
                 if same_variant {
                     freed += *charged;
                     // A refreshed object shares its predecessor's files.
-                    Inner::discard(trash, o, object.disk.as_ref());
+                    Inner::discard(&mut trash, o, object.disk.as_ref());
                 }
                 !same_variant
             });
             if slot.objects.len() >= MAX_VARIANTS {
                 let (o, c) = slot.objects.remove(0);
                 freed += c;
-                Inner::discard(trash, &o, None);
+                Inner::discard(&mut trash, &o, None);
             }
             slot.objects.push((Arc::clone(object), charge));
             slot.charge -= freed;
             slot.charge += charge;
+            inner.trash = trash;
             inner.used -= freed;
             inner.used += charge;
             inner.touch(key);
@@ -488,7 +499,7 @@ impl Cache {
     /// Removes every object for which `covered` is true; returns how many.
     pub fn purge(&self, covered: impl Fn(&str, &Object) -> bool) -> usize {
         self.with_inner(|inner| {
-            let keys: Vec<Box<str>> = inner
+            let keys: Vec<Arc<str>> = inner
                 .slots
                 .iter()
                 .filter(|(k, s)| s.objects.iter().any(|(o, _)| covered(k, o)))

@@ -93,7 +93,8 @@ struct Ctx<'a> {
     channel_header: Option<String>,
     /// Cookies in the key, forwarded to the origin.
     cookies: Vec<String>,
-    host: HeaderValue,
+    /// The Host header for the origin.
+    host: String,
     conn: ConnInfo,
     head_only: bool,
     req_headers: Arc<HeaderMap>,
@@ -128,19 +129,18 @@ fn roll() -> f64 {
 }
 
 fn host_of(req: &Request<Incoming>) -> Option<String> {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))?;
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok())?,
+    };
     // Strip the port; keep IPv6 literals whole.
     let host = if raw.starts_with('[') {
-        raw.split_once(']').map_or(raw.as_str(), |(h, _)| h).trim_start_matches('[').to_owned()
+        raw.split_once(']').map_or(raw, |(h, _)| h).trim_start_matches('[')
     } else {
-        raw.rsplit_once(':').map_or(raw.as_str(), |(h, _)| h).to_owned()
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host.is_empty() { None } else { Some(host) }
+    let host = host.trim_end_matches('.');
+    if host.is_empty() { None } else { Some(host.to_ascii_lowercase()) }
 }
 
 impl EdgeService {
@@ -199,11 +199,8 @@ impl EdgeService {
 
         let origin_name = behavior.origin.clone();
         let host_value = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
-            Some(h) => HeaderValue::from_str(h).ok(),
-            None => HeaderValue::from_str(&host).ok(),
-        };
-        let Some(host_value) = host_value else {
-            return refuse(&self, StatusCode::BAD_REQUEST, "no_host", "the host is not a valid header value".into());
+            Some(h) => h.to_owned(),
+            None => host,
         };
         let ctx = Ctx {
             svc: &self,
@@ -381,10 +378,13 @@ impl Ctx<'_> {
             }
         }
         let read_timeout = origin.config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        let Ok(host) = HeaderValue::from_str(&self.host) else {
+            return Err(FetchError::Status(StatusCode::BAD_REQUEST));
+        };
         let request = OriginRequest {
             origin,
             target: format!("{}{}", origin.config.origin_path, self.origin_target),
-            host: self.host.clone(),
+            host,
             headers,
             client: self.conn.client,
             local: self.conn.local,
@@ -724,7 +724,7 @@ struct BackgroundCtx {
     origin_target: String,
     channel_header: Option<String>,
     cookies: Vec<String>,
-    host: HeaderValue,
+    host: String,
     conn: ConnInfo,
     req_headers: Arc<HeaderMap>,
 }
