@@ -395,3 +395,27 @@ async fn large_objects_live_on_disk_serve_ranges_and_survive_a_restart() {
     assert_eq!((status, len, crc), (200, size as u64, want_crc));
     assert_eq!(origin.hits("/season2.pak"), 1, "one origin request across the restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
+    let mut gw = gateway().tls_listeners(0).edge_http(1).drain_timeout("20s").spawn().await;
+    let body: Vec<u8> = (0..4_000_000u32).map(|i| (i % 199) as u8).collect();
+    let want = crc32fast::hash(&body);
+    // Two seconds to stream: the SIGTERM lands in the middle.
+    let origin =
+        TestOrigin::start(vec![("/slow.pak", OriginFile::new(body).slow(20, Duration::from_millis(100)))]).await;
+    distribution(&gw, &origin, None).await;
+    let edge = gw.edge_plain[0];
+    let download = tokio::spawn(async move { checksum(edge, "/slow.pak").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gw.sigterm();
+    eventually(5, "unready while draining", || async {
+        let r = shardgate_e2e::admin::try_http(gw.metrics, "GET", "/readyz", &[], None).await;
+        r.is_ok_and(|r| r.status == 503).then_some(())
+    })
+    .await;
+    assert!(tokio::net::TcpStream::connect(edge).await.is_err(), "the listener stopped accepting");
+    let (status, _, len, crc) = download.await.expect("download");
+    assert_eq!((status, len, crc), (200, 4_000_000, want), "the download in flight completed");
+    assert!(gw.wait_exit(30).await.success(), "exit 0 after the drain");
+}
