@@ -50,6 +50,8 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
     /// The store revision the data plane runs (for invalidation status).
     applied: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Recent WAF samples, shared with the edge.
+    samples: Option<Arc<shardgate_waf::Samples>>,
 }
 
 impl AdminState {
@@ -63,6 +65,7 @@ impl AdminState {
                 limits,
                 write: tokio::sync::Mutex::new(()),
                 applied: None,
+                samples: None,
             }),
         }
     }
@@ -72,6 +75,14 @@ impl AdminState {
     pub fn with_applied_generation(mut self, applied: tokio::sync::watch::Receiver<u64>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.applied = Some(applied);
+        }
+        self
+    }
+
+    /// Serves `GET /apisix/admin/web_acls/<id>/sampled_requests` from `samples`.
+    pub fn with_samples(mut self, samples: Arc<shardgate_waf::Samples>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.samples = Some(samples);
         }
         self
     }
@@ -248,6 +259,14 @@ async fn item_sub(
     }
     let kind = kind_of(&kind)?;
     let id = id_of(&id)?;
+    if kind == ResourceKind::WebAcls && method == Method::GET && sub == "sampled_requests" {
+        // The shape of AWS's GetSampledRequests answer.
+        st.get(kind, &id).await?;
+        let (list, population) = st.inner.samples.as_ref().map_or((Vec::new(), 0), |s| s.get(id.as_str()));
+        return Ok(
+            (StatusCode::OK, Json(json!({"SampledRequests": list, "PopulationSize": population}))).into_response()
+        );
+    }
     if kind == ResourceKind::CdPolicies && method == Method::POST {
         return match sub.as_str() {
             "promote" => st.promote(&id).await,
@@ -451,7 +470,7 @@ impl AdminState {
             return Err(ApiError::BadRequest(format!(
                 "can not delete this {}, {} [{rid}] is still using it now",
                 kind.singular(),
-                other.singular().replace(' ', "_")
+                other.label()
             )));
         }
         let key = kind.key(self.prefix(), id);

@@ -149,6 +149,7 @@ mod tests {
                 policies: Vec::new(),
                 canary: None,
                 invalidations: Vec::new(),
+                waf: None,
                 id_label: std::sync::Arc::from("s"),
                 behavior_labels: Vec::new(),
             }),

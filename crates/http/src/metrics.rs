@@ -60,6 +60,17 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
+/// `{web_acl, rule, action}` for WAF decisions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WafLabels {
+    /// The `web_acls` resource id.
+    pub web_acl: Label,
+    /// The rule name, or `default` for the default action.
+    pub rule: Label,
+    /// `allow`, `block` or `count`.
+    pub action: &'static str,
+}
+
 /// The edge metric families.
 #[derive(Debug, Clone)]
 pub struct EdgeMetrics {
@@ -79,6 +90,8 @@ pub struct EdgeMetrics {
     pub cache_objects: Gauge,
     /// `shardgate_edge_cache_disk_bytes`: bytes of bodies in the disk tier.
     pub cache_disk_bytes: Gauge,
+    /// `shardgate_waf_requests_total{web_acl, rule, action}`.
+    pub waf: Family<WafLabels, Counter>,
 }
 
 impl EdgeMetrics {
@@ -93,6 +106,7 @@ impl EdgeMetrics {
             cache_bytes: Gauge::default(),
             cache_objects: Gauge::default(),
             cache_disk_bytes: Gauge::default(),
+            waf: Family::default(),
         };
         metrics.register(|r| {
             r.register(
@@ -114,6 +128,11 @@ impl EdgeMetrics {
             r.register("edge_response_bytes", "Body bytes of viewer responses of known size", m.response_bytes.clone());
             r.register("edge_cache_bytes", "Bytes held by the memory cache tier", m.cache_bytes.clone());
             r.register("edge_cache_objects", "Objects held by the cache, both tiers", m.cache_objects.clone());
+            r.register(
+                "waf_requests",
+                "Requests by web ACL, deciding rule (or default) and action; Count rules count too",
+                m.waf.clone(),
+            );
             r.register(
                 "edge_cache_disk_bytes",
                 "Bytes of bodies held by the disk cache tier",

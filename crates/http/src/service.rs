@@ -26,12 +26,13 @@ use shardgate_cache::{
     Cache, FillEnd, Leader, Lookup, Object, Outcome, Storability, TtlBounds, storability, vary_values,
 };
 use shardgate_model::CachePolicy;
-use shardgate_snapshot::{EdgeDistribution, Snapshot, SnapshotHandle};
+use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
+use shardgate_waf::{Action as WafAction, RequestView, Sample, Samples};
 
 use crate::body::{EdgeBody, FillBody};
 use crate::canary::{self, Variant};
 use crate::key;
-use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels};
+use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels, WafLabels};
 use crate::origin::{self, OriginError, OriginRequest};
 
 /// The response header naming the side that served a canary distribution.
@@ -65,6 +66,8 @@ pub struct EdgeService {
     pub cache: Arc<Cache>,
     /// Metrics.
     pub metrics: EdgeMetrics,
+    /// Recent requests each web ACL matched, for the Admin API.
+    pub samples: Arc<Samples>,
 }
 
 /// Facts about the viewer's connection.
@@ -153,6 +156,11 @@ impl EdgeService {
         let Some(primary) = snapshot.edge.find(&host).cloned() else {
             return refuse(&self, StatusCode::NOT_FOUND, "unknown_host", format!("no distribution serves host {host}"));
         };
+        if let Some(waf) = &primary.waf
+            && let Some(blocked) = self.inspect(waf, &req, conn)
+        {
+            return blocked;
+        }
         let head_only = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -222,6 +230,91 @@ impl EdgeService {
             req_headers,
         };
         ctx.serve().await
+    }
+}
+
+impl EdgeService {
+    /// Runs the distribution's web ACL; returns the response when it blocks.
+    fn inspect(&self, waf: &CompiledAcl, req: &Request<Incoming>, conn: ConnInfo) -> Option<Response<EdgeBody>> {
+        let view = RequestView {
+            method: req.method().as_str(),
+            uri_path: req.uri().path(),
+            query: req.uri().query().unwrap_or(""),
+            headers: req.headers(),
+            // Only GET and HEAD reach origins; their bodies are not read.
+            body: (b"", false),
+            client_ip: conn.client.ip(),
+        };
+        let verdict = waf.acl.evaluate(&view);
+        let count = |rule: &Arc<str>, action: &'static str| {
+            let labels = WafLabels { web_acl: Label(Arc::clone(&waf.id_label)), rule: Label(Arc::clone(rule)), action };
+            self.metrics.waf.get_or_create(&labels).inc();
+        };
+        for rule in &verdict.counted {
+            count(rule, "count");
+            if waf.acl.sampled(Some(rule)) {
+                self.sample(waf, req, conn, "COUNT", Some(rule), &verdict.labels);
+            }
+        }
+        let (action, blocked) = match &verdict.action {
+            WafAction::Allow => ("allow", None),
+            WafAction::Block(b) => ("block", Some(b)),
+        };
+        static DEFAULT: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        let rule_label =
+            verdict.rule.clone().unwrap_or_else(|| Arc::clone(DEFAULT.get_or_init(|| Arc::from("default"))));
+        count(&rule_label, action);
+        if waf.acl.sampled(verdict.rule.as_deref()) {
+            let upper = if blocked.is_some() { "BLOCK" } else { "ALLOW" };
+            self.sample(waf, req, conn, upper, verdict.rule.as_ref(), &verdict.labels);
+        }
+        let b = blocked?;
+        tracing::info!(web_acl = %waf.id, rule = %rule_label, client = %conn.client, path = %req.uri().path(), "request blocked by the web ACL");
+        let (ct, body) =
+            b.body.clone().unwrap_or_else(|| ("text/plain; charset=utf-8".into(), "Request blocked.\n".into()));
+        let mut resp = Response::new(EdgeBody::full(body));
+        *resp.status_mut() = StatusCode::from_u16(b.status).unwrap_or(StatusCode::FORBIDDEN);
+        if let Ok(v) = HeaderValue::from_str(&ct) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        for (k, v) in &b.headers {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                resp.headers_mut().append(k, v);
+            }
+        }
+        // CloudFront marks WAF refusals as errors.
+        resp.headers_mut().insert(HeaderName::from_static("x-cache"), HeaderValue::from_static("Error from shardgate"));
+        Some(resp)
+    }
+
+    fn sample(
+        &self,
+        waf: &CompiledAcl,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        action: &'static str,
+        rule: Option<&Arc<str>>,
+        labels: &[Arc<str>],
+    ) {
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let sample = Sample {
+            request: shardgate_waf::sample::SampleRequest {
+                client_ip: conn.client.ip().to_string(),
+                country: None,
+                uri: shardgate_waf::sample::cut(
+                    req.uri().path_and_query().map_or(req.uri().path(), |p| p.as_str()),
+                    2048,
+                ),
+                method: req.method().to_string(),
+                headers: Samples::headers(req.headers().iter().map(|(k, v)| (k.as_str(), v.as_bytes()))),
+            },
+            weight: 1,
+            timestamp,
+            action,
+            rule: rule.map(|r| r.to_string()),
+            labels: labels.iter().map(|l| shardgate_waf::sample::SampleLabel { name: l.to_string() }).collect(),
+        };
+        self.samples.record(waf.id.as_str(), sample);
     }
 }
 

@@ -156,6 +156,8 @@ pub struct Distribution {
     pub default_behavior: Behavior,
     /// The continuous deployment policy, if any.
     pub cd_policy: Option<ResourceId>,
+    /// The web ACL, if any.
+    pub web_acl: Option<ResourceId>,
 }
 
 fn origin_from_wire(field: &str, w: &OriginWire) -> Result<Origin, Invalid> {
@@ -325,7 +327,18 @@ impl Distribution {
             .as_ref()
             .map(|v| ResourceId::from_json("continuous_deployment_policy_id", v))
             .transpose()?;
-        Ok(Distribution { id, name: w.name.clone(), hosts, staging, origins, behaviors, default_behavior, cd_policy })
+        let web_acl = w.web_acl_id.as_ref().map(|v| ResourceId::from_json("web_acl_id", v)).transpose()?;
+        Ok(Distribution {
+            id,
+            name: w.name.clone(),
+            hosts,
+            staging,
+            origins,
+            behaviors,
+            default_behavior,
+            cd_policy,
+            web_acl,
+        })
     }
 
     /// The behavior for a request path: the first pattern that matches, in

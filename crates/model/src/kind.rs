@@ -25,14 +25,23 @@ pub enum ResourceKind {
     CdPolicies,
     /// `invalidations`: cache removals (shardgate).
     Invalidations,
+    /// `ip_sets`: AWS WAF IP sets.
+    IpSets,
+    /// `regex_pattern_sets`: AWS WAF regex pattern sets.
+    RegexPatternSets,
+    /// `web_acls`: AWS WAF web ACLs.
+    WebAcls,
 }
 
 impl ResourceKind {
     /// Every kind, in the order a full load applies them (referenced kinds first).
-    pub const ALL: [ResourceKind; 7] = [
+    pub const ALL: [ResourceKind; 10] = [
         ResourceKind::Ssls,
         ResourceKind::Upstreams,
         ResourceKind::StreamRoutes,
+        ResourceKind::IpSets,
+        ResourceKind::RegexPatternSets,
+        ResourceKind::WebAcls,
         ResourceKind::CachePolicies,
         ResourceKind::Distributions,
         ResourceKind::CdPolicies,
@@ -49,6 +58,9 @@ impl ResourceKind {
             ResourceKind::Distributions => "distributions",
             ResourceKind::CdPolicies => "continuous_deployment_policies",
             ResourceKind::Invalidations => "invalidations",
+            ResourceKind::IpSets => "ip_sets",
+            ResourceKind::RegexPatternSets => "regex_pattern_sets",
+            ResourceKind::WebAcls => "web_acls",
         }
     }
 
@@ -62,6 +74,25 @@ impl ResourceKind {
             ResourceKind::Distributions => "distribution",
             ResourceKind::CdPolicies => "continuous deployment policy",
             ResourceKind::Invalidations => "invalidation",
+            ResourceKind::IpSets => "IP set",
+            ResourceKind::RegexPatternSets => "regex pattern set",
+            ResourceKind::WebAcls => "web ACL",
+        }
+    }
+
+    /// The snake-case singular used in Admin API messages (`stream_route`), as APISIX words them.
+    pub fn label(self) -> &'static str {
+        match self {
+            ResourceKind::Ssls => "ssl",
+            ResourceKind::Upstreams => "upstream",
+            ResourceKind::StreamRoutes => "stream_route",
+            ResourceKind::CachePolicies => "cache_policy",
+            ResourceKind::Distributions => "distribution",
+            ResourceKind::CdPolicies => "continuous_deployment_policy",
+            ResourceKind::Invalidations => "invalidation",
+            ResourceKind::IpSets => "ip_set",
+            ResourceKind::RegexPatternSets => "regex_pattern_set",
+            ResourceKind::WebAcls => "web_acl",
         }
     }
 

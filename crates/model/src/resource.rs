@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
+use shardgate_waf::json::{IpSetJson, RegexSetJson, StatementJson, WebAclJson};
+use shardgate_waf::{IpSet, NoSets, RegexPatternSet, WafError, WebAcl, arn_id};
 
 use crate::wire::{
     CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, SslWire, StreamRouteWire, UpstreamWire,
@@ -41,6 +43,12 @@ pub enum Wire {
     CdPolicy(CdPolicyWire),
     /// An invalidation.
     Invalidation(InvalidationWire),
+    /// An AWS WAF IP set.
+    IpSet(IpSetJson),
+    /// An AWS WAF regex pattern set.
+    RegexSet(RegexSetJson),
+    /// An AWS WAF web ACL.
+    WebAcl(WebAclJson),
 }
 
 /// A validated resource, any kind.
@@ -60,6 +68,12 @@ pub enum Resource {
     CdPolicy(Arc<CdPolicy>),
     /// An invalidation.
     Invalidation(Arc<Invalidation>),
+    /// An IP set.
+    IpSet(Arc<IpSet>),
+    /// A regex pattern set.
+    RegexSet(Arc<RegexPatternSet>),
+    /// A web ACL, syntax-checked; compiled with its sets by the snapshot.
+    WebAcl(Arc<WebAclJson>),
 }
 
 macro_rules! each_wire {
@@ -72,6 +86,9 @@ macro_rules! each_wire {
             Wire::Distribution($w) => $body,
             Wire::CdPolicy($w) => $body,
             Wire::Invalidation($w) => $body,
+            Wire::IpSet($w) => $body,
+            Wire::RegexSet($w) => $body,
+            Wire::WebAcl($w) => $body,
         }
     };
 }
@@ -93,6 +110,9 @@ impl Wire {
             ResourceKind::Distributions => Wire::Distribution(json::from_value(value)?),
             ResourceKind::CdPolicies => Wire::CdPolicy(json::from_value(value)?),
             ResourceKind::Invalidations => Wire::Invalidation(json::from_value(value)?),
+            ResourceKind::IpSets => Wire::IpSet(json::from_value(value)?),
+            ResourceKind::RegexPatternSets => Wire::RegexSet(json::from_value(value)?),
+            ResourceKind::WebAcls => Wire::WebAcl(json::from_value(value)?),
         })
     }
 
@@ -126,6 +146,14 @@ impl Wire {
             Wire::Distribution(w) => Resource::Distribution(Arc::new(Distribution::from_wire(id.clone(), w)?)),
             Wire::CdPolicy(w) => Resource::CdPolicy(Arc::new(CdPolicy::from_wire(w)?)),
             Wire::Invalidation(w) => Resource::Invalidation(Arc::new(Invalidation::from_wire(w)?)),
+            Wire::IpSet(w) => Resource::IpSet(Arc::new(IpSet::compile(w).map_err(waf_invalid)?)),
+            Wire::RegexSet(w) => Resource::RegexSet(Arc::new(RegexPatternSet::compile(w).map_err(waf_invalid)?)),
+            Wire::WebAcl(w) => {
+                // Syntax, regexes and structure now; references to sets are
+                // checked by the Admin API and resolved by the snapshot.
+                WebAcl::compile(w, &NoSets).map_err(waf_invalid)?;
+                Resource::WebAcl(Arc::new(w.clone()))
+            }
         })
     }
 
@@ -149,6 +177,33 @@ impl Wire {
     /// The stored bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.to_value().to_string().into_bytes()
+    }
+}
+
+fn waf_invalid(e: WafError) -> Invalid {
+    Invalid::new(e.path, e.reason)
+}
+
+/// The sets a web ACL statement tree refers to by ARN.
+fn waf_refs(path: &str, s: &StatementJson, out: &mut Vec<Reference>) {
+    let mut push = |field: String, kind: ResourceKind, arn: &str| {
+        if let Ok(id) = ResourceId::parse(arn_id(arn)) {
+            out.push(Reference { field, kind, id });
+        }
+    };
+    if let Some(i) = &s.ip_set {
+        push(format!("{path}.IPSetReferenceStatement.ARN"), ResourceKind::IpSets, &i.arn);
+    }
+    if let Some(r) = &s.regex_pattern_set {
+        push(format!("{path}.RegexPatternSetReferenceStatement.ARN"), ResourceKind::RegexPatternSets, &r.arn);
+    }
+    for (name, list) in [("AndStatement", &s.and), ("OrStatement", &s.or)] {
+        for (i, st) in list.iter().flat_map(|l| l.statements.iter()).enumerate() {
+            waf_refs(&format!("{path}.{name}.Statements[{i}]"), st, out);
+        }
+    }
+    if let Some(n) = &s.not {
+        waf_refs(&format!("{path}.NotStatement.Statement"), &n.statement, out);
     }
 }
 
@@ -190,12 +245,18 @@ impl Wire {
                     ResourceKind::CdPolicies,
                     &w.continuous_deployment_policy_id,
                 );
+                add("web_acl_id".into(), ResourceKind::WebAcls, &w.web_acl_id);
             }
             Wire::CdPolicy(w) => {
                 add("staging_distribution_id".into(), ResourceKind::Distributions, &w.staging_distribution_id)
             }
             Wire::Invalidation(w) => add("distribution_id".into(), ResourceKind::Distributions, &w.distribution_id),
-            Wire::Ssl(_) | Wire::Upstream(_) | Wire::CachePolicy(_) => {}
+            Wire::WebAcl(w) => {
+                for (i, r) in w.rules.iter().flatten().enumerate() {
+                    waf_refs(&format!("Rules[{i}].Statement"), &r.statement, &mut out);
+                }
+            }
+            Wire::Ssl(_) | Wire::Upstream(_) | Wire::CachePolicy(_) | Wire::IpSet(_) | Wire::RegexSet(_) => {}
         }
         out
     }
@@ -218,6 +279,9 @@ impl Resource {
             Resource::Distribution(_) => ResourceKind::Distributions,
             Resource::CdPolicy(_) => ResourceKind::CdPolicies,
             Resource::Invalidation(_) => ResourceKind::Invalidations,
+            Resource::IpSet(_) => ResourceKind::IpSets,
+            Resource::RegexSet(_) => ResourceKind::RegexPatternSets,
+            Resource::WebAcl(_) => ResourceKind::WebAcls,
         }
     }
 }

@@ -10,6 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use shardgate_waf::json::WebAclJson;
+use shardgate_waf::{IpSet, RegexPatternSet};
+
 use crate::{
     CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Problem, Resource, ResourceId, ResourceKind, Ssl,
     StreamRoute, Upstream,
@@ -91,6 +94,12 @@ pub struct ConfigState {
     pub cd_policies: BTreeMap<ResourceId, Entry<CdPolicy>>,
     /// Invalidations.
     pub invalidations: BTreeMap<ResourceId, Entry<Invalidation>>,
+    /// WAF IP sets.
+    pub ip_sets: BTreeMap<ResourceId, Entry<IpSet>>,
+    /// WAF regex pattern sets.
+    pub regex_sets: BTreeMap<ResourceId, Entry<RegexPatternSet>>,
+    /// WAF web ACLs (JSON, compiled by the snapshot).
+    pub web_acls: BTreeMap<ResourceId, Entry<WebAclJson>>,
     problems: BTreeMap<(ResourceKind, ResourceId), Problem>,
     revision: u64,
 }
@@ -126,6 +135,9 @@ impl ConfigState {
                     ResourceKind::Distributions => drop(self.distributions.remove(&id)),
                     ResourceKind::CdPolicies => drop(self.cd_policies.remove(&id)),
                     ResourceKind::Invalidations => drop(self.invalidations.remove(&id)),
+                    ResourceKind::IpSets => drop(self.ip_sets.remove(&id)),
+                    ResourceKind::RegexPatternSets => drop(self.regex_sets.remove(&id)),
+                    ResourceKind::WebAcls => drop(self.web_acls.remove(&id)),
                 }
                 Ok(())
             }
@@ -141,6 +153,9 @@ impl ConfigState {
             Resource::Distribution(value) => drop(self.distributions.insert(id, Entry { revision, value })),
             Resource::CdPolicy(value) => drop(self.cd_policies.insert(id, Entry { revision, value })),
             Resource::Invalidation(value) => drop(self.invalidations.insert(id, Entry { revision, value })),
+            Resource::IpSet(value) => drop(self.ip_sets.insert(id, Entry { revision, value })),
+            Resource::RegexSet(value) => drop(self.regex_sets.insert(id, Entry { revision, value })),
+            Resource::WebAcl(value) => drop(self.web_acls.insert(id, Entry { revision, value })),
         }
     }
 
@@ -174,6 +189,9 @@ impl ConfigState {
             ResourceKind::Distributions => self.distributions.len(),
             ResourceKind::CdPolicies => self.cd_policies.len(),
             ResourceKind::Invalidations => self.invalidations.len(),
+            ResourceKind::IpSets => self.ip_sets.len(),
+            ResourceKind::RegexPatternSets => self.regex_sets.len(),
+            ResourceKind::WebAcls => self.web_acls.len(),
         }
     }
 
@@ -187,6 +205,9 @@ impl ConfigState {
         diff_map(ResourceKind::Distributions, &self.distributions, &old.distributions, &mut changes);
         diff_map(ResourceKind::CdPolicies, &self.cd_policies, &old.cd_policies, &mut changes);
         diff_map(ResourceKind::Invalidations, &self.invalidations, &old.invalidations, &mut changes);
+        diff_map(ResourceKind::IpSets, &self.ip_sets, &old.ip_sets, &mut changes);
+        diff_map(ResourceKind::RegexPatternSets, &self.regex_sets, &old.regex_sets, &mut changes);
+        diff_map(ResourceKind::WebAcls, &self.web_acls, &old.web_acls, &mut changes);
         changes
     }
 }

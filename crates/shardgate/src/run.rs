@@ -127,8 +127,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
-        .with_applied_generation(handle.subscribe());
+        .with_applied_generation(handle.subscribe())
+        .with_samples(Arc::clone(&samples));
     let admin_addr = admin_socket.local_addr().context("admin address")?;
     let admin_task = tokio::spawn(
         axum::serve(admin_socket, router(admin)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
@@ -172,8 +174,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(dir = %dir.display(), objects = found, bytes = cache.disk_usage(), "disk cache tier opened");
             cache
         };
-        let edge =
-            Arc::new(EdgeService { snapshots: Arc::clone(&handle), cache, metrics: EdgeMetrics::register(&metrics) });
+        let edge = Arc::new(EdgeService {
+            snapshots: Arc::clone(&handle),
+            cache,
+            metrics: EdgeMetrics::register(&metrics),
+            samples: Arc::clone(&samples),
+        });
         tokio::spawn(shardgate_http::purge_invalidated(
             Arc::clone(&handle),
             Arc::clone(&edge.cache),

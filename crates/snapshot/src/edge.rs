@@ -14,6 +14,7 @@ use shardgate_model::{
     CachePolicy, ConfigState, Distribution, Invalid, Invalidation, Problem, ResourceId, ResourceKind, UpstreamRef,
 };
 use shardgate_upstream::{Registry, Upstream, UpstreamKey};
+use shardgate_waf::{IpSet, RegexPatternSet, Sets, WebAcl};
 
 use crate::SniTable;
 
@@ -45,6 +46,8 @@ pub struct EdgeDistribution {
     pub canary: Option<Canary>,
     /// Invalidations of this distribution, oldest first, by store revision.
     pub invalidations: Vec<(u64, Arc<Invalidation>)>,
+    /// The web ACL that inspects its requests.
+    pub waf: Option<Arc<CompiledAcl>>,
     /// The id as a shared string, for metric labels.
     pub id_label: Arc<str>,
     /// Metric labels of the behaviors (their path patterns), then `default`.
@@ -74,6 +77,49 @@ impl EdgeDistribution {
             .take_while(|(revision, _)| *revision > generation)
             .any(|(_, inv)| inv.paths.iter().any(|p| p.covers(viewer_target) || p.covers(origin_target)))
     }
+}
+
+/// A web ACL compiled with the sets it refers to.
+#[derive(Debug)]
+pub struct CompiledAcl {
+    /// The `web_acls` resource id.
+    pub id: ResourceId,
+    /// Its id as a shared string, for metric labels.
+    pub id_label: Arc<str>,
+    /// The evaluator.
+    pub acl: WebAcl,
+}
+
+struct StateSets<'a>(&'a ConfigState);
+
+impl Sets for StateSets<'_> {
+    fn ip_set(&self, id: &str) -> Option<Arc<IpSet>> {
+        let id = ResourceId::parse(id).ok()?;
+        self.0.ip_sets.get(&id).map(|e| Arc::clone(&e.value))
+    }
+    fn regex_set(&self, id: &str) -> Option<Arc<RegexPatternSet>> {
+        let id = ResourceId::parse(id).ok()?;
+        self.0.regex_sets.get(&id).map(|e| Arc::clone(&e.value))
+    }
+}
+
+/// Compiles every web ACL of `state` with its sets; failures are problems.
+pub fn compile_acls(state: &ConfigState, problems: &mut Vec<Problem>) -> HashMap<ResourceId, Arc<CompiledAcl>> {
+    let mut out = HashMap::new();
+    for (id, entry) in &state.web_acls {
+        match WebAcl::compile(&entry.value, &StateSets(state)) {
+            Ok(acl) => {
+                out.insert(id.clone(), Arc::new(CompiledAcl { id: id.clone(), id_label: Arc::from(id.as_str()), acl }));
+            }
+            Err(e) => problems.push(Problem {
+                kind: ResourceKind::WebAcls,
+                id: id.clone(),
+                revision: entry.revision,
+                invalid: Invalid::new(e.path, e.reason),
+            }),
+        }
+    }
+    out
 }
 
 /// A primary's continuous deployment policy with its staging distribution.
@@ -130,6 +176,7 @@ impl EdgeRouter {
         used: &mut HashSet<UpstreamKey>,
         problems: &mut Vec<Problem>,
     ) -> Self {
+        let acls = compile_acls(state, problems);
         let mut invalidations: HashMap<&ResourceId, Vec<(u64, Arc<Invalidation>)>> = HashMap::new();
         for entry in state.invalidations.values() {
             invalidations
@@ -198,6 +245,19 @@ impl EdgeRouter {
                 };
                 policies.push(policy);
             }
+            let waf = match &dist.web_acl {
+                None => None,
+                Some(aid) => match acls.get(aid) {
+                    Some(a) => Some(Arc::clone(a)),
+                    None => {
+                        failed.get_or_insert(Invalid::new(
+                            "web_acl_id",
+                            format!("web ACL {aid} does not exist or does not compile; the distribution is left out rather than served unprotected"),
+                        ));
+                        None
+                    }
+                },
+            };
             if let Some(invalid) = failed {
                 problems.push(problem(invalid));
                 continue;
@@ -245,6 +305,7 @@ impl EdgeRouter {
                 .chain(std::iter::once(Arc::from("default")))
                 .collect();
             let compiled_dist = Arc::new(EdgeDistribution {
+                waf,
                 id_label: Arc::from(id.as_str()),
                 behavior_labels,
                 id: id.clone(),

@@ -30,7 +30,7 @@ use shardgate_model::Problem;
 
 pub use certs::{CertStore, TlsShared};
 pub use compile::{CompileDefaults, compile};
-pub use edge::{Canary, EdgeDistribution, EdgeOrigin, EdgeRouter};
+pub use edge::{Canary, CompiledAcl, EdgeDistribution, EdgeOrigin, EdgeRouter};
 pub use handle::SnapshotHandle;
 pub use sni::SniTable;
 pub use stream_router::{MatchRank, RouteQuery, StreamRouter, StreamTarget};

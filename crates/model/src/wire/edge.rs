@@ -71,6 +71,9 @@ common_fields! {
         /// staging distribution (CloudFront `ContinuousDeploymentPolicyId`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub continuous_deployment_policy_id: Option<Value>,
+        /// The web ACL that inspects every request (CloudFront `WebACLId`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub web_acl_id: Option<Value>,
     }
 }
 

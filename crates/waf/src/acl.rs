@@ -1,0 +1,1064 @@
+//! A web ACL compiled once and evaluated per request: rules in `Priority`
+//! order, each a statement tree; `Allow` and `Block` end the evaluation,
+//! `Count` records the match and goes on; rule labels are added when a rule
+//! matches, for later rules' `LabelMatchStatement`; the `DefaultAction`
+//! applies when no terminating rule matched (AWS WAF developer guide,
+//! "How AWS WAF processes a web ACL"; reference §3.1).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::detect;
+use crate::json::{
+    ActionJson, FieldJson, IpSetJson, MultiJson, RegexSetJson, RuleJson, StatementJson, TransformJson, WebAclJson,
+};
+use crate::transform::{Transform, apply_all};
+
+/// Most rules in one web ACL.
+pub const MAX_RULES: usize = 1000;
+/// Deepest statement nesting.
+const MAX_DEPTH: usize = 20;
+/// Compiled regex size bound (the `regex` crate's NFA), per pattern.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Longest `SearchString` (AWS: 200 bytes) and `RegexString` (AWS: 512).
+const MAX_SEARCH: usize = 200;
+const MAX_REGEX: usize = 512;
+/// What AWS inspects of headers and cookies: the first 8 KiB and 200 of them.
+const HEADERS_MAX_BYTES: usize = 8 * 1024;
+const HEADERS_MAX_COUNT: usize = 200;
+/// Body bytes inspected (CloudFront's default, 16 KiB).
+pub const BODY_MAX_BYTES: usize = 16 * 1024;
+/// Most addresses in one IP set (AWS: 10,000).
+const MAX_ADDRESSES: usize = 10_000;
+
+/// A compile error with the JSON path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct WafError {
+    /// `Rules[0].Statement.OrStatement.Statements[1].RegexMatchStatement.RegexString`.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn err(path: &str, reason: impl Into<String>) -> WafError {
+    WafError { path: path.to_owned(), reason: reason.into() }
+}
+
+/// The request as the WAF sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// `GET`, `HEAD`, ...
+    pub method: &'a str,
+    /// The path as received (not decoded).
+    pub uri_path: &'a str,
+    /// The query string without `?`, as received.
+    pub query: &'a str,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// The first bytes of the body, and whether there were more.
+    pub body: (&'a [u8], bool),
+    /// The connection's client address.
+    pub client_ip: IpAddr,
+}
+
+/// What ends an evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Let the request through.
+    Allow,
+    /// Refuse it.
+    Block(BlockResponse),
+}
+
+/// The response a block sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockResponse {
+    /// Status, 403 by default.
+    pub status: u16,
+    /// Extra headers (`x-amzn-waf-` prefixed, as AWS does).
+    pub headers: Vec<(String, String)>,
+    /// Body and content type, if a custom body was named.
+    pub body: Option<(String, String)>,
+}
+
+impl BlockResponse {
+    fn default_403() -> Self {
+        BlockResponse { status: 403, headers: Vec::new(), body: None }
+    }
+}
+
+/// The outcome of evaluating one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Allow or block.
+    pub action: Action,
+    /// The rule that decided, `None` for the default action.
+    pub rule: Option<Arc<str>>,
+    /// Rules with `Count` that matched, in evaluation order.
+    pub counted: Vec<Arc<str>>,
+    /// Labels added by matching rules.
+    pub labels: Vec<Arc<str>>,
+}
+
+/// A resolved IP set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpSet {
+    nets: Vec<IpNet>,
+}
+
+impl IpSet {
+    /// Validates `CreateIPSet` JSON.
+    pub fn compile(json: &IpSetJson) -> Result<Self, WafError> {
+        let version = json.ip_address_version.as_deref();
+        if !matches!(version, None | Some("IPV4") | Some("IPV6")) {
+            return Err(err("IPAddressVersion", "must be IPV4 or IPV6"));
+        }
+        let list = json.addresses.as_deref().unwrap_or_default();
+        if list.len() > MAX_ADDRESSES {
+            return Err(err("Addresses", format!("at most {MAX_ADDRESSES} addresses")));
+        }
+        let mut nets = Vec::with_capacity(list.len());
+        for (i, a) in list.iter().enumerate() {
+            let net: IpNet = a
+                .parse()
+                .or_else(|_| a.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| err(&format!("Addresses[{i}]"), format!("{a:?} is not an IP address or CIDR")))?;
+            // AWS accepts every prefix length but /0.
+            if net.prefix_len() == 0 {
+                return Err(err(&format!("Addresses[{i}]"), "a /0 range is not allowed"));
+            }
+            let family_ok = match version {
+                Some("IPV4") => net.addr().is_ipv4(),
+                Some("IPV6") => net.addr().is_ipv6(),
+                _ => true,
+            };
+            if !family_ok {
+                return Err(err(&format!("Addresses[{i}]"), format!("{a} does not match IPAddressVersion")));
+            }
+            nets.push(net.trunc());
+        }
+        Ok(IpSet { nets })
+    }
+
+    /// Whether `ip` is in the set (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// A resolved regex pattern set.
+#[derive(Debug, Clone)]
+pub struct RegexPatternSet {
+    set: RegexSet,
+}
+
+impl PartialEq for RegexPatternSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.set.patterns() == other.set.patterns()
+    }
+}
+
+fn regex(path: &str, pattern: &str) -> Result<Regex, WafError> {
+    if pattern.is_empty() || pattern.len() > MAX_REGEX {
+        return Err(err(path, format!("must be 1 to {MAX_REGEX} characters")));
+    }
+    RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| err(path, regex_reason(&e)))
+}
+
+fn regex_reason(e: &regex::Error) -> String {
+    // AWS's dialect is PCRE without backreferences, look-around, atomic
+    // groups, possessive quantifiers, recursion and callouts
+    // (`waf-rule-statement-type-regex-match.md`); the `regex` crate runs in
+    // linear time and refuses those too.
+    let msg = e.to_string().replace('\n', " ");
+    format!("not a supported regular expression (linear-time dialect: no backreferences or look-around): {msg}")
+}
+
+impl RegexPatternSet {
+    /// Validates `CreateRegexPatternSet` JSON.
+    pub fn compile(json: &RegexSetJson) -> Result<Self, WafError> {
+        let list = json.regular_expression_list.as_deref().unwrap_or_default();
+        if list.is_empty() || list.len() > 10 {
+            // AWS: at most 10 regexes per set.
+            return Err(err("RegularExpressionList", "must hold 1 to 10 regular expressions"));
+        }
+        let mut patterns = Vec::with_capacity(list.len());
+        for (i, r) in list.iter().enumerate() {
+            let path = format!("RegularExpressionList[{i}].RegexString");
+            regex(&path, &r.regex_string)?;
+            patterns.push(r.regex_string.clone());
+        }
+        let set = RegexSetBuilder::new(&patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 4)
+            .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
+            .build()
+            .map_err(|e| err("RegularExpressionList", regex_reason(&e)))?;
+        Ok(RegexPatternSet { set })
+    }
+}
+
+/// How compile finds the sets a web ACL refers to.
+pub trait Sets {
+    /// The IP set named by `id`.
+    fn ip_set(&self, id: &str) -> Option<Arc<IpSet>>;
+    /// The regex pattern set named by `id`.
+    fn regex_set(&self, id: &str) -> Option<Arc<RegexPatternSet>>;
+}
+
+/// No sets at all (syntax checks before the references are known).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSets;
+
+impl Sets for NoSets {
+    fn ip_set(&self, _: &str) -> Option<Arc<IpSet>> {
+        Some(Arc::new(IpSet::default()))
+    }
+    fn regex_set(&self, _: &str) -> Option<Arc<RegexPatternSet>> {
+        Some(Arc::new(RegexPatternSet { set: RegexSet::empty() }))
+    }
+}
+
+/// The id an `ARN` names: the last `/` segment of an AWS ARN
+/// (`arn:aws:wafv2:…:ipset/<name>/<id>`), or the string itself.
+pub fn arn_id(arn: &str) -> &str {
+    if arn.starts_with("arn:") { arn.rsplit('/').next().unwrap_or(arn) } else { arn }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    All,
+    Key,
+    Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Oversize {
+    Continue,
+    Match,
+    NoMatch,
+}
+
+#[derive(Debug, Clone)]
+enum Pattern {
+    All,
+    Included(Vec<String>),
+    Excluded(Vec<String>),
+}
+
+impl Pattern {
+    fn admits(&self, name: &str) -> bool {
+        match self {
+            Pattern::All => true,
+            Pattern::Included(list) => list.iter().any(|n| n.eq_ignore_ascii_case(name)),
+            Pattern::Excluded(list) => !list.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Field {
+    UriPath,
+    QueryString,
+    SingleQueryArgument(String),
+    AllQueryArguments,
+    SingleHeader(String),
+    Headers { pattern: Pattern, scope: Scope, oversize: Oversize },
+    Cookies { pattern: Pattern, scope: Scope, oversize: Oversize },
+    Method,
+    Body(Oversize),
+}
+
+/// The values a field yields; `Some(true)`/`Some(false)` when oversize
+/// handling decides without inspection.
+struct Values<'a> {
+    items: Vec<Cow<'a, [u8]>>,
+    forced: Option<bool>,
+}
+
+fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
+    q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+impl Field {
+    fn compile(path: &str, f: &FieldJson) -> Result<Self, WafError> {
+        let mut found: Vec<Field> = Vec::new();
+        if f.uri_path.is_some() {
+            found.push(Field::UriPath);
+        }
+        if f.query_string.is_some() {
+            found.push(Field::QueryString);
+        }
+        if let Some(n) = &f.single_query_argument {
+            found.push(Field::SingleQueryArgument(n.name.to_ascii_lowercase()));
+        }
+        if f.all_query_arguments.is_some() {
+            found.push(Field::AllQueryArguments);
+        }
+        if let Some(n) = &f.single_header {
+            found.push(Field::SingleHeader(n.name.to_ascii_lowercase()));
+        }
+        if let Some(h) = &f.headers {
+            let (pattern, scope, oversize) = multi(&format!("{path}.Headers"), h)?;
+            found.push(Field::Headers { pattern, scope, oversize });
+        }
+        if let Some(c) = &f.cookies {
+            let (pattern, scope, oversize) = multi(&format!("{path}.Cookies"), c)?;
+            found.push(Field::Cookies { pattern, scope, oversize });
+        }
+        if f.method.is_some() {
+            found.push(Field::Method);
+        }
+        if let Some(b) = &f.body {
+            found
+                .push(Field::Body(oversize(&format!("{path}.Body.OversizeHandling"), b.oversize_handling.as_deref())?));
+        }
+        if f.json_body.is_some() {
+            return Err(err(&format!("{path}.JsonBody"), "JsonBody is not supported by shardgate yet; use Body"));
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(err(path, "exactly one field to match is required")),
+            _ => Err(err(path, "set exactly one field to match")),
+        }
+    }
+
+    fn values<'a>(&self, r: &RequestView<'a>) -> Values<'a> {
+        let one = |b: &'a [u8]| Values { items: vec![Cow::Borrowed(b)], forced: None };
+        match self {
+            Field::UriPath => one(r.uri_path.as_bytes()),
+            Field::QueryString => one(r.query.as_bytes()),
+            Field::Method => one(r.method.as_bytes()),
+            Field::SingleQueryArgument(name) => Values {
+                items: query_pairs(r.query)
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| Cow::Borrowed(v.as_bytes()))
+                    .collect(),
+                forced: None,
+            },
+            // AWS: "inspects all query argument values".
+            Field::AllQueryArguments => {
+                Values { items: query_pairs(r.query).map(|(_, v)| Cow::Borrowed(v.as_bytes())).collect(), forced: None }
+            }
+            Field::SingleHeader(name) => Values {
+                items: r.headers.get_all(name.as_str()).iter().map(|v| Cow::Borrowed(v.as_bytes())).collect(),
+                forced: None,
+            },
+            Field::Headers { pattern, scope, oversize } => {
+                let mut items = Vec::new();
+                let (mut bytes, mut count, mut over) = (0usize, 0usize, false);
+                for (k, v) in r.headers {
+                    count += 1;
+                    bytes += k.as_str().len() + v.len() + 4;
+                    if count > HEADERS_MAX_COUNT || bytes > HEADERS_MAX_BYTES {
+                        over = true;
+                        break;
+                    }
+                    if !pattern.admits(k.as_str()) {
+                        continue;
+                    }
+                    // AWS, Headers with MatchScope ALL: the keys and the values
+                    // are inspected, each on its own; a match on any is a match.
+                    if matches!(scope, Scope::All | Scope::Key) {
+                        items.push(Cow::Borrowed(k.as_str().as_bytes()));
+                    }
+                    if matches!(scope, Scope::All | Scope::Value) {
+                        items.push(Cow::Borrowed(v.as_bytes()));
+                    }
+                }
+                Values { items, forced: over_decision(over, *oversize) }
+            }
+            Field::Cookies { pattern, scope, oversize } => {
+                let mut items = Vec::new();
+                let (mut bytes, mut count, mut over) = (0usize, 0usize, false);
+                'outer: for header in r.headers.get_all(http::header::COOKIE) {
+                    for c in header.as_bytes().split(|&b| b == b';') {
+                        let c = c.trim_ascii();
+                        if c.is_empty() {
+                            continue;
+                        }
+                        count += 1;
+                        bytes += c.len();
+                        if count > HEADERS_MAX_COUNT || bytes > HEADERS_MAX_BYTES {
+                            over = true;
+                            break 'outer;
+                        }
+                        let (k, v) = match c.iter().position(|&b| b == b'=') {
+                            Some(i) => (&c[..i], &c[i + 1..]),
+                            None => (c, &c[c.len()..]),
+                        };
+                        // Cookie names are case-sensitive for AWS; `admits`
+                        // compares case-insensitively, so check exactly here.
+                        let name = String::from_utf8_lossy(k);
+                        let admitted = match pattern {
+                            Pattern::All => true,
+                            Pattern::Included(l) => l.iter().any(|n| *n == name),
+                            Pattern::Excluded(l) => !l.iter().any(|n| *n == name),
+                        };
+                        if !admitted {
+                            continue;
+                        }
+                        if matches!(scope, Scope::All | Scope::Key) {
+                            items.push(Cow::Owned(k.to_vec()));
+                        }
+                        if matches!(scope, Scope::All | Scope::Value) {
+                            items.push(Cow::Owned(v.to_vec()));
+                        }
+                    }
+                }
+                Values { items, forced: over_decision(over, *oversize) }
+            }
+            Field::Body(oversize) => {
+                let (body, more) = r.body;
+                Values { items: vec![Cow::Borrowed(body)], forced: over_decision(more, *oversize) }
+            }
+        }
+    }
+}
+
+fn over_decision(over: bool, handling: Oversize) -> Option<bool> {
+    match (over, handling) {
+        (false, _) | (true, Oversize::Continue) => None,
+        (true, Oversize::Match) => Some(true),
+        (true, Oversize::NoMatch) => Some(false),
+    }
+}
+
+fn oversize(path: &str, v: Option<&str>) -> Result<Oversize, WafError> {
+    match v {
+        None | Some("CONTINUE") => Ok(Oversize::Continue),
+        Some("MATCH") => Ok(Oversize::Match),
+        Some("NO_MATCH") => Ok(Oversize::NoMatch),
+        Some(other) => Err(err(path, format!("{other:?} is not CONTINUE, MATCH or NO_MATCH"))),
+    }
+}
+
+fn multi(path: &str, m: &MultiJson) -> Result<(Pattern, Scope, Oversize), WafError> {
+    let p = &m.match_pattern;
+    let pattern = match (&p.all, &p.included, &p.excluded) {
+        (Some(_), None, None) => Pattern::All,
+        (None, Some(l), None) => Pattern::Included(l.clone()),
+        (None, None, Some(l)) => Pattern::Excluded(l.clone()),
+        _ => return Err(err(&format!("{path}.MatchPattern"), "set exactly one of All, Included…, Excluded…")),
+    };
+    let scope = match m.match_scope.as_str() {
+        "ALL" => Scope::All,
+        "KEY" => Scope::Key,
+        "VALUE" => Scope::Value,
+        other => return Err(err(&format!("{path}.MatchScope"), format!("{other:?} is not ALL, KEY or VALUE"))),
+    };
+    Ok((pattern, scope, oversize(&format!("{path}.OversizeHandling"), Some(&m.oversize_handling))?))
+}
+
+fn transforms(path: &str, list: &[TransformJson]) -> Result<Vec<Transform>, WafError> {
+    if list.is_empty() {
+        return Err(err(path, "at least one transformation is required (use NONE)"));
+    }
+    let mut sorted: Vec<(i64, Transform)> = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let kind = Transform::parse(&t.kind).map_err(|e| err(&format!("{path}[{i}].Type"), e))?;
+        if sorted.iter().any(|(p, _)| *p == t.priority) {
+            return Err(err(&format!("{path}[{i}].Priority"), "priorities must be unique"));
+        }
+        sorted.push((t.priority, kind));
+    }
+    sorted.sort_by_key(|(p, _)| *p);
+    Ok(sorted.into_iter().map(|(_, t)| t).filter(|t| *t != Transform::None).collect())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Exactly,
+    StartsWith,
+    EndsWith,
+    Contains,
+    ContainsWord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Le,
+    Lt,
+    Ge,
+    Gt,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Bytes { needle: Vec<u8>, position: Position },
+    Regex(Regex),
+    RegexSet(Arc<RegexPatternSet>),
+    Size { cmp: Cmp, size: u64 },
+    Sqli { high: bool },
+    Xss,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+impl Matcher {
+    fn matches(&self, v: &[u8]) -> bool {
+        match self {
+            Matcher::Bytes { needle, position } => match position {
+                Position::Exactly => v == needle.as_slice(),
+                Position::StartsWith => v.starts_with(needle),
+                Position::EndsWith => v.ends_with(needle),
+                Position::Contains => memfind(v, needle).is_some(),
+                // AWS: the string equals the value or is bounded by non-word
+                // characters or the value's ends.
+                Position::ContainsWord => {
+                    let mut from = 0;
+                    while let Some(i) = memfind(&v[from..], needle) {
+                        let start = from + i;
+                        let end = start + needle.len();
+                        let left = start == 0 || !is_word(v[start - 1]);
+                        let right = end == v.len() || !is_word(v[end]);
+                        if left && right {
+                            return true;
+                        }
+                        from = start + 1;
+                    }
+                    false
+                }
+            },
+            Matcher::Regex(r) => r.is_match(v),
+            Matcher::RegexSet(s) => s.set.is_match(v),
+            Matcher::Size { cmp, size } => {
+                let n = v.len() as u64;
+                match cmp {
+                    Cmp::Eq => n == *size,
+                    Cmp::Ne => n != *size,
+                    Cmp::Le => n <= *size,
+                    Cmp::Lt => n < *size,
+                    Cmp::Ge => n >= *size,
+                    Cmp::Gt => n > *size,
+                }
+            }
+            Matcher::Sqli { high } => detect::is_sqli(v, *high),
+            Matcher::Xss => detect::is_xss(v),
+        }
+    }
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Debug, Clone)]
+enum ForwardedPosition {
+    First,
+    Last,
+    Any,
+}
+
+#[derive(Debug, Clone)]
+struct Forwarded {
+    header: String,
+    fallback_match: bool,
+    position: ForwardedPosition,
+}
+
+#[derive(Debug, Clone)]
+enum Statement {
+    Inspect { field: Field, transforms: Vec<Transform>, matcher: Matcher },
+    IpSet { set: Arc<IpSet>, forwarded: Option<Forwarded> },
+    Label { namespace: bool, key: String },
+    And(Vec<Statement>),
+    Or(Vec<Statement>),
+    Not(Box<Statement>),
+}
+
+fn compile_statement(path: &str, s: &StatementJson, sets: &dyn Sets, depth: usize) -> Result<Statement, WafError> {
+    if depth > MAX_DEPTH {
+        return Err(err(path, format!("statements nest at most {MAX_DEPTH} deep")));
+    }
+    let mut out: Vec<Statement> = Vec::new();
+    let inspect =
+        |name: &str, field: &FieldJson, tt: &[TransformJson], matcher: Matcher| -> Result<Statement, WafError> {
+            Ok(Statement::Inspect {
+                field: Field::compile(&format!("{path}.{name}.FieldToMatch"), field)?,
+                transforms: transforms(&format!("{path}.{name}.TextTransformations"), tt)?,
+                matcher,
+            })
+        };
+    if let Some(b) = &s.byte_match {
+        let p = format!("{path}.ByteMatchStatement");
+        if b.search_string.is_empty() || b.search_string.len() > MAX_SEARCH {
+            return Err(err(&format!("{p}.SearchString"), format!("must be 1 to {MAX_SEARCH} bytes")));
+        }
+        let position = match b.positional_constraint.as_str() {
+            "EXACTLY" => Position::Exactly,
+            "STARTS_WITH" => Position::StartsWith,
+            "ENDS_WITH" => Position::EndsWith,
+            "CONTAINS" => Position::Contains,
+            "CONTAINS_WORD" => {
+                if !b.search_string.bytes().all(is_word) {
+                    return Err(err(&format!("{p}.SearchString"), "CONTAINS_WORD needs letters, digits and _ only"));
+                }
+                Position::ContainsWord
+            }
+            other => {
+                return Err(err(
+                    &format!("{p}.PositionalConstraint"),
+                    format!("{other:?} is not EXACTLY, STARTS_WITH, ENDS_WITH, CONTAINS or CONTAINS_WORD"),
+                ));
+            }
+        };
+        let matcher = Matcher::Bytes { needle: b.search_string.as_bytes().to_vec(), position };
+        out.push(inspect("ByteMatchStatement", &b.field_to_match, &b.text_transformations, matcher)?);
+    }
+    if let Some(r) = &s.regex_match {
+        let re = regex(&format!("{path}.RegexMatchStatement.RegexString"), &r.regex_string)?;
+        out.push(inspect("RegexMatchStatement", &r.field_to_match, &r.text_transformations, Matcher::Regex(re))?);
+    }
+    if let Some(r) = &s.regex_pattern_set {
+        let p = format!("{path}.RegexPatternSetReferenceStatement");
+        let set = sets.regex_set(arn_id(&r.arn)).ok_or_else(|| {
+            err(&format!("{p}.ARN"), format!("regex pattern set {:?} does not exist", arn_id(&r.arn)))
+        })?;
+        out.push(inspect(
+            "RegexPatternSetReferenceStatement",
+            &r.field_to_match,
+            &r.text_transformations,
+            Matcher::RegexSet(set),
+        )?);
+    }
+    if let Some(i) = &s.ip_set {
+        let p = format!("{path}.IPSetReferenceStatement");
+        let set = sets
+            .ip_set(arn_id(&i.arn))
+            .ok_or_else(|| err(&format!("{p}.ARN"), format!("IP set {:?} does not exist", arn_id(&i.arn))))?;
+        let forwarded = match &i.forwarded_ip_config {
+            None => None,
+            Some(f) => {
+                let fp = format!("{p}.IPSetForwardedIPConfig");
+                let fallback_match = match f.fallback_behavior.as_str() {
+                    "MATCH" => true,
+                    "NO_MATCH" => false,
+                    o => return Err(err(&format!("{fp}.FallbackBehavior"), format!("{o:?} is not MATCH or NO_MATCH"))),
+                };
+                let position = match f.position.as_str() {
+                    "FIRST" => ForwardedPosition::First,
+                    "LAST" => ForwardedPosition::Last,
+                    "ANY" => ForwardedPosition::Any,
+                    o => return Err(err(&format!("{fp}.Position"), format!("{o:?} is not FIRST, LAST or ANY"))),
+                };
+                Some(Forwarded { header: f.header_name.to_ascii_lowercase(), fallback_match, position })
+            }
+        };
+        out.push(Statement::IpSet { set, forwarded });
+    }
+    if let Some(c) = &s.size_constraint {
+        let cmp = match c.comparison_operator.as_str() {
+            "EQ" => Cmp::Eq,
+            "NE" => Cmp::Ne,
+            "LE" => Cmp::Le,
+            "LT" => Cmp::Lt,
+            "GE" => Cmp::Ge,
+            "GT" => Cmp::Gt,
+            o => {
+                return Err(err(
+                    &format!("{path}.SizeConstraintStatement.ComparisonOperator"),
+                    format!("{o:?} is not EQ, NE, LE, LT, GE or GT"),
+                ));
+            }
+        };
+        let m = Matcher::Size { cmp, size: c.size };
+        out.push(inspect("SizeConstraintStatement", &c.field_to_match, &c.text_transformations, m)?);
+    }
+    if let Some(q) = &s.sqli_match {
+        let high = match q.sensitivity_level.as_deref() {
+            None | Some("LOW") => false,
+            Some("HIGH") => true,
+            Some(o) => {
+                return Err(err(
+                    &format!("{path}.SqliMatchStatement.SensitivityLevel"),
+                    format!("{o:?} is not LOW or HIGH"),
+                ));
+            }
+        };
+        out.push(inspect("SqliMatchStatement", &q.field_to_match, &q.text_transformations, Matcher::Sqli { high })?);
+    }
+    if let Some(x) = &s.xss_match {
+        out.push(inspect("XssMatchStatement", &x.field_to_match, &x.text_transformations, Matcher::Xss)?);
+    }
+    if let Some(l) = &s.label_match {
+        let p = format!("{path}.LabelMatchStatement");
+        let namespace = match l.scope.as_str() {
+            "LABEL" => false,
+            "NAMESPACE" => true,
+            o => return Err(err(&format!("{p}.Scope"), format!("{o:?} is not LABEL or NAMESPACE"))),
+        };
+        check_label(&format!("{p}.Key"), &l.key)?;
+        out.push(Statement::Label { namespace, key: short_label(&l.key).to_owned() });
+    }
+    for (name, list) in [("AndStatement", &s.and), ("OrStatement", &s.or)] {
+        if let Some(list) = list {
+            let p = format!("{path}.{name}.Statements");
+            if list.statements.len() < 2 {
+                return Err(err(&p, "needs at least two statements"));
+            }
+            let inner = list
+                .statements
+                .iter()
+                .enumerate()
+                .map(|(i, st)| compile_statement(&format!("{p}[{i}]"), st, sets, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(if name == "AndStatement" { Statement::And(inner) } else { Statement::Or(inner) });
+        }
+    }
+    if let Some(n) = &s.not {
+        out.push(Statement::Not(Box::new(compile_statement(
+            &format!("{path}.NotStatement.Statement"),
+            &n.statement,
+            sets,
+            depth + 1,
+        )?)));
+    }
+    for (name, present) in [
+        ("GeoMatchStatement", s.geo_match.is_some()),
+        ("RateBasedStatement", s.rate_based.is_some()),
+        ("ManagedRuleGroupStatement", s.managed_rule_group.is_some()),
+        ("RuleGroupReferenceStatement", s.rule_group_reference.is_some()),
+    ] {
+        if present {
+            return Err(err(&format!("{path}.{name}"), format!("{name} is not supported by shardgate yet")));
+        }
+    }
+    match out.len() {
+        1 => Ok(out.remove(0)),
+        0 => Err(err(path, "a statement needs exactly one member (e.g. ByteMatchStatement)")),
+        _ => Err(err(path, "a statement has exactly one member; nest several in AndStatement or OrStatement")),
+    }
+}
+
+fn check_label(path: &str, s: &str) -> Result<(), WafError> {
+    // AWS: ^[0-9A-Za-z_\-:]+$, at most 5 namespaces, parts up to 128.
+    let ok = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'))
+        && s.split(':').all(|p| p.len() <= 128);
+    if ok { Ok(()) } else { Err(err(path, format!("{s:?} is not a label (letters, digits, _ - :)"))) }
+}
+
+/// Strips the `awswaf:<account>:webacl:<name>:` prefix of a fully
+/// qualified label; shardgate keeps labels as the rules wrote them.
+fn short_label(s: &str) -> &str {
+    let parts: Vec<&str> = s.splitn(5, ':').collect();
+    if parts.len() == 5 && parts[0] == "awswaf" && parts[2] == "webacl" { parts[4] } else { s }
+}
+
+/// Whether a request matched, for one evaluation.
+struct Ctx<'a, 'r> {
+    req: &'a RequestView<'r>,
+    labels: &'a [Arc<str>],
+}
+
+fn forwarded_ips(value: &str, position: &ForwardedPosition) -> Vec<Option<IpAddr>> {
+    let all: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let parse = |s: &str| s.parse::<IpAddr>().ok();
+    match position {
+        ForwardedPosition::First => all.first().map(|s| vec![parse(s)]).unwrap_or_default(),
+        ForwardedPosition::Last => all.last().map(|s| vec![parse(s)]).unwrap_or_default(),
+        // AWS inspects at most 10 addresses with ANY.
+        ForwardedPosition::Any => all.iter().take(10).map(|s| parse(s)).collect(),
+    }
+}
+
+impl Statement {
+    fn eval(&self, c: &Ctx<'_, '_>) -> bool {
+        match self {
+            Statement::Inspect { field, transforms, matcher } => {
+                let values = field.values(c.req);
+                // Oversize handling MATCH / NO_MATCH decides without inspection.
+                if let Some(decided) = values.forced {
+                    return decided;
+                }
+                values.items.iter().any(|v| matcher.matches(&apply_all(transforms, v)))
+            }
+            Statement::IpSet { set, forwarded } => match forwarded {
+                None => set.contains(c.req.client_ip),
+                Some(f) => {
+                    let Some(value) = c.req.headers.get(f.header.as_str()).and_then(|v| v.to_str().ok()) else {
+                        return f.fallback_match;
+                    };
+                    let ips = forwarded_ips(value, &f.position);
+                    if ips.is_empty() || ips.iter().any(Option::is_none) {
+                        // A missing or malformed address: the fallback decides.
+                        if !ips.iter().flatten().any(|ip| set.contains(*ip)) {
+                            return f.fallback_match;
+                        }
+                    }
+                    ips.iter().flatten().any(|ip| set.contains(*ip))
+                }
+            },
+            Statement::Label { namespace, key } => c.labels.iter().any(|l| {
+                if *namespace {
+                    let ns = key.trim_end_matches(':');
+                    l.starts_with(&format!("{ns}:")[..])
+                } else {
+                    &**l == key.as_str() || l.ends_with(&format!(":{key}")[..])
+                }
+            }),
+            Statement::And(list) => list.iter().all(|s| s.eval(c)),
+            Statement::Or(list) => list.iter().any(|s| s.eval(c)),
+            Statement::Not(s) => !s.eval(c),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum RuleAction {
+    Allow,
+    Block(BlockResponse),
+    Count,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: Arc<str>,
+    statement: Statement,
+    action: RuleAction,
+    labels: Vec<Arc<str>>,
+    sampled: bool,
+}
+
+/// A compiled web ACL.
+#[derive(Debug, Clone)]
+pub struct WebAcl {
+    /// `Name`.
+    pub name: Arc<str>,
+    rules: Vec<Rule>,
+    default: Action,
+    /// Whether sampling is on for the default action.
+    pub sampled: bool,
+}
+
+fn compile_action(
+    path: &str,
+    a: &ActionJson,
+    bodies: &HashMap<&str, (&str, &str)>,
+    allow_count: bool,
+) -> Result<RuleAction, WafError> {
+    let mut found = Vec::new();
+    if a.allow.is_some() {
+        found.push(RuleAction::Allow);
+    }
+    if a.count.is_some() {
+        if !allow_count {
+            return Err(err(&format!("{path}.Count"), "a default action is Allow or Block"));
+        }
+        found.push(RuleAction::Count);
+    }
+    if let Some(b) = &a.block {
+        let mut resp = BlockResponse::default_403();
+        if let Some(c) = &b.custom_response {
+            let cp = format!("{path}.Block.CustomResponse");
+            if !(200..=599).contains(&c.response_code) {
+                return Err(err(&format!("{cp}.ResponseCode"), "must be 200 to 599"));
+            }
+            resp.status = c.response_code;
+            if let Some(key) = &c.custom_response_body_key {
+                let (ct, body) = bodies.get(key.as_str()).ok_or_else(|| {
+                    err(&format!("{cp}.CustomResponseBodyKey"), format!("no CustomResponseBodies entry named {key:?}"))
+                })?;
+                resp.body = Some(((*ct).to_owned(), (*body).to_owned()));
+            }
+            for (i, h) in c.response_headers.iter().flatten().enumerate() {
+                let ok = !h.name.is_empty() && h.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !ok {
+                    return Err(err(&format!("{cp}.ResponseHeaders[{i}].Name"), "not a header name"));
+                }
+                // AWS prefixes custom header names with x-amzn-waf-.
+                resp.headers.push((format!("x-amzn-waf-{}", h.name.to_ascii_lowercase()), h.value.clone()));
+            }
+        }
+        found.push(RuleAction::Block(resp));
+    }
+    if a.captcha.is_some() || a.challenge.is_some() {
+        return Err(err(path, "Captcha and Challenge actions are not supported by shardgate"));
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(err(path, "an action needs exactly one of Allow, Block, Count")),
+        _ => Err(err(path, "set exactly one action")),
+    }
+}
+
+impl WebAcl {
+    /// Compiles a web ACL, resolving set references through `sets`.
+    pub fn compile(json: &WebAclJson, sets: &dyn Sets) -> Result<Self, WafError> {
+        let name = match &json.name {
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 128
+                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) =>
+            {
+                n
+            }
+            Some(_) => return Err(err("Name", "1 to 128 letters, digits, - or _")),
+            None => return Err(err("Name", "required")),
+        };
+        if let Some(scope) = &json.scope
+            && !matches!(scope.as_str(), "CLOUDFRONT" | "REGIONAL")
+        {
+            return Err(err("Scope", "must be CLOUDFRONT or REGIONAL"));
+        }
+        if json.visibility_config.is_none() {
+            return Err(err("VisibilityConfig", "required"));
+        }
+        let mut bodies = HashMap::new();
+        for (k, b) in json.custom_response_bodies.iter().flatten() {
+            let ct = match b.content_type.as_str() {
+                "TEXT_PLAIN" => "text/plain; charset=utf-8",
+                "TEXT_HTML" => "text/html; charset=utf-8",
+                "APPLICATION_JSON" => "application/json",
+                o => {
+                    return Err(err(
+                        &format!("CustomResponseBodies.{k}.ContentType"),
+                        format!("{o:?} is not supported"),
+                    ));
+                }
+            };
+            bodies.insert(k.as_str(), (ct, b.content.as_str()));
+        }
+        let default = match &json.default_action {
+            None => return Err(err("DefaultAction", "required")),
+            Some(a) => match compile_action("DefaultAction", a, &bodies, false)? {
+                RuleAction::Allow => Action::Allow,
+                RuleAction::Block(b) => Action::Block(b),
+                RuleAction::Count => Action::Allow,
+            },
+        };
+        let rules_json: &[RuleJson] = json.rules.as_deref().unwrap_or_default();
+        if rules_json.len() > MAX_RULES {
+            return Err(err("Rules", format!("at most {MAX_RULES} rules")));
+        }
+        let mut rules: Vec<(i64, Rule)> = Vec::with_capacity(rules_json.len());
+        for (i, r) in rules_json.iter().enumerate() {
+            let p = format!("Rules[{i}]");
+            let ok = !r.name.is_empty()
+                && r.name.len() <= 128
+                && r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !ok {
+                return Err(err(&format!("{p}.Name"), "1 to 128 letters, digits, - or _"));
+            }
+            if rules.iter().any(|(_, x)| *x.name == *r.name) {
+                return Err(err(&format!("{p}.Name"), format!("rule name {:?} is used twice", r.name)));
+            }
+            if r.priority < 0 || rules.iter().any(|(prio, _)| *prio == r.priority) {
+                return Err(err(&format!("{p}.Priority"), "priorities are unique and not negative"));
+            }
+            if r.override_action.is_some() {
+                return Err(err(
+                    &format!("{p}.OverrideAction"),
+                    "only for rule groups, which shardgate does not support",
+                ));
+            }
+            let action = match &r.action {
+                Some(a) => compile_action(&format!("{p}.Action"), a, &bodies, true)?,
+                None => return Err(err(&format!("{p}.Action"), "required")),
+            };
+            let statement = compile_statement(&format!("{p}.Statement"), &r.statement, sets, 0)?;
+            let mut labels = Vec::new();
+            for (j, l) in r.rule_labels.iter().flatten().enumerate() {
+                check_label(&format!("{p}.RuleLabels[{j}].Name"), &l.name)?;
+                labels.push(Arc::from(l.name.as_str()));
+            }
+            rules.push((
+                r.priority,
+                Rule {
+                    name: Arc::from(r.name.as_str()),
+                    statement,
+                    action,
+                    labels,
+                    sampled: r.visibility_config.sampled_requests_enabled,
+                },
+            ));
+        }
+        rules.sort_by_key(|(p, _)| *p);
+        Ok(WebAcl {
+            name: Arc::from(name.as_str()),
+            rules: rules.into_iter().map(|(_, r)| r).collect(),
+            default,
+            sampled: json.visibility_config.as_ref().is_some_and(|v| v.sampled_requests_enabled),
+        })
+    }
+
+    /// Rule names in evaluation order.
+    pub fn rule_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.rules.iter().map(|r| &r.name)
+    }
+
+    /// Whether sampling is on for `rule` (`None`: the default action).
+    pub fn sampled(&self, rule: Option<&str>) -> bool {
+        match rule {
+            None => self.sampled,
+            Some(n) => self.rules.iter().any(|r| &*r.name == n && r.sampled),
+        }
+    }
+
+    /// Evaluates one request.
+    pub fn evaluate(&self, req: &RequestView<'_>) -> Verdict {
+        let mut labels: Vec<Arc<str>> = Vec::new();
+        let mut counted = Vec::new();
+        for rule in &self.rules {
+            let matched = rule.statement.eval(&Ctx { req, labels: &labels });
+            if !matched {
+                continue;
+            }
+            labels.extend(rule.labels.iter().cloned());
+            match &rule.action {
+                RuleAction::Count => counted.push(Arc::clone(&rule.name)),
+                RuleAction::Allow => {
+                    return Verdict { action: Action::Allow, rule: Some(Arc::clone(&rule.name)), counted, labels };
+                }
+                RuleAction::Block(b) => {
+                    return Verdict {
+                        action: Action::Block(b.clone()),
+                        rule: Some(Arc::clone(&rule.name)),
+                        counted,
+                        labels,
+                    };
+                }
+            }
+        }
+        Verdict { action: self.default.clone(), rule: None, counted, labels }
+    }
+
+    /// Whether the ACL needs only the client address (IP sets, labels and
+    /// boolean combinations of them): the stream gateway can run it at accept.
+    pub fn address_only(&self) -> bool {
+        fn only(s: &Statement) -> bool {
+            match s {
+                Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
+                Statement::And(l) | Statement::Or(l) => l.iter().all(only),
+                Statement::Not(s) => only(s),
+                _ => false,
+            }
+        }
+        self.rules.iter().all(|r| only(&r.statement))
+    }
+}
+
+#[cfg(test)]
+mod tests;

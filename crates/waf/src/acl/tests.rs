@@ -1,0 +1,345 @@
+use super::*;
+use http::HeaderValue;
+
+/// The rule of seed 003, verbatim.
+const SEED_RULE: &str = r#"{"Name": "StringMatch","Priority": 0,"Action": {"Block": {}},"VisibilityConfig": {"SampledRequestsEnabled": true,"CloudWatchMetricsEnabled": true,"MetricName": "StringMatch"},"Statement": {"OrStatement": {"Statements": [{"ByteMatchStatement": {"FieldToMatch": {"Headers": {"MatchScope": "ALL","MatchPattern": {"All": {}},"OversizeHandling": "CONTINUE"}},"PositionalConstraint": "STARTS_WITH","SearchString": "PostmanRuntime","TextTransformations": [{"Type": "NONE","Priority": 0}]}},{"RegexMatchStatement": {"FieldToMatch": {"Headers": {"MatchScope": "ALL","MatchPattern": {"All": {}},"OversizeHandling": "CONTINUE"}},"TextTransformations": [{"Type": "NONE","Priority": 0}],"RegexString": "/PostmanRuntime[ \\/]+([0-9\\.]+)/gi"}}]}}
+}"#;
+
+fn acl_with(rules: &str, default: &str) -> Result<WebAcl, WafError> {
+    let text = format!(
+        r#"{{"Name": "acl", "DefaultAction": {default}, "Rules": [{rules}],
+            "VisibilityConfig": {{"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "acl"}}}}"#
+    );
+    let json: WebAclJson = serde_json::from_str(&text).map_err(|e| err("", e.to_string()))?;
+    WebAcl::compile(&json, &TestSets)
+}
+
+fn acl(rules: &str) -> WebAcl {
+    acl_with(rules, r#"{"Allow": {}}"#).expect("compiles")
+}
+
+struct TestSets;
+
+impl Sets for TestSets {
+    fn ip_set(&self, id: &str) -> Option<Arc<IpSet>> {
+        (id == "denied").then(|| {
+            let json: IpSetJson =
+                serde_json::from_str(r#"{"IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32", "10.0.0.0/8"]}"#)
+                    .expect("ipset json");
+            Arc::new(IpSet::compile(&json).expect("ipset"))
+        })
+    }
+    fn regex_set(&self, id: &str) -> Option<Arc<RegexPatternSet>> {
+        (id == "bots").then(|| {
+            let json: RegexSetJson = serde_json::from_str(
+                r#"{"RegularExpressionList": [{"RegexString": "(?i)curl/"}, {"RegexString": "^python-requests"}]}"#,
+            )
+            .expect("json");
+            Arc::new(RegexPatternSet::compile(&json).expect("set"))
+        })
+    }
+}
+
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    query: &'static str,
+    headers: HeaderMap,
+    ip: IpAddr,
+}
+
+fn req(headers: &[(&'static str, &str)]) -> Req {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(*k, HeaderValue::from_str(v).expect("value"));
+    }
+    Req { method: "GET", path: "/example.file", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") }
+}
+
+impl Req {
+    fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: self.method,
+            uri_path: self.path,
+            query: self.query,
+            headers: &self.headers,
+            body: (b"", false),
+            client_ip: self.ip,
+        }
+    }
+}
+
+fn blocked(acl: &WebAcl, r: &Req) -> bool {
+    matches!(acl.evaluate(&r.view()).action, Action::Block(_))
+}
+
+#[test]
+fn the_seed_rule_blocks_postman_and_lets_unreal_through() {
+    let acl = acl(SEED_RULE);
+    let v = acl.evaluate(&req(&[("user-agent", "PostmanRuntime/7.29.2")]).view());
+    assert_eq!(v.action, Action::Block(BlockResponse::default_403()));
+    assert_eq!(v.rule.as_deref(), Some("StringMatch"));
+    let v = acl.evaluate(&req(&[("user-agent", "X-UnrealEngine-Agent")]).view());
+    assert_eq!((v.action, v.rule), (Action::Allow, None));
+    // The regex is taken literally, as AWS does: the slashes and "gi" are part of it.
+    assert!(!blocked(&acl, &req(&[("user-agent", "postmanruntime/7.1")])), "STARTS_WITH is case-sensitive");
+}
+
+#[test]
+fn count_records_and_goes_on() {
+    let acl = acl(&SEED_RULE.replace(r#""Action": {"Block": {}}"#, r#""Action": {"Count": {}}"#));
+    let v = acl.evaluate(&req(&[("user-agent", "PostmanRuntime/7.29.2")]).view());
+    assert_eq!(v.action, Action::Allow);
+    assert_eq!(v.counted, vec![Arc::from("StringMatch")]);
+}
+
+fn rule(name: &str, priority: i64, action: &str, statement: &str) -> String {
+    format!(
+        r#"{{"Name": "{name}", "Priority": {priority}, "Action": {{"{action}": {{}}}}, "Statement": {statement},
+            "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "{name}"}}}}"#
+    )
+}
+
+fn byte(field: &str, position: &str, search: &str, transforms: &str) -> String {
+    format!(
+        r#"{{"ByteMatchStatement": {{"FieldToMatch": {field}, "PositionalConstraint": "{position}",
+            "SearchString": "{search}", "TextTransformations": {transforms}}}}}"#
+    )
+}
+
+const NONE: &str = r#"[{"Type": "NONE", "Priority": 0}]"#;
+
+#[test]
+fn byte_match_positions() {
+    let ua = r#"{"SingleHeader": {"Name": "User-Agent"}}"#;
+    for (position, search, value, want) in [
+        ("EXACTLY", "bot", "bot", true),
+        ("EXACTLY", "bot", "bots", false),
+        ("STARTS_WITH", "bot", "bot/1", true),
+        ("ENDS_WITH", "bot", "a-bot", true),
+        ("CONTAINS", "bot", "robotics", true),
+        ("CONTAINS_WORD", "bot", "a bot!", true),
+        ("CONTAINS_WORD", "bot", "robotics", false),
+        ("CONTAINS_WORD", "bot", "bot", true),
+    ] {
+        let acl = acl(&rule("r", 0, "Block", &byte(ua, position, search, NONE)));
+        assert_eq!(blocked(&acl, &req(&[("user-agent", value)])), want, "{position} {search} in {value}");
+    }
+}
+
+#[test]
+fn fields_to_match() {
+    let mut r = req(&[("cookie", "session=abc; lang=zh"), ("x-a", "1")]);
+    r.path = "/admin/panel";
+    r.query = "id=5&debug=true&ID=7";
+    r.method = "HEAD";
+    let cases = [
+        (r#"{"UriPath": {}}"#, "STARTS_WITH", "/admin", true),
+        (r#"{"QueryString": {}}"#, "CONTAINS", "debug=true", true),
+        (r#"{"SingleQueryArgument": {"Name": "id"}}"#, "EXACTLY", "7", true),
+        (r#"{"SingleQueryArgument": {"Name": "missing"}}"#, "EXACTLY", "7", false),
+        (r#"{"AllQueryArguments": {}}"#, "EXACTLY", "true", true),
+        (r#"{"AllQueryArguments": {}}"#, "EXACTLY", "debug", false),
+        (r#"{"Method": {}}"#, "EXACTLY", "HEAD", true),
+        (
+            r#"{"Cookies": {"MatchPattern": {"IncludedCookies": ["lang"]}, "MatchScope": "VALUE", "OversizeHandling": "CONTINUE"}}"#,
+            "EXACTLY",
+            "zh",
+            true,
+        ),
+        (
+            r#"{"Cookies": {"MatchPattern": {"IncludedCookies": ["lang"]}, "MatchScope": "VALUE", "OversizeHandling": "CONTINUE"}}"#,
+            "EXACTLY",
+            "abc",
+            false,
+        ),
+        (
+            r#"{"Cookies": {"MatchPattern": {"All": {}}, "MatchScope": "KEY", "OversizeHandling": "CONTINUE"}}"#,
+            "EXACTLY",
+            "session",
+            true,
+        ),
+        (
+            r#"{"Headers": {"MatchPattern": {"ExcludedHeaders": ["x-a"]}, "MatchScope": "VALUE", "OversizeHandling": "CONTINUE"}}"#,
+            "EXACTLY",
+            "1",
+            false,
+        ),
+        (
+            r#"{"Headers": {"MatchPattern": {"IncludedHeaders": ["X-A"]}, "MatchScope": "KEY", "OversizeHandling": "CONTINUE"}}"#,
+            "EXACTLY",
+            "x-a",
+            true,
+        ),
+        (r#"{"Body": {"OversizeHandling": "CONTINUE"}}"#, "CONTAINS", "x", false),
+    ];
+    for (field, position, search, want) in cases {
+        let acl = acl(&rule("r", 0, "Block", &byte(field, position, search, NONE)));
+        assert_eq!(blocked(&acl, &r), want, "{field} {position} {search}");
+    }
+}
+
+#[test]
+fn oversize_headers_follow_the_handling() {
+    let many: Vec<(&'static str, String)> = (0..250).map(|i| ("x-pad", format!("v{i}"))).collect();
+    let mut h = HeaderMap::new();
+    for (k, v) in &many {
+        h.append(*k, HeaderValue::from_str(v).expect("v"));
+    }
+    h.append("x-late", HeaderValue::from_static("evil"));
+    let r = Req { method: "GET", path: "/", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") };
+    for (handling, want) in [("CONTINUE", false), ("MATCH", true), ("NO_MATCH", false)] {
+        let field = format!(
+            r#"{{"Headers": {{"MatchPattern": {{"All": {{}}}}, "MatchScope": "VALUE", "OversizeHandling": "{handling}"}}}}"#
+        );
+        let acl = acl(&rule("r", 0, "Block", &byte(&field, "EXACTLY", "evil", NONE)));
+        assert_eq!(blocked(&acl, &r), want, "{handling}: the header past 200 is not inspected");
+    }
+}
+
+#[test]
+fn transformations_apply_in_priority_order() {
+    let q = r#"{"QueryString": {}}"#;
+    let t = r#"[{"Type": "LOWERCASE", "Priority": 2}, {"Type": "URL_DECODE", "Priority": 1}]"#;
+    let acl = acl(&rule("r", 0, "Block", &byte(q, "CONTAINS", "<script>", t)));
+    let mut r = req(&[]);
+    r.query = "q=%3CSCRIPT%3E";
+    assert!(blocked(&acl, &r));
+    let bad = acl_with(
+        &rule("r", 0, "Block", &byte(q, "CONTAINS", "x", r#"[{"Type": "MD5", "Priority": 0}]"#)),
+        r#"{"Allow": {}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(bad.path, "Rules[0].Statement.ByteMatchStatement.TextTransformations[0].Type");
+}
+
+#[test]
+fn regex_sets_ips_sizes_sqli_xss() {
+    let ua = r#"{"SingleHeader": {"Name": "user-agent"}}"#;
+    let set = format!(
+        r#"{{"RegexPatternSetReferenceStatement": {{"ARN": "arn:aws:wafv2:us-east-1:1:global/regexpatternset/bots/bots", "FieldToMatch": {ua}, "TextTransformations": {NONE}}}}}"#
+    );
+    let acl1 = acl(&rule("r", 0, "Block", &set));
+    assert!(blocked(&acl1, &req(&[("user-agent", "CURL/8.0")])));
+    assert!(!blocked(&acl1, &req(&[("user-agent", "UnrealEngine")])));
+
+    let ip = r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#;
+    let acl2 = acl(&rule("r", 0, "Block", ip));
+    let mut r = req(&[]);
+    assert!(!blocked(&acl2, &r));
+    r.ip = "127.0.0.2".parse().expect("ip");
+    assert!(blocked(&acl2, &r));
+    r.ip = "::ffff:10.1.2.3".parse().expect("ip");
+    assert!(blocked(&acl2, &r), "v4-mapped addresses count as IPv4");
+
+    let fwd = r#"{"IPSetReferenceStatement": {"ARN": "denied", "IPSetForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "MATCH", "Position": "FIRST"}}}"#;
+    let acl3 = acl(&rule("r", 0, "Block", fwd));
+    assert!(blocked(&acl3, &req(&[("x-forwarded-for", "10.9.9.9, 1.1.1.1")])));
+    assert!(!blocked(&acl3, &req(&[("x-forwarded-for", "1.1.1.1, 10.9.9.9")])));
+    assert!(blocked(&acl3, &req(&[])), "no header: the fallback matches");
+    assert!(blocked(&acl3, &req(&[("x-forwarded-for", "garbage")])), "malformed: the fallback matches");
+
+    let size = format!(
+        r#"{{"SizeConstraintStatement": {{"FieldToMatch": {{"QueryString": {{}}}}, "ComparisonOperator": "GT", "Size": 10, "TextTransformations": {NONE}}}}}"#
+    );
+    let acl4 = acl(&rule("r", 0, "Block", &size));
+    let mut r = req(&[]);
+    r.query = "a=1";
+    assert!(!blocked(&acl4, &r));
+    r.query = "a=12345678901";
+    assert!(blocked(&acl4, &r));
+
+    let sqli = r#"{"SqliMatchStatement": {"FieldToMatch": {"AllQueryArguments": {}}, "TextTransformations": [{"Type": "URL_DECODE", "Priority": 0}]}}"#;
+    let acl5 = acl(&rule("r", 0, "Block", sqli));
+    r.query = "id=1%27%20OR%20%271%27%3D%271";
+    assert!(blocked(&acl5, &r));
+    r.query = "id=42&name=O%27Brien";
+    assert!(!blocked(&acl5, &r));
+
+    let xss = r#"{"XssMatchStatement": {"FieldToMatch": {"QueryString": {}}, "TextTransformations": [{"Type": "URL_DECODE", "Priority": 0}, {"Type": "HTML_ENTITY_DECODE", "Priority": 1}]}}"#;
+    let acl6 = acl(&rule("r", 0, "Block", xss));
+    r.query = "q=%26lt%3Bscript%26gt%3Balert(1)";
+    assert!(blocked(&acl6, &r));
+    r.query = "q=tom%20%26%20jerry";
+    assert!(!blocked(&acl6, &r));
+}
+
+#[test]
+fn and_or_not_priorities_and_labels() {
+    let ua = r#"{"SingleHeader": {"Name": "user-agent"}}"#;
+    let is_bot = byte(ua, "CONTAINS", "bot", NONE);
+    let is_good = byte(ua, "CONTAINS", "goodbot", NONE);
+    let and =
+        format!(r#"{{"AndStatement": {{"Statements": [{is_bot}, {{"NotStatement": {{"Statement": {is_good}}}}}]}}}}"#);
+    let label = r#"{"LabelMatchStatement": {"Scope": "LABEL", "Key": "bots:bad"}}"#;
+    let ns = r#"{"LabelMatchStatement": {"Scope": "NAMESPACE", "Key": "bots:"}}"#;
+    // A Count rule labels bad bots; a later rule blocks on the label.
+    let labeler = rule("label-bots", 0, "Count", &and)
+        .replace(r#""Priority": 0,"#, r#""Priority": 0, "RuleLabels": [{"Name": "bots:bad"}],"#);
+    let blocker = rule("block-labelled", 5, "Block", label);
+    let ns_counter = rule("count-ns", 3, "Count", ns);
+    let acl = acl(&format!("{blocker}, {labeler}, {ns_counter}"));
+    let v = acl.evaluate(&req(&[("user-agent", "evilbot")]).view());
+    assert_eq!(v.rule.as_deref(), Some("block-labelled"));
+    assert_eq!(v.counted, vec![Arc::from("label-bots"), Arc::from("count-ns")]);
+    assert_eq!(v.labels, vec![Arc::from("bots:bad")]);
+    assert_eq!(acl.evaluate(&req(&[("user-agent", "goodbot")]).view()).action, Action::Allow);
+    // Lower priority first: an Allow at 0 wins over a Block at 1.
+    let allow_first = acl_with(
+        &format!("{}, {}", rule("b", 1, "Block", &is_bot), rule("a", 0, "Allow", &is_bot)),
+        r#"{"Block": {}}"#,
+    )
+    .expect("compiles");
+    assert_eq!(allow_first.evaluate(&req(&[("user-agent", "bot")]).view()).rule.as_deref(), Some("a"));
+    assert!(blocked(&allow_first, &req(&[("user-agent", "human")])), "default Block");
+}
+
+#[test]
+fn custom_responses() {
+    let text = r#"{"Name": "acl", "DefaultAction": {"Allow": {}},
+        "CustomResponseBodies": {"nope": {"ContentType": "APPLICATION_JSON", "Content": "{\"error\":\"blocked\"}"}},
+        "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "acl"},
+        "Rules": [{"Name": "r", "Priority": 0, "Statement": {"ByteMatchStatement": {"FieldToMatch": {"UriPath": {}},
+          "PositionalConstraint": "STARTS_WITH", "SearchString": "/admin", "TextTransformations": [{"Type": "NONE", "Priority": 0}]}},
+          "Action": {"Block": {"CustomResponse": {"ResponseCode": 429, "CustomResponseBodyKey": "nope",
+             "ResponseHeaders": [{"Name": "reason", "Value": "admin"}]}}},
+          "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "r"}}]}"#;
+    let acl = WebAcl::compile(&serde_json::from_str(text).expect("json"), &TestSets).expect("compiles");
+    let mut r = req(&[]);
+    r.path = "/admin";
+    let Action::Block(b) = acl.evaluate(&r.view()).action else { panic!("blocked") };
+    assert_eq!(b.status, 429);
+    assert_eq!(b.headers, vec![("x-amzn-waf-reason".to_owned(), "admin".to_owned())]);
+    assert_eq!(b.body, Some(("application/json".to_owned(), "{\"error\":\"blocked\"}".to_owned())));
+}
+
+#[test]
+fn errors_name_the_json_path() {
+    let ua = r#"{"SingleHeader": {"Name": "user-agent"}}"#;
+    let bad_regex = format!(
+        r#"{{"RegexMatchStatement": {{"FieldToMatch": {ua}, "TextTransformations": {NONE}, "RegexString": "(a)\\1"}}}}"#
+    );
+    let or = format!(r#"{{"OrStatement": {{"Statements": [{}, {bad_regex}]}}}}"#, byte(ua, "EXACTLY", "x", NONE));
+    let e = acl_with(&rule("r", 0, "Block", &or), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.OrStatement.Statements[1].RegexMatchStatement.RegexString");
+    let e = acl_with(&rule("r", 0, "Block", r#"{"GeoMatchStatement": {"CountryCodes": ["CN"]}}"#), r#"{"Allow": {}}"#)
+        .unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.GeoMatchStatement");
+    let e = acl_with(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "nope"}}"#), r#"{"Allow": {}}"#)
+        .unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.IPSetReferenceStatement.ARN");
+    let two = format!(
+        "{}, {}",
+        rule("r", 0, "Block", &byte(ua, "EXACTLY", "x", NONE)),
+        rule("s", 0, "Block", &byte(ua, "EXACTLY", "x", NONE))
+    );
+    assert_eq!(acl_with(&two, r#"{"Allow": {}}"#).unwrap_err().path, "Rules[1].Priority");
+    let e = acl_with(&rule("r", 0, "Block", &byte(ua, "SOMEWHERE", "x", NONE)), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.ByteMatchStatement.PositionalConstraint");
+}
+
+#[test]
+fn address_only_acls_can_run_at_accept() {
+    assert!(acl(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#)).address_only());
+    assert!(!acl(SEED_RULE).address_only());
+}

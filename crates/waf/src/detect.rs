@@ -1,0 +1,200 @@
+//! SQL-injection and cross-site-scripting detection for `SqliMatch` and
+//! `XssMatch`, in pure Rust on the linear-time `regex` crate.
+//!
+//! AWS does not document its engines (reference §3.4), and the libinjection
+//! binding crates download C sources at build time, so shardgate has its own:
+//! a set of patterns for the constructs an injection needs (a quote or
+//! number closing a value, then a boolean tautology, a `UNION SELECT`, a
+//! stacked statement, a comment that cuts the rest, a time or error
+//! function; for XSS an executable tag, an event handler attribute, a
+//! `javascript:` URL). `HIGH` sensitivity adds looser patterns that catch
+//! more and misfire more. Inputs are inspected after the statement's text
+//! transformations; detection itself lowercases and compresses whitespace.
+//! Rates against outside corpora are measured by the evaluation command,
+//! not asserted here.
+
+use std::sync::OnceLock;
+
+use regex::bytes::RegexSet;
+
+const SQLI_LOW: &[&str] = &[
+    // A closed string or number, then a boolean operator and a comparison or tautology.
+    r#"['"`)]\s*(or|and|xor|\|\||&&)\s*[('"`]*\s*[\w'"`]+\s*[('"`]*\s*(=|<>|!=|<=>|<|>|like|regexp|rlike|is\b|in\s*\()"#,
+    r#"['"`]\s*(or|and|\|\||&&)\s+['"`]?\w+['"`]?\s*(--|#|/\*|;|$)"#,
+    r#"\b(or|and)\s+\d+\s*(=|<|>|<>|!=)\s*\d+"#,
+    r#"\b(or|and)\s+(true|false)\b"#,
+    r#"\b(or|and)\s+['"]\w*['"]\s*=\s*['"]"#,
+    // UNION-based.
+    r"\bunion\b(\s+|/\*.*?\*/)+(all\s+|distinct\s+)?(\(\s*)?select\b",
+    // Stacked statements.
+    r";\s*(select|insert|update|delete|drop|alter|create|truncate|exec|execute|declare|shutdown)\b",
+    // Comment truncation after a quote.
+    r#"['"`]\s*(--|#|/\*)"#,
+    r#"['"`]\s*\)\s*(--|#|;)"#,
+    // Time, error and file functions.
+    r"\b(sleep|benchmark|pg_sleep|waitfor\s+delay|extractvalue|updatexml|load_file|outfile|dumpfile)\b\s*[('\x22]",
+    r"\bwaitfor\s+delay\b",
+    r"\b(information_schema|sysobjects|syscolumns|pg_catalog|sqlite_master|mysql\.user)\b",
+    r"\bselect\b.{1,100}?\bfrom\b.{1,100}?\bwhere\b",
+    r"\b(insert\s+into|delete\s+from|drop\s+(table|database)|update\s+\w+\s+set)\b",
+    r"\bexec(\s+|\()(master|xp_\w+|sp_\w+)",
+    r"\b(char|chr|concat|concat_ws|group_concat|ascii|substring|substr|mid|hex|unhex)\s*\(.{0,40}\)\s*(=|,|\|\||\+)",
+    r"\bcase\s+when\b.{1,80}?\bthen\b",
+    r"@@(version|datadir|hostname|basedir)",
+    r"0x[0-9a-f]{8,}",
+];
+
+const SQLI_HIGH: &[&str] = &[
+    r#"['"`]\s*(or|and|having|order\s+by|group\s+by|limit)\b"#,
+    r"\border\s+by\s+\d+",
+    r"\bhaving\b\s+\d",
+    r"\b(select|union)\b.{0,60}\b(from|select)\b",
+    r"(--|#)\s*$",
+    r"/\*!?\d*",
+    r"\b(cast|convert)\s*\(",
+    r"\bif\s*\(.{1,60},.{1,60},",
+];
+
+const XSS: &[&str] = &[
+    r"<\s*(script|iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|form|isindex|template)\b",
+    r"<\s*[a-z][a-z0-9:-]*[\s/][^>]*?\bon[a-z]{3,}\s*=",
+    r"<\s*(img|image|video|audio|source|input|body|details|marquee|select|textarea|keygen)\b[^>]*?\b(on[a-z]{3,}|src|href|srcset|formaction|background)\s*=",
+    r"\b(javascript|vbscript|livescript)\s*:",
+    r"data\s*:\s*text/html",
+    r"\bon(error|load|click|mouseover|mouseenter|focus|blur|submit|toggle|animationstart|pointerover|begin)\s*=",
+    r"\bexpression\s*\(",
+    r"\b(document\s*\.\s*(cookie|write|domain|location)|window\s*\.\s*location|\.innerhtml\s*=)",
+    r"\b(alert|prompt|confirm|eval)\s*(\(|`)",
+    r"<\s*/\s*script\s*>",
+    r"\bsrcdoc\s*=",
+    r"xlink:href\s*=",
+    r"@import\b",
+    r"<!\[cdata\[",
+];
+
+fn build(patterns: &[&str]) -> RegexSet {
+    // The patterns are constants; a failure is a bug caught by the unit tests.
+    RegexSet::new(patterns.iter().map(|p| format!("(?i-u){p}"))).unwrap_or_else(|_| RegexSet::empty())
+}
+
+fn sqli_low() -> &'static RegexSet {
+    static S: OnceLock<RegexSet> = OnceLock::new();
+    S.get_or_init(|| build(SQLI_LOW))
+}
+
+fn sqli_high() -> &'static RegexSet {
+    static S: OnceLock<RegexSet> = OnceLock::new();
+    S.get_or_init(|| build(SQLI_HIGH))
+}
+
+fn xss() -> &'static RegexSet {
+    static S: OnceLock<RegexSet> = OnceLock::new();
+    S.get_or_init(|| build(XSS))
+}
+
+/// Collapses whitespace and SQL comments to one space, so that `UNION/**/SELECT`
+/// and `UNION   SELECT` look alike.
+fn normalize(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b.is_ascii_whitespace() || b == 0 {
+            if out.last() != Some(&b' ') {
+                out.push(b' ');
+            }
+            i += 1;
+        } else if b == b'/' && input.get(i + 1) == Some(&b'*') && input.get(i + 2) != Some(&b'!') {
+            match input[i + 2..].windows(2).position(|w| w == b"*/") {
+                Some(p) => i += p + 4,
+                None => i = input.len(),
+            }
+            if out.last() != Some(&b' ') {
+                out.push(b' ');
+            }
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether `input` looks like SQL injection; `high` adds looser patterns.
+pub fn is_sqli(input: &[u8], high: bool) -> bool {
+    let n = normalize(input);
+    sqli_low().is_match(&n) || (high && sqli_high().is_match(&n))
+}
+
+/// Whether `input` looks like cross-site scripting.
+pub fn is_xss(input: &[u8]) -> bool {
+    xss().is_match(&normalize(input))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        for set in [SQLI_LOW, SQLI_HIGH, XSS] {
+            for p in set {
+                assert!(regex::bytes::Regex::new(&format!("(?i-u){p}")).is_ok(), "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn sql_injections_are_found() {
+        for s in [
+            "1' OR '1'='1",
+            "admin'--",
+            "1 OR 1=1",
+            "x' UNION SELECT username, password FROM users--",
+            "1 union/**/select 1,2,3",
+            "1; DROP TABLE players",
+            "1' AND SLEEP(5)#",
+            "'; exec xp_cmdshell('dir')--",
+            "1' or true--",
+            "1 AND (SELECT 1 FROM information_schema.tables)",
+            "' or ''='",
+        ] {
+            assert!(is_sqli(s.as_bytes(), false), "missed: {s}");
+        }
+    }
+
+    #[test]
+    fn ordinary_values_are_not_sql_injection() {
+        for s in [
+            "PostmanRuntime/7.29.2",
+            "X-UnrealEngine-Agent",
+            "season2.pak",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36",
+            "O'Brien",
+            "select a skin for your character",
+            "rock and roll",
+            "12 = 12",
+            "price>=100&sort=asc",
+        ] {
+            assert!(!is_sqli(s.as_bytes(), false), "false positive: {s}");
+        }
+    }
+
+    #[test]
+    fn scripts_are_found_and_text_is_not() {
+        for s in [
+            "<script>alert(1)</script>",
+            "<img src=x onerror=alert(1)>",
+            "<svg/onload=alert(1)>",
+            "javascript:alert(document.cookie)",
+            "<iframe src=\"data:text/html,<script>x</script>\">",
+            "<body onload=alert(1)>",
+            "\"><a href=javascript:x>",
+        ] {
+            assert!(is_xss(s.as_bytes()), "missed: {s}");
+        }
+        for s in ["a < b and c > d", "Tom & Jerry", "x-vendor-type: a_vendor", "<3 this game", "the onerror handler"] {
+            assert!(!is_xss(s.as_bytes()), "false positive: {s}");
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! AWS WAF v2 JSON, field for field as AWS writes it (PascalCase), for the
+//! parts shardgate implements. Shapes follow botocore's
+//! `wafv2/2019-07-29/service-2.json` (summarised in
+//! `shared/reference/cloudfront-cache-waf.md` §3.1). Unknown fields are
+//! refused, so a rule that uses something shardgate does not implement is a
+//! 400 naming it, never a rule that silently does nothing.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `CreateWebACL` input, plus the APISIX-style resource fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebAclJson {
+    /// Resource id (set by the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<i64>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<i64>,
+    /// `Name`.
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Description`.
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `Scope` (`CLOUDFRONT` or `REGIONAL`; accepted, not used).
+    #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `DefaultAction`.
+    #[serde(rename = "DefaultAction", default, skip_serializing_if = "Option::is_none")]
+    pub default_action: Option<ActionJson>,
+    /// `Rules`.
+    #[serde(rename = "Rules", default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleJson>>,
+    /// `VisibilityConfig`.
+    #[serde(rename = "VisibilityConfig", default, skip_serializing_if = "Option::is_none")]
+    pub visibility_config: Option<VisibilityJson>,
+    /// `CustomResponseBodies`: key → `{ContentType, Content}`.
+    #[serde(rename = "CustomResponseBodies", default, skip_serializing_if = "Option::is_none")]
+    pub custom_response_bodies: Option<std::collections::BTreeMap<String, CustomBodyJson>>,
+}
+
+/// `CustomResponseBody`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomBodyJson {
+    /// `TEXT_PLAIN`, `TEXT_HTML` or `APPLICATION_JSON`.
+    #[serde(rename = "ContentType")]
+    pub content_type: String,
+    /// The body.
+    #[serde(rename = "Content")]
+    pub content: String,
+}
+
+/// `VisibilityConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisibilityJson {
+    /// `SampledRequestsEnabled`.
+    #[serde(rename = "SampledRequestsEnabled")]
+    pub sampled_requests_enabled: bool,
+    /// `CloudWatchMetricsEnabled` (accepted; shardgate exports Prometheus).
+    #[serde(rename = "CloudWatchMetricsEnabled")]
+    pub cloud_watch_metrics_enabled: bool,
+    /// `MetricName`.
+    #[serde(rename = "MetricName")]
+    pub metric_name: String,
+}
+
+/// `Rule`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleJson {
+    /// `Name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `Priority`: lowest first.
+    #[serde(rename = "Priority")]
+    pub priority: i64,
+    /// `Statement`.
+    #[serde(rename = "Statement")]
+    pub statement: StatementJson,
+    /// `Action`.
+    #[serde(rename = "Action", default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionJson>,
+    /// `OverrideAction` (rule groups only; refused).
+    #[serde(rename = "OverrideAction", default, skip_serializing_if = "Option::is_none")]
+    pub override_action: Option<Value>,
+    /// `RuleLabels`: `[{Name}]`.
+    #[serde(rename = "RuleLabels", default, skip_serializing_if = "Option::is_none")]
+    pub rule_labels: Option<Vec<LabelJson>>,
+    /// `VisibilityConfig`.
+    #[serde(rename = "VisibilityConfig")]
+    pub visibility_config: VisibilityJson,
+}
+
+/// `Label`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelJson {
+    /// `Name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+}
+
+/// `RuleAction` / `DefaultAction`: exactly one member.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionJson {
+    /// `Allow`.
+    #[serde(rename = "Allow", default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Value>,
+    /// `Block`: `{CustomResponse?}`.
+    #[serde(rename = "Block", default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockJson>,
+    /// `Count`.
+    #[serde(rename = "Count", default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<Value>,
+    /// `Captcha` (not supported).
+    #[serde(rename = "Captcha", default, skip_serializing_if = "Option::is_none")]
+    pub captcha: Option<Value>,
+    /// `Challenge` (not supported).
+    #[serde(rename = "Challenge", default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Value>,
+}
+
+/// `BlockAction`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockJson {
+    /// `CustomResponse`.
+    #[serde(rename = "CustomResponse", default, skip_serializing_if = "Option::is_none")]
+    pub custom_response: Option<CustomResponseJson>,
+}
+
+/// `CustomResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomResponseJson {
+    /// `ResponseCode` (200–599).
+    #[serde(rename = "ResponseCode")]
+    pub response_code: u16,
+    /// `CustomResponseBodyKey`.
+    #[serde(rename = "CustomResponseBodyKey", default, skip_serializing_if = "Option::is_none")]
+    pub custom_response_body_key: Option<String>,
+    /// `ResponseHeaders`: `[{Name, Value}]`.
+    #[serde(rename = "ResponseHeaders", default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<Vec<NameValueJson>>,
+}
+
+/// `{Name, Value}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameValueJson {
+    /// `Name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `Value`.
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+/// `Statement`: exactly one member.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementJson {
+    /// `ByteMatchStatement`.
+    #[serde(rename = "ByteMatchStatement", default, skip_serializing_if = "Option::is_none")]
+    pub byte_match: Option<ByteMatchJson>,
+    /// `RegexMatchStatement`.
+    #[serde(rename = "RegexMatchStatement", default, skip_serializing_if = "Option::is_none")]
+    pub regex_match: Option<RegexMatchJson>,
+    /// `RegexPatternSetReferenceStatement`.
+    #[serde(rename = "RegexPatternSetReferenceStatement", default, skip_serializing_if = "Option::is_none")]
+    pub regex_pattern_set: Option<RegexSetRefJson>,
+    /// `IPSetReferenceStatement`.
+    #[serde(rename = "IPSetReferenceStatement", default, skip_serializing_if = "Option::is_none")]
+    pub ip_set: Option<IpSetRefJson>,
+    /// `SizeConstraintStatement`.
+    #[serde(rename = "SizeConstraintStatement", default, skip_serializing_if = "Option::is_none")]
+    pub size_constraint: Option<SizeConstraintJson>,
+    /// `SqliMatchStatement`.
+    #[serde(rename = "SqliMatchStatement", default, skip_serializing_if = "Option::is_none")]
+    pub sqli_match: Option<SqliMatchJson>,
+    /// `XssMatchStatement`.
+    #[serde(rename = "XssMatchStatement", default, skip_serializing_if = "Option::is_none")]
+    pub xss_match: Option<XssMatchJson>,
+    /// `LabelMatchStatement`.
+    #[serde(rename = "LabelMatchStatement", default, skip_serializing_if = "Option::is_none")]
+    pub label_match: Option<LabelMatchJson>,
+    /// `AndStatement`.
+    #[serde(rename = "AndStatement", default, skip_serializing_if = "Option::is_none")]
+    pub and: Option<StatementsJson>,
+    /// `OrStatement`.
+    #[serde(rename = "OrStatement", default, skip_serializing_if = "Option::is_none")]
+    pub or: Option<StatementsJson>,
+    /// `NotStatement`.
+    #[serde(rename = "NotStatement", default, skip_serializing_if = "Option::is_none")]
+    pub not: Option<Box<NotJson>>,
+    /// `GeoMatchStatement` (kept for a clear refusal until GeoIP lands).
+    #[serde(rename = "GeoMatchStatement", default, skip_serializing_if = "Option::is_none")]
+    pub geo_match: Option<Value>,
+    /// `RateBasedStatement` (kept for a clear refusal until it lands).
+    #[serde(rename = "RateBasedStatement", default, skip_serializing_if = "Option::is_none")]
+    pub rate_based: Option<Value>,
+    /// `ManagedRuleGroupStatement` (refused: AWS-managed groups are AWS's).
+    #[serde(rename = "ManagedRuleGroupStatement", default, skip_serializing_if = "Option::is_none")]
+    pub managed_rule_group: Option<Value>,
+    /// `RuleGroupReferenceStatement` (refused).
+    #[serde(rename = "RuleGroupReferenceStatement", default, skip_serializing_if = "Option::is_none")]
+    pub rule_group_reference: Option<Value>,
+}
+
+/// `{Statements: [...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementsJson {
+    /// `Statements`.
+    #[serde(rename = "Statements")]
+    pub statements: Vec<StatementJson>,
+}
+
+/// `{Statement: ...}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotJson {
+    /// `Statement`.
+    #[serde(rename = "Statement")]
+    pub statement: StatementJson,
+}
+
+/// `TextTransformation`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformJson {
+    /// `Priority`.
+    #[serde(rename = "Priority")]
+    pub priority: i64,
+    /// `Type`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+}
+
+/// `ByteMatchStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByteMatchJson {
+    /// `SearchString` (text, as the console and exported rules write it).
+    #[serde(rename = "SearchString")]
+    pub search_string: String,
+    /// `FieldToMatch`.
+    #[serde(rename = "FieldToMatch")]
+    pub field_to_match: FieldJson,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+    /// `PositionalConstraint`.
+    #[serde(rename = "PositionalConstraint")]
+    pub positional_constraint: String,
+}
+
+/// `RegexMatchStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexMatchJson {
+    /// `RegexString`.
+    #[serde(rename = "RegexString")]
+    pub regex_string: String,
+    /// `FieldToMatch`.
+    #[serde(rename = "FieldToMatch")]
+    pub field_to_match: FieldJson,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `RegexPatternSetReferenceStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexSetRefJson {
+    /// `ARN`: an AWS ARN (its last segment is the id) or a shardgate id.
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    /// `FieldToMatch`.
+    #[serde(rename = "FieldToMatch")]
+    pub field_to_match: FieldJson,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `IPSetReferenceStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpSetRefJson {
+    /// `ARN`: an AWS ARN (its last segment is the id) or a shardgate id.
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    /// `IPSetForwardedIPConfig`.
+    #[serde(rename = "IPSetForwardedIPConfig", default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_ip_config: Option<ForwardedIpJson>,
+}
+
+/// `IPSetForwardedIPConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedIpJson {
+    /// `HeaderName`.
+    #[serde(rename = "HeaderName")]
+    pub header_name: String,
+    /// `FallbackBehavior`: `MATCH` or `NO_MATCH`.
+    #[serde(rename = "FallbackBehavior")]
+    pub fallback_behavior: String,
+    /// `Position`: `FIRST`, `LAST` or `ANY`.
+    #[serde(rename = "Position")]
+    pub position: String,
+}
+
+/// `SizeConstraintStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeConstraintJson {
+    /// `FieldToMatch`.
+    #[serde(rename = "FieldToMatch")]
+    pub field_to_match: FieldJson,
+    /// `ComparisonOperator`.
+    #[serde(rename = "ComparisonOperator")]
+    pub comparison_operator: String,
+    /// `Size`.
+    #[serde(rename = "Size")]
+    pub size: u64,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `SqliMatchStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliMatchJson {
+    /// `FieldToMatch`.
+    #[serde(rename = "FieldToMatch")]
+    pub field_to_match: FieldJson,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+    /// `SensitivityLevel`: `LOW` (default) or `HIGH`.
+    #[serde(rename = "SensitivityLevel", default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity_level: Option<String>,
+}
+
+/// `XssMatchStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XssMatchJson {
+    /// `FieldToMatch`.
+    #[serde(rename = "FieldToMatch")]
+    pub field_to_match: FieldJson,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `LabelMatchStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelMatchJson {
+    /// `LABEL` or `NAMESPACE`.
+    #[serde(rename = "Scope")]
+    pub scope: String,
+    /// `Key`.
+    #[serde(rename = "Key")]
+    pub key: String,
+}
+
+/// `FieldToMatch`: exactly one member.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldJson {
+    /// `UriPath`.
+    #[serde(rename = "UriPath", default, skip_serializing_if = "Option::is_none")]
+    pub uri_path: Option<Value>,
+    /// `QueryString`.
+    #[serde(rename = "QueryString", default, skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<Value>,
+    /// `SingleQueryArgument`: `{Name}`.
+    #[serde(rename = "SingleQueryArgument", default, skip_serializing_if = "Option::is_none")]
+    pub single_query_argument: Option<NameJson>,
+    /// `AllQueryArguments`.
+    #[serde(rename = "AllQueryArguments", default, skip_serializing_if = "Option::is_none")]
+    pub all_query_arguments: Option<Value>,
+    /// `SingleHeader`: `{Name}`.
+    #[serde(rename = "SingleHeader", default, skip_serializing_if = "Option::is_none")]
+    pub single_header: Option<NameJson>,
+    /// `Headers`.
+    #[serde(rename = "Headers", default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<MultiJson>,
+    /// `Cookies`.
+    #[serde(rename = "Cookies", default, skip_serializing_if = "Option::is_none")]
+    pub cookies: Option<MultiJson>,
+    /// `Method`.
+    #[serde(rename = "Method", default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Value>,
+    /// `Body`: `{OversizeHandling?}`.
+    #[serde(rename = "Body", default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyJson>,
+    /// `JsonBody` (not supported yet).
+    #[serde(rename = "JsonBody", default, skip_serializing_if = "Option::is_none")]
+    pub json_body: Option<Value>,
+}
+
+/// `{Name}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameJson {
+    /// `Name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+}
+
+/// `Headers` and `Cookies`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiJson {
+    /// `MatchPattern`.
+    #[serde(rename = "MatchPattern")]
+    pub match_pattern: MatchPatternJson,
+    /// `MatchScope`: `ALL`, `KEY` or `VALUE`.
+    #[serde(rename = "MatchScope")]
+    pub match_scope: String,
+    /// `OversizeHandling`: `CONTINUE`, `MATCH` or `NO_MATCH`.
+    #[serde(rename = "OversizeHandling")]
+    pub oversize_handling: String,
+}
+
+/// `MatchPattern`: exactly one member.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchPatternJson {
+    /// `All`.
+    #[serde(rename = "All", default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Value>,
+    /// `IncludedHeaders` / `IncludedCookies`.
+    #[serde(rename = "IncludedHeaders", alias = "IncludedCookies", default, skip_serializing_if = "Option::is_none")]
+    pub included: Option<Vec<String>>,
+    /// `ExcludedHeaders` / `ExcludedCookies`.
+    #[serde(rename = "ExcludedHeaders", alias = "ExcludedCookies", default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<Vec<String>>,
+}
+
+/// `Body`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyJson {
+    /// `OversizeHandling`.
+    #[serde(rename = "OversizeHandling", default, skip_serializing_if = "Option::is_none")]
+    pub oversize_handling: Option<String>,
+}
+
+/// `CreateIPSet` input.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpSetJson {
+    /// Resource id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<i64>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<i64>,
+    /// `Name`.
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Description`.
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `Scope` (accepted, not used).
+    #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `IPAddressVersion`: `IPV4` or `IPV6`.
+    #[serde(rename = "IPAddressVersion", default, skip_serializing_if = "Option::is_none")]
+    pub ip_address_version: Option<String>,
+    /// `Addresses`: CIDRs.
+    #[serde(rename = "Addresses", default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<String>>,
+}
+
+/// `CreateRegexPatternSet` input.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexSetJson {
+    /// Resource id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<i64>,
+    /// Set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<i64>,
+    /// `Name`.
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Description`.
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `Scope` (accepted, not used).
+    #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `RegularExpressionList`: `[{RegexString}]`.
+    #[serde(rename = "RegularExpressionList", default, skip_serializing_if = "Option::is_none")]
+    pub regular_expression_list: Option<Vec<RegexStringJson>>,
+}
+
+/// `{RegexString}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexStringJson {
+    /// `RegexString`.
+    #[serde(rename = "RegexString")]
+    pub regex_string: String,
+}
