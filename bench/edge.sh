@@ -52,9 +52,38 @@ cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 wait_port $ORIGIN
 
+# A 100-rule web ACL of mixed statements that the benchmark request passes
+# (every rule runs), like crates/waf/benches/evaluate.rs.
+make_acl() {
+    python3 - <<'PY'
+import json
+NONE=[{"Type":"NONE","Priority":0}]
+DEC=[{"Type":"URL_DECODE","Priority":0},{"Type":"LOWERCASE","Priority":1}]
+def st(i):
+    k=i%10
+    hdrs={"Headers":{"MatchPattern":{"All":{}},"MatchScope":"ALL","OversizeHandling":"CONTINUE"}}
+    return [
+      {"ByteMatchStatement":{"FieldToMatch":{"SingleHeader":{"Name":"user-agent"}},"PositionalConstraint":"STARTS_WITH","SearchString":f"BadBot{i}","TextTransformations":NONE}},
+      {"ByteMatchStatement":{"FieldToMatch":{"UriPath":{}},"PositionalConstraint":"CONTAINS","SearchString":f"/blocked{i}/","TextTransformations":DEC}},
+      {"RegexMatchStatement":{"FieldToMatch":{"QueryString":{}},"RegexString":"(?i)token=[a-f0-9]{%d}$"%(40+i),"TextTransformations":NONE}},
+      {"SizeConstraintStatement":{"FieldToMatch":{"QueryString":{}},"ComparisonOperator":"GT","Size":4096+i,"TextTransformations":NONE}},
+      {"SqliMatchStatement":{"FieldToMatch":{"AllQueryArguments":{}},"TextTransformations":DEC}},
+      {"XssMatchStatement":{"FieldToMatch":{"QueryString":{}},"TextTransformations":DEC}},
+      {"ByteMatchStatement":{"FieldToMatch":hdrs,"PositionalConstraint":"STARTS_WITH","SearchString":f"PostmanRuntime{i}","TextTransformations":NONE}},
+      {"ByteMatchStatement":{"FieldToMatch":{"Method":{}},"PositionalConstraint":"EXACTLY","SearchString":"DELETE","TextTransformations":NONE}},
+      {"LabelMatchStatement":{"Scope":"LABEL","Key":f"bots:bad{i}"}},
+      {"AndStatement":{"Statements":[{"ByteMatchStatement":{"FieldToMatch":{"Method":{}},"PositionalConstraint":"EXACTLY","SearchString":"POST","TextTransformations":NONE}},{"ByteMatchStatement":{"FieldToMatch":{"Cookies":{"MatchPattern":{"All":{}},"MatchScope":"VALUE","OversizeHandling":"CONTINUE"}},"PositionalConstraint":"CONTAINS","SearchString":f"x{i}","TextTransformations":NONE}}]}},
+    ][k]
+vis=lambda n:{"SampledRequestsEnabled":False,"CloudWatchMetricsEnabled":True,"MetricName":n}
+acl={"Name":"bench","DefaultAction":{"Allow":{}},"VisibilityConfig":vis("bench"),
+     "Rules":[{"Name":f"r{i}","Priority":i,"Action":{"Block":{}},"Statement":st(i),"VisibilityConfig":vis(f"r{i}")} for i in range(100)]}
+print(json.dumps(acl))
+PY
+}
+
 start_proxy() {
     case $1 in
-    shardgate)
+    shardgate|shardgate-acl)
         cat > "$W/sg.yaml" <<YAML
 stream: {tcp: []}
 edge:
@@ -68,8 +97,13 @@ drain: {timeout: 1s}
 YAML
         SHARDGATE_ADMIN_KEY=bench-admin-key-0123456789 taskset -c 0 "$SG" run --config "$W/sg.yaml" 2> "$W/sg.log" & PROC_PIDS=($!)
         wait_port $ADMIN
+        acl_field=""
+        if [ "$1" = shardgate-acl ]; then
+            make_acl | curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/web_acls/bench" -H 'X-API-KEY: bench-admin-key-0123456789' -d @- > /dev/null
+            acl_field=", \"web_acl_id\": \"bench\""
+        fi
         curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/distributions/assets" -H 'X-API-KEY: bench-admin-key-0123456789' \
-            -d "{\"hosts\": [\"$HOST\"], \"origins\": {\"o\": {\"upstream\": {\"nodes\": {\"127.0.0.1:$ORIGIN\": 1}}}}}" > /dev/null
+            -d "{\"hosts\": [\"$HOST\"], \"origins\": {\"o\": {\"upstream\": {\"nodes\": {\"127.0.0.1:$ORIGIN\": 1}}}}$acl_field}" > /dev/null
         ;;
     nginx)
         mkdir -p "$W/nginx/cache"

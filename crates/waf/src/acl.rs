@@ -501,7 +501,7 @@ enum Cmp {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Bytes { needle: Vec<u8>, position: Position },
+    Bytes { needle: Vec<u8>, position: Position, finder: memchr::memmem::Finder<'static> },
     Regex(Regex),
     RegexSet(Arc<RegexPatternSet>),
     Size { cmp: Cmp, size: u64 },
@@ -516,16 +516,16 @@ fn is_word(b: u8) -> bool {
 impl Matcher {
     fn matches(&self, v: &[u8]) -> bool {
         match self {
-            Matcher::Bytes { needle, position } => match position {
+            Matcher::Bytes { needle, position, finder } => match position {
                 Position::Exactly => v == needle.as_slice(),
                 Position::StartsWith => v.starts_with(needle),
                 Position::EndsWith => v.ends_with(needle),
-                Position::Contains => memfind(v, needle).is_some(),
+                Position::Contains => finder.find(v).is_some(),
                 // AWS: the string equals the value or is bounded by non-word
                 // characters or the value's ends.
                 Position::ContainsWord => {
                     let mut from = 0;
-                    while let Some(i) = memfind(&v[from..], needle) {
+                    while let Some(i) = finder.find(&v[from..]) {
                         let start = from + i;
                         let end = start + needle.len();
                         let left = start == 0 || !is_word(v[start - 1]);
@@ -557,13 +557,6 @@ impl Matcher {
     }
 }
 
-fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[derive(Debug, Clone)]
 enum ForwardedPosition {
     First,
@@ -580,26 +573,61 @@ struct Forwarded {
 
 #[derive(Debug, Clone)]
 enum Statement {
-    Inspect { field: Field, transforms: Vec<Transform>, matcher: Matcher },
-    IpSet { set: Arc<IpSet>, forwarded: Option<Forwarded> },
-    Label { namespace: bool, key: String },
+    /// `source` indexes the web ACL's distinct (field, transformations)
+    /// pairs: each is extracted and transformed once per request, however
+    /// many rules inspect it.
+    Inspect {
+        source: usize,
+        matcher: Matcher,
+    },
+    IpSet {
+        set: Arc<IpSet>,
+        forwarded: Option<Forwarded>,
+    },
+    Label {
+        namespace: bool,
+        key: String,
+    },
     And(Vec<Statement>),
     Or(Vec<Statement>),
     Not(Box<Statement>),
 }
 
-fn compile_statement(path: &str, s: &StatementJson, sets: &dyn Sets, depth: usize) -> Result<Statement, WafError> {
+/// The distinct (field, transformations) pairs of a web ACL.
+#[derive(Debug, Clone, Default)]
+struct Sources {
+    keys: Vec<String>,
+    list: Vec<(Field, Vec<Transform>)>,
+}
+
+impl Sources {
+    fn index(&mut self, field: Field, transforms: Vec<Transform>) -> usize {
+        let key = format!("{field:?}{transforms:?}");
+        if let Some(i) = self.keys.iter().position(|k| *k == key) {
+            return i;
+        }
+        self.keys.push(key);
+        self.list.push((field, transforms));
+        self.list.len() - 1
+    }
+}
+
+fn compile_statement(
+    path: &str,
+    s: &StatementJson,
+    sets: &dyn Sets,
+    depth: usize,
+    sources: &mut Sources,
+) -> Result<Statement, WafError> {
     if depth > MAX_DEPTH {
         return Err(err(path, format!("statements nest at most {MAX_DEPTH} deep")));
     }
     let mut out: Vec<Statement> = Vec::new();
-    let inspect =
+    let mut inspect =
         |name: &str, field: &FieldJson, tt: &[TransformJson], matcher: Matcher| -> Result<Statement, WafError> {
-            Ok(Statement::Inspect {
-                field: Field::compile(&format!("{path}.{name}.FieldToMatch"), field)?,
-                transforms: transforms(&format!("{path}.{name}.TextTransformations"), tt)?,
-                matcher,
-            })
+            let field = Field::compile(&format!("{path}.{name}.FieldToMatch"), field)?;
+            let transforms = transforms(&format!("{path}.{name}.TextTransformations"), tt)?;
+            Ok(Statement::Inspect { source: sources.index(field, transforms), matcher })
         };
     if let Some(b) = &s.byte_match {
         let p = format!("{path}.ByteMatchStatement");
@@ -624,7 +652,9 @@ fn compile_statement(path: &str, s: &StatementJson, sets: &dyn Sets, depth: usiz
                 ));
             }
         };
-        let matcher = Matcher::Bytes { needle: b.search_string.as_bytes().to_vec(), position };
+        let needle = b.search_string.as_bytes().to_vec();
+        let finder = memchr::memmem::Finder::new(&needle).into_owned();
+        let matcher = Matcher::Bytes { needle, position, finder };
         out.push(inspect("ByteMatchStatement", &b.field_to_match, &b.text_transformations, matcher)?);
     }
     if let Some(r) = &s.regex_match {
@@ -722,7 +752,7 @@ fn compile_statement(path: &str, s: &StatementJson, sets: &dyn Sets, depth: usiz
                 .statements
                 .iter()
                 .enumerate()
-                .map(|(i, st)| compile_statement(&format!("{p}[{i}]"), st, sets, depth + 1))
+                .map(|(i, st)| compile_statement(&format!("{p}[{i}]"), st, sets, depth + 1, sources))
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(if name == "AndStatement" { Statement::And(inner) } else { Statement::Or(inner) });
         }
@@ -733,6 +763,7 @@ fn compile_statement(path: &str, s: &StatementJson, sets: &dyn Sets, depth: usiz
             &n.statement,
             sets,
             depth + 1,
+            sources,
         )?)));
     }
     for (name, present) in [
@@ -767,10 +798,41 @@ fn short_label(s: &str) -> &str {
     if parts.len() == 5 && parts[0] == "awswaf" && parts[2] == "webacl" { parts[4] } else { s }
 }
 
+/// One source's transformed values, computed on first use in an evaluation,
+/// with the detectors' verdicts on them (several rules often run `SqliMatch`
+/// on the same field).
+#[derive(Default)]
+struct SourceCache<'r> {
+    values: std::cell::OnceCell<(Option<bool>, Vec<Cow<'r, [u8]>>)>,
+    sqli_low: std::cell::OnceCell<bool>,
+    sqli_high: std::cell::OnceCell<bool>,
+    xss: std::cell::OnceCell<bool>,
+}
+
 /// Whether a request matched, for one evaluation.
 struct Ctx<'a, 'r> {
     req: &'a RequestView<'r>,
     labels: &'a [Arc<str>],
+    sources: &'a [(Field, Vec<Transform>)],
+    cache: &'a [SourceCache<'r>],
+}
+
+impl<'r> Ctx<'_, 'r> {
+    fn values(&self, source: usize) -> &(Option<bool>, Vec<Cow<'r, [u8]>>) {
+        self.cache[source].values.get_or_init(|| {
+            let (field, transforms) = &self.sources[source];
+            let v = field.values(self.req);
+            let items = v
+                .items
+                .into_iter()
+                .map(|item| match item {
+                    Cow::Borrowed(b) => apply_all(transforms, b),
+                    Cow::Owned(o) => Cow::Owned(apply_all(transforms, &o).into_owned()),
+                })
+                .collect();
+            (v.forced, items)
+        })
+    }
 }
 
 fn forwarded_ips(value: &str, position: &ForwardedPosition) -> Vec<Option<IpAddr>> {
@@ -787,13 +849,20 @@ fn forwarded_ips(value: &str, position: &ForwardedPosition) -> Vec<Option<IpAddr
 impl Statement {
     fn eval(&self, c: &Ctx<'_, '_>) -> bool {
         match self {
-            Statement::Inspect { field, transforms, matcher } => {
-                let values = field.values(c.req);
+            Statement::Inspect { source, matcher } => {
+                let (forced, items) = c.values(*source);
                 // Oversize handling MATCH / NO_MATCH decides without inspection.
-                if let Some(decided) = values.forced {
-                    return decided;
+                if let Some(decided) = forced {
+                    return *decided;
                 }
-                values.items.iter().any(|v| matcher.matches(&apply_all(transforms, v)))
+                let memo = &c.cache[*source];
+                let any = |m: &Matcher| items.iter().any(|v| m.matches(v));
+                match matcher {
+                    Matcher::Sqli { high: false } => *memo.sqli_low.get_or_init(|| any(matcher)),
+                    Matcher::Sqli { high: true } => *memo.sqli_high.get_or_init(|| any(matcher)),
+                    Matcher::Xss => *memo.xss.get_or_init(|| any(matcher)),
+                    _ => any(matcher),
+                }
             }
             Statement::IpSet { set, forwarded } => match forwarded {
                 None => set.contains(c.req.client_ip),
@@ -848,6 +917,7 @@ pub struct WebAcl {
     /// `Name`.
     pub name: Arc<str>,
     rules: Vec<Rule>,
+    sources: Vec<(Field, Vec<Transform>)>,
     default: Action,
     /// Whether sampling is on for the default action.
     pub sampled: bool,
@@ -954,6 +1024,7 @@ impl WebAcl {
             return Err(err("Rules", format!("at most {MAX_RULES} rules")));
         }
         let mut rules: Vec<(i64, Rule)> = Vec::with_capacity(rules_json.len());
+        let mut sources = Sources::default();
         for (i, r) in rules_json.iter().enumerate() {
             let p = format!("Rules[{i}]");
             let ok = !r.name.is_empty()
@@ -978,7 +1049,7 @@ impl WebAcl {
                 Some(a) => compile_action(&format!("{p}.Action"), a, &bodies, true)?,
                 None => return Err(err(&format!("{p}.Action"), "required")),
             };
-            let statement = compile_statement(&format!("{p}.Statement"), &r.statement, sets, 0)?;
+            let statement = compile_statement(&format!("{p}.Statement"), &r.statement, sets, 0, &mut sources)?;
             let mut labels = Vec::new();
             for (j, l) in r.rule_labels.iter().flatten().enumerate() {
                 check_label(&format!("{p}.RuleLabels[{j}].Name"), &l.name)?;
@@ -999,6 +1070,7 @@ impl WebAcl {
         Ok(WebAcl {
             name: Arc::from(name.as_str()),
             rules: rules.into_iter().map(|(_, r)| r).collect(),
+            sources: sources.list,
             default,
             sampled: json.visibility_config.as_ref().is_some_and(|v| v.sampled_requests_enabled),
         })
@@ -1021,8 +1093,10 @@ impl WebAcl {
     pub fn evaluate(&self, req: &RequestView<'_>) -> Verdict {
         let mut labels: Vec<Arc<str>> = Vec::new();
         let mut counted = Vec::new();
+        let cache: Vec<SourceCache<'_>> = (0..self.sources.len()).map(|_| SourceCache::default()).collect();
         for rule in &self.rules {
-            let matched = rule.statement.eval(&Ctx { req, labels: &labels });
+            let ctx = Ctx { req, labels: &labels, sources: &self.sources, cache: &cache };
+            let matched = rule.statement.eval(&ctx);
             if !matched {
                 continue;
             }

@@ -28,8 +28,15 @@ const SQLI_LOW: &[&str] = &[
     r"\bunion\b(\s+|/\*.*?\*/)+(all\s+|distinct\s+)?(\(\s*)?select\b",
     // Stacked statements.
     r";\s*(select|insert|update|delete|drop|alter|create|truncate|exec|execute|declare|shutdown)\b",
-    // Comment truncation after a quote.
+    // Comment truncation after a quote, right away or after a short tail.
     r#"['"`]\s*(--|#|/\*)"#,
+    r#"['"`][^'"`\n]{0,60}?--\s*$"#,
+    // An escaped quote that still closes the value, then a boolean.
+    r#"\\['"`]\s*(or|and|\|\||&&)"#,
+    // A quote closing the value, then a statement separator or a grouped boolean.
+    r#"['"`]\s*;\s*(\w|--|#|$)"#,
+    r#"['"`]\s*(or|and|xor)\s*\("#,
+    r"\bpg_sleep\b",
     r#"['"`]\s*\)\s*(--|#|;)"#,
     // Time, error and file functions.
     r"\b(sleep|benchmark|pg_sleep|waitfor\s+delay|extractvalue|updatexml|load_file|outfile|dumpfile)\b\s*[('\x22]",
@@ -120,14 +127,46 @@ fn normalize(input: &[u8]) -> Vec<u8> {
     out
 }
 
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Whether `input` is too plain for any SQL pattern: only letters, digits,
+/// `_` and single `-`, no `0x`, none of the bare keywords that match alone.
+/// Every pattern needs punctuation, whitespace, a hex literal or one of
+/// those keywords, so skipping the regex scan here changes no verdict; it is
+/// the common case (ids, tokens, platform names) and costs one pass.
+fn plain_for_sqli(input: &[u8]) -> bool {
+    input.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        && !input.windows(2).any(|w| w == b"--")
+        && !contains_ci(input, b"0x")
+        && ![&b"information_schema"[..], b"sysobjects", b"syscolumns", b"pg_catalog", b"sqlite_master", b"pg_sleep"]
+            .iter()
+            .any(|k| contains_ci(input, k))
+}
+
+/// Whether `input` is too plain for any XSS pattern: none of `< > : ( = @ \``
+/// and neither `document` nor `window` (every pattern needs one of them).
+fn plain_for_xss(input: &[u8]) -> bool {
+    !input.iter().any(|b| matches!(b, b'<' | b'>' | b':' | b'(' | b'=' | b'@' | b'`'))
+        && !contains_ci(input, b"document")
+        && !contains_ci(input, b"window")
+}
+
 /// Whether `input` looks like SQL injection; `high` adds looser patterns.
 pub fn is_sqli(input: &[u8], high: bool) -> bool {
+    if plain_for_sqli(input) {
+        return false;
+    }
     let n = normalize(input);
     sqli_low().is_match(&n) || (high && sqli_high().is_match(&n))
 }
 
 /// Whether `input` looks like cross-site scripting.
 pub fn is_xss(input: &[u8]) -> bool {
+    if plain_for_xss(input) {
+        return false;
+    }
     xss().is_match(&normalize(input))
 }
 
