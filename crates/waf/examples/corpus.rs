@@ -288,14 +288,15 @@ fn crs(dir: &Path, family: &str, acl: &WebAcl, rule_prefix: &str) {
     );
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let Some(dir) = std::env::args().nth(1).map(PathBuf::from) else {
         eprintln!("usage: corpus <corpora dir> (holding libinjection/ and crs/)");
-        std::process::exit(2);
+        return std::process::ExitCode::from(2);
     };
     let sqli = acl("SqliMatchStatement");
     let xss = acl("XssMatchStatement");
     libinjection(&dir, &sqli, &xss);
     crs(&dir, "REQUEST-942-APPLICATION-ATTACK-SQLI", &sqli, "942");
     crs(&dir, "REQUEST-941-APPLICATION-ATTACK-XSS", &xss, "941");
+    std::process::ExitCode::SUCCESS
 }

@@ -501,7 +501,7 @@ enum Cmp {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Bytes { needle: Vec<u8>, position: Position, finder: memchr::memmem::Finder<'static> },
+    Bytes { needle: Vec<u8>, position: Position, finder: Box<memchr::memmem::Finder<'static>> },
     Regex(Regex),
     RegexSet(Arc<RegexPatternSet>),
     Size { cmp: Cmp, size: u64 },
@@ -653,7 +653,7 @@ fn compile_statement(
             }
         };
         let needle = b.search_string.as_bytes().to_vec();
-        let finder = memchr::memmem::Finder::new(&needle).into_owned();
+        let finder = Box::new(memchr::memmem::Finder::new(&needle).into_owned());
         let matcher = Matcher::Bytes { needle, position, finder };
         out.push(inspect("ByteMatchStatement", &b.field_to_match, &b.text_transformations, matcher)?);
     }
@@ -801,9 +801,12 @@ fn short_label(s: &str) -> &str {
 /// One source's transformed values, computed on first use in an evaluation,
 /// with the detectors' verdicts on them (several rules often run `SqliMatch`
 /// on the same field).
+/// A source's oversize decision and its transformed values.
+type SourceValues<'r> = (Option<bool>, Vec<Cow<'r, [u8]>>);
+
 #[derive(Default)]
 struct SourceCache<'r> {
-    values: std::cell::OnceCell<(Option<bool>, Vec<Cow<'r, [u8]>>)>,
+    values: std::cell::OnceCell<SourceValues<'r>>,
     sqli_low: std::cell::OnceCell<bool>,
     sqli_high: std::cell::OnceCell<bool>,
     xss: std::cell::OnceCell<bool>,
@@ -818,7 +821,7 @@ struct Ctx<'a, 'r> {
 }
 
 impl<'r> Ctx<'_, 'r> {
-    fn values(&self, source: usize) -> &(Option<bool>, Vec<Cow<'r, [u8]>>) {
+    fn values(&self, source: usize) -> &SourceValues<'r> {
         self.cache[source].values.get_or_init(|| {
             let (field, transforms) = &self.sources[source];
             let v = field.values(self.req);
