@@ -18,6 +18,7 @@ pub struct GatewayBuilder {
     edge_http: usize,
     edge_https: usize,
     fallback_sni: Option<String>,
+    stream_web_acl: Option<String>,
     drain_timeout: String,
     extra_yaml: String,
     edge_yaml: String,
@@ -34,6 +35,7 @@ impl GatewayBuilder {
             edge_http: 0,
             edge_https: 0,
             fallback_sni: None,
+            stream_web_acl: None,
             drain_timeout: "5s".into(),
             extra_yaml: String::new(),
             edge_yaml: String::new(),
@@ -62,6 +64,12 @@ impl GatewayBuilder {
     /// Number of HTTPS edge listeners (default 0).
     pub fn edge_https(mut self, n: usize) -> Self {
         self.edge_https = n;
+        self
+    }
+
+    /// `web_acl` on every stream listener.
+    pub fn stream_web_acl(mut self, id: &str) -> Self {
+        self.stream_web_acl = Some(id.to_owned());
         self
     }
 
@@ -120,6 +128,9 @@ impl GatewayBuilder {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: true\n"));
             if let Some(f) = &self.fallback_sni {
                 yaml.push_str(&format!("      fallback_sni: \"{f}\"\n"));
+            }
+            if let Some(w) = &self.stream_web_acl {
+                yaml.push_str(&format!("      web_acl: \"{w}\"\n"));
             }
         }
         for a in &plain {

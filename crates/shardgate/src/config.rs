@@ -81,6 +81,7 @@ impl Default for StreamConfig {
                 addr: ListenAddr(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8888)),
                 tls: true,
                 fallback_sni: None,
+                web_acl: None,
             }],
             only: None,
             idle_timeout: ConfigDuration::from_secs(30 * 60),
@@ -105,6 +106,10 @@ pub struct TcpListenerConfig {
     /// Default: none (such handshakes are refused with an alert).
     #[serde(default)]
     pub fallback_sni: Option<String>,
+    /// The id of a `web_acls` resource run on each client address at
+    /// accept, before TLS (IP sets, rate-based rules). Default: none.
+    #[serde(default)]
+    pub web_acl: Option<String>,
 }
 
 /// `edge:`.
@@ -391,6 +396,11 @@ impl Config {
         for (i, l) in self.stream.tcp.iter().enumerate() {
             if !seen.insert(l.addr.0) {
                 return Err(ConfigError(format!("stream.tcp[{i}].addr: {} is listed twice", l.addr.0)));
+            }
+            if let Some(id) = &l.web_acl
+                && shardgate_model::ResourceId::parse(id).is_err()
+            {
+                return Err(ConfigError(format!("stream.tcp[{i}].web_acl: {id:?} is not a resource id")));
             }
             if l.fallback_sni.is_some() && !l.tls {
                 return Err(ConfigError(format!("stream.tcp[{i}].fallback_sni: only TLS listeners have an SNI")));

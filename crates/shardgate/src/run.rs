@@ -103,7 +103,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
             .with_context(|| format!("binding stream listener {} (tls: {})", l.addr.0, l.tls))?;
         let local = socket.local_addr().context("stream listener address")?;
-        stream_listeners.push((socket, ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone() }));
+        stream_listeners.push((
+            socket,
+            ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone(), web_acl: l.web_acl.clone() },
+        ));
     }
     let mut edge_listeners = Vec::new();
     for l in &config.edge.http {

@@ -64,10 +64,11 @@ pub fn compile(
         let target = Arc::new(StreamTarget { route: Arc::clone(route), upstream, idle_timeout });
         stream.insert(&route.snis, filters, target);
     }
-    let edge = EdgeRouter::build(state, registry, &mut used, &mut problems);
+    let acls = crate::edge::compile_acls(state, &mut problems);
+    let edge = EdgeRouter::build(state, registry, &acls, &mut used, &mut problems);
     registry.retain(&used);
 
-    Snapshot { generation: state.revision(), stream, edge, certs, problems }
+    Snapshot { generation: state.revision(), stream, edge, acls, certs, problems }
 }
 
 #[cfg(test)]

@@ -173,10 +173,10 @@ impl EdgeRouter {
     pub fn build(
         state: &ConfigState,
         registry: &Registry,
+        acls: &HashMap<ResourceId, Arc<CompiledAcl>>,
         used: &mut HashSet<UpstreamKey>,
         problems: &mut Vec<Problem>,
     ) -> Self {
-        let acls = compile_acls(state, problems);
         let mut invalidations: HashMap<&ResourceId, Vec<(u64, Arc<Invalidation>)>> = HashMap::new();
         for entry in state.invalidations.values() {
             invalidations

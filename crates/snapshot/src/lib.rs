@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub stream: StreamRouter,
     /// Edge distributions by host.
     pub edge: EdgeRouter,
+    /// Every web ACL that compiled, by id (distributions and stream listeners refer to them).
+    pub acls: std::collections::HashMap<shardgate_model::ResourceId, std::sync::Arc<CompiledAcl>>,
     /// Certificates by SNI.
     pub certs: CertStore,
     /// Resources left out of this generation, and why.

@@ -31,7 +31,9 @@ use tokio_rustls::StartHandshake;
 
 use crate::copy::{ByteCounters, Ended, copy_bidirectional};
 use crate::hello::{read_client_hello, refuse};
-use crate::metrics::{CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, RouteLabels, StreamMetrics};
+use crate::metrics::{
+    CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, RouteLabels, StreamMetrics, WafLabels,
+};
 
 /// Everything a connection needs from its listener, shared by all its connections.
 pub(crate) struct ListenerCtx {
@@ -40,6 +42,8 @@ pub(crate) struct ListenerCtx {
     pub(crate) local: Option<SocketAddr>,
     pub(crate) tls: bool,
     pub(crate) fallback_sni: Option<String>,
+    /// Run on the client address at accept.
+    pub(crate) web_acl: Option<shardgate_model::ResourceId>,
     pub(crate) handle: Arc<SnapshotHandle>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) client_hello_max_bytes: usize,
@@ -106,7 +110,12 @@ pub(crate) async fn handle(
     // TCP_NODELAY and keepalive come from the listener (see `listener::bind`).
 
     let snap = ctx.handle.load();
-    let (outcome, sni) = if ctx.tls {
+    let (outcome, sni) = if let Some(rule) = refused_by_acl(&ctx, &snap, peer) {
+        // Closed before a byte of TLS: a denied player costs an accept and a close.
+        drop(sock);
+        tracing::debug!(listener = %ctx.name, %peer, rule = %rule, "connection refused by the web ACL");
+        (Outcome::early(CloseReason::waf, None), None)
+    } else if ctx.tls {
         serve_tls(sock, peer, local, &ctx, &snap, &mut drain, started).await
     } else {
         (serve_plain(sock, peer, local, &ctx, &snap, &mut drain).await, None)
@@ -135,6 +144,39 @@ pub(crate) async fn handle(
         reason = outcome.reason.as_str(),
         "stream connection closed"
     );
+}
+
+/// Runs the listener's web ACL on the client address (no request exists
+/// yet: header, path and body fields are empty, so only address statements
+/// such as IP sets and rate-based rules are meaningful). Returns the deciding
+/// rule when the connection must be closed. A listener naming an ACL that
+/// is not loaded lets connections through and says so: one missing resource
+/// must not shut every player out.
+fn refused_by_acl(ctx: &ListenerCtx, snap: &Snapshot, peer: SocketAddr) -> Option<String> {
+    let id = ctx.web_acl.as_ref()?;
+    let Some(compiled) = snap.acls.get(id) else {
+        tracing::warn!(listener = %ctx.name, web_acl = %id, "the listener's web ACL is not loaded; connections are let through");
+        return None;
+    };
+    static EMPTY: std::sync::OnceLock<http::HeaderMap> = std::sync::OnceLock::new();
+    let view = shardgate_waf::RequestView {
+        method: "",
+        uri_path: "",
+        query: "",
+        headers: EMPTY.get_or_init(http::HeaderMap::new),
+        body: (b"", false),
+        client_ip: peer.ip(),
+    };
+    let verdict = compiled.acl.evaluate(&view);
+    let rule = verdict.rule.as_deref().unwrap_or("default").to_owned();
+    let labels = WafLabels { listener: ctx.name.clone(), web_acl: id.to_string(), rule: rule.clone() };
+    match verdict.action {
+        shardgate_waf::Action::Allow => None,
+        shardgate_waf::Action::Block(_) => {
+            ctx.metrics.waf_refused.get_or_create(&labels).inc();
+            Some(rule)
+        }
+    }
 }
 
 fn query<'a>(sni: Option<&'a str>, peer: SocketAddr, local: SocketAddr) -> RouteQuery<'a> {

@@ -27,6 +27,8 @@ pub struct ListenerSpec {
     pub tls: bool,
     /// The name that stands in for a missing SNI, or one nothing serves.
     pub fallback_sni: Option<String>,
+    /// A web ACL run on the client address at accept, before any TLS.
+    pub web_acl: Option<String>,
 }
 
 impl ListenerSpec {
@@ -83,6 +85,7 @@ pub async fn serve(
         local,
         tls: spec.tls,
         fallback_sni: spec.fallback_sni.map(|s| s.to_ascii_lowercase()),
+        web_acl: spec.web_acl.as_deref().and_then(|id| shardgate_model::ResourceId::parse(id).ok()),
         handle,
         handshake_timeout: settings.handshake_timeout,
         client_hello_max_bytes: settings.client_hello_max_bytes,

@@ -63,6 +63,8 @@ pub enum CloseReason {
     tls_failed,
     /// No upstream node could be connected.
     upstream_unavailable,
+    /// The listener's web ACL refused the client address.
+    waf,
 }
 
 impl CloseReason {
@@ -78,6 +80,7 @@ impl CloseReason {
             CloseReason::no_route => "no_route",
             CloseReason::tls_failed => "tls_failed",
             CloseReason::upstream_unavailable => "upstream_unavailable",
+            CloseReason::waf => "waf",
         }
     }
 }
@@ -114,6 +117,17 @@ impl HandshakeFailure {
     }
 }
 
+/// `{listener, web_acl, rule}` for connections a web ACL refused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WafLabels {
+    /// The listener.
+    pub listener: String,
+    /// The `web_acls` resource id.
+    pub web_acl: String,
+    /// The deciding rule, or `default`.
+    pub rule: String,
+}
+
 /// The stream metric families.
 #[derive(Debug, Clone)]
 pub struct StreamMetrics {
@@ -135,6 +149,8 @@ pub struct StreamMetrics {
     pub bytes_in: Family<RouteLabels, Counter>,
     /// `shardgate_stream_sent_bytes_total{route}`: to players.
     pub bytes_out: Family<RouteLabels, Counter>,
+    /// `shardgate_stream_waf_refused_total{listener, web_acl, rule}`.
+    pub waf_refused: Family<WafLabels, Counter>,
 }
 
 impl StreamMetrics {
@@ -152,6 +168,7 @@ impl StreamMetrics {
             }),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
+            waf_refused: Family::default(),
         };
         metrics.register(|r| {
             r.register("stream_connections_accepted", "Connections accepted on a stream listener", m.accepted.clone());
@@ -183,6 +200,11 @@ impl StreamMetrics {
                 "Bytes received from players, per stream route",
                 prometheus_client::registry::Unit::Bytes,
                 m.bytes_in.clone(),
+            );
+            r.register(
+                "stream_waf_refused",
+                "Connections closed at accept because the listener's web ACL refused the client",
+                m.waf_refused.clone(),
             );
             r.register_with_unit(
                 "stream_sent",

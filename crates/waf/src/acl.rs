@@ -591,6 +591,55 @@ enum Statement {
     And(Vec<Statement>),
     Or(Vec<Statement>),
     Not(Box<Statement>),
+    Rate {
+        limiter: Arc<RateLimiter>,
+        scope_down: Option<Box<Statement>>,
+    },
+}
+
+/// Most client addresses a rate-based rule tracks at once.
+const RATE_MAX_KEYS: usize = 100_000;
+
+/// Requests per client address over a window, estimated from the current
+/// and previous fixed windows (the sliding-window approximation: the
+/// previous window's count weighs what is left of it).
+#[derive(Debug)]
+pub struct RateLimiter {
+    window: std::time::Duration,
+    limit: u64,
+    epoch: std::time::Instant,
+    counts: std::sync::Mutex<HashMap<IpAddr, (u64, u64, u64)>>,
+}
+
+impl RateLimiter {
+    fn new(window: std::time::Duration, limit: u64) -> Self {
+        RateLimiter { window, limit, epoch: std::time::Instant::now(), counts: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts one request from `ip` at `now`; whether its rate is over the limit.
+    fn hit(&self, ip: IpAddr, now: std::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.epoch);
+        let w = self.window.as_nanos().max(1);
+        let index = (elapsed.as_nanos() / w) as u64;
+        let into = (elapsed.as_nanos() % w) as f64 / w as f64;
+        let mut map = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= RATE_MAX_KEYS && !map.contains_key(&ip) {
+            map.retain(|_, (i, _, _)| *i + 1 >= index);
+            if map.len() >= RATE_MAX_KEYS {
+                // Bounded memory first: an untracked address is not limited.
+                return false;
+            }
+        }
+        let e = map.entry(ip).or_insert((index, 0, 0));
+        if e.0 != index {
+            e.2 = if e.0 + 1 == index { e.1 } else { 0 };
+            e.1 = 0;
+            e.0 = index;
+        }
+        e.1 += 1;
+        let estimate = e.1 as f64 + e.2 as f64 * (1.0 - into);
+        estimate > self.limit as f64
+    }
 }
 
 /// The distinct (field, transformations) pairs of a web ACL.
@@ -766,9 +815,32 @@ fn compile_statement(
             sources,
         )?)));
     }
+    if let Some(r) = &s.rate_based {
+        let p = format!("{path}.RateBasedStatement");
+        if depth > 0 {
+            return Err(err(&p, "a RateBasedStatement cannot be nested; it is a rule's top statement"));
+        }
+        if r.limit < 10 {
+            return Err(err(&format!("{p}.Limit"), "at least 10 (AWS's minimum)"));
+        }
+        let window = r.evaluation_window_sec.unwrap_or(300);
+        if ![60, 120, 300, 600].contains(&window) {
+            return Err(err(&format!("{p}.EvaluationWindowSec"), "one of 60, 120, 300, 600"));
+        }
+        if r.aggregate_key_type != "IP" {
+            return Err(err(&format!("{p}.AggregateKeyType"), "shardgate aggregates by IP only"));
+        }
+        let scope_down = match &r.scope_down_statement {
+            Some(sd) => {
+                Some(Box::new(compile_statement(&format!("{p}.ScopeDownStatement"), sd, sets, depth + 1, sources)?))
+            }
+            None => None,
+        };
+        let limiter = Arc::new(RateLimiter::new(std::time::Duration::from_secs(window), r.limit));
+        out.push(Statement::Rate { limiter, scope_down });
+    }
     for (name, present) in [
         ("GeoMatchStatement", s.geo_match.is_some()),
-        ("RateBasedStatement", s.rate_based.is_some()),
         ("ManagedRuleGroupStatement", s.managed_rule_group.is_some()),
         ("RuleGroupReferenceStatement", s.rule_group_reference.is_some()),
     ] {
@@ -891,6 +963,12 @@ impl Statement {
                     &**l == key.as_str() || l.ends_with(&format!(":{key}")[..])
                 }
             }),
+            Statement::Rate { limiter, scope_down } => {
+                if scope_down.as_ref().is_some_and(|s| !s.eval(c)) {
+                    return false;
+                }
+                limiter.hit(c.req.client_ip, std::time::Instant::now())
+            }
             Statement::And(list) => list.iter().all(|s| s.eval(c)),
             Statement::Or(list) => list.iter().any(|s| s.eval(c)),
             Statement::Not(s) => !s.eval(c),
@@ -1128,6 +1206,7 @@ impl WebAcl {
         fn only(s: &Statement) -> bool {
             match s {
                 Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
+                Statement::Rate { scope_down, .. } => scope_down.as_deref().is_none_or(only),
                 Statement::And(l) | Statement::Or(l) => l.iter().all(only),
                 Statement::Not(s) => only(s),
                 _ => false,

@@ -204,15 +204,33 @@ pub struct StatementJson {
     /// `GeoMatchStatement` (kept for a clear refusal until GeoIP lands).
     #[serde(rename = "GeoMatchStatement", default, skip_serializing_if = "Option::is_none")]
     pub geo_match: Option<Value>,
-    /// `RateBasedStatement` (kept for a clear refusal until it lands).
+    /// `RateBasedStatement` (top level of a rule only).
     #[serde(rename = "RateBasedStatement", default, skip_serializing_if = "Option::is_none")]
-    pub rate_based: Option<Value>,
+    pub rate_based: Option<Box<RateBasedJson>>,
     /// `ManagedRuleGroupStatement` (refused: AWS-managed groups are AWS's).
     #[serde(rename = "ManagedRuleGroupStatement", default, skip_serializing_if = "Option::is_none")]
     pub managed_rule_group: Option<Value>,
     /// `RuleGroupReferenceStatement` (refused).
     #[serde(rename = "RuleGroupReferenceStatement", default, skip_serializing_if = "Option::is_none")]
     pub rule_group_reference: Option<Value>,
+}
+
+/// `RateBasedStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateBasedJson {
+    /// `Limit`: requests per window from one key (AWS: 10 or more).
+    #[serde(rename = "Limit")]
+    pub limit: u64,
+    /// `EvaluationWindowSec`: 60, 120, 300 (default) or 600.
+    #[serde(rename = "EvaluationWindowSec", default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_window_sec: Option<u64>,
+    /// `AggregateKeyType`: `IP` (shardgate supports only that).
+    #[serde(rename = "AggregateKeyType")]
+    pub aggregate_key_type: String,
+    /// `ScopeDownStatement`: only matching requests are counted.
+    #[serde(rename = "ScopeDownStatement", default, skip_serializing_if = "Option::is_none")]
+    pub scope_down_statement: Option<StatementJson>,
 }
 
 /// `{Statements: [...]}`.

@@ -343,3 +343,27 @@ fn address_only_acls_can_run_at_accept() {
     assert!(acl(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#)).address_only());
     assert!(!acl(SEED_RULE).address_only());
 }
+
+#[test]
+fn rate_based_rules_limit_each_address() {
+    let st = r#"{"RateBasedStatement": {"Limit": 10, "EvaluationWindowSec": 60, "AggregateKeyType": "IP"}}"#;
+    let acl = acl(&rule("flood", 0, "Block", st));
+    let mut r = req(&[]);
+    for i in 0..10 {
+        assert!(!blocked(&acl, &r), "request {i} is within the limit");
+    }
+    assert!(blocked(&acl, &r), "the 11th in the window is over");
+    r.ip = "127.0.0.9".parse().expect("ip");
+    assert!(!blocked(&acl, &r), "another address has its own count");
+    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
+    let t0 = std::time::Instant::now();
+    let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+    for _ in 0..11 {
+        limiter.hit(ip, t0);
+    }
+    assert!(limiter.hit(ip, t0 + std::time::Duration::from_secs(61)), "the previous window still weighs");
+    assert!(!limiter.hit(ip, t0 + std::time::Duration::from_secs(200)), "an old window is forgotten");
+    let nested = format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#);
+    let e = acl_with(&rule("r", 0, "Block", &nested), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.NotStatement.Statement.RateBasedStatement");
+}
