@@ -32,6 +32,8 @@ pub struct Config {
     pub stream: StreamConfig,
     /// The game-resource edge (L7): HTTP listeners and the cache.
     pub edge: EdgeConfig,
+    /// The web application firewall.
+    pub waf: WafConfig,
     /// The Admin API.
     pub admin: AdminConfig,
     /// Metrics and health endpoints.
@@ -110,6 +112,15 @@ pub struct TcpListenerConfig {
     /// accept, before TLS (IP sets, rate-based rules). Default: none.
     #[serde(default)]
     pub web_acl: Option<String>,
+}
+
+/// `waf:`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WafConfig {
+    /// A country database in MaxMind's format (GeoLite2-Country, or the CC0
+    /// `ip-location-db` country databases) for `GeoMatchStatement`s. Default: none.
+    pub geoip_database: Option<PathBuf>,
 }
 
 /// `edge:`.

@@ -79,6 +79,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             keepalive: config.stream.keepalive.get(),
         },
     ));
+    let geo = match &config.waf.geoip_database {
+        None => None,
+        Some(path) => {
+            let db = shardgate_waf::GeoDb::open(path).map_err(|e| anyhow::anyhow!("waf.geoip_database: {e}"))?;
+            tracing::info!(file = %path.display(), "country database loaded");
+            Some(Arc::new(db))
+        }
+    };
     let handle = Arc::new(SnapshotHandle::new(Snapshot::default()));
     let tls = TlsShared::new(config.tls.session_cache).context("setting up TLS session resumption")?;
     let mut reconciler = Reconciler::new(
@@ -89,7 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ReconcilerSettings {
             prefix: config.store.prefix.clone(),
             debounce: Duration::from_millis(5),
-            defaults: CompileDefaults { idle_timeout: config.stream.idle_timeout.get() },
+            defaults: CompileDefaults { idle_timeout: config.stream.idle_timeout.get(), geo },
         },
         ControlMetrics::register(&metrics),
         Arc::clone(&health),

@@ -205,3 +205,81 @@ async fn bad_web_acls_name_the_json_path_and_store_nothing() {
         assert_eq!(admin.list(kind).await["total"], 0, "nothing stored in {kind}");
     }
 }
+
+/// The country database `scripts/test` fetches (the README's test command).
+fn geoip() -> String {
+    std::env::var("SHARDGATE_TEST_GEOIP").unwrap_or_else(|_| {
+        panic!(
+            "SHARDGATE_TEST_GEOIP is not set: run the suite with scripts/test, which fetches the GeoIP test database"
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_match_by_forwarded_address_on_the_edge() {
+    let gw =
+        gateway().tls_listeners(0).edge_http(1).yaml(&format!("waf:\n  geoip_database: \"{}\"", geoip())).spawn().await;
+    let origin = TestOrigin::start(vec![("/", OriginFile::new("ok"))]).await;
+    let rule = r#"{"Name": "no-cn", "Priority": 0, "Action": {"Block": {}},
+      "Statement": {"GeoMatchStatement": {"CountryCodes": ["CN"],
+        "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "NO_MATCH"}}},
+      "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "no-cn"}}"#;
+    let r = gw.admin().request("PUT", "/apisix/admin/web_acls/seed", Some(&web_acl(rule))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    setup(&gw, &origin).await;
+    let edge = gw.edge_plain[0];
+    // 114.114.114.114 is in China, 8.8.8.8 in the US, in the test database.
+    assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "114.114.114.114, 10.0.0.1")]).await.0, 403);
+    assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "8.8.8.8")]).await.0, 200);
+    assert_eq!(get(edge, HOST, "/", &[]).await.0, 200, "no header: FallbackBehavior NO_MATCH");
+    assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "not-an-ip")]).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_country_allow_list_on_the_stream_gateway_refuses_unknown_origins_at_accept() {
+    let gw =
+        gateway().stream_web_acl("countries").yaml(&format!("waf:\n  geoip_database: \"{}\"", geoip())).spawn().await;
+    // Players only from listed countries: loopback addresses have none.
+    let acl = r#"{"Name": "countries", "DefaultAction": {"Allow": {}},
+      "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "countries"},
+      "Rules": [{"Name": "outside", "Priority": 0, "Action": {"Block": {}},
+        "Statement": {"NotStatement": {"Statement": {"GeoMatchStatement": {"CountryCodes": ["US", "CN", "JP"]}}}},
+        "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "outside"}}]}"#;
+    let r = gw.admin().request("PUT", "/apisix/admin/web_acls/countries", Some(acl)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let addr = gw.tls_addr();
+    eventually(5, "the country rule applies", || async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        (n == 0).then_some(())
+    })
+    .await;
+    let text = gw.metrics_text().await;
+    assert!(
+        text.lines().any(|l| l.starts_with("shardgate_stream_waf_refused_total") && l.contains("rule=\"outside\"")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_match_without_a_database_is_a_problem_not_a_crash() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let rule = r#"{"Name": "no-cn", "Priority": 0, "Action": {"Block": {}},
+      "Statement": {"GeoMatchStatement": {"CountryCodes": ["CN"]}},
+      "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "no-cn"}}"#;
+    // Stored (the JSON is valid) but reported: the gateway has no country database.
+    let r = gw.admin().request("PUT", "/apisix/admin/web_acls/geo", Some(&web_acl(rule))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    eventually(5, "reported as a problem", || async {
+        (gw.metric("shardgate_config_problems").await >= 1.0).then_some(())
+    })
+    .await;
+    assert!(gw.log().contains("waf.geoip_database"), "the log names the missing setting");
+}

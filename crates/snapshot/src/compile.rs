@@ -18,10 +18,12 @@ use crate::stream_router::{Filters, StreamTarget};
 use crate::{CertStore, EdgeRouter, Snapshot, StreamRouter, TlsShared};
 
 /// Settings from the bootstrap file that compiled routes fall back to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CompileDefaults {
     /// Idle timeout of stream connections whose route and upstream set none.
     pub idle_timeout: Duration,
+    /// The country database for `GeoMatchStatement`s, from the bootstrap file.
+    pub geo: Option<Arc<shardgate_waf::GeoDb>>,
 }
 
 /// Compiles `state` into a snapshot. Problems found in `state` (rejected
@@ -64,7 +66,7 @@ pub fn compile(
         let target = Arc::new(StreamTarget { route: Arc::clone(route), upstream, idle_timeout });
         stream.insert(&route.snis, filters, target);
     }
-    let acls = crate::edge::compile_acls(state, &mut problems);
+    let acls = crate::edge::compile_acls(state, defaults.geo.as_ref(), &mut problems);
     let edge = EdgeRouter::build(state, registry, &acls, &mut used, &mut problems);
     registry.retain(&used);
 

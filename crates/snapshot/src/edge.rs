@@ -14,7 +14,7 @@ use shardgate_model::{
     CachePolicy, ConfigState, Distribution, Invalid, Invalidation, Problem, ResourceId, ResourceKind, UpstreamRef,
 };
 use shardgate_upstream::{Registry, Upstream, UpstreamKey};
-use shardgate_waf::{IpSet, RegexPatternSet, Sets, WebAcl};
+use shardgate_waf::{GeoDb, IpSet, RegexPatternSet, Sets, WebAcl};
 
 use crate::SniTable;
 
@@ -90,9 +90,18 @@ pub struct CompiledAcl {
     pub acl: WebAcl,
 }
 
-struct StateSets<'a>(&'a ConfigState);
+struct StateSets<'a>(&'a ConfigState, Option<&'a Arc<GeoDb>>);
 
 impl Sets for StateSets<'_> {
+    fn geo(&self) -> Result<Option<Arc<GeoDb>>, String> {
+        match self.1 {
+            Some(db) => Ok(Some(Arc::clone(db))),
+            None => {
+                Err("GeoMatchStatement needs a country database: set waf.geoip_database in the bootstrap file".into())
+            }
+        }
+    }
+
     fn ip_set(&self, id: &str) -> Option<Arc<IpSet>> {
         let id = ResourceId::parse(id).ok()?;
         self.0.ip_sets.get(&id).map(|e| Arc::clone(&e.value))
@@ -104,10 +113,14 @@ impl Sets for StateSets<'_> {
 }
 
 /// Compiles every web ACL of `state` with its sets; failures are problems.
-pub fn compile_acls(state: &ConfigState, problems: &mut Vec<Problem>) -> HashMap<ResourceId, Arc<CompiledAcl>> {
+pub fn compile_acls(
+    state: &ConfigState,
+    geo: Option<&Arc<GeoDb>>,
+    problems: &mut Vec<Problem>,
+) -> HashMap<ResourceId, Arc<CompiledAcl>> {
     let mut out = HashMap::new();
     for (id, entry) in &state.web_acls {
-        match WebAcl::compile(&entry.value, &StateSets(state)) {
+        match WebAcl::compile(&entry.value, &StateSets(state, geo)) {
             Ok(acl) => {
                 out.insert(id.clone(), Arc::new(CompiledAcl { id: id.clone(), id_label: Arc::from(id.as_str()), acl }));
             }

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::detect;
+use crate::geo::GeoDb;
 use crate::json::{
     ActionJson, FieldJson, IpSetJson, MultiJson, RegexSetJson, RuleJson, StatementJson, TransformJson, WebAclJson,
 };
@@ -218,6 +219,11 @@ pub trait Sets {
     fn ip_set(&self, id: &str) -> Option<Arc<IpSet>>;
     /// The regex pattern set named by `id`.
     fn regex_set(&self, id: &str) -> Option<Arc<RegexPatternSet>>;
+    /// The country database, if the gateway has one. `Err` carries why a
+    /// `GeoMatchStatement` cannot be compiled without one.
+    fn geo(&self) -> Result<Option<Arc<GeoDb>>, String> {
+        Err("GeoMatchStatement needs a country database: set waf.geoip_database in the bootstrap file".into())
+    }
 }
 
 /// No sets at all (syntax checks before the references are known).
@@ -230,6 +236,10 @@ impl Sets for NoSets {
     }
     fn regex_set(&self, _: &str) -> Option<Arc<RegexPatternSet>> {
         Some(Arc::new(RegexPatternSet { set: RegexSet::empty() }))
+    }
+    fn geo(&self) -> Result<Option<Arc<GeoDb>>, String> {
+        // Syntax checks only: the gateway's database is checked when compiled.
+        Ok(None)
     }
 }
 
@@ -595,6 +605,11 @@ enum Statement {
         limiter: Arc<RateLimiter>,
         scope_down: Option<Box<Statement>>,
     },
+    Geo {
+        db: Option<Arc<GeoDb>>,
+        codes: Vec<[u8; 2]>,
+        forwarded: Option<(String, bool)>,
+    },
 }
 
 /// Most client addresses a rate-based rule tracks at once.
@@ -839,8 +854,43 @@ fn compile_statement(
         let limiter = Arc::new(RateLimiter::new(std::time::Duration::from_secs(window), r.limit));
         out.push(Statement::Rate { limiter, scope_down });
     }
+    if let Some(g) = &s.geo_match {
+        let p = format!("{path}.GeoMatchStatement");
+        if g.country_codes.is_empty() {
+            return Err(err(&format!("{p}.CountryCodes"), "list at least one country code"));
+        }
+        let mut codes = Vec::with_capacity(g.country_codes.len());
+        for (i, c) in g.country_codes.iter().enumerate() {
+            match c.as_bytes() {
+                [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => codes.push([*a, *b]),
+                _ => {
+                    return Err(err(
+                        &format!("{p}.CountryCodes[{i}]"),
+                        format!("{c:?} is not an ISO 3166-1 alpha-2 code"),
+                    ));
+                }
+            }
+        }
+        let forwarded = match &g.forwarded_ip_config {
+            None => None,
+            Some(f) => {
+                let fallback = match f.fallback_behavior.as_str() {
+                    "MATCH" => true,
+                    "NO_MATCH" => false,
+                    o => {
+                        return Err(err(
+                            &format!("{p}.ForwardedIPConfig.FallbackBehavior"),
+                            format!("{o:?} is not MATCH or NO_MATCH"),
+                        ));
+                    }
+                };
+                Some((f.header_name.to_ascii_lowercase(), fallback))
+            }
+        };
+        let db = sets.geo().map_err(|e| err(&p, e))?;
+        out.push(Statement::Geo { db, codes, forwarded });
+    }
     for (name, present) in [
-        ("GeoMatchStatement", s.geo_match.is_some()),
         ("ManagedRuleGroupStatement", s.managed_rule_group.is_some()),
         ("RuleGroupReferenceStatement", s.rule_group_reference.is_some()),
     ] {
@@ -968,6 +1018,26 @@ impl Statement {
                     return false;
                 }
                 limiter.hit(c.req.client_ip, std::time::Instant::now())
+            }
+            Statement::Geo { db, codes, forwarded } => {
+                let ip = match forwarded {
+                    None => Some(c.req.client_ip),
+                    // AWS uses the first address of the header for geo match.
+                    Some((header, fallback)) => {
+                        let first = c
+                            .req
+                            .headers
+                            .get(header.as_str())
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
+                        match first {
+                            Some(ip) => Some(ip),
+                            None => return *fallback,
+                        }
+                    }
+                };
+                let country = ip.and_then(|ip| db.as_ref().and_then(|d| d.country(ip)));
+                country.is_some_and(|cc| codes.contains(&cc))
             }
             Statement::And(list) => list.iter().all(|s| s.eval(c)),
             Statement::Or(list) => list.iter().any(|s| s.eval(c)),
@@ -1206,6 +1276,7 @@ impl WebAcl {
         fn only(s: &Statement) -> bool {
             match s {
                 Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
+                Statement::Geo { forwarded: None, .. } => true,
                 Statement::Rate { scope_down, .. } => scope_down.as_deref().is_none_or(only),
                 Statement::And(l) | Statement::Or(l) => l.iter().all(only),
                 Statement::Not(s) => only(s),

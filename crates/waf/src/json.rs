@@ -201,9 +201,9 @@ pub struct StatementJson {
     /// `NotStatement`.
     #[serde(rename = "NotStatement", default, skip_serializing_if = "Option::is_none")]
     pub not: Option<Box<NotJson>>,
-    /// `GeoMatchStatement` (kept for a clear refusal until GeoIP lands).
+    /// `GeoMatchStatement`.
     #[serde(rename = "GeoMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub geo_match: Option<Value>,
+    pub geo_match: Option<GeoMatchJson>,
     /// `RateBasedStatement` (top level of a rule only).
     #[serde(rename = "RateBasedStatement", default, skip_serializing_if = "Option::is_none")]
     pub rate_based: Option<Box<RateBasedJson>>,
@@ -213,6 +213,30 @@ pub struct StatementJson {
     /// `RuleGroupReferenceStatement` (refused).
     #[serde(rename = "RuleGroupReferenceStatement", default, skip_serializing_if = "Option::is_none")]
     pub rule_group_reference: Option<Value>,
+}
+
+/// `GeoMatchStatement`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoMatchJson {
+    /// `CountryCodes`: ISO 3166-1 alpha-2.
+    #[serde(rename = "CountryCodes")]
+    pub country_codes: Vec<String>,
+    /// `ForwardedIPConfig`: `{HeaderName, FallbackBehavior}`.
+    #[serde(rename = "ForwardedIPConfig", default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_ip_config: Option<GeoForwardedJson>,
+}
+
+/// `ForwardedIPConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoForwardedJson {
+    /// `HeaderName`.
+    #[serde(rename = "HeaderName")]
+    pub header_name: String,
+    /// `FallbackBehavior`: `MATCH` or `NO_MATCH`.
+    #[serde(rename = "FallbackBehavior")]
+    pub fallback_behavior: String,
 }
 
 /// `RateBasedStatement`.

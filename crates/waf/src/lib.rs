@@ -10,10 +10,12 @@
 //! - [`acl`]: compile (errors name the JSON path) and evaluate.
 //! - [`transform`]: text transformations.
 //! - [`sample`]: bounded recent samples per web ACL, for the Admin API.
+//! - [`geo`]: the country database behind `GeoMatchStatement`.
 //! - [`detect`]: the SQL-injection and XSS detectors behind `SqliMatch` and `XssMatch`.
 
 pub mod acl;
 pub mod detect;
+pub mod geo;
 pub mod json;
 pub mod sample;
 pub mod transform;
@@ -21,4 +23,5 @@ pub mod transform;
 pub use acl::{
     Action, BlockResponse, IpSet, NoSets, RegexPatternSet, RequestView, Sets, Verdict, WafError, WebAcl, arn_id,
 };
+pub use geo::GeoDb;
 pub use sample::{Sample, Samples};

@@ -28,7 +28,7 @@ fn fixture() -> Fixture {
         ReconcilerSettings {
             prefix: "/apisix".into(),
             debounce: Duration::from_millis(5),
-            defaults: CompileDefaults { idle_timeout: Duration::from_secs(60) },
+            defaults: CompileDefaults { idle_timeout: Duration::from_secs(60), geo: None },
         },
         ControlMetrics::register(&Metrics::new()),
         Arc::new(Health::default()),

@@ -37,7 +37,7 @@ fn query(sni: &str) -> RouteQuery<'_> {
     }
 }
 
-const DEFAULTS: CompileDefaults = CompileDefaults { idle_timeout: Duration::from_secs(600) };
+const DEFAULTS: CompileDefaults = CompileDefaults { idle_timeout: Duration::from_secs(600), geo: None };
 
 #[test]
 fn routes_certs_and_references_compile() {
