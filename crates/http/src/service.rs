@@ -68,6 +68,8 @@ pub struct EdgeService {
     pub metrics: EdgeMetrics,
     /// Recent requests each web ACL matched, for the Admin API.
     pub samples: Arc<Samples>,
+    /// The country database, to put a country on samples.
+    pub geo: Option<Arc<shardgate_waf::GeoDb>>,
 }
 
 /// Facts about the viewer's connection.
@@ -300,7 +302,11 @@ impl EdgeService {
         let sample = Sample {
             request: shardgate_waf::sample::SampleRequest {
                 client_ip: conn.client.ip().to_string(),
-                country: None,
+                country: self
+                    .geo
+                    .as_ref()
+                    .and_then(|g| g.country(conn.client.ip()))
+                    .map(|c| String::from_utf8_lossy(&c).into_owned()),
                 uri: shardgate_waf::sample::cut(
                     req.uri().path_and_query().map_or(req.uri().path(), |p| p.as_str()),
                     2048,

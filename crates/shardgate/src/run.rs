@@ -97,7 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ReconcilerSettings {
             prefix: config.store.prefix.clone(),
             debounce: Duration::from_millis(5),
-            defaults: CompileDefaults { idle_timeout: config.stream.idle_timeout.get(), geo },
+            defaults: CompileDefaults { idle_timeout: config.stream.idle_timeout.get(), geo: geo.clone() },
         },
         ControlMetrics::register(&metrics),
         Arc::clone(&health),
@@ -190,6 +190,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             cache,
             metrics: EdgeMetrics::register(&metrics),
             samples: Arc::clone(&samples),
+            geo: geo.clone(),
         });
         tokio::spawn(shardgate_http::purge_invalidated(
             Arc::clone(&handle),
