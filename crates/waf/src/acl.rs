@@ -526,10 +526,12 @@ fn is_word(b: u8) -> bool {
 impl Matcher {
     fn matches(&self, v: &[u8]) -> bool {
         match self {
+            // Length and first-byte checks before the comparison: most values
+            // fail there, and a call to memcmp costs more than the check.
             Matcher::Bytes { needle, position, finder } => match position {
-                Position::Exactly => v == needle.as_slice(),
-                Position::StartsWith => v.starts_with(needle),
-                Position::EndsWith => v.ends_with(needle),
+                Position::Exactly => v.len() == needle.len() && v.first() == needle.first() && v == needle.as_slice(),
+                Position::StartsWith => v.len() >= needle.len() && v.first() == needle.first() && v.starts_with(needle),
+                Position::EndsWith => v.len() >= needle.len() && v.last() == needle.last() && v.ends_with(needle),
                 Position::Contains => finder.find(v).is_some(),
                 // AWS: the string equals the value or is bounded by non-word
                 // characters or the value's ends.

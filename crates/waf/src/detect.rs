@@ -137,6 +137,10 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 /// those keywords, so skipping the regex scan here changes no verdict; it is
 /// the common case (ids, tokens, platform names) and costs one pass.
 fn plain_for_sqli(input: &[u8]) -> bool {
+    // Digits and dots only (versions, addresses): nothing can match.
+    if input.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
+        return true;
+    }
     input.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
         && !input.windows(2).any(|w| w == b"--")
         && !contains_ci(input, b"0x")
