@@ -158,6 +158,8 @@ impl EdgeService {
         let Some(primary) = snapshot.edge.find(&host).cloned() else {
             return refuse(&self, StatusCode::NOT_FOUND, "unknown_host", format!("no distribution serves host {host}"));
         };
+        // The primary's web ACL guards both sides of a canary: CloudFront
+        // does not let a staging distribution change the WAF either.
         if let Some(waf) = &primary.waf
             && let Some(blocked) = self.inspect(waf, &req, conn)
         {
