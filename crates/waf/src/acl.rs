@@ -511,11 +511,23 @@ enum Cmp {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Bytes { needle: Vec<u8>, position: Position, finder: Box<memchr::memmem::Finder<'static>> },
+    Bytes {
+        needle: Vec<u8>,
+        position: Position,
+        finder: Box<memchr::memmem::Finder<'static>>,
+    },
     Regex(Regex),
+    /// Pattern `k` of its source's combined regex set (every RegexMatch on
+    /// one source runs as one set, one pass per value).
+    RegexIn(usize),
     RegexSet(Arc<RegexPatternSet>),
-    Size { cmp: Cmp, size: u64 },
-    Sqli { high: bool },
+    Size {
+        cmp: Cmp,
+        size: u64,
+    },
+    Sqli {
+        high: bool,
+    },
     Xss,
 }
 
@@ -551,6 +563,8 @@ impl Matcher {
                 }
             },
             Matcher::Regex(r) => r.is_match(v),
+            // Evaluated through the source's set in `Statement::eval`.
+            Matcher::RegexIn(_) => false,
             Matcher::RegexSet(s) => s.set.is_match(v),
             Matcher::Size { cmp, size } => {
                 let n = v.len() as u64;
@@ -656,6 +670,29 @@ impl RateLimiter {
         e.1 += 1;
         let estimate = e.1 as f64 + e.2 as f64 * (1.0 - into);
         estimate > self.limit as f64
+    }
+}
+
+/// Moves every `RegexMatch` of a statement tree into its source's pattern list.
+fn group_regexes(st: &mut Statement, patterns: &mut [Vec<String>]) {
+    match st {
+        Statement::Inspect { source, matcher } => {
+            if let Matcher::Regex(r) = matcher {
+                let list = &mut patterns[*source];
+                let k = match list.iter().position(|p| p == r.as_str()) {
+                    Some(k) => k,
+                    None => {
+                        list.push(r.as_str().to_owned());
+                        list.len() - 1
+                    }
+                };
+                *matcher = Matcher::RegexIn(k);
+            }
+        }
+        Statement::And(l) | Statement::Or(l) => l.iter_mut().for_each(|s| group_regexes(s, patterns)),
+        Statement::Not(s) => group_regexes(s, patterns),
+        Statement::Rate { scope_down: Some(s), .. } => group_regexes(s, patterns),
+        _ => {}
     }
 }
 
@@ -934,6 +971,8 @@ struct SourceCache<'r> {
     sqli_low: std::cell::OnceCell<bool>,
     sqli_high: std::cell::OnceCell<bool>,
     xss: std::cell::OnceCell<bool>,
+    /// Which patterns of the source's regex set matched any value.
+    regex_hits: std::cell::OnceCell<Vec<bool>>,
 }
 
 /// Whether a request matched, for one evaluation.
@@ -941,6 +980,7 @@ struct Ctx<'a, 'r> {
     req: &'a RequestView<'r>,
     labels: &'a [Arc<str>],
     sources: &'a [(Field, Vec<Transform>)],
+    regex_sets: &'a [Option<RegexSet>],
     cache: &'a [SourceCache<'r>],
 }
 
@@ -985,6 +1025,25 @@ impl Statement {
                 let memo = &c.cache[*source];
                 let any = |m: &Matcher| items.iter().any(|v| m.matches(v));
                 match matcher {
+                    Matcher::RegexIn(k) => {
+                        let hits = memo.regex_hits.get_or_init(|| {
+                            let Some(set) = c.regex_sets.get(*source).and_then(Option::as_ref) else {
+                                return Vec::new();
+                            };
+                            if set.len() == 1 {
+                                // One pattern: stop at the first match.
+                                return vec![items.iter().any(|v| set.is_match(v))];
+                            }
+                            let mut hits = vec![false; set.len()];
+                            for v in items {
+                                for i in set.matches(v).iter() {
+                                    hits[i] = true;
+                                }
+                            }
+                            hits
+                        });
+                        hits.get(*k).copied().unwrap_or(false)
+                    }
                     Matcher::Sqli { high: false } => *memo.sqli_low.get_or_init(|| any(matcher)),
                     Matcher::Sqli { high: true } => *memo.sqli_high.get_or_init(|| any(matcher)),
                     Matcher::Xss => *memo.xss.get_or_init(|| any(matcher)),
@@ -1071,6 +1130,7 @@ pub struct WebAcl {
     pub name: Arc<str>,
     rules: Vec<Rule>,
     sources: Vec<(Field, Vec<Transform>)>,
+    regex_sets: Vec<Option<RegexSet>>,
     default: Action,
     /// Whether sampling is on for the default action.
     pub sampled: bool,
@@ -1220,10 +1280,34 @@ impl WebAcl {
             ));
         }
         rules.sort_by_key(|(p, _)| *p);
+        // Every RegexMatch on one source joins that source's set.
+        let mut patterns: Vec<Vec<String>> = vec![Vec::new(); sources.list.len()];
+        for (_, r) in &mut rules {
+            group_regexes(&mut r.statement, &mut patterns);
+        }
+        let mut regex_sets = Vec::with_capacity(patterns.len());
+        for (i, list) in patterns.iter().enumerate() {
+            if list.is_empty() {
+                regex_sets.push(None);
+                continue;
+            }
+            let set = RegexSetBuilder::new(list)
+                .size_limit(REGEX_SIZE_LIMIT * 4)
+                .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
+                .build()
+                .map_err(|e| {
+                    err(
+                        "Rules",
+                        format!("the regular expressions on field {i} do not fit together: {}", regex_reason(&e)),
+                    )
+                })?;
+            regex_sets.push(Some(set));
+        }
         Ok(WebAcl {
             name: Arc::from(name.as_str()),
             rules: rules.into_iter().map(|(_, r)| r).collect(),
             sources: sources.list,
+            regex_sets,
             default,
             sampled: json.visibility_config.as_ref().is_some_and(|v| v.sampled_requests_enabled),
         })
@@ -1248,7 +1332,7 @@ impl WebAcl {
         let mut counted = Vec::new();
         let cache: Vec<SourceCache<'_>> = (0..self.sources.len()).map(|_| SourceCache::default()).collect();
         for rule in &self.rules {
-            let ctx = Ctx { req, labels: &labels, sources: &self.sources, cache: &cache };
+            let ctx = Ctx { req, labels: &labels, sources: &self.sources, regex_sets: &self.regex_sets, cache: &cache };
             let matched = rule.statement.eval(&ctx);
             if !matched {
                 continue;
