@@ -12,8 +12,8 @@
 //!   detector should flag.
 //! - `<dir>/crs/REQUEST-94{1,2}-*/*.yaml`: OWASP CRS regression cases; each
 //!   request is evaluated against a web ACL that runs the detector on the
-//!   fields an AWS rule would name (URI path, query arguments, body, header
-//!   values, cookies; URL and HTML-entity decoded). Cases that expect the
+//!   fields an AWS rule would name (URI path, query string and arguments,
+//!   body, header values, cookies; URL and HTML-entity decoded). Cases that expect the
 //!   family's rule to fire count toward detection, cases that expect it not
 //!   to fire toward false positives; raw `encoded_request` cases are skipped.
 
@@ -25,8 +25,13 @@ use shardgate_waf::json::WebAclJson;
 use shardgate_waf::{Action, NoSets, RequestView, WebAcl};
 
 fn acl(statement: &str) -> WebAcl {
+    acl_with(statement, "")
+}
+
+fn acl_with(statement: &str, extra: &str) -> WebAcl {
     let fields = [
         r#"{"UriPath": {}}"#,
+        r#"{"QueryString": {}}"#,
         r#"{"AllQueryArguments": {}}"#,
         r#"{"Body": {"OversizeHandling": "CONTINUE"}}"#,
         r#"{"Headers": {"MatchPattern": {"ExcludedHeaders": ["host", "accept", "content-type", "content-length"]}, "MatchScope": "VALUE", "OversizeHandling": "CONTINUE"}}"#,
@@ -36,7 +41,7 @@ fn acl(statement: &str) -> WebAcl {
         .iter()
         .map(|f| {
             format!(
-                r#"{{"{statement}": {{"FieldToMatch": {f}, "TextTransformations": [{{"Type": "URL_DECODE", "Priority": 0}}, {{"Type": "HTML_ENTITY_DECODE", "Priority": 1}}]}}}}"#
+                r#"{{"{statement}": {{"FieldToMatch": {f}, "TextTransformations": [{{"Type": "URL_DECODE", "Priority": 0}}, {{"Type": "HTML_ENTITY_DECODE", "Priority": 1}}]{extra}}}}}"#
             )
         })
         .collect();
@@ -295,8 +300,13 @@ fn main() -> std::process::ExitCode {
     };
     let sqli = acl("SqliMatchStatement");
     let xss = acl("XssMatchStatement");
+    println!("== SqliMatch SensitivityLevel LOW (the default) ==");
     libinjection(&dir, &sqli, &xss);
     crs(&dir, "REQUEST-942-APPLICATION-ATTACK-SQLI", &sqli, "942");
     crs(&dir, "REQUEST-941-APPLICATION-ATTACK-XSS", &xss, "941");
+    println!("== SqliMatch SensitivityLevel HIGH ==");
+    let high = acl_with("SqliMatchStatement", r#", "SensitivityLevel": "HIGH""#);
+    libinjection(&dir, &high, &xss);
+    crs(&dir, "REQUEST-942-APPLICATION-ATTACK-SQLI", &high, "942");
     std::process::ExitCode::SUCCESS
 }

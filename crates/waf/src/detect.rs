@@ -60,6 +60,12 @@ const SQLI_HIGH: &[&str] = &[
     r"/\*!?\d*",
     r"\b(cast|convert)\s*\(",
     r"\bif\s*\(.{1,60},.{1,60},",
+    // A SQL function call (CRS 942151/942410 at paranoia 1-2).
+    r"\b(abs|ascii|avg|bin|bit_length|cast|ceil|char|char_length|chr|coalesce|concat|concat_ws|conv|convert|count|database|decode|default|encode|exp|extract|floor|greatest|group_concat|hex|ifnull|instr|isnull|json_extract|json_keys|lcase|least|left|length|ln|load_file|locate|log|lower|lpad|ltrim|max|md5|mid|min|mod|month|now|nullif|oct|ord|pi|position|pow|power|quote|rand|repeat|replace|reverse|right|round|rpad|rtrim|sha1|sign|sin|sleep|space|sqrt|strcmp|substr|substring|sum|sysdate|time|trim|ucase|unhex|upper|user|uuid|values|version|xmltype|year)\s*\(",
+    // PostgreSQL / MySQL JSON operators on a quoted value (CRS 942550).
+    r"'\s*::\s*jsonb?\b",
+    r"'\s*(->>?|#>>?|@>|<@|\?\||\?&)\s*'",
+    r"\|\|\s*\(",
 ];
 
 const XSS: &[&str] = &[
@@ -77,6 +83,12 @@ const XSS: &[&str] = &[
     r"xlink:href\s*=",
     r"@import\b",
     r"<!\[cdata\[",
+    // Script gadgets without a tag (CRS 941370/941390).
+    r"\b(atob|btoa|settimeout|setinterval|fromcharcode|execscript)\s*\(",
+    r#"\[\s*["'`](cookie|alert|eval|constructor)["'`]\s*\]"#,
+    // Namespaced script tags and UTF-7 encoded angle brackets (CRS 941160/941350).
+    r"<\s*[a-z0-9]+\s*:\s*script\b",
+    r"\+adw-\s*script",
 ];
 
 fn build(patterns: &[&str]) -> RegexSet {
@@ -149,10 +161,10 @@ fn plain_for_sqli(input: &[u8]) -> bool {
             .any(|k| contains_ci(input, k))
 }
 
-/// Whether `input` is too plain for any XSS pattern: none of `< > : ( = @ \``
+/// Whether `input` is too plain for any XSS pattern: none of `< > : ( = @ \` [ +`
 /// and neither `document` nor `window` (every pattern needs one of them).
 fn plain_for_xss(input: &[u8]) -> bool {
-    !input.iter().any(|b| matches!(b, b'<' | b'>' | b':' | b'(' | b'=' | b'@' | b'`'))
+    !input.iter().any(|b| matches!(b, b'<' | b'>' | b':' | b'(' | b'=' | b'@' | b'`' | b'[' | b'+'))
         && !contains_ci(input, b"document")
         && !contains_ci(input, b"window")
 }
