@@ -220,9 +220,14 @@ async fn geo_match_by_forwarded_address_on_the_edge() {
     let gw =
         gateway().tls_listeners(0).edge_http(1).yaml(&format!("waf:\n  geoip_database: \"{}\"", geoip())).spawn().await;
     let origin = TestOrigin::start(vec![("/", OriginFile::new("ok"))]).await;
-    let rule = r#"{"Name": "no-cn", "Priority": 0, "Action": {"Block": {}},
+    // Rule 0 counts Chinese addresses; rule 1 blocks by the country label
+    // the geo statement added (AWS's awswaf:forwardedip:geo:country:<CC>).
+    let rule = r#"{"Name": "cn", "Priority": 0, "Action": {"Count": {}},
       "Statement": {"GeoMatchStatement": {"CountryCodes": ["CN"],
         "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "NO_MATCH"}}},
+      "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "cn"}},
+      {"Name": "no-cn", "Priority": 1, "Action": {"Block": {}},
+      "Statement": {"LabelMatchStatement": {"Scope": "LABEL", "Key": "awswaf:forwardedip:geo:country:CN"}},
       "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "no-cn"}}"#;
     let r = gw.admin().request("PUT", "/apisix/admin/web_acls/seed", Some(&web_acl(rule))).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -233,6 +238,9 @@ async fn geo_match_by_forwarded_address_on_the_edge() {
     assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "8.8.8.8")]).await.0, 200);
     assert_eq!(get(edge, HOST, "/", &[]).await.0, 200, "no header: FallbackBehavior NO_MATCH");
     assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "not-an-ip")]).await.0, 200);
+    let counted = "shardgate_waf_requests_total{web_acl=\"seed\",rule=\"cn\",action=\"count\"}";
+    let blocked = "shardgate_waf_requests_total{web_acl=\"seed\",rule=\"no-cn\",action=\"block\"}";
+    assert_eq!((gw.metric(counted).await, gw.metric(blocked).await), (1.0, 1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -982,6 +982,10 @@ struct Ctx<'a, 'r> {
     sources: &'a [(Field, Vec<Transform>)],
     regex_sets: &'a [Option<RegexSet>],
     cache: &'a [SourceCache<'r>],
+    /// The country label the first GeoMatch produced (AWS adds
+    /// `awswaf:clientip:geo:country:<CC>`, or `forwardedip` with a forwarded
+    /// address, whether or not the statement matched).
+    geo_label: &'a std::cell::OnceCell<Option<Arc<str>>>,
 }
 
 impl<'r> Ctx<'_, 'r> {
@@ -1098,6 +1102,11 @@ impl Statement {
                     }
                 };
                 let country = ip.and_then(|ip| db.as_ref().and_then(|d| d.country(ip)));
+                // AWS labels the country of the address it used.
+                let origin = if forwarded.is_some() { "forwardedip" } else { "clientip" };
+                c.geo_label.get_or_init(|| {
+                    country.map(|cc| Arc::from(format!("awswaf:{origin}:geo:country:{}", String::from_utf8_lossy(&cc))))
+                });
                 country.is_some_and(|cc| codes.contains(&cc))
             }
             Statement::And(list) => list.iter().all(|s| s.eval(c)),
@@ -1331,9 +1340,23 @@ impl WebAcl {
         let mut labels: Vec<Arc<str>> = Vec::new();
         let mut counted = Vec::new();
         let cache: Vec<SourceCache<'_>> = (0..self.sources.len()).map(|_| SourceCache::default()).collect();
+        let geo_label = std::cell::OnceCell::new();
+        let mut geo_added = false;
         for rule in &self.rules {
-            let ctx = Ctx { req, labels: &labels, sources: &self.sources, regex_sets: &self.regex_sets, cache: &cache };
+            let ctx = Ctx {
+                req,
+                labels: &labels,
+                sources: &self.sources,
+                regex_sets: &self.regex_sets,
+                cache: &cache,
+                geo_label: &geo_label,
+            };
             let matched = rule.statement.eval(&ctx);
+            // Labels land at the end of the rule's evaluation, for later rules.
+            if !geo_added && let Some(Some(l)) = geo_label.get() {
+                labels.push(Arc::clone(l));
+                geo_added = true;
+            }
             if !matched {
                 continue;
             }
