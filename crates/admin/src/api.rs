@@ -6,8 +6,10 @@
 //! | `GET /apisix/admin/<kind>/<id>` | 200 `{"key","value","createdIndex","modifiedIndex"}`, 404 |
 //! | `PUT /apisix/admin/<kind>/<id>` | 201 created / 200 replaced, `{"key","value"}` |
 //! | `POST /apisix/admin/<kind>` | 201, id generated from the store revision, 20 digits (APISIX `core.etcd.push`) |
-//! | `DELETE /apisix/admin/<kind>/<id>` | 200 `{"deleted":"1","key"}`, 404; an upstream in use: 400 unless `?force=true` |
-//! | `PATCH /apisix/admin/<kind>/<id>[/<sub/path>]` | ssls, upstreams: merge patch or sub-path replace; stream routes: 405 (as APISIX) |
+//! | `DELETE /apisix/admin/<kind>/<id>` | 200 `{"deleted":"1","key"}`, 404; a resource another one refers to: 400 naming it, unless `?force=true` |
+//! | `PATCH /apisix/admin/<kind>/<id>[/<sub/path>]` | merge patch or sub-path replace; stream routes (as APISIX) and invalidations: 405 |
+//! | `POST /apisix/admin/continuous_deployment_policies/<id>/promote\|discard` | canary actions (`api::canary`) |
+//! | `GET /apisix/admin/web_acls/<id>/sampled_requests` | recent WAF matches, AWS's `GetSampledRequests` shape |
 //! | `POST /apisix/admin/schema/validate/<kind>` | 200 or 400, nothing stored |
 //!
 //! Writes are serialized by one lock so that reference checks (an upstream
