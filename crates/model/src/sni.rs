@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn refuses_names_that_can_never_be_an_sni() {
-        for bad in ["", "a..b", "a.b.", "10.0.0.1", "[::1]", "a b.com", "foo*.com", "*foo.com", "a.*.com", "*."] {
+        for bad in ["", "a..b", "a.b.", "127.0.0.1", "[::1]", "a b.com", "foo*.com", "*foo.com", "a.*.com", "*."] {
             assert!(SniPattern::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(SniPattern::parse(&format!("{}.com", "a".repeat(64))).is_err());

@@ -157,10 +157,10 @@ mod tests {
 
     #[test]
     fn filters_and_errors() {
-        let r = route(json!({"upstream_id": 3, "remote_addr": "10.1.2.3/8", "server_port": 8888})).expect("filters");
-        assert_eq!(r.remote_addr.map(|n| n.to_string()), Some("10.0.0.0/8".into()));
+        let r = route(json!({"upstream_id": 3, "remote_addr": "127.1.2.3/8", "server_port": 8888})).expect("filters");
+        assert_eq!(r.remote_addr.map(|n| n.to_string()), Some("127.0.0.0/8".into()));
         assert_eq!(r.upstream, UpstreamRef::Id(ResourceId::parse("3").expect("id")));
-        assert_eq!(route(json!({"upstream_id": "u", "remote_addr": "10.0.0.300"})).unwrap_err().field, "remote_addr");
+        assert_eq!(route(json!({"upstream_id": "u", "remote_addr": "127.0.0.300"})).unwrap_err().field, "remote_addr");
         assert_eq!(route(json!({"sni": "gs-1.com"})).unwrap_err().field, "upstream");
         assert_eq!(route(json!({"upstream_id": "u", "server_port": 0})).unwrap_err().field, "server_port");
         assert_eq!(route(json!({"upstream_id": "u", "server_port": 70000})).unwrap_err().field, "server_port");

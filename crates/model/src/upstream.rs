@@ -405,7 +405,8 @@ mod tests {
         assert_eq!(u.nodes.len(), 3);
         assert!(u.nodes.iter().any(|n| n.host == Host::Name("gs-1.game.svc.cluster.local".into()) && n.port == 9000));
         assert!(u.nodes.iter().any(|n| n.to_string() == "[::1]:80" && n.weight == 2));
-        let u = up(json!({"nodes": [{"host": "10.0.0.1", "port": 7777, "weight": 5, "priority": -1}]})).expect("array");
+        let u =
+            up(json!({"nodes": [{"host": "127.0.0.10", "port": 7777, "weight": 5, "priority": -1}]})).expect("array");
         assert_eq!(u.nodes[0].priority, -1);
         assert_eq!(u.balance, Balance::RoundRobin);
     }

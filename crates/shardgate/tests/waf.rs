@@ -198,7 +198,7 @@ async fn bad_web_acls_name_the_json_path_and_store_nothing() {
         let msg = r.json()["error_msg"].as_str().unwrap_or_default().to_owned();
         assert!(msg.contains(path), "error {msg:?} must name {path:?}");
     }
-    let r = admin.request("PUT", "/apisix/admin/ip_sets/x", Some(r#"{"Addresses": ["10.0.0.0/33"]}"#)).await;
+    let r = admin.request("PUT", "/apisix/admin/ip_sets/x", Some(r#"{"Addresses": ["127.0.0.0/33"]}"#)).await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("Addresses[0]"), "{}", r.body);
     for kind in ["web_acls", "ip_sets"] {
@@ -234,7 +234,7 @@ async fn geo_match_by_forwarded_address_on_the_edge() {
     setup(&gw, &origin).await;
     let edge = gw.edge_plain[0];
     // 114.114.114.114 is in China, 8.8.8.8 in the US, in the test database.
-    assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "114.114.114.114, 10.0.0.1")]).await.0, 403);
+    assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "114.114.114.114, 127.0.0.1")]).await.0, 403);
     assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "8.8.8.8")]).await.0, 200);
     assert_eq!(get(edge, HOST, "/", &[]).await.0, 200, "no header: FallbackBehavior NO_MATCH");
     assert_eq!(get(edge, HOST, "/", &[("x-forwarded-for", "not-an-ip")]).await.0, 200);

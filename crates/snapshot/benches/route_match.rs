@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
         sni: Some(sni),
         server_port: 8888,
         server_addr: "127.0.0.1".parse().expect("ip"),
-        remote_addr: "10.0.0.1".parse().expect("ip"),
+        remote_addr: "127.0.0.10".parse().expect("ip"),
     };
     c.bench_function("stream_route_exact", |b| b.iter(|| r.find(black_box(&q("gs-1234.zone34.game.com")))));
     c.bench_function("stream_route_wildcard", |b| b.iter(|| r.find(black_box(&q("new.zone7.game.com")))));

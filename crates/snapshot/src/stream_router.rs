@@ -156,7 +156,7 @@ mod tests {
             sni,
             server_port: 8888,
             server_addr: "127.0.0.1".parse().expect("ip"),
-            remote_addr: "10.1.2.3".parse().expect("ip"),
+            remote_addr: "127.1.2.3".parse().expect("ip"),
         }
     }
 
@@ -173,7 +173,7 @@ mod tests {
         r.insert(&snis(&["*.game.com"]), Filters::default(), "game");
         r.insert(
             &snis(&["gs-1.game.com"]),
-            Filters { remote_addr: Some("192.168.0.0/16".parse().expect("net")), ..Filters::default() },
+            Filters { remote_addr: Some("127.168.0.0/16".parse().expect("net")), ..Filters::default() },
             "gs-1-lan-only",
         );
         r.insert(&snis(&["gs-1.game.com", "gs-1b.game.com"]), Filters::default(), "gs-1");
@@ -197,10 +197,10 @@ mod tests {
     fn filters_are_checked_in_config_order_within_a_step() {
         let r = router();
         let mut lan = q(Some("gs-1.game.com"));
-        lan.remote_addr = "192.168.1.1".parse().expect("ip");
+        lan.remote_addr = "127.168.1.1".parse().expect("ip");
         assert_eq!(r.find(&lan), Some((&"gs-1-lan-only", MatchRank::Exact)), "first matching in config order");
         let mut mapped = lan;
-        mapped.remote_addr = "::ffff:192.168.1.1".parse().expect("ip");
+        mapped.remote_addr = "::ffff:127.168.1.1".parse().expect("ip");
         assert_eq!(r.find(&mapped), Some((&"gs-1-lan-only", MatchRank::Exact)), "v4-mapped clients match v4 CIDRs");
         let mut other_port = q(None);
         other_port.server_port = 9999;

@@ -150,7 +150,7 @@ async fn every_bad_write_is_refused_and_changes_nothing() {
             "\"cert\"",
         ),
         ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?}}}"#), "\"snis\""),
-        ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?},"snis":["10.0.0.1"]}}"#), "IP address"),
+        ("/apisix/admin/ssls/1", format!(r#"{{"cert":{c:?},"key":{k:?},"snis":["127.0.0.1"]}}"#), "IP address"),
         ("/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:99999":1}}"#.into(), "nodes"),
     ];
     for (path, body, needle) in cases {

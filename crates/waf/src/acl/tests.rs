@@ -24,7 +24,7 @@ impl Sets for TestSets {
     fn ip_set(&self, id: &str) -> Option<Arc<IpSet>> {
         (id == "denied").then(|| {
             let json: IpSetJson =
-                serde_json::from_str(r#"{"IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32", "10.0.0.0/8"]}"#)
+                serde_json::from_str(r#"{"IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32", "127.64.0.0/10"]}"#)
                     .expect("ipset json");
             Arc::new(IpSet::compile(&json).expect("ipset"))
         })
@@ -229,13 +229,13 @@ fn regex_sets_ips_sizes_sqli_xss() {
     assert!(!blocked(&acl2, &r));
     r.ip = "127.0.0.2".parse().expect("ip");
     assert!(blocked(&acl2, &r));
-    r.ip = "::ffff:10.1.2.3".parse().expect("ip");
+    r.ip = "::ffff:127.64.2.3".parse().expect("ip");
     assert!(blocked(&acl2, &r), "v4-mapped addresses count as IPv4");
 
     let fwd = r#"{"IPSetReferenceStatement": {"ARN": "denied", "IPSetForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "MATCH", "Position": "FIRST"}}}"#;
     let acl3 = acl(&rule("r", 0, "Block", fwd));
-    assert!(blocked(&acl3, &req(&[("x-forwarded-for", "10.9.9.9, 1.1.1.1")])));
-    assert!(!blocked(&acl3, &req(&[("x-forwarded-for", "1.1.1.1, 10.9.9.9")])));
+    assert!(blocked(&acl3, &req(&[("x-forwarded-for", "127.99.9.9, 127.1.1.1")])));
+    assert!(!blocked(&acl3, &req(&[("x-forwarded-for", "127.1.1.1, 127.99.9.9")])));
     assert!(blocked(&acl3, &req(&[])), "no header: the fallback matches");
     assert!(blocked(&acl3, &req(&[("x-forwarded-for", "garbage")])), "malformed: the fallback matches");
 
@@ -357,7 +357,7 @@ fn rate_based_rules_limit_each_address() {
     assert!(!blocked(&acl, &r), "another address has its own count");
     let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
     let t0 = std::time::Instant::now();
-    let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+    let ip: IpAddr = "127.0.0.10".parse().expect("ip");
     for _ in 0..11 {
         limiter.hit(ip, t0);
     }
