@@ -57,6 +57,9 @@ pub async fn serve(
     mut drain: DrainWatch,
 ) {
     let label = spec.label();
+    // A listener on a specific IP gives every accepted socket's local
+    // address without a getsockname per connection (as the stream listener).
+    let fixed_local = Some(spec.addr).filter(|a| !a.ip().is_unspecified());
     tracing::info!(listener = %label, "edge listener accepting");
     loop {
         let permit = tokio::select! {
@@ -72,7 +75,10 @@ pub async fn serve(
         };
         match accepted {
             Ok((sock, peer)) => {
-                let local = sock.local_addr().unwrap_or(spec.addr);
+                let local = match fixed_local {
+                    Some(a) => a,
+                    None => sock.local_addr().unwrap_or(spec.addr),
+                };
                 let conn = ConnInfo { client: peer, local };
                 tokio::spawn(connection(
                     sock,

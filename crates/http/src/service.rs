@@ -82,8 +82,10 @@ pub struct ConnInfo {
 }
 
 /// One request's resolved context.
-struct Ctx<'a> {
-    svc: &'a Arc<EdgeService>,
+/// Cloned (cheaply: `Arc`s and short strings) when a fetch moves to a task of its own.
+#[derive(Clone)]
+struct Ctx {
+    svc: Arc<EdgeService>,
     snapshot: Arc<Snapshot>,
     dist: Arc<EdgeDistribution>,
     variant: Variant,
@@ -215,7 +217,7 @@ impl EdgeService {
             None => host,
         };
         let ctx = Ctx {
-            svc: &self,
+            svc: Arc::clone(&self),
             snapshot: Arc::clone(&snapshot),
             dist: Arc::clone(&dist),
             variant,
@@ -301,7 +303,7 @@ impl EdgeService {
         labels: &[Arc<str>],
     ) {
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let sample = Sample {
+        self.samples.record_with(waf.id.as_str(), timestamp, || Sample {
             request: shardgate_waf::sample::SampleRequest {
                 client_ip: conn.client.ip().to_string(),
                 country: self
@@ -321,8 +323,7 @@ impl EdgeService {
             action,
             rule: rule.map(|r| r.to_string()),
             labels: labels.iter().map(|l| shardgate_waf::sample::SampleLabel { name: l.to_string() }).collect(),
-        };
-        self.samples.record(waf.id.as_str(), sample);
+        });
     }
 }
 
@@ -334,7 +335,7 @@ enum Fetched {
     Pass(Response<Incoming>),
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn valid(&self) -> impl Fn(&Object) -> bool + '_ {
         |o: &Object| self.dist.still_valid(o.generation, &o.viewer_target, &o.origin_target)
     }
@@ -406,9 +407,8 @@ impl Ctx<'_> {
     }
 
     fn revalidate_in_background(&self, leader: Leader, stale: Arc<Object>) {
-        let bg = BackgroundCtx::from(self);
+        let ctx = self.clone();
         tokio::spawn(async move {
-            let ctx = bg.ctx();
             match ctx.fetch_and_store(leader, Some(&stale)).await {
                 Ok(_) => {}
                 Err(e) => {
@@ -421,12 +421,9 @@ impl Ctx<'_> {
     async fn fetch_and_respond(self, leader: Leader, stale: Option<Arc<Object>>) -> Response<EdgeBody> {
         // The fetch runs in its own task: if this viewer leaves before the
         // origin answers, the requests waiting on this leader still get it.
-        let bg = BackgroundCtx::from(&self);
+        let ctx = self.clone();
         let for_task = stale.clone();
-        let task = tokio::spawn(async move {
-            let ctx = bg.ctx();
-            ctx.fetch_and_store(leader, for_task.as_deref()).await
-        });
+        let task = tokio::spawn(async move { ctx.fetch_and_store(leader, for_task.as_deref()).await });
         let fetched = match task.await {
             Ok(r) => r,
             Err(e) => {
@@ -808,71 +805,6 @@ impl Ctx<'_> {
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
         resp
-    }
-}
-
-/// The parts of a request context a background revalidation keeps.
-struct BackgroundCtx {
-    svc: Arc<EdgeService>,
-    snapshot: Arc<Snapshot>,
-    dist: Arc<EdgeDistribution>,
-    variant: Variant,
-    behavior_label: Label,
-    origin_name: String,
-    policy: Arc<CachePolicy>,
-    key: String,
-    viewer_target: String,
-    origin_target: String,
-    channel_header: Option<String>,
-    cookies: Vec<String>,
-    host: String,
-    conn: ConnInfo,
-    req_headers: Arc<HeaderMap>,
-}
-
-impl From<&Ctx<'_>> for BackgroundCtx {
-    fn from(c: &Ctx<'_>) -> Self {
-        BackgroundCtx {
-            svc: Arc::clone(c.svc),
-            snapshot: Arc::clone(&c.snapshot),
-            dist: Arc::clone(&c.dist),
-            variant: c.variant,
-            behavior_label: c.behavior_label.clone(),
-            origin_name: c.origin_name.clone(),
-            policy: Arc::clone(&c.policy),
-            key: c.key.clone(),
-            viewer_target: c.viewer_target.clone(),
-            origin_target: c.origin_target.clone(),
-            channel_header: c.channel_header.clone(),
-            cookies: c.cookies.clone(),
-            host: c.host.clone(),
-            conn: c.conn,
-            req_headers: Arc::clone(&c.req_headers),
-        }
-    }
-}
-
-impl BackgroundCtx {
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            svc: &self.svc,
-            snapshot: Arc::clone(&self.snapshot),
-            dist: Arc::clone(&self.dist),
-            variant: self.variant,
-            canary_cookie: None,
-            behavior_label: self.behavior_label.clone(),
-            origin_name: self.origin_name.clone(),
-            policy: Arc::clone(&self.policy),
-            key: self.key.clone(),
-            viewer_target: self.viewer_target.clone(),
-            origin_target: self.origin_target.clone(),
-            channel_header: self.channel_header.clone(),
-            cookies: self.cookies.clone(),
-            host: self.host.clone(),
-            conn: self.conn,
-            head_only: true,
-            req_headers: Arc::clone(&self.req_headers),
-        }
     }
 }
 

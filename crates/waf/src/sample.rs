@@ -12,6 +12,9 @@ use serde::Serialize;
 pub const PER_ACL: usize = 100;
 /// Web ACLs tracked at most.
 const MAX_ACLS: usize = 1000;
+/// Samples taken per web ACL per second at most: sampling must not add an
+/// allocation and a lock to every request of a busy edge.
+pub const PER_SECOND: u32 = 10;
 /// Headers kept per sample, and bytes per header value.
 const MAX_HEADERS: usize = 50;
 const MAX_VALUE: usize = 256;
@@ -82,6 +85,8 @@ pub struct SampleLabel {
 struct Ring {
     samples: VecDeque<Sample>,
     population: u64,
+    second: u64,
+    taken_this_second: u32,
 }
 
 /// Recent samples of every web ACL.
@@ -111,18 +116,29 @@ impl Samples {
             .collect()
     }
 
-    /// Records a sample for `acl`, dropping the oldest beyond the bound.
-    pub fn record(&self, acl: &str, sample: Sample) {
+    /// Counts a matched request of `acl` at `now` (seconds) and, while the
+    /// ACL has taken fewer than [`PER_SECOND`] samples this second, records
+    /// the sample `make` builds (only then is it built), dropping the oldest
+    /// beyond [`PER_ACL`].
+    pub fn record_with(&self, acl: &str, now: u64, make: impl FnOnce() -> Sample) {
         let mut map = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !map.contains_key(acl) && map.len() >= MAX_ACLS {
             return;
         }
         let ring = map.entry(acl.to_owned()).or_default();
         ring.population += 1;
+        if ring.second != now {
+            ring.second = now;
+            ring.taken_this_second = 0;
+        }
+        if ring.taken_this_second >= PER_SECOND {
+            return;
+        }
+        ring.taken_this_second += 1;
         if ring.samples.len() == PER_ACL {
             ring.samples.pop_front();
         }
-        ring.samples.push_back(sample);
+        ring.samples.push_back(make());
     }
 
     /// The samples of `acl`, newest last, and how many were recorded in all.
@@ -157,13 +173,19 @@ mod tests {
     fn samples_are_bounded_and_newest_last() {
         let s = Samples::default();
         for i in 0..(PER_ACL as u64 + 10) {
-            s.record("acl", sample(i));
+            s.record_with("acl", i, || sample(i));
         }
         let (list, population) = s.get("acl");
         assert_eq!(list.len(), PER_ACL);
         assert_eq!(population, PER_ACL as u64 + 10);
         assert_eq!(list.last().map(|x| x.timestamp), Some(PER_ACL as u64 + 9));
         assert_eq!(cut("ééé", 3), "é");
+        let busy = Samples::default();
+        for _ in 0..1000 {
+            busy.record_with("acl", 7, || sample(7));
+        }
+        let (list, population) = busy.get("acl");
+        assert_eq!((list.len(), population), (PER_SECOND as usize, 1000), "at most PER_SECOND samples a second");
         let h = Samples::headers((0..80).map(|_| ("x", &b"v"[..])));
         assert_eq!(h.len(), 50);
     }
