@@ -9,6 +9,7 @@
 # Output: a Markdown table on stdout and in bench/out/edge-*/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 SECS=${1:-10}
 CONNS=${CONNS:-32}
 OUT=bench/out/edge-$(date -u +%Y%m%dT%H%M%SZ)
@@ -25,12 +26,7 @@ command -v varnishd >/dev/null || need+=(varnish)
 command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
 command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-    added_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    [ $added_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
-fi
+install_packages "${need[@]}"
 ulimit -n 20000 2>/dev/null || true
 
 cargo build --release -q -p shardgate -p shardgate-loadgen
@@ -48,8 +44,6 @@ head -c $((1024 * 1024)) /dev/urandom > "$W/www/1m.bin"
 chmod -R a+rX "$W"
 (cd "$W/www" && exec taskset -c 1 python3 -m http.server "$ORIGIN" --bind 127.0.0.1 >/dev/null 2>&1) & PIDS+=($!)
 
-cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 wait_port $ORIGIN
 
 # A 100-rule web ACL of mixed statements that the benchmark request passes

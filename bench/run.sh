@@ -11,6 +11,7 @@
 # Output: a Markdown table on stdout and in bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 SECS=${1:-10}
 RTT_SECS=$((SECS * 2))
 IDLE_CONNS=${IDLE_CONNS:-8000}
@@ -31,12 +32,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
 command -v bc >/dev/null || need+=(bc)
-if [ ${#need[@]} -gt 0 ]; then
-    added_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    [ $added_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
-fi
+install_packages "${need[@]}"
 ulimit -n 20000 2>/dev/null || true
 
 cargo build --release -q -p shardgate -p shardgate-loadgen
@@ -64,9 +60,6 @@ chmod 755 "$W" "$W/ecdsa" "$W/rsa"; chmod 644 "$W"/ecdsa/* "$W"/rsa/*
 taskset -c 1 "$LG" echo --listen 127.0.0.1:$B1 & PIDS+=($!)
 taskset -c 1 "$LG" echo --listen 127.0.0.1:$B2 & PIDS+=($!)
 
-cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
-rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # Starts proxy $1 with certificate type $2; sets PROC_PIDS (every process of it).
 start_proxy() {

@@ -1,0 +1,19 @@
+# Helpers shared by the benchmark scripts (sourced, not run).
+
+# Installs the Debian packages named, if any, without letting their
+# maintainer scripts start services (a policy-rc.d that refuses, removed after).
+install_packages() {
+    [ $# -gt 0 ] || return 0
+    local added_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    [ $added_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+# CPU ticks (user + system) of the given processes so far.
+cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
+# Resident memory of the given processes, KiB.
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+# Waits (10 s at most) until 127.0.0.1:$1 accepts connections.
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
