@@ -8,40 +8,54 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `CreateWebACL` input, plus the APISIX-style resource fields.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebAclJson {
-    /// Resource id (set by the server).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<Value>,
-    /// Set by the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_time: Option<i64>,
-    /// Set by the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_time: Option<i64>,
-    /// `Name`.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `Description`.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// `Scope` (`CLOUDFRONT` or `REGIONAL`; accepted, not used).
-    #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// `DefaultAction`.
-    #[serde(rename = "DefaultAction", default, skip_serializing_if = "Option::is_none")]
-    pub default_action: Option<ActionJson>,
-    /// `Rules`.
-    #[serde(rename = "Rules", default, skip_serializing_if = "Option::is_none")]
-    pub rules: Option<Vec<RuleJson>>,
-    /// `VisibilityConfig`.
-    #[serde(rename = "VisibilityConfig", default, skip_serializing_if = "Option::is_none")]
-    pub visibility_config: Option<VisibilityJson>,
-    /// `CustomResponseBodies`: key → `{ContentType, Content}`.
-    #[serde(rename = "CustomResponseBodies", default, skip_serializing_if = "Option::is_none")]
-    pub custom_response_bodies: Option<std::collections::BTreeMap<String, CustomBodyJson>>,
+/// The fields every AWS WAF resource has here: the server-owned id and
+/// timestamps (APISIX conventions), AWS's `Name`, `Description` and `Scope`
+/// (accepted, not used: one gateway serves one scope).
+macro_rules! aws_resource {
+    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Resource id (set by the server).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub id: Option<Value>,
+            /// Set by the server.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub create_time: Option<i64>,
+            /// Set by the server.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub update_time: Option<i64>,
+            /// `Name`.
+            #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+            /// `Description`.
+            #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
+            pub description: Option<String>,
+            /// `Scope`: `CLOUDFRONT` or `REGIONAL` (accepted, not used).
+            #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
+            pub scope: Option<String>,
+            $($body)*
+        }
+    };
+}
+
+aws_resource! {
+    /// `CreateWebACL` input, plus the APISIX-style resource fields.
+    pub struct WebAclJson {
+        /// `DefaultAction`.
+        #[serde(rename = "DefaultAction", default, skip_serializing_if = "Option::is_none")]
+        pub default_action: Option<ActionJson>,
+        /// `Rules`.
+        #[serde(rename = "Rules", default, skip_serializing_if = "Option::is_none")]
+        pub rules: Option<Vec<RuleJson>>,
+        /// `VisibilityConfig`.
+        #[serde(rename = "VisibilityConfig", default, skip_serializing_if = "Option::is_none")]
+        pub visibility_config: Option<VisibilityJson>,
+        /// `CustomResponseBodies`: key → `{ContentType, Content}`.
+        #[serde(rename = "CustomResponseBodies", default, skip_serializing_if = "Option::is_none")]
+        pub custom_response_bodies: Option<std::collections::BTreeMap<String, CustomBodyJson>>,
+    }
 }
 
 /// `CustomResponseBody`.
@@ -503,61 +517,25 @@ pub struct BodyJson {
     pub oversize_handling: Option<String>,
 }
 
-/// `CreateIPSet` input.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct IpSetJson {
-    /// Resource id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<Value>,
-    /// Set by the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_time: Option<i64>,
-    /// Set by the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_time: Option<i64>,
-    /// `Name`.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `Description`.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// `Scope` (accepted, not used).
-    #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// `IPAddressVersion`: `IPV4` or `IPV6`.
-    #[serde(rename = "IPAddressVersion", default, skip_serializing_if = "Option::is_none")]
-    pub ip_address_version: Option<String>,
-    /// `Addresses`: CIDRs.
-    #[serde(rename = "Addresses", default, skip_serializing_if = "Option::is_none")]
-    pub addresses: Option<Vec<String>>,
+aws_resource! {
+    /// `CreateIPSet` input.
+    pub struct IpSetJson {
+        /// `IPAddressVersion`: `IPV4` or `IPV6`.
+        #[serde(rename = "IPAddressVersion", default, skip_serializing_if = "Option::is_none")]
+        pub ip_address_version: Option<String>,
+        /// `Addresses`: CIDRs.
+        #[serde(rename = "Addresses", default, skip_serializing_if = "Option::is_none")]
+        pub addresses: Option<Vec<String>>,
+    }
 }
 
-/// `CreateRegexPatternSet` input.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegexSetJson {
-    /// Resource id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<Value>,
-    /// Set by the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_time: Option<i64>,
-    /// Set by the server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_time: Option<i64>,
-    /// `Name`.
-    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `Description`.
-    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// `Scope` (accepted, not used).
-    #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// `RegularExpressionList`: `[{RegexString}]`.
-    #[serde(rename = "RegularExpressionList", default, skip_serializing_if = "Option::is_none")]
-    pub regular_expression_list: Option<Vec<RegexStringJson>>,
+aws_resource! {
+    /// `CreateRegexPatternSet` input.
+    pub struct RegexSetJson {
+        /// `RegularExpressionList`: `[{RegexString}]`.
+        #[serde(rename = "RegularExpressionList", default, skip_serializing_if = "Option::is_none")]
+        pub regular_expression_list: Option<Vec<RegexStringJson>>,
+    }
 }
 
 /// `{RegexString}`.
