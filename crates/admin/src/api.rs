@@ -163,6 +163,16 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     }
 }
 
+/// What a stream route's web ACL may use, for error messages.
+const STREAM_ACL: &str = "a stream connection has only the client address, so its web ACL may use IPSetReference, GeoMatch, RateBased, LabelMatch and And/Or/Not of them";
+
+/// The first rule of `acl` that inspects a request field, if any (syntax
+/// compile only: sets are resolved later).
+fn request_rule(acl: &shardgate_waf::json::WebAclJson) -> Option<String> {
+    let compiled = shardgate_waf::WebAcl::compile(acl, &shardgate_waf::NoSets).ok()?;
+    compiled.request_rule().map(str::to_owned)
+}
+
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("invalid request body: empty".into()));
@@ -360,6 +370,17 @@ impl AdminState {
                     format!("{} {} does not exist", r.kind.singular(), r.id),
                 )));
             };
+            if r.kind == ResourceKind::WebAcls && matches!(wire, Wire::StreamRoute(_)) {
+                let acl = mjson::parse(&kv.value).ok().and_then(|v| Wire::from_value(ResourceKind::WebAcls, v).ok());
+                if let Some(Wire::WebAcl(acl)) = acl
+                    && let Some(rule) = request_rule(&acl)
+                {
+                    return Err(ApiError::Invalid(Invalid::new(
+                        r.field,
+                        format!("web ACL {} rule {rule:?} inspects request fields; {STREAM_ACL}", r.id),
+                    )));
+                }
+            }
             if r.field == "staging_distribution_id" {
                 let staging = mjson::parse(&kv.value).ok().and_then(|v| v.get("staging").and_then(Value::as_bool));
                 if staging != Some(true) {
@@ -368,6 +389,28 @@ impl AdminState {
                         format!("distribution {} is not a staging distribution (\"staging\": true)", r.id),
                     )));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a web ACL that inspects request fields while a stream route
+    /// uses it: a connection has only the client address.
+    async fn check_stream_users(&self, id: &ResourceId, wire: &Wire) -> Result<(), ApiError> {
+        let Wire::WebAcl(acl) = wire else { return Ok(()) };
+        let Some(rule) = request_rule(acl) else { return Ok(()) };
+        let listing = self.store().list(&ResourceKind::StreamRoutes.key_prefix(self.prefix())).await?;
+        for kv in &listing.kvs {
+            let Ok(value) = mjson::parse(&kv.value) else { continue };
+            let Ok(route) = Wire::from_value(ResourceKind::StreamRoutes, value) else { continue };
+            if route.references().iter().any(|r| r.kind == ResourceKind::WebAcls && r.id == *id) {
+                let rid = kv.key.rsplit('/').next().unwrap_or_default();
+                return Err(ApiError::Invalid(Invalid::new(
+                    "Rules",
+                    format!(
+                        "rule {rule:?} inspects request fields, but stream route [{rid}] uses this web ACL; {STREAM_ACL}"
+                    ),
+                )));
             }
         }
         Ok(())
@@ -402,6 +445,7 @@ impl AdminState {
         let mut wire = self.validated(kind, &id, parse_json(bytes)?)?;
         let _write = self.inner.write.lock().await;
         self.check_references(&wire).await?;
+        self.check_stream_users(&id, &wire).await?;
         let key = kind.key(self.prefix(), &id);
         let prev = self.store().get(&key).await?;
         if prev.is_none() {
@@ -516,6 +560,7 @@ impl AdminState {
         }
         let mut wire = self.validated(kind, id, current)?;
         self.check_references(&wire).await?;
+        self.check_stream_users(id, &wire).await?;
         let now = now_unix();
         let created = wire.times().0.unwrap_or(now);
         wire.set_id(id);

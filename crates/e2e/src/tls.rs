@@ -111,6 +111,17 @@ impl TlsClient {
 
     /// Connects to `addr` sending `sni` (or no SNI when `None`).
     pub async fn connect(&self, addr: SocketAddr, sni: Option<&str>) -> std::io::Result<TlsStream<TcpStream>> {
+        self.connect_from(None, addr, sni).await
+    }
+
+    /// Like [`TlsClient::connect`], from the loopback `source` address when
+    /// given (e.g. `127.0.0.2`, to look like another player).
+    pub async fn connect_from(
+        &self,
+        source: Option<std::net::IpAddr>,
+        addr: SocketAddr,
+        sni: Option<&str>,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let mut config = (*self.config).clone();
         let name = match sni {
             Some(s) => ServerName::try_from(s.to_owned()).map_err(std::io::Error::other)?,
@@ -122,7 +133,15 @@ impl TlsClient {
         };
         // Keep the shared session cache when SNI is on.
         let config = if sni.is_some() { Arc::clone(&self.config) } else { Arc::new(config) };
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = match source {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let sock =
+                    if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+                sock.bind(SocketAddr::new(ip, 0))?;
+                sock.connect(addr).await?
+            }
+        };
         tokio::time::timeout(Duration::from_secs(10), TlsConnector::from(config).connect(name, tcp))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?

@@ -229,7 +229,10 @@ impl Wire {
             }
         };
         match self {
-            Wire::StreamRoute(w) => add("upstream_id".into(), ResourceKind::Upstreams, &w.upstream_id),
+            Wire::StreamRoute(w) => {
+                add("upstream_id".into(), ResourceKind::Upstreams, &w.upstream_id);
+                add("web_acl_id".into(), ResourceKind::WebAcls, &w.web_acl_id);
+            }
             Wire::Distribution(w) => {
                 for (name, o) in &w.origins {
                     add(format!("origins.{name}.upstream_id"), ResourceKind::Upstreams, &o.upstream_id);

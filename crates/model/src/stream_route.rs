@@ -41,6 +41,8 @@ pub struct StreamRoute {
     pub upstream: UpstreamRef,
     /// Idle timeout for this route's connections (shardgate extension).
     pub idle_timeout: Option<Duration>,
+    /// Web ACL run on the client address before the handshake (shardgate extension).
+    pub web_acl: Option<ResourceId>,
 }
 
 impl StreamRoute {
@@ -110,6 +112,8 @@ impl StreamRoute {
             }
         };
 
+        let web_acl = w.web_acl_id.as_ref().map(|v| ResourceId::from_json("web_acl_id", v)).transpose()?;
+
         Ok(StreamRoute {
             id,
             name: w.name.clone(),
@@ -119,6 +123,7 @@ impl StreamRoute {
             remote_addr,
             upstream,
             idle_timeout,
+            web_acl,
         })
     }
 }
@@ -172,5 +177,8 @@ mod tests {
         assert!(route(json!({"upstream_id": "u", "plugins": {}})).is_ok());
         assert_eq!(route(json!({"upstream_id": "u", "sni": "a..b"})).unwrap_err().field, "sni");
         assert_eq!(route(json!({"upstream_id": "u", "priority": 1})).unwrap_err().field, "priority");
+        assert_eq!(route(json!({"upstream_id": "u", "web_acl_id": "a b"})).unwrap_err().field, "web_acl_id");
+        let r = route(json!({"upstream_id": "u", "web_acl_id": "players"})).expect("web_acl_id");
+        assert_eq!(r.web_acl, Some(ResourceId::parse("players").expect("id")));
     }
 }

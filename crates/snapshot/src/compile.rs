@@ -39,21 +39,41 @@ pub fn compile(
 
     let certs = CertStore::build(&state.ssls, tls, &prev.certs, &mut problems);
 
+    let acls = crate::edge::compile_acls(state, defaults.geo.as_ref(), &prev.acls, &mut problems);
     let mut stream = StreamRouter::default();
     let mut used: HashSet<UpstreamKey> = HashSet::new();
     for (id, entry) in &state.stream_routes {
         let route = &entry.value;
+        let problem =
+            |invalid| Problem { kind: ResourceKind::StreamRoutes, id: id.clone(), revision: entry.revision, invalid };
+        // Like a distribution's, a route whose ACL is missing is left out
+        // rather than served unprotected.
+        let waf = match &route.web_acl {
+            None => None,
+            Some(aid) => match acls.get(aid) {
+                Some(acl) => {
+                    // The Admin API refuses this pairing; a store written by
+                    // other means still gets a working route, with a warning.
+                    if let Some(rule) = acl.acl.request_rule() {
+                        tracing::warn!(route = %id, web_acl = %aid, rule, "the route's web ACL inspects request fields, which a stream connection does not have; they match as empty");
+                    }
+                    Some(Arc::clone(acl))
+                }
+                None => {
+                    problems.push(problem(Invalid::new(
+                        "web_acl_id",
+                        format!("web ACL {aid} does not exist or does not compile; the route is left out rather than served unprotected"),
+                    )));
+                    continue;
+                }
+            },
+        };
         let (key, config) = match &route.upstream {
             UpstreamRef::Inline(config) => (UpstreamKey::InlineStream(id.clone()), Arc::clone(config)),
             UpstreamRef::Id(uid) => match state.upstreams.get(uid) {
                 Some(u) => (UpstreamKey::Named(uid.clone()), Arc::clone(&u.value)),
                 None => {
-                    problems.push(Problem {
-                        kind: ResourceKind::StreamRoutes,
-                        id: id.clone(),
-                        revision: entry.revision,
-                        invalid: Invalid::new("upstream_id", format!("upstream {uid} does not exist")),
-                    });
+                    problems.push(problem(Invalid::new("upstream_id", format!("upstream {uid} does not exist"))));
                     continue;
                 }
             },
@@ -63,10 +83,9 @@ pub fn compile(
         let idle_timeout = route.idle_timeout.or(config.idle_timeout).unwrap_or(defaults.idle_timeout);
         let filters =
             Filters { server_port: route.server_port, server_addr: route.server_addr, remote_addr: route.remote_addr };
-        let target = Arc::new(StreamTarget { route: Arc::clone(route), upstream, idle_timeout });
+        let target = Arc::new(StreamTarget { route: Arc::clone(route), upstream, idle_timeout, waf });
         stream.insert(&route.snis, filters, target);
     }
-    let acls = crate::edge::compile_acls(state, defaults.geo.as_ref(), &mut problems);
     let edge = EdgeRouter::build(state, registry, &acls, &mut used, &mut problems);
     registry.retain(&used);
 

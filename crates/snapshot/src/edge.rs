@@ -113,15 +113,20 @@ impl Sets for StateSets<'_> {
 }
 
 /// Compiles every web ACL of `state` with its sets; failures are problems.
+/// Rate-based counts carry over from `prev` (the previous generation's ACLs).
 pub fn compile_acls(
     state: &ConfigState,
     geo: Option<&Arc<GeoDb>>,
+    prev: &HashMap<ResourceId, Arc<CompiledAcl>>,
     problems: &mut Vec<Problem>,
 ) -> HashMap<ResourceId, Arc<CompiledAcl>> {
     let mut out = HashMap::new();
     for (id, entry) in &state.web_acls {
         match WebAcl::compile(&entry.value, &StateSets(state, geo)) {
-            Ok(acl) => {
+            Ok(mut acl) => {
+                if let Some(old) = prev.get(id) {
+                    acl.keep_rate_counts(&old.acl);
+                }
                 out.insert(id.clone(), Arc::new(CompiledAcl { id: id.clone(), id_label: Arc::from(id.as_str()), acl }));
             }
             Err(e) => problems.push(Problem {

@@ -82,6 +82,8 @@ pub struct StreamTarget {
     pub upstream: Arc<Upstream>,
     /// Idle timeout for its connections.
     pub idle_timeout: Duration,
+    /// The route's web ACL, run on the client address before the handshake.
+    pub waf: Option<Arc<crate::CompiledAcl>>,
 }
 
 #[derive(Debug, Clone)]

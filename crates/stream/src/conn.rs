@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! accept -> snapshot = handle.load()          (this connection's generation, kept to the end)
+//!        -> listener's web ACL on the client address: block -> close before any byte, count waf
 //!  TLS:   read ClientHello (byte cap, handshake timeout)
 //!         route by SNI (fallback SNI stands in for a missing or unserved name)
 //!           none -> alert unrecognized_name, count no_route
+//!         route's web ACL on the client address: block -> close, count waf
 //!         certificate by SNI
 //!           none -> alert unrecognized_name, count tls failure
 //!         handshake with the chosen config
-//!  plain: route by port and client address
+//!  plain: route by port and client address, then the route's web ACL
 //! -> connect upstream (timeout, retry next node) -> copy both ways
 //! -> close: client/upstream closed, idle timeout, error, or drain deadline
 //! ```
@@ -21,7 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use shardgate_core::DrainWatch;
-use shardgate_snapshot::{RouteQuery, Snapshot, SnapshotHandle, StreamTarget};
+use shardgate_snapshot::{CompiledAcl, RouteQuery, Snapshot, SnapshotHandle, StreamTarget};
 use shardgate_upstream::ConnectCtx;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -146,18 +148,25 @@ pub(crate) async fn handle(
     );
 }
 
-/// Runs the listener's web ACL on the client address (no request exists
-/// yet: header, path and body fields are empty, so only address statements
-/// such as IP sets and rate-based rules are meaningful). Returns the deciding
+/// Runs the listener's web ACL on the client address. Returns the deciding
 /// rule when the connection must be closed. A listener naming an ACL that
 /// is not loaded lets connections through and says so: one missing resource
-/// must not shut every player out.
+/// must not shut every player out. (A route naming a missing ACL is left out
+/// of the snapshot instead: see `shardgate_snapshot::compile`.)
 fn refused_by_acl(ctx: &ListenerCtx, snap: &Snapshot, peer: SocketAddr) -> Option<String> {
     let id = ctx.web_acl.as_ref()?;
     let Some(compiled) = snap.acls.get(id) else {
         tracing::warn!(listener = %ctx.name, web_acl = %id, "the listener's web ACL is not loaded; connections are let through");
         return None;
     };
+    refused_by(ctx, compiled, peer)
+}
+
+/// Runs `compiled` on the client address (no request exists yet: header,
+/// path and body fields are empty, so only address statements such as IP
+/// sets, countries and rate-based rules are meaningful). Returns the
+/// deciding rule when the connection must be closed, and counts it.
+fn refused_by(ctx: &ListenerCtx, compiled: &CompiledAcl, peer: SocketAddr) -> Option<String> {
     static EMPTY: std::sync::OnceLock<http::HeaderMap> = std::sync::OnceLock::new();
     let view = shardgate_waf::RequestView {
         method: "",
@@ -168,13 +177,26 @@ fn refused_by_acl(ctx: &ListenerCtx, snap: &Snapshot, peer: SocketAddr) -> Optio
         client_ip: peer.ip(),
     };
     let verdict = compiled.acl.evaluate(&view);
-    let rule = verdict.rule.as_deref().unwrap_or("default").to_owned();
-    let labels = WafLabels { listener: ctx.name.clone(), web_acl: id.to_string(), rule: rule.clone() };
     match verdict.action {
         shardgate_waf::Action::Allow => None,
         shardgate_waf::Action::Block(_) => {
+            let rule = verdict.rule.as_deref().unwrap_or("default").to_owned();
+            let labels =
+                WafLabels { listener: ctx.name.clone(), web_acl: compiled.id_label.to_string(), rule: rule.clone() };
             ctx.metrics.waf_refused.get_or_create(&labels).inc();
             Some(rule)
+        }
+    }
+}
+
+/// Runs the route's web ACL, if it has one; logs a refusal.
+fn refused_by_route(ctx: &ListenerCtx, target: &StreamTarget, peer: SocketAddr) -> bool {
+    let Some(acl) = target.waf.as_deref() else { return false };
+    match refused_by(ctx, acl, peer) {
+        None => false,
+        Some(rule) => {
+            tracing::debug!(listener = %ctx.name, %peer, route = %target.route.id, web_acl = %acl.id, rule = %rule, "connection refused by the route's web ACL");
+            true
         }
     }
 }
@@ -196,6 +218,9 @@ async fn serve_plain(
         tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
         return Outcome::early(CloseReason::no_route, None);
     };
+    if refused_by_route(ctx, target, peer) {
+        return Outcome::early(CloseReason::waf, Some(Arc::clone(target)));
+    }
     proxy(sock, Arc::clone(target), peer, local, None, ctx, drain).await
 }
 
@@ -255,6 +280,11 @@ async fn serve_tls(
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
     };
+    if refused_by_route(ctx, &route, peer) {
+        // Closed after reading the ClientHello and before any crypto or reply.
+        drop(accepted);
+        return (Outcome::early(CloseReason::waf, Some(route)), sni);
+    }
 
     let cert = snap.certs.find(name).or_else(|| fallback.and_then(|f| snap.certs.find(f)));
     let Some(cert) = cert else {

@@ -647,6 +647,10 @@ impl RateLimiter {
         RateLimiter { window, limit, epoch: std::time::Instant::now(), counts: std::sync::Mutex::new(HashMap::new()) }
     }
 
+    fn same_shape(&self, other: &RateLimiter) -> bool {
+        self.window == other.window && self.limit == other.limit
+    }
+
     /// Counts one request from `ip` at `now`; whether its rate is over the limit.
     fn hit(&self, ip: IpAddr, now: std::time::Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.epoch);
@@ -1379,9 +1383,33 @@ impl WebAcl {
         Verdict { action: self.default.clone(), rule: None, counted, labels }
     }
 
-    /// Whether the ACL needs only the client address (IP sets, labels and
-    /// boolean combinations of them): the stream gateway can run it at accept.
+    /// Carries the counts of `prev`'s rate-based rules over to this ACL's
+    /// rules of the same name, window and limit, so that recompiling (after
+    /// any configuration change) does not hand every flooding address a
+    /// fresh allowance. Rules that changed start from zero.
+    pub fn keep_rate_counts(&mut self, prev: &WebAcl) {
+        for rule in &mut self.rules {
+            let Statement::Rate { limiter, .. } = &mut rule.statement else { continue };
+            let old = prev.rules.iter().find_map(|r| match &r.statement {
+                Statement::Rate { limiter: l, .. } if r.name == rule.name && l.same_shape(limiter) => Some(l),
+                _ => None,
+            });
+            if let Some(old) = old {
+                *limiter = Arc::clone(old);
+            }
+        }
+    }
+
+    /// Whether the ACL needs only the client address (IP sets, country,
+    /// labels, rate limits and boolean combinations of them): the stream
+    /// gateway can run it on a connection, which has no request.
     pub fn address_only(&self) -> bool {
+        self.request_rule().is_none()
+    }
+
+    /// The first rule (by priority) that inspects a request field rather than
+    /// the client address, if any.
+    pub fn request_rule(&self) -> Option<&str> {
         fn only(s: &Statement) -> bool {
             match s {
                 Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
@@ -1392,7 +1420,7 @@ impl WebAcl {
                 _ => false,
             }
         }
-        self.rules.iter().all(|r| only(&r.statement))
+        self.rules.iter().find(|r| !only(&r.statement)).map(|r| &*r.name)
     }
 }
 

@@ -63,4 +63,8 @@ pub struct StreamRouteWire {
     /// which the connection is closed. Default from the bootstrap file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<f64>,
+    /// shardgate extension: a `web_acls` id run on the client address of
+    /// each connection this route matches, before the TLS handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_acl_id: Option<Value>,
 }

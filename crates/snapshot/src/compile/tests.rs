@@ -124,3 +124,23 @@ fn unchanged_parts_are_reused_and_removed_ones_dropped() {
     assert!(second.stream.find(&query("gs-2.com")).is_none());
     assert_eq!(reg.len(), 1, "the deleted route's upstream left the registry");
 }
+
+#[test]
+fn a_route_whose_web_acl_is_missing_is_left_out() {
+    let mut state = ConfigState::default();
+    let acl = serde_json::json!({"Name": "players", "DefaultAction": {"Allow": {}}, "Rules": [],
+        "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "p"}});
+    put(&mut state, ResourceKind::WebAcls, "players", 1, acl);
+    let upstream = serde_json::json!({"nodes": {"127.0.0.1:9000": 1}});
+    let with = |acl: &str| serde_json::json!({"sni": "gs-1.com", "upstream": upstream, "web_acl_id": acl});
+    put(&mut state, ResourceKind::StreamRoutes, "r1", 2, with("players"));
+    put(&mut state, ResourceKind::StreamRoutes, "r2", 3, with("gone"));
+
+    let snap = compile(&state, &registry(), &TlsShared::new(64).expect("tls"), &Snapshot::default(), &DEFAULTS);
+    let (t, _) = snap.stream.find(&query("gs-1.com")).expect("r1 routed");
+    assert_eq!(t.route.id.as_str(), "r1");
+    assert_eq!(t.waf.as_ref().map(|a| a.id.as_str()), Some("players"));
+    assert_eq!(snap.stream.len(), 1, "r2 is not served without its ACL");
+    assert_eq!(snap.problems.len(), 1);
+    assert_eq!((snap.problems[0].id.as_str(), snap.problems[0].invalid.field.as_str()), ("r2", "web_acl_id"));
+}

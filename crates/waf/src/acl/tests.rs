@@ -342,6 +342,38 @@ fn errors_name_the_json_path() {
 fn address_only_acls_can_run_at_accept() {
     assert!(acl(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#)).address_only());
     assert!(!acl(SEED_RULE).address_only());
+    assert_eq!(acl(SEED_RULE).request_rule(), Some("StringMatch"));
+    let mixed = format!(
+        "{}, {}",
+        rule("ips", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#),
+        rule("agent", 1, "Block", &byte(r#"{"Method": {}}"#, "EXACTLY", "GET", NONE)),
+    );
+    assert_eq!(acl(&mixed).request_rule(), Some("agent"));
+}
+
+#[test]
+fn rate_counts_survive_a_recompile_of_the_same_rule() {
+    let st = |limit: u32| {
+        format!(
+            r#"{{"RateBasedStatement": {{"Limit": {limit}, "EvaluationWindowSec": 300, "AggregateKeyType": "IP"}}}}"#
+        )
+    };
+    let mut flood = req(&[]);
+    flood.ip = "127.0.0.3".parse().expect("ip");
+    let old = acl(&rule("flood", 0, "Block", &st(10)));
+    let blocked = |a: &WebAcl| blocked(a, &flood);
+    assert_eq!((0..12).filter(|_| blocked(&old)).count(), 2, "the 11th and 12th are over the limit");
+
+    let mut same = acl(&rule("flood", 0, "Block", &st(10)));
+    same.keep_rate_counts(&old);
+    assert!(blocked(&same), "the address is still over its limit after the recompile");
+
+    let mut changed = acl(&rule("flood", 0, "Block", &st(20)));
+    changed.keep_rate_counts(&old);
+    assert!(!blocked(&changed), "a new limit starts from zero");
+    let mut renamed = acl(&rule("storm", 0, "Block", &st(10)));
+    renamed.keep_rate_counts(&old);
+    assert!(!blocked(&renamed), "another rule starts from zero");
 }
 
 #[test]
