@@ -6,6 +6,10 @@
 # this script started are stopped (by their PID).
 #
 # Usage: bench/edge.sh [seconds-per-run]     (default 10)
+#   PROXIES="shardgate nginx varnish" (default; also shardgate-acl)
+#   FILES="1k 1m" (default)   ROUNDS=3 (default)
+#   RATE=N: N requests/s in total instead of as many as the proxy answers
+#   PERF=1: also record a CPU profile of the proxy per run (perf-*.data in the output folder)
 # Output: a Markdown table on stdout and in bench/out/edge-*/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -155,16 +159,22 @@ stop_proxy() {
 # ROUNDS rounds, proxies interleaved, the median reported: this machine is
 # shared, and a single run can be off by a third.
 ROUNDS=${ROUNDS:-3}
-declare -A RATE CPU RATES CPUS
+declare -A RATES CPUS
 for round in $(seq 1 "$ROUNDS"); do
 for proxy in ${PROXIES:-shardgate nginx varnish}; do
     start_proxy $proxy
-    for f in 1k 1m; do
+    for f in ${FILES:-1k 1m}; do
         # Warm: the first request fills the cache, the second must hit.
         for _ in 1 2 3; do curl -sf -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$PROXY/$f.bin"; done
         t0=$(cpu_ticks "${PROC_PIDS[@]}")
-        res=$(taskset -c 1 "$LG" http --target 127.0.0.1:$PROXY --host $HOST --path /$f.bin --conns "$CONNS" --seconds "$SECS")
+        if [ -n "${PERF:-}" ]; then
+            pids=$(IFS=,; echo "${PROC_PIDS[*]}")
+            perf record -q -g -o "$OUT/perf-$proxy-$f-$round.data" -p "$pids" -- sleep "$SECS" 2>/dev/null &
+            perf_pid=$!
+        fi
+        res=$(taskset -c 1 "$LG" http --target 127.0.0.1:$PROXY --host $HOST --path /$f.bin --conns "$CONNS" --seconds "$SECS" --rate "${RATE:-0}")
         t1=$(cpu_ticks "${PROC_PIDS[@]}")
+        [ -z "${PERF:-}" ] || wait "$perf_pid" || true
         ops=$(echo "$res" | sed -E 's/.*"ops":([0-9]+).*/\1/')
         rate=$(echo "$res" | sed -E 's/.*"rate":([0-9.]+).*/\1/')
         cpu_s=$(echo "scale=4; ($t1 - $t0) / $CLK" | bc)
@@ -175,19 +185,22 @@ for proxy in ${PROXIES:-shardgate nginx varnish}; do
     stop_proxy
 done
 done
-median() { tr ' ' '\n' <<< "$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-for key in "${!CPUS[@]}"; do CPU[$key]=$(median "${CPUS[$key]}"); RATE[$key]=$(median "${RATES[$key]}"); done
-
+median() { tr ' ' '\n' <<< "$1" | awk 'NF' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+least() { tr ' ' '\n' <<< "$1" | awk 'NF' | sort -g | head -1; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 {
-    echo "Measured $(date -u +%F) on $(nproc) cores; proxy pinned to core 0, origin and load ($CONNS keep-alive connections) on core 1; median of $ROUNDS interleaved rounds of ${SECS}s (every round in raw.txt)."
+    echo "Measured $(date -u +%F) on $(nproc) cores; proxy pinned to core 0, origin and load ($CONNS keep-alive connections$([ -n "${RATE:-}" ] && echo ", $RATE requests/s in total")) on core 1; $ROUNDS interleaved rounds of ${SECS}s (every round in raw.txt)."
     echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //') (proxy_cache), $(varnishd -V 2>&1 | head -1 | sed -E 's/varnishd \(([^ ]+).*/\1/') (malloc storage)."
     echo
-    echo "| cache hit | shardgate | nginx | Varnish | shardgate requests per CPU-second vs nginx / vs Varnish |"
-    echo "|---|---|---|---|---|"
-    for f in 1k 1m; do
+    echo "| cache hit | proxy | CPU µs/request, median | least | requests/s, median | median CPU vs shardgate |"
+    echo "|---|---|---|---|---|---|"
+    for f in ${FILES:-1k 1m}; do
         label=$([ $f = 1k ] && echo "1 KiB" || echo "1 MiB")
-        echo "| $label, CPU µs/request | ${CPU[shardgate,$f]} | ${CPU[nginx,$f]} | ${CPU[varnish,$f]} | $(ratio "${CPU[nginx,$f]}" "${CPU[shardgate,$f]}")× / $(ratio "${CPU[varnish,$f]}" "${CPU[shardgate,$f]}")× |"
-        echo "| $label, requests/s | ${RATE[shardgate,$f]} | ${RATE[nginx,$f]} | ${RATE[varnish,$f]} | |"
+        base=$(median "${CPUS[shardgate,$f]:-}")
+        for proxy in ${PROXIES:-shardgate nginx varnish}; do
+            m=$(median "${CPUS[$proxy,$f]}")
+            vs=$([ -n "$base" ] && ratio "$m" "$base" || echo "")
+            echo "| $label | $proxy | $m | $(least "${CPUS[$proxy,$f]}") | $(median "${RATES[$proxy,$f]}") | ${vs}× |"
+        done
     done
 } | tee "$OUT/table.md"

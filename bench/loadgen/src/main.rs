@@ -91,6 +91,11 @@ enum Cmd {
         conns: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Requests per second over all connections; 0: as fast as answered.
+        /// A fixed rate compares proxies at the same load, where their
+        /// wake-ups per request are alike.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Idle connections held open.
     Idle {
@@ -132,7 +137,9 @@ async fn run(cmd: Cmd) -> Res<()> {
         Cmd::Handshakes { target, sni, concurrency, seconds } => handshakes(target, sni, concurrency, seconds).await,
         Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
         Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
-        Cmd::Http { target, host, path, conns, seconds } => http_load(target, host, path, conns, seconds).await,
+        Cmd::Http { target, host, path, conns, seconds, rate } => {
+            http_load(target, host, path, conns, seconds, rate).await
+        }
     }
 }
 
@@ -178,17 +185,22 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Res<usize> {
     Ok(len)
 }
 
-async fn http_load(target: SocketAddr, host: String, path: String, conns: usize, seconds: u64) -> Res<()> {
+async fn http_load(target: SocketAddr, host: String, path: String, conns: usize, seconds: u64, rate: u64) -> Res<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shardgate-loadgen\r\n\r\n");
     let started = Instant::now();
+    // Each connection's share of the rate, as a period between its requests.
+    let period = (rate > 0).then(|| Duration::from_secs_f64(conns as f64 / rate as f64));
     let mut tasks = Vec::new();
-    for _ in 0..conns {
+    for i in 0..conns {
         let (stop, ops, bytes, errors, request) =
             (Arc::clone(&stop), Arc::clone(&ops), Arc::clone(&bytes), Arc::clone(&errors), request.clone());
+        // Connections start spread over one period.
+        let mut next =
+            tokio::time::Instant::now() + period.map_or(Duration::ZERO, |p| p.mul_f64(i as f64 / conns as f64));
         tasks.push(tokio::spawn(async move {
             let mut s = match TcpStream::connect(target).await {
                 Ok(s) => s,
@@ -200,6 +212,12 @@ async fn http_load(target: SocketAddr, host: String, path: String, conns: usize,
             let _ = s.set_nodelay(true);
             let mut buf = Vec::with_capacity(64 * 1024);
             while !stop.load(Ordering::Relaxed) {
+                if let Some(p) = period {
+                    // Late requests go out at once (the timer ticks in
+                    // milliseconds), so the rate holds on average.
+                    tokio::time::sleep_until(next).await;
+                    next += p;
+                }
                 if s.write_all(request.as_bytes()).await.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                     return;

@@ -89,6 +89,15 @@ fn bench(c: &mut Criterion) {
     assert!(matches!(hundred.evaluate(&view).action, shardgate_waf::Action::Allow));
     c.bench_function("evaluate_100_rules_no_match", |b| b.iter(|| hundred.evaluate(std::hint::black_box(&view))));
     c.bench_function("evaluate_seed_rule", |b| b.iter(|| seed.evaluate(std::hint::black_box(&view))));
+    // What bench/loadgen sends: a path, Host and User-Agent.
+    let mut small = HeaderMap::new();
+    small.insert("host", HeaderValue::from_static("cdn.game.example"));
+    small.insert("user-agent", HeaderValue::from_static("shardgate-loadgen"));
+    let small = RequestView { uri_path: "/f1k", query: "", headers: &small, ..view };
+    assert!(matches!(hundred.evaluate(&small).action, shardgate_waf::Action::Allow));
+    c.bench_function("evaluate_100_rules_loadgen_request", |b| {
+        b.iter(|| hundred.evaluate(std::hint::black_box(&small)))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -6,6 +6,7 @@
 //! "How AWS WAF processes a web ACL"; reference §3.1).
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -293,13 +294,6 @@ enum Field {
     Body(Oversize),
 }
 
-/// The values a field yields; `Some(true)`/`Some(false)` when oversize
-/// handling decides without inspection.
-struct Values<'a> {
-    items: Vec<Cow<'a, [u8]>>,
-    forced: Option<bool>,
-}
-
 fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
     q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
 }
@@ -347,29 +341,25 @@ impl Field {
         }
     }
 
-    fn values<'a>(&self, r: &RequestView<'a>) -> Values<'a> {
-        let one = |b: &'a [u8]| Values { items: vec![Cow::Borrowed(b)], forced: None };
+    /// Pushes the values this field yields onto `items` (empty on entry).
+    /// Returns `Some(true)`/`Some(false)` when oversize handling decides
+    /// without inspection.
+    fn values<'a>(&self, r: &RequestView<'a>, items: &mut Vec<Cow<'a, [u8]>>) -> Option<bool> {
         match self {
-            Field::UriPath => one(r.uri_path.as_bytes()),
-            Field::QueryString => one(r.query.as_bytes()),
-            Field::Method => one(r.method.as_bytes()),
-            Field::SingleQueryArgument(name) => Values {
-                items: query_pairs(r.query)
+            Field::UriPath => items.push(Cow::Borrowed(r.uri_path.as_bytes())),
+            Field::QueryString => items.push(Cow::Borrowed(r.query.as_bytes())),
+            Field::Method => items.push(Cow::Borrowed(r.method.as_bytes())),
+            Field::SingleQueryArgument(name) => items.extend(
+                query_pairs(r.query)
                     .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| Cow::Borrowed(v.as_bytes()))
-                    .collect(),
-                forced: None,
-            },
+                    .map(|(_, v)| Cow::Borrowed(v.as_bytes())),
+            ),
             // AWS: "inspects all query argument values".
-            Field::AllQueryArguments => {
-                Values { items: query_pairs(r.query).map(|(_, v)| Cow::Borrowed(v.as_bytes())).collect(), forced: None }
+            Field::AllQueryArguments => items.extend(query_pairs(r.query).map(|(_, v)| Cow::Borrowed(v.as_bytes()))),
+            Field::SingleHeader(name) => {
+                items.extend(r.headers.get_all(name.as_str()).iter().map(|v| Cow::Borrowed(v.as_bytes())))
             }
-            Field::SingleHeader(name) => Values {
-                items: r.headers.get_all(name.as_str()).iter().map(|v| Cow::Borrowed(v.as_bytes())).collect(),
-                forced: None,
-            },
             Field::Headers { pattern, scope, oversize } => {
-                let mut items = Vec::new();
                 let (mut bytes, mut count, mut over) = (0usize, 0usize, false);
                 for (k, v) in r.headers {
                     count += 1;
@@ -390,10 +380,9 @@ impl Field {
                         items.push(Cow::Borrowed(v.as_bytes()));
                     }
                 }
-                Values { items, forced: over_decision(over, *oversize) }
+                return over_decision(over, *oversize);
             }
             Field::Cookies { pattern, scope, oversize } => {
-                let mut items = Vec::new();
                 let (mut bytes, mut count, mut over) = (0usize, 0usize, false);
                 'outer: for header in r.headers.get_all(http::header::COOKIE) {
                     for c in header.as_bytes().split(|&b| b == b';') {
@@ -413,30 +402,31 @@ impl Field {
                         };
                         // Cookie names are case-sensitive for AWS; `admits`
                         // compares case-insensitively, so check exactly here.
-                        let name = String::from_utf8_lossy(k);
                         let admitted = match pattern {
                             Pattern::All => true,
-                            Pattern::Included(l) => l.iter().any(|n| *n == name),
-                            Pattern::Excluded(l) => !l.iter().any(|n| *n == name),
+                            Pattern::Included(l) => l.iter().any(|n| n.as_bytes() == k),
+                            Pattern::Excluded(l) => !l.iter().any(|n| n.as_bytes() == k),
                         };
                         if !admitted {
                             continue;
                         }
                         if matches!(scope, Scope::All | Scope::Key) {
-                            items.push(Cow::Owned(k.to_vec()));
+                            items.push(Cow::Borrowed(k));
                         }
                         if matches!(scope, Scope::All | Scope::Value) {
-                            items.push(Cow::Owned(v.to_vec()));
+                            items.push(Cow::Borrowed(v));
                         }
                     }
                 }
-                Values { items, forced: over_decision(over, *oversize) }
+                return over_decision(over, *oversize);
             }
             Field::Body(oversize) => {
                 let (body, more) = r.body;
-                Values { items: vec![Cow::Borrowed(body)], forced: over_decision(more, *oversize) }
+                items.push(Cow::Borrowed(body));
+                return over_decision(more, *oversize);
             }
         }
+        None
     }
 }
 
@@ -511,23 +501,11 @@ enum Cmp {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Bytes {
-        needle: Vec<u8>,
-        position: Position,
-        finder: Box<memchr::memmem::Finder<'static>>,
-    },
+    Bytes { needle: Vec<u8>, position: Position, finder: Box<memchr::memmem::Finder<'static>> },
     Regex(Regex),
-    /// Pattern `k` of its source's combined regex set (every RegexMatch on
-    /// one source runs as one set, one pass per value).
-    RegexIn(usize),
     RegexSet(Arc<RegexPatternSet>),
-    Size {
-        cmp: Cmp,
-        size: u64,
-    },
-    Sqli {
-        high: bool,
-    },
+    Size { cmp: Cmp, size: u64 },
+    Sqli { high: bool },
     Xss,
 }
 
@@ -536,6 +514,21 @@ fn is_word(b: u8) -> bool {
 }
 
 impl Matcher {
+    /// Whether two leaves always give the same verdict (one runs for both).
+    fn same_as(&self, o: &Matcher) -> bool {
+        match (self, o) {
+            (Matcher::Bytes { needle: a, position: p, .. }, Matcher::Bytes { needle: b, position: q, .. }) => {
+                a == b && p == q
+            }
+            (Matcher::Regex(a), Matcher::Regex(b)) => a.as_str() == b.as_str(),
+            (Matcher::RegexSet(a), Matcher::RegexSet(b)) => Arc::ptr_eq(a, b),
+            (Matcher::Size { cmp: a, size: x }, Matcher::Size { cmp: b, size: y }) => a == b && x == y,
+            (Matcher::Sqli { high: a }, Matcher::Sqli { high: b }) => a == b,
+            (Matcher::Xss, Matcher::Xss) => true,
+            _ => false,
+        }
+    }
+
     fn matches(&self, v: &[u8]) -> bool {
         match self {
             // Length and first-byte checks before the comparison: most values
@@ -563,8 +556,6 @@ impl Matcher {
                 }
             },
             Matcher::Regex(r) => r.is_match(v),
-            // Evaluated through the source's set in `Statement::eval`.
-            Matcher::RegexIn(_) => false,
             Matcher::RegexSet(s) => s.set.is_match(v),
             Matcher::Size { cmp, size } => {
                 let n = v.len() as u64;
@@ -600,19 +591,24 @@ struct Forwarded {
 #[derive(Debug, Clone)]
 enum Statement {
     /// `source` indexes the web ACL's distinct (field, transformations)
-    /// pairs: each is extracted and transformed once per request, however
-    /// many rules inspect it.
+    /// pairs: each is extracted, transformed and probed once per request,
+    /// however many rules inspect it; `leaf` is this inspection's leaf in
+    /// the source's probe (see [`probe`]) while compiling, and its verdict's
+    /// bit in the evaluation state once compiled.
     Inspect {
         source: usize,
-        matcher: Matcher,
+        leaf: usize,
     },
     IpSet {
         set: Arc<IpSet>,
         forwarded: Option<Forwarded>,
     },
+    /// `LabelMatchStatement`: `key` is the whole label, `affix` the
+    /// `ns:` prefix (NAMESPACE scope) or the `:key` suffix (LABEL scope).
     Label {
         namespace: bool,
         key: String,
+        affix: String,
     },
     And(Vec<Statement>),
     Or(Vec<Statement>),
@@ -677,34 +673,12 @@ impl RateLimiter {
     }
 }
 
-/// Moves every `RegexMatch` of a statement tree into its source's pattern list.
-fn group_regexes(st: &mut Statement, patterns: &mut [Vec<String>]) {
-    match st {
-        Statement::Inspect { source, matcher } => {
-            if let Matcher::Regex(r) = matcher {
-                let list = &mut patterns[*source];
-                let k = match list.iter().position(|p| p == r.as_str()) {
-                    Some(k) => k,
-                    None => {
-                        list.push(r.as_str().to_owned());
-                        list.len() - 1
-                    }
-                };
-                *matcher = Matcher::RegexIn(k);
-            }
-        }
-        Statement::And(l) | Statement::Or(l) => l.iter_mut().for_each(|s| group_regexes(s, patterns)),
-        Statement::Not(s) => group_regexes(s, patterns),
-        Statement::Rate { scope_down: Some(s), .. } => group_regexes(s, patterns),
-        _ => {}
-    }
-}
-
 /// The distinct (field, transformations) pairs of a web ACL.
 #[derive(Debug, Clone, Default)]
 struct Sources {
     keys: Vec<String>,
     list: Vec<(Field, Vec<Transform>)>,
+    probes: Vec<probe::Probe>,
 }
 
 impl Sources {
@@ -715,6 +689,7 @@ impl Sources {
         }
         self.keys.push(key);
         self.list.push((field, transforms));
+        self.probes.push(probe::Probe::default());
         self.list.len() - 1
     }
 }
@@ -734,7 +709,8 @@ fn compile_statement(
         |name: &str, field: &FieldJson, tt: &[TransformJson], matcher: Matcher| -> Result<Statement, WafError> {
             let field = Field::compile(&format!("{path}.{name}.FieldToMatch"), field)?;
             let transforms = transforms(&format!("{path}.{name}.TextTransformations"), tt)?;
-            Ok(Statement::Inspect { source: sources.index(field, transforms), matcher })
+            let source = sources.index(field, transforms);
+            Ok(Statement::Inspect { source, leaf: sources.probes[source].add(matcher) })
         };
     if let Some(b) = &s.byte_match {
         let p = format!("{path}.ByteMatchStatement");
@@ -847,7 +823,9 @@ fn compile_statement(
             o => return Err(err(&format!("{p}.Scope"), format!("{o:?} is not LABEL or NAMESPACE"))),
         };
         check_label(&format!("{p}.Key"), &l.key)?;
-        out.push(Statement::Label { namespace, key: short_label(&l.key).to_owned() });
+        let key = short_label(&l.key).to_owned();
+        let affix = if namespace { format!("{}:", key.trim_end_matches(':')) } else { format!(":{key}") };
+        out.push(Statement::Label { namespace, key, affix });
     }
     for (name, list) in [("AndStatement", &s.and), ("OrStatement", &s.or)] {
         if let Some(list) = list {
@@ -963,50 +941,71 @@ fn short_label(s: &str) -> &str {
     if parts.len() == 5 && parts[0] == "awswaf" && parts[2] == "webacl" { parts[4] } else { s }
 }
 
-/// One source's transformed values, computed on first use in an evaluation,
-/// with the detectors' verdicts on them (several rules often run `SqliMatch`
-/// on the same field).
-/// A source's oversize decision and its transformed values.
-type SourceValues<'r> = (Option<bool>, Vec<Cow<'r, [u8]>>);
-
-#[derive(Default)]
-struct SourceCache<'r> {
-    values: std::cell::OnceCell<SourceValues<'r>>,
-    sqli_low: std::cell::OnceCell<bool>,
-    sqli_high: std::cell::OnceCell<bool>,
-    xss: std::cell::OnceCell<bool>,
-    /// Which patterns of the source's regex set matched any value.
-    regex_hits: std::cell::OnceCell<Vec<bool>>,
-}
-
 /// Whether a request matched, for one evaluation.
 struct Ctx<'a, 'r> {
     req: &'a RequestView<'r>,
-    labels: &'a [Arc<str>],
+    /// Labels added by the rules evaluated so far.
+    labels: &'a RefCell<Vec<Arc<str>>>,
     sources: &'a [(Field, Vec<Transform>)],
-    regex_sets: &'a [Option<RegexSet>],
-    cache: &'a [SourceCache<'r>],
+    probes: &'a [probe::Probe],
+    /// One bit per source (probed yet?), then one bit per leaf of every
+    /// source (its verdict): see [`WebAcl::state_words`].
+    bits: &'a [Cell<u64>],
+    /// Values of the source being probed, reused from source to source.
+    scratch: &'a RefCell<Vec<Cow<'r, [u8]>>>,
     /// The country label the first GeoMatch produced (AWS adds
     /// `awswaf:clientip:geo:country:<CC>`, or `forwardedip` with a forwarded
     /// address, whether or not the statement matched).
     geo_label: &'a std::cell::OnceCell<Option<Arc<str>>>,
 }
 
-impl<'r> Ctx<'_, 'r> {
-    fn values(&self, source: usize) -> &SourceValues<'r> {
-        self.cache[source].values.get_or_init(|| {
-            let (field, transforms) = &self.sources[source];
-            let v = field.values(self.req);
-            let items = v
-                .items
-                .into_iter()
-                .map(|item| match item {
+/// Bit `i` of `bits`.
+fn bit(bits: &[Cell<u64>], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w.get() & (1 << (i % 64)) != 0)
+}
+
+/// Sets bit `i` of `bits`.
+fn set_bit(bits: &[Cell<u64>], i: usize) {
+    if let Some(w) = bits.get(i / 64) {
+        w.set(w.get() | 1 << (i % 64));
+    }
+}
+
+impl Ctx<'_, '_> {
+    /// The verdict at state bit `verdict`, a leaf of `source`: extracts,
+    /// transforms and probes the source on first use.
+    #[inline]
+    fn leaf(&self, source: usize, verdict: usize) -> bool {
+        if !bit(self.bits, source) {
+            self.probe(source);
+        }
+        bit(self.bits, verdict)
+    }
+
+    #[inline(never)]
+    fn probe(&self, source: usize) {
+        set_bit(self.bits, source);
+        let Some(probe) = self.probes.get(source) else { return };
+        let (field, transforms) = &self.sources[source];
+        let Ok(mut values) = self.scratch.try_borrow_mut() else { return };
+        values.clear();
+        // Oversize handling MATCH / NO_MATCH decides without inspection.
+        if let Some(decided) = field.values(self.req, &mut values) {
+            if decided {
+                (0..probe.len()).for_each(|i| set_bit(self.bits, probe.base + i));
+            }
+            return;
+        }
+        if !transforms.is_empty() {
+            for v in values.iter_mut() {
+                let taken = std::mem::take(v);
+                *v = match taken {
                     Cow::Borrowed(b) => apply_all(transforms, b),
                     Cow::Owned(o) => Cow::Owned(apply_all(transforms, &o).into_owned()),
-                })
-                .collect();
-            (v.forced, items)
-        })
+                };
+            }
+        }
+        probe.run(&values, self.bits);
     }
 }
 
@@ -1021,66 +1020,60 @@ fn forwarded_ips(value: &str, position: &ForwardedPosition) -> Vec<Option<IpAddr
     }
 }
 
+/// `IPSetReferenceStatement` with `IPSetForwardedIPConfig`.
+#[inline(never)]
+fn forwarded_in_set(c: &Ctx<'_, '_>, set: &IpSet, f: &Forwarded) -> bool {
+    let Some(value) = c.req.headers.get(f.header.as_str()).and_then(|v| v.to_str().ok()) else {
+        return f.fallback_match;
+    };
+    let ips = forwarded_ips(value, &f.position);
+    if ips.is_empty() || ips.iter().any(Option::is_none) {
+        // A missing or malformed address: the fallback decides.
+        if !ips.iter().flatten().any(|ip| set.contains(*ip)) {
+            return f.fallback_match;
+        }
+    }
+    ips.iter().flatten().any(|ip| set.contains(*ip))
+}
+
+/// `GeoMatchStatement`; also sets the country label for later rules.
+#[inline(never)]
+fn geo_match(c: &Ctx<'_, '_>, db: Option<&GeoDb>, codes: &[[u8; 2]], forwarded: Option<&(String, bool)>) -> bool {
+    let ip = match forwarded {
+        None => Some(c.req.client_ip),
+        // AWS uses the first address of the header for geo match.
+        Some((header, fallback)) => {
+            let first = c
+                .req
+                .headers
+                .get(header.as_str())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
+            match first {
+                Some(ip) => Some(ip),
+                None => return *fallback,
+            }
+        }
+    };
+    let country = ip.and_then(|ip| db.and_then(|d| d.country(ip)));
+    // AWS labels the country of the address it used.
+    let origin = if forwarded.is_some() { "forwardedip" } else { "clientip" };
+    c.geo_label.get_or_init(|| {
+        country.map(|cc| Arc::from(format!("awswaf:{origin}:geo:country:{}", String::from_utf8_lossy(&cc))))
+    });
+    country.is_some_and(|cc| codes.contains(&cc))
+}
+
 impl Statement {
     fn eval(&self, c: &Ctx<'_, '_>) -> bool {
         match self {
-            Statement::Inspect { source, matcher } => {
-                let (forced, items) = c.values(*source);
-                // Oversize handling MATCH / NO_MATCH decides without inspection.
-                if let Some(decided) = forced {
-                    return *decided;
-                }
-                let memo = &c.cache[*source];
-                let any = |m: &Matcher| items.iter().any(|v| m.matches(v));
-                match matcher {
-                    Matcher::RegexIn(k) => {
-                        let hits = memo.regex_hits.get_or_init(|| {
-                            let Some(set) = c.regex_sets.get(*source).and_then(Option::as_ref) else {
-                                return Vec::new();
-                            };
-                            if set.len() == 1 {
-                                // One pattern: stop at the first match.
-                                return vec![items.iter().any(|v| set.is_match(v))];
-                            }
-                            let mut hits = vec![false; set.len()];
-                            for v in items {
-                                for i in set.matches(v).iter() {
-                                    hits[i] = true;
-                                }
-                            }
-                            hits
-                        });
-                        hits.get(*k).copied().unwrap_or(false)
-                    }
-                    Matcher::Sqli { high: false } => *memo.sqli_low.get_or_init(|| any(matcher)),
-                    Matcher::Sqli { high: true } => *memo.sqli_high.get_or_init(|| any(matcher)),
-                    Matcher::Xss => *memo.xss.get_or_init(|| any(matcher)),
-                    _ => any(matcher),
-                }
-            }
-            Statement::IpSet { set, forwarded } => match forwarded {
-                None => set.contains(c.req.client_ip),
-                Some(f) => {
-                    let Some(value) = c.req.headers.get(f.header.as_str()).and_then(|v| v.to_str().ok()) else {
-                        return f.fallback_match;
-                    };
-                    let ips = forwarded_ips(value, &f.position);
-                    if ips.is_empty() || ips.iter().any(Option::is_none) {
-                        // A missing or malformed address: the fallback decides.
-                        if !ips.iter().flatten().any(|ip| set.contains(*ip)) {
-                            return f.fallback_match;
-                        }
-                    }
-                    ips.iter().flatten().any(|ip| set.contains(*ip))
-                }
-            },
-            Statement::Label { namespace, key } => c.labels.iter().any(|l| {
-                if *namespace {
-                    let ns = key.trim_end_matches(':');
-                    l.starts_with(&format!("{ns}:")[..])
-                } else {
-                    &**l == key.as_str() || l.ends_with(&format!(":{key}")[..])
-                }
+            Statement::Inspect { source, leaf } => c.leaf(*source, *leaf),
+            Statement::IpSet { set, forwarded: None } => set.contains(c.req.client_ip),
+            Statement::IpSet { set, forwarded: Some(f) } => forwarded_in_set(c, set, f),
+            Statement::Label { namespace, key, affix } => c.labels.try_borrow().is_ok_and(|labels| {
+                labels.iter().any(|l| {
+                    if *namespace { l.starts_with(affix.as_str()) } else { **l == **key || l.ends_with(affix.as_str()) }
+                })
             }),
             Statement::Rate { limiter, scope_down } => {
                 if scope_down.as_ref().is_some_and(|s| !s.eval(c)) {
@@ -1088,31 +1081,7 @@ impl Statement {
                 }
                 limiter.hit(c.req.client_ip, std::time::Instant::now())
             }
-            Statement::Geo { db, codes, forwarded } => {
-                let ip = match forwarded {
-                    None => Some(c.req.client_ip),
-                    // AWS uses the first address of the header for geo match.
-                    Some((header, fallback)) => {
-                        let first = c
-                            .req
-                            .headers
-                            .get(header.as_str())
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
-                        match first {
-                            Some(ip) => Some(ip),
-                            None => return *fallback,
-                        }
-                    }
-                };
-                let country = ip.and_then(|ip| db.as_ref().and_then(|d| d.country(ip)));
-                // AWS labels the country of the address it used.
-                let origin = if forwarded.is_some() { "forwardedip" } else { "clientip" };
-                c.geo_label.get_or_init(|| {
-                    country.map(|cc| Arc::from(format!("awswaf:{origin}:geo:country:{}", String::from_utf8_lossy(&cc))))
-                });
-                country.is_some_and(|cc| codes.contains(&cc))
-            }
+            Statement::Geo { db, codes, forwarded } => geo_match(c, db.as_deref(), codes, forwarded.as_ref()),
             Statement::And(list) => list.iter().all(|s| s.eval(c)),
             Statement::Or(list) => list.iter().any(|s| s.eval(c)),
             Statement::Not(s) => !s.eval(c),
@@ -1136,6 +1105,25 @@ struct Rule {
     sampled: bool,
 }
 
+/// Turns each inspection's probe leaf into its bit in the evaluation state.
+fn to_state_bits(st: &mut Statement, probes: &[probe::Probe]) {
+    match st {
+        Statement::Inspect { source, leaf } => *leaf += probes.get(*source).map_or(0, |p| p.base),
+        Statement::And(l) | Statement::Or(l) => l.iter_mut().for_each(|s| to_state_bits(s, probes)),
+        Statement::Not(s) => to_state_bits(s, probes),
+        Statement::Rate { scope_down: Some(s), .. } => to_state_bits(s, probes),
+        _ => {}
+    }
+}
+
+/// How a rule is evaluated: most rules are one inspection, whose verdict
+/// is read directly.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Leaf { source: u32, verdict: u32 },
+    Tree,
+}
+
 /// A compiled web ACL.
 #[derive(Debug, Clone)]
 pub struct WebAcl {
@@ -1143,7 +1131,12 @@ pub struct WebAcl {
     pub name: Arc<str>,
     rules: Vec<Rule>,
     sources: Vec<(Field, Vec<Transform>)>,
-    regex_sets: Vec<Option<RegexSet>>,
+    probes: Vec<probe::Probe>,
+    /// Per rule, how it is evaluated (parallel to `rules`).
+    steps: Vec<Step>,
+    /// 64-bit words of one evaluation's state: a bit per source, then a bit
+    /// per leaf of every probe.
+    state_words: usize,
     default: Action,
     /// Whether sampling is on for the default action.
     pub sampled: bool,
@@ -1293,34 +1286,35 @@ impl WebAcl {
             ));
         }
         rules.sort_by_key(|(p, _)| *p);
-        // Every RegexMatch on one source joins that source's set.
-        let mut patterns: Vec<Vec<String>> = vec![Vec::new(); sources.list.len()];
-        for (_, r) in &mut rules {
-            group_regexes(&mut r.statement, &mut patterns);
+        // Each source's leaves run together: one automaton for its
+        // ByteMatch needles, one set for its regexes. Verdict bits follow
+        // the per-source bits.
+        let mut next_bit = sources.probes.len();
+        for probe in &mut sources.probes {
+            probe.finish(next_bit).map_err(|e| err("Rules", e))?;
+            next_bit += probe.len();
         }
-        let mut regex_sets = Vec::with_capacity(patterns.len());
-        for (i, list) in patterns.iter().enumerate() {
-            if list.is_empty() {
-                regex_sets.push(None);
-                continue;
-            }
-            let set = RegexSetBuilder::new(list)
-                .size_limit(REGEX_SIZE_LIMIT * 4)
-                .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
-                .build()
-                .map_err(|e| {
-                    err(
-                        "Rules",
-                        format!("the regular expressions on field {i} do not fit together: {}", regex_reason(&e)),
-                    )
-                })?;
-            regex_sets.push(Some(set));
+        let mut rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
+        for r in &mut rules {
+            to_state_bits(&mut r.statement, &sources.probes);
         }
+        let steps = rules
+            .iter()
+            .map(|r| match r.statement {
+                Statement::Inspect { source, leaf } => match (u32::try_from(source), u32::try_from(leaf)) {
+                    (Ok(source), Ok(verdict)) => Step::Leaf { source, verdict },
+                    _ => Step::Tree,
+                },
+                _ => Step::Tree,
+            })
+            .collect();
         Ok(WebAcl {
             name: Arc::from(name.as_str()),
-            rules: rules.into_iter().map(|(_, r)| r).collect(),
+            rules,
             sources: sources.list,
-            regex_sets,
+            probes: sources.probes,
+            steps,
+            state_words: next_bit.div_ceil(64),
             default,
             sampled: json.visibility_config.as_ref().is_some_and(|v| v.sampled_requests_enabled),
         })
@@ -1341,45 +1335,59 @@ impl WebAcl {
 
     /// Evaluates one request.
     pub fn evaluate(&self, req: &RequestView<'_>) -> Verdict {
-        let mut labels: Vec<Arc<str>> = Vec::new();
+        let labels: RefCell<Vec<Arc<str>>> = RefCell::new(Vec::new());
         let mut counted = Vec::new();
-        let cache: Vec<SourceCache<'_>> = (0..self.sources.len()).map(|_| SourceCache::default()).collect();
+        // The evaluation's bits live on the stack unless the ACL has many
+        // sources and leaves (512 bits hold most ACLs).
+        let small: [Cell<u64>; 8] = Default::default();
+        let heap: Vec<Cell<u64>>;
+        let bits: &[Cell<u64>] = if self.state_words <= small.len() {
+            &small[..self.state_words]
+        } else {
+            heap = (0..self.state_words).map(|_| Cell::new(0)).collect();
+            &heap
+        };
+        let scratch = RefCell::new(Vec::new());
         let geo_label = std::cell::OnceCell::new();
         let mut geo_added = false;
-        for rule in &self.rules {
-            let ctx = Ctx {
-                req,
-                labels: &labels,
-                sources: &self.sources,
-                regex_sets: &self.regex_sets,
-                cache: &cache,
-                geo_label: &geo_label,
+        let ctx = Ctx {
+            req,
+            labels: &labels,
+            sources: &self.sources,
+            probes: &self.probes,
+            bits,
+            scratch: &scratch,
+            geo_label: &geo_label,
+        };
+        for (rule, step) in self.rules.iter().zip(&self.steps) {
+            // Most rules are one inspection: a verdict read from the compact
+            // step list, without touching the rule or walking a tree.
+            let matched = match *step {
+                Step::Leaf { source, verdict } => ctx.leaf(source as usize, verdict as usize),
+                Step::Tree => rule.statement.eval(&ctx),
             };
-            let matched = rule.statement.eval(&ctx);
             // Labels land at the end of the rule's evaluation, for later rules.
             if !geo_added && let Some(Some(l)) = geo_label.get() {
-                labels.push(Arc::clone(l));
+                labels.borrow_mut().push(Arc::clone(l));
                 geo_added = true;
             }
             if !matched {
                 continue;
             }
-            labels.extend(rule.labels.iter().cloned());
+            labels.borrow_mut().extend(rule.labels.iter().cloned());
+            let rule_name = Some(Arc::clone(&rule.name));
             match &rule.action {
                 RuleAction::Count => counted.push(Arc::clone(&rule.name)),
                 RuleAction::Allow => {
-                    return Verdict { action: Action::Allow, rule: Some(Arc::clone(&rule.name)), counted, labels };
+                    return Verdict { action: Action::Allow, rule: rule_name, counted, labels: labels.into_inner() };
                 }
                 RuleAction::Block(b) => {
-                    return Verdict {
-                        action: Action::Block(b.clone()),
-                        rule: Some(Arc::clone(&rule.name)),
-                        counted,
-                        labels,
-                    };
+                    let action = Action::Block(b.clone());
+                    return Verdict { action, rule: rule_name, counted, labels: labels.into_inner() };
                 }
             }
         }
+        let labels = labels.into_inner();
         Verdict { action: self.default.clone(), rule: None, counted, labels }
     }
 
@@ -1424,5 +1432,6 @@ impl WebAcl {
     }
 }
 
+mod probe;
 #[cfg(test)]
 mod tests;

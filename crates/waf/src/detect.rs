@@ -139,8 +139,12 @@ fn normalize(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `hay` contains `needle`, ASCII case-insensitively. Candidates
+/// come from `memchr2` on the first byte's two cases.
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    let Some(&first) = needle.first() else { return true };
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), hay)
+        .any(|i| hay.get(i..i + needle.len()).is_some_and(|w| w.eq_ignore_ascii_case(needle)))
 }
 
 /// Whether `input` is too plain for any SQL pattern: only letters, digits,
@@ -153,20 +157,39 @@ fn plain_for_sqli(input: &[u8]) -> bool {
     if input.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
         return true;
     }
-    input.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-        && !input.windows(2).any(|w| w == b"--")
-        && !contains_ci(input, b"0x")
-        && ![&b"information_schema"[..], b"sysobjects", b"syscolumns", b"pg_catalog", b"sqlite_master", b"pg_sleep"]
+    if !input.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+        return false;
+    }
+    // The bare keywords: four have a `_`, two start with `sys`.
+    let keyword = (memchr::memchr(b'_', input).is_some()
+        && [&b"information_schema"[..], b"pg_catalog", b"sqlite_master", b"pg_sleep"]
             .iter()
-            .any(|k| contains_ci(input, k))
+            .any(|k| contains_ci(input, k)))
+        || (contains_ci(input, b"sys") && (contains_ci(input, b"sysobjects") || contains_ci(input, b"syscolumns")));
+    !keyword && memchr::memmem::find(input, b"--").is_none() && !contains_ci(input, b"0x")
 }
 
-/// Whether `input` is too plain for any XSS pattern: none of `< > : ( = @ \` [ +`
-/// and neither `document` nor `window` (every pattern needs one of them).
+/// Whether `input` is too plain for any XSS pattern: none of `< > : ( @ \` [ +`,
+/// neither `document` nor `window`, and if it has a `=`, none of the words
+/// an `=` pattern needs (an `on…` word, `srcdoc`, `innerhtml`); every
+/// pattern needs one of them.
 fn plain_for_xss(input: &[u8]) -> bool {
-    !input.iter().any(|b| matches!(b, b'<' | b'>' | b':' | b'(' | b'=' | b'@' | b'`' | b'[' | b'+'))
-        && !contains_ci(input, b"document")
-        && !contains_ci(input, b"window")
+    if input.iter().any(|b| matches!(b, b'<' | b'>' | b':' | b'(' | b'@' | b'`' | b'[' | b'+')) {
+        return false;
+    }
+    if contains_ci(input, b"document") || contains_ci(input, b"window") {
+        return false;
+    }
+    if memchr::memchr(b'=', input).is_none() {
+        return true;
+    }
+    // `\bon…\s*=`: "on" at the start of a word. Normalisation only turns
+    // bytes into spaces, so a word start after it is one before it too.
+    let on_word = memchr::memchr2_iter(b'o', b'O', input).any(|i| {
+        matches!(input.get(i + 1), Some(b'n' | b'N'))
+            && (i == 0 || !(input[i - 1].is_ascii_alphanumeric() || input[i - 1] == b'_'))
+    });
+    !on_word && !contains_ci(input, b"srcdoc") && !contains_ci(input, b"innerhtml")
 }
 
 /// Whether `input` looks like SQL injection; `high` adds looser patterns.
@@ -195,6 +218,62 @@ mod tests {
         for set in [SQLI_LOW, SQLI_HIGH, XSS] {
             for p in set {
                 assert!(regex::bytes::Regex::new(&format!("(?i-u){p}")).is_ok(), "{p}");
+            }
+        }
+    }
+
+    /// The prefilters only skip inputs no pattern can match: checked on
+    /// strings built from the pieces the patterns look for.
+    #[test]
+    fn prefilters_never_hide_a_match() {
+        let pieces: [&[u8]; 24] = [
+            b"on",
+            b"ON",
+            b"error",
+            b"load",
+            b"=",
+            b" ",
+            b"x",
+            b"srcdoc",
+            b"innerhtml",
+            b".",
+            b"/",
+            b"*",
+            b"\0",
+            b"_",
+            b"1",
+            b"\t",
+            b"sys",
+            b"objects",
+            b"--",
+            b"0x",
+            b"pg_sleep",
+            b"-",
+            b"a",
+            b"'",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let mut input = Vec::new();
+            for _ in 0..(next() % 8 + 1) {
+                input.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let n = normalize(&input);
+            if plain_for_xss(&input) {
+                assert!(!xss().is_match(&n), "XSS prefilter hid {:?}", String::from_utf8_lossy(&input));
+            }
+            if plain_for_sqli(&input) {
+                assert!(
+                    !sqli_low().is_match(&n) && !sqli_high().is_match(&n),
+                    "SQLi prefilter hid {:?}",
+                    String::from_utf8_lossy(&input)
+                );
             }
         }
     }
