@@ -291,3 +291,45 @@ async fn geo_match_without_a_database_is_a_problem_not_a_crash() {
     .await;
     assert!(gw.log().contains("waf.geoip_database"), "the log names the missing setting");
 }
+
+/// GeoMatch on the client address itself, and the country in sampled
+/// requests. Public databases place no loopback address, so the test writes
+/// its own database: 127.0.0.1 in Japan, 127.0.0.2 in Korea.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_match_on_the_client_address_and_countries_in_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("loopback-countries.mmdb");
+    let entries = [("127.0.0.1".parse().expect("ip"), 32, "JP"), ("127.0.0.2".parse().expect("ip"), 32, "KR")];
+    shardgate_e2e::geo::write_country_db(&db, &entries).expect("write the database");
+    let yaml = format!("waf:\n  geoip_database: \"{}\"", db.display());
+    let gw = gateway().tls_listeners(0).edge_http(1).yaml(&yaml).spawn().await;
+    let origin = TestOrigin::start(vec![("/", OriginFile::new("ok"))]).await;
+    let rule = r#"{"Name": "kr", "Priority": 0, "Action": {"Block": {}},
+      "Statement": {"GeoMatchStatement": {"CountryCodes": ["KR"]}},
+      "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "kr"}}"#;
+    let r = gw.admin().request("PUT", "/apisix/admin/web_acls/seed", Some(&web_acl(rule))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    setup(&gw, &origin).await;
+    let edge = gw.edge_plain[0];
+
+    let curl = |source: &str| {
+        format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' --interface {source} -H 'Host: {HOST}' http://{edge}/ --max-time 10"
+        )
+    };
+    let out = bash(curl("127.0.0.2"), dir.path()).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403", "Korea is blocked: {}", text(&out));
+    let out = bash(curl("127.0.0.1"), dir.path()).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "Japan is not: {}", text(&out));
+
+    let s = gw.admin().get("/apisix/admin/web_acls/seed/sampled_requests").await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    let list = s.json()["SampledRequests"].as_array().cloned().unwrap_or_default();
+    let country = |action: &str, ip: &str| {
+        list.iter()
+            .find(|x| x["Action"] == action && x["Request"]["ClientIP"] == ip)
+            .map(|x| x["Request"]["Country"].clone())
+    };
+    assert_eq!(country("BLOCK", "127.0.0.2"), Some(json!("KR")), "{}", s.body);
+    assert_eq!(country("ALLOW", "127.0.0.1"), Some(json!("JP")), "{}", s.body);
+}
