@@ -43,7 +43,14 @@ const SQLI_LOW: &[&str] = &[
     r"\bwaitfor\s+delay\b",
     r"\b(information_schema|sysobjects|syscolumns|pg_catalog|sqlite_master|mysql\.user)\b",
     r"\bselect\b.{1,100}?\bfrom\b.{1,100}?\bwhere\b",
-    r"\b(insert\s+into|delete\s+from|drop\s+(table|database)|update\s+\w+\s+set)\b",
+    r"\b(insert\s+into|delete\s+from|(drop|create|alter|truncate)\s+(table|database)|update\s+\w+\s+set)\b",
+    // A boolean comparing a number with a quoted or grouped value (CRS 942210).
+    r#"\b(and|or|xor)\s+\d+\s*(=|!=|<>|<=>|<|>)\s*['"`(]"#,
+    // A closing parenthesis aliased and selected from (CRS 942362).
+    r"\)\s*as\s+\w+\s+from\b",
+    // PostgreSQL / MySQL JSON operators on a quoted value (CRS 942550).
+    r"'\s*::\s*jsonb?\b",
+    r"'\s*(->>?|#>>?|@>|<@|\?\||\?&)\s*'",
     r"\bexec(\s+|\()(master|xp_\w+|sp_\w+)",
     r"\b(char|chr|concat|concat_ws|group_concat|ascii|substring|substr|mid|hex|unhex)\s*\(.{0,40}\)\s*(=|,|\|\||\+)",
     r"\bcase\s+when\b.{1,80}?\bthen\b",
@@ -62,9 +69,6 @@ const SQLI_HIGH: &[&str] = &[
     r"\bif\s*\(.{1,60},.{1,60},",
     // A SQL function call (CRS 942151/942410 at paranoia 1-2).
     r"\b(abs|ascii|avg|bin|bit_length|cast|ceil|char|char_length|chr|coalesce|concat|concat_ws|conv|convert|count|database|decode|default|encode|exp|extract|floor|greatest|group_concat|hex|ifnull|instr|isnull|json_extract|json_keys|lcase|least|left|length|ln|load_file|locate|log|lower|lpad|ltrim|max|md5|mid|min|mod|month|now|nullif|oct|ord|pi|position|pow|power|quote|rand|repeat|replace|reverse|right|round|rpad|rtrim|sha1|sign|sin|sleep|space|sqrt|strcmp|substr|substring|sum|sysdate|time|trim|ucase|unhex|upper|user|uuid|values|version|xmltype|year)\s*\(",
-    // PostgreSQL / MySQL JSON operators on a quoted value (CRS 942550).
-    r"'\s*::\s*jsonb?\b",
-    r"'\s*(->>?|#>>?|@>|<@|\?\||\?&)\s*'",
     r"\|\|\s*\(",
 ];
 
@@ -86,6 +90,14 @@ const XSS: &[&str] = &[
     // Script gadgets without a tag (CRS 941370/941390).
     r"\b(atob|btoa|settimeout|setinterval|fromcharcode|execscript)\s*\(",
     r#"\[\s*["'`](cookie|alert|eval|constructor)["'`]\s*\]"#,
+    // An event handler attribute after a quote or slash, whatever its name (CRS 941120/941160).
+    r#"["'`;/]on[a-z]{3,25}\s*=[^=]"#,
+    r#"["'`;/]formaction\s*="#,
+    // Script through CSS and old IE imports (CRS 941170/941240).
+    r"(-moz-binding|\bbehavior)\s*:",
+    r"<\?\s*import\b",
+    // JSFuck: code made of []()!+ (CRS 941360).
+    r"!\[\]",
     // Namespaced script tags and UTF-7 encoded angle brackets (CRS 941160/941350).
     r"<\s*[a-z0-9]+\s*:\s*script\b",
     r"\+adw-\s*script",
@@ -171,7 +183,7 @@ fn plain_for_sqli(input: &[u8]) -> bool {
 
 /// Whether `input` is too plain for any XSS pattern: none of `< > : ( @ \` [ +`,
 /// neither `document` nor `window`, and if it has a `=`, none of the words
-/// an `=` pattern needs (an `on…` word, `srcdoc`, `innerhtml`); every
+/// an `=` pattern needs (an `on…` word, `srcdoc`, `innerhtml`, `formaction`); every
 /// pattern needs one of them.
 fn plain_for_xss(input: &[u8]) -> bool {
     if input.iter().any(|b| matches!(b, b'<' | b'>' | b':' | b'(' | b'@' | b'`' | b'[' | b'+')) {
@@ -189,7 +201,10 @@ fn plain_for_xss(input: &[u8]) -> bool {
         matches!(input.get(i + 1), Some(b'n' | b'N'))
             && (i == 0 || !(input[i - 1].is_ascii_alphanumeric() || input[i - 1] == b'_'))
     });
-    !on_word && !contains_ci(input, b"srcdoc") && !contains_ci(input, b"innerhtml")
+    !on_word
+        && !contains_ci(input, b"srcdoc")
+        && !contains_ci(input, b"innerhtml")
+        && !contains_ci(input, b"formaction")
 }
 
 /// Whether `input` looks like SQL injection; `high` adds looser patterns.
@@ -226,31 +241,10 @@ mod tests {
     /// strings built from the pieces the patterns look for.
     #[test]
     fn prefilters_never_hide_a_match() {
-        let pieces: [&[u8]; 24] = [
-            b"on",
-            b"ON",
-            b"error",
-            b"load",
-            b"=",
-            b" ",
-            b"x",
-            b"srcdoc",
-            b"innerhtml",
-            b".",
-            b"/",
-            b"*",
-            b"\0",
-            b"_",
-            b"1",
-            b"\t",
-            b"sys",
-            b"objects",
-            b"--",
-            b"0x",
-            b"pg_sleep",
-            b"-",
-            b"a",
-            b"'",
+        #[rustfmt::skip]
+        let pieces: [&[u8]; 26] = [
+            b"on", b"ON", b"error", b"load", b"=", b" ", b"x", b"srcdoc", b"innerhtml", b".", b"/", b"*", b"\0",
+            b"_", b"1", b"\t", b"sys", b"objects", b"--", b"0x", b"pg_sleep", b"-", b"a", b"'", b"formaction", b";",
         ];
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
@@ -292,6 +286,10 @@ mod tests {
             "1' or true--",
             "1 AND (SELECT 1 FROM information_schema.tables)",
             "' or ''='",
+            "x AND 1!=\"",
+            ") AS t FROM users",
+            "'{\"b\":2}'::jsonb <@ '{\"a\":1}'",
+            "1; CREATE TABLE t(x int)",
         ] {
             assert!(is_sqli(s.as_bytes(), false), "missed: {s}");
         }
@@ -324,10 +322,21 @@ mod tests {
             "<iframe src=\"data:text/html,<script>x</script>\">",
             "<body onload=alert(1)>",
             "\"><a href=javascript:x>",
+            "\"onzoom=x",
+            "x{-moz-binding:url(a.xml#b)}",
+            "<?import implementation=x>",
+            "(![]+[])[+!+[]]",
         ] {
             assert!(is_xss(s.as_bytes()), "missed: {s}");
         }
-        for s in ["a < b and c > d", "Tom & Jerry", "x-vendor-type: a_vendor", "<3 this game", "the onerror handler"] {
+        for s in [
+            "a < b and c > d",
+            "Tom & Jerry",
+            "x-vendor-type: a_vendor",
+            "<3 this game",
+            "the onerror handler",
+            "status=online&mode=on",
+        ] {
             assert!(!is_xss(s.as_bytes()), "false positive: {s}");
         }
     }
