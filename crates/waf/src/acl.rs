@@ -1116,12 +1116,35 @@ fn to_state_bits(st: &mut Statement, probes: &[probe::Probe]) {
     }
 }
 
-/// How a rule is evaluated: most rules are one inspection, whose verdict
-/// is read directly.
+/// How a rule is evaluated, decided without touching the rule when the
+/// statement's shape allows: most rules are one inspection, whose verdict is
+/// read directly; a label match cannot match before any label exists; an
+/// `AndStatement` whose first member is an inspection fails when that does.
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Leaf { source: u32, verdict: u32 },
+    Label,
+    AndFirst { source: u32, verdict: u32 },
     Tree,
+}
+
+impl Step {
+    fn of(st: &Statement) -> Step {
+        let leaf = |source: usize, leaf: usize| Some((u32::try_from(source).ok()?, u32::try_from(leaf).ok()?));
+        match st {
+            Statement::Inspect { source, leaf: l } => {
+                leaf(*source, *l).map_or(Step::Tree, |(source, verdict)| Step::Leaf { source, verdict })
+            }
+            Statement::Label { .. } => Step::Label,
+            Statement::And(list) => match list.first() {
+                Some(Statement::Inspect { source, leaf: l }) => {
+                    leaf(*source, *l).map_or(Step::Tree, |(source, verdict)| Step::AndFirst { source, verdict })
+                }
+                _ => Step::Tree,
+            },
+            _ => Step::Tree,
+        }
+    }
 }
 
 /// A compiled web ACL.
@@ -1298,16 +1321,7 @@ impl WebAcl {
         for r in &mut rules {
             to_state_bits(&mut r.statement, &sources.probes);
         }
-        let steps = rules
-            .iter()
-            .map(|r| match r.statement {
-                Statement::Inspect { source, leaf } => match (u32::try_from(source), u32::try_from(leaf)) {
-                    (Ok(source), Ok(verdict)) => Step::Leaf { source, verdict },
-                    _ => Step::Tree,
-                },
-                _ => Step::Tree,
-            })
-            .collect();
+        let steps = rules.iter().map(|r| Step::of(&r.statement)).collect();
         Ok(WebAcl {
             name: Arc::from(name.as_str()),
             rules,
@@ -1364,6 +1378,10 @@ impl WebAcl {
             // step list, without touching the rule or walking a tree.
             let matched = match *step {
                 Step::Leaf { source, verdict } => ctx.leaf(source as usize, verdict as usize),
+                Step::Label => labels.try_borrow().is_ok_and(|l| !l.is_empty()) && rule.statement.eval(&ctx),
+                Step::AndFirst { source, verdict } => {
+                    ctx.leaf(source as usize, verdict as usize) && rule.statement.eval(&ctx)
+                }
                 Step::Tree => rule.statement.eval(&ctx),
             };
             // Labels land at the end of the rule's evaluation, for later rules.
