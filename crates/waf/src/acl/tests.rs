@@ -399,3 +399,19 @@ fn rate_based_rules_limit_each_address() {
     let e = acl_with(&rule("r", 0, "Block", &nested), r#"{"Allow": {}}"#).unwrap_err();
     assert_eq!(e.path, "Rules[0].Statement.NotStatement.Statement.RateBasedStatement");
 }
+
+/// An ACL with more leaves than the evaluation's stack bitset holds keeps
+/// its verdicts on the heap, with the same results.
+#[test]
+fn large_acls_evaluate_like_small_ones() {
+    let ua = r#"{"SingleHeader": {"Name": "User-Agent"}}"#;
+    let rules: Vec<String> = (0..600)
+        .map(|i| rule(&format!("r{i}"), i, "Block", &byte(ua, "CONTAINS", &format!("bot-{i:03}-"), NONE)))
+        .collect();
+    let acl = acl(&rules.join(","));
+    let v = acl.evaluate(&req(&[("user-agent", "x bot-599- y")]).view());
+    assert_eq!(v.rule.as_deref(), Some("r599"));
+    let v = acl.evaluate(&req(&[("user-agent", "x bot-007- bot-599-")]).view());
+    assert_eq!(v.rule.as_deref(), Some("r7"), "the first by priority");
+    assert_eq!(acl.evaluate(&req(&[("user-agent", "game client")]).view()).action, Action::Allow);
+}
