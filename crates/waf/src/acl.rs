@@ -1361,7 +1361,8 @@ impl WebAcl {
             heap = (0..self.state_words).map(|_| Cell::new(0)).collect();
             &heap
         };
-        let scratch = RefCell::new(Vec::new());
+        // Room for every header's name and value at once: one allocation.
+        let scratch = RefCell::new(Vec::with_capacity(2 * req.headers.len() + 2));
         let geo_label = std::cell::OnceCell::new();
         let mut geo_added = false;
         let ctx = Ctx {

@@ -150,8 +150,12 @@ impl Probe {
                 }
             } else {
                 for v in values {
-                    for i in set_re.matches(v).iter() {
-                        set(self.regex_leaves[i]);
+                    // `matches` allocates its answer: ask only when some
+                    // pattern matches, which most values do not.
+                    if set_re.is_match(v) {
+                        for i in set_re.matches(v).iter() {
+                            set(self.regex_leaves[i]);
+                        }
                     }
                 }
             }
