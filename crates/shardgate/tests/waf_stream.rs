@@ -171,19 +171,22 @@ async fn a_stream_route_refers_to_its_own_web_acl() {
     assert!(denied.is_err(), "127.0.0.2 is not a tester and must not complete a handshake for gs-1.com");
     let mut s = TlsClient::default().connect_from(player, addr, Some("gs-2.com")).await.expect("gs-2 is open to all");
     assert_eq!(roundtrip(&mut s, "hi").await, "[gs2] hi");
-    let text = gw.metrics_text().await;
-    assert!(
-        text.lines().any(|l| l.starts_with("shardgate_stream_waf_refused_total{")
-            && l.contains("web_acl=\"testers-only\"")
-            && l.contains("rule=\"default\"")),
-        "{text}"
-    );
-    assert!(
-        text.lines().any(|l| l.starts_with("shardgate_stream_connections_closed_total{")
-            && l.contains("route=\"1\"")
-            && l.contains("reason=\"waf\"")),
-        "{text}"
-    );
+    // The gateway counts the close after the client has seen it: poll.
+    eventually(5, "the refusal is counted", || async {
+        let text = gw.metrics_text().await;
+        let refused = text.lines().any(|l| {
+            l.starts_with("shardgate_stream_waf_refused_total{")
+                && l.contains("web_acl=\"testers-only\"")
+                && l.contains("rule=\"default\"")
+        });
+        let closed = text.lines().any(|l| {
+            l.starts_with("shardgate_stream_connections_closed_total{")
+                && l.contains("route=\"1\"")
+                && l.contains("reason=\"waf\"")
+        });
+        (refused && closed).then_some(())
+    })
+    .await;
 
     // While route 1 uses it, the ACL cannot be deleted nor start inspecting
     // requests; both refusals leave it as it was.

@@ -203,7 +203,7 @@ impl StreamMetrics {
             );
             r.register(
                 "stream_waf_refused",
-                "Connections closed at accept because the listener's web ACL refused the client",
+                "Connections closed because a web ACL (the listener's at accept, or the route's before the handshake) refused the client address",
                 m.waf_refused.clone(),
             );
             r.register_with_unit(
