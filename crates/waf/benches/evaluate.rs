@@ -98,6 +98,20 @@ fn bench(c: &mut Criterion) {
     c.bench_function("evaluate_100_rules_loadgen_request", |b| {
         b.iter(|| hundred.evaluate(std::hint::black_box(&small)))
     });
+    // The same with the CPU caches filled with other data before each
+    // evaluation, as a gateway's request handling does between two ACL runs.
+    let mut other = vec![0u8; 4 << 20];
+    c.bench_function("evaluate_100_rules_loadgen_request_cold_cache", |b| {
+        b.iter_batched(
+            || {
+                for (i, x) in other.iter_mut().enumerate().step_by(64) {
+                    *x = x.wrapping_add(i as u8);
+                }
+            },
+            |()| hundred.evaluate(std::hint::black_box(&small)),
+            criterion::BatchSize::PerIteration,
+        )
+    });
 }
 
 criterion_group!(benches, bench);

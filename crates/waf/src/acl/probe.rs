@@ -40,6 +40,9 @@ pub(super) struct Probe {
     regex_leaves: Vec<usize>,
     /// Leaves run one by one on each value.
     singles: Vec<usize>,
+    /// The leaves an empty value matches, found once when compiled: an empty
+    /// value (no query string, an empty header) then costs no matcher.
+    empty: Vec<usize>,
 }
 
 impl Probe {
@@ -115,11 +118,35 @@ impl Probe {
             self.regex_leaves = regexes;
         }
         self.singles.sort_unstable();
+        // Every leaf is a pure function of the value: ask once what "" gives.
+        self.base = 0;
+        let bits: Vec<Cell<u64>> = (0..self.leaves.len().div_ceil(64)).map(|_| Cell::new(0)).collect();
+        self.scan(&[Cow::Borrowed(&b""[..])], &bits);
+        self.empty = (0..self.leaves.len()).filter(|i| bit(&bits, *i)).collect();
+        self.base = base;
         Ok(())
     }
 
     /// Sets the bit of each leaf that any of `values` matches.
     pub(super) fn run(&self, values: &[Cow<'_, [u8]>], bits: &[Cell<u64>]) {
+        let empties = values.iter().filter(|v| v.is_empty()).count();
+        if empties > 0 {
+            for &leaf in &self.empty {
+                set_bit(bits, self.base + leaf);
+            }
+        }
+        match empties {
+            0 => self.scan(values, bits),
+            n if n == values.len() => {}
+            _ => {
+                let rest: Vec<Cow<'_, [u8]>> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
+                self.scan(&rest, bits);
+            }
+        }
+    }
+
+    /// Runs every leaf on `values`.
+    fn scan(&self, values: &[Cow<'_, [u8]>], bits: &[Cell<u64>]) {
         if values.is_empty() {
             return;
         }
@@ -134,7 +161,8 @@ impl Probe {
             }
         }
         if let Some(ac) = &self.automaton {
-            for v in values {
+            // A value shorter than every needle holds none of them.
+            for v in values.iter().filter(|v| v.len() >= ac.min_pattern_len()) {
                 for m in ac.find_overlapping_iter(&**v) {
                     let (leaf, position) = self.needles[m.pattern().as_usize()];
                     if !hit(leaf) && placed(position, v, m.start(), m.end()) {
