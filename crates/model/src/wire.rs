@@ -7,6 +7,37 @@
 //! as [`serde_json::Value`] and checked by the domain conversion, which names
 //! the path. Serializing a wire struct gives the canonical stored form.
 
+/// The fields every resource but `ssls` has (APISIX's `id`, `name`, `desc`,
+/// `labels` and server-owned timestamps), first in each wire struct.
+macro_rules! common_fields {
+    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Resource id (string or integer).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub id: Option<serde_json::Value>,
+            /// Name.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+            /// Free text.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub desc: Option<String>,
+            /// Labels.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub labels: Option<std::collections::BTreeMap<String, String>>,
+            /// Set by the server.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub create_time: Option<i64>,
+            /// Set by the server.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub update_time: Option<i64>,
+            $($body)*
+        }
+    };
+}
+
 pub mod edge;
 mod ssl;
 mod stream_route;

@@ -17,36 +17,6 @@ use serde_json::Value;
 
 use super::UpstreamWire;
 
-/// The fields every resource has.
-macro_rules! common_fields {
-    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            /// Resource id (string or integer).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub id: Option<Value>,
-            /// Name.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub name: Option<String>,
-            /// Free text.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub desc: Option<String>,
-            /// Labels.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub labels: Option<BTreeMap<String, String>>,
-            /// Set by the server.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub create_time: Option<i64>,
-            /// Set by the server.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub update_time: Option<i64>,
-            $($body)*
-        }
-    };
-}
-
 common_fields! {
     /// A distribution: the hosts it answers, its origins and behaviors.
     pub struct DistributionWire {
