@@ -31,12 +31,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
 command -v python3 >/dev/null || need+=(python3)
 install_packages "${need[@]}"
-ulimit -n 20000 2>/dev/null || true
-
-cargo build --release -q -p shardgate -p shardgate-loadgen
-SG=target/release/shardgate
-LG=target/release/shardgate-loadgen
-CLK=$(getconf CLK_TCK)
+prepare_run
 BASE=$((20000 + RANDOM % 5000))
 ORIGIN=$BASE; PROXY=$((BASE + 1)); ADMIN=$((BASE + 2)); METRICS=$((BASE + 3))
 HOST=assets.example.com

@@ -17,3 +17,13 @@ cpu_ticks() { local t=0 f; for p in "$@"; do read -r -a f < "/proc/$p/stat"; t=$
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
 # Waits (10 s at most) until 127.0.0.1:$1 accepts connections.
 wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+# Raises the open-file limit, builds the gateway and the load generator and
+# sets SG, LG (their paths) and CLK (clock ticks per second).
+prepare_run() {
+    ulimit -n 20000 2>/dev/null || true
+    cargo build --release -q -p shardgate -p shardgate-loadgen
+    SG=target/release/shardgate
+    LG=target/release/shardgate-loadgen
+    CLK=$(getconf CLK_TCK)
+}

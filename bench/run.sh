@@ -33,12 +33,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
 command -v bc >/dev/null || need+=(bc)
 install_packages "${need[@]}"
-ulimit -n 20000 2>/dev/null || true
-
-cargo build --release -q -p shardgate -p shardgate-loadgen
-SG=target/release/shardgate
-LG=target/release/shardgate-loadgen
-CLK=$(getconf CLK_TCK)
+prepare_run
 
 # --- ports (fixed offsets from a random base, all on 127.0.0.1) --------------
 BASE=$((20000 + RANDOM % 5000))
