@@ -433,7 +433,7 @@ impl AdminState {
         Ok(None)
     }
 
-    async fn check_capacity(&self, kind: ResourceKind) -> Result<(), ApiError> {
+    pub(super) async fn check_capacity(&self, kind: ResourceKind) -> Result<(), ApiError> {
         let max = self.inner.limits.max_resources_per_kind;
         if self.store().count(&kind.key_prefix(self.prefix())).await? >= max {
             return Err(ApiError::BadRequest(format!("too many {kind}: the limit is {max}")));
@@ -484,8 +484,15 @@ impl AdminState {
         self.check_capacity(kind).await?;
         let now = now_unix();
         wire.set_times(now, now);
-        // Ids are the store revision, zero-padded to 20 digits, as APISIX's
-        // `core.etcd.push` makes them, so they sort in creation order.
+        let key = self.insert_new(kind, &mut wire).await?;
+        Ok(stored(StatusCode::CREATED, &key, wire))
+    }
+
+    /// Stores `wire` under a new id and returns its key. Ids are the store
+    /// revision, zero-padded to 20 digits, as APISIX's `core.etcd.push`
+    /// makes them, so they sort in creation order. The caller holds the
+    /// write lock and has checked the capacity.
+    pub(super) async fn insert_new(&self, kind: ResourceKind, wire: &mut Wire) -> Result<String, ApiError> {
         for _ in 0..8 {
             let rev = self.store().revision().await?;
             let id = id_of(&format!("{:020}", rev + 1))?;
@@ -494,13 +501,13 @@ impl AdminState {
             match self.store().put(&key, wire.to_bytes(), Condition::Absent).await {
                 Ok(res) => {
                     tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = true, "resource stored");
-                    return Ok(stored(StatusCode::CREATED, &key, wire));
+                    return Ok(key);
                 }
                 Err(shardgate_store::StoreError::ConditionFailed { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Conflict("could not allocate an id; retry".into()))
+        Err(ApiError::Conflict(format!("could not allocate an id for a new {}; retry", kind.singular())))
     }
 
     async fn delete(

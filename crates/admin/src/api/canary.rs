@@ -48,7 +48,8 @@ impl AdminState {
         Ok(())
     }
 
-    /// Creates an invalidation of every path of `dist`; returns its key.
+    /// Creates an invalidation of every path of `dist` (the caller has
+    /// checked the capacity); returns its key.
     async fn invalidate_all(&self, dist: &ResourceId, why: String) -> Result<String, ApiError> {
         let mut wire = Wire::from_value(
             ResourceKind::Invalidations,
@@ -56,18 +57,7 @@ impl AdminState {
         )?;
         let now = now_unix();
         wire.set_times(now, now);
-        for _ in 0..8 {
-            let rev = self.store().revision().await?;
-            let id = id_of(&format!("{:020}", rev + 1))?;
-            let key = ResourceKind::Invalidations.key(self.prefix(), &id);
-            wire.set_id(&id);
-            match self.store().put(&key, wire.to_bytes(), Condition::Absent).await {
-                Ok(_) => return Ok(key),
-                Err(shardgate_store::StoreError::ConditionFailed { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::Conflict("could not allocate an invalidation id; retry".into()))
+        self.insert_new(ResourceKind::Invalidations, &mut wire).await
     }
 
     async fn disable(&self, id: &ResourceId, kv: &KeyValue, mut policy: Value) -> Result<(), ApiError> {
@@ -84,6 +74,8 @@ impl AdminState {
 
     pub(super) async fn promote(&self, id: &ResourceId) -> Result<Response, ApiError> {
         let _write = self.inner.write.lock().await;
+        // Checked before any write: a promote either happens whole or not.
+        self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
         let staging_id = Self::staging_of(&policy)?;
         let (_, staging) = self.load(ResourceKind::Distributions, &staging_id).await?;
@@ -137,6 +129,7 @@ impl AdminState {
 
     pub(super) async fn discard(&self, id: &ResourceId) -> Result<Response, ApiError> {
         let _write = self.inner.write.lock().await;
+        self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
         let staging_id = Self::staging_of(&policy)?;
         self.disable(id, &pkv, policy).await?;
