@@ -107,6 +107,9 @@ pub fn cacheable_status(status: u16) -> bool {
     matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
 }
 
+/// Longest stale-while-revalidate or stale-if-error window honoured: a year.
+pub const MAX_STALE_SECS: u64 = 31_536_000;
+
 /// Decides whether and for how long to store a response received at `now`.
 pub fn storability(status: u16, headers: &HeaderMap, bounds: TtlBounds, now: SystemTime) -> Storability {
     if !cacheable_status(status) {
@@ -124,9 +127,11 @@ pub fn storability(status: u16, headers: &HeaderMap, bounds: TtlBounds, now: Sys
         if cc.must_revalidate {
             (Duration::ZERO, Duration::ZERO)
         } else {
+            // Bounded: an origin's absurd window must not overflow the
+            // instants it is added to.
             (
-                Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0)),
-                Duration::from_secs(cc.stale_if_error.unwrap_or(0)),
+                Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0).min(MAX_STALE_SECS)),
+                Duration::from_secs(cc.stale_if_error.unwrap_or(0).min(MAX_STALE_SECS)),
             )
         }
     };
@@ -193,6 +198,16 @@ mod tests {
             Storability::Store { ttl, .. } => Some(ttl.as_secs()),
             Storability::Skip(_) => None,
         }
+    }
+
+    #[test]
+    fn absurd_windows_are_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let cc = "max-age=60, stale-while-revalidate=18446744073709551615, stale-if-error=18446744073709551615";
+        let s = storability(200, &h(&[("cache-control", cc)]), B, now);
+        let max = Duration::from_secs(MAX_STALE_SECS);
+        assert!(matches!(s, Storability::Store { stale_while_revalidate, stale_if_error, .. }
+            if stale_while_revalidate == max && stale_if_error == max));
     }
 
     #[test]

@@ -81,17 +81,17 @@ impl Object {
 
     /// Whether it may be served stale while a revalidation runs.
     pub fn within_stale_while_revalidate(&self, now: Instant) -> bool {
-        now < self.fresh_until + self.stale_while_revalidate
+        self.fresh_until.checked_add(self.stale_while_revalidate).is_none_or(|until| now < until)
     }
 
     /// Whether it may be served stale because the origin failed.
     pub fn within_stale_if_error(&self, now: Instant) -> bool {
-        now < self.fresh_until + self.stale_if_error
+        self.fresh_until.checked_add(self.stale_if_error).is_none_or(|until| now < until)
     }
 
     /// The `Age` to send: the origin's plus time held here (RFC 9111 §4.2.3, simplified).
     pub fn age(&self, now: SystemTime) -> u64 {
-        (self.initial_age + now.duration_since(self.received).unwrap_or(Duration::ZERO)).as_secs()
+        self.initial_age.saturating_add(now.duration_since(self.received).unwrap_or(Duration::ZERO)).as_secs()
     }
 
     /// Whether this variant was stored for a request with `req`'s values of

@@ -204,3 +204,16 @@ fn the_disk_budget_evicts_least_recently_used_files() {
     assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 4);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// An origin's huge `Age` or stale windows never overflow the clock.
+#[test]
+fn huge_ages_and_windows_saturate() {
+    let mut o = object(b"x", Duration::ZERO, Vec::new());
+    o.initial_age = Duration::MAX;
+    o.stale_while_revalidate = Duration::MAX;
+    o.stale_if_error = Duration::MAX;
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    assert_eq!(o.age(later), u64::MAX);
+    let now = std::time::Instant::now();
+    assert!(o.within_stale_while_revalidate(now) && o.within_stale_if_error(now));
+}
