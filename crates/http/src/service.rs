@@ -329,7 +329,8 @@ impl EdgeService {
 
 /// What a fetch produced.
 enum Fetched {
-    /// Stored (body filling in the background).
+    /// Stored (body filling in the background), or a refreshed object only
+    /// this request may see.
     Stored(Arc<Object>, &'static str),
     /// Not storable: the origin's response, passed through.
     Pass(Response<Incoming>),
@@ -530,11 +531,13 @@ impl Ctx {
                     headers.insert(name.clone(), value.clone());
                 }
             }
-            let (ttl, swr, sie) = match storability(stale.status.as_u16(), &headers, bounds, now) {
+            // The merged headers may now forbid sharing (a Set-Cookie or
+            // no-store on the 304): then only this request gets the result.
+            let (ttl, swr, sie, shared) = match storability(stale.status.as_u16(), &headers, bounds, now) {
                 Storability::Store { ttl, stale_while_revalidate, stale_if_error } => {
-                    (ttl, stale_while_revalidate, stale_if_error)
+                    (ttl, stale_while_revalidate, stale_if_error, true)
                 }
-                Storability::Skip(_) => (Duration::ZERO, Duration::ZERO, Duration::ZERO),
+                Storability::Skip(_) => (Duration::ZERO, Duration::ZERO, Duration::ZERO, false),
             };
             let object = Object {
                 status: stale.status,
@@ -553,6 +556,10 @@ impl Ctx {
                 vary: stale.vary.clone(),
                 disk: stale.disk.clone(),
             };
+            if !shared {
+                leader.uncacheable();
+                return Ok(Fetched::Stored(Arc::new(object), "RefreshHit"));
+            }
             let key = leader.key().to_owned();
             let object = leader.store(object);
             if object.body.end().is_some() {
