@@ -1015,17 +1015,21 @@ fn forwarded_ips(value: &str, position: &ForwardedPosition) -> Vec<Option<IpAddr
     match position {
         ForwardedPosition::First => all.first().map(|s| vec![parse(s)]).unwrap_or_default(),
         ForwardedPosition::Last => all.last().map(|s| vec![parse(s)]).unwrap_or_default(),
-        // AWS inspects at most 10 addresses with ANY.
-        ForwardedPosition::Any => all.iter().take(10).map(|s| parse(s)).collect(),
+        // AWS inspects at most 10 addresses with ANY: the last 10, those the
+        // proxies in front appended (a client writes the first ones).
+        ForwardedPosition::Any => all.iter().skip(all.len().saturating_sub(10)).map(|s| parse(s)).collect(),
     }
 }
 
 /// `IPSetReferenceStatement` with `IPSetForwardedIPConfig`.
 #[inline(never)]
 fn forwarded_in_set(c: &Ctx<'_, '_>, set: &IpSet, f: &Forwarded) -> bool {
-    let Some(value) = c.req.headers.get(f.header.as_str()).and_then(|v| v.to_str().ok()) else {
-        return f.fallback_match;
-    };
+    // AWS (API_IPSetForwardedIPConfig): "If the specified header isn't
+    // present in the request, AWS WAF doesn't apply the rule to the web
+    // request at all" -- no match, and no fallback. An unreadable value is
+    // present, so the fallback decides.
+    let Some(header) = c.req.headers.get(f.header.as_str()) else { return false };
+    let Ok(value) = header.to_str() else { return f.fallback_match };
     let ips = forwarded_ips(value, &f.position);
     if ips.is_empty() || ips.iter().any(Option::is_none) {
         // A missing or malformed address: the fallback decides.
@@ -1043,11 +1047,11 @@ fn geo_match(c: &Ctx<'_, '_>, db: Option<&GeoDb>, codes: &[[u8; 2]], forwarded: 
         None => Some(c.req.client_ip),
         // AWS uses the first address of the header for geo match.
         Some((header, fallback)) => {
-            let first = c
-                .req
-                .headers
-                .get(header.as_str())
-                .and_then(|v| v.to_str().ok())
+            // A missing header: the rule does not apply (API_ForwardedIPConfig).
+            let Some(value) = c.req.headers.get(header.as_str()) else { return false };
+            let first = value
+                .to_str()
+                .ok()
                 .and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
             match first {
                 Some(ip) => Some(ip),

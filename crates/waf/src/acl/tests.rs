@@ -236,8 +236,16 @@ fn regex_sets_ips_sizes_sqli_xss() {
     let acl3 = acl(&rule("r", 0, "Block", fwd));
     assert!(blocked(&acl3, &req(&[("x-forwarded-for", "127.99.9.9, 127.1.1.1")])));
     assert!(!blocked(&acl3, &req(&[("x-forwarded-for", "127.1.1.1, 127.99.9.9")])));
-    assert!(blocked(&acl3, &req(&[])), "no header: the fallback matches");
+    assert!(!blocked(&acl3, &req(&[])), "no header: AWS does not apply the rule, whatever the fallback");
     assert!(blocked(&acl3, &req(&[("x-forwarded-for", "garbage")])), "malformed: the fallback matches");
+    let any = fwd.replace("FIRST", "ANY");
+    let acl_any = acl(&rule("r", 0, "Block", &any));
+    let spoofed = (1..=10).map(|i| format!("127.1.1.{i}")).collect::<Vec<_>>().join(", ");
+    assert!(
+        blocked(&acl_any, &req(&[("x-forwarded-for", &format!("{spoofed}, 127.99.9.9"))])),
+        "ANY inspects the last 10 addresses, which the proxies appended"
+    );
+    assert!(!blocked(&acl_any, &req(&[("x-forwarded-for", &format!("127.99.9.9, {spoofed}"))])));
 
     let size = format!(
         r#"{{"SizeConstraintStatement": {{"FieldToMatch": {{"QueryString": {{}}}}, "ComparisonOperator": "GT", "Size": 10, "TextTransformations": {NONE}}}}}"#
