@@ -635,12 +635,19 @@ pub struct RateLimiter {
     window: std::time::Duration,
     limit: u64,
     epoch: std::time::Instant,
-    counts: std::sync::Mutex<HashMap<IpAddr, (u64, u64, u64)>>,
+    /// Per address: (window index, count in it, count in the one before);
+    /// and the window index of the last sweep of old addresses.
+    counts: std::sync::Mutex<(HashMap<IpAddr, (u64, u64, u64)>, Option<u64>)>,
 }
 
 impl RateLimiter {
     fn new(window: std::time::Duration, limit: u64) -> Self {
-        RateLimiter { window, limit, epoch: std::time::Instant::now(), counts: std::sync::Mutex::new(HashMap::new()) }
+        RateLimiter {
+            window,
+            limit,
+            epoch: std::time::Instant::now(),
+            counts: std::sync::Mutex::new((HashMap::new(), None)),
+        }
     }
 
     fn same_shape(&self, other: &RateLimiter) -> bool {
@@ -653,9 +660,16 @@ impl RateLimiter {
         let w = self.window.as_nanos().max(1);
         let index = (elapsed.as_nanos() / w) as u64;
         let into = (elapsed.as_nanos() % w) as f64 / w as f64;
-        let mut map = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (map, swept) = &mut *guard;
         if map.len() >= RATE_MAX_KEYS && !map.contains_key(&ip) {
-            map.retain(|_, (i, _, _)| *i + 1 >= index);
+            // Forget addresses quiet for two windows, at most once per
+            // window: a flood of new addresses must not make every request
+            // scan the table under the lock.
+            if *swept != Some(index) {
+                map.retain(|_, (i, _, _)| *i + 1 >= index);
+                *swept = Some(index);
+            }
             if map.len() >= RATE_MAX_KEYS {
                 // Bounded memory first: an untracked address is not limited.
                 return false;
@@ -1049,10 +1063,8 @@ fn geo_match(c: &Ctx<'_, '_>, db: Option<&GeoDb>, codes: &[[u8; 2]], forwarded: 
         Some((header, fallback)) => {
             // A missing header: the rule does not apply (API_ForwardedIPConfig).
             let Some(value) = c.req.headers.get(header.as_str()) else { return false };
-            let first = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
+            let first =
+                value.to_str().ok().and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
             match first {
                 Some(ip) => Some(ip),
                 None => return *fallback,

@@ -423,3 +423,25 @@ fn large_acls_evaluate_like_small_ones() {
     assert_eq!(v.rule.as_deref(), Some("r7"), "the first by priority");
     assert_eq!(acl.evaluate(&req(&[("user-agent", "game client")]).view()).action, Action::Allow);
 }
+
+/// A full rate table forgets quiet addresses (once per window) and never
+/// grows past its bound.
+#[test]
+fn the_rate_table_is_bounded() {
+    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
+    let t0 = std::time::Instant::now();
+    for i in 0..RATE_MAX_KEYS as u32 {
+        limiter.hit(IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) + 1)), t0);
+    }
+    let newcomer: IpAddr = "127.0.0.5".parse().expect("ip");
+    for _ in 0..20 {
+        assert!(!limiter.hit(newcomer, t0), "an untracked address is not limited while the table is full");
+    }
+    let size = |l: &RateLimiter| l.counts.lock().map(|g| g.0.len()).unwrap_or(0);
+    assert_eq!(size(&limiter), RATE_MAX_KEYS);
+    // Two windows later the old addresses are forgotten and the newcomer counts.
+    let later = t0 + std::time::Duration::from_secs(150);
+    let over = (0..12).filter(|_| limiter.hit(newcomer, later)).count();
+    assert_eq!(over, 2, "tracked again: the 11th and 12th are over");
+    assert_eq!(size(&limiter), 1);
+}
