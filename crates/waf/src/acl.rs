@@ -637,8 +637,11 @@ pub struct RateLimiter {
     epoch: std::time::Instant,
     /// Per address: (window index, count in it, count in the one before);
     /// and the window index of the last sweep of old addresses.
-    counts: std::sync::Mutex<(HashMap<IpAddr, (u64, u64, u64)>, Option<u64>)>,
+    counts: std::sync::Mutex<(RateCounts, Option<u64>)>,
 }
+
+/// Per address: (window index, count in it, count in the one before).
+type RateCounts = HashMap<IpAddr, (u64, u64, u64)>;
 
 impl RateLimiter {
     fn new(window: std::time::Duration, limit: u64) -> Self {
