@@ -46,6 +46,9 @@ pub(crate) struct ListenerCtx {
     pub(crate) fallback_sni: Option<String>,
     /// Run on the client address at accept.
     pub(crate) web_acl: Option<shardgate_model::ResourceId>,
+    /// The generation for which a missing `web_acl` was last reported (one
+    /// warning per generation, not one per connection).
+    pub(crate) missing_acl_warned: std::sync::atomic::AtomicU64,
     pub(crate) handle: Arc<SnapshotHandle>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) client_hello_max_bytes: usize,
@@ -156,7 +159,10 @@ pub(crate) async fn handle(
 fn refused_by_acl(ctx: &ListenerCtx, snap: &Snapshot, peer: SocketAddr) -> Option<String> {
     let id = ctx.web_acl.as_ref()?;
     let Some(compiled) = snap.acls.get(id) else {
-        tracing::warn!(listener = %ctx.name, web_acl = %id, "the listener's web ACL is not loaded; connections are let through");
+        let before = ctx.missing_acl_warned.swap(snap.generation, std::sync::atomic::Ordering::Relaxed);
+        if before != snap.generation {
+            tracing::warn!(listener = %ctx.name, web_acl = %id, generation = snap.generation, "the listener's web ACL is not loaded; connections are let through");
+        }
         return None;
     };
     refused_by(ctx, compiled, peer)

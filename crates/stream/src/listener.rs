@@ -86,6 +86,7 @@ pub async fn serve(
         tls: spec.tls,
         fallback_sni: spec.fallback_sni.map(|s| s.to_ascii_lowercase()),
         web_acl: spec.web_acl.as_deref().and_then(|id| shardgate_model::ResourceId::parse(id).ok()),
+        missing_acl_warned: std::sync::atomic::AtomicU64::new(u64::MAX),
         handle,
         handshake_timeout: settings.handshake_timeout,
         client_hello_max_bytes: settings.client_hello_max_bytes,
