@@ -1446,15 +1446,10 @@ impl WebAcl {
         }
     }
 
-    /// Whether the ACL needs only the client address (IP sets, country,
-    /// labels, rate limits and boolean combinations of them): the stream
-    /// gateway can run it on a connection, which has no request.
-    pub fn address_only(&self) -> bool {
-        self.request_rule().is_none()
-    }
-
     /// The first rule (by priority) that inspects a request field rather than
-    /// the client address, if any.
+    /// the client address (IP sets, country, labels, rate limits and boolean
+    /// combinations of them), if any: an ACL without one can run on a stream
+    /// connection, which has no request.
     pub fn request_rule(&self) -> Option<&str> {
         fn only(s: &Statement) -> bool {
             match s {

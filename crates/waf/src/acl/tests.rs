@@ -348,8 +348,7 @@ fn errors_name_the_json_path() {
 
 #[test]
 fn address_only_acls_can_run_at_accept() {
-    assert!(acl(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#)).address_only());
-    assert!(!acl(SEED_RULE).address_only());
+    assert_eq!(acl(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#)).request_rule(), None);
     assert_eq!(acl(SEED_RULE).request_rule(), Some("StringMatch"));
     let mixed = format!(
         "{}, {}",
