@@ -127,7 +127,19 @@ pub fn cache_key(
     for name in &policy.headers {
         field('h', name);
         let values: Vec<&[u8]> = headers.get_all(name.as_str()).iter().map(|v| v.as_bytes()).collect();
-        field('v', &String::from_utf8_lossy(&values.join(&b","[..])));
+        let raw = values.join(&b","[..]);
+        match std::str::from_utf8(&raw) {
+            Ok(text) => field('v', text),
+            // Not UTF-8: the bytes in hex, under their own tag, so that two
+            // different values never share a key.
+            Err(_) => field(
+                'x',
+                &raw.iter().fold(String::with_capacity(raw.len() * 2), |mut s, b| {
+                    let _ = write!(s, "{b:02x}");
+                    s
+                }),
+            ),
+        }
     }
     if let Some((name, value)) = channel {
         field('r', name);
@@ -198,5 +210,13 @@ mod tests {
             cache_key("d", "/f", &policy, &h, None, &["a=1".into()]),
             cache_key("d", "/f", &policy, &h, None, &[])
         );
+        // Values that are not UTF-8 stay apart (no lossy replacement).
+        let raw = |b: &[u8]| {
+            let mut m = HeaderMap::new();
+            m.insert("x-h", HeaderValue::from_bytes(b).expect("opaque bytes are a valid header value"));
+            cache_key("d", "/f", &policy, &m, None, &[])
+        };
+        assert_ne!(raw(b"\xff"), raw(b"\xfe"));
+        assert_ne!(raw(b"\xff"), raw("\u{fffd}".as_bytes()));
     }
 }
