@@ -32,6 +32,8 @@ pub struct OriginFile {
     pub chunks: usize,
     /// Pause between chunks.
     pub chunk_delay: Duration,
+    /// Other response headers, sent with every answer.
+    pub headers: Vec<(String, String)>,
 }
 
 impl OriginFile {
@@ -55,6 +57,12 @@ impl OriginFile {
     /// Sets `Vary` (one header name); the body then ends with `|<the request's value>`.
     pub fn vary(mut self, v: &str) -> Self {
         self.vary = Some(v.to_owned());
+        self
+    }
+
+    /// Adds a response header (e.g. `Last-Modified`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -165,6 +173,9 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
     let mut resp = Response::builder().header("content-type", "application/octet-stream");
     if let Some(cc) = &file.cache_control {
         resp = resp.header("cache-control", cc);
+    }
+    for (name, value) in &file.headers {
+        resp = resp.header(name.as_str(), value.as_str());
     }
     if let Some(etag) = &file.etag {
         resp = resp.header("etag", etag);

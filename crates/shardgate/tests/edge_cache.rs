@@ -132,9 +132,10 @@ async fn ranges_are_served_from_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_requests_get_304_from_the_cache_and_revalidate_with_the_origin() {
     let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
-    let origin =
-        TestOrigin::start(vec![("/v.json", OriginFile::new("{\"v\":1}").etag("\"v1\"").cache_control("max-age=1"))])
-            .await;
+    const LAST_MODIFIED: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
+    let file =
+        OriginFile::new("{\"v\":1}").etag("\"v1\"").cache_control("max-age=1").header("last-modified", LAST_MODIFIED);
+    let origin = TestOrigin::start(vec![("/v.json", file)]).await;
     distribution(&gw, &origin, Some(json!({"min_ttl": 0}))).await;
     let edge = gw.edge_plain[0];
     let (status, h, _) = get(edge, HOST, "/v.json", &[]).await;
@@ -146,6 +147,12 @@ async fn conditional_requests_get_304_from_the_cache_and_revalidate_with_the_ori
     assert_eq!(h.get("etag").map(String::as_str), Some("\"v1\""));
     let (status, _, _) = get(edge, HOST, "/v.json", &[("if-none-match", "\"v0\"")]).await;
     assert_eq!(status, 200);
+    // If-Modified-Since against the stored Last-Modified; Age on hits.
+    let (status, h, _) = get(edge, HOST, "/v.json", &[("if-modified-since", LAST_MODIFIED)]).await;
+    assert_eq!(status, 304, "not modified since its own Last-Modified");
+    assert!(h.get("age").is_some_and(|a| a.parse::<u64>().is_ok()), "a hit carries Age: {h:?}");
+    let (status, _, _) = get(edge, HOST, "/v.json", &[("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT")]).await;
+    assert_eq!(status, 200, "modified since 2001");
     assert_eq!(origin.hits("/v.json"), 1);
 
     // After max-age the edge revalidates with If-None-Match; the origin's 304

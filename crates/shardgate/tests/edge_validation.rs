@@ -141,3 +141,26 @@ async fn patch_changes_the_canary_weight_as_edit_policy_does() {
     let stored = admin.get("/apisix/admin/continuous_deployment_policies/cd").await.json();
     assert_eq!(stored["value"]["traffic"]["weight"], 0.01, "a bad patch changes nothing");
 }
+
+/// Invalidations are history: once created they cannot be replaced or
+/// patched, and they never keep a distribution from being deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_cannot_change_once_created() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let admin = gw.admin();
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/d",
+            &json!({"hosts": ["a.example"], "origins": {"o": {"upstream": {"nodes": {"127.0.0.1:1980": 1}}}}}),
+        )
+        .await;
+    admin.put_ok("/apisix/admin/invalidations/i", &json!({"distribution_id": "d", "paths": ["/a"]})).await;
+    let before = admin.get("/apisix/admin/invalidations/i").await.json();
+    let r = admin.put("/apisix/admin/invalidations/i", &json!({"distribution_id": "d", "paths": ["/b"]})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("cannot be changed"), "{}", r.body);
+    let r = admin.request("PATCH", "/apisix/admin/invalidations/i", Some(r#"{"paths": ["/c"]}"#)).await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert_eq!(admin.get("/apisix/admin/invalidations/i").await.json()["value"], before["value"], "unchanged");
+    assert_eq!(admin.delete("/apisix/admin/distributions/d").await.status, 200, "history does not block a delete");
+}
