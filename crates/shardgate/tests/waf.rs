@@ -333,3 +333,46 @@ async fn geo_match_on_the_client_address_and_countries_in_samples() {
     assert_eq!(country("BLOCK", "127.0.0.2"), Some(json!("KR")), "{}", s.body);
     assert_eq!(country("ALLOW", "127.0.0.1"), Some(json!("JP")), "{}", s.body);
 }
+
+/// SqliMatch, XssMatch, SizeConstraint and the query-argument and cookie
+/// fields, through the gateway: each blocks its attack and lets a game
+/// client's ordinary request through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injection_size_and_cookie_rules_on_the_edge() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/", OriginFile::new("ok"))]).await;
+    let decode = r#"[{"Type": "URL_DECODE", "Priority": 0}, {"Type": "HTML_ENTITY_DECODE", "Priority": 1}]"#;
+    let rule = |name: &str, prio: u32, st: String| {
+        format!(
+            r#"{{"Name": "{name}", "Priority": {prio}, "Action": {{"Block": {{}}}}, "Statement": {st},
+              "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "{name}"}}}}"#
+        )
+    };
+    let rules = [
+        rule("sqli", 0, format!(r#"{{"SqliMatchStatement": {{"FieldToMatch": {{"AllQueryArguments": {{}}}}, "TextTransformations": {decode}}}}}"#)),
+        rule("xss", 1, format!(r#"{{"XssMatchStatement": {{"FieldToMatch": {{"SingleQueryArgument": {{"Name": "name"}}}}, "TextTransformations": {decode}}}}}"#)),
+        rule("size", 2, r#"{"SizeConstraintStatement": {"FieldToMatch": {"QueryString": {}}, "ComparisonOperator": "GT", "Size": 200, "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}"#.to_owned()),
+        rule("cheat", 3, r#"{"ByteMatchStatement": {"FieldToMatch": {"Cookies": {"MatchPattern": {"All": {}}, "MatchScope": "VALUE", "OversizeHandling": "CONTINUE"}}, "PositionalConstraint": "CONTAINS", "SearchString": "aimbot", "TextTransformations": [{"Type": "LOWERCASE", "Priority": 0}]}}"#.to_owned()),
+    ];
+    let r = gw.admin().request("PUT", "/apisix/admin/web_acls/seed", Some(&web_acl(&rules.join(",")))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    setup(&gw, &origin).await;
+    let edge = gw.edge_plain[0];
+    let status = |path: String, headers: Vec<(&'static str, &'static str)>| async move {
+        get(edge, HOST, &path, &headers).await.0
+    };
+    assert_eq!(status("/?id=1%27%20OR%20%271%27%3D%271".into(), vec![]).await, 403, "SQL injection");
+    assert_eq!(status("/?name=%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(), vec![]).await, 403, "XSS in name");
+    assert_eq!(
+        status("/?other=%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(), vec![]).await,
+        200,
+        "XSS rule reads only name"
+    );
+    assert_eq!(status(format!("/?pad={}", "a".repeat(300)), vec![]).await, 403, "query over 200 bytes");
+    assert_eq!(status("/".into(), vec![("cookie", "session=1; mods=AimBot")]).await, 403, "cheat cookie");
+    assert_eq!(status("/?id=42&name=Alice&v=2.4.1".into(), vec![("cookie", "session=1")]).await, 200, "a game client");
+    for rule in ["sqli", "xss", "size", "cheat"] {
+        let m = format!("shardgate_waf_requests_total{{web_acl=\"seed\",rule=\"{rule}\",action=\"block\"}}");
+        assert_eq!(gw.metric(&m).await, 1.0, "{rule}");
+    }
+}
