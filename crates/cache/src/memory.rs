@@ -227,6 +227,8 @@ struct Inner {
     lru: BTreeMap<u64, Arc<str>>,
     tick: u64,
     used: Charge,
+    /// Objects held, over all slots (kept here so metrics need no scan).
+    objects: usize,
     /// Disk files of removed objects, deleted once the lock is released.
     trash: Vec<DiskRef>,
 }
@@ -262,6 +264,7 @@ impl Inner {
         let Some(slot) = self.slots.get_mut(key) else { return };
         let mut freed = Charge::default();
         let trash = &mut self.trash;
+        let before = slot.objects.len();
         slot.objects.retain(|(o, charged)| {
             let k = keep(o);
             if !k {
@@ -270,6 +273,7 @@ impl Inner {
             }
             k
         });
+        self.objects -= before - slot.objects.len();
         slot.charge -= freed;
         self.used -= freed;
         self.drop_if_empty(key);
@@ -306,6 +310,7 @@ impl Inner {
             self.lru.remove(&tick);
             self.used -= slot.charge;
             slot.charge = Charge::default();
+            self.objects -= slot.objects.len();
             for (o, _) in slot.objects.drain(..) {
                 Self::discard(&mut self.trash, &o, None);
             }
@@ -433,6 +438,7 @@ impl Cache {
             let mut trash = std::mem::take(&mut inner.trash);
             let slot = inner.slot_mut(key);
             let mut freed = Charge::default();
+            let before = slot.objects.len();
             slot.objects.retain(|(o, charged)| {
                 let same_variant = o.vary == object.vary;
                 if same_variant {
@@ -448,9 +454,11 @@ impl Cache {
                 Inner::discard(&mut trash, &o, None);
             }
             slot.objects.push((Arc::clone(object), charge));
+            let (before, after) = (before, slot.objects.len());
             slot.charge -= freed;
             slot.charge += charge;
             inner.trash = trash;
+            inner.objects = inner.objects + after - before;
             inner.used -= freed;
             inner.used += charge;
             inner.touch(key);
@@ -518,7 +526,7 @@ impl Cache {
     /// Bytes charged to memory, and number of objects.
     pub fn usage(&self) -> (u64, usize) {
         let inner = self.lock();
-        (inner.used.mem, inner.slots.values().map(|s| s.objects.len()).sum())
+        (inner.used.mem, inner.objects)
     }
 
     /// Bytes of bodies on disk.
