@@ -89,11 +89,6 @@ impl Fill {
         fill
     }
 
-    /// Whether the body lives in a file.
-    pub fn is_on_disk(&self) -> bool {
-        self.lock().file.is_some()
-    }
-
     /// A fill holding a whole body already.
     pub fn complete(chunks: Vec<Bytes>) -> Self {
         let fill = Fill::new();

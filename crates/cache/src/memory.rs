@@ -99,11 +99,6 @@ impl Object {
     pub fn matches_vary(&self, req: &HeaderMap) -> bool {
         self.vary.iter().all(|(name, value)| req.get(name) == value.as_ref())
     }
-
-    /// Whether the stored response has validators for a conditional request.
-    pub fn has_validators(&self) -> bool {
-        self.headers.contains_key(http::header::ETAG) || self.headers.contains_key(http::header::LAST_MODIFIED)
-    }
 }
 
 /// The request's values for the header names a response's `Vary` lists.
