@@ -107,6 +107,11 @@ pub fn cacheable_status(status: u16) -> bool {
     matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
 }
 
+/// The response's `Age`, if it has a valid one (RFC 9111 §5.1).
+pub fn age_of(headers: &HeaderMap) -> Option<Duration> {
+    headers.get(AGE).and_then(|a| a.to_str().ok()).and_then(|a| a.trim().parse::<u64>().ok()).map(Duration::from_secs)
+}
+
 /// Longest stale-while-revalidate or stale-if-error window honoured: a year.
 pub const MAX_STALE_SECS: u64 = 31_536_000;
 
@@ -160,11 +165,7 @@ pub fn storability(status: u16, headers: &HeaderMap, bounds: TtlBounds, now: Sys
         Some(t) => t.clamp(bounds.min, bounds.max.max(bounds.min)),
         None => bounds.default,
     };
-    let age = headers
-        .get(AGE)
-        .and_then(|a| a.to_str().ok())
-        .and_then(|a| a.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+    let age = age_of(headers).unwrap_or(Duration::ZERO);
     let ttl = ttl.saturating_sub(age);
     if ttl.is_zero() && bounds.min.is_zero() && swr.is_zero() && sie.is_zero() {
         // Stale on arrival: still worth keeping when it has validators.

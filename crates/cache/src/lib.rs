@@ -21,5 +21,5 @@ pub mod memory;
 
 pub use disk::{DiskRef, DiskSettings};
 pub use fill::{Fill, FillEnd, Read};
-pub use freshness::{CacheControl, Storability, TtlBounds, storability};
+pub use freshness::{CacheControl, Storability, TtlBounds, age_of, storability};
 pub use memory::{Cache, CacheSettings, Leader, Lookup, Object, Outcome, Pending, vary_values};

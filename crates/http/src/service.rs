@@ -613,7 +613,7 @@ impl Ctx {
             None => (shardgate_cache::Fill::new(), None),
         };
         let (parts, body) = resp.into_parts();
-        let initial_age = parts.headers_age().unwrap_or(Duration::ZERO);
+        let initial_age = shardgate_cache::age_of(&parts.headers).unwrap_or(Duration::ZERO);
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         headers.remove(header::AGE);
@@ -822,20 +822,6 @@ enum FetchError {
     Origin(#[from] OriginError),
     #[error("origin answered {0}")]
     Status(StatusCode),
-}
-
-trait HeadersAge {
-    fn headers_age(&self) -> Option<Duration>;
-}
-
-impl HeadersAge for http::response::Parts {
-    fn headers_age(&self) -> Option<Duration> {
-        self.headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs)
-    }
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
