@@ -851,14 +851,15 @@ pub async fn purge_invalidated(snapshots: Arc<SnapshotHandle>, cache: Arc<Cache>
     while rx.changed().await.is_ok() {
         let snapshot = snapshots.load();
         let mut purged = 0;
+        // One sweep per distribution with new invalidations; which objects
+        // they cover is the same rule lookups apply (`still_valid`).
         for dist in snapshot.edge.distributions() {
-            for (revision, inv) in dist.invalidations.iter().rev().take_while(|(r, _)| *r > seen) {
-                purged += cache.purge(|_, o| {
-                    *o.namespace == *dist.id.as_str()
-                        && o.generation < *revision
-                        && inv.paths.iter().any(|p| p.covers(&o.viewer_target) || p.covers(&o.origin_target))
-                });
+            if dist.invalidations.last().is_none_or(|(revision, _)| *revision <= seen) {
+                continue;
             }
+            purged += cache.purge(|_, o| {
+                *o.namespace == *dist.id.as_str() && !dist.still_valid(o.generation, &o.viewer_target, &o.origin_target)
+            });
         }
         if purged > 0 {
             tracing::info!(purged, generation = snapshot.generation, "invalidated objects removed from the cache");
