@@ -151,10 +151,7 @@ impl IpSet {
 
     /// Whether `ip` is in the set (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         self.nets.iter().any(|n| n.contains(&ip))
     }
 }
@@ -540,20 +537,9 @@ impl Matcher {
                 Position::Contains => finder.find(v).is_some(),
                 // AWS: the string equals the value or is bounded by non-word
                 // characters or the value's ends.
-                Position::ContainsWord => {
-                    let mut from = 0;
-                    while let Some(i) = finder.find(&v[from..]) {
-                        let start = from + i;
-                        let end = start + needle.len();
-                        let left = start == 0 || !is_word(v[start - 1]);
-                        let right = end == v.len() || !is_word(v[end]);
-                        if left && right {
-                            return true;
-                        }
-                        from = start + 1;
-                    }
-                    false
-                }
+                Position::ContainsWord => finder
+                    .find_iter(v)
+                    .any(|start| probe::placed(Position::ContainsWord, v, start, start + needle.len())),
             },
             Matcher::Regex(r) => r.is_match(v),
             Matcher::RegexSet(s) => s.set.is_match(v),

@@ -44,10 +44,7 @@ impl GeoDb {
 
     /// The ISO 3166-1 alpha-2 code of `ip`'s country, upper-case.
     pub fn country(&self, ip: IpAddr) -> Option<[u8; 2]> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         let found = self.reader.lookup(ip).ok()?;
         let record: Record<'_> = found.decode().ok()??;
         let code = record.country_code.or(record.country.and_then(|c| c.iso_code))?.as_bytes();

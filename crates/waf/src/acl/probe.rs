@@ -224,7 +224,7 @@ impl ByEdgeByte {
 
 /// Whether an occurrence of a needle at `start..end` of `v` satisfies the
 /// ByteMatch positional constraint.
-fn placed(position: Position, v: &[u8], start: usize, end: usize) -> bool {
+pub(super) fn placed(position: Position, v: &[u8], start: usize, end: usize) -> bool {
     match position {
         Position::Exactly => start == 0 && end == v.len(),
         Position::StartsWith => start == 0,
