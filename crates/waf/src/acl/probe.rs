@@ -121,7 +121,7 @@ impl Probe {
         // Every leaf is a pure function of the value: ask once what "" gives.
         self.base = 0;
         let bits: Vec<Cell<u64>> = (0..self.leaves.len().div_ceil(64)).map(|_| Cell::new(0)).collect();
-        self.scan(&[Cow::Borrowed(&b""[..])], &bits);
+        self.scan(&[Cow::Borrowed(&b""[..])], &bits, false);
         self.empty = (0..self.leaves.len()).filter(|i| bit(&bits, *i)).collect();
         self.base = base;
         Ok(())
@@ -135,21 +135,14 @@ impl Probe {
                 set_bit(bits, self.base + leaf);
             }
         }
-        match empties {
-            0 => self.scan(values, bits),
-            n if n == values.len() => {}
-            _ => {
-                let rest: Vec<Cow<'_, [u8]>> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
-                self.scan(&rest, bits);
-            }
+        if empties < values.len() {
+            self.scan(values, bits, empties > 0);
         }
     }
 
-    /// Runs every leaf on `values`.
-    fn scan(&self, values: &[Cow<'_, [u8]>], bits: &[Cell<u64>]) {
-        if values.is_empty() {
-            return;
-        }
+    /// Runs every leaf on `values` (on the non-empty ones if `skip_empty`).
+    fn scan(&self, values: &[Cow<'_, [u8]>], bits: &[Cell<u64>], skip_empty: bool) {
+        let each = || values.iter().filter(move |v| !(skip_empty && v.is_empty()));
         let hit = |leaf: usize| bit(bits, self.base + leaf);
         let set = |leaf: usize| set_bit(bits, self.base + leaf);
         for v in values {
@@ -173,11 +166,11 @@ impl Probe {
         }
         if let Some(set_re) = &self.regexes {
             if set_re.len() == 1 {
-                if values.iter().any(|v| set_re.is_match(v)) {
+                if each().any(|v| set_re.is_match(v)) {
                     set(self.regex_leaves[0]);
                 }
             } else {
-                for v in values {
+                for v in each() {
                     // `matches` allocates its answer: ask only when some
                     // pattern matches, which most values do not.
                     if set_re.is_match(v) {
@@ -189,7 +182,7 @@ impl Probe {
             }
         }
         for &i in &self.singles {
-            if values.iter().any(|v| self.leaves[i].matches(v)) {
+            if each().any(|v| self.leaves[i].matches(v)) {
                 set(i);
             }
         }
@@ -273,6 +266,13 @@ mod tests {
             let got: Vec<bool> = (0..leaves.len()).map(|i| bit(&bits, 3 + i)).collect();
             assert_eq!(got, want, "{value:?}");
             assert_eq!(bits[0].get() & 0b111, 0, "bits below base are left alone");
+            // With an empty value beside it: the union of both verdicts.
+            let mixed = [Cow::Borrowed(&b""[..]), Cow::Borrowed(value.as_bytes())];
+            let bits = [Cell::new(0u64)];
+            probe.run(&mixed, &bits);
+            let got: Vec<bool> = (0..leaves.len()).map(|i| bit(&bits, 3 + i)).collect();
+            let want: Vec<bool> = leaves.iter().map(|l| l.matches(b"") || l.matches(value.as_bytes())).collect();
+            assert_eq!(got, want, "\"\" and {value:?}");
         }
     }
 }
