@@ -167,6 +167,38 @@ async fn tls_12_and_13_only_with_per_object_protocols() {
     }
 }
 
+/// A client with nothing in common with the server (no signature scheme it
+/// can verify, no cipher suite) is refused with `handshake_failure`, the
+/// alert TLS scanners expect, not `access_denied`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_in_common_is_refused_with_handshake_failure() {
+    let gw = gateway().spawn().await;
+    let gs = GameServer::start("gs").await;
+    route_all(&gw, &gs).await;
+    let ec = TestCert::ecdsa(&["ec.com"]);
+    gw.admin().put_ok("/apisix/admin/ssls/ec", &ec.ssl_body(&["ec.com"])).await;
+    let addr = gw.tls_addr();
+    eventually(5, "ec.com served", || async { TlsClient::ecdsa_only().connect(addr, Some("ec.com")).await.ok() }).await;
+
+    // A client that verifies only RSA signatures, against an ECDSA-only name.
+    let err = TlsClient::rsa_only().connect(addr, Some("ec.com")).await.expect_err("no common signature scheme");
+    assert!(err.to_string().contains("HandshakeFailure"), "{err}");
+
+    // TLS 1.2 with only RSA key exchange suites (none of them ECDHE): no suite in common.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in ["-tls1_2 -cipher AES128-SHA", "-tls1_2 -sigalgs RSA+SHA256", "-tls1_3 -sigalgs rsa_pss_rsae_sha256"] {
+        let out = bash(
+            format!("echo | timeout 10 openssl s_client -connect {addr} -servername ec.com {args} 2>&1"),
+            dir.path(),
+        )
+        .await;
+        let t = text(&out);
+        assert!(!t.contains("[gs]"), "{args}: {t}");
+        assert!(t.contains("handshake failure"), "{args}: expected alert handshake failure: {t}");
+        assert!(!t.contains("access denied"), "{args}: {t}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_resume_on_reconnect() {
     let gw = gateway().spawn().await;

@@ -84,7 +84,12 @@ impl fmt::Debug for PairResolver {
 impl ResolvesServerCert for PairResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let offered = hello.signature_schemes();
-        self.keys.iter().find(|k| k.key.choose_scheme(offered).is_some()).cloned()
+        // No key the client can verify: still hand rustls one, so that it
+        // refuses with `handshake_failure` (no signature scheme or cipher
+        // suite in common, RFC 8446 §4.4.2.2 / RFC 5246 §7.4.1.4.1) rather
+        // than the `access_denied` it sends when a resolver finds nothing,
+        // which TLS scanners and clients read as an authorisation refusal.
+        self.keys.iter().find(|k| k.key.choose_scheme(offered).is_some()).or(self.keys.first()).cloned()
     }
 }
 
