@@ -10,10 +10,18 @@ use crate::ConfigDuration;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most downstream connections open at once over all stream listeners.
-    /// When reached, listeners stop accepting until one closes (the kernel
-    /// backlog holds the rest). Default 100,000.
+    /// Most downstream connections open at once over all stream and edge
+    /// listeners. When reached, listeners stop accepting until one closes
+    /// (the kernel backlog holds the rest). At start it is lowered, with a
+    /// warning, to what the open-file limit allows after
+    /// [`fd_reserve`](Self::fd_reserve): two descriptors per connection (the
+    /// player's and the game server's). Default 100,000.
     pub max_connections: usize,
+    /// File descriptors kept out of the connection budget for everything
+    /// else: the Admin API, `/metrics` and `/readyz`, the store, cache files,
+    /// DNS and origin fetches, so that these keep working while players use
+    /// every connection slot. Default 256.
+    pub fd_reserve: usize,
     /// Most bytes a TLS listener reads while waiting for a complete
     /// ClientHello. Real ClientHellos are under 2 KiB (a post-quantum key share
     /// adds about 1.2 KiB); 16 KiB leaves room for large extension lists.
@@ -37,6 +45,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 100_000,
+            fd_reserve: 256,
             client_hello_max_bytes: 16 * 1024,
             handshake_timeout: ConfigDuration::from_secs(10),
             admin_body_max_bytes: 1536 * 1024,

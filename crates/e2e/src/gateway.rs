@@ -20,6 +20,8 @@ pub struct GatewayBuilder {
     fallback_sni: Option<String>,
     stream_web_acl: Option<String>,
     drain_timeout: String,
+    drain_delay: Option<String>,
+    nofile: Option<u64>,
     extra_yaml: String,
     edge_yaml: String,
     data_dir: Option<PathBuf>,
@@ -37,6 +39,8 @@ impl GatewayBuilder {
             fallback_sni: None,
             stream_web_acl: None,
             drain_timeout: "5s".into(),
+            drain_delay: None,
+            nofile: None,
             extra_yaml: String::new(),
             edge_yaml: String::new(),
             data_dir: None,
@@ -82,6 +86,19 @@ impl GatewayBuilder {
     /// `drain.timeout` (default 5s).
     pub fn drain_timeout(mut self, t: &str) -> Self {
         self.drain_timeout = t.to_owned();
+        self
+    }
+
+    /// `drain.delay` (default: unset, 0s).
+    pub fn drain_delay(mut self, t: &str) -> Self {
+        self.drain_delay = Some(t.to_owned());
+        self
+    }
+
+    /// Starts the process with this open-file limit (soft and hard), as
+    /// `ulimit -n` would.
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
         self
     }
 
@@ -146,8 +163,9 @@ impl GatewayBuilder {
             }
             yaml.push_str(&self.edge_yaml);
         }
+        let delay = self.drain_delay.as_ref().map(|d| format!("  delay: \"{d}\"\n")).unwrap_or_default();
         yaml.push_str(&format!(
-            "admin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{}",
+            "admin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{delay}{}",
             data_dir.display(),
             self.drain_timeout,
             self.extra_yaml
@@ -157,6 +175,7 @@ impl GatewayBuilder {
 
         let mut gw = Gateway {
             bin: self.bin,
+            nofile: self.nofile,
             config_path,
             log_path: work.path().join("shardgate.log"),
             data_dir,
@@ -179,6 +198,7 @@ impl GatewayBuilder {
 #[derive(Debug)]
 pub struct Gateway {
     bin: PathBuf,
+    nofile: Option<u64>,
     config_path: PathBuf,
     log_path: PathBuf,
     /// The store directory.
@@ -209,7 +229,16 @@ impl Gateway {
     async fn start(&mut self) {
         self.starts += 1;
         let log = File::options().create(true).append(true).open(&self.log_path).expect("log file");
-        let child = Command::new(&self.bin)
+        let mut command = match self.nofile {
+            None => Command::new(&self.bin),
+            Some(n) => {
+                // `exec` keeps the process id: signals and kills reach the gateway.
+                let mut c = Command::new("sh");
+                c.args(["-c", "ulimit -n \"$1\" && shift && exec \"$@\"", "sh", &n.to_string()]).arg(&self.bin);
+                c
+            }
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&self.config_path)
             .env("SHARDGATE_ADMIN_KEY", ADMIN_KEY)

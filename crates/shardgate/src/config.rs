@@ -316,13 +316,19 @@ impl Default for TlsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrainConfig {
-    /// After SIGTERM, how long open connections may keep running. Default 30s.
+    /// After SIGTERM, `/readyz` answers 503 at once but the listeners keep
+    /// accepting for this long, so that a load balancer's health check takes
+    /// the instance out of rotation before any player is refused (HAProxy's
+    /// `grace`; the `sleep` in a Kubernetes preStop hook). Default 0s.
+    pub delay: ConfigDuration,
+    /// Once the listeners have closed, how long open connections may keep
+    /// running before they are cut. Default 30s.
     pub timeout: ConfigDuration,
 }
 
 impl Default for DrainConfig {
     fn default() -> Self {
-        DrainConfig { timeout: ConfigDuration::from_secs(30) }
+        DrainConfig { delay: ConfigDuration::from_secs(0), timeout: ConfigDuration::from_secs(30) }
     }
 }
 
@@ -350,6 +356,35 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: LogFormat::Text, level: "info".into() }
     }
+}
+
+/// The level names a log filter directive may use.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `log.level` filter: comma-separated directives, each a level
+/// (`info`) or `target=level` (`shardgate::access=warn`). A bare word that is
+/// not a level would be read by the filter as a target name and silence
+/// every other log line, so `verbose` or `information` is refused, naming
+/// what is allowed.
+pub fn check_log_level(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err(format!("log.level is empty; use one of {}", LOG_LEVELS.join(", ")));
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            Some(_) => return Err(format!("log.level: {directive:?} has no target before '='")),
+            None => directive,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level.trim())) {
+            return Err(format!(
+                "log.level: {level:?} is not a level; use one of {} or target=level (e.g. info,shardgate::access=warn)",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| format!("log.level: {filter:?}: {e}"))?;
+    Ok(())
 }
 
 /// A config error with the file and the field path.
@@ -403,6 +438,7 @@ impl Config {
     /// Checks what the types cannot.
     fn check(&self) -> Result<(), ConfigError> {
         self.limits.validate().map_err(ConfigError)?;
+        check_log_level(&self.log.level).map_err(ConfigError)?;
         let mut seen = HashSet::new();
         for (i, l) in self.stream.tcp.iter().enumerate() {
             if !seen.insert(l.addr.0) {
@@ -479,6 +515,46 @@ impl Config {
     pub fn admin_key_is_well_known(&self) -> bool {
         self.admin.key.as_deref() == Some(APISIX_DEFAULT_KEY)
     }
+
+    /// Warnings about settings that work but expose something: the Admin API
+    /// reachable beyond this host, or a key anyone can look up. Printed by
+    /// `validate` and logged by `run`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.admin.listen.ip().is_loopback() {
+            out.push(format!(
+                "admin.listen is {}: the Admin API (which can reroute every player) is reachable beyond this host; keep it on 127.0.0.1 or behind a private network and firewall",
+                self.admin.listen
+            ));
+        }
+        if self.admin_key_is_well_known() {
+            out.push(
+                "the admin key is APISIX's published default key (apache/apisix#5070); anyone who can reach the Admin API can guess it".into(),
+            );
+        }
+        out
+    }
+
+    /// Every listener the gateway would open, one line each, for `validate`.
+    pub fn describe_listeners(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in &self.stream.tcp {
+            let mut line = format!("stream {} {}", if l.tls { "tls" } else { "tcp" }, l.addr.0);
+            if let Some(f) = &l.fallback_sni {
+                line.push_str(&format!(" fallback_sni={f}"));
+            }
+            if let Some(w) = &l.web_acl {
+                line.push_str(&format!(" web_acl={w}"));
+            }
+            out.push(line);
+        }
+        for l in &self.edge.http {
+            out.push(format!("edge {} {}", if l.tls { "https" } else { "http" }, l.addr.0));
+        }
+        out.push(format!("admin {}", self.admin.listen));
+        out.push(format!("metrics {} (/metrics, /healthz, /readyz)", self.metrics.listen));
+        out
+    }
 }
 
 #[cfg(test)]
@@ -525,5 +601,26 @@ mod tests {
         assert!(c.check().unwrap_err().0.contains("edge.http[0].addr"));
         let c = Config::default();
         assert!(c.admin_key().is_err(), "no built-in key");
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_target_directives() {
+        for ok in ["info", "WARN", "info,shardgate::access=warn", "shardgate=debug", "off", "error, tower=off"] {
+            assert!(check_log_level(ok).is_ok(), "{ok}: {:?}", check_log_level(ok));
+        }
+        for bad in ["verbose", "information", "", "info,loud", "=info", "shardgate=verbose"] {
+            let e = check_log_level(bad).expect_err(bad);
+            assert!(e.starts_with("log.level"), "{e}");
+        }
+        let c = Config::parse("log:\n  level: verbose\n").expect("parse");
+        let e = c.check().unwrap_err().0;
+        assert!(e.contains("\"verbose\" is not a level"), "{e}");
+    }
+
+    #[test]
+    fn an_admin_api_beyond_loopback_is_warned_about() {
+        let c = Config::parse("admin:\n  listen: \"0.0.0.0:9180\"\n").expect("parse");
+        assert!(c.warnings().iter().any(|w| w.contains("beyond this host")), "{:?}", c.warnings());
+        assert!(Config::default().warnings().is_empty());
     }
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod fds;
 mod run;
 
 use std::path::PathBuf;
@@ -53,12 +54,20 @@ fn main() -> ExitCode {
                     }
                 };
                 println!(
-                    "ok: {} stream listener(s), admin on {}, metrics on {}, store {} (admin key {key})",
+                    "ok: {} stream listener(s), {} edge listener(s), admin on {}, metrics on {}, store {} (admin key {key})",
                     c.stream.tcp.len(),
+                    c.edge.http.len(),
                     c.admin.listen,
                     c.metrics.listen,
                     c.store.data_dir.display()
                 );
+                println!("listeners it would open:");
+                for line in c.describe_listeners() {
+                    println!("  {line}");
+                }
+                for w in c.warnings() {
+                    eprintln!("shardgate: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -50,10 +50,20 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging(&config)?;
     let key = config.admin_key()?.to_owned();
-    if config.admin_key_is_well_known() {
+    for warning in config.warnings() {
+        tracing::warn!(warning = %warning, "configuration warning");
+    }
+    let fds = crate::fds::plan(config.limits.max_connections, config.limits.fd_reserve);
+    if fds.lowered(config.limits.max_connections) {
         tracing::warn!(
-            "the admin key is APISIX's published default key; anyone who can reach the Admin API can guess it"
+            configured = config.limits.max_connections,
+            allowed = fds.max_connections,
+            open_file_limit = fds.nofile,
+            fd_reserve = config.limits.fd_reserve,
+            "limits.max_connections cannot be met with this open-file limit (two descriptors per connection, plus the reserve); serving fewer connections at once: raise `ulimit -n` or systemd's LimitNOFILE"
         );
+    } else {
+        tracing::info!(max_connections = fds.max_connections, open_file_limit = fds.nofile, "connection budget");
     }
 
     let metrics = Metrics::new();
@@ -155,7 +165,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let reconciler_task = tokio::spawn(reconciler.run(stopped(stop_rx.clone())));
 
     let settings = StreamSettings {
-        max_connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        max_connections: Arc::new(Semaphore::new(fds.max_connections)),
         handshake_timeout: config.limits.handshake_timeout.get(),
         client_hello_max_bytes: config.limits.client_hello_max_bytes,
     };
@@ -224,8 +234,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let timeout = config.drain.timeout.get();
-    tracing::info!(signal = which, drain_timeout_ms = timeout.as_millis() as u64, open = drain.holders(), "draining");
+    let delay = config.drain.delay.get();
     health.set_draining();
+    if !delay.is_zero() {
+        // Not ready, still accepting: a load balancer that polls /readyz
+        // stops sending players before any of them is refused.
+        tracing::info!(
+            signal = which,
+            delay_ms = delay.as_millis() as u64,
+            "not ready; listeners keep accepting until the drain delay ends"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = term.recv() => tracing::info!("second SIGTERM: draining now"),
+            _ = int.recv() => tracing::info!("SIGINT: draining now"),
+        }
+    }
+    tracing::info!(signal = which, drain_timeout_ms = timeout.as_millis() as u64, open = drain.holders(), "draining");
     drain.start(tokio::time::Instant::now() + timeout);
     for t in listener_tasks {
         if let Err(e) = t.await {

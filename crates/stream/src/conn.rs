@@ -345,8 +345,12 @@ where
     let connected = match target.upstream.connect(&ConnectCtx { client: peer, local, sni }).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(listener = %ctx.name, %peer, route = %labels.route, error = %e, "no upstream connection");
-            return Outcome::early(CloseReason::upstream_unavailable, Some(target));
+            tracing::warn!(listener = %ctx.name, %peer, route = %labels.route, error = %e, source = %e.source(), "no upstream connection");
+            let reason = match e {
+                shardgate_upstream::ConnectError::Local { .. } => CloseReason::local_resources,
+                _ => CloseReason::upstream_unavailable,
+            };
+            return Outcome::early(reason, Some(target));
         }
     };
     let node = connected.peer.node().to_owned();

@@ -63,6 +63,9 @@ pub enum CloseReason {
     tls_failed,
     /// No upstream node could be connected.
     upstream_unavailable,
+    /// This host ran out of file descriptors, buffers or local ports while
+    /// connecting upstream (see `shardgate_upstream_local_errors_total`).
+    local_resources,
     /// The listener's web ACL refused the client address.
     waf,
 }
@@ -80,6 +83,7 @@ impl CloseReason {
             CloseReason::no_route => "no_route",
             CloseReason::tls_failed => "tls_failed",
             CloseReason::upstream_unavailable => "upstream_unavailable",
+            CloseReason::local_resources => "local_resources",
             CloseReason::waf => "waf",
         }
     }

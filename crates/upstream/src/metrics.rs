@@ -1,4 +1,5 @@
-//! Upstream metrics: connects, connect failures and active connections per node.
+//! Upstream metrics: connects, connect failures and active connections per
+//! node, and local connect errors per upstream.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +16,13 @@ pub struct NodeLabels {
     pub node: String,
 }
 
+/// Labels of a per-upstream series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// `upstreams/<id>` or `stream_routes/<id>` for an inline upstream.
+    pub upstream: String,
+}
+
 /// The upstream metric families.
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamMetrics {
@@ -25,6 +33,10 @@ pub struct UpstreamMetrics {
     pub connect_failures: Family<NodeLabels, Counter>,
     /// `shardgate_upstream_connections_active`: proxied connections open to the node.
     pub active: Family<NodeLabels, Gauge>,
+    /// `shardgate_upstream_local_errors_total`: connects that failed on
+    /// shardgate's side (out of file descriptors, buffers or local ports),
+    /// which say nothing about the node and never mark it down.
+    pub local_errors: Family<UpstreamLabels, Counter>,
 }
 
 impl UpstreamMetrics {
@@ -39,6 +51,11 @@ impl UpstreamMetrics {
                 m.connect_failures.clone(),
             );
             r.register("upstream_connections_active", "Proxied connections open to an upstream node", m.active.clone());
+            r.register(
+                "upstream_local_errors",
+                "Connects that failed on this host (file descriptors, buffers or local ports exhausted); nodes are not marked down for them",
+                m.local_errors.clone(),
+            );
         });
         m
     }

@@ -14,8 +14,10 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use shardgate_core::ErrorSource;
+
 use crate::balancer::{Balancer, Candidate};
-use crate::metrics::NodeLabels;
+use crate::metrics::{NodeLabels, UpstreamLabels};
 use crate::{Resolver, UpstreamMetrics};
 
 /// Which upstream: a standalone resource, or the inline upstream of a route.
@@ -129,6 +131,7 @@ pub struct Upstream {
     label: String,
     config: Arc<shardgate_model::Upstream>,
     nodes: Box<[NodeState]>,
+    local_errors: Counter,
     balancer: Balancer,
     resolver: Arc<Resolver>,
     defaults: ConnectDefaults,
@@ -215,6 +218,54 @@ pub enum ConnectError {
         /// The last error.
         last: String,
     },
+    /// The connect failed on this host (no file descriptor, buffer or local
+    /// port left): the node is not to blame and no other node would fare
+    /// better, so nothing was marked down and no retry was made.
+    #[error("upstream {upstream}: connect to {node} failed locally: {reason}")]
+    Local {
+        /// The upstream.
+        upstream: String,
+        /// The node being connected.
+        node: String,
+        /// What ran out.
+        reason: String,
+    },
+}
+
+impl ConnectError {
+    /// Which side failed: the upstream's nodes, or shardgate itself (no
+    /// usable node configured, local resources exhausted).
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            ConnectError::Failed { .. } => ErrorSource::Upstream,
+            ConnectError::NoNodes { .. } | ConnectError::Local { .. } => ErrorSource::Internal,
+        }
+    }
+}
+
+/// Why one connect attempt failed, and whose fault it was.
+#[derive(Debug)]
+struct AttemptError {
+    source: ErrorSource,
+    reason: String,
+}
+
+impl AttemptError {
+    fn upstream(reason: String) -> Self {
+        AttemptError { source: ErrorSource::Upstream, reason }
+    }
+
+    /// An I/O error while connecting to `addr`: local when this host ran out
+    /// of something (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, or
+    /// `EADDRNOTAVAIL`: no local port left), else the node's.
+    fn io(addr: SocketAddr, what: &str, e: &std::io::Error) -> Self {
+        use rustix::io::Errno;
+        let local = Errno::from_io_error(e).is_some_and(|n| {
+            [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM, Errno::ADDRNOTAVAIL].contains(&n)
+        });
+        let source = if local { ErrorSource::Internal } else { ErrorSource::Upstream };
+        AttemptError { source, reason: format!("{addr}: {what}{e}") }
+    }
 }
 
 impl Upstream {
@@ -238,11 +289,13 @@ impl Upstream {
             })
             .collect();
         let balancer = Balancer::new(config.balance, &config.nodes);
+        let local_errors = reg.metrics.local_errors.get_or_create_owned(&UpstreamLabels { upstream: label.clone() });
         Upstream {
             key,
             label,
             config,
             nodes,
+            local_errors,
             balancer,
             resolver: Arc::clone(&reg.resolver),
             defaults: reg.defaults,
@@ -336,7 +389,17 @@ impl Upstream {
                     n.connects.inc();
                     return Ok(Connected { stream, peer: PeerGuard { upstream: Arc::clone(self), index, addr } });
                 }
-                Err(reason) => {
+                Err(AttemptError { source: ErrorSource::Internal, reason }) => {
+                    // Out of descriptors or ports here: marking the node
+                    // down would turn a local shortage into an outage of
+                    // healthy game servers, and every other node would
+                    // fail the same way.
+                    self.local_errors.inc();
+                    let node = self.nodes[index].label.clone();
+                    tracing::warn!(upstream = %self.label, node = %node, error = %reason, "upstream connect failed on this host; the node is not marked down");
+                    return Err(ConnectError::Local { upstream: self.label.clone(), node, reason });
+                }
+                Err(AttemptError { reason, .. }) => {
                     let n = &self.nodes[index];
                     n.failures.inc();
                     let until = self.now_ms() + self.defaults.fail_timeout.as_millis() as u64;
@@ -358,12 +421,12 @@ impl Upstream {
         })
     }
 
-    async fn connect_node(&self, index: usize, timeout: Duration) -> Result<(TcpStream, SocketAddr), String> {
+    async fn connect_node(&self, index: usize, timeout: Duration) -> Result<(TcpStream, SocketAddr), AttemptError> {
         let n = &self.nodes[index];
         let ip = match &n.node.host {
             Host::Ip(ip) => *ip,
             Host::Name(name) => {
-                let addrs = self.resolver.resolve(name).await.map_err(|e| e.to_string())?;
+                let addrs = self.resolver.resolve(name).await.map_err(|e| AttemptError::upstream(e.to_string()))?;
                 let k = n.next_addr.fetch_add(1, Ordering::Relaxed);
                 addrs[k % addrs.len()]
             }
@@ -371,12 +434,12 @@ impl Upstream {
         let addr = SocketAddr::new(ip, n.node.port);
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("{addr}: {e}")),
-            Err(_) => return Err(format!("{addr}: connect timed out after {timeout:?}")),
+            Ok(Err(e)) => return Err(AttemptError::io(addr, "", &e)),
+            Err(_) => return Err(AttemptError::upstream(format!("{addr}: connect timed out after {timeout:?}"))),
         };
-        stream.set_nodelay(true).map_err(|e| format!("{addr}: set TCP_NODELAY: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| AttemptError::io(addr, "set TCP_NODELAY: ", &e))?;
         let ka = TcpKeepalive::new().with_time(self.defaults.keepalive).with_interval(Duration::from_secs(10));
-        SockRef::from(&stream).set_tcp_keepalive(&ka).map_err(|e| format!("{addr}: set keepalive: {e}"))?;
+        SockRef::from(&stream).set_tcp_keepalive(&ka).map_err(|e| AttemptError::io(addr, "set keepalive: ", &e))?;
         Ok((stream, addr))
     }
 }

@@ -126,3 +126,19 @@ async fn names_are_resolved() {
     assert_eq!(c.peer.addr().port(), live);
     assert_eq!(c.peer.node(), format!("localhost:{live}"));
 }
+
+#[test]
+fn local_shortages_are_not_the_nodes_fault() {
+    use rustix::io::Errno;
+    let addr: SocketAddr = "127.0.0.1:9000".parse().expect("addr");
+    for local in [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM, Errno::ADDRNOTAVAIL] {
+        let e = std::io::Error::from_raw_os_error(local.raw_os_error());
+        assert_eq!(AttemptError::io(addr, "", &e).source, ErrorSource::Internal, "{e}");
+    }
+    for remote in [Errno::CONNREFUSED, Errno::HOSTUNREACH, Errno::NETUNREACH, Errno::CONNRESET, Errno::TIMEDOUT] {
+        let e = std::io::Error::from_raw_os_error(remote.raw_os_error());
+        assert_eq!(AttemptError::io(addr, "", &e).source, ErrorSource::Upstream, "{e}");
+    }
+    let local = ConnectError::Local { upstream: "u".into(), node: "n".into(), reason: "r".into() };
+    assert_eq!(local.source(), ErrorSource::Internal);
+}
