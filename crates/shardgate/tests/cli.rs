@@ -54,3 +54,38 @@ fn run_refuses_to_start_without_an_admin_key() {
     let out = shardgate().arg("validate").env("SHARDGATE_ADMIN_KEY", "short").output().expect("run");
     assert!(!out.status.success(), "a short key is refused");
 }
+
+#[test]
+fn validate_prints_the_listeners_and_refuses_silent_traps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "stream:\n  tcp:\n    - addr: 8888\n      tls: true\n    - addr: \"127.0.0.1:9100\"\nedge:\n  http:\n    - addr: 8080\n    - addr: 8443\n      tls: true\nadmin:\n  listen: \"0.0.0.0:9180\"\n  key: a-key-that-is-long-enough\n",
+    );
+    let out = shardgate().args(["validate", "--config"]).arg(&cfg).output().expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for line in [
+        "stream tls 0.0.0.0:8888",
+        "stream tcp 127.0.0.1:9100",
+        "edge http 0.0.0.0:8080",
+        "edge https 0.0.0.0:8443",
+        "admin 0.0.0.0:9180",
+    ] {
+        assert!(stdout.lines().any(|l| l.trim() == line), "{line:?} listed:\n{stdout}");
+    }
+    assert!(
+        stderr.contains("warning") && stderr.contains("beyond this host"),
+        "an exposed Admin API is warned about: {stderr}"
+    );
+
+    // A log level that would silence every log line is refused, by `validate` and by `run`.
+    let cfg = write(dir.path(), "log:\n  level: verbose\nadmin:\n  key: a-key-that-is-long-enough\n");
+    for cmd in ["validate", "run"] {
+        let out = shardgate().args([cmd, "--config"]).arg(&cfg).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} must refuse it");
+        assert!(err.contains("log.level") && err.contains("\"verbose\" is not a level"), "{cmd}: {err}");
+    }
+}
