@@ -40,7 +40,10 @@ impl<T> SniTable<T> {
         if let Some(v) = self.exact.get(sni) {
             return Some(v);
         }
-        if let Some(dot) = sni.find('.')
+        // The label the wildcard stands for is never empty: ".a.com" is not
+        // covered by "*.a.com" (rustls refuses such names, but the table
+        // does not rely on it).
+        if let Some(dot) = sni.find('.').filter(|&d| d > 0)
             && let Some(v) = self.wildcard.get(&sni[dot..])
         {
             return Some(v);
@@ -54,7 +57,9 @@ impl<T> SniTable<T> {
     pub fn matches<'a, 'b>(&'a self, sni: &'b str) -> impl Iterator<Item = (usize, &'a T)> + use<'a, 'b, T> {
         let exact = self.exact.get(sni).map(|v| (usize::MAX, v));
         let wild =
-            sni.match_indices('.').filter_map(move |(i, _)| self.wildcard.get(&sni[i..]).map(|v| (sni.len() - i, v)));
+            sni.match_indices('.').filter(|&(i, _)| i > 0).filter_map(move |(i, _)| {
+                self.wildcard.get(&sni[i..]).map(|v| (sni.len() - i, v))
+            });
         let any = self.any.as_ref().map(|v| (0, v));
         exact.into_iter().chain(wild).chain(any)
     }
@@ -107,5 +112,15 @@ mod tests {
         assert_eq!(order, vec!["a.b.com", "*.b.com", "*.com", "*"]);
         let order: Vec<&str> = t.matches("x.y.b.com").map(|(_, v)| *v).collect();
         assert_eq!(order, vec!["*.b.com", "*.com", "*"], "route wildcards match any depth");
+    }
+
+    /// Found by the `stream_router` fuzz target: a name that is a wildcard's
+    /// suffix itself (an empty first label) matched that wildcard.
+    #[test]
+    fn a_wildcard_stands_for_at_least_one_character() {
+        let t = table(&["*.b.com", "*.com"]);
+        assert_eq!(t.find_cert(".b.com"), None);
+        let order: Vec<&str> = t.matches(".b.com").map(|(_, v)| *v).collect();
+        assert_eq!(order, vec!["*.com"]);
     }
 }
