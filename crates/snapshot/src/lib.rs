@@ -16,7 +16,7 @@
 //!   objects, sharing one session cache and ticketer ([`TlsShared`]).
 //! - [`edge`]: [`EdgeRouter`], host → distribution with origins, cache
 //!   policies, canary and invalidations resolved.
-//! - [`compile`]: `ConfigState` → `Snapshot` plus problems.
+//! - [`compile`](mod@compile): `ConfigState` → `Snapshot` plus problems.
 //! - [`handle`]: [`SnapshotHandle`], `ArcSwap` plus a generation watch.
 
 pub mod certs;
