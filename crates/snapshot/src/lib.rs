@@ -4,10 +4,11 @@
 //!
 //! Each connection calls [`SnapshotHandle::load`] once and keeps the `Arc`
 //! for its whole life, so a configuration change never touches a connection
-//! already open: it finishes on the generation it started with (STYLE items
-//! 5 and 6). Runtime state (balancers, counters) is not in the snapshot but
-//! in `shardgate-upstream`'s registry, which the compiler asks for each
-//! route's upstream.
+//! already open: it finishes on the generation it started with (the shape of
+//! pingora's `LoadBalancer::update` over `ArcSwap`). Runtime state
+//! (balancers, counters) is not in the snapshot but in `shardgate-upstream`'s
+//! registry, which the compiler asks for each route's upstream, so a route
+//! edit resets nothing (linkerd's backend cache, shared across routes).
 //!
 //! # Layout
 //! - [`sni`]: [`SniTable`], exact / one-label wildcard / suffix lookups. Pure.
