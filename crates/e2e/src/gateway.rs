@@ -267,6 +267,11 @@ impl Gateway {
         }
     }
 
+    /// The bootstrap file the gateway runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

@@ -400,15 +400,21 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads and checks a file; `None` gives the defaults.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut config = match path {
-            None => Config::default(),
+    /// Reads a file without the cross-field checks (for `store check`, which
+    /// needs only the data directory); `None` gives the defaults.
+    pub fn load_unchecked(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
-                Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?
+                Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", p.display())))
             }
-        };
+        }
+    }
+
+    /// Reads and checks a file; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::load_unchecked(path)?;
         if let Ok(key) = std::env::var(ADMIN_KEY_ENV)
             && !key.is_empty()
         {

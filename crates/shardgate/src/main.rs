@@ -3,12 +3,15 @@
 //!
 //! - `shardgate run [--config FILE]` starts the gateway (defaults without a file).
 //! - `shardgate validate [--config FILE]` checks a file and exits.
+//! - `shardgate store check|repair [--config FILE | --data-dir DIR]` looks
+//!   into the embedded store, or repairs a damaged one.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod fds;
 mod run;
+mod store_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +41,35 @@ enum Command {
         /// Bootstrap file (YAML).
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Look into the embedded store, or repair a damaged one.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreAction {
+    /// Report what the store file holds and where it is damaged, without
+    /// changing it. Exits 1 when `run` would refuse the store.
+    Check {
+        /// Bootstrap file (YAML) naming `store.data_dir`.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The data directory (instead of the one in the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Keep a copy of a damaged store file, truncate it at its first bad
+    /// record and report what was lost. Refused while a gateway runs on it.
+    Repair {
+        /// Bootstrap file (YAML) naming `store.data_dir`.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The data directory (instead of the one in the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -75,6 +107,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Store { action } => store_command(action),
         Command::Run { config } => {
             let config = match config::Config::load(config.as_deref()) {
                 Ok(c) => c,
@@ -98,6 +131,32 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn store_command(action: StoreAction) -> ExitCode {
+    let (repair, config, data_dir) = match action {
+        StoreAction::Check { config, data_dir } => (false, config, data_dir),
+        StoreAction::Repair { config, data_dir } => (true, config, data_dir),
+    };
+    let dir = match data_dir {
+        Some(d) => d,
+        None => match config::Config::load_unchecked(config.as_deref()) {
+            Ok(c) => c.store.data_dir,
+            Err(e) => {
+                eprintln!("shardgate: invalid config: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let result = if repair { store_cli::repair(&dir) } else { store_cli::check(&dir) };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("shardgate: {e}");
+            ExitCode::FAILURE
         }
     }
 }

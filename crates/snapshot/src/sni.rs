@@ -56,10 +56,10 @@ impl<T> SniTable<T> {
     /// then `*`.
     pub fn matches<'a, 'b>(&'a self, sni: &'b str) -> impl Iterator<Item = (usize, &'a T)> + use<'a, 'b, T> {
         let exact = self.exact.get(sni).map(|v| (usize::MAX, v));
-        let wild =
-            sni.match_indices('.').filter(|&(i, _)| i > 0).filter_map(move |(i, _)| {
-                self.wildcard.get(&sni[i..]).map(|v| (sni.len() - i, v))
-            });
+        let wild = sni
+            .match_indices('.')
+            .filter(|&(i, _)| i > 0)
+            .filter_map(move |(i, _)| self.wildcard.get(&sni[i..]).map(|v| (sni.len() - i, v)));
         let any = self.any.as_ref().map(|v| (0, v));
         exact.into_iter().chain(wild).chain(any)
     }

@@ -28,9 +28,9 @@ use tokio::sync::{broadcast, mpsc};
 use crate::log::{self, MAGIC, Op, Record};
 use crate::{Condition, Event, EventKind, KeyValue, Listing, PutResult, Store, StoreError, Watch};
 
-const LOG_FILE: &str = "store.log";
+pub(crate) const LOG_FILE: &str = "store.log";
 const TMP_FILE: &str = "store.log.tmp";
-const LOCK_FILE: &str = "LOCK";
+pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]

@@ -15,9 +15,11 @@
 //! - [`embedded`]: the default backend, one append-only log file in the data
 //!   directory, fsynced before a write is acknowledged.
 //! - [`log`]: the record format of that file and its recovery rules.
+//! - [`repair`]: `store check` and `store repair` for a damaged log.
 
 pub mod embedded;
 pub mod log;
+pub mod repair;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -125,7 +127,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The data on disk cannot be trusted.
-    #[error("store file {path} is corrupt at byte {offset}: {reason}")]
+    #[error(
+        "store file {path} is corrupt at byte {offset}: {reason}; `shardgate store check` shows what it holds, `shardgate store repair` keeps a copy and truncates it there"
+    )]
     Corrupt {
         /// The file.
         path: String,

@@ -114,7 +114,9 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, ScanError> {
                 let runs_past_end = rest.len() < HEADER
                     || HEADER + u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize > rest.len();
                 let zero_fill = rest.iter().all(|b| *b == 0);
-                if runs_past_end || zero_fill {
+                // A bad length can make a damaged record look like a torn
+                // tail; a torn tail never has an intact record after it.
+                if (runs_past_end || zero_fill) && intact_after(bytes, pos).next().is_none() {
                     return Ok(Scan { records, good_len: pos as u64, torn_bytes: rest.len() as u64 });
                 }
                 return Err(ScanError { offset: pos as u64, reason });
@@ -124,7 +126,26 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, ScanError> {
     Ok(Scan { records, good_len: pos as u64, torn_bytes: 0 })
 }
 
-fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), String> {
+/// The intact records after a bad one at `bad`: every offset past it where
+/// a record decodes with a good checksum, skipping over each one found.
+pub(crate) fn intact_after(bytes: &[u8], bad: usize) -> impl Iterator<Item = (usize, Record)> + '_ {
+    let mut pos = bad.saturating_add(1);
+    std::iter::from_fn(move || {
+        while pos + HEADER < bytes.len() {
+            match decode_at(bytes, pos) {
+                Ok((rec, next)) => {
+                    let at = pos;
+                    pos = next;
+                    return Some((at, rec));
+                }
+                Err(_) => pos += 1,
+            }
+        }
+        None
+    })
+}
+
+pub(crate) fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), String> {
     let rest = &bytes[pos..];
     if rest.len() < HEADER {
         return Err("truncated record header".into());
@@ -240,5 +261,22 @@ mod tests {
         assert_eq!(err.offset, MAGIC.len() as u64);
         assert!(err.reason.contains("checksum"));
         assert!(scan(b"NOTSTORE-----").is_err());
+    }
+
+    /// A flipped bit in a length field makes the record run past the end of
+    /// the file, like a torn write; the intact records after it tell the
+    /// two apart, so acknowledged writes are never dropped silently.
+    #[test]
+    fn a_damaged_length_with_intact_records_after_is_not_a_torn_tail() {
+        let recs = [put(1, "/a", "first"), put(2, "/b", "second"), put(3, "/c", "third")];
+        let mut bytes = file(&recs);
+        let second = file(&recs[..1]).len();
+        bytes[second + 2] ^= 0x01;
+        let err = scan(&bytes).unwrap_err();
+        assert_eq!(err.offset, second as u64);
+        // The last record cut short is still a torn tail.
+        let full = file(&recs);
+        let scan = scan(&full[..full.len() - 3]).expect("torn tail");
+        assert_eq!(scan.records.len(), 2);
     }
 }
