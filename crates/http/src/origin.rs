@@ -44,10 +44,15 @@ pub enum OriginError {
 }
 
 impl OriginError {
-    /// The status the viewer gets: 504 for a timeout, else 502 (as CloudFront).
+    /// The status the viewer gets: 504 for a timeout, 503 when this host ran
+    /// out of descriptors or ports (the origin is not at fault), else 502 (as
+    /// CloudFront).
     pub fn status(&self) -> http::StatusCode {
         match self {
             OriginError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
+            OriginError::Connect(shardgate_upstream::ConnectError::Local { .. }) => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
