@@ -2,7 +2,7 @@
 //! the engine behind `shardgate store check` and `shardgate store repair`.
 //!
 //! Start-up refuses a log with a bad record followed by intact data (see
-//! [`log`](crate::log)): guessing would serve a configuration nobody wrote.
+//! [`log`]): guessing would serve a configuration nobody wrote.
 //! [`check`] says where the damage is and what the log holds after it (the
 //! records that can still be recognised past the bad bytes, found by
 //! looking for the next record whose checksum holds). [`repair`] keeps a
