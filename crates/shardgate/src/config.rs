@@ -383,8 +383,15 @@ pub fn check_log_level(filter: &str) -> Result<(), String> {
             ));
         }
     }
-    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| format!("log.level: {filter:?}: {e}"))?;
+    tracing_subscriber::EnvFilter::try_new(normalized_log_filter(filter))
+        .map_err(|e| format!("log.level: {filter:?}: {e}"))?;
     Ok(())
+}
+
+/// A `log.level` filter without the spaces people put after commas, which
+/// the filter parser does not accept.
+pub fn normalized_log_filter(filter: &str) -> String {
+    filter.split(',').map(str::trim).filter(|d| !d.is_empty()).collect::<Vec<_>>().join(",")
 }
 
 /// A config error with the file and the field path.

@@ -33,7 +33,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v).context("RUST_LOG")?,
-        _ => EnvFilter::try_new(&config.log.level).context("log.level")?,
+        _ => EnvFilter::try_new(crate::config::normalized_log_filter(&config.log.level)).context("log.level")?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
