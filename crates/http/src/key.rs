@@ -15,8 +15,6 @@
 //! and the origin all see the same path, so `/x/../admin` cannot pass a rule
 //! written for `/admin` nor be cached apart from it.
 
-use std::fmt::Write as _;
-
 use http::{HeaderMap, HeaderValue, Request};
 use shardgate_model::CachePolicy;
 use shardgate_model::edge::{KeyItems, Rewrite};
@@ -204,14 +202,16 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// Decodes unreserved percent-encodings, upper-cases the others.
+/// Decodes unreserved percent-encodings, upper-cases the others. Other
+/// bytes (UTF-8 included, which `http` lets through) are copied as they are.
 fn normalize_percent(bytes: &[u8]) -> Result<String, BadPath> {
-    let mut out = String::with_capacity(bytes.len());
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b != b'%' {
-            out.push(char::from(b));
+            out.push(b);
             i += 1;
             continue;
         }
@@ -224,16 +224,14 @@ fn normalize_percent(bytes: &[u8]) -> Result<String, BadPath> {
             return Err(BadPath::Nul);
         }
         if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(v));
+            out.push(v);
         } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.push('%');
-            out.push(char::from(HEX[usize::from(v >> 4)]));
-            out.push(char::from(HEX[usize::from(v & 15)]));
+            out.extend_from_slice(&[b'%', HEX[usize::from(v >> 4)], HEX[usize::from(v & 15)]]);
         }
         i += 3;
     }
-    Ok(out)
+    // Only ASCII was decoded into a UTF-8 string, so it is still UTF-8.
+    String::from_utf8(out).map_err(|_| BadPath::Percent)
 }
 
 /// RFC 3986 §5.2.4 on an absolute path, by segments: `.` goes, `..` drops
@@ -343,6 +341,21 @@ pub fn filtered_cookies(policy: &KeyItems, headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Appends `n` in decimal without allocating.
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
 /// Builds the cache key. Fields are length-prefixed so that no value can
 /// forge another field's boundary.
 pub fn cache_key(
@@ -355,7 +368,10 @@ pub fn cache_key(
 ) -> String {
     let mut key = String::with_capacity(64 + origin_target.len());
     let mut field = |tag: char, v: &str| {
-        let _ = write!(key, "{tag}{}:{v}", v.len());
+        key.push(tag);
+        push_decimal(&mut key, v.len());
+        key.push(':');
+        key.push_str(v);
     };
     field('d', namespace);
     field('t', origin_target);
@@ -370,7 +386,9 @@ pub fn cache_key(
             Err(_) => field(
                 'x',
                 &raw.iter().fold(String::with_capacity(raw.len() * 2), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    s.push(char::from(HEX[usize::from(b >> 4)]));
+                    s.push(char::from(HEX[usize::from(b & 15)]));
                     s
                 }),
             ),
@@ -473,6 +491,8 @@ mod tests {
             ("/a%2fb", "/a%2Fb"),
             ("/a%2f..%2fb", "/a%2F..%2Fb"),
             ("/%c3%a9", "/%C3%A9"),
+            ("/é/../x%41", "/xA"),
+            ("/é/%2e/x", "/é/x"),
         ] {
             assert_eq!(n(p), Ok(Some(want.to_owned())), "{p}");
         }
@@ -482,6 +502,39 @@ mod tests {
         assert_eq!(n("/a%zz"), Err(BadPath::Percent));
         assert_eq!(n("/a%"), Err(BadPath::Percent));
         assert_eq!(n("*"), Ok(None), "asterisk-form is not a path");
+    }
+
+    /// Arbitrary targets and hosts: no panic, and a normalised path is a
+    /// fixed point with no dot-segment left.
+    #[test]
+    fn viewer_input_survives_arbitrary_targets() {
+        const ALPHABET: &[u8] = b"/./%2eE0fFaA?#:@[]- \\x";
+        let mut state = 0x0bad_5eed_u64;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 24) as usize;
+            let tail: String =
+                (0..len).map(|_| char::from(ALPHABET[(next() % ALPHABET.len() as u64) as usize])).collect();
+            let target = format!("/{tail}");
+            if let Ok(Some(p)) = normalize_path(&target) {
+                assert_eq!(normalize_path(&p), Ok(None), "{target:?} -> {p:?} is not a fixed point");
+                assert!(!p.split('/').any(|seg| seg == "." || seg == ".."), "{target:?} -> {p:?}");
+            }
+            let mut b = Request::builder().uri("/");
+            b = b.header("host", HeaderValue::from_bytes(tail.as_bytes()).unwrap_or(HeaderValue::from_static("h")));
+            if let (Ok(mut r), Ok(uri)) = (b.body(()), target.parse::<http::Uri>()) {
+                *r.uri_mut() = uri;
+                if check_viewer_input(&mut r).is_ok() {
+                    assert_eq!(normalize_path(r.uri().path()), Ok(None), "{target:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -528,6 +581,7 @@ mod tests {
         let b = cache_key("d", "/f", &policy, &h, Some(("x-vendor-type", "b")), &[]);
         let none = cache_key("d", "/f", &policy, &h, None, &[]);
         let staging = cache_key("s", "/f", &policy, &h, None, &[]);
+        assert_eq!(cache_key("dist", &"/x".repeat(6), &policy, &h, None, &[]), "d4:distt12:/x/x/x/x/x/x");
         assert!(a != b && a != none && none != staging);
         policy.headers = vec!["x-h".into()];
         let mut h1 = HeaderMap::new();

@@ -1,7 +1,8 @@
 //! The request pipeline of the edge, one function per phase:
 //!
 //! ```text
-//! host -> distribution -> variant (canary) -> behavior + cache policy
+//! viewer input (Host lines, path normalised in place; see key::check_viewer_input)
+//!   -> host -> distribution -> web ACL -> variant (canary) -> behavior + cache policy
 //!   -> rewrite (channel) -> cache key -> lookup
 //!      fresh: serve | stale: serve within stale-while-revalidate, else revalidate
 //!      in flight: wait for the leader | miss: fetch, store, stream to every waiter
@@ -754,6 +755,18 @@ impl Ctx {
     fn pass(&self, resp: Response<Incoming>) -> Response<EdgeBody> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // An `Age` passed on is sent as one valid delta-seconds: the first
+        // member of a list, or nothing when it is invalid (RFC 9111 §5.1).
+        if parts.headers.contains_key(header::AGE) {
+            match shardgate_cache::age_of(&parts.headers) {
+                Some(age) => {
+                    parts.headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+                }
+                None => {
+                    parts.headers.remove(header::AGE);
+                }
+            }
+        }
         self.decorate(&mut parts.headers, "Miss");
         let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         self.count("pass", len);

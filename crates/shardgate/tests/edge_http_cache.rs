@@ -55,6 +55,9 @@ async fn a_list_valued_age_is_read_by_its_first_member() {
         ("/lines", aged("7200").header("age", "0")),
         ("/young", aged("100, 9000")),
         ("/junk", aged("abc")),
+        // A Set-Cookie is never stored: passed through.
+        ("/pass", OriginFile::new("p").header("set-cookie", "s=1").header("age", "30, 0")),
+        ("/pass-junk", OriginFile::new("p").header("set-cookie", "s=1").header("age", "abc")),
     ])
     .await;
     // min_ttl 1 s (CloudFront's CachingOptimized): a stale arrival is stored
@@ -81,6 +84,11 @@ async fn a_list_valued_age_is_read_by_its_first_member() {
     assert_eq!(x_cache(&h), "Hit from shardgate");
     assert!(age(&h) < 60, "{h:?}");
     assert_eq!(origin.hits("/young") + origin.hits("/junk"), 2);
+    // Passed through uncached: the Age goes on as one valid value, or not at all.
+    let (_, h, _) = get(edge, HOST, "/pass", &[]).await;
+    assert_eq!((x_cache(&h), age(&h)), ("Miss from shardgate", 30));
+    let (_, h, _) = get(edge, HOST, "/pass-junk", &[]).await;
+    assert_eq!(h.get("age"), None, "{h:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -406,3 +406,48 @@ fn list_members_respect_quotes() {
     assert_eq!(m(",,"), Vec::<String>::new());
     assert_eq!(m("a=\"unterminated, b"), vec!["a=\"unterminated, b"]);
 }
+
+/// Arbitrary field values through every parser of this crate: no panic, and
+/// what parses keeps its invariants (a cheap stand-in for fuzzing, run with
+/// every test).
+#[test]
+fn parsers_survive_arbitrary_values() {
+    use crate::conditional::{RangeAnswer, if_range_holds, not_modified, range};
+    const ALPHABET: &[u8] = b"0123456789,;=\" \t\\-:/?()*W.aAgGmMsTxXeE_%\xff\xc3!#";
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let names = ["cache-control", "cdn-cache-control", "age", "expires", "date", "vary", "etag", "last-modified"];
+    let req_names = ["range", "if-none-match", "if-modified-since", "if-range"];
+    for _ in 0..20_000 {
+        let len = (next() % 40) as usize;
+        let value: Vec<u8> = (0..len).map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize]).collect();
+        let Ok(v) = HeaderValue::from_bytes(&value) else { continue };
+        let mut m = HeaderMap::new();
+        for n in names {
+            m.append(n, v.clone());
+        }
+        let cc = CacheControl::parse(&m);
+        assert!(cc.max_age.is_none_or(|a| a <= DELTA_SECONDS_MAX));
+        std::hint::black_box(CacheControl::parse_targeted(&m, &HeaderName::from_static("cdn-cache-control")));
+        assert!(age_of(&m).is_none_or(|a| a.as_secs() <= DELTA_SECONDS_MAX));
+        std::hint::black_box(storability(200, &m, B, &cdn(), Timing::at(now())));
+        std::hint::black_box(date::parse(&value));
+        std::hint::black_box(structured::parse_dictionary(&value));
+        std::hint::black_box(list_members(&value).count());
+        let mut req = HeaderMap::new();
+        for n in req_names {
+            req.append(n, v.clone());
+        }
+        if let RangeAnswer::Partial { start, end } = range(&req, 1000) {
+            assert!(start <= end && end < 1000, "{value:?}");
+        }
+        std::hint::black_box(not_modified(&req, &m, now()));
+        std::hint::black_box(if_range_holds(&req, &m, now()));
+    }
+}
