@@ -109,7 +109,9 @@ impl<'a> EntityTag<'a> {
 
     /// A tag at the start of `s`, and what follows it.
     fn prefix(s: &'a [u8]) -> Option<(Self, &'a [u8])> {
-        let (weak, s) = match s.strip_prefix(b"W/") {
+        // `W/` is case-sensitive in the grammar; a lower-case `w/` is read
+        // as weak too (being weak only ever makes a match less likely).
+        let (weak, s) = match s.strip_prefix(b"W/").or_else(|| s.strip_prefix(b"w/")) {
             Some(rest) => (true, rest),
             None => (false, s),
         };
@@ -135,9 +137,20 @@ impl<'a> EntityTag<'a> {
     }
 }
 
-/// The members of an `If-None-Match` list: `Some(None)` for `*`, tags, and
-/// `None` for a member that is not a tag (it matches nothing).
-fn tag_list(value: &[u8]) -> impl Iterator<Item = Option<Option<EntityTag<'_>>>> {
+/// One member of an `If-None-Match` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member<'a> {
+    /// `*`.
+    Any,
+    /// An entity tag.
+    Tag(EntityTag<'a>),
+    /// Something that is not a tag (`abc`, `W"abc"`), trimmed.
+    Other(&'a [u8]),
+}
+
+/// The members of an `If-None-Match` list, split between tags (so a comma
+/// inside quotes stays in its tag); empty members are skipped.
+fn tag_list(value: &[u8]) -> impl Iterator<Item = Member<'_>> {
     let mut rest = value;
     std::iter::from_fn(move || {
         loop {
@@ -147,22 +160,18 @@ fn tag_list(value: &[u8]) -> impl Iterator<Item = Option<Option<EntityTag<'_>>>>
                 rest = &rest[1..];
                 continue;
             }
-            if first == b'*' {
-                rest = &rest[1..];
-                return Some(Some(None));
-            }
-            match EntityTag::prefix(rest) {
-                Some((tag, after)) => {
-                    rest = after;
-                    return Some(Some(Some(tag)));
-                }
-                None => {
-                    // Skip to the next comma; this member matches nothing.
-                    let next = rest.iter().position(|&b| b == b',').map_or(rest.len(), |i| i + 1);
-                    rest = &rest[next..];
-                    return Some(None);
+            let until_comma = |r: &[u8]| r.iter().position(|&b| b == b',').unwrap_or(r.len());
+            if let Some((tag, after)) = EntityTag::prefix(rest) {
+                let after_trimmed = after.trim_ascii_start();
+                if after_trimmed.is_empty() || after_trimmed[0] == b',' {
+                    rest = after_trimmed;
+                    return Some(Member::Tag(tag));
                 }
             }
+            let end = until_comma(rest);
+            let member = rest[..end].trim_ascii();
+            rest = &rest[end..];
+            return Some(if member == b"*" { Member::Any } else { Member::Other(member) });
         }
     })
 }
@@ -208,11 +217,13 @@ pub fn if_range_holds(req: &HeaderMap, stored: &HeaderMap, received: SystemTime)
 /// `Date`.
 pub fn not_modified(req: &HeaderMap, stored: &HeaderMap, received: SystemTime) -> bool {
     if req.contains_key(IF_NONE_MATCH) {
-        let etag = stored.get(ETAG).and_then(|e| EntityTag::parse(e.as_bytes()));
+        let stored_raw = stored.get(ETAG).map(|e| e.as_bytes().trim_ascii());
+        let stored_tag = stored_raw.and_then(EntityTag::parse);
         return req.get_all(IF_NONE_MATCH).iter().flat_map(|v| tag_list(v.as_bytes())).any(|member| match member {
-            Some(None) => true,
-            Some(Some(tag)) => etag.is_some_and(|e| e.weak_eq(&tag)),
-            None => false,
+            Member::Any => true,
+            Member::Tag(tag) => stored_tag.is_some_and(|e| e.weak_eq(&tag)),
+            // Not a tag on either side: only the very text we sent matches.
+            Member::Other(raw) => stored_tag.is_none() && stored_raw == Some(raw),
         });
     }
     let mut lines = req.get_all(IF_MODIFIED_SINCE).iter();
@@ -284,6 +295,7 @@ mod tests {
         assert!(inm(" , \"v1\""), "empty members are skipped");
         assert!(!inm("v1"), "an unquoted member is not a tag");
         assert!(!inm("\"v1"), "an unterminated tag matches nothing");
+        assert!(!inm("\"v1\"x"), "a tag with trailing junk is not a tag");
         assert!(inm("junk, \"v1\""), "a bad member does not hide the others");
         assert!(
             not_modified(&h(&[("if-none-match", "\"x\""), ("if-none-match", "\"v1\"")]), &stored, later()),
@@ -298,10 +310,23 @@ mod tests {
         let weak = h(&[("etag", "W/\"abcdef\"")]);
         assert!(not_modified(&h(&[("if-none-match", "W/\"abcdef\"")]), &weak, later()));
         assert!(not_modified(&h(&[("if-none-match", "\"abcdef\"")]), &weak, later()));
-        // A stored tag that is not valid matches only `*`.
+        // A stored tag that is not valid matches `*` and its own text only
+        // (conditional-etag-unquoted-respond-unquoted, -weak-respond-omit-slash,
+        // -weak-respond-backslash); a valid tag never matches such text.
         let bad = h(&[("etag", "abcdef")]);
-        assert!(!not_modified(&h(&[("if-none-match", "abcdef")]), &bad, later()));
+        assert!(not_modified(&h(&[("if-none-match", "abcdef")]), &bad, later()));
+        assert!(not_modified(&h(&[("if-none-match", "x, abcdef")]), &bad, later()));
+        assert!(!not_modified(&h(&[("if-none-match", "\"abcdef\"")]), &bad, later()));
+        assert!(!not_modified(&h(&[("if-none-match", "abcdefg")]), &bad, later()));
         assert!(not_modified(&h(&[("if-none-match", "*")]), &bad, later()));
+        let no_slash = h(&[("etag", "W\"abcdef\"")]);
+        assert!(not_modified(&h(&[("if-none-match", "W\"abcdef\"")]), &no_slash, later()));
+        let quoted = h(&[("etag", "\"abcdef\"")]);
+        assert!(!not_modified(&h(&[("if-none-match", "abcdef")]), &quoted, later()));
+        // conditional-etag-weak-respond-lowercase.
+        let lower = h(&[("etag", "w/\"abcdef\"")]);
+        assert!(not_modified(&h(&[("if-none-match", "w/\"abcdef\"")]), &lower, later()));
+        assert!(!if_range_holds(&h(&[("if-range", "\"abcdef\"")]), &lower, later()), "still weak for If-Range");
         // conditional-etag-strong-respond-obs-text.
         let mut obs = HeaderMap::new();
         obs.insert(ETAG, HeaderValue::from_bytes(b"\"abc\xc3\xbc\"").expect("obs-text"));
