@@ -196,3 +196,33 @@ async fn line_endings_follow_rfc_9112() {
     }
     assert_eq!(origin.hits("/b"), 1, "only the first good request needed the origin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_host_must_agree_with_the_authority() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/b", OriginFile::new("b"))]).await;
+    distribution(&gw, &origin, json!({})).await;
+    // HTTP/2 with prior knowledge on the plain listener (hyper's auto server
+    // detects the preface); hyper's client sends a Host header as given.
+    let tcp = tokio::net::TcpStream::connect(gw.edge_plain[0]).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut send = |host: Option<&str>, path: &str| {
+        let mut req = hyper::Request::get(format!("http://{HOST}{path}"));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        sender.send_request(req.body(Empty::<Bytes>::new()).expect("request"))
+    };
+    assert_eq!(send(None, "/b").await.expect("response").status(), 200, ":authority alone");
+    assert_eq!(send(Some("ASSETS.example.com:80"), "/b").await.expect("response").status(), 200, "the same host");
+    let resp = send(Some("other.example"), "/b").await.expect("response");
+    assert_eq!(resp.status(), 400, "RFC 9113 §8.3.1: a Host naming another host is malformed");
+    assert_eq!(send(None, "/x/../b").await.expect("response").status(), 200, "normalised over HTTP/2 too");
+    assert_eq!(origin.hits("/b"), 1);
+}
