@@ -160,6 +160,64 @@ async fn connection(
     }
 }
 
+async fn serve_http<I>(io: I, conn: ConnInfo, svc: Arc<EdgeService>, settings: &HttpSettings, mut drain: DrainWatch)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        // `X-Cache: Hit from shardgate`, as CloudFront writes it: scripts
+        // grep for it case-sensitively (seed 003's `egrep 'X-Cache|...'`).
+        .title_case_headers(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Some(settings.h2_keepalive_interval))
+        .keep_alive_timeout(settings.h2_keepalive_timeout);
+    let activity = Activity::new();
+    let counter = Arc::clone(&activity);
+    let service = service_fn(move |req| {
+        let svc = Arc::clone(&svc);
+        let in_progress = InProgress::start(&counter);
+        async move {
+            let resp = svc.handle(req, conn).await;
+            Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _in_progress: in_progress }))
+        }
+    });
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    let mut idle_closed = false;
+    let result = loop {
+        tokio::select! {
+            r = served.as_mut() => break r,
+            d = drain.draining() => {
+                // Finish the requests in flight, refuse new ones, then close.
+                served.as_mut().graceful_shutdown();
+                break match tokio::time::timeout_at(d.deadline, served.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
+                };
+            }
+            () = activity.idle_for(settings.idle_timeout), if !idle_closed => {
+                // A request that raced the timer still finishes (GOAWAY names
+                // the last stream served); the drain still bounds the wait.
+                tracing::debug!(client = %conn.client, "closing an idle edge connection");
+                served.as_mut().graceful_shutdown();
+                idle_closed = true;
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %conn.client, error = %e, "edge connection ended with an error");
+    }
+}
+
 /// Requests in progress on one connection, and when the last one ended.
 #[derive(Debug)]
 struct Activity {
@@ -233,63 +291,5 @@ impl Body for CountedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-async fn serve_http<I>(io: I, conn: ConnInfo, svc: Arc<EdgeService>, settings: &HttpSettings, mut drain: DrainWatch)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        // `X-Cache: Hit from shardgate`, as CloudFront writes it: scripts
-        // grep for it case-sensitively (seed 003's `egrep 'X-Cache|...'`).
-        .title_case_headers(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .keep_alive_interval(Some(settings.h2_keepalive_interval))
-        .keep_alive_timeout(settings.h2_keepalive_timeout);
-    let activity = Activity::new();
-    let counter = Arc::clone(&activity);
-    let service = service_fn(move |req| {
-        let svc = Arc::clone(&svc);
-        let in_progress = InProgress::start(&counter);
-        async move {
-            let resp = svc.handle(req, conn).await;
-            Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _in_progress: in_progress }))
-        }
-    });
-    let served = builder.serve_connection(io, service);
-    tokio::pin!(served);
-    let mut idle_closed = false;
-    let result = loop {
-        tokio::select! {
-            r = served.as_mut() => break r,
-            d = drain.draining() => {
-                // Finish the requests in flight, refuse new ones, then close.
-                served.as_mut().graceful_shutdown();
-                break match tokio::time::timeout_at(d.deadline, served.as_mut()).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(()),
-                };
-            }
-            () = activity.idle_for(settings.idle_timeout), if !idle_closed => {
-                // A request that raced the timer still finishes (GOAWAY names
-                // the last stream served); the drain still bounds the wait.
-                tracing::debug!(client = %conn.client, "closing an idle edge connection");
-                served.as_mut().graceful_shutdown();
-                idle_closed = true;
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(client = %conn.client, error = %e, "edge connection ended with an error");
     }
 }
