@@ -81,15 +81,14 @@ fn valid_host(raw: &[u8]) -> bool {
     port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
 }
 
-/// The host of an authority or `Host` value, for comparing two of them:
-/// lower-cased, without port or trailing dot.
-fn bare_host(raw: &str) -> String {
-    let host = if raw.starts_with('[') {
-        raw.split_once(']').map_or(raw, |(h, _)| h).trim_start_matches('[')
+/// The host of an authority or `Host` value, without port or trailing dot.
+fn bare_host(raw: &[u8]) -> &[u8] {
+    let host = if raw.first() == Some(&b'[') {
+        raw.iter().position(|&b| b == b']').map_or(raw, |i| &raw[..=i])
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+        raw.iter().rposition(|&b| b == b':').map_or(raw, |i| &raw[..i])
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    host.strip_suffix(b".").unwrap_or(host)
 }
 
 /// Checks and normalises what the viewer sent, before routing, the web ACL,
@@ -109,35 +108,35 @@ fn bare_host(raw: &str) -> String {
 /// - the path: normalised by [`normalize_path`] and written back into
 ///   the URI; `%00` and broken percent-encodings are a 400.
 pub fn check_viewer_input<B>(req: &mut Request<B>) -> Result<(), Refusal> {
+    // Read without copying: this runs on every request, hits included.
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
-    let host = hosts.next().cloned();
+    let host = hosts.next().map(HeaderValue::as_bytes);
     if hosts.next().is_some() {
         return Err(bad("bad_host", "the request has more than one Host header line"));
     }
-    if let Some(h) = &host
-        && !valid_host(h.as_bytes())
-    {
+    if host.is_some_and(|h| !valid_host(h)) {
         return Err(bad("bad_host", "the Host header is not a valid host[:port]"));
     }
-    if let Some(authority) = req.uri().authority() {
-        if authority.as_str().contains('@') {
+    let replace_host = match (req.uri().authority(), host) {
+        (Some(authority), _) if authority.as_str().contains('@') => {
             return Err(bad("bad_host", "the request target's authority holds user information"));
         }
-        if let Some(h) = &host
-            && !h.to_str().is_ok_and(|h| bare_host(h) == bare_host(authority.as_str()))
-        {
+        (Some(authority), Some(h)) if !bare_host(h).eq_ignore_ascii_case(bare_host(authority.as_str().as_bytes())) => {
             if req.version() == http::Version::HTTP_2 {
                 return Err(bad("bad_host", "the Host header names another host than :authority"));
             }
             match HeaderValue::from_str(authority.as_str()) {
-                Ok(v) => {
-                    req.headers_mut().insert(http::header::HOST, v);
-                }
+                Ok(v) => Some(v),
                 Err(_) => return Err(bad("bad_host", "the request target's authority is not a valid host")),
             }
         }
-    } else if host.is_none() && req.version() == http::Version::HTTP_11 {
-        return Err(bad("no_host", "an HTTP/1.1 request must have a Host header"));
+        (None, None) if req.version() == http::Version::HTTP_11 => {
+            return Err(bad("no_host", "an HTTP/1.1 request must have a Host header"));
+        }
+        _ => None,
+    };
+    if let Some(v) = replace_host {
+        req.headers_mut().insert(http::header::HOST, v);
     }
     let normal = match normalize_path(req.uri().path()) {
         Ok(None) => return Ok(()),
