@@ -31,7 +31,8 @@
 //! that member is not a delta-seconds (§5.1); an `Expires` that is not an
 //! HTTP-date is in the past (§5.3).
 //!
-//! Pure functions over header values; the caller passes the clock.
+//! Functions over header values; the caller passes the clock (only an
+//! RFC 850 date's two-digit year reads the current year).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
