@@ -1,21 +1,74 @@
-//! How long a response stays fresh: RFC 9111 directives bounded by the cache
-//! policy's TTLs the way CloudFront bounds them (`Expiration.md`, summarised
-//! in `shared/reference/cloudfront-cache-waf.md` §1.3 and §1.5):
+//! Whether a response may be stored, and for how long: the directives of
+//! RFC 9111 bounded by the cache policy's TTLs as CloudFront bounds them
+//! (Amazon CloudFront Developer Guide, "Managing how long content stays in
+//! the cache (expiration)"):
 //!
-//! - `s-maxage` wins over `max-age`, which wins over `Expires - Date`; the
-//!   result is clamped to `[min_ttl, max_ttl]`;
-//! - no directive at all: `default_ttl`;
-//! - `no-store`, `no-cache`, `private`: not cached when `min_ttl` is 0,
-//!   otherwise cached for `min_ttl` (CloudFront's documented behaviour);
+//! - the freshness lifetime is `s-maxage`, else `max-age`, else
+//!   `Expires - Date` (RFC 9111 §4.2.1), clamped to `[min_ttl, max_ttl]`;
+//!   without any of them, `default_ttl` (CloudFront's place for the
+//!   heuristic freshness of §4.2.2);
+//! - the response's age when it arrives (`Age`, the time the fetch took and
+//!   the apparent age from `Date`, §4.2.3) counts against that lifetime;
+//! - `no-store`, `no-cache`, `private`: not stored when `min_ttl` is 0,
+//!   otherwise stored for `min_ttl` (CloudFront's documented behaviour);
+//!   `no-cache="field"` and `private="field"` store the response without
+//!   those fields (§5.2.2.4, §5.2.2.7);
+//! - a targeted field such as `CDN-Cache-Control` (RFC 9213), when present
+//!   and valid, replaces `Cache-Control` and `Expires` for this cache; the
+//!   TTL bounds still apply to it;
 //! - `stale-while-revalidate` and `stale-if-error` (RFC 5861) extend the
-//!   window in which a stale copy may be served.
+//!   window in which a stale copy may be served; `must-revalidate` and
+//!   `proxy-revalidate` close it.
 //!
-//! Pure functions over header values; no clock reads.
+//! Parsing follows the RFCs' error handling rather than a happy path:
+//! directives are split on commas outside quoted strings; names compare
+//! case-insensitively; a directive that appears twice keeps its first value
+//! (§4.2.1); a `max-age` or `s-maxage` whose value is not a delta-seconds
+//! (`max-age=a1`, `max-age =1`, `max-age='1'`) makes the response stale
+//! rather than being ignored (§4.2.1: "consider responses that have invalid
+//! freshness information ... to be stale"); values beyond 2^31 are 2^31
+//! (§1.2.2); `Age` uses the first member of its list and is ignored when
+//! that member is not a delta-seconds (§5.1); an `Expires` that is not an
+//! HTTP-date is in the past (§5.3).
+//!
+//! Functions over header values; the caller passes the clock (only an
+//! RFC 850 date's two-digit year reads the current year).
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES, SET_COOKIE, VARY};
+use http::header::{AGE, CACHE_CONTROL, DATE, ETAG, EXPIRES, HeaderName, LAST_MODIFIED, SET_COOKIE, VARY};
+
+use crate::date::{self, DateField};
+use crate::structured::{self, Item, is_tchar};
+
+/// The largest delta-seconds honoured; larger values mean this
+/// (RFC 9111 §1.2.2: "the cache MUST consider the value to be 2147483648").
+pub const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
+
+/// Longest stale-while-revalidate or stale-if-error window honoured: a year.
+pub const MAX_STALE_SECS: u64 = 31_536_000;
+
+/// Most field names a qualified `no-cache` or `private` may list; a longer
+/// list counts as the unqualified directive (the safe reading).
+pub const MAX_FIELD_NAMES: usize = 32;
+
+/// Most targeted fields a cache may be configured with.
+pub const MAX_TARGETED_FIELDS: usize = 8;
+
+/// A header field name (re-exported so that configuration code need not
+/// depend on `http`).
+pub type FieldName = HeaderName;
+
+/// Checks a configured targeted field name (RFC 9213 §2.1's target list):
+/// a valid field name that is not one of the fields it replaces.
+pub fn targeted_field(name: &str) -> Result<HeaderName, &'static str> {
+    let field = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "is not a valid header field name")?;
+    if field == CACHE_CONTROL || field == EXPIRES || field == AGE || field == VARY {
+        return Err("is a field a targeted field replaces, not a targeted field");
+    }
+    Ok(field)
+}
 
 /// TTL bounds from a cache policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,19 +81,24 @@ pub struct TtlBounds {
     pub max: Duration,
 }
 
-/// The directives of a `Cache-Control` response header that matter to a
-/// shared cache.
+/// The response directives that matter to a shared cache, from
+/// `Cache-Control` or from a targeted field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheControl {
     /// `no-store`.
     pub no_store: bool,
-    /// `no-cache` (without field names).
+    /// `no-cache` without field names (or with a list that does not parse).
     pub no_cache: bool,
-    /// `private`.
+    /// The fields of `no-cache="a, b"`: not served without revalidation,
+    /// so not stored.
+    pub no_cache_fields: Vec<HeaderName>,
+    /// `private` without field names.
     pub private: bool,
-    /// `max-age`.
+    /// The fields of `private="a"`: a shared cache must not store them.
+    pub private_fields: Vec<HeaderName>,
+    /// `max-age`; `Some(0)` when its value was invalid.
     pub max_age: Option<u64>,
-    /// `s-maxage`.
+    /// `s-maxage`; `Some(0)` when its value was invalid.
     pub s_maxage: Option<u64>,
     /// `stale-while-revalidate`.
     pub stale_while_revalidate: Option<u64>,
@@ -51,52 +109,288 @@ pub struct CacheControl {
 }
 
 impl CacheControl {
-    /// Parses every `Cache-Control` header of `headers`. Unknown directives
-    /// are ignored; a malformed number makes its directive count as absent,
-    /// except for `max-age`/`s-maxage`, where RFC 9111 §4.2.1 says to treat
-    /// an invalid value as stale (0).
+    /// Parses every `Cache-Control` field line of `headers` (RFC 9111 §5.2).
     pub fn parse(headers: &HeaderMap) -> Self {
         let mut cc = CacheControl::default();
-        for value in headers.get_all(CACHE_CONTROL) {
-            let Ok(value) = value.to_str() else { continue };
-            for directive in value.split(',') {
-                let directive = directive.trim();
-                let (name, arg) = match directive.split_once('=') {
-                    Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
-                    None => (directive, None),
-                };
-                let secs = || arg.and_then(|a| a.parse::<u64>().ok());
-                match name.to_ascii_lowercase().as_str() {
-                    "no-store" => cc.no_store = true,
-                    // `no-cache="field"` only restricts those fields; treat it
-                    // as the whole-response form, the safe reading.
-                    "no-cache" => cc.no_cache = true,
-                    "private" => cc.private = true,
-                    "max-age" => cc.max_age = Some(secs().unwrap_or(0)),
-                    "s-maxage" => cc.s_maxage = Some(secs().unwrap_or(0)),
-                    "stale-while-revalidate" => cc.stale_while_revalidate = secs(),
-                    "stale-if-error" => cc.stale_if_error = secs(),
-                    "must-revalidate" | "proxy-revalidate" => cc.must_revalidate = true,
-                    _ => {}
-                }
+        for line in headers.get_all(CACHE_CONTROL) {
+            for element in list_members(line.as_bytes()) {
+                cc.apply(element);
             }
         }
         cc
     }
+
+    /// Parses the targeted field `name` as a Structured Field Dictionary
+    /// (RFC 9213 §2.1). `None` when it is absent, empty, does not parse, or
+    /// gives a known directive a value of the wrong type (RFC 9213: such
+    /// values are not consumed; the field is then ignored as invalid).
+    pub fn parse_targeted(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
+        let members = structured::dictionary(headers, name)?.ok()?;
+        if members.is_empty() {
+            return None;
+        }
+        let mut cc = CacheControl::default();
+        for (key, item) in &members {
+            let seconds = || match item {
+                Item::Integer(n) if *n >= 0 => Some((*n as u64).min(DELTA_SECONDS_MAX)),
+                _ => None,
+            };
+            match key.as_str() {
+                "max-age" => cc.max_age = Some(seconds()?),
+                "s-maxage" => cc.s_maxage = Some(seconds()?),
+                "stale-while-revalidate" => cc.stale_while_revalidate = Some(seconds()?),
+                "stale-if-error" => cc.stale_if_error = Some(seconds()?),
+                "no-store" | "must-revalidate" | "proxy-revalidate" => {
+                    let Item::Boolean(on) = item else { return None };
+                    if *on {
+                        if key == "no-store" {
+                            cc.no_store = true;
+                        } else {
+                            cc.must_revalidate = true;
+                        }
+                    }
+                }
+                "no-cache" | "private" => {
+                    let (whole, fields) = if key == "no-cache" {
+                        (&mut cc.no_cache, &mut cc.no_cache_fields)
+                    } else {
+                        (&mut cc.private, &mut cc.private_fields)
+                    };
+                    match item {
+                        Item::Boolean(true) => *whole = true,
+                        Item::Boolean(false) => {}
+                        Item::String(list) => qualify(whole, fields, Some(list.as_bytes())),
+                        _ => return None,
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(cc)
+    }
+
+    /// Applies one `cache-directive` (`token [ "=" ( token / quoted-string ) ]`).
+    fn apply(&mut self, element: &[u8]) {
+        let eq = element.iter().position(|&b| b == b'=' || b == b'"');
+        let (name, arg) = match eq {
+            Some(i) if element[i] == b'=' => (&element[..i], Some(directive_argument(&element[i + 1..]))),
+            Some(_) => (element, None),
+            None => (element, None),
+        };
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            // `max-age =60` is no directive at all, but it plainly meant to
+            // give a lifetime: invalid freshness information, so stale.
+            let meant = name.split(|&b| b == b' ' || b == b'\t' || b == b'"').next().unwrap_or_default();
+            if meant.eq_ignore_ascii_case(b"max-age") {
+                self.max_age.get_or_insert(0);
+            } else if meant.eq_ignore_ascii_case(b"s-maxage") {
+                self.s_maxage.get_or_insert(0);
+            }
+            return;
+        }
+        let is = |d: &str| name.eq_ignore_ascii_case(d.as_bytes());
+        let seconds = || arg.as_ref().and_then(|a| a.as_deref()).and_then(delta_seconds);
+        if is("max-age") {
+            // First occurrence wins (RFC 9111 §4.2.1); invalid means stale.
+            self.max_age.get_or_insert(seconds().unwrap_or(0));
+        } else if is("s-maxage") {
+            self.s_maxage.get_or_insert(seconds().unwrap_or(0));
+        } else if is("stale-while-revalidate") {
+            if self.stale_while_revalidate.is_none() {
+                self.stale_while_revalidate = seconds();
+            }
+        } else if is("stale-if-error") {
+            if self.stale_if_error.is_none() {
+                self.stale_if_error = seconds();
+            }
+        } else if is("no-store") {
+            self.no_store = true;
+        } else if is("must-revalidate") || is("proxy-revalidate") {
+            self.must_revalidate = true;
+        } else if is("no-cache") {
+            match &arg {
+                None => self.no_cache = true,
+                Some(a) => qualify(&mut self.no_cache, &mut self.no_cache_fields, a.as_deref()),
+            }
+        } else if is("private") {
+            match &arg {
+                None => self.private = true,
+                Some(a) => qualify(&mut self.private, &mut self.private_fields, a.as_deref()),
+            }
+        }
+    }
+
+    /// The response fields a shared cache must not store.
+    pub fn omitted_fields(&self) -> impl Iterator<Item = &HeaderName> {
+        self.no_cache_fields.iter().chain(self.private_fields.iter())
+    }
+}
+
+/// Records the field names of a qualified `no-cache`/`private`; anything
+/// that is not a short list of valid field names counts as the unqualified
+/// directive.
+fn qualify(whole: &mut bool, fields: &mut Vec<HeaderName>, list: Option<&[u8]>) {
+    let Some(list) = list else {
+        *whole = true;
+        return;
+    };
+    let mut names = Vec::new();
+    for member in list_members(list) {
+        match HeaderName::from_bytes(&member.to_ascii_lowercase()) {
+            Ok(n) if names.len() < MAX_FIELD_NAMES => names.push(n),
+            _ => {
+                *whole = true;
+                return;
+            }
+        }
+    }
+    if names.is_empty() {
+        *whole = true;
+        return;
+    }
+    for n in names {
+        if !fields.contains(&n) {
+            fields.push(n);
+        }
+    }
+}
+
+/// A directive's argument: a token, or a quoted-string with its escapes
+/// undone (recipients accept both forms, RFC 9111 §5.2). `None` when it is
+/// neither (`max-age= 60`, `max-age='60'`).
+fn directive_argument(arg: &[u8]) -> Option<Vec<u8>> {
+    if let Some(rest) = arg.strip_prefix(b"\"") {
+        let mut out = Vec::with_capacity(rest.len());
+        let mut escaped = false;
+        for (i, &b) in rest.iter().enumerate() {
+            if escaped {
+                out.push(b);
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                return (i + 1 == rest.len()).then_some(out);
+            } else {
+                out.push(b);
+            }
+        }
+        return None;
+    }
+    (!arg.is_empty() && arg.iter().all(|&b| is_tchar(b))).then(|| arg.to_vec())
+}
+
+/// `delta-seconds = 1*DIGIT`, saturating at 2^31 (RFC 9111 §1.2.2).
+fn delta_seconds(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &b| (n * 10 + u64::from(b - b'0')).min(DELTA_SECONDS_MAX)))
+}
+
+/// The members of a comma-separated list (RFC 9110 §5.6.1), split outside
+/// quoted strings, trimmed of whitespace, empty members skipped.
+pub(crate) fn list_members(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = line;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let (mut quoted, mut escaped, mut end) = (false, false, rest.len());
+            for (i, &b) in rest.iter().enumerate() {
+                if escaped {
+                    escaped = false;
+                } else if quoted && b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    quoted = !quoted;
+                } else if b == b',' && !quoted {
+                    end = i;
+                    break;
+                }
+            }
+            let member = rest[..end].trim_ascii();
+            rest = rest.get(end + 1..).unwrap_or_default();
+            if !member.is_empty() {
+                return Some(member);
+            }
+        }
+    })
+}
+
+/// The directives this cache obeys for a response: the first targeted field
+/// of `targeted` that is present and valid (RFC 9213 §2.1), else
+/// `Cache-Control`. The flag tells whether a targeted field was used (then
+/// `Expires` is ignored too).
+pub fn directives(headers: &HeaderMap, targeted: &[HeaderName]) -> (CacheControl, bool) {
+    for name in targeted {
+        if let Some(cc) = CacheControl::parse_targeted(headers, name) {
+            return (cc, true);
+        }
+    }
+    (CacheControl::parse(headers), false)
+}
+
+/// The response's `Age`: the first member of its list, if that member is a
+/// delta-seconds; otherwise the field is ignored (RFC 9111 §5.1).
+pub fn age_of(headers: &HeaderMap) -> Option<Duration> {
+    let first = headers.get_all(AGE).iter().flat_map(|line| list_members(line.as_bytes())).next()?;
+    delta_seconds(first).map(Duration::from_secs)
+}
+
+/// When a response was asked for and when it arrived (RFC 9111 §4.2.3's
+/// `request_time` and `response_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// When the request that produced the response was sent.
+    pub request_time: SystemTime,
+    /// When the response head arrived.
+    pub response_time: SystemTime,
+}
+
+impl Timing {
+    /// A response that arrived at once.
+    pub fn at(t: SystemTime) -> Self {
+        Timing { request_time: t, response_time: t }
+    }
+}
+
+fn whole_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The age of a response when it arrived (RFC 9111 §4.2.3's
+/// `corrected_initial_age`): the larger of the apparent age
+/// (`response_time - Date`) and `Age` plus the time the request took. Whole
+/// seconds, as `Date` and `Age` are.
+pub fn initial_age(headers: &HeaderMap, timing: Timing) -> Duration {
+    let response = whole_secs(timing.response_time);
+    let apparent = date::first(headers, &DATE).valid().map_or(0, |d| response.saturating_sub(whole_secs(d)));
+    let delay = timing.response_time.duration_since(timing.request_time).map_or(0, |d| d.as_secs());
+    let corrected = age_of(headers).map_or(0, |a| a.as_secs()).saturating_add(delay);
+    Duration::from_secs(apparent.max(corrected).min(DELTA_SECONDS_MAX))
+}
+
+/// What storing a response means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Freshness {
+    /// Freshness left when the response arrived (lifetime minus its age).
+    pub ttl: Duration,
+    /// Its age when it arrived; the `Age` sent downstream grows from it.
+    pub initial_age: Duration,
+    /// `stale-while-revalidate` window after expiry.
+    pub stale_while_revalidate: Duration,
+    /// `stale-if-error` window after expiry.
+    pub stale_if_error: Duration,
+    /// Fields not to store (qualified `no-cache` and `private`).
+    pub omit: Vec<HeaderName>,
 }
 
 /// What the cache may do with a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storability {
-    /// Store it, fresh for `ttl` from now, with these stale windows.
-    Store {
-        /// Freshness lifetime left (already minus the origin's `Age`).
-        ttl: Duration,
-        /// `stale-while-revalidate` window after expiry.
-        stale_while_revalidate: Duration,
-        /// `stale-if-error` window after expiry.
-        stale_if_error: Duration,
-    },
+    /// Store it.
+    Store(Freshness),
     /// Do not store it; the reason is for logs and metrics.
     Skip(&'static str),
 }
@@ -107,152 +401,91 @@ pub fn cacheable_status(status: u16) -> bool {
     matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
 }
 
-/// The response's `Age`, if it has a valid one (RFC 9111 §5.1).
-pub fn age_of(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(AGE).and_then(|a| a.to_str().ok()).and_then(|a| a.trim().parse::<u64>().ok()).map(Duration::from_secs)
+/// Whether `Vary` makes the response unusable for any other request: a `*`
+/// member, or a member that is not a field name (RFC 9111 §4.1: such a
+/// response "always fails to match").
+fn varies_on_everything(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(VARY)
+        .iter()
+        .flat_map(|v| list_members(v.as_bytes()))
+        .any(|m| m == b"*" || !m.iter().all(|&b| is_tchar(b)))
 }
 
-/// Longest stale-while-revalidate or stale-if-error window honoured: a year.
-pub const MAX_STALE_SECS: u64 = 31_536_000;
-
-/// Decides whether and for how long to store a response received at `now`.
-pub fn storability(status: u16, headers: &HeaderMap, bounds: TtlBounds, now: SystemTime) -> Storability {
+/// Decides whether and for how long to store a response. `targeted` is the
+/// ordered list of targeted cache-control fields this cache obeys (RFC 9213),
+/// empty to obey `Cache-Control` only.
+pub fn storability(
+    status: u16,
+    headers: &HeaderMap,
+    bounds: TtlBounds,
+    targeted: &[HeaderName],
+    timing: Timing,
+) -> Storability {
     if !cacheable_status(status) {
         return Storability::Skip("status");
     }
-    if headers.contains_key(SET_COOKIE) {
+    if varies_on_everything(headers) {
+        return Storability::Skip("vary-star");
+    }
+    let (cc, from_targeted) = directives(headers, targeted);
+    let omit: Vec<HeaderName> = cc.omitted_fields().cloned().collect();
+    if headers.contains_key(SET_COOKIE) && !omit.contains(&SET_COOKIE) {
         // One viewer's cookie must never be served to another.
         return Storability::Skip("set-cookie");
     }
-    if headers.get_all(VARY).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim() == "*"))) {
-        return Storability::Skip("vary-star");
-    }
-    let cc = CacheControl::parse(headers);
-    let windows = |cc: &CacheControl| {
-        if cc.must_revalidate {
-            (Duration::ZERO, Duration::ZERO)
-        } else {
-            // Bounded: an origin's absurd window must not overflow the
-            // instants it is added to.
-            (
-                Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0).min(MAX_STALE_SECS)),
-                Duration::from_secs(cc.stale_if_error.unwrap_or(0).min(MAX_STALE_SECS)),
-            )
-        }
+    let (swr, sie) = if cc.must_revalidate {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        // Bounded: an origin's absurd window must not overflow the
+        // instants it is added to.
+        (
+            Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0).min(MAX_STALE_SECS)),
+            Duration::from_secs(cc.stale_if_error.unwrap_or(0).min(MAX_STALE_SECS)),
+        )
     };
-    let (swr, sie) = windows(&cc);
+    let initial_age = initial_age(headers, timing);
     if cc.no_store || cc.no_cache || cc.private {
         if bounds.min.is_zero() {
             return Storability::Skip("cache-control");
         }
-        return Storability::Store { ttl: bounds.min, stale_while_revalidate: swr, stale_if_error: sie };
+        return Storability::Store(Freshness {
+            ttl: bounds.min,
+            initial_age,
+            stale_while_revalidate: swr,
+            stale_if_error: sie,
+            omit,
+        });
     }
-    let origin_ttl = if let Some(s) = cc.s_maxage.or(cc.max_age) {
+    let lifetime = if let Some(s) = cc.s_maxage.or(cc.max_age) {
         Some(Duration::from_secs(s))
-    } else if let Some(expires) = headers.get(EXPIRES) {
-        // An unparsable Expires means "already expired" (RFC 9111 §5.3).
-        let expires = expires.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok());
-        let date = headers
-            .get(DATE)
-            .and_then(|d| d.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok())
-            .unwrap_or(now);
-        Some(expires.and_then(|e| e.duration_since(date).ok()).unwrap_or(Duration::ZERO))
-    } else {
+    } else if from_targeted {
+        // RFC 9213 §2.1: the targeted field replaces Expires too.
         None
+    } else {
+        match date::first(headers, &EXPIRES) {
+            DateField::Absent => None,
+            // An invalid Expires means "already expired" (RFC 9111 §5.3).
+            DateField::Invalid => Some(Duration::ZERO),
+            DateField::Valid(expires) => {
+                let date = date::first(headers, &DATE).valid().unwrap_or(timing.response_time);
+                Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+            }
+        }
     };
-    let ttl = match origin_ttl {
+    let lifetime = match lifetime {
         Some(t) => t.clamp(bounds.min, bounds.max.max(bounds.min)),
         None => bounds.default,
     };
-    let age = age_of(headers).unwrap_or(Duration::ZERO);
-    let ttl = ttl.saturating_sub(age);
+    let ttl = lifetime.saturating_sub(initial_age);
     if ttl.is_zero() && bounds.min.is_zero() && swr.is_zero() && sie.is_zero() {
         // Stale on arrival: still worth keeping when it has validators.
-        let has_validators =
-            headers.contains_key(http::header::ETAG) || headers.contains_key(http::header::LAST_MODIFIED);
-        if !has_validators {
+        if !headers.contains_key(ETAG) && !headers.contains_key(LAST_MODIFIED) {
             return Storability::Skip("stale-on-arrival");
         }
     }
-    Storability::Store { ttl, stale_while_revalidate: swr, stale_if_error: sie }
+    Storability::Store(Freshness { ttl, initial_age, stale_while_revalidate: swr, stale_if_error: sie, omit })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderValue;
-
-    const B: TtlBounds =
-        TtlBounds { min: Duration::ZERO, default: Duration::from_secs(86_400), max: Duration::from_secs(31_536_000) };
-
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(*k, HeaderValue::from_static(v));
-        }
-        m
-    }
-
-    fn ttl(s: Storability) -> Option<u64> {
-        match s {
-            Storability::Store { ttl, .. } => Some(ttl.as_secs()),
-            Storability::Skip(_) => None,
-        }
-    }
-
-    #[test]
-    fn absurd_windows_are_bounded() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let cc = "max-age=60, stale-while-revalidate=18446744073709551615, stale-if-error=18446744073709551615";
-        let s = storability(200, &h(&[("cache-control", cc)]), B, now);
-        let max = Duration::from_secs(MAX_STALE_SECS);
-        assert!(matches!(s, Storability::Store { stale_while_revalidate, stale_if_error, .. }
-            if stale_while_revalidate == max && stale_if_error == max));
-    }
-
-    #[test]
-    fn directives_and_bounds() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(ttl(storability(200, &h(&[]), B, now)), Some(86_400), "default TTL");
-        assert_eq!(ttl(storability(200, &h(&[("cache-control", "max-age=60")]), B, now)), Some(60));
-        assert_eq!(ttl(storability(200, &h(&[("cache-control", "max-age=60, s-maxage=120")]), B, now)), Some(120));
-        assert_eq!(ttl(storability(200, &h(&[("cache-control", "max-age=60"), ("age", "50")]), B, now)), Some(10));
-        let bounded = TtlBounds { min: Duration::from_secs(30), ..B };
-        assert_eq!(ttl(storability(200, &h(&[("cache-control", "max-age=5")]), bounded, now)), Some(30));
-        assert_eq!(ttl(storability(200, &h(&[("cache-control", "no-store")]), B, now)), None);
-        assert_eq!(ttl(storability(200, &h(&[("cache-control", "private")]), bounded, now)), Some(30));
-        assert_eq!(ttl(storability(200, &h(&[("set-cookie", "a=b")]), B, now)), None);
-        assert_eq!(ttl(storability(500, &h(&[]), B, now)), None);
-        assert_eq!(ttl(storability(200, &h(&[("vary", "Accept, *")]), B, now)), None);
-        let expires = h(&[("date", "Tue, 14 Nov 2023 22:13:20 GMT"), ("expires", "Tue, 14 Nov 2023 22:23:20 GMT")]);
-        assert_eq!(ttl(storability(200, &expires, B, now)), Some(600));
-        assert_eq!(ttl(storability(200, &h(&[("expires", "0")]), B, now)), None, "invalid Expires is stale");
-        assert_eq!(
-            ttl(storability(200, &h(&[("expires", "0"), ("etag", "\"x\"")]), B, now)),
-            Some(0),
-            "kept for revalidation"
-        );
-    }
-
-    #[test]
-    fn stale_windows() {
-        let now = SystemTime::UNIX_EPOCH;
-        let s = storability(
-            200,
-            &h(&[("cache-control", "max-age=1, stale-while-revalidate=30, stale-if-error=600")]),
-            B,
-            now,
-        );
-        assert_eq!(
-            s,
-            Storability::Store {
-                ttl: Duration::from_secs(1),
-                stale_while_revalidate: Duration::from_secs(30),
-                stale_if_error: Duration::from_secs(600)
-            }
-        );
-        let s = storability(200, &h(&[("cache-control", "max-age=1, stale-if-error=600, must-revalidate")]), B, now);
-        assert!(matches!(s, Storability::Store { stale_if_error, .. } if stale_if_error.is_zero()));
-    }
-}
+mod tests;

@@ -1,5 +1,7 @@
 //! shardgate-cache owns the HTTP cache of the edge, independent of any
-//! server: when a response may be stored and for how long ([`freshness`]),
+//! server: when a response may be stored and for how long ([`freshness`],
+//! with the field parsers it needs: [`date`] for HTTP-dates and
+//! [`structured`] for targeted fields such as `CDN-Cache-Control`),
 //! how a stored object answers `Range` and conditional requests
 //! ([`conditional`]), the body that many viewers read while one origin
 //! fetch writes it ([`fill`]), and the memory tier with its coalescing lock
@@ -14,12 +16,14 @@
 //! back by offset (never loaded whole) and which survives restarts.
 
 pub mod conditional;
+pub mod date;
 pub mod disk;
 pub mod fill;
 pub mod freshness;
 pub mod memory;
+pub mod structured;
 
 pub use disk::{DiskRef, DiskSettings};
 pub use fill::{Fill, FillEnd, Read};
-pub use freshness::{CacheControl, Storability, TtlBounds, age_of, storability};
+pub use freshness::{CacheControl, Freshness, Storability, Timing, TtlBounds, age_of, storability};
 pub use memory::{Cache, CacheSettings, Leader, Lookup, Object, Outcome, Pending, vary_values};

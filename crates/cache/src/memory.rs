@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::disk::{Disk, DiskRef, DiskSettings};
 use crate::fill::Fill;
+use crate::freshness::list_members;
 
 /// Most `Vary` variants kept per key; the oldest goes first.
 const MAX_VARIANTS: usize = 16;
@@ -50,7 +51,8 @@ pub struct Object {
     pub content_length: Option<u64>,
     /// When the response was received, for `Age`.
     pub received: SystemTime,
-    /// `Age` the origin (or a cache before us) reported.
+    /// Its age when it arrived (RFC 9111 §4.2.3 `corrected_initial_age`:
+    /// the origin's `Age`, the fetch time and the apparent age from `Date`).
     pub initial_age: Duration,
     /// Fresh until then.
     pub fresh_until: Instant,
@@ -89,28 +91,49 @@ impl Object {
         self.fresh_until.checked_add(self.stale_if_error).is_none_or(|until| now < until)
     }
 
-    /// The `Age` to send: the origin's plus time held here (RFC 9111 §4.2.3, simplified).
+    /// The `Age` to send: its age on arrival plus the time held here
+    /// (RFC 9111 §4.2.3 `current_age`).
     pub fn age(&self, now: SystemTime) -> u64 {
         self.initial_age.saturating_add(now.duration_since(self.received).unwrap_or(Duration::ZERO)).as_secs()
     }
 
     /// Whether this variant was stored for a request with `req`'s values of
-    /// the `Vary` headers.
+    /// the `Vary` headers. Values compare as lists (RFC 9111 §4.1: "combining
+    /// all field lines" and normalising whitespace): `a,b`, `a, b` and two
+    /// lines `a` and `b` are the same; an absent header matches only absent.
+    /// No allocation: this runs on every hit of a varying object.
     pub fn matches_vary(&self, req: &HeaderMap) -> bool {
-        self.vary.iter().all(|(name, value)| req.get(name) == value.as_ref())
+        self.vary.iter().all(|(name, value)| match value {
+            None => !req.contains_key(name),
+            Some(stored) => {
+                req.contains_key(name)
+                    && list_members(stored.as_bytes())
+                        .eq(req.get_all(name).iter().flat_map(|v| list_members(v.as_bytes())))
+            }
+        })
     }
 }
 
-/// The request's values for the header names a response's `Vary` lists.
+/// The request's values for the header names a response's `Vary` lists,
+/// each normalised to its list members joined by `", "` (see
+/// [`Object::matches_vary`]). Names are read from every `Vary` line.
 pub fn vary_values(response: &HeaderMap, request: &HeaderMap) -> Vec<(HeaderName, Option<HeaderValue>)> {
     let mut out: Vec<(HeaderName, Option<HeaderValue>)> = Vec::new();
     for v in response.get_all(http::header::VARY) {
-        let Ok(v) = v.to_str() else { continue };
-        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if let Ok(name) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        for name in list_members(v.as_bytes()) {
+            if let Ok(name) = HeaderName::from_bytes(&name.to_ascii_lowercase())
                 && !out.iter().any(|(n, _)| *n == name)
             {
-                let value = request.get(&name).cloned();
+                let value = request.contains_key(&name).then(|| {
+                    let joined = request
+                        .get_all(&name)
+                        .iter()
+                        .flat_map(|v| list_members(v.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .join(&b", "[..]);
+                    // Joined from valid values with ", ": always valid.
+                    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| HeaderValue::from_static(""))
+                });
                 out.push((name, value));
             }
         }

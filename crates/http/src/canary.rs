@@ -1,6 +1,7 @@
-//! Which side of a continuous deployment policy serves a request
-//! (CloudFront continuous deployment, `shared/reference/cloudfront-cache-waf.md`
-//! §1.1):
+//! Which side of a continuous deployment policy serves a request (Amazon
+//! CloudFront Developer Guide, "Use CloudFront continuous deployment to
+//! safely test CDN configuration changes", and the API reference's
+//! `ContinuousDeploymentPolicyConfig`):
 //!
 //! - `single_header`: the request carries the header with exactly the value;
 //! - `single_weight`: a share of requests. With session stickiness, a viewer

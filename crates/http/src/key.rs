@@ -1,16 +1,21 @@
-//! The request as the cache and the origin see it: the channel rewrite of
-//! the path, the cache key, and the query string forwarded to the origin.
+//! The request as the cache and the origin see it: the normalised path, the
+//! channel rewrite of the path, the cache key, and the query string
+//! forwarded to the origin.
 //!
-//! CloudFront's rules (`shared/reference/cloudfront-cache-waf.md` §1.2–1.3):
-//! everything in the cache key is also forwarded to the origin; a
-//! viewer-request rewrite runs before the lookup, so the rewritten path is
-//! what is cached. shardgate joins the rewrite header to the key as well,
-//! so two channels can never share an entry even if a cache policy forgets
-//! the header (seed 003, scenario 2).
+//! CloudFront's rules (Amazon CloudFront Developer Guide, "Understand cache
+//! policies" and "CloudFront Functions event structure"): everything in the
+//! cache key is also forwarded to the origin; a viewer-request rewrite runs
+//! before the lookup, so the rewritten path is what is cached. shardgate
+//! joins the rewrite header to the key as well, so two channels can never
+//! share an entry even if a cache policy forgets the header (seed 003,
+//! scenario 2).
+//!
+//! Paths are normalised once, before anything reads them
+//! ([`normalize_path`]): routing, the web ACL, the cache key, invalidation
+//! and the origin all see the same path, so `/x/../admin` cannot pass a rule
+//! written for `/admin` nor be cached apart from it.
 
-use std::fmt::Write as _;
-
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue, Request};
 use shardgate_model::CachePolicy;
 use shardgate_model::edge::{KeyItems, Rewrite};
 
@@ -28,6 +33,233 @@ pub enum BadRequest {
         /// What is wrong.
         reason: &'static str,
     },
+}
+
+/// Why viewer input is refused before anything reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The `reason` label of `shardgate_edge_refused_total`.
+    pub reason: &'static str,
+    /// What the viewer is told.
+    pub message: String,
+}
+
+fn bad(reason: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { reason, message: message.into() }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IP
+/// literal or a reg-name (unreserved, pct-encoded, sub-delims), then an
+/// optional port of digits. No userinfo, no path, no whitespace.
+fn valid_host(raw: &[u8]) -> bool {
+    let port = if raw.first() == Some(&b'[') {
+        let Some(close) = raw.iter().position(|&b| b == b']') else { return false };
+        let literal = &raw[1..close];
+        if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            return false;
+        }
+        match &raw[close + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        }
+    } else {
+        let (host, port) = match raw.iter().rposition(|&b| b == b':') {
+            Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+            None => (raw, None),
+        };
+        let reg_name = |b: u8| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')')
+                || matches!(b, b'*' | b'+' | b',' | b';' | b'=')
+        };
+        if host.is_empty() || !host.iter().all(|&b| reg_name(b)) {
+            return false;
+        }
+        port
+    };
+    port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+}
+
+/// The host of an authority or `Host` value, without port or trailing dot.
+fn bare_host(raw: &[u8]) -> &[u8] {
+    let host = if raw.first() == Some(&b'[') {
+        raw.iter().position(|&b| b == b']').map_or(raw, |i| &raw[..=i])
+    } else {
+        raw.iter().rposition(|&b| b == b':').map_or(raw, |i| &raw[..i])
+    };
+    host.strip_suffix(b".").unwrap_or(host)
+}
+
+/// Checks and normalises what the viewer sent, before routing, the web ACL,
+/// the cache key or the origin read it:
+///
+/// - `Host`: more than one line, or a value that is not `host[:port]`, is a
+///   400 (RFC 9112 §3.2: "any request message that contains more than one
+///   Host header field line or a Host header field with an invalid field
+///   value"), as is an HTTP/1.1 request without one;
+/// - an authority in the target (HTTP/1.1 absolute-form, HTTP/2
+///   `:authority`): with userinfo, 400 (RFC 9110 §4.2.4); for HTTP/2, a
+///   `Host` naming another host is malformed (RFC 9113 §8.3.1), 400; for
+///   HTTP/1.1 the authority wins and `Host` is replaced by it (RFC 9112
+///   §3.2.2: "MUST ignore the received Host header field ... and instead
+///   use the host information of the request-target"), so the web ACL
+///   inspects the host that routes the request;
+/// - the path: normalised by [`normalize_path`] and written back into
+///   the URI; `%00` and broken percent-encodings are a 400.
+pub fn check_viewer_input<B>(req: &mut Request<B>) -> Result<(), Refusal> {
+    // Read without copying: this runs on every request, hits included.
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next().map(HeaderValue::as_bytes);
+    if hosts.next().is_some() {
+        return Err(bad("bad_host", "the request has more than one Host header line"));
+    }
+    if host.is_some_and(|h| !valid_host(h)) {
+        return Err(bad("bad_host", "the Host header is not a valid host[:port]"));
+    }
+    let replace_host = match (req.uri().authority(), host) {
+        (Some(authority), _) if authority.as_str().contains('@') => {
+            return Err(bad("bad_host", "the request target's authority holds user information"));
+        }
+        (Some(authority), Some(h)) if !bare_host(h).eq_ignore_ascii_case(bare_host(authority.as_str().as_bytes())) => {
+            if req.version() == http::Version::HTTP_2 {
+                return Err(bad("bad_host", "the Host header names another host than :authority"));
+            }
+            match HeaderValue::from_str(authority.as_str()) {
+                Ok(v) => Some(v),
+                Err(_) => return Err(bad("bad_host", "the request target's authority is not a valid host")),
+            }
+        }
+        (None, None) if req.version() == http::Version::HTTP_11 => {
+            return Err(bad("no_host", "an HTTP/1.1 request must have a Host header"));
+        }
+        _ => None,
+    };
+    if let Some(v) = replace_host {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+    let normal = match normalize_path(req.uri().path()) {
+        Ok(None) => return Ok(()),
+        Ok(Some(p)) => p,
+        Err(e) => return Err(bad("bad_path", e.to_string())),
+    };
+    let target = match req.uri().query() {
+        Some(q) => format!("{normal}?{q}"),
+        None => normal,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = match target.parse() {
+        Ok(pq) => Some(pq),
+        Err(_) => return Err(bad("bad_path", "the normalised path is not a valid request target")),
+    };
+    *req.uri_mut() = match http::Uri::from_parts(parts) {
+        Ok(u) => u,
+        Err(_) => return Err(bad("bad_path", "the normalised path is not a valid request target")),
+    };
+    Ok(())
+}
+
+/// Why a request path is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadPath {
+    /// `%00`: a NUL would end the path early in many origins' code.
+    #[error("the path holds an encoded NUL (%00)")]
+    Nul,
+    /// `%` not followed by two hex digits (RFC 3986 §2.1).
+    #[error("the path holds a '%' that is not followed by two hex digits")]
+    Percent,
+}
+
+/// The path in normal form, or `None` when it already is (the usual case,
+/// found by one scan without allocating):
+///
+/// - percent-encodings of unreserved characters are decoded and the others
+///   get upper-case hex digits (RFC 3986 §6.2.2.1–§6.2.2.2); reserved
+///   characters stay encoded, so `%2F` is never a segment separator and
+///   `/a%2Fb` stays one segment (decoding it would change which resource is
+///   named);
+/// - dot-segments are removed (RFC 3986 §5.2.4, after the decoding, so
+///   `%2e%2e` is `..` too); `..` at the root stays at the root;
+/// - `%00` and broken percent-encodings are refused.
+pub fn normalize_path(path: &str) -> Result<Option<String>, BadPath> {
+    let bytes = path.as_bytes();
+    let suspect = bytes.iter().enumerate().any(|(i, &b)| b == b'%' || (b == b'.' && (i == 0 || bytes[i - 1] == b'/')));
+    if !suspect || !path.starts_with('/') {
+        return Ok(None);
+    }
+    let decoded = normalize_percent(bytes)?;
+    let out = remove_dot_segments(&decoded);
+    Ok((out != path).then_some(out))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes unreserved percent-encodings, upper-cases the others. Other
+/// bytes (UTF-8 included, which `http` lets through) are copied as they are.
+fn normalize_percent(bytes: &[u8]) -> Result<String, BadPath> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let (Some(hi), Some(lo)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        else {
+            return Err(BadPath::Percent);
+        };
+        let v = hi << 4 | lo;
+        if v == 0 {
+            return Err(BadPath::Nul);
+        }
+        if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+            out.push(v);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(v >> 4)], HEX[usize::from(v & 15)]]);
+        }
+        i += 3;
+    }
+    // Only ASCII was decoded into a UTF-8 string, so it is still UTF-8.
+    String::from_utf8(out).map_err(|_| BadPath::Percent)
+}
+
+/// RFC 3986 §5.2.4 on an absolute path, by segments: `.` goes, `..` drops
+/// the segment before it (nothing above the root), a trailing `.` or `..`
+/// leaves a trailing slash; empty segments are kept.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let mut trailing = false;
+    for (i, seg) in segments.into_iter().enumerate() {
+        match seg {
+            "." => trailing = i == last,
+            ".." => {
+                out.pop();
+                trailing = i == last;
+            }
+            s => out.push(s),
+        }
+    }
+    let mut normal = String::with_capacity(path.len());
+    for seg in &out {
+        normal.push('/');
+        normal.push_str(seg);
+    }
+    if trailing || normal.is_empty() {
+        normal.push('/');
+    }
+    normal
 }
 
 /// Validates a channel value: one plain path segment. Anything that could
@@ -108,6 +340,21 @@ pub fn filtered_cookies(policy: &KeyItems, headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Appends `n` in decimal without allocating.
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
 /// Builds the cache key. Fields are length-prefixed so that no value can
 /// forge another field's boundary.
 pub fn cache_key(
@@ -120,7 +367,10 @@ pub fn cache_key(
 ) -> String {
     let mut key = String::with_capacity(64 + origin_target.len());
     let mut field = |tag: char, v: &str| {
-        let _ = write!(key, "{tag}{}:{v}", v.len());
+        key.push(tag);
+        push_decimal(&mut key, v.len());
+        key.push(':');
+        key.push_str(v);
     };
     field('d', namespace);
     field('t', origin_target);
@@ -135,7 +385,9 @@ pub fn cache_key(
             Err(_) => field(
                 'x',
                 &raw.iter().fold(String::with_capacity(raw.len() * 2), |mut s, b| {
-                    let _ = write!(s, "{b:02x}");
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    s.push(char::from(HEX[usize::from(b >> 4)]));
+                    s.push(char::from(HEX[usize::from(b & 15)]));
                     s
                 }),
             ),
@@ -155,6 +407,134 @@ pub fn cache_key(
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    fn request(version: http::Version, uri: &str, hosts: &[&str]) -> Request<()> {
+        let mut b = Request::builder().version(version).uri(uri);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn host_lines_and_authorities() {
+        use http::Version;
+        let check = |v, uri: &str, hosts: &[&str]| {
+            let mut r = request(v, uri, hosts);
+            check_viewer_input(&mut r).map(|()| (r.uri().to_string(), r.headers().get("host").cloned()))
+        };
+        let reason = |v, uri: &str, hosts: &[&str]| check(v, uri, hosts).map_err(|e| e.reason);
+        assert!(check(Version::HTTP_11, "/a", &["a.example"]).is_ok());
+        assert!(check(Version::HTTP_11, "/a", &["a.example:8080"]).is_ok());
+        assert!(check(Version::HTTP_11, "/a", &["[::1]:8080"]).is_ok());
+        assert!(check(Version::HTTP_11, "/a", &["A.Example."]).is_ok());
+        assert_eq!(reason(Version::HTTP_11, "/a", &["a.example", "a.example"]), Err("bad_host"), "two lines");
+        assert_eq!(reason(Version::HTTP_11, "/a", &["a.example", "b.example"]), Err("bad_host"));
+        assert_eq!(reason(Version::HTTP_2, "/a", &["a.example", "b.example"]), Err("bad_host"));
+        for bad in ["a b", "a/b", "user@a", "a:80x", "[::1", "[zz]", "[::1]x", "", ":80", "a.example:1:2"] {
+            assert_eq!(reason(Version::HTTP_11, "/a", &[bad]), Err("bad_host"), "{bad:?}");
+        }
+        assert_eq!(reason(Version::HTTP_11, "/a", &[]), Err("no_host"), "HTTP/1.1 needs a Host");
+        assert!(check(Version::HTTP_10, "/a", &[]).is_ok(), "HTTP/1.0 may omit it (then 400 as no host later)");
+        // HTTP/2: :authority and a Host for the same host (any port or case) are fine.
+        assert!(check(Version::HTTP_2, "https://a.example/x", &["A.example:443"]).is_ok());
+        assert!(check(Version::HTTP_2, "https://a.example/x", &[]).is_ok());
+        assert_eq!(reason(Version::HTTP_2, "https://a.example/x", &["b.example"]), Err("bad_host"));
+        assert_eq!(reason(Version::HTTP_2, "https://u@a.example/x", &[]), Err("bad_host"), "userinfo");
+        // HTTP/1.1 absolute-form: the authority wins and replaces Host.
+        let (_, host) = check(Version::HTTP_11, "http://a.example:8080/x", &["b.example"]).expect("absolute-form");
+        assert_eq!(host, Some(HeaderValue::from_static("a.example:8080")));
+    }
+
+    #[test]
+    fn the_request_target_is_rewritten_in_place() {
+        let mut r = request(http::Version::HTTP_11, "/x/%2e%2E/admin/./p?q=/../a%2e", &["a.example"]);
+        check_viewer_input(&mut r).expect("valid");
+        assert_eq!(r.uri(), "/admin/p?q=/../a%2e", "the query is left alone");
+        let mut r = request(http::Version::HTTP_2, "https://a.example/a/../b", &[]);
+        check_viewer_input(&mut r).expect("valid");
+        assert_eq!(r.uri(), "https://a.example/b", "scheme and authority kept");
+        let mut r = request(http::Version::HTTP_11, "/a%00", &["a.example"]);
+        assert_eq!(check_viewer_input(&mut r).map_err(|e| e.reason), Err("bad_path"));
+    }
+
+    #[test]
+    fn paths_are_normalised_once_and_only_when_needed() {
+        let n = |p: &str| normalize_path(p);
+        // Nothing to do: no allocation, `None`.
+        for p in ["/", "/a/b.png", "/v1.2/x..y", "/a//b", "/a/b/", "/a%2Fb", "/%C3%A9", "/.well-known/x", "/a/.b"] {
+            assert_eq!(n(p), Ok(None), "{p}");
+        }
+        // RFC 3986 §5.2.4 (and its §5.4 examples where they apply to paths).
+        for (p, want) in [
+            ("/a/../b", "/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/c/./../../g", "/a/g"),
+            ("/mid/content=5/../6", "/mid/6"),
+            ("/a/..", "/"),
+            ("/a/.", "/a/"),
+            ("/a/b/..", "/a/"),
+            ("/..", "/"),
+            ("/.", "/"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("/x/../admin", "/admin"),
+            ("//a/../b", "//b"),
+            ("/a/./", "/a/"),
+            // Encoded dots are dots (RFC 3986 §6.2.2.2 then §5.2.4).
+            ("/x/%2e%2e/admin", "/admin"),
+            ("/x/%2E%2E/admin", "/admin"),
+            ("/x/.%2e/admin", "/admin"),
+            ("/%2e/a", "/a"),
+            // Unreserved characters are decoded, the rest get upper-case hex.
+            ("/%41%62c%7e%2D", "/Abc~-"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2f..%2fb", "/a%2F..%2Fb"),
+            ("/%c3%a9", "/%C3%A9"),
+            ("/é/../x%41", "/xA"),
+            ("/é/%2e/x", "/é/x"),
+        ] {
+            assert_eq!(n(p), Ok(Some(want.to_owned())), "{p}");
+        }
+        assert_eq!(n("/a%00b"), Err(BadPath::Nul));
+        assert_eq!(n("/a/%00"), Err(BadPath::Nul));
+        assert_eq!(n("/a%0"), Err(BadPath::Percent));
+        assert_eq!(n("/a%zz"), Err(BadPath::Percent));
+        assert_eq!(n("/a%"), Err(BadPath::Percent));
+        assert_eq!(n("*"), Ok(None), "asterisk-form is not a path");
+    }
+
+    /// Arbitrary targets and hosts: no panic, and a normalised path is a
+    /// fixed point with no dot-segment left.
+    #[test]
+    fn viewer_input_survives_arbitrary_targets() {
+        const ALPHABET: &[u8] = b"/./%2eE0fFaA?#:@[]- \\x";
+        let mut state = 0x0bad_5eed_u64;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 24) as usize;
+            let tail: String =
+                (0..len).map(|_| char::from(ALPHABET[(next() % ALPHABET.len() as u64) as usize])).collect();
+            let target = format!("/{tail}");
+            if let Ok(Some(p)) = normalize_path(&target) {
+                assert_eq!(normalize_path(&p), Ok(None), "{target:?} -> {p:?} is not a fixed point");
+                assert!(!p.split('/').any(|seg| seg == "." || seg == ".."), "{target:?} -> {p:?}");
+            }
+            let mut b = Request::builder().uri("/");
+            b = b.header("host", HeaderValue::from_bytes(tail.as_bytes()).unwrap_or(HeaderValue::from_static("h")));
+            if let (Ok(mut r), Ok(uri)) = (b.body(()), target.parse::<http::Uri>()) {
+                *r.uri_mut() = uri;
+                if check_viewer_input(&mut r).is_ok() {
+                    assert_eq!(normalize_path(r.uri().path()), Ok(None), "{target:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn channel_values_stay_in_their_segment() {
@@ -200,6 +580,7 @@ mod tests {
         let b = cache_key("d", "/f", &policy, &h, Some(("x-vendor-type", "b")), &[]);
         let none = cache_key("d", "/f", &policy, &h, None, &[]);
         let staging = cache_key("s", "/f", &policy, &h, None, &[]);
+        assert_eq!(cache_key("dist", &"/x".repeat(6), &policy, &h, None, &[]), "d4:distt12:/x/x/x/x/x/x");
         assert!(a != b && a != none && none != staging);
         policy.headers = vec!["x-h".into()];
         let mut h1 = HeaderMap::new();

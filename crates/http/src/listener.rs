@@ -1,11 +1,26 @@
 //! Edge listeners: the accept loop, TLS by SNI from the `ssls` resources
 //! (ALPN `h2` and `http/1.1`), HTTP/1.1 and HTTP/2 by hyper, bounded header
-//! sizes and read timeouts, the connection limit, and the drain.
+//! sizes and read timeouts, idle connections closed, the connection limit,
+//! and the drain.
+//!
+//! Idle connections: hyper bounds an idle HTTP/1.1 keep-alive connection
+//! with its header read timeout, but has no idle timeout for HTTP/2. Each
+//! connection therefore counts its requests in progress (from the head
+//! until the response body is dropped, so a long download counts as busy)
+//! and is shut down gracefully (GOAWAY for HTTP/2) once none has been in
+//! progress for `idle_timeout`. HTTP/2 keep-alive PINGs find peers that
+//! vanished while holding streams open.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -13,7 +28,9 @@ use hyper_util::server::conn::auto;
 use shardgate_core::DrainWatch;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
+use crate::body::{BoxError, EdgeBody};
 use crate::service::{ConnInfo, EdgeService};
 
 /// Largest request head accepted (CloudFront allows 20,480 bytes without body).
@@ -46,6 +63,13 @@ pub struct HttpSettings {
     pub handshake_timeout: Duration,
     /// Time to receive a request head (and an idle keep-alive connection's next one).
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed
+    /// (HTTP/2: GOAWAY, then close once nothing is left in flight).
+    pub idle_timeout: Duration,
+    /// HTTP/2: send a PING after this long without hearing from the client.
+    pub h2_keepalive_interval: Duration,
+    /// HTTP/2: close the connection when a PING is not answered within this.
+    pub h2_keepalive_timeout: Duration,
 }
 
 /// Accepts connections until the drain starts.
@@ -153,25 +177,119 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Some(settings.h2_keepalive_interval))
+        .keep_alive_timeout(settings.h2_keepalive_timeout);
+    let activity = Activity::new();
+    let counter = Arc::clone(&activity);
     let service = service_fn(move |req| {
         let svc = Arc::clone(&svc);
-        async move { Ok::<_, Infallible>(svc.handle(req, conn).await) }
+        let in_progress = InProgress::start(&counter);
+        async move {
+            let resp = svc.handle(req, conn).await;
+            Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _in_progress: in_progress }))
+        }
     });
     let served = builder.serve_connection(io, service);
     tokio::pin!(served);
-    let result = tokio::select! {
-        r = served.as_mut() => r,
-        d = drain.draining() => {
-            // Finish the requests in flight, refuse new ones, then close.
-            served.as_mut().graceful_shutdown();
-            match tokio::time::timeout_at(d.deadline, served.as_mut()).await {
-                Ok(r) => r,
-                Err(_) => Ok(()),
+    let mut idle_closed = false;
+    let result = loop {
+        tokio::select! {
+            r = served.as_mut() => break r,
+            d = drain.draining() => {
+                // Finish the requests in flight, refuse new ones, then close.
+                served.as_mut().graceful_shutdown();
+                break match tokio::time::timeout_at(d.deadline, served.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
+                };
+            }
+            () = activity.idle_for(settings.idle_timeout), if !idle_closed => {
+                // A request that raced the timer still finishes (GOAWAY names
+                // the last stream served); the drain still bounds the wait.
+                tracing::debug!(client = %conn.client, "closing an idle edge connection");
+                served.as_mut().graceful_shutdown();
+                idle_closed = true;
             }
         }
     };
     if let Err(e) = result {
         tracing::debug!(client = %conn.client, error = %e, "edge connection ended with an error");
+    }
+}
+
+/// Requests in progress on one connection, and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    /// Requests between their head and the drop of their response body.
+    open: AtomicUsize,
+    /// When the connection was accepted; `last_end` counts from here.
+    start: Instant,
+    /// Nanoseconds after `start` when a request last ended.
+    last_end: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity { open: AtomicUsize::new(0), start: Instant::now(), last_end: AtomicU64::new(0) })
+    }
+
+    /// Resolves once no request has been in progress for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let wait = if self.open.load(Ordering::Acquire) > 0 {
+                timeout
+            } else {
+                let last = self.start + Duration::from_nanos(self.last_end.load(Ordering::Acquire));
+                let idle = last.elapsed();
+                if idle >= timeout {
+                    return;
+                }
+                timeout - idle
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Counts one request as in progress until dropped.
+struct InProgress(Arc<Activity>);
+
+impl InProgress {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.open.fetch_add(1, Ordering::AcqRel);
+        InProgress(Arc::clone(activity))
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.last_end.store(a.start.elapsed().as_nanos() as u64, Ordering::Release);
+        a.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in progress until
+/// hyper drops it (after the last byte, or when the client goes away).
+struct CountedBody {
+    body: EdgeBody,
+    _in_progress: InProgress,
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

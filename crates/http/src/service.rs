@@ -1,7 +1,8 @@
 //! The request pipeline of the edge, one function per phase:
 //!
 //! ```text
-//! host -> distribution -> variant (canary) -> behavior + cache policy
+//! viewer input (Host lines, path normalised in place; see key::check_viewer_input)
+//!   -> host -> distribution -> web ACL -> variant (canary) -> behavior + cache policy
 //!   -> rewrite (channel) -> cache key -> lookup
 //!      fresh: serve | stale: serve within stale-while-revalidate, else revalidate
 //!      in flight: wait for the leader | miss: fetch, store, stream to every waiter
@@ -23,7 +24,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use shardgate_cache::conditional::{RangeAnswer, if_range_holds, not_modified, range};
 use shardgate_cache::{
-    Cache, FillEnd, Leader, Lookup, Object, Outcome, Storability, TtlBounds, storability, vary_values,
+    Cache, FillEnd, Freshness, Leader, Lookup, Object, Outcome, Storability, Timing, TtlBounds, storability,
+    vary_values,
 };
 use shardgate_model::CachePolicy;
 use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
@@ -70,6 +72,9 @@ pub struct EdgeService {
     pub samples: Arc<Samples>,
     /// The country database, to put a country on samples.
     pub geo: Option<Arc<shardgate_waf::GeoDb>>,
+    /// The targeted cache-control fields this cache obeys, in priority order
+    /// (RFC 9213 §2.1; `edge.cache.targeted_cache_control`); empty: none.
+    pub targeted_cache_control: Vec<HeaderName>,
 }
 
 /// Facts about the viewer's connection.
@@ -152,7 +157,10 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
 
 impl EdgeService {
     /// Serves one viewer request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
+    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
+        if let Err(refusal) = key::check_viewer_input(&mut req) {
+            return refuse(&self, StatusCode::BAD_REQUEST, refusal.reason, refusal.message);
+        }
         let snapshot = self.snapshots.load();
         let Some(host) = host_of(&req) else {
             return refuse(&self, StatusCode::BAD_REQUEST, "no_host", "the request names no host".into());
@@ -330,8 +338,9 @@ impl EdgeService {
 /// What a fetch produced.
 enum Fetched {
     /// Stored (body filling in the background), or a refreshed object only
-    /// this request may see.
-    Stored(Arc<Object>, &'static str),
+    /// this request may see; with the fields that were not stored
+    /// (`no-cache="f"`, `private="f"`), which only this request gets.
+    Stored(Arc<Object>, &'static str, HeaderMap),
     /// Not storable: the origin's response, passed through.
     Pass(Response<Incoming>),
 }
@@ -411,7 +420,7 @@ impl Ctx {
         let ctx = self.clone();
         tokio::spawn(async move {
             match ctx.fetch_and_store(leader, Some(&stale)).await {
-                Ok(_) => {}
+                Ok(Fetched::Stored(..) | Fetched::Pass(_)) => {}
                 Err(e) => {
                     tracing::info!(distribution = %ctx.dist.id, target = %ctx.viewer_target, error = %e, "background revalidation failed")
                 }
@@ -433,7 +442,7 @@ impl Ctx {
             }
         };
         match fetched {
-            Ok(Fetched::Stored(o, phase)) => self.respond(&o, phase),
+            Ok(Fetched::Stored(o, phase, own)) => self.respond_with(&o, phase, &own),
             Ok(Fetched::Pass(resp)) => self.pass(resp),
             Err(e) => match stale {
                 // RFC 5861 stale-if-error.
@@ -512,6 +521,7 @@ impl Ctx {
     }
 
     async fn fetch_and_store(&self, leader: Leader, stale: Option<&Object>) -> Result<Fetched, FetchError> {
+        let request_time = SystemTime::now();
         let resp = match self.fetch(stale).await {
             Ok(r) => r,
             Err(e) => {
@@ -520,35 +530,53 @@ impl Ctx {
             }
         };
         let now = SystemTime::now();
+        let timing = Timing { request_time, response_time: now };
+        let targeted = &self.svc.targeted_cache_control;
         let bounds = TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl };
         if resp.status() == StatusCode::NOT_MODIFIED
             && let Some(stale) = stale
         {
-            // RFC 9111 §4.3.4: update the stored headers from the 304.
+            // RFC 9111 §4.3.4: update the stored headers from the 304. Its
+            // Age (and Date) say how old this validation is.
             let mut headers = stale.headers.clone();
-            for (name, value) in resp.headers() {
-                if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH && name != header::AGE {
-                    headers.insert(name.clone(), value.clone());
+            for name in resp.headers().keys() {
+                if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH {
+                    headers.remove(name);
+                    for value in resp.headers().get_all(name) {
+                        headers.append(name.clone(), value.clone());
+                    }
                 }
             }
             // The merged headers may now forbid sharing (a Set-Cookie or
             // no-store on the 304): then only this request gets the result.
-            let (ttl, swr, sie, shared) = match storability(stale.status.as_u16(), &headers, bounds, now) {
-                Storability::Store { ttl, stale_while_revalidate, stale_if_error } => {
-                    (ttl, stale_while_revalidate, stale_if_error, true)
+            let decision = storability(stale.status.as_u16(), &headers, bounds, targeted, timing);
+            let (fresh, shared) = match decision {
+                Storability::Store(f) => (f, true),
+                Storability::Skip(_) => {
+                    let initial_age = shardgate_cache::freshness::initial_age(&headers, timing);
+                    let none = Duration::ZERO;
+                    let fresh = Freshness {
+                        ttl: none,
+                        initial_age,
+                        stale_while_revalidate: none,
+                        stale_if_error: none,
+                        omit: Vec::new(),
+                    };
+                    (fresh, false)
                 }
-                Storability::Skip(_) => (Duration::ZERO, Duration::ZERO, Duration::ZERO, false),
             };
+            headers.remove(header::AGE);
+            let own = take_fields(&mut headers, &fresh.omit);
             let object = Object {
                 status: stale.status,
                 headers,
                 body: Arc::clone(&stale.body),
                 content_length: stale.content_length,
                 received: now,
-                initial_age: Duration::ZERO,
-                fresh_until: Instant::now() + ttl,
-                stale_while_revalidate: swr,
-                stale_if_error: sie,
+                initial_age: fresh.initial_age,
+                fresh_until: Instant::now() + fresh.ttl,
+                stale_while_revalidate: fresh.stale_while_revalidate,
+                stale_if_error: fresh.stale_if_error,
                 namespace: self.dist.id.as_str().into(),
                 generation: self.snapshot.generation,
                 viewer_target: self.viewer_target.clone(),
@@ -558,7 +586,7 @@ impl Ctx {
             };
             if !shared {
                 leader.uncacheable();
-                return Ok(Fetched::Stored(Arc::new(object), "RefreshHit"));
+                return Ok(Fetched::Stored(Arc::new(object), "RefreshHit", own));
             }
             let key = leader.key().to_owned();
             let object = leader.store(object);
@@ -566,7 +594,7 @@ impl Ctx {
                 // Records the new freshness (and, on disk, rewrites the metadata).
                 self.svc.cache.settle(&key, &object);
             }
-            return Ok(Fetched::Stored(object, "RefreshHit"));
+            return Ok(Fetched::Stored(object, "RefreshHit", own));
         }
         if resp.status().is_server_error() && stale.is_some_and(|s| s.within_stale_if_error(Instant::now())) {
             leader.failed();
@@ -578,8 +606,8 @@ impl Ctx {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let max = self.svc.cache.settings().max_object_bytes;
-        let decision = storability(resp.status().as_u16(), resp.headers(), bounds, now);
-        let Storability::Store { ttl, stale_while_revalidate, stale_if_error } = decision else {
+        let decision = storability(resp.status().as_u16(), resp.headers(), bounds, targeted, timing);
+        let Storability::Store(fresh) = decision else {
             leader.uncacheable();
             return Ok(Fetched::Pass(resp));
         };
@@ -613,10 +641,10 @@ impl Ctx {
             None => (shardgate_cache::Fill::new(), None),
         };
         let (parts, body) = resp.into_parts();
-        let initial_age = shardgate_cache::age_of(&parts.headers).unwrap_or(Duration::ZERO);
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         headers.remove(header::AGE);
+        let own = take_fields(&mut headers, &fresh.omit);
         let object = Object {
             status: parts.status,
             vary: vary_values(&headers, &self.req_headers),
@@ -624,10 +652,10 @@ impl Ctx {
             body: Arc::new(fill),
             content_length,
             received: now,
-            initial_age,
-            fresh_until: Instant::now() + ttl,
-            stale_while_revalidate,
-            stale_if_error,
+            initial_age: fresh.initial_age,
+            fresh_until: Instant::now() + fresh.ttl,
+            stale_while_revalidate: fresh.stale_while_revalidate,
+            stale_if_error: fresh.stale_if_error,
             namespace: self.dist.id.as_str().into(),
             generation: self.snapshot.generation,
             viewer_target: self.viewer_target.clone(),
@@ -651,7 +679,7 @@ impl Ctx {
             max,
             self.svc.metrics.clone(),
         ));
-        Ok(Fetched::Stored(object, "Miss"))
+        Ok(Fetched::Stored(object, "Miss", own))
     }
 
     /// What the origin gets: everything in the key, the channel header, the
@@ -727,6 +755,18 @@ impl Ctx {
     fn pass(&self, resp: Response<Incoming>) -> Response<EdgeBody> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // An `Age` passed on is sent as one valid delta-seconds: the first
+        // member of a list, or nothing when it is invalid (RFC 9111 §5.1).
+        if parts.headers.contains_key(header::AGE) {
+            match shardgate_cache::age_of(&parts.headers) {
+                Some(age) => {
+                    parts.headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+                }
+                None => {
+                    parts.headers.remove(header::AGE);
+                }
+            }
+        }
         self.decorate(&mut parts.headers, "Miss");
         let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         self.count("pass", len);
@@ -736,6 +776,13 @@ impl Ctx {
 
     /// Answers from a stored object: 304, 206, 416 or the whole body.
     fn respond(&self, object: &Arc<Object>, x_cache: &'static str) -> Response<EdgeBody> {
+        self.respond_with(object, x_cache, &HeaderMap::new())
+    }
+
+    /// [`Ctx::respond`], adding `own`: fields of the origin's response that
+    /// were not stored (`no-cache="f"`, `private="f"`) but belong to the
+    /// request that fetched it.
+    fn respond_with(&self, object: &Arc<Object>, x_cache: &'static str, own: &HeaderMap) -> Response<EdgeBody> {
         let phase = match x_cache {
             "Hit" => "hit",
             "RefreshHit" => "refresh_hit",
@@ -743,10 +790,13 @@ impl Ctx {
             _ => "miss",
         };
         let mut headers = object.headers.clone();
+        for (name, value) in own {
+            headers.append(name.clone(), value.clone());
+        }
         headers.insert(header::AGE, HeaderValue::from(object.age(SystemTime::now())));
         self.decorate(&mut headers, x_cache);
 
-        if object.status == StatusCode::OK && not_modified(&self.req_headers, &object.headers) {
+        if object.status == StatusCode::OK && not_modified(&self.req_headers, &object.headers, object.received) {
             // RFC 9110 §15.4.5: a 304 carries the validators and caching headers, no body.
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::CONTENT_TYPE);
@@ -763,7 +813,7 @@ impl Ctx {
         let (start, end) = match known_len {
             Some(len) if object.status == StatusCode::OK => {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                let answer = if if_range_holds(&self.req_headers, &object.headers) {
+                let answer = if if_range_holds(&self.req_headers, &object.headers, object.received) {
                     range(&self.req_headers, len)
                 } else {
                     RangeAnswer::Full
@@ -826,6 +876,21 @@ enum FetchError {
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
+}
+
+/// Removes `names` from `headers` and returns them (no allocation when
+/// `names` is empty, the usual case).
+fn take_fields(headers: &mut HeaderMap, names: &[HeaderName]) -> HeaderMap {
+    let mut taken = HeaderMap::new();
+    for name in names {
+        if let header::Entry::Occupied(e) = headers.entry(name) {
+            let (name, values) = e.remove_entry_mult();
+            for v in values {
+                taken.append(name.clone(), v);
+            }
+        }
+    }
+    taken
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

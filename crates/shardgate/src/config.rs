@@ -135,6 +135,16 @@ pub struct EdgeConfig {
     /// Time to receive a request head, and the idle time of a keep-alive
     /// connection between requests. Default 10s.
     pub header_read_timeout: ConfigDuration,
+    /// A connection with no request in progress for this long is closed;
+    /// this is what bounds an idle HTTP/2 connection (GOAWAY). A response
+    /// still being sent counts as in progress. Default 60s.
+    pub idle_timeout: ConfigDuration,
+    /// HTTP/2: a PING after this long without hearing from the client.
+    /// Default 30s.
+    pub h2_keepalive_interval: ConfigDuration,
+    /// HTTP/2: the connection is closed when a PING is not answered within
+    /// this. Default 20s.
+    pub h2_keepalive_timeout: ConfigDuration,
 }
 
 impl Default for EdgeConfig {
@@ -143,6 +153,9 @@ impl Default for EdgeConfig {
             http: Vec::new(),
             cache: CacheConfig::default(),
             header_read_timeout: ConfigDuration::from_secs(10),
+            idle_timeout: ConfigDuration::from_secs(60),
+            h2_keepalive_interval: ConfigDuration::from_secs(30),
+            h2_keepalive_timeout: ConfigDuration::from_secs(20),
         }
     }
 }
@@ -175,6 +188,11 @@ pub struct CacheConfig {
     pub disk_max_object_bytes: Option<u64>,
     /// The disk tier's directory. Default `<store.data_dir>/cache`.
     pub disk_path: Option<PathBuf>,
+    /// Targeted cache-control fields (RFC 9213) this cache obeys instead of
+    /// `Cache-Control` and `Expires`, in priority order: the first one a
+    /// response carries with a valid value wins. `[]` turns them off.
+    /// Default `["CDN-Cache-Control"]`.
+    pub targeted_cache_control: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -185,6 +203,7 @@ impl Default for CacheConfig {
             disk_bytes: 4 << 30,
             disk_max_object_bytes: None,
             disk_path: None,
+            targeted_cache_control: vec!["CDN-Cache-Control".to_owned()],
         }
     }
 }
@@ -193,6 +212,26 @@ impl CacheConfig {
     /// The largest object the disk tier stores.
     pub fn disk_max_object(&self) -> u64 {
         self.disk_max_object_bytes.unwrap_or((1 << 30u64).min(self.disk_bytes))
+    }
+
+    /// `targeted_cache_control` as field names, or the first bad entry.
+    pub fn targeted_fields(&self) -> Result<Vec<shardgate_cache::freshness::FieldName>, ConfigError> {
+        if self.targeted_cache_control.len() > shardgate_cache::freshness::MAX_TARGETED_FIELDS {
+            return Err(ConfigError(format!(
+                "edge.cache.targeted_cache_control: at most {} field names",
+                shardgate_cache::freshness::MAX_TARGETED_FIELDS
+            )));
+        }
+        let mut out = Vec::with_capacity(self.targeted_cache_control.len());
+        for (i, name) in self.targeted_cache_control.iter().enumerate() {
+            let field = shardgate_cache::freshness::targeted_field(name)
+                .map_err(|why| ConfigError(format!("edge.cache.targeted_cache_control[{i}]: {name:?} {why}")))?;
+            if out.contains(&field) {
+                return Err(ConfigError(format!("edge.cache.targeted_cache_control[{i}]: {name:?} is listed twice")));
+            }
+            out.push(field);
+        }
+        Ok(out)
     }
 }
 
@@ -482,9 +521,17 @@ impl Config {
         if self.edge.cache.disk_bytes > 0 && self.edge.cache.disk_max_object() > self.edge.cache.disk_bytes {
             return Err(ConfigError("edge.cache.disk_max_object_bytes cannot exceed edge.cache.disk_bytes".into()));
         }
-        if self.edge.header_read_timeout.get().is_zero() {
-            return Err(ConfigError("edge.header_read_timeout must be greater than 0".into()));
+        for (name, d) in [
+            ("header_read_timeout", &self.edge.header_read_timeout),
+            ("idle_timeout", &self.edge.idle_timeout),
+            ("h2_keepalive_interval", &self.edge.h2_keepalive_interval),
+            ("h2_keepalive_timeout", &self.edge.h2_keepalive_timeout),
+        ] {
+            if d.get().is_zero() {
+                return Err(ConfigError(format!("edge.{name} must be greater than 0")));
+            }
         }
+        self.edge.cache.targeted_fields()?;
         let others = [("admin.listen", self.admin.listen), ("metrics.listen", self.metrics.listen)];
         let listeners: Vec<SocketAddr> =
             self.stream.tcp.iter().map(|l| l.addr.0).chain(self.edge.http.iter().map(|l| l.addr.0)).collect();
@@ -635,5 +682,30 @@ mod tests {
         let c = Config::parse("admin:\n  listen: \"0.0.0.0:9180\"\n").expect("parse");
         assert!(c.warnings().iter().any(|w| w.contains("beyond this host")), "{:?}", c.warnings());
         assert!(Config::default().warnings().is_empty());
+    }
+
+    #[test]
+    fn edge_cache_and_connection_settings() {
+        let c = Config::default();
+        assert_eq!(c.edge.cache.targeted_fields().expect("default").len(), 1);
+        assert_eq!(c.edge.idle_timeout.get(), std::time::Duration::from_secs(60));
+        let c = Config::parse("edge:\n  cache:\n    targeted_cache_control: []\n").expect("parse");
+        assert!(c.check().is_ok() && c.edge.cache.targeted_fields().expect("empty").is_empty(), "[] turns it off");
+        let c =
+            Config::parse("edge:\n  cache:\n    targeted_cache_control: [Fastly-Cache-Control, CDN-Cache-Control]\n")
+                .expect("parse");
+        assert_eq!(c.edge.cache.targeted_fields().expect("two").len(), 2);
+        for (bad, why) in [
+            ("[\"bad name\"]", "targeted_cache_control[0]"),
+            ("[Cache-Control]", "targeted_cache_control[0]"),
+            ("[cdn-cache-control, CDN-Cache-Control]", "targeted_cache_control[1]"),
+            ("[\"\"]", "targeted_cache_control[0]"),
+        ] {
+            let c = Config::parse(&format!("edge:\n  cache:\n    targeted_cache_control: {bad}\n")).expect("parse");
+            let e = c.check().unwrap_err().0;
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let c = Config::parse("edge:\n  idle_timeout: 0s\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("edge.idle_timeout"));
     }
 }

@@ -201,6 +201,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             metrics: EdgeMetrics::register(&metrics),
             samples: Arc::clone(&samples),
             geo: geo.clone(),
+            targeted_cache_control: config.edge.cache.targeted_fields()?,
         });
         tokio::spawn(shardgate_http::purge_invalidated(
             Arc::clone(&handle),
@@ -211,6 +212,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_connections: Arc::clone(&settings.max_connections),
             handshake_timeout: config.limits.handshake_timeout.get(),
             header_read_timeout: config.edge.header_read_timeout.get(),
+            idle_timeout: config.edge.idle_timeout.get(),
+            h2_keepalive_interval: config.edge.h2_keepalive_interval.get(),
+            h2_keepalive_timeout: config.edge.h2_keepalive_timeout.get(),
         };
         for (socket, spec) in edge_listeners {
             tracing::info!(listener = %spec.label(), "edge listener bound");

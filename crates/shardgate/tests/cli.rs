@@ -31,6 +31,13 @@ fn validate_accepts_a_good_file_and_names_the_path_of_a_bad_field() {
     assert!(!out.status.success());
     assert!(err.contains("stream.tcp[0].tls"), "{err}");
 
+    let targeted =
+        write(dir.path(), "edge:\n  cache:\n    targeted_cache_control: [CDN-Cache-Control, Cache-Control]\n");
+    let out = shardgate().args(["validate", "--config"]).arg(&targeted).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("edge.cache.targeted_cache_control[1]"), "{err}");
+
     let unknown = write(dir.path(), "admin:\n  lisen: 127.0.0.1:9180\n");
     let out = shardgate().args(["validate", "--config"]).arg(&unknown).output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);

@@ -217,3 +217,40 @@ fn huge_ages_and_windows_saturate() {
     let now = std::time::Instant::now();
     assert!(o.within_stale_while_revalidate(now) && o.within_stale_if_error(now));
 }
+
+fn req(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut m = HeaderMap::new();
+    for (k, v) in pairs {
+        m.append(*k, HeaderValue::from_static(v));
+    }
+    m
+}
+
+#[test]
+fn vary_values_compare_as_lists() {
+    let response = req(&[("vary", "Foo"), ("vary", ", accept-language,foo")]);
+    let stored = vary_values(&response, &req(&[("foo", "1,2"), ("accept-language", "en")]));
+    assert_eq!(
+        stored,
+        vec![
+            (HeaderName::from_static("foo"), Some(HeaderValue::from_static("1, 2"))),
+            (HeaderName::from_static("accept-language"), Some(HeaderValue::from_static("en"))),
+        ],
+        "names from every Vary line, once each; values normalised"
+    );
+    let o = object(b"x", Duration::from_secs(60), stored);
+    // vary-normalise-space, vary-normalise-combine.
+    assert!(o.matches_vary(&req(&[("foo", " 1, 2 "), ("accept-language", "en")])));
+    assert!(o.matches_vary(&req(&[("foo", "1"), ("foo", "2"), ("accept-language", "en")])));
+    assert!(o.matches_vary(&req(&[("foo", "1,"), ("foo", ",2"), ("accept-language", "en")])));
+    // vary-no-match, vary-omit, vary-3-order.
+    assert!(!o.matches_vary(&req(&[("foo", "2, 1"), ("accept-language", "en")])), "order is kept");
+    assert!(!o.matches_vary(&req(&[("foo", "1"), ("accept-language", "en")])));
+    assert!(!o.matches_vary(&req(&[("foo", "1, 2")])), "a header the variant had is missing");
+    assert!(!o.matches_vary(&req(&[("foo", "1, 2"), ("accept-language", "en"), ("accept-language", "de")])));
+    // Absent matches only absent (vary-3-omit); an empty value is not absent.
+    let absent = object(b"x", Duration::from_secs(60), vary_values(&req(&[("vary", "bar")]), &HeaderMap::new()));
+    assert!(absent.matches_vary(&HeaderMap::new()));
+    assert!(!absent.matches_vary(&req(&[("bar", "")])));
+    assert!(!absent.matches_vary(&req(&[("bar", "1")])));
+}
