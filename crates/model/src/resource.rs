@@ -112,7 +112,7 @@ impl Wire {
             ResourceKind::Invalidations => Wire::Invalidation(json::from_value(value)?),
             ResourceKind::IpSets => Wire::IpSet(json::from_value(value)?),
             ResourceKind::RegexPatternSets => Wire::RegexSet(json::from_value(value)?),
-            ResourceKind::WebAcls => Wire::WebAcl(json::from_value(value)?),
+            ResourceKind::WebAcls => Wire::WebAcl(crate::wire::waf::web_acl_from_value(value)?),
         })
     }
 
