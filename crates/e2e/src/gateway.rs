@@ -22,6 +22,7 @@ pub struct GatewayBuilder {
     drain_timeout: String,
     extra_yaml: String,
     edge_yaml: String,
+    admin_yaml: String,
     data_dir: Option<PathBuf>,
 }
 
@@ -39,6 +40,7 @@ impl GatewayBuilder {
             drain_timeout: "5s".into(),
             extra_yaml: String::new(),
             edge_yaml: String::new(),
+            admin_yaml: String::new(),
             data_dir: None,
         }
     }
@@ -99,6 +101,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Extra YAML inside the `admin:` block, indented by two spaces (e.g.
+    /// `  refuse_expired_certificates: true`).
+    pub fn admin_yaml(mut self, extra: &str) -> Self {
+        self.admin_yaml.push_str(extra);
+        self.admin_yaml.push('\n');
+        self
+    }
+
     /// Use this data directory (kept after the gateway stops).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
@@ -147,7 +157,8 @@ impl GatewayBuilder {
             yaml.push_str(&self.edge_yaml);
         }
         yaml.push_str(&format!(
-            "admin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{}",
+            "admin:\n  listen: \"{admin}\"\n{}metrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{}",
+            self.admin_yaml,
             data_dir.display(),
             self.drain_timeout,
             self.extra_yaml
