@@ -152,3 +152,55 @@ async fn connection(socket: TcpStream, router: Router, header_read_timeout: Dura
         tracing::debug!(error = %e, "admin connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(
+        max_connections: usize,
+        header_read_timeout: Duration,
+    ) -> (std::net::SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().route("/", get(|| async { "hi" }));
+        let settings = ServeSettings { header_read_timeout, max_connections, shutdown_grace: Duration::from_secs(5) };
+        let (tx, mut rx) = watch::channel(false);
+        tokio::spawn(serve(listener, router, settings, async move { stopped(&mut rx).await }));
+        (addr, tx)
+    }
+
+    async fn get_root(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("send");
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.expect("read");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn at_the_connection_cap_the_next_connection_waits_for_a_free_slot() {
+        let (addr, _stop) = start(1, Duration::from_secs(60)).await;
+        let holder = TcpStream::connect(addr).await.expect("first connection");
+        // Accepted by the kernel, not served: the one slot is taken.
+        let waiting = tokio::spawn(get_root(addr));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "a second connection is not served while the first holds the slot");
+        drop(holder);
+        let answer = tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("served").expect("task");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_and_stops_accepting() {
+        let (addr, stop) = start(8, Duration::from_secs(60)).await;
+        let mut idle = TcpStream::connect(addr).await.expect("connect");
+        assert!(get_root(addr).await.starts_with("HTTP/1.1 200"));
+        stop.send(true).expect("stop");
+        let mut buf = [0u8; 8];
+        let closed = tokio::time::timeout(Duration::from_secs(30), idle.read(&mut buf)).await.expect("closed");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    }
+}
