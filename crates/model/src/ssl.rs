@@ -103,9 +103,9 @@ pub struct Ssl {
 
 impl Ssl {
     /// Validates a wire SSL object. `now_unix` is `Some` when expired
-    /// certificates must be refused (Admin API writes); stored objects load
-    /// with `None`, so a certificate that expires later keeps serving, as it
-    /// does in nginx, while the expiry shows in logs and metrics.
+    /// certificates must be refused (Admin API writes with
+    /// `admin.refuse_expired_certificates`); otherwise they load, as APISIX
+    /// and nginx load them, and the expiry shows in logs and metrics.
     pub fn from_wire(id: ResourceId, w: &SslWire, now_unix: Option<i64>) -> Result<Self, Invalid> {
         check_labels(&w.labels)?;
         if let Some(desc) = &w.desc
