@@ -5,7 +5,8 @@
 //! - `name=<regex>`: the resource's `name` matches the regular expression
 //!   anywhere (APISIX: `ngx.re.find`, PCRE; here Rust's `regex` syntax,
 //!   linear time, no look-around or backreferences). A resource without a
-//!   name does not match.
+//!   name does not match; web ACLs, IP sets and regex pattern sets match on
+//!   their AWS `Name`.
 //! - `label=<key>`: the resource has that label key (APISIX matches keys
 //!   only); `label=<key>:<value>` (shardgate) also asks for that value.
 //! - `uri=<regex>`: the resource's `uri` or one of its `uris` matches (HTTP
@@ -101,8 +102,9 @@ pub(super) fn filter(
         .filter(|kv| {
             let Ok(value) = mjson::parse(&kv.value) else { return false };
             let text = |field: &str| value.get(field).and_then(Value::as_str);
+            // AWS WAF's kinds spell it `Name`.
             if let Some(re) = &name
-                && !text("name").is_some_and(|n| re.is_match(n))
+                && !text("name").or_else(|| text("Name")).is_some_and(|n| re.is_match(n))
             {
                 return false;
             }
