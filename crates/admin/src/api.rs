@@ -2,41 +2,57 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /apisix/admin/<kind>` | 200 `{"total","list":[{"key","value","createdIndex","modifiedIndex"}]}`, `page`/`page_size` paging |
-//! | `GET /apisix/admin/<kind>/<id>` | 200 `{"key","value","createdIndex","modifiedIndex"}`, 404 |
-//! | `PUT /apisix/admin/<kind>/<id>` | 201 created / 200 replaced, `{"key","value"}` |
+//! | `GET /apisix/admin/<kind>` | 200 `{"total","list":[{"key","value","createdIndex","modifiedIndex"}]}`; filters `name` (regex), `label` (`key` or `key:value`), `uri`, `filter` (`upstream_id=..&service_id=..`), then `page`/`page_size` paging; `total` counts the filtered list (`apisix/admin/v3_adapter.lua`) |
+//! | `GET /apisix/admin/<kind>/<id>[/<anything>]` | 200 `{"key","value","createdIndex","modifiedIndex"}`, 404; a sub path returns the whole object, as APISIX's `resource.lua` `get` |
+//! | `PUT /apisix/admin/<kind>/<id>`, `PUT /apisix/admin/<kind>` with `id` in the body | 201 created / 200 replaced, `{"key","value"}` |
 //! | `POST /apisix/admin/<kind>` | 201, id generated from the store revision, 20 digits (APISIX `core.etcd.push`) |
 //! | `DELETE /apisix/admin/<kind>/<id>` | 200 `{"deleted":"1","key"}`, 404; a resource another one refers to: 400 naming it, unless `?force=true` |
 //! | `PATCH /apisix/admin/<kind>/<id>[/<sub/path>]` | merge patch or sub-path replace; stream routes (as APISIX) and invalidations: 405 |
+//! | `?ttl=<seconds>` on PUT, POST, PATCH | the resource is deleted when it passes (an etcd lease in APISIX); a write without it makes the resource permanent again |
 //! | `POST /apisix/admin/continuous_deployment_policies/<id>/promote\|discard` | canary actions (`api::canary`) |
 //! | `GET /apisix/admin/web_acls/<id>/sampled_requests` | recent WAF matches, AWS's `GetSampledRequests` shape |
 //! | `POST /apisix/admin/schema/validate/<kind>` | 200 or 400, nothing stored |
+//! | `HEAD /apisix/admin` | 200, no key needed (APISIX's `head` handler in `apisix/admin/init.lua`) |
+//! | `OPTIONS` anything | 200 with APISIX's CORS headers, no key needed (`cors_admin` in `apisix/init.lua`) |
 //!
-//! Writes are serialized by one lock so that reference checks (an upstream
-//! still used, an `upstream_id` that must exist) cannot race another write of
-//! this process. GET responses never include private keys.
+//! Paths are split on `/` and empty segments dropped, as APISIX's
+//! `core.utils.split_uri` does, so a trailing slash changes nothing.
+//! `create_time` and `update_time` are the server's: a PUT or POST body that
+//! carries them is refused as APISIX 3.x refuses it ("the property is
+//! forbidden"), a PATCH may set them (APISIX `utils.inject_timestamp`).
+//!
+//! Reads and writes have separate budgets. A write's body is read first, with
+//! its own deadline, holding nothing; only then does the write take one of
+//! `admin_max_writes` turns and, for the reference checks and the store
+//! write, the write lock that serializes writes of this process. Reads take
+//! neither: they read the store directly, so a GET never waits for a write.
+//! GET responses never include private keys.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Path, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::{BoxError, Json, Router};
+use axum::{Json, Router};
 use serde_json::{Value, json};
 use shardgate_core::Limits;
-use shardgate_model::resource::Wire;
+use shardgate_model::resource::{Resource, Wire};
 use shardgate_model::{Invalid, ResourceId, ResourceKind, Validation, json as mjson};
 use shardgate_store::{Condition, KeyValue, Store};
-use tower::ServiceBuilder;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::ApiError;
 use crate::auth::require_key;
 use crate::patch;
+
+/// Longest `?ttl=` accepted, in seconds: etcd's `MaxLeaseTTL` (9,000,000,000
+/// seconds, `server/lease/lessor.go`), the bound APISIX's leases have.
+pub const MAX_TTL_SECS: f64 = 9_000_000_000.0;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -50,6 +66,14 @@ struct Inner {
     key: String,
     limits: Limits,
     write: tokio::sync::Mutex<()>,
+    /// Turns for writes whose body has arrived (`limits.admin_max_writes`).
+    writes: Arc<Semaphore>,
+    /// Turns for reads (`limits.admin_max_concurrency`).
+    reads: Arc<Semaphore>,
+    /// APISIX's `enable_admin_cors`.
+    cors: bool,
+    /// Refuse certificates that have already expired (APISIX accepts them).
+    refuse_expired: bool,
     /// The store revision the data plane runs (for invalidation status).
     applied: Option<tokio::sync::watch::Receiver<u64>>,
     /// Recent WAF samples, shared with the edge.
@@ -64,8 +88,12 @@ impl AdminState {
                 store,
                 prefix: prefix.into(),
                 key: key.into(),
+                writes: Arc::new(Semaphore::new(limits.admin_max_writes)),
+                reads: Arc::new(Semaphore::new(limits.admin_max_concurrency)),
                 limits,
                 write: tokio::sync::Mutex::new(()),
+                cors: true,
+                refuse_expired: false,
                 applied: None,
                 samples: None,
             }),
@@ -89,6 +117,24 @@ impl AdminState {
         self
     }
 
+    /// APISIX's `enable_admin_cors` (default on): CORS preflights are
+    /// answered and every answer carries APISIX's `Access-Control-*` headers.
+    pub fn with_cors(mut self, on: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cors = on;
+        }
+        self
+    }
+
+    /// Refuse `ssls` whose certificate has already expired (default: accept
+    /// them with a warning, as APISIX accepts them).
+    pub fn with_refuse_expired_certificates(mut self, on: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.refuse_expired = on;
+        }
+        self
+    }
+
     fn applied(&self) -> u64 {
         self.inner.applied.as_ref().map_or(0, |rx| *rx.borrow())
     }
@@ -96,40 +142,72 @@ impl AdminState {
     pub(crate) fn key(&self) -> &str {
         &self.inner.key
     }
+
+    /// What validation checks beyond the schema, as configured.
+    fn validation(&self) -> Validation {
+        Validation { now_unix: self.inner.refuse_expired.then(now_unix) }
+    }
 }
 
-/// The Admin API router: resources, auth, body and concurrency limits, timeout.
+/// The Admin API router: resources, auth, CORS, per-request bounds.
 pub fn router(state: AdminState) -> Router {
-    let limits = &state.inner.limits;
-    let guard = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(overloaded))
-        .load_shed()
-        .concurrency_limit(limits.admin_max_concurrency)
-        .timeout(limits.admin_request_timeout.get());
     Router::new()
-        .route("/apisix/admin/{kind}", any(collection))
-        .route("/apisix/admin/{kind}/", any(collection))
-        .route("/apisix/admin/{kind}/{id}", any(item))
-        .route("/apisix/admin/{kind}/{id}/{*sub}", any(item_sub))
+        .route("/apisix/admin", any(root))
+        .route("/apisix/admin/", any(root))
+        .route("/apisix/admin/{*path}", any(dispatch))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error_msg": "not found"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
         .layer(axum::middleware::map_response(|mut r: Response| async move {
             r.headers_mut().insert("x-api-version", HeaderValue::from_static("v3"));
             r
         }))
-        .layer(guard)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
 }
 
-async fn overloaded(err: BoxError) -> Response {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        (StatusCode::REQUEST_TIMEOUT, Json(json!({"error_msg": "the request timed out"}))).into_response()
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error_msg": "too many concurrent Admin API requests"})))
-            .into_response()
+/// APISIX's `cors_admin` (`apisix/init.lua`), run before the key check: an
+/// `OPTIONS` preflight is answered 200 with the allowed methods and headers;
+/// every other answer gets `Access-Control-Allow-Origin: *` and friends.
+/// A browser sends no credentials to a `*` origin, so the key stays needed.
+async fn cors(State(st): State<AdminState>, req: Request, next: Next) -> Response {
+    if !st.inner.cors {
+        return next.run(req).await;
+    }
+    if req.method() == Method::OPTIONS {
+        let mut r = StatusCode::OK.into_response();
+        let h = r.headers_mut();
+        for (name, value) in [
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-methods", "POST, GET, PUT, OPTIONS, DELETE, PATCH"),
+            ("access-control-max-age", "3600"),
+            ("access-control-allow-headers", "*"),
+            ("access-control-allow-credentials", "true"),
+            ("content-type", "text/plain"),
+        ] {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+        return r;
+    }
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    for (name, value) in [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-credentials", "true"),
+        ("access-control-expose-headers", "*"),
+        ("access-control-max-age", "3600"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    r
+}
+
+/// `/apisix/admin` itself: `HEAD` answers 200 (clients use it to check the
+/// Admin API is there; APISIX needs no key for it either).
+async fn root(method: Method) -> Response {
+    if method == Method::HEAD {
+        StatusCode::OK.into_response()
     } else {
-        tracing::error!(error = %err, "Admin API middleware failure");
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error_msg": "internal error"}))).into_response()
+        (StatusCode::NOT_FOUND, Json(json!({"error_msg": "not found"}))).into_response()
     }
 }
 
@@ -149,10 +227,33 @@ fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() as i64
 }
 
-async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
-    match axum::body::to_bytes(body, max).await {
-        Ok(b) => Ok(b.to_vec()),
-        Err(e) => {
+/// `?ttl=`: absent, or a positive number of seconds. APISIX refuses a
+/// non-number with this exact message (`apisix/admin/init.lua`); zero,
+/// negative and huge values fail later in APISIX (etcd refuses the lease),
+/// here at once.
+fn ttl_of(query: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = query.get("ttl") else { return Ok(None) };
+    let secs: f64 = raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite())
+        .ok_or_else(|| ApiError::BadRequest("invalid argument ttl: should be a number".into()))?;
+    if !(secs > 0.0 && secs <= MAX_TTL_SECS) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid argument ttl: should be a number of seconds greater than 0 and at most {MAX_TTL_SECS}"
+        )));
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
+}
+
+/// Reads a request body: at most `max` bytes, within `deadline`. Called
+/// before any budget or lock is taken, so a slow client holds nothing.
+async fn read_body(body: Body, max: usize, deadline: Duration) -> Result<Vec<u8>, ApiError> {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, max)).await {
+        Err(_) => Err(ApiError::BodyTimeout(deadline)),
+        Ok(Ok(b)) => Ok(b.to_vec()),
+        Ok(Err(e)) => {
             let inner = e.into_inner();
             if inner.is::<http_body_util::LengthLimitError>() {
                 Err(ApiError::TooLarge(max))
@@ -209,91 +310,198 @@ fn entry(kind: ResourceKind, kv: &KeyValue, applied: u64) -> Value {
     })
 }
 
-async fn collection(
-    State(st): State<AdminState>,
-    Path(kind): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&kind)?;
-    match method {
-        Method::GET => st.list(kind, &query_map(&uri)).await,
-        Method::POST => {
-            let bytes = read_body(body, st.inner.limits.admin_body_max_bytes).await?;
-            st.create(kind, &bytes).await
+/// A request once its path is split: what it names.
+enum Target<'a> {
+    /// `/apisix/admin/<kind>`.
+    Collection(&'a str),
+    /// `/apisix/admin/<kind>/<id>`.
+    Item(&'a str, &'a str),
+    /// `/apisix/admin/<kind>/<id>/<sub/path>`.
+    Sub(&'a str, &'a str, String),
+}
+
+/// Every path under `/apisix/admin/`: splits it, takes the read or write
+/// budget, reads a write's body, and hands over to the operation.
+async fn dispatch(State(st): State<AdminState>, method: Method, uri: Uri, body: Body) -> Result<Response, ApiError> {
+    // APISIX's split_uri: empty segments (a trailing slash) change nothing.
+    // The raw path is split before decoding, so `%2F` stays inside its segment.
+    let raw = uri.path().strip_prefix("/apisix/admin").unwrap_or_default();
+    let segs: Vec<String> = raw.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect::<Result<_, _>>()?;
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let target = match segs.as_slice() {
+        [] => return Ok(root(method).await),
+        [kind] => Target::Collection(kind),
+        [kind, id] => Target::Item(kind, id),
+        [kind, id, rest @ ..] => Target::Sub(kind, id, rest.join("/")),
+    };
+    let query = query_map(&uri);
+    let limits = &st.inner.limits;
+    if matches!(method, Method::GET | Method::HEAD) {
+        let Ok(_turn) = Arc::clone(&st.inner.reads).try_acquire_owned() else {
+            return Err(ApiError::Busy("too many concurrent Admin API reads; retry".into()));
+        };
+        return st.read(target, &query).await;
+    }
+    // A write: its body first, holding nothing.
+    let bytes = read_body(body, limits.admin_body_max_bytes, limits.admin_body_read_timeout.get()).await?;
+    let deadline = tokio::time::Instant::now() + limits.admin_request_timeout.get();
+    let turn = tokio::time::timeout_at(deadline, Arc::clone(&st.inner.writes).acquire_owned()).await;
+    let _turn: OwnedSemaphorePermit = match turn {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(ApiError::Busy(format!(
+                "too many concurrent Admin API writes: no turn within {:?}; retry",
+                limits.admin_request_timeout.get()
+            )));
         }
-        Method::PUT | Method::DELETE | Method::PATCH => {
-            Err(ApiError::BadRequest(format!("missing {} id", kind.singular())))
-        }
-        other => Err(ApiError::MethodNotAllowed(format!("not supported `{other}` method for {}", kind.singular()))),
+    };
+    match tokio::time::timeout_at(deadline, st.write(method, target, &query, &bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::Busy(format!(
+            "the write did not finish within {:?}; check with GET whether it was stored",
+            limits.admin_request_timeout.get()
+        ))),
     }
 }
 
-async fn item(
-    State(st): State<AdminState>,
-    Path((kind, id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let kind = kind_of(&kind)?;
-    let id = id_of(&id)?;
-    match method {
-        Method::GET => st.get(kind, &id).await,
-        Method::PUT => {
-            let bytes = read_body(body, st.inner.limits.admin_body_max_bytes).await?;
-            st.put(kind, id, &bytes).await
+impl AdminState {
+    async fn read(&self, target: Target<'_>, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+        match target {
+            Target::Collection(kind) => self.list(kind_of(kind)?, query).await,
+            Target::Item(kind, id) => self.get(kind_of(kind)?, &id_of(id)?).await,
+            Target::Sub(kind, id, sub) => {
+                let (kind, id) = (kind_of(kind)?, id_of(id)?);
+                if kind == ResourceKind::WebAcls && sub == "sampled_requests" {
+                    // The shape of AWS's GetSampledRequests answer.
+                    self.get(kind, &id).await?;
+                    let (list, population) =
+                        self.inner.samples.as_ref().map_or((Vec::new(), 0), |s| s.get(id.as_str()));
+                    return Ok((StatusCode::OK, Json(json!({"SampledRequests": list, "PopulationSize": population})))
+                        .into_response());
+                }
+                // APISIX's `get` ignores the sub path: the whole object.
+                self.get(kind, &id).await
+            }
         }
-        Method::DELETE => st.delete(kind, &id, &query_map(&uri)).await,
-        Method::PATCH => {
-            let bytes = read_body(body, st.inner.limits.admin_body_max_bytes).await?;
-            st.patch(kind, &id, None, &bytes).await
+    }
+
+    async fn write(
+        &self,
+        method: Method,
+        target: Target<'_>,
+        query: &HashMap<String, String>,
+        bytes: &[u8],
+    ) -> Result<Response, ApiError> {
+        match (target, method) {
+            (Target::Sub(kind, id, sub), Method::POST) if kind == "schema" && id == "validate" => {
+                let kind = kind_of(&sub)?;
+                let wire = Wire::from_value(kind, parse_json(bytes)?)?;
+                let placeholder = ResourceId::parse("validate").map_err(ApiError::BadRequest)?;
+                wire.validate(&placeholder, self.validation())?;
+                Ok((StatusCode::OK, Json(json!({}))).into_response())
+            }
+            (Target::Collection(kind), method) => {
+                let kind = kind_of(kind)?;
+                match method {
+                    Method::POST => self.create(kind, bytes, ttl_of(query)?).await,
+                    // APISIX's `check_conf`: the id may come from the body.
+                    Method::PUT => {
+                        let value = parse_json(bytes)?;
+                        let id = match value.get("id") {
+                            Some(id) => ResourceId::from_json("id", id)?,
+                            None => return Err(ApiError::BadRequest(format!("missing {} id", kind.singular()))),
+                        };
+                        self.put(kind, id, value, ttl_of(query)?).await
+                    }
+                    Method::DELETE | Method::PATCH => {
+                        Err(ApiError::BadRequest(format!("missing {} id", kind.singular())))
+                    }
+                    other => Err(not_supported(&other, kind)),
+                }
+            }
+            (Target::Item(kind, id), method) => {
+                let (kind, id) = (kind_of(kind)?, id_of(id)?);
+                match method {
+                    Method::PUT => self.put(kind, id, parse_json(bytes)?, ttl_of(query)?).await,
+                    Method::DELETE => self.delete(kind, &id, query).await,
+                    Method::PATCH => self.patch(kind, &id, None, bytes, ttl_of(query)?).await,
+                    Method::POST => Err(ApiError::BadRequest(format!("wrong {} id, do not need it", kind.singular()))),
+                    other => Err(not_supported(&other, kind)),
+                }
+            }
+            (Target::Sub(kind, id, sub), method) => {
+                let (kind, id) = (kind_of(kind)?, id_of(id)?);
+                match method {
+                    Method::POST if kind == ResourceKind::CdPolicies => match sub.as_str() {
+                        "promote" => self.promote(&id).await,
+                        "discard" => self.discard(&id).await,
+                        other => Err(ApiError::NotFound { what: format!("action {other:?} (use promote or discard)") }),
+                    },
+                    Method::PATCH => self.patch(kind, &id, Some(&sub), bytes, ttl_of(query)?).await,
+                    other => Err(ApiError::MethodNotAllowed(format!(
+                        "not supported `{other}` method on a sub path of {}",
+                        kind.singular()
+                    ))),
+                }
+            }
         }
-        Method::POST => Err(ApiError::BadRequest(format!("wrong {} id, do not need it", kind.singular()))),
-        other => Err(ApiError::MethodNotAllowed(format!("not supported `{other}` method for {}", kind.singular()))),
     }
 }
 
-async fn item_sub(
-    State(st): State<AdminState>,
-    Path((kind, id, sub)): Path<(String, String, String)>,
-    method: Method,
-    body: Body,
-) -> Result<Response, ApiError> {
-    if kind == "schema" && id == "validate" && method == Method::POST {
-        let kind = kind_of(&sub)?;
-        let bytes = read_body(body, st.inner.limits.admin_body_max_bytes).await?;
-        let wire = Wire::from_value(kind, parse_json(&bytes)?)?;
-        let placeholder = ResourceId::parse("validate").map_err(ApiError::BadRequest)?;
-        wire.validate(&placeholder, Validation { now_unix: Some(now_unix()) })?;
-        return Ok((StatusCode::OK, Json(json!({}))).into_response());
+/// Decodes `%XX` escapes of one path segment (RFC 3986 §2.1).
+fn percent_decode(segment: &str) -> Result<String, ApiError> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
     }
-    let kind = kind_of(&kind)?;
-    let id = id_of(&id)?;
-    if kind == ResourceKind::WebAcls && method == Method::GET && sub == "sampled_requests" {
-        // The shape of AWS's GetSampledRequests answer.
-        st.get(kind, &id).await?;
-        let (list, population) = st.inner.samples.as_ref().map_or((Vec::new(), 0), |s| s.get(id.as_str()));
-        return Ok(
-            (StatusCode::OK, Json(json!({"SampledRequests": list, "PopulationSize": population}))).into_response()
+    String::from_utf8(out).map_err(|_| ApiError::BadRequest(format!("the path segment {segment:?} is not UTF-8")))
+}
+
+fn not_supported(method: &Method, kind: ResourceKind) -> ApiError {
+    ApiError::MethodNotAllowed(format!("not supported `{method}` method for {}", kind.singular()))
+}
+
+/// APISIX 3.x refuses `create_time` and `update_time` in a PUT or POST body
+/// (`check_forbidden_properties` in `apisix/admin/resource.lua`), at the
+/// top level and in an inline `upstream`, with this message (two spaces
+/// included, so scripts that match APISIX's text keep matching).
+fn refuse_times(value: &Value) -> Result<(), ApiError> {
+    for (prefix, obj) in [("", Some(value)), ("upstream.", value.get("upstream"))] {
+        for field in ["create_time", "update_time"] {
+            if obj.and_then(|o| o.get(field)).is_some() {
+                return Err(ApiError::BadRequest(format!("the property is forbidden:  {prefix}{field}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Logs a warning for each certificate of `resource` that has already
+/// expired (it is stored anyway, as APISIX stores it). Never logs the key.
+fn warn_expired(id: &ResourceId, resource: &Resource) {
+    let Resource::Ssl(ssl) = resource else { return };
+    let now = now_unix();
+    for pair in ssl.pairs.iter().filter(|p| p.not_after < now) {
+        tracing::warn!(
+            ssl = %id,
+            subject = %pair.subject,
+            not_after_unix = pair.not_after,
+            expired_secs_ago = now - pair.not_after,
+            "stored a certificate that has already expired; clients will refuse it (set admin.refuse_expired_certificates to refuse such writes)"
         );
     }
-    if kind == ResourceKind::CdPolicies && method == Method::POST {
-        return match sub.as_str() {
-            "promote" => st.promote(&id).await,
-            "discard" => st.discard(&id).await,
-            other => Err(ApiError::NotFound { what: format!("action {other:?} (use promote or discard)") }),
-        };
-    }
-    if method != Method::PATCH {
-        return Err(ApiError::MethodNotAllowed(format!(
-            "not supported `{method}` method on a sub path of {}",
-            kind.singular()
-        )));
-    }
-    let bytes = read_body(body, st.inner.limits.admin_body_max_bytes).await?;
-    st.patch(kind, &id, Some(&sub), &bytes).await
 }
 
 fn stored(status: StatusCode, key: &str, wire: Wire) -> Response {
@@ -321,7 +529,8 @@ impl AdminState {
 
     async fn list(&self, kind: ResourceKind, query: &HashMap<String, String>) -> Result<Response, ApiError> {
         let listing = self.store().list(&kind.key_prefix(self.prefix())).await?;
-        let mut kvs = listing.kvs;
+        // Filters first, then `total`, then paging (apisix/admin/v3_adapter.lua).
+        let mut kvs = list::filter(kind, listing.kvs, query)?;
         let total = kvs.len();
         if let (Some(page), Some(size)) = (query.get("page"), query.get("page_size")) {
             // APISIX v3 paging (apisix/admin/v3_adapter.lua): sorted by creation.
@@ -339,17 +548,28 @@ impl AdminState {
         Ok((StatusCode::OK, Json(json!({"total": total, "list": list}))).into_response())
     }
 
-    /// Parses and validates a body; the id in the body, if any, must be `id`.
-    fn validated(&self, kind: ResourceKind, id: &ResourceId, value: Value) -> Result<Wire, ApiError> {
-        let wire = Wire::from_value(kind, value)?;
-        if let Some(body_id) = wire.id() {
+    /// Parses and validates a body; the id in the body, if any, must be
+    /// `id`. `create_time`/`update_time` are refused unless `allow_times`
+    /// (PATCH), in APISIX's order: id, forbidden properties, schema.
+    fn validated(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        value: Value,
+        allow_times: bool,
+    ) -> Result<(Wire, Resource), ApiError> {
+        if let Some(body_id) = value.get("id") {
             let body_id = ResourceId::from_json("id", body_id)?;
             if body_id != *id {
                 return Err(ApiError::BadRequest(format!("wrong {} id", kind.singular())));
             }
         }
-        wire.validate(id, Validation { now_unix: Some(now_unix()) })?;
-        Ok(wire)
+        if !allow_times {
+            refuse_times(&value)?;
+        }
+        let wire = Wire::from_value(kind, value)?;
+        let resource = wire.validate(id, self.validation())?;
+        Ok((wire, resource))
     }
 
     /// Refuses references to resources that do not exist (and a staging
@@ -441,8 +661,14 @@ impl AdminState {
         Ok(())
     }
 
-    async fn put(&self, kind: ResourceKind, id: ResourceId, bytes: &[u8]) -> Result<Response, ApiError> {
-        let mut wire = self.validated(kind, &id, parse_json(bytes)?)?;
+    async fn put(
+        &self,
+        kind: ResourceKind,
+        id: ResourceId,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> Result<Response, ApiError> {
+        let (mut wire, resource) = self.validated(kind, &id, value, false)?;
         let _write = self.inner.write.lock().await;
         self.check_references(&wire).await?;
         self.check_stream_users(&id, &wire).await?;
@@ -456,7 +682,8 @@ impl AdminState {
             )));
         }
         let now = now_unix();
-        // The server owns the timestamps: create_time survives a replace.
+        // The server owns the timestamps: create_time survives a replace
+        // (apisix/admin/utils.lua inject_timestamp).
         let created = prev
             .as_ref()
             .and_then(|kv| mjson::parse(&kv.value).ok())
@@ -465,26 +692,31 @@ impl AdminState {
         wire.set_id(&id);
         wire.set_times(created, now);
         let cond = prev.as_ref().map_or(Condition::Absent, |p| Condition::ModRevision(p.mod_revision));
-        let res = self.store().put(&key, wire.to_bytes(), cond).await?;
+        let res = self.store().put_with_ttl(&key, wire.to_bytes(), cond, ttl).await?;
         let status = if res.prev.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-        tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = res.prev.is_none(), "resource stored");
+        tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = res.prev.is_none(), ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource stored");
+        warn_expired(&id, &resource);
         Ok(stored(status, &key, wire))
     }
 
-    async fn create(&self, kind: ResourceKind, bytes: &[u8]) -> Result<Response, ApiError> {
+    async fn create(&self, kind: ResourceKind, bytes: &[u8], ttl: Option<Duration>) -> Result<Response, ApiError> {
         let value = parse_json(bytes)?;
-        let mut wire = Wire::from_value(kind, value)?;
-        if wire.id().is_some() {
+        if value.get("id").is_some() {
             return Err(ApiError::BadRequest(format!("wrong {} id, do not need it", kind.singular())));
         }
+        refuse_times(&value)?;
+        let mut wire = Wire::from_value(kind, value)?;
         let placeholder = ResourceId::parse("new").map_err(ApiError::BadRequest)?;
-        wire.validate(&placeholder, Validation { now_unix: Some(now_unix()) })?;
+        let resource = wire.validate(&placeholder, self.validation())?;
         let _write = self.inner.write.lock().await;
         self.check_references(&wire).await?;
         self.check_capacity(kind).await?;
         let now = now_unix();
         wire.set_times(now, now);
-        let key = self.insert_new(kind, &mut wire).await?;
+        let key = self.insert_new(kind, &mut wire, ttl).await?;
+        if let Some(id) = key.rsplit('/').next().and_then(|id| ResourceId::parse(id).ok()) {
+            warn_expired(&id, &resource);
+        }
         Ok(stored(StatusCode::CREATED, &key, wire))
     }
 
@@ -492,13 +724,18 @@ impl AdminState {
     /// revision, zero-padded to 20 digits, as APISIX's `core.etcd.push`
     /// makes them, so they sort in creation order. The caller holds the
     /// write lock and has checked the capacity.
-    pub(super) async fn insert_new(&self, kind: ResourceKind, wire: &mut Wire) -> Result<String, ApiError> {
+    pub(super) async fn insert_new(
+        &self,
+        kind: ResourceKind,
+        wire: &mut Wire,
+        ttl: Option<Duration>,
+    ) -> Result<String, ApiError> {
         for _ in 0..8 {
             let rev = self.store().revision().await?;
             let id = id_of(&format!("{:020}", rev + 1))?;
             let key = kind.key(self.prefix(), &id);
             wire.set_id(&id);
-            match self.store().put(&key, wire.to_bytes(), Condition::Absent).await {
+            match self.store().put_with_ttl(&key, wire.to_bytes(), Condition::Absent, ttl).await {
                 Ok(res) => {
                     tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = true, "resource stored");
                     return Ok(key);
@@ -542,6 +779,7 @@ impl AdminState {
         id: &ResourceId,
         sub: Option<&str>,
         bytes: &[u8],
+        ttl: Option<Duration>,
     ) -> Result<Response, ApiError> {
         if matches!(kind, ResourceKind::StreamRoutes | ResourceKind::Invalidations) {
             // APISIX: `unsupported_methods = {"patch"}` in apisix/admin/stream_routes.lua;
@@ -549,6 +787,10 @@ impl AdminState {
             return Err(ApiError::MethodNotAllowed(format!("not supported `PATCH` method for {}", kind.singular())));
         }
         let change = parse_json(bytes)?;
+        // A PATCH that sets update_time keeps it; otherwise it is now
+        // (apisix/admin/utils.lua inject_timestamp; a sub-path PATCH always
+        // sets it to now).
+        let keeps_update_time = sub.is_none() && change.get("update_time").is_some();
         let _write = self.inner.write.lock().await;
         let key = kind.key(self.prefix(), id);
         let prev = self
@@ -565,20 +807,25 @@ impl AdminState {
                 return Err(ApiError::BadRequest("invalid configuration: a PATCH body must be a JSON object".into()));
             }
         }
-        let mut wire = self.validated(kind, id, current)?;
+        // The merge or replacement may nest deeper than either part did.
+        mjson::check_value_depth(&current).map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+        let (mut wire, resource) = self.validated(kind, id, current, true)?;
         self.check_references(&wire).await?;
         self.check_stream_users(id, &wire).await?;
         let now = now_unix();
-        let created = wire.times().0.unwrap_or(now);
+        let (created, updated) = wire.times();
+        let updated = if keeps_update_time { updated.unwrap_or(now) } else { now };
         wire.set_id(id);
-        wire.set_times(created, now);
-        self.store().put(&key, wire.to_bytes(), Condition::ModRevision(prev.mod_revision)).await?;
-        tracing::info!(kind = kind.plural(), %id, "resource patched");
+        wire.set_times(created.unwrap_or(now), updated);
+        self.store().put_with_ttl(&key, wire.to_bytes(), Condition::ModRevision(prev.mod_revision), ttl).await?;
+        tracing::info!(kind = kind.plural(), %id, ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource patched");
+        warn_expired(id, &resource);
         Ok(stored(StatusCode::OK, &key, wire))
     }
 }
 
 mod canary;
+mod list;
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,9 @@
 //! `check_token`): the key comes from the `X-API-KEY` header, the `api_key`
 //! query argument or the `x_api_key` cookie. Missing → 401 "missing apikey",
 //! wrong → 401 "wrong apikey". There is no built-in key: the process refuses
-//! to start without one.
+//! to start without one. `HEAD /apisix/admin` needs no key: APISIX routes it
+//! to a handler that answers 200 without checking the token (clients use it
+//! to see that the Admin API is up); it reveals nothing else.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -39,6 +41,9 @@ fn token(req: &Request) -> Option<String> {
 
 /// Middleware: lets the request through only with the right key.
 pub async fn require_key(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::HEAD && req.uri().path().trim_end_matches('/') == "/apisix/admin" {
+        return next.run(req).await;
+    }
     match token(&req) {
         None => ApiError::Unauthorized("missing apikey").into_response(),
         Some(t) if !same(t.as_bytes(), state.key().as_bytes()) => {

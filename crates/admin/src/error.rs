@@ -31,6 +31,11 @@ pub enum ApiError {
     Conflict(String),
     /// 413.
     TooLarge(usize),
+    /// 408: the body did not arrive within the deadline; the connection is
+    /// closed (the rest of the body is not waited for).
+    BodyTimeout(std::time::Duration),
+    /// 503: no budget or time left for the request; retrying later works.
+    Busy(String),
     /// 401 with APISIX's `description`.
     Unauthorized(&'static str),
     /// 503: the store failed (logged, not echoed).
@@ -81,6 +86,15 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "error_msg": format!("invalid request body: larger than {max} bytes") }),
             ),
+            ApiError::BodyTimeout(deadline) => {
+                let mut r = body(
+                    StatusCode::REQUEST_TIMEOUT,
+                    json!({ "error_msg": format!("invalid request body: not received within {deadline:?}") }),
+                );
+                r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+                r
+            }
+            ApiError::Busy(msg) => body(StatusCode::SERVICE_UNAVAILABLE, json!({ "error_msg": msg })),
             ApiError::Unauthorized(description) => body(
                 StatusCode::UNAUTHORIZED,
                 json!({ "error_msg": "failed to check token", "description": description }),

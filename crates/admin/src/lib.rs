@@ -12,13 +12,17 @@
 //! - [`auth`]: the API-key check.
 //! - [`patch`]: JSON merge patch and sub-path replacement for PATCH.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`serve`]: HTTP/1.1 serving with bounded connections and head time
+//!   (for the Admin API and the metrics listener alike).
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod health;
 pub mod patch;
+pub mod serve;
 
 pub use api::{AdminState, router};
 pub use error::ApiError;
 pub use health::health_router;
+pub use serve::{ServeSettings, serve};

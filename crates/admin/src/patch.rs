@@ -3,6 +3,12 @@
 //! merge patch: objects merge, `null` removes a field, anything else replaces,
 //! arrays included); `PATCH /x/{id}/{sub/path}` replaces the value at that
 //! path.
+//!
+//! [`merge`] recurses once per level of the patch, which `json::parse` has
+//! bounded to 64 levels; [`replace_at`] walks the path in a loop. The result
+//! can nest deeper than either part (a deep value at a deep path), so the
+//! caller checks it with `json::check_value_depth` before anything else
+//! recurses over it.
 
 use serde_json::Value;
 

@@ -31,10 +31,31 @@ pub struct Limits {
     pub handshake_timeout: ConfigDuration,
     /// Largest Admin API request body. Default 1.5 MiB, as APISIX.
     pub admin_body_max_bytes: usize,
-    /// Admin API requests handled at once; more are shed with 503. Default 64.
+    /// Admin API reads (GET, HEAD) handled at once; more get 503 at once.
+    /// Reads have their own budget and never wait for a write. Default 64.
     pub admin_max_concurrency: usize,
-    /// Time an Admin API request may take before it gets 408. Default 10s.
+    /// Admin API writes (PUT, POST, PATCH, DELETE) validated and stored at
+    /// once, counted once their body has arrived: a client still sending
+    /// its body holds no share. More wait for a turn until
+    /// `admin_request_timeout`, then get 503. Default 16.
+    pub admin_max_writes: usize,
+    /// Time to handle an Admin API request once its body has arrived
+    /// (waiting for a write turn included); past it the answer is 503.
+    /// Default 10s.
     pub admin_request_timeout: ConfigDuration,
+    /// Time a client has to send a request's head (request line and
+    /// headers), which is also how long an idle keep-alive connection stays
+    /// open between requests. Slower connections are closed, so clients
+    /// that trickle bytes cannot hold connections. Default 10s.
+    pub admin_header_read_timeout: ConfigDuration,
+    /// Time a client has to send a request's whole body once its head has
+    /// arrived; slower bodies get 408 and the connection is closed.
+    /// Default 10s.
+    pub admin_body_read_timeout: ConfigDuration,
+    /// Admin API and metrics listener connections open at once (each
+    /// listener); when reached, the listener stops accepting until one
+    /// closes. Default 256.
+    pub admin_max_connections: usize,
     /// Largest single resource the store accepts. Default 1 MiB.
     pub store_value_max_bytes: usize,
     /// Most resources of one kind (ssls, upstreams, stream routes). Default 100,000.
@@ -50,7 +71,11 @@ impl Default for Limits {
             handshake_timeout: ConfigDuration::from_secs(10),
             admin_body_max_bytes: 1536 * 1024,
             admin_max_concurrency: 64,
+            admin_max_writes: 16,
             admin_request_timeout: ConfigDuration::from_secs(10),
+            admin_header_read_timeout: ConfigDuration::from_secs(10),
+            admin_body_read_timeout: ConfigDuration::from_secs(10),
+            admin_max_connections: 256,
             store_value_max_bytes: 1024 * 1024,
             max_resources_per_kind: 100_000,
         }
@@ -65,6 +90,8 @@ impl Limits {
             ("limits.client_hello_max_bytes", self.client_hello_max_bytes),
             ("limits.admin_body_max_bytes", self.admin_body_max_bytes),
             ("limits.admin_max_concurrency", self.admin_max_concurrency),
+            ("limits.admin_max_writes", self.admin_max_writes),
+            ("limits.admin_max_connections", self.admin_max_connections),
             ("limits.store_value_max_bytes", self.store_value_max_bytes),
             ("limits.max_resources_per_kind", self.max_resources_per_kind),
         ];
@@ -76,8 +103,16 @@ impl Limits {
         if self.client_hello_max_bytes < 512 {
             return Err("limits.client_hello_max_bytes must be at least 512".into());
         }
-        if self.handshake_timeout.get().is_zero() || self.admin_request_timeout.get().is_zero() {
-            return Err("limits timeouts must be greater than 0".into());
+        let timeouts = [
+            ("limits.handshake_timeout", &self.handshake_timeout),
+            ("limits.admin_request_timeout", &self.admin_request_timeout),
+            ("limits.admin_header_read_timeout", &self.admin_header_read_timeout),
+            ("limits.admin_body_read_timeout", &self.admin_body_read_timeout),
+        ];
+        for (name, value) in timeouts {
+            if value.get().is_zero() {
+                return Err(format!("{name} must be greater than 0"));
+            }
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ pub struct GatewayBuilder {
     nofile: Option<u64>,
     extra_yaml: String,
     edge_yaml: String,
+    admin_yaml: String,
     data_dir: Option<PathBuf>,
 }
 
@@ -43,6 +44,7 @@ impl GatewayBuilder {
             nofile: None,
             extra_yaml: String::new(),
             edge_yaml: String::new(),
+            admin_yaml: String::new(),
             data_dir: None,
         }
     }
@@ -116,6 +118,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Extra YAML inside the `admin:` block, indented by two spaces (e.g.
+    /// `  refuse_expired_certificates: true`).
+    pub fn admin_yaml(mut self, extra: &str) -> Self {
+        self.admin_yaml.push_str(extra);
+        self.admin_yaml.push('\n');
+        self
+    }
+
     /// Use this data directory (kept after the gateway stops).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
@@ -165,7 +175,8 @@ impl GatewayBuilder {
         }
         let delay = self.drain_delay.as_ref().map(|d| format!("  delay: \"{d}\"\n")).unwrap_or_default();
         yaml.push_str(&format!(
-            "admin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{delay}{}",
+            "admin:\n  listen: \"{admin}\"\n{}metrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{delay}{}",
+            self.admin_yaml,
             data_dir.display(),
             self.drain_timeout,
             self.extra_yaml

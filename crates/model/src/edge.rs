@@ -1,7 +1,10 @@
 //! Validated edge resources: distributions, cache policies, continuous
-//! deployment policies and invalidations, with CloudFront's meaning
-//! (`shared/reference/cloudfront-cache-waf.md` §1; the constraints cited
-//! below come from there).
+//! deployment policies and invalidations, with CloudFront's meaning. The
+//! constraints cited below come from the CloudFront API Reference
+//! (`DistributionConfig`, `CachePolicyConfig`,
+//! `ContinuousDeploymentPolicyConfig`, `InvalidationBatch`) and the
+//! CloudFront Developer Guide ("Quotas", `cloudfront-limits.html`;
+//! "Invalidate files", `Invalidation.html`) at docs.aws.amazon.com.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

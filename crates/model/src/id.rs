@@ -1,6 +1,12 @@
 //! Resource ids as APISIX defines them (`id_schema` in `apisix/schema_def.lua`):
 //! a string of 1–64 characters from `[a-zA-Z0-9-_.]`, or an integer ≥ 1, which
 //! is kept as its decimal string.
+//!
+//! One departure: the ids `.` and `..` match APISIX's pattern but are refused.
+//! In a URL they are dot-segments that clients and proxies remove (RFC 3986
+//! §5.2.4: curl turns `/apisix/admin/upstreams/..` into `/apisix/admin/`), so
+//! such a resource could be created by one client and never be reached again
+//! by another.
 
 use std::fmt;
 
@@ -21,6 +27,11 @@ impl ResourceId {
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() || s.len() > MAX_ID_LEN {
             return Err(format!("id must be 1 to {MAX_ID_LEN} characters long"));
+        }
+        if s == "." || s == ".." {
+            return Err(format!(
+                "id {s:?} is not allowed: \".\" and \"..\" are URL dot-segments that clients remove (RFC 3986)"
+            ));
         }
         if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
             return Err(format!("id may only contain letters, digits, '-', '_' and '.', found {bad:?}"));
@@ -78,6 +89,13 @@ mod tests {
         assert!(ResourceId::parse("").is_err());
         assert!(ResourceId::parse(&"a".repeat(65)).is_err());
         assert!(ResourceId::parse("a/b").is_err());
+        for dots in [".", ".."] {
+            let e = ResourceId::parse(dots).unwrap_err();
+            assert!(e.contains("dot-segments"), "{e}");
+            assert!(ResourceId::from_json("id", &json!(dots)).is_err());
+        }
+        assert!(ResourceId::parse("...").is_ok(), "only the two dot-segments are refused");
+        assert!(ResourceId::parse(".hidden").is_ok());
         assert_eq!(ResourceId::from_json("id", &json!(7)).map(|i| i.to_string()), Ok("7".into()));
         assert!(ResourceId::from_json("id", &json!(0)).is_err());
         assert!(ResourceId::from_json("id", &json!(true)).is_err());

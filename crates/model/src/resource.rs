@@ -21,8 +21,9 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Validation {
     /// When set, certificates that expired before this time (seconds since
-    /// the epoch) are refused. Set by the Admin API; unset when loading
-    /// stored resources.
+    /// the epoch) are refused. Set by the Admin API only when
+    /// `admin.refuse_expired_certificates` is on (APISIX accepts expired
+    /// certificates); unset when loading stored resources.
     pub now_unix: Option<i64>,
 }
 
@@ -112,7 +113,7 @@ impl Wire {
             ResourceKind::Invalidations => Wire::Invalidation(json::from_value(value)?),
             ResourceKind::IpSets => Wire::IpSet(json::from_value(value)?),
             ResourceKind::RegexPatternSets => Wire::RegexSet(json::from_value(value)?),
-            ResourceKind::WebAcls => Wire::WebAcl(json::from_value(value)?),
+            ResourceKind::WebAcls => Wire::WebAcl(crate::wire::waf::web_acl_from_value(value)?),
         })
     }
 

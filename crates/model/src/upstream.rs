@@ -215,10 +215,20 @@ fn refuse_unsupported(w: &UpstreamWire) -> Result<(), Invalid> {
             ));
         }
     }
+    // APISIX's upstream_schema: `pass_host: rewrite` depends on
+    // `upstream_host`, a host name or address with an optional port.
+    if let Some(host) = &w.upstream_host {
+        if host.is_empty() {
+            return Err(Invalid::new("upstream_host", "must not be empty"));
+        }
+        parse_host_port(host).map_err(|e| Invalid::new("upstream_host", e))?;
+    }
     match w.pass_host.as_deref() {
         None | Some("pass") | Some("node") => {}
         Some("rewrite") if w.upstream_host.is_some() => {}
-        Some("rewrite") => return Err(Invalid::new("upstream_host", "is required when pass_host is rewrite")),
+        Some("rewrite") => {
+            return Err(Invalid::new("upstream_host", "is required when pass_host is \"rewrite\""));
+        }
         Some(other) => {
             return Err(Invalid::new("pass_host", format!("{other:?} must be one of pass, node, rewrite")));
         }
@@ -247,8 +257,11 @@ fn parse_nodes(v: &Value) -> Result<Vec<Node>, Invalid> {
             for (addr, weight) in map {
                 let field = format!("nodes[{addr:?}]");
                 let (host, port) = parse_host_port(addr).map_err(|e| Invalid::new(&field, e))?;
-                let port =
-                    port.ok_or_else(|| Invalid::new(&field, format!("{addr:?} has no port; write host:port")))?;
+                let port = match (port, &host) {
+                    (Some(port), _) => port,
+                    (None, Host::Ip(IpAddr::V6(_))) => return Err(Invalid::new(&field, unbracketed(addr))),
+                    (None, _) => return Err(Invalid::new(&field, format!("{addr:?} has no port; write host:port"))),
+                };
                 let weight = parse_weight(&field, weight)?;
                 nodes.push(Node { host, port, weight, priority: 0 });
             }
@@ -343,8 +356,19 @@ fn parse_weight(field: &str, v: &Value) -> Result<u32, Invalid> {
     }
 }
 
+/// Why an IPv6 node key without brackets is refused: `::1:80` is itself an
+/// IPv6 address, so its port cannot be told apart (RFC 3986 §3.2.2 puts
+/// IPv6 literals in brackets; APISIX's examples write `[::1]:80`).
+fn unbracketed(addr: &str) -> String {
+    let hint = addr.rsplit_once(':').map_or_else(|| format!("[{addr}]:80"), |(ip, port)| format!("[{ip}]:{port}"));
+    format!(
+        "{addr:?} is an IPv6 address without brackets, so its port is ambiguous; write the address in brackets followed by the port, e.g. {hint:?}"
+    )
+}
+
 /// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address is
-/// accepted without brackets when it carries no port.
+/// accepted without brackets when it carries no port (the `host` of an
+/// array-form node).
 pub fn parse_host_port(s: &str) -> Result<(Host, Option<u16>), String> {
     let bad_port = || format!("{s:?} has an invalid port; expected 1 to 65535");
     if let Some(rest) = s.strip_prefix('[') {
@@ -360,6 +384,7 @@ pub fn parse_host_port(s: &str) -> Result<(Host, Option<u16>), String> {
         return Ok((Host::Ip(ip), None));
     }
     let (host, port) = match s.rsplit_once(':') {
+        Some((h, _)) if h.contains(':') => return Err(unbracketed(s)),
         Some((h, p)) => (h, Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad_port)?)),
         None => (s, None),
     };
@@ -453,5 +478,34 @@ mod tests {
         assert_eq!(up(json!({"service_name": "x", "discovery_type": "dns"})).unwrap_err().field, "discovery_type");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "scheme": "tls"})).unwrap_err().field, "scheme");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "bogus": 1})).unwrap_err().field, "bogus");
+    }
+
+    #[test]
+    fn unbracketed_ipv6_nodes_are_refused_with_the_fix() {
+        for (key, hint) in
+            [("::1:80", "[::1]:80"), ("2001:db8::1:8080", "[2001:db8::1]:8080"), ("fe80::1::80", "[fe80::1:]:80")]
+        {
+            let e = up(json!({"nodes": {key: 1}})).unwrap_err();
+            assert_eq!(e.field, format!("nodes[{key:?}]"));
+            assert!(e.reason.contains("without brackets"), "{key}: {e}");
+            assert!(e.reason.contains(hint), "{key}: {e}");
+        }
+        assert!(up(json!({"nodes": {"[::1]:80": 1}})).is_ok());
+        // The array form names host and port apart: a bare IPv6 host is fine.
+        assert!(up(json!({"nodes": [{"host": "::1", "port": 80, "weight": 1}]})).is_ok());
+    }
+
+    #[test]
+    fn rewrite_needs_a_real_upstream_host() {
+        let e = up(json!({"nodes": {"a:1": 1}, "pass_host": "rewrite"})).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("upstream_host", "is required when pass_host is \"rewrite\"")
+        );
+        let e = up(json!({"nodes": {"a:1": 1}, "pass_host": "rewrite", "upstream_host": ""})).unwrap_err();
+        assert_eq!((e.field.as_str(), e.reason.as_str()), ("upstream_host", "must not be empty"));
+        let e = up(json!({"nodes": {"a:1": 1}, "pass_host": "rewrite", "upstream_host": "bad host"})).unwrap_err();
+        assert_eq!(e.field, "upstream_host");
+        assert!(up(json!({"nodes": {"a:1": 1}, "pass_host": "rewrite", "upstream_host": "game.example:8080"})).is_ok());
     }
 }

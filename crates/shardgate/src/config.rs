@@ -289,11 +289,25 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The API key; `SHARDGATE_ADMIN_KEY` wins over it. Required: there is no built-in key.
     pub key: Option<String>,
+    /// APISIX's `enable_admin_cors`: answer CORS preflights (`OPTIONS`) and
+    /// add APISIX's `Access-Control-*` headers to every answer. Default true,
+    /// as APISIX.
+    pub cors: bool,
+    /// Refuse `ssls` whose certificate has already expired. APISIX accepts
+    /// them, and so does shardgate by default (with a warning in the log and
+    /// the expiry in `shardgate_tls_certificate_expiry_timestamp_seconds`).
+    /// Default false.
+    pub refuse_expired_certificates: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9180)), key: None }
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+            key: None,
+            cors: true,
+            refuse_expired_certificates: false,
+        }
     }
 }
 

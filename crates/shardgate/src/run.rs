@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shardgate_admin::{AdminState, health_router, router};
+use shardgate_admin::{AdminState, ServeSettings, health_router, router};
 use shardgate_cache::{Cache, CacheSettings, DiskSettings};
 use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
@@ -151,17 +151,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
         .with_applied_generation(handle.subscribe())
-        .with_samples(Arc::clone(&samples));
+        .with_samples(Arc::clone(&samples))
+        .with_cors(config.admin.cors)
+        .with_refuse_expired_certificates(config.admin.refuse_expired_certificates);
     let admin_addr = admin_socket.local_addr().context("admin address")?;
-    let admin_task = tokio::spawn(
-        axum::serve(admin_socket, router(admin)).with_graceful_shutdown(stopped(stop_rx.clone())).into_future(),
-    );
+    let serve_settings = ServeSettings::from_limits(&config.limits);
+    let admin_task = tokio::spawn(shardgate_admin::serve(
+        admin_socket,
+        router(admin),
+        serve_settings.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
-    let metrics_task = tokio::spawn(
-        axum::serve(metrics_socket, health_router(Arc::clone(&health), metrics.clone()))
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
+    let metrics_task = tokio::spawn(shardgate_admin::serve(
+        metrics_socket,
+        health_router(Arc::clone(&health), metrics.clone()),
+        serve_settings,
+        stopped(stop_rx.clone()),
+    ));
     let reconciler_task = tokio::spawn(reconciler.run(stopped(stop_rx.clone())));
 
     let settings = StreamSettings {

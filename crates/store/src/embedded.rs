@@ -14,13 +14,22 @@
 //!
 //! The directory is locked (`LOCK`, an OS advisory lock) so two processes
 //! never append to the same log.
+//!
+//! Expiry: keys written with a TTL are indexed by their expiry time. One
+//! thread per store (`shardgate-store-expiry`) sleeps until the next expiry
+//! (or at most [`EXPIRY_TICK`]) and deletes what is due, durably and with a
+//! delete event, exactly as a client delete would; writes sweep what is due
+//! first, and reads never return a key whose time has passed. Expiry uses
+//! the wall clock, so it holds across restarts: keys that expired while the
+//! process was down are deleted when the store opens.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
@@ -31,6 +40,18 @@ use crate::{Condition, Event, EventKind, KeyValue, Listing, PutResult, Store, St
 pub(crate) const LOG_FILE: &str = "store.log";
 const TMP_FILE: &str = "store.log.tmp";
 pub(crate) const LOCK_FILE: &str = "LOCK";
+/// Longest the expiry thread sleeps without looking at the clock again (so
+/// a wall-clock jump is noticed within it).
+pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn live(kv: &KeyValue, now: u64) -> bool {
+    kv.expires_at_ms.is_none_or(|at| at > now)
+}
 
 /// Settings of the embedded store.
 #[derive(Debug, Clone)]
@@ -62,6 +83,38 @@ impl EmbeddedOptions {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
+    /// Stops and joins the expiry thread when the last clone is dropped, so
+    /// the directory lock is released as soon as the store is gone.
+    _expiry: Arc<ExpiryThread>,
+}
+
+/// What wakes the expiry thread.
+#[derive(Default)]
+struct Signal {
+    /// A nearer expiry was written.
+    kicked: bool,
+    /// The store is being dropped.
+    stop: bool,
+}
+
+struct ExpiryThread {
+    shared: Arc<Shared>,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for ExpiryThread {
+    fn drop(&mut self) {
+        {
+            let mut signal = self.shared.signal.lock().unwrap_or_else(PoisonError::into_inner);
+            signal.stop = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(handle) = self.handle.lock().unwrap_or_else(PoisonError::into_inner).take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the store expiry thread panicked");
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -75,6 +128,8 @@ struct Shared {
     writer: Mutex<Writer>,
     view: RwLock<View>,
     events: broadcast::Sender<Arc<Event>>,
+    signal: Mutex<Signal>,
+    wake: Condvar,
 }
 
 struct Writer {
@@ -93,6 +148,8 @@ struct View {
     oldest: u64,
     /// Approximate bytes the live keys take in the log.
     live_bytes: u64,
+    /// Keys with an expiry, by (expiry in ms, key).
+    expiring: BTreeSet<(u64, String)>,
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -101,7 +158,20 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 }
 
 fn record_size(kv: &KeyValue) -> u64 {
-    (log::HEADER + 1 + 24 + 8 + kv.key.len() + kv.value.len()) as u64
+    (log::HEADER + 1 + 24 + 8 + kv.key.len() + kv.value.len() + kv.expires_at_ms.map_or(0, |_| 8)) as u64
+}
+
+/// The log record that writes `kv`.
+fn put_record(kv: &KeyValue) -> Record {
+    Record {
+        op: if kv.expires_at_ms.is_some() { Op::PutExpiring } else { Op::Put },
+        revision: kv.mod_revision,
+        create_revision: kv.create_revision,
+        version: kv.version,
+        key: kv.key.clone(),
+        value: kv.value.clone(),
+        expires_at_ms: kv.expires_at_ms,
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -177,13 +247,14 @@ impl EmbeddedStore {
         for rec in scan.records {
             revision = revision.max(rec.revision);
             match rec.op {
-                Op::Put => {
+                Op::Put | Op::PutExpiring => {
                     let kv = KeyValue {
                         key: rec.key.clone(),
                         value: rec.value,
                         create_revision: rec.create_revision,
                         mod_revision: rec.revision,
                         version: rec.version,
+                        expires_at_ms: rec.expires_at_ms,
                     };
                     map.insert(rec.key, kv);
                 }
@@ -194,18 +265,31 @@ impl EmbeddedStore {
             }
         }
         let live_bytes = map.values().map(record_size).sum();
+        let expiring = map.values().filter_map(|kv| kv.expires_at_ms.map(|at| (at, kv.key.clone()))).collect();
         tracing::info!(path = %path.display(), keys = map.len(), revision, "embedded store opened");
 
         let (events, _) = broadcast::channel(4096);
-        let view = View { map, revision, history: VecDeque::new(), oldest: revision + 1, live_bytes };
-        Ok(EmbeddedStore {
-            shared: Arc::new(Shared {
-                opts,
-                writer: Mutex::new(Writer { file, log_len, failed: false, _lock: lock }),
-                view: RwLock::new(view),
-                events,
-            }),
-        })
+        let view = View { map, revision, history: VecDeque::new(), oldest: revision + 1, live_bytes, expiring };
+        let shared = Arc::new(Shared {
+            opts,
+            writer: Mutex::new(Writer { file, log_len, failed: false, _lock: lock }),
+            view: RwLock::new(view),
+            events,
+            signal: Mutex::new(Signal::default()),
+            wake: Condvar::new(),
+        });
+        // Keys that expired while the process was down go before any read.
+        {
+            let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.expire_due(&mut w, now_ms())?;
+        }
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("shardgate-store-expiry".into())
+            .spawn(move || thread_shared.expiry_loop())
+            .map_err(io("start the store expiry thread"))?;
+        let expiry = ExpiryThread { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
+        Ok(EmbeddedStore { shared, _expiry: Arc::new(expiry) })
     }
 
     /// The data directory.
@@ -277,7 +361,84 @@ impl Shared {
         }
     }
 
-    fn put_blocking(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError> {
+    /// Deletes every key whose expiry is at or before `now` (a durable
+    /// delete record and a delete event each). The caller holds the writer.
+    fn expire_due(&self, w: &mut Writer, now: u64) -> Result<(), StoreError> {
+        loop {
+            let due = {
+                let view = self.read_view();
+                match view.expiring.first() {
+                    Some((at, key)) if *at <= now => key.clone(),
+                    _ => return Ok(()),
+                }
+            };
+            let revision = self.read_view().revision + 1;
+            let rec = Record {
+                op: Op::Delete,
+                revision,
+                create_revision: 0,
+                version: 0,
+                key: due.clone(),
+                value: Vec::new(),
+                expires_at_ms: None,
+            };
+            self.append(w, &rec)?;
+            let mut view = self.write_view();
+            view.revision = revision;
+            if let Some(prev) = view.map.remove(&due) {
+                view.live_bytes = view.live_bytes.saturating_sub(record_size(&prev));
+                if let Some(at) = prev.expires_at_ms {
+                    view.expiring.remove(&(at, due.clone()));
+                }
+            }
+            tracing::info!(key = %due, revision, "key expired (its TTL passed)");
+            let kv = KeyValue {
+                key: due,
+                value: Vec::new(),
+                create_revision: 0,
+                mod_revision: revision,
+                version: 0,
+                expires_at_ms: None,
+            };
+            self.publish(&mut view, Event { kind: EventKind::Delete, kv });
+        }
+    }
+
+    /// The expiry thread: sleep until the next expiry (at most
+    /// [`EXPIRY_TICK`]) or a kick, delete what is due, until told to stop.
+    fn expiry_loop(&self) {
+        loop {
+            let now = now_ms();
+            let next = self.read_view().expiring.first().map(|(at, _)| *at);
+            if next.is_some_and(|at| at <= now) {
+                let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = self.expire_due(&mut w, now_ms()) {
+                    tracing::warn!(error = %e, "expiring keys failed; retrying");
+                }
+            }
+            let wait = next
+                .map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
+                .unwrap_or(EXPIRY_TICK)
+                .min(EXPIRY_TICK);
+            let signal = self.signal.lock().unwrap_or_else(PoisonError::into_inner);
+            let (mut signal, _) = self
+                .wake
+                .wait_timeout_while(signal, wait, |s| !s.stop && !s.kicked)
+                .unwrap_or_else(PoisonError::into_inner);
+            if signal.stop {
+                return;
+            }
+            signal.kicked = false;
+        }
+    }
+
+    fn put_blocking(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<Duration>,
+    ) -> Result<PutResult, StoreError> {
         if value.len() > self.opts.max_value_bytes {
             return Err(StoreError::TooLarge {
                 key: key.to_owned(),
@@ -286,6 +447,9 @@ impl Shared {
             });
         }
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // A key whose time has passed is gone for the condition too.
+        self.expire_due(&mut w, now_ms())?;
+        let expires_at_ms = ttl.map(|t| now_ms().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         let (prev, revision) = {
             let view = self.read_view();
             let prev = view.map.get(key).cloned();
@@ -298,25 +462,28 @@ impl Shared {
             create_revision: prev.as_ref().map_or(revision, |p| p.create_revision),
             mod_revision: revision,
             version: prev.as_ref().map_or(1, |p| p.version + 1),
+            expires_at_ms,
         };
-        let rec = Record {
-            op: Op::Put,
-            revision,
-            create_revision: kv.create_revision,
-            version: kv.version,
-            key: kv.key.clone(),
-            value: kv.value.clone(),
-        };
-        self.append(&mut w, &rec)?;
+        self.append(&mut w, &put_record(&kv))?;
         {
             let mut view = self.write_view();
             view.revision = revision;
             if let Some(p) = &prev {
                 view.live_bytes = view.live_bytes.saturating_sub(record_size(p));
+                if let Some(at) = p.expires_at_ms {
+                    view.expiring.remove(&(at, p.key.clone()));
+                }
+            }
+            if let Some(at) = expires_at_ms {
+                view.expiring.insert((at, kv.key.clone()));
             }
             view.live_bytes += record_size(&kv);
             view.map.insert(kv.key.clone(), kv.clone());
             self.publish(&mut view, Event { kind: EventKind::Put, kv: kv.clone() });
+        }
+        if expires_at_ms.is_some() {
+            self.signal.lock().unwrap_or_else(PoisonError::into_inner).kicked = true;
+            self.wake.notify_all();
         }
         self.maybe_compact(&mut w)?;
         Ok(PutResult { kv, prev })
@@ -324,6 +491,7 @@ impl Shared {
 
     fn delete_blocking(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError> {
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.expire_due(&mut w, now_ms())?;
         let (prev, revision) = {
             let view = self.read_view();
             let prev = view.map.get(key).cloned();
@@ -331,20 +499,31 @@ impl Shared {
             (prev, view.revision + 1)
         };
         let Some(prev) = prev else { return Ok(None) };
-        let rec =
-            Record { op: Op::Delete, revision, create_revision: 0, version: 0, key: key.to_owned(), value: Vec::new() };
+        let rec = Record {
+            op: Op::Delete,
+            revision,
+            create_revision: 0,
+            version: 0,
+            key: key.to_owned(),
+            value: Vec::new(),
+            expires_at_ms: None,
+        };
         self.append(&mut w, &rec)?;
         {
             let mut view = self.write_view();
             view.revision = revision;
             view.live_bytes = view.live_bytes.saturating_sub(record_size(&prev));
             view.map.remove(key);
+            if let Some(at) = prev.expires_at_ms {
+                view.expiring.remove(&(at, prev.key.clone()));
+            }
             let kv = KeyValue {
                 key: key.to_owned(),
                 value: Vec::new(),
                 create_revision: 0,
                 mod_revision: revision,
                 version: 0,
+                expires_at_ms: None,
             };
             self.publish(&mut view, Event { kind: EventKind::Delete, kv });
         }
@@ -370,18 +549,11 @@ impl Shared {
                 version: 0,
                 key: String::new(),
                 value: Vec::new(),
+                expires_at_ms: None,
             };
             log::encode(&marker, &mut buf);
             for kv in view.map.values() {
-                let rec = Record {
-                    op: Op::Put,
-                    revision: kv.mod_revision,
-                    create_revision: kv.create_revision,
-                    version: kv.version,
-                    key: kv.key.clone(),
-                    value: kv.value.clone(),
-                };
-                log::encode(&rec, &mut buf);
+                log::encode(&put_record(kv), &mut buf);
             }
         }
         let mut f = OpenOptions::new()
@@ -414,29 +586,44 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        Ok(self.shared.read_view().map.get(key).cloned())
+        let now = now_ms();
+        Ok(self.shared.read_view().map.get(key).filter(|kv| live(kv, now)).cloned())
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        let now = now_ms();
         let view = self.shared.read_view();
         let kvs = view
             .map
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, kv)| live(kv, now))
             .map(|(_, kv)| kv.clone())
             .collect();
         Ok(Listing { kvs, revision: view.revision })
     }
 
     async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
+        let now = now_ms();
         let view = self.shared.read_view();
-        Ok(view.map.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)).count())
+        Ok(view
+            .map
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, kv)| live(kv, now))
+            .count())
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError> {
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<Duration>,
+    ) -> Result<PutResult, StoreError> {
         let shared = Arc::clone(&self.shared);
         let key = key.to_owned();
-        blocking(move || shared.put_blocking(&key, value, cond)).await
+        blocking(move || shared.put_blocking(&key, value, cond, ttl)).await
     }
 
     async fn delete(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError> {

@@ -9,7 +9,12 @@
 //! - [`Store::watch`] streams events with a revision greater or equal to the
 //!   one asked for, in order; when that history is gone it fails with
 //!   [`StoreError::Compacted`] and the caller lists everything again (a full
-//!   resync, as APISIX does on etcd's `compacted` error).
+//!   resync, as APISIX does on etcd's `compacted` error);
+//! - a key may be written with a time to live ([`Store::put_with_ttl`], an
+//!   etcd lease of one key, as APISIX's Admin API `?ttl=` grants): when it
+//!   passes, the key is deleted by a delete event every watcher sees. A put
+//!   without a TTL makes the key permanent again, as an etcd put without a
+//!   lease does.
 //!
 //! # Layout
 //! - [`embedded`]: the default backend, one append-only log file in the data
@@ -39,6 +44,9 @@ pub struct KeyValue {
     pub mod_revision: u64,
     /// Number of writes since the key was created (1 after creation).
     pub version: u64,
+    /// When the key expires (milliseconds since the Unix epoch), if it was
+    /// written with a TTL.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// What happened to a key.
@@ -179,7 +187,19 @@ pub trait Store: Send + Sync + 'static {
     /// How many keys are under `prefix`.
     async fn count(&self, prefix: &str) -> Result<usize, StoreError>;
     /// Writes `value` at `key` if `cond` holds. Returns only once durable.
-    async fn put(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError>;
+    /// The key is permanent (an earlier TTL is dropped).
+    async fn put(&self, key: &str, value: Vec<u8>, cond: Condition) -> Result<PutResult, StoreError> {
+        self.put_with_ttl(key, value, cond, None).await
+    }
+    /// Like [`Store::put`]; with `Some(ttl)` the key is deleted (a delete
+    /// event) once `ttl` has passed, unless written again before.
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<PutResult, StoreError>;
     /// Deletes `key` if `cond` holds; `Ok(None)` if it did not exist.
     async fn delete(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError>;
     /// Events under `prefix` from `from_revision` on (inclusive).

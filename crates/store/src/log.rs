@@ -4,9 +4,21 @@
 //! file    := MAGIC record*
 //! record  := len:u32le crc:u32le payload[len]        crc = CRC-32 (IEEE) of payload
 //! payload := op:u8 revision:u64le create_revision:u64le version:u64le
-//!            key_len:u32le key value_len:u32le value
+//!            key_len:u32le key value_len:u32le value [expires_at_ms:u64le]
 //! op      := 1 put | 2 delete | 3 revision marker (key and value empty)
+//!          | 4 put with an expiry (the payload ends with expires_at_ms)
 //! ```
+//!
+//! `expires_at_ms` is wall-clock time in milliseconds since the Unix epoch
+//! (a key written with a TTL, like an etcd key attached to a lease). When it
+//! passes, the store appends a delete record for the key, as etcd deletes a
+//! lease's keys when the lease expires; a key found expired when the store
+//! opens is deleted the same way before anything reads it.
+//!
+//! Compatibility: op 4 was added after the first release. Files written
+//! before it hold only ops 1–3 and open unchanged (the magic stays
+//! `SGSTORE\x01`); a file holding op 4 is refused by an older binary as
+//! corrupt at that record ("unknown op 4") rather than misread.
 //!
 //! A write is appended and `fdatasync`ed before it is acknowledged, so after a
 //! crash (kill -9, power loss) only the last, unacknowledged record can be
@@ -31,6 +43,8 @@ pub enum Op {
     Delete = 2,
     /// The store revision at compaction time (no key).
     Revision = 3,
+    /// A key was written with an expiry time.
+    PutExpiring = 4,
 }
 
 /// One decoded record.
@@ -48,11 +62,15 @@ pub struct Record {
     pub key: String,
     /// The value (empty for delete and marker).
     pub value: Vec<u8>,
+    /// For [`Op::PutExpiring`]: when the key expires, in milliseconds since
+    /// the Unix epoch; `None` for every other op.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Appends the framed encoding of `rec` to `out`.
 pub fn encode(rec: &Record, out: &mut Vec<u8>) {
-    let payload_len = 1 + 8 * 3 + 4 + rec.key.len() + 4 + rec.value.len();
+    let expiry = if rec.op == Op::PutExpiring { rec.expires_at_ms } else { None };
+    let payload_len = 1 + 8 * 3 + 4 + rec.key.len() + 4 + rec.value.len() + expiry.map_or(0, |_| 8);
     let start = out.len();
     out.reserve(HEADER + payload_len);
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
@@ -65,6 +83,9 @@ pub fn encode(rec: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(rec.key.as_bytes());
     out.extend_from_slice(&(rec.value.len() as u32).to_le_bytes());
     out.extend_from_slice(&rec.value);
+    if let Some(at) = expiry {
+        out.extend_from_slice(&at.to_le_bytes());
+    }
     let crc = crc32fast::hash(&out[start + HEADER..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -166,6 +187,7 @@ pub(crate) fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), Str
         1 => Op::Put,
         2 => Op::Delete,
         3 => Op::Revision,
+        4 => Op::PutExpiring,
         other => return Err(format!("unknown op {other}")),
     };
     let revision = r.u64()?;
@@ -175,10 +197,11 @@ pub(crate) fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), Str
     let key = String::from_utf8(r.take(key_len)?.to_vec()).map_err(|_| "key is not UTF-8".to_string())?;
     let value_len = r.u32()? as usize;
     let value = r.take(value_len)?.to_vec();
+    let expires_at_ms = if op == Op::PutExpiring { Some(r.u64()?) } else { None };
     if !r.buf.is_empty() {
         return Err("trailing bytes in record".into());
     }
-    Ok((Record { op, revision, create_revision, version, key, value }, pos + HEADER + len))
+    Ok((Record { op, revision, create_revision, version, key, value, expires_at_ms }, pos + HEADER + len))
 }
 
 struct Reader<'a> {
@@ -214,7 +237,15 @@ mod tests {
     use super::*;
 
     fn put(rev: u64, key: &str, value: &str) -> Record {
-        Record { op: Op::Put, revision: rev, create_revision: rev, version: 1, key: key.into(), value: value.into() }
+        Record {
+            op: Op::Put,
+            revision: rev,
+            create_revision: rev,
+            version: 1,
+            key: key.into(),
+            value: value.into(),
+            expires_at_ms: None,
+        }
     }
 
     fn file(records: &[Record]) -> Vec<u8> {
@@ -229,7 +260,24 @@ mod tests {
     fn round_trip() {
         let recs = vec![
             put(1, "/a", "x"),
-            Record { op: Op::Delete, revision: 2, create_revision: 0, version: 0, key: "/a".into(), value: vec![] },
+            Record {
+                op: Op::Delete,
+                revision: 2,
+                create_revision: 0,
+                version: 0,
+                key: "/a".into(),
+                value: vec![],
+                expires_at_ms: None,
+            },
+            Record {
+                op: Op::PutExpiring,
+                revision: 3,
+                create_revision: 3,
+                version: 1,
+                key: "/b".into(),
+                value: b"v".to_vec(),
+                expires_at_ms: Some(1_800_000_000_000),
+            },
         ];
         let bytes = file(&recs);
         let scan = scan(&bytes).expect("scan");
@@ -278,5 +326,27 @@ mod tests {
         let full = file(&recs);
         let scan = scan(&full[..full.len() - 3]).expect("torn tail");
         assert_eq!(scan.records.len(), 2);
+    }
+
+    /// A file written before op 4 existed: ops 1–3 only, byte for byte as
+    /// the first release encoded them. It must keep opening.
+    #[test]
+    fn files_from_before_expiry_records_still_read() {
+        let mut old = MAGIC.to_vec();
+        // put "/a" = "x" at revision 1, then delete it at revision 2.
+        let payloads: [&[u8]; 2] = [
+            b"\x01\x01\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x02\0\0\0/a\x01\0\0\0x",
+            b"\x02\x02\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x02\0\0\0/a\0\0\0\0",
+        ];
+        for p in payloads {
+            old.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            old.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+            old.extend_from_slice(p);
+        }
+        let scan = scan(&old).expect("an old file reads");
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.records[0], put(1, "/a", "x"));
+        assert_eq!(scan.records[1].op, Op::Delete);
+        assert!(scan.records.iter().all(|r| r.expires_at_ms.is_none()));
     }
 }

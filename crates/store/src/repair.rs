@@ -108,7 +108,7 @@ fn inspect(path: PathBuf, bytes: &[u8]) -> Report {
     for r in &records {
         revision = revision.max(r.revision);
         match r.op {
-            Op::Put => drop(live.insert(r.key.as_str())),
+            Op::Put | Op::PutExpiring => drop(live.insert(r.key.as_str())),
             Op::Delete => drop(live.remove(r.key.as_str())),
             Op::Revision => {}
         }
@@ -193,7 +193,15 @@ mod tests {
     use crate::log::encode;
 
     fn put(rev: u64, key: &str, value: &str) -> Record {
-        Record { op: Op::Put, revision: rev, create_revision: rev, version: 1, key: key.into(), value: value.into() }
+        Record {
+            op: Op::Put,
+            revision: rev,
+            create_revision: rev,
+            version: 1,
+            key: key.into(),
+            value: value.into(),
+            expires_at_ms: None,
+        }
     }
 
     fn file(records: &[Record]) -> Vec<u8> {

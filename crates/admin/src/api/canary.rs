@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shardgate_model::resource::Wire;
-use shardgate_model::{ResourceId, ResourceKind, Validation, json as mjson};
+use shardgate_model::{ResourceId, ResourceKind, json as mjson};
 use shardgate_store::{Condition, KeyValue};
 
 use super::{AdminState, id_of, now_unix};
@@ -40,7 +40,7 @@ impl AdminState {
     /// Validates and writes `value` over `kv` (compare-and-swap on its revision).
     async fn replace(&self, kind: ResourceKind, id: &ResourceId, kv: &KeyValue, value: Value) -> Result<(), ApiError> {
         let mut wire = Wire::from_value(kind, value)?;
-        wire.validate(id, Validation { now_unix: Some(now_unix()) })?;
+        wire.validate(id, self.validation())?;
         let created = wire.times().0.unwrap_or_else(now_unix);
         wire.set_id(id);
         wire.set_times(created, now_unix());
@@ -57,7 +57,7 @@ impl AdminState {
         )?;
         let now = now_unix();
         wire.set_times(now, now);
-        self.insert_new(ResourceKind::Invalidations, &mut wire).await
+        self.insert_new(ResourceKind::Invalidations, &mut wire, None).await
     }
 
     async fn disable(&self, id: &ResourceId, kv: &KeyValue, mut policy: Value) -> Result<(), ApiError> {

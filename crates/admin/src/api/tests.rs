@@ -221,3 +221,56 @@ async fn unknown_kinds_oversized_bodies_and_dry_runs() {
     let (s, _) = a.call("PUT", "/apisix/admin/upstreams/bad%2Fid", r#"{"nodes":{}}"#).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[test]
+fn ttl_is_a_positive_number_of_seconds() {
+    let q = |v: &str| HashMap::from([("ttl".to_owned(), v.to_owned())]);
+    assert_eq!(ttl_of(&HashMap::new()).expect("absent"), None);
+    assert_eq!(ttl_of(&q("60")).expect("integer"), Some(Duration::from_secs(60)));
+    assert_eq!(ttl_of(&q("0.5")).expect("fraction"), Some(Duration::from_millis(500)));
+    for bad in ["abc", "", "NaN", "inf", "1e400"] {
+        let e = ttl_of(&q(bad)).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::BadRequest(m) if m == "invalid argument ttl: should be a number"),
+            "{bad}: {e:?}"
+        );
+    }
+    for bad in ["0", "-5", "9000000001"] {
+        assert!(matches!(ttl_of(&q(bad)), Err(ApiError::BadRequest(m)) if m.contains("greater than 0")), "{bad}");
+    }
+}
+
+#[test]
+fn path_segments_are_decoded_one_by_one() {
+    assert_eq!(percent_decode("bad%2Fid").expect("decoded"), "bad/id");
+    assert_eq!(percent_decode("%2E%2E").expect("decoded"), "..");
+    assert_eq!(percent_decode("100%").expect("a lone % stays"), "100%");
+    assert!(percent_decode("%FF").is_err(), "not UTF-8");
+}
+
+#[tokio::test]
+async fn slow_bodies_hold_no_write_turn() {
+    // One write turn; a body that never arrives must not take it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let limits = Limits {
+        admin_max_writes: 1,
+        admin_body_read_timeout: shardgate_core::ConfigDuration::from_secs(60),
+        ..Limits::default()
+    };
+    let router = router(AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, limits));
+    let (_tx, slow_body) = http_body_util::channel::Channel::<axum::body::Bytes, std::io::Error>::new(1);
+    let slow_body = Body::new(slow_body);
+    let slow = Request::put("/apisix/admin/upstreams/slow").header("X-API-KEY", KEY).body(slow_body).expect("req");
+    let pending = tokio::spawn(router.clone().oneshot(slow));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fast = Request::put("/apisix/admin/upstreams/fast")
+        .header("X-API-KEY", KEY)
+        .body(Body::from(r#"{"nodes":{"127.0.0.1:1":1}}"#))
+        .expect("req");
+    let resp =
+        tokio::time::timeout(Duration::from_secs(30), router.oneshot(fast)).await.expect("answered").expect("resp");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert!(!pending.is_finished(), "the slow write is still waiting for its body");
+    pending.abort();
+}

@@ -8,7 +8,7 @@
 //! `Aliases`, `origins`, `default_behavior` + ordered `behaviors`), a cache
 //! policy is `CachePolicyConfig`, a continuous deployment policy is
 //! `ContinuousDeploymentPolicyConfig`, an invalidation is `InvalidationBatch`
-//! (see `shared/reference/cloudfront-cache-waf.md` §1).
+//! (the CloudFront API Reference, docs.aws.amazon.com/cloudfront/latest/APIReference).
 
 use std::collections::BTreeMap;
 

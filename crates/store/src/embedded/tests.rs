@@ -92,7 +92,15 @@ async fn a_torn_tail_is_dropped_on_reopen() {
     let path = dir.path().join(LOG_FILE);
     let mut rec = Vec::new();
     log::encode(
-        &Record { op: Op::Put, revision: 2, create_revision: 2, version: 1, key: "/b".into(), value: b"lost".to_vec() },
+        &Record {
+            op: Op::Put,
+            revision: 2,
+            create_revision: 2,
+            version: 1,
+            key: "/b".into(),
+            value: b"lost".to_vec(),
+            expires_at_ms: None,
+        },
         &mut rec,
     );
     let mut f = OpenOptions::new().append(true).open(&path).expect("open log");
@@ -158,4 +166,103 @@ async fn compaction_keeps_every_live_key_and_revision() {
     let after = s.list("/").await.expect("list");
     assert_eq!(before, after);
     assert_eq!(after.revision, 204);
+}
+
+/// Waits (at most 10 s) until `key` is gone.
+async fn until_gone(s: &EmbeddedStore, key: &str) {
+    for _ in 0..1000 {
+        if s.get(key).await.expect("get").is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{key} did not expire within 10 s");
+}
+
+#[tokio::test]
+async fn a_key_with_a_ttl_expires_with_a_delete_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let mut w = s.watch("/apisix/", 0).await.expect("watch");
+    let put = s
+        .put_with_ttl("/apisix/upstreams/t", b"v".to_vec(), Condition::Absent, Some(Duration::from_millis(300)))
+        .await
+        .expect("put with ttl");
+    assert!(put.kv.expires_at_ms.is_some());
+    s.put("/apisix/upstreams/p", b"v".to_vec(), Condition::Always).await.expect("permanent put");
+    assert!(s.get("/apisix/upstreams/t").await.expect("get").is_some(), "alive before its time");
+    assert_eq!(next_batch(&mut w).await[0].kind, EventKind::Put);
+
+    until_gone(&s, "/apisix/upstreams/t").await;
+    // Watchers see the expiry as a delete at a new revision.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Event| e.kind == EventKind::Delete) {
+        seen.extend(next_batch(&mut w).await);
+    }
+    let delete = seen.iter().find(|e| e.kind == EventKind::Delete).expect("delete event");
+    assert_eq!(delete.kv.key, "/apisix/upstreams/t");
+    assert_eq!(delete.kv.mod_revision, 3);
+    assert_eq!(s.count("/apisix/").await.expect("count"), 1, "the permanent key stays");
+    // It is gone for conditions too: creating it again works.
+    s.put("/apisix/upstreams/t", b"again".to_vec(), Condition::Absent).await.expect("create again");
+}
+
+#[tokio::test]
+async fn a_put_without_ttl_makes_the_key_permanent_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.put_with_ttl("/k", b"1".to_vec(), Condition::Always, Some(Duration::from_millis(200))).await.expect("ttl");
+    let kv = s.put("/k", b"2".to_vec(), Condition::Always).await.expect("plain put").kv;
+    assert_eq!(kv.expires_at_ms, None);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(s.get("/k").await.expect("get").map(|kv| kv.value), Some(b"2".to_vec()));
+}
+
+#[tokio::test]
+async fn expiry_survives_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long_expiry = {
+        let s = open(dir.path());
+        s.put_with_ttl("/short", b"s".to_vec(), Condition::Always, Some(Duration::from_millis(300)))
+            .await
+            .expect("short");
+        let long = s
+            .put_with_ttl("/long", b"l".to_vec(), Condition::Always, Some(Duration::from_secs(3600)))
+            .await
+            .expect("long");
+        s.put("/forever", b"f".to_vec(), Condition::Always).await.expect("plain");
+        long.kv.expires_at_ms
+    };
+    // Down while /short's time passes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = open(dir.path());
+    assert_eq!(s.get("/short").await.expect("get"), None, "expired while down");
+    assert_eq!(s.revision().await.expect("rev"), 4, "the expiry is a delete record");
+    assert_eq!(s.get("/long").await.expect("get").and_then(|kv| kv.expires_at_ms), long_expiry);
+    assert!(s.get("/forever").await.expect("get").is_some());
+    drop(s);
+    // The delete was written: a second reopen finds the same state.
+    let s = open(dir.path());
+    assert_eq!(s.revision().await.expect("rev"), 4);
+    assert_eq!(s.list("/").await.expect("list").kvs.len(), 2);
+}
+
+#[tokio::test]
+async fn compaction_keeps_expiry_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = EmbeddedOptions::new(dir.path());
+    opts.compact_min_bytes = 4096;
+    let s = EmbeddedStore::open(opts.clone()).expect("open");
+    let at = s
+        .put_with_ttl("/t", b"v".to_vec(), Condition::Always, Some(Duration::from_secs(3600)))
+        .await
+        .expect("ttl")
+        .kv
+        .expires_at_ms;
+    for _ in 0..100 {
+        s.put("/hot", vec![b'x'; 100], Condition::Always).await.expect("put");
+    }
+    drop(s);
+    let s = EmbeddedStore::open(opts).expect("reopen");
+    assert_eq!(s.get("/t").await.expect("get").and_then(|kv| kv.expires_at_ms), at);
 }
