@@ -18,9 +18,10 @@ pub struct Limits {
     /// player's and the game server's). Default 100,000.
     pub max_connections: usize,
     /// File descriptors kept out of the connection budget for everything
-    /// else: the Admin API, `/metrics` and `/readyz`, the store, cache files,
-    /// DNS and origin fetches, so that these keep working while players use
-    /// every connection slot. Default 256.
+    /// else: the store, cache files, DNS and origin fetches, so that these
+    /// keep working while players use every connection slot. The Admin API's
+    /// and the metrics listener's connections (`admin_max_connections` each)
+    /// are reserved on top of this. Default 256.
     pub fd_reserve: usize,
     /// Most bytes a TLS listener reads while waiting for a complete
     /// ClientHello. Real ClientHellos are under 2 KiB (a post-quantum key share

@@ -3,9 +3,10 @@
 //! At start the soft `RLIMIT_NOFILE` is raised to the hard limit (what
 //! nginx's `worker_rlimit_nofile` and HAProxy do by themselves), then the
 //! connection limit is sized from it: every proxied connection holds two
-//! descriptors (the player's socket and the game server's), and
-//! `limits.fd_reserve` descriptors stay free for the Admin API, `/metrics`
-//! and `/readyz`, the store, cache files and origin fetches. Without that
+//! descriptors (the player's socket and the game server's), and a reserve
+//! stays free for the Admin API, `/metrics` and `/readyz` (their own
+//! connection caps), the store, cache files and origin fetches
+//! (`limits.fd_reserve`). Without that
 //! reserve a crowd of players reaching the open-file limit would make the
 //! health endpoints stop answering, and a load balancer would take a
 //! working gateway out of service.

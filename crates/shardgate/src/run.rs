@@ -53,13 +53,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!(warning = %warning, "configuration warning");
     }
-    let fds = crate::fds::plan(config.limits.max_connections, config.limits.fd_reserve);
+    // The Admin API and metrics listeners may each hold their own connection
+    // cap on top of the reserve.
+    let reserve = config.limits.fd_reserve.saturating_add(config.limits.admin_max_connections.saturating_mul(2));
+    let fds = crate::fds::plan(config.limits.max_connections, reserve);
     if fds.lowered(config.limits.max_connections) {
         tracing::warn!(
             configured = config.limits.max_connections,
             allowed = fds.max_connections,
             open_file_limit = fds.nofile,
-            fd_reserve = config.limits.fd_reserve,
+            reserved = reserve,
             "limits.max_connections cannot be met with this open-file limit (two descriptors per connection, plus the reserve); serving fewer connections at once: raise `ulimit -n` or systemd's LimitNOFILE"
         );
     } else {

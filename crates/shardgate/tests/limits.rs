@@ -12,13 +12,20 @@ use shardgate_e2e::tls::try_roundtrip;
 use shardgate_e2e::{GameServer, eventually};
 use tokio::io::AsyncWriteExt;
 
-/// With `ulimit -n 128` and a reserve of 64, at most (128 - 64) / 2 = 32
-/// players are served at once; the 40 beyond wait in the kernel's backlog
+/// With `ulimit -n 128` and a reserve of 48 plus 8 connections for each of
+/// the Admin API and metrics listeners, at most (128 - 64) / 2 = 32 players
+/// are served at once; the 40 beyond wait in the kernel's backlog
 /// while `/readyz`, `/metrics` and the Admin API keep answering, and they
 /// are served as soon as players leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_open_file_limit_health_and_admin_keep_answering() {
-    let gw = gateway().nofile(128).yaml("limits:\n  fd_reserve: 64").tls_listeners(0).plain_listeners(1).spawn().await;
+    let gw = gateway()
+        .nofile(128)
+        .yaml("limits:\n  fd_reserve: 48\n  admin_max_connections: 8")
+        .tls_listeners(0)
+        .plain_listeners(1)
+        .spawn()
+        .await;
     assert!(
         gw.log().contains("cannot be met with this open-file limit"),
         "the lowered budget is logged:\n{}",
