@@ -229,6 +229,66 @@ pub struct StatementJson {
     pub rule_group_reference: Option<Value>,
 }
 
+/// One member of a [`StatementJson`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'a> {
+    /// `ByteMatchStatement`.
+    ByteMatch(&'a ByteMatchJson),
+    /// `RegexMatchStatement`.
+    RegexMatch(&'a RegexMatchJson),
+    /// `RegexPatternSetReferenceStatement`.
+    RegexPatternSet(&'a RegexSetRefJson),
+    /// `IPSetReferenceStatement`.
+    IpSet(&'a IpSetRefJson),
+    /// `SizeConstraintStatement`.
+    SizeConstraint(&'a SizeConstraintJson),
+    /// `SqliMatchStatement`.
+    SqliMatch(&'a SqliMatchJson),
+    /// `XssMatchStatement`.
+    XssMatch(&'a XssMatchJson),
+    /// `LabelMatchStatement`.
+    LabelMatch(&'a LabelMatchJson),
+    /// `AndStatement`.
+    And(&'a StatementsJson),
+    /// `OrStatement`.
+    Or(&'a StatementsJson),
+    /// `NotStatement`.
+    Not(&'a NotJson),
+    /// `GeoMatchStatement`.
+    GeoMatch(&'a GeoMatchJson),
+    /// `RateBasedStatement`.
+    RateBased(&'a RateBasedJson),
+    /// `ManagedRuleGroupStatement`.
+    ManagedRuleGroup,
+    /// `RuleGroupReferenceStatement`.
+    RuleGroupReference,
+}
+
+impl StatementJson {
+    /// The members that are set, with their JSON names, in declaration order.
+    /// A valid statement has exactly one.
+    pub fn members(&self) -> impl Iterator<Item = (&'static str, Member<'_>)> {
+        let list: [Option<(&'static str, Member<'_>)>; 15] = [
+            self.byte_match.as_ref().map(|m| ("ByteMatchStatement", Member::ByteMatch(m))),
+            self.regex_match.as_ref().map(|m| ("RegexMatchStatement", Member::RegexMatch(m))),
+            self.regex_pattern_set.as_ref().map(|m| ("RegexPatternSetReferenceStatement", Member::RegexPatternSet(m))),
+            self.ip_set.as_ref().map(|m| ("IPSetReferenceStatement", Member::IpSet(m))),
+            self.size_constraint.as_ref().map(|m| ("SizeConstraintStatement", Member::SizeConstraint(m))),
+            self.sqli_match.as_ref().map(|m| ("SqliMatchStatement", Member::SqliMatch(m))),
+            self.xss_match.as_ref().map(|m| ("XssMatchStatement", Member::XssMatch(m))),
+            self.label_match.as_ref().map(|m| ("LabelMatchStatement", Member::LabelMatch(m))),
+            self.and.as_ref().map(|m| ("AndStatement", Member::And(m))),
+            self.or.as_ref().map(|m| ("OrStatement", Member::Or(m))),
+            self.not.as_deref().map(|m| ("NotStatement", Member::Not(m))),
+            self.geo_match.as_ref().map(|m| ("GeoMatchStatement", Member::GeoMatch(m))),
+            self.rate_based.as_deref().map(|m| ("RateBasedStatement", Member::RateBased(m))),
+            self.managed_rule_group.as_ref().map(|_| ("ManagedRuleGroupStatement", Member::ManagedRuleGroup)),
+            self.rule_group_reference.as_ref().map(|_| ("RuleGroupReferenceStatement", Member::RuleGroupReference)),
+        ];
+        list.into_iter().flatten()
+    }
+}
+
 /// `GeoMatchStatement`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
