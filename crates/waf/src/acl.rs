@@ -49,8 +49,6 @@ use {
 
 /// Most rules in one web ACL.
 pub const MAX_RULES: usize = 1000;
-/// Deepest statement nesting.
-const MAX_DEPTH: usize = 20;
 /// Body bytes inspected (CloudFront's default, 16 KiB).
 pub const BODY_MAX_BYTES: usize = 16 * 1024;
 

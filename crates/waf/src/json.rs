@@ -178,46 +178,107 @@ pub struct NameValueJson {
     pub value: String,
 }
 
-/// `Statement`: exactly one member.
+/// Deepest statement tree, counted in statements: a rule's `Statement` is
+/// level 1, each `AndStatement`/`OrStatement` member, `NotStatement`
+/// statement and `ScopeDownStatement` one level more. AWS documents no
+/// number; this is shardgate's. It keeps every recursion over a statement
+/// tree (parsing, compiling, evaluating, walking references) shallow, and the
+/// deepest legal web ACL well inside the Admin API's JSON nesting limit: an
+/// `AndStatement` level costs 3 JSON levels, so 15 levels of it, under a rule
+/// (4 levels) and with a leaf's `FieldToMatch` (5 more), are 51 levels.
+pub const MAX_STATEMENT_DEPTH: usize = 15;
+
+/// The reason given when a statement tree is deeper than [`MAX_STATEMENT_DEPTH`].
+pub fn too_deep() -> String {
+    format!(
+        "statements nest at most {MAX_STATEMENT_DEPTH} deep (shardgate's limit: a rule's Statement is level 1, each nested statement one more)"
+    )
+}
+
+thread_local! {
+    /// Statements being deserialized on this thread, outermost first.
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of statement nesting while deserializing; refuses the level
+/// past [`MAX_STATEMENT_DEPTH`] before serde recurses into it, so a deep
+/// document is an error, never a stack overflow (serde's derived code
+/// recurses once per level, with large frames).
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter() -> Result<DepthGuard, String> {
+        DEPTH.with(|d| {
+            if d.get() >= MAX_STATEMENT_DEPTH {
+                return Err(too_deep());
+            }
+            d.set(d.get() + 1);
+            Ok(DepthGuard)
+        })
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+impl<'de> Deserialize<'de> for StatementJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _level = DepthGuard::enter().map_err(serde::de::Error::custom)?;
+        // The inherent function derived with `remote = "Self"`.
+        StatementJson::deserialize(d)
+    }
+}
+
+impl Serialize for StatementJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StatementJson::serialize(self, s)
+    }
+}
+
+/// `Statement`: exactly one member. (De)serialized through the impls above,
+/// which bound the nesting.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct StatementJson {
     /// `ByteMatchStatement`.
     #[serde(rename = "ByteMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub byte_match: Option<ByteMatchJson>,
+    pub byte_match: Option<Box<ByteMatchJson>>,
     /// `RegexMatchStatement`.
     #[serde(rename = "RegexMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub regex_match: Option<RegexMatchJson>,
+    pub regex_match: Option<Box<RegexMatchJson>>,
     /// `RegexPatternSetReferenceStatement`.
     #[serde(rename = "RegexPatternSetReferenceStatement", default, skip_serializing_if = "Option::is_none")]
-    pub regex_pattern_set: Option<RegexSetRefJson>,
+    pub regex_pattern_set: Option<Box<RegexSetRefJson>>,
     /// `IPSetReferenceStatement`.
     #[serde(rename = "IPSetReferenceStatement", default, skip_serializing_if = "Option::is_none")]
-    pub ip_set: Option<IpSetRefJson>,
+    pub ip_set: Option<Box<IpSetRefJson>>,
     /// `SizeConstraintStatement`.
     #[serde(rename = "SizeConstraintStatement", default, skip_serializing_if = "Option::is_none")]
-    pub size_constraint: Option<SizeConstraintJson>,
+    pub size_constraint: Option<Box<SizeConstraintJson>>,
     /// `SqliMatchStatement`.
     #[serde(rename = "SqliMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub sqli_match: Option<SqliMatchJson>,
+    pub sqli_match: Option<Box<SqliMatchJson>>,
     /// `XssMatchStatement`.
     #[serde(rename = "XssMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub xss_match: Option<XssMatchJson>,
+    pub xss_match: Option<Box<XssMatchJson>>,
     /// `LabelMatchStatement`.
     #[serde(rename = "LabelMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub label_match: Option<LabelMatchJson>,
+    pub label_match: Option<Box<LabelMatchJson>>,
     /// `AndStatement`.
     #[serde(rename = "AndStatement", default, skip_serializing_if = "Option::is_none")]
-    pub and: Option<StatementsJson>,
+    pub and: Option<Box<StatementsJson>>,
     /// `OrStatement`.
     #[serde(rename = "OrStatement", default, skip_serializing_if = "Option::is_none")]
-    pub or: Option<StatementsJson>,
+    pub or: Option<Box<StatementsJson>>,
     /// `NotStatement`.
     #[serde(rename = "NotStatement", default, skip_serializing_if = "Option::is_none")]
     pub not: Option<Box<NotJson>>,
     /// `GeoMatchStatement`.
     #[serde(rename = "GeoMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub geo_match: Option<GeoMatchJson>,
+    pub geo_match: Option<Box<GeoMatchJson>>,
     /// `RateBasedStatement` (top level of a rule only).
     #[serde(rename = "RateBasedStatement", default, skip_serializing_if = "Option::is_none")]
     pub rate_based: Option<Box<RateBasedJson>>,
@@ -269,23 +330,114 @@ impl StatementJson {
     /// A valid statement has exactly one.
     pub fn members(&self) -> impl Iterator<Item = (&'static str, Member<'_>)> {
         let list: [Option<(&'static str, Member<'_>)>; 15] = [
-            self.byte_match.as_ref().map(|m| ("ByteMatchStatement", Member::ByteMatch(m))),
-            self.regex_match.as_ref().map(|m| ("RegexMatchStatement", Member::RegexMatch(m))),
-            self.regex_pattern_set.as_ref().map(|m| ("RegexPatternSetReferenceStatement", Member::RegexPatternSet(m))),
-            self.ip_set.as_ref().map(|m| ("IPSetReferenceStatement", Member::IpSet(m))),
-            self.size_constraint.as_ref().map(|m| ("SizeConstraintStatement", Member::SizeConstraint(m))),
-            self.sqli_match.as_ref().map(|m| ("SqliMatchStatement", Member::SqliMatch(m))),
-            self.xss_match.as_ref().map(|m| ("XssMatchStatement", Member::XssMatch(m))),
-            self.label_match.as_ref().map(|m| ("LabelMatchStatement", Member::LabelMatch(m))),
-            self.and.as_ref().map(|m| ("AndStatement", Member::And(m))),
-            self.or.as_ref().map(|m| ("OrStatement", Member::Or(m))),
+            self.byte_match.as_deref().map(|m| ("ByteMatchStatement", Member::ByteMatch(m))),
+            self.regex_match.as_deref().map(|m| ("RegexMatchStatement", Member::RegexMatch(m))),
+            self.regex_pattern_set
+                .as_deref()
+                .map(|m| ("RegexPatternSetReferenceStatement", Member::RegexPatternSet(m))),
+            self.ip_set.as_deref().map(|m| ("IPSetReferenceStatement", Member::IpSet(m))),
+            self.size_constraint.as_deref().map(|m| ("SizeConstraintStatement", Member::SizeConstraint(m))),
+            self.sqli_match.as_deref().map(|m| ("SqliMatchStatement", Member::SqliMatch(m))),
+            self.xss_match.as_deref().map(|m| ("XssMatchStatement", Member::XssMatch(m))),
+            self.label_match.as_deref().map(|m| ("LabelMatchStatement", Member::LabelMatch(m))),
+            self.and.as_deref().map(|m| ("AndStatement", Member::And(m))),
+            self.or.as_deref().map(|m| ("OrStatement", Member::Or(m))),
             self.not.as_deref().map(|m| ("NotStatement", Member::Not(m))),
-            self.geo_match.as_ref().map(|m| ("GeoMatchStatement", Member::GeoMatch(m))),
+            self.geo_match.as_deref().map(|m| ("GeoMatchStatement", Member::GeoMatch(m))),
             self.rate_based.as_deref().map(|m| ("RateBasedStatement", Member::RateBased(m))),
             self.managed_rule_group.as_ref().map(|_| ("ManagedRuleGroupStatement", Member::ManagedRuleGroup)),
             self.rule_group_reference.as_ref().map(|_| ("RuleGroupReferenceStatement", Member::RuleGroupReference)),
         ];
         list.into_iter().flatten()
+    }
+
+    /// The statements nested directly in this one, with the path suffix that
+    /// leads to each: `AndStatement`/`OrStatement` members, the
+    /// `NotStatement`'s statement, a `RateBasedStatement`'s
+    /// `ScopeDownStatement`. Every walk over a tree goes through here, so a
+    /// new nesting kind is added once.
+    pub fn children(&self) -> Vec<(String, &StatementJson)> {
+        let mut out = Vec::new();
+        for (name, member) in self.members() {
+            match member {
+                Member::And(l) | Member::Or(l) => {
+                    out.extend(l.statements.iter().enumerate().map(|(i, s)| (format!(".{name}.Statements[{i}]"), s)))
+                }
+                Member::Not(n) => out.push((format!(".{name}.Statement"), &n.statement)),
+                Member::RateBased(r) => {
+                    if let Some(s) = &r.scope_down_statement {
+                        out.push((format!(".{name}.ScopeDownStatement"), s));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Calls `visit` with the path and statement of every statement of the
+    /// tree rooted here (at `path`), parents first, at most
+    /// [`MAX_STATEMENT_DEPTH`] levels deep (a deeper tree does not compile;
+    /// the walk stays bounded for one built in code).
+    pub fn walk<'a>(&'a self, path: &str, visit: &mut dyn FnMut(&str, &'a StatementJson)) {
+        fn go<'a>(s: &'a StatementJson, path: &str, level: usize, visit: &mut dyn FnMut(&str, &'a StatementJson)) {
+            visit(path, s);
+            if level >= MAX_STATEMENT_DEPTH {
+                return;
+            }
+            for (suffix, child) in s.children() {
+                go(child, &format!("{path}{suffix}"), level + 1, visit);
+            }
+        }
+        go(self, path, 1, visit);
+    }
+
+    /// Every set this tree refers to by ARN, at any depth, with the JSON path
+    /// of the `ARN` field.
+    pub fn references(&self, path: &str) -> Vec<SetReference> {
+        let mut out = Vec::new();
+        self.walk(path, &mut |p, s| {
+            for (name, member) in s.members() {
+                let (kind, arn) = match member {
+                    Member::IpSet(i) => (SetKind::IpSet, &i.arn),
+                    Member::RegexPatternSet(r) => (SetKind::RegexPatternSet, &r.arn),
+                    _ => continue,
+                };
+                out.push(SetReference { path: format!("{p}.{name}.ARN"), kind, arn: arn.clone() });
+            }
+        });
+        out
+    }
+}
+
+/// The kinds of resource a web ACL refers to by ARN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// An IP set (`IPSetReferenceStatement`).
+    IpSet,
+    /// A regex pattern set (`RegexPatternSetReferenceStatement`).
+    RegexPatternSet,
+}
+
+/// One reference from a web ACL to a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetReference {
+    /// JSON path of the `ARN` field (`Rules[0].Statement.AndStatement.Statements[1].IPSetReferenceStatement.ARN`).
+    pub path: String,
+    /// What is referred to.
+    pub kind: SetKind,
+    /// The `ARN` as written (an AWS ARN or a shardgate id; see `acl::arn_id`).
+    pub arn: String,
+}
+
+impl WebAclJson {
+    /// Every set the web ACL's rules refer to, at any depth.
+    pub fn references(&self) -> Vec<SetReference> {
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().flatten().enumerate() {
+            out.extend(r.statement.references(&format!("Rules[{i}].Statement")));
+        }
+        out
     }
 }
 

@@ -15,10 +15,10 @@ use super::field::{Field, Sources, transforms};
 use super::matcher::{Cmp, Matcher, Position, is_word};
 use super::rate::RateLimiter;
 use super::sets::{IpSet, Sets, arn_id, regex};
-use super::{Ctx, MAX_DEPTH, WafError, err, probe};
+use super::{Ctx, WafError, err, probe};
 use crate::geo::GeoDb;
 use crate::json::{
-    ByteMatchJson, FieldJson, GeoMatchJson, IpSetRefJson, LabelMatchJson, Member, NotJson, RateBasedJson,
+    self, ByteMatchJson, FieldJson, GeoMatchJson, IpSetRefJson, LabelMatchJson, Member, NotJson, RateBasedJson,
     RegexMatchJson, RegexSetRefJson, SizeConstraintJson, SqliMatchJson, StatementJson, StatementsJson, TransformJson,
     XssMatchJson,
 };
@@ -85,7 +85,8 @@ pub(super) struct Compiler<'a> {
 }
 
 /// Compiles the statement at `path`, `depth` levels below a rule's
-/// `Statement`: checks the nesting bound, then hands the one member to its
+/// `Statement`: checks the nesting bound (parsing checks it too; a tree
+/// built in code gets the same answer), then hands the one member to its
 /// kind's compile function.
 pub(super) fn compile(
     c: &mut Compiler<'_>,
@@ -93,8 +94,8 @@ pub(super) fn compile(
     s: &StatementJson,
     depth: usize,
 ) -> Result<Statement, WafError> {
-    if depth > MAX_DEPTH {
-        return Err(err(path, format!("statements nest at most {MAX_DEPTH} deep")));
+    if depth >= json::MAX_STATEMENT_DEPTH {
+        return Err(err(path, json::too_deep()));
     }
     let mut members = s.members();
     let (name, member) = match (members.next(), members.next()) {

@@ -444,3 +444,88 @@ fn the_rate_table_is_bounded() {
     assert_eq!(over, 2, "tracked again: the 11th and 12th are over");
     assert_eq!(size(&limiter), 1);
 }
+
+/// A statement tree `levels` statements deep: `NotStatement`s (or
+/// `AndStatement`s with a second, leaf member) around an IP set reference.
+fn chain(levels: usize, and: bool) -> String {
+    let mut st = r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#.to_owned();
+    for _ in 1..levels {
+        st = if and {
+            format!(
+                r#"{{"AndStatement": {{"Statements": [{st}, {{"IPSetReferenceStatement": {{"ARN": "denied"}}}}]}}}}"#
+            )
+        } else {
+            format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#)
+        };
+    }
+    st
+}
+
+/// Nesting is bounded while parsing (before serde recurses) and when
+/// compiling, with the limit and the JSON path in the error; the deepest
+/// legal trees compile and evaluate.
+#[test]
+fn statement_nesting_is_bounded_with_the_limit_named() {
+    use crate::json::MAX_STATEMENT_DEPTH;
+    for and in [false, true] {
+        let ok = acl(&rule("deep", 0, "Block", &chain(MAX_STATEMENT_DEPTH, and)));
+        let mut r = req(&[]);
+        r.ip = "127.0.0.2".parse().expect("ip");
+        // An odd number of NotStatements around a match does not match.
+        let expected = and || (MAX_STATEMENT_DEPTH - 1).is_multiple_of(2);
+        assert_eq!(blocked(&ok, &r), expected, "and: {and}");
+        let e =
+            acl_with(&rule("deep", 0, "Block", &chain(MAX_STATEMENT_DEPTH + 1, and)), r#"{"Allow": {}}"#).unwrap_err();
+        assert!(e.reason.contains("at most 15 deep (shardgate's limit"), "{e}");
+    }
+    // With the path, when the JSON goes through the path-tracking
+    // deserializer the Admin API uses: compile names it too.
+    use crate::json::StatementJson;
+    let st: StatementJson =
+        serde_json::from_str(&chain(MAX_STATEMENT_DEPTH, false)).expect("the deepest legal tree parses");
+    let nested =
+        StatementJson { not: Some(Box::new(crate::json::NotJson { statement: st })), ..StatementJson::default() };
+    let mut json: WebAclJson =
+        serde_json::from_str(&format!(r#"{{"Name": "a", "DefaultAction": {{"Allow": {{}}}}, "Rules": [{}],
+            "VisibilityConfig": {{"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}}}"#,
+            rule("deep", 0, "Block", &chain(1, false))))
+        .expect("json");
+    json.rules.as_mut().expect("rules")[0].statement = nested;
+    let e = WebAcl::compile(&json, &TestSets).unwrap_err();
+    let expected_path = format!("Rules[0].Statement{}", ".NotStatement.Statement".repeat(MAX_STATEMENT_DEPTH));
+    assert_eq!(e.path, expected_path);
+    assert!(e.reason.contains("at most 15 deep"), "{e}");
+    // A rate-based rule's scope-down statement counts as one level.
+    let scoped = format!(
+        r#"{{"RateBasedStatement": {{"Limit": 10, "AggregateKeyType": "IP", "ScopeDownStatement": {}}}}}"#,
+        chain(MAX_STATEMENT_DEPTH, true)
+    );
+    assert!(acl_with(&rule("r", 0, "Block", &scoped), r#"{"Allow": {}}"#).is_err());
+    let scoped = format!(
+        r#"{{"RateBasedStatement": {{"Limit": 10, "AggregateKeyType": "IP", "ScopeDownStatement": {}}}}}"#,
+        chain(MAX_STATEMENT_DEPTH - 1, true)
+    );
+    acl(&rule("r", 0, "Block", &scoped));
+}
+
+/// The issue's crash: a statement nested about 60 deep (JSON depth ~125,
+/// under serde_json's 128) overflowed a 2 MiB worker stack while being
+/// deserialized. Now it is refused after a few levels, on a small stack.
+#[test]
+fn deep_statements_are_refused_on_a_small_stack() {
+    let text = format!(
+        r#"{{"Name": "a", "DefaultAction": {{"Allow": {{}}}}, "Rules": [{}],
+            "VisibilityConfig": {{"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}}}"#,
+        rule("deep", 0, "Block", &chain(60, false))
+    );
+    let worker = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+        let as_value: serde_json::Value = serde_json::from_str(&text).expect("under serde_json's own limit");
+        let direct = serde_json::from_str::<WebAclJson>(&text).map(|_| ()).map_err(|e| e.to_string());
+        let from_value = serde_json::from_value::<WebAclJson>(as_value).map(|_| ()).map_err(|e| e.to_string());
+        (direct, from_value)
+    });
+    let (direct, from_value) = worker.expect("thread").join().expect("no stack overflow");
+    for r in [direct, from_value] {
+        assert!(r.as_ref().is_err_and(|e| e.contains("at most 15 deep")), "{r:?}");
+    }
+}
