@@ -18,6 +18,11 @@ use crate::service::{ConnInfo, EdgeService};
 
 /// Largest request head accepted (CloudFront allows 20,480 bytes without body).
 const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Most request header lines HTTP/1.1 accepts (hyper's default is 100). AWS
+/// WAF inspects the first 200 headers and applies `OversizeHandling` to a
+/// request with more, so the edge must let such requests reach the WAF; the
+/// byte bound [`MAX_HEAD_BYTES`] still holds.
+const MAX_REQUEST_HEADERS: usize = 256;
 /// Concurrent HTTP/2 streams per connection.
 const MAX_H2_STREAMS: u32 = 128;
 
@@ -146,6 +151,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_REQUEST_HEADERS)
         // `X-Cache: Hit from shardgate`, as CloudFront writes it: scripts
         // grep for it case-sensitively (seed 003's `egrep 'X-Cache|...'`).
         .title_case_headers(true);

@@ -105,6 +105,9 @@ struct Ctx {
     conn: ConnInfo,
     head_only: bool,
     req_headers: Arc<HeaderMap>,
+    /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
+    /// (`CustomRequestHandling`); usually empty.
+    waf_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 fn refuse(svc: &EdgeService, status: StatusCode, reason: &'static str, message: String) -> Response<EdgeBody> {
@@ -162,11 +165,13 @@ impl EdgeService {
         };
         // The primary's web ACL guards both sides of a canary: CloudFront
         // does not let a staging distribution change the WAF either.
-        if let Some(waf) = &primary.waf
-            && let Some(blocked) = self.inspect(waf, &req, conn)
-        {
-            return blocked;
-        }
+        let waf_headers = match &primary.waf {
+            Some(waf) => match self.inspect(waf, &req, conn) {
+                Ok(inserted) => inserted,
+                Err(blocked) => return *blocked,
+            },
+            None => Vec::new(),
+        };
         let head_only = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -234,14 +239,22 @@ impl EdgeService {
             conn,
             head_only,
             req_headers,
+            waf_headers,
         };
         ctx.serve().await
     }
 }
 
 impl EdgeService {
-    /// Runs the distribution's web ACL; returns the response when it blocks.
-    fn inspect(&self, waf: &CompiledAcl, req: &Request<Incoming>, conn: ConnInfo) -> Option<Response<EdgeBody>> {
+    /// Runs the distribution's web ACL: the headers it inserts into the
+    /// origin request when it lets the request through, the response when it
+    /// blocks.
+    fn inspect(
+        &self,
+        waf: &CompiledAcl,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, Box<Response<EdgeBody>>> {
         let view = RequestView {
             method: req.method().as_str(),
             uri_path: req.uri().path(),
@@ -274,7 +287,7 @@ impl EdgeService {
             let upper = if blocked.is_some() { "BLOCK" } else { "ALLOW" };
             self.sample(waf, req, conn, upper, verdict.rule.as_ref(), &verdict.labels);
         }
-        let b = blocked?;
+        let Some(b) = blocked else { return Ok(verdict.request_headers) };
         tracing::info!(web_acl = %waf.id, rule = %rule_label, client = %conn.client, path = %req.uri().path(), "request blocked by the web ACL");
         let (ct, body) =
             b.body.clone().unwrap_or_else(|| ("text/plain; charset=utf-8".into(), "Request blocked.\n".into()));
@@ -284,13 +297,11 @@ impl EdgeService {
             resp.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         for (k, v) in &b.headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-                resp.headers_mut().append(k, v);
-            }
+            resp.headers_mut().append(k.clone(), v.clone());
         }
         // CloudFront marks WAF refusals as errors.
         resp.headers_mut().insert(HeaderName::from_static("x-cache"), HeaderValue::from_static("Error from shardgate"));
-        Some(resp)
+        Err(Box::new(resp))
     }
 
     fn sample(
@@ -687,6 +698,10 @@ impl Ctx {
         }
         forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
         forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        // AWS WAF: an inserted header replaces one of the same name.
+        for (name, value) in &self.waf_headers {
+            forward.insert(name.clone(), value.clone());
+        }
         forward
     }
 

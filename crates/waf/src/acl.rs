@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::json::{RuleJson, WebAclJson};
+use crate::json::{RuleJson, TagJson, WebAclJson};
 use crate::transform::{Transform, apply_all};
 
 mod action;
@@ -35,7 +35,7 @@ mod statement;
 #[cfg(test)]
 mod tests;
 
-use action::{RuleAction, compile_action};
+use action::{HeaderBudget, Inserted, RuleAction, compile_action};
 use field::{Field, Sources};
 use statement::{Compiler, Statement, check_label, to_state_bits};
 
@@ -97,8 +97,9 @@ pub enum Action {
 pub struct BlockResponse {
     /// Status, 403 by default.
     pub status: u16,
-    /// Extra headers (`x-amzn-waf-` prefixed, as AWS does).
-    pub headers: Vec<(String, String)>,
+    /// `ResponseHeaders`, sent as written (AWS prefixes only the headers it
+    /// inserts into requests).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Body and content type, if a custom body was named.
     pub body: Option<(String, String)>,
 }
@@ -120,6 +121,22 @@ pub struct Verdict {
     pub counted: Vec<Arc<str>>,
     /// Labels added by matching rules.
     pub labels: Vec<Arc<str>>,
+    /// Headers to insert into the request the origin receives
+    /// (`x-amzn-waf-<name>`): from matching Count rules, the Allow rule or
+    /// the Allow default action. A later rule's header replaces an earlier
+    /// one of the same name, as AWS does. Empty (no allocation) when no
+    /// action inserts any; meaningless when the action is Block.
+    pub request_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Inserts `add` into `into`, replacing headers of the same name.
+fn insert_headers(into: &mut Vec<(HeaderName, HeaderValue)>, add: &[(HeaderName, HeaderValue)]) {
+    for (name, value) in add {
+        match into.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value.clone(),
+            None => into.push((name.clone(), value.clone())),
+        }
+    }
 }
 
 /// Whether a request matched, for one evaluation.
@@ -244,6 +261,8 @@ pub struct WebAcl {
     /// per leaf of every probe.
     state_words: usize,
     default: Action,
+    /// Headers the default action (Allow) inserts.
+    default_headers: Inserted,
     /// Whether sampling is on for the default action.
     pub sampled: bool,
 }
@@ -270,6 +289,7 @@ impl WebAcl {
         if json.visibility_config.is_none() {
             return Err(err("VisibilityConfig", "required"));
         }
+        TagJson::check_all(json.tags.as_deref()).map_err(|(path, reason)| err(&path, reason))?;
         let mut bodies = HashMap::new();
         for (k, b) in json.custom_response_bodies.iter().flatten() {
             let ct = match b.content_type.as_str() {
@@ -285,12 +305,12 @@ impl WebAcl {
             };
             bodies.insert(k.as_str(), (ct, b.content.as_str()));
         }
-        let default = match &json.default_action {
+        let mut budget = HeaderBudget::default();
+        let (default, default_headers) = match &json.default_action {
             None => return Err(err("DefaultAction", "required")),
-            Some(a) => match compile_action("DefaultAction", a, &bodies, false)? {
-                RuleAction::Allow => Action::Allow,
-                RuleAction::Block(b) => Action::Block(b),
-                RuleAction::Count => Action::Allow,
+            Some(a) => match compile_action("DefaultAction", a, &bodies, false, &mut budget)? {
+                RuleAction::Allow(h) | RuleAction::Count(h) => (Action::Allow, h),
+                RuleAction::Block(b) => (Action::Block(b), Vec::new()),
             },
         };
         let rules_json: &[RuleJson] = json.rules.as_deref().unwrap_or_default();
@@ -320,7 +340,7 @@ impl WebAcl {
                 ));
             }
             let action = match &r.action {
-                Some(a) => compile_action(&format!("{p}.Action"), a, &bodies, true)?,
+                Some(a) => compile_action(&format!("{p}.Action"), a, &bodies, true, &mut budget)?,
                 None => return Err(err(&format!("{p}.Action"), "required")),
             };
             let statement = statement::compile(
@@ -367,6 +387,7 @@ impl WebAcl {
             steps,
             state_words: next_bit.div_ceil(64),
             default,
+            default_headers,
             sampled: json.visibility_config.as_ref().is_some_and(|v| v.sampled_requests_enabled),
         })
     }
@@ -388,6 +409,7 @@ impl WebAcl {
     pub fn evaluate(&self, req: &RequestView<'_>) -> Verdict {
         let labels: RefCell<Vec<Arc<str>>> = RefCell::new(Vec::new());
         let mut counted = Vec::new();
+        let mut request_headers = Vec::new();
         // The evaluation's bits live on the stack unless the ACL has many
         // sources and leaves (512 bits hold most ACLs).
         let small: [Cell<u64>; 8] = Default::default();
@@ -433,18 +455,28 @@ impl WebAcl {
             labels.borrow_mut().extend(rule.labels.iter().cloned());
             let rule_name = Some(Arc::clone(&rule.name));
             match &rule.action {
-                RuleAction::Count => counted.push(Arc::clone(&rule.name)),
-                RuleAction::Allow => {
-                    return Verdict { action: Action::Allow, rule: rule_name, counted, labels: labels.into_inner() };
+                RuleAction::Count(h) => {
+                    counted.push(Arc::clone(&rule.name));
+                    insert_headers(&mut request_headers, h);
+                }
+                RuleAction::Allow(h) => {
+                    insert_headers(&mut request_headers, h);
+                    let labels = labels.into_inner();
+                    return Verdict { action: Action::Allow, rule: rule_name, counted, labels, request_headers };
                 }
                 RuleAction::Block(b) => {
                     let action = Action::Block(b.clone());
-                    return Verdict { action, rule: rule_name, counted, labels: labels.into_inner() };
+                    let labels = labels.into_inner();
+                    return Verdict { action, rule: rule_name, counted, labels, request_headers: Vec::new() };
                 }
             }
         }
         let labels = labels.into_inner();
-        Verdict { action: self.default.clone(), rule: None, counted, labels }
+        match self.default {
+            Action::Allow => insert_headers(&mut request_headers, &self.default_headers),
+            Action::Block(_) => request_headers.clear(),
+        }
+        Verdict { action: self.default.clone(), rule: None, counted, labels, request_headers }
     }
 
     /// Carries the counts of `prev`'s rate-based rules over to this ACL's

@@ -35,9 +35,40 @@ macro_rules! aws_resource {
             /// `Scope`: `CLOUDFRONT` or `REGIONAL` (accepted, not used).
             #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
             pub scope: Option<String>,
+            /// `Tags`: `[{Key, Value}]` (kept, not used).
+            #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
+            pub tags: Option<Vec<TagJson>>,
             $($body)*
         }
     };
+}
+
+/// `Tag`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagJson {
+    /// `Key`: 1 to 128 characters.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// `Value`: 0 to 256 characters.
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+impl TagJson {
+    /// Checks AWS's lengths (`Tag` in botocore's wafv2 service model);
+    /// `Err` holds the field and the reason.
+    pub fn check_all(tags: Option<&[TagJson]>) -> Result<(), (String, &'static str)> {
+        for (i, t) in tags.unwrap_or_default().iter().enumerate() {
+            if t.key.is_empty() || t.key.chars().count() > 128 {
+                return Err((format!("Tags[{i}].Key"), "1 to 128 characters"));
+            }
+            if t.value.chars().count() > 256 {
+                return Err((format!("Tags[{i}].Value"), "at most 256 characters"));
+            }
+        }
+        Ok(())
+    }
 }
 
 aws_resource! {
@@ -125,21 +156,39 @@ pub struct LabelJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionJson {
-    /// `Allow`.
+    /// `Allow`: `{CustomRequestHandling?}`.
     #[serde(rename = "Allow", default, skip_serializing_if = "Option::is_none")]
-    pub allow: Option<Value>,
+    pub allow: Option<RequestHandlingJson>,
     /// `Block`: `{CustomResponse?}`.
     #[serde(rename = "Block", default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockJson>,
-    /// `Count`.
+    /// `Count`: `{CustomRequestHandling?}`.
     #[serde(rename = "Count", default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Value>,
+    pub count: Option<RequestHandlingJson>,
     /// `Captcha` (not supported).
     #[serde(rename = "Captcha", default, skip_serializing_if = "Option::is_none")]
     pub captcha: Option<Value>,
     /// `Challenge` (not supported).
     #[serde(rename = "Challenge", default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Value>,
+}
+
+/// `AllowAction` and `CountAction`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestHandlingJson {
+    /// `CustomRequestHandling`: headers inserted into the request the origin receives.
+    #[serde(rename = "CustomRequestHandling", default, skip_serializing_if = "Option::is_none")]
+    pub custom_request_handling: Option<CustomRequestHandlingJson>,
+}
+
+/// `CustomRequestHandling`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRequestHandlingJson {
+    /// `InsertHeaders`: `[{Name, Value}]`, each name sent as `x-amzn-waf-<Name>`.
+    #[serde(rename = "InsertHeaders")]
+    pub insert_headers: Vec<NameValueJson>,
 }
 
 /// `BlockAction`.
@@ -517,9 +566,13 @@ pub struct TransformJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByteMatchJson {
-    /// `SearchString` (text, as the console and exported rules write it).
-    #[serde(rename = "SearchString")]
-    pub search_string: String,
+    /// `SearchString` (text, as the console, the CLI and CloudFormation
+    /// write it). Exactly one of it and `SearchStringBase64`.
+    #[serde(rename = "SearchString", default, skip_serializing_if = "Option::is_none")]
+    pub search_string: Option<String>,
+    /// `SearchStringBase64` (CloudFormation): the bytes, base64-encoded.
+    #[serde(rename = "SearchStringBase64", default, skip_serializing_if = "Option::is_none")]
+    pub search_string_base64: Option<String>,
     /// `FieldToMatch`.
     #[serde(rename = "FieldToMatch")]
     pub field_to_match: FieldJson,
@@ -550,8 +603,9 @@ pub struct RegexMatchJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegexSetRefJson {
-    /// `ARN`: an AWS ARN (its last segment is the id) or a shardgate id.
-    #[serde(rename = "ARN")]
+    /// `ARN` (CloudFormation: `Arn`): an AWS ARN (its last segment is the
+    /// id) or a shardgate id.
+    #[serde(rename = "ARN", alias = "Arn")]
     pub arn: String,
     /// `FieldToMatch`.
     #[serde(rename = "FieldToMatch")]
@@ -565,8 +619,9 @@ pub struct RegexSetRefJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpSetRefJson {
-    /// `ARN`: an AWS ARN (its last segment is the id) or a shardgate id.
-    #[serde(rename = "ARN")]
+    /// `ARN` (CloudFormation: `Arn`): an AWS ARN (its last segment is the
+    /// id) or a shardgate id.
+    #[serde(rename = "ARN", alias = "Arn")]
     pub arn: String,
     /// `IPSetForwardedIPConfig`.
     #[serde(rename = "IPSetForwardedIPConfig", default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::{WafError, err};
 use crate::geo::GeoDb;
-use crate::json::{IpSetJson, RegexSetJson};
+use crate::json::{IpSetJson, RegexSetJson, TagJson};
 
 /// Compiled regex size bound (the `regex` crate's NFA), per pattern.
 pub(super) const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -29,6 +29,7 @@ pub struct IpSet {
 impl IpSet {
     /// Validates `CreateIPSet` JSON.
     pub fn compile(json: &IpSetJson) -> Result<Self, WafError> {
+        TagJson::check_all(json.tags.as_deref()).map_err(|(path, reason)| err(&path, reason))?;
         let version = json.ip_address_version.as_deref();
         if !matches!(version, None | Some("IPV4") | Some("IPV6")) {
             return Err(err("IPAddressVersion", "must be IPV4 or IPV6"));
@@ -102,6 +103,7 @@ pub(super) fn regex_reason(e: &regex::Error) -> String {
 impl RegexPatternSet {
     /// Validates `CreateRegexPatternSet` JSON.
     pub fn compile(json: &RegexSetJson) -> Result<Self, WafError> {
+        TagJson::check_all(json.tags.as_deref()).map_err(|(path, reason)| err(&path, reason))?;
         let list = json.regular_expression_list.as_deref().unwrap_or_default();
         if list.is_empty() || list.len() > 10 {
             // AWS: at most 10 regexes per set.

@@ -142,8 +142,16 @@ fn inspect(
 }
 
 fn compile_byte_match(c: &mut Compiler<'_>, p: &str, b: &ByteMatchJson) -> Result<Statement, WafError> {
-    if b.search_string.is_empty() || b.search_string.len() > MAX_SEARCH {
-        return Err(err(&format!("{p}.SearchString"), format!("must be 1 to {MAX_SEARCH} bytes")));
+    let needle: Vec<u8> = match (&b.search_string, &b.search_string_base64) {
+        (Some(text), None) => text.as_bytes().to_vec(),
+        (None, Some(encoded)) => base64_strict(encoded).ok_or_else(|| {
+            err(&format!("{p}.SearchStringBase64"), "not base64 (RFC 4648 standard alphabet, with padding)")
+        })?,
+        _ => return Err(err(p, "set exactly one of SearchString and SearchStringBase64")),
+    };
+    let field = if b.search_string.is_some() { "SearchString" } else { "SearchStringBase64" };
+    if needle.is_empty() || needle.len() > MAX_SEARCH {
+        return Err(err(&format!("{p}.{field}"), format!("must be 1 to {MAX_SEARCH} bytes")));
     }
     let position = match b.positional_constraint.as_str() {
         "EXACTLY" => Position::Exactly,
@@ -151,8 +159,8 @@ fn compile_byte_match(c: &mut Compiler<'_>, p: &str, b: &ByteMatchJson) -> Resul
         "ENDS_WITH" => Position::EndsWith,
         "CONTAINS" => Position::Contains,
         "CONTAINS_WORD" => {
-            if !b.search_string.bytes().all(is_word) {
-                return Err(err(&format!("{p}.SearchString"), "CONTAINS_WORD needs letters, digits and _ only"));
+            if !needle.iter().copied().all(is_word) {
+                return Err(err(&format!("{p}.{field}"), "CONTAINS_WORD needs letters, digits and _ only"));
             }
             Position::ContainsWord
         }
@@ -163,10 +171,44 @@ fn compile_byte_match(c: &mut Compiler<'_>, p: &str, b: &ByteMatchJson) -> Resul
             ));
         }
     };
-    let needle = b.search_string.as_bytes().to_vec();
     let finder = Box::new(memchr::memmem::Finder::new(&needle).into_owned());
     let matcher = Matcher::Bytes { needle, position, finder };
     inspect(c, p, &b.field_to_match, &b.text_transformations, matcher)
+}
+
+/// Strict base64 (RFC 4648 section 4: standard alphabet, `=` padding to a
+/// multiple of 4, nothing else), as CloudFormation's `SearchStringBase64`.
+fn base64_strict(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if s.is_empty() || !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    };
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let chunks = s.len() / 4;
+    for (i, q) in s.chunks_exact(4).enumerate() {
+        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &q[..4 - pad] {
+            n = n << 6 | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
 }
 
 fn compile_regex_match(c: &mut Compiler<'_>, p: &str, r: &RegexMatchJson) -> Result<Statement, WafError> {

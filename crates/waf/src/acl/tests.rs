@@ -317,7 +317,9 @@ fn custom_responses() {
     r.path = "/admin";
     let Action::Block(b) = acl.evaluate(&r.view()).action else { panic!("blocked") };
     assert_eq!(b.status, 429);
-    assert_eq!(b.headers, vec![("x-amzn-waf-reason".to_owned(), "admin".to_owned())]);
+    // As written: AWS prefixes only the headers it inserts into requests.
+    let h: Vec<(&str, &[u8])> = b.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    assert_eq!(h, vec![("reason", &b"admin"[..])]);
     assert_eq!(b.body, Some(("application/json".to_owned(), "{\"error\":\"blocked\"}".to_owned())));
 }
 
@@ -528,4 +530,122 @@ fn deep_statements_are_refused_on_a_small_stack() {
     for r in [direct, from_value] {
         assert!(r.as_ref().is_err_and(|e| e.contains("at most 15 deep")), "{r:?}");
     }
+}
+
+fn header_list(v: &Verdict) -> Vec<(String, String)> {
+    v.request_headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// A block can redirect: `Location` goes out as written.
+#[test]
+fn a_block_can_redirect_with_its_location_header() {
+    let r302 = r#"{"Block": {"CustomResponse": {"ResponseCode": 302,
+        "ResponseHeaders": [{"Name": "Location", "Value": "https://status.game.example/maintenance"}]}}}"#;
+    let acl =
+        acl_with(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#), r302).expect("compiles");
+    let Action::Block(b) = acl.evaluate(&req(&[]).view()).action else { panic!("default block") };
+    assert_eq!(b.status, 302);
+    assert_eq!(b.headers[0].0.as_str(), "location");
+    assert_eq!(b.headers[0].1.as_bytes(), b"https://status.game.example/maintenance");
+    for (bad, path) in [
+        (r#"[{"Name": "bad name", "Value": "x"}]"#, "DefaultAction.Block.CustomResponse.ResponseHeaders[0].Name"),
+        (r#"[{"Name": "x", "Value": ""}]"#, "DefaultAction.Block.CustomResponse.ResponseHeaders[0].Value"),
+        (r#"[{"Name": "x", "Value": "a\nb"}]"#, "DefaultAction.Block.CustomResponse.ResponseHeaders[0].Value"),
+    ] {
+        let d = format!(r#"{{"Block": {{"CustomResponse": {{"ResponseCode": 403, "ResponseHeaders": {bad}}}}}}}"#);
+        let e = acl_with("", &d).unwrap_err();
+        assert_eq!(e.path, path, "{bad}");
+    }
+}
+
+/// CustomRequestHandling on Count, Allow and the Allow default action: the
+/// verdict carries `x-amzn-waf-<name>` headers; a later rule's header of the
+/// same name replaces an earlier one (AWS); a block carries none.
+#[test]
+fn non_blocking_actions_insert_request_headers() {
+    let handling = |action: &str, name: &str, value: &str| {
+        format!(
+            r#"{{"{action}": {{"CustomRequestHandling": {{"InsertHeaders": [{{"Name": "{name}", "Value": "{value}"}}]}}}}}}"#
+        )
+    };
+    let ua = r#"{"SingleHeader": {"Name": "User-Agent"}}"#;
+    let with_action = |name: &str, prio: i64, action: String, search: &str| {
+        rule(name, prio, "Count", &byte(ua, "CONTAINS", search, NONE))
+            .replace(r#""Action": {"Count": {}}"#, &format!(r#""Action": {action}"#))
+    };
+    let rules = [
+        with_action("tag-bot", 0, handling("Count", "Bot", "suspected"), "bot"),
+        with_action("tag-again", 1, handling("Count", "bot", "confirmed"), "evil"),
+        with_action("trusted", 2, handling("Allow", "trusted", "yes"), "launcher"),
+        rule("deny", 3, "Block", &byte(ua, "CONTAINS", "deny", NONE)),
+    ]
+    .join(",");
+    let acl = acl_with(&rules, &handling("Allow", "default", "1")).expect("compiles");
+    let v = acl.evaluate(&req(&[("user-agent", "evil bot launcher")]).view());
+    assert_eq!(v.rule.as_deref(), Some("trusted"));
+    assert_eq!(
+        header_list(&v),
+        vec![("x-amzn-waf-bot".into(), "confirmed".into()), ("x-amzn-waf-trusted".into(), "yes".into())]
+    );
+    let v = acl.evaluate(&req(&[("user-agent", "a bot")]).view());
+    assert_eq!(v.rule, None, "the default action");
+    assert_eq!(
+        header_list(&v),
+        vec![("x-amzn-waf-bot".into(), "suspected".into()), ("x-amzn-waf-default".into(), "1".into())]
+    );
+    let v = acl.evaluate(&req(&[("user-agent", "deny bot")]).view());
+    assert!(matches!(v.action, Action::Block(_)));
+    assert!(v.request_headers.is_empty(), "nothing reaches the origin");
+    assert!(acl.evaluate(&req(&[("user-agent", "game")]).view()).request_headers.len() == 1);
+
+    // AWS: no duplicate names in one action, at most 100 per web ACL.
+    let dup = r#"{"Allow": {"CustomRequestHandling": {"InsertHeaders": [{"Name": "a", "Value": "1"}, {"Name": "A", "Value": "2"}]}}}"#;
+    assert_eq!(acl_with("", dup).unwrap_err().path, "DefaultAction.Allow.CustomRequestHandling.InsertHeaders[1].Name");
+    let many: Vec<String> = (0..101).map(|i| format!(r#"{{"Name": "h{i}", "Value": "v"}}"#)).collect();
+    let many = format!(r#"{{"Allow": {{"CustomRequestHandling": {{"InsertHeaders": [{}]}}}}}}"#, many.join(","));
+    let e = acl_with("", &many).unwrap_err();
+    assert_eq!(e.path, "DefaultAction.Allow.CustomRequestHandling.InsertHeaders[100]");
+    assert!(e.reason.contains("at most 100"), "{e}");
+}
+
+/// CloudFormation's spellings: `Arn`, `SearchStringBase64` (exactly one of
+/// it and `SearchString`, at most 200 decoded bytes), `Tags`.
+#[test]
+fn cloudformation_spellings_are_accepted() {
+    let b64 = |v: &str| {
+        format!(
+            r#"{{"ByteMatchStatement": {{"FieldToMatch": {{"SingleHeader": {{"Name": "user-agent"}}}}, "PositionalConstraint": "STARTS_WITH",
+              "SearchStringBase64": "{v}", "TextTransformations": {NONE}}}}}"#
+        )
+    };
+    // "PostmanRuntime" in base64.
+    let acl = acl(&rule("postman", 0, "Block", &b64("UG9zdG1hblJ1bnRpbWU=")));
+    assert!(blocked(&acl, &req(&[("user-agent", "PostmanRuntime/7.29.2")])));
+    assert!(!blocked(&acl, &req(&[("user-agent", "X-UnrealEngine-Agent")])));
+    for (bad, field) in
+        [("not base64!", "SearchStringBase64"), ("QQ", "SearchStringBase64"), ("", "SearchStringBase64")]
+    {
+        let e = acl_with(&rule("r", 0, "Block", &b64(bad)), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, format!("Rules[0].Statement.ByteMatchStatement.{field}"), "{bad:?}");
+    }
+    let long = "QUFB".repeat(67); // 201 bytes
+    let e = acl_with(&rule("r", 0, "Block", &b64(&long)), r#"{"Allow": {}}"#).unwrap_err();
+    assert!(e.reason.contains("1 to 200 bytes"), "{e}");
+    let both = b64("QQ==").replace(r#""SearchStringBase64""#, r#""SearchString": "A", "SearchStringBase64""#);
+    let e = acl_with(&rule("r", 0, "Block", &both), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.ByteMatchStatement");
+    let arn =
+        r#"{"IPSetReferenceStatement": {"Arn": "arn:aws:wafv2:us-east-1:123456789012:global/ipset/denied/denied"}}"#;
+    let mut r = req(&[]);
+    r.ip = "127.0.0.2".parse().expect("ip");
+    assert!(blocked(&acl_with(&rule("r", 0, "Block", arn), r#"{"Allow": {}}"#).expect("compiles"), &r));
+    let json: WebAclJson = serde_json::from_str(
+        r#"{"Name": "a", "DefaultAction": {"Allow": {}}, "Tags": [{"Key": "team", "Value": "ops"}, {"Key": "", "Value": "x"}],
+            "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}"#,
+    )
+    .expect("json");
+    assert_eq!(WebAcl::compile(&json, &TestSets).unwrap_err().path, "Tags[1].Key");
 }
