@@ -27,7 +27,7 @@ use shardgate_cache::{
 };
 use shardgate_model::CachePolicy;
 use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
-use shardgate_waf::{Action as WafAction, RequestView, Sample, Samples};
+use shardgate_waf::{Action as WafAction, RequestView, Sample, Samples, TlsFingerprint};
 
 use crate::body::{EdgeBody, FillBody};
 use crate::canary::{self, Variant};
@@ -79,6 +79,10 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     /// The edge's address.
     pub local: SocketAddr,
+    /// JA3 and JA4 of the connection's ClientHello (TLS listeners), computed
+    /// once per connection; `Copy`, so every request carries it without an
+    /// allocation.
+    pub tls: Option<TlsFingerprint>,
 }
 
 /// One request's resolved context.
@@ -263,6 +267,7 @@ impl EdgeService {
             // Only GET and HEAD reach origins; their bodies are not read.
             body: (b"", false),
             client_ip: conn.client.ip(),
+            tls: conn.tls.as_ref(),
         };
         let verdict = waf.acl.evaluate(&view);
         let count = |rule: &Arc<str>, action: &'static str| {

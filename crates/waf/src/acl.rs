@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::fingerprint::TlsFingerprint;
 use crate::json::{RuleJson, TagJson, WebAclJson};
 use crate::transform::{Transform, apply_all};
 
@@ -81,6 +82,10 @@ pub struct RequestView<'a> {
     pub body: (&'a [u8], bool),
     /// The connection's client address.
     pub client_ip: IpAddr,
+    /// The connection's TLS fingerprints, computed once per connection;
+    /// `None` on plain connections (a fingerprint field's
+    /// `FallbackBehavior` decides).
+    pub tls: Option<&'a TlsFingerprint>,
 }
 
 /// What ends an evaluation.
@@ -265,6 +270,8 @@ pub struct WebAcl {
     default_headers: Inserted,
     /// Whether sampling is on for the default action.
     pub sampled: bool,
+    /// Whether a rule reads the connection's TLS fingerprints.
+    uses_fingerprints: bool,
 }
 
 impl WebAcl {
@@ -379,6 +386,10 @@ impl WebAcl {
             to_state_bits(&mut r.statement, &sources.probes);
         }
         let steps = rules.iter().map(|r| Step::of(&r.statement)).collect();
+        let uses_fingerprints = sources.list.iter().any(|(f, _)| f.fingerprint_name().is_some())
+            || rules.iter().any(
+                |r| matches!(&r.statement, Statement::Rate { limiter, .. } if limiter.aggregate().uses_fingerprints()),
+            );
         Ok(WebAcl {
             name: Arc::from(name.as_str()),
             rules,
@@ -388,8 +399,17 @@ impl WebAcl {
             state_words: next_bit.div_ceil(64),
             default,
             default_headers,
+            uses_fingerprints,
             sampled: json.visibility_config.as_ref().is_some_and(|v| v.sampled_requests_enabled),
         })
+    }
+
+    /// Whether a rule reads the connection's TLS fingerprints
+    /// (`JA3Fingerprint`/`JA4Fingerprint` fields or rate keys): a stream
+    /// listener then runs the ACL once the ClientHello is read instead of at
+    /// accept, and computes them only then.
+    pub fn uses_tls_fingerprints(&self) -> bool {
+        self.uses_fingerprints
     }
 
     /// Rule names in evaluation order.
@@ -501,16 +521,28 @@ impl WebAcl {
     /// combinations of them), if any: an ACL without one can run on a stream
     /// connection, which has no request.
     pub fn request_rule(&self) -> Option<&str> {
-        fn only(s: &Statement) -> bool {
-            match s {
-                Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
-                Statement::Geo { forwarded: None, .. } => true,
-                Statement::Rate { scope_down, .. } => scope_down.as_deref().is_none_or(only),
-                Statement::And(l) | Statement::Or(l) => l.iter().all(only),
-                Statement::Not(s) => only(s),
-                _ => false,
+        let sources = &self.sources;
+        // Bounded: compiled trees are at most MAX_STATEMENT_DEPTH deep.
+        let only = |s: &Statement| -> bool {
+            fn go(s: &Statement, sources: &[(Field, Vec<Transform>)]) -> bool {
+                match s {
+                    Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
+                    Statement::Geo { forwarded: None, .. } => true,
+                    // The TLS fingerprints belong to the connection.
+                    Statement::Inspect { source, .. } => {
+                        sources.get(*source).is_some_and(|(f, _)| f.is_connection_level())
+                    }
+                    Statement::Rate { scope_down, limiter } => {
+                        limiter.aggregate().is_connection_level()
+                            && scope_down.as_deref().is_none_or(|s| go(s, sources))
+                    }
+                    Statement::And(l) | Statement::Or(l) => l.iter().all(|s| go(s, sources)),
+                    Statement::Not(s) => go(s, sources),
+                    _ => false,
+                }
             }
-        }
+            go(s, sources)
+        };
         self.rules.iter().find(|r| !only(&r.statement)).map(|r| &*r.name)
     }
 }

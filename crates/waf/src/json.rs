@@ -524,13 +524,97 @@ pub struct RateBasedJson {
     /// `EvaluationWindowSec`: 60, 120, 300 (default) or 600.
     #[serde(rename = "EvaluationWindowSec", default, skip_serializing_if = "Option::is_none")]
     pub evaluation_window_sec: Option<u64>,
-    /// `AggregateKeyType`: `IP` (shardgate supports only that).
+    /// `AggregateKeyType`: `IP`, `FORWARDED_IP`, `CONSTANT` or `CUSTOM_KEYS`.
     #[serde(rename = "AggregateKeyType")]
     pub aggregate_key_type: String,
+    /// `ForwardedIPConfig`: the header of `FORWARDED_IP` and of a
+    /// `ForwardedIP` custom key.
+    #[serde(rename = "ForwardedIPConfig", default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_ip_config: Option<GeoForwardedJson>,
+    /// `CustomKeys`: 1 to 5, with `CUSTOM_KEYS`.
+    #[serde(rename = "CustomKeys", default, skip_serializing_if = "Option::is_none")]
+    pub custom_keys: Option<Vec<CustomKeyJson>>,
     /// `ScopeDownStatement`: only matching requests are counted.
     #[serde(rename = "ScopeDownStatement", default, skip_serializing_if = "Option::is_none")]
     pub scope_down_statement: Option<StatementJson>,
 }
+
+/// `RateBasedStatementCustomKey`: exactly one member.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomKeyJson {
+    /// `Header`: `{Name, TextTransformations}`.
+    #[serde(rename = "Header", default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<NamedKeyJson>,
+    /// `Cookie`: `{Name, TextTransformations}`.
+    #[serde(rename = "Cookie", default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<NamedKeyJson>,
+    /// `QueryArgument`: `{Name, TextTransformations}`.
+    #[serde(rename = "QueryArgument", default, skip_serializing_if = "Option::is_none")]
+    pub query_argument: Option<NamedKeyJson>,
+    /// `QueryString`: `{TextTransformations}`.
+    #[serde(rename = "QueryString", default, skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<TransformedKeyJson>,
+    /// `HTTPMethod`: `{}`.
+    #[serde(rename = "HTTPMethod", default, skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<EmptyJson>,
+    /// `ForwardedIP`: `{}` (the statement's `ForwardedIPConfig` names the header).
+    #[serde(rename = "ForwardedIP", default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_ip: Option<EmptyJson>,
+    /// `IP`: `{}`.
+    #[serde(rename = "IP", default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<EmptyJson>,
+    /// `LabelNamespace`: `{Namespace}`.
+    #[serde(rename = "LabelNamespace", default, skip_serializing_if = "Option::is_none")]
+    pub label_namespace: Option<NamespaceJson>,
+    /// `UriPath`: `{TextTransformations}`.
+    #[serde(rename = "UriPath", default, skip_serializing_if = "Option::is_none")]
+    pub uri_path: Option<TransformedKeyJson>,
+    /// `JA3Fingerprint`: `{FallbackBehavior}`.
+    #[serde(rename = "JA3Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja3_fingerprint: Option<FallbackJson>,
+    /// `JA4Fingerprint`: `{FallbackBehavior}`.
+    #[serde(rename = "JA4Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja4_fingerprint: Option<FallbackJson>,
+    /// `ASN` (refused: shardgate has no ASN database).
+    #[serde(rename = "ASN", default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<Value>,
+}
+
+/// `{Name, TextTransformations}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedKeyJson {
+    /// `Name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `{TextTransformations}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformedKeyJson {
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `{Namespace}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceJson {
+    /// `Namespace`: ends with `:`.
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+}
+
+/// `{}`: a member that takes no settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyJson {}
 
 /// `{Statements: [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -734,6 +818,21 @@ pub struct FieldJson {
     /// `JsonBody` (not supported yet).
     #[serde(rename = "JsonBody", default, skip_serializing_if = "Option::is_none")]
     pub json_body: Option<Value>,
+    /// `JA3Fingerprint`: `{FallbackBehavior}`, the connection's JA3.
+    #[serde(rename = "JA3Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja3_fingerprint: Option<FallbackJson>,
+    /// `JA4Fingerprint`: `{FallbackBehavior}`, the connection's JA4.
+    #[serde(rename = "JA4Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja4_fingerprint: Option<FallbackJson>,
+}
+
+/// `{FallbackBehavior}`: what a request without the component matches.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackJson {
+    /// `MATCH` or `NO_MATCH`.
+    #[serde(rename = "FallbackBehavior")]
+    pub fallback_behavior: String,
 }
 
 /// `{Name}`.

@@ -51,13 +51,30 @@ pub(super) enum Field {
     SingleQueryArgument(String),
     AllQueryArguments,
     SingleHeader(String),
-    Headers { pattern: Pattern, scope: Scope, oversize: Oversize },
-    Cookies { pattern: Pattern, scope: Scope, oversize: Oversize },
+    Headers {
+        pattern: Pattern,
+        scope: Scope,
+        oversize: Oversize,
+    },
+    Cookies {
+        pattern: Pattern,
+        scope: Scope,
+        oversize: Oversize,
+    },
     Method,
     Body(Oversize),
+    /// `JA3Fingerprint`; `fallback` is what a request without one (plain
+    /// HTTP, an unparsable ClientHello) matches.
+    Ja3 {
+        fallback: bool,
+    },
+    /// `JA4Fingerprint`.
+    Ja4 {
+        fallback: bool,
+    },
 }
 
-fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(super) fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
     q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
@@ -93,6 +110,12 @@ impl Field {
         if let Some(b) = &f.body {
             found
                 .push(Field::Body(oversize(&format!("{path}.Body.OversizeHandling"), b.oversize_handling.as_deref())?));
+        }
+        for (name, f) in [("JA3Fingerprint", &f.ja3_fingerprint), ("JA4Fingerprint", &f.ja4_fingerprint)] {
+            if let Some(f) = f {
+                let fallback = fallback(&format!("{path}.{name}.FallbackBehavior"), &f.fallback_behavior)?;
+                found.push(if name == "JA3Fingerprint" { Field::Ja3 { fallback } } else { Field::Ja4 { fallback } });
+            }
         }
         if f.json_body.is_some() {
             return Err(err(&format!("{path}.JsonBody"), "JsonBody is not supported by shardgate yet; use Body"));
@@ -188,8 +211,43 @@ impl Field {
                 items.push(Cow::Borrowed(body));
                 return over_decision(more, *oversize);
             }
+            // Without a fingerprint, FallbackBehavior decides (AWS).
+            Field::Ja3 { fallback } => match r.tls {
+                Some(f) => items.push(Cow::Borrowed(f.ja3().as_bytes())),
+                None => return Some(*fallback),
+            },
+            Field::Ja4 { fallback } => match r.tls {
+                Some(f) => items.push(Cow::Borrowed(f.ja4().as_bytes())),
+                None => return Some(*fallback),
+            },
         }
         None
+    }
+}
+
+impl Field {
+    /// Whether the field belongs to the connection (the TLS fingerprints)
+    /// rather than to a request: a stream connection has it too.
+    pub(super) fn is_connection_level(&self) -> bool {
+        matches!(self, Field::Ja3 { .. } | Field::Ja4 { .. })
+    }
+
+    /// The TLS fingerprint fields, by their JSON name.
+    pub(super) fn fingerprint_name(&self) -> Option<&'static str> {
+        match self {
+            Field::Ja3 { .. } => Some("JA3Fingerprint"),
+            Field::Ja4 { .. } => Some("JA4Fingerprint"),
+            _ => None,
+        }
+    }
+}
+
+/// `FallbackBehavior`: `MATCH` or `NO_MATCH`.
+pub(super) fn fallback(path: &str, v: &str) -> Result<bool, WafError> {
+    match v {
+        "MATCH" => Ok(true),
+        "NO_MATCH" => Ok(false),
+        o => Err(err(path, format!("{o:?} is not MATCH or NO_MATCH"))),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::field::{Field, Sources, transforms};
 use super::matcher::{Cmp, Matcher, Position, is_word};
-use super::rate::RateLimiter;
+use super::rate::{Aggregate, RateLimiter};
 use super::sets::{IpSet, Sets, arn_id, regex};
 use super::{Ctx, WafError, err, probe};
 use crate::geo::GeoDb;
@@ -25,6 +25,8 @@ use crate::json::{
 
 /// Longest `SearchString` (AWS: 200 bytes).
 const MAX_SEARCH: usize = 200;
+/// Largest rate-based `Limit` (AWS: 2,000,000,000).
+const MAX_RATE_LIMIT: u64 = 2_000_000_000;
 
 #[derive(Debug, Clone)]
 pub(super) enum ForwardedPosition {
@@ -136,6 +138,16 @@ fn inspect(
     matcher: Matcher,
 ) -> Result<Statement, WafError> {
     let field = Field::compile(&format!("{p}.FieldToMatch"), field)?;
+    if let (Some(name), Matcher::Sqli { .. } | Matcher::Xss) = (field.fingerprint_name(), &matcher) {
+        // AWS: the fingerprints go with ByteMatch, RegexMatch,
+        // RegexPatternSetReference and SizeConstraint statements only.
+        return Err(err(
+            &format!("{p}.FieldToMatch.{name}"),
+            format!(
+                "{name} is inspected by ByteMatch, RegexMatch, RegexPatternSetReference or SizeConstraint statements"
+            ),
+        ));
+    }
     let transforms = transforms(&format!("{p}.TextTransformations"), tt)?;
     let source = c.sources.index(field, transforms);
     Ok(Statement::Inspect { source, leaf: c.sources.probes[source].add(matcher) })
@@ -318,14 +330,15 @@ fn compile_rate(c: &mut Compiler<'_>, p: &str, r: &RateBasedJson, depth: usize) 
     if ![60, 120, 300, 600].contains(&window) {
         return Err(err(&format!("{p}.EvaluationWindowSec"), "one of 60, 120, 300, 600"));
     }
-    if r.aggregate_key_type != "IP" {
-        return Err(err(&format!("{p}.AggregateKeyType"), "shardgate aggregates by IP only"));
-    }
+    let aggregate = Aggregate::compile(p, r)?;
     let scope_down = match &r.scope_down_statement {
         Some(sd) => Some(Box::new(compile(c, &format!("{p}.ScopeDownStatement"), sd, depth + 1)?)),
         None => None,
     };
-    let limiter = Arc::new(RateLimiter::new(std::time::Duration::from_secs(window), r.limit));
+    if r.limit > MAX_RATE_LIMIT {
+        return Err(err(&format!("{p}.Limit"), format!("at most {MAX_RATE_LIMIT} (AWS's maximum)")));
+    }
+    let limiter = Arc::new(RateLimiter::new(std::time::Duration::from_secs(window), r.limit, aggregate));
     Ok(Statement::Rate { limiter, scope_down })
 }
 
@@ -463,7 +476,12 @@ impl Statement {
                 if scope_down.as_ref().is_some_and(|s| !s.eval(c)) {
                     return false;
                 }
-                limiter.hit(c.req.client_ip, std::time::Instant::now())
+                let key = match c.labels.try_borrow() {
+                    Ok(labels) => limiter.key(c.req, &labels),
+                    Err(_) => None,
+                };
+                // A request missing a key component is not counted (AWS).
+                key.is_some_and(|key| limiter.hit(key, std::time::Instant::now()))
             }
             Statement::Geo { db, codes, forwarded } => geo_match(c, db.as_deref(), codes, forwarded.as_ref()),
             Statement::And(list) => list.iter().all(|s| s.eval(c)),

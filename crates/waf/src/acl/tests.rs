@@ -41,6 +41,7 @@ impl Sets for TestSets {
 }
 
 struct Req {
+    tls: Option<crate::TlsFingerprint>,
     method: &'static str,
     path: &'static str,
     query: &'static str,
@@ -53,7 +54,7 @@ fn req(headers: &[(&'static str, &str)]) -> Req {
     for (k, v) in headers {
         h.append(*k, HeaderValue::from_str(v).expect("value"));
     }
-    Req { method: "GET", path: "/example.file", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") }
+    Req { tls: None, method: "GET", path: "/example.file", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") }
 }
 
 impl Req {
@@ -65,6 +66,7 @@ impl Req {
             headers: &self.headers,
             body: (b"", false),
             client_ip: self.ip,
+            tls: self.tls.as_ref(),
         }
     }
 }
@@ -187,7 +189,7 @@ fn oversize_headers_follow_the_handling() {
         h.append(*k, HeaderValue::from_str(v).expect("v"));
     }
     h.append("x-late", HeaderValue::from_static("evil"));
-    let r = Req { method: "GET", path: "/", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") };
+    let r = Req { tls: None, method: "GET", path: "/", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") };
     for (handling, want) in [("CONTINUE", false), ("MATCH", true), ("NO_MATCH", false)] {
         let field = format!(
             r#"{{"Headers": {{"MatchPattern": {{"All": {{}}}}, "MatchScope": "VALUE", "OversizeHandling": "{handling}"}}}}"#
@@ -396,9 +398,9 @@ fn rate_based_rules_limit_each_address() {
     assert!(blocked(&acl, &r), "the 11th in the window is over");
     r.ip = "127.0.0.9".parse().expect("ip");
     assert!(!blocked(&acl, &r), "another address has its own count");
-    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
+    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10, rate::Aggregate::Ip);
     let t0 = std::time::Instant::now();
-    let ip: IpAddr = "127.0.0.10".parse().expect("ip");
+    let ip = rate::ip_key("127.0.0.10".parse().expect("ip"));
     for _ in 0..11 {
         limiter.hit(ip, t0);
     }
@@ -429,12 +431,12 @@ fn large_acls_evaluate_like_small_ones() {
 /// grows past its bound.
 #[test]
 fn the_rate_table_is_bounded() {
-    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
+    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10, rate::Aggregate::Ip);
     let t0 = std::time::Instant::now();
     for i in 0..RATE_MAX_KEYS as u32 {
-        limiter.hit(IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) + 1)), t0);
+        limiter.hit(u128::from(i) + 1, t0);
     }
-    let newcomer: IpAddr = "127.0.0.5".parse().expect("ip");
+    let newcomer = rate::ip_key("127.0.0.5".parse().expect("ip"));
     for _ in 0..20 {
         assert!(!limiter.hit(newcomer, t0), "an untracked address is not limited while the table is full");
     }
@@ -648,4 +650,237 @@ fn cloudformation_spellings_are_accepted() {
     )
     .expect("json");
     assert_eq!(WebAcl::compile(&json, &TestSets).unwrap_err().path, "Tags[1].Key");
+}
+
+fn fingerprint() -> crate::TlsFingerprint {
+    // The JA4 specification's example ClientHello (see fingerprint/tests.rs).
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0, 0, 0]);
+    let mut rec = vec![1, 0, 0, body.len() as u8];
+    rec.extend_from_slice(&body);
+    let mut records = vec![22, 3, 1, 0, rec.len() as u8];
+    records.extend_from_slice(&rec);
+    crate::TlsFingerprint::from_records(&records).expect("a ClientHello")
+}
+
+/// `JA3Fingerprint`/`JA4Fingerprint` fields: matched on the connection's
+/// fingerprint, `FallbackBehavior` without one, refused where AWS refuses
+/// them, and connection-level for stream routes.
+#[test]
+fn tls_fingerprint_fields() {
+    let f = fingerprint();
+    let field = |name: &str, fallback: &str| format!(r#"{{"{name}": {{"FallbackBehavior": "{fallback}"}}}}"#);
+    let acl3 = acl(&rule("ja3", 0, "Block", &byte(&field("JA3Fingerprint", "NO_MATCH"), "EXACTLY", f.ja3(), NONE)));
+    let acl4 = acl(&rule("ja4", 0, "Block", &byte(&field("JA4Fingerprint", "MATCH"), "EXACTLY", f.ja4(), NONE)));
+    let mut r = req(&[]);
+    assert!(!blocked(&acl3, &r), "no fingerprint: NO_MATCH");
+    assert!(blocked(&acl4, &r), "no fingerprint: MATCH");
+    r.tls = Some(f);
+    assert!(blocked(&acl3, &r) && blocked(&acl4, &r));
+    let other =
+        acl(&rule("ja3", 0, "Block", &byte(&field("JA3Fingerprint", "NO_MATCH"), "EXACTLY", &"0".repeat(32), NONE)));
+    assert!(!blocked(&other, &r));
+    assert_eq!(acl3.request_rule(), None, "a fingerprint rule can run on a stream connection");
+    let sqli = format!(
+        r#"{{"SqliMatchStatement": {{"FieldToMatch": {}, "TextTransformations": {NONE}}}}}"#,
+        field("JA4Fingerprint", "MATCH")
+    );
+    let e = acl_with(&rule("r", 0, "Block", &sqli), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.SqliMatchStatement.FieldToMatch.JA4Fingerprint");
+    let bad = byte(&field("JA3Fingerprint", "MAYBE"), "EXACTLY", "x", NONE);
+    let e = acl_with(&rule("r", 0, "Block", &bad), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.ByteMatchStatement.FieldToMatch.JA3Fingerprint.FallbackBehavior");
+}
+
+fn rate(extra: &str) -> String {
+    format!(r#"{{"RateBasedStatement": {{"Limit": 10, "EvaluationWindowSec": 60, {extra}}}}}"#)
+}
+
+/// Requests `r` until the rule blocks; how many got through (None: never).
+fn allowance(acl: &WebAcl, r: &Req) -> Option<usize> {
+    (0..30).position(|_| blocked(acl, r))
+}
+
+#[test]
+fn rate_keys_forwarded_ip_and_constant() {
+    let fwd = acl(&rule(
+        "fwd",
+        0,
+        "Block",
+        &rate(
+            r#""AggregateKeyType": "FORWARDED_IP", "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "NO_MATCH"}"#,
+        ),
+    ));
+    let a = req(&[("x-forwarded-for", "192.0.2.1, 127.0.0.1")]);
+    let b = req(&[("x-forwarded-for", "192.0.2.2")]);
+    assert_eq!(allowance(&fwd, &a), Some(10));
+    assert_eq!(allowance(&fwd, &b), Some(10), "another forwarded address has its own count");
+    assert_eq!(allowance(&fwd, &req(&[])), None, "no header: not counted");
+    assert_eq!(allowance(&fwd, &req(&[("x-forwarded-for", "junk")])), None, "NO_MATCH: not counted");
+    let e = acl_with(&rule("r", 0, "Block", &rate(r#""AggregateKeyType": "FORWARDED_IP""#)), r#"{"Allow": {}}"#)
+        .unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig");
+
+    let scope = r#""ScopeDownStatement": {"ByteMatchStatement": {"FieldToMatch": {"UriPath": {}}, "PositionalConstraint": "STARTS_WITH", "SearchString": "/login", "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}"#;
+    let constant = acl(&rule("all", 0, "Block", &rate(&format!(r#""AggregateKeyType": "CONSTANT", {scope}"#))));
+    let mut login = req(&[]);
+    login.path = "/login";
+    let mut other = req(&[]);
+    other.path = "/login/x";
+    other.ip = "127.0.0.9".parse().expect("ip");
+    for _ in 0..5 {
+        assert!(!blocked(&constant, &login) && !blocked(&constant, &other));
+    }
+    assert!(blocked(&constant, &login), "every matching request counts together, whatever the address");
+    assert!(!blocked(&constant, &req(&[])), "outside the scope-down statement");
+    let e =
+        acl_with(&rule("r", 0, "Block", &rate(r#""AggregateKeyType": "CONSTANT""#)), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.ScopeDownStatement");
+    assert_eq!(constant.request_rule(), Some("all"), "its scope-down reads the path");
+}
+
+#[test]
+fn rate_custom_keys_each_kind() {
+    let tt = r#"[{"Type": "LOWERCASE", "Priority": 0}]"#;
+    let custom = |keys: &str| {
+        let mut extra = format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#);
+        if keys.contains("ForwardedIP") {
+            extra.push_str(r#", "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "MATCH"}"#);
+        }
+        acl(&rule("flood", 0, "Block", &rate(&extra)))
+    };
+    // (key, request with component A, request with component B, request without it)
+    let with =
+        |headers: &[(&'static str, &'static str)], path: &'static str, query: &'static str, method: &'static str| {
+            let mut r = req(headers);
+            r.path = path;
+            r.query = query;
+            r.method = method;
+            r
+        };
+    let cases: Vec<(String, Req, Req, Option<Req>)> = vec![
+        (
+            format!(r#"{{"Header": {{"Name": "x-player", "TextTransformations": {tt}}}}}"#),
+            with(&[("x-player", "Alice")], "/", "", "GET"),
+            with(&[("x-player", "bob")], "/", "", "GET"),
+            Some(req(&[])),
+        ),
+        (
+            format!(r#"{{"Cookie": {{"Name": "session", "TextTransformations": {tt}}}}}"#),
+            with(&[("cookie", "a=1; session=abc")], "/", "", "GET"),
+            with(&[("cookie", "session=def")], "/", "", "GET"),
+            Some(with(&[("cookie", "Session=abc")], "/", "", "GET")),
+        ),
+        (
+            format!(r#"{{"QueryArgument": {{"Name": "player", "TextTransformations": {tt}}}}}"#),
+            with(&[], "/", "player=1&x=2", "GET"),
+            with(&[], "/", "PLAYER=2", "GET"),
+            Some(with(&[], "/", "x=1", "GET")),
+        ),
+        (
+            format!(r#"{{"QueryString": {{"TextTransformations": {tt}}}}}"#),
+            with(&[], "/", "a=1", "GET"),
+            with(&[], "/", "a=2", "GET"),
+            Some(req(&[])),
+        ),
+        (
+            format!(r#"{{"UriPath": {{"TextTransformations": {tt}}}}}"#),
+            with(&[], "/a", "", "GET"),
+            with(&[], "/b", "", "GET"),
+            None,
+        ),
+        (r#"{"HTTPMethod": {}}"#.into(), with(&[], "/", "", "GET"), with(&[], "/", "", "HEAD"), None),
+        (
+            r#"{"ForwardedIP": {}}"#.into(),
+            with(&[("x-forwarded-for", "192.0.2.1")], "/", "", "GET"),
+            with(&[("x-forwarded-for", "192.0.2.2")], "/", "", "GET"),
+            Some(req(&[])),
+        ),
+        (
+            r#"{"JA3Fingerprint": {"FallbackBehavior": "NO_MATCH"}}"#.into(),
+            {
+                let mut r = req(&[]);
+                r.tls = Some(fingerprint());
+                r
+            },
+            req(&[("x", "y")]),
+            Some(req(&[])),
+        ),
+    ];
+    for (key, a, b, missing) in cases {
+        let keyed = custom(&key);
+        if key.contains("JA3") {
+            assert_eq!(allowance(&keyed, &a), Some(10), "{key}");
+            assert_eq!(allowance(&keyed, &b), None, "{key}: no fingerprint, NO_MATCH");
+            continue;
+        }
+        assert_eq!(allowance(&keyed, &a), Some(10), "{key}");
+        assert_eq!(allowance(&keyed, &b), Some(10), "{key}: another value has its own count");
+        if let Some(m) = missing {
+            assert_eq!(allowance(&keyed, &m), None, "{key}: a request missing the component is not counted");
+        }
+    }
+    // Transformations apply: "Alice" and "alice" are one instance.
+    let lower = custom(&format!(r#"{{"Header": {{"Name": "x-player", "TextTransformations": {tt}}}}}"#));
+    assert_eq!(allowance(&lower, &req(&[("x-player", "Alice")])), Some(10));
+    assert_eq!(allowance(&lower, &req(&[("x-player", "alice")])), Some(0));
+    // Two keys: the combination is the instance.
+    let two = custom(r#"{"IP": {}}, {"HTTPMethod": {}}"#);
+    assert_eq!(allowance(&two, &req(&[])), Some(10));
+    let mut other_ip = req(&[]);
+    other_ip.ip = "127.0.0.7".parse().expect("ip");
+    assert_eq!(allowance(&two, &other_ip), Some(10));
+    assert_eq!(two.request_rule(), Some("flood"), "HTTPMethod needs a request");
+    assert_eq!(custom(r#"{"IP": {}}, {"JA4Fingerprint": {"FallbackBehavior": "MATCH"}}"#).request_rule(), None);
+    // A label namespace: only labels earlier rules added.
+    let labelled = format!(
+        "{}, {}",
+        rule("tag", 0, "Count", &byte(r#"{"SingleHeader": {"Name": "x-tier"}}"#, "EXACTLY", "free", NONE))
+            .replace(r#""Action": {"Count": {}}"#, r#""Action": {"Count": {}}, "RuleLabels": [{"Name": "tier:free"}]"#),
+        rule(
+            "flood",
+            1,
+            "Block",
+            &rate(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{"LabelNamespace": {"Namespace": "tier:"}}]"#)
+        ),
+    );
+    let tiered = acl(&labelled);
+    assert_eq!(allowance(&tiered, &req(&[("x-tier", "free")])), Some(10));
+    assert_eq!(allowance(&tiered, &req(&[("x-tier", "paid")])), None, "no label of the namespace: not counted");
+
+    for (keys, path) in [
+        ("", "Rules[0].Statement.RateBasedStatement.CustomKeys"),
+        (r#"{}"#, "Rules[0].Statement.RateBasedStatement.CustomKeys[0]"),
+        (r#"{"ASN": {}}"#, "Rules[0].Statement.RateBasedStatement.CustomKeys[0].ASN"),
+        (
+            r#"{"LabelNamespace": {"Namespace": "tier"}}"#,
+            "Rules[0].Statement.RateBasedStatement.CustomKeys[0].LabelNamespace.Namespace",
+        ),
+        (
+            r#"{"IP": {}}, {"IP": {}}, {"IP": {}}, {"IP": {}}, {"IP": {}}, {"IP": {}}"#,
+            "Rules[0].Statement.RateBasedStatement.CustomKeys",
+        ),
+        (r#"{"ForwardedIP": {}}"#, "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig"),
+    ] {
+        let extra = format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#);
+        let e = acl_with(&rule("r", 0, "Block", &rate(&extra)), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, path, "{keys}");
+    }
+}
+
+/// Counts carry over a recompile only when the keys are the same too.
+#[test]
+fn rate_counts_survive_only_the_same_keys() {
+    let st = |keys: &str| rate(&format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#));
+    let r = req(&[("x-player", "p1")]);
+    let header = r#"{"Header": {"Name": "x-player", "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}"#;
+    let old = acl(&rule("flood", 0, "Block", &st(header)));
+    assert_eq!(allowance(&old, &r), Some(10));
+    let mut same = acl(&rule("flood", 0, "Block", &st(header)));
+    same.keep_rate_counts(&old);
+    assert!(blocked(&same, &r), "the same keys: still over the limit");
+    let mut changed = acl(&rule("flood", 0, "Block", &st(&format!(r#"{header}, {{"IP": {{}}}}"#))));
+    changed.keep_rate_counts(&old);
+    assert!(!blocked(&changed, &r), "other keys start from zero");
 }
