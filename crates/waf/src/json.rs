@@ -1,7 +1,8 @@
 //! AWS WAF v2 JSON, field for field as AWS writes it (PascalCase), for the
 //! parts shardgate implements. Shapes follow botocore's
-//! `wafv2/2019-07-29/service-2.json` (summarised in
-//! `shared/reference/cloudfront-cache-waf.md` §3.1). Unknown fields are
+//! `wafv2/2019-07-29/service-2.json`; CloudFormation's spellings of the
+//! same shapes (`AWS::WAFv2::WebACL`: `Arn`, `SearchStringBase64`) are
+//! accepted too. Unknown fields are
 //! refused, so a rule that uses something shardgate does not implement is a
 //! 400 naming it, never a rule that silently does nothing.
 
