@@ -62,6 +62,7 @@ impl IpSet {
     }
 
     /// Whether `ip` is in the set (IPv4-mapped IPv6 addresses count as IPv4).
+    #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.nets.iter().any(|n| n.contains(&ip))

@@ -462,6 +462,7 @@ fn geo_match(c: &Ctx<'_, '_>, db: Option<&GeoDb>, codes: &[[u8; 2]], forwarded: 
 }
 
 impl Statement {
+    #[inline]
     pub(super) fn eval(&self, c: &Ctx<'_, '_>) -> bool {
         match self {
             Statement::Inspect { source, leaf } => c.leaf(*source, *leaf),
