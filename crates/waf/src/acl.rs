@@ -517,7 +517,9 @@ impl WebAcl {
     }
 
     /// The first rule (by priority) that inspects a request field rather than
-    /// the client address (IP sets, country, labels, rate limits and boolean
+    /// the connection (the client address: IP sets, country; its TLS
+    /// fingerprints: JA3/JA4 fields; labels; rate limits aggregated by IP,
+    /// CONSTANT or custom keys IP, LabelNamespace, JA3/JA4; and boolean
     /// combinations of them), if any: an ACL without one can run on a stream
     /// connection, which has no request.
     pub fn request_rule(&self) -> Option<&str> {
