@@ -27,6 +27,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body = parts.next().unwrap_or("").as_bytes();
+    // A connection fingerprint when the request bytes happen to hold a ClientHello.
+    let tls = shardgate_waf::TlsFingerprint::from_records(req_bytes);
     let view = RequestView {
         method: "GET",
         uri_path: path,
@@ -34,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &headers,
         body: (body, false),
         client_ip: "192.0.2.1".parse().expect("a constant address"),
+        tls: tls.as_ref(),
     };
     let _ = acl.evaluate(&view);
 });

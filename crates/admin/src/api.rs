@@ -265,7 +265,7 @@ async fn read_body(body: Body, max: usize, deadline: Duration) -> Result<Vec<u8>
 }
 
 /// What a stream route's web ACL may use, for error messages.
-const STREAM_ACL: &str = "a stream connection has only the client address, so its web ACL may use IPSetReference, GeoMatch, RateBased, LabelMatch and And/Or/Not of them";
+const STREAM_ACL: &str = "a stream connection has only the client address and its TLS fingerprints, so its web ACL may use IPSetReference, GeoMatch, LabelMatch, statements on JA3Fingerprint/JA4Fingerprint, RateBased (aggregated by IP, CONSTANT, or custom keys IP, LabelNamespace, JA3Fingerprint, JA4Fingerprint) and And/Or/Not of them";
 
 /// The first rule of `acl` that inspects a request field, if any (syntax
 /// compile only: sets are resolved later).

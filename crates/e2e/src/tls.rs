@@ -176,3 +176,34 @@ pub async fn try_roundtrip<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unp
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.ok()?.ok()?;
     (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
 }
+
+/// The TLS records `client` sends to open a connection with `sni`: a local
+/// listener reads them and closes, so the handshake fails on the client's
+/// side. The bytes are the client's ClientHello, for tests that must know a
+/// client's TLS fingerprint.
+pub async fn captured_client_hello(client: &TlsClient, sni: Option<&str>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = client.clone();
+    let sni = sni.map(str::to_owned);
+    let connecting = tokio::spawn(async move { client.connect(addr, sni.as_deref()).await.is_err() });
+    let (mut sock, _) = listener.accept().await.expect("accept");
+    let mut bytes = Vec::new();
+    // Whole records: a 5-byte header, then its length.
+    loop {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .expect("the ClientHello in time")
+            .expect("read");
+        assert!(n > 0, "the client closed before its ClientHello");
+        bytes.extend_from_slice(&buf[..n]);
+        if bytes.len() >= 5 && bytes.len() >= 5 + usize::from(u16::from_be_bytes([bytes[3], bytes[4]])) {
+            break;
+        }
+    }
+    drop(sock);
+    assert!(connecting.await.expect("client task"), "the handshake cannot succeed");
+    bytes
+}

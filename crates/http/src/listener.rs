@@ -30,11 +30,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use shardgate_waf::TlsFingerprint;
+
 use crate::body::{BoxError, EdgeBody};
 use crate::service::{ConnInfo, EdgeService};
 
 /// Largest request head accepted (CloudFront allows 20,480 bytes without body).
 const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// Most request header lines HTTP/1.1 accepts (hyper's default is 100). AWS
+/// WAF inspects the first 200 headers and applies `OversizeHandling` to a
+/// request with more, so the edge must let such requests reach the WAF; the
+/// byte bound [`MAX_HEAD_BYTES`] still holds.
+const MAX_REQUEST_HEADERS: usize = 256;
 /// Concurrent HTTP/2 streams per connection.
 const MAX_H2_STREAMS: u32 = 128;
 
@@ -103,7 +110,7 @@ pub async fn serve(
                     Some(a) => a,
                     None => sock.local_addr().unwrap_or(spec.addr),
                 };
-                let conn = ConnInfo { client: peer, local };
+                let conn = ConnInfo { client: peer, local, tls: None };
                 tokio::spawn(connection(
                     sock,
                     conn,
@@ -140,23 +147,100 @@ async fn connection(
         return;
     }
     let handshake = async {
-        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), sock).await?;
-        let sni = start.client_hello().server_name().map(str::to_ascii_lowercase);
+        // The ClientHello is read here, under a byte cap, rather than by
+        // tokio-rustls: its bytes give the connection's JA3 and JA4, computed
+        // once and carried by every request of the connection.
+        let (accepted, hello) = read_client_hello(&sock).await?;
+        let fingerprint = TlsFingerprint::from_records(&hello);
+        drop(hello);
+        let sni = accepted.client_hello().server_name().map(str::to_ascii_lowercase);
         let config =
             sni.as_deref().and_then(|name| svc.snapshots.load().certs.find(name).map(|e| Arc::clone(&e.http_config)));
         match config {
-            Some(c) => start.into_stream(c).await.map(Some),
+            Some(c) => {
+                let stream = tokio_rustls::StartHandshake::from_parts(accepted, sock).into_stream(c).await?;
+                Ok(Some((stream, fingerprint)))
+            }
             None => {
                 tracing::info!(client = %conn.client, sni = sni.as_deref().unwrap_or(""), "edge TLS refused: no certificate for the SNI");
-                Ok(None)
+                Ok::<_, std::io::Error>(None)
             }
         }
     };
     match tokio::time::timeout(settings.handshake_timeout, handshake).await {
-        Ok(Ok(Some(stream))) => serve_http(TokioIo::new(stream), conn, svc, &settings, drain).await,
+        Ok(Ok(Some((stream, tls)))) => {
+            let conn = ConnInfo { tls, ..conn };
+            serve_http(TokioIo::new(stream), conn, svc, &settings, drain).await
+        }
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::debug!(client = %conn.client, error = %e, "edge TLS handshake failed"),
         Err(_) => tracing::debug!(client = %conn.client, "edge TLS handshake timed out"),
+    }
+}
+
+/// Most bytes read for a ClientHello (one full TLS record; a real one is a
+/// few hundred bytes to 2 KiB), so a client cannot make the edge buffer up
+/// to rustls's 64 KiB handshake limit.
+const MAX_CLIENT_HELLO_BYTES: usize = 16 * 1024;
+
+/// `std::io` over a non-blocking tokio socket that keeps a copy of what it
+/// reads: `WouldBlock` when not ready.
+struct Tee<'a> {
+    sock: &'a TcpStream,
+    copy: Vec<u8>,
+}
+
+impl std::io::Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.sock.try_read(buf)?;
+        self.copy.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// `std::io::Write` over a non-blocking tokio socket.
+struct SockWrite<'a>(&'a TcpStream);
+
+impl std::io::Write for SockWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.try_write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads until rustls has a whole ClientHello, at most
+/// [`MAX_CLIENT_HELLO_BYTES`]; also returns the bytes read.
+async fn read_client_hello(sock: &TcpStream) -> std::io::Result<(rustls::server::Accepted, Vec<u8>)> {
+    use std::io::{Error, ErrorKind};
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut tee = Tee { sock, copy: Vec::with_capacity(2048) };
+    loop {
+        sock.readable().await?;
+        match acceptor.read_tls(&mut tee) {
+            Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof, "client closed before the ClientHello")),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+        if tee.copy.len() > MAX_CLIENT_HELLO_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!("ClientHello larger than {MAX_CLIENT_HELLO_BYTES} bytes"),
+            ));
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => return Ok((accepted, tee.copy)),
+            Ok(None) => continue,
+            Err((e, mut alert)) => {
+                // Best effort: the peer may already be gone.
+                if let Err(w) = alert.write_all(&mut SockWrite(sock)) {
+                    tracing::trace!(error = %w, "could not send the TLS alert");
+                }
+                return Err(Error::new(ErrorKind::InvalidData, e));
+            }
+        }
     }
 }
 
@@ -170,6 +254,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_REQUEST_HEADERS)
         // `X-Cache: Hit from shardgate`, as CloudFront writes it: scripts
         // grep for it case-sensitively (seed 003's `egrep 'X-Cache|...'`).
         .title_case_headers(true);

@@ -29,7 +29,7 @@ use shardgate_cache::{
 };
 use shardgate_model::CachePolicy;
 use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
-use shardgate_waf::{Action as WafAction, RequestView, Sample, Samples};
+use shardgate_waf::{Action as WafAction, RequestView, Sample, Samples, TlsFingerprint};
 
 use crate::body::{EdgeBody, FillBody};
 use crate::canary::{self, Variant};
@@ -84,6 +84,10 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     /// The edge's address.
     pub local: SocketAddr,
+    /// JA3 and JA4 of the connection's ClientHello (TLS listeners), computed
+    /// once per connection; `Copy`, so every request carries it without an
+    /// allocation.
+    pub tls: Option<TlsFingerprint>,
 }
 
 /// One request's resolved context.
@@ -110,6 +114,9 @@ struct Ctx {
     conn: ConnInfo,
     head_only: bool,
     req_headers: Arc<HeaderMap>,
+    /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
+    /// (`CustomRequestHandling`); usually empty.
+    waf_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 fn refuse(svc: &EdgeService, status: StatusCode, reason: &'static str, message: String) -> Response<EdgeBody> {
@@ -170,11 +177,13 @@ impl EdgeService {
         };
         // The primary's web ACL guards both sides of a canary: CloudFront
         // does not let a staging distribution change the WAF either.
-        if let Some(waf) = &primary.waf
-            && let Some(blocked) = self.inspect(waf, &req, conn)
-        {
-            return blocked;
-        }
+        let waf_headers = match &primary.waf {
+            Some(waf) => match self.inspect(waf, &req, conn) {
+                Ok(inserted) => inserted,
+                Err(blocked) => return *blocked,
+            },
+            None => Vec::new(),
+        };
         let head_only = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -242,14 +251,22 @@ impl EdgeService {
             conn,
             head_only,
             req_headers,
+            waf_headers,
         };
         ctx.serve().await
     }
 }
 
 impl EdgeService {
-    /// Runs the distribution's web ACL; returns the response when it blocks.
-    fn inspect(&self, waf: &CompiledAcl, req: &Request<Incoming>, conn: ConnInfo) -> Option<Response<EdgeBody>> {
+    /// Runs the distribution's web ACL: the headers it inserts into the
+    /// origin request when it lets the request through, the response when it
+    /// blocks.
+    fn inspect(
+        &self,
+        waf: &CompiledAcl,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, Box<Response<EdgeBody>>> {
         let view = RequestView {
             method: req.method().as_str(),
             uri_path: req.uri().path(),
@@ -258,6 +275,7 @@ impl EdgeService {
             // Only GET and HEAD reach origins; their bodies are not read.
             body: (b"", false),
             client_ip: conn.client.ip(),
+            tls: conn.tls.as_ref(),
         };
         let verdict = waf.acl.evaluate(&view);
         let count = |rule: &Arc<str>, action: &'static str| {
@@ -282,7 +300,7 @@ impl EdgeService {
             let upper = if blocked.is_some() { "BLOCK" } else { "ALLOW" };
             self.sample(waf, req, conn, upper, verdict.rule.as_ref(), &verdict.labels);
         }
-        let b = blocked?;
+        let Some(b) = blocked else { return Ok(verdict.request_headers) };
         tracing::info!(web_acl = %waf.id, rule = %rule_label, client = %conn.client, path = %req.uri().path(), "request blocked by the web ACL");
         let (ct, body) =
             b.body.clone().unwrap_or_else(|| ("text/plain; charset=utf-8".into(), "Request blocked.\n".into()));
@@ -292,13 +310,11 @@ impl EdgeService {
             resp.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         for (k, v) in &b.headers {
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-                resp.headers_mut().append(k, v);
-            }
+            resp.headers_mut().append(k.clone(), v.clone());
         }
         // CloudFront marks WAF refusals as errors.
         resp.headers_mut().insert(HeaderName::from_static("x-cache"), HeaderValue::from_static("Error from shardgate"));
-        Some(resp)
+        Err(Box::new(resp))
     }
 
     fn sample(
@@ -715,6 +731,10 @@ impl Ctx {
         }
         forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
         forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        // AWS WAF: an inserted header replaces one of the same name.
+        for (name, value) in &self.waf_headers {
+            forward.insert(name.clone(), value.clone());
+        }
         forward
     }
 

@@ -31,8 +31,10 @@ pub struct BadJson(pub String);
 /// the outer object as level 1.
 ///
 /// Every legal resource fits well inside it: the deepest is a web ACL whose
-/// statements nest as far as the WAF allows (AndStatement, OrStatement and
-/// NotStatement each take two JSON levels). The bound keeps every recursion
+/// statements nest as far as the WAF allows
+/// (`shardgate_waf::json::MAX_STATEMENT_DEPTH`, bounded while deserializing;
+/// an AndStatement or OrStatement level takes three JSON levels, a
+/// NotStatement two). The bound keeps every recursion
 /// over a document (serde's typed deserialization, `Value` clone and drop,
 /// the PATCH merge, the WAF compiler) far from the 2 MiB stack of a tokio
 /// worker; `tests::the_deepest_documents_fit_a_worker_stack` checks that in a
@@ -389,6 +391,49 @@ mod depth_tests {
             .expect("spawn a worker-sized thread");
         let ran = worker.join().expect("no stack overflow on a 2 MiB stack");
         assert!(ran > 3);
+    }
+
+    /// The deepest statement tree the WAF accepts (an `AndStatement` chain
+    /// `MAX_STATEMENT_DEPTH` statements deep, 3 JSON levels each) is parsed,
+    /// validated and compiled on a worker-sized stack in a debug build.
+    #[test]
+    fn the_deepest_legal_web_acl_is_accepted_on_a_worker_stack() {
+        let depth = shardgate_waf::json::MAX_STATEMENT_DEPTH;
+        let mut statement = leaf_statement();
+        for _ in 1..depth {
+            statement = format!(r#"{{"AndStatement": {{"Statements": [{statement}, {}]}}}}"#, leaf_statement());
+        }
+        let doc = format!(
+            r#"{{"Name": "deep", "DefaultAction": {{"Allow": {{}}}},
+            "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "deep"}},
+            "Rules": [{{"Name": "r", "Priority": 0, "Action": {{"Block": {{}}}},
+              "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "r"}},
+              "Statement": {statement}}}]}}"#
+        );
+        let worker = std::thread::Builder::new()
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                let value = parse(doc.as_bytes()).expect("within the JSON depth limit");
+                let wire = Wire::from_value(ResourceKind::WebAcls, value).expect("within the statement limit");
+                wire.validate(&ResourceId::parse("deep").expect("id"), Validation::default()).expect("compiles");
+                let deeper = format!(r#"{{"NotStatement": {{"Statement": {statement}}}}}"#);
+                let doc = doc_with(&deeper);
+                let e = Wire::from_value(ResourceKind::WebAcls, parse(doc.as_bytes()).expect("parse")).unwrap_err();
+                e.to_string()
+            })
+            .expect("spawn a worker-sized thread");
+        let refused = worker.join().expect("no stack overflow on a 2 MiB stack");
+        assert!(refused.contains(&format!("statements nest at most {depth} deep")), "{refused}");
+
+        fn doc_with(statement: &str) -> String {
+            format!(
+                r#"{{"Name": "deep", "DefaultAction": {{"Allow": {{}}}},
+                "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "deep"}},
+                "Rules": [{{"Name": "r", "Priority": 0, "Action": {{"Block": {{}}}},
+                  "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "r"}},
+                  "Statement": {statement}}}]}}"#
+            )
+        }
     }
 
     #[test]

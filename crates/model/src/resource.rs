@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use shardgate_waf::json::{IpSetJson, RegexSetJson, StatementJson, WebAclJson};
+use shardgate_waf::json::{IpSetJson, RegexSetJson, SetKind, WebAclJson};
 use shardgate_waf::{IpSet, NoSets, RegexPatternSet, WafError, WebAcl, arn_id};
 
 use crate::wire::{
@@ -113,7 +113,7 @@ impl Wire {
             ResourceKind::Invalidations => Wire::Invalidation(json::from_value(value)?),
             ResourceKind::IpSets => Wire::IpSet(json::from_value(value)?),
             ResourceKind::RegexPatternSets => Wire::RegexSet(json::from_value(value)?),
-            ResourceKind::WebAcls => Wire::WebAcl(crate::wire::waf::web_acl_from_value(value)?),
+            ResourceKind::WebAcls => Wire::WebAcl(json::from_value(value)?),
         })
     }
 
@@ -185,29 +185,6 @@ fn waf_invalid(e: WafError) -> Invalid {
     Invalid::new(e.path, e.reason)
 }
 
-/// The sets a web ACL statement tree refers to by ARN.
-fn waf_refs(path: &str, s: &StatementJson, out: &mut Vec<Reference>) {
-    let mut push = |field: String, kind: ResourceKind, arn: &str| {
-        if let Ok(id) = ResourceId::parse(arn_id(arn)) {
-            out.push(Reference { field, kind, id });
-        }
-    };
-    if let Some(i) = &s.ip_set {
-        push(format!("{path}.IPSetReferenceStatement.ARN"), ResourceKind::IpSets, &i.arn);
-    }
-    if let Some(r) = &s.regex_pattern_set {
-        push(format!("{path}.RegexPatternSetReferenceStatement.ARN"), ResourceKind::RegexPatternSets, &r.arn);
-    }
-    for (name, list) in [("AndStatement", &s.and), ("OrStatement", &s.or)] {
-        for (i, st) in list.iter().flat_map(|l| l.statements.iter()).enumerate() {
-            waf_refs(&format!("{path}.{name}.Statements[{i}]"), st, out);
-        }
-    }
-    if let Some(n) = &s.not {
-        waf_refs(&format!("{path}.NotStatement.Statement"), &n.statement, out);
-    }
-}
-
 /// One reference from a resource to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -256,8 +233,16 @@ impl Wire {
             }
             Wire::Invalidation(w) => add("distribution_id".into(), ResourceKind::Distributions, &w.distribution_id),
             Wire::WebAcl(w) => {
-                for (i, r) in w.rules.iter().flatten().enumerate() {
-                    waf_refs(&format!("Rules[{i}].Statement"), &r.statement, &mut out);
+                // One walker over every statement at every depth (And, Or,
+                // Not, a rate-based rule's scope-down), in the WAF crate.
+                for r in w.references() {
+                    let kind = match r.kind {
+                        SetKind::IpSet => ResourceKind::IpSets,
+                        SetKind::RegexPatternSet => ResourceKind::RegexPatternSets,
+                    };
+                    if let Ok(id) = ResourceId::parse(arn_id(&r.arn)) {
+                        out.push(Reference { field: r.path, kind, id });
+                    }
                 }
             }
             Wire::Ssl(_) | Wire::Upstream(_) | Wire::CachePolicy(_) | Wire::IpSet(_) | Wire::RegexSet(_) => {}
@@ -287,5 +272,50 @@ impl Resource {
             Resource::RegexSet(_) => ResourceKind::RegexPatternSets,
             Resource::WebAcl(_) => ResourceKind::WebAcls,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every set reference is found, however deep: in And/Or/Not and in a
+    /// rate-based rule's scope-down statement, with the JSON path of its ARN.
+    #[test]
+    fn web_acl_references_are_found_at_any_depth() {
+        let ip = |arn: &str| serde_json::json!({"IPSetReferenceStatement": {"ARN": arn}});
+        let regex = serde_json::json!({"RegexPatternSetReferenceStatement": {"ARN": "arn:aws:wafv2:us-east-1:1:global/regexpatternset/r/bots",
+            "FieldToMatch": {"UriPath": {}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}});
+        let acl = serde_json::json!({
+            "Name": "a", "DefaultAction": {"Allow": {}},
+            "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "a"},
+            "Rules": [{
+                "Name": "flood", "Priority": 0, "Action": {"Block": {}},
+                "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "flood"},
+                "Statement": {"RateBasedStatement": {"Limit": 100, "AggregateKeyType": "IP",
+                    "ScopeDownStatement": {"NotStatement": {"Statement": {"OrStatement": {"Statements": [
+                        ip("scoped"), {"AndStatement": {"Statements": [regex, ip("deepest")]}}]}}}}}}
+            }]
+        });
+        let wire = Wire::from_value(ResourceKind::WebAcls, acl).expect("valid");
+        let refs: Vec<(String, ResourceKind, String)> =
+            wire.references().into_iter().map(|r| (r.field, r.kind, r.id.to_string())).collect();
+        let scope = "Rules[0].Statement.RateBasedStatement.ScopeDownStatement.NotStatement.Statement.OrStatement";
+        assert_eq!(
+            refs,
+            vec![
+                (format!("{scope}.Statements[0].IPSetReferenceStatement.ARN"), ResourceKind::IpSets, "scoped".into()),
+                (
+                    format!("{scope}.Statements[1].AndStatement.Statements[0].RegexPatternSetReferenceStatement.ARN"),
+                    ResourceKind::RegexPatternSets,
+                    "bots".into()
+                ),
+                (
+                    format!("{scope}.Statements[1].AndStatement.Statements[1].IPSetReferenceStatement.ARN"),
+                    ResourceKind::IpSets,
+                    "deepest".into()
+                ),
+            ]
+        );
     }
 }

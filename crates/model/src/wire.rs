@@ -42,7 +42,6 @@ pub mod edge;
 mod ssl;
 mod stream_route;
 mod upstream;
-pub mod waf;
 
 pub use edge::{CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire};
 pub use ssl::SslWire;

@@ -114,6 +114,13 @@ impl Sets for StateSets<'_> {
 
 /// Compiles every web ACL of `state` with its sets; failures are problems.
 /// Rate-based counts carry over from `prev` (the previous generation's ACLs).
+///
+/// An ACL that compiled before and fails now (a set it refers to was deleted
+/// with `?force=true`, or another writer stored something the Admin API
+/// would refuse) keeps serving its previous compiled version, and the
+/// problem says so: its distributions and routes stay protected as they
+/// were. An ACL that never compiled stays out, and so do its users (fail
+/// closed, see [`EdgeRouter::build`]).
 pub fn compile_acls(
     state: &ConfigState,
     geo: Option<&Arc<GeoDb>>,
@@ -129,12 +136,22 @@ pub fn compile_acls(
                 }
                 out.insert(id.clone(), Arc::new(CompiledAcl { id: id.clone(), id_label: Arc::from(id.as_str()), acl }));
             }
-            Err(e) => problems.push(Problem {
-                kind: ResourceKind::WebAcls,
-                id: id.clone(),
-                revision: entry.revision,
-                invalid: Invalid::new(e.path, e.reason),
-            }),
+            Err(e) => {
+                let last_good = prev.get(id).map(Arc::clone);
+                let reason = match &last_good {
+                    Some(_) => format!("{}; the last good version keeps serving", e.reason),
+                    None => format!("{}; the web ACL is not loaded and what uses it is left out", e.reason),
+                };
+                problems.push(Problem {
+                    kind: ResourceKind::WebAcls,
+                    id: id.clone(),
+                    revision: entry.revision,
+                    invalid: Invalid::new(e.path, reason),
+                });
+                if let Some(acl) = last_good {
+                    out.insert(id.clone(), acl);
+                }
+            }
         }
     }
     out
@@ -359,5 +376,70 @@ impl EdgeRouter {
         }
         router.by_id = compiled;
         router
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardgate_model::Change;
+
+    fn put(state: &mut ConfigState, kind: ResourceKind, id: &str, revision: u64, v: serde_json::Value) {
+        let id = ResourceId::parse(id).expect("id");
+        state.apply(Change::Put { kind, id, revision, value: v.to_string().into_bytes() }).expect("valid");
+    }
+
+    fn acl(set: &str) -> serde_json::Value {
+        serde_json::json!({"Name": "a", "DefaultAction": {"Allow": {}},
+            "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "a"},
+            "Rules": [{"Name": "deny", "Priority": 0, "Action": {"Block": {}},
+                "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "deny"},
+                "Statement": {"RateBasedStatement": {"Limit": 100, "AggregateKeyType": "IP",
+                    "ScopeDownStatement": {"IPSetReferenceStatement": {"ARN": set}}}}}]})
+    }
+
+    /// A set deleted from under a compiled ACL (another writer, or
+    /// `?force=true`): the last good compiled ACL keeps serving and the
+    /// problem says so; an ACL that never compiled stays out.
+    #[test]
+    fn a_web_acl_that_stops_compiling_keeps_its_last_good_version() {
+        let mut state = ConfigState::default();
+        put(&mut state, ResourceKind::IpSets, "bad", 1, serde_json::json!({"Addresses": ["192.0.2.0/24"]}));
+        put(&mut state, ResourceKind::WebAcls, "a", 2, acl("bad"));
+        let mut problems = Vec::new();
+        let first = compile_acls(&state, None, &HashMap::new(), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let good = Arc::clone(&first[&ResourceId::parse("a").expect("id")]);
+
+        state
+            .apply(Change::Delete {
+                kind: ResourceKind::IpSets,
+                id: ResourceId::parse("bad").expect("id"),
+                revision: 3,
+            })
+            .expect("delete");
+        let second = compile_acls(&state, None, &first, &mut problems);
+        let kept = second.get(&ResourceId::parse("a").expect("id")).expect("the last good version is kept");
+        assert!(Arc::ptr_eq(kept, &good), "the same compiled ACL, counters and all");
+        assert_eq!(problems.len(), 1);
+        let p = &problems[0];
+        assert_eq!(
+            p.invalid.field,
+            "Rules[0].Statement.RateBasedStatement.ScopeDownStatement.IPSetReferenceStatement.ARN"
+        );
+        assert!(
+            p.invalid.reason.contains("does not exist; the last good version keeps serving"),
+            "{}",
+            p.invalid.reason
+        );
+
+        // Never compiled: not loaded, and said so.
+        put(&mut state, ResourceKind::WebAcls, "b", 4, acl("missing"));
+        let mut problems = Vec::new();
+        let third = compile_acls(&state, None, &second, &mut problems);
+        assert!(!third.contains_key(&ResourceId::parse("b").expect("id")));
+        assert!(third.contains_key(&ResourceId::parse("a").expect("id")), "still kept a generation later");
+        let b = problems.iter().find(|p| p.id.as_str() == "b").expect("b's problem");
+        assert!(b.invalid.reason.contains("not loaded and what uses it is left out"), "{}", b.invalid.reason);
     }
 }

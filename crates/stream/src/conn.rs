@@ -3,7 +3,8 @@
 //! ```text
 //! accept -> snapshot = handle.load()          (this connection's generation, kept to the end)
 //!        -> listener's web ACL on the client address: block -> close before any byte, count waf
-//!  TLS:   read ClientHello (byte cap, handshake timeout)
+//!           (an ACL that reads JA3/JA4 runs after the ClientHello instead, on TLS listeners)
+//!  TLS:   read ClientHello (byte cap, handshake timeout); JA3/JA4 computed once, if an ACL reads them
 //!         route by SNI (fallback SNI stands in for a missing or unserved name)
 //!           none -> alert unrecognized_name, count no_route
 //!         route's web ACL on the client address: block -> close, count waf
@@ -25,6 +26,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use shardgate_core::DrainWatch;
 use shardgate_snapshot::{CompiledAcl, RouteQuery, Snapshot, SnapshotHandle, StreamTarget};
 use shardgate_upstream::ConnectCtx;
+use shardgate_waf::TlsFingerprint;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -115,7 +117,11 @@ pub(crate) async fn handle(
     // TCP_NODELAY and keepalive come from the listener (see `listener::bind`).
 
     let snap = ctx.handle.load();
-    let (outcome, sni) = if let Some(rule) = refused_by_acl(&ctx, &snap, peer) {
+    // A listener ACL that reads the TLS fingerprints cannot run before the
+    // ClientHello: on a TLS listener it runs right after it. (On a plain
+    // listener there is none; the fields' FallbackBehavior decides.)
+    let deferred = ctx.tls && listener_acl(&ctx, &snap).is_some_and(|a| a.acl.uses_tls_fingerprints());
+    let (outcome, sni) = if !deferred && let Some(rule) = refused_by_acl(&ctx, &snap, peer, None) {
         // Closed before a byte of TLS: a denied player costs an accept and a close.
         drop(sock);
         tracing::debug!(listener = %ctx.name, %peer, rule = %rule, "connection refused by the web ACL");
@@ -156,23 +162,40 @@ pub(crate) async fn handle(
 /// is not loaded lets connections through and says so: one missing resource
 /// must not shut every player out. (A route naming a missing ACL is left out
 /// of the snapshot instead: see `shardgate_snapshot::compile`.)
-fn refused_by_acl(ctx: &ListenerCtx, snap: &Snapshot, peer: SocketAddr) -> Option<String> {
+fn refused_by_acl(
+    ctx: &ListenerCtx,
+    snap: &Snapshot,
+    peer: SocketAddr,
+    tls: Option<&TlsFingerprint>,
+) -> Option<String> {
+    let compiled = listener_acl(ctx, snap)?;
+    refused_by(ctx, compiled, peer, tls)
+}
+
+/// The listener's web ACL, if it names one and it is loaded (a missing one
+/// is reported once per generation).
+fn listener_acl<'s>(ctx: &ListenerCtx, snap: &'s Snapshot) -> Option<&'s Arc<CompiledAcl>> {
     let id = ctx.web_acl.as_ref()?;
-    let Some(compiled) = snap.acls.get(id) else {
+    let compiled = snap.acls.get(id);
+    if compiled.is_none() {
         let before = ctx.missing_acl_warned.swap(snap.generation, std::sync::atomic::Ordering::Relaxed);
         if before != snap.generation {
             tracing::warn!(listener = %ctx.name, web_acl = %id, generation = snap.generation, "the listener's web ACL is not loaded; connections are let through");
         }
-        return None;
-    };
-    refused_by(ctx, compiled, peer)
+    }
+    compiled
 }
 
 /// Runs `compiled` on the client address (no request exists yet: header,
 /// path and body fields are empty, so only address statements such as IP
 /// sets, countries and rate-based rules are meaningful). Returns the
 /// deciding rule when the connection must be closed, and counts it.
-fn refused_by(ctx: &ListenerCtx, compiled: &CompiledAcl, peer: SocketAddr) -> Option<String> {
+fn refused_by(
+    ctx: &ListenerCtx,
+    compiled: &CompiledAcl,
+    peer: SocketAddr,
+    tls: Option<&TlsFingerprint>,
+) -> Option<String> {
     static EMPTY: std::sync::OnceLock<http::HeaderMap> = std::sync::OnceLock::new();
     let view = shardgate_waf::RequestView {
         method: "",
@@ -181,6 +204,7 @@ fn refused_by(ctx: &ListenerCtx, compiled: &CompiledAcl, peer: SocketAddr) -> Op
         headers: EMPTY.get_or_init(http::HeaderMap::new),
         body: (b"", false),
         client_ip: peer.ip(),
+        tls,
     };
     let verdict = compiled.acl.evaluate(&view);
     match verdict.action {
@@ -196,9 +220,9 @@ fn refused_by(ctx: &ListenerCtx, compiled: &CompiledAcl, peer: SocketAddr) -> Op
 }
 
 /// Runs the route's web ACL, if it has one; logs a refusal.
-fn refused_by_route(ctx: &ListenerCtx, target: &StreamTarget, peer: SocketAddr) -> bool {
+fn refused_by_route(ctx: &ListenerCtx, target: &StreamTarget, peer: SocketAddr, tls: Option<&TlsFingerprint>) -> bool {
     let Some(acl) = target.waf.as_deref() else { return false };
-    match refused_by(ctx, acl, peer) {
+    match refused_by(ctx, acl, peer, tls) {
         None => false,
         Some(rule) => {
             tracing::debug!(listener = %ctx.name, %peer, route = %target.route.id, web_acl = %acl.id, rule = %rule, "connection refused by the route's web ACL");
@@ -224,7 +248,7 @@ async fn serve_plain(
         tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
         return Outcome::early(CloseReason::no_route, None);
     };
-    if refused_by_route(ctx, target, peer) {
+    if refused_by_route(ctx, target, peer, None) {
         return Outcome::early(CloseReason::waf, Some(Arc::clone(target)));
     }
     proxy(sock, Arc::clone(target), peer, local, None, ctx, drain).await
@@ -239,12 +263,14 @@ async fn serve_tls(
     drain: &mut DrainWatch,
     started: Instant,
 ) -> (Outcome, Option<String>) {
+    // See `handle`: a listener ACL that reads the fingerprints runs here.
+    let listener_acl_deferred = listener_acl(ctx, snap).is_some_and(|a| a.acl.uses_tls_fingerprints());
     let deadline = started + ctx.handshake_timeout;
     // The handshake-phase futures are boxed: a future is as large as its
     // largest state, and without the boxes every idle player would keep room
     // for the ClientHello and the mid-handshake stream for its whole life.
     let hello = Box::pin(tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes)));
-    let accepted = match hello.await {
+    let (accepted, hello) = match hello.await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             ctx.handshake_failed(e.failure());
@@ -256,6 +282,21 @@ async fn serve_tls(
             return (Outcome::early(CloseReason::tls_failed, None), None);
         }
     };
+
+    // JA3/JA4, computed at most once and only for an ACL that reads them;
+    // the ClientHello's bytes go as soon as the ACLs have run.
+    let mut fingerprint: Option<Option<TlsFingerprint>> = None;
+    let mut fingerprint_of = |needed: bool| -> Option<TlsFingerprint> {
+        if !needed {
+            return None;
+        }
+        *fingerprint.get_or_insert_with(|| TlsFingerprint::from_records(&hello))
+    };
+    if listener_acl_deferred && let Some(rule) = refused_by_acl(ctx, snap, peer, fingerprint_of(true).as_ref()) {
+        tracing::debug!(listener = %ctx.name, %peer, rule = %rule, "connection refused by the web ACL after the ClientHello");
+        drop(accepted);
+        return (Outcome::early(CloseReason::waf, None), None);
+    }
 
     // rustls lower-cases the SNI; a trailing dot is not part of the name (APISIX strips it too).
     let sni: Option<String> = accepted.client_hello().server_name().map(|s| s.trim_end_matches('.').to_owned());
@@ -286,11 +327,15 @@ async fn serve_tls(
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
     };
-    if refused_by_route(ctx, &route, peer) {
+    let needed = route.waf.as_deref().is_some_and(|a| a.acl.uses_tls_fingerprints());
+    if refused_by_route(ctx, &route, peer, fingerprint_of(needed).as_ref()) {
         // Closed after reading the ClientHello and before any crypto or reply.
         drop(accepted);
         return (Outcome::early(CloseReason::waf, Some(route)), sni);
     }
+
+    // Nothing else reads the ClientHello's bytes: an idle player keeps none.
+    drop(hello);
 
     let cert = snap.certs.find(name).or_else(|| fallback.and_then(|f| snap.certs.find(f)));
     let Some(cert) = cert else {

@@ -5,7 +5,9 @@
 //! so a client cannot make shardgate buffer up to rustls's 64 KiB handshake
 //! limit. Nothing expensive has happened yet when the SNI is known: the
 //! connection is routed, and refused with a TLS alert when it has nowhere to
-//! go, before any key exchange.
+//! go, before any key exchange. The bytes read are kept for the
+//! connection's TLS fingerprints (JA3, JA4: `shardgate_waf::fingerprint`),
+//! computed only when a web ACL in play inspects them.
 
 use std::io::{self, Read, Write};
 
@@ -46,9 +48,17 @@ impl HelloError {
 /// `std::io` over a non-blocking tokio socket: `WouldBlock` when not ready.
 struct Sync<'a>(&'a TcpStream);
 
-impl Read for Sync<'_> {
+/// Reads through [`Sync`] and keeps a copy of what was read.
+struct Tee<'a> {
+    sock: &'a TcpStream,
+    copy: Vec<u8>,
+}
+
+impl Read for Tee<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
+        let n = self.sock.try_read(buf)?;
+        self.copy.extend_from_slice(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -61,23 +71,28 @@ impl Write for Sync<'_> {
     }
 }
 
-/// Reads until rustls has a whole ClientHello, at most `max_bytes`.
-pub async fn read_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<Accepted, HelloError> {
+/// The first read's buffer: a typical ClientHello fits, so the copy grows
+/// at most a few times for a large one.
+const HELLO_COPY_CAPACITY: usize = 2048;
+
+/// Reads until rustls has a whole ClientHello, at most `max_bytes`; also
+/// returns the bytes read (the ClientHello's records).
+pub async fn read_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<(Accepted, Vec<u8>), HelloError> {
     let mut acceptor = Acceptor::default();
-    let mut total = 0usize;
+    let mut tee = Tee { sock: stream, copy: Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes)) };
     loop {
         stream.readable().await.map_err(HelloError::Io)?;
-        match acceptor.read_tls(&mut Sync(stream)) {
+        match acceptor.read_tls(&mut tee) {
             Ok(0) => return Err(HelloError::Closed),
-            Ok(n) => total += n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(HelloError::Io(e)),
         }
-        if total > max_bytes {
+        if tee.copy.len() > max_bytes {
             return Err(HelloError::TooLarge(max_bytes));
         }
         match acceptor.accept() {
-            Ok(Some(accepted)) => return Ok(accepted),
+            Ok(Some(accepted)) => return Ok((accepted, tee.copy)),
             Ok(None) => continue,
             Err((err, mut alert)) => {
                 // Best effort: the peer may already be gone.

@@ -85,6 +85,7 @@ fn bench(c: &mut Criterion) {
         headers: &headers,
         body: (b"", false),
         client_ip: "203.0.113.7".parse().expect("ip"),
+        tls: None,
     };
     assert!(matches!(hundred.evaluate(&view).action, shardgate_waf::Action::Allow));
     c.bench_function("evaluate_100_rules_no_match", |b| b.iter(|| hundred.evaluate(std::hint::black_box(&view))));

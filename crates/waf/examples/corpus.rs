@@ -79,6 +79,7 @@ fn blocked(acl: &WebAcl, r: &Req) -> bool {
         headers: &r.headers,
         body: (&r.body[..r.body.len().min(16 * 1024)], r.body.len() > 16 * 1024),
         client_ip: "127.0.0.1".parse().expect("ip"),
+        tls: None,
     };
     matches!(acl.evaluate(&view).action, Action::Block(_))
 }

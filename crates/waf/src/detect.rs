@@ -1,7 +1,9 @@
 //! SQL-injection and cross-site-scripting detection for `SqliMatch` and
 //! `XssMatch`, in pure Rust on the linear-time `regex` crate.
 //!
-//! AWS does not document its engines (reference §3.4), and the libinjection
+//! AWS does not document its engines (AWS WAF developer guide, "SQL
+//! injection attack rule statement" and "Cross-site scripting attack rule
+//! statement" name none), and the libinjection
 //! binding crates download C sources at build time, so shardgate has its own:
 //! a set of patterns for the constructs an injection needs (a quote or
 //! number closing a value, then a boolean tautology, a `UNION SELECT`, a

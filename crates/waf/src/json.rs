@@ -1,7 +1,8 @@
 //! AWS WAF v2 JSON, field for field as AWS writes it (PascalCase), for the
 //! parts shardgate implements. Shapes follow botocore's
-//! `wafv2/2019-07-29/service-2.json` (summarised in
-//! `shared/reference/cloudfront-cache-waf.md` §3.1). Unknown fields are
+//! `wafv2/2019-07-29/service-2.json`; CloudFormation's spellings of the
+//! same shapes (`AWS::WAFv2::WebACL`: `Arn`, `SearchStringBase64`) are
+//! accepted too. Unknown fields are
 //! refused, so a rule that uses something shardgate does not implement is a
 //! 400 naming it, never a rule that silently does nothing.
 
@@ -35,9 +36,40 @@ macro_rules! aws_resource {
             /// `Scope`: `CLOUDFRONT` or `REGIONAL` (accepted, not used).
             #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
             pub scope: Option<String>,
+            /// `Tags`: `[{Key, Value}]` (kept, not used).
+            #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
+            pub tags: Option<Vec<TagJson>>,
             $($body)*
         }
     };
+}
+
+/// `Tag`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagJson {
+    /// `Key`: 1 to 128 characters.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// `Value`: 0 to 256 characters.
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+impl TagJson {
+    /// Checks AWS's lengths (`Tag` in botocore's wafv2 service model);
+    /// `Err` holds the field and the reason.
+    pub fn check_all(tags: Option<&[TagJson]>) -> Result<(), (String, &'static str)> {
+        for (i, t) in tags.unwrap_or_default().iter().enumerate() {
+            if t.key.is_empty() || t.key.chars().count() > 128 {
+                return Err((format!("Tags[{i}].Key"), "1 to 128 characters"));
+            }
+            if t.value.chars().count() > 256 {
+                return Err((format!("Tags[{i}].Value"), "at most 256 characters"));
+            }
+        }
+        Ok(())
+    }
 }
 
 aws_resource! {
@@ -125,21 +157,39 @@ pub struct LabelJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionJson {
-    /// `Allow`.
+    /// `Allow`: `{CustomRequestHandling?}`.
     #[serde(rename = "Allow", default, skip_serializing_if = "Option::is_none")]
-    pub allow: Option<Value>,
+    pub allow: Option<RequestHandlingJson>,
     /// `Block`: `{CustomResponse?}`.
     #[serde(rename = "Block", default, skip_serializing_if = "Option::is_none")]
     pub block: Option<BlockJson>,
-    /// `Count`.
+    /// `Count`: `{CustomRequestHandling?}`.
     #[serde(rename = "Count", default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<Value>,
+    pub count: Option<RequestHandlingJson>,
     /// `Captcha` (not supported).
     #[serde(rename = "Captcha", default, skip_serializing_if = "Option::is_none")]
     pub captcha: Option<Value>,
     /// `Challenge` (not supported).
     #[serde(rename = "Challenge", default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Value>,
+}
+
+/// `AllowAction` and `CountAction`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestHandlingJson {
+    /// `CustomRequestHandling`: headers inserted into the request the origin receives.
+    #[serde(rename = "CustomRequestHandling", default, skip_serializing_if = "Option::is_none")]
+    pub custom_request_handling: Option<CustomRequestHandlingJson>,
+}
+
+/// `CustomRequestHandling`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRequestHandlingJson {
+    /// `InsertHeaders`: `[{Name, Value}]`, each name sent as `x-amzn-waf-<Name>`.
+    #[serde(rename = "InsertHeaders")]
+    pub insert_headers: Vec<NameValueJson>,
 }
 
 /// `BlockAction`.
@@ -178,46 +228,107 @@ pub struct NameValueJson {
     pub value: String,
 }
 
-/// `Statement`: exactly one member.
+/// Deepest statement tree, counted in statements: a rule's `Statement` is
+/// level 1, each `AndStatement`/`OrStatement` member, `NotStatement`
+/// statement and `ScopeDownStatement` one level more. AWS documents no
+/// number; this is shardgate's. It keeps every recursion over a statement
+/// tree (parsing, compiling, evaluating, walking references) shallow, and the
+/// deepest legal web ACL well inside the Admin API's JSON nesting limit: an
+/// `AndStatement` level costs 3 JSON levels, so 15 levels of it, under a rule
+/// (4 levels) and with a leaf's `FieldToMatch` (5 more), are 51 levels.
+pub const MAX_STATEMENT_DEPTH: usize = 15;
+
+/// The reason given when a statement tree is deeper than [`MAX_STATEMENT_DEPTH`].
+pub fn too_deep() -> String {
+    format!(
+        "statements nest at most {MAX_STATEMENT_DEPTH} deep (shardgate's limit: a rule's Statement is level 1, each nested statement one more)"
+    )
+}
+
+thread_local! {
+    /// Statements being deserialized on this thread, outermost first.
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of statement nesting while deserializing; refuses the level
+/// past [`MAX_STATEMENT_DEPTH`] before serde recurses into it, so a deep
+/// document is an error, never a stack overflow (serde's derived code
+/// recurses once per level, with large frames).
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter() -> Result<DepthGuard, String> {
+        DEPTH.with(|d| {
+            if d.get() >= MAX_STATEMENT_DEPTH {
+                return Err(too_deep());
+            }
+            d.set(d.get() + 1);
+            Ok(DepthGuard)
+        })
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+impl<'de> Deserialize<'de> for StatementJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _level = DepthGuard::enter().map_err(serde::de::Error::custom)?;
+        // The inherent function derived with `remote = "Self"`.
+        StatementJson::deserialize(d)
+    }
+}
+
+impl Serialize for StatementJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StatementJson::serialize(self, s)
+    }
+}
+
+/// `Statement`: exactly one member. (De)serialized through the impls above,
+/// which bound the nesting.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct StatementJson {
     /// `ByteMatchStatement`.
     #[serde(rename = "ByteMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub byte_match: Option<ByteMatchJson>,
+    pub byte_match: Option<Box<ByteMatchJson>>,
     /// `RegexMatchStatement`.
     #[serde(rename = "RegexMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub regex_match: Option<RegexMatchJson>,
+    pub regex_match: Option<Box<RegexMatchJson>>,
     /// `RegexPatternSetReferenceStatement`.
     #[serde(rename = "RegexPatternSetReferenceStatement", default, skip_serializing_if = "Option::is_none")]
-    pub regex_pattern_set: Option<RegexSetRefJson>,
+    pub regex_pattern_set: Option<Box<RegexSetRefJson>>,
     /// `IPSetReferenceStatement`.
     #[serde(rename = "IPSetReferenceStatement", default, skip_serializing_if = "Option::is_none")]
-    pub ip_set: Option<IpSetRefJson>,
+    pub ip_set: Option<Box<IpSetRefJson>>,
     /// `SizeConstraintStatement`.
     #[serde(rename = "SizeConstraintStatement", default, skip_serializing_if = "Option::is_none")]
-    pub size_constraint: Option<SizeConstraintJson>,
+    pub size_constraint: Option<Box<SizeConstraintJson>>,
     /// `SqliMatchStatement`.
     #[serde(rename = "SqliMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub sqli_match: Option<SqliMatchJson>,
+    pub sqli_match: Option<Box<SqliMatchJson>>,
     /// `XssMatchStatement`.
     #[serde(rename = "XssMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub xss_match: Option<XssMatchJson>,
+    pub xss_match: Option<Box<XssMatchJson>>,
     /// `LabelMatchStatement`.
     #[serde(rename = "LabelMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub label_match: Option<LabelMatchJson>,
+    pub label_match: Option<Box<LabelMatchJson>>,
     /// `AndStatement`.
     #[serde(rename = "AndStatement", default, skip_serializing_if = "Option::is_none")]
-    pub and: Option<StatementsJson>,
+    pub and: Option<Box<StatementsJson>>,
     /// `OrStatement`.
     #[serde(rename = "OrStatement", default, skip_serializing_if = "Option::is_none")]
-    pub or: Option<StatementsJson>,
+    pub or: Option<Box<StatementsJson>>,
     /// `NotStatement`.
     #[serde(rename = "NotStatement", default, skip_serializing_if = "Option::is_none")]
     pub not: Option<Box<NotJson>>,
     /// `GeoMatchStatement`.
     #[serde(rename = "GeoMatchStatement", default, skip_serializing_if = "Option::is_none")]
-    pub geo_match: Option<GeoMatchJson>,
+    pub geo_match: Option<Box<GeoMatchJson>>,
     /// `RateBasedStatement` (top level of a rule only).
     #[serde(rename = "RateBasedStatement", default, skip_serializing_if = "Option::is_none")]
     pub rate_based: Option<Box<RateBasedJson>>,
@@ -227,6 +338,157 @@ pub struct StatementJson {
     /// `RuleGroupReferenceStatement` (refused).
     #[serde(rename = "RuleGroupReferenceStatement", default, skip_serializing_if = "Option::is_none")]
     pub rule_group_reference: Option<Value>,
+}
+
+/// One member of a [`StatementJson`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'a> {
+    /// `ByteMatchStatement`.
+    ByteMatch(&'a ByteMatchJson),
+    /// `RegexMatchStatement`.
+    RegexMatch(&'a RegexMatchJson),
+    /// `RegexPatternSetReferenceStatement`.
+    RegexPatternSet(&'a RegexSetRefJson),
+    /// `IPSetReferenceStatement`.
+    IpSet(&'a IpSetRefJson),
+    /// `SizeConstraintStatement`.
+    SizeConstraint(&'a SizeConstraintJson),
+    /// `SqliMatchStatement`.
+    SqliMatch(&'a SqliMatchJson),
+    /// `XssMatchStatement`.
+    XssMatch(&'a XssMatchJson),
+    /// `LabelMatchStatement`.
+    LabelMatch(&'a LabelMatchJson),
+    /// `AndStatement`.
+    And(&'a StatementsJson),
+    /// `OrStatement`.
+    Or(&'a StatementsJson),
+    /// `NotStatement`.
+    Not(&'a NotJson),
+    /// `GeoMatchStatement`.
+    GeoMatch(&'a GeoMatchJson),
+    /// `RateBasedStatement`.
+    RateBased(&'a RateBasedJson),
+    /// `ManagedRuleGroupStatement`.
+    ManagedRuleGroup,
+    /// `RuleGroupReferenceStatement`.
+    RuleGroupReference,
+}
+
+impl StatementJson {
+    /// The members that are set, with their JSON names, in declaration order.
+    /// A valid statement has exactly one.
+    pub fn members(&self) -> impl Iterator<Item = (&'static str, Member<'_>)> {
+        let list: [Option<(&'static str, Member<'_>)>; 15] = [
+            self.byte_match.as_deref().map(|m| ("ByteMatchStatement", Member::ByteMatch(m))),
+            self.regex_match.as_deref().map(|m| ("RegexMatchStatement", Member::RegexMatch(m))),
+            self.regex_pattern_set
+                .as_deref()
+                .map(|m| ("RegexPatternSetReferenceStatement", Member::RegexPatternSet(m))),
+            self.ip_set.as_deref().map(|m| ("IPSetReferenceStatement", Member::IpSet(m))),
+            self.size_constraint.as_deref().map(|m| ("SizeConstraintStatement", Member::SizeConstraint(m))),
+            self.sqli_match.as_deref().map(|m| ("SqliMatchStatement", Member::SqliMatch(m))),
+            self.xss_match.as_deref().map(|m| ("XssMatchStatement", Member::XssMatch(m))),
+            self.label_match.as_deref().map(|m| ("LabelMatchStatement", Member::LabelMatch(m))),
+            self.and.as_deref().map(|m| ("AndStatement", Member::And(m))),
+            self.or.as_deref().map(|m| ("OrStatement", Member::Or(m))),
+            self.not.as_deref().map(|m| ("NotStatement", Member::Not(m))),
+            self.geo_match.as_deref().map(|m| ("GeoMatchStatement", Member::GeoMatch(m))),
+            self.rate_based.as_deref().map(|m| ("RateBasedStatement", Member::RateBased(m))),
+            self.managed_rule_group.as_ref().map(|_| ("ManagedRuleGroupStatement", Member::ManagedRuleGroup)),
+            self.rule_group_reference.as_ref().map(|_| ("RuleGroupReferenceStatement", Member::RuleGroupReference)),
+        ];
+        list.into_iter().flatten()
+    }
+
+    /// The statements nested directly in this one, with the path suffix that
+    /// leads to each: `AndStatement`/`OrStatement` members, the
+    /// `NotStatement`'s statement, a `RateBasedStatement`'s
+    /// `ScopeDownStatement`. Every walk over a tree goes through here, so a
+    /// new nesting kind is added once.
+    pub fn children(&self) -> Vec<(String, &StatementJson)> {
+        let mut out = Vec::new();
+        for (name, member) in self.members() {
+            match member {
+                Member::And(l) | Member::Or(l) => {
+                    out.extend(l.statements.iter().enumerate().map(|(i, s)| (format!(".{name}.Statements[{i}]"), s)))
+                }
+                Member::Not(n) => out.push((format!(".{name}.Statement"), &n.statement)),
+                Member::RateBased(r) => {
+                    if let Some(s) = &r.scope_down_statement {
+                        out.push((format!(".{name}.ScopeDownStatement"), s));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Calls `visit` with the path and statement of every statement of the
+    /// tree rooted here (at `path`), parents first, at most
+    /// [`MAX_STATEMENT_DEPTH`] levels deep (a deeper tree does not compile;
+    /// the walk stays bounded for one built in code).
+    pub fn walk<'a>(&'a self, path: &str, visit: &mut dyn FnMut(&str, &'a StatementJson)) {
+        fn go<'a>(s: &'a StatementJson, path: &str, level: usize, visit: &mut dyn FnMut(&str, &'a StatementJson)) {
+            visit(path, s);
+            if level >= MAX_STATEMENT_DEPTH {
+                return;
+            }
+            for (suffix, child) in s.children() {
+                go(child, &format!("{path}{suffix}"), level + 1, visit);
+            }
+        }
+        go(self, path, 1, visit);
+    }
+
+    /// Every set this tree refers to by ARN, at any depth, with the JSON path
+    /// of the `ARN` field.
+    pub fn references(&self, path: &str) -> Vec<SetReference> {
+        let mut out = Vec::new();
+        self.walk(path, &mut |p, s| {
+            for (name, member) in s.members() {
+                let (kind, arn) = match member {
+                    Member::IpSet(i) => (SetKind::IpSet, &i.arn),
+                    Member::RegexPatternSet(r) => (SetKind::RegexPatternSet, &r.arn),
+                    _ => continue,
+                };
+                out.push(SetReference { path: format!("{p}.{name}.ARN"), kind, arn: arn.clone() });
+            }
+        });
+        out
+    }
+}
+
+/// The kinds of resource a web ACL refers to by ARN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// An IP set (`IPSetReferenceStatement`).
+    IpSet,
+    /// A regex pattern set (`RegexPatternSetReferenceStatement`).
+    RegexPatternSet,
+}
+
+/// One reference from a web ACL to a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetReference {
+    /// JSON path of the `ARN` field (`Rules[0].Statement.AndStatement.Statements[1].IPSetReferenceStatement.ARN`).
+    pub path: String,
+    /// What is referred to.
+    pub kind: SetKind,
+    /// The `ARN` as written (an AWS ARN or a shardgate id; see `acl::arn_id`).
+    pub arn: String,
+}
+
+impl WebAclJson {
+    /// Every set the web ACL's rules refer to, at any depth.
+    pub fn references(&self) -> Vec<SetReference> {
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().flatten().enumerate() {
+            out.extend(r.statement.references(&format!("Rules[{i}].Statement")));
+        }
+        out
+    }
 }
 
 /// `GeoMatchStatement`.
@@ -263,13 +525,97 @@ pub struct RateBasedJson {
     /// `EvaluationWindowSec`: 60, 120, 300 (default) or 600.
     #[serde(rename = "EvaluationWindowSec", default, skip_serializing_if = "Option::is_none")]
     pub evaluation_window_sec: Option<u64>,
-    /// `AggregateKeyType`: `IP` (shardgate supports only that).
+    /// `AggregateKeyType`: `IP`, `FORWARDED_IP`, `CONSTANT` or `CUSTOM_KEYS`.
     #[serde(rename = "AggregateKeyType")]
     pub aggregate_key_type: String,
+    /// `ForwardedIPConfig`: the header of `FORWARDED_IP` and of a
+    /// `ForwardedIP` custom key.
+    #[serde(rename = "ForwardedIPConfig", default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_ip_config: Option<GeoForwardedJson>,
+    /// `CustomKeys`: 1 to 5, with `CUSTOM_KEYS`.
+    #[serde(rename = "CustomKeys", default, skip_serializing_if = "Option::is_none")]
+    pub custom_keys: Option<Vec<CustomKeyJson>>,
     /// `ScopeDownStatement`: only matching requests are counted.
     #[serde(rename = "ScopeDownStatement", default, skip_serializing_if = "Option::is_none")]
     pub scope_down_statement: Option<StatementJson>,
 }
+
+/// `RateBasedStatementCustomKey`: exactly one member.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomKeyJson {
+    /// `Header`: `{Name, TextTransformations}`.
+    #[serde(rename = "Header", default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<NamedKeyJson>,
+    /// `Cookie`: `{Name, TextTransformations}`.
+    #[serde(rename = "Cookie", default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<NamedKeyJson>,
+    /// `QueryArgument`: `{Name, TextTransformations}`.
+    #[serde(rename = "QueryArgument", default, skip_serializing_if = "Option::is_none")]
+    pub query_argument: Option<NamedKeyJson>,
+    /// `QueryString`: `{TextTransformations}`.
+    #[serde(rename = "QueryString", default, skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<TransformedKeyJson>,
+    /// `HTTPMethod`: `{}`.
+    #[serde(rename = "HTTPMethod", default, skip_serializing_if = "Option::is_none")]
+    pub http_method: Option<EmptyJson>,
+    /// `ForwardedIP`: `{}` (the statement's `ForwardedIPConfig` names the header).
+    #[serde(rename = "ForwardedIP", default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_ip: Option<EmptyJson>,
+    /// `IP`: `{}`.
+    #[serde(rename = "IP", default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<EmptyJson>,
+    /// `LabelNamespace`: `{Namespace}`.
+    #[serde(rename = "LabelNamespace", default, skip_serializing_if = "Option::is_none")]
+    pub label_namespace: Option<NamespaceJson>,
+    /// `UriPath`: `{TextTransformations}`.
+    #[serde(rename = "UriPath", default, skip_serializing_if = "Option::is_none")]
+    pub uri_path: Option<TransformedKeyJson>,
+    /// `JA3Fingerprint`: `{FallbackBehavior}`.
+    #[serde(rename = "JA3Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja3_fingerprint: Option<FallbackJson>,
+    /// `JA4Fingerprint`: `{FallbackBehavior}`.
+    #[serde(rename = "JA4Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja4_fingerprint: Option<FallbackJson>,
+    /// `ASN` (refused: shardgate has no ASN database).
+    #[serde(rename = "ASN", default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<Value>,
+}
+
+/// `{Name, TextTransformations}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedKeyJson {
+    /// `Name`.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `{TextTransformations}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformedKeyJson {
+    /// `TextTransformations`.
+    #[serde(rename = "TextTransformations")]
+    pub text_transformations: Vec<TransformJson>,
+}
+
+/// `{Namespace}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceJson {
+    /// `Namespace`: ends with `:`.
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+}
+
+/// `{}`: a member that takes no settings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyJson {}
 
 /// `{Statements: [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -305,9 +651,13 @@ pub struct TransformJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ByteMatchJson {
-    /// `SearchString` (text, as the console and exported rules write it).
-    #[serde(rename = "SearchString")]
-    pub search_string: String,
+    /// `SearchString` (text, as the console, the CLI and CloudFormation
+    /// write it). Exactly one of it and `SearchStringBase64`.
+    #[serde(rename = "SearchString", default, skip_serializing_if = "Option::is_none")]
+    pub search_string: Option<String>,
+    /// `SearchStringBase64` (CloudFormation): the bytes, base64-encoded.
+    #[serde(rename = "SearchStringBase64", default, skip_serializing_if = "Option::is_none")]
+    pub search_string_base64: Option<String>,
     /// `FieldToMatch`.
     #[serde(rename = "FieldToMatch")]
     pub field_to_match: FieldJson,
@@ -338,8 +688,9 @@ pub struct RegexMatchJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegexSetRefJson {
-    /// `ARN`: an AWS ARN (its last segment is the id) or a shardgate id.
-    #[serde(rename = "ARN")]
+    /// `ARN` (CloudFormation: `Arn`): an AWS ARN (its last segment is the
+    /// id) or a shardgate id.
+    #[serde(rename = "ARN", alias = "Arn")]
     pub arn: String,
     /// `FieldToMatch`.
     #[serde(rename = "FieldToMatch")]
@@ -353,8 +704,9 @@ pub struct RegexSetRefJson {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpSetRefJson {
-    /// `ARN`: an AWS ARN (its last segment is the id) or a shardgate id.
-    #[serde(rename = "ARN")]
+    /// `ARN` (CloudFormation: `Arn`): an AWS ARN (its last segment is the
+    /// id) or a shardgate id.
+    #[serde(rename = "ARN", alias = "Arn")]
     pub arn: String,
     /// `IPSetForwardedIPConfig`.
     #[serde(rename = "IPSetForwardedIPConfig", default, skip_serializing_if = "Option::is_none")]
@@ -467,6 +819,21 @@ pub struct FieldJson {
     /// `JsonBody` (not supported yet).
     #[serde(rename = "JsonBody", default, skip_serializing_if = "Option::is_none")]
     pub json_body: Option<Value>,
+    /// `JA3Fingerprint`: `{FallbackBehavior}`, the connection's JA3.
+    #[serde(rename = "JA3Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja3_fingerprint: Option<FallbackJson>,
+    /// `JA4Fingerprint`: `{FallbackBehavior}`, the connection's JA4.
+    #[serde(rename = "JA4Fingerprint", default, skip_serializing_if = "Option::is_none")]
+    pub ja4_fingerprint: Option<FallbackJson>,
+}
+
+/// `{FallbackBehavior}`: what a request without the component matches.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackJson {
+    /// `MATCH` or `NO_MATCH`.
+    #[serde(rename = "FallbackBehavior")]
+    pub fallback_behavior: String,
 }
 
 /// `{Name}`.

@@ -12,9 +12,11 @@
 //! - [`sample`]: bounded recent samples per web ACL, for the Admin API.
 //! - [`geo`]: the country database behind `GeoMatchStatement`.
 //! - [`detect`]: the SQL-injection and XSS detectors behind `SqliMatch` and `XssMatch`.
+//! - [`fingerprint`]: JA3 and JA4 from a ClientHello, once per connection.
 
 pub mod acl;
 pub mod detect;
+pub mod fingerprint;
 pub mod geo;
 pub mod json;
 pub mod sample;
@@ -23,5 +25,6 @@ pub mod transform;
 pub use acl::{
     Action, BlockResponse, IpSet, NoSets, RegexPatternSet, RequestView, Sets, Verdict, WafError, WebAcl, arn_id,
 };
+pub use fingerprint::TlsFingerprint;
 pub use geo::GeoDb;
 pub use sample::{Sample, Samples};

@@ -1,7 +1,7 @@
 //! AWS WAF text transformations, applied in `Priority` order before a
 //! statement inspects a component. Semantics follow the AWS WAF developer
-//! guide, `waf-rule-statement-transformation.md` (summarised in
-//! `shared/reference/cloudfront-cache-waf.md` §3.1). Every transformation is
+//! guide, "Using text transformations in AWS WAF"
+//! (`waf-rule-statement-transformation.md`). Every transformation is
 //! linear in its input and never grows it by more than the input's length.
 
 use std::borrow::Cow;

@@ -19,7 +19,9 @@ use std::cell::Cell;
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
-use super::{Matcher, Position, REGEX_SIZE_LIMIT, bit, is_word, set_bit};
+use super::matcher::{Matcher, Position, is_word};
+use super::sets::{REGEX_SIZE_LIMIT, regex_reason};
+use super::{bit, set_bit};
 
 /// The distinct leaves of one source, and how they run together.
 #[derive(Debug, Clone, Default)]
@@ -112,7 +114,7 @@ impl Probe {
                 .dfa_size_limit(REGEX_SIZE_LIMIT * 4)
                 .build()
                 .map_err(|e| {
-                    format!("the regular expressions on one field do not fit together: {}", super::regex_reason(&e))
+                    format!("the regular expressions on one field do not fit together: {}", regex_reason(&e))
                 })?;
             self.regexes = Some(set);
             self.regex_leaves = regexes;

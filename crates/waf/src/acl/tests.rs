@@ -41,6 +41,7 @@ impl Sets for TestSets {
 }
 
 struct Req {
+    tls: Option<crate::TlsFingerprint>,
     method: &'static str,
     path: &'static str,
     query: &'static str,
@@ -53,7 +54,7 @@ fn req(headers: &[(&'static str, &str)]) -> Req {
     for (k, v) in headers {
         h.append(*k, HeaderValue::from_str(v).expect("value"));
     }
-    Req { method: "GET", path: "/example.file", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") }
+    Req { tls: None, method: "GET", path: "/example.file", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") }
 }
 
 impl Req {
@@ -65,6 +66,7 @@ impl Req {
             headers: &self.headers,
             body: (b"", false),
             client_ip: self.ip,
+            tls: self.tls.as_ref(),
         }
     }
 }
@@ -187,7 +189,7 @@ fn oversize_headers_follow_the_handling() {
         h.append(*k, HeaderValue::from_str(v).expect("v"));
     }
     h.append("x-late", HeaderValue::from_static("evil"));
-    let r = Req { method: "GET", path: "/", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") };
+    let r = Req { tls: None, method: "GET", path: "/", query: "", headers: h, ip: "127.0.0.1".parse().expect("ip") };
     for (handling, want) in [("CONTINUE", false), ("MATCH", true), ("NO_MATCH", false)] {
         let field = format!(
             r#"{{"Headers": {{"MatchPattern": {{"All": {{}}}}, "MatchScope": "VALUE", "OversizeHandling": "{handling}"}}}}"#
@@ -317,7 +319,9 @@ fn custom_responses() {
     r.path = "/admin";
     let Action::Block(b) = acl.evaluate(&r.view()).action else { panic!("blocked") };
     assert_eq!(b.status, 429);
-    assert_eq!(b.headers, vec![("x-amzn-waf-reason".to_owned(), "admin".to_owned())]);
+    // As written: AWS prefixes only the headers it inserts into requests.
+    let h: Vec<(&str, &[u8])> = b.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    assert_eq!(h, vec![("reason", &b"admin"[..])]);
     assert_eq!(b.body, Some(("application/json".to_owned(), "{\"error\":\"blocked\"}".to_owned())));
 }
 
@@ -394,9 +398,9 @@ fn rate_based_rules_limit_each_address() {
     assert!(blocked(&acl, &r), "the 11th in the window is over");
     r.ip = "127.0.0.9".parse().expect("ip");
     assert!(!blocked(&acl, &r), "another address has its own count");
-    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
+    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10, rate::Aggregate::Ip);
     let t0 = std::time::Instant::now();
-    let ip: IpAddr = "127.0.0.10".parse().expect("ip");
+    let ip = rate::ip_key("127.0.0.10".parse().expect("ip"));
     for _ in 0..11 {
         limiter.hit(ip, t0);
     }
@@ -427,12 +431,12 @@ fn large_acls_evaluate_like_small_ones() {
 /// grows past its bound.
 #[test]
 fn the_rate_table_is_bounded() {
-    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10);
+    let limiter = RateLimiter::new(std::time::Duration::from_secs(60), 10, rate::Aggregate::Ip);
     let t0 = std::time::Instant::now();
     for i in 0..RATE_MAX_KEYS as u32 {
-        limiter.hit(IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) + 1)), t0);
+        limiter.hit(u128::from(i) + 1, t0);
     }
-    let newcomer: IpAddr = "127.0.0.5".parse().expect("ip");
+    let newcomer = rate::ip_key("127.0.0.5".parse().expect("ip"));
     for _ in 0..20 {
         assert!(!limiter.hit(newcomer, t0), "an untracked address is not limited while the table is full");
     }
@@ -443,4 +447,440 @@ fn the_rate_table_is_bounded() {
     let over = (0..12).filter(|_| limiter.hit(newcomer, later)).count();
     assert_eq!(over, 2, "tracked again: the 11th and 12th are over");
     assert_eq!(size(&limiter), 1);
+}
+
+/// A statement tree `levels` statements deep: `NotStatement`s (or
+/// `AndStatement`s with a second, leaf member) around an IP set reference.
+fn chain(levels: usize, and: bool) -> String {
+    let mut st = r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#.to_owned();
+    for _ in 1..levels {
+        st = if and {
+            format!(
+                r#"{{"AndStatement": {{"Statements": [{st}, {{"IPSetReferenceStatement": {{"ARN": "denied"}}}}]}}}}"#
+            )
+        } else {
+            format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#)
+        };
+    }
+    st
+}
+
+/// Nesting is bounded while parsing (before serde recurses) and when
+/// compiling, with the limit and the JSON path in the error; the deepest
+/// legal trees compile and evaluate.
+#[test]
+fn statement_nesting_is_bounded_with_the_limit_named() {
+    use crate::json::MAX_STATEMENT_DEPTH;
+    for and in [false, true] {
+        let ok = acl(&rule("deep", 0, "Block", &chain(MAX_STATEMENT_DEPTH, and)));
+        let mut r = req(&[]);
+        r.ip = "127.0.0.2".parse().expect("ip");
+        // An odd number of NotStatements around a match does not match.
+        let expected = and || (MAX_STATEMENT_DEPTH - 1).is_multiple_of(2);
+        assert_eq!(blocked(&ok, &r), expected, "and: {and}");
+        let e =
+            acl_with(&rule("deep", 0, "Block", &chain(MAX_STATEMENT_DEPTH + 1, and)), r#"{"Allow": {}}"#).unwrap_err();
+        assert!(e.reason.contains("at most 15 deep (shardgate's limit"), "{e}");
+    }
+    // With the path, when the JSON goes through the path-tracking
+    // deserializer the Admin API uses: compile names it too.
+    use crate::json::StatementJson;
+    let st: StatementJson =
+        serde_json::from_str(&chain(MAX_STATEMENT_DEPTH, false)).expect("the deepest legal tree parses");
+    let nested =
+        StatementJson { not: Some(Box::new(crate::json::NotJson { statement: st })), ..StatementJson::default() };
+    let mut json: WebAclJson =
+        serde_json::from_str(&format!(r#"{{"Name": "a", "DefaultAction": {{"Allow": {{}}}}, "Rules": [{}],
+            "VisibilityConfig": {{"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}}}"#,
+            rule("deep", 0, "Block", &chain(1, false))))
+        .expect("json");
+    json.rules.as_mut().expect("rules")[0].statement = nested;
+    let e = WebAcl::compile(&json, &TestSets).unwrap_err();
+    let expected_path = format!("Rules[0].Statement{}", ".NotStatement.Statement".repeat(MAX_STATEMENT_DEPTH));
+    assert_eq!(e.path, expected_path);
+    assert!(e.reason.contains("at most 15 deep"), "{e}");
+    // A rate-based rule's scope-down statement counts as one level.
+    let scoped = format!(
+        r#"{{"RateBasedStatement": {{"Limit": 10, "AggregateKeyType": "IP", "ScopeDownStatement": {}}}}}"#,
+        chain(MAX_STATEMENT_DEPTH, true)
+    );
+    assert!(acl_with(&rule("r", 0, "Block", &scoped), r#"{"Allow": {}}"#).is_err());
+    let scoped = format!(
+        r#"{{"RateBasedStatement": {{"Limit": 10, "AggregateKeyType": "IP", "ScopeDownStatement": {}}}}}"#,
+        chain(MAX_STATEMENT_DEPTH - 1, true)
+    );
+    acl(&rule("r", 0, "Block", &scoped));
+}
+
+/// The issue's crash: a statement nested about 60 deep (JSON depth ~125,
+/// under serde_json's 128) overflowed a 2 MiB worker stack while being
+/// deserialized. Now it is refused after a few levels, on a small stack.
+#[test]
+fn deep_statements_are_refused_on_a_small_stack() {
+    let text = format!(
+        r#"{{"Name": "a", "DefaultAction": {{"Allow": {{}}}}, "Rules": [{}],
+            "VisibilityConfig": {{"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}}}"#,
+        rule("deep", 0, "Block", &chain(60, false))
+    );
+    let worker = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+        let as_value: serde_json::Value = serde_json::from_str(&text).expect("under serde_json's own limit");
+        let direct = serde_json::from_str::<WebAclJson>(&text).map(|_| ()).map_err(|e| e.to_string());
+        let from_value = serde_json::from_value::<WebAclJson>(as_value).map(|_| ()).map_err(|e| e.to_string());
+        (direct, from_value)
+    });
+    let (direct, from_value) = worker.expect("thread").join().expect("no stack overflow");
+    for r in [direct, from_value] {
+        assert!(r.as_ref().is_err_and(|e| e.contains("at most 15 deep")), "{r:?}");
+    }
+}
+
+fn header_list(v: &Verdict) -> Vec<(String, String)> {
+    v.request_headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// A block can redirect: `Location` goes out as written.
+#[test]
+fn a_block_can_redirect_with_its_location_header() {
+    let r302 = r#"{"Block": {"CustomResponse": {"ResponseCode": 302,
+        "ResponseHeaders": [{"Name": "Location", "Value": "https://status.game.example/maintenance"}]}}}"#;
+    let acl =
+        acl_with(&rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#), r302).expect("compiles");
+    let Action::Block(b) = acl.evaluate(&req(&[]).view()).action else { panic!("default block") };
+    assert_eq!(b.status, 302);
+    assert_eq!(b.headers[0].0.as_str(), "location");
+    assert_eq!(b.headers[0].1.as_bytes(), b"https://status.game.example/maintenance");
+    for (bad, path) in [
+        (r#"[{"Name": "bad name", "Value": "x"}]"#, "DefaultAction.Block.CustomResponse.ResponseHeaders[0].Name"),
+        (r#"[{"Name": "x", "Value": ""}]"#, "DefaultAction.Block.CustomResponse.ResponseHeaders[0].Value"),
+        (r#"[{"Name": "x", "Value": "a\nb"}]"#, "DefaultAction.Block.CustomResponse.ResponseHeaders[0].Value"),
+    ] {
+        let d = format!(r#"{{"Block": {{"CustomResponse": {{"ResponseCode": 403, "ResponseHeaders": {bad}}}}}}}"#);
+        let e = acl_with("", &d).unwrap_err();
+        assert_eq!(e.path, path, "{bad}");
+    }
+}
+
+/// CustomRequestHandling on Count, Allow and the Allow default action: the
+/// verdict carries `x-amzn-waf-<name>` headers; a later rule's header of the
+/// same name replaces an earlier one (AWS); a block carries none.
+#[test]
+fn non_blocking_actions_insert_request_headers() {
+    let handling = |action: &str, name: &str, value: &str| {
+        format!(
+            r#"{{"{action}": {{"CustomRequestHandling": {{"InsertHeaders": [{{"Name": "{name}", "Value": "{value}"}}]}}}}}}"#
+        )
+    };
+    let ua = r#"{"SingleHeader": {"Name": "User-Agent"}}"#;
+    let with_action = |name: &str, prio: i64, action: String, search: &str| {
+        rule(name, prio, "Count", &byte(ua, "CONTAINS", search, NONE))
+            .replace(r#""Action": {"Count": {}}"#, &format!(r#""Action": {action}"#))
+    };
+    let rules = [
+        with_action("tag-bot", 0, handling("Count", "Bot", "suspected"), "bot"),
+        with_action("tag-again", 1, handling("Count", "bot", "confirmed"), "evil"),
+        with_action("trusted", 2, handling("Allow", "trusted", "yes"), "launcher"),
+        rule("deny", 3, "Block", &byte(ua, "CONTAINS", "deny", NONE)),
+    ]
+    .join(",");
+    let acl = acl_with(&rules, &handling("Allow", "default", "1")).expect("compiles");
+    let v = acl.evaluate(&req(&[("user-agent", "evil bot launcher")]).view());
+    assert_eq!(v.rule.as_deref(), Some("trusted"));
+    assert_eq!(
+        header_list(&v),
+        vec![("x-amzn-waf-bot".into(), "confirmed".into()), ("x-amzn-waf-trusted".into(), "yes".into())]
+    );
+    let v = acl.evaluate(&req(&[("user-agent", "a bot")]).view());
+    assert_eq!(v.rule, None, "the default action");
+    assert_eq!(
+        header_list(&v),
+        vec![("x-amzn-waf-bot".into(), "suspected".into()), ("x-amzn-waf-default".into(), "1".into())]
+    );
+    let v = acl.evaluate(&req(&[("user-agent", "deny bot")]).view());
+    assert!(matches!(v.action, Action::Block(_)));
+    assert!(v.request_headers.is_empty(), "nothing reaches the origin");
+    assert!(acl.evaluate(&req(&[("user-agent", "game")]).view()).request_headers.len() == 1);
+
+    // AWS: no duplicate names in one action, at most 100 per web ACL.
+    let dup = r#"{"Allow": {"CustomRequestHandling": {"InsertHeaders": [{"Name": "a", "Value": "1"}, {"Name": "A", "Value": "2"}]}}}"#;
+    assert_eq!(acl_with("", dup).unwrap_err().path, "DefaultAction.Allow.CustomRequestHandling.InsertHeaders[1].Name");
+    let many: Vec<String> = (0..101).map(|i| format!(r#"{{"Name": "h{i}", "Value": "v"}}"#)).collect();
+    let many = format!(r#"{{"Allow": {{"CustomRequestHandling": {{"InsertHeaders": [{}]}}}}}}"#, many.join(","));
+    let e = acl_with("", &many).unwrap_err();
+    assert_eq!(e.path, "DefaultAction.Allow.CustomRequestHandling.InsertHeaders[100]");
+    assert!(e.reason.contains("at most 100"), "{e}");
+}
+
+/// CloudFormation's spellings: `Arn`, `SearchStringBase64` (exactly one of
+/// it and `SearchString`, at most 200 decoded bytes), `Tags`.
+#[test]
+fn cloudformation_spellings_are_accepted() {
+    let b64 = |v: &str| {
+        format!(
+            r#"{{"ByteMatchStatement": {{"FieldToMatch": {{"SingleHeader": {{"Name": "user-agent"}}}}, "PositionalConstraint": "STARTS_WITH",
+              "SearchStringBase64": "{v}", "TextTransformations": {NONE}}}}}"#
+        )
+    };
+    // "PostmanRuntime" in base64.
+    let acl = acl(&rule("postman", 0, "Block", &b64("UG9zdG1hblJ1bnRpbWU=")));
+    assert!(blocked(&acl, &req(&[("user-agent", "PostmanRuntime/7.29.2")])));
+    assert!(!blocked(&acl, &req(&[("user-agent", "X-UnrealEngine-Agent")])));
+    for (bad, field) in
+        [("not base64!", "SearchStringBase64"), ("QQ", "SearchStringBase64"), ("", "SearchStringBase64")]
+    {
+        let e = acl_with(&rule("r", 0, "Block", &b64(bad)), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, format!("Rules[0].Statement.ByteMatchStatement.{field}"), "{bad:?}");
+    }
+    let long = "QUFB".repeat(67); // 201 bytes
+    let e = acl_with(&rule("r", 0, "Block", &b64(&long)), r#"{"Allow": {}}"#).unwrap_err();
+    assert!(e.reason.contains("1 to 200 bytes"), "{e}");
+    let both = b64("QQ==").replace(r#""SearchStringBase64""#, r#""SearchString": "A", "SearchStringBase64""#);
+    let e = acl_with(&rule("r", 0, "Block", &both), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.ByteMatchStatement");
+    let arn =
+        r#"{"IPSetReferenceStatement": {"Arn": "arn:aws:wafv2:us-east-1:123456789012:global/ipset/denied/denied"}}"#;
+    let mut r = req(&[]);
+    r.ip = "127.0.0.2".parse().expect("ip");
+    assert!(blocked(&acl_with(&rule("r", 0, "Block", arn), r#"{"Allow": {}}"#).expect("compiles"), &r));
+    let json: WebAclJson = serde_json::from_str(
+        r#"{"Name": "a", "DefaultAction": {"Allow": {}}, "Tags": [{"Key": "team", "Value": "ops"}, {"Key": "", "Value": "x"}],
+            "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}"#,
+    )
+    .expect("json");
+    assert_eq!(WebAcl::compile(&json, &TestSets).unwrap_err().path, "Tags[1].Key");
+}
+
+fn fingerprint() -> crate::TlsFingerprint {
+    // The JA4 specification's example ClientHello (see fingerprint/tests.rs).
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0; 32]);
+    body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0, 0, 0]);
+    let mut rec = vec![1, 0, 0, body.len() as u8];
+    rec.extend_from_slice(&body);
+    let mut records = vec![22, 3, 1, 0, rec.len() as u8];
+    records.extend_from_slice(&rec);
+    crate::TlsFingerprint::from_records(&records).expect("a ClientHello")
+}
+
+/// `JA3Fingerprint`/`JA4Fingerprint` fields: matched on the connection's
+/// fingerprint, `FallbackBehavior` without one, refused where AWS refuses
+/// them, and connection-level for stream routes.
+#[test]
+fn tls_fingerprint_fields() {
+    let f = fingerprint();
+    let field = |name: &str, fallback: &str| format!(r#"{{"{name}": {{"FallbackBehavior": "{fallback}"}}}}"#);
+    let acl3 = acl(&rule("ja3", 0, "Block", &byte(&field("JA3Fingerprint", "NO_MATCH"), "EXACTLY", f.ja3(), NONE)));
+    let acl4 = acl(&rule("ja4", 0, "Block", &byte(&field("JA4Fingerprint", "MATCH"), "EXACTLY", f.ja4(), NONE)));
+    let mut r = req(&[]);
+    assert!(!blocked(&acl3, &r), "no fingerprint: NO_MATCH");
+    assert!(blocked(&acl4, &r), "no fingerprint: MATCH");
+    r.tls = Some(f);
+    assert!(blocked(&acl3, &r) && blocked(&acl4, &r));
+    let other =
+        acl(&rule("ja3", 0, "Block", &byte(&field("JA3Fingerprint", "NO_MATCH"), "EXACTLY", &"0".repeat(32), NONE)));
+    assert!(!blocked(&other, &r));
+    assert_eq!(acl3.request_rule(), None, "a fingerprint rule can run on a stream connection");
+    let sqli = format!(
+        r#"{{"SqliMatchStatement": {{"FieldToMatch": {}, "TextTransformations": {NONE}}}}}"#,
+        field("JA4Fingerprint", "MATCH")
+    );
+    let e = acl_with(&rule("r", 0, "Block", &sqli), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.SqliMatchStatement.FieldToMatch.JA4Fingerprint");
+    let bad = byte(&field("JA3Fingerprint", "MAYBE"), "EXACTLY", "x", NONE);
+    let e = acl_with(&rule("r", 0, "Block", &bad), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.ByteMatchStatement.FieldToMatch.JA3Fingerprint.FallbackBehavior");
+}
+
+fn rate(extra: &str) -> String {
+    format!(r#"{{"RateBasedStatement": {{"Limit": 10, "EvaluationWindowSec": 60, {extra}}}}}"#)
+}
+
+/// Requests `r` until the rule blocks; how many got through (None: never).
+fn allowance(acl: &WebAcl, r: &Req) -> Option<usize> {
+    (0..30).position(|_| blocked(acl, r))
+}
+
+#[test]
+fn rate_keys_forwarded_ip_and_constant() {
+    let fwd = acl(&rule(
+        "fwd",
+        0,
+        "Block",
+        &rate(
+            r#""AggregateKeyType": "FORWARDED_IP", "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "NO_MATCH"}"#,
+        ),
+    ));
+    let a = req(&[("x-forwarded-for", "192.0.2.1, 127.0.0.1")]);
+    let b = req(&[("x-forwarded-for", "192.0.2.2")]);
+    assert_eq!(allowance(&fwd, &a), Some(10));
+    assert_eq!(allowance(&fwd, &b), Some(10), "another forwarded address has its own count");
+    assert_eq!(allowance(&fwd, &req(&[])), None, "no header: not counted");
+    assert_eq!(allowance(&fwd, &req(&[("x-forwarded-for", "junk")])), None, "NO_MATCH: not counted");
+    let e = acl_with(&rule("r", 0, "Block", &rate(r#""AggregateKeyType": "FORWARDED_IP""#)), r#"{"Allow": {}}"#)
+        .unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig");
+
+    let scope = r#""ScopeDownStatement": {"ByteMatchStatement": {"FieldToMatch": {"UriPath": {}}, "PositionalConstraint": "STARTS_WITH", "SearchString": "/login", "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}"#;
+    let constant = acl(&rule("all", 0, "Block", &rate(&format!(r#""AggregateKeyType": "CONSTANT", {scope}"#))));
+    let mut login = req(&[]);
+    login.path = "/login";
+    let mut other = req(&[]);
+    other.path = "/login/x";
+    other.ip = "127.0.0.9".parse().expect("ip");
+    for _ in 0..5 {
+        assert!(!blocked(&constant, &login) && !blocked(&constant, &other));
+    }
+    assert!(blocked(&constant, &login), "every matching request counts together, whatever the address");
+    assert!(!blocked(&constant, &req(&[])), "outside the scope-down statement");
+    let e =
+        acl_with(&rule("r", 0, "Block", &rate(r#""AggregateKeyType": "CONSTANT""#)), r#"{"Allow": {}}"#).unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.ScopeDownStatement");
+    assert_eq!(constant.request_rule(), Some("all"), "its scope-down reads the path");
+}
+
+#[test]
+fn rate_custom_keys_each_kind() {
+    let tt = r#"[{"Type": "LOWERCASE", "Priority": 0}]"#;
+    let custom = |keys: &str| {
+        let mut extra = format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#);
+        if keys.contains("ForwardedIP") {
+            extra.push_str(r#", "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "MATCH"}"#);
+        }
+        acl(&rule("flood", 0, "Block", &rate(&extra)))
+    };
+    // (key, request with component A, request with component B, request without it)
+    let with =
+        |headers: &[(&'static str, &'static str)], path: &'static str, query: &'static str, method: &'static str| {
+            let mut r = req(headers);
+            r.path = path;
+            r.query = query;
+            r.method = method;
+            r
+        };
+    let cases: Vec<(String, Req, Req, Option<Req>)> = vec![
+        (
+            format!(r#"{{"Header": {{"Name": "x-player", "TextTransformations": {tt}}}}}"#),
+            with(&[("x-player", "Alice")], "/", "", "GET"),
+            with(&[("x-player", "bob")], "/", "", "GET"),
+            Some(req(&[])),
+        ),
+        (
+            format!(r#"{{"Cookie": {{"Name": "session", "TextTransformations": {tt}}}}}"#),
+            with(&[("cookie", "a=1; session=abc")], "/", "", "GET"),
+            with(&[("cookie", "session=def")], "/", "", "GET"),
+            Some(with(&[("cookie", "Session=abc")], "/", "", "GET")),
+        ),
+        (
+            format!(r#"{{"QueryArgument": {{"Name": "player", "TextTransformations": {tt}}}}}"#),
+            with(&[], "/", "player=1&x=2", "GET"),
+            with(&[], "/", "PLAYER=2", "GET"),
+            Some(with(&[], "/", "x=1", "GET")),
+        ),
+        (
+            format!(r#"{{"QueryString": {{"TextTransformations": {tt}}}}}"#),
+            with(&[], "/", "a=1", "GET"),
+            with(&[], "/", "a=2", "GET"),
+            Some(req(&[])),
+        ),
+        (
+            format!(r#"{{"UriPath": {{"TextTransformations": {tt}}}}}"#),
+            with(&[], "/a", "", "GET"),
+            with(&[], "/b", "", "GET"),
+            None,
+        ),
+        (r#"{"HTTPMethod": {}}"#.into(), with(&[], "/", "", "GET"), with(&[], "/", "", "HEAD"), None),
+        (
+            r#"{"ForwardedIP": {}}"#.into(),
+            with(&[("x-forwarded-for", "192.0.2.1")], "/", "", "GET"),
+            with(&[("x-forwarded-for", "192.0.2.2")], "/", "", "GET"),
+            Some(req(&[])),
+        ),
+        (
+            r#"{"JA3Fingerprint": {"FallbackBehavior": "NO_MATCH"}}"#.into(),
+            {
+                let mut r = req(&[]);
+                r.tls = Some(fingerprint());
+                r
+            },
+            req(&[("x", "y")]),
+            Some(req(&[])),
+        ),
+    ];
+    for (key, a, b, missing) in cases {
+        let keyed = custom(&key);
+        if key.contains("JA3") {
+            assert_eq!(allowance(&keyed, &a), Some(10), "{key}");
+            assert_eq!(allowance(&keyed, &b), None, "{key}: no fingerprint, NO_MATCH");
+            continue;
+        }
+        assert_eq!(allowance(&keyed, &a), Some(10), "{key}");
+        assert_eq!(allowance(&keyed, &b), Some(10), "{key}: another value has its own count");
+        if let Some(m) = missing {
+            assert_eq!(allowance(&keyed, &m), None, "{key}: a request missing the component is not counted");
+        }
+    }
+    // Transformations apply: "Alice" and "alice" are one instance.
+    let lower = custom(&format!(r#"{{"Header": {{"Name": "x-player", "TextTransformations": {tt}}}}}"#));
+    assert_eq!(allowance(&lower, &req(&[("x-player", "Alice")])), Some(10));
+    assert_eq!(allowance(&lower, &req(&[("x-player", "alice")])), Some(0));
+    // Two keys: the combination is the instance.
+    let two = custom(r#"{"IP": {}}, {"HTTPMethod": {}}"#);
+    assert_eq!(allowance(&two, &req(&[])), Some(10));
+    let mut other_ip = req(&[]);
+    other_ip.ip = "127.0.0.7".parse().expect("ip");
+    assert_eq!(allowance(&two, &other_ip), Some(10));
+    assert_eq!(two.request_rule(), Some("flood"), "HTTPMethod needs a request");
+    assert_eq!(custom(r#"{"IP": {}}, {"JA4Fingerprint": {"FallbackBehavior": "MATCH"}}"#).request_rule(), None);
+    // A label namespace: only labels earlier rules added.
+    let labelled = format!(
+        "{}, {}",
+        rule("tag", 0, "Count", &byte(r#"{"SingleHeader": {"Name": "x-tier"}}"#, "EXACTLY", "free", NONE))
+            .replace(r#""Action": {"Count": {}}"#, r#""Action": {"Count": {}}, "RuleLabels": [{"Name": "tier:free"}]"#),
+        rule(
+            "flood",
+            1,
+            "Block",
+            &rate(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{"LabelNamespace": {"Namespace": "tier:"}}]"#)
+        ),
+    );
+    let tiered = acl(&labelled);
+    assert_eq!(allowance(&tiered, &req(&[("x-tier", "free")])), Some(10));
+    assert_eq!(allowance(&tiered, &req(&[("x-tier", "paid")])), None, "no label of the namespace: not counted");
+
+    for (keys, path) in [
+        ("", "Rules[0].Statement.RateBasedStatement.CustomKeys"),
+        (r#"{}"#, "Rules[0].Statement.RateBasedStatement.CustomKeys[0]"),
+        (r#"{"ASN": {}}"#, "Rules[0].Statement.RateBasedStatement.CustomKeys[0].ASN"),
+        (
+            r#"{"LabelNamespace": {"Namespace": "tier"}}"#,
+            "Rules[0].Statement.RateBasedStatement.CustomKeys[0].LabelNamespace.Namespace",
+        ),
+        (
+            r#"{"IP": {}}, {"IP": {}}, {"IP": {}}, {"IP": {}}, {"IP": {}}, {"IP": {}}"#,
+            "Rules[0].Statement.RateBasedStatement.CustomKeys",
+        ),
+        (r#"{"ForwardedIP": {}}"#, "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig"),
+    ] {
+        let extra = format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#);
+        let e = acl_with(&rule("r", 0, "Block", &rate(&extra)), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, path, "{keys}");
+    }
+}
+
+/// Counts carry over a recompile only when the keys are the same too.
+#[test]
+fn rate_counts_survive_only_the_same_keys() {
+    let st = |keys: &str| rate(&format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#));
+    let r = req(&[("x-player", "p1")]);
+    let header = r#"{"Header": {"Name": "x-player", "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}"#;
+    let old = acl(&rule("flood", 0, "Block", &st(header)));
+    assert_eq!(allowance(&old, &r), Some(10));
+    let mut same = acl(&rule("flood", 0, "Block", &st(header)));
+    same.keep_rate_counts(&old);
+    assert!(blocked(&same, &r), "the same keys: still over the limit");
+    let mut changed = acl(&rule("flood", 0, "Block", &st(&format!(r#"{header}, {{"IP": {{}}}}"#))));
+    changed.keep_rate_counts(&old);
+    assert!(!blocked(&changed, &r), "other keys start from zero");
 }
