@@ -12,7 +12,7 @@
 //! - [`auth`]: the API-key check.
 //! - [`patch`]: JSON merge patch and sub-path replacement for PATCH.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`serve`]: HTTP/1.1 serving with bounded connections and head time
+//! - [`mod@serve`]: HTTP/1.1 serving with bounded connections and head time
 //!   (for the Admin API and the metrics listener alike).
 
 pub mod api;

@@ -57,22 +57,31 @@ async fn the_readme_edge_walkthrough_runs_as_written() {
     let out = bash(format!("set -e\n{files}"), dir.path()).await;
     assert!(out.status.success(), "{}", text(&out));
 
-    // The setup block's servers, on free ports.
-    let origin_port = shardgate_e2e::ports::free_many("127.0.0.1", 1)[0].port();
-    let _origin = Origin(
-        Command::new("python3")
-            .args(["-m", "http.server", &origin_port.to_string(), "--bind", "127.0.0.1"])
-            .current_dir(dir.path().join("demo/origin"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server"),
-    );
-    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
-    shardgate_e2e::eventually(10, "the origin answers", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", origin_port)).await.ok()
+    // The setup block's servers, on free ports: the origin binds port 0 and
+    // says which port it got (no other test can take it in between).
+    let mut child = Command::new("python3")
+        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+        .current_dir(dir.path().join("demo/origin"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let stdout = child.stdout.take().expect("origin stdout");
+    let _origin = Origin(child);
+    let origin_port = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("the origin's first line");
+        // "Serving HTTP on 127.0.0.1 port 43117 (http://127.0.0.1:43117/) ..."
+        line.split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
     })
-    .await;
+    .await
+    .expect("join");
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
 
     let vars = format!(
         "K='X-API-KEY: {}'; A=http://{}/apisix/admin\nO=127.0.0.1:{origin_port}; E={}\n",
