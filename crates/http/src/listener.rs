@@ -30,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use shardgate_stream::hello::{read_client_hello, refuse};
 use shardgate_waf::TlsFingerprint;
 
 use crate::body::{BoxError, EdgeBody};
@@ -70,6 +71,9 @@ pub struct HttpSettings {
     pub handshake_timeout: Duration,
     /// Time to receive a request head (and an idle keep-alive connection's next one).
     pub header_read_timeout: Duration,
+    /// Most bytes read while waiting for a whole ClientHello (the stream
+    /// plane's `limits.client_hello_max_bytes`).
+    pub client_hello_max_bytes: usize,
     /// A connection with no request in progress for this long is closed
     /// (HTTP/2: GOAWAY, then close once nothing is left in flight).
     pub idle_timeout: Duration,
@@ -146,11 +150,15 @@ async fn connection(
         serve_http(TokioIo::new(sock), conn, svc, &settings, drain).await;
         return;
     }
+    let mut sock = sock;
     let handshake = async {
-        // The ClientHello is read here, under a byte cap, rather than by
-        // tokio-rustls: its bytes give the connection's JA3 and JA4, computed
-        // once and carried by every request of the connection.
-        let (accepted, hello) = read_client_hello(&sock).await?;
+        // The ClientHello is read here, under the same byte cap as the stream
+        // plane's, rather than by tokio-rustls: its bytes give the
+        // connection's JA3 and JA4, computed once and carried by every
+        // request of the connection.
+        let (accepted, hello) = read_client_hello(&sock, settings.client_hello_max_bytes)
+            .await
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let fingerprint = TlsFingerprint::from_records(&hello);
         drop(hello);
         let sni = accepted.client_hello().server_name().map(str::to_ascii_lowercase);
@@ -162,6 +170,8 @@ async fn connection(
                 Ok(Some((stream, fingerprint)))
             }
             None => {
+                // As on the stream plane: `unrecognized_name` (RFC 6066 §3).
+                refuse(&mut sock).await;
                 tracing::info!(client = %conn.client, sni = sni.as_deref().unwrap_or(""), "edge TLS refused: no certificate for the SNI");
                 Ok::<_, std::io::Error>(None)
             }
@@ -175,72 +185,6 @@ async fn connection(
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::debug!(client = %conn.client, error = %e, "edge TLS handshake failed"),
         Err(_) => tracing::debug!(client = %conn.client, "edge TLS handshake timed out"),
-    }
-}
-
-/// Most bytes read for a ClientHello (one full TLS record; a real one is a
-/// few hundred bytes to 2 KiB), so a client cannot make the edge buffer up
-/// to rustls's 64 KiB handshake limit.
-const MAX_CLIENT_HELLO_BYTES: usize = 16 * 1024;
-
-/// `std::io` over a non-blocking tokio socket that keeps a copy of what it
-/// reads: `WouldBlock` when not ready.
-struct Tee<'a> {
-    sock: &'a TcpStream,
-    copy: Vec<u8>,
-}
-
-impl std::io::Read for Tee<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.sock.try_read(buf)?;
-        self.copy.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// `std::io::Write` over a non-blocking tokio socket.
-struct SockWrite<'a>(&'a TcpStream);
-
-impl std::io::Write for SockWrite<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.try_write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Reads until rustls has a whole ClientHello, at most
-/// [`MAX_CLIENT_HELLO_BYTES`]; also returns the bytes read.
-async fn read_client_hello(sock: &TcpStream) -> std::io::Result<(rustls::server::Accepted, Vec<u8>)> {
-    use std::io::{Error, ErrorKind};
-    let mut acceptor = rustls::server::Acceptor::default();
-    let mut tee = Tee { sock, copy: Vec::with_capacity(2048) };
-    loop {
-        sock.readable().await?;
-        match acceptor.read_tls(&mut tee) {
-            Ok(0) => return Err(Error::new(ErrorKind::UnexpectedEof, "client closed before the ClientHello")),
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-        if tee.copy.len() > MAX_CLIENT_HELLO_BYTES {
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                format!("ClientHello larger than {MAX_CLIENT_HELLO_BYTES} bytes"),
-            ));
-        }
-        match acceptor.accept() {
-            Ok(Some(accepted)) => return Ok((accepted, tee.copy)),
-            Ok(None) => continue,
-            Err((e, mut alert)) => {
-                // Best effort: the peer may already be gone.
-                if let Err(w) = alert.write_all(&mut SockWrite(sock)) {
-                    tracing::trace!(error = %w, "could not send the TLS alert");
-                }
-                return Err(Error::new(ErrorKind::InvalidData, e));
-            }
-        }
     }
 }
 

@@ -222,6 +222,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_connections: Arc::clone(&settings.max_connections),
             handshake_timeout: config.limits.handshake_timeout.get(),
             header_read_timeout: config.edge.header_read_timeout.get(),
+            client_hello_max_bytes: config.limits.client_hello_max_bytes,
             idle_timeout: config.edge.idle_timeout.get(),
             h2_keepalive_interval: config.edge.h2_keepalive_interval.get(),
             h2_keepalive_timeout: config.edge.h2_keepalive_timeout.get(),

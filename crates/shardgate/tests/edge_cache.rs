@@ -301,6 +301,12 @@ async fn https_with_http2_and_http1_by_alpn() {
     )
     .await;
     assert!(!out.status.success(), "an unknown SNI must not get a response");
+    // Refused with `unrecognized_name`, as the stream plane does (RFC 6066 §3).
+    let err = shardgate_e2e::TlsClient::default()
+        .connect(gw.edge_tls[0], Some("other.example"))
+        .await
+        .expect_err("no certificate for other.example");
+    assert!(err.to_string().contains("UnrecognisedName"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
