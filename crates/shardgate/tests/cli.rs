@@ -96,3 +96,15 @@ fn validate_prints_the_listeners_and_refuses_silent_traps() {
         assert!(err.contains("log.level") && err.contains("\"verbose\" is not a level"), "{cmd}: {err}");
     }
 }
+
+/// The example file in the repository is a valid bootstrap file.
+#[test]
+fn the_example_config_validates() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shardgate.example.yaml");
+    let out = shardgate()
+        .args(["validate", "--config", example])
+        .env("SHARDGATE_ADMIN_KEY", "0123456789abcdef0123")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
