@@ -3,8 +3,12 @@
 //! rates are measurements, not pass/fail):
 //!
 //! ```sh
-//! cargo run --release -p shardgate-waf --example corpus -- ../shared/corpora
+//! cargo run --release -p shardgate-waf --example corpus -- <corpora dir>
 //! ```
+//!
+//! The corpora are libinjection's test data (github.com/libinjection/libinjection,
+//! `data/`) and the OWASP Core Rule Set's regression tests
+//! (github.com/coreruleset/coreruleset, `tests/regression/tests`), laid out as:
 //!
 //! - `<dir>/libinjection/data/{sqli,xss}-*.txt`: one payload per line, each
 //!   inspected as a query argument value (`?q=<payload>`, URL-encoded as a
