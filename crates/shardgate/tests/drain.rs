@@ -70,7 +70,7 @@ async fn sigterm_exits_as_soon_as_the_last_session_ends() {
 /// `/readyz` stops sending before anyone is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_delay_keeps_accepting_while_unready() {
-    let mut gw = gateway().drain_timeout("5s").drain_delay("4s").tls_listeners(0).plain_listeners(1).spawn().await;
+    let mut gw = gateway().drain_timeout("5s").drain_delay("6s").tls_listeners(0).plain_listeners(1).spawn().await;
     let gs = GameServer::start("gs").await;
     gw.admin().put_ok("/apisix/admin/stream_routes/1", &json!({"upstream": {"nodes": {gs.node(): 1}}})).await;
     let addr = gw.plain[0];
@@ -83,14 +83,14 @@ async fn the_drain_delay_keeps_accepting_while_unready() {
     gw.sigterm();
     let signalled = Instant::now();
     eventually(5, "/readyz unready", || async { (gw.readyz().await == 503).then_some(()) }).await;
-    // Unready, and a new player is still served.
+    // Unready, and a new player is still served (the connect itself shows
+    // the listener is still open, however slow the machine).
     let mut late = tokio::net::TcpStream::connect(addr).await.expect("still accepting during the delay");
     assert_eq!(roundtrip(&mut late, "late").await, "[gs] late");
-    assert!(signalled.elapsed() < Duration::from_secs(4), "checked within the delay; the machine was too slow");
     // Then the listener closes, the open session still plays, and it exits when that session ends.
-    eventually(15, "listener closed after the delay", || async { tokio::net::TcpStream::connect(addr).await.err() })
+    eventually(20, "listener closed after the delay", || async { tokio::net::TcpStream::connect(addr).await.err() })
         .await;
-    assert!(signalled.elapsed() >= Duration::from_millis(3500), "closed before the delay: {:?}", signalled.elapsed());
+    assert!(signalled.elapsed() >= Duration::from_millis(5500), "closed before the delay: {:?}", signalled.elapsed());
     assert_eq!(roundtrip(&mut late, "still").await, "[gs] still");
     drop(late);
     let status = gw.wait_exit(15).await;

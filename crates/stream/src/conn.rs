@@ -390,7 +390,7 @@ where
     let connected = match target.upstream.connect(&ConnectCtx { client: peer, local, sni }).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(listener = %ctx.name, %peer, route = %labels.route, error = %e, source = %e.source(), "no upstream connection");
+            tracing::warn!(listener = %ctx.name, %peer, route = %labels.route, error = %e, side = %e.side(), "no upstream connection");
             let reason = match e {
                 shardgate_upstream::ConnectError::Local { .. } => CloseReason::local_resources,
                 _ => CloseReason::upstream_unavailable,

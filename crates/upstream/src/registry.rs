@@ -218,9 +218,8 @@ pub enum ConnectError {
         /// The last error.
         last: String,
     },
-    /// The connect failed on this host (no file descriptor, buffer or local
-    /// port left): the node is not to blame and no other node would fare
-    /// better, so nothing was marked down and no retry was made.
+    /// Every attempt failed on this host (no file descriptor, buffer or
+    /// local port left): no node is to blame, so nothing was marked down.
     #[error("upstream {upstream}: connect to {node} failed locally: {reason}")]
     Local {
         /// The upstream.
@@ -234,8 +233,9 @@ pub enum ConnectError {
 
 impl ConnectError {
     /// Which side failed: the upstream's nodes, or shardgate itself (no
-    /// usable node configured, local resources exhausted).
-    pub fn source(&self) -> ErrorSource {
+    /// usable node configured, local resources exhausted). Named `side` so
+    /// it does not shadow `std::error::Error::source`.
+    pub fn side(&self) -> ErrorSource {
         match self {
             ConnectError::Failed { .. } => ErrorSource::Upstream,
             ConnectError::NoNodes { .. } | ConnectError::Local { .. } => ErrorSource::Internal,
@@ -359,7 +359,8 @@ impl Upstream {
         let hash = self.hash(ctx);
 
         let mut tried: Vec<usize> = Vec::with_capacity(attempts_max.min(node_count).max(1));
-        let mut last: Option<(usize, String)> = None;
+        let mut last: Option<(usize, String, ErrorSource)> = None;
+        let mut any_node_failed = false;
         let mut attempts = 0;
         while attempts < attempts_max {
             let index = match self.select(hash, &tried) {
@@ -390,14 +391,15 @@ impl Upstream {
                     return Ok(Connected { stream, peer: PeerGuard { upstream: Arc::clone(self), index, addr } });
                 }
                 Err(AttemptError { source: ErrorSource::Internal, reason }) => {
-                    // Out of descriptors or ports here: marking the node
-                    // down would turn a local shortage into an outage of
-                    // healthy game servers, and every other node would
-                    // fail the same way.
+                    // Out of descriptors, buffers or ports here: marking the
+                    // node down would turn a local shortage into an outage
+                    // of healthy game servers. The next node is still tried
+                    // (an unusable source address can be specific to one
+                    // destination); under a real shortage it fails at once.
                     self.local_errors.inc();
-                    let node = self.nodes[index].label.clone();
-                    tracing::warn!(upstream = %self.label, node = %node, error = %reason, "upstream connect failed on this host; the node is not marked down");
-                    return Err(ConnectError::Local { upstream: self.label.clone(), node, reason });
+                    let n = &self.nodes[index];
+                    tracing::warn!(upstream = %self.label, node = %n.label, error = %reason, attempt = attempts, "upstream connect failed on this host; the node is not marked down");
+                    last = Some((index, reason, ErrorSource::Internal));
                 }
                 Err(AttemptError { reason, .. }) => {
                     let n = &self.nodes[index];
@@ -405,20 +407,21 @@ impl Upstream {
                     let until = self.now_ms() + self.defaults.fail_timeout.as_millis() as u64;
                     n.down_until_ms.store(until, Ordering::Relaxed);
                     tracing::warn!(upstream = %self.label, node = %n.label, error = %reason, attempt = attempts, "upstream connect failed");
-                    last = Some((index, reason));
+                    last = Some((index, reason, ErrorSource::Upstream));
+                    any_node_failed = true;
                 }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
         }
-        let (index, last) = last.unwrap_or((0, "retry timeout reached".into()));
-        Err(ConnectError::Failed {
-            upstream: self.label.clone(),
-            attempts,
-            node: self.nodes.get(index).map_or_else(String::new, |n| n.label.clone()),
-            last,
-        })
+        let (index, last, side) = last.unwrap_or((0, "retry timeout reached".into(), ErrorSource::Upstream));
+        let node = self.nodes.get(index).map_or_else(String::new, |n| n.label.clone());
+        if side == ErrorSource::Internal && !any_node_failed {
+            // Every attempt failed on this host: no node is to blame.
+            return Err(ConnectError::Local { upstream: self.label.clone(), node, reason: last });
+        }
+        Err(ConnectError::Failed { upstream: self.label.clone(), attempts, node, last })
     }
 
     async fn connect_node(&self, index: usize, timeout: Duration) -> Result<(TcpStream, SocketAddr), AttemptError> {

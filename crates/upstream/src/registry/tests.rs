@@ -140,5 +140,5 @@ fn local_shortages_are_not_the_nodes_fault() {
         assert_eq!(AttemptError::io(addr, "", &e).source, ErrorSource::Upstream, "{e}");
     }
     let local = ConnectError::Local { upstream: "u".into(), node: "n".into(), reason: "r".into() };
-    assert_eq!(local.source(), ErrorSource::Internal);
+    assert_eq!(local.side(), ErrorSource::Internal);
 }
