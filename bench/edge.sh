@@ -6,7 +6,9 @@
 # this script started are stopped (by their PID).
 #
 # Usage: bench/edge.sh [seconds-per-run]     (default 10)
-#   PROXIES="shardgate nginx varnish" (default; also shardgate-acl)
+#   PROXIES="shardgate nginx varnish" (default; also shardgate-acl, and
+#     shardgate-base: the binary named by SG_BASE, e.g. a release build of an
+#     earlier commit, for a before/after comparison in one interleaved run)
 #   FILES="1k 1m" (default)   ROUNDS=3 (default)
 #   RATE=N: N requests/s in total instead of as many as the proxy answers
 #   PERF=1: also record a CPU profile of the proxy per run (perf-*.data in the output folder)
@@ -76,7 +78,11 @@ PY
 
 start_proxy() {
     case $1 in
-    shardgate|shardgate-acl)
+    shardgate|shardgate-acl|shardgate-base)
+        bin=$SG
+        if [ "$1" = shardgate-base ]; then
+            bin=${SG_BASE:?shardgate-base needs SG_BASE=<path to a shardgate binary>}
+        fi
         cat > "$W/sg.yaml" <<YAML
 stream: {tcp: []}
 edge:
@@ -88,7 +94,7 @@ store: {data_dir: "$W/sg-data"}
 log: {level: warn}
 drain: {timeout: 1s}
 YAML
-        SHARDGATE_ADMIN_KEY=bench-admin-key-0123456789 taskset -c 0 "$SG" run --config "$W/sg.yaml" 2> "$W/sg.log" & PROC_PIDS=($!)
+        SHARDGATE_ADMIN_KEY=bench-admin-key-0123456789 taskset -c 0 "$bin" run --config "$W/sg.yaml" 2> "$W/sg.log" & PROC_PIDS=($!)
         wait_port $ADMIN
         acl_field=""
         if [ "$1" = shardgate-acl ]; then
