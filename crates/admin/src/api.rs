@@ -402,7 +402,7 @@ async fn dispatch(State(st): State<AdminState>, method: Method, uri: Uri, body: 
         Ok(Ok(result)) => result,
         Ok(Err(e)) => Err(ApiError::Internal(format!("an Admin API write task ended abnormally: {e}"))),
         Err(_) => Err(ApiError::Busy(format!(
-            "the write did not finish within {timeout:?}; it completes once the store answers, check with GET whether it was stored"
+            "the write did not finish within {timeout:?}; one that had begun storing completes when the store answers: check with GET whether it was stored"
         ))),
     }
 }
