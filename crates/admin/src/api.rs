@@ -25,8 +25,17 @@
 //! its own deadline, holding nothing; only then does the write take one of
 //! `admin_max_writes` turns and, for the reference checks and the store
 //! write, the write lock that serializes writes of this process. Reads take
-//! neither: they read the store directly, so a GET never waits for a write.
-//! GET responses never include private keys.
+//! neither: they read the store directly, so a GET never waits for a write;
+//! a read is bounded by `admin_request_timeout`, and a listing is filtered
+//! and encoded on a blocking thread, not on the runtime's workers. GET
+//! responses never include private keys.
+//!
+//! A write runs in a task of its own, which holds its turn and the write
+//! lock until the store has answered. `admin_request_timeout` bounds the
+//! wait for the turn and the lock; once the lock is taken the write runs to
+//! its end even if the client has been answered 503 meanwhile (or has gone),
+//! so no other write can check references against a store that is about to
+//! change (a route stored after its upstream was deleted).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +53,8 @@ use shardgate_core::Limits;
 use shardgate_model::resource::{Resource, Wire};
 use shardgate_model::{Invalid, ResourceId, ResourceKind, Validation, json as mjson};
 use shardgate_store::{Condition, KeyValue, Store};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{MutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::ApiError;
 use crate::auth::require_key;
@@ -52,7 +62,7 @@ use crate::patch;
 
 /// Longest `?ttl=` accepted, in seconds: etcd's `MaxLeaseTTL` (9,000,000,000
 /// seconds, `server/lease/lessor.go`), the bound APISIX's leases have.
-pub const MAX_TTL_SECS: f64 = 9_000_000_000.0;
+pub const MAX_TTL_SECS: u64 = 9_000_000_000;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -227,10 +237,20 @@ fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs() as i64
 }
 
-/// `?ttl=`: absent, or a positive number of seconds. APISIX refuses a
-/// non-number with this exact message (`apisix/admin/init.lua`); zero,
-/// negative and huge values fail later in APISIX (etcd refuses the lease),
-/// here at once.
+/// `?ttl=`: absent, or a whole number of seconds from 1 to [`MAX_TTL_SECS`].
+///
+/// What APISIX does with it: a value that is not a number is refused with
+/// this exact message (`apisix/admin/init.lua`); a number is handed to
+/// lua-resty-etcd's `grant` (`apisix/core/etcd.lua`), which refuses one that
+/// is not an integer ("ttl must be integer"; APISIX answers 503 with it,
+/// shardgate 400, as it is the client's mistake). etcd's lessor
+/// (`server/lease/lessor.go` `Grant`) refuses a TTL above `MaxLeaseTTL`
+/// ("too large lease TTL") but does not refuse a small one: a TTL under its
+/// minimum lease TTL (1.5 election timeouts, rounded up: 2 s with etcd's
+/// defaults) is raised to it, so in APISIX `?ttl=0` or a negative ttl stores
+/// a resource that disappears about two seconds later. shardgate refuses
+/// zero and negative values instead (almost surely a mistake), and keeps
+/// `?ttl=1` to one second.
 fn ttl_of(query: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
     let Some(raw) = query.get("ttl") else { return Ok(None) };
     let secs: f64 = raw
@@ -239,12 +259,16 @@ fn ttl_of(query: &HashMap<String, String>) -> Result<Option<Duration>, ApiError>
         .ok()
         .filter(|s: &f64| s.is_finite())
         .ok_or_else(|| ApiError::BadRequest("invalid argument ttl: should be a number".into()))?;
-    if !(secs > 0.0 && secs <= MAX_TTL_SECS) {
+    if secs.fract() != 0.0 {
+        return Err(ApiError::BadRequest("invalid argument ttl: ttl must be integer".into()));
+    }
+    if !(secs >= 1.0 && secs <= MAX_TTL_SECS as f64) {
         return Err(ApiError::BadRequest(format!(
             "invalid argument ttl: should be a number of seconds greater than 0 and at most {MAX_TTL_SECS}"
         )));
     }
-    Ok(Some(Duration::from_secs_f64(secs)))
+    // Whole and within 1..=9e9: exact as an integer.
+    Ok(Some(Duration::from_secs(secs as u64)))
 }
 
 /// Reads a request body: at most `max` bytes, within `deadline`. Called
@@ -310,67 +334,91 @@ fn entry(kind: ResourceKind, kv: &KeyValue, applied: u64) -> Value {
     })
 }
 
-/// A request once its path is split: what it names.
-enum Target<'a> {
+/// A request once its path is split: what it names (decoded segments).
+enum Target {
     /// `/apisix/admin/<kind>`.
-    Collection(&'a str),
+    Collection(String),
     /// `/apisix/admin/<kind>/<id>`.
-    Item(&'a str, &'a str),
+    Item(String, String),
     /// `/apisix/admin/<kind>/<id>/<sub/path>`.
-    Sub(&'a str, &'a str, String),
+    Sub(String, String, String),
 }
 
 /// Every path under `/apisix/admin/`: splits it, takes the read or write
 /// budget, reads a write's body, and hands over to the operation.
 async fn dispatch(State(st): State<AdminState>, method: Method, uri: Uri, body: Body) -> Result<Response, ApiError> {
     // APISIX's split_uri: empty segments (a trailing slash) change nothing.
-    // The raw path is split before decoding, so `%2F` stays inside its segment.
+    // The raw path is split on `/` before each segment is decoded, so a
+    // `%2F` in the kind or the id stays inside that segment (and an id with
+    // a `/` is refused). The segments after the id are the sub path,
+    // decoded one by one and joined again with `/`: there `a%2Fb` and `a/b`
+    // name the same sub path.
     let raw = uri.path().strip_prefix("/apisix/admin").unwrap_or_default();
     let segs: Vec<String> = raw.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect::<Result<_, _>>()?;
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let target = match segs.as_slice() {
-        [] => return Ok(root(method).await),
-        [kind] => Target::Collection(kind),
-        [kind, id] => Target::Item(kind, id),
-        [kind, id, rest @ ..] => Target::Sub(kind, id, rest.join("/")),
+    let mut segs = segs.into_iter();
+    let target = match (segs.next(), segs.next()) {
+        (None, _) => return Ok(root(method).await),
+        (Some(kind), None) => Target::Collection(kind),
+        (Some(kind), Some(id)) => {
+            let rest: Vec<String> = segs.collect();
+            if rest.is_empty() { Target::Item(kind, id) } else { Target::Sub(kind, id, rest.join("/")) }
+        }
     };
     let query = query_map(&uri);
     let limits = &st.inner.limits;
+    let timeout = limits.admin_request_timeout.get();
     if matches!(method, Method::GET | Method::HEAD) {
-        let Ok(_turn) = Arc::clone(&st.inner.reads).try_acquire_owned() else {
+        let Ok(turn) = Arc::clone(&st.inner.reads).try_acquire_owned() else {
             return Err(ApiError::Busy("too many concurrent Admin API reads; retry".into()));
         };
-        return st.read(target, &query).await;
+        return match tokio::time::timeout(timeout, st.read(target, &query, turn)).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::Busy(format!("the read did not finish within {timeout:?}; retry"))),
+        };
     }
     // A write: its body first, holding nothing.
     let bytes = read_body(body, limits.admin_body_max_bytes, limits.admin_body_read_timeout.get()).await?;
-    let deadline = tokio::time::Instant::now() + limits.admin_request_timeout.get();
+    let deadline = Instant::now() + timeout;
     let turn = tokio::time::timeout_at(deadline, Arc::clone(&st.inner.writes).acquire_owned()).await;
-    let _turn: OwnedSemaphorePermit = match turn {
+    let turn: OwnedSemaphorePermit = match turn {
         Ok(Ok(permit)) => permit,
         _ => {
             return Err(ApiError::Busy(format!(
-                "too many concurrent Admin API writes: no turn within {:?}; retry",
-                limits.admin_request_timeout.get()
+                "too many concurrent Admin API writes: no turn within {timeout:?}; retry"
             )));
         }
     };
-    match tokio::time::timeout_at(deadline, st.write(method, target, &query, &bytes)).await {
-        Ok(result) => result,
+    // The write runs in its own task with its turn: once it holds the
+    // write lock, neither this deadline nor a client that leaves can drop
+    // the lock while the store write goes on.
+    let task = {
+        let st = st.clone();
+        tokio::spawn(async move {
+            let _turn = turn;
+            st.write(method, target, &query, &bytes, deadline).await
+        })
+    };
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(ApiError::Internal(format!("an Admin API write task ended abnormally: {e}"))),
         Err(_) => Err(ApiError::Busy(format!(
-            "the write did not finish within {:?}; check with GET whether it was stored",
-            limits.admin_request_timeout.get()
+            "the write did not finish within {timeout:?}; one that had begun storing completes when the store answers: check with GET whether it was stored"
         ))),
     }
 }
 
 impl AdminState {
-    async fn read(&self, target: Target<'_>, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+    async fn read(
+        &self,
+        target: Target,
+        query: &HashMap<String, String>,
+        turn: OwnedSemaphorePermit,
+    ) -> Result<Response, ApiError> {
         match target {
-            Target::Collection(kind) => self.list(kind_of(kind)?, query).await,
-            Target::Item(kind, id) => self.get(kind_of(kind)?, &id_of(id)?).await,
+            Target::Collection(kind) => self.list(kind_of(&kind)?, query, turn).await,
+            Target::Item(kind, id) => self.get(kind_of(&kind)?, &id_of(&id)?).await,
             Target::Sub(kind, id, sub) => {
-                let (kind, id) = (kind_of(kind)?, id_of(id)?);
+                let (kind, id) = (kind_of(&kind)?, id_of(&id)?);
                 if kind == ResourceKind::WebAcls && sub == "sampled_requests" {
                     // The shape of AWS's GetSampledRequests answer.
                     self.get(kind, &id).await?;
@@ -385,12 +433,24 @@ impl AdminState {
         }
     }
 
+    /// Waits for the write lock until `deadline`; past it nothing was
+    /// written and the client may retry.
+    async fn lock_write(&self, deadline: Instant) -> Result<MutexGuard<'_, ()>, ApiError> {
+        tokio::time::timeout_at(deadline, self.inner.write.lock()).await.map_err(|_| {
+            ApiError::Busy(format!(
+                "another Admin API write held the write lock for longer than {:?}; nothing was stored, retry",
+                self.inner.limits.admin_request_timeout.get()
+            ))
+        })
+    }
+
     async fn write(
         &self,
         method: Method,
-        target: Target<'_>,
+        target: Target,
         query: &HashMap<String, String>,
         bytes: &[u8],
+        deadline: Instant,
     ) -> Result<Response, ApiError> {
         match (target, method) {
             (Target::Sub(kind, id, sub), Method::POST) if kind == "schema" && id == "validate" => {
@@ -401,9 +461,9 @@ impl AdminState {
                 Ok((StatusCode::OK, Json(json!({}))).into_response())
             }
             (Target::Collection(kind), method) => {
-                let kind = kind_of(kind)?;
+                let kind = kind_of(&kind)?;
                 match method {
-                    Method::POST => self.create(kind, bytes, ttl_of(query)?).await,
+                    Method::POST => self.create(kind, bytes, ttl_of(query)?, deadline).await,
                     // APISIX's `check_conf`: the id may come from the body.
                     Method::PUT => {
                         let value = parse_json(bytes)?;
@@ -411,7 +471,7 @@ impl AdminState {
                             Some(id) => ResourceId::from_json("id", id)?,
                             None => return Err(ApiError::BadRequest(format!("missing {} id", kind.singular()))),
                         };
-                        self.put(kind, id, value, ttl_of(query)?).await
+                        self.put(kind, id, value, ttl_of(query)?, deadline).await
                     }
                     Method::DELETE | Method::PATCH => {
                         Err(ApiError::BadRequest(format!("missing {} id", kind.singular())))
@@ -420,24 +480,24 @@ impl AdminState {
                 }
             }
             (Target::Item(kind, id), method) => {
-                let (kind, id) = (kind_of(kind)?, id_of(id)?);
+                let (kind, id) = (kind_of(&kind)?, id_of(&id)?);
                 match method {
-                    Method::PUT => self.put(kind, id, parse_json(bytes)?, ttl_of(query)?).await,
-                    Method::DELETE => self.delete(kind, &id, query).await,
-                    Method::PATCH => self.patch(kind, &id, None, bytes, ttl_of(query)?).await,
+                    Method::PUT => self.put(kind, id, parse_json(bytes)?, ttl_of(query)?, deadline).await,
+                    Method::DELETE => self.delete(kind, &id, query, deadline).await,
+                    Method::PATCH => self.patch(kind, &id, None, bytes, ttl_of(query)?, deadline).await,
                     Method::POST => Err(ApiError::BadRequest(format!("wrong {} id, do not need it", kind.singular()))),
                     other => Err(not_supported(&other, kind)),
                 }
             }
             (Target::Sub(kind, id, sub), method) => {
-                let (kind, id) = (kind_of(kind)?, id_of(id)?);
+                let (kind, id) = (kind_of(&kind)?, id_of(&id)?);
                 match method {
                     Method::POST if kind == ResourceKind::CdPolicies => match sub.as_str() {
-                        "promote" => self.promote(&id).await,
-                        "discard" => self.discard(&id).await,
+                        "promote" => self.promote(&id, deadline).await,
+                        "discard" => self.discard(&id, deadline).await,
                         other => Err(ApiError::NotFound { what: format!("action {other:?} (use promote or discard)") }),
                     },
-                    Method::PATCH => self.patch(kind, &id, Some(&sub), bytes, ttl_of(query)?).await,
+                    Method::PATCH => self.patch(kind, &id, Some(&sub), bytes, ttl_of(query)?, deadline).await,
                     other => Err(ApiError::MethodNotAllowed(format!(
                         "not supported `{other}` method on a sub path of {}",
                         kind.singular()
@@ -448,25 +508,13 @@ impl AdminState {
     }
 }
 
-/// Decodes `%XX` escapes of one path segment (RFC 3986 §2.1).
+/// Decodes the `%XX` escapes of one path segment (RFC 3986 §2.1); a `%`
+/// not followed by two hex digits stays as it is.
 fn percent_decode(segment: &str) -> Result<String, ApiError> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| ApiError::BadRequest(format!("the path segment {segment:?} is not UTF-8")))
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ApiError::BadRequest(format!("the path segment {segment:?} is not UTF-8")))
 }
 
 fn not_supported(method: &Method, kind: ResourceKind) -> ApiError {
@@ -504,6 +552,35 @@ fn warn_expired(id: &ResourceId, resource: &Resource) {
     }
 }
 
+/// A listing's answer: filters first, then `total`, then paging
+/// (`apisix/admin/v3_adapter.lua`), encoded to JSON. CPU work proportional to
+/// the listing: called on a blocking thread.
+fn list_response(
+    kind: ResourceKind,
+    kvs: Vec<KeyValue>,
+    query: &HashMap<String, String>,
+    applied: u64,
+) -> Result<Response, ApiError> {
+    let mut kvs = list::filter(kind, kvs, query)?;
+    let total = kvs.len();
+    if let (Some(page), Some(size)) = (query.get("page"), query.get("page_size")) {
+        // APISIX v3 paging (apisix/admin/v3_adapter.lua): sorted by creation.
+        let size: usize = size
+            .parse()
+            .ok()
+            .filter(|s| (10..=500).contains(s))
+            .ok_or_else(|| ApiError::BadRequest("page_size must be between 10 and 500".into()))?;
+        let page: usize = page.parse().ok().filter(|p| *p >= 1).unwrap_or(1);
+        kvs.sort_by_key(|kv| kv.create_revision);
+        kvs = kvs.into_iter().skip((page - 1).saturating_mul(size)).take(size).collect();
+    }
+    let list: Vec<Value> = kvs.iter().map(|kv| entry(kind, kv, applied)).collect();
+    let body = serde_json::to_vec(&json!({"total": total, "list": list}))
+        .map_err(|e| ApiError::Internal(format!("encoding a listing: {e}")))?;
+    Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response())
+}
+
 fn stored(status: StatusCode, key: &str, wire: Wire) -> Response {
     (status, Json(json!({"key": key, "value": wire.redacted().to_value()}))).into_response()
 }
@@ -527,25 +604,25 @@ impl AdminState {
         Ok((StatusCode::OK, Json(entry(kind, &kv, self.applied()))).into_response())
     }
 
-    async fn list(&self, kind: ResourceKind, query: &HashMap<String, String>) -> Result<Response, ApiError> {
+    /// A listing: the store's keys are filtered, paged and encoded on a
+    /// blocking thread (every value is parsed as JSON, which for a large
+    /// listing is too long for a runtime worker). The read turn is held
+    /// until that work ends, even if the request timed out meanwhile.
+    async fn list(
+        &self,
+        kind: ResourceKind,
+        query: &HashMap<String, String>,
+        turn: OwnedSemaphorePermit,
+    ) -> Result<Response, ApiError> {
         let listing = self.store().list(&kind.key_prefix(self.prefix())).await?;
-        // Filters first, then `total`, then paging (apisix/admin/v3_adapter.lua).
-        let mut kvs = list::filter(kind, listing.kvs, query)?;
-        let total = kvs.len();
-        if let (Some(page), Some(size)) = (query.get("page"), query.get("page_size")) {
-            // APISIX v3 paging (apisix/admin/v3_adapter.lua): sorted by creation.
-            let size: usize = size
-                .parse()
-                .ok()
-                .filter(|s| (10..=500).contains(s))
-                .ok_or_else(|| ApiError::BadRequest("page_size must be between 10 and 500".into()))?;
-            let page: usize = page.parse().ok().filter(|p| *p >= 1).unwrap_or(1);
-            kvs.sort_by_key(|kv| kv.create_revision);
-            kvs = kvs.into_iter().skip((page - 1) * size).take(size).collect();
-        }
+        let query = query.clone();
         let applied = self.applied();
-        let list: Vec<Value> = kvs.iter().map(|kv| entry(kind, kv, applied)).collect();
-        Ok((StatusCode::OK, Json(json!({"total": total, "list": list}))).into_response())
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            list_response(kind, listing.kvs, &query, applied)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("an Admin API listing ended abnormally: {e}")))?
     }
 
     /// Parses and validates a body; the id in the body, if any, must be
@@ -667,9 +744,10 @@ impl AdminState {
         id: ResourceId,
         value: Value,
         ttl: Option<Duration>,
+        deadline: Instant,
     ) -> Result<Response, ApiError> {
         let (mut wire, resource) = self.validated(kind, &id, value, false)?;
-        let _write = self.inner.write.lock().await;
+        let _write = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
         self.check_stream_users(&id, &wire).await?;
         let key = kind.key(self.prefix(), &id);
@@ -699,7 +777,13 @@ impl AdminState {
         Ok(stored(status, &key, wire))
     }
 
-    async fn create(&self, kind: ResourceKind, bytes: &[u8], ttl: Option<Duration>) -> Result<Response, ApiError> {
+    async fn create(
+        &self,
+        kind: ResourceKind,
+        bytes: &[u8],
+        ttl: Option<Duration>,
+        deadline: Instant,
+    ) -> Result<Response, ApiError> {
         let value = parse_json(bytes)?;
         if value.get("id").is_some() {
             return Err(ApiError::BadRequest(format!("wrong {} id, do not need it", kind.singular())));
@@ -708,7 +792,7 @@ impl AdminState {
         let mut wire = Wire::from_value(kind, value)?;
         let placeholder = ResourceId::parse("new").map_err(ApiError::BadRequest)?;
         let resource = wire.validate(&placeholder, self.validation())?;
-        let _write = self.inner.write.lock().await;
+        let _write = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
         self.check_capacity(kind).await?;
         let now = now_unix();
@@ -752,8 +836,9 @@ impl AdminState {
         kind: ResourceKind,
         id: &ResourceId,
         query: &HashMap<String, String>,
+        deadline: Instant,
     ) -> Result<Response, ApiError> {
-        let _write = self.inner.write.lock().await;
+        let _write = self.lock_write(deadline).await?;
         let force = query.get("force").is_some_and(|v| v == "true");
         if !force && let Some((other, rid)) = self.referrer(kind, id).await? {
             // APISIX's wording (apisix/admin/upstreams.lua delete_checker).
@@ -780,6 +865,7 @@ impl AdminState {
         sub: Option<&str>,
         bytes: &[u8],
         ttl: Option<Duration>,
+        deadline: Instant,
     ) -> Result<Response, ApiError> {
         if matches!(kind, ResourceKind::StreamRoutes | ResourceKind::Invalidations) {
             // APISIX: `unsupported_methods = {"patch"}` in apisix/admin/stream_routes.lua;
@@ -791,7 +877,7 @@ impl AdminState {
         // (apisix/admin/utils.lua inject_timestamp; a sub-path PATCH always
         // sets it to now).
         let keeps_update_time = sub.is_none() && change.get("update_time").is_some();
-        let _write = self.inner.write.lock().await;
+        let _write = self.lock_write(deadline).await?;
         let key = kind.key(self.prefix(), id);
         let prev = self
             .store()

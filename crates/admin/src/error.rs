@@ -40,6 +40,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 503: the store failed (logged, not echoed).
     Store(StoreError),
+    /// 500: a bug on our side (logged, not echoed).
+    Internal(String),
 }
 
 impl From<Invalid> for ApiError {
@@ -99,6 +101,10 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "error_msg": "failed to check token", "description": description }),
             ),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error while serving an Admin API request");
+                body(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error_msg": "internal error; see the gateway log" }))
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failure while serving an Admin API request");
                 body(

@@ -36,7 +36,13 @@ pub struct InvalidDuration {
     input: String,
 }
 
-/// Parse `"250ms"`, `"30s"`, `"5m"`, `"2h"` or `"1.5"` (seconds).
+/// Longest duration accepted, in seconds: ten years. Every timeout in the
+/// bootstrap file is added to `Instant::now()`, which panics on overflow;
+/// no real setting comes near this bound.
+pub const MAX_SECS: u64 = 10 * 365 * 86_400;
+
+/// Parse `"250ms"`, `"30s"`, `"5m"`, `"2h"` or `"1.5"` (seconds), at most
+/// [`MAX_SECS`].
 pub fn parse(input: &str) -> Result<Duration, InvalidDuration> {
     let bad = || InvalidDuration { input: input.to_owned() };
     let s = input.trim();
@@ -51,7 +57,7 @@ pub fn parse(input: &str) -> Result<Duration, InvalidDuration> {
         _ => return Err(bad()),
     };
     let secs = value * scale;
-    if !secs.is_finite() || !(0.0..=10.0 * 365.0 * 86_400.0).contains(&secs) {
+    if !secs.is_finite() || !(0.0..=MAX_SECS as f64).contains(&secs) {
         return Err(bad());
     }
     Ok(Duration::from_secs_f64(secs))
@@ -66,12 +72,14 @@ impl<'de> Deserialize<'de> for ConfigDuration {
                 f.write_str("a duration such as \"30s\", \"250ms\", \"5m\" or a number of seconds")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if v > MAX_SECS {
+                    return Err(E::custom(format!("invalid duration {v}: at most {MAX_SECS} seconds (ten years)")));
+                }
                 Ok(ConfigDuration(Duration::from_secs(v)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                u64::try_from(v)
-                    .map(|v| ConfigDuration(Duration::from_secs(v)))
-                    .map_err(|_| E::custom("a duration cannot be negative"))
+                let v = u64::try_from(v).map_err(|_| E::custom("a duration cannot be negative"))?;
+                self.visit_u64(v)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 parse(&v.to_string()).map(ConfigDuration).map_err(E::custom)
@@ -123,6 +131,15 @@ mod tests {
         let d: ConfigDuration = serde_json::from_str("0.5").expect("float");
         assert_eq!(d.get(), Duration::from_millis(500));
         assert!(serde_json::from_str::<ConfigDuration>("-1").is_err());
+        // Integers get the same ten-year cap as strings: a huge timeout would
+        // overflow `Instant + Duration` and panic at start or per request.
+        let max: ConfigDuration = serde_json::from_str(&MAX_SECS.to_string()).expect("ten years");
+        assert_eq!(max.get(), Duration::from_secs(MAX_SECS));
+        for huge in [(MAX_SECS + 1).to_string(), u64::MAX.to_string(), i64::MAX.to_string()] {
+            let e = serde_json::from_str::<ConfigDuration>(&huge).expect_err("over the cap");
+            assert!(e.to_string().contains("at most"), "{huge}: {e}");
+        }
+        assert!(serde_json::from_str::<ConfigDuration>("315360001.0").is_err(), "floats too");
         assert_eq!(ConfigDuration::from_millis(1500).to_string(), "1500ms");
         assert_eq!(ConfigDuration::from_secs(60).to_string(), "60s");
     }

@@ -31,6 +31,12 @@ pub struct Limits {
     /// Time a client has from accept to the end of the TLS handshake. Default 10s.
     pub handshake_timeout: ConfigDuration,
     /// Largest Admin API request body. Default 1.5 MiB, as APISIX.
+    ///
+    /// Bodies are read whole, after the API key is checked and before a
+    /// write turn is taken (so slow senders hold no turn): with every
+    /// connection sending a body at once, the Admin API listener holds up to
+    /// `admin_max_connections × admin_body_max_bytes` of bodies (384 MiB
+    /// with the defaults), from clients that have the key.
     pub admin_body_max_bytes: usize,
     /// Admin API reads (GET, HEAD) handled at once; more get 503 at once.
     /// Reads have their own budget and never wait for a write. Default 64.
@@ -40,9 +46,14 @@ pub struct Limits {
     /// its body holds no share. More wait for a turn until
     /// `admin_request_timeout`, then get 503. Default 16.
     pub admin_max_writes: usize,
-    /// Time to handle an Admin API request once its body has arrived
-    /// (waiting for a write turn included); past it the answer is 503.
-    /// Default 10s.
+    /// Time an Admin API request has once its head (and, for a write, its
+    /// whole body) has arrived; past it the answer is 503. It bounds a
+    /// read from start to answer, and a write's wait for its turn and for
+    /// the write lock. A write that holds the lock is not cut: its store
+    /// write runs to its end (and keeps the lock) even after the client
+    /// got 503, which then says to check with GET whether it was stored.
+    /// Sending the response is not counted (see `RESPONSE_STALL_TIMEOUT`
+    /// in the admin crate's `serve`). Default 10s.
     pub admin_request_timeout: ConfigDuration,
     /// Time a client has to send a request's head (request line and
     /// headers), which is also how long an idle keep-alive connection stays
@@ -55,7 +66,8 @@ pub struct Limits {
     pub admin_body_read_timeout: ConfigDuration,
     /// Admin API and metrics listener connections open at once (each
     /// listener); when reached, the listener stops accepting until one
-    /// closes. Default 256.
+    /// closes. With `admin_body_max_bytes` it bounds the memory held by
+    /// request bodies being read. Default 256.
     pub admin_max_connections: usize,
     /// Largest single resource the store accepts. Default 1 MiB.
     pub store_value_max_bytes: usize,

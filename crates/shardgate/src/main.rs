@@ -4,7 +4,8 @@
 //! - `shardgate run [--config FILE]` starts the gateway (defaults without a file).
 //! - `shardgate validate [--config FILE]` checks a file and exits.
 //! - `shardgate store check|repair [--config FILE | --data-dir DIR]` looks
-//!   into the embedded store, or repairs a damaged one.
+//!   into the embedded store, or repairs a damaged one (`repair --force`
+//!   also cuts data written by another shardgate version).
 
 #![forbid(unsafe_code)]
 
@@ -62,7 +63,9 @@ enum StoreAction {
         data_dir: Option<PathBuf>,
     },
     /// Keep a copy of a damaged store file, truncate it at its first bad
-    /// record and report what was lost. Refused while a gateway runs on it.
+    /// record and report what was lost. Refused while a gateway runs on it,
+    /// and for a file written by another shardgate version (or not a store
+    /// file) unless `--force`.
     Repair {
         /// Bootstrap file (YAML) naming `store.data_dir`.
         #[arg(short, long)]
@@ -70,6 +73,11 @@ enum StoreAction {
         /// The data directory (instead of the one in the config).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Also truncate where the file holds data this version cannot
+        /// read (written by a newer shardgate, or not a store file): what
+        /// follows is lost for every version (a copy is kept).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -136,9 +144,9 @@ fn main() -> ExitCode {
 }
 
 fn store_command(action: StoreAction) -> ExitCode {
-    let (repair, config, data_dir) = match action {
-        StoreAction::Check { config, data_dir } => (false, config, data_dir),
-        StoreAction::Repair { config, data_dir } => (true, config, data_dir),
+    let (repair, force, config, data_dir) = match action {
+        StoreAction::Check { config, data_dir } => (false, false, config, data_dir),
+        StoreAction::Repair { config, data_dir, force } => (true, force, config, data_dir),
     };
     let dir = match data_dir {
         Some(d) => d,
@@ -150,7 +158,7 @@ fn store_command(action: StoreAction) -> ExitCode {
             }
         },
     };
-    let result = if repair { store_cli::repair(&dir) } else { store_cli::check(&dir) };
+    let result = if repair { store_cli::repair(&dir, force) } else { store_cli::check(&dir) };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

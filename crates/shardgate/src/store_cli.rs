@@ -5,8 +5,11 @@
 use std::path::Path;
 
 use shardgate_store::StoreError;
-use shardgate_store::log::Op;
-use shardgate_store::repair::{self, Report};
+use shardgate_store::log::{Op, ScanErrorKind};
+use shardgate_store::repair::{self, Outcome, Report};
+
+/// What to do about a file written by another version (or not a store).
+const FOREIGN_ADVICE: &str = "it was written by another shardgate version (or is not a store file): do not repair it; run the shardgate version that wrote it, or restore a backup of the data directory (`shardgate store repair --force` truncates it anyway, keeping a copy, and everything from there on is lost)";
 
 /// Prints the report; `Ok(true)` when `run` would open the store.
 pub fn check(dir: &Path) -> Result<bool, StoreError> {
@@ -14,6 +17,9 @@ pub fn check(dir: &Path) -> Result<bool, StoreError> {
     print_report(&report);
     match &report.damage {
         None => println!("ok: shardgate run opens this store"),
+        Some(d) if d.kind == ScanErrorKind::Foreign => {
+            println!("shardgate run refuses this store: {FOREIGN_ADVICE}")
+        }
         Some(d) => println!(
             "shardgate run refuses this store; `shardgate store repair` keeps a copy and truncates the log at byte {}",
             d.offset
@@ -23,11 +29,11 @@ pub fn check(dir: &Path) -> Result<bool, StoreError> {
 }
 
 /// Repairs and prints what was lost; `Ok(true)` when the store now opens.
-pub fn repair(dir: &Path) -> Result<bool, StoreError> {
-    let (report, copy) = repair::repair(dir)?;
+pub fn repair(dir: &Path, force: bool) -> Result<bool, StoreError> {
+    let (report, outcome) = repair::repair(dir, force)?;
     print_report(&report);
-    match (copy, &report.damage) {
-        (Some(copy), Some(d)) => {
+    match (outcome, &report.damage) {
+        (Outcome::Truncated { copy }, Some(d)) => {
             println!("kept a copy of the damaged file: {}", copy.display());
             println!(
                 "truncated {} at byte {}: {} good record(s) kept, {} recognisable record(s) after the damage lost (listed above; their values are in the copy)",
@@ -36,10 +42,17 @@ pub fn repair(dir: &Path) -> Result<bool, StoreError> {
                 report.good_records,
                 d.lost_count
             );
+            Ok(true)
         }
-        _ => println!("nothing to repair: shardgate run opens this store"),
+        (Outcome::Refused, _) => {
+            println!("not repaired, nothing changed: {FOREIGN_ADVICE}");
+            Ok(false)
+        }
+        _ => {
+            println!("nothing to repair: shardgate run opens this store");
+            Ok(true)
+        }
     }
-    Ok(true)
 }
 
 fn print_report(r: &Report) {
@@ -56,7 +69,11 @@ fn print_report(r: &Report) {
         println!("torn tail: {} bytes of a write cut by a crash (unacknowledged; dropped at start)", r.torn_bytes);
     }
     let Some(d) = &r.damage else { return };
-    println!("damaged at byte {}: {}; {} byte(s) from there to the end", d.offset, d.reason, d.bytes_after);
+    let what = match d.kind {
+        ScanErrorKind::Damaged => "damaged",
+        ScanErrorKind::Foreign => "unreadable by this version",
+    };
+    println!("{what} at byte {}: {}; {} byte(s) from there to the end", d.offset, d.reason, d.bytes_after);
     if d.lost_count == 0 {
         println!("no intact record is recognisable after the damage");
         return;
@@ -66,7 +83,11 @@ fn print_report(r: &Report) {
         let op = if l.op == Op::Delete { "delete" } else { "put" };
         println!("  {op} {} (revision {})", l.key, l.revision);
     }
-    if d.lost_count > d.lost.len() {
-        println!("  ... and {} more", d.lost_count - d.lost.len());
+    let unlisted = d.lost_count.saturating_sub(d.lost.len() + d.unreadable);
+    if unlisted > 0 {
+        println!("  ... and {unlisted} more");
+    }
+    if d.unreadable > 0 {
+        println!("  and {} record(s) in a format this version cannot read", d.unreadable);
     }
 }

@@ -156,3 +156,80 @@ async fn a_damaged_store_is_checked_repaired_and_starts_again() {
     assert_eq!(gw.admin().get("/apisix/admin/upstreams/c").await.status, 404);
     gw.admin().put_ok("/apisix/admin/upstreams/d", &json!({"nodes": {"127.0.0.1:1980": 1}})).await;
 }
+
+/// A record appended by a newer shardgate (a well-formed record with an op
+/// this version does not know) is not damage: start-up names the other
+/// version instead of suggesting a repair, `store check` says the same,
+/// `store repair` changes nothing without `--force`, and with it keeps a
+/// copy and truncates, after which the gateway starts with what it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_by_a_newer_version_is_not_repaired_without_force() {
+    let mut gw = gateway().spawn().await;
+    gw.admin().put_ok("/apisix/admin/upstreams/a", &json!({"nodes": {"127.0.0.1:1980": 1}})).await;
+    gw.sigterm();
+    assert!(gw.wait_exit(20).await.success());
+
+    let log_path = gw.data_dir.join("store.log");
+    let mut bytes = std::fs::read(&log_path).expect("read store.log");
+    let good_len = bytes.len();
+    let mut newer = Vec::new();
+    let rec = shardgate_store::log::Record {
+        op: shardgate_store::log::Op::Put,
+        revision: 2,
+        create_revision: 2,
+        version: 1,
+        key: "/apisix/upstreams/b".into(),
+        value: br#"{"nodes":{"127.0.0.1:1980":1}}"#.to_vec(),
+        expires_at_ms: None,
+    };
+    shardgate_store::log::encode(&rec, &mut newer);
+    newer[shardgate_store::log::HEADER] = 42;
+    let crc = crc32fast::hash(&newer[shardgate_store::log::HEADER..]);
+    newer[4..8].copy_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&newer);
+    std::fs::write(&log_path, &bytes).expect("write store.log");
+
+    let bin = env!("CARGO_BIN_EXE_shardgate");
+    let config = gw.config_path().to_owned();
+    let run = |args: Vec<&'static str>| {
+        let config = config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(bin)
+                    .args(&args)
+                    .arg("--config")
+                    .arg(&config)
+                    .env("SHARDGATE_ADMIN_KEY", shardgate_e2e::ADMIN_KEY)
+                    .output()
+                    .expect("run shardgate")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let out = run(vec!["run"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(err.contains("unknown op 42") && err.contains("another shardgate version"), "{err}");
+    assert!(!err.contains("store repair"), "a repair is not suggested: {err}");
+
+    let out = run(vec!["store", "check"]).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("unreadable by this version") && report.contains("do not repair it"), "{report}");
+
+    let out = run(vec!["store", "repair"]).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "refused without --force: {report}");
+    assert!(report.contains("not repaired, nothing changed"), "{report}");
+    assert_eq!(std::fs::read(&log_path).expect("log"), bytes, "the file is untouched");
+
+    let out = run(vec!["store", "repair", "--force"]).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("kept a copy"), "{report}");
+    assert_eq!(std::fs::read(&log_path).expect("log").len(), good_len, "cut where the newer record starts");
+
+    gw.restart().await;
+    assert_eq!(gw.admin().get("/apisix/admin/upstreams/a").await.status, 200);
+}

@@ -18,24 +18,31 @@
 //! Expiry: keys written with a TTL are indexed by their expiry time. One
 //! thread per store (`shardgate-store-expiry`) sleeps until the next expiry
 //! (or at most [`EXPIRY_TICK`]) and deletes what is due, durably and with a
-//! delete event, exactly as a client delete would; writes sweep what is due
-//! first, and reads never return a key whose time has passed. Expiry uses
-//! the wall clock, so it holds across restarts: keys that expired while the
-//! process was down are deleted when the store opens.
+//! delete event, exactly as a client delete would, up to [`EXPIRY_BATCH`]
+//! keys per round in one append and one `fdatasync` (the writer is free
+//! between rounds); writes sweep what is due first, and reads never return
+//! a key whose time has passed. Expiry uses the wall clock
+//! ([`EmbeddedOptions::clock`]), so it holds across restarts: keys that
+//! expired while the process was down are deleted when the store opens.
+//! When deleting fails (a full disk, an I/O error), the store still opens
+//! and serves (reads already hide those keys); the thread retries after
+//! [`EXPIRY_RETRY_MIN`], doubling up to [`EXPIRY_TICK`], and warns once per
+//! [`EXPIRY_WARN_EVERY`] while it keeps failing.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::log::{self, MAGIC, Op, Record};
-use crate::{Condition, Event, EventKind, KeyValue, Listing, PutResult, Store, StoreError, Watch};
+use crate::{Condition, Event, EventKind, KeyValue, Listing, PutResult, Store, StoreError, Watch, io};
 
 pub(crate) const LOG_FILE: &str = "store.log";
 const TMP_FILE: &str = "store.log.tmp";
@@ -43,10 +50,45 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 /// Longest the expiry thread sleeps without looking at the clock again (so
 /// a wall-clock jump is noticed within it).
 pub const EXPIRY_TICK: Duration = Duration::from_secs(1);
+/// Most keys one expiry round deletes, with one append and one
+/// `fdatasync`; the writer is released between rounds, so a mass expiry
+/// does not hold up client writes for long.
+pub const EXPIRY_BATCH: usize = 1000;
+/// Wait before retrying after a failed expiry round; it doubles after each
+/// failure in a row, up to [`EXPIRY_TICK`].
+pub const EXPIRY_RETRY_MIN: Duration = Duration::from_millis(100);
+/// While expiry keeps failing, one warning per this period (with the count).
+pub const EXPIRY_WARN_EVERY: Duration = Duration::from_secs(60);
 
-/// Now, in milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// The wall clock the store reads, in milliseconds since the Unix epoch:
+/// [`Clock::system`] in production; tests hand in their own to move time
+/// without waiting for it.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system's wall clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(|| {
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        }))
+    }
+
+    /// A clock that reads `now_ms`.
+    pub fn new(now_ms: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now_ms))
+    }
+
+    /// Now, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 fn live(kv: &KeyValue, now: u64) -> bool {
@@ -64,6 +106,8 @@ pub struct EmbeddedOptions {
     pub history: usize,
     /// Log size under which compaction never runs.
     pub compact_min_bytes: u64,
+    /// The wall clock expiry times are read against.
+    pub clock: Clock,
 }
 
 impl EmbeddedOptions {
@@ -75,6 +119,7 @@ impl EmbeddedOptions {
             max_value_bytes: 1024 * 1024,
             history: 10_000,
             compact_min_bytes: 1024 * 1024,
+            clock: Clock::system(),
         }
     }
 }
@@ -130,6 +175,8 @@ struct Shared {
     events: broadcast::Sender<Arc<Event>>,
     signal: Mutex<Signal>,
     wake: Condvar,
+    /// Expiry rounds that failed, since the store opened.
+    expiry_failures: AtomicU64,
 }
 
 struct Writer {
@@ -137,6 +184,8 @@ struct Writer {
     log_len: u64,
     /// Set when an append could not be rolled back: no more writes.
     failed: bool,
+    /// Appends made (each one `fdatasync`), since the store opened.
+    syncs: u64,
     _lock: File,
 }
 
@@ -150,11 +199,6 @@ struct View {
     live_bytes: u64,
     /// Keys with an expiry, by (expiry in ms, key).
     expiring: BTreeSet<(u64, String)>,
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
-    let context = context.into();
-    move |source| StoreError::Io { context, source }
 }
 
 fn record_size(kv: &KeyValue) -> u64 {
@@ -174,6 +218,37 @@ fn put_record(kv: &KeyValue) -> Record {
     }
 }
 
+/// A run of failed expiry rounds: how long to wait next, when to warn.
+struct Failing {
+    rounds: u64,
+    backoff: Duration,
+    last_warning: Option<Instant>,
+}
+
+impl Failing {
+    fn new() -> Self {
+        Failing { rounds: 0, backoff: EXPIRY_RETRY_MIN, last_warning: None }
+    }
+
+    /// Counts one more failed round; returns the wait before the next.
+    fn failed(&mut self) -> Duration {
+        self.rounds += 1;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(EXPIRY_TICK);
+        wait
+    }
+
+    /// Whether this failure is logged: the first, then one per
+    /// [`EXPIRY_WARN_EVERY`].
+    fn should_warn(&mut self) -> bool {
+        let due = self.last_warning.is_none_or(|at| at.elapsed() >= EXPIRY_WARN_EVERY);
+        if due {
+            self.last_warning = Some(Instant::now());
+        }
+        due
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(format!("fsync directory {}", dir.display())))
 }
@@ -181,6 +256,41 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 impl EmbeddedStore {
     /// Opens (or creates) the store in `opts.dir`, recovering from a crash.
     pub fn open(opts: EmbeddedOptions) -> Result<Self, StoreError> {
+        Self::start(Shared::load(opts)?)
+    }
+
+    /// Deletes what expired while the process was down, then starts the
+    /// expiry thread. A failure to delete (a full disk) is logged, not
+    /// fatal: reads already hide those keys, and the thread retries, so the
+    /// gateway still starts with its last configuration.
+    fn start(shared: Shared) -> Result<Self, StoreError> {
+        let shared = Arc::new(shared);
+        {
+            let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(e) = shared.expire_due(&mut w, shared.now_ms()) {
+                shared.expiry_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "could not delete the keys that expired while the gateway was down; reads hide them and they are deleted once the store can be written again");
+            }
+        }
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("shardgate-store-expiry".into())
+            .spawn(move || thread_shared.expiry_loop())
+            .map_err(io("start the store expiry thread"))?;
+        let expiry = ExpiryThread { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
+        Ok(EmbeddedStore { shared, _expiry: Arc::new(expiry) })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.opts.dir
+    }
+}
+
+impl Shared {
+    /// Reads the log in `opts.dir` (creating it if needed), recovering from
+    /// a crash, and builds the in-memory view. Nothing expires here.
+    fn load(opts: EmbeddedOptions) -> Result<Shared, StoreError> {
         let dir = opts.dir.clone();
         fs::DirBuilder::new()
             .recursive(true)
@@ -211,11 +321,7 @@ impl EmbeddedStore {
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(io(format!("read {}", path.display())))?;
         }
-        let scan = log::scan(&bytes).map_err(|e| StoreError::Corrupt {
-            path: path.display().to_string(),
-            offset: e.offset,
-            reason: e.reason,
-        })?;
+        let scan = log::scan(&bytes).map_err(|e| StoreError::from_scan(&path, e))?;
 
         let mut file = OpenOptions::new()
             .create(true)
@@ -270,35 +376,27 @@ impl EmbeddedStore {
 
         let (events, _) = broadcast::channel(4096);
         let view = View { map, revision, history: VecDeque::new(), oldest: revision + 1, live_bytes, expiring };
-        let shared = Arc::new(Shared {
+        Ok(Shared {
             opts,
-            writer: Mutex::new(Writer { file, log_len, failed: false, _lock: lock }),
+            writer: Mutex::new(Writer { file, log_len, failed: false, syncs: 0, _lock: lock }),
             view: RwLock::new(view),
             events,
             signal: Mutex::new(Signal::default()),
             wake: Condvar::new(),
-        });
-        // Keys that expired while the process was down go before any read.
-        {
-            let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            shared.expire_due(&mut w, now_ms())?;
-        }
-        let thread_shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("shardgate-store-expiry".into())
-            .spawn(move || thread_shared.expiry_loop())
-            .map_err(io("start the store expiry thread"))?;
-        let expiry = ExpiryThread { shared: Arc::clone(&shared), handle: Mutex::new(Some(handle)) };
-        Ok(EmbeddedStore { shared, _expiry: Arc::new(expiry) })
+            expiry_failures: AtomicU64::new(0),
+        })
     }
 
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.shared.opts.dir
+    fn now_ms(&self) -> u64 {
+        self.opts.clock.now_ms()
     }
-}
 
-impl Shared {
+    /// Wakes the expiry thread to look at the clock and the index again.
+    fn kick(&self) {
+        self.signal.lock().unwrap_or_else(PoisonError::into_inner).kicked = true;
+        self.wake.notify_all();
+    }
+
     fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
         self.view.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -322,6 +420,14 @@ impl Shared {
     /// Appends one record durably; on failure the file is cut back so the
     /// log never keeps a write that was reported as failed.
     fn append(&self, w: &mut Writer, rec: &Record) -> Result<(), StoreError> {
+        let mut buf = Vec::with_capacity(64 + rec.key.len() + rec.value.len());
+        log::encode(rec, &mut buf);
+        self.append_bytes(w, &buf)
+    }
+
+    /// Appends encoded records with one write and one `fdatasync`: all of
+    /// them are durable, or the file is cut back and none is.
+    fn append_bytes(&self, w: &mut Writer, buf: &[u8]) -> Result<(), StoreError> {
         if w.failed {
             return Err(StoreError::Io {
                 context: "store log".into(),
@@ -330,10 +436,9 @@ impl Shared {
                 ),
             });
         }
-        let mut buf = Vec::with_capacity(64 + rec.key.len() + rec.value.len());
-        log::encode(rec, &mut buf);
         let path = self.opts.dir.join(LOG_FILE);
-        let result = w.file.write_all(&buf).and_then(|()| w.file.sync_data());
+        w.syncs += 1;
+        let result = w.file.write_all(buf).and_then(|()| w.file.sync_data());
         if let Err(e) = result {
             use std::io::Seek;
             let rollback =
@@ -361,39 +466,52 @@ impl Shared {
         }
     }
 
-    /// Deletes every key whose expiry is at or before `now` (a durable
-    /// delete record and a delete event each). The caller holds the writer.
+    /// Deletes every key whose expiry is at or before `now`, a batch at a
+    /// time. The caller holds the writer.
     fn expire_due(&self, w: &mut Writer, now: u64) -> Result<(), StoreError> {
-        loop {
-            let due = {
-                let view = self.read_view();
-                match view.expiring.first() {
-                    Some((at, key)) if *at <= now => key.clone(),
-                    _ => return Ok(()),
-                }
-            };
-            let revision = self.read_view().revision + 1;
+        while self.expire_batch(w, now)? == EXPIRY_BATCH {}
+        Ok(())
+    }
+
+    /// Deletes up to [`EXPIRY_BATCH`] keys whose expiry is at or before
+    /// `now`: their delete records in one append and one `fdatasync`, then
+    /// a delete event each, in revision order. Returns how many. The caller
+    /// holds the writer.
+    fn expire_batch(&self, w: &mut Writer, now: u64) -> Result<usize, StoreError> {
+        let (due, first) = {
+            let view = self.read_view();
+            let due: Vec<(u64, String)> =
+                view.expiring.iter().take_while(|(at, _)| *at <= now).take(EXPIRY_BATCH).cloned().collect();
+            (due, view.revision + 1)
+        };
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut buf = Vec::with_capacity(due.len() * 64);
+        for (revision, (_, key)) in (first..).zip(&due) {
             let rec = Record {
                 op: Op::Delete,
                 revision,
                 create_revision: 0,
                 version: 0,
-                key: due.clone(),
+                key: key.clone(),
                 value: Vec::new(),
                 expires_at_ms: None,
             };
-            self.append(w, &rec)?;
-            let mut view = self.write_view();
+            log::encode(&rec, &mut buf);
+        }
+        self.append_bytes(w, &buf)?;
+        let count = due.len();
+        let mut view = self.write_view();
+        for (revision, (at, key)) in (first..).zip(due) {
             view.revision = revision;
-            if let Some(prev) = view.map.remove(&due) {
+            view.expiring.remove(&(at, key.clone()));
+            if let Some(prev) = view.map.remove(&key) {
                 view.live_bytes = view.live_bytes.saturating_sub(record_size(&prev));
-                if let Some(at) = prev.expires_at_ms {
-                    view.expiring.remove(&(at, due.clone()));
-                }
             }
-            tracing::info!(key = %due, revision, "key expired (its TTL passed)");
+            tracing::info!(key = %key, revision, "key expired (its TTL passed)");
             let kv = KeyValue {
-                key: due,
+                key,
                 value: Vec::new(),
                 create_revision: 0,
                 mod_revision: revision,
@@ -402,24 +520,46 @@ impl Shared {
             };
             self.publish(&mut view, Event { kind: EventKind::Delete, kv });
         }
+        Ok(count)
     }
 
     /// The expiry thread: sleep until the next expiry (at most
-    /// [`EXPIRY_TICK`]) or a kick, delete what is due, until told to stop.
+    /// [`EXPIRY_TICK`]) or a kick, delete one batch of what is due, until
+    /// told to stop. After a failed round it waits [`EXPIRY_RETRY_MIN`],
+    /// doubling up to [`EXPIRY_TICK`], rather than retrying at once.
     fn expiry_loop(&self) {
+        let mut failing: Option<Failing> = None;
         loop {
-            let now = now_ms();
+            let now = self.now_ms();
             let next = self.read_view().expiring.first().map(|(at, _)| *at);
+            let mut retry_in = None;
             if next.is_some_and(|at| at <= now) {
-                let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Err(e) = self.expire_due(&mut w, now_ms()) {
-                    tracing::warn!(error = %e, "expiring keys failed; retrying");
+                let result = {
+                    let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    self.expire_batch(&mut w, now)
+                };
+                match result {
+                    Ok(_) => {
+                        if let Some(f) = failing.take() {
+                            tracing::info!(failed_rounds = f.rounds, "expiring keys works again");
+                        }
+                    }
+                    Err(e) => {
+                        self.expiry_failures.fetch_add(1, Ordering::Relaxed);
+                        let f = failing.get_or_insert_with(Failing::new);
+                        let wait = f.failed();
+                        if f.should_warn() {
+                            tracing::warn!(error = %e, failed_rounds = f.rounds, retry_in_ms = wait.as_millis() as u64, "expiring keys failed; retrying (expired keys stay hidden from reads)");
+                        }
+                        retry_in = Some(wait);
+                    }
                 }
             }
-            let wait = next
-                .map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
-                .unwrap_or(EXPIRY_TICK)
-                .min(EXPIRY_TICK);
+            let wait = retry_in.unwrap_or_else(|| {
+                next.map(|at| Duration::from_millis(at.saturating_sub(self.now_ms())))
+                    .unwrap_or(EXPIRY_TICK)
+                    .min(EXPIRY_TICK)
+            });
             let signal = self.signal.lock().unwrap_or_else(PoisonError::into_inner);
             let (mut signal, _) = self
                 .wake
@@ -448,8 +588,9 @@ impl Shared {
         }
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         // A key whose time has passed is gone for the condition too.
-        self.expire_due(&mut w, now_ms())?;
-        let expires_at_ms = ttl.map(|t| now_ms().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
+        let now = self.now_ms();
+        self.expire_due(&mut w, now)?;
+        let expires_at_ms = ttl.map(|t| now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)));
         let (prev, revision) = {
             let view = self.read_view();
             let prev = view.map.get(key).cloned();
@@ -482,8 +623,7 @@ impl Shared {
             self.publish(&mut view, Event { kind: EventKind::Put, kv: kv.clone() });
         }
         if expires_at_ms.is_some() {
-            self.signal.lock().unwrap_or_else(PoisonError::into_inner).kicked = true;
-            self.wake.notify_all();
+            self.kick();
         }
         self.maybe_compact(&mut w)?;
         Ok(PutResult { kv, prev })
@@ -491,7 +631,7 @@ impl Shared {
 
     fn delete_blocking(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError> {
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.expire_due(&mut w, now_ms())?;
+        self.expire_due(&mut w, self.now_ms())?;
         let (prev, revision) = {
             let view = self.read_view();
             let prev = view.map.get(key).cloned();
@@ -586,12 +726,12 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let now = now_ms();
+        let now = self.shared.now_ms();
         Ok(self.shared.read_view().map.get(key).filter(|kv| live(kv, now)).cloned())
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        let now = now_ms();
+        let now = self.shared.now_ms();
         let view = self.shared.read_view();
         let kvs = view
             .map
@@ -604,7 +744,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
-        let now = now_ms();
+        let now = self.shared.now_ms();
         let view = self.shared.read_view();
         Ok(view
             .map

@@ -134,7 +134,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// The data on disk cannot be trusted.
+    /// The data on disk is damaged ([`log::ScanErrorKind::Damaged`]).
     #[error(
         "store file {path} is corrupt at byte {offset}: {reason}; `shardgate store check` shows what it holds, `shardgate store repair` keeps a copy and truncates it there"
     )]
@@ -146,6 +146,20 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The file holds intact data this version cannot read
+    /// ([`log::ScanErrorKind::Foreign`]): written by another (newer)
+    /// shardgate version, or not a store file at all.
+    #[error(
+        "store file {path} cannot be read by this shardgate version at byte {offset}: {reason}; it was written by another shardgate version (or is not a store file). Do not repair it: run the shardgate version that wrote it, or restore a backup of the data directory"
+    )]
+    Foreign {
+        /// The file.
+        path: String,
+        /// Where the unreadable data starts.
+        offset: u64,
+        /// What this version does not know.
+        reason: String,
+    },
     /// Another process holds the data directory.
     #[error("data directory {path} is locked by another shardgate process")]
     Locked {
@@ -155,6 +169,23 @@ pub enum StoreError {
     /// The store was closed or its task ended.
     #[error("the store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// The error for a log at `path` that [`log::scan`] could not read.
+    pub fn from_scan(path: &std::path::Path, e: log::ScanError) -> Self {
+        let path = path.display().to_string();
+        match e.kind {
+            log::ScanErrorKind::Damaged => StoreError::Corrupt { path, offset: e.offset, reason: e.reason },
+            log::ScanErrorKind::Foreign => StoreError::Foreign { path, offset: e.offset, reason: e.reason },
+        }
+    }
+}
+
+/// Maps an I/O error to [`StoreError::Io`] with what was being done.
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
 }
 
 /// A stream of event batches from [`Store::watch`], each batch in revision

@@ -17,8 +17,21 @@
 //!
 //! Compatibility: op 4 was added after the first release. Files written
 //! before it hold only ops 1–3 and open unchanged (the magic stays
-//! `SGSTORE\x01`); a file holding op 4 is refused by an older binary as
-//! corrupt at that record ("unknown op 4") rather than misread.
+//! `SGSTORE\x01`). The other way round does not work: once any write with a
+//! time to live (an Admin API `?ttl=`) has been stored, the file holds an
+//! op 4 record and an older binary cannot read it, and it stays so until
+//! that key is gone and the log compacted. The older binary refuses to
+//! start at that record ("unknown op 4"; it calls that corruption and
+//! suggests `store repair`, which would cut every record from there on: do
+//! not run it). A downgrade therefore needs a copy of the data directory
+//! taken before the first TTL write, or the resources read from the Admin
+//! API and written again to the older version.
+//!
+//! What cannot be read is classified ([`ScanErrorKind`]): a bad checksum or
+//! length is damage, which `store repair` truncates; a record whose checksum
+//! holds but whose op this version does not know, or a file with another
+//! magic or format version, was written by another version (or is not a
+//! store file) and is never truncated without `--force`.
 //!
 //! A write is appended and `fdatasync`ed before it is acknowledged, so after a
 //! crash (kill -9, power loss) only the last, unacknowledged record can be
@@ -101,35 +114,83 @@ pub struct Scan {
     pub torn_bytes: u64,
 }
 
-/// Why a log cannot be recovered.
+/// Why a log cannot be read, which decides what may be done about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanErrorKind {
+    /// Bytes changed after they were written: a checksum that does not
+    /// hold, a length out of range, or a record cut short with intact
+    /// records after it (so not a torn tail). Truncating at the bad record
+    /// (`store repair`) keeps everything before it.
+    Damaged,
+    /// Intact bytes this version cannot read: a record whose checksum holds
+    /// but whose content it does not know (an unknown op: a newer format),
+    /// or a file that does not start with this version's magic (another
+    /// format version, or not a store file at all). Nothing is damaged, so
+    /// nothing may be cut without being told to.
+    Foreign,
+}
+
+/// Why a log cannot be recovered, with what could be read before the
+/// problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanError {
-    /// Where the bad record starts.
+    /// Damage, or data from another version.
+    pub kind: ScanErrorKind,
+    /// Where the bad record starts (0 for a bad magic).
     pub offset: u64,
     /// What is wrong.
     pub reason: String,
+    /// The good records before `offset`, in file order: what a repair keeps.
+    pub records: Vec<Record>,
+}
+
+impl ScanError {
+    /// Length of the good prefix: the file up to the bad record (nothing
+    /// when the magic itself is bad).
+    pub fn good_len(&self) -> u64 {
+        if self.offset < MAGIC.len() as u64 { 0 } else { self.offset }
+    }
 }
 
 /// Reads a whole log file's bytes, applying the recovery rules above.
 pub fn scan(bytes: &[u8]) -> Result<Scan, ScanError> {
-    if bytes.len() < MAGIC.len() {
+    let foreign = |reason: String| ScanError { kind: ScanErrorKind::Foreign, offset: 0, reason, records: Vec::new() };
+    if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
         // A file cut while its header was written holds nothing acknowledged.
-        if MAGIC.starts_with(bytes) {
-            return Ok(Scan { records: Vec::new(), good_len: 0, torn_bytes: bytes.len() as u64 });
-        }
-        return Err(ScanError { offset: 0, reason: "not a shardgate store file (bad magic)".into() });
+        return Ok(Scan { records: Vec::new(), good_len: 0, torn_bytes: bytes.len() as u64 });
     }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(ScanError { offset: 0, reason: "not a shardgate store file (bad magic)".into() });
+    let name = &MAGIC[..MAGIC.len() - 1];
+    match bytes.get(..MAGIC.len()) {
+        Some(head) if head == MAGIC => {}
+        Some(head) if &head[..name.len()] == name => {
+            return Err(foreign(format!(
+                "store format version {}, this shardgate reads version {}",
+                head[name.len()],
+                MAGIC[name.len()]
+            )));
+        }
+        _ => return Err(foreign("not a shardgate store file (bad magic)".into())),
     }
     let mut records = Vec::new();
     let mut pos = MAGIC.len();
     while pos < bytes.len() {
-        match decode_at(bytes, pos) {
-            Ok((rec, next)) => {
-                records.push(rec);
-                pos = next;
-            }
+        match frame_at(bytes, pos) {
+            Ok((payload, next)) => match decode_payload(payload) {
+                Ok(rec) => {
+                    records.push(rec);
+                    pos = next;
+                }
+                // The checksum holds: these are the bytes that were
+                // written, in a format this version does not know.
+                Err(reason) => {
+                    return Err(ScanError {
+                        kind: ScanErrorKind::Foreign,
+                        offset: pos as u64,
+                        reason: format!("{reason} in a record whose checksum holds"),
+                        records,
+                    });
+                }
+            },
             Err(reason) => {
                 let rest = &bytes[pos..];
                 let runs_past_end = rest.len() < HEADER
@@ -140,7 +201,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, ScanError> {
                 if (runs_past_end || zero_fill) && intact_after(bytes, pos).next().is_none() {
                     return Ok(Scan { records, good_len: pos as u64, torn_bytes: rest.len() as u64 });
                 }
-                return Err(ScanError { offset: pos as u64, reason });
+                return Err(ScanError { kind: ScanErrorKind::Damaged, offset: pos as u64, reason, records });
             }
         }
     }
@@ -148,16 +209,17 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, ScanError> {
 }
 
 /// The intact records after a bad one at `bad`: every offset past it where
-/// a record decodes with a good checksum, skipping over each one found.
-pub(crate) fn intact_after(bytes: &[u8], bad: usize) -> impl Iterator<Item = (usize, Record)> + '_ {
+/// a record's checksum holds, skipping over each one found. A record this
+/// version cannot decode (a newer format) is intact too: `Err` with why.
+pub(crate) fn intact_after(bytes: &[u8], bad: usize) -> impl Iterator<Item = (usize, Result<Record, String>)> + '_ {
     let mut pos = bad.saturating_add(1);
     std::iter::from_fn(move || {
         while pos + HEADER < bytes.len() {
-            match decode_at(bytes, pos) {
-                Ok((rec, next)) => {
+            match frame_at(bytes, pos) {
+                Ok((payload, next)) => {
                     let at = pos;
                     pos = next;
-                    return Some((at, rec));
+                    return Some((at, decode_payload(payload)));
                 }
                 Err(_) => pos += 1,
             }
@@ -166,7 +228,9 @@ pub(crate) fn intact_after(bytes: &[u8], bad: usize) -> impl Iterator<Item = (us
     })
 }
 
-pub(crate) fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), String> {
+/// The payload of the record at `pos` if its frame is whole and its
+/// checksum holds, with the offset of the next record; else what is wrong.
+fn frame_at(bytes: &[u8], pos: usize) -> Result<(&[u8], usize), String> {
     let rest = &bytes[pos..];
     if rest.len() < HEADER {
         return Err("truncated record header".into());
@@ -182,6 +246,11 @@ pub(crate) fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), Str
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch".into());
     }
+    Ok((payload, pos + HEADER + len))
+}
+
+/// Decodes a payload whose checksum holds.
+fn decode_payload(payload: &[u8]) -> Result<Record, String> {
     let mut r = Reader { buf: payload };
     let op = match r.u8()? {
         1 => Op::Put,
@@ -199,9 +268,9 @@ pub(crate) fn decode_at(bytes: &[u8], pos: usize) -> Result<(Record, usize), Str
     let value = r.take(value_len)?.to_vec();
     let expires_at_ms = if op == Op::PutExpiring { Some(r.u64()?) } else { None };
     if !r.buf.is_empty() {
-        return Err("trailing bytes in record".into());
+        return Err("trailing bytes".into());
     }
-    Ok((Record { op, revision, create_revision, version, key, value, expires_at_ms }, pos + HEADER + len))
+    Ok(Record { op, revision, create_revision, version, key, value, expires_at_ms })
 }
 
 struct Reader<'a> {
@@ -306,9 +375,64 @@ mod tests {
         let mut bytes = file(&[put(1, "/a", "first"), put(2, "/b", "second")]);
         bytes[MAGIC.len() + HEADER + 3] ^= 0xff;
         let err = scan(&bytes).unwrap_err();
-        assert_eq!(err.offset, MAGIC.len() as u64);
+        assert_eq!((err.kind, err.offset), (ScanErrorKind::Damaged, MAGIC.len() as u64));
         assert!(err.reason.contains("checksum"));
-        assert!(scan(b"NOTSTORE-----").is_err());
+        assert!(err.records.is_empty());
+    }
+
+    /// Bytes this version cannot read but that nobody damaged: a newer
+    /// format's record (checksum good, op unknown), another format version,
+    /// another file. They are foreign, never damage, and the error carries
+    /// the good records before them.
+    #[test]
+    fn data_from_another_version_is_foreign_not_damaged() {
+        let first = put(1, "/a", "first");
+        let mut bytes = file(std::slice::from_ref(&first));
+        let good_len = bytes.len();
+        // A well-framed record with op 9 (a format this version predates).
+        let mut newer = Vec::new();
+        encode(&put(2, "/b", "second"), &mut newer);
+        newer[HEADER] = 9;
+        let crc = crc32fast::hash(&newer[HEADER..]);
+        newer[4..8].copy_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(&newer);
+        let err = scan(&bytes).unwrap_err();
+        assert_eq!((err.kind, err.offset), (ScanErrorKind::Foreign, good_len as u64));
+        assert!(err.reason.contains("unknown op 9"), "{}", err.reason);
+        assert_eq!(err.records, vec![first.clone()], "the good prefix comes with the error");
+        assert_eq!(err.good_len(), good_len as u64);
+        // Even as the very last record: a complete record is no torn tail.
+        let mut last = file(std::slice::from_ref(&first));
+        last.extend_from_slice(&newer);
+        assert_eq!(scan(&last).unwrap_err().kind, ScanErrorKind::Foreign);
+
+        let mut v2 = file(std::slice::from_ref(&first));
+        v2[MAGIC.len() - 1] = 2;
+        let err = scan(&v2).unwrap_err();
+        assert_eq!((err.kind, err.offset, err.good_len()), (ScanErrorKind::Foreign, 0, 0));
+        assert!(err.reason.contains("format version 2"), "{}", err.reason);
+        for other in [&b"NOTSTORE-----"[..], b"{\"json\": true}\n", b"xyz"] {
+            let err = scan(other).unwrap_err();
+            assert_eq!(err.kind, ScanErrorKind::Foreign, "{other:?}");
+            assert!(err.reason.contains("bad magic"), "{}", err.reason);
+        }
+    }
+
+    /// A torn tail in front of a newer-format record is not a torn tail: the
+    /// intact record after it (checksum good, op unknown) says so.
+    #[test]
+    fn a_record_from_a_newer_version_after_bad_bytes_is_intact() {
+        let mut bytes = file(&[put(1, "/a", "first")]);
+        let bad = bytes.len();
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0x00, 1, 2, 3, 4]);
+        let mut newer = Vec::new();
+        encode(&put(2, "/b", "second"), &mut newer);
+        newer[HEADER] = 9;
+        let crc = crc32fast::hash(&newer[HEADER..]);
+        newer[4..8].copy_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(&newer);
+        let err = scan(&bytes).expect_err("not dropped as a torn tail");
+        assert_eq!((err.kind, err.offset), (ScanErrorKind::Damaged, bad as u64));
     }
 
     /// A flipped bit in a length field makes the record run past the end of
@@ -321,7 +445,8 @@ mod tests {
         let second = file(&recs[..1]).len();
         bytes[second + 2] ^= 0x01;
         let err = scan(&bytes).unwrap_err();
-        assert_eq!(err.offset, second as u64);
+        assert_eq!((err.kind, err.offset), (ScanErrorKind::Damaged, second as u64));
+        assert_eq!(err.records.len(), 1);
         // The last record cut short is still a torn tail.
         let full = file(&recs);
         let scan = scan(&full[..full.len() - 3]).expect("torn tail");

@@ -3,20 +3,24 @@
 //!
 //! Start-up refuses a log with a bad record followed by intact data (see
 //! [`log`]): guessing would serve a configuration nobody wrote.
-//! [`check`] says where the damage is and what the log holds after it (the
-//! records that can still be recognised past the bad bytes, found by
+//! [`check`] says where the problem is, whether it is damage or data from
+//! another version ([`ScanErrorKind`]), and what the log holds after it
+//! (the records that can still be recognised past the bad bytes, found by
 //! looking for the next record whose checksum holds). [`repair`] keeps a
 //! copy of the whole file, truncates the log at the first bad record, and
 //! reports what was lost, so the operator can write those resources again
-//! (their JSON is still in the copy).
+//! (their JSON is still in the copy). Data written by another version is
+//! not damage: [`repair`] leaves it alone unless forced, since truncating
+//! would throw away a configuration that the version which wrote it reads
+//! in full.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::StoreError;
 use crate::embedded::{LOCK_FILE, LOG_FILE};
-use crate::log::{self, MAGIC, Op, Record};
+use crate::log::{self, Op, Record, ScanErrorKind};
+use crate::{StoreError, io};
 
 /// Most lost records listed one by one in a report.
 pub const MAX_LISTED: usize = 1000;
@@ -34,9 +38,11 @@ pub struct LostRecord {
     pub revision: u64,
 }
 
-/// Where a log is damaged and what lies beyond.
+/// Where a log stops being readable and what lies beyond.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
+    /// Damaged bytes, or data from another version.
+    pub kind: ScanErrorKind,
     /// Where the first bad record starts.
     pub offset: u64,
     /// What is wrong with it.
@@ -45,8 +51,11 @@ pub struct Damage {
     pub bytes_after: u64,
     /// Intact records recognised after the damage (at most [`MAX_LISTED`]).
     pub lost: Vec<LostRecord>,
-    /// How many intact records were recognised in all.
+    /// How many intact records were recognised in all (listed or not).
     pub lost_count: usize,
+    /// Of those, how many this version cannot decode (their checksum holds;
+    /// another version's format). Counted in `lost_count`, never listed.
+    pub unreadable: usize,
 }
 
 /// What a store file holds.
@@ -66,7 +75,7 @@ pub struct Report {
     pub revision: u64,
     /// A torn tail (a write cut by a crash) that start-up drops by itself.
     pub torn_bytes: u64,
-    /// Damage that start-up refuses, if any.
+    /// Damage (or foreign data) that start-up refuses, if any.
     pub damage: Option<Damage>,
 }
 
@@ -77,8 +86,20 @@ impl Report {
     }
 }
 
-fn io(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
-    move |source| StoreError::Io { context, source }
+/// What [`repair`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The store opens as it is: nothing changed.
+    Nothing,
+    /// The log was truncated at its first bad record; `copy` holds the
+    /// whole file as it was.
+    Truncated {
+        /// The copy of the file before the repair.
+        copy: PathBuf,
+    },
+    /// The log holds data from another version (or is not a store file)
+    /// and `force` was not given: nothing changed.
+    Refused,
 }
 
 /// Reads the store in `dir` without changing it. Safe while the gateway runs
@@ -96,11 +117,18 @@ fn inspect(path: PathBuf, bytes: &[u8]) -> Report {
     let (records, good_len, torn_bytes, damage) = match log::scan(bytes) {
         Ok(scan) => (scan.records, scan.good_len, scan.torn_bytes, None),
         Err(e) => {
-            let (records, good_len) = good_prefix(bytes, e.offset);
-            let (lost, lost_count) = recognisable_after(bytes, e.offset);
-            let damage =
-                Damage { offset: e.offset, reason: e.reason, bytes_after: file_len - e.offset, lost, lost_count };
-            (records, good_len, 0, Some(damage))
+            let good_len = e.good_len();
+            let (lost, lost_count, unreadable) = recognisable_after(bytes, e.offset);
+            let damage = Damage {
+                kind: e.kind,
+                offset: e.offset,
+                reason: e.reason,
+                bytes_after: file_len - e.offset,
+                lost,
+                lost_count,
+                unreadable,
+            };
+            (e.records, good_len, 0, Some(damage))
         }
     };
     let mut live = std::collections::BTreeSet::new();
@@ -125,46 +153,36 @@ fn inspect(path: PathBuf, bytes: &[u8]) -> Report {
     }
 }
 
-/// The records before `bad` (which `scan` found to be the first bad one).
-fn good_prefix(bytes: &[u8], bad: u64) -> (Vec<Record>, u64) {
-    let mut records = Vec::new();
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return (records, 0);
-    }
-    let mut pos = MAGIC.len();
-    while (pos as u64) < bad {
-        match log::decode_at(bytes, pos) {
-            Ok((rec, next)) => {
-                records.push(rec);
-                pos = next;
-            }
-            Err(_) => break,
-        }
-    }
-    (records, pos as u64)
-}
-
-/// Intact records after `bad`, compaction markers left out.
-fn recognisable_after(bytes: &[u8], bad: u64) -> (Vec<LostRecord>, usize) {
+/// Intact records after `bad`, compaction markers left out: the listed
+/// ones, how many in all, and how many of those cannot be decoded here.
+fn recognisable_after(bytes: &[u8], bad: u64) -> (Vec<LostRecord>, usize, usize) {
     let mut lost = Vec::new();
-    let mut count = 0;
+    let (mut count, mut unreadable) = (0, 0);
     for (offset, rec) in log::intact_after(bytes, usize::try_from(bad).unwrap_or(usize::MAX)) {
-        if rec.op == Op::Revision {
-            continue;
-        }
+        let rec: Record = match rec {
+            Ok(rec) if rec.op == Op::Revision => continue,
+            Ok(rec) => rec,
+            Err(_) => {
+                count += 1;
+                unreadable += 1;
+                continue;
+            }
+        };
         count += 1;
         if lost.len() < MAX_LISTED {
             lost.push(LostRecord { offset: offset as u64, op: rec.op, key: rec.key, revision: rec.revision });
         }
     }
-    (lost, count)
+    (lost, count, unreadable)
 }
 
 /// Keeps a copy of the log (`store.log.damaged-<unix seconds>`), truncates
 /// the log at its first bad record, and returns the report of what it held
-/// before the repair with the copy's path. A log without damage is left
-/// untouched (`None`). Refused while a gateway holds the store.
-pub fn repair(dir: &Path) -> Result<(Report, Option<PathBuf>), StoreError> {
+/// before the repair with what was done. A log without damage is left
+/// untouched ([`Outcome::Nothing`]); so is one holding data from another
+/// version or another file ([`ScanErrorKind::Foreign`]) unless `force`
+/// ([`Outcome::Refused`]). Refused while a gateway holds the store.
+pub fn repair(dir: &Path, force: bool) -> Result<(Report, Outcome), StoreError> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -173,24 +191,28 @@ pub fn repair(dir: &Path) -> Result<(Report, Option<PathBuf>), StoreError> {
         .map_err(io(format!("open {}", dir.join(LOCK_FILE).display())))?;
     lock.try_lock().map_err(|_| StoreError::Locked { path: dir.display().to_string() })?;
     let report = check(dir)?;
-    let Some(damage) = &report.damage else { return Ok((report, None)) };
+    let Some(damage) = &report.damage else { return Ok((report, Outcome::Nothing)) };
+    if damage.kind == ScanErrorKind::Foreign && !force {
+        tracing::warn!(path = %report.path.display(), offset = damage.offset, reason = %damage.reason, "not repairing a store log written by another version (or not a store file)");
+        return Ok((report, Outcome::Refused));
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let copy = dir.join(format!("{LOG_FILE}.damaged-{now}"));
     fs::copy(&report.path, &copy).map_err(io(format!("copy {} to {}", report.path.display(), copy.display())))?;
     File::open(&copy).and_then(|f| f.sync_all()).map_err(io(format!("fsync {}", copy.display())))?;
-    let keep = if damage.offset < MAGIC.len() as u64 { 0 } else { damage.offset };
+    let keep = report.good_len;
     let file =
         OpenOptions::new().write(true).open(&report.path).map_err(io(format!("open {}", report.path.display())))?;
     file.set_len(keep).map_err(io(format!("truncate {}", report.path.display())))?;
     file.sync_all().map_err(io(format!("fsync {}", report.path.display())))?;
-    tracing::warn!(path = %report.path.display(), kept_bytes = keep, lost_records = damage.lost_count, copy = %copy.display(), "store log truncated at its first bad record");
-    Ok((report, Some(copy)))
+    tracing::warn!(path = %report.path.display(), kept_bytes = keep, lost_records = damage.lost_count, copy = %copy.display(), forced = force && damage.kind == ScanErrorKind::Foreign, "store log truncated at its first bad record");
+    Ok((report, Outcome::Truncated { copy }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::encode;
+    use crate::log::{HEADER, MAGIC, encode};
 
     fn put(rev: u64, key: &str, value: &str) -> Record {
         Record {
@@ -217,12 +239,12 @@ mod tests {
         let recs = [put(1, "/a", "one"), put(2, "/b", "two"), put(3, "/c", "three"), put(4, "/d", "four")];
         let mut bytes = file(&recs);
         let second = file(&recs[..1]).len();
-        bytes[second + log::HEADER + 5] ^= 0x40;
+        bytes[second + HEADER + 5] ^= 0x40;
         let report = inspect(PathBuf::from("store.log"), &bytes);
         assert!(!report.opens());
         assert_eq!((report.good_records, report.good_len, report.live_keys), (1, second as u64, 1));
         let damage = report.damage.expect("damage");
-        assert_eq!(damage.offset, second as u64);
+        assert_eq!((damage.kind, damage.offset), (ScanErrorKind::Damaged, second as u64));
         assert!(damage.reason.contains("checksum"), "{}", damage.reason);
         let keys: Vec<&str> = damage.lost.iter().map(|l| l.key.as_str()).collect();
         assert_eq!(keys, ["/c", "/d"], "the intact records after the bad one");
@@ -238,13 +260,53 @@ mod tests {
         bytes[second + 2] ^= 0xff;
         std::fs::write(dir.path().join(LOG_FILE), &bytes).expect("write");
         assert!(crate::EmbeddedStore::open(crate::EmbeddedOptions::new(dir.path())).is_err(), "refused before");
-        let (report, copy) = repair(dir.path()).expect("repair");
-        let copy = copy.expect("a copy");
+        let (report, outcome) = repair(dir.path(), false).expect("repair");
+        let Outcome::Truncated { copy } = outcome else { panic!("damage is repaired: {outcome:?}") };
         assert_eq!(std::fs::read(&copy).expect("copy"), bytes, "the copy is the damaged file, whole");
         assert_eq!(report.damage.expect("damage").lost_count, 1);
+        assert_eq!(std::fs::read(dir.path().join(LOG_FILE)).expect("log").len(), second, "cut at the bad record");
         let store = crate::EmbeddedStore::open(crate::EmbeddedOptions::new(dir.path())).expect("opens after repair");
         drop(store);
-        let (again, none) = repair(dir.path()).expect("second repair");
-        assert!(again.opens() && none.is_none(), "nothing left to repair");
+        let (again, outcome) = repair(dir.path(), false).expect("second repair");
+        assert!(again.opens() && outcome == Outcome::Nothing, "nothing left to repair");
+    }
+
+    /// A record from a newer version (checksum good, op unknown) and a file
+    /// of another format version are not damage: repair changes nothing
+    /// unless forced, and start-up names the other version instead of
+    /// suggesting a repair.
+    #[test]
+    fn data_from_another_version_is_only_truncated_when_forced() {
+        let recs = [put(1, "/a", "one"), put(2, "/b", "two")];
+        let mut newer_record = file(&recs);
+        let second = file(&recs[..1]).len();
+        newer_record[second + HEADER] = 7;
+        let crc = crc32fast::hash(&newer_record[second + HEADER..]);
+        newer_record[second + 4..second + 8].copy_from_slice(&crc.to_le_bytes());
+        let mut newer_format = file(&recs);
+        newer_format[MAGIC.len() - 1] = 2;
+
+        for (bytes, keep) in [(newer_record, second), (newer_format, 0)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join(LOG_FILE);
+            std::fs::write(&path, &bytes).expect("write");
+            let err = crate::EmbeddedStore::open(crate::EmbeddedOptions::new(dir.path())).expect_err("refused");
+            let msg = err.to_string();
+            assert!(matches!(err, StoreError::Foreign { .. }), "{msg}");
+            assert!(msg.contains("another shardgate version") && !msg.contains("store repair` keeps"), "{msg}");
+
+            let (report, outcome) = repair(dir.path(), false).expect("repair");
+            assert_eq!(outcome, Outcome::Refused);
+            assert_eq!(report.damage.expect("found").kind, ScanErrorKind::Foreign);
+            assert_eq!(std::fs::read(&path).expect("log"), bytes, "nothing cut");
+            let copies = std::fs::read_dir(dir.path()).expect("dir").filter_map(Result::ok);
+            assert_eq!(copies.filter(|e| e.file_name() != LOG_FILE && e.file_name() != LOCK_FILE).count(), 0);
+
+            let (_, outcome) = repair(dir.path(), true).expect("forced repair");
+            let Outcome::Truncated { copy } = outcome else { panic!("forced: {outcome:?}") };
+            assert_eq!(std::fs::read(&copy).expect("copy"), bytes);
+            assert_eq!(std::fs::read(&path).expect("log").len(), keep);
+            crate::EmbeddedStore::open(crate::EmbeddedOptions::new(dir.path())).expect("opens after a forced repair");
+        }
     }
 }

@@ -11,8 +11,10 @@
 //! - `POST .../discard`: the policy is disabled and the staging cache is
 //!   invalidated; the primary is untouched.
 //!
-//! The writes are made in that order, under the Admin API's write lock; the
-//! reconciler applies them as one batch when they land within its debounce.
+//! The writes are made in that order, under the Admin API's write lock,
+//! and once the lock is taken all of them are made even if the request's
+//! time runs out (the write runs in its own task); the reconciler applies
+//! them as one batch when they land within its debounce.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 use shardgate_model::resource::Wire;
 use shardgate_model::{ResourceId, ResourceKind, json as mjson};
 use shardgate_store::{Condition, KeyValue};
+use tokio::time::Instant;
 
 use super::{AdminState, id_of, now_unix};
 use crate::ApiError;
@@ -72,8 +75,8 @@ impl AdminState {
         Ok(ResourceId::from_json("staging_distribution_id", &v)?)
     }
 
-    pub(super) async fn promote(&self, id: &ResourceId) -> Result<Response, ApiError> {
-        let _write = self.inner.write.lock().await;
+    pub(super) async fn promote(&self, id: &ResourceId, deadline: Instant) -> Result<Response, ApiError> {
+        let _write = self.lock_write(deadline).await?;
         // Checked before any write: a promote either happens whole or not.
         self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
@@ -127,8 +130,8 @@ impl AdminState {
             .into_response())
     }
 
-    pub(super) async fn discard(&self, id: &ResourceId) -> Result<Response, ApiError> {
-        let _write = self.inner.write.lock().await;
+    pub(super) async fn discard(&self, id: &ResourceId, deadline: Instant) -> Result<Response, ApiError> {
+        let _write = self.lock_write(deadline).await?;
         self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
         let staging_id = Self::staging_of(&policy)?;

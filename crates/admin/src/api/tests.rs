@@ -227,7 +227,14 @@ fn ttl_is_a_positive_number_of_seconds() {
     let q = |v: &str| HashMap::from([("ttl".to_owned(), v.to_owned())]);
     assert_eq!(ttl_of(&HashMap::new()).expect("absent"), None);
     assert_eq!(ttl_of(&q("60")).expect("integer"), Some(Duration::from_secs(60)));
-    assert_eq!(ttl_of(&q("0.5")).expect("fraction"), Some(Duration::from_millis(500)));
+    assert_eq!(ttl_of(&q("60.0")).expect("a whole number written as a float"), Some(Duration::from_secs(60)));
+    assert_eq!(ttl_of(&q("1e3")).expect("exponent"), Some(Duration::from_secs(1000)));
+    assert_eq!(ttl_of(&q("9000000000")).expect("etcd's MaxLeaseTTL"), Some(Duration::from_secs(9_000_000_000)));
+    // lua-resty-etcd's grant refuses a TTL that is not an integer.
+    for fraction in ["0.5", "1.5", "-0.5"] {
+        let e = ttl_of(&q(fraction)).unwrap_err();
+        assert!(matches!(&e, ApiError::BadRequest(m) if m == "invalid argument ttl: ttl must be integer"), "{e:?}");
+    }
     for bad in ["abc", "", "NaN", "inf", "1e400"] {
         let e = ttl_of(&q(bad)).unwrap_err();
         assert!(
@@ -248,6 +255,28 @@ fn path_segments_are_decoded_one_by_one() {
     assert!(percent_decode("%FF").is_err(), "not UTF-8");
 }
 
+/// A request body that says when it is first polled (the handler has
+/// started reading it), then never ends.
+struct SignalledBody {
+    first_poll: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for SignalledBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(tx) = self.first_poll.take() {
+            // The test may have stopped waiting; nothing to tell then.
+            tx.send(()).unwrap_or_default();
+        }
+        std::task::Poll::Pending
+    }
+}
+
 #[tokio::test]
 async fn slow_bodies_hold_no_write_turn() {
     // One write turn; a body that never arrives must not take it.
@@ -259,11 +288,12 @@ async fn slow_bodies_hold_no_write_turn() {
         ..Limits::default()
     };
     let router = router(AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, limits));
-    let (_tx, slow_body) = http_body_util::channel::Channel::<axum::body::Bytes, std::io::Error>::new(1);
-    let slow_body = Body::new(slow_body);
+    let (reading, being_read) = tokio::sync::oneshot::channel();
+    let slow_body = Body::new(SignalledBody { first_poll: Some(reading) });
     let slow = Request::put("/apisix/admin/upstreams/slow").header("X-API-KEY", KEY).body(slow_body).expect("req");
     let pending = tokio::spawn(router.clone().oneshot(slow));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The slow write is inside read_body: past the key check, before any turn.
+    tokio::time::timeout(Duration::from_secs(30), being_read).await.expect("body polled").expect("signal");
     let fast = Request::put("/apisix/admin/upstreams/fast")
         .header("X-API-KEY", KEY)
         .body(Body::from(r#"{"nodes":{"127.0.0.1:1":1}}"#))
@@ -273,4 +303,155 @@ async fn slow_bodies_hold_no_write_turn() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert!(!pending.is_finished(), "the slow write is still waiting for its body");
     pending.abort();
+}
+
+/// A store whose puts (and, when asked, lists) wait at a gate the test
+/// opens, to hold a write or a read in the middle of its store call.
+struct Gated {
+    inner: EmbeddedStore,
+    hold_puts: std::sync::atomic::AtomicBool,
+    hold_lists: std::sync::atomic::AtomicBool,
+    entered: tokio::sync::Notify,
+    gate: Semaphore,
+}
+
+impl Gated {
+    fn new(inner: EmbeddedStore) -> Self {
+        Gated {
+            inner,
+            hold_puts: Default::default(),
+            hold_lists: Default::default(),
+            entered: tokio::sync::Notify::new(),
+            gate: Semaphore::new(0),
+        }
+    }
+
+    async fn wait_at_gate(&self) {
+        self.entered.notify_one();
+        drop(self.gate.acquire().await.expect("gate"));
+    }
+
+    /// Opens the gate for good.
+    fn open(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Gated {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, shardgate_store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<shardgate_store::Listing, shardgate_store::StoreError> {
+        if self.hold_lists.load(std::sync::atomic::Ordering::SeqCst) {
+            self.wait_at_gate().await;
+        }
+        self.inner.list(prefix).await
+    }
+    async fn count(&self, prefix: &str) -> Result<usize, shardgate_store::StoreError> {
+        self.inner.count(prefix).await
+    }
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<Duration>,
+    ) -> Result<shardgate_store::PutResult, shardgate_store::StoreError> {
+        if self.hold_puts.load(std::sync::atomic::Ordering::SeqCst) {
+            self.wait_at_gate().await;
+        }
+        self.inner.put_with_ttl(key, value, cond, ttl).await
+    }
+    async fn delete(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, shardgate_store::StoreError> {
+        self.inner.delete(key, cond).await
+    }
+    async fn watch(&self, prefix: &str, from: u64) -> Result<shardgate_store::Watch, shardgate_store::StoreError> {
+        self.inner.watch(prefix, from).await
+    }
+    async fn revision(&self) -> Result<u64, shardgate_store::StoreError> {
+        self.inner.revision().await
+    }
+}
+
+fn gated(timeout: Duration) -> (Arc<Gated>, AdminState, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Gated::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store")));
+    let limits = Limits { admin_request_timeout: shardgate_core::ConfigDuration(timeout), ..Limits::default() };
+    let state = AdminState::new(Arc::clone(&store) as Arc<dyn Store>, "/apisix", KEY, limits);
+    (store, state, dir)
+}
+
+async fn send(router: &Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("X-API-KEY", KEY)
+        .body(Body::from(body.to_owned()))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(60), router.clone().oneshot(req))
+        .await
+        .expect("answered within 60 s")
+        .expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A write whose store call outlives the request timeout is answered 503,
+/// but keeps the write lock until the store returns: a DELETE of the
+/// upstream it refers to cannot check references in between (and delete
+/// the upstream of a route about to be stored); it waits and gives up.
+#[tokio::test]
+async fn a_timed_out_write_keeps_the_lock_until_its_store_write_returns() {
+    let (store, state, _dir) = gated(Duration::from_secs(2));
+    let router = router(state.clone());
+    let (s, v) = send(&router, "PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    store.hold_puts.store(true, std::sync::atomic::Ordering::SeqCst);
+    let route = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            send(&router, "PUT", "/apisix/admin/stream_routes/r", r#"{"sni":"a.com","upstream_id":"u"}"#).await
+        })
+    };
+    // The route passed its reference check and is in the store write.
+    tokio::time::timeout(Duration::from_secs(30), store.entered.notified()).await.expect("route write started");
+    let (s, v) = route.await.expect("route request");
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "the request timed out: {v}");
+    assert!(v["error_msg"].as_str().unwrap_or_default().contains("check with GET"), "{v}");
+    assert!(state.inner.write.try_lock().is_err(), "the write lock is still held while the store write runs");
+
+    let (s, v) = send(&router, "DELETE", "/apisix/admin/upstreams/u", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "the delete waited for the lock and gave up: {v}");
+    assert!(store.inner.get("/apisix/upstreams/u").await.expect("get").is_some(), "the upstream is still there");
+
+    store.open();
+    for _ in 0..3000 {
+        if state.inner.write.try_lock().is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(state.inner.write.try_lock().is_ok(), "the lock is released once the store write returned");
+    assert!(store.inner.get("/apisix/stream_routes/r").await.expect("get").is_some(), "the route was stored");
+    let (s, v) = send(&router, "DELETE", "/apisix/admin/upstreams/u", "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error_msg"].as_str().unwrap_or_default().contains("stream_route [r] is still using it"), "{v}");
+}
+
+/// Reads are bounded by `admin_request_timeout` too: a listing stuck in the
+/// store is answered 503, and the read turn is held no longer than needed.
+#[tokio::test]
+async fn a_read_past_the_request_timeout_is_answered_503() {
+    let (store, state, _dir) = gated(Duration::from_millis(300));
+    let router = router(state);
+    store.hold_lists.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (s, v) = send(&router, "GET", "/apisix/admin/upstreams", "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error_msg"].as_str().unwrap_or_default().contains("the read did not finish"), "{v}");
+    store.open();
+    let (s, v) = send(&router, "GET", "/apisix/admin/upstreams", "").await;
+    assert_eq!((s, v["total"].as_u64()), (StatusCode::OK, Some(0)), "{v}");
 }
