@@ -50,7 +50,8 @@ async fn a_list_valued_age_is_read_by_its_first_member() {
     let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
     let aged = |age: &str| OriginFile::new("old").cache_control("max-age=3600").header("age", age);
     let origin = TestOrigin::start(vec![
-        // The case: read as 0 before, so a stale object was a Hit.
+        // Two hours old by its first member; reading the last one (0) would
+        // make a stale object a Hit.
         ("/list", aged("7200, 0")),
         ("/lines", aged("7200").header("age", "0")),
         ("/young", aged("100, 9000")),
