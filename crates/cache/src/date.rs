@@ -16,7 +16,7 @@
 //! form is the only one that reads the clock, so the other two (nearly
 //! every date seen) cost no clock read.
 //!
-//! [`format`] writes the preferred form, IMF-fixdate, for the `Date` a
+//! [`format()`] writes the preferred form, IMF-fixdate, for the `Date` a
 //! cache adds to a response that arrived without one (RFC 9110 §6.6.1).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -31,13 +31,15 @@
 //! (RFC 9111 §5.2.2.10), and §4.2.4 forbids generating a stale response
 //! when an applicable `s-maxage` prohibits it. shardgate nevertheless
 //! honours `stale-while-revalidate` and `stale-if-error` sent in the same
-//! response as `s-maxage`: they are the origin's explicit, more specific
-//! instruction about this very response (RFC 5861 §4 lets a stale response
-//! be used on error "regardless of other freshness information"), and it is
-//! how CDNs are driven in practice: Next.js sends
-//! `s-maxage=<revalidate>, stale-while-revalidate=<seconds>` for CDNs
-//! ("Using a CDN with Next.js"; `s-maxage=1, stale-while-revalidate=59` is
-//! its long-documented example), and CloudFront honours both directives.
+//! response as `s-maxage`. They are the origin's explicit, more specific
+//! instruction about this very response: §4.2.4 itself counts RFC 5861's
+//! extension directives as the origin's explicit permission to serve
+//! stale, and RFC 5861 §4 lets a stale response be used on error
+//! "regardless of other freshness information". And it is how CDNs are
+//! driven in practice: Next.js sends `s-maxage=<revalidate>,
+//! stale-while-revalidate=<seconds>` for CDNs ("Using a CDN with Next.js";
+//! `s-maxage=1, stale-while-revalidate=59` is its long-documented example),
+//! and CloudFront honours both directives (AWS What's New, May 2023).
 //! Without one of them nothing is ever served stale, `s-maxage` or not; and
 //! `must-revalidate` or `proxy-revalidate` (which name stale serving
 //! explicitly) still turn both windows off.
