@@ -176,18 +176,38 @@ fn tag_list(value: &[u8]) -> impl Iterator<Item = Member<'_>> {
     })
 }
 
-/// The stored response's time of last modification for conditionals: its
-/// `Last-Modified`, else its `Date`, else when it was received
-/// (RFC 9111 §4.3.2).
-fn modified_at(stored: &HeaderMap, received: SystemTime) -> SystemTime {
-    date::first(stored, &LAST_MODIFIED).valid().or_else(|| date::first(stored, &DATE).valid()).unwrap_or(received)
+/// The dates of a stored response that conditionals compare against,
+/// parsed once when the response is stored rather than on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredDates {
+    /// Its `Last-Modified`, if that is a valid HTTP-date.
+    pub last_modified: Option<SystemTime>,
+    /// Its `Date`, or when it was received if it has no valid one.
+    pub date: SystemTime,
+}
+
+impl StoredDates {
+    /// Reads `Last-Modified` and `Date` of a response received at `received`.
+    pub fn of(stored: &HeaderMap, received: SystemTime) -> Self {
+        StoredDates {
+            last_modified: date::first(stored, &LAST_MODIFIED).valid(),
+            date: date::first(stored, &DATE).valid().unwrap_or(received),
+        }
+    }
+
+    /// The time of last modification for conditionals: `Last-Modified`,
+    /// else `Date`, else when it was received (RFC 9111 §4.3.2).
+    fn modified(&self) -> SystemTime {
+        self.last_modified.unwrap_or(self.date)
+    }
 }
 
 /// Whether `If-Range` (if present) still matches the stored object, so a
 /// range may be served (RFC 9110 §13.1.5): an entity tag must match
 /// strongly; a date must equal the stored `Last-Modified`, which must itself
 /// be strong (at least a second before the stored `Date`, §8.8.2.2).
-pub fn if_range_holds(req: &HeaderMap, stored: &HeaderMap, received: SystemTime) -> bool {
+/// `stored` gives the entity tag, `dates` the stored dates.
+pub fn if_range_holds(req: &HeaderMap, stored: &HeaderMap, dates: &StoredDates) -> bool {
     let mut lines = req.get_all(IF_RANGE).iter();
     let Some(cond) = lines.next() else { return true };
     if lines.next().is_some() {
@@ -202,20 +222,17 @@ pub fn if_range_holds(req: &HeaderMap, stored: &HeaderMap, received: SystemTime)
         };
         return want.strong_eq(&have);
     }
-    let (Some(since), Some(modified)) = (date::parse(cond), date::first(stored, &LAST_MODIFIED).valid()) else {
-        return false;
-    };
-    let served = date::first(stored, &DATE).valid().unwrap_or(received);
-    since == modified && modified + Duration::from_secs(1) <= served
+    let Some(modified) = dates.last_modified else { return false };
+    let Some(since) = date::parse(cond) else { return false };
+    since == modified && modified + Duration::from_secs(1) <= dates.date
 }
 
 /// Whether the viewer's validators match the stored object, so 304 Not
 /// Modified may be sent instead of the body (RFC 9110 §13.1.1–§13.1.3,
 /// RFC 9111 §4.3.2). `If-None-Match` uses the weak comparison and, when
 /// present, decides alone; `If-Modified-Since` is ignored unless it is one
-/// valid HTTP-date. `received` stands in for a missing `Last-Modified` and
-/// `Date`.
-pub fn not_modified(req: &HeaderMap, stored: &HeaderMap, received: SystemTime) -> bool {
+/// valid HTTP-date, and compared with `dates` (see [`StoredDates::of`]).
+pub fn not_modified(req: &HeaderMap, stored: &HeaderMap, dates: &StoredDates) -> bool {
     if req.contains_key(IF_NONE_MATCH) {
         let stored_raw = stored.get(ETAG).map(|e| e.as_bytes().trim_ascii());
         let stored_tag = stored_raw.and_then(EntityTag::parse);
@@ -229,7 +246,7 @@ pub fn not_modified(req: &HeaderMap, stored: &HeaderMap, received: SystemTime) -
     let mut lines = req.get_all(IF_MODIFIED_SINCE).iter();
     let (Some(since), None) = (lines.next(), lines.next()) else { return false };
     let Some(since) = date::parse(since.as_bytes()) else { return false };
-    modified_at(stored, received) <= since
+    dates.modified() <= since
 }
 
 #[cfg(test)]
@@ -244,6 +261,32 @@ mod tests {
             m.append(*k, HeaderValue::from_static(v));
         }
         m
+    }
+
+    /// The function under test, with the stored dates read as the cache
+    /// reads them when it stores a response.
+    fn not_modified(req: &HeaderMap, stored: &HeaderMap, received: SystemTime) -> bool {
+        super::not_modified(req, stored, &StoredDates::of(stored, received))
+    }
+
+    /// The function under test, as [`not_modified`].
+    fn if_range_holds(req: &HeaderMap, stored: &HeaderMap, received: SystemTime) -> bool {
+        super::if_range_holds(req, stored, &StoredDates::of(stored, received))
+    }
+
+    #[test]
+    fn stored_dates_are_read_once() {
+        let received = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let dated = h(&[("date", "Tue, 14 Nov 2023 22:13:20 GMT"), ("last-modified", "Mon, 13 Nov 2023 00:00:00 GMT")]);
+        let d = StoredDates::of(&dated, later());
+        assert_eq!(d.date, received);
+        assert_eq!(d.last_modified, Some(UNIX_EPOCH + Duration::from_secs(1_699_833_600)));
+        // An invalid or missing Date is the receipt time; an invalid Last-Modified is none.
+        let bad = h(&[("date", "yesterday"), ("last-modified", "0")]);
+        assert_eq!(StoredDates::of(&bad, received), StoredDates { last_modified: None, date: received });
+        // What a request compares against is what was read when storing.
+        let req = h(&[("if-modified-since", "Tue, 14 Nov 2023 00:00:00 GMT")]);
+        assert!(super::not_modified(&req, &HeaderMap::new(), &d), "Last-Modified decides, not the headers passed");
     }
 
     /// Long after every date in these tests.

@@ -12,21 +12,27 @@
 //! recipients to be robust, and neither changes which instant is meant.
 //!
 //! An RFC 850 two-digit year that would be more than 50 years in the future
-//! is the most recent past year with those digits (RFC 9110 §5.6.7).
+//! is the most recent past year with those digits (RFC 9110 §5.6.7); that
+//! form is the only one that reads the clock, so the other two (nearly
+//! every date seen) cost no clock read.
+//!
+//! [`format()`] writes the preferred form, IMF-fixdate, for the `Date` a
+//! cache adds to a response that arrived without one (RFC 9110 §6.6.1).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderMap;
 use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
 
 const DAYS: [&[u8; 3]; 7] = [b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun"];
 const LONG_DAYS: [&[u8]; 7] = [b"monday", b"tuesday", b"wednesday", b"thursday", b"friday", b"saturday", b"sunday"];
 const MONTHS: [&[u8; 3]; 12] =
     [b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec"];
 
-/// Parses an HTTP-date, using the current year for RFC 850's two-digit years.
+/// Parses an HTTP-date, using the current year for RFC 850's two-digit
+/// years (the clock is read for that form only).
 pub fn parse(value: &[u8]) -> Option<SystemTime> {
-    parse_at(value, SystemTime::now())
+    parse_with(value, SystemTime::now)
 }
 
 /// A date-valued field of a message.
@@ -62,6 +68,12 @@ pub fn first(headers: &HeaderMap, name: &HeaderName) -> DateField {
 
 /// Parses an HTTP-date; `now` decides the century of RFC 850 years.
 pub fn parse_at(value: &[u8], now: SystemTime) -> Option<SystemTime> {
+    parse_with(value, || now)
+}
+
+/// Parses an HTTP-date; `now` is called only for an RFC 850 date, whose
+/// two-digit year needs the current one.
+fn parse_with(value: &[u8], now: impl FnOnce() -> SystemTime) -> Option<SystemTime> {
     let s = value.trim_ascii();
     let (year, month, day, time) = match s.len() {
         29 => imf_fixdate(s)?,
@@ -94,7 +106,7 @@ fn imf_fixdate(s: &[u8]) -> Option<(i64, u32, u32, i64)> {
 }
 
 /// `day-name-l "," SP 2DIGIT "-" month "-" 2DIGIT SP hh:mm:ss SP "GMT"`.
-fn rfc850(s: &[u8], now: SystemTime) -> Option<(i64, u32, u32, i64)> {
+fn rfc850(s: &[u8], now: impl FnOnce() -> SystemTime) -> Option<(i64, u32, u32, i64)> {
     let comma = s.iter().position(|&b| b == b',')?;
     let name = s[..comma].to_ascii_lowercase();
     if !LONG_DAYS.contains(&name.as_slice()) {
@@ -110,7 +122,7 @@ fn rfc850(s: &[u8], now: SystemTime) -> Option<(i64, u32, u32, i64)> {
     let yy = digits(&s[8..10])?;
     let time = time_of_day(&s[11..19])?;
     gmt(&s[20..23])?;
-    Some((two_digit_year(yy, now), month, day, time))
+    Some((two_digit_year(yy, now()), month, day, time))
 }
 
 /// `day-name SP month SP ( 2DIGIT / ( SP DIGIT ) ) SP hh:mm:ss SP 4DIGIT`.
@@ -195,16 +207,47 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The year of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
-fn civil_year(days: i64) -> i64 {
+/// The date (year, month, day) of a day count since 1970-01-01 (inverse of
+/// [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(month <= 2)
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// The year of a day count since 1970-01-01.
+fn civil_year(days: i64) -> i64 {
+    civil_from_days(days).0
+}
+
+/// `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110
+/// §5.6.7), whole seconds; an instant before 1970 is written as the epoch
+/// (no clock of this process reads such a time).
+pub fn format(t: SystemTime) -> HeaderValue {
+    const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTH_NAMES: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let (year, month, day) = civil_from_days(days);
+    let time = secs % 86_400;
+    // 1970-01-01 was a Thursday (index 3 from Monday).
+    let weekday = NAMES[((days + 3) % 7) as usize];
+    let text = format!(
+        "{weekday}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        MONTH_NAMES[(month - 1) as usize],
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    );
+    // Built from ASCII letters, digits, spaces, ':' and ',': always a valid value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 #[cfg(test)]
@@ -279,6 +322,36 @@ mod tests {
         assert_eq!(year("Monday, 06-Nov-28 08:49:37 GMT"), Some(2028));
         assert_eq!(year("Monday, 06-Nov-76 08:49:37 GMT"), Some(2076), "50 years ahead is still the future");
         assert_eq!(year("Monday, 06-Nov-77 08:49:37 GMT"), Some(1977), "more than 50 years ahead: the past");
+    }
+
+    #[test]
+    fn only_rfc_850_dates_read_the_clock() {
+        let reads = std::cell::Cell::new(0);
+        let clock = || {
+            reads.set(reads.get() + 1);
+            at(NOW)
+        };
+        assert!(parse_with(b"Sun, 06 Nov 1994 08:49:37 GMT", clock).is_some());
+        assert!(parse_with(b"Sun Nov  6 08:49:37 1994", clock).is_some());
+        assert!(parse_with(b"garbage", clock).is_none());
+        assert!(parse_with(b"Sun, 06 Nov 1994 08:49:37 UTC", clock).is_none());
+        assert_eq!(reads.get(), 0, "IMF-fixdate, asctime and garbage need no clock");
+        assert!(parse_with(b"Sunday, 06-Nov-94 08:49:37 GMT", clock).is_some());
+        assert_eq!(reads.get(), 1, "a two-digit year does");
+    }
+
+    #[test]
+    fn format_writes_imf_fixdate() {
+        assert_eq!(format(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(format(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(format(at(NOW)), "Mon, 01 Jun 2026 00:00:00 GMT");
+        assert_eq!(format(at(1_700_000_000) + Duration::from_millis(999)), "Tue, 14 Nov 2023 22:13:20 GMT");
+        // Every day of a long span reads back as the same second.
+        for secs in (0..4_000_000_000u64).step_by(86_399 * 37) {
+            let v = format(at(secs));
+            assert_eq!(parse_at(v.as_bytes(), at(NOW)), Some(at(secs)), "{v:?}");
+        }
     }
 
     #[test]

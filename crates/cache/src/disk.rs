@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use crate::conditional::StoredDates;
 use crate::fill::Fill;
 use crate::memory::Object;
 
@@ -142,12 +143,14 @@ impl Meta {
         }
         let now_ms = unix(SystemTime::now()).as_millis() as u64;
         let fresh_left = Duration::from_millis(self.fresh_until_unix_ms.saturating_sub(now_ms));
+        let received = UNIX_EPOCH + Duration::from_secs(self.received_unix);
         let object = Object {
             status: StatusCode::from_u16(self.status).ok()?,
+            dates: StoredDates::of(&headers, received),
             headers,
             body: std::sync::Arc::new(body),
             content_length: Some(self.len),
-            received: UNIX_EPOCH + Duration::from_secs(self.received_unix),
+            received,
             initial_age: Duration::from_secs(self.initial_age),
             fresh_until: Instant::now() + fresh_left,
             stale_while_revalidate: Duration::from_secs(self.stale_while_revalidate),

@@ -15,10 +15,34 @@
 //!   those fields (§5.2.2.4, §5.2.2.7);
 //! - a targeted field such as `CDN-Cache-Control` (RFC 9213), when present
 //!   and valid, replaces `Cache-Control` and `Expires` for this cache; the
-//!   TTL bounds still apply to it;
+//!   TTL bounds still apply to it. One that is not valid (RFC 9213 §2.1: a
+//!   known directive with a value of the wrong type, such as
+//!   `max-age="600"` or `max-age=1.5`) gives no freshness, but the
+//!   `no-store`, `private`, `no-cache`, `must-revalidate` and
+//!   `proxy-revalidate` that parsed in it still apply (see
+//!   [`CacheControl::parse_targeted`]);
 //! - `stale-while-revalidate` and `stale-if-error` (RFC 5861) extend the
-//!   window in which a stale copy may be served; `must-revalidate` and
-//!   `proxy-revalidate` close it.
+//!   window in which a stale copy may be served; `must-revalidate`,
+//!   `proxy-revalidate` and an unqualified `no-cache` close it (RFC 9111
+//!   §4.2.4 names them as forbidding stale responses).
+//!
+//! `s-maxage` and stale serving, a decision. For a shared cache `s-maxage`
+//! "incorporates the semantics of the proxy-revalidate response directive"
+//! (RFC 9111 §5.2.2.10), and §4.2.4 forbids generating a stale response
+//! when an applicable `s-maxage` prohibits it. shardgate nevertheless
+//! honours `stale-while-revalidate` and `stale-if-error` sent in the same
+//! response as `s-maxage`. They are the origin's explicit, more specific
+//! instruction about this very response: §4.2.4 itself counts RFC 5861's
+//! extension directives as the origin's explicit permission to serve
+//! stale, and RFC 5861 §4 lets a stale response be used on error
+//! "regardless of other freshness information". And it is how CDNs are
+//! driven in practice: Next.js sends `s-maxage=<revalidate>,
+//! stale-while-revalidate=<seconds>` for CDNs ("Using a CDN with Next.js";
+//! `s-maxage=1, stale-while-revalidate=59` is its long-documented example),
+//! and CloudFront honours both directives (AWS What's New, May 2023).
+//! Without one of them nothing is ever served stale, `s-maxage` or not; and
+//! `must-revalidate` or `proxy-revalidate` (which name stale serving
+//! explicitly) still turn both windows off.
 //!
 //! Parsing follows the RFCs' error handling rather than a happy path:
 //! directives are split on commas outside quoted strings; names compare
@@ -104,7 +128,8 @@ pub struct CacheControl {
     pub stale_while_revalidate: Option<u64>,
     /// `stale-if-error`.
     pub stale_if_error: Option<u64>,
-    /// `must-revalidate` or `proxy-revalidate`: never serve stale.
+    /// `must-revalidate` or `proxy-revalidate` (the same for a shared
+    /// cache, RFC 9111 §5.2.2.8): never serve stale.
     pub must_revalidate: bool,
 }
 
@@ -121,34 +146,48 @@ impl CacheControl {
     }
 
     /// Parses the targeted field `name` as a Structured Field Dictionary
-    /// (RFC 9213 §2.1). `None` when it is absent, empty, does not parse, or
-    /// gives a known directive a value of the wrong type (RFC 9213: such
-    /// values are not consumed; the field is then ignored as invalid).
-    pub fn parse_targeted(headers: &HeaderMap, name: &HeaderName) -> Option<Self> {
-        let members = structured::dictionary(headers, name)?.ok()?;
+    /// (RFC 9213 §2.1).
+    ///
+    /// RFC 9213 §2.1 maps each directive's value to a Structured Field type
+    /// (no value: Boolean; delta-seconds: Integer; quoted-string: String),
+    /// says implementations "SHOULD NOT consume values that violate these
+    /// inferred constraints", and that a field that is empty or fails to
+    /// parse as a Dictionary SHOULD be ignored, the cache falling back to
+    /// the other cache-control mechanisms. A field in which a known
+    /// directive has a value of the wrong type (`max-age="600"`,
+    /// `max-age=1.5`) is therefore not valid either: it gives no freshness,
+    /// and a cache selects the next targeted field or `Cache-Control`
+    /// instead (§2.2: "the first ... field with a valid, non-empty value").
+    /// The restrictive directives that did parse in it (`no-store`,
+    /// `private`, `no-cache`, `must-revalidate`, `proxy-revalidate`) are
+    /// still the origin's explicit word to this cache, and dropping them
+    /// would make the cache more permissive than both fields: they are kept
+    /// ([`TargetedField::Invalid`]) and still prevent storing and reuse.
+    pub fn parse_targeted(headers: &HeaderMap, name: &HeaderName) -> TargetedField {
+        let Some(Ok(members)) = structured::dictionary(headers, name) else { return TargetedField::Ignored };
         if members.is_empty() {
-            return None;
+            return TargetedField::Ignored;
         }
         let mut cc = CacheControl::default();
+        let mut wrong_type = false;
         for (key, item) in &members {
             let seconds = || match item {
                 Item::Integer(n) if *n >= 0 => Some((*n as u64).min(DELTA_SECONDS_MAX)),
                 _ => None,
             };
-            match key.as_str() {
-                "max-age" => cc.max_age = Some(seconds()?),
-                "s-maxage" => cc.s_maxage = Some(seconds()?),
-                "stale-while-revalidate" => cc.stale_while_revalidate = Some(seconds()?),
-                "stale-if-error" => cc.stale_if_error = Some(seconds()?),
+            let field = match key.as_str() {
+                "max-age" => &mut cc.max_age,
+                "s-maxage" => &mut cc.s_maxage,
+                "stale-while-revalidate" => &mut cc.stale_while_revalidate,
+                "stale-if-error" => &mut cc.stale_if_error,
                 "no-store" | "must-revalidate" | "proxy-revalidate" => {
-                    let Item::Boolean(on) = item else { return None };
-                    if *on {
-                        if key == "no-store" {
-                            cc.no_store = true;
-                        } else {
-                            cc.must_revalidate = true;
-                        }
+                    match item {
+                        Item::Boolean(true) if key == "no-store" => cc.no_store = true,
+                        Item::Boolean(true) => cc.must_revalidate = true,
+                        Item::Boolean(false) => {}
+                        _ => wrong_type = true,
                     }
+                    continue;
                 }
                 "no-cache" | "private" => {
                     let (whole, fields) = if key == "no-cache" {
@@ -160,13 +199,50 @@ impl CacheControl {
                         Item::Boolean(true) => *whole = true,
                         Item::Boolean(false) => {}
                         Item::String(list) => qualify(whole, fields, Some(list.as_bytes())),
-                        _ => return None,
+                        _ => wrong_type = true,
                     }
+                    continue;
                 }
-                _ => {}
+                _ => continue,
+            };
+            match seconds() {
+                Some(n) => *field = Some(n),
+                None => wrong_type = true,
             }
         }
-        Some(cc)
+        if wrong_type { TargetedField::Invalid(cc.restrictions()) } else { TargetedField::Valid(cc) }
+    }
+
+    /// Only the directives that forbid something: storing or sharing
+    /// (`no-store`, `private`, `no-cache`, with their field lists) and
+    /// serving stale (`must-revalidate`, `proxy-revalidate`).
+    fn restrictions(self) -> CacheControl {
+        CacheControl {
+            no_store: self.no_store,
+            no_cache: self.no_cache,
+            no_cache_fields: self.no_cache_fields,
+            private: self.private,
+            private_fields: self.private_fields,
+            must_revalidate: self.must_revalidate,
+            ..CacheControl::default()
+        }
+    }
+
+    /// Adds the restrictions of `other` (see [`CacheControl::restrictions`]).
+    fn restrict(&mut self, other: &CacheControl) {
+        self.no_store |= other.no_store;
+        self.no_cache |= other.no_cache;
+        self.private |= other.private;
+        self.must_revalidate |= other.must_revalidate;
+        for (mine, theirs) in
+            [(&mut self.no_cache_fields, &other.no_cache_fields), (&mut self.private_fields, &other.private_fields)]
+        {
+            for name in theirs {
+                if !mine.contains(name) {
+                    mine.push(name.clone());
+                }
+            }
+        }
     }
 
     /// Applies one `cache-directive` (`token [ "=" ( token / quoted-string ) ]`).
@@ -318,17 +394,42 @@ pub(crate) fn list_members(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// A targeted field of one response, as [`CacheControl::parse_targeted`]
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetedField {
+    /// Absent, empty, or not a Structured Field Dictionary: as if absent.
+    Ignored,
+    /// A Dictionary in which a known directive has a value of the wrong
+    /// type: ignored for freshness, but its restrictive directives (the
+    /// only ones held here) still apply.
+    Invalid(CacheControl),
+    /// Valid: replaces `Cache-Control` and `Expires` for this cache.
+    Valid(CacheControl),
+}
+
 /// The directives this cache obeys for a response: the first targeted field
-/// of `targeted` that is present and valid (RFC 9213 §2.1), else
-/// `Cache-Control`. The flag tells whether a targeted field was used (then
-/// `Expires` is ignored too).
+/// of `targeted` that is present and valid (RFC 9213 §2.2), else
+/// `Cache-Control`; either way with the restrictive directives of any
+/// invalid targeted field before it added (see
+/// [`CacheControl::parse_targeted`]). The flag tells whether a targeted
+/// field was used (then `Expires` is ignored too).
 pub fn directives(headers: &HeaderMap, targeted: &[HeaderName]) -> (CacheControl, bool) {
-    for name in targeted {
-        if let Some(cc) = CacheControl::parse_targeted(headers, name) {
-            return (cc, true);
+    let mut restrictions: Option<CacheControl> = None;
+    let (mut cc, from_targeted) = 'chosen: {
+        for name in targeted {
+            match CacheControl::parse_targeted(headers, name) {
+                TargetedField::Valid(cc) => break 'chosen (cc, true),
+                TargetedField::Invalid(r) => restrictions.get_or_insert_with(CacheControl::default).restrict(&r),
+                TargetedField::Ignored => {}
+            }
         }
+        (CacheControl::parse(headers), false)
+    };
+    if let Some(r) = &restrictions {
+        cc.restrict(r);
     }
-    (CacheControl::parse(headers), false)
+    (cc, from_targeted)
 }
 
 /// The response's `Age`: the first member of its list, if that member is a
@@ -434,7 +535,9 @@ pub fn storability(
         // One viewer's cookie must never be served to another.
         return Storability::Skip("set-cookie");
     }
-    let (swr, sie) = if cc.must_revalidate {
+    // Which directives may turn stale serving off, and why s-maxage is not
+    // one of them here: see the module documentation.
+    let (swr, sie) = if cc.must_revalidate || cc.no_cache {
         (Duration::ZERO, Duration::ZERO)
     } else {
         // Bounded: an origin's absurd window must not overflow the

@@ -23,6 +23,7 @@ pub mod freshness;
 pub mod memory;
 pub mod structured;
 
+pub use conditional::StoredDates;
 pub use disk::{DiskRef, DiskSettings};
 pub use fill::{Fill, FillEnd, Read};
 pub use freshness::{CacheControl, Freshness, Storability, Timing, TtlBounds, age_of, storability};

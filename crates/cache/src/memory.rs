@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::watch;
 
+use crate::conditional::StoredDates;
 use crate::disk::{Disk, DiskRef, DiskSettings};
 use crate::fill::Fill;
 use crate::freshness::list_members;
@@ -51,6 +52,9 @@ pub struct Object {
     pub content_length: Option<u64>,
     /// When the response was received, for `Age`.
     pub received: SystemTime,
+    /// Its `Last-Modified` and `Date`, parsed once when it is stored, for
+    /// conditional requests (`StoredDates::of(&headers, received)`).
+    pub dates: StoredDates,
     /// Its age when it arrived (RFC 9111 §4.2.3 `corrected_initial_age`:
     /// the origin's `Age`, the fetch time and the apparent age from `Date`).
     pub initial_age: Duration,

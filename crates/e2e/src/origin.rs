@@ -2,12 +2,15 @@
 //! the requests each path receives, answers `If-None-Match` with 304, can
 //! stream a body slowly (so concurrent misses overlap) and can be stopped
 //! (so stale-if-error can be seen).
+//!
+//! Every answer carries a `Date` written here (hyper's automatic one is
+//! off), unless the file sets its own or is served without one.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Channel, Full};
@@ -34,6 +37,9 @@ pub struct OriginFile {
     pub chunk_delay: Duration,
     /// Other response headers, sent with every answer.
     pub headers: Vec<(String, String)>,
+    /// Send no `Date` (RFC 9110 §6.6.1 lets an origin without a clock
+    /// omit it).
+    pub without_date: bool,
 }
 
 impl OriginFile {
@@ -63,6 +69,12 @@ impl OriginFile {
     /// Adds a response header (e.g. `Last-Modified`).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends every answer (200 and 304) without `Date`.
+    pub fn without_date(mut self) -> Self {
+        self.without_date = true;
         self
     }
 
@@ -109,9 +121,11 @@ impl TestOrigin {
                 let st = Arc::clone(&st);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| serve(Arc::clone(&st), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(sock), svc)
-                        .await;
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // `serve` writes Date itself, so that a test can leave it out.
+                    builder.http1().auto_date_header(false);
+                    builder.http2().auto_date_header(false);
+                    let _ = builder.serve_connection(TokioIo::new(sock), svc).await;
                 });
             }
         });
@@ -165,9 +179,11 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
         s.last_headers.insert(target.clone(), headers);
         s.files.get(req.uri().path()).cloned()
     };
+    let now = http_date(SystemTime::now());
     let Some(file) = file else {
         let mut r = Response::new(http_body_util::Either::Left(Full::new(Bytes::from_static(b"not found\n"))));
         *r.status_mut() = StatusCode::NOT_FOUND;
+        r.headers_mut().insert("date", now.parse().expect("an HTTP-date is a header value"));
         return Ok(r);
     };
     let mut resp = Response::builder().header("content-type", "application/octet-stream");
@@ -176,6 +192,9 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
     }
     for (name, value) in &file.headers {
         resp = resp.header(name.as_str(), value.as_str());
+    }
+    if !file.without_date && !file.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("date")) {
+        resp = resp.header("date", &now);
     }
     if let Some(etag) = &file.etag {
         resp = resp.header("etag", etag);
@@ -216,6 +235,38 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
     Ok(resp.body(http_body_util::Either::Right(body)).expect("response"))
 }
 
+/// `t` as an IMF-fixdate (RFC 9110 §5.6.7), written here rather than taken
+/// from the gateway's crates so that the origin stays independent of them.
+pub fn http_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = secs / 86_400;
+    // Walk the years, then the months: test dates are near now, so this is short.
+    let (mut year, mut left) = (1970u64, days);
+    let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    while left >= if leap(year) { 366 } else { 365 } {
+        left -= if leap(year) { 366 } else { 365 };
+        year += 1;
+    }
+    let lengths = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut month = 0;
+    while left >= lengths[month] {
+        left -= lengths[month];
+        month += 1;
+    }
+    let t = secs % 86_400;
+    format!(
+        "{}, {:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        left + 1,
+        MONTHS[month],
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
 /// One HTTP/1.1 GET through the edge: `(status, headers, body)`.
 pub async fn get(
     addr: SocketAddr,
@@ -240,4 +291,19 @@ pub async fn get(
         .collect();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (status, hs, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        let at = |secs| http_date(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(at(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(at(1_780_272_000 + 86_399), "Mon, 01 Jun 2026 23:59:59 GMT");
+    }
 }

@@ -6,18 +6,24 @@
 //! policies" and "CloudFront Functions event structure"): everything in the
 //! cache key is also forwarded to the origin; a viewer-request rewrite runs
 //! before the lookup, so the rewritten path is what is cached. shardgate
-//! joins the rewrite header to the key as well, so two channels can never
-//! share an entry even if a cache policy forgets the header (seed 003,
-//! scenario 2).
+//! joins the rewrite header to the key as well, so two channels (the
+//! per-vendor folders a header selects) can never share an entry even if a
+//! cache policy forgets the header.
 //!
 //! Paths are normalised once, before anything reads them
 //! ([`normalize_path`]): routing, the web ACL, the cache key, invalidation
 //! and the origin all see the same path, so `/x/../admin` cannot pass a rule
-//! written for `/admin` nor be cached apart from it.
+//! written for `/admin` nor be cached apart from it. Paths that stay one
+//! thing here but become another at an origin that decodes `%2F`, takes
+//! `\` as a separator or strips `;` parameters (`/x/..%2Fadmin`,
+//! `/x\..\admin`, `/x/..;/admin`) are refused.
+
+use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderValue, Request};
 use shardgate_model::CachePolicy;
 use shardgate_model::edge::{KeyItems, Rewrite};
+use shardgate_waf::transform::{PathRules, percent_byte};
 
 /// Longest channel value accepted.
 const MAX_CHANNEL: usize = 64;
@@ -106,7 +112,8 @@ fn bare_host(raw: &[u8]) -> &[u8] {
 ///   use the host information of the request-target"), so the web ACL
 ///   inspects the host that routes the request;
 /// - the path: normalised by [`normalize_path`] and written back into
-///   the URI; `%00` and broken percent-encodings are a 400.
+///   the URI; `%00`, broken percent-encodings and dot-segments hidden from
+///   it (see [`BadPath`]) are a 400.
 pub fn check_viewer_input<B>(req: &mut Request<B>) -> Result<(), Refusal> {
     // Read without copying: this runs on every request, hits included.
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
@@ -168,6 +175,24 @@ pub enum BadPath {
     /// `%` not followed by two hex digits (RFC 3986 §2.1).
     #[error("the path holds a '%' that is not followed by two hex digits")]
     Percent,
+    /// A `.` or `..` segment that only an encoded slash or a backslash
+    /// separates (`/x/..%2Fadmin`, `/x\..\admin`, `/x/%2e%2e%5Cadmin`):
+    /// one segment here, a dot-segment at an origin that decodes `%2F` or
+    /// `%5C`, or takes `\` as `/`, before removing dot-segments (nginx,
+    /// many application servers; IIS for `\`), so the origin would serve a
+    /// path that the web ACL, the cache key and routing never saw.
+    #[error(
+        "the path holds a '.' or '..' segment behind an encoded slash or a backslash (%2F, %5C or \\), \
+         which an origin that decodes them would read as a dot-segment"
+    )]
+    HiddenDotSegment,
+    /// A segment that is `..` or `.` with parameters (`..;a=b`, `.;`,
+    /// also as `%3B`): Tomcat and other servlet containers strip path
+    /// parameters and then read it as a dot-segment.
+    #[error(
+        "the path holds a dot-segment with parameters ('..;' or '.;'), which an origin that strips path parameters reads as '..' or '.'"
+    )]
+    DotSegmentParameters,
 }
 
 /// The path in normal form, or `None` when it already is (the usual case,
@@ -179,31 +204,34 @@ pub enum BadPath {
 ///   `/a%2Fb` stays one segment (decoding it would change which resource is
 ///   named);
 /// - dot-segments are removed (RFC 3986 §5.2.4, after the decoding, so
-///   `%2e%2e` is `..` too); `..` at the root stays at the root;
-/// - `%00` and broken percent-encodings are refused.
+///   `%2e%2e` is `..` too; `waf::transform::normalize_path` with
+///   [`PathRules::Rfc3986`]); `..` at the root stays at the root;
+/// - `%00`, broken percent-encodings, and dot-segments that only an origin
+///   would see ([`BadPath::HiddenDotSegment`],
+///   [`BadPath::DotSegmentParameters`]) are refused.
 pub fn normalize_path(path: &str) -> Result<Option<String>, BadPath> {
     let bytes = path.as_bytes();
-    let suspect = bytes.iter().enumerate().any(|(i, &b)| b == b'%' || (b == b'.' && (i == 0 || bytes[i - 1] == b'/')));
+    // Every path that could change or be refused has a '%', or a '.' that
+    // starts a segment (after '/' or '\').
+    let suspect = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'%' || (b == b'.' && (i == 0 || matches!(bytes[i - 1], b'/' | b'\\'))));
     if !suspect || !path.starts_with('/') {
         return Ok(None);
     }
     let decoded = normalize_percent(bytes)?;
-    let out = remove_dot_segments(&decoded);
+    let out = shardgate_waf::transform::normalize_path(&decoded, PathRules::Rfc3986);
+    refuse_hidden_dot_segments(&out)?;
+    // Only ASCII was decoded, and only at ASCII separators was the path cut,
+    // so what was UTF-8 is still UTF-8.
+    let out = String::from_utf8(out).map_err(|_| BadPath::Percent)?;
     Ok((out != path).then_some(out))
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Decodes unreserved percent-encodings, upper-cases the others. Other
 /// bytes (UTF-8 included, which `http` lets through) are copied as they are.
-fn normalize_percent(bytes: &[u8]) -> Result<String, BadPath> {
+fn normalize_percent(bytes: &[u8]) -> Result<Vec<u8>, BadPath> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -214,11 +242,7 @@ fn normalize_percent(bytes: &[u8]) -> Result<String, BadPath> {
             i += 1;
             continue;
         }
-        let (Some(hi), Some(lo)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
-        else {
-            return Err(BadPath::Percent);
-        };
-        let v = hi << 4 | lo;
+        let v = percent_byte(bytes, i).ok_or(BadPath::Percent)?;
         if v == 0 {
             return Err(BadPath::Nul);
         }
@@ -229,37 +253,39 @@ fn normalize_percent(bytes: &[u8]) -> Result<String, BadPath> {
         }
         i += 3;
     }
-    // Only ASCII was decoded into a UTF-8 string, so it is still UTF-8.
-    String::from_utf8(out).map_err(|_| BadPath::Percent)
+    Ok(out)
 }
 
-/// RFC 3986 §5.2.4 on an absolute path, by segments: `.` goes, `..` drops
-/// the segment before it (nothing above the root), a trailing `.` or `..`
-/// leaves a trailing slash; empty segments are kept.
-fn remove_dot_segments(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    let mut trailing = false;
-    for (i, seg) in segments.into_iter().enumerate() {
-        match seg {
-            "." => trailing = i == last,
-            ".." => {
-                out.pop();
-                trailing = i == last;
-            }
-            s => out.push(s),
+/// Refuses a normalised path (dot-segments removed, percent-encodings in
+/// upper case) in which cutting also at `\`, `%2F` and `%5C` gives a `.` or
+/// `..` segment, or any segment starts with `.;` or `..;` (`;` also as
+/// `%3B`). Plain `%2F` elsewhere stays data: `/a%2Fb` passes.
+fn refuse_hidden_dot_segments(path: &[u8]) -> Result<(), BadPath> {
+    let mut rest = path;
+    loop {
+        // The next separator: '/', '\', or an encoded slash or backslash.
+        let (end, skip) = rest
+            .iter()
+            .enumerate()
+            .find_map(|(i, &b)| match b {
+                b'/' | b'\\' => Some((i, 1)),
+                b'%' if matches!(rest.get(i + 1..i + 3), Some(b"2F" | b"5C")) => Some((i, 3)),
+                _ => None,
+            })
+            .unwrap_or((rest.len(), 0));
+        let segment = &rest[..end];
+        if segment == b"." || segment == b".." {
+            return Err(BadPath::HiddenDotSegment);
         }
+        let name = segment.strip_prefix(b"..").or_else(|| segment.strip_prefix(b".")).unwrap_or(b"-");
+        if name.starts_with(b";") || name.starts_with(b"%3B") {
+            return Err(BadPath::DotSegmentParameters);
+        }
+        if skip == 0 {
+            return Ok(());
+        }
+        rest = &rest[end + skip..];
     }
-    let mut normal = String::with_capacity(path.len());
-    for seg in &out {
-        normal.push('/');
-        normal.push_str(seg);
-    }
-    if trailing || normal.is_empty() {
-        normal.push('/');
-    }
-    normal
 }
 
 /// Validates a channel value: one plain path segment. Anything that could
@@ -340,21 +366,6 @@ pub fn filtered_cookies(policy: &KeyItems, headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Appends `n` in decimal without allocating.
-fn push_decimal(out: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
-}
-
 /// Builds the cache key. Fields are length-prefixed so that no value can
 /// forge another field's boundary.
 pub fn cache_key(
@@ -367,10 +378,9 @@ pub fn cache_key(
 ) -> String {
     let mut key = String::with_capacity(64 + origin_target.len());
     let mut field = |tag: char, v: &str| {
-        key.push(tag);
-        push_decimal(&mut key, v.len());
-        key.push(':');
-        key.push_str(v);
+        // `fmt::Write for String` only appends and always returns `Ok`:
+        // there is no error to handle, and no allocation beyond the key's.
+        write!(key, "{tag}{}:{v}", v.len()).ok();
     };
     field('d', namespace);
     field('t', origin_target);
@@ -488,7 +498,8 @@ mod tests {
             // Unreserved characters are decoded, the rest get upper-case hex.
             ("/%41%62c%7e%2D", "/Abc~-"),
             ("/a%2fb", "/a%2Fb"),
-            ("/a%2f..%2fb", "/a%2F..%2Fb"),
+            ("/a%2f..b%2fc", "/a%2F..b%2Fc"),
+            ("/a/%2e%2e%2e%3b", "/a/...%3B"),
             ("/%c3%a9", "/%C3%A9"),
             ("/é/../x%41", "/xA"),
             ("/é/%2e/x", "/é/x"),
@@ -503,11 +514,53 @@ mod tests {
         assert_eq!(n("*"), Ok(None), "asterisk-form is not a path");
     }
 
+    #[test]
+    fn dot_segments_hidden_from_the_normal_form_are_refused() {
+        let n = |p: &str| normalize_path(p);
+        // A separator an origin may decode, or a backslash, around a dot-segment.
+        for p in [
+            "/x/..%2Fadmin",
+            "/x/..%2fadmin",
+            "/x/%2e%2e%5Cadmin",
+            "/x/%2E%2E%5cadmin",
+            "/x\\..\\admin",
+            "/x/..\\admin",
+            "/x%2F..%2Fb",
+            "/public/..%2Fadmin",
+            "/x/.%2Fadmin",
+            "/x/a%2F.",
+            "/x/..%5C",
+            "/x\\.\\a",
+            "/%2F..",
+            "\\..",
+        ] {
+            let want = if p.starts_with('/') { Err(BadPath::HiddenDotSegment) } else { Ok(None) };
+            assert_eq!(n(p), want, "{p}");
+        }
+        // Path parameters on a dot-segment (Tomcat strips `;...`).
+        for p in ["/x/..;/admin", "/x/.;/admin", "/x/..;jsessionid=1/admin", "/x/%2e%2e;/admin", "/x/..%3b/a", "/x/..;"]
+        {
+            assert_eq!(n(p), Err(BadPath::DotSegmentParameters), "{p}");
+        }
+        assert_eq!(n("/x\\..;\\admin"), Err(BadPath::DotSegmentParameters), "behind a backslash too");
+        // Encoded slashes and backslashes elsewhere are data; so are names
+        // that merely start with dots.
+        for p in ["/a%2Fb", "/a%5Cb", "/a\\b", "/x/...;/a", "/x/..a;/b", "/x/a;..", "/x/%2F%2F", "/v1..2%2Fx"] {
+            assert!(n(p).is_ok(), "{p}: {:?}", n(p));
+        }
+        assert_eq!(n("/a%2fb%5c"), Ok(Some("/a%2Fb%5C".into())));
+        // The messages name the problem.
+        assert!(BadPath::HiddenDotSegment.to_string().contains("%2F"));
+        assert!(BadPath::DotSegmentParameters.to_string().contains("..;"));
+        let mut r = request(http::Version::HTTP_11, "/x/..%2Fadmin", &["a.example"]);
+        assert_eq!(check_viewer_input(&mut r).map_err(|e| e.reason), Err("bad_path"));
+    }
+
     /// Arbitrary targets and hosts: no panic, and a normalised path is a
     /// fixed point with no dot-segment left.
     #[test]
     fn viewer_input_survives_arbitrary_targets() {
-        const ALPHABET: &[u8] = b"/./%2eE0fFaA?#:@[]- \\x";
+        const ALPHABET: &[u8] = b"/./%2eE0fFaA?#:@[]- \\x5cC;3bB";
         let mut state = 0x0bad_5eed_u64;
         let mut next = move || {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -521,9 +574,15 @@ mod tests {
             let tail: String =
                 (0..len).map(|_| char::from(ALPHABET[(next() % ALPHABET.len() as u64) as usize])).collect();
             let target = format!("/{tail}");
-            if let Ok(Some(p)) = normalize_path(&target) {
+            if let Ok(normal) = normalize_path(&target) {
+                let p = normal.unwrap_or_else(|| target.clone());
                 assert_eq!(normalize_path(&p), Ok(None), "{target:?} -> {p:?} is not a fixed point");
-                assert!(!p.split('/').any(|seg| seg == "." || seg == ".."), "{target:?} -> {p:?}");
+                // No dot-segment left, even for an origin that decodes `%2F`
+                // and `%5C` and takes `\` as a separator.
+                let loose = p.replace("%2F", "/").replace("%5C", "/").replace('\\', "/");
+                assert!(!loose.split('/').any(|seg| seg == "." || seg == ".."), "{target:?} -> {p:?}");
+                let params = loose.replace("%3B", ";");
+                assert!(!params.split('/').any(|seg| seg.starts_with(".;") || seg.starts_with("..;")), "{target:?}");
             }
             let mut b = Request::builder().uri("/");
             b = b.header("host", HeaderValue::from_bytes(tail.as_bytes()).unwrap_or(HeaderValue::from_static("h")));

@@ -9,7 +9,10 @@
 //! until the response body is dropped, so a long download counts as busy)
 //! and is shut down gracefully (GOAWAY for HTTP/2) once none has been in
 //! progress for `idle_timeout`. HTTP/2 keep-alive PINGs find peers that
-//! vanished while holding streams open.
+//! vanished while holding streams open. Not bounded: an HTTP/2 client that
+//! keeps answering PINGs but holds its flow-control window at zero keeps a
+//! response in progress (its body never finishes, so never drops) for as
+//! long as it likes, so `idle_timeout` does not close that connection.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -200,7 +203,7 @@ where
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_REQUEST_HEADERS)
         // `X-Cache: Hit from shardgate`, as CloudFront writes it: scripts
-        // grep for it case-sensitively (seed 003's `egrep 'X-Cache|...'`).
+        // grep for it case-sensitively (`curl -v ... | egrep 'X-Cache|...'`).
         .title_case_headers(true);
     builder
         .http2()

@@ -24,8 +24,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use shardgate_cache::conditional::{RangeAnswer, if_range_holds, not_modified, range};
 use shardgate_cache::{
-    Cache, FillEnd, Freshness, Leader, Lookup, Object, Outcome, Storability, Timing, TtlBounds, storability,
-    vary_values,
+    Cache, FillEnd, Freshness, Leader, Lookup, Object, Outcome, Storability, StoredDates, Timing, TtlBounds, date,
+    storability, vary_values,
 };
 use shardgate_model::CachePolicy;
 use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
@@ -538,7 +538,7 @@ impl Ctx {
 
     async fn fetch_and_store(&self, leader: Leader, stale: Option<&Object>) -> Result<Fetched, FetchError> {
         let request_time = SystemTime::now();
-        let resp = match self.fetch(stale).await {
+        let mut resp = match self.fetch(stale).await {
             Ok(r) => r,
             Err(e) => {
                 leader.failed();
@@ -546,6 +546,15 @@ impl Ctx {
             }
         };
         let now = SystemTime::now();
+        // RFC 9110 §6.6.1: a recipient with a clock MUST record when a
+        // response without `Date` was received and add that `Date` if it
+        // caches or forwards it (and MAY replace an invalid one). Without
+        // this, a 304 without `Date` would leave the stored response's old
+        // `Date` in place, and the refreshed object would look as old as
+        // the first fetch: stale at once, revalidated on every request.
+        if date::first(resp.headers(), &header::DATE).valid().is_none() {
+            resp.headers_mut().insert(header::DATE, date::format(now));
+        }
         let timing = Timing { request_time, response_time: now };
         let targeted = &self.svc.targeted_cache_control;
         let bounds = TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl };
@@ -585,6 +594,7 @@ impl Ctx {
             let own = take_fields(&mut headers, &fresh.omit);
             let object = Object {
                 status: stale.status,
+                dates: StoredDates::of(&headers, now),
                 headers,
                 body: Arc::clone(&stale.body),
                 content_length: stale.content_length,
@@ -664,6 +674,7 @@ impl Ctx {
         let object = Object {
             status: parts.status,
             vary: vary_values(&headers, &self.req_headers),
+            dates: StoredDates::of(&headers, now),
             headers,
             body: Arc::new(fill),
             content_length,
@@ -816,7 +827,7 @@ impl Ctx {
         headers.insert(header::AGE, HeaderValue::from(object.age(SystemTime::now())));
         self.decorate(&mut headers, x_cache);
 
-        if object.status == StatusCode::OK && not_modified(&self.req_headers, &object.headers, object.received) {
+        if object.status == StatusCode::OK && not_modified(&self.req_headers, &object.headers, &object.dates) {
             // RFC 9110 §15.4.5: a 304 carries the validators and caching headers, no body.
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::CONTENT_TYPE);
@@ -833,7 +844,7 @@ impl Ctx {
         let (start, end) = match known_len {
             Some(len) if object.status == StatusCode::OK => {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                let answer = if if_range_holds(&self.req_headers, &object.headers, object.received) {
+                let answer = if if_range_holds(&self.req_headers, &object.headers, &object.dates) {
                     range(&self.req_headers, len)
                 } else {
                     RangeAnswer::Full

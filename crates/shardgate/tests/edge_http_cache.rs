@@ -3,7 +3,7 @@
 //! `Age` sent downstream, `CDN-Cache-Control` (RFC 9213) and its setting,
 //! duplicate and malformed `Cache-Control`, invalid `Expires`, qualified
 //! `no-cache`, `Vary` values across lines, `If-Modified-Since` without
-//! `Last-Modified`.
+//! `Last-Modified`, responses (and 304s) without `Date`.
 
 mod common;
 
@@ -50,7 +50,8 @@ async fn a_list_valued_age_is_read_by_its_first_member() {
     let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
     let aged = |age: &str| OriginFile::new("old").cache_control("max-age=3600").header("age", age);
     let origin = TestOrigin::start(vec![
-        // The case: read as 0 before, so a stale object was a Hit.
+        // Two hours old by its first member; reading the last one (0) would
+        // make a stale object a Hit.
         ("/list", aged("7200, 0")),
         ("/lines", aged("7200").header("age", "0")),
         ("/young", aged("100, 9000")),
@@ -101,6 +102,18 @@ async fn cdn_cache_control_is_obeyed_and_passed_on() {
         ("/cdn-no", OriginFile::new("b").cache_control("max-age=600").header("cdn-cache-control", "no-store")),
         // Invalid as a Structured Field (a string max-age): ignored, Cache-Control decides.
         ("/cdn-bad", OriginFile::new("c").cache_control("no-store").header("cdn-cache-control", "max-age=\"600\"")),
+        // Invalid too (a decimal max-age), but its no-store still binds CDNs.
+        (
+            "/cdn-bad-no-store",
+            OriginFile::new("d")
+                .cache_control("public, max-age=3600")
+                .header("cdn-cache-control", "no-store, max-age=1.5"),
+        ),
+        // Invalid, with nothing restrictive in it: Cache-Control's max-age counts.
+        (
+            "/cdn-bad-fresh",
+            OriginFile::new("e").cache_control("public, max-age=3600").header("cdn-cache-control", "max-age=1.5"),
+        ),
     ])
     .await;
     distribution(&gw, &origin, json!({"min_ttl": 0, "max_ttl": 86400, "default_ttl": 60})).await;
@@ -117,7 +130,12 @@ async fn cdn_cache_control_is_obeyed_and_passed_on() {
     assert_ne!(x_cache(&h), "Hit from shardgate", "{h:?}");
     let (_, h, _) = twice("/cdn-bad").await;
     assert_ne!(x_cache(&h), "Hit from shardgate", "{h:?}");
-    assert_eq!([origin.hits("/cdn-only"), origin.hits("/cdn-no"), origin.hits("/cdn-bad")], [1, 2, 2]);
+    let (_, h, _) = twice("/cdn-bad-no-store").await;
+    assert_ne!(x_cache(&h), "Hit from shardgate", "the origin said no-store to CDNs: {h:?}");
+    let (_, h, _) = twice("/cdn-bad-fresh").await;
+    assert_eq!(x_cache(&h), "Hit from shardgate", "{h:?}");
+    let hits = ["/cdn-only", "/cdn-no", "/cdn-bad", "/cdn-bad-no-store", "/cdn-bad-fresh"].map(|p| origin.hits(p));
+    assert_eq!(hits, [1, 2, 2, 2, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,4 +254,59 @@ async fn vary_values_and_conditionals() {
     assert_eq!((status, x_cache(&h), body.len()), (304, "Hit from shardgate", 0));
     let (status, _, _) = get(edge, HOST, "/nolm", &[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")]).await;
     assert_eq!(status, 200);
+}
+
+/// RFC 9110 §6.6.1: a response cached without `Date` gets the time it was
+/// received. A 304 without `Date` used to leave the first fetch's `Date` in
+/// the refreshed object, which was then stale at once and revalidated on
+/// every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_without_date_makes_the_object_fresh_again() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let file = OriginFile::new("v").cache_control("max-age=2").etag("\"v1\"");
+    let origin = TestOrigin::start(vec![("/v", file.clone())]).await;
+    distribution(&gw, &origin, json!({"min_ttl": 0})).await;
+    let edge = gw.edge_plain[0];
+    let (_, h, _) = get(edge, HOST, "/v", &[]).await;
+    assert_eq!(x_cache(&h), "Miss from shardgate", "{h:?}");
+    let first_date = h.get("date").cloned().expect("the origin sent a Date");
+    // From now on the origin's 304s carry no Date.
+    origin.set("/v", file.without_date());
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, h, body) = get(edge, HOST, "/v", &[]).await;
+    assert_eq!((status, x_cache(&h), &body[..]), (200, "RefreshHit from shardgate", &b"v"[..]), "{h:?}");
+    assert_eq!(origin.hits("/v"), 2, "revalidated once");
+    assert_ne!(h.get("date"), Some(&first_date), "the stored Date is now the 304's arrival: {h:?}");
+    assert!(age(&h) < 2, "the refreshed object is young: {h:?}");
+    // Fresh for max-age=2 from the 304's arrival: a hit, no third request.
+    let (_, h, _) = get(edge, HOST, "/v", &[]).await;
+    assert_eq!(x_cache(&h), "Hit from shardgate", "{h:?}");
+    assert_eq!(origin.hits("/v"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_without_date_is_stored_with_its_arrival_time() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/none", OriginFile::new("n").cache_control("max-age=600").without_date()),
+        // An invalid Date may be replaced too (RFC 9110 §6.6.1).
+        ("/junk", OriginFile::new("j").cache_control("max-age=600").header("date", "yesterday")),
+    ])
+    .await;
+    distribution(&gw, &origin, json!({})).await;
+    let edge = gw.edge_plain[0];
+    let (_, miss, _) = get(edge, HOST, "/none", &[]).await;
+    let (_, junk_miss, _) = get(edge, HOST, "/junk", &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, hit, _) = get(edge, HOST, "/none", &[]).await;
+    assert_eq!(x_cache(&hit), "Hit from shardgate", "{hit:?}");
+    assert!(miss.contains_key("date"), "{miss:?}");
+    assert_eq!(hit.get("date"), miss.get("date"), "the Date stored is the arrival's, not the time of each hit");
+    assert!(age(&hit) >= 1, "{hit:?}");
+    let (_, junk_hit, _) = get(edge, HOST, "/junk", &[]).await;
+    assert_eq!(x_cache(&junk_hit), "Hit from shardgate", "{junk_hit:?}");
+    let date = junk_miss.get("date").map(String::as_str);
+    assert_ne!(date, Some("yesterday"), "{junk_miss:?}");
+    assert!(date.is_some_and(|d| d.ends_with(" GMT") && d.len() == 29), "an IMF-fixdate: {junk_miss:?}");
+    assert_eq!(junk_hit.get("date"), junk_miss.get("date"));
 }

@@ -1,8 +1,9 @@
 //! Viewer input at the edge, through the real binary over raw sockets (so
 //! no client library tidies the bytes first): dot-segments are removed
-//! before routing, the web ACL, the cache key and the origin; `%00` and
-//! broken escapes are refused; `Host` lines are checked (RFC 9112 §3.2);
-//! line endings follow RFC 9112 §2.2.
+//! before routing, the web ACL, the cache key and the origin; `%00`,
+//! broken escapes and dot-segments hidden behind `%2F`, `%5C`, `\` or `;`
+//! are refused; `Host` lines are checked (RFC 9112 §3.2); line endings
+//! follow RFC 9112 §2.2.
 
 mod common;
 
@@ -86,10 +87,48 @@ async fn dot_segments_are_removed_before_the_cache_and_the_origin() {
         assert_eq!(header(&r, "x-cache"), Some("Hit from shardgate"), "{target}: {r}");
     }
     assert_eq!(origin.total_hits(), 2, "one fetch for /b (plus the set-up probe)");
-    // `%2F` is not a separator: `/x%2F..%2Fb` is one segment, another object.
-    let r = raw_get(edge, "/x%2F..%2Fb").await;
+    // `%2F` is not a separator: `/x%2Fb` is one segment, another object.
+    let r = raw_get(edge, "/x%2fb").await;
     assert_eq!(status(&r), 404, "{r}");
-    assert_eq!(origin.hits("/x%2F..%2Fb"), 1, "forwarded with the escapes kept (upper-case hex)");
+    assert_eq!(origin.hits("/x%2Fb"), 1, "forwarded with the escapes kept (upper-case hex)");
+}
+
+/// `/public/..%2Fadmin` is one segment here, but `/admin` at an origin that
+/// decodes `%2F` before removing dot-segments (nginx, many application
+/// servers); `\` is a separator for IIS, and Tomcat strips `;` parameters
+/// from `..;`. Such paths would reach the origin as something the web ACL,
+/// the cache key and routing never saw, so they are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_an_origin_would_see_are_refused() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/admin", OriginFile::new("secret")),
+        ("/a%2Fb", OriginFile::new("one segment").cache_control("max-age=600")),
+    ])
+    .await;
+    distribution(&gw, &origin, json!({})).await;
+    let edge = gw.edge_plain[0];
+    for (target, says) in [
+        ("/x/..%2Fadmin", "encoded slash or a backslash"),
+        ("/public/..%2fadmin", "encoded slash or a backslash"),
+        ("/x/%2e%2e%5Cadmin", "encoded slash or a backslash"),
+        ("/x\\..\\admin", "encoded slash or a backslash"),
+        ("/x/..;/admin", "dot-segment with parameters"),
+        ("/x/.;/admin", "dot-segment with parameters"),
+    ] {
+        let r = raw_get(edge, target).await;
+        assert_eq!(status(&r), 400, "{target}: {r}");
+        assert!(body(&r).contains(says), "{target}: the answer names the problem: {r}");
+    }
+    assert_eq!(origin.hits("/admin"), 0, "nothing reached the protected path");
+    let refused = gw.metric("shardgate_edge_refused_total{reason=\"bad_path\"}").await;
+    assert_eq!(refused, 6.0, "{}", gw.metrics_text().await);
+    // An encoded slash between names is data, served as before.
+    let r = raw_get(edge, "/a%2Fb").await;
+    assert_eq!((status(&r), body(&r)), (200, "one segment"), "{r}");
+    let r = raw_get(edge, "/a%2fb").await;
+    assert_eq!((status(&r), header(&r, "x-cache")), (200, Some("Hit from shardgate")), "the same object: {r}");
+    assert_eq!(origin.hits("/a%2Fb"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

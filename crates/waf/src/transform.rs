@@ -117,7 +117,7 @@ impl Transform {
             Transform::TrimLeft => trimmed(input, <[u8]>::trim_ascii_start),
             Transform::TrimRight => trimmed(input, <[u8]>::trim_ascii_end),
             Transform::RemoveWhitespace => Cow::Owned(input.iter().copied().filter(|b| !is_space(*b)).collect()),
-            Transform::NormalizePath => Cow::Owned(normalize_path(&input)),
+            Transform::NormalizePath => Cow::Owned(normalize_path(&input, PathRules::Waf)),
             Transform::HexDecode => match hex_decode(&input) {
                 Some(d) => Cow::Owned(d),
                 None => input,
@@ -156,6 +156,16 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The byte that the percent-encoding `%XX` at `s[i..i + 3]` stands for
+/// (RFC 3986 §2.1; hex digits of either case); `None` when `s[i]` does not
+/// start one.
+pub fn percent_byte(s: &[u8], i: usize) -> Option<u8> {
+    match s.get(i..i + 3)? {
+        [b'%', h, l] => Some(hex(*h)? << 4 | hex(*l)?),
+        _ => None,
+    }
+}
+
 fn url_decode(s: &[u8], unicode: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
@@ -181,12 +191,12 @@ fn url_decode(s: &[u8], unicode: bool) -> Vec<u8> {
                     }
                 }
             }
-            b'%' => match (s.get(i + 1).copied().and_then(hex), s.get(i + 2).copied().and_then(hex)) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
+            b'%' => match percent_byte(s, i) {
+                Some(b) => {
+                    out.push(b);
                     i += 3;
                 }
-                _ => {
+                None => {
                     out.push(b'%');
                     i += 1;
                 }
@@ -315,12 +325,30 @@ fn replace_comments(s: &[u8]) -> Vec<u8> {
     out
 }
 
-fn normalize_path(s: &[u8]) -> Vec<u8> {
+/// Where [`normalize_path`]'s two users differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRules {
+    /// AWS WAF's `NORMALIZE_PATH`: empty segments (`//`) go too, a
+    /// relative path keeps the `..` that climb above its start, and the
+    /// result ends with `/` only when the input did.
+    Waf,
+    /// RFC 3986 §5.2.4 on an absolute path (the edge's request paths):
+    /// empty segments stay, and a final `.` or `..` leaves a trailing `/`.
+    Rfc3986,
+}
+
+/// Removes dot-segments from a path: `.` goes, `..` removes the segment
+/// before it (never above the root of an absolute path).
+pub fn normalize_path(s: &[u8], rules: PathRules) -> Vec<u8> {
     let absolute = s.first() == Some(&b'/');
+    let keep_empty = rules == PathRules::Rfc3986;
     let mut parts: Vec<&[u8]> = Vec::new();
     let mut leading_up = 0usize;
-    for seg in s.split(|&b| b == b'/') {
+    let mut dot_last = false;
+    for seg in s[usize::from(absolute)..].split(|&b| b == b'/') {
+        dot_last = matches!(seg, b"." | b"..");
         match seg {
+            b"" if keep_empty => parts.push(seg),
             b"" | b"." => {}
             b".." => {
                 if parts.pop().is_none() && !absolute {
@@ -330,15 +358,24 @@ fn normalize_path(s: &[u8]) -> Vec<u8> {
             _ => parts.push(seg),
         }
     }
-    let mut out = Vec::with_capacity(s.len());
+    let mut out = Vec::with_capacity(s.len() + 1);
     if absolute {
         out.push(b'/');
     }
     for _ in 0..leading_up {
         out.extend_from_slice(b"../");
     }
-    out.extend_from_slice(&parts.join(&b"/"[..]));
-    if s.len() > 1 && s.last() == Some(&b'/') && !out.ends_with(b"/") {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        out.extend_from_slice(part);
+    }
+    let trailing = match rules {
+        PathRules::Waf => s.len() > 1 && s.last() == Some(&b'/') && !out.ends_with(b"/"),
+        PathRules::Rfc3986 => dot_last && !parts.is_empty(),
+    };
+    if trailing {
         out.push(b'/');
     }
     out

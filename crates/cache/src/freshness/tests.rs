@@ -79,7 +79,8 @@ fn http_date_helper_is_right() {
 #[test]
 fn age_uses_the_first_member_and_ignores_invalid_values() {
     let age = |lines: &[&str]| age_of(&h(&lines.iter().map(|l| ("age", *l)).collect::<Vec<_>>())).map(|d| d.as_secs());
-    // The issue's case, and age-parse-suffix / -prefix / -dup-*.
+    // A list whose first member is old and whose second says 0 is old, as
+    // in age-parse-suffix / -prefix / -dup-*.
     assert_eq!(age(&["7200, 0"]), Some(7200));
     assert_eq!(age(&["7200,0"]), Some(7200));
     assert_eq!(age(&["7200", "0"]), Some(7200), "age-parse-suffix-twoline");
@@ -99,7 +100,8 @@ fn age_uses_the_first_member_and_ignores_invalid_values() {
 #[test]
 fn an_aged_response_is_not_fresh() {
     let d0 = http_date(0);
-    // The issue: `Age: 7200, 0` with max-age=3600 was read as 0 and served fresh.
+    // `Age: 7200, 0` with max-age=3600 is two hours old, not fresh (reading
+    // the last member, or the field as one number, would say 0).
     assert!(!reused(&[("date", &d0), ("cache-control", "max-age=3600"), ("age", "7200, 0")]));
     assert!(!reused(&[("date", &d0), ("cache-control", "max-age=3600"), ("age", "7200"), ("age", "0")]));
     // freshness-max-age-age, cdn-max-age-age.
@@ -337,6 +339,119 @@ fn cdn_cache_control_is_the_targeted_field() {
 }
 
 #[test]
+fn an_invalid_targeted_field_keeps_its_restrictions() {
+    // The field is invalid (a decimal max-age), so it gives no freshness,
+    // but its no-store is the origin's explicit word to CDNs.
+    let cc = ("cache-control", "public, max-age=3600");
+    assert_eq!(ttl(&[("cdn-cache-control", "no-store, max-age=1.5"), cc]), None, "no-store");
+    assert_eq!(ttl(&[("cdn-cache-control", "max-age=\"1\", private"), cc]), None, "private");
+    assert_eq!(ttl(&[("cdn-cache-control", "no-cache, s-maxage=-1"), cc]), None, "no-cache");
+    assert_eq!(ttl(&[("cdn-cache-control", "no-store, stale-if-error=a"), cc]), None, "a wrong-typed token");
+    // Only the restrictions carry over: the freshness is Cache-Control's.
+    assert_eq!(ttl(&[("cdn-cache-control", "max-age=1.5, stale-if-error=600"), cc]), Some(3600));
+    let s = decide(&[("cdn-cache-control", "max-age=1.5, stale-if-error=600"), cc]);
+    assert!(
+        matches!(&s, Storability::Store(f) if f.stale_if_error.is_zero()),
+        "no window from an invalid field: {s:?}"
+    );
+    let s = decide(&[
+        ("cdn-cache-control", "must-revalidate, max-age=\"5\""),
+        ("cache-control", "max-age=60, stale-while-revalidate=600, stale-if-error=600"),
+    ]);
+    assert!(
+        matches!(&s, Storability::Store(f) if f.ttl.as_secs() == 60 && f.stale_while_revalidate.is_zero() && f.stale_if_error.is_zero()),
+        "must-revalidate still closes the stale windows: {s:?}"
+    );
+    let s = decide(&[("cdn-cache-control", "private=\"x-user\", max-age=1.5"), ("x-user", "1"), cc]);
+    assert!(
+        matches!(&s, Storability::Store(f) if f.ttl.as_secs() == 3600 && f.omit == vec![HeaderName::from_static("x-user")]),
+        "a qualified private still keeps its field out: {s:?}"
+    );
+    // A restrictive directive of the wrong type is not consumed (RFC 9213 §2.1),
+    // and `?0` is false: neither restricts anything.
+    assert_eq!(ttl(&[("cdn-cache-control", "no-store=1, max-age=1.5"), cc]), Some(3600));
+    assert_eq!(ttl(&[("cdn-cache-control", "no-store=?0, max-age=1.5"), cc]), Some(3600));
+    // A field that is not a Dictionary at all gives nothing, not even its no-store.
+    assert_eq!(ttl(&[("cdn-cache-control", "no-store, &&&"), cc]), Some(3600), "cdn-cc-invalid-sh-type-unknown");
+    // The CloudFront rule still holds: a min_ttl stores it anyway.
+    let bounded = TtlBounds { min: Duration::from_secs(30), ..B };
+    let s =
+        storability(200, &h(&[("cdn-cache-control", "no-store, max-age=1.5"), cc]), bounded, &cdn(), Timing::at(now()));
+    assert!(matches!(&s, Storability::Store(f) if f.ttl.as_secs() == 30), "{s:?}");
+
+    // Over a list of targeted fields: a discarded field's restrictions also
+    // bind the field that is selected after it.
+    let targets = [HeaderName::from_static("studio-cache-control"), HeaderName::from_static("cdn-cache-control")];
+    let pairs = h(&[("studio-cache-control", "no-store, max-age=1.5"), ("cdn-cache-control", "max-age=600")]);
+    assert_eq!(storability(200, &pairs, B, &targets, Timing::at(now())), Storability::Skip("cache-control"));
+    let pairs = h(&[("studio-cache-control", "max-age=1.5"), ("cdn-cache-control", "max-age=600")]);
+    assert!(
+        matches!(storability(200, &pairs, B, &targets, Timing::at(now())), Storability::Store(f) if f.ttl.as_secs() == 600)
+    );
+
+    assert_eq!(
+        CacheControl::parse_targeted(
+            &h(&[("cdn-cache-control", "no-store, private=\"a\", max-age=1.5, s-maxage=9")]),
+            &cdn()[0]
+        ),
+        TargetedField::Invalid(CacheControl {
+            no_store: true,
+            private_fields: vec![HeaderName::from_static("a")],
+            ..CacheControl::default()
+        }),
+        "only the restrictions are kept"
+    );
+    assert_eq!(CacheControl::parse_targeted(&h(&[]), &cdn()[0]), TargetedField::Ignored);
+    assert_eq!(CacheControl::parse_targeted(&h(&[("cdn-cache-control", "a, &")]), &cdn()[0]), TargetedField::Ignored);
+}
+
+/// The stale windows with `s-maxage` (the decision in the module docs).
+#[test]
+fn s_maxage_keeps_explicit_stale_windows_and_revalidate_directives_close_them() {
+    let windows = |pairs: &[(&str, &str)]| match decide(pairs) {
+        Storability::Store(f) => (f.ttl.as_secs(), f.stale_while_revalidate.as_secs(), f.stale_if_error.as_secs()),
+        Storability::Skip(r) => panic!("skipped: {r}"),
+    };
+    let cc = |v| [("cache-control", v)];
+    // Explicit windows beside s-maxage are the origin's instruction.
+    assert_eq!(windows(&cc("s-maxage=60, stale-while-revalidate=600, stale-if-error=600")), (60, 600, 600));
+    assert_eq!(windows(&cc("s-maxage=1, stale-while-revalidate=59")), (1, 59, 0), "Next.js's CDN header");
+    assert_eq!(windows(&cc("max-age=5, s-maxage=60, stale-if-error=30")), (60, 0, 30));
+    // No window, no stale: s-maxage alone never serves stale.
+    assert_eq!(windows(&cc("s-maxage=60")), (60, 0, 0));
+    // must-revalidate and proxy-revalidate (the same for this shared cache) close both.
+    for closing in ["must-revalidate", "proxy-revalidate", "Proxy-Revalidate"] {
+        let v = format!("s-maxage=60, stale-while-revalidate=600, stale-if-error=600, {closing}");
+        assert_eq!(windows(&[("cache-control", &v)]), (60, 0, 0), "{closing}");
+        let v = format!("{closing}, max-age=60, stale-while-revalidate=600, stale-if-error=600");
+        assert_eq!(windows(&[("cache-control", &v)]), (60, 0, 0), "{closing} first, without s-maxage");
+    }
+    // In a targeted field too.
+    for closing in ["must-revalidate", "proxy-revalidate"] {
+        let v = format!("s-maxage=60, stale-while-revalidate=600, stale-if-error=600, {closing}");
+        assert_eq!(windows(&[("cdn-cache-control", &v)]), (60, 0, 0), "CDN-Cache-Control {closing}");
+    }
+    assert_eq!(
+        windows(&[("cdn-cache-control", "s-maxage=60, stale-while-revalidate=600, stale-if-error=600")]),
+        (60, 600, 600)
+    );
+    // no-cache forbids stale responses (RFC 9111 §4.2.4): when a min_ttl
+    // stores it anyway (CloudFront), it is never served stale.
+    let bounded = TtlBounds { min: Duration::from_secs(30), ..B };
+    let s = storability(
+        200,
+        &h(&[("cache-control", "no-cache, stale-while-revalidate=600, stale-if-error=600")]),
+        bounded,
+        &cdn(),
+        Timing::at(now()),
+    );
+    assert!(
+        matches!(&s, Storability::Store(f) if f.ttl.as_secs() == 30 && f.stale_while_revalidate.is_zero() && f.stale_if_error.is_zero()),
+        "{s:?}"
+    );
+}
+
+#[test]
 fn target_list_order_and_switching_it_off() {
     let headers = h(&[
         ("cache-control", "max-age=1"),
@@ -412,7 +527,7 @@ fn list_members_respect_quotes() {
 /// every test).
 #[test]
 fn parsers_survive_arbitrary_values() {
-    use crate::conditional::{RangeAnswer, if_range_holds, not_modified, range};
+    use crate::conditional::{RangeAnswer, StoredDates, if_range_holds, not_modified, range};
     const ALPHABET: &[u8] = b"0123456789,;=\" \t\\-:/?()*W.aAgGmMsTxXeE_%\xff\xc3!#";
     let mut state = 0x1234_5678_9abc_def0u64;
     let mut next = move || {
@@ -449,7 +564,8 @@ fn parsers_survive_arbitrary_values() {
         if let RangeAnswer::Partial { start, end } = range(&req, 1000) {
             assert!(start <= end && end < 1000, "{value:?}");
         }
-        std::hint::black_box(not_modified(&req, &m, now()));
-        std::hint::black_box(if_range_holds(&req, &m, now()));
+        let dates = StoredDates::of(&m, now());
+        std::hint::black_box(not_modified(&req, &m, &dates));
+        std::hint::black_box(if_range_holds(&req, &m, &dates));
     }
 }

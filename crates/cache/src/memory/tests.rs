@@ -8,12 +8,14 @@ fn settings(memory_bytes: u64) -> CacheSettings {
 }
 
 fn object(body: &'static [u8], ttl: Duration, vary: Vec<(HeaderName, Option<HeaderValue>)>) -> Object {
+    let received = SystemTime::now();
     Object {
         status: StatusCode::OK,
         headers: HeaderMap::new(),
         body: Arc::new(Fill::complete(vec![Bytes::from_static(body)])),
         content_length: Some(body.len() as u64),
-        received: SystemTime::now(),
+        received,
+        dates: StoredDates { last_modified: None, date: received },
         initial_age: Duration::ZERO,
         fresh_until: Instant::now() + ttl,
         stale_while_revalidate: Duration::ZERO,
