@@ -5,9 +5,10 @@
 //! so a client cannot make shardgate buffer up to rustls's 64 KiB handshake
 //! limit. Nothing expensive has happened yet when the SNI is known: the
 //! connection is routed, and refused with a TLS alert when it has nowhere to
-//! go, before any key exchange. The bytes read are kept for the
-//! connection's TLS fingerprints (JA3, JA4: `shardgate_waf::fingerprint`),
-//! computed only when a web ACL in play inspects them.
+//! go, before any key exchange. The bytes read are copied only when the
+//! caller asks (`keep`: a loaded web ACL reads the TLS fingerprints, JA3
+//! and JA4, which `shardgate_waf::fingerprint` computes from them);
+//! otherwise nothing is copied or kept.
 
 use std::io::{self, Read, Write};
 
@@ -48,16 +49,21 @@ impl HelloError {
 /// `std::io` over a non-blocking tokio socket: `WouldBlock` when not ready.
 struct Sync<'a>(&'a TcpStream);
 
-/// Reads through [`Sync`] and keeps a copy of what was read.
+/// Reads from a non-blocking tokio socket (`WouldBlock` when not ready),
+/// counts the bytes read and, when asked, keeps a copy of them.
 struct Tee<'a> {
     sock: &'a TcpStream,
-    copy: Vec<u8>,
+    read: usize,
+    copy: Option<Vec<u8>>,
 }
 
 impl Read for Tee<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.sock.try_read(buf)?;
-        self.copy.extend_from_slice(&buf[..n]);
+        self.read += n;
+        if let Some(copy) = &mut self.copy {
+            copy.extend_from_slice(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -75,11 +81,17 @@ impl Write for Sync<'_> {
 /// at most a few times for a large one.
 const HELLO_COPY_CAPACITY: usize = 2048;
 
-/// Reads until rustls has a whole ClientHello, at most `max_bytes`; also
-/// returns the bytes read (the ClientHello's records).
-pub async fn read_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<(Accepted, Vec<u8>), HelloError> {
+/// Reads until rustls has a whole ClientHello, at most `max_bytes`. With
+/// `keep`, also returns a copy of the bytes read (the ClientHello's
+/// records, for the TLS fingerprints); without, `None` and no copy.
+pub async fn read_client_hello(
+    stream: &TcpStream,
+    max_bytes: usize,
+    keep: bool,
+) -> Result<(Accepted, Option<Vec<u8>>), HelloError> {
     let mut acceptor = Acceptor::default();
-    let mut tee = Tee { sock: stream, copy: Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes)) };
+    let copy = keep.then(|| Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes)));
+    let mut tee = Tee { sock: stream, read: 0, copy };
     loop {
         stream.readable().await.map_err(HelloError::Io)?;
         match acceptor.read_tls(&mut tee) {
@@ -88,7 +100,7 @@ pub async fn read_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(HelloError::Io(e)),
         }
-        if tee.copy.len() > max_bytes {
+        if tee.read > max_bytes {
             return Err(HelloError::TooLarge(max_bytes));
         }
         match acceptor.accept() {
