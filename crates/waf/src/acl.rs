@@ -80,8 +80,9 @@ pub struct RequestView<'a> {
     /// The connection's client address.
     pub client_ip: IpAddr,
     /// The connection's TLS fingerprints, computed once per connection;
-    /// `None` on plain connections (a fingerprint field's
-    /// `FallbackBehavior` decides).
+    /// `None` on plain connections, and on connections whose listener had
+    /// no web ACL reading them when the connection began (a fingerprint
+    /// field's or rate key's `FallbackBehavior` decides).
     pub tls: Option<&'a TlsFingerprint>,
 }
 

@@ -19,10 +19,11 @@
 //!   allowance among every client that sends it.
 //!
 //! Custom keys on parts a client writes (a header, a cookie, a query
-//! argument, the path) let one client create instances at will, up to the
-//! bounded table ([`RATE_MAX_KEYS`]); once it is full, new instances are
-//! not limited until old ones age out. Prefer keys the client cannot vary
-//! freely (the address, a fingerprint), or combine them with one.
+//! argument, the path) let one client create instances at will (adding the
+//! address to the key does not stop it), and fill the bounded table
+//! ([`RATE_MAX_KEYS`] instances per rule); once it is full, new instances
+//! are not limited until old ones are two windows quiet. Prefer the
+//! address alone, or keys a client cannot vary per request.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};

@@ -1100,3 +1100,44 @@ fn fingerprint_fields_only_with_byte_match_exactly() {
         acl(&rule("r", 0, "Block", &byte(&field, "EXACTLY", "t13d0000", NONE)));
     }
 }
+
+/// Every forwarded-address config is checked the same way (AWS's
+/// `HeaderName` pattern, `FallbackBehavior`, `Position`), with the path.
+#[test]
+fn forwarded_ip_configs_are_checked_alike() {
+    let ip_set = |header: &str, fallback: &str, position: &str| {
+        format!(
+            r#"{{"IPSetReferenceStatement": {{"ARN": "denied", "IPSetForwardedIPConfig": {{"HeaderName": "{header}", "FallbackBehavior": "{fallback}", "Position": "{position}"}}}}}}"#
+        )
+    };
+    let geo = |header: &str, fallback: &str| {
+        format!(
+            r#"{{"GeoMatchStatement": {{"CountryCodes": ["NL"], "ForwardedIPConfig": {{"HeaderName": "{header}", "FallbackBehavior": "{fallback}"}}}}}}"#
+        )
+    };
+    let rate = |header: &str, fallback: &str| {
+        rate(&format!(
+            r#""AggregateKeyType": "FORWARDED_IP", "ForwardedIPConfig": {{"HeaderName": "{header}", "FallbackBehavior": "{fallback}"}}"#
+        ))
+    };
+    let ip = "Rules[0].Statement.IPSetReferenceStatement.IPSetForwardedIPConfig";
+    let g = "Rules[0].Statement.GeoMatchStatement.ForwardedIPConfig";
+    let r = "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig";
+    for (statement, path) in [
+        (ip_set("X_Forwarded", "MATCH", "FIRST"), format!("{ip}.HeaderName")),
+        (ip_set("", "MATCH", "FIRST"), format!("{ip}.HeaderName")),
+        (ip_set("X-Forwarded-For", "MAYBE", "FIRST"), format!("{ip}.FallbackBehavior")),
+        (ip_set("X-Forwarded-For", "MATCH", "MIDDLE"), format!("{ip}.Position")),
+        (geo("X Forwarded", "MATCH"), format!("{g}.HeaderName")),
+        (geo("X-Forwarded-For", "YES"), format!("{g}.FallbackBehavior")),
+        (rate(&"x".repeat(256), "MATCH"), format!("{r}.HeaderName")),
+        (rate("X-Forwarded-For", "no_match"), format!("{r}.FallbackBehavior")),
+    ] {
+        let e = acl_with(&rule("r", 0, "Block", &statement), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, path, "{statement}");
+    }
+    // LAST reads the last address; an empty entry is skipped.
+    let last = acl(&rule("r", 0, "Block", &ip_set("X-Forwarded-For", "NO_MATCH", "LAST")));
+    assert!(blocked(&last, &req(&[("x-forwarded-for", "192.0.2.1, 127.0.0.2, ")])));
+    assert!(!blocked(&last, &req(&[("x-forwarded-for", "127.0.0.2, 192.0.2.1")])));
+}
