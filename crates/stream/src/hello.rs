@@ -128,3 +128,64 @@ pub async fn refuse(stream: &mut TcpStream) {
         tracing::trace!("peer gone before the alert's FIN");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+
+    /// The records of a rustls client's ClientHello for `sni`.
+    fn client_hello(sni: &'static str) -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(sni).expect("name");
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).expect("write to a Vec");
+        }
+        out
+    }
+
+    /// Sends `bytes` to a local listener and reads them as a ClientHello.
+    async fn read(bytes: Vec<u8>, max_bytes: usize, keep: bool) -> Result<(Accepted, Option<Vec<u8>>), HelloError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(&bytes).await.expect("send");
+            // Held open until the server is done: its close (or a reset
+            // after its alert) ends the wait, whichever answer comes.
+            let mut buf = [0u8; 64];
+            match tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                Ok(_) | Err(_) => {}
+            }
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let r = read_client_hello(&sock, max_bytes, keep).await;
+        drop(sock);
+        client.await.expect("client task");
+        r
+    }
+
+    /// The copy exists only when asked for; the byte cap holds either way.
+    #[tokio::test]
+    async fn the_client_hello_is_copied_only_when_kept_and_capped_either_way() {
+        let hello = client_hello("gs-1.com");
+        let (accepted, copy) = read(hello.clone(), 16 * 1024, true).await.expect("a ClientHello");
+        assert_eq!(accepted.client_hello().server_name(), Some("gs-1.com"));
+        assert_eq!(copy.as_deref(), Some(&hello[..]), "kept: the records as sent");
+        let (accepted, copy) = read(hello.clone(), 16 * 1024, false).await.expect("a ClientHello");
+        assert_eq!(accepted.client_hello().server_name(), Some("gs-1.com"));
+        assert!(copy.is_none(), "not kept: no copy");
+        for keep in [true, false] {
+            let r = read(hello.clone(), hello.len() - 1, keep).await;
+            assert!(matches!(r, Err(HelloError::TooLarge(n)) if n == hello.len() - 1), "keep {keep}: {r:?}");
+        }
+    }
+}
