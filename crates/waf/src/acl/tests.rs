@@ -411,6 +411,15 @@ fn rate_based_rules_limit_each_address() {
     let nested = format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#);
     let e = acl_with(&rule("r", 0, "Block", &nested), r#"{"Allow": {}}"#).unwrap_err();
     assert_eq!(e.path, "Rules[0].Statement.NotStatement.Statement.RateBasedStatement");
+    // AWS's bounds on Limit, checked before the scope-down statement.
+    for limit in [9, 2_000_000_001] {
+        let st = format!(
+            r#"{{"RateBasedStatement": {{"Limit": {limit}, "AggregateKeyType": "CONSTANT", "ScopeDownStatement": {{"IPSetReferenceStatement": {{"ARN": "missing"}}}}}}}}"#
+        );
+        let e = acl_with(&rule("r", 0, "Block", &st), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.Limit", "{limit}");
+        assert!(e.reason.contains("10 to 2000000000"), "{e}");
+    }
 }
 
 /// An ACL with more leaves than the evaluation's stack bitset holds keeps
