@@ -1,6 +1,9 @@
 //! Arbitrary bytes as a web ACL: JSON parsing and compilation must refuse
 //! with an error, never panic; whatever compiles is then evaluated on a
-//! request built from the same bytes, which must not panic either.
+//! request built from the same bytes, which must not panic either. The
+//! request's last byte picks its connection's TLS fingerprint: none (a
+//! plain connection), or one of the published ClientHellos in
+//! `seeds/client_hello`, so JA3/JA4 fields and rate keys run both ways.
 //!
 //! `cargo fuzz run web_acl` (from this directory; needs cargo-fuzz).
 
@@ -8,10 +11,18 @@
 
 use libfuzzer_sys::fuzz_target;
 use shardgate_waf::json::WebAclJson;
-use shardgate_waf::{NoSets, RequestView, WebAcl};
+use shardgate_waf::{NoSets, RequestView, TlsFingerprint, WebAcl};
+
+/// ClientHellos whose fingerprints a request may carry.
+const HELLOS: [&[u8]; 3] = [
+    include_bytes!("../seeds/client_hello/chrome"),
+    include_bytes!("../seeds/client_hello/firefox"),
+    include_bytes!("../seeds/client_hello/firefox-split"),
+];
 
 fuzz_target!(|data: &[u8]| {
     let (acl_bytes, req_bytes) = data.split_at(data.len() / 2);
+    let (tls_choice, req_bytes) = req_bytes.split_last().map_or((0, req_bytes), |(b, rest)| (*b, rest));
     let Ok(json) = serde_json::from_slice::<WebAclJson>(acl_bytes) else { return };
     let Ok(acl) = WebAcl::compile(&json, &NoSets) else { return };
     let text = String::from_utf8_lossy(req_bytes);
@@ -27,8 +38,15 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body = parts.next().unwrap_or("").as_bytes();
-    // A connection fingerprint when the request bytes happen to hold a ClientHello.
-    let tls = shardgate_waf::TlsFingerprint::from_records(req_bytes);
+    // None for half the inputs, else one of the ClientHellos' fingerprints.
+    static FINGERPRINTS: std::sync::OnceLock<Vec<TlsFingerprint>> = std::sync::OnceLock::new();
+    let fingerprints = FINGERPRINTS.get_or_init(|| {
+        HELLOS.iter().map(|h| TlsFingerprint::from_records(h).expect("a seed ClientHello fingerprints")).collect()
+    });
+    let tls = match usize::from(tls_choice) {
+        n if n % 2 == 0 => None,
+        n => fingerprints.get((n / 2) % fingerprints.len()).copied(),
+    };
     let view = RequestView {
         method: "GET",
         uri_path: path,

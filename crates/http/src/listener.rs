@@ -158,11 +158,14 @@ async fn connection(
         // The ClientHello is read here, under the same byte cap as the stream
         // plane's, rather than by tokio-rustls: its bytes give the
         // connection's JA3 and JA4, computed once and carried by every
-        // request of the connection.
-        let (accepted, hello) = read_client_hello(&sock, settings.client_hello_max_bytes)
+        // request of the connection, and only when the generation at the
+        // handshake has a web ACL that reads them (see
+        // `Snapshot::reads_tls_fingerprints`); otherwise nothing is copied.
+        let keep = svc.snapshots.load().reads_tls_fingerprints;
+        let (accepted, hello) = read_client_hello(&sock, settings.client_hello_max_bytes, keep)
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let fingerprint = TlsFingerprint::from_records(&hello);
+        let fingerprint = hello.as_deref().and_then(TlsFingerprint::from_records);
         drop(hello);
         let sni = accepted.client_hello().server_name().map(str::to_ascii_lowercase);
         let config =

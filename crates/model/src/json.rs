@@ -30,16 +30,20 @@ pub struct BadJson(pub String);
 /// Deepest nesting of arrays and objects accepted in any resource, counting
 /// the outer object as level 1.
 ///
-/// Every legal resource fits well inside it: the deepest is a web ACL whose
-/// statements nest as far as the WAF allows
-/// (`shardgate_waf::json::MAX_STATEMENT_DEPTH`, bounded while deserializing;
-/// an AndStatement or OrStatement level takes three JSON levels, a
-/// NotStatement two). The bound keeps every recursion
-/// over a document (serde's typed deserialization, `Value` clone and drop,
-/// the PATCH merge, the WAF compiler) far from the 2 MiB stack of a tokio
-/// worker; `tests::the_deepest_documents_fit_a_worker_stack` checks that in a
+/// The deepest legal resource is a web ACL whose statements nest as far as
+/// the WAF allows (`shardgate_waf::json::MAX_STATEMENT_DEPTH`, 21
+/// statements, bounded while deserializing): a rule's statement object is
+/// at level 4, each AndStatement or OrStatement level adds three JSON
+/// levels (a NotStatement two), and the deepest leaf
+/// (`FieldToMatch.Headers.MatchPattern.IncludedHeaders`) five, so
+/// 4 + 3 × 20 + 5 = 69 levels. 80 leaves a margin of 11 for fields AWS may
+/// add. The bound keeps every recursion over a document (serde's typed
+/// deserialization, `Value` clone and drop, the PATCH merge, the WAF
+/// compiler) far from the 2 MiB stack of a tokio worker; the tests
+/// `the_deepest_documents_fit_a_worker_stack` and
+/// `the_deepest_legal_web_acl_is_accepted_on_a_worker_stack` check that in a
 /// debug build.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 80;
 
 /// The error for a document deeper than [`MAX_DEPTH`].
 fn too_deep() -> BadJson {
@@ -274,6 +278,7 @@ mod depth_tests {
     use crate::resource::{Validation, Wire};
     use crate::{ResourceId, ResourceKind};
     use serde_json::json;
+    use shardgate_waf::json::MAX_STATEMENT_DEPTH;
 
     /// A tokio worker's stack (tokio's default `thread_stack_size`).
     const WORKER_STACK: usize = 2 * 1024 * 1024;
@@ -286,13 +291,13 @@ mod depth_tests {
     fn depth_is_counted_outside_strings_only() {
         assert!(parse(nested_arrays(MAX_DEPTH).as_bytes()).is_ok());
         let e = parse(nested_arrays(MAX_DEPTH + 1).as_bytes()).unwrap_err();
-        assert_eq!(e.0, "JSON nests deeper than 64 levels");
+        assert_eq!(e.0, "JSON nests deeper than 80 levels");
         // Brackets inside strings (escaped quotes included) do not count.
         let inside = format!(r#"{{"a": "{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
         assert!(parse(inside.as_bytes()).is_ok(), "brackets in a string are text");
         // Far deeper than serde's own limit: refused by the count, no recursion.
         let e = parse(nested_arrays(1_000_000).as_bytes()).unwrap_err();
-        assert!(e.0.contains("deeper than 64"), "{e}");
+        assert!(e.0.contains("deeper than 80"), "{e}");
     }
 
     #[test]
@@ -304,147 +309,158 @@ mod depth_tests {
         assert_eq!(value_depth(&deep), MAX_DEPTH);
         assert!(check_value_depth(&deep).is_ok());
         let deeper = Value::Array(vec![deep]);
-        assert_eq!(check_value_depth(&deeper).unwrap_err().0, "JSON nests deeper than 64 levels");
+        assert_eq!(check_value_depth(&deeper).unwrap_err().0, "JSON nests deeper than 80 levels");
     }
 
+    /// The deepest leaf statement: a ByteMatchStatement on `Headers` with an
+    /// `IncludedHeaders` list, five JSON levels below its statement object.
     fn leaf_statement() -> String {
-        r#"{"ByteMatchStatement": {"SearchString": "x", "FieldToMatch": {"UriPath": {}},
+        r#"{"ByteMatchStatement": {"SearchString": "x", "FieldToMatch": {"Headers": {"MatchPattern":
+            {"IncludedHeaders": ["user-agent"]}, "MatchScope": "VALUE", "OversizeHandling": "CONTINUE"}},
             "TextTransformations": [{"Priority": 0, "Type": "NONE"}], "PositionalConstraint": "CONTAINS"}}"#
             .to_owned()
     }
 
-    /// A web ACL whose one rule's statement is `wrap` applied until the
-    /// document is exactly `MAX_DEPTH` deep.
-    fn deepest_acl(wrap: impl Fn(&str) -> String) -> String {
-        let acl = |statement: &str| {
-            format!(
-                r#"{{"Name": "deep", "DefaultAction": {{"Allow": {{}}}},
-                "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "deep"}},
-                "Rules": [{{"Name": "r", "Priority": 0, "Action": {{"Block": {{}}}},
-                  "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "r"}},
-                  "Statement": {statement}}}]}}"#
-            )
-        };
-        let mut statement = leaf_statement();
-        loop {
-            let next = wrap(&statement);
-            let depth = value_depth(&serde_json::from_str(&acl(&next)).expect("test JSON"));
-            if depth > MAX_DEPTH {
-                break;
-            }
-            statement = next;
-        }
-        let doc = acl(&statement);
-        // One more wrap would pass the limit; a wrap adds two or three levels.
-        let depth = value_depth(&serde_json::from_str(&doc).expect("test JSON"));
-        assert!((MAX_DEPTH - 2..=MAX_DEPTH).contains(&depth), "depth {depth}");
-        doc
-    }
-
-    /// Every document the depth check lets through, run through the whole
-    /// pipeline the Admin API and the reconciler run (parse, typed wire,
-    /// validation, references, canonical form) on a worker-sized stack.
-    fn whole_pipeline(kind: ResourceKind, doc: &str) {
-        let value = parse(doc.as_bytes()).expect("within the depth limit");
-        let id = ResourceId::parse("deep").expect("id");
-        if let Ok(wire) = Wire::from_value(kind, value) {
-            // Valid or not, validation must answer, not overflow.
-            if wire.validate(&id, Validation::default()).is_ok() {
-                drop(wire.to_value());
-            }
-            drop(wire.references());
-            drop(wire.clone());
-        }
-    }
-
-    #[test]
-    fn the_deepest_documents_fit_a_worker_stack() {
-        let mut docs: Vec<(ResourceKind, String)> = vec![
-            (ResourceKind::WebAcls, deepest_acl(|s| format!(r#"{{"NotStatement": {{"Statement": {s}}}}}"#))),
-            (
-                ResourceKind::WebAcls,
-                deepest_acl(|s| format!(r#"{{"AndStatement": {{"Statements": [{s}, {}]}}}}"#, leaf_statement())),
-            ),
-            (
-                ResourceKind::WebAcls,
-                deepest_acl(|s| format!(r#"{{"OrStatement": {{"Statements": [{s}, {}]}}}}"#, leaf_statement())),
-            ),
-        ];
-        // Every kind, with the deepest value its free-form fields can carry
-        // (and fields that are typed, which must refuse it quickly).
-        let deep = nested_arrays(MAX_DEPTH - 2);
-        for kind in ResourceKind::ALL {
-            for field in
-                ["nodes", "client", "checks", "metadata", "upstream", "origins", "Rules", "Addresses", "labels"]
-            {
-                docs.push((kind, format!(r#"{{"{field}": {{"x": {deep}}}}}"#)));
-            }
-        }
-        let worker = std::thread::Builder::new()
-            .stack_size(WORKER_STACK)
-            .spawn(move || {
-                for (kind, doc) in &docs {
-                    whole_pipeline(*kind, doc);
-                }
-                docs.len()
-            })
-            .expect("spawn a worker-sized thread");
-        let ran = worker.join().expect("no stack overflow on a 2 MiB stack");
-        assert!(ran > 3);
-    }
-
-    /// The deepest statement tree the WAF accepts (an `AndStatement` chain
-    /// `MAX_STATEMENT_DEPTH` statements deep, 3 JSON levels each) is parsed,
-    /// validated and compiled on a worker-sized stack in a debug build.
-    #[test]
-    fn the_deepest_legal_web_acl_is_accepted_on_a_worker_stack() {
-        let depth = shardgate_waf::json::MAX_STATEMENT_DEPTH;
-        let mut statement = leaf_statement();
-        for _ in 1..depth {
-            statement = format!(r#"{{"AndStatement": {{"Statements": [{statement}, {}]}}}}"#, leaf_statement());
-        }
-        let doc = format!(
+    /// A web ACL whose one rule's statement is `statement`.
+    fn acl_doc(statement: &str) -> String {
+        format!(
             r#"{{"Name": "deep", "DefaultAction": {{"Allow": {{}}}},
             "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "deep"}},
             "Rules": [{{"Name": "r", "Priority": 0, "Action": {{"Block": {{}}}},
               "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "r"}},
               "Statement": {statement}}}]}}"#
-        );
+        )
+    }
+
+    /// Wraps a statement in one more level.
+    type Wrap = fn(&str) -> String;
+
+    /// The ways a statement nests another: NotStatement, and AndStatement
+    /// and OrStatement with a second, leaf member.
+    fn wrappers() -> [(&'static str, Wrap); 3] {
+        [
+            ("NotStatement", |s| format!(r#"{{"NotStatement": {{"Statement": {s}}}}}"#)),
+            ("AndStatement", |s| format!(r#"{{"AndStatement": {{"Statements": [{s}, {}]}}}}"#, leaf_statement())),
+            ("OrStatement", |s| format!(r#"{{"OrStatement": {{"Statements": [{s}, {}]}}}}"#, leaf_statement())),
+        ]
+    }
+
+    /// A statement tree `levels` statements deep: `wrap` around the leaf.
+    fn chain(levels: usize, wrap: Wrap) -> String {
+        (1..levels).fold(leaf_statement(), |s, _| wrap(&s))
+    }
+
+    fn json_depth(doc: &str) -> usize {
+        value_depth(&serde_json::from_str(doc).expect("test JSON"))
+    }
+
+    /// What the Admin API and the reconciler run on a body (parse, typed
+    /// wire, validation, references, canonical form, clone); whether it
+    /// validated. Any input must get an answer, not overflow the stack.
+    fn whole_pipeline(kind: ResourceKind, doc: &str) -> Result<(), String> {
+        let value = parse(doc.as_bytes()).map_err(|e| e.to_string())?;
+        let id = ResourceId::parse("deep").expect("id");
+        let wire = Wire::from_value(kind, value).map_err(|e| e.to_string())?;
+        drop(wire.references());
+        drop(wire.clone());
+        wire.validate(&id, Validation::default()).map_err(|e| e.to_string())?;
+        drop(wire.to_value());
+        Ok(())
+    }
+
+    /// On a worker-sized stack in a debug build:
+    /// - the deepest legal statement trees (MAX_STATEMENT_DEPTH statements
+    ///   of each nesting kind, around the deepest leaf) go through the whole
+    ///   pipeline and validate;
+    /// - the deepest documents the JSON bound lets through, nested by
+    ///   statements, are refused by the statement bound while parsing;
+    /// - every kind, with the deepest value its free-form fields can carry
+    ///   (and typed fields, which must refuse it), gets an answer.
+    #[test]
+    fn the_deepest_documents_fit_a_worker_stack() {
+        let mut legal: Vec<(&str, String)> = Vec::new();
+        let mut too_deep: Vec<(&str, String)> = Vec::new();
+        for (name, wrap) in wrappers() {
+            legal.push((name, acl_doc(&chain(MAX_STATEMENT_DEPTH, wrap))));
+            let mut levels = MAX_STATEMENT_DEPTH + 1;
+            while json_depth(&acl_doc(&chain(levels + 1, wrap))) <= MAX_DEPTH {
+                levels += 1;
+            }
+            let doc = acl_doc(&chain(levels, wrap));
+            // One more wrap would pass the limit; a wrap adds two or three levels.
+            assert!((MAX_DEPTH - 2..=MAX_DEPTH).contains(&json_depth(&doc)), "{name}: {}", json_depth(&doc));
+            too_deep.push((name, doc));
+        }
+        let mut others: Vec<(ResourceKind, String)> = Vec::new();
+        let deep = nested_arrays(MAX_DEPTH - 2);
+        for kind in ResourceKind::ALL {
+            for field in
+                ["nodes", "client", "checks", "metadata", "upstream", "origins", "Rules", "Addresses", "labels"]
+            {
+                others.push((kind, format!(r#"{{"{field}": {{"x": {deep}}}}}"#)));
+            }
+        }
         let worker = std::thread::Builder::new()
             .stack_size(WORKER_STACK)
             .spawn(move || {
-                let value = parse(doc.as_bytes()).expect("within the JSON depth limit");
-                let wire = Wire::from_value(ResourceKind::WebAcls, value).expect("within the statement limit");
-                wire.validate(&ResourceId::parse("deep").expect("id"), Validation::default()).expect("compiles");
-                let deeper = format!(r#"{{"NotStatement": {{"Statement": {statement}}}}}"#);
-                let doc = doc_with(&deeper);
-                let e = Wire::from_value(ResourceKind::WebAcls, parse(doc.as_bytes()).expect("parse")).unwrap_err();
-                e.to_string()
+                let legal: Vec<(&str, Result<(), String>)> =
+                    legal.iter().map(|(name, doc)| (*name, whole_pipeline(ResourceKind::WebAcls, doc))).collect();
+                let refused: Vec<(&str, Result<(), String>)> =
+                    too_deep.iter().map(|(name, doc)| (*name, whole_pipeline(ResourceKind::WebAcls, doc))).collect();
+                for (kind, doc) in &others {
+                    // Valid or not, each must answer.
+                    drop(whole_pipeline(*kind, doc));
+                }
+                (legal, refused, others.len())
             })
             .expect("spawn a worker-sized thread");
-        let refused = worker.join().expect("no stack overflow on a 2 MiB stack");
-        assert!(refused.contains(&format!("statements nest at most {depth} deep")), "{refused}");
-
-        fn doc_with(statement: &str) -> String {
-            format!(
-                r#"{{"Name": "deep", "DefaultAction": {{"Allow": {{}}}},
-                "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "deep"}},
-                "Rules": [{{"Name": "r", "Priority": 0, "Action": {{"Block": {{}}}},
-                  "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "r"}},
-                  "Statement": {statement}}}]}}"#
-            )
+        let (legal, refused, others) = worker.join().expect("no stack overflow on a 2 MiB stack");
+        for (name, r) in legal {
+            assert_eq!(r, Ok(()), "{MAX_STATEMENT_DEPTH} levels of {name} validate");
         }
+        for (name, r) in refused {
+            let e = r.expect_err("deeper than the statement bound");
+            assert!(e.contains(&format!("statements nest at most {MAX_STATEMENT_DEPTH} deep")), "{name}: {e}");
+        }
+        assert_eq!(others, ResourceKind::ALL.len() * 9);
     }
 
+    /// The deepest web ACL the WAF accepts (an `AndStatement` chain
+    /// `MAX_STATEMENT_DEPTH` statements deep around the deepest leaf: 69 JSON
+    /// levels) fits the JSON bound, and is parsed, validated and compiled on
+    /// a worker-sized stack in a debug build; one statement level more is
+    /// refused with the limit named.
     #[test]
-    fn the_issue_body_is_refused_before_any_recursion() {
-        // Issue 9: NotStatement 60 deep, JSON depth ~125, under serde's 128.
+    fn the_deepest_legal_web_acl_is_accepted_on_a_worker_stack() {
+        let and = wrappers()[1].1;
+        let doc = acl_doc(&chain(MAX_STATEMENT_DEPTH, and));
+        assert_eq!(json_depth(&doc), 4 + 3 * (MAX_STATEMENT_DEPTH - 1) + 5);
+        assert!(json_depth(&doc) < MAX_DEPTH, "room to spare under the JSON bound");
+        let deeper = acl_doc(&chain(MAX_STATEMENT_DEPTH + 1, and));
+        assert!(json_depth(&deeper) <= MAX_DEPTH, "the statement bound, not the JSON one, refuses the next level");
+        let worker = std::thread::Builder::new()
+            .stack_size(WORKER_STACK)
+            .spawn(move || {
+                (whole_pipeline(ResourceKind::WebAcls, &doc), whole_pipeline(ResourceKind::WebAcls, &deeper))
+            })
+            .expect("spawn a worker-sized thread");
+        let (accepted, refused) = worker.join().expect("no stack overflow on a 2 MiB stack");
+        assert_eq!(accepted, Ok(()));
+        let e = refused.expect_err("one level too deep");
+        assert!(e.contains(&format!("statements nest at most {MAX_STATEMENT_DEPTH} deep")), "{e}");
+    }
+
+    /// A rule whose statement is 60 nested NotStatements (JSON depth ~125,
+    /// under serde_json's own limit of 128) once overflowed a worker's
+    /// stack; the JSON bound refuses it before anything recurses.
+    #[test]
+    fn a_sixty_level_statement_is_refused_before_any_recursion() {
         let mut statement = leaf_statement();
         for _ in 0..60 {
             statement = format!(r#"{{"NotStatement": {{"Statement": {statement}}}}}"#);
         }
         let doc = format!(r#"{{"Name": "x", "Rules": [{{"Name": "r", "Statement": {statement}}}]}}"#);
         let e = parse(doc.as_bytes()).unwrap_err();
-        assert_eq!(e.to_string(), "JSON nests deeper than 64 levels");
+        assert_eq!(e.to_string(), "JSON nests deeper than 80 levels");
     }
 }

@@ -358,6 +358,13 @@ fn rsa_size_words(bits: Option<u32>) -> String {
 fn unusable_key_words(key: &PrivateKeyDer<'_>, e: &TlsError) -> String {
     // rustls tries RSA, then ECDSA, then EdDSA, and reports only that all
     // failed; asking the RSA loader alone tells a wrong-sized RSA key apart.
+    // Its answer is text: `RsaSigningKey::new` (rustls
+    // `crypto/aws_lc_rs/sign.rs`) formats aws-lc-rs's `KeyRejected` into
+    // `Error::General(String)`, and `KeyRejected` has no public kind, only
+    // its description (`TooSmall`, `TooLarge`), so there is no type or
+    // variant to match on. (The certificate's own key size is checked
+    // above from its parsed public key; this catches a key that does not
+    // belong to it.)
     if let Err(TlsError::General(why)) = rustls::crypto::aws_lc_rs::sign::RsaSigningKey::new(key)
         && (why.contains("TooSmall") || why.contains("TooLarge"))
     {

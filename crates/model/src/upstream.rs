@@ -359,8 +359,24 @@ fn parse_weight(field: &str, v: &Value) -> Result<u32, Invalid> {
 /// Why an IPv6 node key without brackets is refused: `::1:80` is itself an
 /// IPv6 address, so its port cannot be told apart (RFC 3986 §3.2.2 puts
 /// IPv6 literals in brackets; APISIX's examples write `[::1]:80`).
+///
+/// The hint reads the last group as the port when what comes before it is
+/// an address (`::1:80` → `[::1]:80`; `fe80::1::80`, a port after `::`, →
+/// `[fe80::1]:80`); otherwise the whole key is the address and the port is
+/// left to write (`2001:db8::1` → `[2001:db8::1]:<port>`).
 fn unbracketed(addr: &str) -> String {
-    let hint = addr.rsplit_once(':').map_or_else(|| format!("[{addr}]:80"), |(ip, port)| format!("[{ip}]:{port}"));
+    let split = addr.rsplit_once(':').and_then(|(ip, port)| {
+        port.parse::<u16>().ok().filter(|p| *p > 0)?;
+        let ip = if ip.ends_with("::") { ip } else { ip.strip_suffix(':').unwrap_or(ip) };
+        ip.parse::<std::net::Ipv6Addr>().ok().map(|ip| format!("[{ip}]:{port}"))
+    });
+    let hint = match split {
+        Some(hint) => hint,
+        None => match addr.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => format!("[{ip}]:<port>"),
+            Err(_) => "[<IPv6 address>]:<port>".to_owned(),
+        },
+    };
     format!(
         "{addr:?} is an IPv6 address without brackets, so its port is ambiguous; write the address in brackets followed by the port, e.g. {hint:?}"
     )
@@ -482,9 +498,14 @@ mod tests {
 
     #[test]
     fn unbracketed_ipv6_nodes_are_refused_with_the_fix() {
-        for (key, hint) in
-            [("::1:80", "[::1]:80"), ("2001:db8::1:8080", "[2001:db8::1]:8080"), ("fe80::1::80", "[fe80::1:]:80")]
-        {
+        for (key, hint) in [
+            ("::1:80", "[::1]:80"),
+            ("2001:db8::1:8080", "[2001:db8::1]:8080"),
+            ("fe80::1::80", "[fe80::1]:80"),
+            ("2001:db8::1", "[2001:db8::1]:<port>"),
+            ("2001:db8::", "[2001:db8::]:<port>"),
+            ("fe80::zz:80", "[<IPv6 address>]:<port>"),
+        ] {
             let e = up(json!({"nodes": {key: 1}})).unwrap_err();
             assert_eq!(e.field, format!("nodes[{key:?}]"));
             assert!(e.reason.contains("without brackets"), "{key}: {e}");

@@ -1,8 +1,9 @@
-//! No input may crash the process (issue 9): a web ACL whose statement
-//! nests `NotStatement` 60 deep (JSON depth ~125, under serde_json's own
-//! limit of 128) used to overflow a worker's stack and abort the gateway,
-//! dropping every player. Bodies deeper than 64 levels are refused with 400
-//! before anything recurses over them, and the players stay connected.
+//! No input may crash the process: a web ACL whose statement nests
+//! `NotStatement` 60 deep (JSON depth ~125, under serde_json's own limit of
+//! 128) once overflowed a worker's stack and aborted the gateway, dropping
+//! every player. Bodies deeper than `shardgate_model::json::MAX_DEPTH` (80)
+//! levels are refused with 400 before anything recurses over them, and the
+//! players stay connected.
 
 mod common;
 
@@ -10,11 +11,12 @@ use common::{gateway, text};
 use serde_json::json;
 use shardgate_e2e::tls::{roundtrip, try_roundtrip};
 use shardgate_e2e::{GameServer, TestCert, TlsClient, eventually};
+use shardgate_model::json::MAX_DEPTH;
 
 const LEAF: &str = r#"{"ByteMatchStatement": {"SearchString": "x", "FieldToMatch": {"UriPath": {}},
     "TextTransformations": [{"Priority": 0, "Type": "NONE"}], "PositionalConstraint": "CONTAINS"}}"#;
 
-/// The issue's body: one rule whose statement is `levels` NotStatements deep.
+/// A web ACL with one rule whose statement is `levels` NotStatements deep.
 fn deep_acl(levels: usize) -> String {
     let mut statement = LEAF.to_owned();
     for _ in 0..levels {
@@ -65,14 +67,15 @@ async fn deep_bodies_get_400_and_players_stay_connected() {
             panic!("{method} {path}: no answer ({e}); the gateway log:\n{}", gw.log());
         });
         assert_eq!(r.status, 400, "{method} {path}: {}", r.body);
-        assert_eq!(r.json()["error_msg"], "invalid request body: JSON nests deeper than 64 levels", "{method} {path}");
+        assert_eq!(r.json()["error_msg"], "invalid request body: JSON nests deeper than 80 levels", "{method} {path}");
     }
-    // A PATCH whose result would nest deeper than either part is refused too.
+    // A PATCH whose result nests deeper than either part: a value at the
+    // limit, put one level down by a sub-path PATCH.
     admin.put_ok("/apisix/admin/upstreams/u", &json!({"nodes": {"127.0.0.1:9": 1}, "desc": "x"})).await;
-    let deep_value = format!("{}1{}", "[".repeat(40), "]".repeat(40));
-    let patch = format!(r#"{{"labels": {{"a": {{"b": {{"c": {deep_value}}}}}}}}}"#);
-    let r = admin.request("PATCH", "/apisix/admin/upstreams/u", Some(&patch)).await;
+    let deep_value = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+    let r = admin.request("PATCH", "/apisix/admin/upstreams/u/nodes", Some(&deep_value)).await;
     assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error_msg"], "invalid request body: JSON nests deeper than 80 levels");
     let r = admin.request("PATCH", "/apisix/admin/stream_routes/1/upstream/nodes", Some(&deep_value)).await;
     assert_eq!(r.status, 405, "stream routes take no PATCH, as in APISIX: {}", r.body);
 
@@ -88,20 +91,20 @@ async fn deep_bodies_get_400_and_players_stay_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_acl_under_the_limit_still_answers_on_a_worker_stack() {
-    // About 30 statement levels fit in 64 JSON levels: the gateway parses
+    // About 38 statement levels fit in the JSON bound: the gateway parses
     // them (the WAF refuses such depth, with the path named) without
     // overflowing, in the debug build the tests run.
     let gw = gateway().spawn().await;
     let admin = gw.admin();
     let mut levels = 0;
-    while json_depth(&deep_acl(levels + 1)) <= 64 {
+    while json_depth(&deep_acl(levels + 1)) <= MAX_DEPTH {
         levels += 1;
     }
-    assert!(levels >= 25, "the Admin API's limit leaves room for deep statements: {levels}");
+    assert!(levels > 21, "the Admin API's limit leaves room for deep statements: {levels}");
     let r = admin.request("PUT", "/apisix/admin/web_acls/x", Some(&deep_acl(levels))).await;
     assert_eq!(r.status, 400, "{}", r.body);
     let msg = r.json()["error_msg"].as_str().unwrap_or_default().to_owned();
-    assert!(msg.contains("Rules[0].Statement"), "the WAF names the path: {msg}");
+    assert!(msg.contains("Rules[0].Statement") && msg.contains("at most 21 deep"), "the WAF names the path: {msg}");
     let r = admin.request("PUT", "/apisix/admin/web_acls/ok", Some(&deep_acl(3))).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(gw.readyz().await, 200);

@@ -169,3 +169,60 @@ async fn a_request_with_210_headers_reaches_the_waf_oversize_handling() {
     assert_eq!(headers.get("x-cache").map(String::as_str), Some("Error from shardgate"));
     assert_eq!(get(edge, HOST, "/", &refs[..150]).await.0, 200, "150 headers are inspected, none matches");
 }
+
+/// AWS: "You can specify any header name except for content-type" in a
+/// custom response; the framing and hop-by-hop headers would break the
+/// response shardgate writes. Both write paths refuse them naming the JSON
+/// path; a custom response with its own headers and body goes out with one
+/// Content-Type, the body's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_response_headers_that_would_break_the_response_are_refused() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/", OriginFile::new("ok"))]).await;
+    let block = |name: &str| {
+        format!(
+            r#"{{"Block": {{"CustomResponse": {{"ResponseCode": 429, "CustomResponseBodyKey": "slow",
+                "ResponseHeaders": [{{"Name": "Retry-After", "Value": "30"}}, {{"Name": "{name}", "Value": "x"}}]}}}}}}"#
+        )
+    };
+    let acl = |name: &str| {
+        web_acl(r#"{"Allow": {}}"#, &rule("old-client", 0, &block(name), &user_agent("Client/1.")))
+            .replacen(
+                r#""Rules""#,
+                r#""CustomResponseBodies": {"slow": {"ContentType": "APPLICATION_JSON", "Content": "{\"retry\": 30}"}}, "Rules""#,
+                1,
+            )
+    };
+    for name in ["Content-Type", "content-length", "Transfer-Encoding", "Connection", "Upgrade"] {
+        for (method, path) in
+            [("PUT", "/apisix/admin/web_acls/edge"), ("POST", "/apisix/admin/schema/validate/web_acls")]
+        {
+            let r = gw.admin().request(method, path, Some(&acl(name))).await;
+            assert_eq!(r.status, 400, "{name}, {method} {path}: {}", r.body);
+            let msg = r.json()["error_msg"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                msg.contains("Rules[0].Action.Block.CustomResponse.ResponseHeaders[1].Name")
+                    && msg.contains(&format!("{name:?} cannot be a custom response header")),
+                "{name}: {msg}"
+            );
+        }
+    }
+    assert_eq!(gw.admin().get("/apisix/admin/web_acls/edge").await.status, 404, "nothing stored");
+
+    protect(&gw, &origin, &acl("X-Reason")).await;
+    let port = gw.edge_plain[0].port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bash(
+        format!("curl -s -i -A 'Client/1.9' --resolve {HOST}:{port}:127.0.0.1 http://{HOST}:{port}/ --max-time 10"),
+        dir.path(),
+    )
+    .await;
+    let response = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(response.starts_with("HTTP/1.1 429"), "{response}");
+    let content_types: Vec<&str> =
+        response.lines().filter(|l| l.to_ascii_lowercase().starts_with("content-type:")).collect();
+    assert_eq!(content_types.len(), 1, "{response}");
+    assert!(content_types[0].contains("application/json"), "{response}");
+    assert!(response.lines().any(|l| l.eq_ignore_ascii_case("retry-after: 30")), "{response}");
+    assert!(response.ends_with(r#"{"retry": 30}"#), "{response}");
+}

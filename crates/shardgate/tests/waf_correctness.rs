@@ -1,8 +1,8 @@
-//! Issue 9's WAF correctness items through the real binary: statement
-//! nesting is bounded (a deep web ACL is a 400 naming the limit, never a
-//! crash), set references are checked at every depth in both directions,
-//! and an ACL whose set disappears anyway keeps serving its last good
-//! version.
+//! WAF correctness through the real binary: statement nesting is bounded
+//! (a deep web ACL is a 400 naming the limit, never a crash; the 21 levels
+//! earlier versions accepted still are), set references are checked at
+//! every depth in both directions, and an ACL whose set disappears anyway
+//! keeps serving its last good version.
 
 mod common;
 
@@ -28,15 +28,24 @@ fn rule(name: &str, statement: &str) -> String {
     )
 }
 
+/// Whether the user agent is exactly `agent`.
+fn agent_is(agent: &str) -> String {
+    format!(
+        r#"{{"ByteMatchStatement": {{"FieldToMatch": {{"SingleHeader": {{"Name": "user-agent"}}}},
+    "PositionalConstraint": "EXACTLY", "SearchString": "{agent}", "TextTransformations": [{{"Type": "NONE", "Priority": 0}}]}}}}"#
+    )
+}
+
 /// `levels` statements deep: NotStatements around a header match.
 fn not_chain(levels: usize) -> String {
-    let mut st = r#"{"ByteMatchStatement": {"FieldToMatch": {"SingleHeader": {"Name": "user-agent"}},
-        "PositionalConstraint": "EXACTLY", "SearchString": "bot", "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}"#
-        .to_owned();
-    for _ in 1..levels {
-        st = format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#);
-    }
-    st
+    (1..levels).fold(agent_is("bot"), |st, _| format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#))
+}
+
+/// `levels` statements deep: AndStatements of the chain so far and a
+/// header match, three JSON levels each (the deepest nesting there is).
+fn and_chain(levels: usize, agent: &str) -> String {
+    let leaf = agent_is(agent);
+    (1..levels).fold(leaf.clone(), |st, _| format!(r#"{{"AndStatement": {{"Statements": [{st}, {leaf}]}}}}"#))
 }
 
 async fn protected_distribution(gw: &Gateway, origin: &TestOrigin, acl: &str) {
@@ -65,15 +74,17 @@ async fn deep_statements_are_refused_naming_the_limit_and_the_gateway_keeps_serv
     protected_distribution(&gw, &origin, "live").await;
     let edge = gw.edge_plain[0];
 
-    // The deepest legal tree (15 statements) is accepted.
+    // The deepest legal tree (21 statements, what earlier versions accepted:
+    // a stored ACL that deep still loads) is accepted.
     let r = admin
-        .request("PUT", "/apisix/admin/web_acls/deepest", Some(&web_acl("deepest", &rule("r", &not_chain(15)))))
+        .request("PUT", "/apisix/admin/web_acls/deepest", Some(&web_acl("deepest", &rule("r", &not_chain(21)))))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
 
-    // One level more, and the issue's ~60 levels (JSON depth ~125), through
-    // both write paths: 400 naming the limit and the path, nothing stored.
-    for levels in [16, 60] {
+    // One level more, and 60 levels (JSON depth ~125, under serde_json's own
+    // limit of 128, which once overflowed a worker's stack), through both
+    // write paths: 400 naming the limit and the path, nothing stored.
+    for levels in [22, 60] {
         let body = web_acl("deep", &rule("r", &not_chain(levels)));
         for (method, path) in
             [("PUT", "/apisix/admin/web_acls/deep"), ("POST", "/apisix/admin/schema/validate/web_acls")]
@@ -81,19 +92,39 @@ async fn deep_statements_are_refused_naming_the_limit_and_the_gateway_keeps_serv
             let r = admin.request(method, path, Some(&body)).await;
             assert_eq!(r.status, 400, "{levels} levels, {method} {path}: {}", r.body);
             let msg = r.json()["error_msg"].as_str().unwrap_or_default().to_owned();
-            if levels == 16 {
-                assert!(msg.contains("at most 15 deep (shardgate's limit"), "{levels} levels: {msg}");
+            if levels == 22 {
+                assert!(msg.contains("at most 21 deep (shardgate's limit"), "{levels} levels: {msg}");
                 assert!(
                     msg.contains("Rules[0].Statement.NotStatement.Statement.NotStatement"),
                     "names the path: {msg}"
                 );
             } else {
                 // The JSON nesting bound of every Admin API body comes first.
-                assert!(msg.contains("JSON nests deeper than 64 levels"), "{levels} levels: {msg}");
+                assert!(msg.contains("JSON nests deeper than 80 levels"), "{levels} levels: {msg}");
             }
         }
     }
     assert_eq!(admin.get("/apisix/admin/web_acls/deep").await.status, 404, "nothing stored");
+
+    // 21 levels of AndStatement (JSON depth 67) fit the JSON bound too, and
+    // the gateway enforces them: the live ACL becomes that tree for a while.
+    let deepest_and = |levels: usize, agent: &str| web_acl("live", &rule("bots", &and_chain(levels, agent)));
+    let r = admin.request("PUT", "/apisix/admin/web_acls/live", Some(&deepest_and(22, "deep-bot"))).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("at most 21 deep"), "{}", r.body);
+    let r = admin.request("PUT", "/apisix/admin/web_acls/live", Some(&deepest_and(21, "deep-bot"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually(5, "the 21-level ACL enforced", || async {
+        (get(edge, HOST, "/", &[("user-agent", "deep-bot")]).await.0 == 403).then_some(())
+    })
+    .await;
+    assert_eq!(get(edge, HOST, "/", &[("user-agent", "bot")]).await.0, 200, "the old rule is gone");
+    let r = admin.request("PUT", "/apisix/admin/web_acls/live", Some(&deepest_and(21, "bot"))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually(5, "back to blocking bot", || async {
+        (get(edge, HOST, "/", &[("user-agent", "bot")]).await.0 == 403).then_some(())
+    })
+    .await;
 
     // A rate-based statement stays a rule's top statement.
     let nested = r#"{"NotStatement": {"Statement": {"RateBasedStatement": {"Limit": 100, "AggregateKeyType": "IP"}}}}"#;

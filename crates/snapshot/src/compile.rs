@@ -89,7 +89,8 @@ pub fn compile(
     let edge = EdgeRouter::build(state, registry, &acls, &mut used, &mut problems);
     registry.retain(&used);
 
-    Snapshot { generation: state.revision(), stream, edge, acls, certs, problems }
+    let reads_tls_fingerprints = acls.values().any(|a| a.acl.uses_tls_fingerprints());
+    Snapshot { generation: state.revision(), stream, edge, acls, reads_tls_fingerprints, certs, problems }
 }
 
 #[cfg(test)]

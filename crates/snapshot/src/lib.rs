@@ -47,6 +47,14 @@ pub struct Snapshot {
     pub edge: EdgeRouter,
     /// Every web ACL that compiled, by id (distributions and stream listeners refer to them).
     pub acls: std::collections::HashMap<shardgate_model::ResourceId, std::sync::Arc<CompiledAcl>>,
+    /// Whether any web ACL of [`Snapshot::acls`] reads the TLS fingerprints
+    /// (JA3/JA4 fields or rate keys), computed once per generation. When
+    /// none does, a listener neither keeps a copy of the ClientHello nor
+    /// computes a fingerprint. An edge connection carries the fingerprint
+    /// computed (or not) at its handshake for its whole life: one opened
+    /// while no ACL read fingerprints has none, and a fingerprint rule added
+    /// later applies its `FallbackBehavior` to it until it reconnects.
+    pub reads_tls_fingerprints: bool,
     /// Certificates by SNI.
     pub certs: CertStore,
     /// Resources left out of this generation, and why.

@@ -4,7 +4,9 @@
 //! accept -> snapshot = handle.load()          (this connection's generation, kept to the end)
 //!        -> listener's web ACL on the client address: block -> close before any byte, count waf
 //!           (an ACL that reads JA3/JA4 runs after the ClientHello instead, on TLS listeners)
-//!  TLS:   read ClientHello (byte cap, handshake timeout); JA3/JA4 computed once, if an ACL reads them
+//!  TLS:   read ClientHello (byte cap, handshake timeout; its bytes kept only if a loaded ACL reads
+//!         JA3/JA4); JA3/JA4 computed once, when the first ACL that reads them runs
+//!         listener's web ACL here if it reads JA3/JA4: block -> close, count waf
 //!         route by SNI (fallback SNI stands in for a missing or unserved name)
 //!           none -> alert unrecognized_name, count no_route
 //!         route's web ACL on the client address: block -> close, count waf
@@ -15,6 +17,14 @@
 //! -> connect upstream (timeout, retry next node) -> copy both ways
 //! -> close: client/upstream closed, idle timeout, error, or drain deadline
 //! ```
+//!
+//! A listener web ACL that reads a TLS fingerprint runs whole after the
+//! ClientHello, its address rules included: a client it denies by address
+//! still holds a connection permit until it sends a ClientHello or the
+//! handshake timeout passes, and its rate-based rules never count a
+//! connection that sends no ClientHello. A listener ACL without
+//! fingerprint rules runs at accept; the fingerprint rules can go in the
+//! routes' ACLs, which run after the ClientHello anyway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,10 +196,12 @@ fn listener_acl<'s>(ctx: &ListenerCtx, snap: &'s Snapshot) -> Option<&'s Arc<Com
     compiled
 }
 
-/// Runs `compiled` on the client address (no request exists yet: header,
-/// path and body fields are empty, so only address statements such as IP
-/// sets, countries and rate-based rules are meaningful). Returns the
-/// deciding rule when the connection must be closed, and counts it.
+/// Runs `compiled` on the connection: its client address and, when given,
+/// its TLS fingerprints (no request exists: header, path and body fields
+/// are empty, so the statements that mean something are those on the
+/// address, countries, JA3/JA4, labels and rate-based rules keyed by them).
+/// Returns the deciding rule when the connection must be closed, and
+/// counts it.
 fn refused_by(
     ctx: &ListenerCtx,
     compiled: &CompiledAcl,
@@ -269,7 +281,10 @@ async fn serve_tls(
     // The handshake-phase futures are boxed: a future is as large as its
     // largest state, and without the boxes every idle player would keep room
     // for the ClientHello and the mid-handshake stream for its whole life.
-    let hello = Box::pin(tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes)));
+    // The ClientHello's bytes are copied only when a loaded ACL may read
+    // the fingerprints (decided once per generation).
+    let keep = snap.reads_tls_fingerprints;
+    let hello = Box::pin(tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes, keep)));
     let (accepted, hello) = match hello.await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
@@ -290,7 +305,7 @@ async fn serve_tls(
         if !needed {
             return None;
         }
-        *fingerprint.get_or_insert_with(|| TlsFingerprint::from_records(&hello))
+        *fingerprint.get_or_insert_with(|| hello.as_deref().and_then(TlsFingerprint::from_records))
     };
     if listener_acl_deferred && let Some(rule) = refused_by_acl(ctx, snap, peer, fingerprint_of(true).as_ref()) {
         tracing::debug!(listener = %ctx.name, %peer, rule = %rule, "connection refused by the web ACL after the ClientHello");

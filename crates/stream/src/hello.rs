@@ -5,9 +5,10 @@
 //! so a client cannot make shardgate buffer up to rustls's 64 KiB handshake
 //! limit. Nothing expensive has happened yet when the SNI is known: the
 //! connection is routed, and refused with a TLS alert when it has nowhere to
-//! go, before any key exchange. The bytes read are kept for the
-//! connection's TLS fingerprints (JA3, JA4: `shardgate_waf::fingerprint`),
-//! computed only when a web ACL in play inspects them.
+//! go, before any key exchange. The bytes read are copied only when the
+//! caller asks (`keep`: a loaded web ACL reads the TLS fingerprints, JA3
+//! and JA4, which `shardgate_waf::fingerprint` computes from them);
+//! otherwise nothing is copied or kept.
 
 use std::io::{self, Read, Write};
 
@@ -48,16 +49,21 @@ impl HelloError {
 /// `std::io` over a non-blocking tokio socket: `WouldBlock` when not ready.
 struct Sync<'a>(&'a TcpStream);
 
-/// Reads through [`Sync`] and keeps a copy of what was read.
+/// Reads from a non-blocking tokio socket (`WouldBlock` when not ready),
+/// counts the bytes read and, when asked, keeps a copy of them.
 struct Tee<'a> {
     sock: &'a TcpStream,
-    copy: Vec<u8>,
+    read: usize,
+    copy: Option<Vec<u8>>,
 }
 
 impl Read for Tee<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.sock.try_read(buf)?;
-        self.copy.extend_from_slice(&buf[..n]);
+        self.read += n;
+        if let Some(copy) = &mut self.copy {
+            copy.extend_from_slice(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -75,11 +81,17 @@ impl Write for Sync<'_> {
 /// at most a few times for a large one.
 const HELLO_COPY_CAPACITY: usize = 2048;
 
-/// Reads until rustls has a whole ClientHello, at most `max_bytes`; also
-/// returns the bytes read (the ClientHello's records).
-pub async fn read_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<(Accepted, Vec<u8>), HelloError> {
+/// Reads until rustls has a whole ClientHello, at most `max_bytes`. With
+/// `keep`, also returns a copy of the bytes read (the ClientHello's
+/// records, for the TLS fingerprints); without, `None` and no copy.
+pub async fn read_client_hello(
+    stream: &TcpStream,
+    max_bytes: usize,
+    keep: bool,
+) -> Result<(Accepted, Option<Vec<u8>>), HelloError> {
     let mut acceptor = Acceptor::default();
-    let mut tee = Tee { sock: stream, copy: Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes)) };
+    let copy = keep.then(|| Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes)));
+    let mut tee = Tee { sock: stream, read: 0, copy };
     loop {
         stream.readable().await.map_err(HelloError::Io)?;
         match acceptor.read_tls(&mut tee) {
@@ -88,7 +100,7 @@ pub async fn read_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(HelloError::Io(e)),
         }
-        if tee.copy.len() > max_bytes {
+        if tee.read > max_bytes {
             return Err(HelloError::TooLarge(max_bytes));
         }
         match acceptor.accept() {
@@ -114,5 +126,66 @@ pub async fn refuse(stream: &mut TcpStream) {
     // Best effort: the client may be gone already; the connection is closed either way.
     if stream.write_all(&UNRECOGNIZED_NAME).await.is_ok() && stream.shutdown().await.is_err() {
         tracing::trace!("peer gone before the alert's FIN");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+
+    /// The records of a rustls client's ClientHello for `sni`.
+    fn client_hello(sni: &'static str) -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(sni).expect("name");
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).expect("write to a Vec");
+        }
+        out
+    }
+
+    /// Sends `bytes` to a local listener and reads them as a ClientHello.
+    async fn read(bytes: Vec<u8>, max_bytes: usize, keep: bool) -> Result<(Accepted, Option<Vec<u8>>), HelloError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(&bytes).await.expect("send");
+            // Held open until the server is done: its close (or a reset
+            // after its alert) ends the wait, whichever answer comes.
+            let mut buf = [0u8; 64];
+            match tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                Ok(_) | Err(_) => {}
+            }
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let r = read_client_hello(&sock, max_bytes, keep).await;
+        drop(sock);
+        client.await.expect("client task");
+        r
+    }
+
+    /// The copy exists only when asked for; the byte cap holds either way.
+    #[tokio::test]
+    async fn the_client_hello_is_copied_only_when_kept_and_capped_either_way() {
+        let hello = client_hello("gs-1.com");
+        let (accepted, copy) = read(hello.clone(), 16 * 1024, true).await.expect("a ClientHello");
+        assert_eq!(accepted.client_hello().server_name(), Some("gs-1.com"));
+        assert_eq!(copy.as_deref(), Some(&hello[..]), "kept: the records as sent");
+        let (accepted, copy) = read(hello.clone(), 16 * 1024, false).await.expect("a ClientHello");
+        assert_eq!(accepted.client_hello().server_name(), Some("gs-1.com"));
+        assert!(copy.is_none(), "not kept: no copy");
+        for keep in [true, false] {
+            let r = read(hello.clone(), hello.len() - 1, keep).await;
+            assert!(matches!(r, Err(HelloError::TooLarge(n)) if n == hello.len() - 1), "keep {keep}: {r:?}");
+        }
     }
 }

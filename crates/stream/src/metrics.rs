@@ -66,7 +66,9 @@ pub enum CloseReason {
     /// This host ran out of file descriptors, buffers or local ports while
     /// connecting upstream (see `shardgate_upstream_local_errors_total`).
     local_resources,
-    /// The listener's web ACL refused the client address.
+    /// A web ACL (the listener's, at accept or right after the ClientHello,
+    /// or the route's, before the handshake) refused the connection: its
+    /// client address, country or TLS fingerprint, or a rate limit.
     waf,
 }
 
@@ -207,7 +209,7 @@ impl StreamMetrics {
             );
             r.register(
                 "stream_waf_refused",
-                "Connections closed because a web ACL (the listener's at accept, or the route's before the handshake) refused the client address",
+                "Connections closed because a web ACL (the listener's at accept or after the ClientHello, or the route's before the handshake) refused them (client address, country, TLS fingerprint or rate limit)",
                 m.waf_refused.clone(),
             );
             r.register_with_unit(

@@ -9,6 +9,7 @@
 //! - this module: the compiled [`WebAcl`], its evaluation state and verdict;
 //! - [`sets`]: IP sets, regex pattern sets and how compile finds them;
 //! - `field`: fields to match, inspection limits, text transformations;
+//! - `forwarded`: client addresses from a forwarded header;
 //! - `matcher`: leaf matchers, run together per source by `probe`;
 //! - `statement`: one compile function per statement kind, and evaluation;
 //! - `rate`: rate-based counters;
@@ -28,6 +29,7 @@ use crate::transform::{Transform, apply_all};
 
 mod action;
 mod field;
+mod forwarded;
 mod matcher;
 mod probe;
 mod rate;
@@ -36,17 +38,12 @@ mod statement;
 #[cfg(test)]
 mod tests;
 
-use action::{HeaderBudget, Inserted, RuleAction, compile_action};
+use action::{HeaderBudget, Inserted, RuleAction, compile_action, compile_default};
 use field::{Field, Sources};
 use statement::{Compiler, Statement, check_label, to_state_bits};
 
 pub use rate::RateLimiter;
 pub use sets::{IpSet, NoSets, RegexPatternSet, Sets, arn_id};
-#[cfg(test)]
-use {
-    crate::json::{IpSetJson, RegexSetJson},
-    rate::RATE_MAX_KEYS,
-};
 
 /// Most rules in one web ACL.
 pub const MAX_RULES: usize = 1000;
@@ -83,8 +80,9 @@ pub struct RequestView<'a> {
     /// The connection's client address.
     pub client_ip: IpAddr,
     /// The connection's TLS fingerprints, computed once per connection;
-    /// `None` on plain connections (a fingerprint field's
-    /// `FallbackBehavior` decides).
+    /// `None` on plain connections, and on connections whose listener had
+    /// no web ACL reading them when the connection began (a fingerprint
+    /// field's or rate key's `FallbackBehavior` decides).
     pub tls: Option<&'a TlsFingerprint>,
 }
 
@@ -315,10 +313,7 @@ impl WebAcl {
         let mut budget = HeaderBudget::default();
         let (default, default_headers) = match &json.default_action {
             None => return Err(err("DefaultAction", "required")),
-            Some(a) => match compile_action("DefaultAction", a, &bodies, false, &mut budget)? {
-                RuleAction::Allow(h) | RuleAction::Count(h) => (Action::Allow, h),
-                RuleAction::Block(b) => (Action::Block(b), Vec::new()),
-            },
+            Some(a) => compile_default("DefaultAction", a, &bodies, &mut budget)?,
         };
         let rules_json: &[RuleJson] = json.rules.as_deref().unwrap_or_default();
         if rules_json.len() > MAX_RULES {
@@ -347,7 +342,7 @@ impl WebAcl {
                 ));
             }
             let action = match &r.action {
-                Some(a) => compile_action(&format!("{p}.Action"), a, &bodies, true, &mut budget)?,
+                Some(a) => compile_action(&format!("{p}.Action"), a, &bodies, &mut budget)?,
                 None => return Err(err(&format!("{p}.Action"), "required")),
             };
             let statement = statement::compile(
@@ -523,28 +518,25 @@ impl WebAcl {
     /// combinations of them), if any: an ACL without one can run on a stream
     /// connection, which has no request.
     pub fn request_rule(&self) -> Option<&str> {
-        let sources = &self.sources;
-        // Bounded: compiled trees are at most MAX_STATEMENT_DEPTH deep.
-        let only = |s: &Statement| -> bool {
-            fn go(s: &Statement, sources: &[(Field, Vec<Transform>)]) -> bool {
-                match s {
-                    Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
-                    Statement::Geo { forwarded: None, .. } => true,
-                    // The TLS fingerprints belong to the connection.
-                    Statement::Inspect { source, .. } => {
-                        sources.get(*source).is_some_and(|(f, _)| f.is_connection_level())
-                    }
-                    Statement::Rate { scope_down, limiter } => {
-                        limiter.aggregate().is_connection_level()
-                            && scope_down.as_deref().is_none_or(|s| go(s, sources))
-                    }
-                    Statement::And(l) | Statement::Or(l) => l.iter().all(|s| go(s, sources)),
-                    Statement::Not(s) => go(s, sources),
-                    _ => false,
-                }
-            }
-            go(s, sources)
-        };
-        self.rules.iter().find(|r| !only(&r.statement)).map(|r| &*r.name)
+        self.rules.iter().find(|r| !connection_level(&r.statement, &self.sources)).map(|r| &*r.name)
+    }
+}
+
+/// Whether `s` reads only what a stream connection has (see
+/// [`WebAcl::request_rule`]). Recursive: compiled trees are at most
+/// `MAX_STATEMENT_DEPTH` deep.
+fn connection_level(s: &Statement, sources: &[(Field, Vec<Transform>)]) -> bool {
+    match s {
+        Statement::IpSet { forwarded: None, .. } | Statement::Label { .. } => true,
+        Statement::Geo { forwarded: None, .. } => true,
+        // The TLS fingerprints belong to the connection.
+        Statement::Inspect { source, .. } => sources.get(*source).is_some_and(|(f, _)| f.is_connection_level()),
+        Statement::Rate { scope_down, limiter } => {
+            limiter.aggregate().is_connection_level()
+                && scope_down.as_deref().is_none_or(|s| connection_level(s, sources))
+        }
+        Statement::And(l) | Statement::Or(l) => l.iter().all(|s| connection_level(s, sources)),
+        Statement::Not(s) => connection_level(s, sources),
+        _ => false,
     }
 }

@@ -14,9 +14,13 @@
 
 mod digest;
 
-pub use digest::{md5, sha256};
+use std::fmt::Write as _;
 
-/// A connection's fingerprints, as lower-case ASCII. `Copy` and
+use digest::{md5, sha256};
+
+/// A connection's fingerprints, as ASCII: JA3 in lower-case hex; JA4 in
+/// lower-case letters and hex digits, except its two ALPN characters, which
+/// keep the case the client sent (JA4 takes them as they are). `Copy` and
 /// allocation-free, so every request of a connection carries them cheaply.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TlsFingerprint {
@@ -285,32 +289,20 @@ impl<'a> ClientHello<'a> {
     }
 }
 
-/// Appends `v` in decimal.
+/// Appends `v` in decimal (into the string's own buffer: no allocation
+/// beyond its growth).
 fn push_decimal(s: &mut String, v: u32) {
-    let mut digits = [0u8; 10];
-    let mut n = v;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[i..].iter().map(|d| char::from(*d)));
+    // Writing to a String cannot fail.
+    write!(s, "{v}").unwrap_or_default();
 }
 
 /// `002f,0035,...`: 4 lower-case hex digits each, comma-separated.
 fn hex_list(values: &[u16]) -> String {
     let mut s = String::with_capacity(values.len() * 5);
     for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let mut h = [0u8; 4];
-        digest::hex_into(&v.to_be_bytes(), &mut h);
-        s.extend(h.iter().map(|b| char::from(*b)));
+        let sep = if i > 0 { "," } else { "" };
+        // Writing to a String cannot fail.
+        write!(s, "{sep}{v:04x}").unwrap_or_default();
     }
     s
 }

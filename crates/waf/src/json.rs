@@ -231,12 +231,15 @@ pub struct NameValueJson {
 /// Deepest statement tree, counted in statements: a rule's `Statement` is
 /// level 1, each `AndStatement`/`OrStatement` member, `NotStatement`
 /// statement and `ScopeDownStatement` one level more. AWS documents no
-/// number; this is shardgate's. It keeps every recursion over a statement
+/// number; 21 is what earlier versions of shardgate accepted, so a web ACL
+/// stored by them still loads. It keeps every recursion over a statement
 /// tree (parsing, compiling, evaluating, walking references) shallow, and the
-/// deepest legal web ACL well inside the Admin API's JSON nesting limit: an
-/// `AndStatement` level costs 3 JSON levels, so 15 levels of it, under a rule
-/// (4 levels) and with a leaf's `FieldToMatch` (5 more), are 51 levels.
-pub const MAX_STATEMENT_DEPTH: usize = 15;
+/// deepest legal web ACL inside the Admin API's JSON nesting limit
+/// (`shardgate_model::json::MAX_DEPTH`): a rule's statement object is at
+/// JSON level 4, each `AndStatement`/`OrStatement` level costs 3 more, and
+/// the deepest leaf (`FieldToMatch.Headers.MatchPattern.IncludedHeaders`) 5,
+/// so 21 levels are 4 + 3 × 20 + 5 = 69 JSON levels.
+pub const MAX_STATEMENT_DEPTH: usize = 21;
 
 /// The reason given when a statement tree is deeper than [`MAX_STATEMENT_DEPTH`].
 pub fn too_deep() -> String {
@@ -404,8 +407,10 @@ impl StatementJson {
     /// The statements nested directly in this one, with the path suffix that
     /// leads to each: `AndStatement`/`OrStatement` members, the
     /// `NotStatement`'s statement, a `RateBasedStatement`'s
-    /// `ScopeDownStatement`. Every walk over a tree goes through here, so a
-    /// new nesting kind is added once.
+    /// `ScopeDownStatement`. [`StatementJson::walk`] (and so every search of
+    /// a tree, such as [`StatementJson::references`]) goes through here; the
+    /// WAF's compiler descends through each kind's own compile function
+    /// instead, and a new nesting kind is added to both.
     pub fn children(&self) -> Vec<(String, &StatementJson)> {
         let mut out = Vec::new();
         for (name, member) in self.members() {

@@ -144,3 +144,39 @@ fn a_route_whose_web_acl_is_missing_is_left_out() {
     assert_eq!(snap.problems.len(), 1);
     assert_eq!((snap.problems[0].id.as_str(), snap.problems[0].invalid.field.as_str()), ("r2", "web_acl_id"));
 }
+
+/// The per-generation flag that lets listeners skip the ClientHello copy
+/// and the fingerprint: set exactly when a loaded web ACL reads JA3/JA4,
+/// through a field or a rate-based key, and cleared when it goes.
+#[test]
+fn the_fingerprint_flag_follows_the_loaded_acls() {
+    let acl = |statement: serde_json::Value| {
+        serde_json::json!({"Name": "a", "DefaultAction": {"Allow": {}},
+            "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "a"},
+            "Rules": [{"Name": "r", "Priority": 0, "Action": {"Block": {}}, "Statement": statement,
+                "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": "r"}}]})
+    };
+    let flag = |state: &ConfigState| {
+        compile(state, &registry(), &TlsShared::new(64).expect("tls"), &Snapshot::default(), &DEFAULTS)
+            .reads_tls_fingerprints
+    };
+    let mut state = ConfigState::default();
+    assert!(!flag(&state), "no ACL");
+    let path = serde_json::json!({"ByteMatchStatement": {"FieldToMatch": {"UriPath": {}}, "PositionalConstraint": "EXACTLY",
+        "SearchString": "/x", "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}});
+    put(&mut state, ResourceKind::WebAcls, "paths", 1, acl(path));
+    assert!(!flag(&state), "an ACL that reads no fingerprint");
+    let ja4 = serde_json::json!({"ByteMatchStatement": {"FieldToMatch": {"JA4Fingerprint": {"FallbackBehavior": "NO_MATCH"}},
+        "PositionalConstraint": "EXACTLY", "SearchString": "t13d1516h2_8daaf6152771_e5627efa2ab1",
+        "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}});
+    put(&mut state, ResourceKind::WebAcls, "bots", 2, acl(ja4));
+    assert!(flag(&state), "a JA4Fingerprint field");
+    let rate = serde_json::json!({"RateBasedStatement": {"Limit": 100, "AggregateKeyType": "CUSTOM_KEYS",
+        "CustomKeys": [{"JA3Fingerprint": {"FallbackBehavior": "NO_MATCH"}}]}});
+    put(&mut state, ResourceKind::WebAcls, "bots", 3, acl(rate));
+    assert!(flag(&state), "a JA3Fingerprint rate key");
+    state
+        .apply(Change::Delete { kind: ResourceKind::WebAcls, id: ResourceId::parse("bots").expect("id"), revision: 4 })
+        .expect("delete");
+    assert!(!flag(&state), "the fingerprint ACL is gone");
+}

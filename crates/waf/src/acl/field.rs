@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use http::HeaderMap;
+
 use super::{RequestView, WafError, err, probe};
 use crate::json::{FieldJson, MultiJson, TransformJson};
 use crate::transform::Transform;
@@ -63,8 +65,9 @@ pub(super) enum Field {
     },
     Method,
     Body(Oversize),
-    /// `JA3Fingerprint`; `fallback` is what a request without one (plain
-    /// HTTP, an unparsable ClientHello) matches.
+    /// `JA3Fingerprint`, matched only by ByteMatch EXACTLY (AWS);
+    /// `fallback` is what a request without one (plain HTTP, an unparsable
+    /// ClientHello) matches.
     Ja3 {
         fallback: bool,
     },
@@ -74,8 +77,25 @@ pub(super) enum Field {
     },
 }
 
+/// The `name=value` pairs of a query string, in order; a pair without `=`
+/// is a name with an empty value.
 pub(super) fn query_pairs(q: &str) -> impl Iterator<Item = (&str, &str)> {
     q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// The cookies of every `Cookie` header, in order, as (name, value): pairs
+/// split at `;`, spaces around them trimmed, empty ones left out; a pair
+/// without `=` is a name with an empty value. Names are case-sensitive
+/// (AWS), so callers compare them exactly.
+pub(super) fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers.get_all(http::header::COOKIE).into_iter().flat_map(|header| {
+        header.as_bytes().split(|&b| b == b';').map(<[u8]>::trim_ascii).filter(|c| !c.is_empty()).map(|c| {
+            match c.iter().position(|&b| b == b'=') {
+                Some(i) => (&c[..i], &c[i + 1..]),
+                None => (c, &c[c.len()..]),
+            }
+        })
+    })
 }
 
 impl Field {
@@ -170,38 +190,28 @@ impl Field {
             }
             Field::Cookies { pattern, scope, oversize } => {
                 let (mut bytes, mut count, mut over) = (0usize, 0usize, false);
-                'outer: for header in r.headers.get_all(http::header::COOKIE) {
-                    for c in header.as_bytes().split(|&b| b == b';') {
-                        let c = c.trim_ascii();
-                        if c.is_empty() {
-                            continue;
-                        }
-                        count += 1;
-                        bytes += c.len();
-                        if count > HEADERS_MAX_COUNT || bytes > HEADERS_MAX_BYTES {
-                            over = true;
-                            break 'outer;
-                        }
-                        let (k, v) = match c.iter().position(|&b| b == b'=') {
-                            Some(i) => (&c[..i], &c[i + 1..]),
-                            None => (c, &c[c.len()..]),
-                        };
-                        // Cookie names are case-sensitive for AWS; `admits`
-                        // compares case-insensitively, so check exactly here.
-                        let admitted = match pattern {
-                            Pattern::All => true,
-                            Pattern::Included(l) => l.iter().any(|n| n.as_bytes() == k),
-                            Pattern::Excluded(l) => !l.iter().any(|n| n.as_bytes() == k),
-                        };
-                        if !admitted {
-                            continue;
-                        }
-                        if matches!(scope, Scope::All | Scope::Key) {
-                            items.push(Cow::Borrowed(k));
-                        }
-                        if matches!(scope, Scope::All | Scope::Value) {
-                            items.push(Cow::Borrowed(v));
-                        }
+                for (k, v) in cookie_pairs(r.headers) {
+                    count += 1;
+                    bytes += k.len() + 1 + v.len();
+                    if count > HEADERS_MAX_COUNT || bytes > HEADERS_MAX_BYTES {
+                        over = true;
+                        break;
+                    }
+                    // Cookie names are case-sensitive for AWS; `admits`
+                    // compares case-insensitively, so check exactly here.
+                    let admitted = match pattern {
+                        Pattern::All => true,
+                        Pattern::Included(l) => l.iter().any(|n| n.as_bytes() == k),
+                        Pattern::Excluded(l) => !l.iter().any(|n| n.as_bytes() == k),
+                    };
+                    if !admitted {
+                        continue;
+                    }
+                    if matches!(scope, Scope::All | Scope::Key) {
+                        items.push(Cow::Borrowed(k));
+                    }
+                    if matches!(scope, Scope::All | Scope::Value) {
+                        items.push(Cow::Borrowed(v));
                     }
                 }
                 return over_decision(over, *oversize);

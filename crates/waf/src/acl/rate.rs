@@ -4,19 +4,37 @@
 //! and counts"). An instance is the client address (`IP`), the first
 //! address of a header (`FORWARDED_IP`), every request the scope-down
 //! statement matches together (`CONSTANT`), or a combination of 1 to 5
-//! request components (`CUSTOM_KEYS`). A request missing any component is
-//! not counted (AWS: "Web requests that are missing any of the components
-//! specified in the aggregation keys are omitted from the rate-based rule
-//! evaluation and handling").
+//! request components (`CUSTOM_KEYS`).
+//!
+//! A request's [`Key`] is its instance, or no instance at all:
+//! - a request missing a component is not counted and does not match (AWS:
+//!   "Web requests that are missing any of the components specified in the
+//!   aggregation keys are omitted from the rate-based rule evaluation and
+//!   handling"); so is one whose forwarded address or TLS fingerprint is
+//!   unreadable under `FallbackBehavior: NO_MATCH`;
+//! - under `FallbackBehavior: MATCH` such a request matches the statement
+//!   without being counted (AWS: "treat the web request as matching the
+//!   rule statement; AWS WAF applies the rule action to the request"), so a
+//!   junk `X-Forwarded-For` or a plain connection cannot share one
+//!   allowance among every client that sends it.
+//!
+//! Custom keys on parts a client writes (a header, a cookie, a query
+//! argument, the path) let one client create instances at will (adding the
+//! address to the key does not stop it), and fill the bounded table
+//! ([`RATE_MAX_KEYS`] instances per rule); once it is full, new instances
+//! are not limited until old ones are two windows quiet. Prefer the
+//! address alone, or keys a client cannot vary per request.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::field::{fallback, transforms};
+use super::field::{cookie_pairs, fallback, query_pairs, transforms};
+use super::forwarded::{First, ForwardedIp};
+use super::statement::short_label;
 use super::{RequestView, WafError, err};
-use crate::json::{CustomKeyJson, GeoForwardedJson, RateBasedJson};
+use crate::json::{CustomKeyJson, RateBasedJson};
 use crate::transform::{Transform, apply_all};
 
 /// Most aggregation instances a rate-based rule tracks at once.
@@ -24,13 +42,17 @@ pub(super) const RATE_MAX_KEYS: usize = 100_000;
 /// Most custom keys (AWS: 1 to 5).
 const MAX_CUSTOM_KEYS: usize = 5;
 
-/// The `ForwardedIPConfig` of a rate-based rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ForwardedIp {
-    header: String,
-    /// Whether a present but unparsable header is counted (in one shared
-    /// instance: `MATCH`) or not (`NO_MATCH`).
-    fallback_match: bool,
+/// A request's place in a rate-based rule's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    /// Counted in this aggregation instance.
+    Instance(u128),
+    /// Not counted, and the statement does not match: a component is
+    /// missing, or unreadable under `FallbackBehavior: NO_MATCH`.
+    Skip,
+    /// Not counted, and the statement matches: a component is unreadable
+    /// under `FallbackBehavior: MATCH`.
+    Match,
 }
 
 /// One component of a custom aggregation key.
@@ -56,13 +78,16 @@ pub(super) enum CustomKey {
     HttpMethod,
     ForwardedIp,
     Ip,
-    /// The labels of this namespace that earlier rules added.
+    /// The labels of this namespace that earlier rules added; the namespace
+    /// as rules write labels (a fully qualified one is shortened as
+    /// `LabelMatchStatement`'s key is).
     LabelNamespace(String),
     UriPath {
         transforms: Vec<Transform>,
     },
-    /// A TLS fingerprint; without one, `fallback` counts the request in a
-    /// shared "no fingerprint" component (`MATCH`) or not at all.
+    /// A TLS fingerprint; without one (a plain connection), `fallback`
+    /// makes the statement match without counting (`MATCH`) or skips the
+    /// request (`NO_MATCH`).
     Ja3 {
         fallback: bool,
     },
@@ -92,7 +117,9 @@ impl Aggregate {
     pub(super) fn compile(p: &str, r: &RateBasedJson) -> Result<Aggregate, WafError> {
         let forwarded = match &r.forwarded_ip_config {
             None => None,
-            Some(f) => Some(forwarded_ip(&format!("{p}.ForwardedIPConfig"), f)?),
+            Some(f) => {
+                Some(ForwardedIp::compile(&format!("{p}.ForwardedIPConfig"), &f.header_name, &f.fallback_behavior)?)
+            }
         };
         let custom = r.custom_keys.as_deref();
         let kind = r.aggregate_key_type.as_str();
@@ -139,6 +166,18 @@ impl Aggregate {
                     .enumerate()
                     .map(|(i, k)| custom_key(&format!("{p}.CustomKeys[{i}]"), k))
                     .collect::<Result<Vec<_>, _>>()?;
+                // AWS: "When you specify an IP or forwarded IP in the custom
+                // key settings, you must also specify at least one other key."
+                if let [only @ (CustomKey::Ip | CustomKey::ForwardedIp)] = keys.as_slice() {
+                    let (name, kind) =
+                        if *only == CustomKey::Ip { ("IP", "IP") } else { ("ForwardedIP", "FORWARDED_IP") };
+                    return Err(err(
+                        &format!("{p}.CustomKeys"),
+                        format!(
+                            "a {name} custom key needs at least one other key (AWS); to count by the address alone, use AggregateKeyType {kind}"
+                        ),
+                    ));
+                }
                 Aggregate::Custom { keys, forwarded }
             }
             o => {
@@ -168,17 +207,6 @@ impl Aggregate {
             Aggregate::Custom { keys, .. } => keys.iter().all(CustomKey::is_connection_level),
         }
     }
-}
-
-fn forwarded_ip(p: &str, f: &GeoForwardedJson) -> Result<ForwardedIp, WafError> {
-    let header_ok = !f.header_name.is_empty()
-        && f.header_name.len() <= 255
-        && f.header_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if !header_ok {
-        return Err(err(&format!("{p}.HeaderName"), "1 to 255 letters, digits or -"));
-    }
-    let fallback_match = fallback(&format!("{p}.FallbackBehavior"), &f.fallback_behavior)?;
-    Ok(ForwardedIp { header: f.header_name.to_ascii_lowercase(), fallback_match })
 }
 
 fn custom_key(p: &str, k: &CustomKeyJson) -> Result<CustomKey, WafError> {
@@ -221,14 +249,18 @@ fn custom_key(p: &str, k: &CustomKeyJson) -> Result<CustomKey, WafError> {
         found.push(CustomKey::Ip);
     }
     if let Some(l) = &k.label_namespace {
-        // AWS: ^[0-9A-Za-z_\-:]+:$, 1 to 1024.
+        // AWS: ^[0-9A-Za-z_\-:]+:$, 1 to 1024. Rules' labels are kept as
+        // written, so a fully qualified namespace
+        // (`awswaf:<account>:webacl:<name>:<ns>:`) is shortened to `<ns>:`.
+        let short = short_label(&l.namespace);
         let ok = l.namespace.len() <= 1024
-            && l.namespace.ends_with(':')
+            && short.len() > 1
+            && short.ends_with(':')
             && l.namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-:".contains(&b));
         if !ok {
             return Err(err(&format!("{p}.LabelNamespace.Namespace"), "letters, digits, _ - and :, ending with :"));
         }
-        found.push(CustomKey::LabelNamespace(l.namespace.clone()));
+        found.push(CustomKey::LabelNamespace(short.to_owned()));
     }
     if let Some(u) = &k.uri_path {
         found.push(CustomKey::UriPath { transforms: tt("UriPath", &u.text_transformations)? });
@@ -259,19 +291,6 @@ pub(super) fn ip_key(ip: IpAddr) -> u128 {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
     }
-}
-
-/// The instance of an unparsable forwarded address with `MATCH` (all such
-/// requests count together); no real address maps there (it is not an
-/// IPv4-mapped address and is outside every allocated IPv6 range).
-const UNPARSABLE_FORWARDED: u128 = u128::MAX;
-
-/// The first address of a forwarded header: `Ok(None)` without the header
-/// (AWS: the rule does not apply), `Err(())` when it cannot be read.
-fn first_forwarded(req: &RequestView<'_>, header: &str) -> Result<Option<IpAddr>, ()> {
-    let Some(value) = req.headers.get(header) else { return Ok(None) };
-    let first = value.to_str().ok().and_then(|v| v.split(',').next()).map(str::trim);
-    first.and_then(|s| s.parse::<IpAddr>().ok()).map(Some).ok_or(())
 }
 
 /// Requests per aggregation instance over a window, estimated from the
@@ -316,90 +335,105 @@ impl RateLimiter {
         &self.aggregate
     }
 
-    /// The request's aggregation instance; `None` when a component is
-    /// missing (the request is not counted).
-    pub(super) fn key(&self, req: &RequestView<'_>, labels: &[Arc<str>]) -> Option<u128> {
-        match &self.aggregate {
-            Aggregate::Ip => Some(ip_key(req.client_ip)),
-            Aggregate::Constant => Some(0),
-            Aggregate::ForwardedIp(f) => match first_forwarded(req, &f.header) {
-                Ok(ip) => ip.map(ip_key),
-                Err(()) => f.fallback_match.then_some(UNPARSABLE_FORWARDED),
-            },
-            Aggregate::Custom { keys, forwarded } => {
-                let mut h = [self.hashers[0].build_hasher(), self.hashers[1].build_hasher()];
-                let mut feed = |tag: u8, bytes: &[u8]| {
-                    for x in &mut h {
-                        x.write_u8(tag);
-                        x.write_usize(bytes.len());
-                        x.write(bytes);
+    /// The request's aggregation instance, or why it has none (see [`Key`]).
+    /// A missing component skips the request even when another component's
+    /// fallback would match: AWS omits such requests from the rule.
+    pub(super) fn key(&self, req: &RequestView<'_>, labels: &[Arc<str>]) -> Key {
+        let forwarded = |f: &ForwardedIp| match f.first(req.headers) {
+            First::Ip(ip) => Ok(ip),
+            First::Missing => Err(Key::Skip),
+            First::Unparsable if f.fallback_match => Err(Key::Match),
+            First::Unparsable => Err(Key::Skip),
+        };
+        let (keys, forwarded_config) = match &self.aggregate {
+            Aggregate::Ip => return Key::Instance(ip_key(req.client_ip)),
+            Aggregate::Constant => return Key::Instance(0),
+            Aggregate::ForwardedIp(f) => return forwarded(f).map_or_else(|k| k, |ip| Key::Instance(ip_key(ip))),
+            Aggregate::Custom { keys, forwarded } => (keys, forwarded),
+        };
+        let mut h = [self.hashers[0].build_hasher(), self.hashers[1].build_hasher()];
+        let mut feed = |tag: u8, bytes: &[u8]| {
+            for x in &mut h {
+                x.write_u8(tag);
+                x.write_usize(bytes.len());
+                x.write(bytes);
+            }
+        };
+        // A component unreadable under FallbackBehavior MATCH: the request
+        // matches, unless another component is missing.
+        let mut fallback_matched = false;
+        for (i, k) in keys.iter().enumerate() {
+            let tag = i as u8;
+            match k {
+                CustomKey::Header { name, transforms } => {
+                    let mut any = false;
+                    for v in req.headers.get_all(name.as_str()) {
+                        feed(tag, &apply_all(transforms, v.as_bytes()));
+                        any = true;
                     }
-                };
-                for (i, k) in keys.iter().enumerate() {
-                    let tag = i as u8;
-                    match k {
-                        CustomKey::Header { name, transforms } => {
-                            let mut any = false;
-                            for v in req.headers.get_all(name.as_str()) {
-                                feed(tag, &apply_all(transforms, v.as_bytes()));
-                                any = true;
-                            }
-                            if !any {
-                                return None;
-                            }
-                        }
-                        CustomKey::Cookie { name, transforms } => {
-                            let v = cookie(req, name)?;
-                            feed(tag, &apply_all(transforms, v));
-                        }
-                        CustomKey::QueryArgument { name, transforms } => {
-                            let v = super::field::query_pairs(req.query)
-                                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                                .map(|(_, v)| v)?;
-                            feed(tag, &apply_all(transforms, v.as_bytes()));
-                        }
-                        CustomKey::QueryString { transforms } => {
-                            if req.query.is_empty() {
-                                return None;
-                            }
-                            feed(tag, &apply_all(transforms, req.query.as_bytes()));
-                        }
-                        CustomKey::UriPath { transforms } => feed(tag, &apply_all(transforms, req.uri_path.as_bytes())),
-                        CustomKey::HttpMethod => feed(tag, req.method.as_bytes()),
-                        CustomKey::Ip => feed(tag, &ip_key(req.client_ip).to_be_bytes()),
-                        CustomKey::ForwardedIp => {
-                            let f = forwarded.as_ref()?;
-                            match first_forwarded(req, &f.header) {
-                                Ok(Some(ip)) => feed(tag, &ip_key(ip).to_be_bytes()),
-                                Ok(None) => return None,
-                                Err(()) if f.fallback_match => feed(tag, b"unparsable"),
-                                Err(()) => return None,
-                            }
-                        }
-                        CustomKey::LabelNamespace(ns) => {
-                            let mut any = false;
-                            for l in labels.iter().filter(|l| l.starts_with(ns.as_str())) {
-                                feed(tag, l.as_bytes());
-                                any = true;
-                            }
-                            if !any {
-                                return None;
-                            }
-                        }
-                        CustomKey::Ja3 { fallback } | CustomKey::Ja4 { fallback } => match req.tls {
-                            Some(f) => {
-                                let v = if matches!(k, CustomKey::Ja3 { .. }) { f.ja3() } else { f.ja4() };
-                                feed(tag, v.as_bytes());
-                            }
-                            None if *fallback => feed(tag, b""),
-                            None => return None,
-                        },
+                    if !any {
+                        return Key::Skip;
                     }
                 }
-                let [a, b] = h;
-                Some(u128::from(a.finish()) << 64 | u128::from(b.finish()))
+                CustomKey::Cookie { name, transforms } => {
+                    let Some((_, v)) = cookie_pairs(req.headers).find(|(n, _)| *n == name.as_bytes()) else {
+                        return Key::Skip;
+                    };
+                    feed(tag, &apply_all(transforms, v));
+                }
+                CustomKey::QueryArgument { name, transforms } => {
+                    let Some((_, v)) = query_pairs(req.query).find(|(k, _)| k.eq_ignore_ascii_case(name)) else {
+                        return Key::Skip;
+                    };
+                    feed(tag, &apply_all(transforms, v.as_bytes()));
+                }
+                CustomKey::QueryString { transforms } => {
+                    if req.query.is_empty() {
+                        return Key::Skip;
+                    }
+                    feed(tag, &apply_all(transforms, req.query.as_bytes()));
+                }
+                CustomKey::UriPath { transforms } => feed(tag, &apply_all(transforms, req.uri_path.as_bytes())),
+                CustomKey::HttpMethod => feed(tag, req.method.as_bytes()),
+                CustomKey::Ip => feed(tag, &ip_key(req.client_ip).to_be_bytes()),
+                CustomKey::ForwardedIp => {
+                    // Compile requires the config with a ForwardedIP key.
+                    let Some(f) = forwarded_config else { return Key::Skip };
+                    match forwarded(f) {
+                        Ok(ip) => feed(tag, &ip_key(ip).to_be_bytes()),
+                        Err(Key::Match) => fallback_matched = true,
+                        Err(_) => return Key::Skip,
+                    }
+                }
+                CustomKey::LabelNamespace(ns) => {
+                    // AWS counts each distinct label of the namespace: the
+                    // same labels in another order, or twice, are one instance.
+                    let mut matching: Vec<&str> =
+                        labels.iter().map(|l| &**l).filter(|l| l.starts_with(ns.as_str())).collect();
+                    if matching.is_empty() {
+                        return Key::Skip;
+                    }
+                    matching.sort_unstable();
+                    matching.dedup();
+                    for l in matching {
+                        feed(tag, l.as_bytes());
+                    }
+                }
+                CustomKey::Ja3 { fallback } | CustomKey::Ja4 { fallback } => match req.tls {
+                    Some(f) => {
+                        let v = if matches!(k, CustomKey::Ja3 { .. }) { f.ja3() } else { f.ja4() };
+                        feed(tag, v.as_bytes());
+                    }
+                    None if *fallback => fallback_matched = true,
+                    None => return Key::Skip,
+                },
             }
         }
+        if fallback_matched {
+            return Key::Match;
+        }
+        let [a, b] = h;
+        Key::Instance(u128::from(a.finish()) << 64 | u128::from(b.finish()))
     }
 
     /// Counts one request of instance `key` at `now`; whether its rate is
@@ -434,19 +468,4 @@ impl RateLimiter {
         let estimate = e.1 as f64 + e.2 as f64 * (1.0 - into);
         estimate > self.limit as f64
     }
-}
-
-/// The first value of cookie `name` (names are case-sensitive).
-fn cookie<'a>(req: &RequestView<'a>, name: &str) -> Option<&'a [u8]> {
-    for header in req.headers.get_all(http::header::COOKIE) {
-        for c in header.as_bytes().split(|&b| b == b';') {
-            let c = c.trim_ascii();
-            if let Some(rest) = c.strip_prefix(name.as_bytes())
-                && let Some(v) = rest.strip_prefix(b"=")
-            {
-                return Some(v);
-            }
-        }
-    }
-    None
 }

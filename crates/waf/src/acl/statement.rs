@@ -8,12 +8,12 @@
 //! variant, a `compile_*` function and a [`Statement`] variant with its
 //! evaluation, here.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::field::{Field, Sources, transforms};
-use super::matcher::{Cmp, Matcher, Position, is_word};
-use super::rate::{Aggregate, RateLimiter};
+use super::forwarded::{First, ForwardedIp, Position};
+use super::matcher::{Cmp, Matcher, Position as Placement, is_word};
+use super::rate::{Aggregate, Key, RateLimiter};
 use super::sets::{IpSet, Sets, arn_id, regex};
 use super::{Ctx, WafError, err, probe};
 use crate::geo::GeoDb;
@@ -25,22 +25,10 @@ use crate::json::{
 
 /// Longest `SearchString` (AWS: 200 bytes).
 const MAX_SEARCH: usize = 200;
+/// Smallest rate-based `Limit` (AWS: 10).
+const MIN_RATE_LIMIT: u64 = 10;
 /// Largest rate-based `Limit` (AWS: 2,000,000,000).
 const MAX_RATE_LIMIT: u64 = 2_000_000_000;
-
-#[derive(Debug, Clone)]
-pub(super) enum ForwardedPosition {
-    First,
-    Last,
-    Any,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Forwarded {
-    header: String,
-    fallback_match: bool,
-    position: ForwardedPosition,
-}
 
 #[derive(Debug, Clone)]
 pub(super) enum Statement {
@@ -55,7 +43,7 @@ pub(super) enum Statement {
     },
     IpSet {
         set: Arc<IpSet>,
-        forwarded: Option<Forwarded>,
+        forwarded: Option<(ForwardedIp, Position)>,
     },
     /// `LabelMatchStatement`: `key` is the whole label, `affix` the
     /// `ns:` prefix (NAMESPACE scope) or the `:key` suffix (LABEL scope).
@@ -74,7 +62,7 @@ pub(super) enum Statement {
     Geo {
         db: Option<Arc<GeoDb>>,
         codes: Vec<[u8; 2]>,
-        forwarded: Option<(String, bool)>,
+        forwarded: Option<ForwardedIp>,
     },
 }
 
@@ -138,15 +126,16 @@ fn inspect(
     matcher: Matcher,
 ) -> Result<Statement, WafError> {
     let field = Field::compile(&format!("{p}.FieldToMatch"), field)?;
-    if let (Some(name), Matcher::Sqli { .. } | Matcher::Xss) = (field.fingerprint_name(), &matcher) {
-        // AWS: the fingerprints go with ByteMatch, RegexMatch,
-        // RegexPatternSetReference and SizeConstraint statements only.
-        return Err(err(
-            &format!("{p}.FieldToMatch.{name}"),
-            format!(
-                "{name} is inspected by ByteMatch, RegexMatch, RegexPatternSetReference or SizeConstraint statements"
-            ),
-        ));
+    if let Some(name) = field.fingerprint_name() {
+        // AWS (API_JA3Fingerprint, API_JA4Fingerprint): "You can use this
+        // choice only with a string match ByteMatchStatement with the
+        // PositionalConstraint set to EXACTLY."
+        let why = format!("{name} is matched only by a ByteMatchStatement with PositionalConstraint EXACTLY (AWS)");
+        match &matcher {
+            Matcher::Bytes { position: Placement::Exactly, .. } => {}
+            Matcher::Bytes { .. } => return Err(err(&format!("{p}.PositionalConstraint"), why)),
+            _ => return Err(err(&format!("{p}.FieldToMatch.{name}"), why)),
+        }
     }
     let transforms = transforms(&format!("{p}.TextTransformations"), tt)?;
     let source = c.sources.index(field, transforms);
@@ -166,15 +155,15 @@ fn compile_byte_match(c: &mut Compiler<'_>, p: &str, b: &ByteMatchJson) -> Resul
         return Err(err(&format!("{p}.{field}"), format!("must be 1 to {MAX_SEARCH} bytes")));
     }
     let position = match b.positional_constraint.as_str() {
-        "EXACTLY" => Position::Exactly,
-        "STARTS_WITH" => Position::StartsWith,
-        "ENDS_WITH" => Position::EndsWith,
-        "CONTAINS" => Position::Contains,
+        "EXACTLY" => Placement::Exactly,
+        "STARTS_WITH" => Placement::StartsWith,
+        "ENDS_WITH" => Placement::EndsWith,
+        "CONTAINS" => Placement::Contains,
         "CONTAINS_WORD" => {
             if !needle.iter().copied().all(is_word) {
                 return Err(err(&format!("{p}.{field}"), "CONTAINS_WORD needs letters, digits and _ only"));
             }
-            Position::ContainsWord
+            Placement::ContainsWord
         }
         other => {
             return Err(err(
@@ -244,18 +233,8 @@ fn compile_ip_set(c: &mut Compiler<'_>, p: &str, i: &IpSetRefJson) -> Result<Sta
         None => None,
         Some(f) => {
             let fp = format!("{p}.IPSetForwardedIPConfig");
-            let fallback_match = match f.fallback_behavior.as_str() {
-                "MATCH" => true,
-                "NO_MATCH" => false,
-                o => return Err(err(&format!("{fp}.FallbackBehavior"), format!("{o:?} is not MATCH or NO_MATCH"))),
-            };
-            let position = match f.position.as_str() {
-                "FIRST" => ForwardedPosition::First,
-                "LAST" => ForwardedPosition::Last,
-                "ANY" => ForwardedPosition::Any,
-                o => return Err(err(&format!("{fp}.Position"), format!("{o:?} is not FIRST, LAST or ANY"))),
-            };
-            Some(Forwarded { header: f.header_name.to_ascii_lowercase(), fallback_match, position })
+            let config = ForwardedIp::compile(&fp, &f.header_name, &f.fallback_behavior)?;
+            Some((config, Position::compile(&format!("{fp}.Position"), &f.position)?))
         }
     };
     Ok(Statement::IpSet { set, forwarded })
@@ -323,8 +302,11 @@ fn compile_rate(c: &mut Compiler<'_>, p: &str, r: &RateBasedJson, depth: usize) 
     if depth > 0 {
         return Err(err(p, "a RateBasedStatement cannot be nested; it is a rule's top statement"));
     }
-    if r.limit < 10 {
-        return Err(err(&format!("{p}.Limit"), "at least 10 (AWS's minimum)"));
+    if !(MIN_RATE_LIMIT..=MAX_RATE_LIMIT).contains(&r.limit) {
+        return Err(err(
+            &format!("{p}.Limit"),
+            format!("{MIN_RATE_LIMIT} to {MAX_RATE_LIMIT} requests per window (AWS's bounds)"),
+        ));
     }
     let window = r.evaluation_window_sec.unwrap_or(300);
     if ![60, 120, 300, 600].contains(&window) {
@@ -335,9 +317,6 @@ fn compile_rate(c: &mut Compiler<'_>, p: &str, r: &RateBasedJson, depth: usize) 
         Some(sd) => Some(Box::new(compile(c, &format!("{p}.ScopeDownStatement"), sd, depth + 1)?)),
         None => None,
     };
-    if r.limit > MAX_RATE_LIMIT {
-        return Err(err(&format!("{p}.Limit"), format!("at most {MAX_RATE_LIMIT} (AWS's maximum)")));
-    }
     let limiter = Arc::new(RateLimiter::new(std::time::Duration::from_secs(window), r.limit, aggregate));
     Ok(Statement::Rate { limiter, scope_down })
 }
@@ -360,19 +339,7 @@ fn compile_geo(c: &mut Compiler<'_>, p: &str, g: &GeoMatchJson) -> Result<Statem
     }
     let forwarded = match &g.forwarded_ip_config {
         None => None,
-        Some(f) => {
-            let fallback = match f.fallback_behavior.as_str() {
-                "MATCH" => true,
-                "NO_MATCH" => false,
-                o => {
-                    return Err(err(
-                        &format!("{p}.ForwardedIPConfig.FallbackBehavior"),
-                        format!("{o:?} is not MATCH or NO_MATCH"),
-                    ));
-                }
-            };
-            Some((f.header_name.to_ascii_lowercase(), fallback))
-        }
+        Some(f) => Some(ForwardedIp::compile(&format!("{p}.ForwardedIPConfig"), &f.header_name, &f.fallback_behavior)?),
     };
     let db = c.sets.geo().map_err(|e| err(p, e))?;
     Ok(Statement::Geo { db, codes, forwarded })
@@ -387,8 +354,9 @@ pub(super) fn check_label(path: &str, s: &str) -> Result<(), WafError> {
 }
 
 /// Strips the `awswaf:<account>:webacl:<name>:` prefix of a fully
-/// qualified label; shardgate keeps labels as the rules wrote them.
-fn short_label(s: &str) -> &str {
+/// qualified label or namespace; shardgate keeps labels as the rules wrote
+/// them.
+pub(super) fn short_label(s: &str) -> &str {
     let parts: Vec<&str> = s.splitn(5, ':').collect();
     if parts.len() == 5 && parts[0] == "awswaf" && parts[2] == "webacl" { parts[4] } else { s }
 }
@@ -404,53 +372,17 @@ pub(super) fn to_state_bits(st: &mut Statement, probes: &[probe::Probe]) {
     }
 }
 
-fn forwarded_ips(value: &str, position: &ForwardedPosition) -> Vec<Option<IpAddr>> {
-    let all: Vec<&str> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let parse = |s: &str| s.parse::<IpAddr>().ok();
-    match position {
-        ForwardedPosition::First => all.first().map(|s| vec![parse(s)]).unwrap_or_default(),
-        ForwardedPosition::Last => all.last().map(|s| vec![parse(s)]).unwrap_or_default(),
-        // AWS inspects at most 10 addresses with ANY: the last 10, those the
-        // proxies in front appended (a client writes the first ones).
-        ForwardedPosition::Any => all.iter().skip(all.len().saturating_sub(10)).map(|s| parse(s)).collect(),
-    }
-}
-
-/// `IPSetReferenceStatement` with `IPSetForwardedIPConfig`.
-#[inline(never)]
-fn forwarded_in_set(c: &Ctx<'_, '_>, set: &IpSet, f: &Forwarded) -> bool {
-    // AWS (API_IPSetForwardedIPConfig): "If the specified header isn't
-    // present in the request, AWS WAF doesn't apply the rule to the web
-    // request at all" -- no match, and no fallback. An unreadable value is
-    // present, so the fallback decides.
-    let Some(header) = c.req.headers.get(f.header.as_str()) else { return false };
-    let Ok(value) = header.to_str() else { return f.fallback_match };
-    let ips = forwarded_ips(value, &f.position);
-    if ips.is_empty() || ips.iter().any(Option::is_none) {
-        // A missing or malformed address: the fallback decides.
-        if !ips.iter().flatten().any(|ip| set.contains(*ip)) {
-            return f.fallback_match;
-        }
-    }
-    ips.iter().flatten().any(|ip| set.contains(*ip))
-}
-
 /// `GeoMatchStatement`; also sets the country label for later rules.
 #[inline(never)]
-fn geo_match(c: &Ctx<'_, '_>, db: Option<&GeoDb>, codes: &[[u8; 2]], forwarded: Option<&(String, bool)>) -> bool {
+fn geo_match(c: &Ctx<'_, '_>, db: Option<&GeoDb>, codes: &[[u8; 2]], forwarded: Option<&ForwardedIp>) -> bool {
     let ip = match forwarded {
         None => Some(c.req.client_ip),
         // AWS uses the first address of the header for geo match.
-        Some((header, fallback)) => {
-            // A missing header: the rule does not apply (API_ForwardedIPConfig).
-            let Some(value) = c.req.headers.get(header.as_str()) else { return false };
-            let first =
-                value.to_str().ok().and_then(|v| v.split(',').next().and_then(|s| s.trim().parse::<IpAddr>().ok()));
-            match first {
-                Some(ip) => Some(ip),
-                None => return *fallback,
-            }
-        }
+        Some(f) => match f.first(c.req.headers) {
+            First::Ip(ip) => Some(ip),
+            First::Missing => return false,
+            First::Unparsable => return f.fallback_match,
+        },
     };
     let country = ip.and_then(|ip| db.and_then(|d| d.country(ip)));
     // AWS labels the country of the address it used.
@@ -467,7 +399,13 @@ impl Statement {
         match self {
             Statement::Inspect { source, leaf } => c.leaf(*source, *leaf),
             Statement::IpSet { set, forwarded: None } => set.contains(c.req.client_ip),
-            Statement::IpSet { set, forwarded: Some(f) } => forwarded_in_set(c, set, f),
+            // AWS (API_IPSetForwardedIPConfig): "If the specified header
+            // isn't present in the request, AWS WAF doesn't apply the rule to
+            // the web request at all"; a present header without a readable
+            // address at the position lets the fallback decide.
+            Statement::IpSet { set, forwarded: Some((f, position)) } => {
+                f.any_at(c.req.headers, *position, |ip| set.contains(ip))
+            }
             Statement::Label { namespace, key, affix } => c.labels.try_borrow().is_ok_and(|labels| {
                 labels.iter().any(|l| {
                     if *namespace { l.starts_with(affix.as_str()) } else { **l == **key || l.ends_with(affix.as_str()) }
@@ -479,10 +417,15 @@ impl Statement {
                 }
                 let key = match c.labels.try_borrow() {
                     Ok(labels) => limiter.key(c.req, &labels),
-                    Err(_) => None,
+                    Err(_) => Key::Skip,
                 };
-                // A request missing a key component is not counted (AWS).
-                key.is_some_and(|key| limiter.hit(key, std::time::Instant::now()))
+                match key {
+                    Key::Instance(key) => limiter.hit(key, std::time::Instant::now()),
+                    // FallbackBehavior MATCH: the rule applies, nothing is counted.
+                    Key::Match => true,
+                    // A missing component: not counted, no match (AWS).
+                    Key::Skip => false,
+                }
             }
             Statement::Geo { db, codes, forwarded } => geo_match(c, db.as_deref(), codes, forwarded.as_ref()),
             Statement::And(list) => list.iter().all(|s| s.eval(c)),

@@ -1,4 +1,6 @@
+use super::rate::RATE_MAX_KEYS;
 use super::*;
+use crate::json::{IpSetJson, RegexSetJson};
 use http::HeaderValue;
 
 /// The rule of seed 003, verbatim.
@@ -409,6 +411,15 @@ fn rate_based_rules_limit_each_address() {
     let nested = format!(r#"{{"NotStatement": {{"Statement": {st}}}}}"#);
     let e = acl_with(&rule("r", 0, "Block", &nested), r#"{"Allow": {}}"#).unwrap_err();
     assert_eq!(e.path, "Rules[0].Statement.NotStatement.Statement.RateBasedStatement");
+    // AWS's bounds on Limit, checked before the scope-down statement.
+    for limit in [9, 2_000_000_001] {
+        let st = format!(
+            r#"{{"RateBasedStatement": {{"Limit": {limit}, "AggregateKeyType": "CONSTANT", "ScopeDownStatement": {{"IPSetReferenceStatement": {{"ARN": "missing"}}}}}}}}"#
+        );
+        let e = acl_with(&rule("r", 0, "Block", &st), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.Limit", "{limit}");
+        assert!(e.reason.contains("10 to 2000000000"), "{e}");
+    }
 }
 
 /// An ACL with more leaves than the evaluation's stack bitset holds keeps
@@ -480,10 +491,10 @@ fn statement_nesting_is_bounded_with_the_limit_named() {
         assert_eq!(blocked(&ok, &r), expected, "and: {and}");
         let e =
             acl_with(&rule("deep", 0, "Block", &chain(MAX_STATEMENT_DEPTH + 1, and)), r#"{"Allow": {}}"#).unwrap_err();
-        assert!(e.reason.contains("at most 15 deep (shardgate's limit"), "{e}");
+        assert!(e.reason.contains("at most 21 deep (shardgate's limit"), "{e}");
     }
-    // With the path, when the JSON goes through the path-tracking
-    // deserializer the Admin API uses: compile names it too.
+    // A tree built in code, past the bound the deserializer enforces:
+    // compile refuses it too, naming the path of the statement too deep.
     use crate::json::StatementJson;
     let st: StatementJson =
         serde_json::from_str(&chain(MAX_STATEMENT_DEPTH, false)).expect("the deepest legal tree parses");
@@ -498,7 +509,7 @@ fn statement_nesting_is_bounded_with_the_limit_named() {
     let e = WebAcl::compile(&json, &TestSets).unwrap_err();
     let expected_path = format!("Rules[0].Statement{}", ".NotStatement.Statement".repeat(MAX_STATEMENT_DEPTH));
     assert_eq!(e.path, expected_path);
-    assert!(e.reason.contains("at most 15 deep"), "{e}");
+    assert!(e.reason.contains("at most 21 deep"), "{e}");
     // A rate-based rule's scope-down statement counts as one level.
     let scoped = format!(
         r#"{{"RateBasedStatement": {{"Limit": 10, "AggregateKeyType": "IP", "ScopeDownStatement": {}}}}}"#,
@@ -512,9 +523,10 @@ fn statement_nesting_is_bounded_with_the_limit_named() {
     acl(&rule("r", 0, "Block", &scoped));
 }
 
-/// The issue's crash: a statement nested about 60 deep (JSON depth ~125,
-/// under serde_json's 128) overflowed a 2 MiB worker stack while being
-/// deserialized. Now it is refused after a few levels, on a small stack.
+/// A statement of 60 nested NotStatements (JSON depth ~125, under
+/// serde_json's own limit of 128) once overflowed a 2 MiB worker stack while
+/// being deserialized. Now it is refused after `MAX_STATEMENT_DEPTH` levels,
+/// on a quarter of that stack (in a debug build).
 #[test]
 fn deep_statements_are_refused_on_a_small_stack() {
     let text = format!(
@@ -522,7 +534,7 @@ fn deep_statements_are_refused_on_a_small_stack() {
             "VisibilityConfig": {{"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": false, "MetricName": "a"}}}}"#,
         rule("deep", 0, "Block", &chain(60, false))
     );
-    let worker = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+    let worker = std::thread::Builder::new().stack_size(512 * 1024).spawn(move || {
         let as_value: serde_json::Value = serde_json::from_str(&text).expect("under serde_json's own limit");
         let direct = serde_json::from_str::<WebAclJson>(&text).map(|_| ()).map_err(|e| e.to_string());
         let from_value = serde_json::from_value::<WebAclJson>(as_value).map(|_| ()).map_err(|e| e.to_string());
@@ -530,7 +542,7 @@ fn deep_statements_are_refused_on_a_small_stack() {
     });
     let (direct, from_value) = worker.expect("thread").join().expect("no stack overflow");
     for r in [direct, from_value] {
-        assert!(r.as_ref().is_err_and(|e| e.contains("at most 15 deep")), "{r:?}");
+        assert!(r.as_ref().is_err_and(|e| e.contains("at most 21 deep")), "{r:?}");
     }
 }
 
@@ -653,7 +665,8 @@ fn cloudformation_spellings_are_accepted() {
 }
 
 fn fingerprint() -> crate::TlsFingerprint {
-    // The JA4 specification's example ClientHello (see fingerprint/tests.rs).
+    // A minimal ClientHello: TLS 1.2 legacy version, one cipher suite
+    // (TLS_AES_128_GCM_SHA256), no extensions.
     let mut body = vec![3, 3];
     body.extend_from_slice(&[0; 32]);
     body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0, 0, 0]);
@@ -792,7 +805,8 @@ fn rate_custom_keys_each_kind() {
         ),
         (r#"{"HTTPMethod": {}}"#.into(), with(&[], "/", "", "GET"), with(&[], "/", "", "HEAD"), None),
         (
-            r#"{"ForwardedIP": {}}"#.into(),
+            // AWS: an IP or ForwardedIP key needs another key beside it.
+            r#"{"ForwardedIP": {}}, {"HTTPMethod": {}}"#.into(),
             with(&[("x-forwarded-for", "192.0.2.1")], "/", "", "GET"),
             with(&[("x-forwarded-for", "192.0.2.2")], "/", "", "GET"),
             Some(req(&[])),
@@ -862,6 +876,7 @@ fn rate_custom_keys_each_kind() {
             "Rules[0].Statement.RateBasedStatement.CustomKeys",
         ),
         (r#"{"ForwardedIP": {}}"#, "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig"),
+        (r#"{"IP": {}}"#, "Rules[0].Statement.RateBasedStatement.CustomKeys"),
     ] {
         let extra = format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#);
         let e = acl_with(&rule("r", 0, "Block", &rate(&extra)), r#"{"Allow": {}}"#).unwrap_err();
@@ -883,4 +898,255 @@ fn rate_counts_survive_only_the_same_keys() {
     let mut changed = acl(&rule("flood", 0, "Block", &st(&format!(r#"{header}, {{"IP": {{}}}}"#))));
     changed.keep_rate_counts(&old);
     assert!(!blocked(&changed, &r), "other keys start from zero");
+}
+
+/// AWS refuses `content-type` as a custom response header name; the
+/// framing and hop-by-hop headers would break the response shardgate
+/// writes. Each is refused, whatever its case, with the path of the name.
+#[test]
+fn custom_responses_refuse_content_type_framing_and_hop_by_hop_headers() {
+    for name in [
+        "content-type",
+        "Content-Type",
+        "content-length",
+        "Transfer-Encoding",
+        "connection",
+        "keep-alive",
+        "TE",
+        "trailer",
+        "upgrade",
+    ] {
+        let block = format!(
+            r#"{{"Block": {{"CustomResponse": {{"ResponseCode": 403, "ResponseHeaders": [{{"Name": "x-ok", "Value": "1"}}, {{"Name": "{name}", "Value": "x"}}]}}}}}}"#
+        );
+        let e = acl_with("", &block).unwrap_err();
+        assert_eq!(e.path, "DefaultAction.Block.CustomResponse.ResponseHeaders[1].Name", "{name}");
+        assert!(e.reason.contains(&format!("{name:?} cannot be a custom response header")), "{name}: {e}");
+        let as_rule = rule("r", 0, "Block", r#"{"IPSetReferenceStatement": {"ARN": "denied"}}"#)
+            .replace(r#""Action": {"Block": {}}"#, &format!(r#""Action": {block}"#));
+        let e = acl_with(&as_rule, r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, "Rules[0].Action.Block.CustomResponse.ResponseHeaders[1].Name", "{name}");
+    }
+    let e = acl_with("", r#"{"Block": {"CustomResponse": {"ResponseCode": 403, "ResponseHeaders": [{"Name": "content-type", "Value": "text/html"}]}}}"#)
+        .unwrap_err();
+    assert!(e.reason.contains("ContentType sets it"), "the reason points to the body's ContentType: {e}");
+    // Names that only look alike are fine.
+    acl_with("", r#"{"Block": {"CustomResponse": {"ResponseCode": 403, "ResponseHeaders": [{"Name": "x-content-type", "Value": "x"}, {"Name": "content-language", "Value": "en"}]}}}"#)
+        .expect("other names are sent as written");
+}
+
+/// `FallbackBehavior: MATCH` on a rate-based rule's forwarded address: a
+/// request whose header holds no address matches the rule at once, and is
+/// not counted in any instance (before, every such request shared one
+/// instance, so each junk-header client got `Limit` requests per window, and
+/// the address ffff:…:ffff shared that instance). A missing header: the rule
+/// does not apply.
+#[test]
+fn rate_forwarded_ip_match_fallback_matches_without_counting() {
+    let fwd = |fallback: &str| {
+        acl(&rule(
+            "fwd",
+            0,
+            "Block",
+            &rate(&format!(
+                r#""AggregateKeyType": "FORWARDED_IP", "ForwardedIPConfig": {{"HeaderName": "X-Forwarded-For", "FallbackBehavior": "{fallback}"}}"#
+            )),
+        ))
+    };
+    let matching = fwd("MATCH");
+    let junk = req(&[("x-forwarded-for", "junk")]);
+    assert_eq!(allowance(&matching, &junk), Some(0), "MATCH: the rule applies from the first request");
+    assert_eq!(allowance(&matching, &req(&[("x-forwarded-for", ", ")])), Some(0), "no address at all");
+    assert_eq!(allowance(&matching, &req(&[])), None, "no header: the rule does not apply");
+    let top = req(&[("x-forwarded-for", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")]);
+    assert_eq!(allowance(&matching, &top), Some(10), "the last IPv6 address has its own count, untouched by junk");
+    let size = |a: &WebAcl| match &a.rules[0].statement {
+        Statement::Rate { limiter, .. } => limiter.counts.lock().map(|g| g.0.len()).unwrap_or(0),
+        _ => 0,
+    };
+    assert_eq!(size(&matching), 1, "only the real address is an instance");
+    let skipping = fwd("NO_MATCH");
+    assert_eq!(allowance(&skipping, &junk), None, "NO_MATCH: neither counted nor matched");
+    assert_eq!(size(&skipping), 0);
+}
+
+/// The same for custom keys: a ForwardedIP or JA3/JA4 component unreadable
+/// under MATCH makes the rule match uncounted; a missing component of any
+/// kind skips the request even then.
+#[test]
+fn rate_custom_key_match_fallbacks_match_without_counting() {
+    // The keys, with the ForwardedIPConfig a ForwardedIP key needs.
+    let extra = |keys: &str| {
+        let mut extra = format!(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{keys}]"#);
+        if keys.contains("ForwardedIP") {
+            extra.push_str(r#", "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "MATCH"}"#);
+        }
+        extra
+    };
+    let custom = |keys: &str| acl(&rule("flood", 0, "Block", &rate(&extra(keys))));
+    let fwd = custom(r#"{"ForwardedIP": {}}, {"HTTPMethod": {}}"#);
+    assert_eq!(allowance(&fwd, &req(&[("x-forwarded-for", "junk")])), Some(0), "unreadable address, MATCH");
+    assert_eq!(allowance(&fwd, &req(&[])), None, "no header: skipped");
+    assert_eq!(allowance(&fwd, &req(&[("x-forwarded-for", "192.0.2.9")])), Some(10));
+    for name in ["JA3Fingerprint", "JA4Fingerprint"] {
+        let keyed = custom(&format!(r#"{{"{name}": {{"FallbackBehavior": "MATCH"}}}}"#));
+        assert_eq!(allowance(&keyed, &req(&[])), Some(0), "{name}: a plain connection matches at once");
+        let mut tls = req(&[]);
+        tls.tls = Some(fingerprint());
+        assert_eq!(allowance(&keyed, &tls), Some(10), "{name}: a fingerprint is counted");
+        let both = custom(&format!(
+            r#"{{"{name}": {{"FallbackBehavior": "MATCH"}}}}, {{"Header": {{"Name": "x-player", "TextTransformations": {NONE}}}}}"#
+        ));
+        assert_eq!(allowance(&both, &req(&[])), None, "{name}: the header is missing, so the request is skipped");
+        assert_eq!(allowance(&both, &req(&[("x-player", "p")])), Some(0), "{name}: header there, no fingerprint");
+        let skipping = custom(&format!(r#"{{"{name}": {{"FallbackBehavior": "NO_MATCH"}}}}"#));
+        assert_eq!(allowance(&skipping, &req(&[])), None, "{name}: NO_MATCH skips");
+    }
+    // AWS: an IP or ForwardedIP key needs another key beside it.
+    for (keys, kind) in
+        [(r#"{"IP": {}}"#, "AggregateKeyType IP"), (r#"{"ForwardedIP": {}}"#, "AggregateKeyType FORWARDED_IP")]
+    {
+        let e = acl_with(&rule("r", 0, "Block", &rate(&extra(keys))), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.CustomKeys", "{keys}");
+        assert!(e.reason.contains("at least one other key") && e.reason.contains(kind), "{keys}: {e}");
+    }
+}
+
+/// A LabelNamespace key: a fully qualified namespace works like the short
+/// one (as a LabelMatchStatement's key does), and the instance is the set of
+/// distinct labels, whatever their order or repetition.
+#[test]
+fn rate_label_namespace_keys_are_normalised() {
+    let labeller = |name: &str, prio: i64, header: &str, labels: &[&str]| {
+        let labels: Vec<String> = labels.iter().map(|l| format!(r#"{{"Name": "{l}"}}"#)).collect();
+        rule(name, prio, "Count", &byte(r#"{"SingleHeader": {"Name": "x-tag"}}"#, "CONTAINS", header, NONE)).replace(
+            r#""Action": {"Count": {}}"#,
+            &format!(r#""Action": {{"Count": {{}}}}, "RuleLabels": [{}]"#, labels.join(",")),
+        )
+    };
+    for ns in ["tier:", "awswaf:111122223333:webacl:acl:tier:"] {
+        let rules = [
+            labeller("ab", 0, "ab", &["tier:a", "tier:b"]),
+            labeller("ba", 1, "ba", &["tier:b", "tier:a"]),
+            labeller("other", 2, "other", &["other:x"]),
+            rule(
+                "flood",
+                3,
+                "Block",
+                &rate(&format!(
+                    r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{{"LabelNamespace": {{"Namespace": "{ns}"}}}}]"#
+                )),
+            ),
+        ]
+        .join(",");
+        let acl = acl(&rules);
+        let (ab, ba, both) = (req(&[("x-tag", "ab")]), req(&[("x-tag", "ba")]), req(&[("x-tag", "ab ba")]));
+        for i in 0..10 {
+            let r = [&ab, &ba, &both][i % 3];
+            assert!(!blocked(&acl, r), "{ns}: request {i} is within the shared limit");
+        }
+        for r in [&ab, &ba, &both] {
+            assert!(blocked(&acl, r), "{ns}: {{a, b}} in any order or repeated is one instance");
+        }
+        assert_eq!(allowance(&acl, &req(&[("x-tag", "other")])), None, "{ns}: no label of the namespace");
+    }
+    let e = acl_with(
+        &rule(
+            "r",
+            0,
+            "Block",
+            &rate(r#""AggregateKeyType": "CUSTOM_KEYS", "CustomKeys": [{"LabelNamespace": {"Namespace": "awswaf:1:webacl:acl:"}}]"#),
+        ),
+        r#"{"Allow": {}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "Rules[0].Statement.RateBasedStatement.CustomKeys[0].LabelNamespace.Namespace");
+}
+
+/// AWS: a JA3/JA4 fingerprint field goes only with a ByteMatchStatement
+/// whose PositionalConstraint is EXACTLY.
+#[test]
+fn fingerprint_fields_only_with_byte_match_exactly() {
+    for name in ["JA3Fingerprint", "JA4Fingerprint"] {
+        let field = format!(r#"{{"{name}": {{"FallbackBehavior": "NO_MATCH"}}}}"#);
+        let statements = [
+            (
+                format!(
+                    r#"{{"RegexMatchStatement": {{"FieldToMatch": {field}, "RegexString": "^t13", "TextTransformations": {NONE}}}}}"#
+                ),
+                format!("Rules[0].Statement.RegexMatchStatement.FieldToMatch.{name}"),
+            ),
+            (
+                format!(
+                    r#"{{"RegexPatternSetReferenceStatement": {{"ARN": "bots", "FieldToMatch": {field}, "TextTransformations": {NONE}}}}}"#
+                ),
+                format!("Rules[0].Statement.RegexPatternSetReferenceStatement.FieldToMatch.{name}"),
+            ),
+            (
+                format!(
+                    r#"{{"SizeConstraintStatement": {{"FieldToMatch": {field}, "ComparisonOperator": "GT", "Size": 1, "TextTransformations": {NONE}}}}}"#
+                ),
+                format!("Rules[0].Statement.SizeConstraintStatement.FieldToMatch.{name}"),
+            ),
+            (
+                format!(r#"{{"XssMatchStatement": {{"FieldToMatch": {field}, "TextTransformations": {NONE}}}}}"#),
+                format!("Rules[0].Statement.XssMatchStatement.FieldToMatch.{name}"),
+            ),
+            (
+                byte(&field, "CONTAINS", "t13", NONE),
+                "Rules[0].Statement.ByteMatchStatement.PositionalConstraint".into(),
+            ),
+            (
+                byte(&field, "STARTS_WITH", "t13", NONE),
+                "Rules[0].Statement.ByteMatchStatement.PositionalConstraint".into(),
+            ),
+        ];
+        for (st, path) in statements {
+            let e = acl_with(&rule("r", 0, "Block", &st), r#"{"Allow": {}}"#).unwrap_err();
+            assert_eq!(e.path, path);
+            assert!(e.reason.contains("only by a ByteMatchStatement with PositionalConstraint EXACTLY"), "{e}");
+        }
+        acl(&rule("r", 0, "Block", &byte(&field, "EXACTLY", "t13d0000", NONE)));
+    }
+}
+
+/// Every forwarded-address config is checked the same way (AWS's
+/// `HeaderName` pattern, `FallbackBehavior`, `Position`), with the path.
+#[test]
+fn forwarded_ip_configs_are_checked_alike() {
+    let ip_set = |header: &str, fallback: &str, position: &str| {
+        format!(
+            r#"{{"IPSetReferenceStatement": {{"ARN": "denied", "IPSetForwardedIPConfig": {{"HeaderName": "{header}", "FallbackBehavior": "{fallback}", "Position": "{position}"}}}}}}"#
+        )
+    };
+    let geo = |header: &str, fallback: &str| {
+        format!(
+            r#"{{"GeoMatchStatement": {{"CountryCodes": ["NL"], "ForwardedIPConfig": {{"HeaderName": "{header}", "FallbackBehavior": "{fallback}"}}}}}}"#
+        )
+    };
+    let rate = |header: &str, fallback: &str| {
+        rate(&format!(
+            r#""AggregateKeyType": "FORWARDED_IP", "ForwardedIPConfig": {{"HeaderName": "{header}", "FallbackBehavior": "{fallback}"}}"#
+        ))
+    };
+    let ip = "Rules[0].Statement.IPSetReferenceStatement.IPSetForwardedIPConfig";
+    let g = "Rules[0].Statement.GeoMatchStatement.ForwardedIPConfig";
+    let r = "Rules[0].Statement.RateBasedStatement.ForwardedIPConfig";
+    for (statement, path) in [
+        (ip_set("X_Forwarded", "MATCH", "FIRST"), format!("{ip}.HeaderName")),
+        (ip_set("", "MATCH", "FIRST"), format!("{ip}.HeaderName")),
+        (ip_set("X-Forwarded-For", "MAYBE", "FIRST"), format!("{ip}.FallbackBehavior")),
+        (ip_set("X-Forwarded-For", "MATCH", "MIDDLE"), format!("{ip}.Position")),
+        (geo("X Forwarded", "MATCH"), format!("{g}.HeaderName")),
+        (geo("X-Forwarded-For", "YES"), format!("{g}.FallbackBehavior")),
+        (rate(&"x".repeat(256), "MATCH"), format!("{r}.HeaderName")),
+        (rate("X-Forwarded-For", "no_match"), format!("{r}.FallbackBehavior")),
+    ] {
+        let e = acl_with(&rule("r", 0, "Block", &statement), r#"{"Allow": {}}"#).unwrap_err();
+        assert_eq!(e.path, path, "{statement}");
+    }
+    // LAST reads the last address; an empty entry is skipped.
+    let last = acl(&rule("r", 0, "Block", &ip_set("X-Forwarded-For", "NO_MATCH", "LAST")));
+    assert!(blocked(&last, &req(&[("x-forwarded-for", "192.0.2.1, 127.0.0.2, ")])));
+    assert!(!blocked(&last, &req(&[("x-forwarded-for", "127.0.0.2, 192.0.2.1")])));
 }

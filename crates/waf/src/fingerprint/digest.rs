@@ -48,7 +48,7 @@ fn blocks(data: &[u8], big_endian: bool, mut block: impl FnMut(&[u8; 64])) {
 }
 
 /// MD5 of `data`.
-pub fn md5(data: &[u8]) -> [u8; 16] {
+pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
     let k = md5_table();
     let mut s = [0x6745_2301u32, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
     blocks(data, false, |b| {
@@ -94,7 +94,7 @@ const SHA256_K: [u32; 64] = [
 ];
 
 /// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     let mut h: [u32; 8] =
         [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
     blocks(data, true, |b| {
