@@ -5,7 +5,7 @@
 //! path.
 //!
 //! [`merge`] recurses once per level of the patch, which `json::parse` has
-//! bounded to 64 levels; [`replace_at`] walks the path in a loop. The result
+//! bounded to 80 levels ([`shardgate_model::json::MAX_DEPTH`]); [`replace_at`] walks the path in a loop. The result
 //! can nest deeper than either part (a deep value at a deep path), so the
 //! caller checks it with `json::check_value_depth` before anything else
 //! recurses over it.

@@ -1,5 +1,5 @@
 //! The Admin API answers as APISIX 3.x does for `ssls`, `upstreams` and
-//! `stream_routes` (issue 9, item 4): status codes and body shapes checked
+//! `stream_routes`: status codes and body shapes checked
 //! against APISIX's source (`apisix/admin/init.lua`, `resource.lua`,
 //! `utils.lua`, `v3_adapter.lua`, `apisix/init.lua` `cors_admin`) and its
 //! `t/admin/*.t` tests.

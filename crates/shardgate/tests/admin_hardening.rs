@@ -1,4 +1,4 @@
-//! The Admin API bounds slow clients (issue 9, item 6): a connection that
+//! The Admin API bounds slow clients: a connection that
 //! trickles its request head is closed after the head timeout, a body that
 //! does not arrive in time gets 408, and slow bodies hold no budget, so
 //! reads, other writes and the health listener keep answering.

@@ -1,4 +1,4 @@
-//! Certificates that cannot be used are refused in words (issue 9, item 7):
+//! Certificates that cannot be used are refused in words:
 //! a PEM cut short says which block and which line is missing, never raw
 //! bytes; an RSA-1024 key says why aws-lc-rs refuses it. The bodies are
 //! built the way seed 000's commands build them: `openssl` files pasted into
