@@ -109,24 +109,8 @@ async fn a_damaged_store_is_checked_repaired_and_starts_again() {
     bytes[at + needle.len() + 8] ^= 0x20;
     std::fs::write(&log_path, &bytes).expect("write store.log");
 
-    let bin = env!("CARGO_BIN_EXE_shardgate");
     let config = gw.config_path().to_owned();
-    let run = |args: Vec<&'static str>| {
-        let config = config.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(bin)
-                    .args(&args)
-                    .arg("--config")
-                    .arg(&config)
-                    .env("SHARDGATE_ADMIN_KEY", shardgate_e2e::ADMIN_KEY)
-                    .output()
-                    .expect("run shardgate")
-            })
-            .await
-            .expect("join")
-        }
-    };
+    let run = |args: Vec<&'static str>| cli(config.clone(), args);
     let out = run(vec!["run"]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a damaged store is refused");
@@ -189,24 +173,8 @@ async fn a_store_written_by_a_newer_version_is_not_repaired_without_force() {
     bytes.extend_from_slice(&newer);
     std::fs::write(&log_path, &bytes).expect("write store.log");
 
-    let bin = env!("CARGO_BIN_EXE_shardgate");
     let config = gw.config_path().to_owned();
-    let run = |args: Vec<&'static str>| {
-        let config = config.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(bin)
-                    .args(&args)
-                    .arg("--config")
-                    .arg(&config)
-                    .env("SHARDGATE_ADMIN_KEY", shardgate_e2e::ADMIN_KEY)
-                    .output()
-                    .expect("run shardgate")
-            })
-            .await
-            .expect("join")
-        }
-    };
+    let run = |args: Vec<&'static str>| cli(config.clone(), args);
     let out = run(vec!["run"]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "refused");
@@ -232,4 +200,19 @@ async fn a_store_written_by_a_newer_version_is_not_repaired_without_force() {
 
     gw.restart().await;
     assert_eq!(gw.admin().get("/apisix/admin/upstreams/a").await.status, 200);
+}
+
+/// Runs `shardgate <args> --config <config>` on a blocking thread.
+async fn cli(config: std::path::PathBuf, args: Vec<&'static str>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .env("SHARDGATE_ADMIN_KEY", shardgate_e2e::ADMIN_KEY)
+            .output()
+            .expect("run shardgate")
+    })
+    .await
+    .expect("join")
 }

@@ -489,15 +489,7 @@ impl Shared {
         }
         let mut buf = Vec::with_capacity(due.len() * 64);
         for (revision, (_, key)) in (first..).zip(&due) {
-            let rec = Record {
-                op: Op::Delete,
-                revision,
-                create_revision: 0,
-                version: 0,
-                key: key.clone(),
-                value: Vec::new(),
-                expires_at_ms: None,
-            };
+            let rec = Record::delete(key.clone(), revision);
             log::encode(&rec, &mut buf);
         }
         self.append_bytes(w, &buf)?;
@@ -510,15 +502,7 @@ impl Shared {
                 view.live_bytes = view.live_bytes.saturating_sub(record_size(&prev));
             }
             tracing::info!(key = %key, revision, "key expired (its TTL passed)");
-            let kv = KeyValue {
-                key,
-                value: Vec::new(),
-                create_revision: 0,
-                mod_revision: revision,
-                version: 0,
-                expires_at_ms: None,
-            };
-            self.publish(&mut view, Event { kind: EventKind::Delete, kv });
+            self.publish(&mut view, Event { kind: EventKind::Delete, kv: KeyValue::deleted(key, revision) });
         }
         Ok(count)
     }
@@ -639,15 +623,7 @@ impl Shared {
             (prev, view.revision + 1)
         };
         let Some(prev) = prev else { return Ok(None) };
-        let rec = Record {
-            op: Op::Delete,
-            revision,
-            create_revision: 0,
-            version: 0,
-            key: key.to_owned(),
-            value: Vec::new(),
-            expires_at_ms: None,
-        };
+        let rec = Record::delete(key.to_owned(), revision);
         self.append(&mut w, &rec)?;
         {
             let mut view = self.write_view();
@@ -657,15 +633,7 @@ impl Shared {
             if let Some(at) = prev.expires_at_ms {
                 view.expiring.remove(&(at, prev.key.clone()));
             }
-            let kv = KeyValue {
-                key: key.to_owned(),
-                value: Vec::new(),
-                create_revision: 0,
-                mod_revision: revision,
-                version: 0,
-                expires_at_ms: None,
-            };
-            self.publish(&mut view, Event { kind: EventKind::Delete, kv });
+            self.publish(&mut view, Event { kind: EventKind::Delete, kv: KeyValue::deleted(key.to_owned(), revision) });
         }
         self.maybe_compact(&mut w)?;
         Ok(Some(prev))

@@ -49,6 +49,13 @@ pub struct KeyValue {
     pub expires_at_ms: Option<u64>,
 }
 
+impl KeyValue {
+    /// What a delete event carries: the key and the delete's revision.
+    pub fn deleted(key: String, revision: u64) -> Self {
+        KeyValue { key, value: Vec::new(), create_revision: 0, mod_revision: revision, version: 0, expires_at_ms: None }
+    }
+}
+
 /// What happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {

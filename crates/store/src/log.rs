@@ -80,6 +80,13 @@ pub struct Record {
     pub expires_at_ms: Option<u64>,
 }
 
+impl Record {
+    /// The record of a delete of `key` at `revision`.
+    pub fn delete(key: String, revision: u64) -> Self {
+        Record { op: Op::Delete, revision, create_revision: 0, version: 0, key, value: Vec::new(), expires_at_ms: None }
+    }
+}
+
 /// Appends the framed encoding of `rec` to `out`.
 pub fn encode(rec: &Record, out: &mut Vec<u8>) {
     let expiry = if rec.op == Op::PutExpiring { rec.expires_at_ms } else { None };
@@ -302,10 +309,10 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn put(rev: u64, key: &str, value: &str) -> Record {
+    pub(crate) fn put(rev: u64, key: &str, value: &str) -> Record {
         Record {
             op: Op::Put,
             revision: rev,
@@ -317,11 +324,22 @@ mod tests {
         }
     }
 
-    fn file(records: &[Record]) -> Vec<u8> {
+    pub(crate) fn file(records: &[Record]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         for r in records {
             encode(r, &mut out);
         }
+        out
+    }
+
+    /// `rec` framed with a valid checksum but op `op`, which this version
+    /// does not know (a record from a newer format).
+    pub(crate) fn with_unknown_op(rec: &Record, op: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(rec, &mut out);
+        out[HEADER] = op;
+        let crc = crc32fast::hash(&out[HEADER..]);
+        out[4..8].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -390,11 +408,7 @@ mod tests {
         let mut bytes = file(std::slice::from_ref(&first));
         let good_len = bytes.len();
         // A well-framed record with op 9 (a format this version predates).
-        let mut newer = Vec::new();
-        encode(&put(2, "/b", "second"), &mut newer);
-        newer[HEADER] = 9;
-        let crc = crc32fast::hash(&newer[HEADER..]);
-        newer[4..8].copy_from_slice(&crc.to_le_bytes());
+        let newer = with_unknown_op(&put(2, "/b", "second"), 9);
         bytes.extend_from_slice(&newer);
         let err = scan(&bytes).unwrap_err();
         assert_eq!((err.kind, err.offset), (ScanErrorKind::Foreign, good_len as u64));
@@ -425,11 +439,7 @@ mod tests {
         let mut bytes = file(&[put(1, "/a", "first")]);
         let bad = bytes.len();
         bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0x00, 1, 2, 3, 4]);
-        let mut newer = Vec::new();
-        encode(&put(2, "/b", "second"), &mut newer);
-        newer[HEADER] = 9;
-        let crc = crc32fast::hash(&newer[HEADER..]);
-        newer[4..8].copy_from_slice(&crc.to_le_bytes());
+        let newer = with_unknown_op(&put(2, "/b", "second"), 9);
         bytes.extend_from_slice(&newer);
         let err = scan(&bytes).expect_err("not dropped as a torn tail");
         assert_eq!((err.kind, err.offset), (ScanErrorKind::Damaged, bad as u64));

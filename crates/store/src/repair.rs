@@ -212,27 +212,8 @@ pub fn repair(dir: &Path, force: bool) -> Result<(Report, Outcome), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{HEADER, MAGIC, encode};
-
-    fn put(rev: u64, key: &str, value: &str) -> Record {
-        Record {
-            op: Op::Put,
-            revision: rev,
-            create_revision: rev,
-            version: 1,
-            key: key.into(),
-            value: value.into(),
-            expires_at_ms: None,
-        }
-    }
-
-    fn file(records: &[Record]) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        for r in records {
-            encode(r, &mut out);
-        }
-        out
-    }
+    use crate::log::tests::{file, put, with_unknown_op};
+    use crate::log::{HEADER, MAGIC};
 
     #[test]
     fn a_flipped_byte_is_located_and_what_follows_is_listed() {
@@ -278,11 +259,9 @@ mod tests {
     #[test]
     fn data_from_another_version_is_only_truncated_when_forced() {
         let recs = [put(1, "/a", "one"), put(2, "/b", "two")];
-        let mut newer_record = file(&recs);
-        let second = file(&recs[..1]).len();
-        newer_record[second + HEADER] = 7;
-        let crc = crc32fast::hash(&newer_record[second + HEADER..]);
-        newer_record[second + 4..second + 8].copy_from_slice(&crc.to_le_bytes());
+        let mut newer_record = file(&recs[..1]);
+        let second = newer_record.len();
+        newer_record.extend_from_slice(&with_unknown_op(&recs[1], 7));
         let mut newer_format = file(&recs);
         newer_format[MAGIC.len() - 1] = 2;
 
