@@ -112,7 +112,7 @@ pub fn check(dir: &Path) -> Result<Report, StoreError> {
 }
 
 /// The report for a log's bytes.
-fn inspect(path: PathBuf, bytes: &[u8]) -> Report {
+pub fn inspect(path: PathBuf, bytes: &[u8]) -> Report {
     let file_len = bytes.len() as u64;
     let (records, good_len, torn_bytes, damage) = match log::scan(bytes) {
         Ok(scan) => (scan.records, scan.good_len, scan.torn_bytes, None),
