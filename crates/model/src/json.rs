@@ -53,19 +53,23 @@ fn too_deep() -> BadJson {
 /// Parses `bytes` as JSON, tolerating raw control characters inside strings
 /// and refusing documents that nest deeper than [`MAX_DEPTH`].
 pub fn parse(bytes: &[u8]) -> Result<Value, BadJson> {
-    check_depth(bytes)?;
-    let escaped = escape_controls_in_strings(bytes);
+    let escaped = prepare(bytes)?;
     serde_json::from_slice(escaped.as_deref().unwrap_or(bytes)).map_err(|e| BadJson(e.to_string()))
 }
 
-/// Counts array and object levels in raw JSON text in one pass, skipping
-/// strings; refuses the text as soon as it goes deeper than [`MAX_DEPTH`].
-/// Brackets that do not balance are left for the parser to report.
-fn check_depth(bytes: &[u8]) -> Result<(), BadJson> {
+/// One pass over raw JSON text that tracks strings once for two jobs:
+/// counts array and object levels outside strings, refusing the text as soon
+/// as it goes deeper than [`MAX_DEPTH`] (brackets that do not balance are
+/// left for the parser to report); and escapes control characters inside
+/// strings, returning a copy only when there are some (the common case: no
+/// copy).
+fn prepare(bytes: &[u8]) -> Result<Option<Vec<u8>>, BadJson> {
+    let mut out: Option<Vec<u8>> = None;
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
-    for &b in bytes {
+    for (i, &b) in bytes.iter().enumerate() {
+        let mut replacement: Option<&[u8]> = None;
         if in_string {
             if escaped {
                 escaped = false;
@@ -73,22 +77,48 @@ fn check_depth(bytes: &[u8]) -> Result<(), BadJson> {
                 escaped = true;
             } else if b == b'"' {
                 in_string = false;
+            } else if b < 0x20 {
+                replacement = Some(match b {
+                    b'\n' => b"\\n",
+                    b'\r' => b"\\r",
+                    b'\t' => b"\\t",
+                    _ => b"",
+                });
             }
-            continue;
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(too_deep());
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
         }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(too_deep());
+        match replacement {
+            Some(rep) => {
+                let buf = out.get_or_insert_with(|| {
+                    let mut v = Vec::with_capacity(bytes.len() + 64);
+                    v.extend_from_slice(&bytes[..i]);
+                    v
+                });
+                if rep.is_empty() {
+                    buf.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                } else {
+                    buf.extend_from_slice(rep);
                 }
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            None => {
+                if let Some(buf) = out.as_mut() {
+                    buf.push(b);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The nesting depth of a value (a scalar is 0, `{}` is 1), measured with
@@ -116,57 +146,6 @@ pub fn value_depth(value: &Value) -> usize {
 /// [`MAX_DEPTH`], with the same error [`parse`] gives.
 pub fn check_value_depth(value: &Value) -> Result<(), BadJson> {
     if value_depth(value) > MAX_DEPTH { Err(too_deep()) } else { Ok(()) }
-}
-
-/// Returns a copy of `bytes` with control characters inside JSON strings
-/// escaped, or `None` when there are none (the common case: no copy).
-fn escape_controls_in_strings(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        let replacement: Option<&[u8]> = if in_string && !escaped && b < 0x20 {
-            Some(match b {
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                _ => b"",
-            })
-        } else {
-            None
-        };
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        }
-        match replacement {
-            Some(rep) => {
-                let buf = out.get_or_insert_with(|| {
-                    let mut v = Vec::with_capacity(bytes.len() + 64);
-                    v.extend_from_slice(&bytes[..i]);
-                    v
-                });
-                if rep.is_empty() {
-                    buf.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                } else {
-                    buf.extend_from_slice(rep);
-                }
-            }
-            None => {
-                if let Some(buf) = out.as_mut() {
-                    buf.push(b);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Deserializes a wire struct from a JSON value, turning serde's error into
