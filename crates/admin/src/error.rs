@@ -54,6 +54,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::ConditionFailed { .. } => ApiError::Conflict("value changed before overwritten".into()),
+            StoreError::Fenced => {
+                ApiError::Conflict("another write changed the configuration while this one was checked; retry".into())
+            }
             StoreError::TooLarge { size, max, .. } => {
                 ApiError::BadRequest(format!("the resource is {size} bytes, over the limit of {max} bytes"))
             }
@@ -104,6 +107,13 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error while serving an Admin API request");
                 body(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error_msg": "internal error; see the gateway log" }))
+            }
+            ApiError::Store(StoreError::Unavailable { endpoints, reason }) => {
+                tracing::warn!(%endpoints, %reason, "the configuration store is unreachable; Admin API request refused");
+                body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error_msg": format!("the configuration store is unreachable ({endpoints}); the gateway keeps serving its last good configuration, retry once the store is back") }),
+                )
             }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failure while serving an Admin API request");

@@ -15,6 +15,14 @@
 //!   passes, the key is deleted by a delete event every watcher sees. A put
 //!   without a TTL makes the key permanent again, as an etcd put without a
 //!   lease does.
+//! - writes that must not interleave with another process's (the Admin API
+//!   checks references, then writes) carry a [`Fence`]: read it before the
+//!   checks, write with [`Store::put_fenced`] / [`Store::delete_fenced`],
+//!   and the write fails with [`StoreError::Fenced`] if any other fenced
+//!   write landed in between, so the caller checks again. One process
+//!   owns an embedded store, so there the fence is free and never trips;
+//!   on etcd it is the revision of one guard key that every fenced write
+//!   compares and bumps in the same transaction.
 //!
 //! # Layout
 //! - [`embedded`]: the default backend, one append-only log file in the data
@@ -173,6 +181,19 @@ pub enum StoreError {
         /// The directory.
         path: String,
     },
+    /// The store cannot be reached (every etcd endpoint down, a timeout).
+    /// The data plane keeps serving its last good configuration.
+    #[error("the store is unreachable ({endpoints}): {reason}")]
+    Unavailable {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A fenced write lost to another fenced write made since its
+    /// [`Fence`] was read; check again and retry.
+    #[error("another write changed the configuration since this write's checks")]
+    Fenced,
     /// The store was closed or its task ended.
     #[error("the store is closed")]
     Closed,
@@ -214,6 +235,12 @@ impl Watch {
     }
 }
 
+/// The cluster-wide write sequence as one write saw it before its checks
+/// (see [`Store::fence`]). `Fence::default()` is the fence of a store that
+/// one process owns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fence(pub u64);
+
 /// The configuration store. Implemented by the embedded backend (and, for
 /// clusters, by an etcd backend).
 #[async_trait]
@@ -244,4 +271,27 @@ pub trait Store: Send + Sync + 'static {
     async fn watch(&self, prefix: &str, from_revision: u64) -> Result<Watch, StoreError>;
     /// The current store revision.
     async fn revision(&self) -> Result<u64, StoreError>;
+    /// Reads the write fence. A store that one process owns (the embedded
+    /// one) returns the default: its callers serialize their own writes.
+    async fn fence(&self) -> Result<Fence, StoreError> {
+        Ok(Fence::default())
+    }
+    /// [`Store::put_with_ttl`], failing with [`StoreError::Fenced`] if
+    /// another fenced write landed since `fence` was read. When both the
+    /// condition and the fence fail, the condition's error wins (the
+    /// caller's resource itself changed: a conflict, not a retry).
+    async fn put_fenced(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<std::time::Duration>,
+        _fence: Fence,
+    ) -> Result<PutResult, StoreError> {
+        self.put_with_ttl(key, value, cond, ttl).await
+    }
+    /// [`Store::delete`] under a fence, as [`Store::put_fenced`].
+    async fn delete_fenced(&self, key: &str, cond: Condition, _fence: Fence) -> Result<Option<KeyValue>, StoreError> {
+        self.delete(key, cond).await
+    }
 }
