@@ -52,7 +52,7 @@ use serde_json::{Value, json};
 use shardgate_core::Limits;
 use shardgate_model::resource::{Resource, Wire};
 use shardgate_model::{Invalid, ResourceId, ResourceKind, Validation, json as mjson};
-use shardgate_store::{Condition, KeyValue, Store};
+use shardgate_store::{Condition, Fence, KeyValue, Store, StoreError};
 use tokio::sync::{MutexGuard, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -75,7 +75,9 @@ struct Inner {
     prefix: String,
     key: String,
     limits: Limits,
-    write: tokio::sync::Mutex<()>,
+    /// The write lock of this process, holding the store's write fence as
+    /// the current write read it (see [`AdminState::lock_write`]).
+    write: tokio::sync::Mutex<Fence>,
     /// Turns for writes whose body has arrived (`limits.admin_max_writes`).
     writes: Arc<Semaphore>,
     /// Turns for reads (`limits.admin_max_concurrency`).
@@ -101,7 +103,7 @@ impl AdminState {
                 writes: Arc::new(Semaphore::new(limits.admin_max_writes)),
                 reads: Arc::new(Semaphore::new(limits.admin_max_concurrency)),
                 limits,
-                write: tokio::sync::Mutex::new(()),
+                write: tokio::sync::Mutex::new(Fence::default()),
                 cors: true,
                 refuse_expired: false,
                 applied: None,
@@ -335,6 +337,7 @@ fn entry(kind: ResourceKind, kv: &KeyValue, applied: u64) -> Value {
 }
 
 /// A request once its path is split: what it names (decoded segments).
+#[derive(Clone)]
 enum Target {
     /// `/apisix/admin/<kind>`.
     Collection(String),
@@ -395,7 +398,7 @@ async fn dispatch(State(st): State<AdminState>, method: Method, uri: Uri, body: 
         let st = st.clone();
         tokio::spawn(async move {
             let _turn = turn;
-            st.write(method, target, &query, &bytes, deadline).await
+            run_write(&st, method, target, &query, &bytes, deadline).await
         })
     };
     match tokio::time::timeout_at(deadline, task).await {
@@ -404,6 +407,34 @@ async fn dispatch(State(st): State<AdminState>, method: Method, uri: Uri, body: 
         Err(_) => Err(ApiError::Busy(format!(
             "the write did not finish within {timeout:?}; one that had begun storing completes when the store answers: check with GET whether it was stored"
         ))),
+    }
+}
+
+/// How many times a write is run again when another instance's write
+/// landed between its checks and its store write.
+const FENCE_RETRIES: usize = 8;
+
+/// Runs a write, again (checks included) while it loses to writes made by
+/// other instances on the same store ([`StoreError::Fenced`]); a write that
+/// found its own resource changed is a conflict and is not retried.
+async fn run_write(
+    st: &AdminState,
+    method: Method,
+    target: Target,
+    query: &HashMap<String, String>,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<Response, ApiError> {
+    let mut attempt = 0;
+    loop {
+        let result = st.write(method.clone(), target.clone(), query, bytes, deadline).await;
+        match result {
+            Err(ApiError::Store(StoreError::Fenced)) if attempt < FENCE_RETRIES && Instant::now() < deadline => {
+                attempt += 1;
+                tracing::debug!(attempt, "another instance wrote during this Admin API write's checks; checking again");
+            }
+            other => return other,
+        }
     }
 }
 
@@ -434,14 +465,20 @@ impl AdminState {
     }
 
     /// Waits for the write lock until `deadline`; past it nothing was
-    /// written and the client may retry.
-    async fn lock_write(&self, deadline: Instant) -> Result<MutexGuard<'_, ()>, ApiError> {
-        tokio::time::timeout_at(deadline, self.inner.write.lock()).await.map_err(|_| {
+    /// written and the client may retry. Then reads the store's write
+    /// fence: the checks this write makes (references, users, capacity)
+    /// hold across every instance sharing the store, because its writes are
+    /// fenced and fail with [`StoreError::Fenced`] if another instance wrote
+    /// in between (the operation is then run again, see [`run_write`]).
+    async fn lock_write(&self, deadline: Instant) -> Result<MutexGuard<'_, Fence>, ApiError> {
+        let mut turn = tokio::time::timeout_at(deadline, self.inner.write.lock()).await.map_err(|_| {
             ApiError::Busy(format!(
                 "another Admin API write held the write lock for longer than {:?}; nothing was stored, retry",
                 self.inner.limits.admin_request_timeout.get()
             ))
-        })
+        })?;
+        *turn = self.store().fence().await?;
+        Ok(turn)
     }
 
     async fn write(
@@ -747,7 +784,7 @@ impl AdminState {
         deadline: Instant,
     ) -> Result<Response, ApiError> {
         let (mut wire, resource) = self.validated(kind, &id, value, false)?;
-        let _write = self.lock_write(deadline).await?;
+        let mut turn = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
         self.check_stream_users(&id, &wire).await?;
         let key = kind.key(self.prefix(), &id);
@@ -770,7 +807,7 @@ impl AdminState {
         wire.set_id(&id);
         wire.set_times(created, now);
         let cond = prev.as_ref().map_or(Condition::Absent, |p| Condition::ModRevision(p.mod_revision));
-        let res = self.store().put_with_ttl(&key, wire.to_bytes(), cond, ttl).await?;
+        let res = self.store().put_fenced(&key, wire.to_bytes(), cond, ttl, &mut turn).await?;
         let status = if res.prev.is_some() { StatusCode::OK } else { StatusCode::CREATED };
         tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = res.prev.is_none(), ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource stored");
         warn_expired(&id, &resource);
@@ -792,12 +829,12 @@ impl AdminState {
         let mut wire = Wire::from_value(kind, value)?;
         let placeholder = ResourceId::parse("new").map_err(ApiError::BadRequest)?;
         let resource = wire.validate(&placeholder, self.validation())?;
-        let _write = self.lock_write(deadline).await?;
+        let mut turn = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
         self.check_capacity(kind).await?;
         let now = now_unix();
         wire.set_times(now, now);
-        let key = self.insert_new(kind, &mut wire, ttl).await?;
+        let key = self.insert_new(kind, &mut wire, ttl, &mut turn).await?;
         if let Some(id) = key.rsplit('/').next().and_then(|id| ResourceId::parse(id).ok()) {
             warn_expired(&id, &resource);
         }
@@ -807,19 +844,20 @@ impl AdminState {
     /// Stores `wire` under a new id and returns its key. Ids are the store
     /// revision, zero-padded to 20 digits, as APISIX's `core.etcd.push`
     /// makes them, so they sort in creation order. The caller holds the
-    /// write lock and has checked the capacity.
+    /// write lock (whose fence is `turn`) and has checked the capacity.
     pub(super) async fn insert_new(
         &self,
         kind: ResourceKind,
         wire: &mut Wire,
         ttl: Option<Duration>,
+        turn: &mut Fence,
     ) -> Result<String, ApiError> {
         for _ in 0..8 {
             let rev = self.store().revision().await?;
             let id = id_of(&format!("{:020}", rev + 1))?;
             let key = kind.key(self.prefix(), &id);
             wire.set_id(&id);
-            match self.store().put_with_ttl(&key, wire.to_bytes(), Condition::Absent, ttl).await {
+            match self.store().put_fenced(&key, wire.to_bytes(), Condition::Absent, ttl, turn).await {
                 Ok(res) => {
                     tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = true, "resource stored");
                     return Ok(key);
@@ -838,7 +876,7 @@ impl AdminState {
         query: &HashMap<String, String>,
         deadline: Instant,
     ) -> Result<Response, ApiError> {
-        let _write = self.lock_write(deadline).await?;
+        let mut turn = self.lock_write(deadline).await?;
         let force = query.get("force").is_some_and(|v| v == "true");
         if !force && let Some((other, rid)) = self.referrer(kind, id).await? {
             // APISIX's wording (apisix/admin/upstreams.lua delete_checker).
@@ -849,7 +887,7 @@ impl AdminState {
             )));
         }
         let key = kind.key(self.prefix(), id);
-        match self.store().delete(&key, Condition::Always).await? {
+        match self.store().delete_fenced(&key, Condition::Always, &mut turn).await? {
             Some(_) => {
                 tracing::info!(kind = kind.plural(), %id, "resource deleted");
                 Ok((StatusCode::OK, Json(json!({"deleted": "1", "key": key}))).into_response())
@@ -877,7 +915,7 @@ impl AdminState {
         // (apisix/admin/utils.lua inject_timestamp; a sub-path PATCH always
         // sets it to now).
         let keeps_update_time = sub.is_none() && change.get("update_time").is_some();
-        let _write = self.lock_write(deadline).await?;
+        let mut turn = self.lock_write(deadline).await?;
         let key = kind.key(self.prefix(), id);
         let prev = self
             .store()
@@ -903,7 +941,9 @@ impl AdminState {
         let updated = if keeps_update_time { updated.unwrap_or(now) } else { now };
         wire.set_id(id);
         wire.set_times(created.unwrap_or(now), updated);
-        self.store().put_with_ttl(&key, wire.to_bytes(), Condition::ModRevision(prev.mod_revision), ttl).await?;
+        self.store()
+            .put_fenced(&key, wire.to_bytes(), Condition::ModRevision(prev.mod_revision), ttl, &mut turn)
+            .await?;
         tracing::info!(kind = kind.plural(), %id, ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource patched");
         warn_expired(id, &resource);
         Ok(stored(StatusCode::OK, &key, wire))

@@ -54,9 +54,6 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::ConditionFailed { .. } => ApiError::Conflict("value changed before overwritten".into()),
-            StoreError::Fenced => {
-                ApiError::Conflict("another write changed the configuration while this one was checked; retry".into())
-            }
             StoreError::TooLarge { size, max, .. } => {
                 ApiError::BadRequest(format!("the resource is {size} bytes, over the limit of {max} bytes"))
             }
@@ -108,6 +105,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %detail, "internal error while serving an Admin API request");
                 body(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error_msg": "internal error; see the gateway log" }))
             }
+            ApiError::Store(StoreError::Fenced) => body(
+                StatusCode::CONFLICT,
+                json!({ "error_msg": "other Admin API writes (on other gateway instances) kept changing the configuration while this write was checked; nothing was stored, retry" }),
+            ),
             ApiError::Store(StoreError::Unavailable { endpoints, reason }) => {
                 tracing::warn!(%endpoints, %reason, "the configuration store is unreachable; Admin API request refused");
                 body(

@@ -279,19 +279,26 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::put_with_ttl`], failing with [`StoreError::Fenced`] if
     /// another fenced write landed since `fence` was read. When both the
     /// condition and the fence fail, the condition's error wins (the
-    /// caller's resource itself changed: a conflict, not a retry).
+    /// caller's resource itself changed: a conflict, not a retry). On
+    /// success `fence` moves past this write, so one operation can make
+    /// several fenced writes in a row.
     async fn put_fenced(
         &self,
         key: &str,
         value: Vec<u8>,
         cond: Condition,
         ttl: Option<std::time::Duration>,
-        _fence: Fence,
+        _fence: &mut Fence,
     ) -> Result<PutResult, StoreError> {
         self.put_with_ttl(key, value, cond, ttl).await
     }
     /// [`Store::delete`] under a fence, as [`Store::put_fenced`].
-    async fn delete_fenced(&self, key: &str, cond: Condition, _fence: Fence) -> Result<Option<KeyValue>, StoreError> {
+    async fn delete_fenced(
+        &self,
+        key: &str,
+        cond: Condition,
+        _fence: &mut Fence,
+    ) -> Result<Option<KeyValue>, StoreError> {
         self.delete(key, cond).await
     }
 }

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shardgate_model::resource::Wire;
 use shardgate_model::{ResourceId, ResourceKind, json as mjson};
-use shardgate_store::{Condition, KeyValue};
+use shardgate_store::{Condition, Fence, KeyValue};
 use tokio::time::Instant;
 
 use super::{AdminState, id_of, now_unix};
@@ -41,33 +41,46 @@ impl AdminState {
     }
 
     /// Validates and writes `value` over `kv` (compare-and-swap on its revision).
-    async fn replace(&self, kind: ResourceKind, id: &ResourceId, kv: &KeyValue, value: Value) -> Result<(), ApiError> {
+    async fn replace(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        kv: &KeyValue,
+        value: Value,
+        turn: &mut Fence,
+    ) -> Result<(), ApiError> {
         let mut wire = Wire::from_value(kind, value)?;
         wire.validate(id, self.validation())?;
         let created = wire.times().0.unwrap_or_else(now_unix);
         wire.set_id(id);
         wire.set_times(created, now_unix());
-        self.store().put(&kv.key, wire.to_bytes(), Condition::ModRevision(kv.mod_revision)).await?;
+        self.store().put_fenced(&kv.key, wire.to_bytes(), Condition::ModRevision(kv.mod_revision), None, turn).await?;
         Ok(())
     }
 
     /// Creates an invalidation of every path of `dist` (the caller has
     /// checked the capacity); returns its key.
-    async fn invalidate_all(&self, dist: &ResourceId, why: String) -> Result<String, ApiError> {
+    async fn invalidate_all(&self, dist: &ResourceId, why: String, turn: &mut Fence) -> Result<String, ApiError> {
         let mut wire = Wire::from_value(
             ResourceKind::Invalidations,
             json!({"distribution_id": dist.as_str(), "paths": ["/*"], "caller_reference": why}),
         )?;
         let now = now_unix();
         wire.set_times(now, now);
-        self.insert_new(ResourceKind::Invalidations, &mut wire, None).await
+        self.insert_new(ResourceKind::Invalidations, &mut wire, None, turn).await
     }
 
-    async fn disable(&self, id: &ResourceId, kv: &KeyValue, mut policy: Value) -> Result<(), ApiError> {
+    async fn disable(
+        &self,
+        id: &ResourceId,
+        kv: &KeyValue,
+        mut policy: Value,
+        turn: &mut Fence,
+    ) -> Result<(), ApiError> {
         if let Value::Object(obj) = &mut policy {
             obj.insert("enabled".into(), Value::Bool(false));
         }
-        self.replace(ResourceKind::CdPolicies, id, kv, policy).await
+        self.replace(ResourceKind::CdPolicies, id, kv, policy, turn).await
     }
 
     fn staging_of(policy: &Value) -> Result<ResourceId, ApiError> {
@@ -76,7 +89,7 @@ impl AdminState {
     }
 
     pub(super) async fn promote(&self, id: &ResourceId, deadline: Instant) -> Result<Response, ApiError> {
-        let _write = self.lock_write(deadline).await?;
+        let mut turn = self.lock_write(deadline).await?;
         // Checked before any write: a promote either happens whole or not.
         self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
@@ -111,10 +124,11 @@ impl AdminState {
                 };
             }
         }
-        self.replace(ResourceKind::Distributions, &primary_id, &dkv, next).await?;
-        self.disable(id, &pkv, policy).await?;
-        let invalidation =
-            self.invalidate_all(&primary_id, format!("promote of continuous deployment policy {id}")).await?;
+        self.replace(ResourceKind::Distributions, &primary_id, &dkv, next, &mut turn).await?;
+        self.disable(id, &pkv, policy, &mut turn).await?;
+        let invalidation = self
+            .invalidate_all(&primary_id, format!("promote of continuous deployment policy {id}"), &mut turn)
+            .await?;
         tracing::info!(policy = %id, primary = %primary_id, staging = %staging_id, "staging promoted");
         Ok((
             StatusCode::OK,
@@ -131,13 +145,14 @@ impl AdminState {
     }
 
     pub(super) async fn discard(&self, id: &ResourceId, deadline: Instant) -> Result<Response, ApiError> {
-        let _write = self.lock_write(deadline).await?;
+        let mut turn = self.lock_write(deadline).await?;
         self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
         let staging_id = Self::staging_of(&policy)?;
-        self.disable(id, &pkv, policy).await?;
-        let invalidation =
-            self.invalidate_all(&staging_id, format!("discard of continuous deployment policy {id}")).await?;
+        self.disable(id, &pkv, policy, &mut turn).await?;
+        let invalidation = self
+            .invalidate_all(&staging_id, format!("discard of continuous deployment policy {id}"), &mut turn)
+            .await?;
         tracing::info!(policy = %id, staging = %staging_id, "staging discarded");
         Ok((StatusCode::OK, Json(json!({"discarded": pkv.key, "invalidation": invalidation}))).into_response())
     }

@@ -455,3 +455,125 @@ async fn a_read_past_the_request_timeout_is_answered_503() {
     let (s, v) = send(&router, "GET", "/apisix/admin/upstreams", "").await;
     assert_eq!((s, v["total"].as_u64()), (StatusCode::OK, Some(0)), "{v}");
 }
+
+/// A store shared with other instances that keep writing: its first
+/// `losses` fenced writes lose to them ([`StoreError::Fenced`]).
+struct Contended {
+    inner: EmbeddedStore,
+    losses: std::sync::atomic::AtomicUsize,
+    fences_read: std::sync::atomic::AtomicUsize,
+}
+
+impl Contended {
+    fn lose(&self) -> bool {
+        self.losses
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Contended {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<shardgate_store::Listing, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
+        self.inner.count(prefix).await
+    }
+    async fn put_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<Duration>,
+    ) -> Result<shardgate_store::PutResult, StoreError> {
+        self.inner.put_with_ttl(key, value, cond, ttl).await
+    }
+    async fn delete(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError> {
+        self.inner.delete(key, cond).await
+    }
+    async fn watch(&self, prefix: &str, from: u64) -> Result<shardgate_store::Watch, StoreError> {
+        self.inner.watch(prefix, from).await
+    }
+    async fn revision(&self) -> Result<u64, StoreError> {
+        self.inner.revision().await
+    }
+    async fn fence(&self) -> Result<Fence, StoreError> {
+        let n = self.fences_read.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Fence(n as u64))
+    }
+    async fn put_fenced(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        cond: Condition,
+        ttl: Option<Duration>,
+        _fence: &mut Fence,
+    ) -> Result<shardgate_store::PutResult, StoreError> {
+        if self.lose() {
+            return Err(StoreError::Fenced);
+        }
+        self.inner.put_with_ttl(key, value, cond, ttl).await
+    }
+    async fn delete_fenced(
+        &self,
+        key: &str,
+        cond: Condition,
+        _fence: &mut Fence,
+    ) -> Result<Option<KeyValue>, StoreError> {
+        if self.lose() {
+            return Err(StoreError::Fenced);
+        }
+        self.inner.delete(key, cond).await
+    }
+}
+
+fn contended(losses: usize) -> (Arc<Contended>, Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Contended {
+        inner: EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"),
+        losses: std::sync::atomic::AtomicUsize::new(losses),
+        fences_read: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let state = AdminState::new(Arc::clone(&store) as Arc<dyn Store>, "/apisix", KEY, Limits::default());
+    (store, router(state), dir)
+}
+
+async fn call_router(router: &Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder().method(method).uri(path).header("X-API-KEY", KEY);
+    let resp = router.clone().oneshot(req.body(Body::from(body.to_owned())).expect("request")).await.expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_write_that_loses_to_another_instance_is_checked_and_made_again() {
+    let (store, router, _dir) = contended(3);
+    let body = r#"{"nodes": {"127.0.0.1:7000": 1}, "type": "roundrobin"}"#;
+    let (status, _) = call_router(&router, "PUT", "/apisix/admin/upstreams/u1", body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Three lost attempts and the one that landed each read the fence again.
+    assert_eq!(store.fences_read.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert!(store.inner.get("/apisix/upstreams/u1").await.expect("get").is_some());
+
+    let (status, _) = call_router(&router, "DELETE", "/apisix/admin/upstreams/u1", "").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_write_that_keeps_losing_gets_a_conflict_and_stores_nothing() {
+    let (store, router, _dir) = contended(usize::MAX);
+    let body = r#"{"nodes": {"127.0.0.1:7000": 1}, "type": "roundrobin"}"#;
+    let (status, value) = call_router(&router, "PUT", "/apisix/admin/upstreams/u1", body).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{value}");
+    let msg = value["error_msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("nothing was stored, retry"), "{msg}");
+    assert_eq!(store.fences_read.load(std::sync::atomic::Ordering::SeqCst), FENCE_RETRIES + 1);
+    assert!(store.inner.get("/apisix/upstreams/u1").await.expect("get").is_none());
+}
