@@ -25,7 +25,8 @@ pub struct CertLabels {
 /// The configuration metric families.
 #[derive(Debug, Clone, Default)]
 pub struct ControlMetrics {
-    /// `shardgate_config_generation`: store revision of the published snapshot.
+    /// `shardgate_config_generation`: store revision of the published
+    /// snapshot (the last revision applied).
     pub generation: Gauge,
     /// `shardgate_config_applies_total`: snapshots published.
     pub applies: Counter,
@@ -38,6 +39,15 @@ pub struct ControlMetrics {
     pub resources: Family<KindLabels, Gauge>,
     /// `shardgate_config_resyncs_total`: full reloads from the store.
     pub resyncs: Counter,
+    /// `shardgate_store_up`: 1 while the watch on the store runs, 0 while
+    /// the store cannot be reached (the data plane serves its last snapshot).
+    pub store_up: Gauge,
+    /// `shardgate_config_watch_restarts_total`: watches resumed after the
+    /// store broke them (a full reload is a resync, counted apart).
+    pub watch_restarts: Counter,
+    /// `shardgate_config_last_event_timestamp_seconds`: when the last change
+    /// arrived from the store (`time() - ...` is the time since).
+    pub last_event: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// `shardgate_tls_certificate_expiry_timestamp_seconds{ssl, sni}`.
     pub cert_expiry: Family<CertLabels, Gauge>,
 }
@@ -67,6 +77,21 @@ impl ControlMetrics {
             r.register("config_problems", "Resources currently left out of the configuration", m.problems.clone());
             r.register("config_resources", "Resources in the published configuration", m.resources.clone());
             r.register("config_resyncs", "Full configuration reloads from the store", m.resyncs.clone());
+            r.register(
+                "store_up",
+                "1 while the configuration store is watched, 0 while it cannot be reached",
+                m.store_up.clone(),
+            );
+            r.register(
+                "config_watch_restarts",
+                "Store watches resumed after the store broke them",
+                m.watch_restarts.clone(),
+            );
+            r.register(
+                "config_last_event_timestamp_seconds",
+                "When the last configuration change arrived from the store, in seconds since the epoch",
+                m.last_event.clone(),
+            );
             r.register(
                 "tls_certificate_expiry_timestamp_seconds",
                 "notAfter of the earliest-expiring certificate of an SSL object, in seconds since the epoch",

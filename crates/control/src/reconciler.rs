@@ -91,6 +91,7 @@ impl Reconciler {
         let changes = state.diff(&self.state);
         self.state = state;
         self.metrics.resyncs.inc();
+        self.metrics.store_up.set(1);
         tracing::info!(
             revision = listing.revision,
             added = changes.added.len(),
@@ -171,90 +172,124 @@ impl Reconciler {
     }
 
     /// Follows the store until `shutdown` resolves. Call [`Reconciler::load`]
-    /// first. Whenever the watch ends (compaction, lag, store error) the
-    /// whole configuration is listed again, retrying with backoff, and the
-    /// watch resumes from the listed revision.
+    /// first. When the watch breaks (the store unreachable, a member lost)
+    /// it is resumed from the last applied revision, retrying with backoff
+    /// while the data plane keeps its snapshot; only when the store no
+    /// longer has that history ([`StoreError::Compacted`]) is everything
+    /// listed again at one revision ([`Reconciler::load`]: a fresh state,
+    /// swapped in whole) and the watch resumed from there, as APISIX
+    /// re-reads on etcd's `compacted` error.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = MIN_BACKOFF;
-        let mut first = true;
         loop {
-            if !first {
-                loop {
-                    let loaded = tokio::select! {
-                        r = self.load() => r,
+            let from = self.state.revision() + 1;
+            let watch = self.store.watch(&self.watch_prefix(), from).await;
+            let broken = match watch {
+                Ok(mut watch) => {
+                    self.metrics.store_up.set(1);
+                    backoff = MIN_BACKOFF;
+                    tokio::select! {
+                        e = self.follow(&mut watch) => e,
                         () = &mut shutdown => return,
-                    };
-                    match loaded {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "configuration resync failed; serving the last good snapshot");
-                            tokio::select! {
-                                () = tokio::time::sleep(backoff) => {},
-                                () = &mut shutdown => return,
-                            }
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
                     }
                 }
+                Err(e) => e,
+            };
+            if let StoreError::Compacted { requested, oldest } = broken {
+                tracing::warn!(
+                    requested,
+                    oldest,
+                    "the store no longer has the history to resume from; listing everything again"
+                );
+                if !self.resync(&mut shutdown).await {
+                    return;
+                }
+                continue;
             }
-            first = false;
-            let from = self.state.revision() + 1;
-            let mut watch = match self.store.watch(&self.watch_prefix(), from).await {
-                Ok(w) => w,
-                Err(StoreError::Compacted { .. }) => continue,
+            self.metrics.store_up.set(0);
+            self.metrics.watch_restarts.inc();
+            tracing::warn!(
+                error = %broken,
+                resume_from = from.max(self.state.revision() + 1),
+                retry_in_ms = backoff.as_millis() as u64,
+                "store watch interrupted; serving the last good snapshot and resuming"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {},
+                () = &mut shutdown => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Lists everything again until it works (backoff between tries);
+    /// `false` if `shutdown` came first.
+    async fn resync(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let loaded = tokio::select! {
+                r = self.load() => r,
+                () = &mut *shutdown => return false,
+            };
+            match loaded {
+                Ok(()) => return true,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the store; retrying");
+                    self.metrics.store_up.set(0);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "configuration resync failed; serving the last good snapshot");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {},
-                        () = &mut shutdown => return,
+                        () = &mut *shutdown => return false,
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            };
-            backoff = MIN_BACKOFF;
-            'watch: loop {
-                let batch = tokio::select! {
-                    b = watch.next() => b,
-                    () = &mut shutdown => return,
-                };
-                match batch {
-                    Some(Ok(events)) => {
-                        self.apply_events(events);
-                        // Collect the rest of a burst before compiling.
-                        let until = Instant::now() + self.settings.debounce;
-                        let mut broken = false;
-                        while let Ok(more) = tokio::time::timeout_at(until, watch.next()).await {
-                            match more {
-                                Some(Ok(events)) => self.apply_events(events),
-                                Some(Err(e)) => {
-                                    tracing::warn!(error = %e, "store watch interrupted; resyncing");
-                                    broken = true;
-                                    break;
-                                }
-                                None => {
-                                    broken = true;
-                                    break;
-                                }
-                            }
-                        }
-                        self.publish();
-                        if broken {
-                            break 'watch;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "store watch interrupted; resyncing");
-                        break 'watch;
-                    }
-                    None => {
-                        tracing::warn!("store watch closed; resyncing");
-                        break 'watch;
-                    }
                 }
             }
         }
+    }
+
+    /// Applies batches from `watch` (a burst collected for `debounce`
+    /// before one compile) until it breaks; returns why.
+    async fn follow(&mut self, watch: &mut shardgate_store::Watch) -> StoreError {
+        loop {
+            let events = match watch.next().await {
+                Some(Ok(events)) => events,
+                Some(Err(e)) => return e,
+                None => return StoreError::Closed,
+            };
+            self.note_events(&events);
+            self.apply_events(events);
+            // Collect the rest of a burst before compiling.
+            let until = Instant::now() + self.settings.debounce;
+            let mut broken = None;
+            while let Ok(more) = tokio::time::timeout_at(until, watch.next()).await {
+                match more {
+                    Some(Ok(events)) => {
+                        self.note_events(&events);
+                        self.apply_events(events);
+                    }
+                    Some(Err(e)) => {
+                        broken = Some(e);
+                        break;
+                    }
+                    None => {
+                        broken = Some(StoreError::Closed);
+                        break;
+                    }
+                }
+            }
+            self.publish();
+            if let Some(e) = broken {
+                return e;
+            }
+        }
+    }
+
+    fn note_events(&self, events: &[shardgate_store::Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.last_event.set(now);
     }
 }
 
