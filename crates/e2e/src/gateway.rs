@@ -25,6 +25,7 @@ pub struct GatewayBuilder {
     extra_yaml: String,
     edge_yaml: String,
     admin_yaml: String,
+    store_yaml: String,
     data_dir: Option<PathBuf>,
 }
 
@@ -45,6 +46,7 @@ impl GatewayBuilder {
             extra_yaml: String::new(),
             edge_yaml: String::new(),
             admin_yaml: String::new(),
+            store_yaml: String::new(),
             data_dir: None,
         }
     }
@@ -126,6 +128,24 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keep the configuration in etcd at `endpoints` (URLs) under `prefix`
+    /// instead of the embedded store.
+    pub fn etcd(mut self, endpoints: &[String], prefix: &str) -> Self {
+        let hosts: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        self.store_yaml += &format!(
+            "  backend: etcd\n  prefix: \"{prefix}\"\n  etcd:\n    host: [{}]\n    timeout: 2s\n",
+            hosts.join(", ")
+        );
+        self
+    }
+
+    /// Extra YAML inside the `store:` block, indented by two spaces.
+    pub fn store_yaml(mut self, extra: &str) -> Self {
+        self.store_yaml.push_str(extra);
+        self.store_yaml.push('\n');
+        self
+    }
+
     /// Use this data directory (kept after the gateway stops).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
@@ -175,9 +195,10 @@ impl GatewayBuilder {
         }
         let delay = self.drain_delay.as_ref().map(|d| format!("  delay: \"{d}\"\n")).unwrap_or_default();
         yaml.push_str(&format!(
-            "admin:\n  listen: \"{admin}\"\n{}metrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\ndrain:\n  timeout: \"{}\"\n{delay}{}",
+            "admin:\n  listen: \"{admin}\"\n{}metrics:\n  listen: \"{metrics}\"\nstore:\n  data_dir: \"{}\"\n{}drain:\n  timeout: \"{}\"\n{delay}{}",
             self.admin_yaml,
             data_dir.display(),
+            self.store_yaml,
             self.drain_timeout,
             self.extra_yaml
         ));
