@@ -16,6 +16,7 @@
 //! # Layout
 //! - [`error`]: [`Invalid`] (field + reason) and [`Problem`] (a rejected resource).
 //! - [`json`]: lenient JSON parsing (raw newlines inside strings, as curl sends PEM) with paths.
+//! - [`keyring`]: APISIX-compatible encryption of SSL private keys at rest.
 //! - [`id`], [`kind`]: resource ids, kinds and the store key layout.
 //! - [`sni`]: SNI patterns (exact, `*.wildcard`, `*`).
 //! - [`wire`]: serde structs that mirror APISIX's schema.
@@ -29,6 +30,7 @@ pub mod edge;
 pub mod error;
 pub mod id;
 pub mod json;
+pub mod keyring;
 pub mod kind;
 pub mod resource;
 pub mod sni;
@@ -41,6 +43,7 @@ pub mod wire;
 pub use edge::{CachePolicy, CdPolicy, Distribution, Invalidation};
 pub use error::{Invalid, Problem};
 pub use id::ResourceId;
+pub use keyring::{Keyring, KeyringError};
 pub use kind::ResourceKind;
 pub use resource::{Reference, Resource, Validation};
 pub use sni::SniPattern;

@@ -13,8 +13,8 @@ use crate::wire::{
     CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, SslWire, StreamRouteWire, UpstreamWire,
 };
 use crate::{
-    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, ResourceId, ResourceKind, Ssl, StreamRoute, Upstream,
-    json,
+    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl, StreamRoute,
+    Upstream, json, keyring,
 };
 
 /// What validation checks beyond the schema.
@@ -252,9 +252,25 @@ impl Wire {
 }
 
 impl Resource {
-    /// Parses and validates a stored value (no expiry check: see [`Validation`]).
+    /// Parses and validates a stored value (no expiry check: see
+    /// [`Validation`]), with no keyring: an encrypted SSL private key is
+    /// refused.
     pub fn parse_stored(kind: ResourceKind, id: &ResourceId, bytes: &[u8]) -> Result<Self, Invalid> {
-        let value = json::parse(bytes).map_err(|e| Invalid::new("", format!("stored value is not JSON: {e}")))?;
+        Resource::parse_stored_with(kind, id, bytes, None)
+    }
+
+    /// [`Resource::parse_stored`], decrypting SSL private keys that APISIX's
+    /// `data_encryption` encrypted with `keyring` first.
+    pub fn parse_stored_with(
+        kind: ResourceKind,
+        id: &ResourceId,
+        bytes: &[u8],
+        keyring: Option<&Keyring>,
+    ) -> Result<Self, Invalid> {
+        let mut value = json::parse(bytes).map_err(|e| Invalid::new("", format!("stored value is not JSON: {e}")))?;
+        if kind == ResourceKind::Ssls {
+            keyring::open_ssl_value(keyring, &mut value)?;
+        }
         Wire::from_value(kind, value)?.validate(id, Validation::default())
     }
 

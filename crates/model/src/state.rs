@@ -14,8 +14,8 @@ use shardgate_waf::json::WebAclJson;
 use shardgate_waf::{IpSet, RegexPatternSet};
 
 use crate::{
-    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Problem, Resource, ResourceId, ResourceKind, Ssl,
-    StreamRoute, Upstream,
+    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Keyring, Problem, Resource, ResourceId, ResourceKind,
+    Ssl, StreamRoute, Upstream,
 };
 
 /// One resource at a store revision.
@@ -102,16 +102,31 @@ pub struct ConfigState {
     pub web_acls: BTreeMap<ResourceId, Entry<WebAclJson>>,
     problems: BTreeMap<(ResourceKind, ResourceId), Problem>,
     revision: u64,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl ConfigState {
+    /// An empty state that decrypts SSL private keys encrypted by APISIX's
+    /// `data_encryption` with `keyring` (`None`: such keys are refused as
+    /// problems, plaintext keys load either way).
+    pub fn with_keyring(keyring: Option<Arc<Keyring>>) -> Self {
+        ConfigState { keyring, ..ConfigState::default() }
+    }
+
+    /// The keyring stored SSL private keys are decrypted with, if any; a
+    /// fresh state for a full reload takes it over:
+    /// `ConfigState::with_keyring(old.keyring().cloned())`.
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.keyring.as_ref()
+    }
+
     /// Applies one change. On `Err`, the state keeps the last good version of
     /// the resource and records the problem (also returned).
     pub fn apply(&mut self, change: Change) -> Result<(), Problem> {
         match change {
             Change::Put { kind, id, revision, value } => {
                 self.revision = self.revision.max(revision);
-                match Resource::parse_stored(kind, &id, &value) {
+                match Resource::parse_stored_with(kind, &id, &value, self.keyring.as_deref()) {
                     Ok(resource) => {
                         self.problems.remove(&(kind, id.clone()));
                         self.insert(id, revision, resource);
@@ -258,6 +273,37 @@ mod tests {
         state.apply(put(ResourceKind::Upstreams, "u1", 4, r#"{"nodes":{"127.0.0.1:9001":1}}"#)).expect("fixed");
         assert_eq!(state.problems().count(), 0, "a good version clears the problem");
         assert_eq!(state.diff(&before).changed, vec![(ResourceKind::Upstreams, id("u1"))]);
+    }
+
+    /// An `ssls` value whose keys APISIX encrypted loads with the keyring
+    /// that encrypted them, and is a problem on `key` without it.
+    #[test]
+    fn encrypted_ssl_keys_load_with_the_keyring() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["gs-1.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (keyring, _) = Keyring::generate().expect("keyring");
+        let mut value = serde_json::json!({"cert": cert.pem(), "key": key.serialize_pem(), "snis": ["gs-1.example"]});
+        crate::keyring::seal_ssl_value(&keyring, &mut value).expect("seal");
+        let stored = value.to_string();
+        assert!(!stored.contains("PRIVATE KEY"), "the stored key is encrypted");
+
+        let keyring = Arc::new(keyring);
+        let mut state = ConfigState::with_keyring(Some(Arc::clone(&keyring)));
+        state.apply(put(ResourceKind::Ssls, "s1", 1, &stored)).expect("decrypted and loaded");
+        assert_eq!(state.ssls[&id("s1")].value.snis.len(), 1);
+        let reloaded = ConfigState::with_keyring(state.keyring().cloned());
+        assert!(reloaded.keyring().is_some_and(|k| Arc::ptr_eq(k, &keyring)), "a fresh state keeps the keyring");
+
+        let (other, _) = Keyring::generate().expect("keyring");
+        for mut state in [ConfigState::default(), ConfigState::with_keyring(Some(Arc::new(other)))] {
+            let problem = state.apply(put(ResourceKind::Ssls, "s1", 1, &stored)).unwrap_err();
+            assert_eq!(problem.invalid.field, "key");
+            assert_eq!(problem.invalid.reason, crate::keyring::UNDECRYPTABLE);
+            assert!(state.ssls.is_empty());
+        }
     }
 
     #[test]
