@@ -50,8 +50,9 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use shardgate_core::Limits;
+use shardgate_model::keyring::{open_ssl_value, seal_ssl_value};
 use shardgate_model::resource::{Resource, Wire};
-use shardgate_model::{Invalid, ResourceId, ResourceKind, Validation, json as mjson};
+use shardgate_model::{Invalid, Keyring, ResourceId, ResourceKind, Validation, json as mjson};
 use shardgate_store::{Condition, Fence, KeyValue, Store, StoreError};
 use tokio::sync::{MutexGuard, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -90,6 +91,9 @@ struct Inner {
     applied: Option<tokio::sync::watch::Receiver<u64>>,
     /// Recent WAF samples, shared with the edge.
     samples: Option<Arc<shardgate_waf::Samples>>,
+    /// Encrypts SSL private keys before they are stored (APISIX's
+    /// `data_encryption`); `None` stores them as sent.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl AdminState {
@@ -108,6 +112,7 @@ impl AdminState {
                 refuse_expired: false,
                 applied: None,
                 samples: None,
+                keyring: None,
             }),
         }
     }
@@ -127,6 +132,38 @@ impl AdminState {
             inner.samples = Some(samples);
         }
         self
+    }
+
+    /// Stores SSL private keys encrypted under `keyring`'s first entry, and
+    /// decrypts stored ones where the API needs them (PATCH merges).
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.keyring = keyring;
+        }
+        self
+    }
+
+    /// The bytes to store for `wire`: SSL private keys sealed under the
+    /// keyring, when there is one.
+    fn stored_bytes(&self, wire: &Wire) -> Result<Vec<u8>, ApiError> {
+        match (&self.inner.keyring, wire.kind()) {
+            (Some(keyring), ResourceKind::Ssls) => {
+                let mut value = wire.to_value();
+                seal_ssl_value(keyring, &mut value)
+                    .map_err(|e| ApiError::Internal(format!("encrypting an SSL private key: {e}")))?;
+                serde_json::to_vec(&value).map_err(|e| ApiError::Internal(format!("encoding an SSL object: {e}")))
+            }
+            _ => Ok(wire.to_bytes()),
+        }
+    }
+
+    /// A stored value with SSL private keys decrypted (for a PATCH to merge
+    /// into and validate, and for `include_secrets`).
+    fn opened(&self, kind: ResourceKind, mut value: Value) -> Result<Value, ApiError> {
+        if kind == ResourceKind::Ssls {
+            open_ssl_value(self.inner.keyring.as_deref(), &mut value)?;
+        }
+        Ok(value)
     }
 
     /// APISIX's `enable_admin_cors` (default on): CORS preflights are
@@ -807,7 +844,7 @@ impl AdminState {
         wire.set_id(&id);
         wire.set_times(created, now);
         let cond = prev.as_ref().map_or(Condition::Absent, |p| Condition::ModRevision(p.mod_revision));
-        let res = self.store().put_fenced(&key, wire.to_bytes(), cond, ttl, &mut turn).await?;
+        let res = self.store().put_fenced(&key, self.stored_bytes(&wire)?, cond, ttl, &mut turn).await?;
         let status = if res.prev.is_some() { StatusCode::OK } else { StatusCode::CREATED };
         tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = res.prev.is_none(), ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource stored");
         warn_expired(&id, &resource);
@@ -857,7 +894,7 @@ impl AdminState {
             let id = id_of(&format!("{:020}", rev + 1))?;
             let key = kind.key(self.prefix(), &id);
             wire.set_id(&id);
-            match self.store().put_fenced(&key, wire.to_bytes(), Condition::Absent, ttl, turn).await {
+            match self.store().put_fenced(&key, self.stored_bytes(wire)?, Condition::Absent, ttl, turn).await {
                 Ok(res) => {
                     tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = true, "resource stored");
                     return Ok(key);
@@ -922,8 +959,9 @@ impl AdminState {
             .get(&key)
             .await?
             .ok_or_else(|| ApiError::NotFound { what: format!("{} {id}", kind.singular()) })?;
-        let mut current = mjson::parse(&prev.value)
+        let current = mjson::parse(&prev.value)
             .map_err(|e| ApiError::Invalid(Invalid::new("", format!("the stored value is not JSON: {e}"))))?;
+        let mut current = self.opened(kind, current)?;
         match sub {
             Some(path) => patch::replace_at(&mut current, path, change).map_err(ApiError::BadRequest)?,
             None if change.is_object() => patch::merge(&mut current, change),
@@ -942,7 +980,7 @@ impl AdminState {
         wire.set_id(id);
         wire.set_times(created.unwrap_or(now), updated);
         self.store()
-            .put_fenced(&key, wire.to_bytes(), Condition::ModRevision(prev.mod_revision), ttl, &mut turn)
+            .put_fenced(&key, self.stored_bytes(&wire)?, Condition::ModRevision(prev.mod_revision), ttl, &mut turn)
             .await?;
         tracing::info!(kind = kind.plural(), %id, ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource patched");
         warn_expired(id, &resource);

@@ -206,6 +206,7 @@ async fn a_broken_watch_resumes_from_the_last_applied_revision_without_a_reload(
     );
     drop(stop_tx);
     task.await.expect("reconciler");
+}
 
 /// A full load decrypts SSL keys with the reconciler's keyring, every time:
 /// the fresh state of each load keeps it.
