@@ -153,6 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
+        .with_viewer_key(config.admin.viewer_key.clone())
         .with_applied_generation(handle.subscribe())
         .with_samples(Arc::clone(&samples))
         .with_cors(config.admin.cors)
