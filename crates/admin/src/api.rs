@@ -269,7 +269,8 @@ fn query_map(uri: &Uri) -> HashMap<String, String> {
 
 /// Whether the request asks for private keys: `?include_secrets=true`.
 pub(crate) fn include_secrets(uri: &Uri) -> bool {
-    uri.query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "include_secrets" && v == "true"))
+    uri.query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "include_secrets" && v == "true"))
 }
 
 /// `?include_secrets=`: absent, `true` or `false`; anything else is refused

@@ -697,9 +697,11 @@ mod tests {
         assert!(c.admin_key().is_err(), "no built-in key");
         let c = Config::parse("admin:\n  viewer_key: short\n").expect("parse");
         assert!(c.check().unwrap_err().0.contains("admin.viewer_key is shorter"));
-        let c = Config::parse("admin:\n  key: same-key-0123456789\n  viewer_key: same-key-0123456789\n").expect("parse");
+        let c =
+            Config::parse("admin:\n  key: same-key-0123456789\n  viewer_key: same-key-0123456789\n").expect("parse");
         assert!(c.check().unwrap_err().0.contains("admin.viewer_key is the admin key"));
-        let c = Config::parse("admin:\n  key: admin-key-0123456789\n  viewer_key: viewer-key-0123456789\n").expect("parse");
+        let c =
+            Config::parse("admin:\n  key: admin-key-0123456789\n  viewer_key: viewer-key-0123456789\n").expect("parse");
         assert!(c.check().is_ok());
     }
 
