@@ -267,7 +267,7 @@ fn refused_files(errors: &[String]) -> anyhow::Error {
     for e in errors {
         eprintln!("shardgate: {e}");
     }
-    anyhow::anyhow!("{} file problem(s); nothing was applied", errors.len())
+    anyhow::anyhow!("{} problem(s) in the files (above); nothing was changed", errors.len())
 }
 
 /// The plan's lines: `+` create, `~` update (the fields), `-` only on the
@@ -410,7 +410,7 @@ impl Progress {
         self.done += 1;
         if self.tty {
             self.draw();
-        } else if self.done % PROGRESS_EVERY == 0 {
+        } else if self.done.is_multiple_of(PROGRESS_EVERY) {
             eprintln!("applying {}/{}", self.done, self.total);
         }
     }
