@@ -493,3 +493,22 @@ async fn a_backup_of_a_running_gateway_restores_into_a_fresh_store() {
     assert_eq!(b.admin().get("/apisix/admin/upstreams/extra").await.status, 404, "only what the backup holds");
     assert_eq!(resources(&b.admin()).await, resources(&a.admin()).await);
 }
+
+/// A long apply says how far it is on stderr: a plain line every 100
+/// changes when stderr is not a terminal (a CI log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_apply_reports_its_progress() {
+    let gw = gateway().spawn().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("config");
+    std::fs::create_dir_all(dir.join("upstreams")).expect("mkdir");
+    for i in 0..250 {
+        let text = format!("nodes:\n  127.0.0.1:{}: 1\n", 20_000 + i);
+        std::fs::write(dir.join(format!("upstreams/u{i:03}.yaml")), text).expect("write");
+    }
+    let out = cli(&gw, &["apply", "-f", path(&dir)]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stderr(&out), "applying 100/250\napplying 200/250\n");
+    assert!(stdout(&out).ends_with("created 250, updated 0, deleted 0, unchanged 0\n"), "{}", stdout(&out));
+    assert_eq!(gw.admin().list("upstreams").await["total"], 250);
+}

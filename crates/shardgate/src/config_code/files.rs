@@ -312,6 +312,51 @@ mod tests {
         assert_eq!(errors.len(), 7, "{all}");
     }
 
+    /// What export writes, apply reads back as the same JSON value: strings
+    /// that look like other YAML types, multi-line PEM, numbers at the edges.
+    #[test]
+    fn values_survive_the_trip_through_yaml() {
+        let tricky = [
+            "yes",
+            "no",
+            "on",
+            "off",
+            "null",
+            "~",
+            "true",
+            "1",
+            "01",
+            "1.0",
+            "0x10",
+            "1e3",
+            ".inf",
+            "",
+            " lead",
+            "trail ",
+            "a: b",
+            "#c",
+            "- x",
+            "[x]",
+            "{x}",
+            "'q'",
+            "\"dq\"",
+            "multi\nline\n",
+            "tab\there",
+            "✓ ünïcode",
+            "\u{1}ctl",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        ];
+        let value = serde_json::json!({
+            "strings": tricky,
+            "keys": tricky.iter().map(|s| (s.to_string(), serde_json::json!(1))).collect::<serde_json::Map<_, _>>(),
+            "numbers": [0, -1, u64::MAX, i64::MIN, 0.05, 1e300, -2.5e-10],
+            "nested": {"a": [{"b": null, "c": true}], "empty": {}, "none": []},
+        });
+        let text = serde_yaml_ng::to_string(&value).expect("to yaml");
+        let back: Value = serde_yaml_ng::from_str(&text).expect("from yaml");
+        assert_eq!(back, value, "{text}");
+    }
+
     #[test]
     fn export_refuses_a_non_empty_directory_and_with_force_removes_only_stale_resource_files() {
         let dir = tempfile::tempdir().expect("tempdir");
