@@ -13,7 +13,7 @@
 //! for a key written with a time to live (`?ttl=`), and restore gives it
 //! the time it has left (a key that expired meanwhile is not restored).
 //!
-//! A backup reads through the [`Store`] trait: one listing is one revision.
+//! A backup reads through the [`shardgate_store::Store`] trait: one listing is one revision.
 //! The embedded store of a running gateway is locked by that gateway, so
 //! the backup reads its log read-only instead
 //! ([`shardgate_store::repair::read_only_listing`]), at its last intact

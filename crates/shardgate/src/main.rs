@@ -63,7 +63,7 @@ enum Command {
         action: StoreAction,
     },
     /// Write every resource of a running gateway to DIR, one YAML file per
-    /// resource (DIR/<kind>/<id>.yaml), through its Admin API.
+    /// resource (`DIR/<kind>/<id>.yaml`), through its Admin API.
     Export {
         #[command(flatten)]
         admin: AdminArgs,
@@ -76,7 +76,7 @@ enum Command {
         #[arg(long)]
         include_secrets: bool,
         /// Write into a directory that is not empty: the resource files
-        /// (<kind>/*.yaml|yml|json) are rewritten, and those of resources
+        /// (`<kind>/*.yaml|yml|json`) are rewritten, and those of resources
         /// no longer on the gateway removed; nothing else is touched.
         #[arg(long)]
         force: bool,
