@@ -19,6 +19,8 @@ use shardgate_core::{ConfigDuration, Limits};
 
 /// The environment variable that holds the admin key (it wins over the file).
 pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
+/// The environment variable that holds the viewer key (it wins over the file).
+pub const VIEWER_KEY_ENV: &str = "SHARDGATE_ADMIN_VIEWER_KEY";
 /// APISIX's old built-in admin key, exploited on the internet (apache/apisix#5070).
 const APISIX_DEFAULT_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
 /// Shortest admin key accepted.
@@ -289,6 +291,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The API key; `SHARDGATE_ADMIN_KEY` wins over it. Required: there is no built-in key.
     pub key: Option<String>,
+    /// A second key that may only read (APISIX's `viewer` role: `GET`
+    /// only, and never private keys); `SHARDGATE_ADMIN_VIEWER_KEY` wins over
+    /// it. Default none.
+    pub viewer_key: Option<String>,
     /// APISIX's `enable_admin_cors`: answer CORS preflights (`OPTIONS`) and
     /// add APISIX's `Access-Control-*` headers to every answer. Default true,
     /// as APISIX.
@@ -305,6 +311,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
             key: None,
+            viewer_key: None,
             cors: true,
             refuse_expired_certificates: false,
         }
@@ -480,6 +487,11 @@ impl Config {
         {
             config.admin.key = Some(key);
         }
+        if let Ok(key) = std::env::var(VIEWER_KEY_ENV)
+            && !key.is_empty()
+        {
+            config.admin.viewer_key = Some(key);
+        }
         config.check()?;
         Ok(config)
     }
@@ -558,6 +570,14 @@ impl Config {
         }
         if self.admin.listen == self.metrics.listen && self.admin.listen.port() != 0 {
             return Err(ConfigError("admin.listen and metrics.listen are the same address".into()));
+        }
+        if let Some(viewer) = self.admin.viewer_key.as_deref().filter(|k| !k.is_empty()) {
+            if viewer.len() < MIN_KEY_LEN {
+                return Err(ConfigError(format!("admin.viewer_key is shorter than {MIN_KEY_LEN} characters")));
+            }
+            if self.admin.key.as_deref() == Some(viewer) {
+                return Err(ConfigError("admin.viewer_key is the admin key; give the viewer a key of its own".into()));
+            }
         }
         if !self.store.prefix.starts_with('/') || self.store.prefix.ends_with('/') {
             return Err(ConfigError("store.prefix must start with '/' and not end with one (e.g. /apisix)".into()));
@@ -675,6 +695,14 @@ mod tests {
         assert!(c.check().unwrap_err().0.contains("edge.http[0].addr"));
         let c = Config::default();
         assert!(c.admin_key().is_err(), "no built-in key");
+        let c = Config::parse("admin:\n  viewer_key: short\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("admin.viewer_key is shorter"));
+        let c =
+            Config::parse("admin:\n  key: same-key-0123456789\n  viewer_key: same-key-0123456789\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("admin.viewer_key is the admin key"));
+        let c =
+            Config::parse("admin:\n  key: admin-key-0123456789\n  viewer_key: viewer-key-0123456789\n").expect("parse");
+        assert!(c.check().is_ok());
     }
 
     #[test]

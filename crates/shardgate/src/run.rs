@@ -18,14 +18,14 @@ use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
 use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
-use shardgate_store::{EmbeddedOptions, EmbeddedStore, Store};
+use shardgate_store::Store;
 use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
 use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Backend, Config, LogFormat};
+use crate::config::{Config, LogFormat};
 
 /// Extra time after the drain deadline for cut connections to unwind.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -73,15 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     let drain = Drain::new();
 
-    let store: Arc<dyn Store> = match config.store.backend {
-        Backend::Embedded => {
-            let mut opts = EmbeddedOptions::new(&config.store.data_dir);
-            opts.max_value_bytes = config.limits.store_value_max_bytes;
-            let store = EmbeddedStore::open(opts)
-                .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
-            Arc::new(store)
-        }
-    };
+    let store: Arc<dyn Store> = crate::open::open_store(&config).await?;
 
     let registry = Arc::new(Registry::new(
         Arc::new(Resolver::new(config.stream.dns_ttl.get(), Duration::from_secs(5))),
@@ -153,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
+        .with_viewer_key(config.admin.viewer_key.clone())
         .with_applied_generation(handle.subscribe())
         .with_samples(Arc::clone(&samples))
         .with_cors(config.admin.cors)
