@@ -163,8 +163,8 @@ impl AdminState {
         }
     }
 
-    /// A stored value with SSL private keys decrypted (for a PATCH to merge
-    /// into and validate, and for `include_secrets`).
+    /// A stored value with SSL private keys decrypted, for a PATCH to merge
+    /// into and validate.
     fn opened(&self, kind: ResourceKind, mut value: Value) -> Result<Value, ApiError> {
         if kind == ResourceKind::Ssls {
             open_ssl_value(self.inner.keyring.as_deref(), &mut value)?;
@@ -201,17 +201,15 @@ impl AdminState {
 
     /// Turns an SSL object's stored value into the one an admin's
     /// `?include_secrets=true` read returns, private keys (`key`, `keys`)
-    /// included. Every read that returns a private key goes through here
-    /// and nowhere else. Keys are stored as they were given, so today the
-    /// value is returned as stored.
+    /// included, decrypted when they are stored under the keyring. Every
+    /// read that returns a private key goes through here and nowhere else.
     pub fn reveal_secrets(&self, value: &mut Value) -> Result<(), ApiError> {
-        // Stored as given: nothing to decrypt. A value that is not an object
-        // (another writer's) has no keys to reveal.
-        if value.is_object() {
-            Ok(())
-        } else {
-            Err(ApiError::Internal("a stored ssl is not a JSON object; its keys cannot be returned".into()))
+        // A value that is not an object (another writer's) has no keys to reveal.
+        if !value.is_object() {
+            return Err(ApiError::Internal("a stored ssl is not a JSON object; its keys cannot be returned".into()));
         }
+        open_ssl_value(self.inner.keyring.as_deref(), value)?;
+        Ok(())
     }
 
     pub(crate) fn viewer_key(&self) -> Option<&str> {

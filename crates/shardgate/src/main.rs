@@ -26,6 +26,7 @@ mod config_code;
 mod fds;
 mod open;
 mod run;
+mod secrets;
 mod store_cli;
 
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use shardgate_etcd::{EtcdOptions, EtcdStore, EtcdTls};
 use shardgate_store::{EmbeddedOptions, EmbeddedStore, Store};
 
 use crate::config::{Backend, Config};
@@ -21,6 +22,24 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             opts.max_value_bytes = config.limits.store_value_max_bytes;
             let store = EmbeddedStore::open(opts)
                 .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
+            Arc::new(store)
+        }
+        Backend::Etcd => {
+            let etcd = &config.store.etcd;
+            let mut opts = EtcdOptions::new(etcd.host.iter().cloned(), config.store.prefix.clone());
+            opts.timeout = etcd.timeout.get();
+            opts.user = etcd.user.clone();
+            opts.password = config.etcd_password();
+            opts.max_value_bytes = config.limits.store_value_max_bytes;
+            opts.tls = etcd.tls.as_ref().map(|t| EtcdTls {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                verify: t.verify,
+            });
+            let store = EtcdStore::connect(opts)
+                .await
+                .with_context(|| format!("connecting to etcd (store.etcd.host: {})", etcd.host.join(", ")))?;
             Arc::new(store)
         }
     };

@@ -1,7 +1,8 @@
 //! Wiring and lifecycle of `shardgate run`.
 //!
 //! ```text
-//! config -> logging -> admin key check -> store -> reconciler.load (first snapshot)
+//! config -> logging -> admin key check -> store (embedded, or etcd: a
+//!   member must answer) -> keyring -> reconciler.load (first snapshot)
 //!   -> bind every listener (fail fast, naming the address) -> ready
 //!   -> serve until SIGTERM/SIGINT
 //!   -> drain: /readyz unready, listeners stop accepting, connections run until
@@ -74,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let drain = Drain::new();
 
     let store: Arc<dyn Store> = crate::open::open_store(&config).await?;
+    let keyring = crate::secrets::keyring(&config)?;
 
     let registry = Arc::new(Registry::new(
         Arc::new(Resolver::new(config.stream.dns_ttl.get(), Duration::from_secs(5))),
@@ -106,7 +108,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         ControlMetrics::register(&metrics),
         Arc::clone(&health),
-    );
+    )
+    .with_keyring(keyring.clone());
     reconciler.load().await.context("loading the configuration from the store")?;
 
     // Bind everything before serving anything: a taken port fails the start.
@@ -146,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
         .with_viewer_key(config.admin.viewer_key.clone())
+        .with_keyring(keyring)
         .with_applied_generation(handle.subscribe())
         .with_samples(Arc::clone(&samples))
         .with_cors(config.admin.cors)
