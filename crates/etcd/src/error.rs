@@ -165,6 +165,11 @@ impl Context<'_> {
             _ if message.contains("authentication is not enabled") => {
                 refused(format!("a user is set but etcd has authentication disabled ({message})"))
             }
+            // etcd's ErrGRPCRequestTooLarge, or gRPC's own receive limit
+            // (--max-request-bytes plus 512 KiB) for larger requests.
+            _ if message.contains("request is too large") || message.contains("received message larger than max") => {
+                refused(format!("the request is larger than etcd accepts (its --max-request-bytes): {message}"))
+            }
             Code::PermissionDenied => refused(format!("permission denied for etcd user {user:?} ({message})")),
             Code::Unauthenticated => refused(format!("etcd refused the credentials of user {user:?} ({message})")),
             Code::OutOfRange | Code::ResourceExhausted if message.contains("message length too large") => refused(
