@@ -78,9 +78,23 @@ fn not_sent(e: &(dyn std::error::Error + 'static)) -> bool {
 /// The TLS failure in the chain, if any (a certificate etcd or we do not
 /// trust): a setting to fix, not an outage.
 fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    // A TLS alert etcd sends after the handshake (it refused our client
+    // certificate) reaches us through HTTP/2 as text only.
+    let text = describe(e);
+    if text.contains("received fatal alert") {
+        return Some(format!("{text} (etcd refused this client: check tls.cert and tls.key)"));
+    }
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // tokio-rustls wraps it in an io::Error, whose `source` skips it.
+        if let Some(tls) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
             return Some(tls.to_string());
         }
         next = err.source();
