@@ -75,11 +75,8 @@ impl EtcdTlsFiles {
             let cert = params.signed_by(&key, &ca).expect("sign leaf");
             (cert.pem(), key.serialize_pem())
         };
-        let (server_pem, server_key) = leaf(
-            vec!["127.0.0.1".into(), "localhost".into()],
-            "etcd",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
+        let (server_pem, server_key) =
+            leaf(vec!["127.0.0.1".into(), "localhost".into()], "etcd", ExtendedKeyUsagePurpose::ServerAuth);
         let (client_pem, client_key) = leaf(Vec::new(), "shardgate", ExtendedKeyUsagePurpose::ClientAuth);
         let write = |name: &str, pem: &str| {
             let path = dir.join(name);
@@ -129,18 +126,18 @@ fn require(bin: &str, package: &str) {
 impl EtcdCluster {
     /// Starts `members` members (1 or 3 in the tests) over plain HTTP and
     /// waits until every one is healthy.
-    pub fn start(members: usize) -> Self {
-        Self::launch(members, None)
+    pub async fn start(members: usize) -> Self {
+        Self::launch(members, None).await
     }
 
     /// Like [`EtcdCluster::start`], with TLS on the client URLs (a fresh
     /// CA, see [`EtcdTlsFiles`]); with `client_cert_auth` members require a
     /// client certificate signed by that CA.
-    pub fn start_tls(members: usize, client_cert_auth: bool) -> Self {
-        Self::launch(members, Some(client_cert_auth))
+    pub async fn start_tls(members: usize, client_cert_auth: bool) -> Self {
+        Self::launch(members, Some(client_cert_auth)).await
     }
 
-    fn launch(members: usize, tls: Option<bool>) -> Self {
+    async fn launch(members: usize, tls: Option<bool>) -> Self {
         require(ETCD_BIN, "etcd-server");
         require(ETCDCTL_BIN, "etcd-client");
         assert!(members > 0, "a cluster needs at least one member");
@@ -163,7 +160,7 @@ impl EtcdCluster {
         for i in 0..cluster.members.len() {
             cluster.spawn(i);
         }
-        cluster.wait_healthy(&(0..cluster.members.len()).collect::<Vec<_>>());
+        cluster.wait_healthy(&(0..cluster.members.len()).collect::<Vec<_>>()).await;
         cluster
     }
 
@@ -204,7 +201,7 @@ impl EtcdCluster {
 
     /// Waits until the members `which` answer `etcdctl endpoint health`;
     /// panics with their logs otherwise.
-    fn wait_healthy(&mut self, which: &[usize]) {
+    async fn wait_healthy(&mut self, which: &[usize]) {
         let endpoints: Vec<String> = which.iter().map(|&i| self.endpoint(i)).collect();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -213,7 +210,7 @@ impl EtcdCluster {
                     panic!("etcd member {i} exited with {status} while starting:\n{}", self.log_tail(i));
                 }
             }
-            let out = self.etcdctl(&["--endpoints", &endpoints.join(","), "endpoint", "health"]);
+            let out = self.etcdctl(&["--endpoints", &endpoints.join(","), "endpoint", "health"]).await;
             if out.status.success() {
                 return;
             }
@@ -225,7 +222,7 @@ impl EtcdCluster {
                     logs.join("\n")
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -279,8 +276,8 @@ impl EtcdCluster {
 
     /// Runs `etcdctl` (API v3) against every member with `args` (later
     /// flags override: pass `--endpoints` to aim at one member).
-    pub fn etcdctl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(ETCDCTL_BIN);
+    pub async fn etcdctl(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(ETCDCTL_BIN);
         cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints_csv()))
             .args(["--dial-timeout=2s", "--command-timeout=5s"]);
@@ -290,11 +287,11 @@ impl EtcdCluster {
         if let Some(user) = &self.user {
             cmd.arg(format!("--user={user}"));
         }
-        cmd.args(args).stdin(Stdio::null()).output().expect("run etcdctl")
+        cmd.args(args).stdin(Stdio::null()).kill_on_drop(true).output().await.expect("run etcdctl")
     }
 
-    fn etcdctl_ok(&self, args: &[&str]) -> String {
-        let out = self.etcdctl(args);
+    async fn etcdctl_ok(&self, args: &[&str]) -> String {
+        let out = self.etcdctl(args).await;
         assert!(
             out.status.success(),
             "etcdctl {args:?} failed: {}{}",
@@ -305,30 +302,30 @@ impl EtcdCluster {
     }
 
     /// `etcdctl put key value`; panics if it fails.
-    pub fn put(&self, key: &str, value: &str) {
-        self.etcdctl_ok(&["put", "--", key, value]);
+    pub async fn put(&self, key: &str, value: &str) {
+        self.etcdctl_ok(&["put", "--", key, value]).await;
     }
 
     /// The value of `key` (`etcdctl get`), `None` when absent.
-    pub fn get(&self, key: &str) -> Option<String> {
-        let out = self.etcdctl_ok(&["get", "--", key]);
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let out = self.etcdctl_ok(&["get", "--", key]).await;
         let mut lines = out.lines();
         (lines.next()? == key).then(|| lines.collect::<Vec<_>>().join("\n"))
     }
 
     /// `etcdctl compact --physical revision`: history before `revision` is gone.
-    pub fn compact(&self, revision: u64) {
-        self.etcdctl_ok(&["compact", "--physical", &revision.to_string()]);
+    pub async fn compact(&self, revision: u64) {
+        self.etcdctl_ok(&["compact", "--physical", &revision.to_string()]).await;
     }
 
     /// The index of the current leader, waiting (up to [`READY_TIMEOUT`])
     /// for the running members to agree on one.
-    pub fn leader(&self) -> usize {
+    pub async fn leader(&self) -> usize {
         let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].child.is_some()).collect();
         let csv = running.iter().map(|&i| self.endpoint(i)).collect::<Vec<_>>().join(",");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let out = self.etcdctl(&["--endpoints", &csv, "endpoint", "status", "-w", "json"]);
+            let out = self.etcdctl(&["--endpoints", &csv, "endpoint", "status", "-w", "json"]).await;
             let statuses: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
             for s in &statuses {
                 let own = s["Status"]["header"]["member_id"].as_u64();
@@ -345,7 +342,7 @@ impl EtcdCluster {
                 "no etcd leader among {csv} after {READY_TIMEOUT:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -363,7 +360,7 @@ impl EtcdCluster {
     }
 
     /// Stops member `i` with SIGTERM (SIGKILL after [`STOP_TIMEOUT`]).
-    pub fn stop(&mut self, i: usize) {
+    pub async fn stop(&mut self, i: usize) {
         let Some(mut child) = self.members[i].child.take() else { return };
         let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
         assert!(status.success(), "kill -TERM etcd member {i} failed");
@@ -374,32 +371,32 @@ impl EtcdCluster {
                 child.wait().expect("reap etcd");
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Starts member `i` again on its data directory and ports, and waits
     /// until it is healthy (which needs a quorum of running members).
     /// (`start` is taken by the constructor.)
-    pub fn start_member(&mut self, i: usize) {
+    pub async fn start_member(&mut self, i: usize) {
         self.spawn(i);
-        self.wait_healthy(&[i]);
+        self.wait_healthy(&[i]).await;
     }
 
     /// Stops every member.
-    pub fn stop_all(&mut self) {
+    pub async fn stop_all(&mut self) {
         for i in 0..self.members.len() {
-            self.stop(i);
+            self.stop(i).await;
         }
     }
 
     /// Starts every stopped member and waits until all are healthy.
-    pub fn start_all(&mut self) {
+    pub async fn start_all(&mut self) {
         let stopped: Vec<usize> = (0..self.members.len()).filter(|&i| self.members[i].child.is_none()).collect();
         for &i in &stopped {
             self.spawn(i);
         }
-        self.wait_healthy(&(0..self.members.len()).collect::<Vec<_>>());
+        self.wait_healthy(&(0..self.members.len()).collect::<Vec<_>>()).await;
     }
 
     /// Member `i`'s log file.

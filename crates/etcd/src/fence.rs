@@ -69,12 +69,7 @@ pub(crate) fn check(key: &str, cond: Condition, current: Option<&KeyValue>) -> R
 
 /// Why a transaction's compares failed, from what its failure branch read:
 /// the key's condition first, then the fence.
-pub(crate) fn explain(
-    key: &str,
-    cond: Condition,
-    current: Option<&KeyValue>,
-    fenced: bool,
-) -> StoreError {
+pub(crate) fn explain(key: &str, cond: Condition, current: Option<&KeyValue>, fenced: bool) -> StoreError {
     match check(key, cond, current) {
         Err(e) => e,
         Ok(()) if fenced => StoreError::Fenced,

@@ -159,8 +159,10 @@ impl EtcdOptions {
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path)
-        .map_err(|source| StoreError::Io { context: format!("read the etcd TLS {what} file {}", path.display()), source })
+    std::fs::read(path).map_err(|source| StoreError::Io {
+        context: format!("read the etcd TLS {what} file {}", path.display()),
+        source,
+    })
 }
 
 fn bad_file(what: &str, path: &Path, reason: impl std::fmt::Display) -> StoreError {

@@ -231,7 +231,9 @@ impl EtcdStore {
             Ok(Err(e)) => {
                 tracing::debug!(key, lease = id, error = %e, "could not revoke an unused etcd lease; it expires on its own");
             }
-            Err(_) => tracing::debug!(key, lease = id, "revoking an unused etcd lease timed out; it expires on its own"),
+            Err(_) => {
+                tracing::debug!(key, lease = id, "revoking an unused etcd lease timed out; it expires on its own")
+            }
         }
     }
 
@@ -314,7 +316,13 @@ impl EtcdStore {
         match outcome? {
             Outcome::Refused(e) => Err(e),
             Outcome::Applied { revision, prev } => {
-                tracing::debug!(key, revision, fenced = fenced.is_some(), ttl_secs = ttl.map(lease_seconds), "etcd put");
+                tracing::debug!(
+                    key,
+                    revision,
+                    fenced = fenced.is_some(),
+                    ttl_secs = ttl.map(lease_seconds),
+                    "etcd put"
+                );
                 let kv = KeyValue {
                     key: key.to_owned(),
                     value: stored,

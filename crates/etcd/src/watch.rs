@@ -2,7 +2,7 @@
 //! etcd watch stream per call, its responses turned into event batches on
 //! a bounded channel ([`WATCH_BATCHES`]).
 //!
-//! [`start`] returns once etcd has created the watch, so a refusal
+//! Starting a watch returns once etcd has created the watch, so a refusal
 //! (permission denied) is the call's error. After that the stream ends with
 //! exactly one `Err`:
 //! - [`StoreError::Compacted`] when the start revision was compacted: etcd
@@ -49,7 +49,10 @@ impl Ends {
         let reason = if resp.cancel_reason.is_empty() { "etcd canceled the watch" } else { &resp.cancel_reason };
         // etcd's ErrGRPCNoLeader ("etcdserver: no leader") is an outage.
         if reason.contains("no leader") {
-            return StoreError::Unavailable { endpoints: self.endpoints.clone(), reason: format!("{}: {reason}", self.op) };
+            return StoreError::Unavailable {
+                endpoints: self.endpoints.clone(),
+                reason: format!("{}: {reason}", self.op),
+            };
         }
         StoreError::Backend { context: format!("etcd {}", self.op), reason: reason.to_owned() }
     }
@@ -80,10 +83,8 @@ fn event(e: PbEvent) -> Option<Event> {
 pub(crate) async fn start(store: &EtcdStore, prefix: &str, from: u64) -> Result<Watch, StoreError> {
     let inner = store.inner();
     let op = format!("watch {prefix}");
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(i64::try_from(from).unwrap_or(i64::MAX))
-        .with_fragment();
+    let options =
+        WatchOptions::new().with_prefix().with_start_revision(i64::try_from(from).unwrap_or(i64::MAX)).with_fragment();
     let client = &inner.watch;
     let mut stream = store
         .call(&op, Retry::Repeatable, || {

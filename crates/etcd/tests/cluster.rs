@@ -20,7 +20,7 @@ const WRITE_FOR: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_loses_no_acknowledged_write() {
-    let mut etcd = EtcdCluster::start(3);
+    let mut etcd = EtcdCluster::start(3).await;
     let store = common::connect(&etcd).await;
     let start = store.revision().await.expect("revision");
 
@@ -107,8 +107,8 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
         async move { (n >= 30).then_some(()) }
     })
     .await;
-    let leader = tokio::task::block_in_place(|| etcd.leader());
-    tokio::task::block_in_place(|| etcd.kill(leader));
+    let leader = etcd.leader().await;
+    etcd.kill(leader);
     killed.store(true, Ordering::SeqCst);
     let (acked, unanswered, acked_after_kill) = writer.await.expect("writer");
     stop.store(true, Ordering::SeqCst);

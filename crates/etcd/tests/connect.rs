@@ -60,7 +60,7 @@ async fn a_port_that_never_answers_times_out_naming_every_endpoint() {
 
 #[tokio::test]
 async fn one_dead_endpoint_among_live_ones_does_not_fail_requests() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let mut opts = options(&etcd);
     opts.endpoints.insert(0, closed_port());
     let store = EtcdStore::connect(opts).await.expect("connect with one endpoint down");
@@ -71,7 +71,7 @@ async fn one_dead_endpoint_among_live_ones_does_not_fail_requests() {
     assert_eq!(store.count("/apisix/upstreams/").await.expect("count"), 20);
 }
 
-fn enable_auth(etcd: &mut EtcdCluster) {
+async fn enable_auth(etcd: &mut EtcdCluster) {
     for args in [
         &["user", "add", "root", "--new-user-password=rootpw", "--interactive=false"][..],
         &["role", "add", "reader"],
@@ -80,7 +80,7 @@ fn enable_auth(etcd: &mut EtcdCluster) {
         &["user", "grant-role", "viewer", "reader"],
         &["auth", "enable"],
     ] {
-        let out = etcd.etcdctl(args);
+        let out = etcd.etcdctl(args).await;
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     etcd.set_etcdctl_user(Some("root:rootpw"));
@@ -88,15 +88,15 @@ fn enable_auth(etcd: &mut EtcdCluster) {
 
 #[tokio::test]
 async fn etcd_authentication_works_and_refusals_say_why() {
-    let mut etcd = EtcdCluster::start(1);
-    enable_auth(&mut etcd);
+    let mut etcd = EtcdCluster::start(1).await;
+    enable_auth(&mut etcd).await;
 
     let mut root = options(&etcd);
     root.user = Some("root".into());
     root.password = Some("rootpw".into());
     let store = EtcdStore::connect(root.clone()).await.expect("connect as root");
     store.put("/apisix/ssls/1", b"c".to_vec(), Condition::Absent).await.expect("put as root");
-    assert_eq!(etcd.get("/apisix/ssls/1").as_deref(), Some("c"));
+    assert_eq!(etcd.get("/apisix/ssls/1").await.as_deref(), Some("c"));
     let mut watch = store.watch("/apisix/", 0).await.expect("watch as root");
     store.put("/apisix/ssls/2", b"d".to_vec(), Condition::Absent).await.expect("put");
     assert_eq!(common::events(&mut watch, 1).await[0].kv.key, "/apisix/ssls/2");
@@ -148,13 +148,13 @@ fn tls_options(etcd: &EtcdCluster, ca: &std::path::Path, client: bool) -> EtcdOp
 
 #[tokio::test]
 async fn tls_with_a_verified_server_and_a_client_certificate() {
-    let etcd = EtcdCluster::start_tls(1, true);
+    let etcd = EtcdCluster::start_tls(1, true).await;
     let files = etcd.tls().expect("tls").clone();
     assert!(etcd.endpoint(0).starts_with("https://"));
 
     let store = EtcdStore::connect(tls_options(&etcd, &files.ca, true)).await.expect("mutual TLS");
     store.put("/apisix/ssls/1", b"over tls".to_vec(), Condition::Absent).await.expect("put");
-    assert_eq!(etcd.get("/apisix/ssls/1").as_deref(), Some("over tls"));
+    assert_eq!(etcd.get("/apisix/ssls/1").await.as_deref(), Some("over tls"));
     let mut watch = store.watch("/apisix/", 1).await.expect("watch over TLS");
     assert_eq!(common::events(&mut watch, 1).await[0].kv.key, "/apisix/ssls/1");
 
@@ -201,14 +201,22 @@ async fn bad_settings_are_refused_before_connecting_naming_what_is_wrong() {
     }
     let mut o = base.clone();
     o.tls = Some(EtcdTls { verify: false, ..tls(&not_pem) });
-    assert!(matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("tls.verify")));
+    assert!(
+        matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("tls.verify"))
+    );
     let o = base.clone();
-    assert!(matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("set tls")));
+    assert!(
+        matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("set tls"))
+    );
     let mut o = EtcdOptions::new(["http://127.0.0.1:1"], PREFIX);
     o.user = Some("root".into());
-    assert!(matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("without a password")));
+    assert!(
+        matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("without a password"))
+    );
     let o = EtcdOptions::new(Vec::<String>::new(), PREFIX);
-    assert!(matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("no endpoint")));
+    assert!(
+        matches!(EtcdStore::connect(o).await, Err(StoreError::Backend { reason, .. }) if reason.contains("no endpoint"))
+    );
     let mut o = EtcdOptions::new(["http://127.0.0.1:1"], PREFIX);
     o.password = Some("secret-pw".into());
     assert!(!format!("{o:?}").contains("secret-pw"), "Debug hides the password");

@@ -11,7 +11,7 @@ use shardgate_store::{Condition, Fence, Store, StoreError};
 
 #[tokio::test]
 async fn the_first_fenced_write_wins_and_the_second_is_fenced() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let a = connect(&etcd).await;
     let b = connect(&etcd).await;
     assert_eq!(a.fence().await.expect("fence"), Fence(0), "no fenced write yet");
@@ -54,15 +54,11 @@ async fn the_first_fenced_write_wins_and_the_second_is_fenced() {
 
 #[tokio::test]
 async fn a_failed_condition_wins_over_a_moved_fence() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let a = connect(&etcd).await;
     let b = connect(&etcd).await;
     let stale = b.fence().await.expect("fence");
-    let kv = a
-        .put_fenced("/apisix/ssls/1", b"a".to_vec(), Condition::Absent, None, stale)
-        .await
-        .expect("a writes")
-        .kv;
+    let kv = a.put_fenced("/apisix/ssls/1", b"a".to_vec(), Condition::Absent, None, stale).await.expect("a writes").kv;
 
     // Both compares fail: the key exists and the fence moved. The key's
     // own condition is the answer (a conflict, not a retry).
@@ -93,12 +89,12 @@ async fn a_failed_condition_wins_over_a_moved_fence() {
 
 #[tokio::test]
 async fn writes_without_the_fence_do_not_trip_it() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let fence = store.fence().await.expect("fence");
     store.put("/apisix/upstreams/9", b"plain".to_vec(), Condition::Always).await.expect("plain put");
     store.delete("/apisix/upstreams/9", Condition::Always).await.expect("plain delete");
-    etcd.put("/apisix/routes/1", "another etcd client");
+    etcd.put("/apisix/routes/1", "another etcd client").await;
     assert_eq!(store.fence().await.expect("fence"), fence);
     store
         .put_fenced("/apisix/upstreams/1", b"f".to_vec(), Condition::Absent, None, fence)
@@ -108,7 +104,7 @@ async fn writes_without_the_fence_do_not_trip_it() {
 
 #[tokio::test]
 async fn a_fenced_ttl_put_expires_like_any_ttl_put() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let fence = store.fence().await.expect("fence");
     let kv = store
@@ -118,7 +114,9 @@ async fn a_fenced_ttl_put_expires_like_any_ttl_put() {
         .kv;
     assert_eq!(store.fence().await.expect("fence"), Fence(kv.mod_revision));
     // A stale fence refuses a TTL put as well, and leaves nothing behind.
-    match store.put_fenced("/apisix/ssls/u", b"u".to_vec(), Condition::Absent, Some(Duration::from_secs(60)), fence).await
+    match store
+        .put_fenced("/apisix/ssls/u", b"u".to_vec(), Condition::Absent, Some(Duration::from_secs(60)), fence)
+        .await
     {
         Err(StoreError::Fenced) => {}
         other => panic!("{other:?}"),

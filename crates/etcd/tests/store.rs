@@ -13,7 +13,7 @@ use shardgate_store::{Condition, EventKind, Store, StoreError};
 
 #[tokio::test]
 async fn put_get_list_count_and_revision() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let start = store.revision().await.expect("revision");
 
@@ -37,7 +37,7 @@ async fn put_get_list_count_and_revision() {
     store.put("/apisix/ssls/2", b"two".to_vec(), Condition::Absent).await.expect("put 2");
     store.put("/apisix/upstreams/1", b"u".to_vec(), Condition::Absent).await.expect("put u");
     // Written by another etcd client: seen like any other key.
-    etcd.put("/apisix/ssls/0", "zero");
+    etcd.put("/apisix/ssls/0", "zero").await;
 
     let listing = store.list("/apisix/ssls/").await.expect("list");
     let keys: Vec<&str> = listing.kvs.iter().map(|kv| kv.key.as_str()).collect();
@@ -57,7 +57,7 @@ async fn put_get_list_count_and_revision() {
 
 #[tokio::test]
 async fn put_conditions_hold_as_in_the_embedded_store() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let key = "/apisix/upstreams/1";
 
@@ -99,7 +99,7 @@ async fn put_conditions_hold_as_in_the_embedded_store() {
 
 #[tokio::test]
 async fn delete_conditions_hold_as_in_the_embedded_store() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let key = "/apisix/stream_routes/1";
 
@@ -128,12 +128,12 @@ async fn delete_conditions_hold_as_in_the_embedded_store() {
     let prev = store.delete(key, Condition::ModRevision(kv.mod_revision)).await.expect("delete");
     assert_eq!(prev, Some(kv));
     assert_eq!(store.get(key).await.expect("get"), None);
-    assert_eq!(etcd.get(key), None, "gone for other etcd clients too");
+    assert_eq!(etcd.get(key).await, None, "gone for other etcd clients too");
 }
 
 #[tokio::test]
 async fn values_over_the_limits_are_refused_with_their_size() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let mut opts = options(&etcd);
     opts.max_value_bytes = 10;
     let store = EtcdStore::connect(opts).await.expect("connect");
@@ -167,7 +167,7 @@ async fn values_over_the_limits_are_refused_with_their_size() {
 
 #[tokio::test]
 async fn a_ttl_key_expires_with_a_delete_event_and_a_plain_put_makes_it_permanent() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let mut watch = store.watch("/apisix/", 0).await.expect("watch");
 
@@ -197,7 +197,7 @@ async fn a_ttl_key_expires_with_a_delete_event_and_a_plain_put_makes_it_permanen
 
 #[tokio::test]
 async fn a_watch_from_a_past_revision_replays_in_order_and_stays_in_its_prefix() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let a = store.put("/apisix/ssls/a", b"a".to_vec(), Condition::Absent).await.expect("a").kv;
     store.put("/other/x", b"x".to_vec(), Condition::Absent).await.expect("other prefix");
@@ -228,14 +228,14 @@ async fn a_watch_from_a_past_revision_replays_in_order_and_stays_in_its_prefix()
 
 #[tokio::test]
 async fn a_watch_from_a_compacted_revision_fails_with_compacted() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let first = store.put("/apisix/ssls/1", b"1".to_vec(), Condition::Absent).await.expect("1").kv;
     for i in 2..5 {
         store.put(&format!("/apisix/ssls/{i}"), b"v".to_vec(), Condition::Absent).await.expect("put");
     }
     let head = store.revision().await.expect("revision");
-    etcd.compact(head);
+    etcd.compact(head).await;
 
     let mut watch = store.watch("/apisix/", first.mod_revision).await.expect("the watch is created first");
     match next(&mut watch).await {
@@ -255,7 +255,7 @@ async fn a_watch_from_a_compacted_revision_fails_with_compacted() {
 
 #[tokio::test]
 async fn a_watch_ends_unavailable_when_etcd_dies() {
-    let mut etcd = EtcdCluster::start(1);
+    let mut etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let mut watch = store.watch("/apisix/", 0).await.expect("watch");
     store.put("/apisix/ssls/1", b"1".to_vec(), Condition::Absent).await.expect("put");
@@ -276,18 +276,18 @@ async fn a_watch_ends_unavailable_when_etcd_dies() {
     }
 
     // Back on the same data: the same store reconnects, and nothing was lost.
-    etcd.start_member(0);
+    etcd.start_member(0).await;
     let kv = store.get("/apisix/ssls/1").await.expect("get after restart").expect("key kept");
     assert_eq!(kv.value, b"1");
 }
 
 #[tokio::test]
 async fn data_survives_stopping_and_starting_every_member() {
-    let mut etcd = EtcdCluster::start(1);
+    let mut etcd = EtcdCluster::start(1).await;
     let store = connect(&etcd).await;
     let kv = store.put("/apisix/upstreams/1", b"u".to_vec(), Condition::Absent).await.expect("put").kv;
-    etcd.stop_all();
+    etcd.stop_all().await;
     assert!(matches!(store.revision().await, Err(StoreError::Unavailable { .. })));
-    etcd.start_all();
+    etcd.start_all().await;
     assert_eq!(store.get("/apisix/upstreams/1").await.expect("get"), Some(kv));
 }
