@@ -310,7 +310,16 @@ impl EtcdStore {
         let op = format!("put {key}");
         let stored = value.clone();
         let outcome = self.write(&op, key, Write::Put { value, lease }, cond, fenced).await;
-        if let (Some(id), Err(_) | Ok(Outcome::Refused(_))) = (lease, &outcome) {
+        // Revoke the lease only when the put surely did not land: after an
+        // outage the put may have been applied, and revoking would delete
+        // the key (and the value it replaced) at once; left alone, the
+        // lease simply runs its TTL.
+        let refused = match &outcome {
+            Ok(Outcome::Refused(_)) => true,
+            Ok(Outcome::Applied { .. }) | Err(StoreError::Unavailable { .. }) => false,
+            Err(_) => true,
+        };
+        if let (Some(id), true) = (lease, refused) {
             self.revoke(key, id).await;
         }
         match outcome? {
