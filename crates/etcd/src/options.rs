@@ -184,6 +184,10 @@ fn certificates(what: &str, path: &Path) -> Result<Vec<u8>, StoreError> {
 }
 
 impl EtcdTls {
+    /// The client's TLS settings. The crypto provider needs no setup: tonic
+    /// (feature `tls-aws-lc`) uses the process default if one is installed,
+    /// else aws-lc-rs's, the workspace's provider; nothing is installed
+    /// globally here.
     fn client_config(&self) -> Result<etcd_client::TlsOptions, StoreError> {
         let bad = |reason: &str| StoreError::Backend { context: "etcd TLS settings".into(), reason: reason.into() };
         if !self.verify {
