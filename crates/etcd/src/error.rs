@@ -193,3 +193,69 @@ impl Context<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    const CTX: Context<'static> =
+        Context { op: "put /apisix/ssls/1", endpoints: "http://a:1,http://b:2", user: Some("root") };
+
+    fn status(code: Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    fn refused_connect() -> etcd_client::Error {
+        let mut s = tonic::Status::unavailable("tcp connect error");
+        s.set_source(Arc::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)));
+        etcd_client::Error::GRpcStatus(s)
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_even_for_writes() {
+        let f = CTX.classify(refused_connect(), Retry::NotSent);
+        assert!(f.retry);
+        match f.error {
+            StoreError::Unavailable { endpoints, reason } => {
+                assert_eq!(endpoints, "http://a:1,http://b:2");
+                assert!(reason.starts_with("put /apisix/ssls/1: tcp connect error: "), "{reason}");
+                assert!(reason.to_lowercase().contains("connection refused"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_outage_after_sending_retries_reads_only() {
+        for message in ["etcdserver: leader changed", "etcdserver: request timed out", "etcdserver: no leader"] {
+            assert!(!CTX.classify(status(Code::Unavailable, message), Retry::NotSent).retry, "{message}");
+            let f = CTX.classify(status(Code::Unavailable, message), Retry::Repeatable);
+            assert!(f.retry, "{message}");
+            assert!(matches!(f.error, StoreError::Unavailable { ref reason, .. } if reason.contains(message)));
+        }
+    }
+
+    #[test]
+    fn refusals_are_backend_errors_that_say_why() {
+        let cases = [
+            (
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+                "wrong user name or password",
+            ),
+            (Code::PermissionDenied, "etcdserver: permission denied", "permission denied for etcd user \"root\""),
+            (Code::InvalidArgument, "etcdserver: request is too large", "larger than etcd accepts"),
+            (Code::InvalidArgument, "etcdserver: user name is empty", "set the etcd user and password"),
+            (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded", "database space exceeded"),
+        ];
+        for (code, message, expected) in cases {
+            let f = CTX.classify(status(code, message), Retry::Repeatable);
+            assert!(!f.retry, "{message}");
+            let shown = f.error.to_string();
+            assert!(matches!(f.error, StoreError::Backend { .. }), "{message}: {shown}");
+            assert!(shown.contains(expected), "{message}: {shown}");
+        }
+    }
+}
