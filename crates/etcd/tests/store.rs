@@ -326,3 +326,24 @@ async fn large_batches_arrive_in_fragments_and_oversized_answers_are_named() {
     }
     assert_eq!(store.count("/apisix/ssls/").await.expect("count"), 3);
 }
+
+#[tokio::test]
+async fn a_refused_ttl_put_leaves_no_lease_behind() {
+    let etcd = EtcdCluster::start(1).await;
+    let store = connect(&etcd).await;
+    let leases = || async {
+        let out = etcd.etcdctl(&["lease", "list"]).await;
+        assert!(out.status.success(), "etcdctl lease list");
+        String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned()
+    };
+    store.put("/apisix/ssls/1", b"1".to_vec(), Condition::Absent).await.expect("put");
+    let refused =
+        store.put_with_ttl("/apisix/ssls/1", b"2".to_vec(), Condition::Absent, Some(Duration::from_secs(600))).await;
+    assert!(matches!(refused, Err(StoreError::ConditionFailed { .. })), "{refused:?}");
+    assert_eq!(leases().await, "found 0 leases", "the lease granted for the refused put is revoked");
+    store
+        .put_with_ttl("/apisix/ssls/2", b"2".to_vec(), Condition::Absent, Some(Duration::from_secs(600)))
+        .await
+        .expect("ttl put");
+    assert_eq!(leases().await, "found 1 leases");
+}
