@@ -9,10 +9,12 @@
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
+//! - [`etcd`]: [`EtcdCluster`], real etcd members on loopback, driven with etcdctl.
 //! - [`ports`]: port allocation.
 
 pub mod admin;
 pub mod certs;
+pub mod etcd;
 pub mod gateway;
 pub mod geo;
 pub mod origin;
@@ -22,6 +24,7 @@ pub mod tls;
 
 pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
+pub use etcd::EtcdCluster;
 pub use gateway::{Gateway, GatewayBuilder};
 pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
