@@ -350,13 +350,13 @@ impl EtcdStore {
         key: &str,
         cond: Condition,
         fenced: Option<Fence>,
-    ) -> Result<Option<KeyValue>, StoreError> {
+    ) -> Result<(Option<KeyValue>, u64), StoreError> {
         let op = format!("delete {key}");
         match self.write(&op, key, Write::Delete, cond, fenced).await? {
             Outcome::Refused(e) => Err(e),
             Outcome::Applied { revision, prev } => {
                 tracing::debug!(key, revision, fenced = fenced.is_some(), existed = prev.is_some(), "etcd delete");
-                Ok(prev)
+                Ok((prev, revision))
             }
         }
     }
@@ -392,7 +392,7 @@ impl Store for EtcdStore {
     }
 
     async fn delete(&self, key: &str, cond: Condition) -> Result<Option<KeyValue>, StoreError> {
-        self.delete_inner(key, cond, None).await
+        self.delete_inner(key, cond, None).await.map(|(prev, _)| prev)
     }
 
     async fn watch(&self, prefix: &str, from_revision: u64) -> Result<Watch, StoreError> {
@@ -417,12 +417,23 @@ impl Store for EtcdStore {
         value: Vec<u8>,
         cond: Condition,
         ttl: Option<Duration>,
-        fence: Fence,
+        fence: &mut Fence,
     ) -> Result<PutResult, StoreError> {
-        self.put_inner(key, value, cond, ttl, Some(fence)).await
+        let res = self.put_inner(key, value, cond, ttl, Some(*fence)).await?;
+        // The guard key was written in the same transaction: its
+        // mod_revision is this write's revision.
+        *fence = Fence(res.kv.mod_revision);
+        Ok(res)
     }
 
-    async fn delete_fenced(&self, key: &str, cond: Condition, fence: Fence) -> Result<Option<KeyValue>, StoreError> {
-        self.delete_inner(key, cond, Some(fence)).await
+    async fn delete_fenced(
+        &self,
+        key: &str,
+        cond: Condition,
+        fence: &mut Fence,
+    ) -> Result<Option<KeyValue>, StoreError> {
+        let (prev, revision) = self.delete_inner(key, cond, Some(*fence)).await?;
+        *fence = Fence(revision);
+        Ok(prev)
     }
 }

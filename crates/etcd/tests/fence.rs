@@ -20,11 +20,11 @@ async fn the_first_fenced_write_wins_and_the_second_is_fenced() {
     let fb = b.fence().await.expect("fence b");
     assert_eq!(fa, fb);
     let won = a
-        .put_fenced("/apisix/upstreams/1", b"a".to_vec(), Condition::Absent, None, fa)
+        .put_fenced("/apisix/upstreams/1", b"a".to_vec(), Condition::Absent, None, &mut { fa })
         .await
         .expect("first fenced write");
     let before = b.revision().await.expect("revision");
-    match b.put_fenced("/apisix/stream_routes/1", b"b".to_vec(), Condition::Absent, None, fb).await {
+    match b.put_fenced("/apisix/stream_routes/1", b"b".to_vec(), Condition::Absent, None, &mut { fb }).await {
         Err(StoreError::Fenced) => {}
         other => panic!("a write with a stale fence: {other:?}"),
     }
@@ -38,17 +38,27 @@ async fn the_first_fenced_write_wins_and_the_second_is_fenced() {
     assert_eq!(guard.key, "/apisix/shardgate/write_fence");
     assert_eq!(guard.mod_revision, won.kv.mod_revision, "one transaction: key and guard at one revision");
 
-    // Checked again with the new fence, the write goes through.
-    b.put_fenced("/apisix/stream_routes/1", b"b".to_vec(), Condition::Absent, None, now).await.expect("retry");
+    // Checked again with the new fence, the write goes through, and the
+    // fence it holds moves past it: a second write of the same operation
+    // (a canary promote writes several) is not fenced by the first.
+    let mut turn = now;
+    let retried = b
+        .put_fenced("/apisix/stream_routes/1", b"b".to_vec(), Condition::Absent, None, &mut turn)
+        .await
+        .expect("retry");
+    assert_eq!(turn, Fence(retried.kv.mod_revision));
+    b.put_fenced("/apisix/stream_routes/2", b"b".to_vec(), Condition::Absent, None, &mut turn)
+        .await
+        .expect("the same operation's next write");
 
     // A fenced delete with a stale fence is refused too, and keeps the key.
-    match a.delete_fenced("/apisix/upstreams/1", Condition::Always, fa).await {
+    match a.delete_fenced("/apisix/upstreams/1", Condition::Always, &mut { fa }).await {
         Err(StoreError::Fenced) => {}
         other => panic!("a delete with a stale fence: {other:?}"),
     }
     assert!(a.get("/apisix/upstreams/1").await.expect("get").is_some());
     let fresh = a.fence().await.expect("fence");
-    assert!(a.delete_fenced("/apisix/upstreams/1", Condition::Always, fresh).await.expect("delete").is_some());
+    assert!(a.delete_fenced("/apisix/upstreams/1", Condition::Always, &mut { fresh }).await.expect("delete").is_some());
     assert!(a.fence().await.expect("fence").0 > fresh.0, "a fenced delete moves the fence");
 }
 
@@ -58,29 +68,36 @@ async fn a_failed_condition_wins_over_a_moved_fence() {
     let a = connect(&etcd).await;
     let b = connect(&etcd).await;
     let stale = b.fence().await.expect("fence");
-    let kv = a.put_fenced("/apisix/ssls/1", b"a".to_vec(), Condition::Absent, None, stale).await.expect("a writes").kv;
+    let kv = a
+        .put_fenced("/apisix/ssls/1", b"a".to_vec(), Condition::Absent, None, &mut { stale })
+        .await
+        .expect("a writes")
+        .kv;
 
     // Both compares fail: the key exists and the fence moved. The key's
     // own condition is the answer (a conflict, not a retry).
-    match b.put_fenced("/apisix/ssls/1", b"b".to_vec(), Condition::Absent, None, stale).await {
+    match b.put_fenced("/apisix/ssls/1", b"b".to_vec(), Condition::Absent, None, &mut { stale }).await {
         Err(StoreError::ConditionFailed { key, actual }) => {
             assert_eq!(key, "/apisix/ssls/1");
             assert_eq!(actual, format!("exists (mod_revision {})", kv.mod_revision));
         }
         other => panic!("{other:?}"),
     }
-    match b.put_fenced("/apisix/ssls/1", b"b".to_vec(), Condition::ModRevision(1), None, stale).await {
+    match b.put_fenced("/apisix/ssls/1", b"b".to_vec(), Condition::ModRevision(1), None, &mut { stale }).await {
         Err(StoreError::ConditionFailed { actual, .. }) => {
             assert_eq!(actual, format!("is at mod_revision {}", kv.mod_revision));
         }
         other => panic!("{other:?}"),
     }
-    match b.delete_fenced("/apisix/ssls/2", Condition::ModRevision(kv.mod_revision), stale).await {
+    match b.delete_fenced("/apisix/ssls/2", Condition::ModRevision(kv.mod_revision), &mut { stale }).await {
         Err(StoreError::ConditionFailed { actual, .. }) => assert_eq!(actual, "does not exist"),
         other => panic!("{other:?}"),
     }
     // Only the fence failed: Fenced.
-    match b.put_fenced("/apisix/ssls/1", b"b".to_vec(), Condition::ModRevision(kv.mod_revision), None, stale).await {
+    match b
+        .put_fenced("/apisix/ssls/1", b"b".to_vec(), Condition::ModRevision(kv.mod_revision), None, &mut { stale })
+        .await
+    {
         Err(StoreError::Fenced) => {}
         other => panic!("{other:?}"),
     }
@@ -97,7 +114,7 @@ async fn writes_without_the_fence_do_not_trip_it() {
     etcd.put("/apisix/routes/1", "another etcd client").await;
     assert_eq!(store.fence().await.expect("fence"), fence);
     store
-        .put_fenced("/apisix/upstreams/1", b"f".to_vec(), Condition::Absent, None, fence)
+        .put_fenced("/apisix/upstreams/1", b"f".to_vec(), Condition::Absent, None, &mut { fence })
         .await
         .expect("the fence still holds");
 }
@@ -108,14 +125,14 @@ async fn a_fenced_ttl_put_expires_like_any_ttl_put() {
     let store = connect(&etcd).await;
     let fence = store.fence().await.expect("fence");
     let kv = store
-        .put_fenced("/apisix/ssls/t", b"t".to_vec(), Condition::Absent, Some(Duration::from_secs(1)), fence)
+        .put_fenced("/apisix/ssls/t", b"t".to_vec(), Condition::Absent, Some(Duration::from_secs(1)), &mut { fence })
         .await
         .expect("fenced ttl put")
         .kv;
     assert_eq!(store.fence().await.expect("fence"), Fence(kv.mod_revision));
     // A stale fence refuses a TTL put as well, and leaves nothing behind.
     match store
-        .put_fenced("/apisix/ssls/u", b"u".to_vec(), Condition::Absent, Some(Duration::from_secs(60)), fence)
+        .put_fenced("/apisix/ssls/u", b"u".to_vec(), Condition::Absent, Some(Duration::from_secs(60)), &mut { fence })
         .await
     {
         Err(StoreError::Fenced) => {}

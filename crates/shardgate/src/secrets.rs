@@ -47,7 +47,8 @@ fn load_or_generate(dir: &Path) -> anyhow::Result<Keyring> {
     let path = dir.join(KEYRING_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let entries: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            let entries: Vec<String> =
+                text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
             Keyring::new(entries).with_context(|| format!("reading the keyring in {}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

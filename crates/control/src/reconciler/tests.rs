@@ -141,7 +141,7 @@ impl Store for Flaky {
             .is_ok()
         {
             // Half the failures break an established watch, half refuse a new one.
-            if self.failures.load(std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+            if self.failures.load(std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) {
                 let (tx, rx) = tokio::sync::mpsc::channel(1);
                 tx.send(Err(down())).await.expect("send");
                 return Ok(shardgate_store::Watch::new(rx));
