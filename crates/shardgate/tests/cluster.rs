@@ -220,7 +220,9 @@ async fn openssl_aes(input: &str, decrypt: bool, dir: &Path) -> String {
     std::fs::write(dir.join("aes.in"), input).expect("write aes input");
     let d = if decrypt { "-d" } else { "" };
     let out = bash(format!("openssl enc {d} -aes-128-cbc -K {k} -iv {k} -base64 -A -in aes.in"), dir).await;
-    stdout_ok(&out, "openssl enc")
+    let text = stdout_ok(&out, "openssl enc");
+    // Base64 output is one line (-A); a decrypted PEM is returned as is.
+    if decrypt { text } else { text.trim_end().to_owned() }
 }
 
 /// An upstream, a stream route naming it and an SSL whose key is encrypted
