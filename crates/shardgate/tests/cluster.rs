@@ -71,10 +71,10 @@ fn stdout_ok(o: &Output, what: &str) -> String {
 }
 
 /// The store revision etcd is at.
-fn etcd_revision(etcd: &EtcdCluster) -> i64 {
+fn etcd_revision(etcd: &EtcdCluster) -> u64 {
     let out = stdout_ok(&etcd.etcdctl(&["get", PREFIX, "--prefix", "--limit=1", "-w", "json"]), "etcdctl get");
     let v: Value = serde_json::from_str(&out).expect("etcdctl JSON");
-    v["header"]["revision"].as_i64().unwrap_or_else(|| panic!("no revision in {v}"))
+    v["header"]["revision"].as_u64().unwrap_or_else(|| panic!("no revision in {v}"))
 }
 
 /// The stored value of `key`, as JSON.
