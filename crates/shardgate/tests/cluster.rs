@@ -210,16 +210,21 @@ curl -sS -i -X POST http://{admin}/apisix/admin/stream_routes -H 'X-API-KEY: edd
 // 2. APISIX-shaped data
 // ---------------------------------------------------------------------------
 
-/// A keyring entry (16 bytes: AES-128-CBC, the entry is key and IV, as
-/// APISIX's `apisix/ssl.lua`).
-const KEYRING_ENTRY: &str = "sgclustertest-k1";
+/// The keyring of these gateways: the first entry (16 bytes, AES-128-CBC)
+/// encrypts new keys; the second (32 bytes, AES-256-CBC), an older entry
+/// kept for reading, is what the etcdctl-written SSL was encrypted with.
+/// Key and IV are the entry's bytes (the IV its first 16 for AES-256), as
+/// APISIX's `apisix/ssl.lua` does with lua-resty-string.
+const KEYRING: [&str; 2] = ["sgclustertest-k1", "sgclustertest-older-entry-32byte"];
 
-/// Encrypts or decrypts with the openssl CLI, independently of shardgate.
-async fn openssl_aes(input: &str, decrypt: bool, dir: &Path) -> String {
-    let k = hex(KEYRING_ENTRY.as_bytes());
+/// Encrypts or decrypts with `entry` using the openssl CLI, independently
+/// of shardgate.
+async fn openssl_aes(input: &str, decrypt: bool, entry: &str, dir: &Path) -> String {
+    let bits = entry.len() * 8;
+    let (key, iv) = (hex(entry.as_bytes()), hex(&entry.as_bytes()[..16]));
     std::fs::write(dir.join("aes.in"), input).expect("write aes input");
     let d = if decrypt { "-d" } else { "" };
-    let out = bash(format!("openssl enc {d} -aes-128-cbc -K {k} -iv {k} -base64 -A -in aes.in"), dir).await;
+    let out = bash(format!("openssl enc {d} -aes-{bits}-cbc -K {key} -iv {iv} -base64 -A -in aes.in"), dir).await;
     let text = stdout_ok(&out, "openssl enc");
     // Base64 output is one line (-A); a decrypted PEM is returned as is.
     if decrypt { text } else { text.trim_end().to_owned() }
@@ -231,17 +236,17 @@ async fn openssl_aes(input: &str, decrypt: bool, dir: &Path) -> String {
 /// is stored in that same shape and decrypts with openssl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
-    assert_eq!(KEYRING_ENTRY.len(), 16);
+    assert_eq!((KEYRING[0].len(), KEYRING[1].len()), (16, 32));
     let etcd = EtcdCluster::start(1);
-    let keyring = format!("data_encryption:\n  keyring: [\"{KEYRING_ENTRY}\"]");
+    let keyring = format!("data_encryption:\n  keyring: [\"{}\", \"{}\"]", KEYRING[0], KEYRING[1]);
     // A watches the writes arrive; B is started after them and lists them.
     let a = gateway().etcd(&etcd.endpoints(), PREFIX).yaml(&keyring).spawn().await;
     let gs = GameServer::start("apisix-gs").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cert = TestCert::ecdsa(&["apisix.test"]);
-    let encrypted = openssl_aes(&cert.key, false, dir.path()).await;
+    let encrypted = openssl_aes(&cert.key, false, KEYRING[1], dir.path()).await;
     assert!(!encrypted.contains("PRIVATE KEY") && !encrypted.is_empty(), "{encrypted}");
-    assert_eq!(openssl_aes(&encrypted, true, dir.path()).await, cert.key, "the openssl round trip");
+    assert_eq!(openssl_aes(&encrypted, true, KEYRING[1], dir.path()).await, cert.key, "the openssl round trip");
 
     let t = 1_700_000_000;
     let upstream =
@@ -298,7 +303,11 @@ async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
         !key.is_empty() && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')),
         "the key is base64: {key}"
     );
-    assert_eq!(openssl_aes(key, true, dir.path()).await, pem_key, "openssl decrypts the stored key to the PEM sent");
+    assert_eq!(
+        openssl_aes(key, true, KEYRING[0], dir.path()).await,
+        pem_key,
+        "openssl decrypts the stored key with the first entry to the PEM sent"
+    );
 
     // B decrypts what A encrypted: a route on it serves the certificate.
     let r = a.admin().put("/apisix/admin/stream_routes/2", &json!({"upstream_id": "1", "sni": "written.test"})).await;
