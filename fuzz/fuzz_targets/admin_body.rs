@@ -1,7 +1,8 @@
 //! Arbitrary bytes as an Admin API body: the first byte picks the resource
-//! kind (every kind: ssls, upstreams, stream_routes, ip_sets,
-//! regex_pattern_sets, web_acls, cache_policies, distributions,
-//! continuous_deployment_policies, invalidations), the rest is the body.
+//! kind by its index in `ResourceKind::ALL` (every kind: ssls, upstreams,
+//! ip_sets, regex_pattern_sets, web_acls, stream_routes, cache_policies,
+//! distributions, continuous_deployment_policies, invalidations; the seeds'
+//! first bytes follow that order), the rest is the body.
 //! It goes through exactly what the Admin API runs before storing
 //! (`json::parse` with its depth bound, the typed wire, validation,
 //! references) and must be refused with an error, never panic or overflow.

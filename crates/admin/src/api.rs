@@ -28,7 +28,10 @@
 //! neither: they read the store directly, so a GET never waits for a write;
 //! a read is bounded by `admin_request_timeout`, and a listing is filtered
 //! and encoded on a blocking thread, not on the runtime's workers. GET
-//! responses never include private keys.
+//! responses never include private keys, except for the admin key's
+//! `GET /apisix/admin/ssls[/<id>]?include_secrets=true` (a shardgate
+//! extension, for `shardgate export --include-secrets`), which returns them
+//! through [`AdminState::reveal_secrets`]; the viewer key is refused it.
 //!
 //! A write runs in a task of its own, which holds its turn and the write
 //! lock until the store has answered. `admin_request_timeout` bounds the
@@ -50,8 +53,9 @@ use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use shardgate_core::Limits;
+use shardgate_model::keyring::{open_ssl_value, seal_ssl_value};
 use shardgate_model::resource::{Resource, Wire};
-use shardgate_model::{Invalid, ResourceId, ResourceKind, Validation, json as mjson};
+use shardgate_model::{Invalid, Keyring, ResourceId, ResourceKind, Validation, json as mjson};
 use shardgate_store::{Condition, Fence, KeyValue, Store, StoreError};
 use tokio::sync::{MutexGuard, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -74,6 +78,8 @@ struct Inner {
     store: Arc<dyn Store>,
     prefix: String,
     key: String,
+    /// The viewer key (`GET` only), if one is configured.
+    viewer_key: Option<String>,
     limits: Limits,
     /// The write lock of this process, holding the store's write fence as
     /// the current write read it (see [`AdminState::lock_write`]).
@@ -90,6 +96,9 @@ struct Inner {
     applied: Option<tokio::sync::watch::Receiver<u64>>,
     /// Recent WAF samples, shared with the edge.
     samples: Option<Arc<shardgate_waf::Samples>>,
+    /// Encrypts SSL private keys before they are stored (APISIX's
+    /// `data_encryption`); `None` stores them as sent.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl AdminState {
@@ -100,6 +109,7 @@ impl AdminState {
                 store,
                 prefix: prefix.into(),
                 key: key.into(),
+                viewer_key: None,
                 writes: Arc::new(Semaphore::new(limits.admin_max_writes)),
                 reads: Arc::new(Semaphore::new(limits.admin_max_concurrency)),
                 limits,
@@ -108,6 +118,7 @@ impl AdminState {
                 refuse_expired: false,
                 applied: None,
                 samples: None,
+                keyring: None,
             }),
         }
     }
@@ -129,6 +140,38 @@ impl AdminState {
         self
     }
 
+    /// Stores SSL private keys encrypted under `keyring`'s first entry, and
+    /// decrypts stored ones where the API needs them (PATCH merges).
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.keyring = keyring;
+        }
+        self
+    }
+
+    /// The bytes to store for `wire`: SSL private keys sealed under the
+    /// keyring, when there is one.
+    fn stored_bytes(&self, wire: &Wire) -> Result<Vec<u8>, ApiError> {
+        match (&self.inner.keyring, wire.kind()) {
+            (Some(keyring), ResourceKind::Ssls) => {
+                let mut value = wire.to_value();
+                seal_ssl_value(keyring, &mut value)
+                    .map_err(|e| ApiError::Internal(format!("encrypting an SSL private key: {e}")))?;
+                serde_json::to_vec(&value).map_err(|e| ApiError::Internal(format!("encoding an SSL object: {e}")))
+            }
+            _ => Ok(wire.to_bytes()),
+        }
+    }
+
+    /// A stored value with SSL private keys decrypted, for a PATCH to merge
+    /// into and validate.
+    fn opened(&self, kind: ResourceKind, mut value: Value) -> Result<Value, ApiError> {
+        if kind == ResourceKind::Ssls {
+            open_ssl_value(self.inner.keyring.as_deref(), &mut value)?;
+        }
+        Ok(value)
+    }
+
     /// APISIX's `enable_admin_cors` (default on): CORS preflights are
     /// answered and every answer carries APISIX's `Access-Control-*` headers.
     pub fn with_cors(mut self, on: bool) -> Self {
@@ -145,6 +188,32 @@ impl AdminState {
             inner.refuse_expired = on;
         }
         self
+    }
+
+    /// A second key that may only read (APISIX's `viewer` role): `GET`
+    /// only, and never private keys. `None` (the default) means none.
+    pub fn with_viewer_key(mut self, key: Option<String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.viewer_key = key.filter(|k| !k.is_empty());
+        }
+        self
+    }
+
+    /// Turns an SSL object's stored value into the one an admin's
+    /// `?include_secrets=true` read returns, private keys (`key`, `keys`)
+    /// included, decrypted when they are stored under the keyring. Every
+    /// read that returns a private key goes through here and nowhere else.
+    pub fn reveal_secrets(&self, value: &mut Value) -> Result<(), ApiError> {
+        // A value that is not an object (another writer's) has no keys to reveal.
+        if !value.is_object() {
+            return Err(ApiError::Internal("a stored ssl is not a JSON object; its keys cannot be returned".into()));
+        }
+        open_ssl_value(self.inner.keyring.as_deref(), value)?;
+        Ok(())
+    }
+
+    pub(crate) fn viewer_key(&self) -> Option<&str> {
+        self.inner.viewer_key.as_deref()
     }
 
     fn applied(&self) -> u64 {
@@ -233,6 +302,24 @@ fn id_of(s: &str) -> Result<ResourceId, ApiError> {
 
 fn query_map(uri: &Uri) -> HashMap<String, String> {
     uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
+
+/// Whether the request asks for private keys: `?include_secrets=true`.
+pub(crate) fn include_secrets(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "include_secrets" && v == "true"))
+}
+
+/// `?include_secrets=`: absent, `true` or `false`; anything else is refused
+/// rather than read as `false`.
+fn secrets_of(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("include_secrets").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => {
+            Err(ApiError::BadRequest(format!("invalid argument include_secrets: {other:?}, should be true or false")))
+        }
+    }
 }
 
 fn now_unix() -> i64 {
@@ -328,6 +415,18 @@ fn entry(kind: ResourceKind, kv: &KeyValue, applied: u64) -> Value {
         let status = if applied >= kv.mod_revision { "Completed" } else { "InProgress" };
         obj.insert("status".into(), Value::String(status.into()));
     }
+    envelope(kv, value)
+}
+
+/// An SSL object's entry with its private keys, for an admin's
+/// `?include_secrets=true` ([`AdminState::reveal_secrets`]).
+fn entry_with_secrets(st: &AdminState, kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut value = mjson::parse(&kv.value).unwrap_or(Value::Null);
+    st.reveal_secrets(&mut value)?;
+    Ok(envelope(kv, value))
+}
+
+fn envelope(kv: &KeyValue, value: Value) -> Value {
     json!({
         "key": kv.key,
         "value": value,
@@ -445,11 +544,25 @@ impl AdminState {
         query: &HashMap<String, String>,
         turn: OwnedSemaphorePermit,
     ) -> Result<Response, ApiError> {
+        // Private keys only exist on ssls; elsewhere the argument changes nothing.
+        let secrets = secrets_of(query)?;
         match target {
-            Target::Collection(kind) => self.list(kind_of(&kind)?, query, turn).await,
-            Target::Item(kind, id) => self.get(kind_of(&kind)?, &id_of(&id)?).await,
+            Target::Collection(kind) => {
+                let kind = kind_of(&kind)?;
+                self.list(kind, query, turn, secrets && kind == ResourceKind::Ssls).await
+            }
+            Target::Item(kind, id) => {
+                let kind = kind_of(&kind)?;
+                if secrets && kind == ResourceKind::Ssls {
+                    return self.get_with_secrets(&id_of(&id)?).await;
+                }
+                self.get(kind, &id_of(&id)?).await
+            }
             Target::Sub(kind, id, sub) => {
                 let (kind, id) = (kind_of(&kind)?, id_of(&id)?);
+                if secrets && kind == ResourceKind::Ssls {
+                    return self.get_with_secrets(&id).await;
+                }
                 if kind == ResourceKind::WebAcls && sub == "sampled_requests" {
                     // The shape of AWS's GetSampledRequests answer.
                     self.get(kind, &id).await?;
@@ -597,6 +710,7 @@ fn list_response(
     kvs: Vec<KeyValue>,
     query: &HashMap<String, String>,
     applied: u64,
+    secrets: Option<&AdminState>,
 ) -> Result<Response, ApiError> {
     let mut kvs = list::filter(kind, kvs, query)?;
     let total = kvs.len();
@@ -611,7 +725,14 @@ fn list_response(
         kvs.sort_by_key(|kv| kv.create_revision);
         kvs = kvs.into_iter().skip((page - 1).saturating_mul(size)).take(size).collect();
     }
-    let list: Vec<Value> = kvs.iter().map(|kv| entry(kind, kv, applied)).collect();
+    let list: Vec<Value> = match secrets {
+        None => kvs.iter().map(|kv| entry(kind, kv, applied)).collect(),
+        Some(st) => {
+            let list = kvs.iter().map(|kv| entry_with_secrets(st, kv)).collect::<Result<_, _>>()?;
+            tracing::info!(kind = kind.plural(), count = kvs.len(), "private keys returned (include_secrets)");
+            list
+        }
+    };
     let body = serde_json::to_vec(&json!({"total": total, "list": list}))
         .map_err(|e| ApiError::Internal(format!("encoding a listing: {e}")))?;
     Ok((StatusCode::OK, [(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
@@ -641,6 +762,20 @@ impl AdminState {
         Ok((StatusCode::OK, Json(entry(kind, &kv, self.applied()))).into_response())
     }
 
+    /// `GET /ssls/<id>?include_secrets=true`: the object with its private
+    /// keys (the key check has already refused the viewer key).
+    async fn get_with_secrets(&self, id: &ResourceId) -> Result<Response, ApiError> {
+        let kind = ResourceKind::Ssls;
+        let kv = self
+            .store()
+            .get(&kind.key(self.prefix(), id))
+            .await?
+            .ok_or_else(|| ApiError::NotFound { what: format!("{} {id}", kind.singular()) })?;
+        let entry = entry_with_secrets(self, &kv)?;
+        tracing::info!(kind = kind.plural(), %id, "private keys returned (include_secrets)");
+        Ok((StatusCode::OK, Json(entry)).into_response())
+    }
+
     /// A listing: the store's keys are filtered, paged and encoded on a
     /// blocking thread (every value is parsed as JSON, which for a large
     /// listing is too long for a runtime worker). The read turn is held
@@ -650,13 +785,15 @@ impl AdminState {
         kind: ResourceKind,
         query: &HashMap<String, String>,
         turn: OwnedSemaphorePermit,
+        secrets: bool,
     ) -> Result<Response, ApiError> {
         let listing = self.store().list(&kind.key_prefix(self.prefix())).await?;
         let query = query.clone();
         let applied = self.applied();
+        let st = secrets.then(|| self.clone());
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            list_response(kind, listing.kvs, &query, applied)
+            list_response(kind, listing.kvs, &query, applied, st.as_ref())
         })
         .await
         .map_err(|e| ApiError::Internal(format!("an Admin API listing ended abnormally: {e}")))?
@@ -807,7 +944,7 @@ impl AdminState {
         wire.set_id(&id);
         wire.set_times(created, now);
         let cond = prev.as_ref().map_or(Condition::Absent, |p| Condition::ModRevision(p.mod_revision));
-        let res = self.store().put_fenced(&key, wire.to_bytes(), cond, ttl, &mut turn).await?;
+        let res = self.store().put_fenced(&key, self.stored_bytes(&wire)?, cond, ttl, &mut turn).await?;
         let status = if res.prev.is_some() { StatusCode::OK } else { StatusCode::CREATED };
         tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = res.prev.is_none(), ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource stored");
         warn_expired(&id, &resource);
@@ -857,7 +994,7 @@ impl AdminState {
             let id = id_of(&format!("{:020}", rev + 1))?;
             let key = kind.key(self.prefix(), &id);
             wire.set_id(&id);
-            match self.store().put_fenced(&key, wire.to_bytes(), Condition::Absent, ttl, turn).await {
+            match self.store().put_fenced(&key, self.stored_bytes(wire)?, Condition::Absent, ttl, turn).await {
                 Ok(res) => {
                     tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = true, "resource stored");
                     return Ok(key);
@@ -922,8 +1059,9 @@ impl AdminState {
             .get(&key)
             .await?
             .ok_or_else(|| ApiError::NotFound { what: format!("{} {id}", kind.singular()) })?;
-        let mut current = mjson::parse(&prev.value)
+        let current = mjson::parse(&prev.value)
             .map_err(|e| ApiError::Invalid(Invalid::new("", format!("the stored value is not JSON: {e}"))))?;
+        let mut current = self.opened(kind, current)?;
         match sub {
             Some(path) => patch::replace_at(&mut current, path, change).map_err(ApiError::BadRequest)?,
             None if change.is_object() => patch::merge(&mut current, change),
@@ -942,7 +1080,7 @@ impl AdminState {
         wire.set_id(id);
         wire.set_times(created.unwrap_or(now), updated);
         self.store()
-            .put_fenced(&key, wire.to_bytes(), Condition::ModRevision(prev.mod_revision), ttl, &mut turn)
+            .put_fenced(&key, self.stored_bytes(&wire)?, Condition::ModRevision(prev.mod_revision), ttl, &mut turn)
             .await?;
         tracing::info!(kind = kind.plural(), %id, ttl_secs = ttl.map(|t| t.as_secs_f64()), "resource patched");
         warn_expired(id, &resource);

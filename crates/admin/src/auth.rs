@@ -5,6 +5,12 @@
 //! to start without one. `HEAD /apisix/admin` needs no key: APISIX routes it
 //! to a handler that answers 200 without checking the token (clients use it
 //! to see that the Admin API is up); it reveals nothing else.
+//!
+//! Roles, as APISIX's `deployment.admin.admin_key[].role`: the admin key may
+//! do anything; the optional viewer key (`admin.viewer_key`) may only `GET`
+//! (anything else: 401 `invalid method for role viewer`, APISIX's wording)
+//! and may not ask for private keys (`?include_secrets=true`: 401
+//! `include_secrets is not allowed for role viewer`).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -39,19 +45,46 @@ fn token(req: &Request) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// Middleware: lets the request through only with the right key.
+/// Whose key a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The admin key: every method.
+    Admin,
+    /// The viewer key: `GET` only, private keys never.
+    Viewer,
+}
+
+/// Middleware: lets the request through only with the right key, and a
+/// viewer's only for what a viewer may do.
 pub async fn require_key(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     if req.method() == axum::http::Method::HEAD && req.uri().path().trim_end_matches('/') == "/apisix/admin" {
         return next.run(req).await;
     }
-    match token(&req) {
-        None => ApiError::Unauthorized("missing apikey").into_response(),
-        Some(t) if !same(t.as_bytes(), state.key().as_bytes()) => {
+    let Some(t) = token(&req) else { return ApiError::Unauthorized("missing apikey").into_response() };
+    // Both comparisons always run, so the time taken does not say which key
+    // was close.
+    let admin = same(t.as_bytes(), state.key().as_bytes());
+    let viewer = state.viewer_key().is_some_and(|v| same(t.as_bytes(), v.as_bytes()));
+    let role = match (admin, viewer) {
+        (true, _) => Role::Admin,
+        (false, true) => Role::Viewer,
+        (false, false) => {
             tracing::warn!(path = %req.uri().path(), "Admin API request with a wrong key");
-            ApiError::Unauthorized("wrong apikey").into_response()
+            return ApiError::Unauthorized("wrong apikey").into_response();
         }
-        Some(_) => next.run(req).await,
+    };
+    if role == Role::Viewer {
+        // APISIX `check_token` (apisix/admin/init.lua): a viewer may only GET.
+        if req.method() != axum::http::Method::GET {
+            tracing::warn!(path = %req.uri().path(), method = %req.method(), "Admin API write refused for the viewer key");
+            return ApiError::Unauthorized("invalid method for role viewer").into_response();
+        }
+        if crate::api::include_secrets(req.uri()) {
+            tracing::warn!(path = %req.uri().path(), "private keys refused for the viewer key");
+            return ApiError::Unauthorized("include_secrets is not allowed for role viewer").into_response();
+        }
     }
+    next.run(req).await
 }
 
 #[cfg(test)]

@@ -116,6 +116,13 @@ impl IntoResponse for ApiError {
                     json!({ "error_msg": format!("the configuration store is unreachable ({endpoints}); the gateway keeps serving its last good configuration, retry once the store is back") }),
                 )
             }
+            ApiError::Store(StoreError::Backend { context, reason }) => {
+                tracing::error!(%context, %reason, "the configuration store refused an Admin API request");
+                body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error_msg": format!("the configuration store refused the request: {context}: {reason}") }),
+                )
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failure while serving an Admin API request");
                 body(

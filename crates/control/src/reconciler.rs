@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardgate_core::Health;
-use shardgate_model::{Change, ConfigState, Problem, ResourceKind};
+use shardgate_model::{Change, ConfigState, Keyring, Problem, ResourceKind};
 use shardgate_snapshot::{CompileDefaults, SnapshotHandle, TlsShared, compile};
 use shardgate_store::{EventKind, Store, StoreError};
 use shardgate_upstream::Registry;
@@ -69,6 +69,13 @@ impl Reconciler {
         Reconciler { store, handle, registry, tls, settings, metrics, health, state: ConfigState::default() }
     }
 
+    /// Decrypts SSL private keys that APISIX's `data_encryption` encrypted
+    /// in the store with `keyring`, at every load and event.
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        self.state = ConfigState::with_keyring(keyring);
+        self
+    }
+
     fn watch_prefix(&self) -> String {
         format!("{}/", self.settings.prefix)
     }
@@ -77,7 +84,7 @@ impl Reconciler {
     /// it. Used at start and whenever the watch cannot resume.
     pub async fn load(&mut self) -> Result<(), StoreError> {
         let listing = self.store.list(&self.watch_prefix()).await?;
-        let mut state = ConfigState::default();
+        let mut state = ConfigState::with_keyring(self.state.keyring().cloned());
         for kv in listing.kvs {
             let Some((kind, id)) = ResourceKind::parse_key(&self.settings.prefix, &kv.key) else {
                 continue;

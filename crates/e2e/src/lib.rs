@@ -10,11 +10,13 @@
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
+//! - [`etcd`]: [`EtcdCluster`], real etcd members on loopback, driven with etcdctl.
 //! - [`ports`]: port allocation.
 
 pub mod admin;
 pub mod certs;
 pub mod cluster;
+pub mod etcd;
 pub mod gateway;
 pub mod geo;
 pub mod origin;
@@ -24,6 +26,7 @@ pub mod tls;
 
 pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
+pub use etcd::EtcdCluster;
 pub use gateway::{Gateway, GatewayBuilder};
 pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;

@@ -1,4 +1,14 @@
-//! Resource kinds and the store key layout.
+//! Resource kinds: the one table that lists them, and the store key layout.
+//!
+//! Every kind is one row of `kind_table!`: its enum variant, its names, its
+//! wire and domain types and its [`ConfigState`](crate::ConfigState) field.
+//! The enum and [`ResourceKind::ALL`] (here), the [`Wire`](crate::resource::Wire)
+//! and [`Resource`](crate::Resource) enums and their dispatch
+//! ([`resource`](crate::resource)) and the state's per-kind maps, apply,
+//! diff and counts ([`state`](crate::state)) are all generated from it, so
+//! export, the store layout and the state cannot miss a kind, and a new kind
+//! is one row plus one [`WireKind`](crate::resource::WireKind) impl (how its
+//! wire form validates and what it refers to).
 //!
 //! Keys follow APISIX's etcd layout, `<prefix>/<kind>/<id>` with the default
 //! prefix `/apisix` (apache/apisix `apisix/core/config_etcd.lua`), so a store
@@ -8,94 +18,139 @@ use std::fmt;
 
 use crate::ResourceId;
 
-/// The kinds of resources the Admin API manages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ResourceKind {
-    /// `ssls`: certificates and keys, chosen by SNI.
-    Ssls,
-    /// `upstreams`: named sets of nodes.
-    Upstreams,
-    /// `stream_routes`: L4 routes.
-    StreamRoutes,
-    /// `cache_policies`: TTL bounds and cache keys (shardgate).
-    CachePolicies,
-    /// `distributions`: edge hosts, origins and behaviors (shardgate).
-    Distributions,
-    /// `continuous_deployment_policies`: canary traffic to a staging distribution (shardgate).
-    CdPolicies,
-    /// `invalidations`: cache removals (shardgate).
-    Invalidations,
-    /// `ip_sets`: AWS WAF IP sets.
-    IpSets,
-    /// `regex_pattern_sets`: AWS WAF regex pattern sets.
-    RegexPatternSets,
-    /// `web_acls`: AWS WAF web ACLs.
-    WebAcls,
+/// The table of resource kinds, handed to `$then!` (a macro of the module
+/// that generates its part from the rows). Rows are in dependency order
+/// (referenced kinds first): that is the order of [`ResourceKind::ALL`], of a
+/// full load, and of [`ResourceKind`]'s `Ord`.
+///
+/// A row: the kind's doc and variant, then
+/// - `plural`: URL segment and store key part (`stream_routes`);
+/// - `singular`: the name in messages (`stream route`);
+/// - `label`: the snake-case singular of Admin API messages (`stream_route`);
+/// - `wire`: the variant of [`Wire`](crate::resource::Wire) and
+///   [`Resource`](crate::Resource), its wire type, and (after `=>`) its
+///   validated domain type, which the wire type's
+///   [`WireKind`](crate::resource::WireKind) impl must produce;
+/// - `state`: its field (a map by id) in [`ConfigState`](crate::ConfigState).
+macro_rules! kind_table {
+    ($then:ident) => {
+        $then! {
+            /// `ssls`: certificates and keys, chosen by SNI.
+            Ssls {
+                plural: "ssls", singular: "ssl", label: "ssl",
+                wire: Ssl(crate::wire::SslWire) => crate::Ssl,
+                state: ssls,
+            },
+            /// `upstreams`: named sets of nodes.
+            Upstreams {
+                plural: "upstreams", singular: "upstream", label: "upstream",
+                wire: Upstream(crate::wire::UpstreamWire) => crate::Upstream,
+                state: upstreams,
+            },
+            /// `ip_sets`: AWS WAF IP sets.
+            IpSets {
+                plural: "ip_sets", singular: "IP set", label: "ip_set",
+                wire: IpSet(shardgate_waf::json::IpSetJson) => shardgate_waf::IpSet,
+                state: ip_sets,
+            },
+            /// `regex_pattern_sets`: AWS WAF regex pattern sets.
+            RegexPatternSets {
+                plural: "regex_pattern_sets", singular: "regex pattern set", label: "regex_pattern_set",
+                wire: RegexSet(shardgate_waf::json::RegexSetJson) => shardgate_waf::RegexPatternSet,
+                state: regex_sets,
+            },
+            /// `web_acls`: AWS WAF web ACLs (kept as checked JSON; the
+            /// snapshot compiles each with the sets it refers to).
+            WebAcls {
+                plural: "web_acls", singular: "web ACL", label: "web_acl",
+                wire: WebAcl(shardgate_waf::json::WebAclJson) => shardgate_waf::json::WebAclJson,
+                state: web_acls,
+            },
+            /// `stream_routes`: L4 routes.
+            StreamRoutes {
+                plural: "stream_routes", singular: "stream route", label: "stream_route",
+                wire: StreamRoute(crate::wire::StreamRouteWire) => crate::StreamRoute,
+                state: stream_routes,
+            },
+            /// `cache_policies`: TTL bounds and cache keys (shardgate).
+            CachePolicies {
+                plural: "cache_policies", singular: "cache policy", label: "cache_policy",
+                wire: CachePolicy(crate::wire::CachePolicyWire) => crate::CachePolicy,
+                state: cache_policies,
+            },
+            /// `distributions`: edge hosts, origins and behaviors (shardgate).
+            Distributions {
+                plural: "distributions", singular: "distribution", label: "distribution",
+                wire: Distribution(crate::wire::DistributionWire) => crate::Distribution,
+                state: distributions,
+            },
+            /// `continuous_deployment_policies`: canary traffic to a staging
+            /// distribution (shardgate).
+            CdPolicies {
+                plural: "continuous_deployment_policies", singular: "continuous deployment policy",
+                label: "continuous_deployment_policy",
+                wire: CdPolicy(crate::wire::CdPolicyWire) => crate::CdPolicy,
+                state: cd_policies,
+            },
+            /// `invalidations`: cache removals (shardgate).
+            Invalidations {
+                plural: "invalidations", singular: "invalidation", label: "invalidation",
+                wire: Invalidation(crate::wire::InvalidationWire) => crate::Invalidation,
+                state: invalidations,
+            },
+        }
+    };
+}
+pub(crate) use kind_table;
+
+/// Generates [`ResourceKind`], [`ResourceKind::ALL`] and the names from the rows.
+macro_rules! define_kinds {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident {
+            plural: $plural:literal, singular: $singular:literal, label: $label:literal,
+            wire: $var:ident($wire:ty) => $domain:ty,
+            state: $field:ident $(,)?
+        }
+    ),* $(,)?) => {
+        /// The kinds of resources the Admin API manages, in dependency order
+        /// (referenced kinds first; `Ord` follows it).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum ResourceKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl ResourceKind {
+            /// Every kind, in the order a full load applies them (referenced kinds first).
+            pub const ALL: [ResourceKind; [$(stringify!($kind)),*].len()] = [$(ResourceKind::$kind),*];
+
+            /// The plural name used in URLs and keys (`stream_routes`).
+            pub fn plural(self) -> &'static str {
+                match self {
+                    $(ResourceKind::$kind => $plural,)*
+                }
+            }
+
+            /// The singular name used in messages (`stream route`).
+            pub fn singular(self) -> &'static str {
+                match self {
+                    $(ResourceKind::$kind => $singular,)*
+                }
+            }
+
+            /// The snake-case singular used in Admin API messages (`stream_route`), as APISIX words them.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(ResourceKind::$kind => $label,)*
+                }
+            }
+        }
+    };
 }
 
+kind_table!(define_kinds);
+
 impl ResourceKind {
-    /// Every kind, in the order a full load applies them (referenced kinds first).
-    pub const ALL: [ResourceKind; 10] = [
-        ResourceKind::Ssls,
-        ResourceKind::Upstreams,
-        ResourceKind::StreamRoutes,
-        ResourceKind::IpSets,
-        ResourceKind::RegexPatternSets,
-        ResourceKind::WebAcls,
-        ResourceKind::CachePolicies,
-        ResourceKind::Distributions,
-        ResourceKind::CdPolicies,
-        ResourceKind::Invalidations,
-    ];
-
-    /// The plural name used in URLs and keys (`stream_routes`).
-    pub fn plural(self) -> &'static str {
-        match self {
-            ResourceKind::Ssls => "ssls",
-            ResourceKind::Upstreams => "upstreams",
-            ResourceKind::StreamRoutes => "stream_routes",
-            ResourceKind::CachePolicies => "cache_policies",
-            ResourceKind::Distributions => "distributions",
-            ResourceKind::CdPolicies => "continuous_deployment_policies",
-            ResourceKind::Invalidations => "invalidations",
-            ResourceKind::IpSets => "ip_sets",
-            ResourceKind::RegexPatternSets => "regex_pattern_sets",
-            ResourceKind::WebAcls => "web_acls",
-        }
-    }
-
-    /// The singular name used in messages (`stream route`).
-    pub fn singular(self) -> &'static str {
-        match self {
-            ResourceKind::Ssls => "ssl",
-            ResourceKind::Upstreams => "upstream",
-            ResourceKind::StreamRoutes => "stream route",
-            ResourceKind::CachePolicies => "cache policy",
-            ResourceKind::Distributions => "distribution",
-            ResourceKind::CdPolicies => "continuous deployment policy",
-            ResourceKind::Invalidations => "invalidation",
-            ResourceKind::IpSets => "IP set",
-            ResourceKind::RegexPatternSets => "regex pattern set",
-            ResourceKind::WebAcls => "web ACL",
-        }
-    }
-
-    /// The snake-case singular used in Admin API messages (`stream_route`), as APISIX words them.
-    pub fn label(self) -> &'static str {
-        match self {
-            ResourceKind::Ssls => "ssl",
-            ResourceKind::Upstreams => "upstream",
-            ResourceKind::StreamRoutes => "stream_route",
-            ResourceKind::CachePolicies => "cache_policy",
-            ResourceKind::Distributions => "distribution",
-            ResourceKind::CdPolicies => "continuous_deployment_policy",
-            ResourceKind::Invalidations => "invalidation",
-            ResourceKind::IpSets => "ip_set",
-            ResourceKind::RegexPatternSets => "regex_pattern_set",
-            ResourceKind::WebAcls => "web_acl",
-        }
-    }
-
     /// The kind named by a URL segment, if any.
     pub fn from_plural(s: &str) -> Option<Self> {
         ResourceKind::ALL.into_iter().find(|k| k.plural() == s)
@@ -131,6 +186,34 @@ impl fmt::Display for ResourceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind is in `ALL` exactly once, in declaration order (so `Ord`
+    /// is the dependency order), and round-trips through its key and its
+    /// plural; the names are unique and agree with each other.
+    #[test]
+    fn every_kind_is_listed_once_and_round_trips() {
+        let id = ResourceId::parse("r-1").expect("id");
+        let mut seen = std::collections::HashSet::new();
+        for (i, kind) in ResourceKind::ALL.into_iter().enumerate() {
+            // A unit-only enum's discriminants are 0, 1, ... in declaration
+            // order: `ALL` lists every variant, once, in that order.
+            assert_eq!(kind as usize, i, "{kind:?} is out of place in ALL");
+            assert!(seen.insert(kind), "{kind:?} twice in ALL");
+
+            let key = kind.key("/apisix", &id);
+            assert_eq!(key, format!("/apisix/{}/r-1", kind.plural()));
+            assert!(key.starts_with(&kind.key_prefix("/apisix")));
+            assert_eq!(ResourceKind::parse_key("/apisix", &key), Some((kind, id.clone())));
+            assert_eq!(ResourceKind::from_plural(kind.plural()), Some(kind));
+            assert_eq!(kind.to_string(), kind.plural());
+            assert_eq!(kind.label(), kind.singular().to_lowercase().replace(' ', "_"), "{kind:?}");
+        }
+        for name in [ResourceKind::plural, ResourceKind::singular, ResourceKind::label] {
+            let names: std::collections::HashSet<_> = ResourceKind::ALL.into_iter().map(name).collect();
+            assert_eq!(names.len(), ResourceKind::ALL.len(), "names must be unique");
+        }
+        assert!(ResourceKind::ALL.is_sorted(), "Ord follows ALL");
+    }
 
     #[test]
     fn keys_round_trip() {

@@ -16,19 +16,24 @@
 //! # Layout
 //! - [`error`]: [`Invalid`] (field + reason) and [`Problem`] (a rejected resource).
 //! - [`json`]: lenient JSON parsing (raw newlines inside strings, as curl sends PEM) with paths.
-//! - [`id`], [`kind`]: resource ids, kinds and the store key layout.
+//! - [`keyring`]: APISIX-compatible encryption of SSL private keys at rest.
+//! - [`id`]: resource ids.
+//! - [`kind`]: the table of resource kinds, one row each (the rest of the
+//!   per-kind code is generated from it), and the store key layout.
 //! - [`sni`]: SNI patterns (exact, `*.wildcard`, `*`).
 //! - [`wire`]: serde structs that mirror APISIX's schema.
 //! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types of the stream plane.
 //! - [`edge`]: validated edge resources (distributions, cache policies,
 //!   continuous deployment policies, invalidations).
-//! - [`resource`]: one entry point to parse any kind.
+//! - [`resource`]: one entry point to parse any kind; one `WireKind` impl per
+//!   kind says how its wire form validates and what it refers to.
 //! - [`state`]: [`ConfigState`], `apply` and `diff`.
 
 pub mod edge;
 pub mod error;
 pub mod id;
 pub mod json;
+pub mod keyring;
 pub mod kind;
 pub mod resource;
 pub mod sni;
@@ -41,6 +46,7 @@ pub mod wire;
 pub use edge::{CachePolicy, CdPolicy, Distribution, Invalidation};
 pub use error::{Invalid, Problem};
 pub use id::ResourceId;
+pub use keyring::{Keyring, KeyringError};
 pub use kind::ResourceKind;
 pub use resource::{Reference, Resource, Validation};
 pub use sni::SniPattern;

@@ -1,6 +1,10 @@
 //! One entry point for every kind: wire parsing, validation and the stored
 //! form. The Admin API and the reconciler both go through here, so what the
 //! Admin API accepts is exactly what the data plane can load.
+//!
+//! [`Wire`] and [`Resource`] and their dispatch are generated from the kind
+//! table (`kind_table!` in [`kind`](crate::kind)); what differs by kind is
+//! each wire type's [`WireKind`] impl, below.
 
 use std::sync::Arc;
 
@@ -9,12 +13,13 @@ use serde_json::Value;
 use shardgate_waf::json::{IpSetJson, RegexSetJson, SetKind, WebAclJson};
 use shardgate_waf::{IpSet, NoSets, RegexPatternSet, WafError, WebAcl, arn_id};
 
+use crate::kind::kind_table;
 use crate::wire::{
     CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, SslWire, StreamRouteWire, UpstreamWire,
 };
 use crate::{
-    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, ResourceId, ResourceKind, Ssl, StreamRoute, Upstream,
-    json,
+    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl, StreamRoute,
+    Upstream, json, keyring,
 };
 
 /// What validation checks beyond the schema.
@@ -27,154 +32,158 @@ pub struct Validation {
     pub now_unix: Option<i64>,
 }
 
-/// A resource in wire form, any kind.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Wire {
-    /// An SSL object.
-    Ssl(SslWire),
-    /// An upstream.
-    Upstream(UpstreamWire),
-    /// A stream route.
-    StreamRoute(StreamRouteWire),
-    /// A cache policy.
-    CachePolicy(CachePolicyWire),
-    /// A distribution.
-    Distribution(DistributionWire),
-    /// A continuous deployment policy.
-    CdPolicy(CdPolicyWire),
-    /// An invalidation.
-    Invalidation(InvalidationWire),
-    /// An AWS WAF IP set.
-    IpSet(IpSetJson),
-    /// An AWS WAF regex pattern set.
-    RegexSet(RegexSetJson),
-    /// An AWS WAF web ACL.
-    WebAcl(WebAclJson),
+/// What a kind's wire type does beyond serde: the one impl per kind that the
+/// kind table cannot say.
+pub trait WireKind: Sized {
+    /// The validated form, held by [`Resource`] and the state.
+    type Domain;
+
+    /// Validates into the domain type; errors name the field.
+    fn validate(&self, id: &ResourceId, v: Validation) -> Result<Self::Domain, Invalid>;
+
+    /// Appends the resources this one refers to by id (ids that do not parse
+    /// are left out: validation reports them).
+    fn references(&self, out: &mut Vec<Reference>);
+
+    /// The form returned to clients. Default: the value as is.
+    fn redacted(self) -> Self {
+        self
+    }
 }
 
-/// A validated resource, any kind.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resource {
-    /// An SSL object.
-    Ssl(Arc<Ssl>),
-    /// An upstream.
-    Upstream(Arc<Upstream>),
-    /// A stream route.
-    StreamRoute(Arc<StreamRoute>),
-    /// A cache policy.
-    CachePolicy(Arc<CachePolicy>),
-    /// A distribution.
-    Distribution(Arc<Distribution>),
-    /// A continuous deployment policy.
-    CdPolicy(Arc<CdPolicy>),
-    /// An invalidation.
-    Invalidation(Arc<Invalidation>),
-    /// An IP set.
-    IpSet(Arc<IpSet>),
-    /// A regex pattern set.
-    RegexSet(Arc<RegexPatternSet>),
-    /// A web ACL, syntax-checked; compiled with its sets by the snapshot.
-    WebAcl(Arc<WebAclJson>),
-}
+/// Generates [`Wire`], [`Resource`] and their per-kind dispatch from the rows.
+macro_rules! define_wire {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident {
+            plural: $plural:literal, singular: $singular:literal, label: $label:literal,
+            wire: $var:ident($wire:ty) => $domain:ty,
+            state: $field:ident $(,)?
+        }
+    ),* $(,)?) => {
+        /// A resource in wire form, any kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Wire {
+            $(
+                #[doc = concat!("One `", $plural, "` resource (", $singular, ") as the Admin API takes and stores it.")]
+                $var($wire),
+            )*
+        }
 
-macro_rules! each_wire {
-    ($self:expr, $w:ident => $body:expr) => {
-        match $self {
-            Wire::Ssl($w) => $body,
-            Wire::Upstream($w) => $body,
-            Wire::StreamRoute($w) => $body,
-            Wire::CachePolicy($w) => $body,
-            Wire::Distribution($w) => $body,
-            Wire::CdPolicy($w) => $body,
-            Wire::Invalidation($w) => $body,
-            Wire::IpSet($w) => $body,
-            Wire::RegexSet($w) => $body,
-            Wire::WebAcl($w) => $body,
+        /// A validated resource, any kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Resource {
+            $(
+                #[doc = concat!("One `", $plural, "` resource (", $singular, "), validated.")]
+                $var(Arc<$domain>),
+            )*
+        }
+
+        impl Wire {
+            /// Deserializes the JSON of a `kind` (schema check, unknown fields refused).
+            pub fn from_value(kind: ResourceKind, value: Value) -> Result<Self, Invalid> {
+                if !value.is_object() {
+                    return Err(Invalid::new(
+                        "",
+                        format!("the body must be a JSON object, got {}", crate::id::json_type(&value)),
+                    ));
+                }
+                Ok(match kind {
+                    $(ResourceKind::$kind => Wire::$var(json::from_value(value)?),)*
+                })
+            }
+
+            /// The kind.
+            pub fn kind(&self) -> ResourceKind {
+                match self {
+                    $(Wire::$var(_) => ResourceKind::$kind,)*
+                }
+            }
+
+            /// The `id` field, if the body carries one.
+            pub fn id(&self) -> Option<&Value> {
+                match self {
+                    $(Wire::$var(w) => w.id.as_ref(),)*
+                }
+            }
+
+            /// Sets `id` (always stored as a string, as APISIX does for ids taken from the URL).
+            pub fn set_id(&mut self, id: &ResourceId) {
+                match self {
+                    $(Wire::$var(w) => w.id = Some(Value::String(id.to_string())),)*
+                }
+            }
+
+            /// `create_time` and `update_time`.
+            pub fn times(&self) -> (Option<i64>, Option<i64>) {
+                match self {
+                    $(Wire::$var(w) => (w.create_time, w.update_time),)*
+                }
+            }
+
+            /// Sets `create_time` and `update_time`.
+            pub fn set_times(&mut self, create: i64, update: i64) {
+                match self {
+                    $(Wire::$var(w) => {
+                        w.create_time = Some(create);
+                        w.update_time = Some(update);
+                    })*
+                }
+            }
+
+            /// Validates into a domain resource.
+            pub fn validate(&self, id: &ResourceId, v: Validation) -> Result<Resource, Invalid> {
+                Ok(match self {
+                    $(Wire::$var(w) => {
+                        let domain: $domain = WireKind::validate(w, id, v)?;
+                        Resource::$var(Arc::new(domain))
+                    })*
+                })
+            }
+
+            /// The resources this one refers to by id (ids that do not parse
+            /// are left out: validation reports them).
+            pub fn references(&self) -> Vec<Reference> {
+                let mut out = Vec::new();
+                match self {
+                    $(Wire::$var(w) => WireKind::references(w, &mut out),)*
+                }
+                out
+            }
+
+            /// The form returned to clients: private keys removed.
+            pub fn redacted(self) -> Self {
+                match self {
+                    $(Wire::$var(w) => Wire::$var(WireKind::redacted(w)),)*
+                }
+            }
+
+            /// The canonical JSON value.
+            pub fn to_value(&self) -> Value {
+                fn ser<T: Serialize>(t: &T) -> Value {
+                    // Serializing plain structs of strings, numbers and maps cannot fail.
+                    serde_json::to_value(t).unwrap_or(Value::Null)
+                }
+                match self {
+                    $(Wire::$var(w) => ser(w),)*
+                }
+            }
+        }
+
+        impl Resource {
+            /// The kind.
+            pub fn kind(&self) -> ResourceKind {
+                match self {
+                    $(Resource::$var(_) => ResourceKind::$kind,)*
+                }
+            }
         }
     };
 }
 
+kind_table!(define_wire);
+
 impl Wire {
-    /// Deserializes the JSON of a `kind` (schema check, unknown fields refused).
-    pub fn from_value(kind: ResourceKind, value: Value) -> Result<Self, Invalid> {
-        if !value.is_object() {
-            return Err(Invalid::new(
-                "",
-                format!("the body must be a JSON object, got {}", crate::id::json_type(&value)),
-            ));
-        }
-        Ok(match kind {
-            ResourceKind::Ssls => Wire::Ssl(json::from_value(value)?),
-            ResourceKind::Upstreams => Wire::Upstream(json::from_value(value)?),
-            ResourceKind::StreamRoutes => Wire::StreamRoute(json::from_value(value)?),
-            ResourceKind::CachePolicies => Wire::CachePolicy(json::from_value(value)?),
-            ResourceKind::Distributions => Wire::Distribution(json::from_value(value)?),
-            ResourceKind::CdPolicies => Wire::CdPolicy(json::from_value(value)?),
-            ResourceKind::Invalidations => Wire::Invalidation(json::from_value(value)?),
-            ResourceKind::IpSets => Wire::IpSet(json::from_value(value)?),
-            ResourceKind::RegexPatternSets => Wire::RegexSet(json::from_value(value)?),
-            ResourceKind::WebAcls => Wire::WebAcl(json::from_value(value)?),
-        })
-    }
-
-    /// The `id` field, if the body carries one.
-    pub fn id(&self) -> Option<&Value> {
-        each_wire!(self, w => w.id.as_ref())
-    }
-
-    /// Sets `id` (always stored as a string, as APISIX does for ids taken from the URL).
-    pub fn set_id(&mut self, id: &ResourceId) {
-        each_wire!(self, w => w.id = Some(Value::String(id.to_string())))
-    }
-
-    /// `create_time` and `update_time`.
-    pub fn times(&self) -> (Option<i64>, Option<i64>) {
-        each_wire!(self, w => (w.create_time, w.update_time))
-    }
-
-    /// Sets `create_time` and `update_time`.
-    pub fn set_times(&mut self, create: i64, update: i64) {
-        each_wire!(self, w => { w.create_time = Some(create); w.update_time = Some(update); })
-    }
-
-    /// Validates into a domain resource.
-    pub fn validate(&self, id: &ResourceId, v: Validation) -> Result<Resource, Invalid> {
-        Ok(match self {
-            Wire::Ssl(w) => Resource::Ssl(Arc::new(Ssl::from_wire(id.clone(), w, v.now_unix)?)),
-            Wire::Upstream(w) => Resource::Upstream(Arc::new(Upstream::from_wire(Some(id.clone()), w)?)),
-            Wire::StreamRoute(w) => Resource::StreamRoute(Arc::new(StreamRoute::from_wire(id.clone(), w)?)),
-            Wire::CachePolicy(w) => Resource::CachePolicy(Arc::new(CachePolicy::from_wire(w)?)),
-            Wire::Distribution(w) => Resource::Distribution(Arc::new(Distribution::from_wire(id.clone(), w)?)),
-            Wire::CdPolicy(w) => Resource::CdPolicy(Arc::new(CdPolicy::from_wire(w)?)),
-            Wire::Invalidation(w) => Resource::Invalidation(Arc::new(Invalidation::from_wire(w)?)),
-            Wire::IpSet(w) => Resource::IpSet(Arc::new(IpSet::compile(w).map_err(waf_invalid)?)),
-            Wire::RegexSet(w) => Resource::RegexSet(Arc::new(RegexPatternSet::compile(w).map_err(waf_invalid)?)),
-            Wire::WebAcl(w) => {
-                // Syntax, regexes and structure now; references to sets are
-                // checked by the Admin API and resolved by the snapshot.
-                WebAcl::compile(w, &NoSets).map_err(waf_invalid)?;
-                Resource::WebAcl(Arc::new(w.clone()))
-            }
-        })
-    }
-
-    /// The form returned to clients: private keys removed.
-    pub fn redacted(self) -> Self {
-        match self {
-            Wire::Ssl(w) => Wire::Ssl(w.redacted()),
-            other => other,
-        }
-    }
-
-    /// The canonical JSON value.
-    pub fn to_value(&self) -> Value {
-        fn ser<T: Serialize>(t: &T) -> Value {
-            // Serializing plain structs of strings, numbers and maps cannot fail.
-            serde_json::to_value(t).unwrap_or(Value::Null)
-        }
-        each_wire!(self, w => ser(w))
-    }
-
     /// The stored bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.to_value().to_string().into_bytes()
@@ -196,82 +205,173 @@ pub struct Reference {
     pub id: ResourceId,
 }
 
-impl Wire {
-    /// The resources this one refers to by id (ids that do not parse are
-    /// left out: validation reports them).
-    pub fn references(&self) -> Vec<Reference> {
-        let mut out = Vec::new();
-        let mut add = |field: String, kind: ResourceKind, v: &Option<Value>| {
-            if let Some(id) = v.as_ref().and_then(|v| ResourceId::from_json(&field, v).ok()) {
-                out.push(Reference { field, kind, id });
+/// Appends the reference held by an id field, if it holds a valid id.
+fn refer(out: &mut Vec<Reference>, field: impl Into<String>, kind: ResourceKind, v: &Option<Value>) {
+    let field = field.into();
+    if let Some(id) = v.as_ref().and_then(|v| ResourceId::from_json(&field, v).ok()) {
+        out.push(Reference { field, kind, id });
+    }
+}
+
+impl WireKind for SslWire {
+    type Domain = Ssl;
+
+    fn validate(&self, id: &ResourceId, v: Validation) -> Result<Ssl, Invalid> {
+        Ssl::from_wire(id.clone(), self, v.now_unix)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+
+    fn redacted(self) -> Self {
+        SslWire::redacted(self)
+    }
+}
+
+impl WireKind for UpstreamWire {
+    type Domain = Upstream;
+
+    fn validate(&self, id: &ResourceId, _: Validation) -> Result<Upstream, Invalid> {
+        Upstream::from_wire(Some(id.clone()), self)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
+impl WireKind for StreamRouteWire {
+    type Domain = StreamRoute;
+
+    fn validate(&self, id: &ResourceId, _: Validation) -> Result<StreamRoute, Invalid> {
+        StreamRoute::from_wire(id.clone(), self)
+    }
+
+    fn references(&self, out: &mut Vec<Reference>) {
+        refer(out, "upstream_id", ResourceKind::Upstreams, &self.upstream_id);
+        refer(out, "web_acl_id", ResourceKind::WebAcls, &self.web_acl_id);
+    }
+}
+
+impl WireKind for IpSetJson {
+    type Domain = IpSet;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<IpSet, Invalid> {
+        IpSet::compile(self).map_err(waf_invalid)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
+impl WireKind for RegexSetJson {
+    type Domain = RegexPatternSet;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<RegexPatternSet, Invalid> {
+        RegexPatternSet::compile(self).map_err(waf_invalid)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
+impl WireKind for WebAclJson {
+    type Domain = WebAclJson;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<WebAclJson, Invalid> {
+        // Syntax, regexes and structure now; references to sets are checked
+        // by the Admin API and resolved by the snapshot.
+        WebAcl::compile(self, &NoSets).map_err(waf_invalid)?;
+        Ok(self.clone())
+    }
+
+    fn references(&self, out: &mut Vec<Reference>) {
+        // One walker over every statement at every depth (And, Or, Not, a
+        // rate-based rule's scope-down), in the WAF crate.
+        for r in WebAclJson::references(self) {
+            let kind = match r.kind {
+                SetKind::IpSet => ResourceKind::IpSets,
+                SetKind::RegexPatternSet => ResourceKind::RegexPatternSets,
+            };
+            if let Ok(id) = ResourceId::parse(arn_id(&r.arn)) {
+                out.push(Reference { field: r.path, kind, id });
             }
-        };
-        match self {
-            Wire::StreamRoute(w) => {
-                add("upstream_id".into(), ResourceKind::Upstreams, &w.upstream_id);
-                add("web_acl_id".into(), ResourceKind::WebAcls, &w.web_acl_id);
-            }
-            Wire::Distribution(w) => {
-                for (name, o) in &w.origins {
-                    add(format!("origins.{name}.upstream_id"), ResourceKind::Upstreams, &o.upstream_id);
-                }
-                if let Some(b) = &w.default_behavior {
-                    add("default_behavior.cache_policy_id".into(), ResourceKind::CachePolicies, &b.cache_policy_id);
-                }
-                for (i, b) in w.behaviors.iter().flatten().enumerate() {
-                    add(format!("behaviors[{i}].cache_policy_id"), ResourceKind::CachePolicies, &b.cache_policy_id);
-                }
-                add(
-                    "continuous_deployment_policy_id".into(),
-                    ResourceKind::CdPolicies,
-                    &w.continuous_deployment_policy_id,
-                );
-                add("web_acl_id".into(), ResourceKind::WebAcls, &w.web_acl_id);
-            }
-            Wire::CdPolicy(w) => {
-                add("staging_distribution_id".into(), ResourceKind::Distributions, &w.staging_distribution_id)
-            }
-            Wire::Invalidation(w) => add("distribution_id".into(), ResourceKind::Distributions, &w.distribution_id),
-            Wire::WebAcl(w) => {
-                // One walker over every statement at every depth (And, Or,
-                // Not, a rate-based rule's scope-down), in the WAF crate.
-                for r in w.references() {
-                    let kind = match r.kind {
-                        SetKind::IpSet => ResourceKind::IpSets,
-                        SetKind::RegexPatternSet => ResourceKind::RegexPatternSets,
-                    };
-                    if let Ok(id) = ResourceId::parse(arn_id(&r.arn)) {
-                        out.push(Reference { field: r.path, kind, id });
-                    }
-                }
-            }
-            Wire::Ssl(_) | Wire::Upstream(_) | Wire::CachePolicy(_) | Wire::IpSet(_) | Wire::RegexSet(_) => {}
         }
-        out
+    }
+}
+
+impl WireKind for CachePolicyWire {
+    type Domain = CachePolicy;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<CachePolicy, Invalid> {
+        CachePolicy::from_wire(self)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
+impl WireKind for DistributionWire {
+    type Domain = Distribution;
+
+    fn validate(&self, id: &ResourceId, _: Validation) -> Result<Distribution, Invalid> {
+        Distribution::from_wire(id.clone(), self)
+    }
+
+    fn references(&self, out: &mut Vec<Reference>) {
+        for (name, o) in &self.origins {
+            refer(out, format!("origins.{name}.upstream_id"), ResourceKind::Upstreams, &o.upstream_id);
+        }
+        if let Some(b) = &self.default_behavior {
+            refer(out, "default_behavior.cache_policy_id", ResourceKind::CachePolicies, &b.cache_policy_id);
+        }
+        for (i, b) in self.behaviors.iter().flatten().enumerate() {
+            refer(out, format!("behaviors[{i}].cache_policy_id"), ResourceKind::CachePolicies, &b.cache_policy_id);
+        }
+        refer(out, "continuous_deployment_policy_id", ResourceKind::CdPolicies, &self.continuous_deployment_policy_id);
+        refer(out, "web_acl_id", ResourceKind::WebAcls, &self.web_acl_id);
+    }
+}
+
+impl WireKind for CdPolicyWire {
+    type Domain = CdPolicy;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<CdPolicy, Invalid> {
+        CdPolicy::from_wire(self)
+    }
+
+    fn references(&self, out: &mut Vec<Reference>) {
+        refer(out, "staging_distribution_id", ResourceKind::Distributions, &self.staging_distribution_id);
+    }
+}
+
+impl WireKind for InvalidationWire {
+    type Domain = Invalidation;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<Invalidation, Invalid> {
+        Invalidation::from_wire(self)
+    }
+
+    fn references(&self, out: &mut Vec<Reference>) {
+        refer(out, "distribution_id", ResourceKind::Distributions, &self.distribution_id);
     }
 }
 
 impl Resource {
-    /// Parses and validates a stored value (no expiry check: see [`Validation`]).
+    /// Parses and validates a stored value (no expiry check: see
+    /// [`Validation`]), with no keyring: an encrypted SSL private key is
+    /// refused.
     pub fn parse_stored(kind: ResourceKind, id: &ResourceId, bytes: &[u8]) -> Result<Self, Invalid> {
-        let value = json::parse(bytes).map_err(|e| Invalid::new("", format!("stored value is not JSON: {e}")))?;
-        Wire::from_value(kind, value)?.validate(id, Validation::default())
+        Resource::parse_stored_with(kind, id, bytes, None)
     }
 
-    /// The kind.
-    pub fn kind(&self) -> ResourceKind {
-        match self {
-            Resource::Ssl(_) => ResourceKind::Ssls,
-            Resource::Upstream(_) => ResourceKind::Upstreams,
-            Resource::StreamRoute(_) => ResourceKind::StreamRoutes,
-            Resource::CachePolicy(_) => ResourceKind::CachePolicies,
-            Resource::Distribution(_) => ResourceKind::Distributions,
-            Resource::CdPolicy(_) => ResourceKind::CdPolicies,
-            Resource::Invalidation(_) => ResourceKind::Invalidations,
-            Resource::IpSet(_) => ResourceKind::IpSets,
-            Resource::RegexSet(_) => ResourceKind::RegexPatternSets,
-            Resource::WebAcl(_) => ResourceKind::WebAcls,
+    /// [`Resource::parse_stored`], decrypting SSL private keys that APISIX's
+    /// `data_encryption` encrypted with `keyring` first.
+    pub fn parse_stored_with(
+        kind: ResourceKind,
+        id: &ResourceId,
+        bytes: &[u8],
+        keyring: Option<&Keyring>,
+    ) -> Result<Self, Invalid> {
+        let mut value = json::parse(bytes).map_err(|e| Invalid::new("", format!("stored value is not JSON: {e}")))?;
+        if kind == ResourceKind::Ssls {
+            keyring::open_ssl_value(keyring, &mut value)?;
         }
+        Wire::from_value(kind, value)?.validate(id, Validation::default())
     }
 }
 

@@ -10,13 +10,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use shardgate_waf::json::WebAclJson;
-use shardgate_waf::{IpSet, RegexPatternSet};
-
-use crate::{
-    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Problem, Resource, ResourceId, ResourceKind, Ssl,
-    StreamRoute, Upstream,
-};
+use crate::kind::kind_table;
+use crate::{Invalid, Keyring, Problem, Resource, ResourceId, ResourceKind};
 
 /// One resource at a store revision.
 #[derive(Debug)]
@@ -76,42 +71,85 @@ impl Changes {
     }
 }
 
-/// Every resource, keyed by id (ids order as etcd lists keys: APISIX's
-/// "config order"), plus the problems of rejected versions.
-#[derive(Debug, Clone, Default)]
-pub struct ConfigState {
-    /// SSL objects.
-    pub ssls: BTreeMap<ResourceId, Entry<Ssl>>,
-    /// Upstreams.
-    pub upstreams: BTreeMap<ResourceId, Entry<Upstream>>,
-    /// Stream routes.
-    pub stream_routes: BTreeMap<ResourceId, Entry<StreamRoute>>,
-    /// Cache policies.
-    pub cache_policies: BTreeMap<ResourceId, Entry<CachePolicy>>,
-    /// Distributions.
-    pub distributions: BTreeMap<ResourceId, Entry<Distribution>>,
-    /// Continuous deployment policies.
-    pub cd_policies: BTreeMap<ResourceId, Entry<CdPolicy>>,
-    /// Invalidations.
-    pub invalidations: BTreeMap<ResourceId, Entry<Invalidation>>,
-    /// WAF IP sets.
-    pub ip_sets: BTreeMap<ResourceId, Entry<IpSet>>,
-    /// WAF regex pattern sets.
-    pub regex_sets: BTreeMap<ResourceId, Entry<RegexPatternSet>>,
-    /// WAF web ACLs (JSON, compiled by the snapshot).
-    pub web_acls: BTreeMap<ResourceId, Entry<WebAclJson>>,
-    problems: BTreeMap<(ResourceKind, ResourceId), Problem>,
-    revision: u64,
+/// Generates [`ConfigState`] (one map per kind) and its per-kind dispatch
+/// from the kind table.
+macro_rules! define_state {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident {
+            plural: $plural:literal, singular: $singular:literal, label: $label:literal,
+            wire: $var:ident($wire:ty) => $domain:ty,
+            state: $field:ident $(,)?
+        }
+    ),* $(,)?) => {
+        /// Every resource, keyed by id (ids order as etcd lists keys: APISIX's
+        /// "config order"), plus the problems of rejected versions.
+        #[derive(Debug, Clone, Default)]
+        pub struct ConfigState {
+            $(
+                #[doc = concat!("Every `", $plural, "` resource (", $singular, "), by id.")]
+                pub $field: BTreeMap<ResourceId, Entry<$domain>>,
+            )*
+            problems: BTreeMap<(ResourceKind, ResourceId), Problem>,
+            revision: u64,
+            keyring: Option<Arc<Keyring>>,
+        }
+
+        impl ConfigState {
+            fn remove(&mut self, kind: ResourceKind, id: &ResourceId) {
+                match kind {
+                    $(ResourceKind::$kind => drop(self.$field.remove(id)),)*
+                }
+            }
+
+            fn insert(&mut self, id: ResourceId, revision: u64, resource: Resource) {
+                match resource {
+                    $(Resource::$var(value) => drop(self.$field.insert(id, Entry { revision, value })),)*
+                }
+            }
+
+            /// How many resources of a kind are present.
+            pub fn len(&self, kind: ResourceKind) -> usize {
+                match kind {
+                    $(ResourceKind::$kind => self.$field.len(),)*
+                }
+            }
+
+            /// What changed from `old` to `self`, kind by kind in
+            /// [`ResourceKind::ALL`] order, ids in order within a kind.
+            pub fn diff(&self, old: &ConfigState) -> Changes {
+                let mut changes = Changes::default();
+                $(diff_map(ResourceKind::$kind, &self.$field, &old.$field, &mut changes);)*
+                changes
+            }
+        }
+    };
 }
 
+kind_table!(define_state);
+
 impl ConfigState {
+    /// An empty state that decrypts SSL private keys encrypted by APISIX's
+    /// `data_encryption` with `keyring` (`None`: such keys are refused as
+    /// problems, plaintext keys load either way).
+    pub fn with_keyring(keyring: Option<Arc<Keyring>>) -> Self {
+        ConfigState { keyring, ..ConfigState::default() }
+    }
+
+    /// The keyring stored SSL private keys are decrypted with, if any; a
+    /// fresh state for a full reload takes it over:
+    /// `ConfigState::with_keyring(old.keyring().cloned())`.
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.keyring.as_ref()
+    }
+
     /// Applies one change. On `Err`, the state keeps the last good version of
     /// the resource and records the problem (also returned).
     pub fn apply(&mut self, change: Change) -> Result<(), Problem> {
         match change {
             Change::Put { kind, id, revision, value } => {
                 self.revision = self.revision.max(revision);
-                match Resource::parse_stored(kind, &id, &value) {
+                match Resource::parse_stored_with(kind, &id, &value, self.keyring.as_deref()) {
                     Ok(resource) => {
                         self.problems.remove(&(kind, id.clone()));
                         self.insert(id, revision, resource);
@@ -127,35 +165,9 @@ impl ConfigState {
             Change::Delete { kind, id, revision } => {
                 self.revision = self.revision.max(revision);
                 self.problems.remove(&(kind, id.clone()));
-                match kind {
-                    ResourceKind::Ssls => drop(self.ssls.remove(&id)),
-                    ResourceKind::Upstreams => drop(self.upstreams.remove(&id)),
-                    ResourceKind::StreamRoutes => drop(self.stream_routes.remove(&id)),
-                    ResourceKind::CachePolicies => drop(self.cache_policies.remove(&id)),
-                    ResourceKind::Distributions => drop(self.distributions.remove(&id)),
-                    ResourceKind::CdPolicies => drop(self.cd_policies.remove(&id)),
-                    ResourceKind::Invalidations => drop(self.invalidations.remove(&id)),
-                    ResourceKind::IpSets => drop(self.ip_sets.remove(&id)),
-                    ResourceKind::RegexPatternSets => drop(self.regex_sets.remove(&id)),
-                    ResourceKind::WebAcls => drop(self.web_acls.remove(&id)),
-                }
+                self.remove(kind, &id);
                 Ok(())
             }
-        }
-    }
-
-    fn insert(&mut self, id: ResourceId, revision: u64, resource: Resource) {
-        match resource {
-            Resource::Ssl(value) => drop(self.ssls.insert(id, Entry { revision, value })),
-            Resource::Upstream(value) => drop(self.upstreams.insert(id, Entry { revision, value })),
-            Resource::StreamRoute(value) => drop(self.stream_routes.insert(id, Entry { revision, value })),
-            Resource::CachePolicy(value) => drop(self.cache_policies.insert(id, Entry { revision, value })),
-            Resource::Distribution(value) => drop(self.distributions.insert(id, Entry { revision, value })),
-            Resource::CdPolicy(value) => drop(self.cd_policies.insert(id, Entry { revision, value })),
-            Resource::Invalidation(value) => drop(self.invalidations.insert(id, Entry { revision, value })),
-            Resource::IpSet(value) => drop(self.ip_sets.insert(id, Entry { revision, value })),
-            Resource::RegexSet(value) => drop(self.regex_sets.insert(id, Entry { revision, value })),
-            Resource::WebAcl(value) => drop(self.web_acls.insert(id, Entry { revision, value })),
         }
     }
 
@@ -177,38 +189,6 @@ impl ConfigState {
     /// Records a problem found outside parsing (e.g. by the compiler).
     pub fn problem(kind: ResourceKind, id: &ResourceId, revision: u64, invalid: Invalid) -> Problem {
         Problem { kind, id: id.clone(), revision, invalid }
-    }
-
-    /// How many resources of a kind are present.
-    pub fn len(&self, kind: ResourceKind) -> usize {
-        match kind {
-            ResourceKind::Ssls => self.ssls.len(),
-            ResourceKind::Upstreams => self.upstreams.len(),
-            ResourceKind::StreamRoutes => self.stream_routes.len(),
-            ResourceKind::CachePolicies => self.cache_policies.len(),
-            ResourceKind::Distributions => self.distributions.len(),
-            ResourceKind::CdPolicies => self.cd_policies.len(),
-            ResourceKind::Invalidations => self.invalidations.len(),
-            ResourceKind::IpSets => self.ip_sets.len(),
-            ResourceKind::RegexPatternSets => self.regex_sets.len(),
-            ResourceKind::WebAcls => self.web_acls.len(),
-        }
-    }
-
-    /// What changed from `old` to `self`.
-    pub fn diff(&self, old: &ConfigState) -> Changes {
-        let mut changes = Changes::default();
-        diff_map(ResourceKind::Ssls, &self.ssls, &old.ssls, &mut changes);
-        diff_map(ResourceKind::Upstreams, &self.upstreams, &old.upstreams, &mut changes);
-        diff_map(ResourceKind::StreamRoutes, &self.stream_routes, &old.stream_routes, &mut changes);
-        diff_map(ResourceKind::CachePolicies, &self.cache_policies, &old.cache_policies, &mut changes);
-        diff_map(ResourceKind::Distributions, &self.distributions, &old.distributions, &mut changes);
-        diff_map(ResourceKind::CdPolicies, &self.cd_policies, &old.cd_policies, &mut changes);
-        diff_map(ResourceKind::Invalidations, &self.invalidations, &old.invalidations, &mut changes);
-        diff_map(ResourceKind::IpSets, &self.ip_sets, &old.ip_sets, &mut changes);
-        diff_map(ResourceKind::RegexPatternSets, &self.regex_sets, &old.regex_sets, &mut changes);
-        diff_map(ResourceKind::WebAcls, &self.web_acls, &old.web_acls, &mut changes);
-        changes
     }
 }
 
@@ -233,6 +213,7 @@ fn diff_map<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::{Validation, Wire};
 
     fn id(s: &str) -> ResourceId {
         ResourceId::parse(s).expect("id")
@@ -258,6 +239,103 @@ mod tests {
         state.apply(put(ResourceKind::Upstreams, "u1", 4, r#"{"nodes":{"127.0.0.1:9001":1}}"#)).expect("fixed");
         assert_eq!(state.problems().count(), 0, "a good version clears the problem");
         assert_eq!(state.diff(&before).changed, vec![(ResourceKind::Upstreams, id("u1"))]);
+    }
+
+    /// An `ssls` value whose keys APISIX encrypted loads with the keyring
+    /// that encrypted them, and is a problem on `key` without it.
+    #[test]
+    fn encrypted_ssl_keys_load_with_the_keyring() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["gs-1.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (keyring, _) = Keyring::generate().expect("keyring");
+        let mut value = serde_json::json!({"cert": cert.pem(), "key": key.serialize_pem(), "snis": ["gs-1.example"]});
+        crate::keyring::seal_ssl_value(&keyring, &mut value).expect("seal");
+        let stored = value.to_string();
+        assert!(!stored.contains("PRIVATE KEY"), "the stored key is encrypted");
+
+        let keyring = Arc::new(keyring);
+        let mut state = ConfigState::with_keyring(Some(Arc::clone(&keyring)));
+        state.apply(put(ResourceKind::Ssls, "s1", 1, &stored)).expect("decrypted and loaded");
+        assert_eq!(state.ssls[&id("s1")].value.snis.len(), 1);
+        let reloaded = ConfigState::with_keyring(state.keyring().cloned());
+        assert!(reloaded.keyring().is_some_and(|k| Arc::ptr_eq(k, &keyring)), "a fresh state keeps the keyring");
+
+        let (other, _) = Keyring::generate().expect("keyring");
+        for mut state in [ConfigState::default(), ConfigState::with_keyring(Some(Arc::new(other)))] {
+            let problem = state.apply(put(ResourceKind::Ssls, "s1", 1, &stored)).unwrap_err();
+            assert_eq!(problem.invalid.field, "key");
+            assert_eq!(problem.invalid.reason, crate::keyring::UNDECRYPTABLE);
+            assert!(state.ssls.is_empty());
+        }
+    }
+
+    /// A valid value of each kind. The match has no wildcard: a kind added
+    /// to the table does not compile here until it has a sample, and then
+    /// the test below takes it through every generated path.
+    fn sample(kind: ResourceKind) -> serde_json::Value {
+        use serde_json::json;
+        let visibility = |name: &str| json!({"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": false, "MetricName": name});
+        match kind {
+            ResourceKind::Ssls => {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+                let params = rcgen::CertificateParams::new(vec!["gs-1.example".to_owned()]).expect("params");
+                let cert = params.self_signed(&key).expect("cert");
+                json!({"cert": cert.pem(), "key": key.serialize_pem(), "snis": ["gs-1.example"]})
+            }
+            ResourceKind::Upstreams => json!({"nodes": {"127.0.0.1:9000": 1}}),
+            ResourceKind::StreamRoutes => json!({"sni": "gs-1.example", "upstream_id": "u1", "web_acl_id": "a1"}),
+            ResourceKind::IpSets => json!({"Addresses": ["192.0.2.0/24"]}),
+            ResourceKind::RegexPatternSets => json!({"RegularExpressionList": [{"RegexString": "^bot"}]}),
+            ResourceKind::WebAcls => json!({"Name": "a", "DefaultAction": {"Allow": {}},
+                "VisibilityConfig": visibility("a"),
+                "Rules": [{"Name": "deny", "Priority": 0, "Action": {"Block": {}}, "VisibilityConfig": visibility("deny"),
+                    "Statement": {"OrStatement": {"Statements": [
+                        {"IPSetReferenceStatement": {"ARN": "arn:aws:wafv2:us-east-1:1:global/ipset/s/ip1"}},
+                        {"RegexPatternSetReferenceStatement": {
+                            "ARN": "arn:aws:wafv2:us-east-1:1:global/regexpatternset/r/re1",
+                            "FieldToMatch": {"UriPath": {}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}]}}}]}),
+            ResourceKind::CachePolicies => json!({"min_ttl": 10}),
+            ResourceKind::Distributions => json!({"hosts": ["a.example"], "origins": {"o": {"upstream_id": "u1"}},
+                "default_behavior": {"origin": "o", "cache_policy_id": "c1"}, "web_acl_id": "a1"}),
+            ResourceKind::CdPolicies => json!({"staging_distribution_id": "d1", "enabled": true,
+                "traffic": {"type": "single_header", "header": "aws-cf-cd-resource", "value": "d1"}}),
+            ResourceKind::Invalidations => json!({"distribution_id": "d1", "paths": ["/images/*"]}),
+        }
+    }
+
+    /// Every kind of the table goes through each generated path: wire
+    /// parsing, validation, the stored form, the state's map, counts, diff
+    /// and delete; and refers only to kinds before it in `ALL`.
+    #[test]
+    fn every_kind_goes_through_wire_validation_and_state() {
+        let mut state = ConfigState::default();
+        for (revision, kind) in (1..).zip(ResourceKind::ALL) {
+            let wire = Wire::from_value(kind, sample(kind)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(wire.kind(), kind);
+            for r in wire.references() {
+                assert!(r.kind < kind, "{kind} refers to {} ({}), which ALL lists after it", r.kind, r.field);
+            }
+            let resource = wire.validate(&id("r1"), Validation::default()).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(resource.kind(), kind);
+            assert_eq!(Resource::parse_stored(kind, &id("r1"), &wire.to_bytes()), Ok(resource), "{kind}");
+
+            let before = state.clone();
+            state
+                .apply(Change::Put { kind, id: id("r1"), revision, value: wire.to_bytes() })
+                .unwrap_or_else(|p| panic!("{p}"));
+            assert_eq!(state.len(kind), 1, "{kind}");
+            let diff = state.diff(&before);
+            assert_eq!((diff.added, diff.changed, diff.removed), (vec![(kind, id("r1"))], vec![], vec![]));
+        }
+        assert!(ResourceKind::ALL.into_iter().all(|k| state.len(k) == 1), "each kind has its own map");
+        for kind in ResourceKind::ALL {
+            state.apply(Change::Delete { kind, id: id("r1"), revision: 100 }).expect("delete");
+            assert_eq!(state.len(kind), 0, "{kind}");
+        }
+        assert_eq!(state.diff(&ConfigState::default()), Changes::default());
     }
 
     #[test]

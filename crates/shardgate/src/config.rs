@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ use shardgate_core::{ConfigDuration, Limits};
 
 /// The environment variable that holds the admin key (it wins over the file).
 pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
+/// The environment variable that holds the viewer key (it wins over the file).
+pub const VIEWER_KEY_ENV: &str = "SHARDGATE_ADMIN_VIEWER_KEY";
 /// APISIX's old built-in admin key, exploited on the internet (apache/apisix#5070).
 const APISIX_DEFAULT_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
 /// Shortest admin key accepted.
@@ -40,6 +43,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Where configuration lives.
     pub store: StoreConfig,
+    /// Encryption of SSL private keys at rest (APISIX's `apisix.data_encryption`).
+    pub data_encryption: DataEncryptionConfig,
     /// TLS settings shared by every listener.
     pub tls: TlsConfig,
     /// Graceful stop.
@@ -289,6 +294,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The API key; `SHARDGATE_ADMIN_KEY` wins over it. Required: there is no built-in key.
     pub key: Option<String>,
+    /// A second key that may only read (APISIX's `viewer` role: `GET`
+    /// only, and never private keys); `SHARDGATE_ADMIN_VIEWER_KEY` wins over
+    /// it. Default none.
+    pub viewer_key: Option<String>,
     /// APISIX's `enable_admin_cors`: answer CORS preflights (`OPTIONS`) and
     /// add APISIX's `Access-Control-*` headers to every answer. Default true,
     /// as APISIX.
@@ -305,6 +314,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
             key: None,
+            viewer_key: None,
             cors: true,
             refuse_expired_certificates: false,
         }
@@ -331,6 +341,8 @@ impl Default for MetricsConfig {
 pub enum Backend {
     /// One file in `data_dir`, nothing else to run.
     Embedded,
+    /// An etcd v3 cluster (`store.etcd`), shared by every gateway instance.
+    Etcd,
 }
 
 /// `store:`.
@@ -339,15 +351,116 @@ pub enum Backend {
 pub struct StoreConfig {
     /// The backend. Default `embedded`.
     pub backend: Backend,
-    /// The embedded store's directory. Default `./data`.
+    /// The embedded store's directory (and the disk cache's, by default).
+    /// Default `./data`.
     pub data_dir: PathBuf,
     /// Key prefix, as APISIX's `etcd.prefix`. Default `/apisix`.
     pub prefix: String,
+    /// The etcd cluster, for `backend: etcd` (APISIX's `deployment.etcd`).
+    pub etcd: EtcdConfig,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { backend: Backend::Embedded, data_dir: PathBuf::from("./data"), prefix: "/apisix".into() }
+        StoreConfig {
+            backend: Backend::Embedded,
+            data_dir: PathBuf::from("./data"),
+            prefix: "/apisix".into(),
+            etcd: EtcdConfig::default(),
+        }
+    }
+}
+
+/// `store.etcd:`, in APISIX's `deployment.etcd` vocabulary.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdConfig {
+    /// The members' client URLs, e.g. `http://10.0.0.1:2379` (APISIX's
+    /// `host`; `endpoints` is accepted as the same list).
+    #[serde(alias = "endpoints")]
+    pub host: Vec<String>,
+    /// Per-request timeout (APISIX's `timeout`, seconds there). Default 5s.
+    pub timeout: ConfigDuration,
+    /// User for etcd's authentication, if enabled.
+    pub user: Option<String>,
+    /// Its password (or the `SHARDGATE_ETCD_PASSWORD` environment variable,
+    /// which wins, so the file need not hold it).
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// TLS to etcd (for `https://` members).
+    pub tls: Option<EtcdTlsConfig>,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            host: Vec::new(),
+            timeout: ConfigDuration(Duration::from_secs(5)),
+            user: None,
+            password: None,
+            tls: None,
+        }
+    }
+}
+
+/// `store.etcd.tls:` (APISIX's `deployment.etcd.tls`, plus the CA).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdTlsConfig {
+    /// CA bundle (PEM) that signs the members' certificates (required:
+    /// etcd clusters run on private CAs, so no system roots are trusted).
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for members that require one.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Verify the members' certificates. Default true, and only true is
+    /// supported (give `ca` instead of turning it off).
+    pub verify: bool,
+}
+
+impl Default for EtcdTlsConfig {
+    fn default() -> Self {
+        EtcdTlsConfig { ca: None, cert: None, key: None, verify: true }
+    }
+}
+
+/// The environment variable that holds the etcd password (it wins over the file).
+pub const ETCD_PASSWORD_ENV: &str = "SHARDGATE_ETCD_PASSWORD";
+
+/// `data_encryption:` (APISIX's `apisix.data_encryption`): SSL private
+/// keys are stored AES-CBC encrypted under the first keyring entry, as
+/// APISIX 3.x stores them, and read with any entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataEncryptionConfig {
+    /// Encrypt SSL private keys at rest. Default true.
+    pub enable_encrypt_fields: bool,
+    /// Entries of 16 (AES-128) or 32 (AES-256) characters; the first
+    /// encrypts, all decrypt (rotation). Without one, the embedded store
+    /// uses a key generated into `<data_dir>/keyring` on first start, and
+    /// etcd values are written in plain text (with a warning).
+    #[serde(skip_serializing, deserialize_with = "one_or_many")]
+    pub keyring: Vec<String>,
+}
+
+/// A list, or one string as a list of one (APISIX accepts both for the keyring).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Default for DataEncryptionConfig {
+    fn default() -> Self {
+        DataEncryptionConfig { enable_encrypt_fields: true, keyring: Vec::new() }
     }
 }
 
@@ -480,6 +593,11 @@ impl Config {
         {
             config.admin.key = Some(key);
         }
+        if let Ok(key) = std::env::var(VIEWER_KEY_ENV)
+            && !key.is_empty()
+        {
+            config.admin.viewer_key = Some(key);
+        }
         config.check()?;
         Ok(config)
     }
@@ -559,8 +677,25 @@ impl Config {
         if self.admin.listen == self.metrics.listen && self.admin.listen.port() != 0 {
             return Err(ConfigError("admin.listen and metrics.listen are the same address".into()));
         }
+        if let Some(viewer) = self.admin.viewer_key.as_deref().filter(|k| !k.is_empty()) {
+            if viewer.len() < MIN_KEY_LEN {
+                return Err(ConfigError(format!("admin.viewer_key is shorter than {MIN_KEY_LEN} characters")));
+            }
+            if self.admin.key.as_deref() == Some(viewer) {
+                return Err(ConfigError("admin.viewer_key is the admin key; give the viewer a key of its own".into()));
+            }
+        }
         if !self.store.prefix.starts_with('/') || self.store.prefix.ends_with('/') {
             return Err(ConfigError("store.prefix must start with '/' and not end with one (e.g. /apisix)".into()));
+        }
+        self.check_etcd()?;
+        for (i, entry) in self.data_encryption.keyring.iter().enumerate() {
+            if entry.len() != 16 && entry.len() != 32 {
+                return Err(ConfigError(format!(
+                    "data_encryption.keyring[{i}] is {} bytes long; an entry must be 16 (AES-128) or 32 (AES-256) bytes",
+                    entry.len()
+                )));
+            }
         }
         if self.stream.idle_timeout.get().is_zero() || self.stream.connect_timeout.get().is_zero() {
             return Err(ConfigError("stream.idle_timeout and stream.connect_timeout must be greater than 0".into()));
@@ -569,6 +704,77 @@ impl Config {
             return Err(ConfigError("tls.session_cache must be greater than 0".into()));
         }
         Ok(())
+    }
+
+    /// `store.etcd`, when the backend is etcd: at least one endpoint, each
+    /// an `http://` or `https://` URL with a host and a port; `https://`
+    /// ones only with `tls`; a user with a password.
+    fn check_etcd(&self) -> Result<(), ConfigError> {
+        let etcd = &self.store.etcd;
+        if self.store.backend != Backend::Etcd {
+            return Ok(());
+        }
+        if etcd.host.is_empty() {
+            return Err(ConfigError(
+                "store.etcd.host: list at least one etcd endpoint, e.g. [\"http://127.0.0.1:2379\"]".into(),
+            ));
+        }
+        for (i, url) in etcd.host.iter().enumerate() {
+            let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).ok_or_else(|| {
+                ConfigError(format!(
+                    "store.etcd.host[{i}] {url:?}: an endpoint is a URL starting with http:// or https://"
+                ))
+            })?;
+            let authority = rest.trim_end_matches('/');
+            let port = authority.rsplit_once(':').map(|(_, p)| p);
+            if authority.is_empty() || authority.contains('/') || port.is_none_or(|p| p.parse::<u16>().is_err()) {
+                return Err(ConfigError(format!(
+                    "store.etcd.host[{i}] {url:?}: expected scheme://host:port, e.g. http://127.0.0.1:2379"
+                )));
+            }
+            if url.starts_with("https://") && etcd.tls.is_none() {
+                return Err(ConfigError(format!(
+                    "store.etcd.host[{i}] {url:?} is https:// but store.etcd.tls is not set (set `tls: {{ca: <the members' CA bundle>}}`)"
+                )));
+            }
+        }
+        if etcd.timeout.get().is_zero() {
+            return Err(ConfigError("store.etcd.timeout must be greater than 0".into()));
+        }
+        if etcd.user.is_some() != self.etcd_password().is_some() {
+            return Err(ConfigError(format!(
+                "store.etcd.user and store.etcd.password (or {ETCD_PASSWORD_ENV}) go together"
+            )));
+        }
+        if let Some(tls) = &etcd.tls {
+            if tls.ca.is_none() {
+                return Err(ConfigError(
+                    "store.etcd.tls.ca: name the CA bundle (PEM) that signs the etcd members' certificates".into(),
+                ));
+            }
+            if !tls.verify {
+                return Err(ConfigError(
+                    "store.etcd.tls.verify: false is not supported; give the members' CA in store.etcd.tls.ca instead"
+                        .into(),
+                ));
+            }
+            if tls.cert.is_some() != tls.key.is_some() {
+                return Err(ConfigError("store.etcd.tls.cert and store.etcd.tls.key go together".into()));
+            }
+            for (name, path) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                if let Some(path) = path
+                    && let Err(e) = std::fs::metadata(path)
+                {
+                    return Err(ConfigError(format!("store.etcd.tls.{name}: {}: {e}", path.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The etcd password: the environment wins over the file.
+    pub fn etcd_password(&self) -> Option<String> {
+        std::env::var(ETCD_PASSWORD_ENV).ok().filter(|p| !p.is_empty()).or_else(|| self.store.etcd.password.clone())
     }
 
     /// The admin key, or why the process must not start.
@@ -675,6 +881,46 @@ mod tests {
         assert!(c.check().unwrap_err().0.contains("edge.http[0].addr"));
         let c = Config::default();
         assert!(c.admin_key().is_err(), "no built-in key");
+        let c = Config::parse("admin:\n  viewer_key: short\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("admin.viewer_key is shorter"));
+        let c =
+            Config::parse("admin:\n  key: same-key-0123456789\n  viewer_key: same-key-0123456789\n").expect("parse");
+        assert!(c.check().unwrap_err().0.contains("admin.viewer_key is the admin key"));
+        let c =
+            Config::parse("admin:\n  key: admin-key-0123456789\n  viewer_key: viewer-key-0123456789\n").expect("parse");
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn the_etcd_store_reads_apisix_deployment_vocabulary_and_is_checked() {
+        let c = Config::parse(
+            "store:\n  backend: etcd\n  prefix: /apisix\n  etcd:\n    host:\n      - \"http://127.0.0.1:2379\"\n      - \"http://127.0.0.2:2379\"\n    timeout: 30\n",
+        )
+        .expect("parse");
+        c.check().expect("valid");
+        assert_eq!(c.store.etcd.host.len(), 2);
+        assert_eq!(c.store.etcd.timeout.get(), Duration::from_secs(30));
+        let c = Config::parse("store:\n  backend: etcd\n  etcd:\n    endpoints: [\"http://10.0.0.1:2379\"]\n")
+            .expect("`endpoints` is accepted for `host`");
+        c.check().expect("valid");
+
+        for (yaml, names) in [
+            ("store:\n  backend: etcd\n", "store.etcd.host"),
+            ("store:\n  backend: etcd\n  etcd:\n    host: [\"127.0.0.1:2379\"]\n", "store.etcd.host[0]"),
+            ("store:\n  backend: etcd\n  etcd:\n    host: [\"http://127.0.0.1\"]\n", "scheme://host:port"),
+            ("store:\n  backend: etcd\n  etcd:\n    host: [\"https://etcd:2379\"]\n", "store.etcd.tls"),
+            ("store:\n  backend: etcd\n  etcd:\n    host: [\"http://e:2379\"]\n    user: root\n", "password"),
+            (
+                "store:\n  backend: etcd\n  etcd:\n    host: [\"https://e:2379\"]\n    tls:\n      ca: /nonexistent/ca.pem\n",
+                "store.etcd.tls.ca: /nonexistent/ca.pem",
+            ),
+            ("data_encryption:\n  keyring: [\"short\"]\n", "data_encryption.keyring[0] is 5 bytes"),
+        ] {
+            let e = Config::parse(yaml).expect("parse").check().expect_err(yaml).0;
+            assert!(e.contains(names), "{yaml}: {e}");
+        }
+        let e = Config::parse("store:\n  backend: consul\n").expect_err("unknown backend").to_string();
+        assert!(e.contains("store.backend"), "{e}");
     }
 
     #[test]

@@ -6,12 +6,27 @@
 //! - `shardgate store check|repair [--config FILE | --data-dir DIR]` looks
 //!   into the embedded store, or repairs a damaged one (`repair --force`
 //!   also cuts data written by another shardgate version).
+//! - `shardgate export -o DIR [--include-secrets] [--force]` writes every
+//!   resource of a running gateway (its Admin API) to `DIR/<kind>/<id>.yaml`.
+//! - `shardgate diff -f DIR` compares such a directory with a running
+//!   gateway (exit 0 same, 2 different, 1 error).
+//! - `shardgate apply -f DIR [--prune] [--dry-run]` makes a running gateway
+//!   hold what the directory says.
+//! - `shardgate backup -o FILE [--config FILE]` copies everything under the
+//!   store prefix, at one revision, to a JSON file (a running gateway too).
+//! - `shardgate restore -i FILE [--config FILE] [--replace]` writes a backup
+//!   into the store of a stopped gateway.
 
 #![forbid(unsafe_code)]
 
+mod admin_client;
+mod backup;
 mod config;
+mod config_code;
 mod fds;
+mod open;
 mod run;
+mod secrets;
 mod store_cli;
 
 use std::path::PathBuf;
@@ -48,6 +63,98 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Write every resource of a running gateway to DIR, one YAML file per
+    /// resource (`DIR/<kind>/<id>.yaml`), through its Admin API.
+    Export {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The directory to write; created if missing. One that is not
+        /// empty is refused unless --force.
+        #[arg(short, long = "output", value_name = "DIR")]
+        output: PathBuf,
+        /// Also export the SSL objects' private keys (the admin key only;
+        /// the files are written with mode 0600).
+        #[arg(long)]
+        include_secrets: bool,
+        /// Write into a directory that is not empty: the resource files
+        /// (`<kind>/*.yaml|yml|json`) are rewritten, and those of resources
+        /// no longer on the gateway removed; nothing else is touched.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Compare a directory of resource files with a running gateway. Exits
+    /// 0 when they agree, 2 when `apply` would change something, 1 on error.
+    Diff {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The directory of resource files.
+        #[arg(short = 'f', long = "dir", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Make a running gateway hold what a directory of resource files says:
+    /// create and update (referenced resources first), and with --prune
+    /// delete what the files do not hold.
+    Apply {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The directory of resource files.
+        #[arg(short = 'f', long = "dir", value_name = "DIR")]
+        dir: PathBuf,
+        /// Also delete the resources on the gateway that the files do not
+        /// hold (never invalidations: they are history).
+        #[arg(long)]
+        prune: bool,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Copy everything under the store prefix, at one revision, to one JSON
+    /// file (works while a gateway runs on the store).
+    Backup {
+        /// Bootstrap file (YAML) naming the store.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The backup file to write (mode 0600: it holds private keys).
+        #[arg(short, long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Write a backup into the store. The gateway must be stopped (use
+    /// `apply` on a running one).
+    Restore {
+        /// Bootstrap file (YAML) naming the store.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The backup file to read.
+        #[arg(short, long = "input", value_name = "FILE")]
+        input: PathBuf,
+        /// Restore into a store that already holds data: it then holds
+        /// exactly the backup (keys the backup does not hold are deleted).
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// How to reach a running gateway's Admin API.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// The Admin API's URL.
+    #[arg(long, env = "SHARDGATE_ADMIN_URL", default_value = admin_client::DEFAULT_ADMIN_URL)]
+    admin_url: String,
+    /// The admin key. Prefer the environment variable: a command line is
+    /// visible to other users of the machine.
+    #[arg(long, env = "SHARDGATE_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Longest one Admin API request may take, connecting included, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = admin_client::DEFAULT_TIMEOUT_SECS)]
+    timeout: u64,
+}
+
+impl AdminArgs {
+    fn client(self) -> anyhow::Result<admin_client::AdminClient> {
+        let key = config_code::admin_key(self.admin_key)?;
+        admin_client::AdminClient::new(&self.admin_url, key, std::time::Duration::from_secs(self.timeout))
+            .map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +223,31 @@ fn main() -> ExitCode {
             }
         },
         Command::Store { action } => store_command(action),
+        Command::Export { admin, output, include_secrets, force } => cli_command(async move {
+            config_code::export(&mut admin.client()?, &output, include_secrets, force).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Diff { admin, dir } => cli_command(async move {
+            Ok(match config_code::diff(&mut admin.client()?, &dir).await? {
+                config_code::DiffOutcome::Same => ExitCode::SUCCESS,
+                config_code::DiffOutcome::Differs => ExitCode::from(2),
+                config_code::DiffOutcome::Refused => ExitCode::FAILURE,
+            })
+        }),
+        Command::Apply { admin, dir, prune, dry_run } => cli_command(async move {
+            config_code::apply(&mut admin.client()?, &dir, prune, dry_run).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Backup { config, output } => cli_command(async move {
+            let config = config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+            backup::backup(&config, &output).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Restore { config, input, replace } => cli_command(async move {
+            let config = config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+            backup::restore(&config, &input, replace).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Run { config } => {
             let config = match config::Config::load(config.as_deref()) {
                 Ok(c) => c,
@@ -139,6 +271,25 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a command that is not the gateway on a small runtime; an error is
+/// printed with its context chain and exits 1.
+fn cli_command(command: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shardgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shardgate: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

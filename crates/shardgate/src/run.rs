@@ -1,7 +1,8 @@
 //! Wiring and lifecycle of `shardgate run`.
 //!
 //! ```text
-//! config -> logging -> admin key check -> store -> reconciler.load (first snapshot)
+//! config -> logging -> admin key check -> store (embedded, or etcd: a
+//!   member must answer) -> keyring -> reconciler.load (first snapshot)
 //!   -> bind every listener (fail fast, naming the address) -> ready
 //!   -> serve until SIGTERM/SIGINT
 //!   -> drain: /readyz unready, listeners stop accepting, connections run until
@@ -18,14 +19,14 @@ use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
 use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
-use shardgate_store::{EmbeddedOptions, EmbeddedStore, Store};
+use shardgate_store::Store;
 use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
 use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Backend, Config, LogFormat};
+use crate::config::{Config, LogFormat};
 
 /// Extra time after the drain deadline for cut connections to unwind.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -73,15 +74,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     let drain = Drain::new();
 
-    let store: Arc<dyn Store> = match config.store.backend {
-        Backend::Embedded => {
-            let mut opts = EmbeddedOptions::new(&config.store.data_dir);
-            opts.max_value_bytes = config.limits.store_value_max_bytes;
-            let store = EmbeddedStore::open(opts)
-                .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
-            Arc::new(store)
-        }
-    };
+    let store: Arc<dyn Store> = crate::open::open_store(&config).await?;
+    let keyring = crate::secrets::keyring(&config)?;
 
     let registry = Arc::new(Registry::new(
         Arc::new(Resolver::new(config.stream.dns_ttl.get(), Duration::from_secs(5))),
@@ -114,7 +108,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         ControlMetrics::register(&metrics),
         Arc::clone(&health),
-    );
+    )
+    .with_keyring(keyring.clone());
     reconciler.load().await.context("loading the configuration from the store")?;
 
     // Bind everything before serving anything: a taken port fails the start.
@@ -153,6 +148,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
+        .with_viewer_key(config.admin.viewer_key.clone())
+        .with_keyring(keyring)
         .with_applied_generation(handle.subscribe())
         .with_samples(Arc::clone(&samples))
         .with_cors(config.admin.cors)

@@ -190,6 +190,16 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+    /// The backend refused the request for a reason other than
+    /// availability, which retrying will not fix (etcd: authentication
+    /// failed, permission denied, request too large, database full).
+    #[error("{context}: {reason}")]
+    Backend {
+        /// What was being done (operation, key, user).
+        context: String,
+        /// What the backend answered.
+        reason: String,
+    },
     /// A fenced write lost to another fenced write made since its
     /// [`Fence`] was read; check again and retry.
     #[error("another write changed the configuration since this write's checks")]

@@ -13,6 +13,10 @@
 //! not damage: [`repair`] leaves it alone unless forced, since truncating
 //! would throw away a configuration that the version which wrote it reads
 //! in full.
+//!
+//! [`read_only_listing`] reads the live keys out of a log without opening
+//! the store (no lock taken, nothing written), so a backup can be taken
+//! while a gateway runs on the directory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::embedded::{LOCK_FILE, LOG_FILE};
 use crate::log::{self, Op, Record, ScanErrorKind};
-use crate::{StoreError, io};
+use crate::{KeyValue, Listing, StoreError, io};
 
 /// Most lost records listed one by one in a report.
 pub const MAX_LISTED: usize = 1000;
@@ -153,6 +157,58 @@ pub fn inspect(path: PathBuf, bytes: &[u8]) -> Report {
     }
 }
 
+/// Every live key under `prefix` in the store in `dir`, read from its log
+/// without opening the store: no lock is taken and nothing is written, so
+/// it works while a gateway runs on the directory (`shardgate backup`).
+///
+/// The listing is the state at the last intact record: a record being
+/// appended while the file is read is a torn tail and is left out, exactly
+/// as recovery drops it ([`log::scan`]); the log is read through one open
+/// file, and compaction replaces it by a rename, so the bytes read are
+/// always a prefix of one log. Keys whose time to live has passed are left
+/// out, as a read of the open store leaves them out. A log that start-up
+/// would refuse (damage, another version's data) is refused with the same
+/// error.
+pub fn read_only_listing(dir: &Path, prefix: &str) -> Result<Listing, StoreError> {
+    let path = dir.join(LOG_FILE);
+    let mut bytes = Vec::new();
+    File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io(format!("read {}", path.display())))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    listing_of(&path, &bytes, prefix, now_ms)
+}
+
+/// The listing of a log's bytes at `now_ms` (see [`read_only_listing`]).
+fn listing_of(path: &Path, bytes: &[u8], prefix: &str, now_ms: u64) -> Result<Listing, StoreError> {
+    let scan = log::scan(bytes).map_err(|e| StoreError::from_scan(path, e))?;
+    let mut map = std::collections::BTreeMap::new();
+    let mut revision = 0;
+    for rec in scan.records {
+        revision = revision.max(rec.revision);
+        match rec.op {
+            Op::Put | Op::PutExpiring => {
+                let kv = KeyValue {
+                    key: rec.key.clone(),
+                    value: rec.value,
+                    create_revision: rec.create_revision,
+                    mod_revision: rec.revision,
+                    version: rec.version,
+                    expires_at_ms: rec.expires_at_ms,
+                };
+                map.insert(rec.key, kv);
+            }
+            Op::Delete => drop(map.remove(&rec.key)),
+            Op::Revision => {}
+        }
+    }
+    let kvs = map
+        .into_values()
+        .filter(|kv| kv.key.starts_with(prefix) && kv.expires_at_ms.is_none_or(|at| at > now_ms))
+        .collect();
+    Ok(Listing { kvs, revision })
+}
+
 /// Intact records after `bad`, compaction markers left out: the listed
 /// ones, how many in all, and how many of those cannot be decoded here.
 fn recognisable_after(bytes: &[u8], bad: u64) -> (Vec<LostRecord>, usize, usize) {
@@ -250,6 +306,81 @@ mod tests {
         drop(store);
         let (again, outcome) = repair(dir.path(), false).expect("second repair");
         assert!(again.opens() && outcome == Outcome::Nothing, "nothing left to repair");
+    }
+
+    /// The read-only listing replays puts and deletes, keeps revisions,
+    /// leaves out other prefixes, expired keys and a torn tail (a record
+    /// being appended), and refuses damage as start-up does.
+    #[test]
+    fn a_read_only_listing_stops_at_the_torn_tail() {
+        let mut expiring = put(4, "/apisix/ssls/t", "ttl");
+        expiring.op = Op::PutExpiring;
+        expiring.expires_at_ms = Some(5_000);
+        let mut later = put(5, "/apisix/ssls/u", "ttl-later");
+        later.op = Op::PutExpiring;
+        later.expires_at_ms = Some(50_000);
+        let mut second = put(6, "/apisix/upstreams/a", "two");
+        second.create_revision = 1;
+        second.version = 2;
+        let recs = [
+            put(1, "/apisix/upstreams/a", "one"),
+            put(2, "/apisix/upstreams/b", "gone"),
+            Record::delete("/apisix/upstreams/b".into(), 3),
+            expiring,
+            later,
+            second,
+            put(7, "/other/upstreams/x", "elsewhere"),
+        ];
+        let mut bytes = file(&recs);
+        let whole = bytes.len();
+        // A record cut while being appended.
+        let mut torn = Vec::new();
+        log::encode(&put(8, "/apisix/upstreams/c", "being written"), &mut torn);
+        bytes.extend_from_slice(&torn[..torn.len() - 3]);
+
+        let listing = listing_of(Path::new("store.log"), &bytes, "/apisix/", 10_000).expect("listing");
+        assert_eq!(listing.revision, 7, "the last intact record's revision");
+        let got: Vec<(&str, &[u8], u64, u64, u64)> = listing
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.as_slice(), kv.create_revision, kv.mod_revision, kv.version))
+            .collect();
+        assert_eq!(
+            got,
+            [("/apisix/ssls/u", &b"ttl-later"[..], 5, 5, 1), ("/apisix/upstreams/a", &b"two"[..], 1, 6, 2)],
+            "deleted, expired, other-prefix and torn keys are left out"
+        );
+        assert_eq!(listing.kvs[0].expires_at_ms, Some(50_000));
+
+        let mut damaged = bytes[..whole].to_vec();
+        damaged[MAGIC.len() + HEADER + 3] ^= 0xff;
+        let err = listing_of(Path::new("store.log"), &damaged, "/apisix/", 0).expect_err("damage is refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    /// While a store is open (its directory locked), the read-only listing
+    /// sees exactly what the store lists.
+    #[tokio::test]
+    async fn a_read_only_listing_of_an_open_store_matches_its_list() {
+        use crate::{Condition, Store};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::EmbeddedStore::open(crate::EmbeddedOptions::new(dir.path())).expect("open");
+        for (k, v) in [("/apisix/upstreams/a", "1"), ("/apisix/upstreams/b", "2"), ("/apisix/ssls/1", "3")] {
+            store.put(k, v.into(), Condition::Always).await.expect("put");
+        }
+        store.put("/apisix/upstreams/a", b"1b".to_vec(), Condition::Always).await.expect("put");
+        store.delete("/apisix/upstreams/b", Condition::Always).await.expect("delete");
+        assert!(
+            matches!(
+                crate::EmbeddedStore::open(crate::EmbeddedOptions::new(dir.path())),
+                Err(StoreError::Locked { .. })
+            ),
+            "the directory is locked while the store is open"
+        );
+        let listing = read_only_listing(dir.path(), "/apisix/").expect("read-only listing");
+        assert_eq!(listing, store.list("/apisix/").await.expect("list"));
+        assert_eq!(listing.kvs.len(), 2);
+        assert!(read_only_listing(&dir.path().join("missing"), "/").is_err(), "no log, no listing");
     }
 
     /// A record from a newer version (checksum good, op unknown) and a file

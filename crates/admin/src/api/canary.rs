@@ -54,7 +54,9 @@ impl AdminState {
         let created = wire.times().0.unwrap_or_else(now_unix);
         wire.set_id(id);
         wire.set_times(created, now_unix());
-        self.store().put_fenced(&kv.key, wire.to_bytes(), Condition::ModRevision(kv.mod_revision), None, turn).await?;
+        self.store()
+            .put_fenced(&kv.key, self.stored_bytes(&wire)?, Condition::ModRevision(kv.mod_revision), None, turn)
+            .await?;
         Ok(())
     }
 

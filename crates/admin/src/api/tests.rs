@@ -11,11 +11,14 @@ struct Api {
     _dir: tempfile::TempDir,
 }
 
+const VIEWER_KEY: &str = "test-viewer-key-0123456789";
+
 fn api() -> Api {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
     let limits = Limits { admin_body_max_bytes: 64 * 1024, ..Limits::default() };
-    let state = AdminState::new(Arc::clone(&store) as Arc<dyn Store>, "/apisix", KEY, limits);
+    let state = AdminState::new(Arc::clone(&store) as Arc<dyn Store>, "/apisix", KEY, limits)
+        .with_viewer_key(Some(VIEWER_KEY.into()));
     Api { router: router(state), store, _dir: dir }
 }
 
@@ -99,6 +102,57 @@ async fn seed_ssl_post_list_and_get_never_show_the_key() {
     assert_eq!(s, StatusCode::OK);
     assert!(v["value"].get("key").is_none());
     assert!(v["modifiedIndex"].is_u64());
+}
+
+/// `?include_secrets=true` returns the stored private keys to the admin
+/// key, on the listing and on one object; the viewer key may read but not
+/// write, and not ask for keys (401, APISIX's wording for roles).
+#[tokio::test]
+async fn only_the_admin_key_reads_private_keys_and_the_viewer_key_only_reads() {
+    let a = api();
+    let (c, k) = cert("gs-1.com");
+    let (c2, k2) = cert("gs-1.com");
+    let body = json!({"cert": c, "key": k, "certs": [c2], "keys": [k2], "snis": ["gs-1.com"]});
+    let (s, v) = a.call("PUT", "/apisix/admin/ssls/1", &body.to_string()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    let (s, v) = a.call("GET", "/apisix/admin/ssls?include_secrets=true", "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["list"][0]["value"]["key"], k.as_str());
+    assert_eq!(v["list"][0]["value"]["keys"], json!([k2]));
+    for path in ["/apisix/admin/ssls/1?include_secrets=true", "/apisix/admin/ssls/1/cert?include_secrets=true"] {
+        let (s, v) = a.call("GET", path, "").await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        assert_eq!(v["value"]["key"], k.as_str(), "{path}");
+        assert_eq!(v["value"]["cert"], c.as_str(), "{path}");
+    }
+    for path in ["/apisix/admin/ssls/1?include_secrets=false", "/apisix/admin/ssls/1"] {
+        let (s, v) = a.call("GET", path, "").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(v["value"].get("key").is_none() && v["value"].get("keys").is_none(), "{path}: {v}");
+    }
+    let (s, v) = a.call("GET", "/apisix/admin/ssls?include_secrets=yes", "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error_msg"].as_str().is_some_and(|m| m.contains("include_secrets")), "{v}");
+    let (s, v) = a.call("GET", "/apisix/admin/ssls/nope?include_secrets=true", "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+
+    let viewer = Some(VIEWER_KEY);
+    let (s, v) = a.call_with("GET", "/apisix/admin/ssls/1", "", viewer).await;
+    assert_eq!(s, StatusCode::OK, "a viewer reads");
+    assert!(v["value"].get("key").is_none());
+    for path in ["/apisix/admin/ssls?include_secrets=true", "/apisix/admin/ssls/1?include_secrets=true"] {
+        let (s, v) = a.call_with("GET", path, "", viewer).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(v["description"], "include_secrets is not allowed for role viewer", "{path}");
+        assert!(v.get("value").is_none());
+    }
+    let (s, v) = a.call_with("PUT", "/apisix/admin/upstreams/u", r#"{"nodes":{"127.0.0.1:1":1}}"#, viewer).await;
+    assert_eq!((s, v["description"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid method for role viewer")));
+    let (s, _) = a.call_with("DELETE", "/apisix/admin/ssls/1", "", viewer).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.call("GET", "/apisix/admin/upstreams/u", "").await.0, StatusCode::NOT_FOUND, "nothing written");
+    assert_eq!(a.call("GET", "/apisix/admin/ssls/1", "").await.0, StatusCode::OK, "nothing deleted");
 }
 
 #[tokio::test]

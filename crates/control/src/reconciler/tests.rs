@@ -141,7 +141,7 @@ impl Store for Flaky {
             .is_ok()
         {
             // Half the failures break an established watch, half refuse a new one.
-            if self.failures.load(std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+            if self.failures.load(std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) {
                 let (tx, rx) = tokio::sync::mpsc::channel(1);
                 tx.send(Err(down())).await.expect("send");
                 return Ok(shardgate_store::Watch::new(rx));
@@ -206,4 +206,28 @@ async fn a_broken_watch_resumes_from_the_last_applied_revision_without_a_reload(
     );
     drop(stop_tx);
     task.await.expect("reconciler");
+}
+
+/// A full load decrypts SSL keys with the reconciler's keyring, every time:
+/// the fresh state of each load keeps it.
+#[tokio::test]
+async fn every_load_decrypts_ssl_keys_with_the_keyring() {
+    let mut f = fixture();
+    let (keyring, _) = Keyring::generate().expect("keyring");
+    let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIDLEvOG2fYURr0oPfbRUs0YfCZgjxfQChjbwGIOcG6m1\n-----END PRIVATE KEY-----\n";
+    let mut ssl = serde_json::json!({"cert": "not a certificate", "key": pem, "snis": ["gs-1.com"]});
+    shardgate_model::keyring::seal_ssl_value(&keyring, &mut ssl).expect("seal");
+    f.store.put("/apisix/ssls/1", ssl.to_string().into_bytes(), Condition::Always).await.expect("put");
+    let key_problem = |r: &Reconciler| r.state.problems().map(|p| p.invalid.field.clone()).collect::<Vec<_>>();
+
+    let mut plain = f.reconciler.take().expect("reconciler");
+    plain.load().await.expect("load");
+    assert_eq!(key_problem(&plain), ["key"], "no keyring: the encrypted key is the problem");
+
+    let mut r = plain.with_keyring(Some(Arc::new(keyring)));
+    for _ in 0..2 {
+        r.load().await.expect("load");
+        // Decrypted: what is left to refuse is the certificate.
+        assert_eq!(key_problem(&r), ["cert"]);
+    }
 }
