@@ -71,21 +71,21 @@ fn stdout_ok(o: &Output, what: &str) -> String {
 }
 
 /// The store revision etcd is at.
-fn etcd_revision(etcd: &EtcdCluster) -> u64 {
-    let out = stdout_ok(&etcd.etcdctl(&["get", PREFIX, "--prefix", "--limit=1", "-w", "json"]), "etcdctl get");
+async fn etcd_revision(etcd: &EtcdCluster) -> u64 {
+    let out = stdout_ok(&etcd.etcdctl(&["get", PREFIX, "--prefix", "--limit=1", "-w", "json"]).await, "etcdctl get");
     let v: Value = serde_json::from_str(&out).expect("etcdctl JSON");
     v["header"]["revision"].as_u64().unwrap_or_else(|| panic!("no revision in {v}"))
 }
 
 /// The stored value of `key`, as JSON.
-fn etcd_json(etcd: &EtcdCluster, key: &str) -> Value {
-    let out = stdout_ok(&etcd.etcdctl(&["get", key, "--print-value-only"]), "etcdctl get");
+async fn etcd_json(etcd: &EtcdCluster, key: &str) -> Value {
+    let out = stdout_ok(&etcd.etcdctl(&["get", key, "--print-value-only"]).await, "etcdctl get");
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{key} holds no JSON ({e}): {out:?}"))
 }
 
 /// Every key stored under `prefix`.
-fn etcd_keys(etcd: &EtcdCluster, prefix: &str) -> BTreeSet<String> {
-    let out = stdout_ok(&etcd.etcdctl(&["get", prefix, "--prefix", "--keys-only"]), "etcdctl get --keys-only");
+async fn etcd_keys(etcd: &EtcdCluster, prefix: &str) -> BTreeSet<String> {
+    let out = stdout_ok(&etcd.etcdctl(&["get", prefix, "--prefix", "--keys-only"]).await, "etcdctl get --keys-only");
     out.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
 }
 
@@ -116,7 +116,7 @@ fn hex(bytes: &[u8]) -> String {
 /// through C stops routing on A and B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_000_sent_to_one_instance_serves_players_on_every_instance() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let a = on_etcd(&etcd).await;
     let b = on_etcd(&etcd).await;
     let c = on_etcd(&etcd).await;
@@ -195,10 +195,13 @@ curl -sS -i -X POST http://{admin}/apisix/admin/stream_routes -H 'X-API-KEY: edd
     let id = routes.keys().next().expect("route id");
     let r = c.admin().delete(&format!("/apisix/admin/stream_routes/{id}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let on_a = converge(20, "A stops routing gs-1.com", &client, a.tls_addr(), "gs-1.com", None).await;
-    let on_b = converge(20, "B stops routing gs-1.com", &client, b.tls_addr(), "gs-1.com", None).await;
+    let deleted = Instant::now();
+    converge(20, "A stops routing gs-1.com", &client, a.tls_addr(), "gs-1.com", None).await;
+    let on_a = deleted.elapsed();
+    converge(20, "B stops routing gs-1.com", &client, b.tls_addr(), "gs-1.com", None).await;
+    let on_b = deleted.elapsed();
     eprintln!(
-        "the delete through C was live on A after {} ms, on B after {} ms more",
+        "the delete through C was live on A within {} ms, on B within {} ms (each includes a refused handshake)",
         on_a.as_millis(),
         on_b.as_millis()
     );
@@ -237,7 +240,7 @@ async fn openssl_aes(input: &str, decrypt: bool, entry: &str, dir: &Path) -> Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
     assert_eq!((KEYRING[0].len(), KEYRING[1].len()), (16, 32));
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let keyring = format!("data_encryption:\n  keyring: [\"{}\", \"{}\"]", KEYRING[0], KEYRING[1]);
     // A watches the writes arrive; B is started after them and lists them.
     let a = gateway().etcd(&etcd.endpoints(), PREFIX).yaml(&keyring).spawn().await;
@@ -256,7 +259,7 @@ async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
     for (key, value) in
         [("/apisix/upstreams/1", &upstream), ("/apisix/ssls/1", &ssl), ("/apisix/stream_routes/1", &route)]
     {
-        stdout_ok(&etcd.etcdctl(&["put", key, &value.to_string()]), &format!("etcdctl put {key}"));
+        stdout_ok(&etcd.etcdctl(&["put", key, &value.to_string()]).await, &format!("etcdctl put {key}"));
     }
 
     let client = TlsClient::default();
@@ -292,7 +295,7 @@ async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
         .put("/apisix/admin/ssls/2", &json!({"cert": pem_cert, "key": pem_key, "snis": ["written.test"]}))
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let stored = etcd_json(&etcd, "/apisix/ssls/2");
+    let stored = etcd_json(&etcd, "/apisix/ssls/2").await;
     assert_eq!(stored["id"], "2", "{stored}");
     assert_eq!(stored["snis"], json!(["written.test"]), "{stored}");
     assert_eq!(stored["cert"], pem_cert.as_str(), "{stored}");
@@ -331,7 +334,7 @@ async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
 /// to what it deletes never leaves a dangling reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_racing_through_two_instances_keep_their_checks() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let a = on_etcd(&etcd).await;
     let b = on_etcd(&etcd).await;
     let (aa, ba) = (a.admin(), b.admin());
@@ -401,15 +404,28 @@ async fn writes_racing_through_two_instances_keep_their_checks() {
         }
     }
 
-    // A deletes an upstream while B makes a route refer to it.
+    // A deletes an upstream while B makes a route refer to it. One side
+    // starts 0-27 ms after the other (which side alternates), so the rounds
+    // sweep the window where each one's checks could miss the other's write.
     let (mut delete_won, mut route_won) = (0, 0);
-    for round in 0..20 {
+    for round in 0..40u64 {
         let id = format!("ref-{round}");
         aa.put_ok(&format!("/apisix/admin/upstreams/{id}"), &json!({"nodes": {gs.node(): 1}})).await;
         let (upstream_path, route_path) =
             (format!("/apisix/admin/upstreams/{id}"), format!("/apisix/admin/stream_routes/{id}"));
         let route_body = json!({"upstream_id": id, "sni": format!("{id}.test")});
-        let (del, route) = tokio::join!(aa.delete(&upstream_path), ba.put(&route_path, &route_body));
+        let lag = Duration::from_millis((round / 2 % 10) * 3);
+        let (delete_lag, route_lag) = if round % 2 == 0 { (Duration::ZERO, lag) } else { (lag, Duration::ZERO) };
+        let (del, route) = tokio::join!(
+            async {
+                tokio::time::sleep(delete_lag).await;
+                aa.delete(&upstream_path).await
+            },
+            async {
+                tokio::time::sleep(route_lag).await;
+                ba.put(&route_path, &route_body).await
+            }
+        );
         match (del.status, route.status) {
             (200, 400) => delete_won += 1,
             (400, 201) => route_won += 1,
@@ -439,7 +455,7 @@ async fn writes_racing_through_two_instances_keep_their_checks() {
 /// new players connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
-    let mut etcd = EtcdCluster::start(3);
+    let mut etcd = EtcdCluster::start(3).await;
     let a = on_etcd(&etcd).await;
     let gs = GameServer::start("gs").await;
     let admin = a.admin();
@@ -487,7 +503,7 @@ async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
         })
     };
     eventually(30, "60 writes before the kill", || async { (done.load(Ordering::SeqCst) >= 60).then_some(()) }).await;
-    let leader = etcd.leader();
+    let leader = etcd.leader().await;
     etcd.kill(leader);
     let killed_after = done.load(Ordering::SeqCst);
     eprintln!("killed etcd member {leader} (the leader) after {killed_after} writes");
@@ -509,7 +525,7 @@ async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
     assert!(acked_after_kill > 0, "writes succeed again once a leader is elected: {results:?}");
 
     let listed = view(&admin, "upstreams").await;
-    let keys = etcd_keys(&etcd, "/apisix/upstreams/");
+    let keys = etcd_keys(&etcd, "/apisix/upstreams/").await;
     for id in &acked {
         assert!(listed.contains_key(*id), "acknowledged write {id} is listed through A");
         assert!(keys.contains(&format!("/apisix/upstreams/{id}")), "acknowledged write {id} is in etcd");
@@ -529,7 +545,7 @@ const ASSET_HOST: &str = "assets.cluster.test";
 /// once etcd is back a write through A is live on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request() {
-    let mut etcd = EtcdCluster::start(3);
+    let mut etcd = EtcdCluster::start(3).await;
     let a = gateway().etcd(&etcd.endpoints(), PREFIX).edge_http(1).spawn().await;
     let b = gateway().etcd(&etcd.endpoints(), PREFIX).edge_http(1).spawn().await;
     let (gs1, gs2) = (GameServer::start("gs1").await, GameServer::start("gs2").await);
@@ -572,7 +588,7 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
         sessions.push(s);
     }
 
-    etcd.stop_all();
+    etcd.stop_all().await;
     let outage = Instant::now();
     // The Admin API, a few seconds into the outage: 503 naming the cause,
     // for a write and for a read; the store is reported down.
@@ -643,7 +659,7 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
     assert!(read.json()["error_msg"].as_str().is_some_and(|m| m.contains("unreachable")), "{}", read.body);
     assert!(down, "shardgate_store_up is 0 during the outage");
 
-    etcd.start_all();
+    etcd.start_all().await;
     let restarted = Instant::now();
     let body = json!({"sni": "after.test", "upstream": {"nodes": {gs2.node(): 1}}});
     eventually(60, "a write through A once etcd is back", || async {
@@ -675,7 +691,7 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
 /// exactly A's view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_off_while_etcd_compacts_resyncs_to_the_same_view() {
-    let etcd = EtcdCluster::start(1);
+    let etcd = EtcdCluster::start(1).await;
     let proxy = PausableProxy::for_url(&etcd.endpoints()[0]).await;
     let a = on_etcd(&etcd).await;
     let b = gateway().etcd(&[proxy.url()], PREFIX).spawn().await;
@@ -731,8 +747,8 @@ async fn an_instance_cut_off_while_etcd_compacts_resyncs_to_the_same_view() {
     let r = b.admin().get("/apisix/admin/stream_routes").await;
     assert_eq!(r.status, 503, "B's Admin API cannot read its store: {}", r.body);
 
-    let revision = etcd_revision(&etcd);
-    etcd.compact(revision);
+    let revision = etcd_revision(&etcd).await;
+    etcd.compact(revision).await;
     eprintln!("compacted at revision {revision} after {} ms of cut", cut_at.elapsed().as_millis());
 
     proxy.resume();
