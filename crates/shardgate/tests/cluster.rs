@@ -456,7 +456,12 @@ async fn writes_racing_through_two_instances_keep_their_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
     let mut etcd = EtcdCluster::start(3).await;
-    let a = on_etcd(&etcd).await;
+    // The leader is A's first endpoint, so the member A talks to first is
+    // the one that dies.
+    let first = etcd.leader().await;
+    let mut endpoints = vec![etcd.endpoint(first)];
+    endpoints.extend((0..etcd.len()).filter(|&i| i != first).map(|i| etcd.endpoint(i)));
+    let a = gateway().etcd(&endpoints, PREFIX).spawn().await;
     let gs = GameServer::start("gs").await;
     let admin = a.admin();
     admin.put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&["gs-1.com"]).ssl_body(&["gs-1.com"])).await;
@@ -482,6 +487,7 @@ async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
                 }
                 let id = format!("w-{i}");
                 let body = json!({"nodes": {node.clone(): 1}}).to_string();
+                let sent = Instant::now();
                 let status = match admin.try_request("PUT", &format!("/apisix/admin/upstreams/{id}"), Some(&body)).await
                 {
                     Ok(r) => {
@@ -495,7 +501,7 @@ async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
                         0
                     }
                 };
-                results.push((id, status, started.elapsed()));
+                results.push((id, status, sent.elapsed()));
                 done.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
@@ -506,20 +512,28 @@ async fn an_etcd_leader_killed_mid_write_loses_no_acknowledged_write() {
     let leader = etcd.leader().await;
     etcd.kill(leader);
     let killed_after = done.load(Ordering::SeqCst);
-    eprintln!("killed etcd member {leader} (the leader) after {killed_after} writes");
+    eprintln!(
+        "killed etcd member {leader} (the leader; A's first endpoint: {}) after {killed_after} writes",
+        leader == first
+    );
     let results =
         tokio::time::timeout(Duration::from_secs(60), writer).await.expect("writer bounded").expect("writer task");
 
     let acked: Vec<&String> = results.iter().filter(|(_, s, _)| matches!(s, 200 | 201)).map(|(id, _, _)| id).collect();
     let unavailable = results.iter().filter(|(_, s, _)| *s == 503).count();
     let other: Vec<_> = results.iter().filter(|(_, s, _)| !matches!(s, 200 | 201 | 503)).collect();
+    assert!(killed_after < results.len(), "the leader was killed while the client wrote");
     let acked_after_kill = results[killed_after..].iter().filter(|(_, s, _)| matches!(s, 200 | 201)).count();
+    let slowest = results.iter().max_by_key(|(_, _, took)| *took).expect("writes");
     eprintln!(
-        "{} writes: {} acknowledged ({} after the kill), {} answered 503 during the election",
+        "{} writes: {} acknowledged ({} after the kill), {} answered 503 during the election; slowest {} ({}) in {} ms",
         results.len(),
         acked.len(),
         acked_after_kill,
-        unavailable
+        unavailable,
+        slowest.0,
+        slowest.1,
+        slowest.2.as_millis()
     );
     assert!(other.is_empty(), "only 200/201 or 503: {other:?}");
     assert!(acked_after_kill > 0, "writes succeed again once a leader is elected: {results:?}");
