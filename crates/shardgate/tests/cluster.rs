@@ -607,30 +607,20 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
     // The Admin API, a few seconds into the outage: 503 naming the cause,
     // for a write and for a read; the store is reported down.
     let checks = {
-        let (admin, metrics) = (admin.clone(), a.metrics);
+        let admin = admin.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let t = Instant::now();
             let write = admin.put("/apisix/admin/upstreams/during", &json!({"nodes": {"127.0.0.1:1": 1}})).await;
             let write_took = t.elapsed();
             let read = admin.get("/apisix/admin/stream_routes").await;
-            let down = tokio::time::timeout(Duration::from_secs(20), async {
-                loop {
-                    let m = shardgate_e2e::admin::http(metrics, "GET", "/metrics", &[], None).await;
-                    if m.body.lines().any(|l| l == "shardgate_store_up 0") {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            })
-            .await
-            .is_ok();
-            (write, write_took, read, down)
+            (write, write_took, read)
         })
     };
 
     let (mut players, mut player_failures, mut echoes, mut echo_failures) = (0, Vec::new(), 0, Vec::new());
     let (mut assets, mut asset_failures, mut unready) = (0, Vec::new(), Vec::new());
+    let mut store_up_samples = Vec::new();
     let mut tick = 0u32;
     while outage.elapsed() < Duration::from_secs(30) {
         tick += 1;
@@ -656,9 +646,15 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
         if ready != 200 {
             unready.push((ready, at));
         }
+        // The watch breaks as the members stop; from 5 s on the store must
+        // read as down on every sample, not flap back up.
+        if at > Duration::from_secs(5) {
+            let up = a.metric("shardgate_store_up").await;
+            store_up_samples.push(up);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (write, write_took, read, down) = checks.await.expect("admin checks");
+    let (write, write_took, read) = checks.await.expect("admin checks");
     eprintln!(
         "30 s without etcd: {players} new players, {echoes} session echoes, {assets} asset requests; the Admin write answered 503 in {} ms",
         write_took.as_millis()
@@ -671,7 +667,10 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
     assert!(write.json()["error_msg"].as_str().is_some_and(|m| m.contains("unreachable")), "{}", write.body);
     assert_eq!(read.status, 503, "a read needs the store too: {}", read.body);
     assert!(read.json()["error_msg"].as_str().is_some_and(|m| m.contains("unreachable")), "{}", read.body);
-    assert!(down, "shardgate_store_up is 0 during the outage");
+    assert!(
+        !store_up_samples.is_empty() && store_up_samples.iter().all(|&up| up == 0.0),
+        "shardgate_store_up is 0 throughout the outage: {store_up_samples:?}"
+    );
 
     etcd.start_all().await;
     let restarted = Instant::now();
@@ -699,10 +698,11 @@ async fn every_etcd_member_stopped_for_30s_drops_no_player_and_no_asset_request(
 // 6. Compaction while an instance is disconnected
 // ---------------------------------------------------------------------------
 
-/// B reaches etcd through a proxy the test cuts. While B is cut off, A
-/// creates, changes and deletes, and etcd compacts the history B would
-/// resume from: B keeps serving its last configuration, then resyncs to
-/// exactly A's view.
+/// B reaches etcd through a proxy the test cuts. A first cut, with the
+/// history kept, is caught up by resuming the watch (no resync). During a
+/// second cut A creates, changes and deletes, and etcd compacts the
+/// history B would resume from: B keeps serving its last configuration,
+/// then resyncs to exactly A's view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_off_while_etcd_compacts_resyncs_to_the_same_view() {
     let etcd = EtcdCluster::start(1).await;
@@ -711,7 +711,7 @@ async fn an_instance_cut_off_while_etcd_compacts_resyncs_to_the_same_view() {
     let b = gateway().etcd(&[proxy.url()], PREFIX).spawn().await;
     let (gs1, gs2) = (GameServer::start("gs1").await, GameServer::start("gs2").await);
     let admin = a.admin();
-    let snis = ["c1.test", "c2.test", "c3.test", "c4.test"];
+    let snis = ["c1.test", "c2.test", "c3.test", "c4.test", "c0.test"];
     admin.put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&snis).ssl_body(&snis)).await;
     admin.put_ok("/apisix/admin/upstreams/u1", &json!({"nodes": {gs1.node(): 1}})).await;
     admin.put_ok("/apisix/admin/upstreams/u2", &json!({"nodes": {gs2.node(): 1}})).await;
@@ -728,8 +728,27 @@ async fn an_instance_cut_off_while_etcd_compacts_resyncs_to_the_same_view() {
         converge(15, &format!("B routes {sni}"), &client, b.tls_addr(), sni, Some("gs1")).await;
     }
     assert!(proxy.accepted() > 0, "B reaches etcd through the proxy");
-    let resyncs_before = b.metric("shardgate_config_resyncs_total").await;
 
+    // A cut with the history kept: B resumes its watch where it was.
+    let resyncs_before = b.metric("shardgate_config_resyncs_total").await;
+    let restarts_before = b.metric("shardgate_config_watch_restarts_total").await;
+    proxy.cut();
+    eventually(30, "B sees its store down", || async { (b.metric("shardgate_store_up").await == 0.0).then_some(()) })
+        .await;
+    admin.put_ok("/apisix/admin/stream_routes/r0", &json!({"sni": "c0.test", "upstream_id": "u2"})).await;
+    converge(15, "A routes c0", &client, a.tls_addr(), "c0.test", Some("gs2")).await;
+    assert_eq!(reply(&client, b.tls_addr(), "c0.test").await, None, "B is cut off");
+    proxy.resume();
+    let resumed = Instant::now();
+    converge(30, "B routes c0 once resumed", &client, b.tls_addr(), "c0.test", Some("gs2")).await;
+    eprintln!("B caught up {} ms after the first cut ended (watch resumed)", resumed.elapsed().as_millis());
+    assert_eq!(b.metric("shardgate_config_resyncs_total").await, resyncs_before, "no resync while the history is kept");
+    assert!(b.metric("shardgate_config_watch_restarts_total").await > restarts_before, "the watch was resumed");
+    eventually(30, "B's store up again", || async { (b.metric("shardgate_store_up").await == 1.0).then_some(()) })
+        .await;
+
+    // A cut during which the history B needs is compacted.
+    let resyncs_before = b.metric("shardgate_config_resyncs_total").await;
     proxy.cut();
     eventually(30, "B sees its store down", || async { (b.metric("shardgate_store_up").await == 0.0).then_some(()) })
         .await;
@@ -755,6 +774,7 @@ async fn an_instance_cut_off_while_etcd_compacts_resyncs_to_the_same_view() {
         ("c2.test", Some("[gs1] ping")),
         ("c3.test", Some("[gs1] ping")),
         ("c4.test", None),
+        ("c0.test", Some("[gs2] ping")),
     ] {
         assert_eq!(reply(&client, b.tls_addr(), sni).await.as_deref(), want, "B during the cut, {sni}");
     }
