@@ -272,6 +272,18 @@ async fn apisix_data_in_etcd_is_served_and_ssls_are_stored_the_apisix_way() {
         .await;
         assert_eq!(presented_cert(&s), cert.der, "{name} presents the certificate written by etcdctl");
     }
+    // Without the entry that encrypted it, the SSL is a problem, not served.
+    let c = gateway()
+        .etcd(&etcd.endpoints(), PREFIX)
+        .yaml(&format!("data_encryption:\n  keyring: [\"{}\"]", KEYRING[0]))
+        .spawn()
+        .await;
+    eventually(15, "C reports the SSL it cannot decrypt", || async {
+        (c.metric("shardgate_config_problems").await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(reply(&client, c.tls_addr(), "apisix.test").await, None, "C has no key for apisix.test");
+    drop(c);
     // The Admin API reads APISIX's objects as they are (and never the key).
     let up = a.admin().get("/apisix/admin/upstreams/1").await;
     assert_eq!(up.status, 200, "{}", up.body);
