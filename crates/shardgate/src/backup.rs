@@ -193,9 +193,38 @@ fn read_backup(input: &Path, max_value: usize) -> anyhow::Result<(Backup, Vec<Ve
     Ok((doc, values))
 }
 
+/// Refuses a backup whose SSL private keys are encrypted under a keyring
+/// the target store does not have: restored, they would load as problems
+/// and the certificates would stop serving.
+fn check_keys_open(config: &Config, doc: &Backup, values: &[Vec<u8>]) -> anyhow::Result<()> {
+    let keyring = crate::secrets::existing_keyring(config)?;
+    for (kv, bytes) in doc.kvs.iter().zip(values) {
+        if !kv.key.starts_with("/ssls/") {
+            continue;
+        }
+        let Ok(mut value) = shardgate_model::json::parse(bytes) else { continue };
+        if shardgate_model::keyring::open_ssl_value(keyring.as_ref(), &mut value).is_err() {
+            let hint = match config.store.backend {
+                crate::config::Backend::Embedded => format!(
+                    "copy the source's keyring file (<its data_dir>/{}) to {} or set data_encryption.keyring",
+                    crate::secrets::KEYRING_FILE,
+                    config.store.data_dir.join(crate::secrets::KEYRING_FILE).display()
+                ),
+                crate::config::Backend::Etcd => "set data_encryption.keyring to the source's entries (an embedded source keeps its entry in <its data_dir>/keyring)".to_owned(),
+            };
+            bail!(
+                "the backup's ssl {} holds a private key encrypted under a keyring this store does not have: {hint}; nothing was restored",
+                kv.key.trim_start_matches("/ssls/")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `shardgate restore -i FILE [--replace]`.
 pub async fn restore(config: &Config, input: &Path, replace: bool) -> anyhow::Result<()> {
     let (doc, values) = read_backup(input, config.limits.store_value_max_bytes)?;
+    check_keys_open(config, &doc, &values)?;
     let store = match open_store(config).await {
         Ok(store) => store,
         Err(e) if is_locked(&e) => bail!(

@@ -41,6 +41,27 @@ pub fn keyring(config: &Config) -> anyhow::Result<Option<Arc<Keyring>>> {
     }
 }
 
+/// The keyring a store already has, without generating one: the configured
+/// entries, or the embedded store's `<data_dir>/keyring` if it exists
+/// (`restore` checks a backup's keys against it before writing).
+pub fn existing_keyring(config: &Config) -> anyhow::Result<Option<Keyring>> {
+    let enc = &config.data_encryption;
+    if !enc.keyring.is_empty() {
+        return Keyring::new(enc.keyring.clone()).map(Some).context("data_encryption.keyring");
+    }
+    let path = config.store.data_dir.join(KEYRING_FILE);
+    if config.store.backend == Backend::Embedded && path.exists() {
+        return read_file(&path).map(Some);
+    }
+    Ok(None)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Keyring> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let entries: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    Keyring::new(entries).with_context(|| format!("reading the keyring in {}", path.display()))
+}
+
 /// Reads `<dir>/keyring` (one entry per line), writing a new random entry
 /// there first if the file does not exist.
 fn load_or_generate(dir: &Path) -> anyhow::Result<Keyring> {

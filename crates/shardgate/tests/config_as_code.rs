@@ -439,7 +439,13 @@ async fn a_backup_of_a_running_gateway_restores_into_a_fresh_store() {
     assert!(doc["revision"].as_u64().is_some_and(|r| r >= 13), "{}", doc["revision"]);
     let kvs = doc["kvs"].as_array().expect("kvs");
     let find = |key: &str| kvs.iter().find(|kv| kv["key"] == key).unwrap_or_else(|| panic!("{key} in the backup"));
-    assert_eq!(find("/ssls/1")["value"]["key"], c1.key.as_str(), "values as stored, keys included");
+    // Values as stored: the private key encrypted under the gateway's own
+    // keyring (generated into its data directory), APISIX's format.
+    let sealed = find("/ssls/1")["value"]["key"].as_str().expect("key").to_owned();
+    assert!(!sealed.starts_with("---"), "the key is not stored in plain text: {sealed}");
+    let entry = std::fs::read_to_string(a.data_dir.join("keyring")).expect("the generated keyring");
+    let keyring = shardgate_model::Keyring::new(vec![entry.trim().to_owned()]).expect("keyring");
+    assert_eq!(keyring.decrypt(&sealed).expect("decrypts"), c1.key.as_str());
     assert!(find("/upstreams/temp")["expires_at_ms"].is_u64(), "a key with a TTL keeps its expiry");
     assert!(find("/upstreams/eu").get("expires_at_ms").is_none());
     let mode = std::fs::metadata(&file).expect("meta").permissions();
@@ -456,6 +462,18 @@ async fn a_backup_of_a_running_gateway_restores_into_a_fresh_store() {
     let data = work.path().join("restored");
     let config = work.path().join("restore.yaml");
     std::fs::write(&config, format!("store:\n  data_dir: \"{}\"\n", data.display())).expect("config");
+    // Without the source's keyring the keys would not open: refused, naming what to copy.
+    let out = store_cli(&["restore", "-c", path(&config), "-i", path(&file)]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("encrypted under a keyring this store does not have")
+            && stderr(&out).contains("nothing was restored"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data.join("store.log").exists(), "checked before the store is opened");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::copy(a.data_dir.join("keyring"), data.join("keyring")).expect("copy the keyring");
     let out = store_cli(&["restore", "-c", path(&config), "-i", path(&file)]).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).starts_with("restored 13 key(s) under /apisix"), "{}", stdout(&out));
