@@ -8,12 +8,14 @@
 //! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
 //! - [`certs`]: self-signed certificates for test SNIs.
+//! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
 //! - [`etcd`]: [`EtcdCluster`], real etcd members on loopback, driven with etcdctl.
 //! - [`ports`]: port allocation.
 
 pub mod admin;
 pub mod certs;
+pub mod cluster;
 pub mod etcd;
 pub mod gateway;
 pub mod geo;
