@@ -509,13 +509,15 @@ async fn dispatch(State(st): State<AdminState>, method: Method, uri: Uri, body: 
     }
 }
 
-/// How many times a write is run again when another instance's write
-/// landed between its checks and its store write.
-const FENCE_RETRIES: usize = 8;
+/// Longest pause between two runs of a write that lost to another
+/// instance's write; each pause is a random part of a doubling bound, so
+/// two instances that keep colliding drift apart.
+const FENCE_BACKOFF_MAX: Duration = Duration::from_millis(32);
 
 /// Runs a write, again (checks included) while it loses to writes made by
-/// other instances on the same store ([`StoreError::Fenced`]); a write that
-/// found its own resource changed is a conflict and is not retried.
+/// other instances on the same store ([`StoreError::Fenced`]), until the
+/// request's deadline; a write that found its own resource changed is a
+/// conflict and is not retried.
 async fn run_write(
     st: &AdminState,
     method: Method,
@@ -524,17 +526,39 @@ async fn run_write(
     bytes: &[u8],
     deadline: Instant,
 ) -> Result<Response, ApiError> {
-    let mut attempt = 0;
+    let mut attempt: u32 = 0;
     loop {
+        let started = Instant::now();
         let result = st.write(method.clone(), target.clone(), query, bytes, deadline).await;
         match result {
-            Err(ApiError::Store(StoreError::Fenced)) if attempt < FENCE_RETRIES && Instant::now() < deadline => {
-                attempt += 1;
-                tracing::debug!(attempt, "another instance wrote during this Admin API write's checks; checking again");
+            Err(ApiError::Store(StoreError::Fenced)) => {
+                attempt = attempt.saturating_add(1);
+                let bound = Duration::from_millis(1u64 << attempt.min(5)).min(FENCE_BACKOFF_MAX);
+                let pause = bound.mul_f64(jitter(attempt));
+                // Another run only if it can end before the deadline, as
+                // long as this one took: otherwise the conflict is the answer.
+                if Instant::now() + pause + started.elapsed() >= deadline {
+                    return result;
+                }
+                tracing::debug!(
+                    attempt,
+                    pause_us = pause.as_micros() as u64,
+                    "another instance wrote during this Admin API write's checks; checking again"
+                );
+                tokio::time::sleep(pause).await;
             }
             other => return other,
         }
     }
+}
+
+/// A number in [0, 1) that differs between processes and attempts (std's
+/// randomly keyed SipHash; no cryptographic strength needed).
+fn jitter(attempt: u32) -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl AdminState {

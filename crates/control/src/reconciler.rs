@@ -15,8 +15,10 @@ use tokio::time::Instant;
 use crate::ControlMetrics;
 use crate::metrics::{CertLabels, KindLabels};
 
-/// Longest wait between retries when the store fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between retries when the store fails: also the longest an
+/// instance can lag behind once etcd is back after an outage, so short
+/// (a failed try against an unreachable store is one connection attempt).
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// First wait after a store failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
