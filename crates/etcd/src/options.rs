@@ -10,6 +10,11 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use shardgate_store::StoreError;
 
+/// Where, under the prefix, shardgate keeps its own bookkeeping (the write
+/// fence's guard key): `<prefix>/shardgate/...`. Not configuration: backups
+/// and exports leave it out, and no resource kind is named `shardgate`.
+pub const BOOKKEEPING: &str = "/shardgate/";
+
 /// Default bound on one RPC. APISIX's `etcd.timeout` defaults to 30 s; a
 /// gateway's Admin API should answer "unreachable" well before a client
 /// gives up, so 5 s here.
@@ -103,7 +108,7 @@ impl EtcdOptions {
 
     /// The guard key of the write fence.
     pub fn fence_key(&self) -> String {
-        format!("{}/shardgate/write_fence", self.prefix.trim_end_matches('/'))
+        format!("{}{BOOKKEEPING}write_fence", self.prefix.trim_end_matches('/'))
     }
 
     /// Checks the settings and builds the client's options, reading the

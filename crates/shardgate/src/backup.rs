@@ -117,7 +117,8 @@ pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     let mut kvs = Vec::with_capacity(listing.kvs.len());
-    for kv in listing.kvs {
+    let bookkeeping = format!("{}{}", config.store.prefix, shardgate_etcd::BOOKKEEPING);
+    for kv in listing.kvs.into_iter().filter(|kv| !kv.key.starts_with(&bookkeeping)) {
         let value =
             mjson::parse(&kv.value).map_err(|e| anyhow::anyhow!("the stored value of {} is not JSON: {e}", kv.key))?;
         let key = kv.key.strip_prefix(&config.store.prefix).unwrap_or(&kv.key).to_owned();
@@ -234,7 +235,10 @@ pub async fn restore(config: &Config, input: &Path, replace: bool) -> anyhow::Re
         Err(e) => return Err(e),
     };
     let prefix = list_prefix(config);
-    let existing = store.list(&prefix).await.context("listing the store")?;
+    let mut existing = store.list(&prefix).await.context("listing the store")?;
+    // shardgate's bookkeeping (the write fence) is neither counted nor deleted.
+    let bookkeeping = format!("{}{}", config.store.prefix, shardgate_etcd::BOOKKEEPING);
+    existing.kvs.retain(|kv| !kv.key.starts_with(&bookkeeping));
     if !existing.kvs.is_empty() && !replace {
         bail!(
             "the store already holds {} key(s) under {}: restore into an empty store, or pass --replace to make it hold exactly the backup (keys the backup does not hold are deleted)",

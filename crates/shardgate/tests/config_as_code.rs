@@ -530,3 +530,70 @@ async fn a_long_apply_reports_its_progress() {
     assert!(stdout(&out).ends_with("created 250, updated 0, deleted 0, unchanged 0\n"), "{}", stdout(&out));
     assert_eq!(gw.admin().list("upstreams").await["total"], 250);
 }
+
+/// Config as code for a cluster: an export of an embedded gateway applied
+/// to an empty etcd cluster through one instance reproduces every resource
+/// on every instance (the keys too: players reach the game servers), a
+/// second apply changes nothing, `--prune` reaches the cluster; a backup of
+/// the etcd prefix restores under another prefix, where an instance serves
+/// the same resources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_applied_to_an_etcd_cluster_reaches_every_instance_and_its_backup_restores() {
+    let a = gateway().spawn().await;
+    let eu = GameServer::start("eu").await;
+    let us = GameServer::start("us").await;
+    let (c1, c2) = (TestCert::ecdsa(&["gs-1.com"]), TestCert::rsa(&["gs-2.com", "gs-3.com"]));
+    realistic_set(&a.admin(), &eu, &us, &c1, &c2).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("config");
+    let d = path(&dir);
+    let out = cli(&a, &["export", "-o", d, "--include-secrets"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let etcd = shardgate_e2e::EtcdCluster::start(1).await;
+    let keyring = "data_encryption:\n  keyring: [\"cluster-keyring1\"]";
+    let one = gateway().etcd(&etcd.endpoints(), "/apisix").yaml(keyring).spawn().await;
+    let two = gateway().etcd(&etcd.endpoints(), "/apisix").yaml(keyring).spawn().await;
+    let out = cli(&one, &["apply", "-f", d]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("created 12, updated 0, deleted 0, unchanged 0"), "{}", stdout(&out));
+    for gw in [&one, &two] {
+        assert_eq!(resources(&gw.admin()).await, resources(&a.admin()).await, "every resource on every instance");
+    }
+    eventually(10, "gs-1 and gs-3 through the instance that did not take the writes", || async {
+        let eu_reply = through(&two, "gs-1.com").await.filter(|r| r == "[eu] hello");
+        let us_reply = through(&two, "gs-3.com").await.filter(|r| r == "[us] hello");
+        eu_reply.and(us_reply)
+    })
+    .await;
+    let out = cli(&two, &["apply", "-f", d]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("created 0, updated 0, deleted 0, unchanged 12"), "{}", stdout(&out));
+    std::fs::remove_file(dir.join("stream_routes/r2.yaml")).expect("remove a route file");
+    let out = cli(&two, &["apply", "-f", d, "--prune"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("deleted 1"), "{}", stdout(&out));
+    assert_eq!(one.admin().get("/apisix/admin/stream_routes/r2").await.status, 404, "pruned cluster-wide");
+
+    // A backup of the etcd prefix, restored under another prefix.
+    let file = work.path().join("cluster.json");
+    let out = store_cli(&["backup", "-c", path(one.config_path()), "-o", path(&file)]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let config = work.path().join("other-prefix.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "store:\n  backend: etcd\n  prefix: /restored\n  etcd:\n    host: [\"{}\"]\n{keyring}\n",
+            etcd.endpoint(0)
+        ),
+    )
+    .expect("config");
+    let out = store_cli(&["restore", "-c", path(&config), "-i", path(&file)]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = gateway().etcd(&etcd.endpoints(), "/restored").yaml(keyring).spawn().await;
+    assert_eq!(resources(&restored.admin()).await, resources(&one.admin()).await);
+    eventually(10, "gs-1 through an instance on the restored prefix", || async {
+        through(&restored, "gs-1.com").await.filter(|r| r == "[eu] hello")
+    })
+    .await;
+}
