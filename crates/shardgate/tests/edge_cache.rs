@@ -427,7 +427,11 @@ async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
         r.is_ok_and(|r| r.status == 503).then_some(())
     })
     .await;
-    assert!(tokio::net::TcpStream::connect(edge).await.is_err(), "the listener stopped accepting");
+    // /readyz turns first; the listeners close right after (drain.delay 0).
+    eventually(5, "the listener to stop accepting", || async {
+        tokio::net::TcpStream::connect(edge).await.is_err().then_some(())
+    })
+    .await;
     let (status, _, len, crc) = download.await.expect("download");
     assert_eq!((status, len, crc), (200, 4_000_000, want), "the download in flight completed");
     assert!(gw.wait_exit(30).await.success(), "exit 0 after the drain");
