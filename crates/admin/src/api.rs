@@ -995,7 +995,7 @@ impl AdminState {
         self.check_capacity(kind).await?;
         let now = now_unix();
         wire.set_times(now, now);
-        let key = self.insert_new(kind, &mut wire, ttl, &mut turn).await?;
+        let key = self.insert_new(kind, &mut wire, ttl, Some(&mut *turn)).await?;
         if let Some(id) = key.rsplit('/').next().and_then(|id| ResourceId::parse(id).ok()) {
             warn_expired(&id, &resource);
         }
@@ -1011,14 +1011,19 @@ impl AdminState {
         kind: ResourceKind,
         wire: &mut Wire,
         ttl: Option<Duration>,
-        turn: &mut Fence,
+        mut turn: Option<&mut Fence>,
     ) -> Result<String, ApiError> {
         for _ in 0..8 {
             let rev = self.store().revision().await?;
             let id = id_of(&format!("{:020}", rev + 1))?;
             let key = kind.key(self.prefix(), &id);
             wire.set_id(&id);
-            match self.store().put_fenced(&key, self.stored_bytes(wire)?, Condition::Absent, ttl, turn).await {
+            let bytes = self.stored_bytes(wire)?;
+            let stored = match turn.as_deref_mut() {
+                Some(fence) => self.store().put_fenced(&key, bytes, Condition::Absent, ttl, fence).await,
+                None => self.store().put_with_ttl(&key, bytes, Condition::Absent, ttl).await,
+            };
+            match stored {
                 Ok(res) => {
                     tracing::info!(kind = kind.plural(), %id, revision = res.kv.mod_revision, created = true, "resource stored");
                     return Ok(key);

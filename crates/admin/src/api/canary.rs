@@ -47,22 +47,30 @@ impl AdminState {
         id: &ResourceId,
         kv: &KeyValue,
         value: Value,
-        turn: &mut Fence,
+        turn: Option<&mut Fence>,
     ) -> Result<(), ApiError> {
         let mut wire = Wire::from_value(kind, value)?;
         wire.validate(id, self.validation())?;
         let created = wire.times().0.unwrap_or_else(now_unix);
         wire.set_id(id);
         wire.set_times(created, now_unix());
-        self.store()
-            .put_fenced(&kv.key, self.stored_bytes(&wire)?, Condition::ModRevision(kv.mod_revision), None, turn)
-            .await?;
+        let bytes = self.stored_bytes(&wire)?;
+        let cond = Condition::ModRevision(kv.mod_revision);
+        match turn {
+            Some(fence) => self.store().put_fenced(&kv.key, bytes, cond, None, fence).await?,
+            None => self.store().put(&kv.key, bytes, cond).await?,
+        };
         Ok(())
     }
 
     /// Creates an invalidation of every path of `dist` (the caller has
     /// checked the capacity); returns its key.
-    async fn invalidate_all(&self, dist: &ResourceId, why: String, turn: &mut Fence) -> Result<String, ApiError> {
+    async fn invalidate_all(
+        &self,
+        dist: &ResourceId,
+        why: String,
+        turn: Option<&mut Fence>,
+    ) -> Result<String, ApiError> {
         let mut wire = Wire::from_value(
             ResourceKind::Invalidations,
             json!({"distribution_id": dist.as_str(), "paths": ["/*"], "caller_reference": why}),
@@ -77,7 +85,7 @@ impl AdminState {
         id: &ResourceId,
         kv: &KeyValue,
         mut policy: Value,
-        turn: &mut Fence,
+        turn: Option<&mut Fence>,
     ) -> Result<(), ApiError> {
         if let Value::Object(obj) = &mut policy {
             obj.insert("enabled".into(), Value::Bool(false));
@@ -126,11 +134,17 @@ impl AdminState {
                 };
             }
         }
-        self.replace(ResourceKind::Distributions, &primary_id, &dkv, next, &mut turn).await?;
-        self.disable(id, &pkv, policy, &mut turn).await?;
+        // Only the first write is fenced: it is the one that lands on the
+        // checks above. The next ones keep their own conditions but are not
+        // fenced, so another instance's write in between cannot stop a
+        // promote half-way (a run again would find it half done).
+        self.replace(ResourceKind::Distributions, &primary_id, &dkv, next, Some(&mut *turn)).await?;
+        let landed = "the primary distribution already serves the staging configuration";
+        self.disable(id, &pkv, policy, None).await.map_err(|e| partial(landed, "disabling the policy", e))?;
         let invalidation = self
-            .invalidate_all(&primary_id, format!("promote of continuous deployment policy {id}"), &mut turn)
-            .await?;
+            .invalidate_all(&primary_id, format!("promote of continuous deployment policy {id}"), None)
+            .await
+            .map_err(|e| partial(landed, "invalidating its cache", e))?;
         tracing::info!(policy = %id, primary = %primary_id, staging = %staging_id, "staging promoted");
         Ok((
             StatusCode::OK,
@@ -151,11 +165,23 @@ impl AdminState {
         self.check_capacity(ResourceKind::Invalidations).await?;
         let (pkv, policy) = self.load(ResourceKind::CdPolicies, id).await?;
         let staging_id = Self::staging_of(&policy)?;
-        self.disable(id, &pkv, policy, &mut turn).await?;
+        self.disable(id, &pkv, policy, Some(&mut *turn)).await?;
         let invalidation = self
-            .invalidate_all(&staging_id, format!("discard of continuous deployment policy {id}"), &mut turn)
-            .await?;
+            .invalidate_all(&staging_id, format!("discard of continuous deployment policy {id}"), None)
+            .await
+            .map_err(|e| partial("the policy is disabled", "invalidating the staging cache", e))?;
         tracing::info!(policy = %id, staging = %staging_id, "staging discarded");
         Ok((StatusCode::OK, Json(json!({"discarded": pkv.key, "invalidation": invalidation}))).into_response())
     }
+}
+
+/// The error of a canary action that failed after its first write landed:
+/// what is already done, what failed, and why.
+fn partial(landed: &str, step: &str, e: ApiError) -> ApiError {
+    let why = match e {
+        ApiError::Store(s) => s.to_string(),
+        ApiError::Conflict(m) | ApiError::BadRequest(m) | ApiError::Busy(m) | ApiError::Internal(m) => m,
+        other => format!("{other:?}"),
+    };
+    ApiError::Conflict(format!("{landed}, but {step} failed: {why}; run the action again to finish it"))
 }

