@@ -10,15 +10,20 @@
 //!
 //! Keys are relative to the prefix; values are the stored JSON as the store
 //! holds it (a private key stays as stored). `expires_at_ms` is there only
-//! for a key written with a time to live (`?ttl=`), and restore gives it
-//! the time it has left (a key that expired meanwhile is not restored).
+//! for a key written with a time to live (`?ttl=`) in the embedded store,
+//! and restore gives it the time it has left (a key that expired meanwhile
+//! is not restored). etcd keeps a lease, not an expiry time, so a backup of
+//! an etcd prefix records such keys as permanent.
 //!
 //! A backup reads through the [`shardgate_store::Store`] trait: one listing is one revision.
 //! The embedded store of a running gateway is locked by that gateway, so
 //! the backup reads its log read-only instead
 //! ([`shardgate_store::repair::read_only_listing`]), at its last intact
-//! record. A restore writes through the store and needs the gateway
-//! stopped (its embedded store is locked); a store that already holds keys
+//! record. A restore writes through the store: an embedded store needs its
+//! gateway stopped (it is locked); an etcd prefix can be restored while
+//! instances run (they apply the keys as they land; each write moves the
+//! write fence, so Admin API writes in flight check again). A store that
+//! already holds keys
 //! under the prefix is refused unless `--replace`, which also deletes the
 //! keys the backup does not hold. Every value is checked against
 //! `limits.store_value_max_bytes` before the first write.
@@ -32,7 +37,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shardgate_model::json as mjson;
-use shardgate_store::{Condition, StoreError};
+use shardgate_store::{Condition, Store, StoreError};
 
 use crate::config::{Backend, Config};
 use crate::open::open_store;
@@ -222,6 +227,36 @@ fn check_keys_open(config: &Config, doc: &Backup, values: &[Vec<u8>]) -> anyhow:
     Ok(())
 }
 
+/// How many times one restore write is tried while gateways keep writing.
+const FENCE_TRIES: usize = 100;
+
+/// Runs one restore write (a put of `value`, or a delete when `None`)
+/// under the write fence, so that an Admin API write on a running instance
+/// that checked references against what this restore replaces checks
+/// again (restoring into a live etcd cluster). Returns whether the key
+/// existed before.
+async fn fenced_write(
+    store: &dyn Store,
+    key: &str,
+    value: Option<Vec<u8>>,
+    ttl: Option<std::time::Duration>,
+) -> Result<bool, StoreError> {
+    let mut tries = 0;
+    loop {
+        let mut fence = store.fence().await?;
+        let result = match &value {
+            Some(v) => {
+                store.put_fenced(key, v.clone(), Condition::Always, ttl, &mut fence).await.map(|r| r.prev.is_some())
+            }
+            None => store.delete_fenced(key, Condition::Always, &mut fence).await.map(|prev| prev.is_some()),
+        };
+        match result {
+            Err(StoreError::Fenced) if tries < FENCE_TRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// `shardgate restore -i FILE [--replace]`.
 pub async fn restore(config: &Config, input: &Path, replace: bool) -> anyhow::Result<()> {
     let (doc, values) = read_backup(input, config.limits.store_value_max_bytes)?;
@@ -259,8 +294,7 @@ pub async fn restore(config: &Config, input: &Path, replace: bool) -> anyhow::Re
             Some(at) => Some(std::time::Duration::from_millis(at - now)),
             None => None,
         };
-        store
-            .put_with_ttl(&key, value, Condition::Always, ttl)
+        fenced_write(store.as_ref(), &key, Some(value), ttl)
             .await
             .with_context(|| format!("writing {key} ({written} key(s) written before it)"))?;
         keep.insert(key);
@@ -268,7 +302,9 @@ pub async fn restore(config: &Config, input: &Path, replace: bool) -> anyhow::Re
     }
     let mut deleted = 0;
     for kv in existing.kvs.iter().filter(|kv| !keep.contains(&kv.key)) {
-        if store.delete(&kv.key, Condition::Always).await.with_context(|| format!("deleting {}", kv.key))?.is_some() {
+        let existed =
+            fenced_write(store.as_ref(), &kv.key, None, None).await.with_context(|| format!("deleting {}", kv.key))?;
+        if existed {
             deleted += 1;
         }
     }

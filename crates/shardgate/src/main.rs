@@ -15,7 +15,7 @@
 //! - `shardgate backup -o FILE [--config FILE]` copies everything under the
 //!   store prefix, at one revision, to a JSON file (a running gateway too).
 //! - `shardgate restore -i FILE [--config FILE] [--replace]` writes a backup
-//!   into the store of a stopped gateway.
+//!   into the embedded store of a stopped gateway, or into an etcd prefix.
 
 #![forbid(unsafe_code)]
 
@@ -118,8 +118,8 @@ enum Command {
         #[arg(short, long = "output", value_name = "FILE")]
         output: PathBuf,
     },
-    /// Write a backup into the store. The gateway must be stopped (use
-    /// `apply` on a running one).
+    /// Write a backup into the store: an embedded store's gateway must be
+    /// stopped (use `apply` on a running one); an etcd prefix may be live.
     Restore {
         /// Bootstrap file (YAML) naming the store.
         #[arg(short, long)]
