@@ -24,6 +24,9 @@ pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
 pub const VIEWER_KEY_ENV: &str = "SHARDGATE_ADMIN_VIEWER_KEY";
 /// APISIX's old built-in admin key, exploited on the internet (apache/apisix#5070).
 const APISIX_DEFAULT_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
+/// Keyring entries published in APISIX's default `config.yaml`
+/// (`apisix.data_encryption.keyring`, and the older `key_encrypt_salt`).
+const PUBLIC_KEYRING_ENTRIES: [&str; 2] = ["qeddd145sfvddff3", "edd1c9f0985e76a2"];
 /// Shortest admin key accepted.
 const MIN_KEY_LEN: usize = 16;
 
@@ -371,8 +374,9 @@ impl Default for StoreConfig {
     }
 }
 
-/// `store.etcd:`, in APISIX's `deployment.etcd` vocabulary.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `store.etcd:`, in APISIX's `deployment.etcd` vocabulary. `Debug`
+/// leaves the password out.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EtcdConfig {
     /// The members' client URLs, e.g. `http://10.0.0.1:2379` (APISIX's
@@ -425,13 +429,35 @@ impl Default for EtcdTlsConfig {
     }
 }
 
+impl fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("host", &self.host)
+            .field("timeout", &self.timeout)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DataEncryptionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataEncryptionConfig")
+            .field("enable_encrypt_fields", &self.enable_encrypt_fields)
+            .field("keyring_entries", &self.keyring.len())
+            .finish()
+    }
+}
+
 /// The environment variable that holds the etcd password (it wins over the file).
 pub const ETCD_PASSWORD_ENV: &str = "SHARDGATE_ETCD_PASSWORD";
 
 /// `data_encryption:` (APISIX's `apisix.data_encryption`): SSL private
 /// keys are stored AES-CBC encrypted under the first keyring entry, as
-/// APISIX 3.x stores them, and read with any entry.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// APISIX 3.x stores them, and read with any entry. `Debug` leaves the
+/// entries out.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataEncryptionConfig {
     /// Encrypt SSL private keys at rest. Default true.
@@ -812,6 +838,13 @@ impl Config {
                 "the admin key is APISIX's published default key (apache/apisix#5070); anyone who can reach the Admin API can guess it".into(),
             );
         }
+        for (i, entry) in self.data_encryption.keyring.iter().enumerate() {
+            if PUBLIC_KEYRING_ENTRIES.contains(&entry.as_str()) {
+                out.push(format!(
+                    "data_encryption.keyring[{i}] is a value published in APISIX's default config.yaml: private keys encrypted under it are readable by anyone with the store; use a random entry (e.g. `openssl rand -hex 8`)"
+                ));
+            }
+        }
         out
     }
 
@@ -921,6 +954,12 @@ mod tests {
         }
         let e = Config::parse("store:\n  backend: consul\n").expect_err("unknown backend").to_string();
         assert!(e.contains("store.backend"), "{e}");
+        let c = Config::parse("store:\n  etcd:\n    user: root\n    password: hunter2-secret\ndata_encryption:\n  keyring: edd1c9f0985e76a2\n")
+            .expect("one keyring string");
+        assert_eq!(c.data_encryption.keyring, ["edd1c9f0985e76a2"]);
+        assert!(c.warnings().iter().any(|w| w.contains("data_encryption.keyring[0] is a value published")));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2-secret") && !shown.contains("edd1c9f0985e76a2"), "{shown}");
     }
 
     #[test]

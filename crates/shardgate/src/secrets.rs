@@ -1,7 +1,8 @@
 //! The keyring that encrypts SSL private keys at rest (APISIX's
 //! `apisix.data_encryption`): from the bootstrap file, or for the embedded
-//! store generated once into `<data_dir>/keyring`, so that keys are never
-//! plaintext in the store file.
+//! store generated once into `<data_dir>/keyring`, so that keys written
+//! through the Admin API are not plaintext in the store file (keys stored
+//! before, or restored from a plaintext backup, stay as they are).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -14,8 +14,9 @@ use shardgate_e2e::{EtcdCluster, GameServer, TlsClient, eventually, tls::roundtr
 
 const SECTION: &str = "## Cluster: many instances on one etcd";
 const SETUP_MARK: &str = "<!-- readme-test: setup";
-/// The keyring the README's setup block gives both instances.
-const README_KEYRING: &str = "edd1c9f0985e76a2";
+/// The keyring this test gives both instances (the README's setup block
+/// makes a random one).
+const KEYRING: &str = "0123456789abcdef";
 
 /// The section's `sh` blocks in order, each with whether it is the setup block.
 fn blocks() -> Vec<(bool, String)> {
@@ -43,20 +44,21 @@ async fn the_readme_cluster_walkthrough_runs_as_written() {
     let blocks = blocks();
     assert_eq!(blocks.len(), 3, "setup, walkthrough, migration");
     assert!(blocks[0].0, "the first block is the setup block");
-    assert!(blocks[0].1.contains(README_KEYRING), "the setup block gives the keyring this test uses");
+    assert!(blocks[0].1.contains("KEYRING=$(openssl rand -hex 8)"), "the setup block makes its own keyring");
 
     let etcd = EtcdCluster::start(1).await;
     let game = GameServer::start("gs-1").await;
-    let keyring = format!("data_encryption:\n  keyring: [\"{README_KEYRING}\"]");
+    let keyring = format!("data_encryption:\n  keyring: [\"{KEYRING}\"]");
     let one = gateway().etcd(&etcd.endpoints(), "/apisix").yaml(&keyring).spawn().await;
     let two = gateway().etcd(&etcd.endpoints(), "/apisix").yaml(&keyring).spawn().await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let vars = format!(
-        "K='X-API-KEY: {}'; A=http://{}/apisix/admin; B={}\nGS={}\n",
+        "K='X-API-KEY: {}'; A=http://{}/apisix/admin; B={}; M={}\nGS={}\n",
         shardgate_e2e::ADMIN_KEY,
         one.admin,
         two.tls_addr(),
+        two.metrics,
         game.addr
     );
     let out = bash(format!("set -e\n{vars}{}\n", blocks[1].1), dir.path()).await;
@@ -65,12 +67,12 @@ async fn the_readme_cluster_walkthrough_runs_as_written() {
     assert!(!stdout.contains("error_msg"), "every Admin API call succeeded:\n{stdout}");
     assert!(stdout.contains("[gs-1] hello"), "instance 2 routed the player to the game server:\n{}", text(&out));
 
-    // What etcd holds is APISIX's shape, the key encrypted with the README's keyring.
+    // What etcd holds is APISIX's shape, the key encrypted under the keyring.
     let stored = etcd.get("/apisix/ssls/gs-1").await.expect("the SSL in etcd");
     let stored: Value = serde_json::from_str(&stored).expect("JSON");
     let sealed = stored["key"].as_str().expect("key");
     assert!(!sealed.starts_with("---"), "the key is encrypted in etcd");
-    let ring = shardgate_model::Keyring::new(vec![README_KEYRING.to_owned()]).expect("keyring");
+    let ring = shardgate_model::Keyring::new(vec![KEYRING.to_owned()]).expect("keyring");
     let pem = std::fs::read_to_string(dir.path().join("gs-1.key")).expect("the key the README made");
     assert_eq!(ring.decrypt(sealed).expect("decrypts"), pem.trim_end(), "the key as the README sent it");
     assert_eq!(stored["snis"], serde_json::json!(["gs-1.com"]));
