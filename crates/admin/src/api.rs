@@ -422,7 +422,15 @@ fn entry(kind: ResourceKind, kv: &KeyValue, applied: u64) -> Value {
 /// `?include_secrets=true` ([`AdminState::reveal_secrets`]).
 fn entry_with_secrets(st: &AdminState, kv: &KeyValue) -> Result<Value, ApiError> {
     let mut value = mjson::parse(&kv.value).unwrap_or(Value::Null);
-    st.reveal_secrets(&mut value)?;
+    // The request is fine; the stored SSL is not readable: name it (500).
+    st.reveal_secrets(&mut value).map_err(|e| {
+        let why = match e {
+            ApiError::Invalid(inv) => inv.to_string(),
+            ApiError::Internal(m) => m,
+            other => format!("{other:?}"),
+        };
+        ApiError::Internal(format!("cannot return the private keys of {}: {why}", kv.key))
+    })?;
     Ok(envelope(kv, value))
 }
 

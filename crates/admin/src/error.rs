@@ -2,7 +2,10 @@
 //!
 //! Client errors name the problem (field, id, resource). Internal errors are
 //! logged once with their detail and answered with a generic message: store
-//! paths and I/O errors are not echoed to clients.
+//! paths and I/O errors are not echoed to clients. What an operator needs to
+//! act on is said: an unreachable store names its endpoints, and a refusal
+//! by etcd (authentication, permission, size) its reason, as APISIX passes
+//! etcd's error through on 503.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -38,7 +41,9 @@ pub enum ApiError {
     Busy(String),
     /// 401 with APISIX's `description`.
     Unauthorized(&'static str),
-    /// 503: the store failed (logged, not echoed).
+    /// 503: the store failed (I/O details logged, not echoed; endpoints
+    /// and etcd's refusals are said); 409 for a write that kept losing to
+    /// other instances.
     Store(StoreError),
     /// 500: a bug on our side (logged, not echoed).
     Internal(String),
