@@ -186,9 +186,9 @@ impl Context<'_> {
             }
             Code::PermissionDenied => refused(format!("permission denied for etcd user {user:?} ({message})")),
             Code::Unauthenticated => refused(format!("etcd refused the credentials of user {user:?} ({message})")),
-            Code::OutOfRange | Code::ResourceExhausted if message.contains("message length too large") => {
-                refused(format!("etcd's answer is larger than max_response_bytes; raise it ({message})"))
-            }
+            Code::OutOfRange | Code::ResourceExhausted if message.contains("message length too large") => refused(
+                format!("etcd's answer is larger than the limit; raise store.etcd.max_response_bytes ({message})"),
+            ),
             _ => refused(format!("{message} (gRPC {:?})", status.code())),
         }
     }

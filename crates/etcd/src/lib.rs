@@ -61,7 +61,7 @@ pub mod options;
 pub mod store;
 pub mod watch;
 
-pub use options::{BOOKKEEPING, EtcdOptions, EtcdTls};
+pub use options::{BOOKKEEPING, DEFAULT_MAX_RESPONSE_BYTES, EtcdOptions, EtcdTls};
 pub use store::EtcdStore;
 
 pub use shardgate_store::StoreError;

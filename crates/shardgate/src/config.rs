@@ -393,6 +393,10 @@ pub struct EtcdConfig {
     pub password: Option<String>,
     /// TLS to etcd (for `https://` members).
     pub tls: Option<EtcdTlsConfig>,
+    /// Largest answer read from etcd: the listing of everything at start
+    /// and after a compaction, or one watch batch. Default 64 MiB (about
+    /// 30,000 SSL objects with 2 KiB certificates).
+    pub max_response_bytes: usize,
 }
 
 impl Default for EtcdConfig {
@@ -403,6 +407,7 @@ impl Default for EtcdConfig {
             user: None,
             password: None,
             tls: None,
+            max_response_bytes: shardgate_etcd::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -437,6 +442,7 @@ impl fmt::Debug for EtcdConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -766,6 +772,9 @@ impl Config {
         }
         if etcd.timeout.get().is_zero() {
             return Err(ConfigError("store.etcd.timeout must be greater than 0".into()));
+        }
+        if etcd.max_response_bytes < 4 << 20 {
+            return Err(ConfigError("store.etcd.max_response_bytes must be at least 4 MiB (4194304)".into()));
         }
         if etcd.user.is_some() != self.etcd_password().is_some() {
             return Err(ConfigError(format!(

@@ -31,6 +31,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             opts.user = etcd.user.clone();
             opts.password = config.etcd_password();
             opts.max_value_bytes = config.limits.store_value_max_bytes;
+            opts.max_response_bytes = etcd.max_response_bytes;
             opts.tls = etcd.tls.as_ref().map(|t| EtcdTls {
                 ca: t.ca.clone(),
                 cert: t.cert.clone(),
