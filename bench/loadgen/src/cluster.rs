@@ -535,7 +535,11 @@ pub async fn propagate(s: Settings) -> Res<()> {
                 (format!("/apisix/admin/stream_routes/{ids}-r{i}"), body)
             }
             Kind::Upstream => {
-                let k = (i / CYCLE.len()) % UPSTREAMS;
+                // The upstream changes (three a cycle) rotate over the
+                // upstreams: each is rewritten every UPSTREAMS of them.
+                let nth =
+                    i / CYCLE.len() * 3 + CYCLE[..i % CYCLE.len()].iter().filter(|k| **k == Kind::Upstream).count();
+                let k = nth % UPSTREAMS;
                 // Both echo servers, weights changing with every write.
                 let body = json!({
                     "nodes": {echo[0].to_string(): 1 + i % 7, echo[1].to_string(): 1 + (i / 7) % 5},
