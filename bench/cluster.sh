@@ -12,13 +12,16 @@
 #     with three instances on that configuration;
 #  3. handshakes: one instance pinned to core 0, ECDSA full handshakes +
 #     64 B echo from core 1, with and without 100 changes/s arriving (the
-#     writer and etcd on core 1 too), three interleaved rounds.
+#     writer and etcd on core 1 too), three interleaved rounds;
+#  4. round trips: one instance on core 0 serving the COUNT-route
+#     configuration, 1,000 TLS connections × 20 messages/s of 64 B, with
+#     no changes and with STALL_RATE (1) change/s.
 # One etcd member on loopback, started here; everything talks to
 # 127.0.0.1, every loop is bounded, and only processes this script started
 # are stopped (by their PID).
 #
 # Usage: bench/cluster.sh [seconds-per-run]   (default 10)
-#        COUNT=10000 RATE=100 ROUNDS=3 bench/cluster.sh
+#        COUNT=10000 RATE=100 ROUNDS=3 STALL_RATE=1 bench/cluster.sh
 # Output: a Markdown table on stdout and in bench/out/<timestamp>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -223,6 +226,39 @@ done
 hs_median() { local v=(); for r in $(seq 1 "$ROUNDS"); do v+=("$(eval echo "\${$1[$2,$r]}")"); done; printf '%s\n' "${v[@]}" | sort -g | sed -n "$(((ROUNDS + 1) / 2))p"; }
 hs_all() { local v=(); for r in $(seq 1 "$ROUNDS"); do v+=("$(eval echo "\${$1[$2,$r]}")"); done; echo "${v[*]}" | sed 's/ / \/ /g'; }
 
+# --- 4. proxied round trips while changes arrive, on the large configuration ---
+# One instance on core 0 serving the COUNT-route configuration, 1,000 TLS
+# connections sending 64 B at 20/s each through two of its routes (as
+# bench/run.sh), with no changes and with STALL_RATE changes/s.
+STALL_RATE=${STALL_RATE:-1}
+stop_gateway() { kill "$GW" 2>/dev/null || true; wait "$GW" 2>/dev/null || true; }
+stop_gateway
+sg_config 0 /bench-cold info
+taskset -c 0 "$SG" run --config "$W/sg-0.yaml" 2> "$OUT/stall.log" & GW=$!; PIDS+=($GW)
+for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(metrics_port 0)/readyz")" = 200 ] && break
+    sleep 0.05
+done
+declare -A RP50 RP99 RMAX
+for r in $(seq 1 "$ROUNDS"); do
+    order="none with"; [ $((r % 2)) = 0 ] && order="with none"
+    for mode in $order; do
+        if [ $mode = with ]; then
+            : > "$W/writer.err"
+            taskset -c 1 "$LG" propagate --admin 127.0.0.1:$ADMIN --rate "$STALL_RATE" --seconds $((SECS * 2 + 5)) \
+                --poll-us 0 --verify 0 --tag "st$r" --ids st > "$W/writer.json" 2> "$W/writer.err" & WRITER=$!; PIDS+=($WRITER)
+            for _ in $(seq 1 400); do grep -q "propagate: writing" "$W/writer.err" && break; sleep 0.05; done
+        fi
+        json=$(taskset -c 1 "$LG" rtt --target 127.0.0.1:$PROXY --sni "s1.cold.bench.test,s2.cold.bench.test" \
+            --conns 1000 --rate 20 --seconds "$SECS" --size 64 2>/dev/null)
+        [ $mode = with ] && finish_writer
+        RP50[$mode,$r]=$(jq .p50_us <<<"$json"); RP99[$mode,$r]=$(jq .p99_us <<<"$json"); RMAX[$mode,$r]=$(jq .max_us <<<"$json")
+        log "stall round $r $mode: $json (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    done
+done
+STALL_COMPILE=$(grep '"configuration published"' "$OUT/stall.log" | tail -n +2 | jq -s 'map(.compile_us) | sort | if length > 0 then "\(.[length / 2 | floor] / 1000) ms (\(length) publishes)" else "none" end' -r)
+stop_gateway
+
 # --- table ----------------------------------------------------------------------
 p() { jq -r "$2" <<<"$1"; }
 {
@@ -255,4 +291,11 @@ echo "| ... less the changes' own CPU (measured alone), median | $(hs_median NET
 echo "| handshakes/s (core 1 drives them, and runs etcd and the writer), median | $(hs_median HR none) | $(hs_median HR with) |"
 echo "| changes/s actually made during the handshakes (etcd revisions), median | $(hs_median CH none) | $(hs_median CH with) |"
 echo "| gateway CPU per change (Admin API write + watch + compile), no handshakes | | $ALONE_US µs |"
+echo
+echo "| 64 B round trip, 1,000 TLS conns × 20/s, gateway on core 0, $COUNT routes + $COUNT certificates ($ROUNDS rounds of ${SECS} s, medians) | no changes | $STALL_RATE change/s |"
+echo "|---|---|---|"
+echo "| p50 µs | $(hs_median RP50 none) | $(hs_median RP50 with) |"
+echo "| p99 µs | $(hs_median RP99 none) | $(hs_median RP99 with) |"
+echo "| max µs | $(hs_median RMAX none) | $(hs_median RMAX with) |"
+echo "| compile per publish (median, compile_us) | | $STALL_COMPILE |"
 } | tee "$OUT/table.md"
