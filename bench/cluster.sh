@@ -205,7 +205,7 @@ finish_writer
 ALONE_US=$(echo "scale=1; ($after - $before) * 1000000 / $CLK / ($r1 - $r0)" | bc)
 log "changes alone: $((r1 - r0)) changes, cpu_ticks=$((after - before)) over ${SECS} s -> $ALONE_US us CPU per change"
 
-declare -A HS HR NET CH
+declare -A HS HR NET CH WL
 for r in $(seq 1 "$ROUNDS"); do
     order="none with"; [ $((r % 2)) = 0 ] && order="with none"
     for mode in $order; do
@@ -213,7 +213,8 @@ for r in $(seq 1 "$ROUNDS"); do
         r0=$(revision); before=$(cpu_ticks $GW)
         json=$(taskset -c 1 "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 32 --seconds "$SECS")
         after=$(cpu_ticks $GW); r1=$(revision)
-        [ $mode = with ] && finish_writer
+        WL[$mode,$r]="-"
+        if [ $mode = with ]; then finish_writer; WL[$mode,$r]=$(jq -r '.write_latency | "\(.p50_ms)/\(.p99_ms)"' "$W/writer.json"); fi
         ops=$(jq .ops <<<"$json")
         CH[$mode,$r]=$(echo "scale=1; ($r1 - $r0) / $SECS" | bc)
         HS[$mode,$r]=$(echo "scale=1; ($after - $before) * 1000000 / $CLK / $ops" | bc)
@@ -290,6 +291,7 @@ echo "| ... each round | $(hs_all HS none) | $(hs_all HS with) |"
 echo "| ... less the changes' own CPU (measured alone), median | $(hs_median NET none) | $(hs_median NET with) |"
 echo "| handshakes/s (core 1 drives them, and runs etcd and the writer), median | $(hs_median HR none) | $(hs_median HR with) |"
 echo "| changes/s actually made during the handshakes (etcd revisions), each round | $(hs_all CH none) | $(hs_all CH with) |"
+echo "| Admin API write latency p50/p99 ms (the writer's), each round | | $(hs_all WL with) |"
 echo "| gateway CPU per change (Admin API write + watch + compile), no handshakes | | $ALONE_US µs |"
 echo
 echo "| 64 B round trip, 1,000 TLS conns × 20/s, gateway on core 0, $COUNT routes + $COUNT certificates ($ROUNDS rounds of ${SECS} s, medians) | no changes | $STALL_RATE change/s |"
