@@ -34,8 +34,13 @@ OUT=bench/out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 W=$(mktemp -d)
 PIDS=()
+# Stops what this script started and still runs: a PID whose parent is no
+# longer this shell was reaped and may belong to someone else now.
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    local p
+    for p in "${PIDS[@]}"; do
+        if [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = "$$" ]; then kill "$p" 2>/dev/null || true; fi
+    done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$W"
 }
