@@ -14,6 +14,12 @@
 //!   `ready`, holds them for a while.
 //! - `http`: N keep-alive HTTP/1.1 connections sending GETs back to back
 //!   (the edge's cache-hit benchmark); prints the count and bytes.
+//! - `propagate`: configuration changes through several instances' Admin
+//!   APIs at a fixed rate, and how long until every instance serves each
+//!   (`bench/cluster.sh`; see [`cluster`]).
+//! - `seed-etcd`: N stream routes and N SSL objects written straight into
+//!   etcd in the Admin API's stored form; `cold-start`: a new instance's
+//!   time from process start to ready on them (see [`seed`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +33,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use shardgate_e2e::TlsClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod cluster;
+mod http1;
+mod seed;
 
 #[derive(Debug, Parser)]
 #[command(name = "shardgate-loadgen")]
@@ -97,6 +107,82 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// Configuration changes through the Admin APIs, and their propagation.
+    Propagate {
+        /// Admin API of every instance (comma-separated); writes go to each in turn.
+        #[arg(long, value_delimiter = ',', required = true)]
+        admin: Vec<SocketAddr>,
+        /// The admin key.
+        #[arg(long, env = "SHARDGATE_ADMIN_KEY")]
+        key: String,
+        /// Changes per second over all instances.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// etcd endpoint, to read each write's revision (without it: writes only).
+        #[arg(long)]
+        etcd: Option<String>,
+        /// The instances' store prefix.
+        #[arg(long, default_value = "/apisix")]
+        prefix: String,
+        /// Metrics listener of every instance, in the order of --admin.
+        #[arg(long, value_delimiter = ',')]
+        metrics: Vec<SocketAddr>,
+        /// JSON log file of every instance, in the order of --admin.
+        #[arg(long, value_delimiter = ',')]
+        log: Vec<PathBuf>,
+        /// TLS stream listener of every instance, in the order of --admin.
+        #[arg(long, value_delimiter = ',')]
+        stream: Vec<SocketAddr>,
+        /// /metrics polling interval in µs (0: no polling).
+        #[arg(long, default_value_t = 1000)]
+        poll_us: u64,
+        /// New routes checked through every instance at the end.
+        #[arg(long, default_value_t = 20)]
+        verify: usize,
+        /// Unique to this run: SNIs (and ids, without --ids) carry it.
+        #[arg(long)]
+        tag: String,
+        /// Prefix of the ids, to replace the objects of an earlier run with the same --ids.
+        #[arg(long)]
+        ids: Option<String>,
+    },
+    /// Stream routes and SSL objects (own ECDSA certificate each) straight into etcd.
+    SeedEtcd {
+        #[arg(long)]
+        etcd: String,
+        #[arg(long, default_value = "/apisix")]
+        prefix: String,
+        /// Stream routes and SSL objects, as many of each.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The keyring entry (16 or 32 bytes) SSL keys are sealed under.
+        #[arg(long)]
+        keyring: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// The routes' upstream node, host:port.
+        #[arg(long)]
+        upstream: String,
+        /// SNIs are s<i>.<zone>.
+        #[arg(long, default_value = "cold.bench.test")]
+        zone: String,
+    },
+    /// Starts an instance and times it to /readyz 200.
+    ColdStart {
+        #[arg(long)]
+        shardgate: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        metrics: SocketAddr,
+        /// Where the instance's stderr goes.
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long, default_value_t = 60)]
+        timeout_seconds: u64,
+    },
     /// Idle connections held open.
     Idle {
         #[arg(long)]
@@ -139,6 +225,37 @@ async fn run(cmd: Cmd) -> Res<()> {
         Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
         Cmd::Http { target, host, path, conns, seconds, rate } => {
             http_load(target, host, path, conns, seconds, rate).await
+        }
+        Cmd::Propagate { admin, key, rate, seconds, etcd, prefix, metrics, log, stream, poll_us, verify, tag, ids } => {
+            cluster::propagate(cluster::Settings {
+                admin,
+                key,
+                rate,
+                seconds,
+                etcd,
+                prefix,
+                metrics,
+                logs: log,
+                stream,
+                poll_us,
+                verify,
+                tag,
+                ids,
+            })
+            .await
+        }
+        Cmd::SeedEtcd { etcd, prefix, count, keyring, concurrency, upstream, zone } => {
+            seed::seed(seed::SeedSettings { etcd, prefix, count, keyring, concurrency, upstream, zone }).await
+        }
+        Cmd::ColdStart { shardgate, config, metrics, log, timeout_seconds } => {
+            seed::cold_start(seed::ColdSettings {
+                shardgate,
+                config,
+                metrics,
+                log,
+                timeout: Duration::from_secs(timeout_seconds),
+            })
+            .await
         }
     }
 }
