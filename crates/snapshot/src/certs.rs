@@ -69,6 +69,12 @@ type GroupKey = Vec<(ResourceId, u64)>;
 pub struct CertStore {
     table: SniTable<Arc<CertEntry>>,
     by_group: HashMap<GroupKey, Arc<CertEntry>>,
+    /// The serving SSL objects it was built from (id, revision), in id
+    /// order: when the next generation's are the same, it is reused whole.
+    source: Vec<(ResourceId, u64)>,
+    /// What building it refused, reported again by every generation that
+    /// reuses it.
+    problems: Vec<Problem>,
 }
 
 struct PairResolver {
@@ -107,6 +113,32 @@ impl CertStore {
     /// Whether no certificate is loaded.
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
+    }
+
+    /// `prev` itself when the serving SSL objects are those it was built
+    /// from (a change of routes, upstreams or the edge rebuilds no
+    /// certificate table: with 10,000 certificates that was most of a
+    /// publish), otherwise [`CertStore::build`]. Its problems go to
+    /// `problems` either way.
+    pub fn build_or_reuse(
+        ssls: &BTreeMap<ResourceId, Entry<Ssl>>,
+        shared: &TlsShared,
+        prev: &Arc<CertStore>,
+        problems: &mut Vec<Problem>,
+    ) -> Arc<CertStore> {
+        let serving = || ssls.iter().filter(|(_, e)| e.value.serves());
+        let same = serving().count() == prev.source.len()
+            && serving().zip(&prev.source).all(|((id, e), (pid, prev))| id == pid && e.revision == *prev);
+        if same {
+            problems.extend(prev.problems.iter().cloned());
+            return Arc::clone(prev);
+        }
+        let mut own = Vec::new();
+        let mut store = CertStore::build(ssls, shared, prev, &mut own);
+        store.source = serving().map(|(id, e)| (id.clone(), e.revision)).collect();
+        problems.extend(own.iter().cloned());
+        store.problems = own;
+        Arc::new(store)
     }
 
     /// Builds the store from the SSL objects, reusing configs of `prev` whose

@@ -37,7 +37,7 @@ pub fn compile(
 ) -> Snapshot {
     let mut problems: Vec<Problem> = state.problems().cloned().collect();
 
-    let certs = CertStore::build(&state.ssls, tls, &prev.certs, &mut problems);
+    let certs = CertStore::build_or_reuse(&state.ssls, tls, &prev.certs, &mut problems);
 
     let acls = crate::edge::compile_acls(state, defaults.geo.as_ref(), &prev.acls, &mut problems);
     let mut stream = StreamRouter::default();

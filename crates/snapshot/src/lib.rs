@@ -55,8 +55,9 @@ pub struct Snapshot {
     /// while no ACL read fingerprints has none, and a fingerprint rule added
     /// later applies its `FallbackBehavior` to it until it reconnects.
     pub reads_tls_fingerprints: bool,
-    /// Certificates by SNI.
-    pub certs: CertStore,
+    /// Certificates by SNI (shared with the previous generation while the
+    /// SSL objects are unchanged).
+    pub certs: std::sync::Arc<CertStore>,
     /// Resources left out of this generation, and why.
     pub problems: Vec<Problem>,
 }

@@ -121,8 +121,17 @@ fn unchanged_parts_are_reused_and_removed_ones_dropped() {
     let ca = &first.certs.find("gs-1.com").expect("cert").config;
     let cb = &second.certs.find("gs-1.com").expect("cert").config;
     assert!(Arc::ptr_eq(ca, cb), "the TLS config is not rebuilt");
+    assert!(Arc::ptr_eq(&first.certs, &second.certs), "no SSL object changed: the whole table is reused");
     assert!(second.stream.find(&query("gs-2.com")).is_none());
     assert_eq!(reg.len(), 1, "the deleted route's upstream left the registry");
+
+    let (c2, k2) = cert("gs-2.com");
+    put(&mut state, ResourceKind::Ssls, "2", 5, serde_json::json!({"cert": c2, "key": k2, "sni": "gs-2.com"}));
+    let third = compile(&state, &reg, &tls, &second, &DEFAULTS);
+    assert!(!Arc::ptr_eq(&second.certs, &third.certs), "an SSL object was added: a new table");
+    assert!(third.certs.find("gs-2.com").is_some());
+    let cc = &third.certs.find("gs-1.com").expect("cert").config;
+    assert!(Arc::ptr_eq(ca, cc), "the unchanged group's config is still reused");
 }
 
 #[test]
