@@ -165,7 +165,7 @@ enum Cmd {
         /// The routes' upstream node, host:port.
         #[arg(long)]
         upstream: String,
-        /// SNIs are s<i>.<zone>.
+        /// SNIs are `s<i>.<zone>`.
         #[arg(long, default_value = "cold.bench.test")]
         zone: String,
     },
