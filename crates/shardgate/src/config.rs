@@ -379,7 +379,7 @@ impl Default for StoreConfig {
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EtcdConfig {
-    /// The members' client URLs, e.g. `http://10.0.0.1:2379` (APISIX's
+    /// The members' client URLs, e.g. `http://192.0.2.1:2379` (APISIX's
     /// `host`; `endpoints` is accepted as the same list).
     #[serde(alias = "endpoints")]
     pub host: Vec<String>,
@@ -942,7 +942,7 @@ mod tests {
         c.check().expect("valid");
         assert_eq!(c.store.etcd.host.len(), 2);
         assert_eq!(c.store.etcd.timeout.get(), Duration::from_secs(30));
-        let c = Config::parse("store:\n  backend: etcd\n  etcd:\n    endpoints: [\"http://10.0.0.1:2379\"]\n")
+        let c = Config::parse("store:\n  backend: etcd\n  etcd:\n    endpoints: [\"http://192.0.2.1:2379\"]\n")
             .expect("`endpoints` is accepted for `host`");
         c.check().expect("valid");
 
