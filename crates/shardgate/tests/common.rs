@@ -26,3 +26,28 @@ pub async fn bash(script: String, dir: &std::path::Path) -> Output {
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+/// Marks the README block that a test replaces with its own servers.
+pub const README_SETUP_MARK: &str = "<!-- readme-test: setup";
+
+/// The `sh` blocks of the README section that starts with `heading`, in
+/// order, each with whether it is the section's setup block.
+pub fn readme_blocks(heading: &str) -> Vec<(bool, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README.md");
+    let start = readme.find(heading).unwrap_or_else(|| panic!("README section {heading:?}"));
+    let rest = &readme[start + heading.len()..];
+    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
+    let mut out = Vec::new();
+    let mut setup_next = false;
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with(README_SETUP_MARK) {
+            setup_next = true;
+        } else if line == "```sh" {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            out.push((setup_next, body.join("\n")));
+            setup_next = false;
+        }
+    }
+    out
+}

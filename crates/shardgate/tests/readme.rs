@@ -10,27 +10,9 @@ use std::process::{Child, Command, Stdio};
 use common::{bash, gateway, text};
 
 const SECTION: &str = "## Seed 003: the edge, step by step";
-const SETUP_MARK: &str = "<!-- readme-test: setup";
 
-/// The section's `sh` blocks, in order, each with whether it is the setup block.
 fn blocks() -> Vec<(bool, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README.md");
-    let start = readme.find(SECTION).expect("the walkthrough section");
-    let rest = &readme[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    let mut out = Vec::new();
-    let mut setup_next = false;
-    let mut lines = section.lines();
-    while let Some(line) = lines.next() {
-        if line.starts_with(SETUP_MARK) {
-            setup_next = true;
-        } else if line == "```sh" {
-            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-            out.push((setup_next, body.join("\n")));
-            setup_next = false;
-        }
-    }
-    out
+    common::readme_blocks(SECTION)
 }
 
 /// Kills the origin this test started, by its handle.

@@ -13,30 +13,12 @@ use serde_json::Value;
 use shardgate_e2e::{EtcdCluster, GameServer, TlsClient, eventually, tls::roundtrip};
 
 const SECTION: &str = "## Cluster: many instances on one etcd";
-const SETUP_MARK: &str = "<!-- readme-test: setup";
 /// The keyring this test gives both instances (the README's setup block
 /// makes a random one).
 const KEYRING: &str = "0123456789abcdef";
 
-/// The section's `sh` blocks in order, each with whether it is the setup block.
 fn blocks() -> Vec<(bool, String)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README.md");
-    let start = readme.find(SECTION).expect("the cluster section");
-    let rest = &readme[start + SECTION.len()..];
-    let section = &rest[..rest.find("\n## ").unwrap_or(rest.len())];
-    let mut out = Vec::new();
-    let mut setup_next = false;
-    let mut lines = section.lines();
-    while let Some(line) = lines.next() {
-        if line.starts_with(SETUP_MARK) {
-            setup_next = true;
-        } else if line == "```sh" {
-            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
-            out.push((setup_next, body.join("\n")));
-            setup_next = false;
-        }
-    }
-    out
+    common::readme_blocks(SECTION)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
