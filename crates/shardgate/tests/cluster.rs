@@ -870,3 +870,44 @@ async fn an_unreachable_etcd_endpoint_at_start_up_is_an_error_naming_it() {
     assert!(line.is_some(), "a line names the endpoint {endpoint}:\n{log}");
     eprintln!("{}", line.unwrap_or_default());
 }
+
+/// An invalidation made through one instance empties the other's cache:
+/// the edge's invalidations are resources like any other, so every
+/// instance watching etcd applies them (as a CloudFront invalidation
+/// reaches every edge location).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_through_one_instance_reaches_every_instance_cache() {
+    let etcd = EtcdCluster::start(1).await;
+    let a = gateway().etcd(&etcd.endpoints(), PREFIX).edge_http(1).spawn().await;
+    let b = gateway().etcd(&etcd.endpoints(), PREFIX).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/a.bin", OriginFile::new("asset a").cache_control("max-age=3600"))]).await;
+    a.admin()
+        .put_ok(
+            "/apisix/admin/distributions/assets",
+            &json!({"hosts": [ASSET_HOST], "origins": {"o": {"upstream": {"nodes": {origin.addr.to_string(): 1}}}}}),
+        )
+        .await;
+    let edge_b = b.edge_plain[0];
+    let x_cache =
+        |headers: &std::collections::HashMap<String, String>| headers.get("x-cache").cloned().unwrap_or_default();
+    eventually(10, "B serves the distribution written through A", || async {
+        let (status, _, body) = get(edge_b, ASSET_HOST, "/a.bin", &[]).await;
+        (status == 200 && &body[..] == b"asset a").then_some(())
+    })
+    .await;
+    let (_, headers, _) = get(edge_b, ASSET_HOST, "/a.bin", &[]).await;
+    assert_eq!(x_cache(&headers), "Hit from shardgate", "B cached it");
+    let fetched = origin.hits("/a.bin");
+
+    let r = a
+        .admin()
+        .request("POST", "/apisix/admin/invalidations", Some(r#"{"distribution_id": "assets", "paths": ["/a.bin"]}"#))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    eventually(10, "B's cached copy invalidated by the write through A", || async {
+        let (status, headers, _) = get(edge_b, ASSET_HOST, "/a.bin", &[]).await;
+        (status == 200 && x_cache(&headers).starts_with("Miss")).then_some(())
+    })
+    .await;
+    assert_eq!(origin.hits("/a.bin"), fetched + 1, "B went to the origin once more");
+}
