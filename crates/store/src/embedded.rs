@@ -348,28 +348,7 @@ impl Shared {
         use std::io::Seek;
         file.seek(std::io::SeekFrom::Start(log_len)).map_err(io(format!("seek {}", path.display())))?;
 
-        let mut map: BTreeMap<String, KeyValue> = BTreeMap::new();
-        let mut revision = 0;
-        for rec in scan.records {
-            revision = revision.max(rec.revision);
-            match rec.op {
-                Op::Put | Op::PutExpiring => {
-                    let kv = KeyValue {
-                        key: rec.key.clone(),
-                        value: rec.value,
-                        create_revision: rec.create_revision,
-                        mod_revision: rec.revision,
-                        version: rec.version,
-                        expires_at_ms: rec.expires_at_ms,
-                    };
-                    map.insert(rec.key, kv);
-                }
-                Op::Delete => {
-                    map.remove(&rec.key);
-                }
-                Op::Revision => {}
-            }
-        }
+        let (map, revision) = log::replay(scan.records);
         let live_bytes = map.values().map(record_size).sum();
         let expiring = map.values().filter_map(|kv| kv.expires_at_ms.map(|at| (at, kv.key.clone()))).collect();
         tracing::info!(path = %path.display(), keys = map.len(), revision, "embedded store opened");

@@ -121,6 +121,33 @@ pub struct Scan {
     pub torn_bytes: u64,
 }
 
+/// The live keys a log's records leave, and the highest revision they
+/// reached: the one replay that opening the store and a read-only backup
+/// both make (expired keys are kept; callers decide what to do with them).
+pub fn replay(records: Vec<Record>) -> (std::collections::BTreeMap<String, crate::KeyValue>, u64) {
+    let mut map = std::collections::BTreeMap::new();
+    let mut revision = 0;
+    for rec in records {
+        revision = revision.max(rec.revision);
+        match rec.op {
+            Op::Put | Op::PutExpiring => {
+                let kv = crate::KeyValue {
+                    key: rec.key.clone(),
+                    value: rec.value,
+                    create_revision: rec.create_revision,
+                    mod_revision: rec.revision,
+                    version: rec.version,
+                    expires_at_ms: rec.expires_at_ms,
+                };
+                map.insert(rec.key, kv);
+            }
+            Op::Delete => drop(map.remove(&rec.key)),
+            Op::Revision => {}
+        }
+    }
+    (map, revision)
+}
+
 /// Why a log cannot be read, which decides what may be done about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanErrorKind {

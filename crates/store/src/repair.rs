@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use crate::embedded::{LOCK_FILE, LOG_FILE};
 use crate::log::{self, Op, Record, ScanErrorKind};
-use crate::{KeyValue, Listing, StoreError, io};
+use crate::{Listing, StoreError, io};
 
 /// Most lost records listed one by one in a report.
 pub const MAX_LISTED: usize = 1000;
@@ -182,26 +182,7 @@ pub fn read_only_listing(dir: &Path, prefix: &str) -> Result<Listing, StoreError
 /// The listing of a log's bytes at `now_ms` (see [`read_only_listing`]).
 fn listing_of(path: &Path, bytes: &[u8], prefix: &str, now_ms: u64) -> Result<Listing, StoreError> {
     let scan = log::scan(bytes).map_err(|e| StoreError::from_scan(path, e))?;
-    let mut map = std::collections::BTreeMap::new();
-    let mut revision = 0;
-    for rec in scan.records {
-        revision = revision.max(rec.revision);
-        match rec.op {
-            Op::Put | Op::PutExpiring => {
-                let kv = KeyValue {
-                    key: rec.key.clone(),
-                    value: rec.value,
-                    create_revision: rec.create_revision,
-                    mod_revision: rec.revision,
-                    version: rec.version,
-                    expires_at_ms: rec.expires_at_ms,
-                };
-                map.insert(rec.key, kv);
-            }
-            Op::Delete => drop(map.remove(&rec.key)),
-            Op::Revision => {}
-        }
-    }
+    let (map, revision) = log::replay(scan.records);
     let kvs = map
         .into_values()
         .filter(|kv| kv.key.starts_with(prefix) && kv.expires_at_ms.is_none_or(|at| at > now_ms))
