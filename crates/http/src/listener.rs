@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use shardgate_stream::hello::{read_client_hello, refuse};
+use shardgate_stream::listener::accept_loop;
 use shardgate_waf::TlsFingerprint;
 
 use crate::body::{BoxError, EdgeBody};
@@ -92,48 +93,23 @@ pub async fn serve(
     spec: HttpListenerSpec,
     svc: Arc<EdgeService>,
     settings: HttpSettings,
-    mut drain: DrainWatch,
+    drain: DrainWatch,
 ) {
     let label = spec.label();
     // A listener on a specific IP gives every accepted socket's local
     // address without a getsockname per connection (as the stream listener).
     let fixed_local = Some(spec.addr).filter(|a| !a.ip().is_unspecified());
     tracing::info!(listener = %label, "edge listener accepting");
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&settings.max_connections).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = drain.draining() => break,
+    let max = Arc::clone(&settings.max_connections);
+    accept_loop(&listener, &label, &max, &mut drain.clone(), std::future::pending(), |sock, peer, permit| {
+        let local = match fixed_local {
+            Some(a) => a,
+            None => sock.local_addr().unwrap_or(spec.addr),
         };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = drain.draining() => break,
-        };
-        match accepted {
-            Ok((sock, peer)) => {
-                let local = match fixed_local {
-                    Some(a) => a,
-                    None => sock.local_addr().unwrap_or(spec.addr),
-                };
-                let conn = ConnInfo { client: peer, local, tls: None };
-                tokio::spawn(connection(
-                    sock,
-                    conn,
-                    spec.tls,
-                    Arc::clone(&svc),
-                    settings.clone(),
-                    drain.clone(),
-                    permit,
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(listener = %label, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+        let conn = ConnInfo { client: peer, local, tls: None };
+        tokio::spawn(connection(sock, conn, spec.tls, Arc::clone(&svc), settings.clone(), drain.clone(), permit));
+    })
+    .await;
     tracing::info!(listener = %label, "edge listener stopped accepting");
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use shardgate_core::DrainWatch;
 use shardgate_snapshot::SnapshotHandle;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::StreamMetrics;
 use crate::conn::{self, ListenerCtx};
@@ -17,6 +17,8 @@ use crate::metrics::ListenerLabels;
 /// Pending connections the kernel queues per listener (a login storm arrives
 /// faster than any accept loop).
 const BACKLOG: u32 = 4096;
+/// Pause after a failed accept (out of descriptors): back off, do not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// One stream listener as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +76,7 @@ pub async fn serve(
     handle: Arc<SnapshotHandle>,
     settings: StreamSettings,
     metrics: StreamMetrics,
-    mut drain: DrainWatch,
+    drain: DrainWatch,
 ) {
     let labels = ListenerLabels { listener: spec.label() };
     // The local address of every accepted socket, when the listener has a
@@ -97,30 +99,54 @@ pub async fn serve(
         metrics,
     });
     tracing::info!(listener = %ctx.name, "stream listener accepting");
+    let max = Arc::clone(&settings.max_connections);
+    let label = ctx.name.clone();
+    accept_loop(&listener, &label, &max, &mut drain.clone(), std::future::pending(), |sock, peer, permit| {
+        tokio::spawn(conn::handle(sock, peer, Arc::clone(&ctx), drain.clone(), permit));
+    })
+    .await;
+    tracing::info!(listener = %label, "stream listener stopped accepting");
+}
+
+/// The accept loop every TCP listener runs (stream and edge): take a
+/// connection permit (accepting pauses while `max_connections` are open),
+/// accept, and hand the socket to `on_accept`, which spawns its task.
+/// Returns when the drain starts or `stop` completes (a listener removed by
+/// a reload); connections already handed over keep running.
+pub async fn accept_loop<F>(
+    listener: &TcpListener,
+    label: &str,
+    max_connections: &Arc<Semaphore>,
+    drain: &mut DrainWatch,
+    stop: impl std::future::Future<Output = ()>,
+    mut on_accept: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
+{
+    tokio::pin!(stop);
     loop {
         let permit = tokio::select! {
-            p = Arc::clone(&settings.max_connections).acquire_owned() => match p {
+            p = Arc::clone(max_connections).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
             _ = drain.draining() => break,
+            () = &mut stop => break,
         };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = drain.draining() => break,
+            () = &mut stop => break,
         };
         match accepted {
-            Ok((sock, peer)) => {
-                tokio::spawn(conn::handle(sock, peer, Arc::clone(&ctx), drain.clone(), permit));
-            }
+            Ok((sock, peer)) => on_accept(sock, peer, permit),
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning.
-                tracing::warn!(listener = %ctx.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tracing::warn!(listener = %label, error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
     }
-    tracing::info!(listener = %ctx.name, "stream listener stopped accepting");
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -348,9 +349,29 @@ impl Upstream {
         self.balancer.select(&cands, hash, tried)
     }
 
-    /// Connects to a node chosen by the balancer, retrying on the next node
-    /// after a failure, within the upstream's retry count and retry timeout.
+    /// Connects over TCP to a node chosen by the balancer, retrying on the
+    /// next node after a failure, within the upstream's retry count and
+    /// retry timeout. The socket gets TCP_NODELAY and keepalive.
     pub async fn connect(self: &Arc<Self>, ctx: &ConnectCtx<'_>) -> Result<Connected, ConnectError> {
+        let keepalive = self.defaults.keepalive;
+        let (stream, peer) = self.connect_with(ctx, move |addr| tcp_connect(addr, keepalive)).await?;
+        Ok(Connected { stream, peer })
+    }
+
+    /// Node choice, retries and failure marks around one transport: `open`
+    /// makes one attempt to a resolved address (a TCP connect, a UDP socket,
+    /// a connect followed by a PROXY protocol header) and is bounded by the
+    /// per-attempt timeout here. Its I/O errors are classified as the node's
+    /// or this host's (see [`ConnectError::Local`]).
+    pub async fn connect_with<C, F, Fut>(
+        self: &Arc<Self>,
+        ctx: &ConnectCtx<'_>,
+        mut open: F,
+    ) -> Result<(C, PeerGuard), ConnectError>
+    where
+        F: FnMut(SocketAddr) -> Fut,
+        Fut: Future<Output = std::io::Result<C>>,
+    {
         let node_count = self.nodes.len();
         let retries = self.config.retries.map_or(node_count.saturating_sub(1), |r| r as usize);
         let attempts_max = 1 + retries;
@@ -381,15 +402,8 @@ impl Upstream {
                 Some(d) => per_attempt.min(d.saturating_duration_since(Instant::now())),
                 None => per_attempt,
             };
-            match self.connect_node(index, timeout).await {
-                Ok((stream, addr)) => {
-                    let n = &self.nodes[index];
-                    n.down_until_ms.store(0, Ordering::Relaxed);
-                    n.active.fetch_add(1, Ordering::Relaxed);
-                    n.active_gauge.inc();
-                    n.connects.inc();
-                    return Ok(Connected { stream, peer: PeerGuard { upstream: Arc::clone(self), index, addr } });
-                }
+            match self.attempt(index, timeout, &mut open).await {
+                Ok((conn, addr)) => return Ok((conn, self.connected(index, addr))),
                 Err(AttemptError { source: ErrorSource::Internal, reason }) => {
                     // Out of descriptors, buffers or ports here: marking the
                     // node down would turn a local shortage into an outage
@@ -402,10 +416,8 @@ impl Upstream {
                     last = Some((index, reason, ErrorSource::Internal));
                 }
                 Err(AttemptError { reason, .. }) => {
+                    self.failed(index);
                     let n = &self.nodes[index];
-                    n.failures.inc();
-                    let until = self.now_ms() + self.defaults.fail_timeout.as_millis() as u64;
-                    n.down_until_ms.store(until, Ordering::Relaxed);
                     tracing::warn!(upstream = %self.label, node = %n.label, error = %reason, attempt = attempts, "upstream connect failed");
                     last = Some((index, reason, ErrorSource::Upstream));
                     any_node_failed = true;
@@ -424,7 +436,29 @@ impl Upstream {
         Err(ConnectError::Failed { upstream: self.label.clone(), attempts, node, last })
     }
 
-    async fn connect_node(&self, index: usize, timeout: Duration) -> Result<(TcpStream, SocketAddr), AttemptError> {
+    /// A successful attempt on node `index`: clears its failure mark and
+    /// counts the connection until the returned guard drops.
+    fn connected(self: &Arc<Self>, index: usize, addr: SocketAddr) -> PeerGuard {
+        let n = &self.nodes[index];
+        n.down_until_ms.store(0, Ordering::Relaxed);
+        n.active.fetch_add(1, Ordering::Relaxed);
+        n.active_gauge.inc();
+        n.connects.inc();
+        PeerGuard { upstream: Arc::clone(self), index, addr }
+    }
+
+    /// A failed attempt on node `index` (the node's fault): it is skipped
+    /// for `fail_timeout` (nginx's `max_fails=1`).
+    fn failed(&self, index: usize) {
+        let n = &self.nodes[index];
+        n.failures.inc();
+        let until = self.now_ms() + self.defaults.fail_timeout.as_millis() as u64;
+        n.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// The address to use for node `index` now: its IP, or the next address
+    /// of its name's current answer.
+    async fn resolve_node(&self, index: usize) -> Result<SocketAddr, AttemptError> {
         let n = &self.nodes[index];
         let ip = match &n.node.host {
             Host::Ip(ip) => *ip,
@@ -434,17 +468,36 @@ impl Upstream {
                 addrs[k % addrs.len()]
             }
         };
-        let addr = SocketAddr::new(ip, n.node.port);
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(AttemptError::io(addr, "", &e)),
-            Err(_) => return Err(AttemptError::upstream(format!("{addr}: connect timed out after {timeout:?}"))),
-        };
-        stream.set_nodelay(true).map_err(|e| AttemptError::io(addr, "set TCP_NODELAY: ", &e))?;
-        let ka = TcpKeepalive::new().with_time(self.defaults.keepalive).with_interval(Duration::from_secs(10));
-        SockRef::from(&stream).set_tcp_keepalive(&ka).map_err(|e| AttemptError::io(addr, "set keepalive: ", &e))?;
-        Ok((stream, addr))
+        Ok(SocketAddr::new(ip, n.node.port))
     }
+
+    /// One attempt on node `index`: resolve, then `open` within `timeout`.
+    async fn attempt<C, F, Fut>(
+        &self,
+        index: usize,
+        timeout: Duration,
+        open: &mut F,
+    ) -> Result<(C, SocketAddr), AttemptError>
+    where
+        F: FnMut(SocketAddr) -> Fut,
+        Fut: Future<Output = std::io::Result<C>>,
+    {
+        let addr = self.resolve_node(index).await?;
+        match tokio::time::timeout(timeout, open(addr)).await {
+            Ok(Ok(conn)) => Ok((conn, addr)),
+            Ok(Err(e)) => Err(AttemptError::io(addr, "", &e)),
+            Err(_) => Err(AttemptError::upstream(format!("{addr}: connect timed out after {timeout:?}"))),
+        }
+    }
+}
+
+/// A TCP connect with TCP_NODELAY and keepalive after `keepalive` idle.
+async fn tcp_connect(addr: SocketAddr, keepalive: Duration) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let ka = TcpKeepalive::new().with_time(keepalive).with_interval(Duration::from_secs(10));
+    SockRef::from(&stream).set_tcp_keepalive(&ka)?;
+    Ok(stream)
 }
 
 fn hash_ip(ip: IpAddr) -> u32 {
