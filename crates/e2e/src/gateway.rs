@@ -27,6 +27,7 @@ pub struct GatewayBuilder {
     admin_yaml: String,
     store_yaml: String,
     data_dir: Option<PathBuf>,
+    rust_log: Option<String>,
 }
 
 impl GatewayBuilder {
@@ -48,6 +49,7 @@ impl GatewayBuilder {
             admin_yaml: String::new(),
             store_yaml: String::new(),
             data_dir: None,
+            rust_log: Some("info".into()),
         }
     }
 
@@ -152,6 +154,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Start without `RUST_LOG`, so the file's `log.level` decides (by
+    /// default the process gets `RUST_LOG=info`).
+    pub fn log_level_from_file(mut self) -> Self {
+        self.rust_log = None;
+        self
+    }
+
     /// Writes the config, starts the process and waits until `/readyz` is 200.
     pub async fn spawn(self) -> Gateway {
         let work = tempfile::tempdir().expect("tempdir");
@@ -207,6 +216,7 @@ impl GatewayBuilder {
 
         let mut gw = Gateway {
             bin: self.bin,
+            rust_log: self.rust_log,
             nofile: self.nofile,
             config_path,
             log_path: work.path().join("shardgate.log"),
@@ -230,6 +240,7 @@ impl GatewayBuilder {
 #[derive(Debug)]
 pub struct Gateway {
     bin: PathBuf,
+    rust_log: Option<String>,
     nofile: Option<u64>,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -270,15 +281,12 @@ impl Gateway {
                 c
             }
         };
-        let child = command
-            .args(["run", "--config"])
-            .arg(&self.config_path)
-            .env("SHARDGATE_ADMIN_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn shardgate");
+        command.args(["run", "--config"]).arg(&self.config_path).env("SHARDGATE_ADMIN_KEY", ADMIN_KEY);
+        match &self.rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().expect("spawn shardgate");
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -355,6 +363,27 @@ impl Gateway {
     pub fn sigterm(&self) {
         let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("run kill");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Sends SIGHUP: the gateway reads its bootstrap file again.
+    pub fn sighup(&self) {
+        let status = Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// The bootstrap file's text.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config_path).expect("read the config")
+    }
+
+    /// Replaces the bootstrap file (applied by the next SIGHUP or restart).
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config_path, yaml).expect("write the config");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().expect("try_wait").is_none())
     }
 
     /// Sends SIGKILL and reaps the process.

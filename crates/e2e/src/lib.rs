@@ -2,7 +2,7 @@
 //! `shardgate` binary on allocated ports and drives it over real sockets.
 //!
 //! # Layout
-//! - [`gateway`]: [`Gateway`] (spawn, readiness, signals, restart on the same data).
+//! - [`gateway`]: [`Gateway`] (spawn, readiness, signals, bootstrap-file rewrites, restart on the same data).
 //! - [`admin`]: [`AdminClient`], a small HTTP/1.1 client for the Admin API and metrics.
 //! - [`tls`]: a TLS client with SNI (rustls) that reports what the server presented.
 //! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.

@@ -87,13 +87,16 @@ pub struct HttpSettings {
     pub h2_keepalive_timeout: Duration,
 }
 
-/// Accepts connections until the drain starts.
+/// Accepts connections until the drain starts or `stop` completes (a reload
+/// removed or replaced this listener); the connections it started keep
+/// running (see [`shardgate_stream::listener::accept_loop`]).
 pub async fn serve(
     listener: TcpListener,
     spec: HttpListenerSpec,
     svc: Arc<EdgeService>,
     settings: HttpSettings,
     drain: DrainWatch,
+    stop: impl std::future::Future<Output = ()>,
 ) {
     let label = spec.label();
     // A listener on a specific IP gives every accepted socket's local
@@ -101,7 +104,7 @@ pub async fn serve(
     let fixed_local = Some(spec.addr).filter(|a| !a.ip().is_unspecified());
     tracing::info!(listener = %label, "edge listener accepting");
     let max = Arc::clone(&settings.max_connections);
-    accept_loop(&listener, &label, &max, &mut drain.clone(), std::future::pending(), |sock, peer, permit| {
+    accept_loop(&listener, &label, &max, &mut drain.clone(), stop, |sock, peer, permit| {
         let local = match fixed_local {
             Some(a) => a,
             None => sock.local_addr().unwrap_or(spec.addr),

@@ -1,7 +1,10 @@
 //! The `shardgate` binary: command line, bootstrap file, logging, wiring of
 //! the crates, signals and the drain. `anyhow` lives here and nowhere else.
 //!
-//! - `shardgate run [--config FILE]` starts the gateway (defaults without a file).
+//! - `shardgate run [--config FILE] [--pid-file FILE]` starts the gateway
+//!   (defaults without a file); SIGHUP reloads the file.
+//! - `shardgate reload [--config FILE]` checks the file and has the running
+//!   gateway apply it (SIGHUP through its pid file), then reports the outcome.
 //! - `shardgate validate [--config FILE]` checks a file and exits.
 //! - `shardgate store check|repair [--config FILE | --data-dir DIR]` looks
 //!   into the embedded store, or repairs a damaged one (`repair --force`
@@ -24,7 +27,11 @@ mod backup;
 mod config;
 mod config_code;
 mod fds;
+mod listeners;
 mod open;
+mod pidfile;
+mod reload;
+mod reload_cli;
 mod run;
 mod secrets;
 mod store_cli;
@@ -51,6 +58,37 @@ enum Command {
         /// on 127.0.0.1:9091, data in ./data.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Where to write this process's pid, for `shardgate reload`
+        /// (default `<store.data_dir>/shardgate.pid`; removed on exit).
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+    },
+    /// Apply an edited bootstrap file to the running gateway without a
+    /// restart: listeners added, removed or changed, log.level, drain and
+    /// per-connection timeouts. Open sessions are never dropped.
+    #[command(after_help = "\
+The file is checked here first (as `shardgate validate` does); an invalid one
+is not sent. The gateway is found through its pid file, which must name a
+running `shardgate run` with the same --config. It is sent SIGHUP (the same as
+`kill -HUP <pid>`), and the outcome is read from its metrics listener
+(GET /status/reload on metrics.listen).
+
+Exit status:
+  0  applied (settings that need a restart are named in a warning)
+  1  refused: the file is invalid (nothing was sent), or the gateway refused
+     it (e.g. an address it cannot bind); it keeps its running configuration
+  2  no running gateway found for this file (nothing was sent)
+  3  sent, but no outcome seen within --timeout (see the gateway's log)")]
+    Reload {
+        /// The bootstrap file the gateway runs with (its `run --config`).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The gateway's pid file (default `<store.data_dir>/shardgate.pid`).
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Longest wait for the outcome, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = reload_cli::DEFAULT_TIMEOUT_SECS)]
+        timeout: u64,
     },
     /// Check a bootstrap file without starting.
     Validate {
@@ -248,14 +286,15 @@ fn main() -> ExitCode {
             backup::restore(&config, &input, replace).await?;
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Run { config } => {
-            let config = match config::Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("shardgate: invalid config: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        Command::Reload { config, pid_file, timeout } => cli_command(async move {
+            Ok(reload_cli::reload(
+                config.as_deref(),
+                pid_file.as_deref(),
+                std::time::Duration::from_secs(timeout.max(1)),
+            )
+            .await)
+        }),
+        Command::Run { config: config_path, pid_file } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -263,7 +302,28 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run::run(config)) {
+            // SIGHUP's default action ends the process: handle it before
+            // anything else, so one sent while starting is applied once
+            // started instead.
+            let hup = {
+                let _runtime = runtime.enter();
+                match run::handle_sighup() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        eprintln!("shardgate: cannot install the SIGHUP handler: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            let config = match config::Config::load(config_path.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shardgate: invalid config: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let args = run::RunArgs { config_path, pid_file };
+            match runtime.block_on(run::run(config, args, hup)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "shardgate stopped on an error");

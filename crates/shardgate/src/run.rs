@@ -1,55 +1,93 @@
 //! Wiring and lifecycle of `shardgate run`.
 //!
 //! ```text
-//! config -> logging -> admin key check -> store (embedded, or etcd: a
-//!   member must answer) -> keyring -> reconciler.load (first snapshot)
-//!   -> bind every listener (fail fast, naming the address) -> ready
-//!   -> serve until SIGTERM/SIGINT
-//!   -> drain: /readyz unready, listeners stop accepting, connections run until
-//!      they end or the drain deadline -> admin/metrics stop -> exit 0
+//! SIGHUP handled (before the file is read: a SIGHUP never kills)
+//!   -> config -> logging -> pid file -> admin key check -> store (embedded,
+//!   or etcd: a member must answer) -> keyring -> reconciler.load (first
+//!   snapshot) -> bind every listener (fail fast, naming the address) -> ready
+//!   -> serve; each SIGHUP reloads the bootstrap file (see `reload`), a
+//!      SIGHUP received while starting is applied once started
+//!   -> SIGTERM/SIGINT: drain: /readyz unready, listeners stop accepting,
+//!      connections run until they end or the drain deadline -> admin/metrics
+//!      stop -> pid file removed -> exit 0
 //! ```
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use shardgate_admin::{AdminState, ServeSettings, health_router, router};
-use shardgate_cache::{Cache, CacheSettings, DiskSettings};
 use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
-use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
 use shardgate_store::Store;
-use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
+use shardgate_stream::StreamMetrics;
 use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Semaphore;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
+use crate::listeners::{Listeners, Shared};
+use crate::reload::{LogControl, Reloader};
 
 /// Extra time after the drain deadline for cut connections to unwind.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(v).context("RUST_LOG")?,
-        _ => EnvFilter::try_new(crate::config::normalized_log_filter(&config.log.level)).context("log.level")?,
+/// Starts logging with a filter that a reload can replace (`log.level`;
+/// `RUST_LOG` wins over it).
+fn init_logging(config: &Config) -> anyhow::Result<LogControl> {
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => (EnvFilter::try_new(v).context("RUST_LOG")?, true),
+        _ => (EnvFilter::try_new(crate::config::normalized_log_filter(&config.log.level)).context("log.level")?, false),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let result = match config.log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let fmt = match config.log.format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))?;
+    Ok(LogControl::new(handle, from_env))
 }
 
-/// Runs the gateway until a signal and the drain that follows.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    init_logging(&config)?;
+/// Installs the SIGHUP handler. Call it first thing: from then on a SIGHUP
+/// is recorded for the reload loop instead of ending the process (its
+/// default action), for the rest of the process's life.
+pub fn handle_sighup() -> std::io::Result<Signal> {
+    signal(SignalKind::hangup())
+}
+
+/// Where the bootstrap file came from and where the pid file goes.
+#[derive(Debug, Default)]
+pub struct RunArgs {
+    /// `--config`: the file a SIGHUP reads again.
+    pub config_path: Option<PathBuf>,
+    /// `--pid-file`; default `<store.data_dir>/shardgate.pid`.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// Runs the gateway until a signal and the drain that follows. `hup` is
+/// the SIGHUP handler, installed before the file was read.
+pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Result<()> {
+    let log = init_logging(&config)?;
+    let _pid_file = match &args.pid_file {
+        // Asked for by name: not writing it is an error.
+        Some(path) => crate::pidfile::PidFile::create(path).map_err(|e| anyhow::anyhow!("--pid-file {e}"))?,
+        None => crate::pidfile::PidFile::create(&crate::pidfile::default_path(&config)).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot write the pid file; `shardgate reload` will not find this gateway (kill -HUP still reloads)");
+            None
+        }),
+    };
     let key = config.admin_key()?.to_owned();
     for warning in config.warnings() {
         tracing::warn!(warning = %warning, "configuration warning");
@@ -112,25 +150,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_keyring(keyring.clone());
     reconciler.load().await.context("loading the configuration from the store")?;
 
+    let samples = Arc::new(shardgate_waf::Samples::default());
     // Bind everything before serving anything: a taken port fails the start.
-    let stream_metrics = StreamMetrics::register(&metrics);
-    let mut stream_listeners = Vec::new();
-    for l in &config.stream.tcp {
-        let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
-            .with_context(|| format!("binding stream listener {} (tls: {})", l.addr.0, l.tls))?;
-        let local = socket.local_addr().context("stream listener address")?;
-        stream_listeners.push((
-            socket,
-            ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone(), web_acl: l.web_acl.clone() },
-        ));
-    }
-    let mut edge_listeners = Vec::new();
-    for l in &config.edge.http {
-        let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
-            .with_context(|| format!("binding edge listener {} (tls: {})", l.addr.0, l.tls))?;
-        let local = socket.local_addr().context("edge listener address")?;
-        edge_listeners.push((socket, HttpListenerSpec { addr: local, tls: l.tls }));
-    }
+    let mut listeners = Listeners::new(
+        Shared {
+            handle: Arc::clone(&handle),
+            metrics: metrics.clone(),
+            stream_metrics: StreamMetrics::register(&metrics),
+            max_connections: Arc::new(Semaphore::new(fds.max_connections)),
+            samples: Arc::clone(&samples),
+            geo: geo.clone(),
+        },
+        &config,
+    );
+    let plan = listeners.prepare(&config)?;
+    let mut reloader = Reloader::new(args.config_path, &config, log, &metrics);
     let admin_socket = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("binding the Admin API on {}", config.admin.listen))?;
@@ -146,7 +180,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let samples = Arc::new(shardgate_waf::Samples::default());
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
         .with_viewer_key(config.admin.viewer_key.clone())
         .with_keyring(keyring)
@@ -165,88 +198,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
     let metrics_task = tokio::spawn(shardgate_admin::serve(
         metrics_socket,
-        health_router(Arc::clone(&health), metrics.clone()),
+        health_router(Arc::clone(&health), metrics.clone()).merge(reloader.status().router()),
         serve_settings,
         stopped(stop_rx.clone()),
     ));
     let reconciler_task = tokio::spawn(reconciler.run(stopped(stop_rx.clone())));
 
-    let settings = StreamSettings {
-        max_connections: Arc::new(Semaphore::new(fds.max_connections)),
-        handshake_timeout: config.limits.handshake_timeout.get(),
-        client_hello_max_bytes: config.limits.client_hello_max_bytes,
-    };
-    let mut listener_tasks = Vec::new();
-    for (socket, spec) in stream_listeners {
-        tracing::info!(listener = %spec.label(), "stream listener bound");
-        listener_tasks.push(tokio::spawn(shardgate_stream::serve(
-            socket,
-            spec,
-            Arc::clone(&handle),
-            settings.clone(),
-            stream_metrics.clone(),
-            drain.watch(),
-        )));
-    }
-    if !edge_listeners.is_empty() {
-        let c = &config.edge.cache;
-        let cache_settings = CacheSettings { memory_bytes: c.memory_bytes, max_object_bytes: c.max_object_bytes };
-        let cache = if c.disk_bytes == 0 {
-            Cache::new(cache_settings)
-        } else {
-            let dir = config.cache_dir();
-            let disk =
-                DiskSettings { dir: dir.clone(), max_bytes: c.disk_bytes, max_object_bytes: c.disk_max_object() };
-            let (cache, found) = Cache::with_disk(cache_settings, disk)
-                .with_context(|| format!("opening the disk cache in {}", dir.display()))?;
-            tracing::info!(dir = %dir.display(), objects = found, bytes = cache.disk_usage(), "disk cache tier opened");
-            cache
-        };
-        let edge = Arc::new(EdgeService {
-            snapshots: Arc::clone(&handle),
-            cache,
-            metrics: EdgeMetrics::register(&metrics),
-            samples: Arc::clone(&samples),
-            geo: geo.clone(),
-            targeted_cache_control: config.edge.cache.targeted_fields()?,
-        });
-        tokio::spawn(shardgate_http::purge_invalidated(
-            Arc::clone(&handle),
-            Arc::clone(&edge.cache),
-            edge.metrics.clone(),
-        ));
-        let http_settings = HttpSettings {
-            max_connections: Arc::clone(&settings.max_connections),
-            handshake_timeout: config.limits.handshake_timeout.get(),
-            header_read_timeout: config.edge.header_read_timeout.get(),
-            client_hello_max_bytes: config.limits.client_hello_max_bytes,
-            idle_timeout: config.edge.idle_timeout.get(),
-            h2_keepalive_interval: config.edge.h2_keepalive_interval.get(),
-            h2_keepalive_timeout: config.edge.h2_keepalive_timeout.get(),
-        };
-        for (socket, spec) in edge_listeners {
-            tracing::info!(listener = %spec.label(), "edge listener bound");
-            listener_tasks.push(tokio::spawn(shardgate_http::serve(
-                socket,
-                spec,
-                Arc::clone(&edge),
-                http_settings.clone(),
-                drain.watch(),
-            )));
-        }
-    }
+    listeners.commit(plan, &drain).await;
     health.set_listeners_bound();
     tracing::info!(admin = %admin_addr, metrics = %metrics_addr, generation = handle.load().generation, "shardgate ready");
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    // One reload at a time: SIGHUPs that arrive meanwhile are coalesced by
+    // the handler into one more turn of this loop. The handler stays
+    // installed until the process exits, so a SIGHUP during the drain is
+    // ignored rather than fatal.
+    let which = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => reloader.reload(&mut listeners, &drain).await,
+        }
     };
 
-    let timeout = config.drain.timeout.get();
-    let delay = config.drain.delay.get();
+    let timeout = reloader.drain_config().timeout.get();
+    let delay = reloader.drain_config().delay.get();
     health.set_draining();
     if !delay.is_zero() {
         // Not ready, still accepting: a load balancer that polls /readyz
@@ -264,11 +241,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(signal = which, drain_timeout_ms = timeout.as_millis() as u64, open = drain.holders(), "draining");
     drain.start(tokio::time::Instant::now() + timeout);
-    for t in listener_tasks {
-        if let Err(e) = t.await {
-            tracing::warn!(error = %e, "a stream listener task failed");
-        }
-    }
+    listeners.drained().await;
     tokio::select! {
         () = drain.released() => tracing::info!("every connection has finished"),
         () = tokio::time::sleep(timeout + DRAIN_GRACE) => tracing::warn!(open = drain.holders(), "connections still open after the drain deadline; exiting anyway"),

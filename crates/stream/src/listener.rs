@@ -66,10 +66,12 @@ pub fn bind(addr: SocketAddr, keepalive: Duration) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Accepts connections until the drain starts, serving each in its own task.
-/// Returns when the listener has stopped accepting (its socket is closed on
-/// return); the connections it started keep running until they end or the
-/// drain deadline.
+/// Accepts connections until the drain starts or `stop` completes (a reload
+/// removed or replaced this listener), serving each in its own task with a
+/// context built once from `spec`. Returns when the listener has stopped
+/// accepting (its socket is closed on return, unless another copy of it
+/// serves on); the connections it started keep running until they end or
+/// the drain deadline.
 pub async fn serve(
     listener: TcpListener,
     spec: ListenerSpec,
@@ -77,6 +79,7 @@ pub async fn serve(
     settings: StreamSettings,
     metrics: StreamMetrics,
     drain: DrainWatch,
+    stop: impl std::future::Future<Output = ()>,
 ) {
     let labels = ListenerLabels { listener: spec.label() };
     // The local address of every accepted socket, when the listener has a
@@ -101,7 +104,7 @@ pub async fn serve(
     tracing::info!(listener = %ctx.name, "stream listener accepting");
     let max = Arc::clone(&settings.max_connections);
     let label = ctx.name.clone();
-    accept_loop(&listener, &label, &max, &mut drain.clone(), std::future::pending(), |sock, peer, permit| {
+    accept_loop(&listener, &label, &max, &mut drain.clone(), stop, |sock, peer, permit| {
         tokio::spawn(conn::handle(sock, peer, Arc::clone(&ctx), drain.clone(), permit));
     })
     .await;

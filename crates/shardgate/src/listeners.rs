@@ -1,0 +1,489 @@
+//! The set of running player-facing listeners (stream TCP and edge HTTP):
+//! started from the bootstrap file, changed by a reload, drained on stop.
+//!
+//! A change is planned first and applied second, so a reload that cannot
+//! be carried out changes nothing:
+//!
+//! ```text
+//! prepare(config):  diff the file's listeners with the running ones, keyed
+//!                   by transport and configured address
+//!   added     -> bind now (a failure refuses the whole change, naming the address)
+//!   changed   -> same address, other settings: a copy of the running socket
+//!                (no rebind; the kernel's queue of pending connections is shared)
+//!   removed   -> nothing yet
+//!   the edge service (cache) is created the first time an edge listener is wanted
+//! commit(plan):     start an accept loop for every added and changed listener,
+//!                   then stop the accept loops of the changed (old settings)
+//!                   and removed ones, and wait until they have returned
+//! ```
+//!
+//! Each accept loop builds its listener context once from its spec, and
+//! every connection keeps the context it was accepted with, so a changed
+//! listener serves new connections with the new settings while open
+//! sessions finish on the old ones. A stopped loop closes its copy of the
+//! socket; once the last copy is closed the kernel refuses new connections
+//! at that address. Sessions a stopped loop started keep running and hold
+//! their drain watch, so the drain still waits for them.
+//!
+//! Listener specs are compared whole (`PartialEq`), never field by field,
+//! so a field added to [`ListenerSpec`] or [`HttpListenerSpec`] is applied
+//! live by a reload as soon as [`wanted`] fills it in.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use shardgate_cache::{Cache, CacheSettings, DiskSettings};
+use shardgate_core::{Drain, Metrics};
+use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
+use shardgate_snapshot::SnapshotHandle;
+use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{CacheConfig, Config};
+
+/// Longest wait for a stopped accept loop to return. A loop returns as soon
+/// as it sees its stop signal; this only bounds a runtime too busy to run it.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// What a listener serves, as the file describes it.
+#[derive(Debug, Clone, PartialEq)]
+enum Spec {
+    /// `stream.tcp[]`.
+    Stream(ListenerSpec),
+    /// `edge.http[]`.
+    Edge(HttpListenerSpec),
+}
+
+impl Spec {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Spec::Stream(s) => s.addr,
+            Spec::Edge(s) => s.addr,
+        }
+    }
+
+    /// The same spec at the address actually bound (differs from the
+    /// configured one when the file says port 0).
+    fn at(mut self, addr: SocketAddr) -> Self {
+        match &mut self {
+            Spec::Stream(s) => s.addr = addr,
+            Spec::Edge(s) => s.addr = addr,
+        }
+        self
+    }
+
+    fn transport(&self) -> Transport {
+        match self {
+            Spec::Stream(_) | Spec::Edge(_) => Transport::Tcp,
+        }
+    }
+
+    /// The log and metric label (`tls/127.0.0.1:8888`, `http/...`).
+    fn label(&self) -> String {
+        match self {
+            Spec::Stream(s) => format!("stream {}", s.label()),
+            Spec::Edge(s) => format!("edge {}", s.label()),
+        }
+    }
+
+    /// What a bind failure says (`stream listener 0.0.0.0:8888 (tls: true)`).
+    fn describe(&self) -> String {
+        match self {
+            Spec::Stream(s) => format!("stream listener {} (tls: {})", s.addr, s.tls),
+            Spec::Edge(s) => format!("edge listener {} (tls: {})", s.addr, s.tls),
+        }
+    }
+}
+
+/// Two listeners with the same transport and configured address are the
+/// same listener (its settings may change); anything else is a remove and
+/// an add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+}
+
+/// The listeners the file asks for, in file order, at their configured
+/// addresses. The one place a listener's config becomes its spec, for the
+/// start and for every reload.
+fn wanted(config: &Config) -> Vec<Spec> {
+    let stream = config.stream.tcp.iter().map(|l| {
+        Spec::Stream(ListenerSpec {
+            addr: l.addr.0,
+            tls: l.tls,
+            fallback_sni: l.fallback_sni.clone(),
+            web_acl: l.web_acl.clone(),
+        })
+    });
+    let edge = config.edge.http.iter().map(|l| Spec::Edge(HttpListenerSpec { addr: l.addr.0, tls: l.tls }));
+    stream.chain(edge).collect()
+}
+
+/// The per-connection settings a reload can change: every connection reads
+/// them from its listener's context, so a change restarts the accept loops
+/// (on the same sockets) like any other listener change.
+#[derive(Debug, Clone, PartialEq)]
+struct Tuning {
+    handshake_timeout: Duration,
+    client_hello_max_bytes: usize,
+    header_read_timeout: Duration,
+    edge_idle_timeout: Duration,
+    h2_keepalive_interval: Duration,
+    h2_keepalive_timeout: Duration,
+}
+
+impl Tuning {
+    fn from(config: &Config) -> Self {
+        Tuning {
+            handshake_timeout: config.limits.handshake_timeout.get(),
+            client_hello_max_bytes: config.limits.client_hello_max_bytes,
+            header_read_timeout: config.edge.header_read_timeout.get(),
+            edge_idle_timeout: config.edge.idle_timeout.get(),
+            h2_keepalive_interval: config.edge.h2_keepalive_interval.get(),
+            h2_keepalive_timeout: config.edge.h2_keepalive_timeout.get(),
+        }
+    }
+}
+
+/// A bound socket. Its accept loop serves a copy of it (`dup`), so a
+/// changed listener's next loop can take another copy without a rebind.
+#[derive(Debug)]
+enum Socket {
+    Tcp(std::net::TcpListener),
+}
+
+impl Socket {
+    fn try_clone(&self) -> std::io::Result<Socket> {
+        match self {
+            Socket::Tcp(s) => s.try_clone().map(Socket::Tcp),
+        }
+    }
+}
+
+/// One listener with its accept loop running.
+#[derive(Debug)]
+struct Running {
+    /// The address in the file (the key, with the transport).
+    configured: SocketAddr,
+    /// What it serves; its address is the bound one.
+    spec: Spec,
+    tuning: Tuning,
+    socket: Socket,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// An accept loop to start on commit.
+#[derive(Debug)]
+struct Start {
+    configured: SocketAddr,
+    spec: Spec,
+    /// The copy of the socket the manager keeps.
+    socket: Socket,
+    /// The copy the accept loop serves.
+    serving: Socket,
+    /// The running listener this one replaces, by configured address.
+    replaces: Option<SocketAddr>,
+}
+
+/// A change worked out by [`Listeners::prepare`]: sockets bound, nothing
+/// serving yet. Dropping it closes what it bound and changes nothing.
+#[derive(Debug)]
+pub struct Plan {
+    start: Vec<Start>,
+    /// Configured addresses of running listeners the file no longer has.
+    remove: Vec<SocketAddr>,
+    tuning: Tuning,
+}
+
+/// What a commit did, by listener label, for the log and the reload status.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Changes {
+    /// Listeners bound and serving.
+    pub added: Vec<String>,
+    /// Listeners that stopped accepting (their sessions run on).
+    pub removed: Vec<String>,
+    /// Listeners serving new connections with new settings on the same socket.
+    pub changed: Vec<String>,
+}
+
+/// What every listener shares, fixed for the life of the process.
+pub struct Shared {
+    /// The published configuration.
+    pub handle: Arc<SnapshotHandle>,
+    /// The metrics registry (the edge registers its families the first time
+    /// an edge listener starts).
+    pub metrics: Metrics,
+    /// Stream metric families.
+    pub stream_metrics: StreamMetrics,
+    /// Connections open at once over all listeners.
+    pub max_connections: Arc<Semaphore>,
+    /// Web ACL samples, shared with the Admin API.
+    pub samples: Arc<shardgate_waf::Samples>,
+    /// The country database, if configured.
+    pub geo: Option<Arc<shardgate_waf::GeoDb>>,
+}
+
+/// The running listeners and what it takes to start more.
+pub struct Listeners {
+    shared: Shared,
+    /// `stream.keepalive` as started (a socket option set at bind).
+    keepalive: Duration,
+    /// `edge.cache` as started (the cache is sized once).
+    cache: CacheConfig,
+    /// `store.data_dir` as started, for the default disk-cache directory.
+    cache_dir: std::path::PathBuf,
+    /// Created the first time an edge listener is wanted, then kept: the
+    /// cache outlives the listeners that use it.
+    edge: OnceLock<Arc<EdgeService>>,
+    /// Whether the edge's invalidation purge task runs.
+    purging: bool,
+    running: Vec<Running>,
+}
+
+impl Listeners {
+    /// No listener yet; `started` is the file the process started with,
+    /// whose settings that cannot change live (socket options, cache sizes)
+    /// every listener uses.
+    pub fn new(shared: Shared, started: &Config) -> Self {
+        Listeners {
+            shared,
+            keepalive: started.stream.keepalive.get(),
+            cache: started.edge.cache.clone(),
+            cache_dir: started.cache_dir(),
+            edge: OnceLock::new(),
+            purging: false,
+            running: Vec::new(),
+        }
+    }
+
+    /// Binds what `config` adds and takes copies of the sockets whose
+    /// settings it changes; serves nothing yet. An error names the address
+    /// that could not be bound, and everything bound so far is closed.
+    pub fn prepare(&self, config: &Config) -> anyhow::Result<Plan> {
+        let tuning = Tuning::from(config);
+        let wanted = wanted(config);
+        let mut start = Vec::new();
+        for spec in &wanted {
+            let configured = spec.addr();
+            let running =
+                self.running.iter().find(|r| r.configured == configured && r.spec.transport() == spec.transport());
+            match running {
+                Some(r) => {
+                    let spec = spec.clone().at(r.spec.addr());
+                    if spec == r.spec && tuning == r.tuning {
+                        continue;
+                    }
+                    let socket =
+                        r.socket.try_clone().with_context(|| format!("sharing the socket of {}", r.spec.label()))?;
+                    let serving =
+                        r.socket.try_clone().with_context(|| format!("sharing the socket of {}", r.spec.label()))?;
+                    start.push(Start { configured, spec, socket, serving, replaces: Some(configured) });
+                }
+                None => {
+                    let (socket, local) = self.bind(spec).with_context(|| format!("binding {}", spec.describe()))?;
+                    let serving = socket.try_clone().with_context(|| format!("binding {}", spec.describe()))?;
+                    start.push(Start { configured, spec: spec.clone().at(local), socket, serving, replaces: None });
+                }
+            }
+        }
+        let remove = self
+            .running
+            .iter()
+            .filter(|r| !wanted.iter().any(|w| w.addr() == r.configured && w.transport() == r.spec.transport()))
+            .map(|r| r.configured)
+            .collect();
+        let needs_edge = start.iter().any(|s| matches!(s.spec, Spec::Edge(_)));
+        if needs_edge && self.edge.get().is_none() {
+            let edge = self.edge_service()?;
+            if self.edge.set(edge).is_err() {
+                tracing::debug!("the edge service was already created");
+            }
+        }
+        Ok(Plan { start, remove, tuning })
+    }
+
+    fn bind(&self, spec: &Spec) -> std::io::Result<(Socket, SocketAddr)> {
+        match spec.transport() {
+            Transport::Tcp => {
+                let l = shardgate_stream::bind(spec.addr(), self.keepalive)?;
+                let local = l.local_addr()?;
+                Ok((Socket::Tcp(l.into_std()?), local))
+            }
+        }
+    }
+
+    /// Starts the plan's accept loops, then stops those it replaces or
+    /// removes and waits until they have returned (their sockets are
+    /// closed unless a new loop serves a copy).
+    pub async fn commit(&mut self, plan: Plan, drain: &Drain) -> Changes {
+        let mut changes = Changes::default();
+        if let Some(edge) = self.edge.get()
+            && !self.purging
+        {
+            tokio::spawn(shardgate_http::purge_invalidated(
+                Arc::clone(&self.shared.handle),
+                Arc::clone(&edge.cache),
+                edge.metrics.clone(),
+            ));
+            self.purging = true;
+        }
+        let mut started = Vec::with_capacity(plan.start.len());
+        let mut stopping: Vec<SocketAddr> = plan.remove.clone();
+        for s in plan.start {
+            let label = s.spec.label();
+            match self.spawn(&s.spec, s.serving, &plan.tuning, drain) {
+                Ok((stop, task)) => {
+                    let replaced = s.replaces.and_then(|a| self.running.iter().find(|r| r.configured == a));
+                    match replaced {
+                        Some(old) if old.spec.label() != label => {
+                            changes.changed.push(format!("{} -> {label}", old.spec.label()))
+                        }
+                        Some(_) => changes.changed.push(label.clone()),
+                        None => changes.added.push(label.clone()),
+                    }
+                    if let Some(a) = s.replaces {
+                        stopping.push(a);
+                    }
+                    tracing::info!(listener = %label, change = if s.replaces.is_some() { "changed" } else { "added" }, "listener serving");
+                    started.push(Running {
+                        configured: s.configured,
+                        spec: s.spec,
+                        tuning: plan.tuning.clone(),
+                        socket: s.socket,
+                        stop,
+                        task,
+                    });
+                }
+                Err(e) => {
+                    // Only registering a socket with the runtime can fail
+                    // here; the old loop (if any) keeps serving.
+                    tracing::error!(listener = %label, error = %format!("{e:#}"), "cannot start the accept loop; the listener keeps its previous state");
+                }
+            }
+        }
+        let (stop, keep): (Vec<Running>, Vec<Running>) =
+            std::mem::take(&mut self.running).into_iter().partition(|r| stopping.contains(&r.configured));
+        self.running = keep;
+        self.running.extend(started);
+        for old in stop {
+            let label = old.spec.label();
+            if plan.remove.contains(&old.configured) {
+                changes.removed.push(label.clone());
+            }
+            stop_loop(old).await;
+            tracing::info!(listener = %label, "listener stopped accepting; its sessions run on");
+        }
+        changes
+    }
+
+    /// Starts one accept loop on `serving`; returns its stop switch and task.
+    fn spawn(
+        &self,
+        spec: &Spec,
+        serving: Socket,
+        tuning: &Tuning,
+        drain: &Drain,
+    ) -> anyhow::Result<(oneshot::Sender<()>, JoinHandle<()>)> {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        // A dropped sender stops the loop too.
+        let stop = async move { stop_rx.await.unwrap_or_default() };
+        let task = match (spec, serving) {
+            (Spec::Stream(spec), Socket::Tcp(socket)) => {
+                let socket = tokio::net::TcpListener::from_std(socket).context("registering the socket")?;
+                let settings = StreamSettings {
+                    max_connections: Arc::clone(&self.shared.max_connections),
+                    handshake_timeout: tuning.handshake_timeout,
+                    client_hello_max_bytes: tuning.client_hello_max_bytes,
+                };
+                tokio::spawn(shardgate_stream::serve(
+                    socket,
+                    spec.clone(),
+                    Arc::clone(&self.shared.handle),
+                    settings,
+                    self.shared.stream_metrics.clone(),
+                    drain.watch(),
+                    stop,
+                ))
+            }
+            (Spec::Edge(spec), Socket::Tcp(socket)) => {
+                let socket = tokio::net::TcpListener::from_std(socket).context("registering the socket")?;
+                let edge = self.edge.get().context("the edge service is not running")?;
+                let settings = HttpSettings {
+                    max_connections: Arc::clone(&self.shared.max_connections),
+                    handshake_timeout: tuning.handshake_timeout,
+                    header_read_timeout: tuning.header_read_timeout,
+                    client_hello_max_bytes: tuning.client_hello_max_bytes,
+                    idle_timeout: tuning.edge_idle_timeout,
+                    h2_keepalive_interval: tuning.h2_keepalive_interval,
+                    h2_keepalive_timeout: tuning.h2_keepalive_timeout,
+                };
+                tokio::spawn(shardgate_http::serve(
+                    socket,
+                    spec.clone(),
+                    Arc::clone(edge),
+                    settings,
+                    drain.watch(),
+                    stop,
+                ))
+            }
+        };
+        Ok((stop_tx, task))
+    }
+
+    /// The edge service: the cache (memory tier, and the disk tier unless
+    /// `edge.cache.disk_bytes` is 0) and the edge metric families.
+    fn edge_service(&self) -> anyhow::Result<Arc<EdgeService>> {
+        let c = &self.cache;
+        let cache_settings = CacheSettings { memory_bytes: c.memory_bytes, max_object_bytes: c.max_object_bytes };
+        let cache = if c.disk_bytes == 0 {
+            Cache::new(cache_settings)
+        } else {
+            let dir = self.cache_dir.clone();
+            let disk =
+                DiskSettings { dir: dir.clone(), max_bytes: c.disk_bytes, max_object_bytes: c.disk_max_object() };
+            let (cache, found) = Cache::with_disk(cache_settings, disk)
+                .with_context(|| format!("opening the disk cache in {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), objects = found, bytes = cache.disk_usage(), "disk cache tier opened");
+            cache
+        };
+        Ok(Arc::new(EdgeService {
+            snapshots: Arc::clone(&self.shared.handle),
+            cache,
+            metrics: EdgeMetrics::register(&self.shared.metrics),
+            samples: Arc::clone(&self.shared.samples),
+            geo: self.shared.geo.clone(),
+            targeted_cache_control: c.targeted_fields()?,
+        }))
+    }
+
+    /// Waits until every accept loop has returned (they stop when the drain
+    /// starts); the sessions they started are waited for by the drain.
+    pub async fn drained(self) {
+        for r in self.running {
+            if let Err(e) = r.task.await {
+                tracing::warn!(listener = %r.spec.label(), error = %e, "a listener task failed");
+            }
+        }
+    }
+}
+
+/// Stops one accept loop and waits until it has returned, closing its copy
+/// of the socket (and the manager's, dropped here).
+async fn stop_loop(old: Running) {
+    let Running { spec, socket, stop, task, .. } = old;
+    if stop.send(()).is_err() {
+        tracing::debug!(listener = %spec.label(), "the accept loop had already returned");
+    }
+    match tokio::time::timeout(STOP_WAIT, task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(listener = %spec.label(), error = %e, "a listener task failed"),
+        Err(_) => {
+            tracing::warn!(listener = %spec.label(), "the accept loop did not return in time; it stops on its own")
+        }
+    }
+    drop(socket);
+}
