@@ -107,18 +107,25 @@ enum Transport {
 }
 
 /// The listeners the file asks for, in file order, at their configured
-/// addresses. The one place a listener's config becomes its spec, for the
-/// start and for every reload.
-fn wanted(config: &Config) -> Vec<Spec> {
-    let stream = config.stream.tcp.iter().map(|l| {
-        Spec::Stream(ListenerSpec {
+/// addresses, each with its field path (`stream.tcp[2]`) for errors. The
+/// one place a listener's config becomes its spec, for the start and for
+/// every reload.
+fn wanted(config: &Config) -> Vec<(String, Spec)> {
+    let stream = config.stream.tcp.iter().enumerate().map(|(i, l)| {
+        let spec = ListenerSpec {
             addr: l.addr.0,
             tls: l.tls,
             fallback_sni: l.fallback_sni.clone(),
             web_acl: l.web_acl.clone(),
-        })
+        };
+        (format!("stream.tcp[{i}]"), Spec::Stream(spec))
     });
-    let edge = config.edge.http.iter().map(|l| Spec::Edge(HttpListenerSpec { addr: l.addr.0, tls: l.tls }));
+    let edge = config
+        .edge
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("edge.http[{i}]"), Spec::Edge(HttpListenerSpec { addr: l.addr.0, tls: l.tls })));
     stream.chain(edge).collect()
 }
 
@@ -261,13 +268,14 @@ impl Listeners {
     }
 
     /// Binds what `config` adds and takes copies of the sockets whose
-    /// settings it changes; serves nothing yet. An error names the address
-    /// that could not be bound, and everything bound so far is closed.
+    /// settings it changes; serves nothing yet. An error names the field
+    /// and the address that could not be bound (`stream.tcp[2].addr:
+    /// binding stream listener ...`), and everything bound so far is closed.
     pub fn prepare(&self, config: &Config) -> anyhow::Result<Plan> {
         let tuning = Tuning::from(config);
         let wanted = wanted(config);
         let mut start = Vec::new();
-        for spec in &wanted {
+        for (field, spec) in &wanted {
             let configured = spec.addr();
             let running =
                 self.running.iter().find(|r| r.configured == configured && r.spec.transport() == spec.transport());
@@ -284,8 +292,9 @@ impl Listeners {
                     start.push(Start { configured, spec, socket, serving, replaces: Some(configured) });
                 }
                 None => {
-                    let (socket, local) = self.bind(spec).with_context(|| format!("binding {}", spec.describe()))?;
-                    let serving = socket.try_clone().with_context(|| format!("binding {}", spec.describe()))?;
+                    let bind_error = || format!("{field}.addr: binding {}", spec.describe());
+                    let (socket, local) = self.bind(spec).with_context(bind_error)?;
+                    let serving = socket.try_clone().with_context(bind_error)?;
                     start.push(Start { configured, spec: spec.clone().at(local), socket, serving, replaces: None });
                 }
             }
@@ -293,7 +302,7 @@ impl Listeners {
         let remove = self
             .running
             .iter()
-            .filter(|r| !wanted.iter().any(|w| w.addr() == r.configured && w.transport() == r.spec.transport()))
+            .filter(|r| !wanted.iter().any(|(_, w)| w.addr() == r.configured && w.transport() == r.spec.transport()))
             .map(|r| r.configured)
             .collect();
         let needs_edge = start.iter().any(|s| matches!(s.spec, Spec::Edge(_)));

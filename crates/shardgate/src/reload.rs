@@ -320,7 +320,12 @@ impl Reloader {
             Err(error) => {
                 self.metrics.reloads.get_or_create(&ResultLabels { result: ReloadResult::failure }).inc();
                 self.metrics.last_successful.set(0);
-                tracing::error!(file = %file, error = %error, "reload refused; the running configuration stays");
+                tracing::error!(
+                    file = %file,
+                    field = field_of(&error, &file).unwrap_or_default(),
+                    error = %error,
+                    "reload refused; the running configuration stays"
+                );
                 LastReload {
                     result: ReloadResult::failure,
                     started_unix_ms,
@@ -367,6 +372,17 @@ impl Reloader {
     }
 }
 
+/// The field path an error message starts with (`stream.tcp[0]`,
+/// `log.level`), after the file name when it has one; `None` for errors
+/// that are not about one field (a file that cannot be read).
+fn field_of(message: &str, file: &str) -> Option<String> {
+    let rest = message.strip_prefix(file).and_then(|r| r.strip_prefix(": ")).unwrap_or(message);
+    let token = rest.split([':', ' ']).next()?;
+    let path_chars = token.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c));
+    let is_path = token.starts_with(|c: char| c.is_ascii_lowercase()) && (token.contains('.') || token.contains('['));
+    (path_chars && is_path).then(|| token.to_owned())
+}
+
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
@@ -404,6 +420,24 @@ mod tests {
         let fields = needs_restart(&started, &new);
         assert_eq!(fields, ["data_encryption.keyring", "store.etcd.password"]);
         assert!(!fields.concat().contains("hunter2") && !fields.concat().contains("fedcba"));
+    }
+
+    #[test]
+    fn refusals_name_their_field() {
+        let f = "/etc/shardgate.yaml";
+        for (message, field) in [
+            ("/etc/shardgate.yaml: stream.tcp[0]: unknown field `tsl`", Some("stream.tcp[0]")),
+            ("log.level: \"verbose\" is not a level", Some("log.level")),
+            ("data_encryption.keyring[0] is 5 bytes long", Some("data_encryption.keyring[0]")),
+            (
+                "stream.tcp[2].addr: binding stream listener 127.0.0.1:1 (tls: false): Address in use",
+                Some("stream.tcp[2].addr"),
+            ),
+            ("/etc/shardgate.yaml: No such file or directory (os error 2)", None),
+            ("no admin key: set admin.key", None),
+        ] {
+            assert_eq!(field_of(message, f).as_deref(), field, "{message}");
+        }
     }
 
     #[test]

@@ -214,7 +214,7 @@ async fn an_invalid_file_or_an_unbindable_address_is_refused_and_nothing_changes
     reloads(&gw, "failure", 1).await;
     let log = gw.log();
     let line = log.lines().find(|l| l.contains("reload refused")).unwrap_or_else(|| panic!("{log}"));
-    assert!(line.contains("ERROR") && line.contains("stream.tcp[0]") && line.contains("tsl"), "{line}");
+    assert!(line.contains("ERROR") && line.contains("field=\"stream.tcp[0].tsl\"") && line.contains("tsl"), "{line}");
     assert_eq!(gw.metric("shardgate_config_last_reload_successful").await, 0.0);
     assert_eq!(status(&gw).await["last"]["result"], "failure");
     assert_eq!(roundtrip(&mut session, "still").await, "[gs] still");
@@ -230,7 +230,7 @@ async fn an_invalid_file_or_an_unbindable_address_is_refused_and_nothing_changes
     gw.sighup();
     reloads(&gw, "failure", 2).await;
     let error = status(&gw).await["last"]["error"].as_str().unwrap_or_default().to_owned();
-    assert!(error.contains(&taken_addr.to_string()), "{error}");
+    assert!(error.contains(&format!("stream.tcp[2].addr: binding stream listener {taken_addr}")), "{error}");
     assert!(TcpStream::connect(free).await.is_err(), "nothing from the refused reload was opened");
     assert_eq!(roundtrip(&mut session, "still").await, "[gs] still");
 
@@ -458,4 +458,49 @@ async fn an_edge_listener_and_a_log_level_apply_live() {
     drop(plain_session(gw.plain[0], "gs").await);
     eventually(10, "the access log at info", || async { gw.log().contains("stream connection closed").then_some(()) })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_and_drain_timeouts_apply_live() {
+    let mut gw =
+        gateway().tls_listeners(1).drain_timeout("120s").yaml("limits:\n  handshake_timeout: 120s").spawn().await;
+    let gs = GameServer::start("gs").await;
+    gw.admin().put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&["gs-1.com"]).ssl_body(&["gs-1.com"])).await;
+    gw.admin()
+        .put_ok("/apisix/admin/stream_routes/1", &json!({"sni": "gs-1.com", "upstream": {"nodes": {gs.node(): 1}}}))
+        .await;
+    let addr = gw.tls_addr();
+    let mut session = eventually(5, "routed", || async {
+        let mut s = TlsClient::default().connect(addr, Some("gs-1.com")).await.ok()?;
+        (try_roundtrip(&mut s, "a").await.as_deref() == Some("[gs] a")).then_some(s)
+    })
+    .await;
+    let yaml = gw
+        .config_text()
+        .replace("timeout: \"120s\"", "timeout: \"1s\"")
+        .replace("handshake_timeout: 120s", "handshake_timeout: 1s");
+    gw.write_config(&yaml);
+    gw.sighup();
+    reloads(&gw, "success", 1).await;
+    assert_eq!(
+        status(&gw).await["last"]["changed"],
+        json!([format!("stream tls/{addr}")]),
+        "new timeouts, same socket"
+    );
+    assert_eq!(roundtrip(&mut session, "b").await, "[gs] b");
+
+    // A new connection that sends no ClientHello is closed at the new
+    // handshake timeout (the old one was two minutes).
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let read =
+        tokio::time::timeout(Duration::from_secs(30), tokio::io::AsyncReadExt::read(&mut silent, &mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed by the new handshake timeout: {read:?}");
+
+    // SIGTERM drains with the new drain.timeout: the open session is cut
+    // and the process exits well before the old two minutes.
+    gw.sigterm();
+    let status = gw.wait_exit(60).await;
+    assert!(status.success(), "{status}");
+    assert!(gw.log().contains("reason=\"drain\""), "the session was cut at the new deadline");
 }
