@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SIGHUP handled (before the file is read: a SIGHUP never kills)
-//!   -> config -> logging -> pid file -> admin key check -> store (embedded,
+//!   -> config -> logging -> admin key check -> pid file -> store (embedded,
 //!   or etcd: a member must answer) -> keyring -> reconciler.load (first
 //!   snapshot) -> bind every listener (fail fast, naming the address) -> ready
 //!   -> serve; each SIGHUP reloads the bootstrap file (see `reload`), a
@@ -80,6 +80,7 @@ pub struct RunArgs {
 /// the SIGHUP handler, installed before the file was read.
 pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Result<()> {
     let log = init_logging(&config)?;
+    let key = config.admin_key()?.to_owned();
     let _pid_file = match &args.pid_file {
         // Asked for by name: not writing it is an error.
         Some(path) => crate::pidfile::PidFile::create(path).map_err(|e| anyhow::anyhow!("--pid-file {e}"))?,
@@ -88,7 +89,6 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
             None
         }),
     };
-    let key = config.admin_key()?.to_owned();
     for warning in config.warnings() {
         tracing::warn!(warning = %warning, "configuration warning");
     }

@@ -504,3 +504,67 @@ async fn handshake_and_drain_timeouts_apply_live() {
     assert!(status.success(), "{status}");
     assert!(gw.log().contains("reason=\"drain\""), "the session was cut at the new deadline");
 }
+
+/// A second gateway pointed at the first one's pid file leaves it alone,
+/// then and on its own exit, so `shardgate reload` still finds the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pid_file_held_by_a_running_gateway_is_not_taken_over() {
+    let gw = gateway().tls_listeners(0).plain_listeners(1).spawn().await;
+    let pid_file = gw.data_dir.join("shardgate.pid");
+    assert_eq!(std::fs::read_to_string(&pid_file).expect("pid file").trim(), gw.pid().to_string());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let picked = ports::free_many("127.0.0.1", 3);
+    let config = dir.path().join("second.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "stream:\n  tcp:\n    - addr: \"{}\"\nadmin:\n  listen: \"{}\"\nmetrics:\n  listen: \"{}\"\nstore:\n  data_dir: \"{}\"\n",
+            picked[0],
+            picked[1],
+            picked[2],
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let log_path = dir.path().join("log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut second = Child(
+        Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .env("SHARDGATE_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    eventually(30, "the second gateway ready", || async {
+        let r = shardgate_e2e::admin::try_http(picked[2], "GET", "/readyz", &[], None).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    let logged = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(logged.contains("another running shardgate holds the pid file"), "{logged}");
+    assert_eq!(std::fs::read_to_string(&pid_file).expect("pid file").trim(), gw.pid().to_string());
+    let status = Command::new("kill").args(["-TERM", &second.0.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let mut exited = None;
+    for _ in 0..3000 {
+        exited = second.0.try_wait().expect("try_wait");
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let exited = exited.expect("the second gateway exits within 30 s");
+    assert!(exited.success(), "{exited}");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("still there").trim(),
+        gw.pid().to_string(),
+        "the first gateway's pid file survives the second's exit"
+    );
+}
