@@ -51,7 +51,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway. SIGHUP reads the bootstrap file again (see `reload`).
     Run {
         /// Bootstrap file (YAML). Without it, the defaults apply: a TLS stream
         /// listener on 0.0.0.0:8888, the Admin API on 127.0.0.1:9180, metrics

@@ -89,7 +89,7 @@ fn play(mut session: TcpStream, name: &'static str, stop: Arc<AtomicBool>) -> Pl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_on_a_third_listener_keep_playing_while_one_listener_is_added_and_another_removed() {
-    let gw = gateway().tls_listeners(0).plain_listeners(2).spawn().await;
+    let mut gw = gateway().tls_listeners(0).plain_listeners(2).drain_timeout("60s").spawn().await;
     let gs = GameServer::start("gs").await;
     gw.admin().put_ok("/apisix/admin/stream_routes/1", &json!({"upstream": {"nodes": {gs.node(): 1}}})).await;
     let (kept, removed) = (gw.plain[0], gw.plain[1]);
@@ -140,6 +140,17 @@ async fn players_on_a_third_listener_keep_playing_while_one_listener_is_added_an
     let active = format!("shardgate_stream_connections_active{{listener=\"tcp/{removed}\"}}");
     assert_eq!(gw.metric(&active).await, 2.0, "the removed listener's sessions still count");
     assert!(!gw.log().contains("ERROR"), "{}", gw.log());
+
+    // The removed listener's sessions still count for the drain: SIGTERM
+    // waits for them (up to the 60 s deadline), and they play on meanwhile.
+    gw.sigterm();
+    eventually(10, "draining", || async { (gw.readyz().await == 503).then_some(()) }).await;
+    for s in &mut on_removed {
+        assert_eq!(roundtrip(s, "draining").await, "[gs] draining");
+    }
+    assert!(gw.is_running(), "the drain waits for the removed listener's sessions");
+    drop(on_removed);
+    assert!(gw.wait_exit(30).await.success(), "exits once they end, before the deadline");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
