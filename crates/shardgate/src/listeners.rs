@@ -28,6 +28,12 @@
 //! Listener specs are compared whole (`PartialEq`), never field by field,
 //! so a field added to [`ListenerSpec`] or [`HttpListenerSpec`] is applied
 //! live by a reload as soon as [`wanted`] fills it in.
+//!
+//! A new kind of listener is one variant in each of [`Spec`] (what the file
+//! says), [`Transport`] (its key: a UDP and a TCP listener on one port are
+//! two listeners), [`Socket`] (the kept copy), [`Serving`] (the loop's
+//! copy), and one arm in `bind`, `serving` and `spawn` each; the diff,
+//! the order of operations and the drain are shared.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -170,6 +176,13 @@ impl Socket {
     }
 }
 
+/// What an accept loop is started with: its copy of the socket, registered
+/// with the runtime, and what it serves.
+enum Serving {
+    Stream(tokio::net::TcpListener, ListenerSpec),
+    Edge(tokio::net::TcpListener, HttpListenerSpec, Arc<EdgeService>),
+}
+
 /// One listener with its accept loop running.
 #[derive(Debug)]
 struct Running {
@@ -184,21 +197,19 @@ struct Running {
 }
 
 /// An accept loop to start on commit.
-#[derive(Debug)]
 struct Start {
     configured: SocketAddr,
     spec: Spec,
     /// The copy of the socket the manager keeps.
     socket: Socket,
-    /// The copy the accept loop serves.
-    serving: Socket,
+    /// The accept loop's copy of the socket, and what it serves.
+    serving: Serving,
     /// The running listener this one replaces, by configured address.
     replaces: Option<SocketAddr>,
 }
 
 /// A change worked out by [`Listeners::prepare`]: sockets bound, nothing
 /// serving yet. Dropping it closes what it bound and changes nothing.
-#[derive(Debug)]
 pub struct Plan {
     start: Vec<Start>,
     /// Configured addresses of running listeners the file no longer has.
@@ -285,17 +296,17 @@ impl Listeners {
                     if spec == r.spec && tuning == r.tuning {
                         continue;
                     }
-                    let socket =
-                        r.socket.try_clone().with_context(|| format!("sharing the socket of {}", r.spec.label()))?;
-                    let serving =
-                        r.socket.try_clone().with_context(|| format!("sharing the socket of {}", r.spec.label()))?;
+                    let sharing = || format!("sharing the socket of {}", r.spec.label());
+                    let socket = r.socket.try_clone().with_context(sharing)?;
+                    let serving = self.serving(&r.socket, &spec).with_context(sharing)?;
                     start.push(Start { configured, spec, socket, serving, replaces: Some(configured) });
                 }
                 None => {
                     let bind_error = || format!("{field}.addr: binding {}", spec.describe());
                     let (socket, local) = self.bind(spec).with_context(bind_error)?;
-                    let serving = socket.try_clone().with_context(bind_error)?;
-                    start.push(Start { configured, spec: spec.clone().at(local), socket, serving, replaces: None });
+                    let spec = spec.clone().at(local);
+                    let serving = self.serving(&socket, &spec).with_context(bind_error)?;
+                    start.push(Start { configured, spec, socket, serving, replaces: None });
                 }
             }
         }
@@ -305,14 +316,31 @@ impl Listeners {
             .filter(|r| !wanted.iter().any(|(_, w)| w.addr() == r.configured && w.transport() == r.spec.transport()))
             .map(|r| r.configured)
             .collect();
-        let needs_edge = start.iter().any(|s| matches!(s.spec, Spec::Edge(_)));
-        if needs_edge && self.edge.get().is_none() {
-            let edge = self.edge_service()?;
-            if self.edge.set(edge).is_err() {
-                tracing::debug!("the edge service was already created");
-            }
-        }
         Ok(Plan { start, remove, tuning })
+    }
+
+    /// Another copy of `socket`, registered with the runtime, for an
+    /// accept loop serving `spec`; the edge service is created with the
+    /// first edge listener.
+    fn serving(&self, socket: &Socket, spec: &Spec) -> anyhow::Result<Serving> {
+        let Socket::Tcp(s) = socket;
+        let copy = tokio::net::TcpListener::from_std(s.try_clone()?)?;
+        Ok(match spec {
+            Spec::Stream(spec) => Serving::Stream(copy, spec.clone()),
+            Spec::Edge(spec) => {
+                let edge = match self.edge.get() {
+                    Some(edge) => Arc::clone(edge),
+                    None => {
+                        let edge = self.edge_service()?;
+                        if self.edge.set(Arc::clone(&edge)).is_err() {
+                            tracing::debug!("the edge service was already created");
+                        }
+                        edge
+                    }
+                };
+                Serving::Edge(copy, spec.clone(), edge)
+            }
+        })
     }
 
     fn bind(&self, spec: &Spec) -> std::io::Result<(Socket, SocketAddr)> {
@@ -344,35 +372,27 @@ impl Listeners {
         let mut stopping: Vec<SocketAddr> = plan.remove.clone();
         for s in plan.start {
             let label = s.spec.label();
-            match self.spawn(&s.spec, s.serving, &plan.tuning, drain) {
-                Ok((stop, task)) => {
-                    let replaced = s.replaces.and_then(|a| self.running.iter().find(|r| r.configured == a));
-                    match replaced {
-                        Some(old) if old.spec.label() != label => {
-                            changes.changed.push(format!("{} -> {label}", old.spec.label()))
-                        }
-                        Some(_) => changes.changed.push(label.clone()),
-                        None => changes.added.push(label.clone()),
-                    }
-                    if let Some(a) = s.replaces {
-                        stopping.push(a);
-                    }
-                    tracing::info!(listener = %label, change = if s.replaces.is_some() { "changed" } else { "added" }, "listener serving");
-                    started.push(Running {
-                        configured: s.configured,
-                        spec: s.spec,
-                        tuning: plan.tuning.clone(),
-                        socket: s.socket,
-                        stop,
-                        task,
-                    });
+            let (stop, task) = self.spawn(s.serving, &plan.tuning, drain);
+            match s.replaces.and_then(|a| self.running.iter().find(|r| r.configured == a)) {
+                Some(old) if old.spec.label() != label => {
+                    changes.changed.push(format!("{} -> {label}", old.spec.label()))
                 }
-                Err(e) => {
-                    // Only registering a socket with the runtime can fail
-                    // here; the old loop (if any) keeps serving.
-                    tracing::error!(listener = %label, error = %format!("{e:#}"), "cannot start the accept loop; the listener keeps its previous state");
-                }
+                Some(_) => changes.changed.push(label.clone()),
+                None => changes.added.push(label.clone()),
             }
+            if let Some(a) = s.replaces {
+                stopping.push(a);
+            }
+            let change = if s.replaces.is_some() { "changed" } else { "added" };
+            tracing::info!(listener = %label, change, "listener serving");
+            started.push(Running {
+                configured: s.configured,
+                spec: s.spec,
+                tuning: plan.tuning.clone(),
+                socket: s.socket,
+                stop,
+                task,
+            });
         }
         let (stop, keep): (Vec<Running>, Vec<Running>) =
             std::mem::take(&mut self.running).into_iter().partition(|r| stopping.contains(&r.configured));
@@ -389,20 +409,13 @@ impl Listeners {
         changes
     }
 
-    /// Starts one accept loop on `serving`; returns its stop switch and task.
-    fn spawn(
-        &self,
-        spec: &Spec,
-        serving: Socket,
-        tuning: &Tuning,
-        drain: &Drain,
-    ) -> anyhow::Result<(oneshot::Sender<()>, JoinHandle<()>)> {
+    /// Starts one accept loop; returns its stop switch and task.
+    fn spawn(&self, serving: Serving, tuning: &Tuning, drain: &Drain) -> (oneshot::Sender<()>, JoinHandle<()>) {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         // A dropped sender stops the loop too.
         let stop = async move { stop_rx.await.unwrap_or_default() };
-        let task = match (spec, serving) {
-            (Spec::Stream(spec), Socket::Tcp(socket)) => {
-                let socket = tokio::net::TcpListener::from_std(socket).context("registering the socket")?;
+        let task = match serving {
+            Serving::Stream(socket, spec) => {
                 let settings = StreamSettings {
                     max_connections: Arc::clone(&self.shared.max_connections),
                     handshake_timeout: tuning.handshake_timeout,
@@ -410,7 +423,7 @@ impl Listeners {
                 };
                 tokio::spawn(shardgate_stream::serve(
                     socket,
-                    spec.clone(),
+                    spec,
                     Arc::clone(&self.shared.handle),
                     settings,
                     self.shared.stream_metrics.clone(),
@@ -418,9 +431,7 @@ impl Listeners {
                     stop,
                 ))
             }
-            (Spec::Edge(spec), Socket::Tcp(socket)) => {
-                let socket = tokio::net::TcpListener::from_std(socket).context("registering the socket")?;
-                let edge = self.edge.get().context("the edge service is not running")?;
+            Serving::Edge(socket, spec, edge) => {
                 let settings = HttpSettings {
                     max_connections: Arc::clone(&self.shared.max_connections),
                     handshake_timeout: tuning.handshake_timeout,
@@ -430,17 +441,10 @@ impl Listeners {
                     h2_keepalive_interval: tuning.h2_keepalive_interval,
                     h2_keepalive_timeout: tuning.h2_keepalive_timeout,
                 };
-                tokio::spawn(shardgate_http::serve(
-                    socket,
-                    spec.clone(),
-                    Arc::clone(edge),
-                    settings,
-                    drain.watch(),
-                    stop,
-                ))
+                tokio::spawn(shardgate_http::serve(socket, spec, edge, settings, drain.watch(), stop))
             }
         };
-        Ok((stop_tx, task))
+        (stop_tx, task)
     }
 
     /// The edge service: the cache (memory tier, and the disk tier unless
