@@ -195,8 +195,7 @@ fn placeholder(name: &str) -> Result<Part, String> {
         )
     };
     let digits = name.strip_prefix("sni_label_").ok_or_else(unknown)?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 3
-    {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 3 {
         return Err(unknown());
     }
     match digits.parse::<u8>() {

@@ -203,7 +203,10 @@ mod tests {
         let e = route(json!({"upstream_id": "u", "tls_passthrough": true})).unwrap_err();
         assert_eq!(e.field, "tls_passthrough");
         assert!(route(json!({"upstream_id": "u", "tls_passthrough": false})).is_ok());
-        assert_eq!(route(json!({"upstream_id": "u", "sni": "a.com", "tls_passthrough": 1})).unwrap_err().field, "tls_passthrough");
+        assert_eq!(
+            route(json!({"upstream_id": "u", "sni": "a.com", "tls_passthrough": 1})).unwrap_err().field,
+            "tls_passthrough"
+        );
     }
 
     #[test]

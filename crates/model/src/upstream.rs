@@ -521,8 +521,8 @@ mod tests {
         let e = up(json!({"nodes": [node("{sni_label_1}.rooms.svc"), node("127.0.0.1")]})).unwrap_err();
         assert_eq!(e.field, "nodes[1].host");
         assert!(e.reason.contains("only templates"), "{e}");
-        let e = up(json!({"nodes": [node("{sni_label_1}.rooms.svc")], "checks": {"active": {"type": "tcp"}}}))
-            .unwrap_err();
+        let e =
+            up(json!({"nodes": [node("{sni_label_1}.rooms.svc")], "checks": {"active": {"type": "tcp"}}})).unwrap_err();
         assert_eq!(e.field, "checks");
         assert!(e.reason.contains("no fixed node to probe"), "{e}");
         assert!(!up(json!({"nodes": [node("gs-1.svc")]})).expect("plain").is_template());

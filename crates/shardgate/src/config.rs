@@ -985,7 +985,8 @@ mod tests {
         assert_eq!(addrs[0], "10.96.0.10:53".parse().expect("addr"));
         assert_eq!(addrs[1], "127.0.0.1:5353".parse().expect("addr"));
         assert!(Config::default().stream.dns.addrs().expect("none").is_empty(), "default: the system resolver");
-        let c = Config::parse("stream:\n  dns:\n    nameservers: [\"127.0.0.1:5353\", \"dns.example\"]\n").expect("parse");
+        let c =
+            Config::parse("stream:\n  dns:\n    nameservers: [\"127.0.0.1:5353\", \"dns.example\"]\n").expect("parse");
         assert!(c.check().unwrap_err().0.starts_with("stream.dns.nameservers[1]"));
         let e = Config::parse("stream:\n  dns:\n    servers: []\n").unwrap_err().to_string();
         assert!(e.starts_with("stream.dns"), "{e}");

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{bash, gateway, text};
 use serde_json::json;
 use shardgate_e2e::tls::{presented_cert, roundtrip};
-use shardgate_e2e::{Gateway, GameServer, TestCert, TlsClient, TlsGameServer, eventually};
+use shardgate_e2e::{GameServer, Gateway, TestCert, TlsClient, TlsGameServer, eventually};
 
 /// `openssl s_client` to `addr` with `sni`, sending `ping` and waiting
 /// `wait` seconds for the answer; stdout and stderr, for their `subject=`,
@@ -45,10 +45,7 @@ async fn passthrough_and_terminating_routes(gw: &Gateway, room: &TlsGameServer, 
     let gateway_cert = TestCert::ecdsa(&["gs-1.com"]);
     admin.put_ok("/apisix/admin/ssls/gs-1", &gateway_cert.ssl_body(&["gs-1.com"])).await;
     admin
-        .put_ok(
-            "/apisix/admin/stream_routes/term",
-            &json!({"sni": "gs-1.com", "upstream": {"nodes": {gs.node(): 1}}}),
-        )
+        .put_ok("/apisix/admin/stream_routes/term", &json!({"sni": "gs-1.com", "upstream": {"nodes": {gs.node(): 1}}}))
         .await;
     admin
         .put_ok(
@@ -104,7 +101,13 @@ async fn openssl_sees_the_game_servers_own_certificate_and_the_terminating_route
     assert!(gw.metric(&series).await >= 2.0, "counted per passthrough connection");
     eventually(10, "the access log says passthrough", || async {
         let log = gw.log();
-        log.lines().any(|l| l.contains("stream connection closed") && l.contains("mode=\"passthrough\"") && l.contains("route=\"pt\"")).then_some(())
+        log.lines()
+            .any(|l| {
+                l.contains("stream connection closed")
+                    && l.contains("mode=\"passthrough\"")
+                    && l.contains("route=\"pt\"")
+            })
+            .then_some(())
     })
     .await;
     assert!(gw.log().lines().any(|l| l.contains("mode=\"tls\"") && l.contains("route=\"term\"")));
@@ -227,6 +230,7 @@ async fn tls_1_0_passes_through_although_the_gateway_would_not_terminate_it() {
     // The same client on a terminating route: rustls refuses TLS 1.0.
     let out = s_client(addr, "gs-1.com", old, 0.3).await;
     assert!(subject(&out).is_none() && !out.contains("[gs] ping"), "not terminated: {out}");
-    let failures = format!("shardgate_stream_tls_handshake_failures_total{{listener=\"tls/{addr}\",reason=\"protocol_error\"}}");
+    let failures =
+        format!("shardgate_stream_tls_handshake_failures_total{{listener=\"tls/{addr}\",reason=\"protocol_error\"}}");
     assert!(gw.metric(&failures).await >= 1.0);
 }

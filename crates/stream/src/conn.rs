@@ -530,7 +530,8 @@ where
     };
     let sent_first = first.len() as u64;
     if !first.is_empty() {
-        let sent = tokio::time::timeout(target.idle_timeout, tokio::io::AsyncWriteExt::write_all(&mut up, &first)).await;
+        let sent =
+            tokio::time::timeout(target.idle_timeout, tokio::io::AsyncWriteExt::write_all(&mut up, &first)).await;
         drop(first);
         if !matches!(sent, Ok(Ok(()))) {
             tracing::debug!(%peer, node = %node, "the game server did not take the ClientHello");

@@ -340,7 +340,9 @@ mod tests {
     async fn names_in_flight_are_bounded_and_one_name_is_asked_once() {
         let (ns, queries) = TestDns::start(&[], true).await;
         let r = Arc::new(
-            Resolver::new(Duration::from_secs(30), Duration::from_secs(3)).with_nameservers(&[ns]).with_max_in_flight(2),
+            Resolver::new(Duration::from_secs(30), Duration::from_secs(3))
+                .with_nameservers(&[ns])
+                .with_max_in_flight(2),
         );
         let mut waiting = Vec::new();
         for name in ["a.test", "a.test", "b.test"] {

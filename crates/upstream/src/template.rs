@@ -34,8 +34,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry as PromRegistry;
 use shardgate_model::{Host, NodeTemplate};
 
-use crate::resolver::{ResolveFailure, Resolver};
 use crate::ConnectError;
+use crate::resolver::{ResolveFailure, Resolver};
 
 /// Why a template upstream refused a connection before any lookup.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]

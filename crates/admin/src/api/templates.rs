@@ -30,7 +30,10 @@ impl AdminState {
                 if let Some(uid) = upstream_id("upstream_id", &route.upstream_id)
                     && self.is_template_upstream(&uid).await?
                 {
-                    return Err(ApiError::Invalid(Invalid::new("upstream_id", format!("upstream {uid} {ROUTE_NEEDS_SNI}"))));
+                    return Err(ApiError::Invalid(Invalid::new(
+                        "upstream_id",
+                        format!("upstream {uid} {ROUTE_NEEDS_SNI}"),
+                    )));
                 }
             }
             Wire::Distribution(dist) => {
@@ -39,7 +42,10 @@ impl AdminState {
                     if let Some(uid) = upstream_id(&field, &origin.upstream_id)
                         && self.is_template_upstream(&uid).await?
                     {
-                        return Err(ApiError::Invalid(Invalid::new(field, format!("upstream {uid} {ORIGIN_HAS_NO_SNI}"))));
+                        return Err(ApiError::Invalid(Invalid::new(
+                            field,
+                            format!("upstream {uid} {ORIGIN_HAS_NO_SNI}"),
+                        )));
                     }
                 }
             }

@@ -19,7 +19,9 @@ fn registry(ns: std::net::SocketAddr, metrics: UpstreamMetrics) -> Registry {
 
 fn config(v: serde_json::Value) -> Arc<UpstreamConfig> {
     let w = from_value(v).expect("wire");
-    Arc::new(UpstreamConfig::from_wire(Some(shardgate_model::ResourceId::parse("rooms").expect("id")), &w).expect("valid"))
+    Arc::new(
+        UpstreamConfig::from_wire(Some(shardgate_model::ResourceId::parse("rooms").expect("id")), &w).expect("valid"),
+    )
 }
 
 fn ctx(sni: Option<&str>) -> ConnectCtx<'_> {
