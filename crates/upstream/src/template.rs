@@ -2,7 +2,7 @@
 //! template renders from the connection's SNI (`shardgate_model::node_template`),
 //! resolved through the shared [`Resolver`].
 //!
-//! For a template upstream, [`Names::precheck`] runs before the first
+//! For a template upstream, a check runs in `connect_with` before the first
 //! attempt: a connection without an SNI, or whose SNI renders no valid DNS
 //! name for any of the upstream's templates (a label that breaks the LDH
 //! rule, a label the SNI does not have), is refused there, before any
