@@ -956,6 +956,7 @@ impl AdminState {
         let mut turn = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
         self.check_stream_users(&id, &wire).await?;
+        self.check_templates(&id, &wire).await?;
         let key = kind.key(self.prefix(), &id);
         let prev = self.store().get(&key).await?;
         if prev.is_none() {
@@ -1000,6 +1001,7 @@ impl AdminState {
         let resource = wire.validate(&placeholder, self.validation())?;
         let mut turn = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
+        self.check_templates(&placeholder, &wire).await?;
         self.check_capacity(kind).await?;
         let now = now_unix();
         wire.set_times(now, now);
@@ -1111,6 +1113,7 @@ impl AdminState {
         let (mut wire, resource) = self.validated(kind, id, current, true)?;
         self.check_references(&wire).await?;
         self.check_stream_users(id, &wire).await?;
+        self.check_templates(id, &wire).await?;
         let now = now_unix();
         let (created, updated) = wire.times();
         let updated = if keeps_update_time { updated.unwrap_or(now) } else { now };
@@ -1127,6 +1130,7 @@ impl AdminState {
 
 mod canary;
 mod list;
+mod templates;
 
 #[cfg(test)]
 mod tests;

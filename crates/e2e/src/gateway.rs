@@ -26,6 +26,7 @@ pub struct GatewayBuilder {
     edge_yaml: String,
     admin_yaml: String,
     store_yaml: String,
+    stream_yaml: String,
     data_dir: Option<PathBuf>,
     rust_log: Option<String>,
 }
@@ -48,6 +49,7 @@ impl GatewayBuilder {
             edge_yaml: String::new(),
             admin_yaml: String::new(),
             store_yaml: String::new(),
+            stream_yaml: String::new(),
             data_dir: None,
             rust_log: Some("info".into()),
         }
@@ -148,6 +150,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Extra YAML inside the `stream:` block, indented by two spaces (e.g.
+    /// `  dns:\n    nameservers: ["127.0.0.1:5353"]`).
+    pub fn stream_yaml(mut self, extra: &str) -> Self {
+        self.stream_yaml.push_str(extra);
+        self.stream_yaml.push('\n');
+        self
+    }
+
     /// Use this data directory (kept after the gateway stops).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
@@ -176,9 +186,9 @@ impl GatewayBuilder {
         let tls = picked;
 
         let only = if edge_count == 0 { "true" } else { "false" };
-        let mut yaml = format!("stream:\n  only: {only}\n  tcp:\n");
+        let mut yaml = format!("stream:\n  only: {only}\n{}  tcp:\n", self.stream_yaml);
         if tls.is_empty() && plain.is_empty() {
-            yaml = format!("stream:\n  only: {only}\n  tcp: []\n");
+            yaml = format!("stream:\n  only: {only}\n{}  tcp: []\n", self.stream_yaml);
         }
         for a in &tls {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: true\n"));

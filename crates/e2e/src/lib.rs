@@ -7,6 +7,8 @@
 //! - [`tls`]: a TLS client with SNI (rustls) that reports what the server presented.
 //! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
+//! - [`tls_server`]: TLS echo game servers with their own certificate (passthrough).
+//! - [`dns`]: [`TestDns`], a DNS server whose answers the test sets and which counts queries.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
@@ -16,6 +18,7 @@
 pub mod admin;
 pub mod certs;
 pub mod cluster;
+pub mod dns;
 pub mod etcd;
 pub mod gateway;
 pub mod geo;
@@ -23,14 +26,17 @@ pub mod origin;
 pub mod ports;
 pub mod servers;
 pub mod tls;
+pub mod tls_server;
 
 pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
+pub use dns::TestDns;
 pub use etcd::EtcdCluster;
 pub use gateway::{Gateway, GatewayBuilder};
 pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
 pub use tls::TlsClient;
+pub use tls_server::TlsGameServer;
 
 /// The admin key every test gateway uses (the seed's key, so seed commands
 /// run verbatim).

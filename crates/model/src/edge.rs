@@ -170,6 +170,7 @@ fn origin_from_wire(field: &str, w: &OriginWire) -> Result<Origin, Invalid> {
         }
         (Some(u), None) => {
             let up = Upstream::from_wire(None, u).map_err(|e| e.within(&format!("{field}.upstream")))?;
+            crate::node_template::refuse_in_origin(&up).map_err(|e| e.within(&format!("{field}.upstream")))?;
             UpstreamRef::Inline(Arc::new(up))
         }
         (None, Some(id)) => UpstreamRef::Id(ResourceId::from_json(&format!("{field}.upstream_id"), id)?),

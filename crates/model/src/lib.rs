@@ -21,6 +21,8 @@
 //! - [`kind`]: the table of resource kinds, one row each (the rest of the
 //!   per-kind code is generated from it), and the store key layout.
 //! - [`sni`]: SNI patterns (exact, `*.wildcard`, `*`).
+//! - [`node_template`]: node hosts made from each connection's SNI
+//!   (`{sni_label_1}.rooms.game.svc.cluster.local`), for room fleets.
 //! - [`wire`]: serde structs that mirror APISIX's schema.
 //! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types of the stream plane.
 //! - [`edge`]: validated edge resources (distributions, cache policies,
@@ -35,6 +37,7 @@ pub mod id;
 pub mod json;
 pub mod keyring;
 pub mod kind;
+pub mod node_template;
 pub mod resource;
 pub mod sni;
 pub mod ssl;
@@ -48,6 +51,7 @@ pub use error::{Invalid, Problem};
 pub use id::ResourceId;
 pub use keyring::{Keyring, KeyringError};
 pub use kind::ResourceKind;
+pub use node_template::NodeTemplate;
 pub use resource::{Reference, Resource, Validation};
 pub use sni::SniPattern;
 pub use ssl::Ssl;

@@ -43,6 +43,10 @@ pub struct StreamRoute {
     pub idle_timeout: Option<Duration>,
     /// Web ACL run on the client address before the handshake (shardgate extension).
     pub web_acl: Option<ResourceId>,
+    /// Forward the TLS bytes untouched instead of terminating (shardgate
+    /// extension `tls_passthrough`): chosen by the SNI that shardgate's own
+    /// ClientHello parser reads, so the game server holds the certificate.
+    pub tls_passthrough: bool,
 }
 
 impl StreamRoute {
@@ -95,6 +99,14 @@ impl StreamRoute {
             Some(u) => Some(Upstream::from_wire(None, u).map_err(|e| e.within("upstream"))?),
             None => None,
         };
+        crate::node_template::check_route(&snis, inline.as_ref())?;
+        let tls_passthrough = w.tls_passthrough.unwrap_or(false);
+        if tls_passthrough && snis.is_empty() {
+            return Err(Invalid::new(
+                "tls_passthrough",
+                "a passthrough route is chosen by the SNI of the ClientHello; give it sni or snis (\"*\" for any name)",
+            ));
+        }
         let upstream = match (&w.upstream_id, inline) {
             (Some(uid), _) => UpstreamRef::Id(ResourceId::from_json("upstream_id", uid)?),
             (None, Some(u)) => UpstreamRef::Inline(Arc::new(u)),
@@ -124,6 +136,7 @@ impl StreamRoute {
             upstream,
             idle_timeout,
             web_acl,
+            tls_passthrough,
         })
     }
 }
@@ -180,5 +193,30 @@ mod tests {
         assert_eq!(route(json!({"upstream_id": "u", "web_acl_id": "a b"})).unwrap_err().field, "web_acl_id");
         let r = route(json!({"upstream_id": "u", "web_acl_id": "players"})).expect("web_acl_id");
         assert_eq!(r.web_acl, Some(ResourceId::parse("players").expect("id")));
+    }
+
+    #[test]
+    fn passthrough_needs_an_sni() {
+        let r = route(json!({"upstream_id": "u", "sni": "*.rooms.example.com", "tls_passthrough": true})).expect("ok");
+        assert!(r.tls_passthrough);
+        assert!(!route(json!({"upstream_id": "u", "sni": "a.com"})).expect("default").tls_passthrough);
+        let e = route(json!({"upstream_id": "u", "tls_passthrough": true})).unwrap_err();
+        assert_eq!(e.field, "tls_passthrough");
+        assert!(route(json!({"upstream_id": "u", "tls_passthrough": false})).is_ok());
+        assert_eq!(
+            route(json!({"upstream_id": "u", "sni": "a.com", "tls_passthrough": 1})).unwrap_err().field,
+            "tls_passthrough"
+        );
+    }
+
+    #[test]
+    fn a_node_template_needs_the_route_to_have_an_sni() {
+        let template = json!({"nodes": [{"host": "{sni_label_1}.rooms.svc", "port": 7777, "weight": 1}]});
+        let r = route(json!({"upstream": template, "sni": "*.rooms.example.com"})).expect("template route");
+        let UpstreamRef::Inline(u) = &r.upstream else { panic!("inline") };
+        assert!(u.is_template());
+        let e = route(json!({"upstream": template})).unwrap_err();
+        assert_eq!(e.field, "upstream.nodes[0].host");
+        assert!(e.reason.contains("sni or snis"), "{e}");
     }
 }

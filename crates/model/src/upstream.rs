@@ -63,6 +63,8 @@ pub enum Host {
     Ip(IpAddr),
     /// A DNS name, resolved (and re-resolved) by the upstream registry.
     Name(Box<str>),
+    /// A name made from each connection's SNI (see [`crate::node_template`]).
+    Template(crate::NodeTemplate),
 }
 
 /// The balancing algorithm.
@@ -107,6 +109,7 @@ impl fmt::Display for Host {
             Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
             Host::Ip(ip) => write!(f, "{ip}"),
             Host::Name(name) => f.write_str(name),
+            Host::Template(t) => write!(f, "{t}"),
         }
     }
 }
@@ -122,12 +125,14 @@ impl Upstream {
     pub fn from_wire(id: Option<ResourceId>, w: &UpstreamWire) -> Result<Self, Invalid> {
         check_name_desc(&w.name, &w.desc)?;
         check_labels(&w.labels)?;
+        crate::node_template::refuse_checks(w)?;
         refuse_unsupported(w)?;
 
         let nodes = match &w.nodes {
             Some(v) => parse_nodes(v)?,
             None => return Err(Invalid::new("nodes", "is required (service discovery is not supported)")),
         };
+        crate::node_template::check_nodes(&nodes)?;
 
         let balance = match w.balancer.as_deref() {
             None | Some("roundrobin") => Balance::RoundRobin,
@@ -256,6 +261,7 @@ fn parse_nodes(v: &Value) -> Result<Vec<Node>, Invalid> {
             let mut nodes = Vec::with_capacity(map.len());
             for (addr, weight) in map {
                 let field = format!("nodes[{addr:?}]");
+                crate::node_template::refuse_in_map(&field, addr)?;
                 let (host, port) = parse_host_port(addr).map_err(|e| Invalid::new(&field, e))?;
                 let port = match (port, &host) {
                     (Some(port), _) => port,
@@ -307,7 +313,10 @@ fn parse_node_object(i: usize, item: &Value) -> Result<Node, Invalid> {
         }
         None => return Err(Invalid::new(format!("{base}.host"), "is required")),
     };
-    let (host, port_in_host) = parse_host_port(host).map_err(|e| Invalid::new(format!("{base}.host"), e))?;
+    let (host, port_in_host) = match crate::node_template::parse_host(host) {
+        Some(template) => (template.map_err(|e| Invalid::new(format!("{base}.host"), e))?, None),
+        None => parse_host_port(host).map_err(|e| Invalid::new(format!("{base}.host"), e))?,
+    };
     let port = match obj.get("port") {
         None => port_in_host.ok_or_else(|| Invalid::new(format!("{base}.port"), "is required for stream upstreams"))?,
         Some(Value::Number(n)) => match n.as_u64() {
@@ -494,6 +503,29 @@ mod tests {
         assert_eq!(up(json!({"service_name": "x", "discovery_type": "dns"})).unwrap_err().field, "discovery_type");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "scheme": "tls"})).unwrap_err().field, "scheme");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "bogus": 1})).unwrap_err().field, "bogus");
+    }
+
+    #[test]
+    fn node_templates_in_the_array_form_only_without_fixed_nodes_or_checks() {
+        let node = |host: &str| json!({"host": host, "port": 7777, "weight": 1});
+        let u = up(json!({"nodes": [node("{sni_label_1}.rooms.svc"), node("{sni_label_1}.backup.svc")]}))
+            .expect("two templates");
+        assert!(u.is_template());
+        assert_eq!(u.nodes[0].to_string(), "{sni_label_1}.rooms.svc:7777");
+        let e = up(json!({"nodes": [node("{room}.rooms.svc")]})).unwrap_err();
+        assert_eq!(e.field, "nodes[0].host");
+        assert!(e.reason.contains("unknown placeholder {room}"), "{e}");
+        let e = up(json!({"nodes": {"{sni_label_1}.rooms.svc:7777": 1}})).unwrap_err();
+        assert_eq!(e.field, "nodes[\"{sni_label_1}.rooms.svc:7777\"]");
+        assert!(e.reason.contains("array form"), "{e}");
+        let e = up(json!({"nodes": [node("{sni_label_1}.rooms.svc"), node("127.0.0.1")]})).unwrap_err();
+        assert_eq!(e.field, "nodes[1].host");
+        assert!(e.reason.contains("only templates"), "{e}");
+        let e =
+            up(json!({"nodes": [node("{sni_label_1}.rooms.svc")], "checks": {"active": {"type": "tcp"}}})).unwrap_err();
+        assert_eq!(e.field, "checks");
+        assert!(e.reason.contains("no fixed node to probe"), "{e}");
+        assert!(!up(json!({"nodes": [node("gs-1.svc")]})).expect("plain").is_template());
     }
 
     #[test]

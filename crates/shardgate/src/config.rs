@@ -82,6 +82,47 @@ pub struct StreamConfig {
     /// How long a DNS answer for a node name is used before it is resolved
     /// again. Default 30s.
     pub dns_ttl: ConfigDuration,
+    /// Which DNS servers node names are asked of. Default: the system's.
+    pub dns: DnsConfig,
+}
+
+/// `stream.dns`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Nameservers asked over UDP, in order (`"10.96.0.10"` for port 53,
+    /// `"127.0.0.1:5353"`, `"[fd00::10]:53"`), instead of the system
+    /// resolver: names are then asked as absolute names, with no search
+    /// list and no `/etc/hosts`. Default: empty, the system resolver.
+    pub nameservers: Vec<String>,
+}
+
+impl DnsConfig {
+    /// The nameservers' addresses; the error names the entry.
+    pub fn addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        let max = shardgate_upstream::resolver::MAX_NAMESERVERS;
+        if self.nameservers.len() > max {
+            return Err(ConfigError(format!("stream.dns.nameservers: at most {max} nameservers")));
+        }
+        self.nameservers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let addr = s
+                    .parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "stream.dns.nameservers[{i}]: {s:?} is not an IP address with an optional port (e.g. \"10.96.0.10\" or \"127.0.0.1:5353\")"
+                        ))
+                    })?;
+                if addr.port() == 0 {
+                    return Err(ConfigError(format!("stream.dns.nameservers[{i}]: port 0 cannot be asked")));
+                }
+                Ok(addr)
+            })
+            .collect()
+    }
 }
 
 impl Default for StreamConfig {
@@ -99,6 +140,7 @@ impl Default for StreamConfig {
             fail_timeout: ConfigDuration::from_secs(10),
             keepalive: ConfigDuration::from_secs(60),
             dns_ttl: ConfigDuration::from_secs(30),
+            dns: DnsConfig::default(),
         }
     }
 }
@@ -732,6 +774,7 @@ impl Config {
         if self.stream.idle_timeout.get().is_zero() || self.stream.connect_timeout.get().is_zero() {
             return Err(ConfigError("stream.idle_timeout and stream.connect_timeout must be greater than 0".into()));
         }
+        self.stream.dns.addrs()?;
         if self.tls.session_cache == 0 {
             return Err(ConfigError("tls.session_cache must be greater than 0".into()));
         }
@@ -931,6 +974,22 @@ mod tests {
         let c =
             Config::parse("admin:\n  key: admin-key-0123456789\n  viewer_key: viewer-key-0123456789\n").expect("parse");
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn dns_nameservers_are_addresses_with_an_optional_port() {
+        let c = Config::parse("stream:\n  dns:\n    nameservers: [\"10.96.0.10\", \"127.0.0.1:5353\", \"[::1]:53\"]\n")
+            .expect("parse");
+        c.check().expect("valid");
+        let addrs = c.stream.dns.addrs().expect("addrs");
+        assert_eq!(addrs[0], "10.96.0.10:53".parse().expect("addr"));
+        assert_eq!(addrs[1], "127.0.0.1:5353".parse().expect("addr"));
+        assert!(Config::default().stream.dns.addrs().expect("none").is_empty(), "default: the system resolver");
+        let c =
+            Config::parse("stream:\n  dns:\n    nameservers: [\"127.0.0.1:5353\", \"dns.example\"]\n").expect("parse");
+        assert!(c.check().unwrap_err().0.starts_with("stream.dns.nameservers[1]"));
+        let e = Config::parse("stream:\n  dns:\n    servers: []\n").unwrap_err().to_string();
+        assert!(e.starts_with("stream.dns"), "{e}");
     }
 
     #[test]

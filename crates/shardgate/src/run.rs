@@ -116,7 +116,10 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     let keyring = crate::secrets::keyring(&config)?;
 
     let registry = Arc::new(Registry::new(
-        Arc::new(Resolver::new(config.stream.dns_ttl.get(), Duration::from_secs(5))),
+        Arc::new(
+            Resolver::new(config.stream.dns_ttl.get(), Duration::from_secs(5))
+                .with_nameservers(&config.stream.dns.addrs()?),
+        ),
         UpstreamMetrics::register(&metrics),
         ConnectDefaults {
             connect_timeout: config.stream.connect_timeout.get(),

@@ -90,7 +90,18 @@ pub fn compile(
     registry.retain(&used);
 
     let reads_tls_fingerprints = acls.values().any(|a| a.acl.uses_tls_fingerprints());
-    Snapshot { generation: state.revision(), stream, edge, acls, reads_tls_fingerprints, certs, problems }
+    // Routes left out above count too: that costs at most a copy of the ClientHello.
+    let has_tls_passthrough = state.stream_routes.values().any(|e| e.value.tls_passthrough);
+    Snapshot {
+        generation: state.revision(),
+        stream,
+        edge,
+        acls,
+        reads_tls_fingerprints,
+        has_tls_passthrough,
+        certs,
+        problems,
+    }
 }
 
 #[cfg(test)]

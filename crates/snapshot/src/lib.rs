@@ -55,6 +55,11 @@ pub struct Snapshot {
     /// while no ACL read fingerprints has none, and a fingerprint rule added
     /// later applies its `FallbackBehavior` to it until it reconnects.
     pub reads_tls_fingerprints: bool,
+    /// Whether any stream route is `tls_passthrough`, computed once per
+    /// generation. Only then does a TLS listener read the ClientHello with
+    /// shardgate's own parser and keep its bytes (to forward them); without
+    /// one, rustls reads it as before and nothing is copied.
+    pub has_tls_passthrough: bool,
     /// Certificates by SNI (shared with the previous generation while the
     /// SSL objects are unchanged).
     pub certs: std::sync::Arc<CertStore>,

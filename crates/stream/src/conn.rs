@@ -4,7 +4,12 @@
 //! accept -> snapshot = handle.load()          (this connection's generation, kept to the end)
 //!        -> listener's web ACL on the client address: block -> close before any byte, count waf
 //!           (an ACL that reads JA3/JA4 runs after the ClientHello instead, on TLS listeners)
-//!  TLS:   read ClientHello (byte cap, handshake timeout; its bytes kept only if a loaded ACL reads
+//!  TLS:   a passthrough route loaded: shardgate's parser reads the ClientHello first (byte cap,
+//!         handshake timeout, every byte kept); its SNI (or the fallback) leads to a passthrough
+//!         route -> listener's and route's web ACLs -> connect -> the bytes read, then copy: no
+//!         termination (see docs/lifecycle/passthrough-and-templates.md). Otherwise the bytes go
+//!         on to rustls, as if it had read them:
+//!         read ClientHello (byte cap, handshake timeout; its bytes kept only if a loaded ACL reads
 //!         JA3/JA4); JA3/JA4 computed once, when the first ACL that reads them runs
 //!         listener's web ACL here if it reads JA3/JA4: block -> close, count waf
 //!         route by SNI (fallback SNI stands in for a missing or unserved name)
@@ -44,9 +49,10 @@ use tokio::time::Instant;
 use tokio_rustls::StartHandshake;
 
 use crate::copy::{ByteCounters, Ended, copy_bidirectional};
-use crate::hello::{read_client_hello, refuse};
+use crate::hello::{HelloError, read_client_hello_after, read_raw_client_hello, refuse};
 use crate::metrics::{
-    CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, RouteLabels, StreamMetrics, WafLabels,
+    CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, PassthroughLabels, RouteLabels, StreamMetrics,
+    WafLabels,
 };
 
 /// Everything a connection needs from its listener, shared by all its connections.
@@ -84,11 +90,13 @@ struct Outcome {
     node: Option<String>,
     from_client: u64,
     to_client: u64,
+    /// Routed to a `tls_passthrough` route (TLS not terminated).
+    passthrough: bool,
 }
 
 impl Outcome {
     fn early(reason: CloseReason, route: Option<Arc<StreamTarget>>) -> Self {
-        Outcome { route, reason, node: None, from_client: 0, to_client: 0 }
+        Outcome { route, reason, node: None, from_client: 0, to_client: 0, passthrough: false }
     }
 }
 
@@ -157,6 +165,7 @@ pub(crate) async fn handle(
         %peer,
         sni = sni.as_deref().unwrap_or(""),
         route = route_id.as_deref().unwrap_or(""),
+        mode = if outcome.passthrough { "passthrough" } else if ctx.tls { "tls" } else { "plain" },
         node = outcome.node.as_deref().unwrap_or(""),
         generation = snap.generation,
         from_client = outcome.from_client,
@@ -263,7 +272,75 @@ async fn serve_plain(
     if refused_by_route(ctx, target, peer, None) {
         return Outcome::early(CloseReason::waf, Some(Arc::clone(target)));
     }
-    proxy(sock, Arc::clone(target), peer, local, None, ctx, drain).await
+    proxy(sock, Arc::clone(target), peer, local, None, ctx, drain, Vec::new()).await
+}
+
+/// Counts and logs a ClientHello that could not be read.
+fn hello_failed(ctx: &ListenerCtx, peer: SocketAddr, e: Result<HelloError, tokio::time::error::Elapsed>) -> Outcome {
+    match e {
+        Ok(e) => {
+            ctx.handshake_failed(e.failure());
+            tracing::debug!(listener = %ctx.name, %peer, error = %e, "no usable ClientHello");
+        }
+        Err(_) => ctx.handshake_failed(HandshakeFailure::timeout),
+    }
+    Outcome::early(CloseReason::tls_failed, None)
+}
+
+/// The route for `name` (or, when nothing matches and the client sent a
+/// name, the fallback's), as the TLS path chooses it.
+fn route_for(
+    snap: &Snapshot,
+    name: &str,
+    sent: bool,
+    fallback: Option<&str>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<Arc<StreamTarget>> {
+    snap.stream
+        .find(&query(Some(name), peer, local))
+        .or_else(|| match (sent, fallback) {
+            (true, Some(f)) => snap.stream.find(&query(Some(f), peer, local)),
+            _ => None,
+        })
+        .map(|(t, _)| Arc::clone(t))
+}
+
+/// A connection whose ClientHello (read by shardgate's parser, `hello`
+/// its bytes) chose a `tls_passthrough` route: the listener's deferred web
+/// ACL and the route's run as on the terminating path, then the bytes
+/// read and everything after go to the game server untouched.
+#[allow(clippy::too_many_arguments)]
+async fn passthrough(
+    sock: TcpStream,
+    hello: Vec<u8>,
+    info: &shardgate_waf::ClientHelloInfo,
+    route: Arc<StreamTarget>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ctx: &ListenerCtx,
+    snap: &Snapshot,
+    drain: &mut DrainWatch,
+) -> Outcome {
+    let sni = info.server_name.as_deref();
+    let refused = |o: Outcome| Outcome { passthrough: true, ..o };
+    // JA3/JA4, computed once and only when an ACL that runs here reads them.
+    let listener_reads = listener_acl(ctx, snap).is_some_and(|a| a.acl.uses_tls_fingerprints());
+    let route_reads = route.waf.as_deref().is_some_and(|a| a.acl.uses_tls_fingerprints());
+    let fingerprint = if listener_reads || route_reads { TlsFingerprint::from_records(&hello) } else { None };
+    if listener_reads && let Some(rule) = refused_by_acl(ctx, snap, peer, fingerprint.as_ref()) {
+        tracing::debug!(listener = %ctx.name, %peer, rule = %rule, "connection refused by the web ACL after the ClientHello");
+        return refused(Outcome::early(CloseReason::waf, None));
+    }
+    if refused_by_route(ctx, &route, peer, fingerprint.filter(|_| route_reads).as_ref()) {
+        // Closed with no reply: the game server never sees the ClientHello.
+        return refused(Outcome::early(CloseReason::waf, Some(route)));
+    }
+    let labels = PassthroughLabels { listener: ctx.name.clone(), route: route.route.id.to_string() };
+    ctx.metrics.passthrough.get_or_create(&labels).inc();
+    tracing::debug!(listener = %ctx.name, %peer, sni = sni.unwrap_or(""), route = %labels.route, alpn = ?info.alpn, tls_version = info.version, "TLS passthrough");
+    let outcome = proxy(sock, route, peer, local, sni, ctx, drain, hello).await;
+    Outcome { passthrough: true, ..outcome }
 }
 
 async fn serve_tls(
@@ -284,18 +361,39 @@ async fn serve_tls(
     // The ClientHello's bytes are copied only when a loaded ACL may read
     // the fingerprints (decided once per generation).
     let keep = snap.reads_tls_fingerprints;
-    let hello = Box::pin(tokio::time::timeout_at(deadline, read_client_hello(&sock, ctx.client_hello_max_bytes, keep)));
+    let fallback = ctx.fallback_sni.as_deref();
+
+    // A passthrough route is loaded: shardgate's own parser reads the
+    // ClientHello and decides (rustls would refuse some a game server
+    // accepts); every byte is kept, to forward or to hand to rustls.
+    let mut read = Vec::new();
+    if snap.has_tls_passthrough {
+        let raw = Box::pin(tokio::time::timeout_at(deadline, read_raw_client_hello(&sock, ctx.client_hello_max_bytes)));
+        let raw = match raw.await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => return (hello_failed(ctx, peer, Ok(e)), None),
+            Err(elapsed) => return (hello_failed(ctx, peer, Err(elapsed)), None),
+        };
+        if let Some(info) = &raw.info
+            && let Some(name) = info.server_name.as_deref().or(fallback)
+            && let Some(route) = route_for(snap, name, info.server_name.is_some(), fallback, peer, local)
+            && route.route.tls_passthrough
+        {
+            let sni = info.server_name.clone();
+            let outcome = Box::pin(passthrough(sock, raw.bytes, info, route, peer, local, ctx, snap, drain)).await;
+            return (outcome, sni);
+        }
+        read = raw.bytes;
+    }
+
+    let hello = Box::pin(tokio::time::timeout_at(
+        deadline,
+        read_client_hello_after(&sock, ctx.client_hello_max_bytes, keep, read),
+    ));
     let (accepted, hello) = match hello.await {
         Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
-            ctx.handshake_failed(e.failure());
-            tracing::debug!(listener = %ctx.name, %peer, error = %e, "no usable ClientHello");
-            return (Outcome::early(CloseReason::tls_failed, None), None);
-        }
-        Err(_) => {
-            ctx.handshake_failed(HandshakeFailure::timeout);
-            return (Outcome::early(CloseReason::tls_failed, None), None);
-        }
+        Ok(Err(e)) => return (hello_failed(ctx, peer, Ok(e)), None),
+        Err(elapsed) => return (hello_failed(ctx, peer, Err(elapsed)), None),
     };
 
     // JA3/JA4, computed at most once and only for an ACL that reads them;
@@ -315,7 +413,6 @@ async fn serve_tls(
 
     // rustls lower-cases the SNI; a trailing dot is not part of the name (APISIX strips it too).
     let sni: Option<String> = accepted.client_hello().server_name().map(|s| s.trim_end_matches('.').to_owned());
-    let fallback = ctx.fallback_sni.as_deref();
 
     // Without a name there is no certificate to pick: refuse unless the
     // listener has a fallback name, which stands in for a missing name and
@@ -327,14 +424,7 @@ async fn serve_tls(
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, None), sni);
     };
-    let route = snap
-        .stream
-        .find(&query(Some(name), peer, local))
-        .or_else(|| match (&sni, fallback) {
-            (Some(_), Some(f)) => snap.stream.find(&query(Some(f), peer, local)),
-            _ => None,
-        })
-        .map(|(t, _)| Arc::clone(t));
+    let route = route_for(snap, name, sni.is_some(), fallback, peer, local);
     let Some(route) = route else {
         ctx.no_route.inc();
         tracing::warn!(listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
@@ -342,6 +432,15 @@ async fn serve_tls(
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
     };
+    if route.route.tls_passthrough {
+        // Only when rustls reads another name than shardgate's parser did
+        // (which chose no passthrough route): never terminate such a route.
+        ctx.handshake_failed(HandshakeFailure::protocol_error);
+        tracing::warn!(listener = %ctx.name, %peer, sni = name, route = %route.route.id, "rustls and shardgate's ClientHello parser disagree on this ClientHello; a passthrough route is never terminated: refusing");
+        drop(accepted);
+        refuse(&mut sock).await;
+        return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
+    }
     let needed = route.waf.as_deref().is_some_and(|a| a.acl.uses_tls_fingerprints());
     if refused_by_route(ctx, &route, peer, fingerprint_of(needed).as_ref()) {
         // Closed after reading the ClientHello and before any crypto or reply.
@@ -381,10 +480,14 @@ async fn serve_tls(
         }
     };
     ctx.handshake_seconds.observe(started.elapsed().as_secs_f64());
-    let outcome = proxy(tls, route, peer, local, sni.as_deref(), ctx, drain).await;
+    let outcome = proxy(tls, route, peer, local, sni.as_deref(), ctx, drain, Vec::new()).await;
     (outcome, sni)
 }
 
+/// Connects the route's upstream, sends it `first` (the ClientHello's
+/// records of a passthrough connection; empty otherwise), then copies both
+/// ways until the connection ends.
+#[allow(clippy::too_many_arguments)]
 async fn proxy<D>(
     mut down: D,
     target: Arc<StreamTarget>,
@@ -393,6 +496,7 @@ async fn proxy<D>(
     sni: Option<&str>,
     ctx: &ListenerCtx,
     drain: &mut DrainWatch,
+    first: Vec<u8>,
 ) -> Outcome
 where
     D: AsyncRead + AsyncWrite + Unpin,
@@ -404,6 +508,11 @@ where
 
     let connected = match target.upstream.connect(&ConnectCtx { client: peer, local, sni }).await {
         Ok(c) => c,
+        Err(e @ shardgate_upstream::ConnectError::Refused { .. }) => {
+            // The player's SNI names no node (counted by the upstream): debug only.
+            tracing::debug!(listener = %ctx.name, %peer, route = %labels.route, error = %e, "no upstream connection");
+            return Outcome::early(CloseReason::template_refused, Some(target));
+        }
         Err(e) => {
             tracing::warn!(listener = %ctx.name, %peer, route = %labels.route, error = %e, side = %e.side(), "no upstream connection");
             let reason = match e {
@@ -419,6 +528,18 @@ where
         from_client: ctx.metrics.bytes_in.get_or_create_owned(&labels),
         to_client: ctx.metrics.bytes_out.get_or_create_owned(&labels),
     };
+    let sent_first = first.len() as u64;
+    if !first.is_empty() {
+        let sent =
+            tokio::time::timeout(target.idle_timeout, tokio::io::AsyncWriteExt::write_all(&mut up, &first)).await;
+        drop(first);
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(%peer, node = %node, "the game server did not take the ClientHello");
+            drop(connected.peer);
+            return Outcome { node: Some(node), ..Outcome::early(CloseReason::upstream_error, Some(target)) };
+        }
+        counters.from_client.inc_by(sent_first);
+    }
 
     let cut = async {
         let draining = drain.draining().await;
@@ -439,7 +560,7 @@ where
             CloseReason::upstream_error
         }
     };
-    let (from_client, to_client) = (r.from_client, r.to_client);
+    let (from_client, to_client) = (r.from_client + sent_first, r.to_client);
     drop(connected.peer);
-    Outcome { route: Some(target), reason, node: Some(node), from_client, to_client }
+    Outcome { route: Some(target), reason, node: Some(node), from_client, to_client, passthrough: false }
 }

@@ -9,10 +9,19 @@
 //! caller asks (`keep`: a loaded web ACL reads the TLS fingerprints, JA3
 //! and JA4, which `shardgate_waf::fingerprint` computes from them);
 //! otherwise nothing is copied or kept.
+//!
+//! When a loaded stream route is `tls_passthrough`, shardgate's own parser
+//! (`shardgate_waf::parse_client_hello`, the one that fingerprints) reads
+//! the ClientHello first, under the same cap: [`read_raw_client_hello`]
+//! keeps every byte read, so a passthrough connection forwards them
+//! untouched and any other goes on to rustls with them
+//! ([`read_client_hello_after`]). rustls never decides a passthrough route:
+//! a ClientHello it would refuse (TLS 1.0, say) still passes through.
 
 use std::io::{self, Read, Write};
 
 use rustls::server::{Accepted, Acceptor};
+use shardgate_waf::{ClientHelloInfo, HelloParse, parse_client_hello};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -24,7 +33,7 @@ pub enum HelloError {
     /// More than the cap was read without a complete ClientHello.
     #[error("ClientHello larger than {0} bytes")]
     TooLarge(usize),
-    /// The client closed before sending a ClientHello.
+    /// The client closed before sending a whole ClientHello.
     #[error("client closed before the ClientHello")]
     Closed,
     /// Not a TLS ClientHello (rustls's alert has been sent).
@@ -89,17 +98,46 @@ pub async fn read_client_hello(
     max_bytes: usize,
     keep: bool,
 ) -> Result<(Accepted, Option<Vec<u8>>), HelloError> {
+    read_client_hello_after(stream, max_bytes, keep, Vec::new()).await
+}
+
+/// [`read_client_hello`] for a connection whose first bytes, `read`, were
+/// already taken from the socket (by [`read_raw_client_hello`]): rustls
+/// reads them first, then the socket. The cap counts them.
+pub async fn read_client_hello_after(
+    stream: &TcpStream,
+    max_bytes: usize,
+    keep: bool,
+    read: Vec<u8>,
+) -> Result<(Accepted, Option<Vec<u8>>), HelloError> {
     let mut acceptor = Acceptor::default();
-    let copy = keep.then(|| Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes)));
-    let mut tee = Tee { sock: stream, read: 0, copy };
-    loop {
-        stream.readable().await.map_err(HelloError::Io)?;
-        match acceptor.read_tls(&mut tee) {
-            Ok(0) => return Err(HelloError::Closed),
+    let mut fed = &read[..];
+    while !fed.is_empty() {
+        match acceptor.read_tls(&mut fed) {
+            Ok(0) => break,
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(HelloError::Io(e)),
         }
+    }
+    let already = read.len();
+    let mut pending = already > 0;
+    let copy = match keep {
+        false => None,
+        true if pending => Some(read),
+        true => Some(Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes))),
+    };
+    let mut tee = Tee { sock: stream, read: already, copy };
+    loop {
+        if !pending {
+            stream.readable().await.map_err(HelloError::Io)?;
+            match acceptor.read_tls(&mut tee) {
+                Ok(0) => return Err(HelloError::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(HelloError::Io(e)),
+            }
+        }
+        pending = false;
         if tee.read > max_bytes {
             return Err(HelloError::TooLarge(max_bytes));
         }
@@ -113,6 +151,48 @@ pub async fn read_client_hello(
                 }
                 return Err(HelloError::Protocol(err));
             }
+        }
+    }
+}
+
+/// What shardgate's own parser read: every byte taken from the socket
+/// (to forward, or to hand to rustls) and, when they hold a whole and
+/// well-formed ClientHello, what it asks for.
+#[derive(Debug)]
+pub struct RawHello {
+    /// The bytes read, the ClientHello's records first.
+    pub bytes: Vec<u8>,
+    /// `None` when the bytes are not a well-formed ClientHello (rustls,
+    /// reading them next, sends the alert).
+    pub info: Option<ClientHelloInfo>,
+}
+
+/// One read's most: a typical ClientHello arrives in one.
+const RAW_READ: usize = 4096;
+
+/// Reads until `shardgate_waf::parse_client_hello` has a whole ClientHello
+/// or knows there is none; keeps every byte read. More than `max_bytes`
+/// read is `TooLarge`, as for [`read_client_hello`].
+pub async fn read_raw_client_hello(stream: &TcpStream, max_bytes: usize) -> Result<RawHello, HelloError> {
+    let mut bytes = Vec::with_capacity(HELLO_COPY_CAPACITY.min(max_bytes));
+    let mut chunk = [0u8; RAW_READ];
+    loop {
+        stream.readable().await.map_err(HelloError::Io)?;
+        // One byte past the cap tells "too large" from "exactly the cap".
+        let room = (max_bytes + 1 - bytes.len()).min(RAW_READ);
+        match stream.try_read(&mut chunk[..room]) {
+            Ok(0) => return Err(HelloError::Closed),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(HelloError::Io(e)),
+        }
+        if bytes.len() > max_bytes {
+            return Err(HelloError::TooLarge(max_bytes));
+        }
+        match parse_client_hello(&bytes) {
+            HelloParse::Complete(info) => return Ok(RawHello { bytes, info: Some(info) }),
+            HelloParse::Invalid => return Ok(RawHello { bytes, info: None }),
+            HelloParse::Incomplete => {}
         }
     }
 }
@@ -187,5 +267,57 @@ mod tests {
             let r = read(hello.clone(), hello.len() - 1, keep).await;
             assert!(matches!(r, Err(HelloError::TooLarge(n)) if n == hello.len() - 1), "keep {keep}: {r:?}");
         }
+    }
+
+    /// Sends `bytes` and runs `f` on the accepted socket.
+    async fn served<T>(bytes: Vec<u8>, f: impl AsyncFnOnce(&TcpStream) -> T) -> T {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(&bytes).await.expect("send");
+            // Nothing more will come: a cut ClientHello ends in Closed.
+            s.shutdown().await.expect("FIN");
+            let mut buf = [0u8; 64];
+            match tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+                Ok(_) | Err(_) => {}
+            }
+        });
+        let (sock, _) = listener.accept().await.expect("accept");
+        let r = f(&sock).await;
+        drop(sock);
+        client.await.expect("client task");
+        r
+    }
+
+    /// Our parser reads the ClientHello and keeps every byte; rustls, handed
+    /// those bytes, sees the same ClientHello.
+    #[tokio::test]
+    async fn the_raw_read_keeps_every_byte_and_rustls_continues_from_them() {
+        let hello = client_hello("room-1.rooms.example.com");
+        let mut sent = hello.clone();
+        sent.extend_from_slice(&[23, 3, 3, 0, 1, 7]);
+        let raw = served(sent.clone(), async |s| read_raw_client_hello(s, 16 * 1024).await).await.expect("raw");
+        let info = raw.info.expect("whole");
+        assert_eq!(info.server_name.as_deref(), Some("room-1.rooms.example.com"));
+        assert!(raw.bytes.len() >= hello.len() && sent.starts_with(&raw.bytes), "the bytes as sent");
+
+        let (accepted, copy) = served(hello.clone(), async |s| {
+            let raw = read_raw_client_hello(s, 16 * 1024).await.expect("raw");
+            read_client_hello_after(s, 16 * 1024, true, raw.bytes).await
+        })
+        .await
+        .expect("rustls after our parser");
+        assert_eq!(accepted.client_hello().server_name(), Some("room-1.rooms.example.com"));
+        assert_eq!(copy.as_deref(), Some(&hello[..]), "the copy holds what was read before");
+
+        let r = served(hello.clone(), async |s| read_raw_client_hello(s, hello.len() - 1).await).await;
+        assert!(matches!(r, Err(HelloError::TooLarge(_))), "{r:?}");
+        let raw = served(b"GET / HTTP/1.1\r\n\r\n".to_vec(), async |s| read_raw_client_hello(s, 1024).await)
+            .await
+            .expect("read");
+        assert!(raw.info.is_none() && raw.bytes.starts_with(b"G"), "not TLS: left to rustls's alert");
+        let r = served(hello[..10].to_vec(), async |s| read_raw_client_hello(s, 1024).await).await;
+        assert!(matches!(r, Err(HelloError::Closed)), "{r:?}");
     }
 }

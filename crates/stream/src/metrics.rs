@@ -32,6 +32,15 @@ pub struct CloseLabels {
     pub reason: CloseReason,
 }
 
+/// `{listener, route}` for connections forwarded without TLS termination.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassthroughLabels {
+    /// The listener.
+    pub listener: String,
+    /// The `tls_passthrough` route's id.
+    pub route: String,
+}
+
 /// `{listener, reason}` for TLS handshake failures.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
@@ -70,6 +79,10 @@ pub enum CloseReason {
     /// or the route's, before the handshake) refused the connection: its
     /// client address, country or TLS fingerprint, or a rate limit.
     waf,
+    /// The upstream's node template renders no valid name from the
+    /// connection's SNI, or it has none (see
+    /// `shardgate_upstream_template_refused_total`).
+    template_refused,
 }
 
 impl CloseReason {
@@ -87,6 +100,7 @@ impl CloseReason {
             CloseReason::upstream_unavailable => "upstream_unavailable",
             CloseReason::local_resources => "local_resources",
             CloseReason::waf => "waf",
+            CloseReason::template_refused => "template_refused",
         }
     }
 }
@@ -157,6 +171,8 @@ pub struct StreamMetrics {
     pub bytes_out: Family<RouteLabels, Counter>,
     /// `shardgate_stream_waf_refused_total{listener, web_acl, rule}`.
     pub waf_refused: Family<WafLabels, Counter>,
+    /// `shardgate_stream_tls_passthrough_total{listener, route}`.
+    pub passthrough: Family<PassthroughLabels, Counter>,
 }
 
 impl StreamMetrics {
@@ -175,6 +191,7 @@ impl StreamMetrics {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             waf_refused: Family::default(),
+            passthrough: Family::default(),
         };
         metrics.register(|r| {
             r.register("stream_connections_accepted", "Connections accepted on a stream listener", m.accepted.clone());
@@ -211,6 +228,11 @@ impl StreamMetrics {
                 "stream_waf_refused",
                 "Connections closed because a web ACL (the listener's at accept or after the ClientHello, or the route's before the handshake) refused them (client address, country, TLS fingerprint or rate limit)",
                 m.waf_refused.clone(),
+            );
+            r.register(
+                "stream_tls_passthrough",
+                "Connections routed by the SNI of their ClientHello to a tls_passthrough route and forwarded without terminating TLS",
+                m.passthrough.clone(),
             );
             r.register_with_unit(
                 "stream_sent",

@@ -12,13 +12,20 @@
 //!   on the next node.
 //! - [`balancer`]: node selection (smooth weighted round robin, consistent
 //!   hash, least connections), with priorities and the tried set. Pure.
-//! - [`resolver`]: DNS names to addresses with a TTL and last-good fallback.
+//! - [`resolver`]: DNS names to addresses with a TTL and last-good fallback,
+//!   negative answers, a bound on names in flight; the system resolver or
+//!   the configured nameservers.
+//! - [`template`]: node names at connect time, node templates rendered from
+//!   the SNI, and how their failures are (not) marked.
 //! - [`metrics`]: per-node counters and gauges.
 
 pub mod balancer;
 pub mod metrics;
 pub mod registry;
 pub mod resolver;
+pub mod template;
+#[cfg(test)]
+mod test_dns;
 
 pub use metrics::UpstreamMetrics;
 pub use registry::{ConnectCtx, ConnectDefaults, ConnectError, Connected, PeerGuard, Registry, Upstream, UpstreamKey};

@@ -37,6 +37,8 @@ pub struct UpstreamMetrics {
     /// shardgate's side (out of file descriptors, buffers or local ports),
     /// which say nothing about the node and never mark it down.
     pub local_errors: Family<UpstreamLabels, Counter>,
+    /// Node-name lookups and template refusals (see [`crate::template`]).
+    pub names: crate::template::NameMetrics,
 }
 
 impl UpstreamMetrics {
@@ -56,6 +58,7 @@ impl UpstreamMetrics {
                 "Connects that failed on this host (file descriptors, buffers or local ports exhausted); nodes are not marked down for them",
                 m.local_errors.clone(),
             );
+            m.names.register(r);
         });
         m
     }

@@ -135,6 +135,7 @@ pub struct Upstream {
     local_errors: Counter,
     balancer: Balancer,
     resolver: Arc<Resolver>,
+    names: crate::template::Names,
     defaults: ConnectDefaults,
     epoch: Instant,
 }
@@ -230,6 +231,15 @@ pub enum ConnectError {
         /// What ran out.
         reason: String,
     },
+    /// The upstream's node template renders no valid name from this
+    /// connection's SNI (or it has none): refused before any lookup.
+    #[error("upstream {upstream}: {reason}")]
+    Refused {
+        /// The upstream.
+        upstream: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ConnectError {
@@ -240,6 +250,7 @@ impl ConnectError {
         match self {
             ConnectError::Failed { .. } => ErrorSource::Upstream,
             ConnectError::NoNodes { .. } | ConnectError::Local { .. } => ErrorSource::Internal,
+            ConnectError::Refused { .. } => ErrorSource::Downstream,
         }
     }
 }
@@ -291,6 +302,7 @@ impl Upstream {
             .collect();
         let balancer = Balancer::new(config.balance, &config.nodes);
         let local_errors = reg.metrics.local_errors.get_or_create_owned(&UpstreamLabels { upstream: label.clone() });
+        let names = crate::template::Names::new(&label, &reg.metrics.names);
         Upstream {
             key,
             label,
@@ -299,6 +311,7 @@ impl Upstream {
             local_errors,
             balancer,
             resolver: Arc::clone(&reg.resolver),
+            names,
             defaults: reg.defaults,
             epoch: reg.epoch,
         }
@@ -378,6 +391,7 @@ impl Upstream {
         let deadline = self.config.retry_timeout.map(|t| Instant::now() + t);
         let per_attempt = self.config.connect_timeout.unwrap_or(self.defaults.connect_timeout);
         let hash = self.hash(ctx);
+        self.names.precheck(&self.config, ctx.sni)?;
 
         let mut tried: Vec<usize> = Vec::with_capacity(attempts_max.min(node_count).max(1));
         let mut last: Option<(usize, String, ErrorSource)> = None;
@@ -402,7 +416,7 @@ impl Upstream {
                 Some(d) => per_attempt.min(d.saturating_duration_since(Instant::now())),
                 None => per_attempt,
             };
-            match self.attempt(index, timeout, &mut open).await {
+            match self.attempt(index, ctx.sni, timeout, &mut open).await {
                 Ok((conn, addr)) => return Ok((conn, self.connected(index, addr))),
                 Err(AttemptError { source: ErrorSource::Internal, reason }) => {
                     // Out of descriptors, buffers or ports here: marking the
@@ -452,20 +466,26 @@ impl Upstream {
     fn failed(&self, index: usize) {
         let n = &self.nodes[index];
         n.failures.inc();
+        if matches!(n.node.host, Host::Template(_)) {
+            // One dead room is not a dead fleet (see `template`).
+            return;
+        }
         let until = self.now_ms() + self.defaults.fail_timeout.as_millis() as u64;
         n.down_until_ms.store(until, Ordering::Relaxed);
     }
 
     /// The address to use for node `index` now: its IP, or the next address
-    /// of its name's current answer.
-    async fn resolve_node(&self, index: usize) -> Result<SocketAddr, AttemptError> {
+    /// of its name's (or, for a template, of the name rendered from `sni`)
+    /// current answer.
+    async fn resolve_node(&self, index: usize, sni: Option<&str>) -> Result<SocketAddr, AttemptError> {
         let n = &self.nodes[index];
         let ip = match &n.node.host {
             Host::Ip(ip) => *ip,
             Host::Name(name) => {
-                let addrs = self.resolver.resolve(name).await.map_err(|e| AttemptError::upstream(e.to_string()))?;
-                let k = n.next_addr.fetch_add(1, Ordering::Relaxed);
-                addrs[k % addrs.len()]
+                self.names.pick(&self.resolver, name, &n.next_addr).await.map_err(AttemptError::upstream)?
+            }
+            Host::Template(t) => {
+                self.names.pick_rendered(&self.resolver, t, sni, &n.next_addr).await.map_err(AttemptError::upstream)?
             }
         };
         Ok(SocketAddr::new(ip, n.node.port))
@@ -475,6 +495,7 @@ impl Upstream {
     async fn attempt<C, F, Fut>(
         &self,
         index: usize,
+        sni: Option<&str>,
         timeout: Duration,
         open: &mut F,
     ) -> Result<(C, SocketAddr), AttemptError>
@@ -482,7 +503,7 @@ impl Upstream {
         F: FnMut(SocketAddr) -> Fut,
         Fut: Future<Output = std::io::Result<C>>,
     {
-        let addr = self.resolve_node(index).await?;
+        let addr = self.resolve_node(index, sni).await?;
         match tokio::time::timeout(timeout, open(addr)).await {
             Ok(Ok(conn)) => Ok((conn, addr)),
             Ok(Err(e)) => Err(AttemptError::io(addr, "", &e)),

@@ -11,12 +11,19 @@
 //! (fuzzed: `fuzz/fuzz_targets/client_hello.rs`) and answers `None` for
 //! anything that is not a whole ClientHello. TLS only: QUIC and DTLS
 //! ClientHellos (JA4's `q` and `d`) do not reach it.
+//!
+//! The same reader and parser give a stream listener what it routes a TLS
+//! passthrough connection by ([`parse_client_hello`]: the server name, the
+//! ALPN protocols, the version; see `hello`), so there is one ClientHello
+//! parser in shardgate besides rustls's, which terminates.
 
 mod digest;
+mod hello;
 
 use std::fmt::Write as _;
 
 use digest::{md5, sha256};
+pub use hello::{ClientHelloInfo, HelloParse, parse_client_hello};
 
 /// A connection's fingerprints, as ASCII: JA3 in lower-case hex; JA4 in
 /// lower-case letters and hex digits, except its two ALPN characters, which
@@ -39,7 +46,7 @@ impl TlsFingerprint {
     /// records as read from the socket, a ClientHello possibly split over
     /// several), or `None` when there is no whole, well-formed one.
     pub fn from_records(records: &[u8]) -> Option<TlsFingerprint> {
-        let body = handshake_body(records)?;
+        let body = handshake_body(records).ok()?;
         let hello = ClientHello::parse(&body)?;
         Some(TlsFingerprint { ja3: hello.ja3(), ja4: hello.ja4() })
     }
@@ -120,34 +127,73 @@ struct ClientHello<'a> {
     extensions: Vec<(u16, &'a [u8])>,
 }
 
+/// Why the records read so far hold no ClientHello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Short {
+    /// A prefix of a well-formed ClientHello: more bytes are needed.
+    Incomplete,
+    /// Not a ClientHello, or a malformed one: no byte that follows can
+    /// make it one.
+    Invalid,
+}
+
+/// The payload of the record at the start of `r`, consumed: `Incomplete`
+/// until the whole record is in, `Invalid` when it is not a handshake
+/// record or its length is 0 or above 2^14 (RFC 8446 section 5.1 forbids
+/// both for handshake records).
+fn next_record<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], Short> {
+    match r.0.first() {
+        None => return Err(Short::Incomplete),
+        Some(&kind) if kind != HANDSHAKE => return Err(Short::Invalid),
+        Some(_) => {}
+    }
+    let Some(header) = r.0.get(..5) else { return Err(Short::Incomplete) };
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if len == 0 || len > MAX_RECORD {
+        return Err(Short::Invalid);
+    }
+    if r.0.len() < 5 + len {
+        return Err(Short::Incomplete);
+    }
+    r.take(5).ok_or(Short::Incomplete)?;
+    r.take(len).ok_or(Short::Incomplete)
+}
+
 /// The ClientHello handshake message's body from the records at the start
 /// of `records`: borrowed when one record holds it, joined (bounded by the
-/// input) when it is split over several.
-fn handshake_body(records: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+/// input) when it is split over several, its 4-byte header included.
+/// Bytes after the message (another record, early data) are not read, so
+/// the answer for a prefix that holds the whole message is the answer for
+/// any longer input.
+fn handshake_body(records: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Short> {
     let mut r = Reader(records);
-    let (kind, _version, first) = (r.u8()?, r.u16()?, r.vec16()?);
-    if kind != HANDSHAKE || first.len() > MAX_RECORD {
-        return None;
+    let first = next_record(&mut r)?;
+    if first[0] != CLIENT_HELLO {
+        return Err(Short::Invalid);
     }
-    let mut h = Reader(first);
-    if h.u8()? != CLIENT_HELLO {
-        return None;
-    }
-    let len = h.u24()?;
-    if let Some(body) = h.take(len) {
-        return Some(std::borrow::Cow::Borrowed(body));
+    if let Some(len) = message_len(first)
+        && let Some(body) = first.get(4..4 + len)
+    {
+        return Ok(std::borrow::Cow::Borrowed(body));
     }
     let mut joined = first.to_vec();
-    while joined.len() < 4 + len {
-        let (kind, _version, more) = (r.u8()?, r.u16()?, r.vec16()?);
-        if kind != HANDSHAKE || more.is_empty() || more.len() > MAX_RECORD {
-            return None;
+    loop {
+        if let Some(len) = message_len(&joined)
+            && joined.len() >= 4 + len
+        {
+            joined.truncate(4 + len);
+            joined.drain(..4);
+            return Ok(std::borrow::Cow::Owned(joined));
         }
-        joined.extend_from_slice(more);
+        // Each record holds at least one byte: the loop ends with the input.
+        joined.extend_from_slice(next_record(&mut r)?);
     }
-    joined.truncate(4 + len);
-    joined.drain(..4);
-    Some(std::borrow::Cow::Owned(joined))
+}
+
+/// The body length a handshake message's 4-byte header announces, once the
+/// header is in.
+fn message_len(message: &[u8]) -> Option<usize> {
+    Reader(message.get(1..4)?).u24()
 }
 
 impl<'a> ClientHello<'a> {

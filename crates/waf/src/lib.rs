@@ -25,6 +25,6 @@ pub mod transform;
 pub use acl::{
     Action, BlockResponse, IpSet, NoSets, RegexPatternSet, RequestView, Sets, Verdict, WafError, WebAcl, arn_id,
 };
-pub use fingerprint::TlsFingerprint;
+pub use fingerprint::{ClientHelloInfo, HelloParse, TlsFingerprint, parse_client_hello};
 pub use geo::GeoDb;
 pub use sample::{Sample, Samples};

@@ -45,5 +45,10 @@ common_fields! {
         /// each connection this route matches, before the TLS handshake.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub web_acl_id: Option<Value>,
+        /// shardgate extension (Kong's and APISIX master's name): route by
+        /// the ClientHello's SNI and forward the TLS bytes untouched to a
+        /// game server that holds its own certificate. Needs `sni` or `snis`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub tls_passthrough: Option<bool>,
     }
 }

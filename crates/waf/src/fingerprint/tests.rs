@@ -13,7 +13,7 @@ fn unhex(parts: &[&str]) -> Vec<u8> {
 }
 
 /// One TLS record holding one ClientHello handshake message with `body`.
-fn record(body: &[u8]) -> Vec<u8> {
+pub(super) fn record(body: &[u8]) -> Vec<u8> {
     let mut hs = vec![CLIENT_HELLO];
     hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
     hs.extend_from_slice(body);
@@ -24,7 +24,7 @@ fn record(body: &[u8]) -> Vec<u8> {
 }
 
 /// The same handshake message split over records of at most `size` bytes.
-fn split(body: &[u8], size: usize) -> Vec<u8> {
+pub(super) fn split(body: &[u8], size: usize) -> Vec<u8> {
     let whole = record(body);
     let hs = &whole[5..];
     let mut out = Vec::new();
@@ -37,7 +37,7 @@ fn split(body: &[u8], size: usize) -> Vec<u8> {
 }
 
 /// A ClientHello body: TLS 1.2 legacy version, zero random, empty session.
-fn body(ciphers: &[u16], extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+pub(super) fn body(ciphers: &[u16], extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut b = vec![3, 3];
     b.extend_from_slice(&[0; 32]);
     b.push(0);
