@@ -92,6 +92,8 @@ impl Default for StreamConfig {
                 tls: true,
                 fallback_sni: None,
                 web_acl: None,
+                proxy_protocol: false,
+                proxy_protocol_to_upstream: false,
             }],
             only: None,
             idle_timeout: ConfigDuration::from_secs(30 * 60),
@@ -120,6 +122,20 @@ pub struct TcpListenerConfig {
     /// accept, before TLS (IP sets, rate-based rules). Default: none.
     #[serde(default)]
     pub web_acl: Option<String>,
+    /// Every connection must start with a PROXY protocol header, v1 or v2
+    /// (HAProxy's `proxy-protocol.txt`), as a load balancer in front sends
+    /// it (APISIX's per-port `proxy_protocol`, apache/apisix PR #13561). Its
+    /// client address replaces the socket's everywhere. A connection
+    /// without a valid header within `limits.handshake_timeout` is closed.
+    /// Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Connections to game servers start with a v1 PROXY protocol header
+    /// (APISIX's `proxy_protocol_to_upstream`, what nginx sends), unless
+    /// the route's or upstream's `send_proxy_protocol` says otherwise.
+    /// Default false.
+    #[serde(default)]
+    pub proxy_protocol_to_upstream: bool,
 }
 
 /// `waf:`.
@@ -177,6 +193,11 @@ pub struct HttpListenerConfig {
     /// HTTPS with certificates from the `ssls` resources. Default false.
     #[serde(default)]
     pub tls: bool,
+    /// Every connection must start with a PROXY protocol header (v1 or
+    /// v2); its client address is the viewer's address for the WAF,
+    /// rate-based rules and logs. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `edge.cache:`.
@@ -868,10 +889,17 @@ impl Config {
             if let Some(w) = &l.web_acl {
                 line.push_str(&format!(" web_acl={w}"));
             }
+            if l.proxy_protocol {
+                line.push_str(" proxy_protocol");
+            }
+            if l.proxy_protocol_to_upstream {
+                line.push_str(" proxy_protocol_to_upstream");
+            }
             out.push(line);
         }
         for l in &self.edge.http {
-            out.push(format!("edge {} {}", if l.tls { "https" } else { "http" }, l.addr.0));
+            let pp = if l.proxy_protocol { " proxy_protocol" } else { "" };
+            out.push(format!("edge {} {}{pp}", if l.tls { "https" } else { "http" }, l.addr.0));
         }
         out.push(format!("admin {}", self.admin.listen));
         out.push(format!("metrics {} (/metrics, /healthz, /readyz)", self.metrics.listen));

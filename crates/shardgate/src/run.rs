@@ -121,7 +121,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let local = socket.local_addr().context("stream listener address")?;
         stream_listeners.push((
             socket,
-            ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone(), web_acl: l.web_acl.clone() },
+            ListenerSpec {
+                addr: local,
+                tls: l.tls,
+                fallback_sni: l.fallback_sni.clone(),
+                web_acl: l.web_acl.clone(),
+                proxy_protocol: l.proxy_protocol,
+                proxy_protocol_to_upstream: l.proxy_protocol_to_upstream,
+            },
         ));
     }
     let mut edge_listeners = Vec::new();
@@ -129,7 +136,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
             .with_context(|| format!("binding edge listener {} (tls: {})", l.addr.0, l.tls))?;
         let local = socket.local_addr().context("edge listener address")?;
-        edge_listeners.push((socket, HttpListenerSpec { addr: local, tls: l.tls }));
+        edge_listeners.push((socket, HttpListenerSpec { addr: local, tls: l.tls, proxy_protocol: l.proxy_protocol }));
     }
     let admin_socket = tokio::net::TcpListener::bind(config.admin.listen)
         .await
@@ -175,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: Arc::new(Semaphore::new(fds.max_connections)),
         handshake_timeout: config.limits.handshake_timeout.get(),
         client_hello_max_bytes: config.limits.client_hello_max_bytes,
+        limit_conn: Arc::default(),
     };
     let mut listener_tasks = Vec::new();
     for (socket, spec) in stream_listeners {
@@ -223,6 +231,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             idle_timeout: config.edge.idle_timeout.get(),
             h2_keepalive_interval: config.edge.h2_keepalive_interval.get(),
             h2_keepalive_timeout: config.edge.h2_keepalive_timeout.get(),
+            proxy_protocol_refused: stream_metrics.proxy_protocol_refused.clone(),
         };
         for (socket, spec) in edge_listeners {
             tracing::info!(listener = %spec.label(), "edge listener bound");

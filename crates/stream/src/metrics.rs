@@ -70,6 +70,13 @@ pub enum CloseReason {
     /// or the route's, before the handshake) refused the connection: its
     /// client address, country or TLS fingerprint, or a rate limit.
     waf,
+    /// The listener requires a PROXY protocol header and got none, or a
+    /// bad one (see `shardgate_proxy_protocol_refused_total`).
+    proxy_protocol,
+    /// The route's `ip-restriction` plugin refused the client address.
+    ip_restricted,
+    /// The route's `limit-conn` plugin: over `conn + burst` for the key.
+    limit_conn,
 }
 
 impl CloseReason {
@@ -87,6 +94,9 @@ impl CloseReason {
             CloseReason::upstream_unavailable => "upstream_unavailable",
             CloseReason::local_resources => "local_resources",
             CloseReason::waf => "waf",
+            CloseReason::proxy_protocol => "proxy_protocol",
+            CloseReason::ip_restricted => "ip_restricted",
+            CloseReason::limit_conn => "limit_conn",
         }
     }
 }
@@ -157,6 +167,11 @@ pub struct StreamMetrics {
     pub bytes_out: Family<RouteLabels, Counter>,
     /// `shardgate_stream_waf_refused_total{listener, web_acl, rule}`.
     pub waf_refused: Family<WafLabels, Counter>,
+    /// `shardgate_proxy_protocol_refused_total{listener, reason}`: stream and
+    /// edge listeners (the edge's share this family).
+    pub proxy_protocol_refused: Family<crate::proxy_protocol::RefusedLabels, Counter>,
+    /// `shardgate_stream_limit_conn_delayed_total{route}`.
+    pub limit_conn_delayed: Family<RouteLabels, Counter>,
 }
 
 impl StreamMetrics {
@@ -175,6 +190,8 @@ impl StreamMetrics {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             waf_refused: Family::default(),
+            proxy_protocol_refused: Family::default(),
+            limit_conn_delayed: Family::default(),
         };
         metrics.register(|r| {
             r.register("stream_connections_accepted", "Connections accepted on a stream listener", m.accepted.clone());
@@ -211,6 +228,16 @@ impl StreamMetrics {
                 "stream_waf_refused",
                 "Connections closed because a web ACL (the listener's at accept or after the ClientHello, or the route's before the handshake) refused them (client address, country, TLS fingerprint or rate limit)",
                 m.waf_refused.clone(),
+            );
+            r.register(
+                "proxy_protocol_refused",
+                "Connections closed because the listener requires a PROXY protocol header and got none or a bad one, by reason",
+                m.proxy_protocol_refused.clone(),
+            );
+            r.register(
+                "stream_limit_conn_delayed",
+                "Connections a route's limit-conn plugin delayed (over conn, within burst)",
+                m.limit_conn_delayed.clone(),
             );
             r.register_with_unit(
                 "stream_sent",
