@@ -8,6 +8,8 @@
 //! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
 //! - [`certs`]: self-signed certificates for test SNIs.
+//! - [`proxy_protocol`]: PROXY protocol headers from the specification, a game
+//!   server that requires one, and HAProxy as a real sender and receiver.
 //! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
 //! - [`etcd`]: [`EtcdCluster`], real etcd members on loopback, driven with etcdctl.
@@ -21,6 +23,7 @@ pub mod gateway;
 pub mod geo;
 pub mod origin;
 pub mod ports;
+pub mod proxy_protocol;
 pub mod servers;
 pub mod tls;
 

@@ -146,6 +146,15 @@ impl TlsClient {
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
     }
+
+    /// A TLS handshake with `sni` on a connection already open (e.g. after
+    /// a PROXY protocol header was sent on it).
+    pub async fn connect_over(&self, tcp: TcpStream, sni: &str) -> std::io::Result<TlsStream<TcpStream>> {
+        let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+        tokio::time::timeout(Duration::from_secs(10), TlsConnector::from(Arc::clone(&self.config)).connect(name, tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+    }
 }
 
 /// The DER of the leaf certificate the server presented.
