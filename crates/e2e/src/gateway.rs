@@ -402,6 +402,24 @@ impl Gateway {
         }
     }
 
+    /// Waits (5 s at most) until the gateway serves every write made so
+    /// far: its published generation (`shardgate_config_generation`)
+    /// reaches the highest `modifiedIndex` of the stream and edge resources.
+    pub async fn applied(&self) {
+        let admin = self.admin();
+        let mut revision = 0u64;
+        for kind in ["ssls", "upstreams", "stream_routes", "ip_sets", "web_acls", "distributions"] {
+            let list = admin.list(kind).await;
+            for item in list["list"].as_array().into_iter().flatten() {
+                revision = revision.max(item["modifiedIndex"].as_u64().unwrap_or(0));
+            }
+        }
+        crate::eventually(5, &format!("generation {revision} published"), || async {
+            (self.metric("shardgate_config_generation").await >= revision as f64).then_some(())
+        })
+        .await;
+    }
+
     /// Starts the process again with the same config, ports and data.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the gateway before restarting it");

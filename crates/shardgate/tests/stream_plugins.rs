@@ -62,11 +62,7 @@ async fn ip_restriction_allows_and_denies_before_tls() {
         )
         .await;
     let (plain, tls) = (gw.plain[0], gw.tls_addr());
-    eventually(5, "routes applied", || async {
-        let mut s = connect_from(plain, "127.0.0.4").await;
-        (try_roundtrip(&mut s, "x").await? == "[gs] x").then_some(())
-    })
-    .await;
+    gw.applied().await;
 
     // whitelist on the plain route.
     let mut s = connect_from(plain, "127.0.0.1").await;
@@ -110,11 +106,7 @@ async fn limit_conn_delays_then_refuses_and_gives_counts_back() {
         .await;
     let plain = gw.plain[0];
     let listener = format!("tcp/{plain}");
-    eventually(5, "route applied", || async {
-        let mut s = connect_from(plain, "127.0.0.9").await;
-        (try_roundtrip(&mut s, "x").await? == "[gs] x").then_some(())
-    })
-    .await;
+    gw.applied().await;
     let released = |n: f64| {
         let series = closed("1", &listener, "client_closed");
         let gw = &gw;
@@ -148,14 +140,10 @@ async fn limit_conn_delays_then_refuses_and_gives_counts_back() {
     let held = round("first round").await;
 
     // A configuration change elsewhere keeps the counts: still full.
-    let generation = gw.metric("shardgate_config_generation").await;
     admin
         .put_ok("/apisix/admin/stream_routes/9", &json!({"sni": "gs-9.com", "upstream": {"nodes": {gs.node(): 1}}}))
         .await;
-    eventually(5, "a new generation published", || async {
-        (gw.metric("shardgate_config_generation").await > generation).then_some(())
-    })
-    .await;
+    gw.applied().await;
     let mut c = connect_from(plain, "127.0.0.2").await;
     c.write_all(b"5").await.expect("send");
     assert!(closed_without_reply(&mut c).await, "the counts survived the new snapshot");
@@ -199,10 +187,8 @@ async fn limit_conn_on_tls_routes_refuses_before_tls_and_delays_within_the_hands
         .await;
     let tls = gw.tls_addr();
     let client = TlsClient::default();
-    let mut first = eventually(5, "routes applied", || async {
-        client.connect_from(Some(ip("127.0.0.2")), tls, Some("gs-1.com")).await.ok()
-    })
-    .await;
+    gw.applied().await;
+    let mut first = client.connect_from(Some(ip("127.0.0.2")), tls, Some("gs-1.com")).await.expect("first");
     assert_eq!(roundtrip(&mut first, "1").await, "[gs] 1");
     let hello = captured_client_hello(&client, Some("gs-1.com")).await;
     assert!(hello_refused(tls, "127.0.0.2", &hello).await, "over the limit: no TLS answer at all");
