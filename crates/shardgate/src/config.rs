@@ -925,6 +925,28 @@ mod tests {
     }
 
     #[test]
+    fn proxy_protocol_switches_parse_per_listener() {
+        let c = Config::parse(
+            "stream:\n  tcp:\n    - addr: 9443\n      tls: true\n      proxy_protocol: true\n    - addr: 9100\n      proxy_protocol_to_upstream: true\nedge:\n  http:\n    - addr: 8080\n      proxy_protocol: true\n",
+        )
+        .expect("parse");
+        assert!(c.stream.tcp[0].proxy_protocol && !c.stream.tcp[0].proxy_protocol_to_upstream);
+        assert!(!c.stream.tcp[1].proxy_protocol && c.stream.tcp[1].proxy_protocol_to_upstream);
+        assert!(c.edge.http[0].proxy_protocol);
+        let lines = c.describe_listeners();
+        assert!(
+            lines[0].ends_with("9443 proxy_protocol") && lines[1].ends_with("proxy_protocol_to_upstream"),
+            "{lines:?}"
+        );
+        assert!(lines[2].ends_with("8080 proxy_protocol"), "{lines:?}");
+        // Edge listeners send nothing upstream over PROXY protocol.
+        let e = Config::parse("edge:\n  http:\n    - addr: 8080\n      proxy_protocol_to_upstream: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("edge.http[0]") && e.contains("proxy_protocol_to_upstream"), "{e}");
+    }
+
+    #[test]
     fn unknown_and_wrong_fields_are_named_with_their_path() {
         let e = Config::parse("stream:\n  tcp:\n    - addr: 8888\n      tsl: true\n").unwrap_err().to_string();
         assert!(e.starts_with("stream.tcp[0]"), "{e}");
