@@ -320,3 +320,13 @@ async fn the_reader_refuses_garbage_truncation_and_silence() {
     assert!(r.is_err(), "still waiting for the rest: {r:?}");
     drop(client);
 }
+
+/// A header and the bytes after it in one segment, as load balancers send them.
+#[tokio::test]
+async fn the_reader_leaves_data_that_came_in_the_headers_segment() {
+    let (mut server, mut client) = pair().await;
+    client.write_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 51000 9100\r\nhello\n").await.expect("write");
+    let header = read_header(&mut server).await.expect("a header");
+    assert_eq!(header.addresses.map(|a| a.source), Some(sa("203.0.113.7:51000")));
+    assert_eq!(rest(&mut server, 6).await, b"hello\n");
+}
