@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::gateway;
 use serde_json::json;
 use shardgate_e2e::proxy_protocol::closed_without_reply;
-use shardgate_e2e::tls::{captured_client_hello, roundtrip, try_roundtrip};
+use shardgate_e2e::tls::{captured_client_hello, roundtrip};
 use shardgate_e2e::{GameServer, TestCert, TlsClient, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
