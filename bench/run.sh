@@ -8,6 +8,12 @@
 # script started are stopped (by their PID).
 #
 # Usage: bench/run.sh [seconds-per-run]     (default 10)
+# Environment: PROXIES (default "shardgate haproxy nginx rustls"), ALGS
+# (default "ecdsa rsa"), HANDSHAKES_ONLY=1 (skip the round-trip and idle
+# runs), PP=1 (shardgate's listener requires a PROXY protocol header and the
+# load generator sends a v2 header before each ClientHello, in the same
+# segment, as a load balancer in front would; the other proxies are run as
+# without it).
 # Output: a Markdown table on stdout and in bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +21,10 @@ source bench/lib.sh
 SECS=${1:-10}
 RTT_SECS=$((SECS * 2))
 IDLE_CONNS=${IDLE_CONNS:-8000}
+PROXIES=${PROXIES:-shardgate haproxy nginx rustls}
+ALGS=${ALGS:-ecdsa rsa}
+HANDSHAKES_ONLY=${HANDSHAKES_ONLY:-0}
+PP=${PP:-0}
 OUT=bench/out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 W=$(mktemp -d)
@@ -56,16 +66,21 @@ taskset -c 1 "$LG" echo --listen 127.0.0.1:$B1 & PIDS+=($!)
 taskset -c 1 "$LG" echo --listen 127.0.0.1:$B2 & PIDS+=($!)
 
 
+# The load generator's flag for proxy $1: a v2 header first when PP=1 (shardgate only).
+pp_flag() { [ "$PP" = 1 ] && [ "$1" = shardgate ] && echo --proxy-v2; return 0; }
+
 # Starts proxy $1 with certificate type $2; sets PROC_PIDS (every process of it).
 start_proxy() {
     local name=$1 alg=$2
     case $name in
     shardgate)
+        pp_line=""; [ "$PP" = 1 ] && pp_line="      proxy_protocol: true"
         cat > "$W/sg.yaml" <<YAML
 stream:
   tcp:
     - addr: "127.0.0.1:$PROXY"
       tls: true
+$pp_line
 admin: {listen: "127.0.0.1:$ADMIN"}
 metrics: {listen: "127.0.0.1:$METRICS"}
 store: {data_dir: "$W/sg-data-$alg"}
@@ -140,12 +155,12 @@ HAP
     esac
     # Correctness first: both SNIs answer through the proxy, then no errors for a second.
     for _ in $(seq 1 100); do
-        "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 1 --seconds 0 > "$W/check.json" 2>/dev/null || true
-        "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-2.com --concurrency 1 --seconds 0 >> "$W/check.json" 2>/dev/null || true
+        "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 1 --seconds 0 $(pp_flag $name) > "$W/check.json" 2>/dev/null || true
+        "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-2.com --concurrency 1 --seconds 0 $(pp_flag $name) >> "$W/check.json" 2>/dev/null || true
         [ "$(jq -s 'map(.errors) | add' "$W/check.json" 2>/dev/null)" = 0 ] && break
         sleep 0.1
     done
-    "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 1 --seconds 1 > "$W/check.json"
+    "$LG" handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 1 --seconds 1 $(pp_flag $name) > "$W/check.json"
     if ! jq -e '.ops > 0 and .errors == 0' "$W/check.json" > /dev/null; then echo "$name ($alg) does not proxy: $(cat "$W/check.json")" >&2; exit 1; fi
 }
 
@@ -161,15 +176,15 @@ measured() {
 }
 
 declare -A HS RATE RTT_CPU P50 P99 P999 MEM
-for alg in ecdsa rsa; do
-    for p in shardgate haproxy nginx rustls; do
+for alg in $ALGS; do
+    for p in $PROXIES; do
         start_proxy $p $alg
-        read -r json cpu < <(measured handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 32 --seconds "$SECS")
+        read -r json cpu < <(measured handshakes --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --concurrency 32 --seconds "$SECS" $(pp_flag $p))
         ops=$(jq .ops <<<"$json")
         HS[$p,$alg]=$(echo "scale=1; $cpu * 1000000 / $ops" | bc)
         RATE[$p,$alg]=$(jq '.rate|floor' <<<"$json")
-        echo "handshakes $alg $p: $json cpu_s=$cpu -> ${HS[$p,$alg]} us/op" | tee -a "$OUT/raw.txt" >&2
-        if [ $alg = ecdsa ]; then
+        echo "handshakes $alg $p (PP=$PP): $json cpu_s=$cpu -> ${HS[$p,$alg]} us/op" | tee -a "$OUT/raw.txt" >&2
+        if [ $alg = ecdsa ] && [ "$HANDSHAKES_ONLY" != 1 ]; then
             read -r json cpu < <(measured rtt --target 127.0.0.1:$PROXY --sni gs-1.com,gs-2.com --conns 1000 --rate 20 --seconds "$RTT_SECS" --size 64)
             count=$(jq .count <<<"$json")
             RTT_CPU[$p]=$(echo "scale=2; $cpu * 1000000 / $count" | bc)
@@ -190,16 +205,17 @@ for alg in ecdsa rsa; do
 done
 
 {
+[ "$PP" = 1 ] && echo "PP=1: shardgate's listener requires a PROXY protocol header; every shardgate connection starts with a v2 header in the ClientHello's segment."
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); proxy pinned to core 0, load and game servers on core 1."
 echo "Peers: $(nginx -v 2>&1 | cut -d' ' -f3) (stream, per-SNI certificate via \$ssl_server_name), $(haproxy -v | head -1 | cut -d' ' -f1-3) ($(haproxy -vv | grep -m1 'Built with OpenSSL version' | cut -d' ' -f6-7)), rustls $(grep -A1 '^name = "rustls"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p') bare echo."
 echo
 echo "| | shardgate | HAProxy | nginx | bare rustls |"
 echo "|---|---|---|---|---|"
-echo "| ECDSA P-256 full handshake + 64 B echo, CPU µs/op | ${HS[shardgate,ecdsa]} | ${HS[haproxy,ecdsa]} | ${HS[nginx,ecdsa]} | ${HS[rustls,ecdsa]} |"
-echo "| ... handshakes/s (core 1 drives the load) | ${RATE[shardgate,ecdsa]} | ${RATE[haproxy,ecdsa]} | ${RATE[nginx,ecdsa]} | ${RATE[rustls,ecdsa]} |"
-echo "| RSA-2048 full handshake + 64 B echo, CPU µs/op | ${HS[shardgate,rsa]} | ${HS[haproxy,rsa]} | ${HS[nginx,rsa]} | ${HS[rustls,rsa]} |"
-echo "| ... handshakes/s | ${RATE[shardgate,rsa]} | ${RATE[haproxy,rsa]} | ${RATE[nginx,rsa]} | ${RATE[rustls,rsa]} |"
-echo "| 64 B round trip, 1,000 conns × 20/s, CPU µs/rtt | ${RTT_CPU[shardgate]} | ${RTT_CPU[haproxy]} | ${RTT_CPU[nginx]} | ${RTT_CPU[rustls]} |"
-echo "| ... latency p50 / p99 / p99.9 µs | ${P50[shardgate]} / ${P99[shardgate]} / ${P999[shardgate]} | ${P50[haproxy]} / ${P99[haproxy]} / ${P999[haproxy]} | ${P50[nginx]} / ${P99[nginx]} / ${P999[nginx]} | ${P50[rustls]} / ${P99[rustls]} / ${P999[rustls]} |"
-echo "| memory per idle TLS connection, KiB ($IDLE_CONNS conns, RSS delta) | ${MEM[shardgate]} | ${MEM[haproxy]} | ${MEM[nginx]} | ${MEM[rustls]} |"
+echo "| ECDSA P-256 full handshake + 64 B echo, CPU µs/op | ${HS[shardgate,ecdsa]:-} | ${HS[haproxy,ecdsa]:-} | ${HS[nginx,ecdsa]:-} | ${HS[rustls,ecdsa]:-} |"
+echo "| ... handshakes/s (core 1 drives the load) | ${RATE[shardgate,ecdsa]:-} | ${RATE[haproxy,ecdsa]:-} | ${RATE[nginx,ecdsa]:-} | ${RATE[rustls,ecdsa]:-} |"
+echo "| RSA-2048 full handshake + 64 B echo, CPU µs/op | ${HS[shardgate,rsa]:-} | ${HS[haproxy,rsa]:-} | ${HS[nginx,rsa]:-} | ${HS[rustls,rsa]:-} |"
+echo "| ... handshakes/s | ${RATE[shardgate,rsa]:-} | ${RATE[haproxy,rsa]:-} | ${RATE[nginx,rsa]:-} | ${RATE[rustls,rsa]:-} |"
+echo "| 64 B round trip, 1,000 conns × 20/s, CPU µs/rtt | ${RTT_CPU[shardgate]:-} | ${RTT_CPU[haproxy]:-} | ${RTT_CPU[nginx]:-} | ${RTT_CPU[rustls]:-} |"
+echo "| ... latency p50 / p99 / p99.9 µs | ${P50[shardgate]:-} / ${P99[shardgate]:-} / ${P999[shardgate]:-} | ${P50[haproxy]:-} / ${P99[haproxy]:-} / ${P999[haproxy]:-} | ${P50[nginx]:-} / ${P99[nginx]:-} / ${P999[nginx]:-} | ${P50[rustls]:-} / ${P99[rustls]:-} / ${P999[rustls]:-} |"
+echo "| memory per idle TLS connection, KiB ($IDLE_CONNS conns, RSS delta) | ${MEM[shardgate]:-} | ${MEM[haproxy]:-} | ${MEM[nginx]:-} | ${MEM[rustls]:-} |"
 } | tee "$OUT/table.md"

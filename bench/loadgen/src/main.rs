@@ -7,7 +7,8 @@
 //! - `tls-echo`: a bare rustls echo server, the lower bound for a proxy that
 //!   terminates TLS.
 //! - `handshakes`: full TLS handshakes (resumption off), each followed by one
-//!   64-byte echo and a close; prints the count.
+//!   64-byte echo and a close; prints the count. With `--proxy-v2`, each
+//!   connection starts with a PROXY protocol v2 header (see [`proxy_v2`]).
 //! - `rtt`: N long-lived TLS connections sending S-byte messages at R per
 //!   second each; prints round-trip latency percentiles.
 //! - `idle`: opens N TLS connections, does one round trip on each, prints
@@ -36,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod cluster;
 mod http1;
+mod proxy_v2;
 mod seed;
 
 #[derive(Debug, Parser)]
@@ -72,6 +74,10 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Send a PROXY protocol v2 header before each ClientHello, in
+        /// the same segment (a listener with `proxy_protocol: true`).
+        #[arg(long)]
+        proxy_v2: bool,
     },
     /// Round trips on long-lived connections.
     Rtt {
@@ -220,7 +226,9 @@ async fn run(cmd: Cmd) -> Res<()> {
     match cmd {
         Cmd::Echo { listen } => echo(listen).await,
         Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, cert, key).await,
-        Cmd::Handshakes { target, sni, concurrency, seconds } => handshakes(target, sni, concurrency, seconds).await,
+        Cmd::Handshakes { target, sni, concurrency, seconds, proxy_v2 } => {
+            handshakes(target, sni, concurrency, seconds, proxy_v2).await
+        }
         Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
         Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
         Cmd::Http { target, host, path, conns, seconds, rate } => {
@@ -428,7 +436,7 @@ async fn echo_once<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, msg: &[u8], buf
     Ok(())
 }
 
-async fn handshakes(target: SocketAddr, sni: String, concurrency: usize, seconds: u64) -> Res<()> {
+async fn handshakes(target: SocketAddr, sni: String, concurrency: usize, seconds: u64, proxy_v2: bool) -> Res<()> {
     let snis: Arc<Vec<String>> = Arc::new(sni.split(',').map(str::to_owned).collect());
     let client = TlsClient::default().without_resumption();
     let ops = Arc::new(AtomicU64::new(0));
@@ -446,19 +454,22 @@ async fn handshakes(target: SocketAddr, sni: String, concurrency: usize, seconds
             loop {
                 i += 1;
                 let sni = &snis[i % snis.len()];
-                match client.connect(target, Some(sni)).await {
-                    Ok(mut s) => match echo_once(&mut s, &msg, &mut buf).await {
-                        Ok(()) => {
-                            ops.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                let done = if proxy_v2 {
+                    match proxy_v2::Prefixed::connect(target).await {
+                        Ok(tcp) => match client.connect_over(tcp, sni).await {
+                            Ok(mut s) => echo_once(&mut s, &msg, &mut buf).await,
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
                     }
-                }
+                } else {
+                    match client.connect(target, Some(sni)).await {
+                        Ok(mut s) => echo_once(&mut s, &msg, &mut buf).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                let counter = if done.is_ok() { &ops } else { &errors };
+                counter.fetch_add(1, Ordering::Relaxed);
                 if Instant::now() >= deadline {
                     break;
                 }

@@ -19,6 +19,8 @@ pub struct GatewayBuilder {
     edge_https: usize,
     fallback_sni: Option<String>,
     stream_web_acl: Option<String>,
+    stream_listener_yaml: String,
+    edge_listener_yaml: String,
     drain_timeout: String,
     drain_delay: Option<String>,
     nofile: Option<u64>,
@@ -42,6 +44,8 @@ impl GatewayBuilder {
             edge_https: 0,
             fallback_sni: None,
             stream_web_acl: None,
+            stream_listener_yaml: String::new(),
+            edge_listener_yaml: String::new(),
             drain_timeout: "5s".into(),
             drain_delay: None,
             nofile: None,
@@ -82,6 +86,21 @@ impl GatewayBuilder {
     /// `web_acl` on every stream listener.
     pub fn stream_web_acl(mut self, id: &str) -> Self {
         self.stream_web_acl = Some(id.to_owned());
+        self
+    }
+
+    /// Extra YAML in every stream listener's entry, indented by six spaces
+    /// (e.g. `      proxy_protocol: true`).
+    pub fn stream_listener_yaml(mut self, extra: &str) -> Self {
+        self.stream_listener_yaml.push_str(extra);
+        self.stream_listener_yaml.push('\n');
+        self
+    }
+
+    /// Extra YAML in every edge listener's entry, indented by six spaces.
+    pub fn edge_listener_yaml(mut self, extra: &str) -> Self {
+        self.edge_listener_yaml.push_str(extra);
+        self.edge_listener_yaml.push('\n');
         self
     }
 
@@ -198,17 +217,21 @@ impl GatewayBuilder {
             if let Some(w) = &self.stream_web_acl {
                 yaml.push_str(&format!("      web_acl: \"{w}\"\n"));
             }
+            yaml.push_str(&self.stream_listener_yaml);
         }
         for a in &plain {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: false\n"));
+            yaml.push_str(&self.stream_listener_yaml);
         }
         if edge_count > 0 {
             yaml.push_str("edge:\n  http:\n");
             for a in &edge_plain {
                 yaml.push_str(&format!("    - addr: \"{a}\"\n"));
+                yaml.push_str(&self.edge_listener_yaml);
             }
             for a in &edge_tls {
                 yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: true\n"));
+                yaml.push_str(&self.edge_listener_yaml);
             }
             yaml.push_str(&self.edge_yaml);
         }
@@ -416,6 +439,24 @@ impl Gateway {
             assert!(tokio::time::Instant::now() < deadline, "shardgate did not exit within {secs}s:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits (5 s at most) until the gateway serves every write made so
+    /// far: its published generation (`shardgate_config_generation`)
+    /// reaches the highest `modifiedIndex` of the stream and edge resources.
+    pub async fn applied(&self) {
+        let admin = self.admin();
+        let mut revision = 0u64;
+        for kind in ["ssls", "upstreams", "stream_routes", "ip_sets", "web_acls", "distributions"] {
+            let list = admin.list(kind).await;
+            for item in list["list"].as_array().into_iter().flatten() {
+                revision = revision.max(item["modifiedIndex"].as_u64().unwrap_or(0));
+            }
+        }
+        crate::eventually(5, &format!("generation {revision} published"), || async {
+            (self.metric("shardgate_config_generation").await >= revision as f64).then_some(())
+        })
+        .await;
     }
 
     /// Starts the process again with the same config, ports and data.

@@ -10,6 +10,8 @@
 //! - [`tls_server`]: TLS echo game servers with their own certificate (passthrough).
 //! - [`dns`]: [`TestDns`], a DNS server whose answers the test sets and which counts queries.
 //! - [`certs`]: self-signed certificates for test SNIs.
+//! - [`proxy_protocol`]: PROXY protocol headers from the specification, a game
+//!   server that requires one, and HAProxy as a real sender and receiver.
 //! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
 //! - [`etcd`]: [`EtcdCluster`], real etcd members on loopback, driven with etcdctl.
@@ -24,6 +26,7 @@ pub mod gateway;
 pub mod geo;
 pub mod origin;
 pub mod ports;
+pub mod proxy_protocol;
 pub mod servers;
 pub mod tls;
 pub mod tls_server;

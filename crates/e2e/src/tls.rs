@@ -146,6 +146,18 @@ impl TlsClient {
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
     }
+
+    /// A TLS handshake with `sni` on a connection already open (e.g. after
+    /// a PROXY protocol header was sent on it).
+    pub async fn connect_over<IO>(&self, io: IO, sni: &str) -> std::io::Result<TlsStream<IO>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;
+        tokio::time::timeout(Duration::from_secs(10), TlsConnector::from(Arc::clone(&self.config)).connect(name, io))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+    }
 }
 
 /// The DER of the leaf certificate the server presented.

@@ -1,7 +1,8 @@
 //! Edge listeners: the accept loop, TLS by SNI from the `ssls` resources
 //! (ALPN `h2` and `http/1.1`), HTTP/1.1 and HTTP/2 by hyper, bounded header
 //! sizes and read timeouts, idle connections closed, the connection limit,
-//! and the drain.
+//! the drain, and the PROXY protocol header a listener may require first
+//! (`shardgate_stream::proxy_protocol`; its client address is the viewer's).
 //!
 //! Idle connections: hyper bounds an idle HTTP/1.1 keep-alive connection
 //! with its header read timeout, but has no idle timeout for HTTP/2. Each
@@ -33,8 +34,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use shardgate_stream::hello::{read_client_hello, refuse};
 use shardgate_stream::listener::accept_loop;
+use shardgate_stream::proxy_protocol::{RefusalLog, RefusedLabels, accept_header};
 use shardgate_waf::TlsFingerprint;
 
 use crate::body::{BoxError, EdgeBody};
@@ -57,6 +61,9 @@ pub struct HttpListenerSpec {
     pub addr: SocketAddr,
     /// Terminate TLS (HTTPS, certificates by SNI).
     pub tls: bool,
+    /// Every connection must start with a PROXY protocol header (v1 or v2);
+    /// its client address is the viewer's (WAF, rate-based rules, logs).
+    pub proxy_protocol: bool,
 }
 
 impl HttpListenerSpec {
@@ -85,6 +92,16 @@ pub struct HttpSettings {
     pub h2_keepalive_interval: Duration,
     /// HTTP/2: close the connection when a PING is not answered within this.
     pub h2_keepalive_timeout: Duration,
+    /// `shardgate_proxy_protocol_refused_total{listener, reason}`, shared
+    /// with the stream listeners.
+    pub proxy_protocol_refused: Family<RefusedLabels, Counter>,
+}
+
+/// What an edge listener with `proxy_protocol: true` needs per connection.
+#[derive(Debug)]
+struct ProxyIn {
+    listener: String,
+    log: RefusalLog,
 }
 
 /// Accepts connections until the drain starts or `stop` completes (a reload
@@ -104,35 +121,59 @@ pub async fn serve(
     let fixed_local = Some(spec.addr).filter(|a| !a.ip().is_unspecified());
     tracing::info!(listener = %label, "edge listener accepting");
     let max = Arc::clone(&settings.max_connections);
+    let proxy_in =
+        spec.proxy_protocol.then(|| Arc::new(ProxyIn { listener: label.clone(), log: RefusalLog::default() }));
     accept_loop(&listener, &label, &max, &mut drain.clone(), stop, |sock, peer, permit| {
         let local = match fixed_local {
             Some(a) => a,
             None => sock.local_addr().unwrap_or(spec.addr),
         };
         let conn = ConnInfo { client: peer, local, tls: None };
-        tokio::spawn(connection(sock, conn, spec.tls, Arc::clone(&svc), settings.clone(), drain.clone(), permit));
+        let proxy_in = proxy_in.clone();
+        tokio::spawn(connection(
+            sock,
+            conn,
+            spec.tls,
+            proxy_in,
+            Arc::clone(&svc),
+            settings.clone(),
+            drain.clone(),
+            permit,
+        ));
     })
     .await;
     tracing::info!(listener = %label, "edge listener stopped accepting");
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection(
-    sock: TcpStream,
-    conn: ConnInfo,
+    mut sock: TcpStream,
+    mut conn: ConnInfo,
     tls: bool,
+    proxy_in: Option<Arc<ProxyIn>>,
     svc: Arc<EdgeService>,
     settings: HttpSettings,
     drain: DrainWatch,
     _permit: OwnedSemaphorePermit,
 ) {
+    let started = Instant::now();
     if let Err(e) = sock.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    if let Some(p) = &proxy_in {
+        // Before TLS and HTTP, within the handshake timeout: the header's
+        // client address is the viewer's for every request.
+        let deadline = started + settings.handshake_timeout;
+        let refused = &settings.proxy_protocol_refused;
+        match accept_header(&mut sock, conn.client, deadline, &p.listener, refused, &p.log).await {
+            Some(client) => conn.client = client,
+            None => return,
+        }
     }
     if !tls {
         serve_http(TokioIo::new(sock), conn, svc, &settings, drain).await;
         return;
     }
-    let mut sock = sock;
     let handshake = async {
         // The ClientHello is read here, under the same byte cap as the stream
         // plane's, rather than by tokio-rustls: its bytes give the
@@ -162,7 +203,7 @@ async fn connection(
             }
         }
     };
-    match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+    match tokio::time::timeout_at(started + settings.handshake_timeout, handshake).await {
         Ok(Ok(Some((stream, tls)))) => {
             let conn = ConnInfo { tls, ..conn };
             serve_http(TokioIo::new(stream), conn, svc, &settings, drain).await

@@ -27,6 +27,9 @@
 //! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types of the stream plane.
 //! - [`edge`]: validated edge resources (distributions, cache policies,
 //!   continuous deployment policies, invalidations).
+//! - [`stream_plugins`]: the stream plugins `ip-restriction` and `limit-conn`
+//!   in APISIX's schemas; every other plugin refused with a reason.
+//! - [`proxy_protocol`]: `send_proxy_protocol` on upstreams and stream routes.
 //! - [`resource`]: one entry point to parse any kind; one `WireKind` impl per
 //!   kind says how its wire form validates and what it refers to.
 //! - [`state`]: [`ConfigState`], `apply` and `diff`.
@@ -38,10 +41,12 @@ pub mod json;
 pub mod keyring;
 pub mod kind;
 pub mod node_template;
+pub mod proxy_protocol;
 pub mod resource;
 pub mod sni;
 pub mod ssl;
 pub mod state;
+pub mod stream_plugins;
 pub mod stream_route;
 pub mod upstream;
 pub mod wire;
@@ -52,9 +57,11 @@ pub use id::ResourceId;
 pub use keyring::{Keyring, KeyringError};
 pub use kind::ResourceKind;
 pub use node_template::NodeTemplate;
+pub use proxy_protocol::SendProxyProtocol;
 pub use resource::{Reference, Resource, Validation};
 pub use sni::SniPattern;
 pub use ssl::Ssl;
 pub use state::{Change, Changes, ConfigState};
+pub use stream_plugins::StreamPlugins;
 pub use stream_route::{StreamRoute, UpstreamRef};
 pub use upstream::{Balance, HashKey, Host, Node, Upstream};

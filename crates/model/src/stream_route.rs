@@ -47,6 +47,11 @@ pub struct StreamRoute {
     /// extension `tls_passthrough`): chosen by the SNI that shardgate's own
     /// ClientHello parser reads, so the game server holds the certificate.
     pub tls_passthrough: bool,
+    /// The PROXY protocol header sent to the game server (shardgate
+    /// extension); `None` leaves it to the upstream and the listener.
+    pub send_proxy_protocol: Option<crate::SendProxyProtocol>,
+    /// `ip-restriction` and `limit-conn`, run after routing and before TLS.
+    pub plugins: crate::StreamPlugins,
 }
 
 impl StreamRoute {
@@ -63,14 +68,7 @@ impl StreamRoute {
         if w.protocol.is_some() {
             return Err(Invalid::new("protocol", "xRPC protocols are not supported by shardgate"));
         }
-        if let Some(plugins) = &w.plugins
-            && let Some(name) = plugins.keys().next()
-        {
-            return Err(Invalid::new(
-                format!("plugins.{name}"),
-                format!("stream plugin {name:?} is not supported by shardgate"),
-            ));
-        }
+        let plugins = crate::StreamPlugins::from_wire(w.plugins.as_ref())?;
 
         let snis = match (&w.sni, &w.snis) {
             (Some(_), Some(_)) => return Err(Invalid::new("snis", "sni and snis cannot both be set")),
@@ -125,6 +123,11 @@ impl StreamRoute {
         };
 
         let web_acl = w.web_acl_id.as_ref().map(|v| ResourceId::from_json("web_acl_id", v)).transpose()?;
+        let send_proxy_protocol = w
+            .send_proxy_protocol
+            .as_deref()
+            .map(|v| crate::SendProxyProtocol::parse("send_proxy_protocol", v))
+            .transpose()?;
 
         Ok(StreamRoute {
             id,
@@ -137,6 +140,8 @@ impl StreamRoute {
             idle_timeout,
             web_acl,
             tls_passthrough,
+            send_proxy_protocol,
+            plugins,
         })
     }
 }
@@ -185,8 +190,9 @@ mod tests {
         assert_eq!(route(json!({"upstream": {"nodes": {"a:x": 1}}})).unwrap_err().field, "upstream.nodes[\"a:x\"]");
         assert_eq!(
             route(json!({"upstream_id": "u", "plugins": {"limit-conn": {}}})).unwrap_err().field,
-            "plugins.limit-conn"
+            "plugins.limit-conn.conn"
         );
+        assert_eq!(route(json!({"upstream_id": "u", "plugins": {"syslog": {}}})).unwrap_err().field, "plugins.syslog");
         assert!(route(json!({"upstream_id": "u", "plugins": {}})).is_ok());
         assert_eq!(route(json!({"upstream_id": "u", "sni": "a..b"})).unwrap_err().field, "sni");
         assert_eq!(route(json!({"upstream_id": "u", "priority": 1})).unwrap_err().field, "priority");
@@ -218,5 +224,19 @@ mod tests {
         let e = route(json!({"upstream": template})).unwrap_err();
         assert_eq!(e.field, "upstream.nodes[0].host");
         assert!(e.reason.contains("sni or snis"), "{e}");
+    }
+
+    #[test]
+    fn send_proxy_protocol_on_routes_and_inline_upstreams() {
+        let r =
+            route(json!({"upstream": {"nodes": {"a:1": 1}, "send_proxy_protocol": "v1"}, "send_proxy_protocol": "v2"}))
+                .expect("valid");
+        assert_eq!(r.send_proxy_protocol, Some(crate::SendProxyProtocol::V2));
+        let UpstreamRef::Inline(u) = &r.upstream else { panic!("inline") };
+        assert_eq!(u.send_proxy_protocol, Some(crate::SendProxyProtocol::V1));
+        let e = route(json!({"upstream_id": "u", "send_proxy_protocol": "v3"})).unwrap_err();
+        assert_eq!(e.field, "send_proxy_protocol");
+        let e = route(json!({"upstream": {"nodes": {"a:1": 1}, "send_proxy_protocol": true}})).unwrap_err();
+        assert_eq!(e.field, "upstream.send_proxy_protocol");
     }
 }

@@ -40,6 +40,9 @@ pub struct Upstream {
     /// Idle timeout from `timeout.send`/`timeout.read`; `None` uses the
     /// route's or the bootstrap default.
     pub idle_timeout: Option<Duration>,
+    /// The PROXY protocol header sent to the nodes (shardgate extension);
+    /// `None` leaves it to the listener.
+    pub send_proxy_protocol: Option<crate::SendProxyProtocol>,
 }
 
 /// One node: where to connect and how much traffic it gets.
@@ -192,7 +195,13 @@ impl Upstream {
             }
         };
 
-        Ok(Upstream { id, nodes, balance, retries, retry_timeout, connect_timeout, idle_timeout })
+        let send_proxy_protocol = w
+            .send_proxy_protocol
+            .as_deref()
+            .map(|v| crate::SendProxyProtocol::parse("send_proxy_protocol", v))
+            .transpose()?;
+
+        Ok(Upstream { id, nodes, balance, retries, retry_timeout, connect_timeout, idle_timeout, send_proxy_protocol })
     }
 }
 

@@ -133,6 +133,8 @@ impl Default for StreamConfig {
                 tls: true,
                 fallback_sni: None,
                 web_acl: None,
+                proxy_protocol: false,
+                proxy_protocol_to_upstream: false,
             }],
             only: None,
             idle_timeout: ConfigDuration::from_secs(30 * 60),
@@ -162,6 +164,20 @@ pub struct TcpListenerConfig {
     /// accept, before TLS (IP sets, rate-based rules). Default: none.
     #[serde(default)]
     pub web_acl: Option<String>,
+    /// Every connection must start with a PROXY protocol header, v1 or v2
+    /// (HAProxy's `proxy-protocol.txt`), as a load balancer in front sends
+    /// it (APISIX's per-port `proxy_protocol`, apache/apisix PR #13561). Its
+    /// client address replaces the socket's everywhere. A connection
+    /// without a valid header within `limits.handshake_timeout` is closed.
+    /// Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Connections to game servers start with a v1 PROXY protocol header
+    /// (APISIX's `proxy_protocol_to_upstream`, what nginx sends), unless
+    /// the route's or upstream's `send_proxy_protocol` says otherwise.
+    /// Default false.
+    #[serde(default)]
+    pub proxy_protocol_to_upstream: bool,
 }
 
 /// `waf:`.
@@ -219,6 +235,11 @@ pub struct HttpListenerConfig {
     /// HTTPS with certificates from the `ssls` resources. Default false.
     #[serde(default)]
     pub tls: bool,
+    /// Every connection must start with a PROXY protocol header (v1 or
+    /// v2); its client address is the viewer's address for the WAF,
+    /// rate-based rules and logs. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `edge.cache:`.
@@ -911,10 +932,17 @@ impl Config {
             if let Some(w) = &l.web_acl {
                 line.push_str(&format!(" web_acl={w}"));
             }
+            if l.proxy_protocol {
+                line.push_str(" proxy_protocol");
+            }
+            if l.proxy_protocol_to_upstream {
+                line.push_str(" proxy_protocol_to_upstream");
+            }
             out.push(line);
         }
         for l in &self.edge.http {
-            out.push(format!("edge {} {}", if l.tls { "https" } else { "http" }, l.addr.0));
+            let pp = if l.proxy_protocol { " proxy_protocol" } else { "" };
+            out.push(format!("edge {} {}{pp}", if l.tls { "https" } else { "http" }, l.addr.0));
         }
         out.push(format!("admin {}", self.admin.listen));
         out.push(format!("metrics {} (/metrics, /healthz, /readyz)", self.metrics.listen));
@@ -937,6 +965,28 @@ mod tests {
         assert_eq!(c.stream.tcp[1].addr.0, "127.0.0.1:9100".parse().expect("addr"));
         assert!(!c.stream.tcp[1].tls);
         assert_eq!(c.admin.listen, "127.0.0.1:9180".parse().expect("addr"));
+    }
+
+    #[test]
+    fn proxy_protocol_switches_parse_per_listener() {
+        let c = Config::parse(
+            "stream:\n  tcp:\n    - addr: 9443\n      tls: true\n      proxy_protocol: true\n    - addr: 9100\n      proxy_protocol_to_upstream: true\nedge:\n  http:\n    - addr: 8080\n      proxy_protocol: true\n",
+        )
+        .expect("parse");
+        assert!(c.stream.tcp[0].proxy_protocol && !c.stream.tcp[0].proxy_protocol_to_upstream);
+        assert!(!c.stream.tcp[1].proxy_protocol && c.stream.tcp[1].proxy_protocol_to_upstream);
+        assert!(c.edge.http[0].proxy_protocol);
+        let lines = c.describe_listeners();
+        assert!(
+            lines[0].ends_with("9443 proxy_protocol") && lines[1].ends_with("proxy_protocol_to_upstream"),
+            "{lines:?}"
+        );
+        assert!(lines[2].ends_with("8080 proxy_protocol"), "{lines:?}");
+        // Edge listeners send nothing upstream over PROXY protocol.
+        let e = Config::parse("edge:\n  http:\n    - addr: 8080\n      proxy_protocol_to_upstream: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("edge.http[0]") && e.contains("proxy_protocol_to_upstream"), "{e}");
     }
 
     #[test]

@@ -123,15 +123,17 @@ fn wanted(config: &Config) -> Vec<(String, Spec)> {
             tls: l.tls,
             fallback_sni: l.fallback_sni.clone(),
             web_acl: l.web_acl.clone(),
+            proxy_protocol: l.proxy_protocol,
+            proxy_protocol_to_upstream: l.proxy_protocol_to_upstream,
         };
         (format!("stream.tcp[{i}]"), Spec::Stream(spec))
     });
-    let edge = config
-        .edge
-        .http
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (format!("edge.http[{i}]"), Spec::Edge(HttpListenerSpec { addr: l.addr.0, tls: l.tls })));
+    let edge = config.edge.http.iter().enumerate().map(|(i, l)| {
+        (
+            format!("edge.http[{i}]"),
+            Spec::Edge(HttpListenerSpec { addr: l.addr.0, tls: l.tls, proxy_protocol: l.proxy_protocol }),
+        )
+    });
     stream.chain(edge).collect()
 }
 
@@ -243,6 +245,9 @@ pub struct Shared {
     pub samples: Arc<shardgate_waf::Samples>,
     /// The country database, if configured.
     pub geo: Option<Arc<shardgate_waf::GeoDb>>,
+    /// `limit-conn` counts, shared by every stream listener and kept across
+    /// reloads and snapshots.
+    pub limit_conn: Arc<shardgate_stream::plugins::LimitConnRegistry>,
 }
 
 /// The running listeners and what it takes to start more.
@@ -420,6 +425,7 @@ impl Listeners {
                     max_connections: Arc::clone(&self.shared.max_connections),
                     handshake_timeout: tuning.handshake_timeout,
                     client_hello_max_bytes: tuning.client_hello_max_bytes,
+                    limit_conn: Arc::clone(&self.shared.limit_conn),
                 };
                 tokio::spawn(shardgate_stream::serve(
                     socket,
@@ -440,6 +446,7 @@ impl Listeners {
                     idle_timeout: tuning.edge_idle_timeout,
                     h2_keepalive_interval: tuning.h2_keepalive_interval,
                     h2_keepalive_timeout: tuning.h2_keepalive_timeout,
+                    proxy_protocol_refused: self.shared.stream_metrics.proxy_protocol_refused.clone(),
                 };
                 tokio::spawn(shardgate_http::serve(socket, spec, edge, settings, drain.watch(), stop))
             }

@@ -163,6 +163,7 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
             max_connections: Arc::new(Semaphore::new(fds.max_connections)),
             samples: Arc::clone(&samples),
             geo: geo.clone(),
+            limit_conn: Arc::default(),
         },
         &config,
     );

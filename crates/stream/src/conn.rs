@@ -1,7 +1,10 @@
 //! One stream connection, from accept to close.
 //!
 //! ```text
-//! accept -> snapshot = handle.load()          (this connection's generation, kept to the end)
+//! accept -> PROXY protocol header, if the listener requires one (handshake timeout; only the
+//!           header's bytes consumed): its client address is the peer from here on;
+//!           missing/bad -> close, count proxy_protocol
+//!        -> snapshot = handle.load()          (this connection's generation, kept to the end)
 //!        -> listener's web ACL on the client address: block -> close before any byte, count waf
 //!           (an ACL that reads JA3/JA4 runs after the ClientHello instead, on TLS listeners)
 //!  TLS:   a passthrough route loaded: shardgate's parser reads the ClientHello first (byte cap,
@@ -15,11 +18,14 @@
 //!         route by SNI (fallback SNI stands in for a missing or unserved name)
 //!           none -> alert unrecognized_name, count no_route
 //!         route's web ACL on the client address: block -> close, count waf
+//!         route's plugins: ip-restriction -> close, count ip_restricted;
+//!           limit-conn over conn + burst -> close, count limit_conn; over conn -> wait
 //!         certificate by SNI
 //!           none -> alert unrecognized_name, count tls failure
 //!         handshake with the chosen config
-//!  plain: route by port and client address, then the route's web ACL
-//! -> connect upstream (timeout, retry next node) -> copy both ways
+//!  plain: route by port and client address, then the route's web ACL and plugins
+//! -> connect upstream (timeout, retry next node; a PROXY protocol header written right
+//!    after the connect when the route, upstream or listener asks) -> copy both ways
 //! -> close: client/upstream closed, idle timeout, error, or drain deadline
 //! ```
 //!
@@ -70,6 +76,12 @@ pub(crate) struct ListenerCtx {
     pub(crate) handle: Arc<SnapshotHandle>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) client_hello_max_bytes: usize,
+    /// Connections start with a PROXY protocol header.
+    pub(crate) proxy_protocol: bool,
+    /// Send a v1 header upstream unless the route or upstream says otherwise.
+    pub(crate) proxy_protocol_to_upstream: bool,
+    pub(crate) refusal_log: crate::proxy_protocol::RefusalLog,
+    pub(crate) limit_conn: Arc<crate::plugins::LimitConnRegistry>,
     pub(crate) metrics: StreamMetrics,
     pub(crate) accepted: Counter,
     pub(crate) active: Gauge,
@@ -111,7 +123,7 @@ impl Drop for GaugeGuard {
 
 /// Serves one accepted connection to its end.
 pub(crate) async fn handle(
-    sock: TcpStream,
+    mut sock: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerCtx>,
     mut drain: DrainWatch,
@@ -134,12 +146,28 @@ pub(crate) async fn handle(
     };
     // TCP_NODELAY and keepalive come from the listener (see `listener::bind`).
 
+    // The PROXY protocol header, when the listener requires one: the client
+    // address it carries is `peer` from here on (routing, web ACLs, plugins,
+    // balancing, logs). Read within the handshake timeout, before anything.
+    let via = ctx.proxy_protocol.then_some(peer);
+    let carried = match via {
+        None => Some(peer),
+        Some(_) => {
+            let deadline = started + ctx.handshake_timeout;
+            let refused = &ctx.metrics.proxy_protocol_refused;
+            crate::proxy_protocol::accept_header(&mut sock, peer, deadline, &ctx.name, refused, &ctx.refusal_log).await
+        }
+    };
+    let peer = carried.unwrap_or(peer);
+
     let snap = ctx.handle.load();
     // A listener ACL that reads the TLS fingerprints cannot run before the
     // ClientHello: on a TLS listener it runs right after it. (On a plain
     // listener there is none; the fields' FallbackBehavior decides.)
     let deferred = ctx.tls && listener_acl(&ctx, &snap).is_some_and(|a| a.acl.uses_tls_fingerprints());
-    let (outcome, sni) = if !deferred && let Some(rule) = refused_by_acl(&ctx, &snap, peer, None) {
+    let (outcome, sni) = if carried.is_none() {
+        (Outcome::early(CloseReason::proxy_protocol, None), None)
+    } else if !deferred && let Some(rule) = refused_by_acl(&ctx, &snap, peer, None) {
         // Closed before a byte of TLS: a denied player costs an accept and a close.
         drop(sock);
         tracing::debug!(listener = %ctx.name, %peer, rule = %rule, "connection refused by the web ACL");
@@ -163,6 +191,7 @@ pub(crate) async fn handle(
         target: "shardgate::access",
         listener = %ctx.name,
         %peer,
+        via = via.map(|v| v.to_string()).as_deref().unwrap_or(""),
         sni = sni.as_deref().unwrap_or(""),
         route = route_id.as_deref().unwrap_or(""),
         mode = if outcome.passthrough { "passthrough" } else if ctx.tls { "tls" } else { "plain" },
@@ -272,6 +301,11 @@ async fn serve_plain(
     if refused_by_route(ctx, target, peer, None) {
         return Outcome::early(CloseReason::waf, Some(Arc::clone(target)));
     }
+    let admitted = match crate::plugins::admit(ctx, target, peer, local) {
+        Ok(a) => a,
+        Err(reason) => return Outcome::early(reason, Some(Arc::clone(target))),
+    };
+    admitted.wait().await;
     proxy(sock, Arc::clone(target), peer, local, None, ctx, drain, Vec::new()).await
 }
 
@@ -336,6 +370,12 @@ async fn passthrough(
         // Closed with no reply: the game server never sees the ClientHello.
         return refused(Outcome::early(CloseReason::waf, Some(route)));
     }
+    // ip-restriction and limit-conn, as on the terminating path.
+    let admitted = match crate::plugins::admit(ctx, &route, peer, local) {
+        Ok(a) => a,
+        Err(reason) => return refused(Outcome::early(reason, Some(route))),
+    };
+    admitted.wait().await;
     let labels = PassthroughLabels { listener: ctx.name.clone(), route: route.route.id.to_string() };
     ctx.metrics.passthrough.get_or_create(&labels).inc();
     tracing::debug!(listener = %ctx.name, %peer, sni = sni.unwrap_or(""), route = %labels.route, alpn = ?info.alpn, tls_version = info.version, "TLS passthrough");
@@ -447,9 +487,20 @@ async fn serve_tls(
         drop(accepted);
         return (Outcome::early(CloseReason::waf, Some(route)), sni);
     }
+    // The route's plugins, still before any certificate work; a delay
+    // pushes the handshake deadline back by as much.
+    let admitted = match crate::plugins::admit(ctx, &route, peer, local) {
+        Ok(a) => a,
+        Err(reason) => {
+            drop(accepted);
+            return (Outcome::early(reason, Some(route)), sni);
+        }
+    };
 
     // Nothing else reads the ClientHello's bytes: an idle player keeps none.
     drop(hello);
+    admitted.wait().await;
+    let deadline = deadline + admitted.delay;
 
     let cert = snap.certs.find(name).or_else(|| fallback.and_then(|f| snap.certs.find(f)));
     let Some(cert) = cert else {
@@ -506,7 +557,25 @@ where
     route_active.inc();
     let _route_active = GaugeGuard(route_active);
 
-    let connected = match target.upstream.connect(&ConnectCtx { client: peer, local, sni }).await {
+    // A PROXY protocol header to the game server (route, else upstream,
+    // else listener): the player's address and the one it connected to.
+    let send = shardgate_model::SendProxyProtocol::effective(
+        target.route.send_proxy_protocol,
+        target.upstream.config().send_proxy_protocol,
+        ctx.proxy_protocol_to_upstream,
+    );
+    let cctx = ConnectCtx { client: peer, local, sni };
+    let connecting = match send {
+        None => target.upstream.connect(&cctx).await,
+        Some(version) => {
+            let header = match version {
+                shardgate_model::SendProxyProtocol::V2 => crate::proxy_protocol::encode_v2(peer, local),
+                _ => crate::proxy_protocol::encode_v1(peer, local),
+            };
+            target.upstream.connect_with_preface(&cctx, &header).await
+        }
+    };
+    let connected = match connecting {
         Ok(c) => c,
         Err(e @ shardgate_upstream::ConnectError::Refused { .. }) => {
             // The player's SNI names no node (counted by the upstream): debug only.

@@ -15,6 +15,9 @@
 //! - [`conn`]: one connection from accept to close.
 //! - [`hello`]: reading the ClientHello with a byte cap, refusing with an alert.
 //! - [`copy`]: bidirectional copy with half-close, idle timeout and counters.
+//! - [`proxy_protocol`]: the PROXY protocol v1/v2 header: a pure parser and
+//!   encoders, and a reader that never consumes past the header.
+//! - [`plugins`]: the APISIX stream plugins `ip-restriction` and `limit-conn`.
 //! - [`metrics`]: the stream metric families.
 
 pub mod conn;
@@ -22,6 +25,8 @@ pub mod copy;
 pub mod hello;
 pub mod listener;
 pub mod metrics;
+pub mod plugins;
+pub mod proxy_protocol;
 
 pub use listener::{ListenerSpec, StreamSettings, bind, serve};
 pub use metrics::StreamMetrics;

@@ -31,6 +31,12 @@ pub struct ListenerSpec {
     pub fallback_sni: Option<String>,
     /// A web ACL run on the client address at accept, before any TLS.
     pub web_acl: Option<String>,
+    /// Every connection must start with a PROXY protocol header (v1 or
+    /// v2), whose client address replaces the socket's.
+    pub proxy_protocol: bool,
+    /// Send a v1 PROXY protocol header to the game servers (APISIX's
+    /// `proxy_protocol_to_upstream`), unless the route or upstream says otherwise.
+    pub proxy_protocol_to_upstream: bool,
 }
 
 impl ListenerSpec {
@@ -49,6 +55,8 @@ pub struct StreamSettings {
     pub handshake_timeout: Duration,
     /// Most bytes read while waiting for a whole ClientHello.
     pub client_hello_max_bytes: usize,
+    /// `limit-conn` counts of every route, shared by all stream listeners.
+    pub limit_conn: Arc<crate::plugins::LimitConnRegistry>,
 }
 
 /// Binds a listener with `SO_REUSEADDR`, a deep backlog, and the options
@@ -95,6 +103,10 @@ pub async fn serve(
         handle,
         handshake_timeout: settings.handshake_timeout,
         client_hello_max_bytes: settings.client_hello_max_bytes,
+        proxy_protocol: spec.proxy_protocol,
+        proxy_protocol_to_upstream: spec.proxy_protocol_to_upstream,
+        refusal_log: crate::proxy_protocol::RefusalLog::default(),
+        limit_conn: settings.limit_conn,
         accepted: metrics.accepted.get_or_create_owned(&labels),
         active: metrics.active.get_or_create_owned(&labels),
         no_route: metrics.no_route.get_or_create_owned(&labels),

@@ -83,6 +83,13 @@ pub enum CloseReason {
     /// connection's SNI, or it has none (see
     /// `shardgate_upstream_template_refused_total`).
     template_refused,
+    /// The listener requires a PROXY protocol header and got none, or a
+    /// bad one (see `shardgate_proxy_protocol_refused_total`).
+    proxy_protocol,
+    /// The route's `ip-restriction` plugin refused the client address.
+    ip_restricted,
+    /// The route's `limit-conn` plugin: over `conn + burst` for the key.
+    limit_conn,
 }
 
 impl CloseReason {
@@ -101,6 +108,9 @@ impl CloseReason {
             CloseReason::local_resources => "local_resources",
             CloseReason::waf => "waf",
             CloseReason::template_refused => "template_refused",
+            CloseReason::proxy_protocol => "proxy_protocol",
+            CloseReason::ip_restricted => "ip_restricted",
+            CloseReason::limit_conn => "limit_conn",
         }
     }
 }
@@ -173,6 +183,11 @@ pub struct StreamMetrics {
     pub waf_refused: Family<WafLabels, Counter>,
     /// `shardgate_stream_tls_passthrough_total{listener, route}`.
     pub passthrough: Family<PassthroughLabels, Counter>,
+    /// `shardgate_proxy_protocol_refused_total{listener, reason}`: stream and
+    /// edge listeners (the edge's share this family).
+    pub proxy_protocol_refused: Family<crate::proxy_protocol::RefusedLabels, Counter>,
+    /// `shardgate_stream_limit_conn_delayed_total{route}`.
+    pub limit_conn_delayed: Family<RouteLabels, Counter>,
 }
 
 impl StreamMetrics {
@@ -192,6 +207,8 @@ impl StreamMetrics {
             bytes_out: Family::default(),
             waf_refused: Family::default(),
             passthrough: Family::default(),
+            proxy_protocol_refused: Family::default(),
+            limit_conn_delayed: Family::default(),
         };
         metrics.register(|r| {
             r.register("stream_connections_accepted", "Connections accepted on a stream listener", m.accepted.clone());
@@ -233,6 +250,16 @@ impl StreamMetrics {
                 "stream_tls_passthrough",
                 "Connections routed by the SNI of their ClientHello to a tls_passthrough route and forwarded without terminating TLS",
                 m.passthrough.clone(),
+            );
+            r.register(
+                "proxy_protocol_refused",
+                "Connections closed because the listener requires a PROXY protocol header and got none or a bad one, by reason",
+                m.proxy_protocol_refused.clone(),
+            );
+            r.register(
+                "stream_limit_conn_delayed",
+                "Connections a route's limit-conn plugin delayed (over conn, within burst)",
+                m.limit_conn_delayed.clone(),
             );
             r.register_with_unit(
                 "stream_sent",

@@ -371,6 +371,26 @@ impl Upstream {
         Ok(Connected { stream, peer })
     }
 
+    /// Like [`Upstream::connect`], and writes `preface` (a PROXY protocol
+    /// header) on each new socket inside the attempt: a node that accepts
+    /// the connect but fails the write is a failed attempt on that node,
+    /// marked and retried like a refused connect.
+    pub async fn connect_with_preface(
+        self: &Arc<Self>,
+        ctx: &ConnectCtx<'_>,
+        preface: &[u8],
+    ) -> Result<Connected, ConnectError> {
+        let keepalive = self.defaults.keepalive;
+        let (stream, peer) = self
+            .connect_with(ctx, move |addr| async move {
+                let mut stream = tcp_connect(addr, keepalive).await?;
+                tokio::io::AsyncWriteExt::write_all(&mut stream, preface).await?;
+                Ok(stream)
+            })
+            .await?;
+        Ok(Connected { stream, peer })
+    }
+
     /// Node choice, retries and failure marks around one transport: `open`
     /// makes one attempt to a resolved address (a TCP connect, a UDP socket,
     /// a connect followed by a PROXY protocol header) and is bounded by the

@@ -31,7 +31,7 @@ common_fields! {
         /// Services are not supported by shardgate (refused with a reason).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub service_id: Option<Value>,
-        /// Stream plugins: only `{}` is accepted.
+        /// Stream plugins: `ip-restriction` and `limit-conn` (see `stream_plugins`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub plugins: Option<serde_json::Map<String, Value>>,
         /// xRPC protocols (not supported; refused with a reason).
@@ -50,5 +50,11 @@ common_fields! {
         /// game server that holds its own certificate. Needs `sni` or `snis`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tls_passthrough: Option<bool>,
+        /// shardgate extension: `"v1"`, `"v2"` or `"off"`, the PROXY protocol
+        /// header sent to the game server for this route's connections (wins
+        /// over the upstream's `send_proxy_protocol` and the listener's
+        /// `proxy_protocol_to_upstream`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub send_proxy_protocol: Option<String>,
     }
 }

@@ -55,6 +55,12 @@ common_fields! {
         /// TLS to the upstream (not supported yet; refused with a reason).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tls: Option<Value>,
+        /// shardgate extension: `"v1"`, `"v2"` or `"off"`: connections to
+        /// the nodes start with a PROXY protocol header carrying the
+        /// player's address (wins over the listener's
+        /// `proxy_protocol_to_upstream`; a route's setting wins over this).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub send_proxy_protocol: Option<String>,
     }
 }
 
