@@ -23,6 +23,7 @@
 //! - [`sni`]: SNI patterns (exact, `*.wildcard`, `*`).
 //! - [`wire`]: serde structs that mirror APISIX's schema.
 //! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types of the stream plane.
+//! - [`health`]: an upstream's health checks (`checks`), APISIX's schema.
 //! - [`edge`]: validated edge resources (distributions, cache policies,
 //!   continuous deployment policies, invalidations).
 //! - [`resource`]: one entry point to parse any kind; one `WireKind` impl per
@@ -31,6 +32,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod health;
 pub mod id;
 pub mod json;
 pub mod keyring;
@@ -45,6 +47,7 @@ pub mod wire;
 
 pub use edge::{CachePolicy, CdPolicy, Distribution, Invalidation};
 pub use error::{Invalid, Problem};
+pub use health::HealthChecks;
 pub use id::ResourceId;
 pub use keyring::{Keyring, KeyringError};
 pub use kind::ResourceKind;

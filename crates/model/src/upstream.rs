@@ -2,8 +2,9 @@
 //!
 //! Conversion from [`UpstreamWire`] follows APISIX's `upstream_schema` and
 //! refuses, with a reason, the parts shardgate does not implement (service
-//! discovery, health checks, TLS to the upstream) rather than storing settings
-//! that would silently do nothing.
+//! discovery, TLS to the upstream) rather than storing settings that would
+//! silently do nothing. Health checks (`checks`) are validated by
+//! [`crate::health`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::health::HealthChecks;
 use crate::id::json_type;
 use crate::wire::{UpstreamWire, check_labels, check_name_desc};
 use crate::{Invalid, ResourceId};
@@ -40,6 +42,8 @@ pub struct Upstream {
     /// Idle timeout from `timeout.send`/`timeout.read`; `None` uses the
     /// route's or the bootstrap default.
     pub idle_timeout: Option<Duration>,
+    /// Health checks (`checks`); `None` when the upstream has none.
+    pub checks: Option<HealthChecks>,
 }
 
 /// One node: where to connect and how much traffic it gets.
@@ -187,7 +191,12 @@ impl Upstream {
             }
         };
 
-        Ok(Upstream { id, nodes, balance, retries, retry_timeout, connect_timeout, idle_timeout })
+        let checks = match &w.checks {
+            None => None,
+            Some(v) => Some(HealthChecks::from_json(v).map_err(|e| e.within("checks"))?),
+        };
+
+        Ok(Upstream { id, nodes, balance, retries, retry_timeout, connect_timeout, idle_timeout, checks })
     }
 }
 
@@ -195,12 +204,6 @@ fn refuse_unsupported(w: &UpstreamWire) -> Result<(), Invalid> {
     if w.service_name.is_some() || w.discovery_type.is_some() || w.discovery_args.is_some() {
         let field = if w.discovery_type.is_some() { "discovery_type" } else { "service_name" };
         return Err(Invalid::new(field, "service discovery is not supported by shardgate; list the nodes instead"));
-    }
-    if w.checks.is_some() {
-        return Err(Invalid::new(
-            "checks",
-            "health checks are not supported yet; failed nodes are skipped passively and connects retry on the next node",
-        ));
     }
     if w.tls.is_some() {
         return Err(Invalid::new("tls", "TLS to the upstream is not supported yet"));
@@ -490,10 +493,20 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_not_ignored() {
-        assert_eq!(up(json!({"nodes": {"a:1": 1}, "checks": {"active": {}}})).unwrap_err().field, "checks");
         assert_eq!(up(json!({"service_name": "x", "discovery_type": "dns"})).unwrap_err().field, "discovery_type");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "scheme": "tls"})).unwrap_err().field, "scheme");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "bogus": 1})).unwrap_err().field, "bogus");
+    }
+
+    #[test]
+    fn checks_are_validated_under_their_path() {
+        let u = up(json!({"nodes": {"a:1": 1}, "checks": {"active": {"type": "tcp"}}})).expect("checks");
+        assert!(u.checks.is_some_and(|c| c.active.kind == crate::health::ProbeKind::Tcp));
+        assert!(up(json!({"nodes": {"a:1": 1}})).expect("none").checks.is_none());
+        let e = up(json!({"nodes": {"a:1": 1}, "checks": {"active": {"healthy": {"interval": 0}}}})).unwrap_err();
+        assert_eq!(e.field, "checks.active.healthy.interval");
+        let e = up(json!({"nodes": {"a:1": 1}, "checks": {"passive": {}}})).unwrap_err();
+        assert_eq!(e.field, "checks.active");
     }
 
     #[test]
