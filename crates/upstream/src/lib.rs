@@ -13,13 +13,18 @@
 //! - [`balancer`]: node selection (smooth weighted round robin, consistent
 //!   hash, least connections), with priorities and the tried set. Pure.
 //! - [`resolver`]: DNS names to addresses with a TTL and last-good fallback.
+//! - [`health`]: health checks (APISIX's `checks`): per-node state shared
+//!   across runtimes, checker tasks with active probes, passive results from
+//!   connects, fail-open, and the control API's status JSON.
 //! - [`metrics`]: per-node counters and gauges.
 
 pub mod balancer;
+pub mod health;
 pub mod metrics;
 pub mod registry;
 pub mod resolver;
 
-pub use metrics::UpstreamMetrics;
+pub use health::Health;
+pub use metrics::{HealthMetrics, UpstreamMetrics};
 pub use registry::{ConnectCtx, ConnectDefaults, ConnectError, Connected, PeerGuard, Registry, Upstream, UpstreamKey};
 pub use resolver::Resolver;
