@@ -7,6 +7,7 @@
 //! - [`tls`]: a TLS client with SNI (rustls) that reports what the server presented.
 //! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
+//! - [`health`]: [`HealthServer`], an HTTP(S) health endpoint whose status a test sets.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod gateway;
 pub mod geo;
+pub mod health;
 pub mod origin;
 pub mod ports;
 pub mod servers;
@@ -28,6 +30,7 @@ pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
 pub use etcd::EtcdCluster;
 pub use gateway::{Gateway, GatewayBuilder};
+pub use health::HealthServer;
 pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
 pub use tls::TlsClient;
