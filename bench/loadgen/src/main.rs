@@ -20,6 +20,8 @@
 //! - `seed-etcd`: N stream routes and N SSL objects written straight into
 //!   etcd in the Admin API's stored form; `cold-start`: a new instance's
 //!   time from process start to ready on them (see [`seed`]).
+//! - `nodes`: many upstream nodes on consecutive ports, for health probes
+//!   (`bench/health.sh`; see [`nodes`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod cluster;
 mod http1;
+mod nodes;
 mod seed;
 
 #[derive(Debug, Parser)]
@@ -183,6 +186,15 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
+    /// Many nodes for health probes: accept, answer an HTTP request 200.
+    Nodes {
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        #[arg(long)]
+        first_port: u16,
+        #[arg(long, default_value_t = 3000)]
+        count: u16,
+    },
     /// Idle connections held open.
     Idle {
         #[arg(long)]
@@ -219,6 +231,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 async fn run(cmd: Cmd) -> Res<()> {
     match cmd {
         Cmd::Echo { listen } => echo(listen).await,
+        Cmd::Nodes { ip, first_port, count } => nodes::nodes(ip, first_port, count).await,
         Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, cert, key).await,
         Cmd::Handshakes { target, sni, concurrency, seconds } => handshakes(target, sni, concurrency, seconds).await,
         Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
