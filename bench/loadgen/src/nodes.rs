@@ -20,7 +20,8 @@ pub async fn nodes(ip: IpAddr, first_port: u16, count: u16) -> Res<()> {
     let mut tasks = Vec::with_capacity(usize::from(count));
     for i in 0..count {
         let port = first_port.checked_add(i).ok_or("port range past 65535")?;
-        let listener = TcpListener::bind(SocketAddr::new(ip, port)).await.map_err(|e| format!("bind {ip}:{port}: {e}"))?;
+        let listener =
+            TcpListener::bind(SocketAddr::new(ip, port)).await.map_err(|e| format!("bind {ip}:{port}: {e}"))?;
         tasks.push(tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 tokio::spawn(async move {

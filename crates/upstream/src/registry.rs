@@ -392,19 +392,27 @@ impl Upstream {
 
     fn select(&self, hash: u32, tried: &[usize]) -> Option<usize> {
         let now = self.now_ms();
+        // With health checks an unhealthy node is out (weight 0 here), also
+        // when the healthy ones have failed this connection's attempts;
+        // only when no weighted node is healthy do they all count, as down
+        // nodes the balancer falls back to (fail open, as APISIX).
+        let all_unhealthy = self
+            .health
+            .as_ref()
+            .is_some_and(|h| !self.nodes.iter().enumerate().any(|(i, n)| n.node.weight > 0 && h.takes_traffic(i)));
         // Small and short-lived: one entry per node, built per attempt.
         let cands: Vec<Candidate> = self
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| Candidate {
-                weight: n.node.weight,
-                priority: n.node.priority,
-                active: n.active.load(Ordering::Relaxed),
-                down: match &self.health {
-                    Some(h) => !h.takes_traffic(i),
-                    None => n.down_until_ms.load(Ordering::Relaxed) > now,
-                },
+            .map(|(i, n)| {
+                let (weight, down) = match &self.health {
+                    Some(_) if all_unhealthy => (n.node.weight, true),
+                    Some(h) if !h.takes_traffic(i) => (0, true),
+                    Some(_) => (n.node.weight, false),
+                    None => (n.node.weight, n.down_until_ms.load(Ordering::Relaxed) > now),
+                };
+                Candidate { weight, priority: n.node.priority, active: n.active.load(Ordering::Relaxed), down }
             })
             .collect();
         self.balancer.select(&cands, hash, tried)

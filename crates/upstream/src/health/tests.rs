@@ -428,3 +428,31 @@ async fn the_status_is_apisix_s_control_api_json() {
         (400, json!({"error_msg": "invalid src type routes"}))
     );
 }
+
+#[tokio::test]
+async fn retries_never_fall_back_to_an_unhealthy_node_while_another_is_healthy() {
+    let (reg, metrics) = registry();
+    let dead = dead_port().await;
+    let (live, live_task) = accepting("127.0.0.1:0").await;
+    let up = reg.get_or_create(
+        key("r"),
+        &config(json!({
+            "nodes": nodes(&[dead, live]),
+            "checks": passive_only_in_practice(json!({"unhealthy": {"tcp_failures": 3}}))
+        })),
+    );
+    for _ in 0..8 {
+        up.connect(&ctx()).await.expect("the live node answers");
+    }
+    assert_eq!(status(&up, 0), Status::Unhealthy);
+    let dead_tries = failures(&metrics, "upstreams/r", dead);
+
+    // The healthy node now refuses too: its two attempts (one retry) leave
+    // it mostly healthy (two failures of three), and the unhealthy node is
+    // not tried in its place.
+    live_task.abort();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(matches!(up.connect(&ctx()).await, Err(crate::ConnectError::Failed { .. })));
+    assert_eq!(status(&up, 1), Status::MostlyHealthy);
+    assert_eq!(failures(&metrics, "upstreams/r", dead), dead_tries, "the unhealthy node was not tried");
+}
