@@ -35,7 +35,7 @@ mod tests;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -95,6 +95,9 @@ struct NodeInfo {
     hostname: String,
     port: u16,
     weight: u32,
+    /// `shardgate_upstream_health_probes_total` by [`Outcome`], created on
+    /// first use (a result never seen has no series).
+    probes: [OnceLock<Counter>; 5],
 }
 
 /// The health checks of one upstream runtime.
@@ -142,7 +145,13 @@ impl Health {
             nodes.push(health);
             targets.push(probe::Target::new(node, &checks.active));
             let hostname = node.host.to_string().trim_matches(['[', ']']).to_owned();
-            info.push(NodeInfo { label: node_label, hostname, port: node.port, weight: node.weight });
+            info.push(NodeInfo {
+                label: node_label,
+                hostname,
+                port: node.port,
+                weight: node.weight,
+                probes: Default::default(),
+            });
         }
         let labels = UpstreamLabels { upstream: label.to_owned() };
         let health = Arc::new(Health {
@@ -181,15 +190,24 @@ impl Health {
         }
     }
 
-    /// Removes the gauges of nodes (and of the upstream) that `next` (the
+    /// Removes the series of nodes (and of the upstream) that `next` (the
     /// runtime taking over, if any) does not have, so a removed node leaves
-    /// no stale `shardgate_upstream_node_healthy` behind.
+    /// no stale `shardgate_upstream_node_healthy` behind, and a fleet of
+    /// short-lived room servers no pile of probe counters.
     pub(crate) fn forget_series(&self, next: Option<&Health>) {
         for info in &self.info {
             if next.is_some_and(|n| n.info.iter().any(|i| i.label == info.label)) {
                 continue;
             }
             self.metrics.node_healthy.remove(&NodeLabels { upstream: self.label.clone(), node: info.label.clone() });
+            for outcome in
+                [Outcome::Success, Outcome::HttpFailure, Outcome::TcpFailure, Outcome::Timeout, Outcome::Ignored]
+            {
+                // Also the series an older runtime of this node created.
+                let labels =
+                    ProbeLabels { upstream: self.label.clone(), node: info.label.clone(), result: outcome.as_str() };
+                self.metrics.probes.remove(&labels);
+            }
         }
         if next.is_none() {
             let labels = UpstreamLabels { upstream: self.label.clone() };
@@ -236,8 +254,12 @@ impl Health {
     /// An active probe's result on node `index`.
     fn probed(&self, index: usize, outcome: Outcome, ip: Option<IpAddr>, detail: Option<&str>) {
         let info = &self.info[index];
-        let labels = ProbeLabels { upstream: self.label.clone(), node: info.label.clone(), result: outcome.as_str() };
-        self.metrics.probes.get_or_create(&labels).inc();
+        let counter = info.probes[outcome as usize].get_or_init(|| {
+            let labels =
+                ProbeLabels { upstream: self.label.clone(), node: info.label.clone(), result: outcome.as_str() };
+            self.metrics.probes.get_or_create_owned(&labels)
+        });
+        counter.inc();
         self.record(index, outcome, ip, detail, Source::Probe);
     }
 
