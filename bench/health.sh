@@ -94,7 +94,7 @@ upstream_body() {
 # User and system CPU ticks of process $1, as "user sys".
 ticks() { local f; read -r -a f < "/proc/$1/stat"; echo "${f[13]} ${f[14]}"; }
 # Percent of one core that $1 ticks are over the window.
-pct() { echo "scale=2; 100 * $1 / $CLK / $SECS" | bc; }
+pct() { printf '%.2f' "$(echo "scale=4; 100 * $1 / $CLK / $SECS" | bc)"; }
 
 ROWS=()
 for TYPE in $TYPES; do
