@@ -22,8 +22,8 @@
 //!
 //! Bounds: probes of one upstream in flight at most `active.concurrency`, of
 //! the whole process at most [`MAX_PROBES_IN_FLIGHT`]; each probe within
-//! `active.timeout`; an HTTP answer read up to [`probe::MAX_STATUS_LINE`]
-//! bytes.
+//! `active.timeout`; of an HTTP answer at most 512 bytes read, up to the end
+//! of its status line.
 
 pub mod state;
 
