@@ -103,10 +103,12 @@ pub(crate) struct Probed {
 
 /// Probes `target` within `active.timeout`.
 pub(crate) async fn probe(target: &Target, active: &ActiveCheck, resolver: &Resolver) -> Probed {
+    // One deadline for the name's resolution and the exchange together.
+    let deadline = tokio::time::Instant::now() + active.timeout;
     let ip = match &target.host {
         Host::Ip(ip) => *ip,
         Host::Name(name) => {
-            let resolved = tokio::time::timeout(active.timeout, resolver.resolve(name)).await;
+            let resolved = tokio::time::timeout_at(deadline, resolver.resolve(name)).await;
             match resolved {
                 Ok(Ok(addrs)) => addrs[0],
                 Ok(Err(e)) => return Probed { outcome: Outcome::TcpFailure, ip: None, detail: Some(e.to_string()) },
@@ -121,7 +123,7 @@ pub(crate) async fn probe(target: &Target, active: &ActiveCheck, resolver: &Reso
         }
     };
     let addr = SocketAddr::new(ip, target.port);
-    let (outcome, detail) = match tokio::time::timeout(active.timeout, exchange(addr, target, active)).await {
+    let (outcome, detail) = match tokio::time::timeout_at(deadline, exchange(addr, target, active)).await {
         Ok(Ok(Answer::Connected)) => (Outcome::Success, None),
         Ok(Ok(Answer::Status(status))) => (classify(status, active), None),
         Ok(Ok(Answer::NotHttp)) => (Outcome::HttpFailure, Some(format!("{addr}: no valid HTTP status line"))),
