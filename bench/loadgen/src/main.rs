@@ -21,6 +21,9 @@
 //! - `seed-etcd`: N stream routes and N SSL objects written straight into
 //!   etcd in the Admin API's stored form; `cold-start`: a new instance's
 //!   time from process start to ready on them (see [`seed`]).
+//! - `nodes`: many upstream nodes, for health probes; `probe-floor`: bare
+//!   TCP connects to them at the probes' rate, the floor to compare the
+//!   gateway's checker with (`bench/health.sh`; see [`nodes`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod cluster;
 mod http1;
+mod nodes;
 mod proxy_v2;
 mod seed;
 
@@ -189,6 +193,28 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
+    /// Many nodes for health probes: accept, answer an HTTP request 200.
+    Nodes {
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        #[arg(long, default_value_t = 3000)]
+        count: u16,
+        /// Where the ports go, one a line, once all listen.
+        #[arg(long)]
+        ports_file: PathBuf,
+    },
+    /// TCP connects to every port of a file at a fixed interval: the floor
+    /// of what TCP health probes cost.
+    ProbeFloor {
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        #[arg(long)]
+        ports_file: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        interval_seconds: u64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Idle connections held open.
     Idle {
         #[arg(long)]
@@ -225,6 +251,10 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 async fn run(cmd: Cmd) -> Res<()> {
     match cmd {
         Cmd::Echo { listen } => echo(listen).await,
+        Cmd::Nodes { ip, count, ports_file } => nodes::nodes(ip, count, &ports_file).await,
+        Cmd::ProbeFloor { ip, ports_file, interval_seconds, seconds } => {
+            nodes::probe_floor(ip, &ports_file, Duration::from_secs(interval_seconds), seconds).await
+        }
         Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, cert, key).await,
         Cmd::Handshakes { target, sni, concurrency, seconds, proxy_v2 } => {
             handshakes(target, sni, concurrency, seconds, proxy_v2).await

@@ -12,17 +12,21 @@
 //! - [`auth`]: the API-key check.
 //! - [`patch`]: JSON merge patch and sub-path replacement for PATCH.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`control`]: APISIX's Control API `/v1/healthcheck` (health checkers'
+//!   status), on the same listener.
 //! - [`mod@serve`]: HTTP/1.1 serving with bounded connections and head time
 //!   (for the Admin API and the metrics listener alike).
 
 pub mod api;
 pub mod auth;
+pub mod control;
 pub mod error;
 pub mod health;
 pub mod patch;
 pub mod serve;
 
 pub use api::{AdminState, router};
+pub use control::{HealthcheckStatus, healthcheck_router};
 pub use error::ApiError;
 pub use health::health_router;
 pub use serve::{ServeSettings, serve};

@@ -9,6 +9,7 @@
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
 //! - [`tls_server`]: TLS echo game servers with their own certificate (passthrough).
 //! - [`dns`]: [`TestDns`], a DNS server whose answers the test sets and which counts queries.
+//! - [`health`]: [`HealthServer`], an HTTP(S) health endpoint whose status a test sets.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`proxy_protocol`]: PROXY protocol headers from the specification, a game
 //!   server that requires one, and HAProxy as a real sender and receiver.
@@ -24,6 +25,7 @@ pub mod dns;
 pub mod etcd;
 pub mod gateway;
 pub mod geo;
+pub mod health;
 pub mod origin;
 pub mod ports;
 pub mod proxy_protocol;
@@ -36,6 +38,7 @@ pub use certs::TestCert;
 pub use dns::TestDns;
 pub use etcd::EtcdCluster;
 pub use gateway::{Gateway, GatewayBuilder};
+pub use health::HealthServer;
 pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
 pub use tls::TlsClient;

@@ -25,6 +25,7 @@
 //!   (`{sni_label_1}.rooms.game.svc.cluster.local`), for room fleets.
 //! - [`wire`]: serde structs that mirror APISIX's schema.
 //! - [`ssl`], [`upstream`], [`stream_route`]: validated domain types of the stream plane.
+//! - [`health`]: an upstream's health checks (`checks`), APISIX's schema.
 //! - [`edge`]: validated edge resources (distributions, cache policies,
 //!   continuous deployment policies, invalidations).
 //! - [`stream_plugins`]: the stream plugins `ip-restriction` and `limit-conn`
@@ -36,6 +37,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod health;
 pub mod id;
 pub mod json;
 pub mod keyring;
@@ -53,6 +55,7 @@ pub mod wire;
 
 pub use edge::{CachePolicy, CdPolicy, Distribution, Invalidation};
 pub use error::{Invalid, Problem};
+pub use health::HealthChecks;
 pub use id::ResourceId;
 pub use keyring::{Keyring, KeyringError};
 pub use kind::ResourceKind;

@@ -2,8 +2,9 @@
 //!
 //! Conversion from [`UpstreamWire`] follows APISIX's `upstream_schema` and
 //! refuses, with a reason, the parts shardgate does not implement (service
-//! discovery, health checks, TLS to the upstream) rather than storing settings
-//! that would silently do nothing.
+//! discovery, TLS to the upstream) rather than storing settings that would
+//! silently do nothing. Health checks (`checks`) are validated by
+//! [`crate::health`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::health::HealthChecks;
 use crate::id::json_type;
 use crate::wire::{UpstreamWire, check_labels, check_name_desc};
 use crate::{Invalid, ResourceId};
@@ -43,6 +45,8 @@ pub struct Upstream {
     /// The PROXY protocol header sent to the nodes (shardgate extension);
     /// `None` leaves it to the listener.
     pub send_proxy_protocol: Option<crate::SendProxyProtocol>,
+    /// Health checks (`checks`); `None` when the upstream has none.
+    pub checks: Option<HealthChecks>,
 }
 
 /// One node: where to connect and how much traffic it gets.
@@ -200,8 +204,22 @@ impl Upstream {
             .as_deref()
             .map(|v| crate::SendProxyProtocol::parse("send_proxy_protocol", v))
             .transpose()?;
+        let checks = match &w.checks {
+            None => None,
+            Some(v) => Some(HealthChecks::from_json(v).map_err(|e| e.within("checks"))?),
+        };
 
-        Ok(Upstream { id, nodes, balance, retries, retry_timeout, connect_timeout, idle_timeout, send_proxy_protocol })
+        Ok(Upstream {
+            id,
+            nodes,
+            balance,
+            retries,
+            retry_timeout,
+            connect_timeout,
+            idle_timeout,
+            send_proxy_protocol,
+            checks,
+        })
     }
 }
 
@@ -209,12 +227,6 @@ fn refuse_unsupported(w: &UpstreamWire) -> Result<(), Invalid> {
     if w.service_name.is_some() || w.discovery_type.is_some() || w.discovery_args.is_some() {
         let field = if w.discovery_type.is_some() { "discovery_type" } else { "service_name" };
         return Err(Invalid::new(field, "service discovery is not supported by shardgate; list the nodes instead"));
-    }
-    if w.checks.is_some() {
-        return Err(Invalid::new(
-            "checks",
-            "health checks are not supported yet; failed nodes are skipped passively and connects retry on the next node",
-        ));
     }
     if w.tls.is_some() {
         return Err(Invalid::new("tls", "TLS to the upstream is not supported yet"));
@@ -508,7 +520,6 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_not_ignored() {
-        assert_eq!(up(json!({"nodes": {"a:1": 1}, "checks": {"active": {}}})).unwrap_err().field, "checks");
         assert_eq!(up(json!({"service_name": "x", "discovery_type": "dns"})).unwrap_err().field, "discovery_type");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "scheme": "tls"})).unwrap_err().field, "scheme");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "bogus": 1})).unwrap_err().field, "bogus");
@@ -535,6 +546,17 @@ mod tests {
         assert_eq!(e.field, "checks");
         assert!(e.reason.contains("no fixed node to probe"), "{e}");
         assert!(!up(json!({"nodes": [node("gs-1.svc")]})).expect("plain").is_template());
+    }
+
+    #[test]
+    fn checks_are_validated_under_their_path() {
+        let u = up(json!({"nodes": {"a:1": 1}, "checks": {"active": {"type": "tcp"}}})).expect("checks");
+        assert!(u.checks.is_some_and(|c| c.active.kind == crate::health::ProbeKind::Tcp));
+        assert!(up(json!({"nodes": {"a:1": 1}})).expect("none").checks.is_none());
+        let e = up(json!({"nodes": {"a:1": 1}, "checks": {"active": {"healthy": {"interval": 0}}}})).unwrap_err();
+        assert_eq!(e.field, "checks.active.healthy.interval");
+        let e = up(json!({"nodes": {"a:1": 1}, "checks": {"passive": {}}})).unwrap_err();
+        assert_eq!(e.field, "checks.active");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shardgate_admin::{AdminState, ServeSettings, health_router, router};
+use shardgate_admin::{AdminState, HealthcheckStatus, ServeSettings, health_router, healthcheck_router, router};
 use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
@@ -200,9 +200,13 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
         stopped(stop_rx.clone()),
     ));
     let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
+    let checkers = (Arc::clone(&registry), config.store.prefix.clone());
+    let healthchecks: HealthcheckStatus = Arc::new(move |target| checkers.0.healthcheck_status(&checkers.1, target));
     let metrics_task = tokio::spawn(shardgate_admin::serve(
         metrics_socket,
-        health_router(Arc::clone(&health), metrics.clone()).merge(reloader.status().router()),
+        health_router(Arc::clone(&health), metrics.clone())
+            .merge(reloader.status().router())
+            .merge(healthcheck_router(healthchecks)),
         serve_settings,
         stopped(stop_rx.clone()),
     ));

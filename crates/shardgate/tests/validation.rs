@@ -49,7 +49,8 @@ async fn every_invalid_write_is_refused_and_changes_nothing() {
         ("bad CIDR", "/apisix/admin/stream_routes/r", json!({"sni": "gs-1.com", "upstream_id": "u", "remote_addr": "127.0.0.0/99"}).to_string(), "property \"remote_addr\""),
         ("dangling upstream_id", "/apisix/admin/stream_routes/r", json!({"sni": "gs-1.com", "upstream_id": "nope"}).to_string(), "upstream id [nope]"),
         ("id mismatch", "/apisix/admin/upstreams/u", json!({"id": "v", "nodes": {"127.0.0.1:9000": 1}}).to_string(), "wrong upstream id"),
-        ("unsupported feature", "/apisix/admin/upstreams/u", json!({"nodes": {"127.0.0.1:9000": 1}, "checks": {"active": {"type": "tcp"}}}).to_string(), "property \"checks\""),
+        ("unsupported feature", "/apisix/admin/upstreams/u", json!({"nodes": {"127.0.0.1:9000": 1}, "scheme": "tls"}).to_string(), "property \"scheme\""),
+        ("passive-only health checks", "/apisix/admin/upstreams/u", json!({"nodes": {"127.0.0.1:9000": 1}, "checks": {"passive": {}}}).to_string(), "property \"checks.active\""),
     ];
     for (what, path, body, needle) in cases {
         let r = admin.request("PUT", path, Some(&body)).await;

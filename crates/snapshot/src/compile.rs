@@ -87,6 +87,14 @@ pub fn compile(
         stream.insert(&route.snis, filters, target);
     }
     let edge = EdgeRouter::build(state, registry, &acls, &mut used, &mut problems);
+    // Health checkers start when the configuration loads, not on first
+    // traffic: an upstream with `checks` gets its runtime even before a
+    // route uses it.
+    for (id, entry) in state.upstreams.iter().filter(|(_, e)| e.value.checks.is_some()) {
+        if used.insert(UpstreamKey::Named(id.clone())) {
+            registry.get_or_create(UpstreamKey::Named(id.clone()), &entry.value);
+        }
+    }
     registry.retain(&used);
 
     let reads_tls_fingerprints = acls.values().any(|a| a.acl.uses_tls_fingerprints());

@@ -17,9 +17,14 @@
 //!   the configured nameservers.
 //! - [`template`]: node names at connect time, node templates rendered from
 //!   the SNI, and how their failures are (not) marked.
+//! - [`resolver`]: DNS names to addresses with a TTL and last-good fallback.
+//! - [`health`]: health checks (APISIX's `checks`): per-node state shared
+//!   across runtimes, checker tasks with active probes, passive results from
+//!   connects, fail-open, and the control API's status JSON.
 //! - [`metrics`]: per-node counters and gauges.
 
 pub mod balancer;
+pub mod health;
 pub mod metrics;
 pub mod registry;
 pub mod resolver;
@@ -27,6 +32,7 @@ pub mod template;
 #[cfg(test)]
 mod test_dns;
 
-pub use metrics::UpstreamMetrics;
+pub use health::Health;
+pub use metrics::{HealthMetrics, UpstreamMetrics};
 pub use registry::{ConnectCtx, ConnectDefaults, ConnectError, Connected, PeerGuard, Registry, Upstream, UpstreamKey};
 pub use resolver::Resolver;

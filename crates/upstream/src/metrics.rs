@@ -1,5 +1,6 @@
 //! Upstream metrics: connects, connect failures and active connections per
-//! node, and local connect errors per upstream.
+//! node, local connect errors per upstream, and health checks
+//! ([`HealthMetrics`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +40,35 @@ pub struct UpstreamMetrics {
     pub local_errors: Family<UpstreamLabels, Counter>,
     /// Node-name lookups and template refusals (see [`crate::template`]).
     pub names: crate::template::NameMetrics,
+    /// Health checks.
+    pub health: HealthMetrics,
+}
+
+/// Labels of a probe result.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// `upstreams/<id>` or `stream_routes/<id>` for an inline upstream.
+    pub upstream: String,
+    /// `host:port` as configured.
+    pub node: String,
+    /// `success`, `tcp_failure`, `timeout`, `http_failure` or `ignored`.
+    pub result: &'static str,
+}
+
+/// The health-check metric families (upstreams with `checks` only).
+#[derive(Debug, Clone, Default)]
+pub struct HealthMetrics {
+    /// `shardgate_upstream_node_healthy`: 1 while the node takes traffic
+    /// (healthy or mostly healthy), 0 while it does not.
+    pub node_healthy: Family<NodeLabels, Gauge>,
+    /// `shardgate_upstream_health_probes_total`: active probes by result.
+    pub probes: Family<ProbeLabels, Counter>,
+    /// `shardgate_upstream_fail_open`: 1 while every node with a weight is
+    /// unhealthy and connections go to all of them anyway.
+    pub fail_open: Family<UpstreamLabels, Gauge>,
+    /// `shardgate_upstream_fail_open_connects_total`: connections made while
+    /// failing open.
+    pub fail_open_connects: Family<UpstreamLabels, Counter>,
 }
 
 impl UpstreamMetrics {
@@ -59,6 +89,23 @@ impl UpstreamMetrics {
                 m.local_errors.clone(),
             );
             m.names.register(r);
+            let h = &m.health;
+            r.register(
+                "upstream_node_healthy",
+                "1 while a health-checked node takes traffic (healthy or mostly healthy), 0 while it does not",
+                h.node_healthy.clone(),
+            );
+            r.register("upstream_health_probes", "Active health probes of a node, by result", h.probes.clone());
+            r.register(
+                "upstream_fail_open",
+                "1 while every node of the upstream is unhealthy and connections go to all of them anyway (APISIX's behaviour)",
+                h.fail_open.clone(),
+            );
+            r.register(
+                "upstream_fail_open_connects",
+                "Connections made while every node of the upstream was unhealthy",
+                h.fail_open_connects.clone(),
+            );
         });
         m
     }

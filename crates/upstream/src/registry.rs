@@ -13,11 +13,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use shardgate_model::{HashKey, Host, Node, ResourceId};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use shardgate_core::ErrorSource;
 
 use crate::balancer::{Balancer, Candidate};
+use crate::health::{Health, MAX_PROBES_IN_FLIGHT, Outcome};
 use crate::metrics::{NodeLabels, UpstreamLabels};
 use crate::{Resolver, UpstreamMetrics};
 
@@ -74,16 +76,27 @@ pub struct Registry {
     metrics: UpstreamMetrics,
     defaults: ConnectDefaults,
     epoch: Instant,
+    /// Active health probes in flight, all upstreams together.
+    probe_permits: Arc<Semaphore>,
 }
 
 impl Registry {
     /// An empty registry.
     pub fn new(resolver: Arc<Resolver>, metrics: UpstreamMetrics, defaults: ConnectDefaults) -> Self {
-        Registry { map: Mutex::new(HashMap::new()), resolver, metrics, defaults, epoch: Instant::now() }
+        Registry {
+            map: Mutex::new(HashMap::new()),
+            resolver,
+            metrics,
+            defaults,
+            epoch: Instant::now(),
+            probe_permits: Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT)),
+        }
     }
 
     /// The runtime for `key` with configuration `config`: the existing one if
-    /// its configuration is equal, otherwise a fresh one that replaces it.
+    /// its configuration is equal, otherwise a fresh one that replaces it
+    /// (keeping the health of the nodes both have, and starting its health
+    /// checker, if it has `checks`, at once).
     pub fn get_or_create(&self, key: UpstreamKey, config: &Arc<shardgate_model::Upstream>) -> Arc<Upstream> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(existing) = map.get(&key)
@@ -91,16 +104,33 @@ impl Registry {
         {
             return Arc::clone(existing);
         }
-        let up = Arc::new(Upstream::new(key.clone(), Arc::clone(config), self));
-        map.insert(key, Arc::clone(&up));
+        let up = Arc::new(Upstream::new(key.clone(), Arc::clone(config), self, map.get(&key).map(|u| &**u)));
+        if let Some(health) = &up.health {
+            health.start(Arc::clone(&self.resolver), Arc::clone(&self.probe_permits));
+        }
+        if let Some(old) = map.insert(key, Arc::clone(&up)) {
+            old.retire(up.health.as_deref());
+        }
         up
     }
 
-    /// Forgets every upstream not in `keep`. Connections still using one keep
-    /// their `Arc` until they close.
+    /// Forgets every upstream not in `keep` (their health checkers stop).
+    /// Connections still using one keep their `Arc` until they close.
     pub fn retain(&self, keep: &HashSet<UpstreamKey>) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|k, _| keep.contains(k));
+        map.retain(|k, up| {
+            let stays = keep.contains(k);
+            if !stays {
+                up.retire(None);
+            }
+            stays
+        });
+    }
+
+    /// Every registered runtime, by key.
+    pub(crate) fn entries(&self) -> Vec<(UpstreamKey, Arc<Upstream>)> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter().map(|(k, u)| (k.clone(), Arc::clone(u))).collect()
     }
 
     /// How many upstreams are registered.
@@ -138,6 +168,9 @@ pub struct Upstream {
     names: crate::template::Names,
     defaults: ConnectDefaults,
     epoch: Instant,
+    /// Health checks, when the upstream has `checks`: they, not the
+    /// `fail_timeout` marks, decide whether a node takes traffic.
+    health: Option<Arc<Health>>,
 }
 
 impl fmt::Debug for Upstream {
@@ -260,11 +293,13 @@ impl ConnectError {
 struct AttemptError {
     source: ErrorSource,
     reason: String,
+    /// The attempt ran out of time (a passive `timeouts` count, not `tcp_failures`).
+    timed_out: bool,
 }
 
 impl AttemptError {
     fn upstream(reason: String) -> Self {
-        AttemptError { source: ErrorSource::Upstream, reason }
+        AttemptError { source: ErrorSource::Upstream, reason, timed_out: false }
     }
 
     /// An I/O error while connecting to `addr`: local when this host ran out
@@ -276,12 +311,17 @@ impl AttemptError {
             [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM, Errno::ADDRNOTAVAIL].contains(&n)
         });
         let source = if local { ErrorSource::Internal } else { ErrorSource::Upstream };
-        AttemptError { source, reason: format!("{addr}: {what}{e}") }
+        AttemptError { source, reason: format!("{addr}: {what}{e}"), timed_out: false }
     }
 }
 
 impl Upstream {
-    fn new(key: UpstreamKey, config: Arc<shardgate_model::Upstream>, reg: &Registry) -> Self {
+    fn new(
+        key: UpstreamKey,
+        config: Arc<shardgate_model::Upstream>,
+        reg: &Registry,
+        previous: Option<&Upstream>,
+    ) -> Self {
         let label = key.to_string();
         let nodes = config
             .nodes
@@ -303,6 +343,8 @@ impl Upstream {
         let balancer = Balancer::new(config.balance, &config.nodes);
         let local_errors = reg.metrics.local_errors.get_or_create_owned(&UpstreamLabels { upstream: label.clone() });
         let names = crate::template::Names::new(&label, &reg.metrics.names);
+        let previous_health = previous.and_then(|p| p.health.as_deref());
+        let health = Health::new(&label, &config, previous_health, &reg.metrics.health);
         Upstream {
             key,
             label,
@@ -314,7 +356,22 @@ impl Upstream {
             names,
             defaults: reg.defaults,
             epoch: reg.epoch,
+            health,
         }
+    }
+
+    /// Leaves the registry, replaced by `next` (if any): the health checker
+    /// stops, and the gauges of nodes `next` does not have go.
+    fn retire(&self, next: Option<&Health>) {
+        if let Some(h) = &self.health {
+            h.stop();
+            h.forget_series(next);
+        }
+    }
+
+    /// The health checks, when the upstream has `checks`.
+    pub fn health(&self) -> Option<&Arc<Health>> {
+        self.health.as_ref()
     }
 
     /// The key this runtime is registered under.
@@ -348,15 +405,27 @@ impl Upstream {
 
     fn select(&self, hash: u32, tried: &[usize]) -> Option<usize> {
         let now = self.now_ms();
+        // With health checks an unhealthy node is out (weight 0 here), also
+        // when the healthy ones have failed this connection's attempts;
+        // only when no weighted node is healthy do they all count, as down
+        // nodes the balancer falls back to (fail open, as APISIX).
+        let all_unhealthy = self
+            .health
+            .as_ref()
+            .is_some_and(|h| !self.nodes.iter().enumerate().any(|(i, n)| n.node.weight > 0 && h.takes_traffic(i)));
         // Small and short-lived: one entry per node, built per attempt.
         let cands: Vec<Candidate> = self
             .nodes
             .iter()
-            .map(|n| Candidate {
-                weight: n.node.weight,
-                priority: n.node.priority,
-                active: n.active.load(Ordering::Relaxed),
-                down: n.down_until_ms.load(Ordering::Relaxed) > now,
+            .enumerate()
+            .map(|(i, n)| {
+                let (weight, down) = match &self.health {
+                    Some(_) if all_unhealthy => (n.node.weight, true),
+                    Some(h) if !h.takes_traffic(i) => (0, true),
+                    Some(_) => (n.node.weight, false),
+                    None => (n.node.weight, n.down_until_ms.load(Ordering::Relaxed) > now),
+                };
+                Candidate { weight, priority: n.node.priority, active: n.active.load(Ordering::Relaxed), down }
             })
             .collect();
         self.balancer.select(&cands, hash, tried)
@@ -412,6 +481,11 @@ impl Upstream {
         let per_attempt = self.config.connect_timeout.unwrap_or(self.defaults.connect_timeout);
         let hash = self.hash(ctx);
         self.names.precheck(&self.config, ctx.sni)?;
+        if let Some(h) = &self.health
+            && h.failing_open()
+        {
+            h.count_fail_open_connect();
+        }
 
         let mut tried: Vec<usize> = Vec::with_capacity(attempts_max.min(node_count).max(1));
         let mut last: Option<(usize, String, ErrorSource)> = None;
@@ -438,7 +512,7 @@ impl Upstream {
             };
             match self.attempt(index, ctx.sni, timeout, &mut open).await {
                 Ok((conn, addr)) => return Ok((conn, self.connected(index, addr))),
-                Err(AttemptError { source: ErrorSource::Internal, reason }) => {
+                Err(AttemptError { source: ErrorSource::Internal, reason, .. }) => {
                     // Out of descriptors, buffers or ports here: marking the
                     // node down would turn a local shortage into an outage
                     // of healthy game servers. The next node is still tried
@@ -449,8 +523,8 @@ impl Upstream {
                     tracing::warn!(upstream = %self.label, node = %n.label, error = %reason, attempt = attempts, "upstream connect failed on this host; the node is not marked down");
                     last = Some((index, reason, ErrorSource::Internal));
                 }
-                Err(AttemptError { reason, .. }) => {
-                    self.failed(index);
+                Err(AttemptError { reason, timed_out, .. }) => {
+                    self.failed(index, timed_out, &reason);
                     let n = &self.nodes[index];
                     tracing::warn!(upstream = %self.label, node = %n.label, error = %reason, attempt = attempts, "upstream connect failed");
                     last = Some((index, reason, ErrorSource::Upstream));
@@ -474,18 +548,27 @@ impl Upstream {
     /// counts the connection until the returned guard drops.
     fn connected(self: &Arc<Self>, index: usize, addr: SocketAddr) -> PeerGuard {
         let n = &self.nodes[index];
-        n.down_until_ms.store(0, Ordering::Relaxed);
+        match &self.health {
+            Some(h) => h.passive(index, Outcome::Success, Some(addr.ip()), None),
+            None => n.down_until_ms.store(0, Ordering::Relaxed),
+        }
         n.active.fetch_add(1, Ordering::Relaxed);
         n.active_gauge.inc();
         n.connects.inc();
         PeerGuard { upstream: Arc::clone(self), index, addr }
     }
 
-    /// A failed attempt on node `index` (the node's fault): it is skipped
+    /// A failed attempt on node `index` (the node's fault): with health
+    /// checks, a passive TCP failure or timeout; without, the node is skipped
     /// for `fail_timeout` (nginx's `max_fails=1`).
-    fn failed(&self, index: usize) {
+    fn failed(&self, index: usize, timed_out: bool, reason: &str) {
         let n = &self.nodes[index];
         n.failures.inc();
+        if let Some(h) = &self.health {
+            let outcome = if timed_out { Outcome::Timeout } else { Outcome::TcpFailure };
+            h.passive(index, outcome, None, Some(reason));
+            return;
+        }
         if matches!(n.node.host, Host::Template(_)) {
             // One dead room is not a dead fleet (see `template`).
             return;
@@ -527,7 +610,10 @@ impl Upstream {
         match tokio::time::timeout(timeout, open(addr)).await {
             Ok(Ok(conn)) => Ok((conn, addr)),
             Ok(Err(e)) => Err(AttemptError::io(addr, "", &e)),
-            Err(_) => Err(AttemptError::upstream(format!("{addr}: connect timed out after {timeout:?}"))),
+            Err(_) => Err(AttemptError {
+                timed_out: true,
+                ..AttemptError::upstream(format!("{addr}: connect timed out after {timeout:?}"))
+            }),
         }
     }
 }
@@ -539,6 +625,15 @@ async fn tcp_connect(addr: SocketAddr, keepalive: Duration) -> std::io::Result<T
     let ka = TcpKeepalive::new().with_time(keepalive).with_interval(Duration::from_secs(10));
     SockRef::from(&stream).set_tcp_keepalive(&ka)?;
     Ok(stream)
+}
+
+impl Drop for Upstream {
+    /// A runtime nobody holds any more probes nothing.
+    fn drop(&mut self) {
+        if let Some(h) = &self.health {
+            h.stop();
+        }
+    }
 }
 
 fn hash_ip(ip: IpAddr) -> u32 {

@@ -28,7 +28,7 @@ common_fields! {
         /// The variable `chash` hashes, e.g. `remote_addr`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub key: Option<String>,
-        /// Health checks (not supported yet; refused with a reason).
+        /// Health checks, validated by `health::HealthChecks::from_json`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub checks: Option<Value>,
         /// Retries on another node after a failed connect. Default: nodes − 1.
