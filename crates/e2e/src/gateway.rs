@@ -23,6 +23,7 @@ pub struct GatewayBuilder {
     drain_delay: Option<String>,
     nofile: Option<u64>,
     extra_yaml: String,
+    stream_yaml: String,
     edge_yaml: String,
     admin_yaml: String,
     store_yaml: String,
@@ -44,6 +45,7 @@ impl GatewayBuilder {
             drain_delay: None,
             nofile: None,
             extra_yaml: String::new(),
+            stream_yaml: String::new(),
             edge_yaml: String::new(),
             admin_yaml: String::new(),
             store_yaml: String::new(),
@@ -110,6 +112,14 @@ impl GatewayBuilder {
     pub fn yaml(mut self, extra: &str) -> Self {
         self.extra_yaml.push_str(extra);
         self.extra_yaml.push('\n');
+        self
+    }
+
+    /// Extra YAML inside the `stream:` block, indented by two spaces (e.g.
+    /// `  udp: ["127.0.0.1:15000"]`).
+    pub fn stream_yaml(mut self, extra: &str) -> Self {
+        self.stream_yaml.push_str(extra);
+        self.stream_yaml.push('\n');
         self
     }
 
@@ -183,6 +193,7 @@ impl GatewayBuilder {
         for a in &plain {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: false\n"));
         }
+        yaml.push_str(&self.stream_yaml);
         if edge_count > 0 {
             yaml.push_str("edge:\n  http:\n");
             for a in &edge_plain {

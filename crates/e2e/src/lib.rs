@@ -7,6 +7,7 @@
 //! - [`tls`]: a TLS client with SNI (rustls) that reports what the server presented.
 //! - [`origin`]: [`TestOrigin`], an HTTP origin that counts requests, and a small HTTP GET client.
 //! - [`servers`]: echo game servers that prefix replies with their name, as in seed 000.
+//! - [`udp`]: UDP echo game servers (named replies), a UDP client, free UDP ports.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`cluster`]: [`cluster::PausableProxy`], a loopback TCP proxy a test can cut and resume.
 //! - [`geo`]: a country database in MaxMind's format for loopback addresses.
@@ -23,6 +24,7 @@ pub mod origin;
 pub mod ports;
 pub mod servers;
 pub mod tls;
+pub mod udp;
 
 pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
@@ -31,6 +33,7 @@ pub use gateway::{Gateway, GatewayBuilder};
 pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
 pub use tls::TlsClient;
+pub use udp::{UdpClient, UdpGameServer};
 
 /// The admin key every test gateway uses (the seed's key, so seed commands
 /// run verbatim).

@@ -20,7 +20,7 @@ use shardgate_core::{Drain, Health, Metrics};
 use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
 use shardgate_store::Store;
-use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
+use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings, UdpListenerSpec, UdpMetrics, UdpSettings};
 use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Semaphore;
@@ -124,6 +124,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ListenerSpec { addr: local, tls: l.tls, fallback_sni: l.fallback_sni.clone(), web_acl: l.web_acl.clone() },
         ));
     }
+    let mut udp_listeners = Vec::new();
+    for l in &config.stream.udp {
+        let socket = shardgate_stream::bind_udp(l.addr.0)
+            .with_context(|| format!("binding UDP stream listener {}", l.addr.0))?;
+        let addr = socket.local_addr().context("UDP stream listener address")?;
+        udp_listeners.push((socket, UdpListenerSpec { addr, web_acl: l.web_acl.clone() }));
+    }
     let mut edge_listeners = Vec::new();
     for l in &config.edge.http {
         let socket = shardgate_stream::bind(l.addr.0, config.stream.keepalive.get())
@@ -187,6 +194,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stream_metrics.clone(),
             drain.watch(),
         )));
+    }
+    if !udp_listeners.is_empty() {
+        let udp_settings = UdpSettings {
+            idle_timeout: config.stream.udp_idle_timeout.get(),
+            max_sessions: Arc::new(Semaphore::new(config.limits.udp_max_sessions)),
+            max_connections: Arc::clone(&settings.max_connections),
+        };
+        let udp_metrics = UdpMetrics::register(&metrics, stream_metrics.clone());
+        for (socket, spec) in udp_listeners {
+            tracing::info!(listener = %spec.label(), "UDP stream listener bound");
+            listener_tasks.push(tokio::spawn(shardgate_stream::serve_udp(
+                socket,
+                spec,
+                Arc::clone(&handle),
+                udp_settings.clone(),
+                udp_metrics.clone(),
+                drain.watch(),
+                std::future::pending(),
+            )));
+        }
     }
     if !edge_listeners.is_empty() {
         let c = &config.edge.cache;
