@@ -20,6 +20,9 @@
 //! - `seed-etcd`: N stream routes and N SSL objects written straight into
 //!   etcd in the Admin API's stored form; `cold-start`: a new instance's
 //!   time from process start to ready on them (see [`seed`]).
+//! - `udp-echo`: a UDP echo server; `udp`: N client sockets (one session
+//!   each) sending datagrams at a fixed rate, with round-trip percentiles
+//!   (`bench/udp.sh`; see [`udp`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 mod cluster;
 mod http1;
 mod seed;
+mod udp;
 
 #[derive(Debug, Parser)]
 #[command(name = "shardgate-loadgen")]
@@ -183,6 +187,26 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
+    /// UDP echo server.
+    UdpEcho {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// UDP clients at a fixed rate each, timing round trips.
+    Udp {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Client sockets (each one session on the proxy).
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Datagrams per second per client.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// Idle connections held open.
     Idle {
         #[arg(long)]
@@ -223,6 +247,8 @@ async fn run(cmd: Cmd) -> Res<()> {
         Cmd::Handshakes { target, sni, concurrency, seconds } => handshakes(target, sni, concurrency, seconds).await,
         Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
         Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
+        Cmd::UdpEcho { listen } => udp::echo(listen).await,
+        Cmd::Udp { target, clients, rate, seconds, size } => udp::load(target, clients, rate, seconds, size).await,
         Cmd::Http { target, host, path, conns, seconds, rate } => {
             http_load(target, host, path, conns, seconds, rate).await
         }

@@ -193,6 +193,7 @@ pub async fn serve_udp(
     mut drain: DrainWatch,
     stop: impl Future<Output = ()>,
 ) {
+    let session_drain = drain.clone();
     let name = spec.label();
     let local = socket.local_addr().unwrap_or(spec.addr);
     let labels = ListenerLabels { listener: name.clone() };
@@ -224,11 +225,14 @@ pub async fn serve_udp(
         next_id: 0,
         refusing: None,
         events,
-        drain: drain.clone(),
+        drain: session_drain,
     };
     tracing::info!(listener = %shared.name, "UDP listener receiving");
 
     tokio::pin!(stop);
+    // Made once, not per datagram (each would register with the drain's watch).
+    let draining = drain.draining();
+    tokio::pin!(draining);
     let mut buf = vec![0u8; MAX_DATAGRAM].into_boxed_slice();
     let mut deadline: Option<Instant> = None;
     let mut stopped = false;
@@ -245,8 +249,8 @@ pub async fn serve_udp(
                     tokio::time::sleep(READ_ERROR_PAUSE).await;
                 }
             }
-            draining = drain.draining(), if deadline.is_none() => {
-                deadline = Some(draining.deadline);
+            started = &mut draining, if deadline.is_none() => {
+                deadline = Some(started.deadline);
                 listener.refusing = Some(DropReason::draining);
                 tracing::info!(listener = %shared.name, open = listener.sessions.len(), "UDP listener draining: no new sessions; open ones run until idle or the drain deadline");
             }
