@@ -83,8 +83,10 @@ pub struct Limits {
     /// hold their entry until `stream.udp_idle_timeout`; the bound keeps a
     /// flood of spoofed source addresses from taking every socket. Each
     /// session also holds one slot of `max_connections` (its upstream
-    /// socket is a file descriptor). Default 50,000 (about 2 KiB each while
-    /// idle: a socket and a task, no buffer).
+    /// socket is a file descriptor). Default 50,000: an idle session holds
+    /// no buffer, about 2.5 KiB of the gateway's memory (its task, its
+    /// entry, the socket's registration) and about 2 KiB of the kernel's
+    /// (the socket), so the full table costs about 220 MiB.
     pub udp_max_sessions: usize,
 }
 

@@ -179,8 +179,11 @@ pub(super) async fn run(start: Start) {
     tokio::pin!(cut);
 
     let ctx = ConnectCtx { client, local: shared.local, sni: None };
+    // Boxed: a future is as large as its largest state, and without the box
+    // every idle session would keep room for node choice and DNS.
+    let connect = Box::pin(target.upstream.connect_with(&ctx, open_udp));
     let opened = tokio::select! {
-        r = target.upstream.connect_with(&ctx, open_udp) => r,
+        r = connect => r,
         () = &mut cut => {
             finish(&shared, &events, client, id, &route, SessionEnd::drain, None, generation, started);
             drop(permits);
