@@ -132,7 +132,12 @@ async fn a_session_sticks_to_its_server_while_sessions_are_balanced() {
     let mut players = Vec::new();
     for i in 0..10 {
         let c = UdpClient::new().await;
-        let first = c.roundtrip(listen, &format!("hello {i}")).await.expect("first reply");
+        // Sent once: a session's first datagram waits while its upstream
+        // socket opens and is forwarded then, never dropped.
+        let first = c
+            .roundtrip_tries(listen, &format!("hello {i}"), 1, Duration::from_secs(5))
+            .await
+            .expect("the first datagram of a session is forwarded");
         players.push((c, server_of(&first).to_owned()));
     }
     let on_a = players.iter().filter(|(_, s)| s == "a").count();

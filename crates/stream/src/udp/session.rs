@@ -277,10 +277,13 @@ async fn relay(
                         }
                     }
                 }
-                if ready.is_readable()
-                    && let Err(e) = relay_ready(shared, s)
-                {
-                    return upstream_failed(shared, s, &e);
+                if ready.is_readable() {
+                    if let Err(e) = relay_ready(shared, s) {
+                        return upstream_failed(shared, s, &e);
+                    }
+                } else if ready.is_read_closed() {
+                    // Not expected of a UDP socket; waiting again would spin.
+                    return SessionEnd::upstream_error;
                 }
             }
             () = &mut expiry => {
