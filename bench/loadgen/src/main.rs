@@ -24,6 +24,9 @@
 //! - `nodes`: many upstream nodes, for health probes; `probe-floor`: bare
 //!   TCP connects to them at the probes' rate, the floor to compare the
 //!   gateway's checker with (`bench/health.sh`; see [`nodes`]).
+//! - `udp-echo`: a UDP echo server; `udp`: N client sockets (one session
+//!   each) sending datagrams at a fixed rate, with round-trip percentiles
+//!   (`bench/udp.sh`; see [`udp`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +46,7 @@ mod http1;
 mod nodes;
 mod proxy_v2;
 mod seed;
+mod udp;
 
 #[derive(Debug, Parser)]
 #[command(name = "shardgate-loadgen")]
@@ -215,6 +219,26 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// UDP echo server.
+    UdpEcho {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// UDP clients at a fixed rate each, timing round trips.
+    Udp {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Client sockets (each one session on the proxy).
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Datagrams per second per client.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// Idle connections held open.
     Idle {
         #[arg(long)]
@@ -261,6 +285,8 @@ async fn run(cmd: Cmd) -> Res<()> {
         }
         Cmd::Rtt { target, sni, conns, rate, seconds, size } => rtt(target, sni, conns, rate, seconds, size).await,
         Cmd::Idle { target, sni, conns, hold_seconds } => idle(target, sni, conns, hold_seconds).await,
+        Cmd::UdpEcho { listen } => udp::echo(listen).await,
+        Cmd::Udp { target, clients, rate, seconds, size } => udp::load(target, clients, rate, seconds, size).await,
         Cmd::Http { target, host, path, conns, seconds, rate } => {
             http_load(target, host, path, conns, seconds, rate).await
         }

@@ -11,7 +11,9 @@ use crate::ConfigDuration;
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Most downstream connections open at once over all stream and edge
-    /// listeners. When reached, listeners stop accepting until one closes
+    /// listeners (a UDP session counts as one, see
+    /// [`udp_max_sessions`](Self::udp_max_sessions)). When reached,
+    /// listeners stop accepting until one closes
     /// (the kernel backlog holds the rest). At start it is lowered, with a
     /// warning, to what the open-file limit allows after
     /// [`fd_reserve`](Self::fd_reserve): two descriptors per connection (the
@@ -73,6 +75,19 @@ pub struct Limits {
     pub store_value_max_bytes: usize,
     /// Most resources of one kind (ssls, upstreams, stream routes). Default 100,000.
     pub max_resources_per_kind: usize,
+    /// Most UDP sessions (one per client address and port) open at once over
+    /// all `stream.udp` listeners. A datagram that would need a new session
+    /// beyond it is dropped and counted
+    /// (`shardgate_stream_udp_dropped_datagrams_total{reason="session_limit"}`).
+    /// UDP has no close: a session ends only when idle, so players who left
+    /// hold their entry until `stream.udp_idle_timeout`; the bound keeps a
+    /// flood of spoofed source addresses from taking every socket. Each
+    /// session also holds one slot of `max_connections` (its upstream
+    /// socket is a file descriptor). Default 50,000: an idle session holds
+    /// no buffer, about 2.5 KiB of the gateway's memory (its task, its
+    /// entry, the socket's registration) and about 2 KiB of the kernel's
+    /// (the socket), so the full table costs about 220 MiB.
+    pub udp_max_sessions: usize,
 }
 
 impl Default for Limits {
@@ -91,6 +106,7 @@ impl Default for Limits {
             admin_max_connections: 256,
             store_value_max_bytes: 1024 * 1024,
             max_resources_per_kind: 100_000,
+            udp_max_sessions: 50_000,
         }
     }
 }
@@ -107,6 +123,7 @@ impl Limits {
             ("limits.admin_max_connections", self.admin_max_connections),
             ("limits.store_value_max_bytes", self.store_value_max_bytes),
             ("limits.max_resources_per_kind", self.max_resources_per_kind),
+            ("limits.udp_max_sessions", self.udp_max_sessions),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -25,10 +25,10 @@ pub struct GatewayBuilder {
     drain_delay: Option<String>,
     nofile: Option<u64>,
     extra_yaml: String,
+    stream_yaml: String,
     edge_yaml: String,
     admin_yaml: String,
     store_yaml: String,
-    stream_yaml: String,
     data_dir: Option<PathBuf>,
     rust_log: Option<String>,
 }
@@ -50,10 +50,10 @@ impl GatewayBuilder {
             drain_delay: None,
             nofile: None,
             extra_yaml: String::new(),
+            stream_yaml: String::new(),
             edge_yaml: String::new(),
             admin_yaml: String::new(),
             store_yaml: String::new(),
-            stream_yaml: String::new(),
             data_dir: None,
             rust_log: Some("info".into()),
         }
@@ -136,6 +136,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Extra YAML inside the `stream:` block, indented by two spaces (e.g.
+    /// `  udp: ["127.0.0.1:15000"]` or `  dns:\n    nameservers: ["127.0.0.1:5353"]`).
+    pub fn stream_yaml(mut self, extra: &str) -> Self {
+        self.stream_yaml.push_str(extra);
+        self.stream_yaml.push('\n');
+        self
+    }
+
     /// Extra YAML inside the `edge:` block, indented by two spaces (e.g. `  cache:\n    memory_bytes: 1000`).
     pub fn edge_yaml(mut self, extra: &str) -> Self {
         self.edge_yaml.push_str(extra);
@@ -166,14 +174,6 @@ impl GatewayBuilder {
     pub fn store_yaml(mut self, extra: &str) -> Self {
         self.store_yaml.push_str(extra);
         self.store_yaml.push('\n');
-        self
-    }
-
-    /// Extra YAML inside the `stream:` block, indented by two spaces (e.g.
-    /// `  dns:\n    nameservers: ["127.0.0.1:5353"]`).
-    pub fn stream_yaml(mut self, extra: &str) -> Self {
-        self.stream_yaml.push_str(extra);
-        self.stream_yaml.push('\n');
         self
     }
 

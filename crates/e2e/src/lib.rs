@@ -10,6 +10,7 @@
 //! - [`tls_server`]: TLS echo game servers with their own certificate (passthrough).
 //! - [`dns`]: [`TestDns`], a DNS server whose answers the test sets and which counts queries.
 //! - [`health`]: [`HealthServer`], an HTTP(S) health endpoint whose status a test sets.
+//! - [`udp`]: UDP echo game servers (named replies), a UDP client, free UDP ports.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`proxy_protocol`]: PROXY protocol headers from the specification, a game
 //!   server that requires one, and HAProxy as a real sender and receiver.
@@ -32,6 +33,7 @@ pub mod proxy_protocol;
 pub mod servers;
 pub mod tls;
 pub mod tls_server;
+pub mod udp;
 
 pub use admin::{AdminClient, Response};
 pub use certs::TestCert;
@@ -43,6 +45,7 @@ pub use origin::{OriginFile, TestOrigin};
 pub use servers::GameServer;
 pub use tls::TlsClient;
 pub use tls_server::TlsGameServer;
+pub use udp::{UdpClient, UdpGameServer};
 
 /// The admin key every test gateway uses (the seed's key, so seed commands
 /// run verbatim).

@@ -231,13 +231,16 @@ fn refuse_unsupported(w: &UpstreamWire) -> Result<(), Invalid> {
     if w.tls.is_some() {
         return Err(Invalid::new("tls", "TLS to the upstream is not supported yet"));
     }
+    // APISIX's upstream_schema lists `udp`; as in APISIX, the listener a
+    // session arrives on decides the transport (a `stream.udp` listener
+    // talks UDP to the nodes), so `udp` is accepted and changes nothing.
     match w.scheme.as_deref() {
-        None | Some("tcp") | Some("http") => {}
+        None | Some("tcp") | Some("http") | Some("udp") => {}
         Some("tls") => return Err(Invalid::new("scheme", "TLS to the upstream is not supported yet")),
         Some(other) => {
             return Err(Invalid::new(
                 "scheme",
-                format!("{other:?} is not supported for stream upstreams; use \"tcp\""),
+                format!("{other:?} is not supported for stream upstreams; use \"tcp\" or \"udp\""),
             ));
         }
     }
@@ -522,6 +525,7 @@ mod tests {
     fn unsupported_features_are_refused_not_ignored() {
         assert_eq!(up(json!({"service_name": "x", "discovery_type": "dns"})).unwrap_err().field, "discovery_type");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "scheme": "tls"})).unwrap_err().field, "scheme");
+        assert_eq!(up(json!({"nodes": {"a:1": 1}, "scheme": "kafka"})).unwrap_err().field, "scheme");
         assert_eq!(up(json!({"nodes": {"a:1": 1}, "bogus": 1})).unwrap_err().field, "bogus");
     }
 
@@ -557,6 +561,12 @@ mod tests {
         assert_eq!(e.field, "checks.active.healthy.interval");
         let e = up(json!({"nodes": {"a:1": 1}, "checks": {"passive": {}}})).unwrap_err();
         assert_eq!(e.field, "checks.active");
+    }
+
+    #[test]
+    fn the_udp_scheme_of_apisix_is_accepted() {
+        let u = up(json!({"nodes": {"127.0.0.1:9200": 1}, "scheme": "udp"})).expect("scheme udp");
+        assert_eq!(u, up(json!({"nodes": {"127.0.0.1:9200": 1}})).expect("no scheme"), "the listener decides");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! Stream listeners are written as in APISIX's `config.yaml`
 //! (`apisix.stream_proxy.tcp`, and the Helm chart's `stream.tcp` that seed 000
 //! uses): `- addr: 8888` with `tls: true`, where `addr` is a port, an
-//! `ip:port` or `[v6]:port`.
+//! `ip:port` or `[v6]:port`. UDP listeners (`stream.udp`, APISIX's
+//! `apisix.stream_proxy.udp`) are a list of the same address forms, bare
+//! (`- 9200`, `- "127.0.0.1:9211"`) or as `- addr: 9200` with a `web_acl`.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -64,6 +66,9 @@ pub struct Config {
 pub struct StreamConfig {
     /// TCP listeners. Default: one TLS listener on port 8888 (seed 000).
     pub tcp: Vec<TcpListenerConfig>,
+    /// UDP listeners: per-client sessions to the routes' upstreams.
+    /// Default: none. A UDP and a TCP listener may share a port.
+    pub udp: Vec<UdpListenerConfig>,
     /// APISIX's "stream only" switch: `true` runs no edge listener even if
     /// `edge.http` lists some (an error, to be explicit). Default: stream
     /// only unless `edge.http` lists listeners.
@@ -82,6 +87,14 @@ pub struct StreamConfig {
     /// How long a DNS answer for a node name is used before it is resolved
     /// again. Default 30s.
     pub dns_ttl: ConfigDuration,
+    /// A UDP session with no datagram either way for this long ends (its
+    /// entry and upstream socket are freed; the client's next datagram
+    /// starts a new session, which the balancer may send elsewhere), unless
+    /// the route or its upstream sets a timeout. UDP has no close, so this
+    /// is how a session ends. Default 120s: RFC 4787 (REQ-5) has NATs keep
+    /// a UDP mapping at least two minutes, so a game client that keeps its
+    /// own NAT mapping open keeps its session (and its server) here too.
+    pub udp_idle_timeout: ConfigDuration,
     /// Which DNS servers node names are asked of. Default: the system's.
     pub dns: DnsConfig,
 }
@@ -136,6 +149,7 @@ impl Default for StreamConfig {
                 proxy_protocol: false,
                 proxy_protocol_to_upstream: false,
             }],
+            udp: Vec::new(),
             only: None,
             idle_timeout: ConfigDuration::from_secs(30 * 60),
             connect_timeout: ConfigDuration::from_secs(5),
@@ -143,6 +157,7 @@ impl Default for StreamConfig {
             keepalive: ConfigDuration::from_secs(60),
             dns_ttl: ConfigDuration::from_secs(30),
             dns: DnsConfig::default(),
+            udp_idle_timeout: ConfigDuration::from_secs(120),
         }
     }
 }
@@ -178,6 +193,54 @@ pub struct TcpListenerConfig {
     /// Default false.
     #[serde(default)]
     pub proxy_protocol_to_upstream: bool,
+}
+
+/// One UDP listener: `9200`, `"127.0.0.1:9211"`, `"[::]:9200"` (APISIX's
+/// `stream_proxy.udp` entries), or `{addr: 9200, web_acl: players}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UdpListenerConfig {
+    /// Where to listen.
+    pub addr: ListenAddr,
+    /// The id of a `web_acls` resource run on the client address when a
+    /// session is created. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_acl: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for UdpListenerConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            addr: ListenAddr,
+            #[serde(default)]
+            web_acl: Option<String>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UdpListenerConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port (9200), an address with a port (\"127.0.0.1:9200\"), or {addr, web_acl}")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                let addr = ListenAddr::deserialize(de::value::U64Deserializer::<E>::new(v))?;
+                Ok(UdpListenerConfig { addr, web_acl: None })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                let addr = ListenAddr::deserialize(de::value::I64Deserializer::<E>::new(v))?;
+                Ok(UdpListenerConfig { addr, web_acl: None })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let addr = ListenAddr::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(UdpListenerConfig { addr, web_acl: None })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(UdpListenerConfig { addr: long.addr, web_acl: long.web_acl })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `waf:`.
@@ -732,6 +795,7 @@ impl Config {
                 return Err(ConfigError(format!("stream.tcp[{i}].fallback_sni: only TLS listeners have an SNI")));
             }
         }
+        self.check_udp()?;
         for (i, l) in self.edge.http.iter().enumerate() {
             if !seen.insert(l.addr.0) {
                 return Err(ConfigError(format!("edge.http[{i}].addr: {} is also another listener", l.addr.0)));
@@ -796,8 +860,38 @@ impl Config {
             return Err(ConfigError("stream.idle_timeout and stream.connect_timeout must be greater than 0".into()));
         }
         self.stream.dns.addrs()?;
+        if self.stream.udp_idle_timeout.get().is_zero() {
+            return Err(ConfigError("stream.udp_idle_timeout must be greater than 0".into()));
+        }
         if self.tls.session_cache == 0 {
             return Err(ConfigError("tls.session_cache must be greater than 0".into()));
+        }
+        Ok(())
+    }
+
+    /// `stream.udp`: no address twice, and no two that the kernel would
+    /// refuse to bind together (a wildcard and a specific address on one
+    /// port). UDP and TCP have separate ports: a UDP listener may share its
+    /// port with a TCP, edge, admin or metrics listener.
+    fn check_udp(&self) -> Result<(), ConfigError> {
+        for (i, l) in self.stream.udp.iter().enumerate() {
+            let a = l.addr.0;
+            if let Some((j, other)) = self.stream.udp[..i].iter().enumerate().find(|(_, o)| {
+                let b = o.addr.0;
+                b.port() == a.port() && (b.ip() == a.ip() || b.ip().is_unspecified() || a.ip().is_unspecified())
+            }) {
+                let why = if other.addr.0 == a {
+                    "is listed twice".to_owned()
+                } else {
+                    format!("overlaps stream.udp[{j}] ({})", other.addr.0)
+                };
+                return Err(ConfigError(format!("stream.udp[{i}].addr: {a} {why}")));
+            }
+            if let Some(id) = &l.web_acl
+                && shardgate_model::ResourceId::parse(id).is_err()
+            {
+                return Err(ConfigError(format!("stream.udp[{i}].web_acl: {id:?} is not a resource id")));
+            }
         }
         Ok(())
     }
@@ -940,6 +1034,10 @@ impl Config {
             }
             out.push(line);
         }
+        for l in &self.stream.udp {
+            let acl = l.web_acl.as_ref().map(|w| format!(" web_acl={w}")).unwrap_or_default();
+            out.push(format!("stream udp {}{acl}", l.addr.0));
+        }
         for l in &self.edge.http {
             let pp = if l.proxy_protocol { " proxy_protocol" } else { "" };
             out.push(format!("edge {} {}{pp}", if l.tls { "https" } else { "http" }, l.addr.0));
@@ -987,6 +1085,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("edge.http[0]") && e.contains("proxy_protocol_to_upstream"), "{e}");
+    }
+
+    #[test]
+    fn udp_listeners_take_apisix_entries_and_the_long_form() {
+        let c = Config::parse(
+            "stream:\n  udp:\n    - 9200\n    - \"127.0.0.1:9211\"\n    - \"9300\"\n    - addr: \"[::1]:9400\"\n      web_acl: players\n  udp_idle_timeout: 30s\nlimits:\n  udp_max_sessions: 10\n",
+        )
+        .expect("parse");
+        let addrs: Vec<String> = c.stream.udp.iter().map(|l| l.addr.0.to_string()).collect();
+        assert_eq!(addrs, ["0.0.0.0:9200", "127.0.0.1:9211", "0.0.0.0:9300", "[::1]:9400"]);
+        assert_eq!(c.stream.udp[3].web_acl.as_deref(), Some("players"));
+        assert_eq!(c.stream.udp_idle_timeout.get(), Duration::from_secs(30));
+        assert_eq!(c.limits.udp_max_sessions, 10);
+        c.check().expect("valid");
+        assert!(c.describe_listeners().iter().any(|l| l == "stream udp [::1]:9400 web_acl=players"));
+        let d = Config::default();
+        assert!(d.stream.udp.is_empty());
+        assert_eq!(d.stream.udp_idle_timeout.get(), Duration::from_secs(120));
+
+        for (yaml, names) in [
+            ("stream:\n  udp: [70000]\n", "stream.udp[0]"),
+            ("stream:\n  udp: [\"nowhere\"]\n", "stream.udp[0]"),
+            ("stream:\n  udp:\n    - addr: 9200\n      tls: true\n", "tls"),
+            ("stream:\n  udp: [true]\n", "stream.udp[0]"),
+        ] {
+            let e = Config::parse(yaml).expect_err(yaml).to_string();
+            assert!(e.contains(names), "{yaml}: {e}");
+        }
+        for (yaml, names) in [
+            ("stream:\n  udp: [9200, \"0.0.0.0:9200\"]\n", "stream.udp[1].addr: 0.0.0.0:9200 is listed twice"),
+            (
+                "stream:\n  udp: [9200, \"127.0.0.1:9200\"]\n",
+                "stream.udp[1].addr: 127.0.0.1:9200 overlaps stream.udp[0]",
+            ),
+            ("stream:\n  udp:\n    - addr: 9200\n      web_acl: \"a b\"\n", "stream.udp[0].web_acl"),
+            ("stream:\n  udp_idle_timeout: 0s\n", "stream.udp_idle_timeout"),
+            ("limits:\n  udp_max_sessions: 0\n", "limits.udp_max_sessions"),
+        ] {
+            let e = Config::parse(yaml).expect("parse").check().expect_err(yaml).0;
+            assert!(e.contains(names), "{yaml}: {e}");
+        }
+        // UDP and TCP ports are separate: sharing one is fine, with the Admin API's too.
+        let c = Config::parse(
+            "stream:\n  tcp:\n    - addr: 9200\n  udp: [9200, 9180, \"127.0.0.1:9201\", \"127.0.0.2:9201\"]\n",
+        )
+        .expect("parse");
+        c.check().expect("a UDP listener may share a TCP listener's port");
     }
 
     #[test]

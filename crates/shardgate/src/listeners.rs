@@ -44,7 +44,7 @@ use shardgate_cache::{Cache, CacheSettings, DiskSettings};
 use shardgate_core::{Drain, Metrics};
 use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::SnapshotHandle;
-use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings};
+use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings, UdpListenerSpec, UdpMetrics, UdpSettings};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
@@ -61,6 +61,8 @@ enum Spec {
     Stream(ListenerSpec),
     /// `edge.http[]`.
     Edge(HttpListenerSpec),
+    /// `stream.udp[]`.
+    Udp(UdpListenerSpec),
 }
 
 impl Spec {
@@ -68,6 +70,7 @@ impl Spec {
         match self {
             Spec::Stream(s) => s.addr,
             Spec::Edge(s) => s.addr,
+            Spec::Udp(s) => s.addr,
         }
     }
 
@@ -77,6 +80,7 @@ impl Spec {
         match &mut self {
             Spec::Stream(s) => s.addr = addr,
             Spec::Edge(s) => s.addr = addr,
+            Spec::Udp(s) => s.addr = addr,
         }
         self
     }
@@ -84,6 +88,7 @@ impl Spec {
     fn transport(&self) -> Transport {
         match self {
             Spec::Stream(_) | Spec::Edge(_) => Transport::Tcp,
+            Spec::Udp(_) => Transport::Udp,
         }
     }
 
@@ -92,6 +97,7 @@ impl Spec {
         match self {
             Spec::Stream(s) => format!("stream {}", s.label()),
             Spec::Edge(s) => format!("edge {}", s.label()),
+            Spec::Udp(s) => format!("stream {}", s.label()),
         }
     }
 
@@ -100,6 +106,7 @@ impl Spec {
         match self {
             Spec::Stream(s) => format!("stream listener {} (tls: {})", s.addr, s.tls),
             Spec::Edge(s) => format!("edge listener {} (tls: {})", s.addr, s.tls),
+            Spec::Udp(s) => format!("UDP stream listener {}", s.addr),
         }
     }
 }
@@ -110,6 +117,7 @@ impl Spec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
     Tcp,
+    Udp,
 }
 
 /// The listeners the file asks for, in file order, at their configured
@@ -134,7 +142,10 @@ fn wanted(config: &Config) -> Vec<(String, Spec)> {
             Spec::Edge(HttpListenerSpec { addr: l.addr.0, tls: l.tls, proxy_protocol: l.proxy_protocol }),
         )
     });
-    stream.chain(edge).collect()
+    let udp = config.stream.udp.iter().enumerate().map(|(i, l)| {
+        (format!("stream.udp[{i}]"), Spec::Udp(UdpListenerSpec { addr: l.addr.0, web_acl: l.web_acl.clone() }))
+    });
+    stream.chain(edge).chain(udp).collect()
 }
 
 /// The per-connection settings a reload can change: every connection reads
@@ -168,12 +179,14 @@ impl Tuning {
 #[derive(Debug)]
 enum Socket {
     Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
 }
 
 impl Socket {
     fn try_clone(&self) -> std::io::Result<Socket> {
         match self {
             Socket::Tcp(s) => s.try_clone().map(Socket::Tcp),
+            Socket::Udp(s) => s.try_clone().map(Socket::Udp),
         }
     }
 }
@@ -183,6 +196,7 @@ impl Socket {
 enum Serving {
     Stream(tokio::net::TcpListener, ListenerSpec),
     Edge(tokio::net::TcpListener, HttpListenerSpec, Arc<EdgeService>),
+    Udp(tokio::net::UdpSocket, UdpListenerSpec),
 }
 
 /// One listener with its accept loop running.
@@ -248,6 +262,10 @@ pub struct Shared {
     /// `limit-conn` counts, shared by every stream listener and kept across
     /// reloads and snapshots.
     pub limit_conn: Arc<shardgate_stream::plugins::LimitConnRegistry>,
+    /// UDP sessions open at once over all UDP listeners (`limits.udp_max_sessions`).
+    pub udp_max_sessions: Arc<Semaphore>,
+    /// UDP metric families.
+    pub udp_metrics: UdpMetrics,
 }
 
 /// The running listeners and what it takes to start more.
@@ -255,6 +273,8 @@ pub struct Listeners {
     shared: Shared,
     /// `stream.keepalive` as started (a socket option set at bind).
     keepalive: Duration,
+    /// `stream.udp_idle_timeout` as started.
+    udp_idle_timeout: Duration,
     /// `edge.cache` as started (the cache is sized once).
     cache: CacheConfig,
     /// `store.data_dir` as started, for the default disk-cache directory.
@@ -275,6 +295,7 @@ impl Listeners {
         Listeners {
             shared,
             keepalive: started.stream.keepalive.get(),
+            udp_idle_timeout: started.stream.udp_idle_timeout.get(),
             cache: started.edge.cache.clone(),
             cache_dir: started.cache_dir(),
             edge: OnceLock::new(),
@@ -298,8 +319,15 @@ impl Listeners {
             match running {
                 Some(r) => {
                     let spec = spec.clone().at(r.spec.addr());
-                    if spec == r.spec && tuning == r.tuning {
+                    if spec == r.spec && (tuning == r.tuning || spec.transport() == Transport::Udp) {
                         continue;
+                    }
+                    if spec.transport() == Transport::Udp {
+                        // Two receive loops on one UDP socket would split a
+                        // session's datagrams between two session tables.
+                        anyhow::bail!(
+                            "{field}: a UDP listener's settings cannot change while it runs (its sessions are bound to its socket); remove it, reload, and add it back once its sessions have ended, or restart"
+                        );
                     }
                     let sharing = || format!("sharing the socket of {}", r.spec.label());
                     let socket = r.socket.try_clone().with_context(sharing)?;
@@ -328,9 +356,16 @@ impl Listeners {
     /// accept loop serving `spec`; the edge service is created with the
     /// first edge listener.
     fn serving(&self, socket: &Socket, spec: &Spec) -> anyhow::Result<Serving> {
-        let Socket::Tcp(s) = socket;
+        let s = match socket {
+            Socket::Tcp(s) => s,
+            Socket::Udp(u) => {
+                let Spec::Udp(spec) = spec else { anyhow::bail!("a UDP socket for a TCP listener") };
+                return Ok(Serving::Udp(tokio::net::UdpSocket::from_std(u.try_clone()?)?, spec.clone()));
+            }
+        };
         let copy = tokio::net::TcpListener::from_std(s.try_clone()?)?;
         Ok(match spec {
+            Spec::Udp(_) => anyhow::bail!("a TCP socket for a UDP listener"),
             Spec::Stream(spec) => Serving::Stream(copy, spec.clone()),
             Spec::Edge(spec) => {
                 let edge = match self.edge.get() {
@@ -354,6 +389,11 @@ impl Listeners {
                 let l = shardgate_stream::bind(spec.addr(), self.keepalive)?;
                 let local = l.local_addr()?;
                 Ok((Socket::Tcp(l.into_std()?), local))
+            }
+            Transport::Udp => {
+                let u = shardgate_stream::bind_udp(spec.addr())?;
+                let local = u.local_addr()?;
+                Ok((Socket::Udp(u.into_std()?), local))
             }
         }
     }
@@ -450,6 +490,22 @@ impl Listeners {
                 };
                 tokio::spawn(shardgate_http::serve(socket, spec, edge, settings, drain.watch(), stop))
             }
+            Serving::Udp(socket, spec) => {
+                let settings = UdpSettings {
+                    idle_timeout: self.udp_idle_timeout,
+                    max_sessions: Arc::clone(&self.shared.udp_max_sessions),
+                    max_connections: Arc::clone(&self.shared.max_connections),
+                };
+                tokio::spawn(shardgate_stream::serve_udp(
+                    socket,
+                    spec,
+                    Arc::clone(&self.shared.handle),
+                    settings,
+                    self.shared.udp_metrics.clone(),
+                    drain.watch(),
+                    stop,
+                ))
+            }
         };
         (stop_tx, task)
     }
@@ -497,6 +553,12 @@ async fn stop_loop(old: Running) {
     let Running { spec, socket, stop, task, .. } = old;
     if stop.send(()).is_err() {
         tracing::debug!(listener = %spec.label(), "the accept loop had already returned");
+    }
+    if spec.transport() == Transport::Udp {
+        // A stopped UDP listener opens no session but keeps relaying its
+        // open ones (their replies leave from its socket) until they idle
+        // out: its task ends then, and the drain waits for it.
+        return;
     }
     match tokio::time::timeout(STOP_WAIT, task).await {
         Ok(Ok(())) => {}

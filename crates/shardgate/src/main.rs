@@ -240,7 +240,7 @@ fn main() -> ExitCode {
                 };
                 println!(
                     "ok: {} stream listener(s), {} edge listener(s), admin on {}, metrics on {}, store {} (admin key {key})",
-                    c.stream.tcp.len(),
+                    c.stream.tcp.len() + c.stream.udp.len(),
                     c.edge.http.len(),
                     c.admin.listen,
                     c.metrics.listen,

@@ -41,8 +41,9 @@ pub const STATUS_PATH: &str = "/status/reload";
 
 /// Settings a reload applies, as field paths of the bootstrap file (a path
 /// covers everything under it). Every other field needs a restart.
-pub const LIVE: [&str; 12] = [
+pub const LIVE: [&str; 13] = [
     "stream.tcp",
+    "stream.udp",
     "stream.only",
     "edge.http",
     "edge.header_read_timeout",

@@ -22,7 +22,7 @@ use shardgate_control::{ControlMetrics, Reconciler, ReconcilerSettings};
 use shardgate_core::{Drain, Health, Metrics};
 use shardgate_snapshot::{CompileDefaults, Snapshot, SnapshotHandle, TlsShared};
 use shardgate_store::Store;
-use shardgate_stream::StreamMetrics;
+use shardgate_stream::{StreamMetrics, UdpMetrics};
 use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Semaphore;
@@ -155,15 +155,18 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
 
     let samples = Arc::new(shardgate_waf::Samples::default());
     // Bind everything before serving anything: a taken port fails the start.
+    let stream_metrics = StreamMetrics::register(&metrics);
     let mut listeners = Listeners::new(
         Shared {
             handle: Arc::clone(&handle),
             metrics: metrics.clone(),
-            stream_metrics: StreamMetrics::register(&metrics),
+            stream_metrics: stream_metrics.clone(),
             max_connections: Arc::new(Semaphore::new(fds.max_connections)),
             samples: Arc::clone(&samples),
             geo: geo.clone(),
             limit_conn: Arc::default(),
+            udp_max_sessions: Arc::new(Semaphore::new(config.limits.udp_max_sessions)),
+            udp_metrics: UdpMetrics::register(&metrics, stream_metrics),
         },
         &config,
     );

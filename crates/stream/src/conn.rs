@@ -58,7 +58,6 @@ use crate::copy::{ByteCounters, Ended, copy_bidirectional};
 use crate::hello::{HelloError, read_client_hello_after, read_raw_client_hello, refuse};
 use crate::metrics::{
     CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, PassthroughLabels, RouteLabels, StreamMetrics,
-    WafLabels,
 };
 
 /// Everything a connection needs from its listener, shared by all its connections.
@@ -221,52 +220,21 @@ fn refused_by_acl(
 }
 
 /// The listener's web ACL, if it names one and it is loaded (a missing one
-/// is reported once per generation).
+/// is reported once per generation; see [`crate::acl::listener_acl`]).
 fn listener_acl<'s>(ctx: &ListenerCtx, snap: &'s Snapshot) -> Option<&'s Arc<CompiledAcl>> {
-    let id = ctx.web_acl.as_ref()?;
-    let compiled = snap.acls.get(id);
-    if compiled.is_none() {
-        let before = ctx.missing_acl_warned.swap(snap.generation, std::sync::atomic::Ordering::Relaxed);
-        if before != snap.generation {
-            tracing::warn!(listener = %ctx.name, web_acl = %id, generation = snap.generation, "the listener's web ACL is not loaded; connections are let through");
-        }
-    }
-    compiled
+    crate::acl::listener_acl(&ctx.name, ctx.web_acl.as_ref(), &ctx.missing_acl_warned, snap)
 }
 
-/// Runs `compiled` on the connection: its client address and, when given,
-/// its TLS fingerprints (no request exists: header, path and body fields
-/// are empty, so the statements that mean something are those on the
-/// address, countries, JA3/JA4, labels and rate-based rules keyed by them).
-/// Returns the deciding rule when the connection must be closed, and
-/// counts it.
+/// Runs `compiled` on the connection's client address and, when given, its
+/// TLS fingerprints; the deciding rule when the connection must be closed
+/// (see [`crate::acl::refused_by`]).
 fn refused_by(
     ctx: &ListenerCtx,
     compiled: &CompiledAcl,
     peer: SocketAddr,
     tls: Option<&TlsFingerprint>,
 ) -> Option<String> {
-    static EMPTY: std::sync::OnceLock<http::HeaderMap> = std::sync::OnceLock::new();
-    let view = shardgate_waf::RequestView {
-        method: "",
-        uri_path: "",
-        query: "",
-        headers: EMPTY.get_or_init(http::HeaderMap::new),
-        body: (b"", false),
-        client_ip: peer.ip(),
-        tls,
-    };
-    let verdict = compiled.acl.evaluate(&view);
-    match verdict.action {
-        shardgate_waf::Action::Allow => None,
-        shardgate_waf::Action::Block(_) => {
-            let rule = verdict.rule.as_deref().unwrap_or("default").to_owned();
-            let labels =
-                WafLabels { listener: ctx.name.clone(), web_acl: compiled.id_label.to_string(), rule: rule.clone() };
-            ctx.metrics.waf_refused.get_or_create(&labels).inc();
-            Some(rule)
-        }
-    }
+    crate::acl::refused_by(&ctx.name, &ctx.metrics, compiled, peer, tls)
 }
 
 /// Runs the route's web ACL, if it has one; logs a refusal.

@@ -2,7 +2,9 @@
 //! the stream listeners, reads the TLS ClientHello, routes by SNI, port and
 //! client address, terminates TLS with the certificate chosen by SNI,
 //! connects to the upstream and copies bytes both ways until either side
-//! closes, the connection idles out, or the drain deadline passes.
+//! closes, the connection idles out, or the drain deadline passes. On UDP
+//! listeners it keeps one session per client address and port, each with
+//! its own connected socket to a game server, until the session idles out.
 //!
 //! It sees configuration only through a `SnapshotHandle` (never the store or
 //! the Admin API) and loads the snapshot once per connection, so every
@@ -19,7 +21,10 @@
 //!   encoders, and a reader that never consumes past the header.
 //! - [`plugins`]: the APISIX stream plugins `ip-restriction` and `limit-conn`.
 //! - [`metrics`]: the stream metric families.
+//! - [`udp`]: UDP listeners and their per-client sessions.
+//! - `acl`: web ACLs on a client address, shared by connections and sessions.
 
+mod acl;
 pub mod conn;
 pub mod copy;
 pub mod hello;
@@ -27,6 +32,8 @@ pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy_protocol;
+pub mod udp;
 
 pub use listener::{ListenerSpec, StreamSettings, bind, serve};
 pub use metrics::StreamMetrics;
+pub use udp::{UdpListenerSpec, UdpMetrics, UdpSettings, bind_udp, serve_udp};

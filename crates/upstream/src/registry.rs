@@ -222,6 +222,15 @@ impl PeerGuard {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// The node failed after the connect: a connected UDP socket reported
+    /// `ECONNREFUSED` (the node's ICMP port unreachable), which a UDP
+    /// "connect" cannot see. Counted as a connect failure of the node, which
+    /// is skipped for `fail_timeout` (or, with `checks`, counted as a TCP
+    /// failure by the passive health check), as after a refused TCP connect.
+    pub fn mark_failed(&self) {
+        self.upstream.failed(self.index, false, "port unreachable (ICMP) after the session started");
+    }
 }
 
 impl Drop for PeerGuard {

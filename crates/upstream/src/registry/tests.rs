@@ -142,3 +142,21 @@ fn local_shortages_are_not_the_nodes_fault() {
     let local = ConnectError::Local { upstream: "u".into(), node: "n".into(), reason: "r".into() };
     assert_eq!(local.side(), ErrorSource::Internal);
 }
+
+#[tokio::test]
+async fn a_node_marked_failed_after_its_connect_is_skipped_for_fail_timeout() {
+    let reg = registry();
+    let up = reg.get_or_create(
+        UpstreamKey::Named(ResourceId::parse("udp").expect("id")),
+        &config(serde_json::json!({"nodes": {"127.0.0.1:7001": 1, "127.0.0.1:7002": 1}})),
+    );
+    // A transport that always "connects", as a UDP socket does.
+    let open = |addr: SocketAddr| async move { Ok::<_, std::io::Error>(addr) };
+    let (first, guard) = up.connect_with(&ctx(), open).await.expect("first");
+    guard.mark_failed();
+    drop(guard);
+    for _ in 0..4 {
+        let (next, _guard) = up.connect_with(&ctx(), open).await.expect("next");
+        assert_ne!(next, first, "the failed node is skipped while marked down");
+    }
+}
