@@ -20,6 +20,7 @@ pub struct GatewayBuilder {
     fallback_sni: Option<String>,
     stream_web_acl: Option<String>,
     stream_listener_yaml: String,
+    plain_listener_yaml: String,
     edge_listener_yaml: String,
     drain_timeout: String,
     drain_delay: Option<String>,
@@ -45,6 +46,7 @@ impl GatewayBuilder {
             fallback_sni: None,
             stream_web_acl: None,
             stream_listener_yaml: String::new(),
+            plain_listener_yaml: String::new(),
             edge_listener_yaml: String::new(),
             drain_timeout: "5s".into(),
             drain_delay: None,
@@ -94,6 +96,14 @@ impl GatewayBuilder {
     pub fn stream_listener_yaml(mut self, extra: &str) -> Self {
         self.stream_listener_yaml.push_str(extra);
         self.stream_listener_yaml.push('\n');
+        self
+    }
+
+    /// Extra YAML in every plain (not TLS) stream listener's entry only,
+    /// indented by six spaces (e.g. `      proxy_protocol: true`).
+    pub fn plain_listener_yaml(mut self, extra: &str) -> Self {
+        self.plain_listener_yaml.push_str(extra);
+        self.plain_listener_yaml.push('\n');
         self
     }
 
@@ -222,6 +232,7 @@ impl GatewayBuilder {
         for a in &plain {
             yaml.push_str(&format!("    - addr: \"{a}\"\n      tls: false\n"));
             yaml.push_str(&self.stream_listener_yaml);
+            yaml.push_str(&self.plain_listener_yaml);
         }
         if edge_count > 0 {
             yaml.push_str("edge:\n  http:\n");

@@ -120,6 +120,10 @@ enum Transport {
     Udp,
 }
 
+/// What identifies a listener across reloads: its transport and its
+/// address in the file (a TCP and a UDP listener may share a port).
+type Key = (SocketAddr, Transport);
+
 /// The listeners the file asks for, in file order, at their configured
 /// addresses, each with its field path (`stream.tcp[2]`) for errors. The
 /// one place a listener's config becomes its spec, for the start and for
@@ -202,8 +206,8 @@ enum Serving {
 /// One listener with its accept loop running.
 #[derive(Debug)]
 struct Running {
-    /// The address in the file (the key, with the transport).
-    configured: SocketAddr,
+    /// The address in the file, with the transport.
+    configured: Key,
     /// What it serves; its address is the bound one.
     spec: Spec,
     tuning: Tuning,
@@ -214,14 +218,14 @@ struct Running {
 
 /// An accept loop to start on commit.
 struct Start {
-    configured: SocketAddr,
+    configured: Key,
     spec: Spec,
     /// The copy of the socket the manager keeps.
     socket: Socket,
     /// The accept loop's copy of the socket, and what it serves.
     serving: Serving,
-    /// The running listener this one replaces, by configured address.
-    replaces: Option<SocketAddr>,
+    /// The running listener this one replaces.
+    replaces: Option<Key>,
 }
 
 /// A change worked out by [`Listeners::prepare`]: sockets bound, nothing
@@ -229,7 +233,7 @@ struct Start {
 pub struct Plan {
     start: Vec<Start>,
     /// Configured addresses of running listeners the file no longer has.
-    remove: Vec<SocketAddr>,
+    remove: Vec<Key>,
     tuning: Tuning,
 }
 
@@ -313,9 +317,8 @@ impl Listeners {
         let wanted = wanted(config);
         let mut start = Vec::new();
         for (field, spec) in &wanted {
-            let configured = spec.addr();
-            let running =
-                self.running.iter().find(|r| r.configured == configured && r.spec.transport() == spec.transport());
+            let configured = (spec.addr(), spec.transport());
+            let running = self.running.iter().find(|r| r.configured == configured);
             match running {
                 Some(r) => {
                     let spec = spec.clone().at(r.spec.addr());
@@ -346,7 +349,7 @@ impl Listeners {
         let remove = self
             .running
             .iter()
-            .filter(|r| !wanted.iter().any(|(_, w)| w.addr() == r.configured && w.transport() == r.spec.transport()))
+            .filter(|r| !wanted.iter().any(|(_, w)| (w.addr(), w.transport()) == r.configured))
             .map(|r| r.configured)
             .collect();
         Ok(Plan { start, remove, tuning })
@@ -414,7 +417,7 @@ impl Listeners {
             self.purging = true;
         }
         let mut started = Vec::with_capacity(plan.start.len());
-        let mut stopping: Vec<SocketAddr> = plan.remove.clone();
+        let mut stopping: Vec<Key> = plan.remove.clone();
         for s in plan.start {
             let label = s.spec.label();
             let (stop, task) = self.spawn(s.serving, &plan.tuning, drain);
@@ -495,6 +498,7 @@ impl Listeners {
                     idle_timeout: self.udp_idle_timeout,
                     max_sessions: Arc::clone(&self.shared.udp_max_sessions),
                     max_connections: Arc::clone(&self.shared.max_connections),
+                    limit_conn: Arc::clone(&self.shared.limit_conn),
                 };
                 tokio::spawn(shardgate_stream::serve_udp(
                     socket,

@@ -156,6 +156,18 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     let samples = Arc::new(shardgate_waf::Samples::default());
     // Bind everything before serving anything: a taken port fails the start.
     let stream_metrics = StreamMetrics::register(&metrics);
+    // A UDP session holds a connection slot (its socket's descriptor) for as
+    // long as it idles: at most half of them, so datagrams from spoofed
+    // addresses cannot take every slot from TCP players.
+    let udp_sessions = config.limits.udp_max_sessions.min(fds.max_connections / 2).max(1);
+    if !config.stream.udp.is_empty() && udp_sessions < config.limits.udp_max_sessions {
+        tracing::warn!(
+            configured = config.limits.udp_max_sessions,
+            allowed = udp_sessions,
+            max_connections = fds.max_connections,
+            "limits.udp_max_sessions is above half of the connection budget; UDP sessions are capped there so TCP players keep the other half"
+        );
+    }
     let mut listeners = Listeners::new(
         Shared {
             handle: Arc::clone(&handle),
@@ -165,7 +177,7 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
             samples: Arc::clone(&samples),
             geo: geo.clone(),
             limit_conn: Arc::default(),
-            udp_max_sessions: Arc::new(Semaphore::new(config.limits.udp_max_sessions)),
+            udp_max_sessions: Arc::new(Semaphore::new(udp_sessions)),
             udp_metrics: UdpMetrics::register(&metrics, stream_metrics),
         },
         &config,

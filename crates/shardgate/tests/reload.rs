@@ -579,3 +579,59 @@ async fn a_pid_file_held_by_a_running_gateway_is_not_taken_over() {
         "the first gateway's pid file survives the second's exit"
     );
 }
+
+/// A UDP listener added and removed by reloads on the port of a running
+/// TCP listener: the two are separate listeners, so removing the UDP one
+/// leaves the TCP one serving (and its open session untouched), and a
+/// UDP listener's settings cannot change in place (refused, with the field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_listener_comes_and_goes_beside_a_tcp_listener_on_its_port() {
+    let game = GameServer::start("gs-1").await;
+    let ugs = shardgate_e2e::UdpGameServer::start("udp-1").await;
+    let gw = gateway().tls_listeners(0).plain_listeners(1).spawn().await;
+    let tcp = gw.plain[0];
+    // Stream routes do not tell TCP from UDP (as APISIX's): the players
+    // come from two loopback addresses.
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/stream_routes/tcp",
+            &json!({"remote_addr": "127.0.0.1", "upstream": {"nodes": {game.node(): 1}}}),
+        )
+        .await;
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/stream_routes/udp",
+            &json!({"server_port": tcp.port(), "remote_addr": "127.0.0.2", "upstream": {"scheme": "udp", "nodes": {ugs.node(): 1}}}),
+        )
+        .await;
+    gw.applied().await;
+    let mut player = plain_session(tcp, "gs-1").await;
+
+    let plain = gw.config_text();
+    let with_udp = plain.replace("stream:\n", &format!("stream:\n  udp: [\"{tcp}\"]\n"));
+    assert_ne!(with_udp, plain, "the test found the stream block");
+    gw.write_config(&with_udp);
+    gw.sighup();
+    reloads(&gw, "success", 1).await;
+    let client = shardgate_e2e::UdpClient::from_ip("127.0.0.2").await;
+    let reply = client.roundtrip_tries(tcp, "ping", 20, Duration::from_millis(250)).await;
+    assert_eq!(reply.as_deref(), Some("[udp-1] ping"), "the added UDP listener relays on the TCP listener's port");
+
+    // Its settings cannot change in place: the reload is refused whole.
+    gw.write_config(&with_udp.replace(
+        &format!("  udp: [\"{tcp}\"]\n"),
+        &format!("  udp:\n    - addr: \"{tcp}\"\n      web_acl: players\n"),
+    ));
+    gw.sighup();
+    reloads(&gw, "failure", 1).await;
+    let refusal = status(&gw).await.to_string();
+    assert!(refusal.contains("stream.udp[0]") && refusal.contains("cannot change"), "{refusal}");
+
+    // Removed: the TCP listener on the same port keeps accepting.
+    gw.write_config(&plain);
+    gw.sighup();
+    reloads(&gw, "success", 2).await;
+    assert_eq!(roundtrip(&mut player, "still here").await, "[gs-1] still here", "the open TCP session is untouched");
+    let mut again = plain_session(tcp, "gs-1").await;
+    assert_eq!(roundtrip(&mut again, "new").await, "[gs-1] new", "the TCP listener still accepts");
+}

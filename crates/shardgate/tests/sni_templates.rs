@@ -293,3 +293,37 @@ async fn a_bad_nameserver_setting_stops_the_start_naming_it() {
     assert!(err.contains("stream.dns.nameservers[1]") && err.contains("dns.example"), "{err}");
     let _: SocketAddr = "127.0.0.1:5353".parse().expect("the first entry is fine");
 }
+
+/// A listener's `fallback_sni` stands in for a name no route serves, and
+/// it is the fallback, not the player's name, that a template renders: a
+/// route's `sni` bounds the names its template can be given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_route_renders_its_template_from_the_fallback_never_the_players_name() {
+    let dns = TestDns::start().await;
+    let (_room1, _room2, port) = two_rooms().await;
+    dns.insert("lobby.rooms.example.com.game.test", "127.0.0.2".parse().expect("ip"));
+    let gw = gateway().fallback_sni("lobby.rooms.example.com").stream_yaml(&dns.stream_yaml()).spawn().await;
+    let admin = gw.admin();
+    let cert = TestCert::ecdsa(&["*.rooms.example.com"]);
+    admin.put_ok("/apisix/admin/ssls/rooms", &cert.ssl_body(&["*.rooms.example.com"])).await;
+    admin
+        .put_ok(
+            "/apisix/admin/upstreams/rooms",
+            &json!({"nodes": [{"host": "{sni}.game.test", "port": port, "weight": 1}]}),
+        )
+        .await;
+    admin
+        .put_ok("/apisix/admin/stream_routes/rooms", &json!({"sni": "*.rooms.example.com", "upstream_id": "rooms"}))
+        .await;
+    gw.applied().await;
+
+    let client = TlsClient::default();
+    let mut s = eventually(10, "the fallback route", || async {
+        let mut s = client.connect(gw.tls_addr(), Some("kubernetes.default")).await.ok()?;
+        try_roundtrip(&mut s, "hi").await.filter(|r| r == "[room-1] hi").map(|_| s)
+    })
+    .await;
+    assert_eq!(roundtrip(&mut s, "again").await, "[room-1] again");
+    let asked = dns.names_asked();
+    assert!(!asked.iter().any(|n| n.contains("kubernetes")), "the player's own name never reached the DNS: {asked:?}");
+}

@@ -432,3 +432,36 @@ async fn a_taken_udp_port_fails_the_start_naming_it() {
     assert!(err.contains(&format!("binding UDP stream listener {addr}")), "{err}");
     drop(taken);
 }
+
+/// A route's stream plugins judge a UDP session too: `ip-restriction`
+/// refuses a client address before any session, and `limit-conn` counts
+/// sessions per key (over `conn + burst`, a new client's datagrams are
+/// dropped; an open session keeps flowing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_plugins_judge_a_session_before_it_is_created() {
+    let listen = free_port("127.0.0.1");
+    let gw = gateway().tls_listeners(0).stream_yaml(&format!("  udp: [\"{listen}\"]")).spawn().await;
+    let gs = UdpGameServer::start("gs").await;
+    routes(
+        &gw,
+        &[(
+            "limited",
+            json!({"server_port": listen.port(), "upstream": {"nodes": {gs.node(): 1}},
+                   "plugins": {"ip-restriction": {"blacklist": ["127.0.0.3"]},
+                               "limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "server_addr"}}}),
+        )],
+    )
+    .await;
+
+    let banned = UdpClient::from_ip("127.0.0.3").await;
+    assert_eq!(banned.roundtrip_tries(listen, "let me in", 2, Duration::from_millis(500)).await, None);
+    assert!(dropped(&gw, listen, "plugin").await >= 1.0, "counted as refused by a plugin");
+    assert_eq!(gs.received(), 0, "the game server saw nothing from the banned address");
+
+    let first = UdpClient::from_ip("127.0.0.1").await;
+    let reply = first.roundtrip_tries(listen, "one", 20, Duration::from_millis(250)).await;
+    assert_eq!(reply.as_deref(), Some("[gs] one"), "the first session is within conn");
+    let second = UdpClient::from_ip("127.0.0.2").await;
+    assert_eq!(second.roundtrip_tries(listen, "two", 2, Duration::from_millis(500)).await, None, "over conn + burst");
+    assert_eq!(first.roundtrip(listen, "still").await.as_deref(), Some("[gs] still"), "the open session flows");
+}

@@ -290,22 +290,25 @@ fn hello_failed(ctx: &ListenerCtx, peer: SocketAddr, e: Result<HelloError, tokio
 }
 
 /// The route for `name` (or, when nothing matches and the client sent a
-/// name, the fallback's), as the TLS path chooses it.
-fn route_for(
+/// name, the fallback's), as the TLS path chooses it, with the name that
+/// chose it. That name, not the client's, is what the upstream sees (a
+/// node template renders it): a route's `sni` bounds the names its
+/// template can be given, even when the fallback stood in for the client's.
+fn route_for<'n>(
     snap: &Snapshot,
-    name: &str,
+    name: &'n str,
     sent: bool,
-    fallback: Option<&str>,
+    fallback: Option<&'n str>,
     peer: SocketAddr,
     local: SocketAddr,
-) -> Option<Arc<StreamTarget>> {
-    snap.stream
-        .find(&query(Some(name), peer, local))
-        .or_else(|| match (sent, fallback) {
-            (true, Some(f)) => snap.stream.find(&query(Some(f), peer, local)),
-            _ => None,
-        })
-        .map(|(t, _)| Arc::clone(t))
+) -> Option<(Arc<StreamTarget>, &'n str)> {
+    if let Some((t, _)) = snap.stream.find(&query(Some(name), peer, local)) {
+        return Some((Arc::clone(t), name));
+    }
+    match (sent, fallback) {
+        (true, Some(f)) => snap.stream.find(&query(Some(f), peer, local)).map(|(t, _)| (Arc::clone(t), f)),
+        _ => None,
+    }
 }
 
 /// A connection whose ClientHello (read by shardgate's parser, `hello`
@@ -317,7 +320,7 @@ async fn passthrough(
     sock: TcpStream,
     hello: Vec<u8>,
     info: &shardgate_waf::ClientHelloInfo,
-    route: Arc<StreamTarget>,
+    (route, routed_by): (Arc<StreamTarget>, &str),
     peer: SocketAddr,
     local: SocketAddr,
     ctx: &ListenerCtx,
@@ -347,7 +350,7 @@ async fn passthrough(
     let labels = PassthroughLabels { listener: ctx.name.clone(), route: route.route.id.to_string() };
     ctx.metrics.passthrough.get_or_create(&labels).inc();
     tracing::debug!(listener = %ctx.name, %peer, sni = sni.unwrap_or(""), route = %labels.route, alpn = ?info.alpn, tls_version = info.version, "TLS passthrough");
-    let outcome = proxy(sock, route, peer, local, sni, ctx, drain, hello).await;
+    let outcome = proxy(sock, route, peer, local, Some(routed_by), ctx, drain, hello).await;
     Outcome { passthrough: true, ..outcome }
 }
 
@@ -384,11 +387,11 @@ async fn serve_tls(
         };
         if let Some(info) = &raw.info
             && let Some(name) = info.server_name.as_deref().or(fallback)
-            && let Some(route) = route_for(snap, name, info.server_name.is_some(), fallback, peer, local)
-            && route.route.tls_passthrough
+            && let Some(routed) = route_for(snap, name, info.server_name.is_some(), fallback, peer, local)
+            && routed.0.route.tls_passthrough
         {
             let sni = info.server_name.clone();
-            let outcome = Box::pin(passthrough(sock, raw.bytes, info, route, peer, local, ctx, snap, drain)).await;
+            let outcome = Box::pin(passthrough(sock, raw.bytes, info, routed, peer, local, ctx, snap, drain)).await;
             return (outcome, sni);
         }
         read = raw.bytes;
@@ -433,7 +436,7 @@ async fn serve_tls(
         return (Outcome::early(CloseReason::tls_failed, None), sni);
     };
     let route = route_for(snap, name, sni.is_some(), fallback, peer, local);
-    let Some(route) = route else {
+    let Some((route, routed_by)) = route else {
         ctx.no_route.inc();
         tracing::warn!(listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
         drop(accepted);
@@ -499,7 +502,7 @@ async fn serve_tls(
         }
     };
     ctx.handshake_seconds.observe(started.elapsed().as_secs_f64());
-    let outcome = proxy(tls, route, peer, local, sni.as_deref(), ctx, drain, Vec::new()).await;
+    let outcome = proxy(tls, route, peer, local, Some(routed_by), ctx, drain, Vec::new()).await;
     (outcome, sni)
 }
 

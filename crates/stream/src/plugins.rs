@@ -173,6 +173,30 @@ impl Admitted {
     }
 }
 
+/// Runs the route's plugins on a new UDP session from `client` to `local`:
+/// `ip-restriction` as on a connection; `limit-conn` counts sessions, and a
+/// session within the burst is admitted at once (a datagram cannot wait:
+/// held, it would arrive late, or be dropped). The guard holds the count
+/// until the session ends.
+pub(crate) fn admit_session(
+    limits: &LimitConnRegistry,
+    target: &StreamTarget,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Result<Option<LimitGuard>, CloseReason> {
+    let plugins = &target.route.plugins;
+    if let Some(ip) = &plugins.ip_restriction
+        && !ip.allows(client.ip())
+    {
+        return Err(CloseReason::ip_restricted);
+    }
+    let Some(limit) = &plugins.limit_conn else { return Ok(None) };
+    match limits.acquire(&target.route.id, limit, client.ip(), local.ip()) {
+        Some((guard, _delay)) => Ok(Some(guard)),
+        None => Err(CloseReason::limit_conn),
+    }
+}
+
 /// Runs the route's plugins on a connection from `client` to `local`:
 /// refuses it (the close reason), or lets it through with the delay
 /// `limit-conn` asks for (see [`Admitted::wait`]).

@@ -110,6 +110,9 @@ pub struct UdpSettings {
     /// (`limits.max_connections`): a session holds one permit, for its
     /// upstream socket's file descriptor.
     pub max_connections: Arc<Semaphore>,
+    /// `limit-conn` counts, shared with the TCP listeners (a route's limit
+    /// counts its connections and sessions together).
+    pub limit_conn: Arc<crate::plugins::LimitConnRegistry>,
 }
 
 /// Binds a UDP listener socket. No `SO_REUSEADDR`: a port another socket
@@ -390,6 +393,13 @@ impl Listener {
             tracing::debug!(listener = %shared.name, %client, route = %target.route.id, web_acl = %acl.id, rule = %rule, "UDP session refused by the route's web ACL");
             return shared.dropped(DropReason::waf);
         }
+        let limit = match crate::plugins::admit_session(&shared.settings.limit_conn, target, client, local) {
+            Ok(guard) => guard,
+            Err(reason) => {
+                tracing::debug!(listener = %shared.name, %client, route = %target.route.id, reason = reason.as_str(), "UDP session refused by the route's plugins");
+                return shared.dropped(DropReason::plugin);
+            }
+        };
         let Ok(session_permit) = Arc::clone(&shared.settings.max_sessions).try_acquire_owned() else {
             return shared.dropped(DropReason::session_limit);
         };
@@ -410,6 +420,7 @@ impl Listener {
             target: Arc::clone(target),
             generation: snap.generation,
             permits: (session_permit, connection_permit),
+            limit,
             drain: self.drain.clone(),
             events: self.events.clone(),
         }));

@@ -311,6 +311,13 @@ impl AttemptError {
         AttemptError { source: ErrorSource::Upstream, reason, timed_out: false }
     }
 
+    /// A failed name lookup: this host's when every lookup slot was busy
+    /// (a flood of names must not mark healthy nodes down), else the node's.
+    fn lookup((reason, local): (String, bool)) -> Self {
+        let source = if local { ErrorSource::Internal } else { ErrorSource::Upstream };
+        AttemptError { source, reason, timed_out: false }
+    }
+
     /// An I/O error while connecting to `addr`: local when this host ran out
     /// of something (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, or
     /// `EADDRNOTAVAIL`: no local port left), else the node's.
@@ -594,10 +601,10 @@ impl Upstream {
         let ip = match &n.node.host {
             Host::Ip(ip) => *ip,
             Host::Name(name) => {
-                self.names.pick(&self.resolver, name, &n.next_addr).await.map_err(AttemptError::upstream)?
+                self.names.pick(&self.resolver, name, &n.next_addr).await.map_err(AttemptError::lookup)?
             }
             Host::Template(t) => {
-                self.names.pick_rendered(&self.resolver, t, sni, &n.next_addr).await.map_err(AttemptError::upstream)?
+                self.names.pick_rendered(&self.resolver, t, sni, &n.next_addr).await.map_err(AttemptError::lookup)?
             }
         };
         Ok(SocketAddr::new(ip, n.node.port))

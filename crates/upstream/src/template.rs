@@ -129,11 +129,18 @@ impl Names {
         refuse(TemplateRefusal::invalid_name, why)
     }
 
-    /// The next address of `name`'s current answer.
-    pub(crate) async fn pick(&self, resolver: &Resolver, name: &str, next: &AtomicUsize) -> Result<IpAddr, String> {
+    /// The next address of `name`'s current answer. The error says whether
+    /// the failure is this host's (every lookup slot busy: the node is not
+    /// to blame and must not be marked down) or the name's.
+    pub(crate) async fn pick(
+        &self,
+        resolver: &Resolver,
+        name: &str,
+        next: &AtomicUsize,
+    ) -> Result<IpAddr, (String, bool)> {
         let addrs = resolver.resolve(name).await.map_err(|e| {
             self.dns_failed(e.kind);
-            e.to_string()
+            (e.to_string(), e.kind == ResolveFailure::Busy)
         })?;
         let k = next.fetch_add(1, Ordering::Relaxed);
         Ok(addrs[k % addrs.len()])
@@ -146,9 +153,10 @@ impl Names {
         template: &NodeTemplate,
         sni: Option<&str>,
         next: &AtomicUsize,
-    ) -> Result<IpAddr, String> {
-        let sni = sni.ok_or("the connection has no SNI to render the node template from")?;
-        let name = template.render(sni).map_err(|e| format!("node template {template}: {e}"))?;
+    ) -> Result<IpAddr, (String, bool)> {
+        let sni =
+            sni.ok_or_else(|| ("the connection has no SNI to render the node template from".to_owned(), false))?;
+        let name = template.render(sni).map_err(|e| (format!("node template {template}: {e}"), false))?;
         self.pick(resolver, &name, next).await
     }
 

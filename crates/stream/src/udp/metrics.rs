@@ -82,6 +82,9 @@ pub enum DropReason {
     no_route,
     /// The listener's or the route's web ACL refused the client's address.
     waf,
+    /// The route's `ip-restriction` refused the client's address, or its
+    /// `limit-conn` was over `conn + burst` for the client's key.
+    plugin,
     /// A new session was needed and `limits.udp_max_sessions` are open.
     session_limit,
     /// A new session was needed and `limits.max_connections` (connections
@@ -111,9 +114,10 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::no_route,
         DropReason::waf,
+        DropReason::plugin,
         DropReason::session_limit,
         DropReason::connection_limit,
         DropReason::draining,

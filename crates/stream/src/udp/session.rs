@@ -46,6 +46,8 @@ pub(super) struct Start {
     pub(super) generation: u64,
     /// `limits.udp_max_sessions` and `limits.max_connections`.
     pub(super) permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// The route's `limit-conn` count, held until the session ends.
+    pub(super) limit: Option<crate::plugins::LimitGuard>,
     pub(super) drain: DrainWatch,
     pub(super) events: mpsc::UnboundedSender<Event>,
 }
@@ -162,7 +164,8 @@ async fn open_udp(node: SocketAddr) -> io::Result<UdpSocket> {
 
 /// Runs one session from its first datagram to its end.
 pub(super) async fn run(start: Start) {
-    let Start { shared, client, id, target, generation, permits, mut drain, events } = start;
+    let Start { shared, client, id, target, generation, permits, limit, mut drain, events } = start;
+    let _limit = limit;
     let started = Instant::now();
     let route = target.route.id.to_string();
     shared

@@ -71,6 +71,7 @@ async fn a_stopped_listener_serves_its_open_sessions_until_idle_and_opens_none()
         idle_timeout: Duration::from_secs(600),
         max_sessions: Arc::new(Semaphore::new(10)),
         max_connections: Arc::new(Semaphore::new(10)),
+        limit_conn: Arc::default(),
     };
     let socket = bind_udp("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let addr = socket.local_addr().expect("addr");
