@@ -371,7 +371,7 @@ mod tests {
         // No SNI renders to an address a resolver would take literally: the
         // last label is the template's own, and never all digits.
         assert!(NodeTemplate::parse("{sni}.10").expect_err("numeric").contains("digits"));
-        assert_eq!(check_dns_name("10.0.0.1"), Err("the last label is all digits, as in an IP address"));
+        assert_eq!(check_dns_name("198.51.100.1"), Err("the last label is all digits, as in an IP address"));
         let long = t("{sni}.rooms");
         let sni = ["a".repeat(62).as_str(); 4].join(".");
         assert!(matches!(long.render(&sni), Err(RenderError::InvalidName { reason, .. }) if reason.contains("253")));
@@ -397,6 +397,6 @@ mod tests {
             let e = NodeTemplate::parse(bad).expect_err(bad);
             assert!(e.contains(says), "{bad}: {e}");
         }
-        assert!(parse_host("10.0.0.1").is_none() && parse_host("gs-1.svc").is_none());
+        assert!(parse_host("198.51.100.1").is_none() && parse_host("gs-1.svc").is_none());
     }
 }

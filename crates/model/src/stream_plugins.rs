@@ -407,11 +407,11 @@ mod tests {
 
     #[test]
     fn ip_restriction_in_apisix_schema() {
-        let p = plugins(json!({"ip-restriction": {"whitelist": ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"]}}))
+        let p = plugins(json!({"ip-restriction": {"whitelist": ["127.0.0.1", "198.18.0.0/15", "2001:db8::/32"]}}))
             .expect("valid");
         let ip = p.ip_restriction.expect("on");
         assert_eq!((ip.message.as_str(), ip.response_code), (DEFAULT_MESSAGE, 403));
-        assert!(ip.allows("10.1.2.3".parse().expect("ip")));
+        assert!(ip.allows("198.19.2.3".parse().expect("ip")));
         assert!(ip.allows("::ffff:127.0.0.1".parse().expect("ip")), "IPv4-mapped clients match IPv4 entries");
         assert!(ip.allows("2001:db8::9".parse().expect("ip")));
         assert!(!ip.allows("127.0.0.2".parse().expect("ip")));

@@ -103,7 +103,7 @@ pub struct StreamConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
-    /// Nameservers asked over UDP, in order (`"10.96.0.10"` for port 53,
+    /// Nameservers asked over UDP, in order (`"192.0.2.53"` for port 53,
     /// `"127.0.0.1:5353"`, `"[fd00::10]:53"`), instead of the system
     /// resolver: names are then asked as absolute names, with no search
     /// list and no `/etc/hosts`. Default: empty, the system resolver.
@@ -126,7 +126,7 @@ impl DnsConfig {
                     .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
                     .map_err(|_| {
                         ConfigError(format!(
-                            "stream.dns.nameservers[{i}]: {s:?} is not an IP address with an optional port (e.g. \"10.96.0.10\" or \"127.0.0.1:5353\")"
+                            "stream.dns.nameservers[{i}]: {s:?} is not an IP address with an optional port (e.g. \"192.0.2.53\" or \"127.0.0.1:5353\")"
                         ))
                     })?;
                 if addr.port() == 0 {
@@ -1173,11 +1173,11 @@ mod tests {
 
     #[test]
     fn dns_nameservers_are_addresses_with_an_optional_port() {
-        let c = Config::parse("stream:\n  dns:\n    nameservers: [\"10.96.0.10\", \"127.0.0.1:5353\", \"[::1]:53\"]\n")
+        let c = Config::parse("stream:\n  dns:\n    nameservers: [\"192.0.2.53\", \"127.0.0.1:5353\", \"[::1]:53\"]\n")
             .expect("parse");
         c.check().expect("valid");
         let addrs = c.stream.dns.addrs().expect("addrs");
-        assert_eq!(addrs[0], "10.96.0.10:53".parse().expect("addr"));
+        assert_eq!(addrs[0], "192.0.2.53:53".parse().expect("addr"));
         assert_eq!(addrs[1], "127.0.0.1:5353".parse().expect("addr"));
         assert!(Config::default().stream.dns.addrs().expect("none").is_empty(), "default: the system resolver");
         let c =

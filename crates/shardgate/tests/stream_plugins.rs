@@ -221,7 +221,7 @@ async fn other_plugins_and_unsupported_keys_are_refused_with_the_reason() {
             "closed",
         ),
         (
-            json!({"ip-restriction": {"whitelist": ["10.0.0.300"]}}),
+            json!({"ip-restriction": {"whitelist": ["198.51.100.300"]}}),
             "plugins.ip-restriction.whitelist[0]",
             "invalid ip address",
         ),

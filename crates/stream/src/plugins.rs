@@ -244,7 +244,7 @@ mod tests {
         let route = ResourceId::parse("r1").expect("id");
         let cfg = limit(2, 1, LimitKey::Var(ConnVar::RemoteAddr));
         let local = ip("127.0.0.1");
-        let a = ip("10.0.0.1");
+        let a = ip("198.51.100.1");
         let g1 = reg.acquire(&route, &cfg, a, local).expect("1st");
         let g2 = reg.acquire(&route, &cfg, a, local).expect("2nd");
         assert_eq!((g1.1, g2.1), (Duration::ZERO, Duration::ZERO));
@@ -252,8 +252,8 @@ mod tests {
         assert_eq!(g3.1, Duration::from_millis(100));
         assert!(reg.acquire(&route, &cfg, a, local).is_none(), "4th: over conn + burst");
         // Another key has its own count; an IPv4-mapped address is the same key.
-        assert!(reg.acquire(&route, &cfg, ip("10.0.0.2"), local).is_some_and(|g| g.1.is_zero()));
-        assert!(reg.acquire(&route, &cfg, ip("::ffff:10.0.0.1"), local).is_none());
+        assert!(reg.acquire(&route, &cfg, ip("198.51.100.2"), local).is_some_and(|g| g.1.is_zero()));
+        assert!(reg.acquire(&route, &cfg, ip("::ffff:198.51.100.1"), local).is_none());
         assert_eq!(reg.open(&route), 3);
         drop(g1);
         assert_eq!(reg.open(&route), 2);
@@ -273,13 +273,13 @@ mod tests {
         let reg = LimitConnRegistry::default();
         let route = ResourceId::parse("r1").expect("id");
         let cfg = limit(1, 0, LimitKey::Var(ConnVar::ServerAddr));
-        let held = reg.acquire(&route, &cfg, ip("10.0.0.1"), ip("127.0.0.1")).expect("1st");
+        let held = reg.acquire(&route, &cfg, ip("198.51.100.1"), ip("127.0.0.1")).expect("1st");
         // Same configuration (a new snapshot's copy): same count, keyed by the local address.
-        assert!(reg.acquire(&route, &cfg.clone(), ip("10.0.0.2"), ip("127.0.0.1")).is_none());
-        assert!(reg.acquire(&route, &cfg, ip("10.0.0.2"), ip("127.0.0.2")).is_some());
+        assert!(reg.acquire(&route, &cfg.clone(), ip("198.51.100.2"), ip("127.0.0.1")).is_none());
+        assert!(reg.acquire(&route, &cfg, ip("198.51.100.2"), ip("127.0.0.2")).is_some());
         // A changed configuration starts from zero; the old guard releases into the old limiter.
         let changed = limit(1, 1, LimitKey::Var(ConnVar::ServerAddr));
-        let fresh = reg.acquire(&route, &changed, ip("10.0.0.2"), ip("127.0.0.1")).expect("fresh count");
+        let fresh = reg.acquire(&route, &changed, ip("198.51.100.2"), ip("127.0.0.1")).expect("fresh count");
         assert!(fresh.1.is_zero());
         drop(held);
         assert_eq!(reg.open(&route), 1);
@@ -293,8 +293,8 @@ mod tests {
             KeyPart::Var(ConnVar::ServerAddr),
         ]);
         assert_eq!(
-            key_value(&key, ip("::ffff:10.0.0.1"), ip("127.0.0.1")),
-            KeyValue::Text("10.0.0.1|127.0.0.1".into())
+            key_value(&key, ip("::ffff:198.51.100.1"), ip("127.0.0.1")),
+            KeyValue::Text("198.51.100.1|127.0.0.1".into())
         );
     }
 }

@@ -234,7 +234,7 @@ fn v1_address(s: &str, v6: bool) -> Result<IpAddr, ParseError> {
         // refuses dotted quads without colons.
         s.parse::<Ipv6Addr>().map(IpAddr::V6).map_err(|_| malformed(v, "address is not an IPv6 address"))
     } else {
-        // std refuses leading zeros ("010.0.0.1"), as the specification's
+        // std refuses leading zeros ("192.0.02.1"), as the specification's
         // dotted-quad form does not have them.
         s.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| malformed(v, "address is not an IPv4 address"))
     }

@@ -83,7 +83,7 @@ fn v1_malformed_lines_are_refused() {
         b"PROXY TCP4 2001:db8::1 192.0.2.1 1 2\r\n",
         b"PROXY TCP6 203.0.113.7 2001:db8::1 1 2\r\n",
         b"PROXY TCP4 203.0.113.256 192.0.2.1 1 2\r\n",
-        b"PROXY TCP4 010.0.0.1 192.0.2.1 1 2\r\n",
+        b"PROXY TCP4 192.0.02.1 192.0.2.1 1 2\r\n",
         b"PROXY TCP4 203.0.113.7 192.0.2.1 65536 2\r\n",
         b"PROXY TCP4 203.0.113.7 192.0.2.1 +80 2\r\n",
         b"PROXY TCP4 203.0.113.7 192.0.2.1 080 2\r\n",
