@@ -39,19 +39,22 @@ async fn fleet(dns: &TestDns, port: u16) -> Gateway {
     dns.insert("room-1.rooms.game.test", "127.0.0.2".parse().expect("ip"));
     dns.insert("room-2.rooms.game.test", "127.0.0.3".parse().expect("ip"));
     let gw = gateway().stream_yaml(&dns.stream_yaml()).spawn().await;
+    rooms_route(&gw, "{sni_label_1}.rooms.game.test", port).await;
+    gw
+}
+
+/// The fleet's certificate, an upstream whose one node is `template`, and
+/// the route `*.rooms.example.com` to it.
+async fn rooms_route(gw: &Gateway, template: &str, port: u16) {
     let admin = gw.admin();
     let cert = TestCert::ecdsa(&["*.rooms.example.com"]);
     admin.put_ok("/apisix/admin/ssls/rooms", &cert.ssl_body(&["*.rooms.example.com"])).await;
     admin
-        .put_ok(
-            "/apisix/admin/upstreams/rooms",
-            &json!({"nodes": [{"host": "{sni_label_1}.rooms.game.test", "port": port, "weight": 1}]}),
-        )
+        .put_ok("/apisix/admin/upstreams/rooms", &json!({"nodes": [{"host": template, "port": port, "weight": 1}]}))
         .await;
     admin
         .put_ok("/apisix/admin/stream_routes/rooms", &json!({"sni": "*.rooms.example.com", "upstream_id": "rooms"}))
         .await;
-    gw
 }
 
 async fn metric(gw: &Gateway, series: &str) -> f64 {
@@ -303,18 +306,7 @@ async fn a_fallback_route_renders_its_template_from_the_fallback_never_the_playe
     let (_room1, _room2, port) = two_rooms().await;
     dns.insert("lobby.rooms.example.com.game.test", "127.0.0.2".parse().expect("ip"));
     let gw = gateway().fallback_sni("lobby.rooms.example.com").stream_yaml(&dns.stream_yaml()).spawn().await;
-    let admin = gw.admin();
-    let cert = TestCert::ecdsa(&["*.rooms.example.com"]);
-    admin.put_ok("/apisix/admin/ssls/rooms", &cert.ssl_body(&["*.rooms.example.com"])).await;
-    admin
-        .put_ok(
-            "/apisix/admin/upstreams/rooms",
-            &json!({"nodes": [{"host": "{sni}.game.test", "port": port, "weight": 1}]}),
-        )
-        .await;
-    admin
-        .put_ok("/apisix/admin/stream_routes/rooms", &json!({"sni": "*.rooms.example.com", "upstream_id": "rooms"}))
-        .await;
+    rooms_route(&gw, "{sni}.game.test", port).await;
     gw.applied().await;
 
     let client = TlsClient::default();
