@@ -26,6 +26,14 @@ pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
 pub const VIEWER_KEY_ENV: &str = "SHARDGATE_ADMIN_VIEWER_KEY";
 /// APISIX's old built-in admin key, exploited on the internet (apache/apisix#5070).
 const APISIX_DEFAULT_KEY: &str = "edd1c9f034335f136f87ad84b625c8f1";
+/// Keys printed in documentation, which anyone can look up: APISIX's
+/// default admin and viewer keys (`conf/config-default.yaml`, `deployment.admin.admin_key`)
+/// and the placeholder in shardgate's README.
+const DOCUMENTED_KEYS: [(&str, &str); 3] = [
+    (APISIX_DEFAULT_KEY, "APISIX's published default admin key (apache/apisix#5070)"),
+    ("4054f7cf07e344346cd3f287985e76a2", "APISIX's published default viewer key"),
+    ("replace-with-a-long-random-secret", "the placeholder in shardgate's README"),
+];
 /// Keyring entries published in APISIX's default `config.yaml`
 /// (`apisix.data_encryption.keyring`, and the older `key_encrypt_salt`).
 const PUBLIC_KEYRING_ENTRIES: [&str; 2] = ["qeddd145sfvddff3", "edd1c9f0985e76a2"];
@@ -691,24 +699,31 @@ const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"]
 /// every other log line, so `verbose` or `information` is refused, naming
 /// what is allowed.
 pub fn check_log_level(filter: &str) -> Result<(), String> {
+    check_log_filter("log.level", filter)
+}
+
+/// [`check_log_level`] for a filter from `source` (`log.level`, or the
+/// `RUST_LOG` environment variable, which wins over it and would silence
+/// the log just the same).
+pub fn check_log_filter(source: &str, filter: &str) -> Result<(), String> {
     if filter.trim().is_empty() {
-        return Err(format!("log.level is empty; use one of {}", LOG_LEVELS.join(", ")));
+        return Err(format!("{source} is empty; use one of {}", LOG_LEVELS.join(", ")));
     }
     for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let level = match directive.rsplit_once('=') {
             Some((target, level)) if !target.is_empty() => level,
-            Some(_) => return Err(format!("log.level: {directive:?} has no target before '='")),
+            Some(_) => return Err(format!("{source}: {directive:?} has no target before '='")),
             None => directive,
         };
         if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level.trim())) {
             return Err(format!(
-                "log.level: {level:?} is not a level; use one of {} or target=level (e.g. info,shardgate::access=warn)",
+                "{source}: {level:?} is not a level; use one of {} or target=level (e.g. info,shardgate::access=warn)",
                 LOG_LEVELS.join(", ")
             ));
         }
     }
     tracing_subscriber::EnvFilter::try_new(normalized_log_filter(filter))
-        .map_err(|e| format!("log.level: {filter:?}: {e}"))?;
+        .map_err(|e| format!("{source}: {filter:?}: {e}"))?;
     Ok(())
 }
 
@@ -781,6 +796,16 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         self.limits.validate().map_err(ConfigError)?;
         check_log_level(&self.log.level).map_err(ConfigError)?;
+        if let Ok(env) = std::env::var("RUST_LOG")
+            && !env.is_empty()
+        {
+            check_log_filter("RUST_LOG", &env).map_err(ConfigError)?;
+        }
+        if let Some(path) = &self.waf.geoip_database
+            && let Err(e) = std::fs::File::open(path)
+        {
+            return Err(ConfigError(format!("waf.geoip_database: {}: {e}", path.display())));
+        }
         let mut seen = HashSet::new();
         for (i, l) in self.stream.tcp.iter().enumerate() {
             if !seen.insert(l.addr.0) {
@@ -984,9 +1009,10 @@ impl Config {
         Ok(key)
     }
 
-    /// Whether the key is APISIX's published default, which anyone can guess.
-    pub fn admin_key_is_well_known(&self) -> bool {
-        self.admin.key.as_deref() == Some(APISIX_DEFAULT_KEY)
+    /// Where a key was published, if it is one of [`DOCUMENTED_KEYS`].
+    fn documented_key(key: Option<&str>) -> Option<&'static str> {
+        let key = key?;
+        DOCUMENTED_KEYS.iter().find(|(k, _)| *k == key).map(|(_, source)| *source)
     }
 
     /// Warnings about settings that work but expose something: the Admin API
@@ -1000,10 +1026,14 @@ impl Config {
                 self.admin.listen
             ));
         }
-        if self.admin_key_is_well_known() {
-            out.push(
-                "the admin key is APISIX's published default key (apache/apisix#5070); anyone who can reach the Admin API can guess it".into(),
-            );
+        for (name, key) in
+            [("admin key", self.admin.key.as_deref()), ("admin.viewer_key", self.admin.viewer_key.as_deref())]
+        {
+            if let Some(source) = Self::documented_key(key) {
+                out.push(format!(
+                    "the {name} is {source}; anyone who can reach the Admin API can look it up: use a random one (e.g. `openssl rand -hex 24`)"
+                ));
+            }
         }
         for (i, entry) in self.data_encryption.keyring.iter().enumerate() {
             if PUBLIC_KEYRING_ENTRIES.contains(&entry.as_str()) {

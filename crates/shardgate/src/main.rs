@@ -43,15 +43,57 @@ use clap::{Parser, Subcommand};
 
 /// shardgate: one edge for game servers and game assets.
 #[derive(Debug, Parser)]
-#[command(name = "shardgate", version, about)]
+#[command(name = "shardgate", version, about, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// What `shardgate --help` says the program is.
+const LONG_ABOUT: &str = "\
+shardgate: one edge for game servers and game assets.
+
+  Stream gateway (L4)  One public TCP port for every game server: players
+                       connect with TLS, shardgate picks the certificate by
+                       SNI, terminates TLS (or passes it through) and routes
+                       the connection by SNI to the game server's upstream.
+                       UDP, PROXY protocol, health checks, ip-restriction
+                       and limit-conn included.
+  Edge (L7)            A caching HTTP(S) edge in front of an asset origin,
+                       in CloudFront's model: distributions and behaviors,
+                       cache policies, canary release (continuous
+                       deployment policies), per-channel delivery,
+                       invalidations.
+  WAF                  Web ACLs written as AWS WAF v2 JSON, on the edge's
+                       requests and on stream connections (IP sets, geo,
+                       rate-based rules, TLS fingerprints).
+
+Routes, certificates, upstreams and everything above change at runtime
+through the Admin API (APISIX's Admin API v3 for ssls, upstreams and
+stream_routes; X-API-KEY), stored in an embedded store or in etcd.";
+
+/// What every `shardgate --help` ends with.
+const AFTER_HELP: &str = "\
+Start with `shardgate run --config shardgate.yaml` (the admin key in
+SHARDGATE_ADMIN_KEY); `shardgate <command> --help` explains each command.
+The Admin API listens on 127.0.0.1:9180 and the dashboard on its /ui/;
+metrics, /healthz and /readyz on 127.0.0.1:9091.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway. SIGHUP reads the bootstrap file again (see `reload`).
+    #[command(after_help = "\
+`run` opens what the bootstrap file lists: the stream gateway's listeners
+(stream.tcp with TLS termination or passthrough by SNI, stream.udp), the
+edge's HTTP(S) listeners (edge.http: cache, canary, invalidations), the WAF
+on both (web ACLs from the Admin API, waf.geoip_database for geo rules), the
+Admin API (admin.listen) and the metrics listener (metrics.listen: /metrics,
+/healthz, /readyz, /v1/healthcheck). The admin key comes from
+SHARDGATE_ADMIN_KEY or admin.key; without one, nothing starts.
+
+Signals: SIGHUP reloads the file; SIGTERM or SIGINT drains (/readyz turns
+503, listeners close after drain.delay, sessions get drain.timeout) and
+exits 0.")]
     Run {
         /// Bootstrap file (YAML). Without it, the defaults apply: a TLS stream
         /// listener on 0.0.0.0:8888, the Admin API on 127.0.0.1:9180, metrics
@@ -91,6 +133,13 @@ Exit status:
         timeout: u64,
     },
     /// Check a bootstrap file without starting.
+    #[command(after_help = "\
+Checks what `run` would refuse (unknown fields, bad values, listeners that
+overlap, a missing admin key, an unreadable waf.geoip_database) and values
+that would silently turn something off (a log.level that is not a level).
+Prints the listeners it would open: stream (TCP/TLS, UDP), edge (HTTP/HTTPS)
+and the Admin API and metrics addresses, then warnings (an Admin API beyond
+loopback, a key published in documentation). Exit 0 valid, 1 invalid.")]
     Validate {
         /// Bootstrap file (YAML).
         #[arg(short, long)]
