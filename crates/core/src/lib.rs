@@ -10,6 +10,8 @@
 //! - [`health`]: [`Health`], liveness and readiness flags.
 //! - [`duration`]: [`ConfigDuration`], `"30s"`/`"5m"`/`250` in config files.
 //! - [`metrics`]: [`Metrics`], the shared Prometheus registry.
+//! - [`throttle`]: [`LogThrottle`], one `warn` per interval for events the
+//!   network can repeat at will.
 
 pub mod drain;
 pub mod duration;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod throttle;
 
 pub use drain::{Drain, DrainWatch, Draining};
 pub use duration::ConfigDuration;
@@ -24,3 +27,4 @@ pub use error::ErrorSource;
 pub use health::Health;
 pub use limits::Limits;
 pub use metrics::Metrics;
+pub use throttle::LogThrottle;

@@ -81,8 +81,10 @@ async fn no_route_for_an_sni_is_refused_logged_with_sni_and_port_and_counted() {
         .put_ok("/apisix/admin/stream_routes/k", &json!({"sni": "known.com", "upstream": {"nodes": {gs.node(): 1}}}))
         .await;
     let addr = gw.tls_addr();
-    eventually(5, "known.com routed", || async { TlsClient::default().connect(addr, Some("known.com")).await.ok() })
-        .await;
+    // Waits without connecting: a refusal before the route is loaded would
+    // take the listener's one warning of the minute.
+    gw.applied().await;
+    TlsClient::default().connect(addr, Some("known.com")).await.expect("known.com routed");
     let series = format!("shardgate_stream_no_route_total{{listener=\"tls/{addr}\"}}");
     let before = gw.metric(&series).await;
     let err = TlsClient::default().connect(addr, Some("orphan.com")).await.expect_err("a certificate but no route");
@@ -94,6 +96,15 @@ async fn no_route_for_an_sni_is_refused_logged_with_sni_and_port_and_counted() {
         .find(|l| l.contains("no stream route matches") && l.contains("orphan.com"))
         .expect("a no-route log line naming the SNI");
     assert!(line.contains("orphan.com") && line.contains(&format!("port={}", addr.port())), "{line}");
+
+    // A client that keeps trying writes one warning a minute, not one per
+    // connection; each refusal is still counted.
+    for _ in 0..5 {
+        TlsClient::default().connect(addr, Some("orphan.com")).await.expect_err("still no route");
+    }
+    assert_eq!(gw.metric(&series).await, before + 6.0);
+    let warnings = gw.log().lines().filter(|l| l.contains("WARN") && l.contains("no stream route matches")).count();
+    assert_eq!(warnings, 1, "refusals after the first within a minute are logged at debug:\n{}", gw.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,6 +60,19 @@ use crate::metrics::{
     CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, PassthroughLabels, RouteLabels, StreamMetrics,
 };
 
+/// Logs a connection refused for want of a route, a name or a certificate:
+/// at `warn` at most once a minute per listener (a scanner or a client with
+/// a wrong name would otherwise write a line per connection), else at
+/// `debug`. Every refusal is counted in a metric by the caller.
+macro_rules! refused {
+    ($ctx:expr, $($fields:tt)+) => {
+        match $ctx.refusals.due() {
+            Some(suppressed) => tracing::warn!(refused_since_last_warning = suppressed, $($fields)+),
+            None => tracing::debug!($($fields)+),
+        }
+    };
+}
+
 /// Everything a connection needs from its listener, shared by all its connections.
 pub(crate) struct ListenerCtx {
     pub(crate) name: String,
@@ -80,6 +93,9 @@ pub(crate) struct ListenerCtx {
     /// Send a v1 header upstream unless the route or upstream says otherwise.
     pub(crate) proxy_protocol_to_upstream: bool,
     pub(crate) refusal_log: crate::proxy_protocol::RefusalLog,
+    /// Rate limit on `warn` lines about connections refused for want of a
+    /// route, a name or a certificate (see [`refused!`]).
+    pub(crate) refusals: shardgate_core::LogThrottle,
     pub(crate) limit_conn: Arc<crate::plugins::LimitConnRegistry>,
     pub(crate) metrics: StreamMetrics,
     pub(crate) accepted: Counter,
@@ -263,7 +279,7 @@ async fn serve_plain(
 ) -> Outcome {
     let Some((target, _)) = snap.stream.find(&query(None, peer, local)) else {
         ctx.no_route.inc();
-        tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
+        refused!(ctx, listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
         return Outcome::early(CloseReason::no_route, None);
     };
     if refused_by_route(ctx, target, peer, None) {
@@ -430,7 +446,7 @@ async fn serve_tls(
     // for a name nothing serves (certificate and route alike).
     let Some(name) = sni.as_deref().or(fallback) else {
         ctx.handshake_failed(HandshakeFailure::no_sni);
-        tracing::warn!(listener = %ctx.name, %peer, port = local.port(), "no SNI and no fallback_sni; refusing the handshake");
+        refused!(ctx, listener = %ctx.name, %peer, port = local.port(), "no SNI and no fallback_sni; refusing the handshake");
         drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, None), sni);
@@ -438,7 +454,7 @@ async fn serve_tls(
     let route = route_for(snap, name, sni.is_some(), fallback, peer, local);
     let Some((route, routed_by)) = route else {
         ctx.no_route.inc();
-        tracing::warn!(listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
+        refused!(ctx, listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
         drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
@@ -476,7 +492,7 @@ async fn serve_tls(
     let cert = snap.certs.find(name).or_else(|| fallback.and_then(|f| snap.certs.find(f)));
     let Some(cert) = cert else {
         ctx.handshake_failed(HandshakeFailure::unknown_sni);
-        tracing::warn!(listener = %ctx.name, %peer, sni = name, "no certificate for this SNI; refusing the handshake");
+        refused!(ctx, listener = %ctx.name, %peer, sni = name, "no certificate for this SNI; refusing the handshake");
         drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);

@@ -24,10 +24,9 @@
 //! [`Header::addresses`] `None`: the connection keeps the socket's own
 //! addresses, as the specification says a receiver must.
 
+use shardgate_core::LogThrottle;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family as MetricFamily;
@@ -528,42 +527,18 @@ pub async fn read_header(sock: &mut TcpStream) -> Result<Header, ReadError> {
     }
 }
 
-/// Shortest time between two `warn` lines about refused headers on one
-/// listener. A load balancer that stops sending headers (or a scanner) would
-/// otherwise log a line per connection; the refusals in between are logged
-/// at `debug` and all of them are counted in
-/// `shardgate_proxy_protocol_refused_total`.
-pub const REFUSAL_WARN_INTERVAL: Duration = Duration::from_secs(60);
-
-/// One listener's rate limit on `warn` lines about refused headers.
-#[derive(Debug)]
-pub struct RefusalLog {
-    epoch: std::time::Instant,
-    /// Milliseconds after `epoch` of the last `warn`; `u64::MAX`: never.
-    last_warn_ms: AtomicU64,
-    /// Refusals logged at `debug` since the last `warn`.
-    suppressed: AtomicU64,
-}
-
-impl Default for RefusalLog {
-    fn default() -> Self {
-        RefusalLog {
-            epoch: std::time::Instant::now(),
-            last_warn_ms: AtomicU64::new(u64::MAX),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-}
+/// One listener's rate limit on `warn` lines about refused headers: a load
+/// balancer that stops sending headers (or a scanner) would otherwise log a
+/// line per connection; the refusals in between are logged at `debug` and
+/// all of them are counted in `shardgate_proxy_protocol_refused_total`.
+#[derive(Debug, Default)]
+pub struct RefusalLog(LogThrottle);
 
 impl RefusalLog {
     /// Logs one refusal: a `warn` if none was logged on this listener for
-    /// [`REFUSAL_WARN_INTERVAL`], else a `debug`.
+    /// [`shardgate_core::throttle::REFUSAL_WARN_INTERVAL`], else a `debug`.
     fn report(&self, listener: &str, peer: SocketAddr, reason: RefuseReason, error: &dyn std::fmt::Display) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        let due = last == u64::MAX || now.saturating_sub(last) >= REFUSAL_WARN_INTERVAL.as_millis() as u64;
-        if due && self.last_warn_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        if let Some(suppressed) = self.0.due() {
             tracing::warn!(
                 listener,
                 %peer,
@@ -573,7 +548,6 @@ impl RefusalLog {
                 "connection closed: the listener requires a PROXY protocol header (is the load balancer in front sending one?); further refusals within a minute are logged at debug"
             );
         } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(listener, %peer, reason = reason.as_str(), error = %error, "connection closed: no valid PROXY protocol header");
         }
     }

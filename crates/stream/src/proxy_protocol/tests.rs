@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
