@@ -44,7 +44,12 @@ impl LogThrottle {
     /// many were logged at `debug` since the last `warn`; `None` when it
     /// goes to `debug`.
     pub fn due(&self) -> Option<u64> {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.due_at(self.epoch.elapsed())
+    }
+
+    /// [`LogThrottle::due`] at `elapsed` after this throttle was made.
+    fn due_at(&self, elapsed: Duration) -> Option<u64> {
+        let now = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_warn_ms.load(Ordering::Relaxed);
         let due = last == u64::MAX || now.saturating_sub(last) >= self.interval_ms;
         if due && self.last_warn_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
@@ -62,12 +67,12 @@ mod tests {
 
     #[test]
     fn one_warn_per_interval_carrying_the_count_in_between() {
-        let t = LogThrottle::new(Duration::from_millis(50));
-        assert_eq!(t.due(), Some(0), "the first event warns");
-        assert_eq!(t.due(), None);
-        assert_eq!(t.due(), None);
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(t.due(), Some(2), "the next warn says how many were quieter");
-        assert_eq!(t.due(), None);
+        let t = LogThrottle::new(Duration::from_secs(60));
+        let at = Duration::from_secs;
+        assert_eq!(t.due_at(at(5)), Some(0), "the first event warns");
+        assert_eq!(t.due_at(at(6)), None);
+        assert_eq!(t.due_at(at(64)), None, "59 s after the warning");
+        assert_eq!(t.due_at(at(65)), Some(2), "the next warn says how many were quieter");
+        assert_eq!(t.due_at(at(70)), None);
     }
 }
