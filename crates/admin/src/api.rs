@@ -792,11 +792,11 @@ fn stored(status: StatusCode, key: &str, wire: Wire) -> Response {
 }
 
 impl AdminState {
-    fn store(&self) -> &dyn Store {
+    pub(crate) fn store(&self) -> &dyn Store {
         &*self.inner.store
     }
 
-    fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.inner.prefix
     }
 

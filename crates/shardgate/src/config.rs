@@ -1024,6 +1024,7 @@ impl Config {
             key,
             secure_cookie: self.dashboard.secure_cookie,
             body_timeout: self.limits.admin_body_read_timeout.get(),
+            read_timeout: self.limits.admin_request_timeout.get(),
         }))
     }
 

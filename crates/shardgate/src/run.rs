@@ -199,9 +199,13 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
         }
     };
 
-    let dashboard = config
-        .dashboard_settings()?
-        .map(|settings| shardgate_admin::dashboard::Dashboard::new(settings, &key, config.admin.viewer_key.as_deref()));
+    let checkers = (Arc::clone(&registry), config.store.prefix.clone());
+    let healthchecks: HealthcheckStatus = Arc::new(move |target| checkers.0.healthcheck_status(&checkers.1, target));
+    let dashboard = config.dashboard_settings()?.map(|settings| {
+        shardgate_admin::dashboard::Dashboard::new(settings, &key, config.admin.viewer_key.as_deref())
+            .with_metrics(metrics.clone())
+            .with_health(Arc::clone(&healthchecks))
+    });
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
         .with_dashboard(dashboard)
         .with_viewer_key(config.admin.viewer_key.clone())
@@ -219,8 +223,6 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
         stopped(stop_rx.clone()),
     ));
     let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
-    let checkers = (Arc::clone(&registry), config.store.prefix.clone());
-    let healthchecks: HealthcheckStatus = Arc::new(move |target| checkers.0.healthcheck_status(&checkers.1, target));
     let metrics_task = tokio::spawn(shardgate_admin::serve(
         metrics_socket,
         health_router(Arc::clone(&health), metrics.clone())

@@ -1,7 +1,8 @@
 //! The dashboard's backend over real sockets: sign-in with hashed and
 //! plaintext (seed 000) users and with the keys, the session cookie on the
 //! Admin API with its CSRF token, read-only users, expiry, sign-out, shared
-//! sessions between replicas, throttling, and `validate`'s warning.
+//! sessions between replicas, throttling, `validate`'s warning, and the
+//! JSON the dashboard reads: metrics samples, health checkers, certificates.
 
 mod common;
 
@@ -9,7 +10,8 @@ use common::{bash, gateway, text};
 use serde_json::{Value, json};
 use shardgate_admin::dashboard::PasswordHash;
 use shardgate_e2e::admin::{Response, http};
-use shardgate_e2e::{ADMIN_KEY, Gateway, eventually};
+use shardgate_e2e::{ADMIN_KEY, GameServer, Gateway, TestCert, eventually, ports};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A hashed user, a read-only hashed user, and seed 000's block verbatim
 /// (`authentication.users`, plaintext password, comment and all).
@@ -255,4 +257,138 @@ async fn validate_warns_about_plaintext_passwords() {
     let out = bash(format!("'{bin}' validate --config bad.yaml"), dir.path()).await;
     assert!(!out.status.success());
     assert!(text(&out).contains("dashboard.users[1].password_hash is missing"), "{}", text(&out));
+}
+
+/// One echo through a plain stream listener.
+async fn echo(listener: std::net::SocketAddr) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(listener).await.ok()?;
+    s.write_all(b"ping").await.ok()?;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await.ok()?.ok()?;
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_and_health_come_from_the_gateway_itself() {
+    let gw = gateway().tls_listeners(0).plain_listeners(1).yaml(&users_yaml()).spawn().await;
+    let gs = GameServer::start("gs").await;
+    let dead = ports::free("127.0.0.1");
+    let checks = json!({"active": {"type": "tcp", "healthy": {"interval": 1, "successes": 1}, "unhealthy": {"interval": 1, "tcp_failures": 1}}});
+    let admin = gw.admin();
+    // The game server has the higher priority: every connection goes there.
+    let nodes = json!([
+        {"host": "127.0.0.1", "port": gs.addr.port(), "weight": 1, "priority": 1},
+        {"host": "127.0.0.1", "port": dead.port(), "weight": 1, "priority": 0}
+    ]);
+    admin.put_ok("/apisix/admin/upstreams/u", &json!({"nodes": nodes, "checks": checks})).await;
+    admin.put_ok("/apisix/admin/stream_routes/r", &json!({"upstream_id": "u"})).await;
+    let listener = gw.plain[0];
+    let reply = eventually(5, "the route serves", || async { echo(listener).await }).await;
+    assert_eq!(reply, "[gs] ping");
+
+    let (cookie, _) = session_of(&login(&gw, &json!({"username": "watcher", "password": "watch only please"})).await);
+    assert_eq!(http(gw.admin, "GET", "/ui/api/stats", &[], None).await.status, 401, "a session is needed");
+    let series = "shardgate_stream_connections_accepted_total";
+    let listener_label = format!("tcp/{listener}");
+    let accepted = |body: &Value| {
+        body["samples"].as_array().expect("samples").iter().find_map(|s| {
+            (s["name"] == series && s["labels"]["listener"] == listener_label.as_str())
+                .then(|| s["value"].as_f64().expect("value"))
+        })
+    };
+    let first = http(gw.admin, "GET", "/ui/api/stats", &[("Cookie", &cookie)], None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let before = accepted(&first.json()).unwrap_or_else(|| panic!("{series} for {listener_label}: {}", first.body));
+    let from_metrics = gw.metric(&format!("{series}{{listener=\"{listener_label}\"}}")).await;
+    assert_eq!(before, from_metrics, "the same number /metrics shows");
+    assert!(before >= 1.0);
+    assert_eq!(echo(listener).await.as_deref(), Some("[gs] ping"));
+    let second = http(gw.admin, "GET", "/ui/api/stats", &[("Cookie", &cookie)], None).await.json();
+    assert_eq!(accepted(&second), Some(before + 1.0), "two polls give a rate");
+    assert!(second["time"].as_f64().expect("time") >= first.json()["time"].as_f64().expect("time"));
+
+    // Health: the Control API's answer of the metrics listener, once the dead node is seen.
+    eventually(10, "the dead node is unhealthy", || async {
+        let r = http(gw.admin, "GET", "/ui/api/health", &[("Cookie", &cookie)], None).await;
+        let text = r.body.clone();
+        (r.status == 200 && text.contains("unhealthy")).then_some(())
+    })
+    .await;
+    let ours = http(gw.admin, "GET", "/ui/api/health", &[("Cookie", &cookie)], None).await.json();
+    let control = http(gw.metrics, "GET", "/v1/healthcheck", &[], None).await.json();
+    assert_eq!(ours[0]["name"], "/apisix/upstreams/u");
+    let strip = |v: &Value| {
+        let mut nodes: Vec<(u64, String)> = v[0]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| (n["port"].as_u64().expect("port"), n["status"].as_str().expect("status").to_owned()))
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    assert_eq!(strip(&ours), strip(&control), "the same checker status as /v1/healthcheck");
+    assert_eq!(strip(&ours), {
+        let mut v =
+            vec![(u64::from(gs.addr.port()), "healthy".to_owned()), (u64::from(dead.port()), "unhealthy".to_owned())];
+        v.sort();
+        v
+    });
+}
+
+/// A certificate for `name` valid for `days` days, made by `openssl req`.
+async fn openssl_cert(dir: &std::path::Path, name: &str, days: u32) -> (String, String) {
+    let out = bash(
+        format!(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days {days} -subj /CN={name} -addext subjectAltName=DNS:{name} -keyout {name}.key -out {name}.crt 2>&1"
+        ),
+        dir,
+    )
+    .await;
+    assert!(out.status.success(), "openssl: {}", text(&out));
+    let read = |f: String| std::fs::read_to_string(dir.join(f)).expect("read");
+    (read(format!("{name}.crt")), read(format!("{name}.key")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_listed_soonest_expiry_first() {
+    let gw = gateway().tls_listeners(0).yaml(&users_yaml()).spawn().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (late_cert, late_key) = openssl_cert(dir.path(), "late.example", 90).await;
+    let (soon_cert, soon_key) = openssl_cert(dir.path(), "soon.example", 30).await;
+    let admin = gw.admin();
+    // Stored late first, so the order is the answer's own.
+    admin.put_ok("/apisix/admin/ssls/a", &json!({"cert": late_cert, "key": late_key, "snis": ["late.example"]})).await;
+    admin
+        .put_ok(
+            "/apisix/admin/ssls/b",
+            &json!({"cert": soon_cert, "key": soon_key, "snis": ["soon.example", "*.soon.example"]}),
+        )
+        .await;
+
+    let (cookie, _) = session_of(&login(&gw, &json!({"username": "watcher", "password": "watch only please"})).await);
+    let r = http(gw.admin, "GET", "/ui/api/certificates", &[("Cookie", &cookie)], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = r.json()["list"].as_array().expect("list").clone();
+    let ids: Vec<&str> = list.iter().map(|e| e["id"].as_str().expect("id")).collect();
+    assert_eq!(ids, ["b", "a"], "soonest first: {}", r.body);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    for (entry, days, name) in [(&list[0], 30, "soon.example"), (&list[1], 90, "late.example")] {
+        let left = entry["days_left"].as_i64().expect("days_left");
+        assert!((days - 1..=days).contains(&left), "{entry}");
+        let not_after = entry["not_after"].as_i64().expect("not_after");
+        assert!((not_after - now - days * 86_400).abs() < 120, "{entry}");
+        assert!(entry["not_before"].as_i64().expect("not_before") <= now);
+        assert_eq!(entry["subject"], format!("CN={name}"));
+        assert_eq!(entry["issuer"], format!("CN={name}"));
+    }
+    assert_eq!(list[0]["snis"], json!(["soon.example", "*.soon.example"]));
+    assert!(!r.body.contains("PRIVATE KEY"), "no key in the answer");
+
+    // An expired certificate (accepted, as APISIX accepts it) comes first, below zero days.
+    let old = TestCert::expired(&["old.example"]);
+    admin.put_ok("/apisix/admin/ssls/c", &old.ssl_body(&["old.example"])).await;
+    let list = http(gw.admin, "GET", "/ui/api/certificates", &[("Cookie", &cookie)], None).await.json();
+    assert_eq!(list["list"][0]["id"], "c");
+    assert!(list["list"][0]["days_left"].as_i64().expect("days") < -365);
 }

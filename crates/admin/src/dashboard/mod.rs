@@ -6,6 +6,11 @@
 //! | `POST /ui/api/login` `{"username","password"}` or `{"key"}` | 200 `{"user","role","csrf","expires_at"}` and the `shardgate_session` cookie; 401 `wrong username or password` (unknown user, wrong password, wrong key alike); 429 when throttled; 400 naming the field |
 //! | `GET /ui/api/session` | 200 as sign-in (a reloaded page finds its CSRF token again); 401 `not signed in` |
 //! | `POST /ui/api/logout` | 200 `{}`, cookie cleared; needs `X-CSRF-Token` |
+//! | `GET /ui/api/stats` | 200 `{"time","samples":[{"name","labels","value"}]}`: the metrics registry ([`stats`]) |
+//! | `GET /ui/api/health` | the metrics listener's `/v1/healthcheck` answer (APISIX Control API) |
+//! | `GET /ui/api/certificates` | 200 `{"list":[{"id","snis","not_before","not_after","days_left","issuer","subject"}]}` soonest expiry first ([`certificates`]) |
+//!
+//! The last three need a session of any role (401 `not signed in`).
 //!
 //! Sign-in takes a configured user (`dashboard.users`, passwords hashed,
 //! see [`password`]) or the admin key (role `admin`) or viewer key (role
@@ -23,8 +28,10 @@
 //! same hash computation as a known one, so timing does not tell them
 //! apart. Passwords, hashes, tokens and keys are never logged.
 
+pub mod certificates;
 pub mod password;
 pub mod session;
+pub mod stats;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -45,7 +52,9 @@ use tokio::time::Instant;
 pub use password::PasswordHash;
 pub use session::{Claims, DenyList, Role, SessionKey, TokenError, Via};
 
-use crate::{AdminState, ApiError};
+use shardgate_core::Metrics;
+
+use crate::{AdminState, ApiError, HealthcheckStatus};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "shardgate_session";
@@ -91,6 +100,8 @@ pub struct DashboardSettings {
     pub secure_cookie: bool,
     /// Longest a sign-in body may take to arrive.
     pub body_timeout: Duration,
+    /// Longest a store read for `/ui/api/certificates` may take.
+    pub read_timeout: Duration,
 }
 
 struct UserEntry {
@@ -111,6 +122,7 @@ pub struct Dashboard {
     session_ttl: Duration,
     secure_cookie: bool,
     body_timeout: Duration,
+    read_timeout: Duration,
     users: HashMap<String, UserEntry>,
     admin_key: KeyEntry,
     viewer_key: Option<KeyEntry>,
@@ -121,6 +133,10 @@ pub struct Dashboard {
     /// Checked against when the user name is unknown, so the answer takes
     /// as long as for a known one.
     decoy: PasswordHash,
+    /// The process's registry, for `/ui/api/stats`.
+    metrics: Metrics,
+    /// Health checkers' status, for `/ui/api/health`.
+    health: Option<HealthcheckStatus>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -171,6 +187,7 @@ impl Dashboard {
             session_ttl: settings.session_ttl,
             secure_cookie: settings.secure_cookie,
             body_timeout: settings.body_timeout,
+            read_timeout: settings.read_timeout,
             users,
             admin_key,
             viewer_key,
@@ -179,7 +196,21 @@ impl Dashboard {
             by_addr: throttle::Backoff::new(throttle::ADDR_FREE_FAILURES),
             checks: Arc::new(Semaphore::new(MAX_PASSWORD_CHECKS)),
             decoy: PasswordHash::decoy(),
+            metrics: Metrics::default(),
+            health: None,
         }
+    }
+
+    /// Serves `/ui/api/stats` from `metrics` (default: an empty registry).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Serves `/ui/api/health` from the `/v1/healthcheck` status source.
+    pub fn with_health(mut self, health: HealthcheckStatus) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// The session a request's cookie holds: `None` without a session
@@ -292,6 +323,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/ui/api/login", post(login))
         .route("/ui/api/session", get(current))
         .route("/ui/api/logout", post(logout))
+        .route("/ui/api/stats", get(stats_json))
+        .route("/ui/api/health", get(health_json))
+        .route("/ui/api/certificates", get(certificates_json))
         .layer(axum::middleware::map_response(|mut r: Response| async move {
             // Answers hold session and CSRF tokens: never cached.
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -511,6 +545,69 @@ async fn logout(State(state): State<AdminState>, headers: HeaderMap) -> Response
             r
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The dashboard, if the request carries a valid session.
+fn signed_in(state: &AdminState, headers: &HeaderMap) -> Option<Arc<Dashboard>> {
+    let d = state.dashboard()?;
+    match d.session(headers)? {
+        Ok(_) => Some(d),
+        Err(e) => {
+            tracing::debug!(reason = %e, "dashboard session refused");
+            None
+        }
+    }
+}
+
+async fn stats_json(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let Some(d) = signed_in(&state, &headers) else { return not_signed_in() };
+    let metrics = d.metrics.clone();
+    // Encoding and parsing a large registry is CPU work: off the runtime.
+    let answer = tokio::task::spawn_blocking(move || {
+        let text = metrics.encode_openmetrics().map_err(|e| format!("encoding the metrics: {e}"))?;
+        let samples = stats::parse(&text).map_err(|e| e.to_string())?;
+        let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
+        let samples: Vec<Value> = samples.iter().map(stats::Sample::to_json).collect();
+        Ok::<_, String>(json!({"time": time, "samples": samples}))
+    })
+    .await;
+    match answer {
+        Ok(Ok(body)) => (StatusCode::OK, Json(body)).into_response(),
+        Ok(Err(e)) => ApiError::Internal(e).into_response(),
+        Err(e) => ApiError::Internal(format!("stats task: {e}")).into_response(),
+    }
+}
+
+async fn health_json(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let Some(d) = signed_in(&state, &headers) else { return not_signed_in() };
+    let Some(health) = &d.health else {
+        return error(StatusCode::NOT_FOUND, "health checks are not available on this listener");
+    };
+    let (code, body) = health(None);
+    (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
+}
+
+async fn certificates_json(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let Some(d) = signed_in(&state, &headers) else { return not_signed_in() };
+    let prefix = shardgate_model::ResourceKind::Ssls.key_prefix(state.prefix());
+    let listing = match tokio::time::timeout(d.read_timeout, state.store().list(&prefix)).await {
+        Err(_) => {
+            return ApiError::Busy(format!("the store did not answer within {:?}; retry", d.read_timeout))
+                .into_response();
+        }
+        Ok(Err(e)) => return ApiError::from(e).into_response(),
+        Ok(Ok(l)) => l,
+    };
+    // Parsing every certificate is CPU work: off the runtime.
+    let answer = tokio::task::spawn_blocking(move || {
+        let entries = listing.kvs.iter().map(|kv| certificates::entry(&kv.key, &kv.value)).collect();
+        certificates::list(entries, now_unix())
+    })
+    .await;
+    match answer {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => ApiError::Internal(format!("certificates task: {e}")).into_response(),
     }
 }
 

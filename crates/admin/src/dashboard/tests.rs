@@ -51,6 +51,7 @@ fn settings(secret: &str, users: Vec<User>) -> DashboardSettings {
         key: SessionKey::from_source(secret.as_bytes()),
         secure_cookie: false,
         body_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
     }
 }
 
@@ -303,4 +304,47 @@ async fn without_a_dashboard_there_is_no_ui_api_and_cookies_mean_nothing() {
     // A session from a dashboard elsewhere is just an unknown cookie here.
     let a = ui.call("GET", "/apisix/admin/upstreams", &[("cookie", "shardgate_session=v1.x.y")], "").await;
     assert_eq!(a.body["description"], "missing apikey");
+}
+
+#[tokio::test]
+async fn stats_health_and_certificates_need_a_session_and_answer_json() {
+    use prometheus_client::metrics::gauge::Gauge;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let metrics = Metrics::new();
+    let g: Gauge = Gauge::default();
+    g.set(42);
+    metrics.register(|r| r.register("test_level", "A level", g.clone()));
+    let health: HealthcheckStatus = Arc::new(|_| (200, json!([{"name": "/apisix/upstreams/1", "nodes": []}])));
+    let dashboard = Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None)
+        .with_metrics(metrics)
+        .with_health(health);
+    let state = AdminState::new(Arc::clone(&store) as Arc<dyn Store>, "/apisix", KEY, Limits::default())
+        .with_dashboard(Some(dashboard));
+    // An object written by something else than this API, which no parser reads.
+    store
+        .put(
+            "/apisix/ssls/broken",
+            b"{\"cert\":\"garbage\",\"snis\":[\"b.example\"]}".to_vec(),
+            shardgate_store::Condition::Always,
+        )
+        .await
+        .expect("put");
+    let ui = Ui { router: crate::router(state.clone()).merge(router(state)), _dir: dir };
+    for path in ["/ui/api/stats", "/ui/api/health", "/ui/api/certificates"] {
+        let a = ui.call("GET", path, &[], "").await;
+        assert_eq!((a.status, &a.body), (StatusCode::UNAUTHORIZED, &json!({"error_msg": "not signed in"})), "{path}");
+    }
+    let (cookie, _) = ui.session(json!({"username": "watcher", "password": "battery staple"})).await;
+    let stats = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!(stats.status, StatusCode::OK);
+    assert!((stats.body["time"].as_f64().expect("time") - now_unix() as f64).abs() < 5.0);
+    assert_eq!(stats.body["samples"], json!([{"name": "shardgate_test_level", "labels": {}, "value": 42.0}]));
+    let health = ui.call("GET", "/ui/api/health", &[("cookie", &cookie)], "").await;
+    assert_eq!((health.status, health.body), (StatusCode::OK, json!([{"name": "/apisix/upstreams/1", "nodes": []}])));
+    let certs = ui.call("GET", "/ui/api/certificates", &[("cookie", &cookie)], "").await;
+    assert_eq!(certs.status, StatusCode::OK);
+    assert_eq!(certs.body["list"][0]["id"], "broken");
+    assert_eq!(certs.body["list"][0]["snis"], json!(["b.example"]));
+    assert_eq!(certs.body["list"][0]["error"], "cert: no PEM block found");
 }
