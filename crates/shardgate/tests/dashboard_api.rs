@@ -392,3 +392,34 @@ async fn certificates_are_listed_soonest_expiry_first() {
     assert_eq!(list["list"][0]["id"], "c");
     assert!(list["list"][0]["days_left"].as_i64().expect("days") < -365);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_password_output_signs_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = env!("CARGO_BIN_EXE_shardgate");
+    let out =
+        bash(format!("printf '%s\\n' 'pass with spaces & $igns' | '{bin}' dashboard hash-password"), dir.path()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let phc = String::from_utf8(out.stdout.clone()).expect("utf-8").trim().to_owned();
+    assert!(phc.starts_with("$pbkdf2-sha256$i=600000$") && phc.split('$').count() == 5, "{phc}");
+    assert!(!text(&out).contains("pass with spaces"), "the password is not echoed back");
+
+    // Empty input and a password on the command line are refused.
+    let out = bash(format!("'{bin}' dashboard hash-password < /dev/null"), dir.path()).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no password on standard input"), "{}", text(&out));
+    let out = bash(format!("'{bin}' dashboard hash-password 'pass with spaces'"), dir.path()).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = bash(format!("'{bin}' dashboard hash-password --help"), dir.path()).await;
+    assert!(text(&out).contains("password_hash:") && text(&out).contains("dashboard:"), "{}", text(&out));
+
+    let gw = gateway()
+        .tls_listeners(0)
+        .yaml(&format!("dashboard:\n  users:\n    - username: ops\n      password_hash: \"{phc}\"\n"))
+        .spawn()
+        .await;
+    let r = login(&gw, &json!({"username": "ops", "password": "pass with spaces & $igns"})).await;
+    assert_eq!((r.status, r.json()["role"].as_str()), (200, Some("admin")), "{}", r.body);
+    let r = login(&gw, &json!({"username": "ops", "password": "pass with spaces & $igns\n"})).await;
+    assert_eq!(r.status, 401, "the line end was not part of the password");
+}
