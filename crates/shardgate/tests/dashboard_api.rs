@@ -107,6 +107,13 @@ async fn users_sign_in_and_write_through_the_admin_api_with_their_csrf_token() {
     // The keys sign in with their roles.
     let admin_key = login(&gw, &json!({"key": ADMIN_KEY})).await;
     assert_eq!(admin_key.json()["role"], "admin");
+
+    // Nothing secret reaches the log.
+    let log = gw.log();
+    let token = cookie.trim_start_matches("shardgate_session=");
+    for secret in [token, csrf.as_str(), "correct horse battery", "Admin@2025", "$pbkdf2-sha256", ADMIN_KEY] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

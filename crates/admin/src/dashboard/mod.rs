@@ -442,7 +442,9 @@ async fn sign_in(d: &Arc<Dashboard>, req: Request) -> Result<Response, Response>
         by_user.into_iter().chain(d.by_addr.wait(&ip, now)).max()
     };
     if let Some(wait) = throttled(Instant::now()) {
-        tracing::warn!(client = %ip, user = ?user_key, "dashboard sign-in refused: too many failures");
+        // Cheap to send: at debug, so a flood does not flood the log (each
+        // failure that started the wait was logged at warn).
+        tracing::debug!(client = %ip, user = ?user_key, "dashboard sign-in refused: too many failures");
         return Err(too_many(wait));
     }
     let permit = match tokio::time::timeout(PASSWORD_CHECK_WAIT, Arc::clone(&d.checks).acquire_owned()).await {

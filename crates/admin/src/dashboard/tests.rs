@@ -348,3 +348,17 @@ async fn stats_health_and_certificates_need_a_session_and_answer_json() {
     assert_eq!(certs.body["list"][0]["snis"], json!(["b.example"]));
     assert_eq!(certs.body["list"][0]["error"], "cert: no PEM block found");
 }
+
+#[tokio::test]
+async fn secure_cookie_adds_secure() {
+    let mut s = settings("a-dashboard-secret-0123456789", users());
+    s.secure_cookie = true;
+    let ui = ui_with(s);
+    let a = ui.login(json!({"key": KEY})).await;
+    let set = a.headers.get(header::SET_COOKIE).expect("cookie").to_str().expect("ascii").to_owned();
+    assert!(set.ends_with("; Path=/; HttpOnly; SameSite=Strict; Secure"), "{set}");
+    let (cookie, csrf) = (a.cookie(), a.body["csrf"].as_str().expect("csrf").to_owned());
+    let out = ui.call("POST", "/ui/api/logout", &[("cookie", &cookie), ("x-csrf-token", &csrf)], "").await;
+    let cleared = out.headers.get(header::SET_COOKIE).expect("cleared").to_str().expect("ascii").to_owned();
+    assert!(cleared.ends_with("; Max-Age=0; Secure"), "{cleared}");
+}
