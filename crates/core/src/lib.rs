@@ -1,7 +1,8 @@
-//! shardgate-core owns what every other crate shares and nothing that does I/O:
-//! the data-plane error vocabulary, the drain (graceful shutdown) signal, the
-//! named limits, the health state behind `/healthz` and `/readyz`, durations as
-//! written in config files, and the handle to the metrics registry.
+//! shardgate-core owns what every other crate shares and nothing that does
+//! network I/O: the data-plane error vocabulary, the drain (graceful shutdown)
+//! signal, the named limits, the health state behind `/healthz` and `/readyz`,
+//! durations as written in config files, the handle to the metrics registry,
+//! and the process metrics (read from `/proc/self` when scraped).
 //!
 //! # Layout
 //! - [`error`]: [`ErrorSource`] (downstream, upstream, internal) and retry hints.
@@ -10,6 +11,7 @@
 //! - [`health`]: [`Health`], liveness and readiness flags.
 //! - [`duration`]: [`ConfigDuration`], `"30s"`/`"5m"`/`250` in config files.
 //! - [`metrics`]: [`Metrics`], the shared Prometheus registry.
+//! - [`process`]: `process_*` metrics and `shardgate_build_info`.
 
 pub mod drain;
 pub mod duration;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 
 pub use drain::{Drain, DrainWatch, Draining};
 pub use duration::ConfigDuration;
