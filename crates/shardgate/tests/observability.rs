@@ -1,0 +1,436 @@
+//! Observability a studio runs: process metrics and `shardgate_build_info`
+//! scraped from the real binary, the edge's access log (CloudFront's
+//! standard-log fields) driven by real requests, and the shipped Grafana
+//! dashboard and Prometheus alert rules (`promtool check rules`, `promtool
+//! test rules`, and every metric they name exists in a real `/metrics`).
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{bash, gateway, text};
+use serde_json::{Value, json};
+use shardgate_e2e::origin::get;
+use shardgate_e2e::tls::roundtrip;
+use shardgate_e2e::{GameServer, Gateway, OriginFile, TestCert, TestOrigin, TlsClient, eventually};
+
+const HOST: &str = "assets.test";
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs_f64()
+}
+
+/// The value of an unlabelled series in a classic-format exposition.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_metrics_and_build_info_read_the_running_process() {
+    let before = now_secs();
+    let gw = gateway().spawn().await;
+    let after = now_secs();
+    let first = gw.metrics_text().await;
+
+    // The process started within this test's window (the kernel counts the
+    // start in 10 ms ticks after boot, and boot time in whole seconds).
+    let start = sample(&first, "process_start_time_seconds");
+    assert!(start >= before - 1.5 && start <= after + 1.0, "start {start} outside [{before}, {after}]");
+    let rss = sample(&first, "process_resident_memory_bytes");
+    assert!(rss > 1_000_000.0, "a running gateway holds more than 1 MB: {rss}");
+    assert!(sample(&first, "process_virtual_memory_bytes") >= rss);
+    let fds = sample(&first, "process_open_fds");
+    let max_fds = sample(&first, "process_max_fds");
+    assert!(fds >= 5.0 && fds < max_fds, "listeners and the store are open: {fds} of {max_fds}");
+    assert!(sample(&first, "process_threads") >= 2.0, "tokio's workers");
+    // Conventional names: no prefix, and exactly one family of each.
+    assert!(!first.contains("shardgate_process_"), "{first}");
+    assert_eq!(first.matches("# TYPE process_cpu_seconds_total counter\n").count(), 1, "{first}");
+
+    // Open descriptors follow the connections the gateway holds (give or
+    // take the scrapes' own connections).
+    let baseline = sample(&gw.metrics_text().await, "process_open_fds");
+    let held: Vec<std::net::TcpStream> =
+        (0..20).map(|_| std::net::TcpStream::connect(gw.tls_addr()).expect("connect")).collect();
+    eventually(8, &format!("18 descriptors more than {baseline}"), || async {
+        (sample(&gw.metrics_text().await, "process_open_fds") >= baseline + 18.0).then_some(())
+    })
+    .await;
+    drop(held);
+
+    // CPU time grows with work (TLS handshakes and proxied bytes); bounded rounds.
+    let cpu = sample(&first, "process_cpu_seconds_total");
+    let gs = GameServer::start("gs").await;
+    let admin = gw.admin();
+    admin.put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&["gs-1.com"]).ssl_body(&["gs-1.com"])).await;
+    admin
+        .put_ok(
+            "/apisix/admin/stream_routes/r1",
+            &json!({"sni": "gs-1.com", "upstream": {"nodes": {gs.addr.to_string(): 1}}}),
+        )
+        .await;
+    let client = TlsClient::default();
+    let mut grew = false;
+    for _ in 0..40 {
+        for _ in 0..20 {
+            if let Ok(mut s) = client.connect(gw.tls_addr(), Some("gs-1.com")).await {
+                assert_eq!(roundtrip(&mut s, "ping").await, "[gs] ping");
+            }
+        }
+        if sample(&gw.metrics_text().await, "process_cpu_seconds_total") > cpu {
+            grew = true;
+            break;
+        }
+    }
+    assert!(grew, "process_cpu_seconds_total stayed at {cpu} through 800 TLS sessions");
+
+    // Build information, one series set to 1.
+    let info = first.lines().find(|l| l.starts_with("shardgate_build_info{")).expect("shardgate_build_info");
+    assert!(info.ends_with("} 1"), "{info}");
+    assert!(info.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{info}");
+    assert!(info.contains("rustc=\"rustc "), "{info}");
+    let commit = info.split("commit=\"").nth(1).and_then(|r| r.split('"').next()).expect("commit label");
+    let head = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match (std::env::var("SHARDGATE_BUILD_COMMIT").ok().filter(|c| !c.is_empty()), head) {
+        (Some(given), _) => assert_eq!(commit, given),
+        (None, Some(head)) => assert_eq!(commit, head, "the build script records the checkout's commit"),
+        (None, None) => assert_eq!(commit, "unknown"),
+    }
+    let target = info.split("target=\"").nth(1).and_then(|r| r.split('"').next()).expect("target label");
+    assert!(target.contains(std::env::consts::ARCH), "{target}");
+
+    // promtool accepts the whole exposition, process metrics included.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("metrics.txt"), gw.metrics_text().await).expect("write");
+    let out = bash("promtool check metrics < metrics.txt".into(), dir.path()).await;
+    assert!(out.status.success() && text(&out).trim().is_empty(), "promtool check metrics:\n{}", text(&out));
+}
+
+/// The edge's access-log lines (log.format json), as JSON objects.
+fn access_lines(gw: &Gateway) -> Vec<Value> {
+    gw.log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "shardgate::access" && v["message"] == "edge request")
+        .collect()
+}
+
+/// Waits for the one line whose `cs(Referer)` is `referer`.
+async fn line_with_referer(gw: &Gateway, referer: &str) -> Value {
+    eventually(10, &format!("the access line of {referer}"), || async {
+        let found: Vec<Value> = access_lines(gw).into_iter().filter(|l| l["cs(Referer)"] == referer).collect();
+        assert!(found.len() <= 1, "one line per request: {found:?}");
+        found.into_iter().next()
+    })
+    .await
+}
+
+const BLOCK_POSTMAN: &str = r#"{"Name": "game-assets", "DefaultAction": {"Allow": {}},
+  "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "game-assets"},
+  "Rules": [{"Name": "StringMatch", "Priority": 0, "Action": {"Block": {}},
+    "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "StringMatch"},
+    "Statement": {"ByteMatchStatement": {"FieldToMatch": {"SingleHeader": {"Name": "user-agent"}},
+      "PositionalConstraint": "STARTS_WITH", "SearchString": "PostmanRuntime",
+      "TextTransformations": [{"Type": "NONE", "Priority": 0}]}}}]}"#;
+
+/// A distribution `prod` for [`HOST`] behind the web ACL above, with a
+/// header canary to the staging distribution `stage`.
+async fn edge_setup(gw: &Gateway, a: &TestOrigin, b: &TestOrigin) {
+    let admin = gw.admin();
+    let r = admin.request("PUT", "/apisix/admin/web_acls/guard", Some(BLOCK_POSTMAN)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/stage",
+            &json!({"staging": true, "origins": {"b": {"upstream": {"nodes": {b.addr.to_string(): 1}}, "origin_path": "/resource_b"}}}),
+        )
+        .await;
+    admin
+        .put_ok(
+            "/apisix/admin/continuous_deployment_policies/cd",
+            &json!({"staging_distribution_id": "stage", "enabled": true,
+                    "traffic": {"type": "single_header", "header": "aws-cf-cd-resource", "value": "b"}}),
+        )
+        .await;
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/prod",
+            &json!({"hosts": [HOST], "web_acl_id": "guard", "continuous_deployment_policy_id": "cd",
+                    "origins": {"a": {"upstream": {"nodes": {a.addr.to_string(): 1}}}},
+                    "behaviors": [{"path_pattern": "/big/*"}]}),
+        )
+        .await;
+    let edge = gw.edge_plain[0];
+    eventually(5, "distribution live", || async {
+        // The origin's 404 (with X-Cache), not the edge's for an unknown host.
+        get(edge, HOST, "/warmup", &[("referer", "http://tag.test/warmup")])
+            .await
+            .1
+            .contains_key("x-cache")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_writes_cloudfront_fields_per_edge_request() {
+    let gw = gateway()
+        .tls_listeners(0)
+        .edge_http(1)
+        .edge_https(1)
+        .edge_yaml("  access_log:\n    edge_location: edge-test-1\n")
+        .yaml("log:\n  format: json\n")
+        .spawn()
+        .await;
+    let a = TestOrigin::start(vec![
+        ("/asset", OriginFile::new(vec![b'a'; 1000]).etag("\"a\"")),
+        ("/big/file", OriginFile::new(vec![b'z'; 1 << 20]).slow(20, Duration::from_millis(150))),
+    ])
+    .await;
+    let b = TestOrigin::start(vec![("/resource_b/asset", OriginFile::new(vec![b'b'; 2000]))]).await;
+    let cert = TestCert::ecdsa(&[HOST]);
+    gw.admin().put_ok("/apisix/admin/ssls/assets", &cert.ssl_body(&[HOST])).await;
+    edge_setup(&gw, &a, &b).await;
+    let edge = gw.edge_plain[0];
+    let secret_headers = [("cookie", "session=COOKIE-SECRET"), ("authorization", "Bearer AUTH-SECRET")];
+
+    // A miss, then a hit, from a game client whose User-Agent has a space.
+    let mut headers = vec![("user-agent", "Game Client/1.0"), ("referer", "http://tag.test/miss x")];
+    headers.extend(secret_headers);
+    let (status, _, body) = get(edge, HOST, "/asset?v=1", &headers).await;
+    assert_eq!((status, body.len()), (200, 1000));
+    headers[1] = ("referer", "http://tag.test/hit");
+    assert_eq!(get(edge, HOST, "/asset?v=1", &headers).await.0, 200);
+    // Blocked by the web ACL; sent to staging by the canary header; a host
+    // no distribution serves.
+    assert_eq!(
+        get(edge, HOST, "/asset", &[("user-agent", "PostmanRuntime/7.29.2"), ("referer", "http://tag.test/block")])
+            .await
+            .0,
+        403
+    );
+    let staged =
+        get(edge, HOST, "/asset", &[("aws-cf-cd-resource", "b"), ("referer", "http://tag.test/staging")]).await;
+    assert_eq!((staged.0, staged.2.len()), (200, 2000));
+    assert_eq!(get(edge, "nobody.test", "/x", &[("referer", "http://tag.test/unknown")]).await.0, 404);
+
+    let miss = line_with_referer(&gw, "http://tag.test/miss%20x").await;
+    let date = miss["date"].as_str().expect("date");
+    assert!(date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-', "{miss}");
+    let time = miss["time"].as_str().expect("time");
+    assert!(time.len() == 8 && time.as_bytes()[2] == b':', "{miss}");
+    for (field, want) in [
+        ("x-edge-location", json!("edge-test-1")),
+        ("c-ip", json!("127.0.0.1")),
+        ("cs-method", json!("GET")),
+        ("cs(Host)", json!(HOST)),
+        ("x-host-header", json!(HOST)),
+        ("cs-uri-stem", json!("/asset")),
+        ("cs-uri-query", json!("v=1")),
+        ("sc-status", json!(200)),
+        ("cs(User-Agent)", json!("Game%20Client/1.0")),
+        ("x-edge-result-type", json!("Miss")),
+        ("x-edge-response-result-type", json!("Miss")),
+        ("x-edge-detailed-result-type", json!("Miss")),
+        ("cs-protocol", json!("http")),
+        ("cs-protocol-version", json!("HTTP/1.1")),
+        ("sc-content-type", json!("application/octet-stream")),
+        ("sc-content-len", json!(1000)),
+        ("distribution-id", json!("prod")),
+        ("cache-behavior-path-pattern", json!("default")),
+        ("x-shardgate-variant", json!("primary")),
+        ("x-shardgate-waf-action", json!("allow")),
+        ("x-shardgate-waf-rule", json!("default")),
+    ] {
+        assert_eq!(miss[field], want, "{field} in {miss}");
+    }
+    for absent in ["ssl-protocol", "ssl-cipher", "primary-distribution-id", "x-forwarded-for", "cs(Cookie)"] {
+        assert!(miss.get(absent).is_none(), "{absent} in {miss}");
+    }
+    let sc_bytes = miss["sc-bytes"].as_u64().expect("sc-bytes");
+    assert!(sc_bytes > 1000 && sc_bytes < 1500, "body and head: {miss}");
+    let cs_bytes = miss["cs-bytes"].as_u64().expect("cs-bytes");
+    assert!(cs_bytes > 100 && cs_bytes < 400, "the request head: {miss}");
+    assert!(miss["c-port"].as_u64().expect("c-port") > 0);
+    let taken = miss["time-taken"].as_f64().expect("time-taken");
+    let first_byte = miss["time-to-first-byte"].as_f64().expect("time-to-first-byte");
+    assert!((0.0..30.0).contains(&taken) && first_byte <= taken, "{miss}");
+    let id = miss["x-edge-request-id"].as_str().expect("request id");
+    assert!(id.len() == 32 && id.bytes().all(|c| c.is_ascii_hexdigit()), "{miss}");
+
+    let hit = line_with_referer(&gw, "http://tag.test/hit").await;
+    assert_eq!(hit["x-edge-result-type"], "Hit", "{hit}");
+    assert_ne!(hit["x-edge-request-id"], miss["x-edge-request-id"]);
+
+    let block = line_with_referer(&gw, "http://tag.test/block").await;
+    for (field, want) in [
+        ("sc-status", json!(403)),
+        ("cs(User-Agent)", json!("PostmanRuntime/7.29.2")),
+        ("x-edge-result-type", json!("Error")),
+        ("x-edge-detailed-result-type", json!("InvalidRequestBlocked")),
+        ("x-shardgate-waf-action", json!("block")),
+        ("x-shardgate-waf-rule", json!("StringMatch")),
+        ("distribution-id", json!("prod")),
+    ] {
+        assert_eq!(block[field], want, "{field} in {block}");
+    }
+
+    let staging = line_with_referer(&gw, "http://tag.test/staging").await;
+    for (field, want) in [
+        ("distribution-id", json!("stage")),
+        ("primary-distribution-id", json!("prod")),
+        ("x-shardgate-variant", json!("staging")),
+        ("x-edge-result-type", json!("Miss")),
+        ("sc-content-len", json!(2000)),
+    ] {
+        assert_eq!(staging[field], want, "{field} in {staging}");
+    }
+
+    let unknown = line_with_referer(&gw, "http://tag.test/unknown").await;
+    assert_eq!(
+        (&unknown["sc-status"], &unknown["x-edge-result-type"], &unknown["x-edge-detailed-result-type"]),
+        (&json!(404), &json!("Error"), &json!("InvalidRequest")),
+        "{unknown}"
+    );
+    assert!(unknown.get("distribution-id").is_none(), "{unknown}");
+
+    // HTTPS over HTTP/2: the negotiated protocol and cipher, OpenSSL's names.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), &cert.cert).expect("ca");
+    let port = gw.edge_tls[0].port();
+    let out = bash(
+        format!(
+            "curl -sS --http2 --cacert ca.pem --resolve {HOST}:{port}:127.0.0.1 -e http://tag.test/https -o /dev/null -w '%{{http_code}}' https://{HOST}:{port}/asset?v=1"
+        ),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{}", text(&out));
+    let https = line_with_referer(&gw, "http://tag.test/https").await;
+    assert_eq!(https["cs-protocol"], "https", "{https}");
+    assert_eq!(https["cs-protocol-version"], "HTTP/2.0", "{https}");
+    assert_eq!(https["ssl-protocol"], "TLSv1.3", "{https}");
+    let cipher = https["ssl-cipher"].as_str().expect("cipher");
+    assert!(
+        ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"].contains(&cipher),
+        "{https}"
+    );
+    assert_eq!(https["x-host-header"], format!("{HOST}:{port}"), "curl sends the port in :authority: {https}");
+
+    // A viewer that leaves mid-download: logged when it goes, as an error
+    // whose response was a miss (CloudFront's ClientCommError).
+    let mut sock = std::net::TcpStream::connect(edge).expect("connect");
+    sock.write_all(
+        format!("GET /big/file HTTP/1.1\r\nHost: {HOST}\r\nReferer: http://tag.test/gone\r\n\r\n").as_bytes(),
+    )
+    .expect("send");
+    let mut got = vec![0u8; 64 * 1024];
+    let n = sock.read(&mut got).expect("read the head");
+    assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got[..n]));
+    drop(sock);
+    let gone = line_with_referer(&gw, "http://tag.test/gone").await;
+    for (field, want) in [
+        ("sc-status", json!(200)),
+        ("x-edge-result-type", json!("Error")),
+        ("x-edge-response-result-type", json!("Miss")),
+        ("x-edge-detailed-result-type", json!("ClientCommError")),
+        ("cache-behavior-path-pattern", json!("/big/*")),
+        ("sc-content-len", json!(1 << 20)),
+    ] {
+        assert_eq!(gone[field], want, "{field} in {gone}");
+    }
+    assert!(gone["sc-bytes"].as_u64().expect("sc-bytes") < 1 << 20, "cut short: {gone}");
+
+    // One line per request, and never a cookie or a credential.
+    let lines = access_lines(&gw);
+    let ids: BTreeSet<&str> = lines.iter().filter_map(|l| l["x-edge-request-id"].as_str()).collect();
+    assert_eq!(ids.len(), lines.len(), "request ids are unique");
+    let log = gw.log();
+    assert!(!log.contains("COOKIE-SECRET") && !log.contains("AUTH-SECRET"), "secrets in the log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_tsv_format_and_its_switches() {
+    let gw = gateway()
+        .tls_listeners(0)
+        .edge_http(1)
+        .edge_yaml("  access_log:\n    format: tsv\n    edge_location: edge-tsv\n")
+        .spawn()
+        .await;
+    let a = TestOrigin::start(vec![("/asset", OriginFile::new("tsv"))]).await;
+    let b = TestOrigin::start(vec![]).await;
+    edge_setup(&gw, &a, &b).await;
+    let edge = gw.edge_plain[0];
+    let ua = "Tab\tand \"quotes\"";
+    assert_eq!(get(edge, HOST, "/asset", &[("referer", "http://tag.test/tsv"), ("user-agent", ua)]).await.0, 200);
+
+    // `#Version` and `#Fields` once, then one CloudFront line per request:
+    // 33 columns in CloudFront's order, then shardgate's.
+    let rows = eventually(10, "the tsv line", || async {
+        let log = gw.log();
+        let rows: Vec<String> =
+            log.lines().filter_map(|l| l.split_once("shardgate::access: ").map(|(_, m)| m.to_owned())).collect();
+        rows.iter().any(|r| r.contains("http://tag.test/tsv")).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows[0], "#Version: 1.0");
+    let names: Vec<&str> = rows[1].strip_prefix("#Fields: ").expect("#Fields line").split(' ').collect();
+    assert_eq!(names.len(), 39);
+    assert_eq!(rows.iter().filter(|r| r.starts_with('#')).count(), 2, "{rows:?}");
+    let row = rows.iter().find(|r| r.contains("http://tag.test/tsv")).expect("row");
+    let values: Vec<&str> = row.split('\t').collect();
+    assert_eq!(values.len(), names.len(), "{row}");
+    let field: HashMap<&str, &str> = names.iter().copied().zip(values.iter().copied()).collect();
+    for (name, want) in [
+        ("x-edge-location", "edge-tsv"),
+        ("cs-method", "GET"),
+        ("cs-uri-stem", "/asset"),
+        ("sc-status", "200"),
+        ("cs(User-Agent)", "Tab%09and%20%22quotes%22"),
+        ("cs-uri-query", "-"),
+        ("cs(Cookie)", "-"),
+        ("x-edge-result-type", "Miss"),
+        ("ssl-protocol", "-"),
+        ("fle-status", "-"),
+        ("sc-content-len", "3"),
+        ("distribution-id", "prod"),
+        ("x-shardgate-waf-action", "allow"),
+    ] {
+        assert_eq!(field[name], want, "{name} in {row}");
+    }
+    let taken = field["time-taken"];
+    assert!(taken.len() >= 5 && taken.as_bytes()[taken.len() - 4] == b'.', "seconds with 3 decimals: {taken}");
+    drop(gw);
+
+    // `enabled: false`, and a log filter that silences the target: no line,
+    // while the rest of the log goes on.
+    for (edge_yaml, log_yaml) in
+        [("  access_log:\n    enabled: false\n", ""), ("", "log:\n  level: info,shardgate::access=off\n")]
+    {
+        let gw = gateway()
+            .tls_listeners(0)
+            .edge_http(1)
+            .edge_yaml(edge_yaml)
+            .yaml(log_yaml)
+            .log_level_from_file()
+            .spawn()
+            .await;
+        edge_setup(&gw, &a, &b).await;
+        assert_eq!(get(gw.edge_plain[0], HOST, "/asset", &[("referer", "http://tag.test/off")]).await.0, 200);
+        let log = gw.log();
+        assert!(log.contains("shardgate ready"), "{log}");
+        assert!(!log.contains("tag.test") && !log.contains("edge request"), "{edge_yaml}{log_yaml}: {log}");
+    }
+}
