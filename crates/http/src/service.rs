@@ -35,7 +35,9 @@ use crate::access_log::{AccessLog, ErrorDetail, Facts, TlsSession};
 use crate::body::{EdgeBody, FillBody};
 use crate::canary::{self, Variant};
 use crate::key;
-use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels, WafLabels};
+use crate::metrics::{
+    DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels, ResponseLabels, WafLabels,
+};
 use crate::origin::{self, OriginError, OriginRequest};
 
 /// The response header naming the side that served a canary distribution.
@@ -174,12 +176,16 @@ impl EdgeService {
     /// Serves one viewer request, and writes its access log line once the
     /// response has been sent.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
-        match self.access_log.start(&req, &conn) {
-            None => self.route(req, conn, &mut Facts::default()).await,
-            Some(mut entry) => {
-                let resp = self.route(req, conn, entry.facts()).await;
-                entry.respond(resp)
-            }
+        let mut entry = self.access_log.start(&req, &conn);
+        let mut unlogged = Facts::default();
+        let facts = entry.as_mut().map_or(&mut unlogged, |e| e.facts());
+        let resp = Arc::clone(&self).route(req, conn, facts).await;
+        let distribution = Label(facts.distribution.clone().unwrap_or_else(|| Arc::from("")));
+        let labels = ResponseLabels { distribution, status: ResponseLabels::class(resp.status()) };
+        self.metrics.responses.get_or_create(&labels).inc();
+        match entry {
+            Some(entry) => entry.respond(resp),
+            None => resp,
         }
     }
 

@@ -434,3 +434,375 @@ async fn access_log_tsv_format_and_its_switches() {
         assert!(!log.contains("tag.test") && !log.contains("edge request"), "{edge_yaml}{log_yaml}: {log}");
     }
 }
+
+const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/shardgate-dashboard.json");
+const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus");
+
+/// Metric names in a PromQL expression (or, with `in_text`, in an
+/// annotation's prose): identifiers that start with one of `prefixes`, not
+/// a `$variable`, and (in PromQL) outside string literals.
+fn metric_names(expr: &str, prefixes: &[&str], in_text: bool) -> BTreeSet<String> {
+    let b = expr.as_bytes();
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !in_text && matches!(c, b'"' | b'\'' | b'`') {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            let variable = start > 0 && b[start - 1] == b'$';
+            if !variable && prefixes.iter().any(|p| word.starts_with(p)) {
+                out.insert(word.to_owned());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every name a query can select in a classic-format exposition: samples,
+/// and every family named in a `# TYPE` line (a histogram as its `_bucket`,
+/// `_sum` and `_count` series; its bare name selects nothing).
+fn exposed_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
+            match kind {
+                "histogram" => out.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}"))),
+                "summary" => out.extend([String::new(), "_sum".into(), "_count".into()].map(|s| format!("{name}{s}"))),
+                _ => {
+                    out.insert(name.to_owned());
+                }
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            out.insert(line[..end].to_owned());
+        }
+    }
+    out
+}
+
+/// The alerting rules file, parsed.
+fn rules() -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{RULES_DIR}/shardgate-rules.yml")).expect("read the rules");
+    let doc: Value = serde_yaml_ng::from_str(&text).expect("the rules are YAML");
+    doc["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").clone())
+        .collect()
+}
+
+/// Every `expr` of the dashboard's panels, with the panel's title.
+fn dashboard_exprs(dashboard: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default().to_owned();
+            out.push((panel["title"].as_str().unwrap_or_default().to_owned(), expr));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let dir = std::path::Path::new(RULES_DIR);
+    let out = bash("promtool check rules shardgate-rules.yml".into(), dir).await;
+    let rules = rules();
+    assert!(
+        out.status.success(),
+        "promtool check rules (the README's test command installs promtool):\n{}",
+        text(&out)
+    );
+    assert!(text(&out).contains(&format!("SUCCESS: {} rules found", rules.len())), "{}", text(&out));
+    let out = bash("promtool test rules shardgate-rules.test.yml".into(), dir).await;
+    assert!(out.status.success() && text(&out).contains("SUCCESS"), "promtool test rules:\n{}", text(&out));
+
+    // Every alert: a `for:`, a severity, a summary and a description; and
+    // the unit tests show it both firing and quiet.
+    let tests: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(dir.join("shardgate-rules.test.yml")).expect("read the rule tests"),
+    )
+    .expect("the rule tests are YAML");
+    let cases: Vec<&Value> = tests["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().expect("cases"))
+        .collect();
+    let mut names = BTreeSet::new();
+    for rule in &rules {
+        let name = rule["alert"].as_str().expect("only alerting rules");
+        assert!(names.insert(name), "{name} is defined twice");
+        assert!(rule["for"].as_str().is_some_and(|f| !f.is_empty()), "{name} has no `for:`");
+        assert!(
+            ["critical", "warning"].contains(&rule["labels"]["severity"].as_str().unwrap_or("")),
+            "{name}: severity"
+        );
+        for a in ["summary", "description"] {
+            assert!(rule["annotations"][a].as_str().is_some_and(|s| s.len() > 10), "{name}: annotation {a}");
+        }
+        let of = |firing: bool| {
+            cases
+                .iter()
+                .any(|c| c["alertname"] == name && c["exp_alerts"].as_array().is_some_and(|a| a.is_empty() != firing))
+        };
+        assert!(of(true) && of(false), "{name} needs a firing and a quiet case in shardgate-rules.test.yml");
+    }
+    for must in [
+        "ShardgateEdgeRequestRateDrop",
+        "ShardgateEdgeHigh5xxRatio",
+        "ShardgateEdgeOriginLatencyHigh",
+        "ShardgateUpstreamNodeUnhealthy",
+        "ShardgateUpstreamFailOpen",
+        "ShardgateTLSHandshakeFailureSurge",
+        "ShardgateConfigApplyErrors",
+        "ShardgateStoreDown",
+        "ShardgateCertificateExpiringSoon",
+        "ShardgateProcessNearFdLimit",
+        "EtcdFrequentLeaderChanges",
+        "EtcdSlowWALFsync",
+        "EtcdSlowPeerRoundTrip",
+    ] {
+        assert!(names.contains(must), "{must} is missing from the rules");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_is_well_formed_and_its_queries_parse() {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(DASHBOARD).expect("read the dashboard")).expect("valid JSON");
+    assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36), "schemaVersion");
+    assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40), "uid");
+    assert!(dashboard["id"].is_null(), "an exported dashboard has no id");
+    let inputs = dashboard["__inputs"].as_array().expect("__inputs");
+    assert!(
+        inputs
+            .iter()
+            .any(|i| i["name"] == "DS_PROMETHEUS" && i["type"] == "datasource" && i["pluginId"] == "prometheus"),
+        "the import asks for a Prometheus datasource"
+    );
+    let datasource = json!({"type": "prometheus", "uid": "${DS_PROMETHEUS}"});
+    for var in dashboard["templating"]["list"].as_array().expect("variables") {
+        assert_eq!(var["datasource"], datasource, "variable {}", var["name"]);
+    }
+
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut rects: Vec<(u64, u64, u64, u64, String)> = Vec::new();
+    let mut rows = Vec::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("every panel has a title").to_owned();
+        assert!(ids.insert(p["id"].as_u64().expect("numeric id")), "id {} is not unique ({title})", p["id"]);
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (g["x"].as_u64(), g["y"].as_u64(), g["w"].as_u64(), g["h"].as_u64());
+        let (Some(x), Some(y), Some(w), Some(h)) = (x, y, w, h) else { panic!("{title}: gridPos {g}") };
+        assert!(w > 0 && h > 0 && x + w <= 24, "{title}: gridPos {g} outside the 24 columns");
+        for (ox, oy, ow, oh, other) in &rects {
+            let apart = x + w <= *ox || *ox + ow <= x || y + h <= *oy || *oy + oh <= y;
+            assert!(apart, "{title} overlaps {other}");
+        }
+        rects.push((x, y, w, h, title.clone()));
+        if p["type"] == "row" {
+            rows.push(title);
+            continue;
+        }
+        assert_eq!(p["datasource"], datasource, "{title}: panel datasource");
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title} has no query");
+        let mut refs = BTreeSet::new();
+        for t in targets {
+            assert_eq!(t["datasource"], datasource, "{title}: target datasource");
+            assert!(t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()), "{title}: empty expr");
+            assert!(refs.insert(t["refId"].as_str().expect("refId")), "{title}: refId twice");
+        }
+    }
+    for row in ["Stream gateway", "Edge", "WAF", "Control plane", "Process"] {
+        assert!(rows.iter().any(|r| r.starts_with(row)), "no {row} row in {rows:?}");
+    }
+
+    // Every metric selector filters by the dashboard's job and instance.
+    let exprs = dashboard_exprs(&dashboard);
+    for (title, expr) in &exprs {
+        for name in metric_names(expr, &["shardgate_", "process_"], false) {
+            for (at, _) in expr.match_indices(&name) {
+                let rest = &expr[at + name.len()..];
+                let matchers = rest.strip_prefix('{').and_then(|r| r.split_once('}')).map(|(m, _)| m);
+                assert!(
+                    matchers.is_some_and(|m| m.contains("job=~\"$job\"") && m.contains("instance=~\"$instance\"")),
+                    "{title}: {name} is not filtered by $job and $instance in {expr}"
+                );
+            }
+        }
+    }
+
+    // Every query is valid PromQL: promtool parses them as recording rules,
+    // with Grafana's variables replaced as Grafana would.
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, (_, expr)) in exprs.iter().enumerate() {
+        let expr = expr.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$instance", ".*");
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::to_string(&expr).expect("json")
+        ));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("dashboard-queries.yml"), rules).expect("write");
+    let out = bash("promtool check rules dashboard-queries.yml".into(), dir.path()).await;
+    assert!(out.status.success(), "a dashboard query does not parse:\n{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alert_rules_name_only_metrics_the_gateway_exports() {
+    let udp = shardgate_e2e::udp::free_port("127.0.0.1");
+    let gw =
+        gateway().edge_http(1).stream_web_acl("players").stream_yaml(&format!("  udp: [\"{udp}\"]\n")).spawn().await;
+    // Stream traffic: a TLS session through a health-checked upstream, a
+    // UDP session, a client that does not speak TLS, and one the listener's
+    // web ACL refuses.
+    let gs = GameServer::start("gs").await;
+    let ugs = shardgate_e2e::UdpGameServer::start("ugs").await;
+    let admin = gw.admin();
+    admin.put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&["gs-1.com"]).ssl_body(&["gs-1.com"])).await;
+    admin
+        .put_ok(
+            "/apisix/admin/upstreams/u1",
+            &json!({"nodes": {gs.addr.to_string(): 1},
+                    "checks": {"active": {"type": "tcp", "healthy": {"interval": 1}, "unhealthy": {"interval": 1}}}}),
+        )
+        .await;
+    admin.put_ok("/apisix/admin/stream_routes/r1", &json!({"sni": "gs-1.com", "upstream_id": "u1"})).await;
+    admin
+        .put_ok(
+            "/apisix/admin/stream_routes/udp",
+            &json!({"server_port": udp.port(), "upstream": {"nodes": {ugs.node(): 1}}}),
+        )
+        .await;
+    let r = admin
+        .request(
+            "PUT",
+            "/apisix/admin/ip_sets/banned",
+            Some(r#"{"Name": "banned", "IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let acl = r#"{"Name": "players", "DefaultAction": {"Allow": {}},
+      "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "players"},
+      "Rules": [{"Name": "banned", "Priority": 0, "Action": {"Block": {}},
+         "Statement": {"IPSetReferenceStatement": {"ARN": "banned"}},
+         "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "banned"}}]}"#;
+    let r = admin.request("PUT", "/apisix/admin/web_acls/players", Some(acl)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    gw.applied().await;
+    let client = TlsClient::default();
+    let mut s = eventually(5, "routed", || async { client.connect(gw.tls_addr(), Some("gs-1.com")).await.ok() }).await;
+    assert_eq!(roundtrip(&mut s, "hello").await, "[gs] hello");
+    let player = shardgate_e2e::UdpClient::new().await;
+    let reply = eventually(5, "a UDP session", || async {
+        player.roundtrip_tries(udp, "udp-hello", 2, Duration::from_millis(500)).await
+    })
+    .await;
+    assert!(reply.ends_with("udp-hello"), "{reply}");
+    let mut not_tls = std::net::TcpStream::connect(gw.tls_addr()).expect("connect");
+    not_tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut sink = Vec::new();
+    not_tls.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    // The gateway answers with an alert or a reset, and closes.
+    if let Err(e) = not_tls.read_to_end(&mut sink) {
+        let timed_out = matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+        assert!(!timed_out, "the gateway kept a connection that does not speak TLS open: {e}");
+    }
+    let banned = tokio::net::TcpSocket::new_v4().expect("socket");
+    banned.bind("127.0.0.2:0".parse().expect("address")).expect("bind 127.0.0.2");
+    let banned = banned.connect(gw.tls_addr()).await.expect("connect");
+    // Edge traffic: a miss, a hit, a WAF block, a staging request, an unknown host.
+    let a = TestOrigin::start(vec![("/asset", OriginFile::new("a"))]).await;
+    let b = TestOrigin::start(vec![("/resource_b/asset", OriginFile::new("b"))]).await;
+    edge_setup(&gw, &a, &b).await;
+    let edge = gw.edge_plain[0];
+    for headers in [vec![], vec![], vec![("user-agent", "PostmanRuntime/7.29.2")], vec![("aws-cf-cd-resource", "b")]] {
+        get(edge, HOST, "/asset", &headers).await;
+    }
+    get(edge, "nobody.test", "/", &[]).await;
+    let text = eventually(10, "samples of every kind of traffic", || async {
+        let t = gw.metrics_text().await;
+        [
+            "shardgate_upstream_node_healthy{",
+            "shardgate_stream_udp_sessions_active{",
+            "shardgate_stream_tls_handshake_failures_total{",
+            "shardgate_stream_waf_refused_total{",
+            "shardgate_waf_requests_total{",
+        ]
+        .iter()
+        .all(|series| t.contains(series))
+        .then_some(t)
+    })
+    .await;
+    drop((s, banned));
+    let exposed = exposed_names(&text);
+
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(DASHBOARD).expect("read the dashboard")).expect("valid JSON");
+    let mut used: Vec<(String, String)> = Vec::new();
+    for (title, expr) in dashboard_exprs(&dashboard) {
+        for name in metric_names(&expr, &["shardgate_", "process_"], false) {
+            used.push((format!("dashboard panel {title:?}"), name));
+        }
+    }
+    for rule in rules() {
+        let alert = rule["alert"].as_str().expect("alert").to_owned();
+        for name in metric_names(rule["expr"].as_str().expect("expr"), &["shardgate_", "process_"], false) {
+            used.push((format!("alert {alert}"), name));
+        }
+        for a in ["summary", "description"] {
+            for name in metric_names(rule["annotations"][a].as_str().unwrap_or(""), &["shardgate_", "process_"], true) {
+                used.push((format!("alert {alert} ({a})"), name));
+            }
+        }
+    }
+    assert!(used.len() > 60, "the parser found the names: {used:?}");
+    let missing: Vec<String> =
+        used.iter().filter(|(_, n)| !exposed.contains(n)).map(|(w, n)| format!("{w}: {n}")).collect();
+    assert!(
+        missing.is_empty(),
+        "metrics that /metrics does not export:\n{}\n\nexported: {exposed:?}",
+        missing.join("\n")
+    );
+    // Histograms are queried through their series, never by the bare name.
+    for histogram in ["shardgate_edge_origin_response_seconds", "shardgate_stream_tls_handshake_duration_seconds"] {
+        assert!(exposed.contains(&format!("{histogram}_bucket")) && !exposed.contains(histogram));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_alert_rules_name_metrics_etcd_exports() {
+    let names: BTreeSet<String> =
+        rules().iter().flat_map(|r| metric_names(r["expr"].as_str().expect("expr"), &["etcd_"], false)).collect();
+    assert!(names.len() >= 3, "{names:?}");
+    // Three members, so the peer round-trip histogram has observations.
+    let cluster = shardgate_e2e::EtcdCluster::start(3).await;
+    let addr: std::net::SocketAddr =
+        cluster.endpoint(0).trim_start_matches("http://").parse().expect("the member's client address");
+    let text = eventually(30, "etcd's peer round-trip histogram", || async {
+        let body = shardgate_e2e::admin::http(addr, "GET", "/metrics", &[], None).await.body;
+        body.contains("etcd_network_peer_round_trip_time_seconds_bucket{").then_some(body)
+    })
+    .await;
+    let exposed = exposed_names(&text);
+    let missing: Vec<&String> = names.iter().filter(|n| !exposed.contains(*n)).collect();
+    assert!(missing.is_empty(), "etcd does not export {missing:?}");
+}
