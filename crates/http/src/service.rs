@@ -7,6 +7,8 @@
 //!      fresh: serve | stale: serve within stale-while-revalidate, else revalidate
 //!      in flight: wait for the leader | miss: fetch, store, stream to every waiter
 //!   -> response (304 / 206 / 416 / 200, Age, X-Cache, variant header)
+//!   -> shardgate_edge_responses_total; the access log line once the body
+//!      has been sent or the viewer has gone (see access_log)
 //! ```
 //!
 //! The snapshot is loaded once per request, so a config change never alters

@@ -1350,4 +1350,29 @@ mod tests {
         let c = Config::parse("edge:\n  idle_timeout: 0s\n").expect("parse");
         assert!(c.check().unwrap_err().0.contains("edge.idle_timeout"));
     }
+
+    #[test]
+    fn edge_access_log_settings() {
+        // On by default, CloudFront's fields as log fields, named after the host.
+        let settings = Config::default().edge.access_log.settings();
+        assert!(settings.enabled);
+        assert_eq!(settings.format, shardgate_http::AccessLogFormat::Fields);
+        assert!(!settings.edge_location.is_empty() && settings.edge_location.bytes().all(|b| b.is_ascii_graphic()));
+        let c = Config::parse("edge:\n  access_log:\n    enabled: false\n    format: tsv\n    edge_location: fra-1\n")
+            .expect("parse");
+        assert!(c.check().is_ok());
+        let settings = c.edge.access_log.settings();
+        assert!(!settings.enabled);
+        assert_eq!((settings.format, settings.edge_location.as_str()), (shardgate_http::AccessLogFormat::Tsv, "fra-1"));
+        // A location that would break a tab-separated line, or too long.
+        for bad in ["\"edge 1\"", "\"\"", "\"edge\\tone\"", &"x".repeat(65)] {
+            let c = Config::parse(&format!("edge:\n  access_log:\n    edge_location: {bad}\n")).expect("parse");
+            let e = c.check().unwrap_err().0;
+            assert!(e.starts_with("edge.access_log.edge_location"), "{bad}: {e}");
+        }
+        let e = Config::parse("edge:\n  access_log:\n    format: json\n").unwrap_err().0;
+        assert!(e.contains("edge.access_log.format") && e.contains("fields") && e.contains("tsv"), "{e}");
+        let e = Config::parse("edge:\n  access_log:\n    enable: false\n").unwrap_err().0;
+        assert!(e.contains("edge.access_log") && e.contains("enable"), "{e}");
+    }
 }
