@@ -5,8 +5,9 @@
 //!   `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
 //!   `process_open_fds`, `process_max_fds`, `process_start_time_seconds`,
 //!   `process_threads`), so existing dashboards and alerts work unchanged.
-//!   They are read from `/proc/self` on each scrape by a [`Collector`] in the
-//!   registry without the `shardgate_` prefix ([`Metrics::register_standard`]);
+//!   They are read from `/proc/self` on each scrape by a prometheus-client
+//!   `Collector` in the registry without the `shardgate_` prefix
+//!   ([`Metrics::register_standard`]);
 //!   on other operating systems nothing is registered. A file that cannot be
 //!   read leaves its metrics out of that scrape rather than failing it.
 //! - `shardgate_build_info{version, commit, rustc, target}`, a gauge that is
