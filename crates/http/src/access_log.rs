@@ -55,6 +55,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
+use tracing::field::display as shown;
 
 use crate::body::{BoxError, EdgeBody};
 use crate::service::ConnInfo;
@@ -546,6 +547,10 @@ impl Entry {
             time_taken: seconds(taken),
             first_byte: resp.map(|r| seconds(r.first_byte)),
         };
+        // Names from the configuration, encoded like values from the network
+        // so that no field holds a space or a tab.
+        let behavior = facts.behavior.as_deref().and_then(|b| encoded(b.as_bytes(), MAX_URI_STEM));
+        let waf_rule = facts.waf.as_ref().and_then(|w| encoded(w.1.as_bytes(), MAX_HEADER_FIELD));
         match self.format {
             AccessLogFormat::Fields => tracing::info!(
                 target: "shardgate::access",
@@ -556,48 +561,48 @@ impl Entry {
                 "sc-bytes" = line.sc_bytes,
                 "c-ip" = %req.client.ip(),
                 "cs-method" = %req.method,
-                "cs(Host)" = req.host.as_deref(),
+                "cs(Host)" = req.host.as_deref().map(shown),
                 "cs-uri-stem" = %req.stem,
                 "sc-status" = line.status,
-                "cs(Referer)" = req.referer.as_deref(),
-                "cs(User-Agent)" = req.user_agent.as_deref(),
-                "cs-uri-query" = req.query.as_deref(),
-                "x-edge-result-type" = line.result,
+                "cs(Referer)" = req.referer.as_deref().map(shown),
+                "cs(User-Agent)" = req.user_agent.as_deref().map(shown),
+                "cs-uri-query" = req.query.as_deref().map(shown),
+                "x-edge-result-type" = %line.result,
                 "x-edge-request-id" = %self.id,
-                "x-host-header" = req.host_header.as_deref(),
-                "cs-protocol" = req.protocol,
+                "x-host-header" = req.host_header.as_deref().map(shown),
+                "cs-protocol" = %req.protocol,
                 "cs-bytes" = line.cs_bytes,
                 "time-taken" = line.time_taken,
-                "x-forwarded-for" = req.forwarded_for.as_deref(),
-                "ssl-protocol" = req.tls.map(|t| t.protocol),
-                "ssl-cipher" = req.tls.map(|t| t.cipher),
-                "x-edge-response-result-type" = line.response_result,
-                "cs-protocol-version" = req.version,
+                "x-forwarded-for" = req.forwarded_for.as_deref().map(shown),
+                "ssl-protocol" = req.tls.map(|t| shown(t.protocol)),
+                "ssl-cipher" = req.tls.map(|t| shown(t.cipher)),
+                "x-edge-response-result-type" = %line.response_result,
+                "cs-protocol-version" = %req.version,
                 "c-port" = req.client.port(),
                 "time-to-first-byte" = line.first_byte,
-                "x-edge-detailed-result-type" = line.detail,
-                "sc-content-type" = resp.and_then(|r| r.content_type.as_deref()),
+                "x-edge-detailed-result-type" = %line.detail,
+                "sc-content-type" = resp.and_then(|r| r.content_type.as_deref()).map(shown),
                 "sc-content-len" = resp.and_then(|r| r.content_len),
                 "sc-range-start" = resp.and_then(|r| r.range).map(|r| r.0),
                 "sc-range-end" = resp.and_then(|r| r.range).map(|r| r.1),
-                "distribution-id" = facts.distribution.as_deref(),
-                "primary-distribution-id" = facts.primary.as_deref(),
-                "cache-behavior-path-pattern" = facts.behavior.as_deref(),
-                "x-shardgate-variant" = facts.variant,
-                "x-shardgate-waf-action" = facts.waf.as_ref().map(|w| w.0),
-                "x-shardgate-waf-rule" = facts.waf.as_ref().map(|w| &*w.1),
+                "distribution-id" = facts.distribution.as_deref().map(shown),
+                "primary-distribution-id" = facts.primary.as_deref().map(shown),
+                "cache-behavior-path-pattern" = behavior.as_deref().map(shown),
+                "x-shardgate-variant" = facts.variant.map(shown),
+                "x-shardgate-waf-action" = facts.waf.as_ref().map(|w| shown(w.0)),
+                "x-shardgate-waf-rule" = waf_rule.as_deref().map(shown),
                 },
                 "edge request"
             ),
             AccessLogFormat::Tsv => {
-                let line = self.tsv(&date, &time, &line);
+                let line = self.tsv(&date, &time, &line, behavior.as_deref(), waf_rule.as_deref());
                 tracing::info!(target: "shardgate::access", "{line}");
             }
         }
     }
 
     /// The tab-separated line, in [`FIELDS`] order.
-    fn tsv(&self, date: &str, time: &str, line: &Line) -> String {
+    fn tsv(&self, date: &str, time: &str, line: &Line, behavior: Option<&str>, waf_rule: Option<&str>) -> String {
         fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
             v.map_or_else(|| "-".to_owned(), |v| v.to_string())
         }
@@ -641,10 +646,10 @@ impl Entry {
             opt(resp.and_then(|r| r.range).map(|r| r.1)),
             opt(facts.distribution.as_deref()),
             opt(facts.primary.as_deref()),
-            opt(facts.behavior.as_deref().map(|b| encoded(b.as_bytes(), MAX_URI_STEM).unwrap_or_default())),
+            opt(behavior),
             opt(facts.variant),
             opt(facts.waf.as_ref().map(|w| w.0)),
-            opt(facts.waf.as_ref().map(|w| encoded(w.1.as_bytes(), MAX_HEADER_FIELD).unwrap_or_default())),
+            opt(waf_rule),
         ];
         values.join("\t")
     }
