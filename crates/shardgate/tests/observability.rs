@@ -353,6 +353,38 @@ async fn access_log_writes_cloudfront_fields_per_edge_request() {
     }
     assert!(gone["sc-bytes"].as_u64().expect("sc-bytes") < 1 << 20, "cut short: {gone}");
 
+    // An origin that refuses connections: 502, CloudFront's OriginConnectError.
+    let dead = shardgate_e2e::ports::free("127.0.0.1");
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/distributions/dead",
+            &json!({"hosts": ["dead.test"], "origins": {"o": {"upstream": {"nodes": {dead.to_string(): 1}}}}}),
+        )
+        .await;
+    gw.applied().await;
+    assert_eq!(get(edge, "dead.test", "/x", &[("referer", "http://tag.test/dead")]).await.0, 502);
+    let down = line_with_referer(&gw, "http://tag.test/dead").await;
+    for (field, want) in [
+        ("sc-status", json!(502)),
+        ("distribution-id", json!("dead")),
+        ("x-edge-result-type", json!("Error")),
+        ("x-edge-response-result-type", json!("Error")),
+        ("x-edge-detailed-result-type", json!("OriginConnectError")),
+    ] {
+        assert_eq!(down[field], want, "{field} in {down}");
+    }
+
+    // Responses by status class, refusals included.
+    let metrics = gw.metrics_text().await;
+    for series in [
+        "shardgate_edge_responses_total{distribution=\"dead\",status=\"5xx\"} 1\n",
+        "shardgate_edge_responses_total{distribution=\"stage\",status=\"2xx\"} 1\n",
+        "shardgate_edge_responses_total{distribution=\"prod\",status=\"2xx\"} 4\n",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    assert!(metrics.contains("shardgate_edge_responses_total{distribution=\"\",status=\"4xx\"}"), "{metrics}");
+
     // One line per request, and never a cookie or a credential.
     let lines = access_lines(&gw);
     let ids: BTreeSet<&str> = lines.iter().filter_map(|l| l["x-edge-request-id"].as_str()).collect();
