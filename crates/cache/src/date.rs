@@ -208,8 +208,9 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// The date (year, month, day) of a day count since 1970-01-01 (inverse of
-/// [`days_from_civil`]).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// `days_from_civil`), proleptic Gregorian; the edge's access log writes
+/// its `date` field with it.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

@@ -1,7 +1,8 @@
-//! shardgate-core owns what every other crate shares and nothing that does I/O:
-//! the data-plane error vocabulary, the drain (graceful shutdown) signal, the
-//! named limits, the health state behind `/healthz` and `/readyz`, durations as
-//! written in config files, and the handle to the metrics registry.
+//! shardgate-core owns what every other crate shares and nothing that does
+//! network I/O: the data-plane error vocabulary, the drain (graceful shutdown)
+//! signal, the named limits, the health state behind `/healthz` and `/readyz`,
+//! durations as written in config files, the handle to the metrics registry,
+//! and the process metrics (read from `/proc/self` when scraped).
 //!
 //! # Layout
 //! - [`error`]: [`ErrorSource`] (downstream, upstream, internal) and retry hints.
@@ -12,6 +13,7 @@
 //! - [`metrics`]: [`Metrics`], the shared Prometheus registry.
 //! - [`throttle`]: [`LogThrottle`], one `warn` per interval for events the
 //!   network can repeat at will.
+//! - [`process`]: `process_*` metrics and `shardgate_build_info`.
 
 pub mod drain;
 pub mod duration;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod process;
 pub mod throttle;
 
 pub use drain::{Drain, DrainWatch, Draining};

@@ -3,16 +3,22 @@
 //! Each area (stream, upstream, control) defines its metric families in its own
 //! crate, with typed label sets, and registers them here at startup under the
 //! `shardgate_` prefix; `/metrics` encodes the registry in the text format.
+//! Metrics whose names are fixed by convention across exporters (the
+//! `process_*` family of the Prometheus client libraries, which dashboards
+//! query by name) live in a second registry without the prefix, encoded in
+//! the same exposition (see [`Metrics::register_standard`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::registry::Registry;
 
 /// A cheap, clonable handle to the process-wide registry.
 #[derive(Clone, Default)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// Families named by convention, without the `shardgate_` prefix.
+    standard: Arc<Mutex<Registry>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -24,7 +30,10 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// An empty registry whose metric names all start with `shardgate_`.
     pub fn new() -> Self {
-        Metrics { registry: Arc::new(Mutex::new(Registry::with_prefix("shardgate"))) }
+        Metrics {
+            registry: Arc::new(Mutex::new(Registry::with_prefix("shardgate"))),
+            standard: Arc::new(Mutex::new(Registry::default())),
+        }
     }
 
     /// Runs `f` with the registry, to register an area's families. Registration
@@ -34,12 +43,28 @@ impl Metrics {
         f(&mut registry)
     }
 
-    /// The registry in the OpenMetrics text format (what Prometheus asks for
-    /// with `Accept: application/openmetrics-text`).
+    /// Runs `f` with the registry of families whose names are fixed by a
+    /// convention shared across exporters and get no `shardgate_` prefix:
+    /// only the standard process metrics (`process_cpu_seconds_total`, ...)
+    /// belong here. Startup only, like [`Metrics::register`].
+    pub fn register_standard<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        let mut registry = self.standard.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut registry)
+    }
+
+    /// Both registries in the OpenMetrics text format (what Prometheus asks
+    /// for with `Accept: application/openmetrics-text`).
     pub fn encode_openmetrics(&self) -> Result<String, std::fmt::Error> {
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::with_capacity(16 * 1024);
-        encode(&mut out, &registry)?;
+        {
+            let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            encode_registry(&mut out, &registry)?;
+        }
+        {
+            let standard = self.standard.lock().unwrap_or_else(PoisonError::into_inner);
+            encode_registry(&mut out, &standard)?;
+        }
+        encode_eof(&mut out)?;
         Ok(out)
     }
 
@@ -108,5 +133,22 @@ mod tests {
         assert!(text.contains("# TYPE shardgate_config_generation gauge\n"));
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
         assert!(m.encode_openmetrics().expect("encode").ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn standard_families_have_no_prefix_and_one_eof() {
+        let m = Metrics::new();
+        let c: Counter = Counter::default();
+        c.inc_by(3);
+        m.register(|r| r.register("config_applies", "Snapshots published", c.clone()));
+        m.register_standard(|r| r.register("process_example", "Conventional name", c.clone()));
+        let open = m.encode_openmetrics().expect("encode");
+        assert!(open.contains("\nprocess_example_total 3\n"), "{open}");
+        assert!(!open.contains("shardgate_process_example"), "{open}");
+        assert!(open.contains("shardgate_config_applies_total 3\n"), "{open}");
+        assert_eq!(open.matches("# EOF").count(), 1, "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let classic = m.encode_prometheus().expect("encode");
+        assert!(classic.contains("# TYPE process_example_total counter\n"), "{classic}");
     }
 }

@@ -41,6 +41,9 @@ pub enum EdgeBody {
     Fill(FillBody),
     /// An origin body passed through.
     Origin(hyper::body::Incoming),
+    /// Another body, counted for the access log, whose line is written
+    /// when it drops.
+    Logged(Box<crate::access_log::LoggedBody>),
 }
 
 impl EdgeBody {
@@ -59,6 +62,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => Poll::Ready(None),
             EdgeBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             EdgeBody::Origin(inc) => Pin::new(inc).poll_frame(cx).map_err(Into::into),
+            EdgeBody::Logged(b) => Pin::new(&mut **b).poll_frame(cx),
             EdgeBody::Fill(f) => loop {
                 if f.end.is_some_and(|end| f.offset >= end) {
                     return Poll::Ready(None);
@@ -95,6 +99,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => true,
             EdgeBody::Full(b) => b.is_none(),
             EdgeBody::Origin(inc) => inc.is_end_stream(),
+            EdgeBody::Logged(b) => b.is_end_stream(),
             EdgeBody::Fill(f) => f.end.is_some_and(|end| f.offset >= end),
         }
     }
@@ -104,6 +109,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => SizeHint::with_exact(0),
             EdgeBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             EdgeBody::Origin(inc) => inc.size_hint(),
+            EdgeBody::Logged(b) => b.size_hint(),
             EdgeBody::Fill(f) => match f.end {
                 Some(end) => SizeHint::with_exact(end.saturating_sub(f.offset)),
                 None => SizeHint::default(),

@@ -12,7 +12,9 @@
 //! - [`origin`]: one request to an origin through its upstream runtime.
 //! - [`body`]: response bodies (cached fill windows, pass-through).
 //! - [`metrics`]: the `shardgate_edge_*` families.
+//! - [`access_log`]: one line per request, in CloudFront's standard-log fields.
 
+pub mod access_log;
 pub mod body;
 pub mod canary;
 pub mod key;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod origin;
 pub mod service;
 
+pub use access_log::{AccessLog, AccessLogFormat, AccessLogSettings};
 pub use listener::{HttpListenerSpec, HttpSettings, serve};
 pub use metrics::EdgeMetrics;
 pub use service::{ConnInfo, EdgeService, VARIANT_HEADER, purge_invalidated};

@@ -41,6 +41,7 @@ use shardgate_stream::listener::accept_loop;
 use shardgate_stream::proxy_protocol::{RefusalLog, RefusedLabels, accept_header};
 use shardgate_waf::TlsFingerprint;
 
+use crate::access_log::TlsSession;
 use crate::body::{BoxError, EdgeBody};
 use crate::service::{ConnInfo, EdgeService};
 
@@ -128,7 +129,7 @@ pub async fn serve(
             Some(a) => a,
             None => sock.local_addr().unwrap_or(spec.addr),
         };
-        let conn = ConnInfo { client: peer, local, tls: None };
+        let conn = ConnInfo { client: peer, local, tls: None, tls_session: None };
         let proxy_in = proxy_in.clone();
         tokio::spawn(connection(
             sock,
@@ -193,7 +194,8 @@ async fn connection(
         match config {
             Some(c) => {
                 let stream = tokio_rustls::StartHandshake::from_parts(accepted, sock).into_stream(c).await?;
-                Ok(Some((stream, fingerprint)))
+                let session = TlsSession::of(stream.get_ref().1);
+                Ok(Some((stream, fingerprint, session)))
             }
             None => {
                 // As on the stream plane: `unrecognized_name` (RFC 6066 §3).
@@ -204,8 +206,8 @@ async fn connection(
         }
     };
     match tokio::time::timeout_at(started + settings.handshake_timeout, handshake).await {
-        Ok(Ok(Some((stream, tls)))) => {
-            let conn = ConnInfo { tls, ..conn };
+        Ok(Ok(Some((stream, tls, session)))) => {
+            let conn = ConnInfo { tls, tls_session: Some(session), ..conn };
             serve_http(TokioIo::new(stream), conn, svc, &settings, drain).await
         }
         Ok(Ok(None)) => {}

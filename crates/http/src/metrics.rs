@@ -35,6 +35,30 @@ pub struct RequestLabels {
     pub cache: &'static str,
 }
 
+/// `{distribution, status}` for viewer responses.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    /// The distribution id that served (staging's id for staging); empty
+    /// for a request refused before any distribution (unknown host, bad
+    /// input).
+    pub distribution: Label,
+    /// The status class: `1xx`..`5xx`.
+    pub status: &'static str,
+}
+
+impl ResponseLabels {
+    /// The class of a status code.
+    pub fn class(status: http::StatusCode) -> &'static str {
+        match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        }
+    }
+}
+
 /// `{distribution, origin, status}` for origin requests.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OriginLabels {
@@ -76,6 +100,9 @@ pub struct WafLabels {
 pub struct EdgeMetrics {
     /// `shardgate_edge_requests_total`.
     pub requests: Family<RequestLabels, Counter>,
+    /// `shardgate_edge_responses_total`: every viewer response by status
+    /// class, refusals included.
+    pub responses: Family<ResponseLabels, Counter>,
     /// `shardgate_edge_refused_total`.
     pub refused: Family<RefusedLabels, Counter>,
     /// `shardgate_edge_origin_requests_total`.
@@ -99,6 +126,7 @@ impl EdgeMetrics {
     pub fn register(metrics: &Metrics) -> Self {
         let m = EdgeMetrics {
             requests: Family::default(),
+            responses: Family::default(),
             refused: Family::default(),
             origin_requests: Family::default(),
             origin_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
@@ -113,6 +141,11 @@ impl EdgeMetrics {
                 "edge_requests",
                 "Viewer requests by distribution, behavior, variant and cache phase",
                 m.requests.clone(),
+            );
+            r.register(
+                "edge_responses",
+                "Viewer responses by distribution (empty when refused before one) and status class",
+                m.responses.clone(),
             );
             r.register("edge_refused", "Viewer requests refused before reaching a distribution", m.refused.clone());
             r.register(

@@ -7,6 +7,8 @@
 //!      fresh: serve | stale: serve within stale-while-revalidate, else revalidate
 //!      in flight: wait for the leader | miss: fetch, store, stream to every waiter
 //!   -> response (304 / 206 / 416 / 200, Age, X-Cache, variant header)
+//!   -> shardgate_edge_responses_total; the access log line once the body
+//!      has been sent or the viewer has gone (see access_log)
 //! ```
 //!
 //! The snapshot is loaded once per request, so a config change never alters
@@ -31,10 +33,13 @@ use shardgate_model::CachePolicy;
 use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
 use shardgate_waf::{Action as WafAction, RequestView, Sample, Samples, TlsFingerprint};
 
+use crate::access_log::{AccessLog, ErrorDetail, Facts, TlsSession};
 use crate::body::{EdgeBody, FillBody};
 use crate::canary::{self, Variant};
 use crate::key;
-use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels, WafLabels};
+use crate::metrics::{
+    DistributionLabels, EdgeMetrics, Label, OriginLabels, RefusedLabels, RequestLabels, ResponseLabels, WafLabels,
+};
 use crate::origin::{self, OriginError, OriginRequest};
 
 /// The response header naming the side that served a canary distribution.
@@ -75,6 +80,8 @@ pub struct EdgeService {
     /// The targeted cache-control fields this cache obeys, in priority order
     /// (RFC 9213 §2.1; `edge.cache.targeted_cache_control`); empty: none.
     pub targeted_cache_control: Vec<HeaderName>,
+    /// One line per request (`edge.access_log`).
+    pub access_log: AccessLog,
 }
 
 /// Facts about the viewer's connection.
@@ -88,6 +95,9 @@ pub struct ConnInfo {
     /// once per connection; `Copy`, so every request carries it without an
     /// allocation.
     pub tls: Option<TlsFingerprint>,
+    /// The negotiated TLS version and cipher suite (TLS listeners), for
+    /// the access log.
+    pub tls_session: Option<TlsSession>,
 }
 
 /// One request's resolved context.
@@ -121,7 +131,9 @@ struct Ctx {
 
 fn refuse(svc: &EdgeService, status: StatusCode, reason: &'static str, message: String) -> Response<EdgeBody> {
     svc.metrics.refused.get_or_create(&RefusedLabels { reason }).inc();
-    plain(status, message)
+    let mut resp = plain(status, message);
+    resp.extensions_mut().insert(ErrorDetail::refused(reason));
+    resp
 }
 
 fn plain(status: StatusCode, message: String) -> Response<EdgeBody> {
@@ -163,8 +175,28 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
 }
 
 impl EdgeService {
-    /// Serves one viewer request.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
+    /// Serves one viewer request, and writes its access log line once the
+    /// response has been sent.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
+        let mut entry = self.access_log.start(&req, &conn);
+        let mut unlogged = Facts::default();
+        let facts = entry.as_mut().map_or(&mut unlogged, |e| e.facts());
+        let resp = Arc::clone(&self).route(req, conn, facts).await;
+        let distribution = Label(facts.distribution.clone().unwrap_or_else(|| Arc::from("")));
+        let labels = ResponseLabels { distribution, status: ResponseLabels::class(resp.status()) };
+        self.metrics.responses.get_or_create(&labels).inc();
+        match entry {
+            Some(entry) => entry.respond(resp),
+            None => resp,
+        }
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+        facts: &mut Facts,
+    ) -> Response<EdgeBody> {
         if let Err(refusal) = key::check_viewer_input(&mut req) {
             return refuse(&self, StatusCode::BAD_REQUEST, refusal.reason, refusal.message);
         }
@@ -175,10 +207,11 @@ impl EdgeService {
         let Some(primary) = snapshot.edge.find(&host).cloned() else {
             return refuse(&self, StatusCode::NOT_FOUND, "unknown_host", format!("no distribution serves host {host}"));
         };
+        facts.distribution = Some(Arc::clone(&primary.id_label));
         // The primary's web ACL guards both sides of a canary: CloudFront
         // does not let a staging distribution change the WAF either.
         let waf_headers = match &primary.waf {
-            Some(waf) => match self.inspect(waf, &req, conn) {
+            Some(waf) => match self.inspect(waf, &req, conn, facts) {
                 Ok(inserted) => inserted,
                 Err(blocked) => return *blocked,
             },
@@ -207,12 +240,19 @@ impl EdgeService {
                 (dist, choice.variant, choice.set_cookie)
             }
         };
+        if primary.canary.is_some() {
+            facts.variant = Some(variant.as_str());
+        }
+        if variant == Variant::Staging {
+            facts.primary = facts.distribution.replace(Arc::clone(&dist.id_label));
+        }
 
         let (parts, _body) = req.into_parts();
         let req_headers = Arc::new(parts.headers);
         let path = parts.uri.path();
         let (behavior, policy, index) = dist.behavior_for(path);
         let behavior_label = Label(dist.behavior_labels.get(index).cloned().unwrap_or_else(|| Arc::from("default")));
+        facts.behavior = Some(Arc::clone(&behavior_label.0));
         let (origin_path, channel) = match key::rewrite_path(behavior.rewrite.as_ref(), &req_headers, path) {
             Ok(r) => r,
             Err(e) => return refuse(&self, StatusCode::BAD_REQUEST, "bad_channel", e.to_string()),
@@ -266,6 +306,7 @@ impl EdgeService {
         waf: &CompiledAcl,
         req: &Request<Incoming>,
         conn: ConnInfo,
+        facts: &mut Facts,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, Box<Response<EdgeBody>>> {
         let view = RequestView {
             method: req.method().as_str(),
@@ -296,6 +337,7 @@ impl EdgeService {
         let rule_label =
             verdict.rule.clone().unwrap_or_else(|| Arc::clone(DEFAULT.get_or_init(|| Arc::from("default"))));
         count(&rule_label, action);
+        facts.waf = Some((action, Arc::clone(&rule_label)));
         if waf.acl.sampled(verdict.rule.as_deref()) {
             let upper = if blocked.is_some() { "BLOCK" } else { "ALLOW" };
             self.sample(waf, req, conn, upper, verdict.rule.as_ref(), &verdict.labels);
@@ -314,6 +356,7 @@ impl EdgeService {
         }
         // CloudFront marks WAF refusals as errors.
         resp.headers_mut().insert(HeaderName::from_static("x-cache"), HeaderValue::from_static("Error from shardgate"));
+        resp.extensions_mut().insert(ErrorDetail::BLOCKED);
         Err(Box::new(resp))
     }
 
@@ -400,9 +443,11 @@ impl Ctx {
                 Outcome::Stored(_) => self.wait_or_fetch().await,
                 // Not shareable: every waiter asks the origin itself, at once.
                 Outcome::Uncacheable => self.fetch_alone().await,
-                Outcome::Failed => {
-                    self.error_response(StatusCode::BAD_GATEWAY, "the origin fetch this request waited for failed")
-                }
+                Outcome::Failed => self.error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "the origin fetch this request waited for failed",
+                    ErrorDetail::error("AbortedOrigin"),
+                ),
             },
         }
     }
@@ -477,13 +522,14 @@ impl Ctx {
             FetchError::Origin(o) => o.status(),
             FetchError::Status(_) => StatusCode::BAD_GATEWAY,
         };
-        self.error_response(status, &e.to_string())
+        self.error_response(status, &e.to_string(), e.detail())
     }
 
-    fn error_response(&self, status: StatusCode, message: &str) -> Response<EdgeBody> {
+    fn error_response(&self, status: StatusCode, message: &str, detail: ErrorDetail) -> Response<EdgeBody> {
         self.count("error", None);
         let mut resp = plain(status, message.to_owned());
         self.decorate(resp.headers_mut(), "Error");
+        resp.extensions_mut().insert(detail);
         resp
     }
 
@@ -903,6 +949,30 @@ enum FetchError {
     Origin(#[from] OriginError),
     #[error("origin answered {0}")]
     Status(StatusCode),
+}
+
+impl FetchError {
+    /// How the access log classifies it (CloudFront's detailed result types).
+    fn detail(&self) -> ErrorDetail {
+        match self {
+            // This host ran out of descriptors or ports, not the origin.
+            FetchError::Origin(OriginError::Connect(shardgate_upstream::ConnectError::Local { .. })) => {
+                ErrorDetail { result: "CapacityExceeded", detail: "CapacityExceeded" }
+            }
+            FetchError::Origin(OriginError::Connect(_)) => ErrorDetail::error("OriginConnectError"),
+            FetchError::Origin(OriginError::Http { error, .. }) if error.is_parse_too_large() => {
+                ErrorDetail::error("OriginHeaderTooBigError")
+            }
+            FetchError::Origin(OriginError::Http { error, .. }) if error.is_parse() => {
+                ErrorDetail::error("OriginInvalidResponseError")
+            }
+            FetchError::Origin(OriginError::Http { .. } | OriginError::Timeout { .. }) => {
+                ErrorDetail::error("OriginReadError")
+            }
+            FetchError::Origin(OriginError::Request(_)) => ErrorDetail::error("Error"),
+            FetchError::Status(_) => ErrorDetail::error("OriginError"),
+        }
+    }
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {

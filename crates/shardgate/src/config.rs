@@ -284,6 +284,84 @@ pub struct EdgeConfig {
     /// HTTP/2: the connection is closed when a PING is not answered within
     /// this. Default 20s.
     pub h2_keepalive_timeout: ConfigDuration,
+    /// One log line per viewer request.
+    pub access_log: AccessLogConfig,
+}
+
+/// Longest `edge.access_log.edge_location`.
+const MAX_EDGE_LOCATION: usize = 64;
+
+/// `edge.access_log`: one line per viewer request, in the fields of
+/// CloudFront's standard log (see `shardgate_http::access_log`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// Write the lines (to the log output, target `shardgate::access` at
+    /// `info`, so `log.level: info,shardgate::access=off` silences them, as
+    /// it does the stream sessions' lines). Default true, as nginx's
+    /// `access_log`.
+    pub enabled: bool,
+    /// `fields` (default): each CloudFront field is a field of the log event
+    /// (one JSON object per request with `log.format: json`); `tsv`:
+    /// CloudFront's tab-separated line as the message, after `#Version` and
+    /// `#Fields` lines logged at start.
+    pub format: AccessLogFormat,
+    /// `x-edge-location`: this instance's name in every line (up to 64
+    /// printable ASCII characters, no spaces). Default: the host's name (in
+    /// Kubernetes, the pod's).
+    pub edge_location: Option<String>,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig { enabled: true, format: AccessLogFormat::Fields, edge_location: None }
+    }
+}
+
+/// `edge.access_log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// CloudFront's field names as log fields.
+    Fields,
+    /// CloudFront's tab-separated line.
+    Tsv,
+}
+
+impl AccessLogConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(l) = &self.edge_location
+            && (l.is_empty() || l.len() > MAX_EDGE_LOCATION || !l.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ConfigError(format!(
+                "edge.access_log.edge_location: {l:?} must be 1 to {MAX_EDGE_LOCATION} printable ASCII characters without spaces"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The settings the edge runs with; the location defaults to the host's name.
+    pub fn settings(&self) -> shardgate_http::AccessLogSettings {
+        shardgate_http::AccessLogSettings {
+            enabled: self.enabled,
+            format: match self.format {
+                AccessLogFormat::Fields => shardgate_http::AccessLogFormat::Fields,
+                AccessLogFormat::Tsv => shardgate_http::AccessLogFormat::Tsv,
+            },
+            edge_location: self.edge_location.clone().unwrap_or_else(host_name),
+        }
+    }
+}
+
+/// This host's name, cleaned to what `edge_location` accepts; `shardgate`
+/// when there is none.
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = raw.trim().chars().filter(char::is_ascii_graphic).take(MAX_EDGE_LOCATION).collect();
+    if name.is_empty() { "shardgate".into() } else { name }
 }
 
 impl Default for EdgeConfig {
@@ -295,6 +373,7 @@ impl Default for EdgeConfig {
             idle_timeout: ConfigDuration::from_secs(60),
             h2_keepalive_interval: ConfigDuration::from_secs(30),
             h2_keepalive_timeout: ConfigDuration::from_secs(20),
+            access_log: AccessLogConfig::default(),
         }
     }
 }
@@ -1116,6 +1195,7 @@ impl Config {
             }
         }
         self.edge.cache.targeted_fields()?;
+        self.edge.access_log.check()?;
         let others = [("admin.listen", self.admin.listen), ("metrics.listen", self.metrics.listen)];
         let listeners: Vec<SocketAddr> =
             self.stream.tcp.iter().map(|l| l.addr.0).chain(self.edge.http.iter().map(|l| l.addr.0)).collect();
@@ -1664,5 +1744,30 @@ mod tests {
         }
         let c = Config::parse("edge:\n  idle_timeout: 0s\n").expect("parse");
         assert!(c.check().unwrap_err().0.contains("edge.idle_timeout"));
+    }
+
+    #[test]
+    fn edge_access_log_settings() {
+        // On by default, CloudFront's fields as log fields, named after the host.
+        let settings = Config::default().edge.access_log.settings();
+        assert!(settings.enabled);
+        assert_eq!(settings.format, shardgate_http::AccessLogFormat::Fields);
+        assert!(!settings.edge_location.is_empty() && settings.edge_location.bytes().all(|b| b.is_ascii_graphic()));
+        let c = Config::parse("edge:\n  access_log:\n    enabled: false\n    format: tsv\n    edge_location: fra-1\n")
+            .expect("parse");
+        assert!(c.check().is_ok());
+        let settings = c.edge.access_log.settings();
+        assert!(!settings.enabled);
+        assert_eq!((settings.format, settings.edge_location.as_str()), (shardgate_http::AccessLogFormat::Tsv, "fra-1"));
+        // A location that would break a tab-separated line, or too long.
+        for bad in ["\"edge 1\"", "\"\"", "\"edge\\tone\"", &"x".repeat(65)] {
+            let c = Config::parse(&format!("edge:\n  access_log:\n    edge_location: {bad}\n")).expect("parse");
+            let e = c.check().unwrap_err().0;
+            assert!(e.starts_with("edge.access_log.edge_location"), "{bad}: {e}");
+        }
+        let e = Config::parse("edge:\n  access_log:\n    format: json\n").unwrap_err().0;
+        assert!(e.contains("edge.access_log.format") && e.contains("fields") && e.contains("tsv"), "{e}");
+        let e = Config::parse("edge:\n  access_log:\n    enable: false\n").unwrap_err().0;
+        assert!(e.contains("edge.access_log") && e.contains("enable"), "{e}");
     }
 }

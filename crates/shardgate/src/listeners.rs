@@ -42,13 +42,13 @@ use std::time::Duration;
 use anyhow::Context;
 use shardgate_cache::{Cache, CacheSettings, DiskSettings};
 use shardgate_core::{Drain, Metrics};
-use shardgate_http::{EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
+use shardgate_http::{AccessLog, EdgeMetrics, EdgeService, HttpListenerSpec, HttpSettings};
 use shardgate_snapshot::SnapshotHandle;
 use shardgate_stream::{ListenerSpec, StreamMetrics, StreamSettings, UdpListenerSpec, UdpMetrics, UdpSettings};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{CacheConfig, Config};
+use crate::config::{AccessLogConfig, CacheConfig, Config};
 
 /// Longest wait for a stopped accept loop to return. A loop returns as soon
 /// as it sees its stop signal; this only bounds a runtime too busy to run it.
@@ -281,6 +281,8 @@ pub struct Listeners {
     udp_idle_timeout: Duration,
     /// `edge.cache` as started (the cache is sized once).
     cache: CacheConfig,
+    /// `edge.access_log` as started.
+    access_log: AccessLogConfig,
     /// `store.data_dir` as started, for the default disk-cache directory.
     cache_dir: std::path::PathBuf,
     /// Created the first time an edge listener is wanted, then kept: the
@@ -301,6 +303,7 @@ impl Listeners {
             keepalive: started.stream.keepalive.get(),
             udp_idle_timeout: started.stream.udp_idle_timeout.get(),
             cache: started.edge.cache.clone(),
+            access_log: started.edge.access_log.clone(),
             cache_dir: started.cache_dir(),
             edge: OnceLock::new(),
             purging: false,
@@ -530,6 +533,8 @@ impl Listeners {
             tracing::info!(dir = %dir.display(), objects = found, bytes = cache.disk_usage(), "disk cache tier opened");
             cache
         };
+        let access_log = AccessLog::new(&self.access_log.settings());
+        access_log.announce();
         Ok(Arc::new(EdgeService {
             snapshots: Arc::clone(&self.shared.handle),
             cache,
@@ -537,6 +542,7 @@ impl Listeners {
             samples: Arc::clone(&self.shared.samples),
             geo: self.shared.geo.clone(),
             targeted_cache_control: c.targeted_fields()?,
+            access_log,
         }))
     }
 

@@ -37,6 +37,14 @@ use crate::reload::{LogControl, Reloader};
 /// Extra time after the drain deadline for cut connections to unwind.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
+/// What `shardgate_build_info` reports (values from `build.rs`).
+const BUILD_INFO: shardgate_core::process::BuildInfo = shardgate_core::process::BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("SHARDGATE_BUILD_COMMIT"),
+    rustc: env!("SHARDGATE_BUILD_RUSTC"),
+    target: env!("SHARDGATE_BUILD_TARGET"),
+};
+
 /// Starts logging with a filter that a reload can replace (`log.level`;
 /// `RUST_LOG` wins over it).
 fn init_logging(config: &Config) -> anyhow::Result<LogControl> {
@@ -109,6 +117,7 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     }
 
     let metrics = Metrics::new();
+    shardgate_core::process::register(&metrics, &BUILD_INFO);
     let health = Arc::new(Health::default());
     let drain = Drain::new();
 

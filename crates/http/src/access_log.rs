@@ -1,0 +1,784 @@
+//! The edge's access log: one line per viewer request, written when the
+//! response's last byte has been handed to the connection (or when the
+//! viewer leaves), with the target `shardgate::access` at `info`, as the
+//! stream gateway logs its sessions. `log.level: info,shardgate::access=off`
+//! silences both; `edge.access_log.enabled: false` turns the edge's off
+//! without any per-request work.
+//!
+//! Fields carry the names and meanings of CloudFront's standard log (the
+//! W3C extended format of its legacy standard logging, in the order of its
+//! `#Fields` line, as documented in the Amazon CloudFront Developer Guide,
+//! "Standard log file fields"), then shardgate's own: `distribution-id`
+//! (the side that served, staging's id for staging), `primary-distribution-id`
+//! and `cache-behavior-path-pattern` (names from CloudFront's newer log
+//! fields), `x-shardgate-variant`, `x-shardgate-waf-action` and
+//! `x-shardgate-waf-rule`. Two formats:
+//!
+//! - `fields`: each field is a field of the log event, so `log.format: json`
+//!   writes one JSON object per request (`"sc-status": 200`, ...); a field
+//!   with no value is left out.
+//! - `tsv`: the event's message is CloudFront's tab-separated line (`-` for
+//!   no value, all 33 columns, ours after them); the `#Version` and
+//!   `#Fields` lines are logged once when the edge starts.
+//!
+//! Values from the network (URI, query, `Host`, `User-Agent`, `Referer`,
+//! `X-Forwarded-For`, the response's `Content-Type`) are URL-encoded as
+//! CloudFront writes them (bytes 0-32 and 127-255 and `<>"#%{}|\^~[]`'` as
+//! `%XX`), so no value can hold a tab, a line break or a quote, and are cut
+//! to a bound. Cookies and `Authorization` are never logged (`cs(Cookie)` is
+//! always `-`, as when CloudFront's cookie logging is off).
+//!
+//! How shardgate fills what CloudFront measures on its own servers:
+//! `cs(Host)` is the host that chose the distribution (lower case, no port)
+//! and `x-host-header` the `Host` (or HTTP/2 `:authority`) as sent;
+//! `x-edge-location` is the instance (`edge.access_log.edge_location`,
+//! default the host name); `sc-bytes` and `cs-bytes` count the head as
+//! HTTP/1.1 would write it (HTTP/2 compresses it) plus the body bytes
+//! handed to the connection, and the edge reads no request body;
+//! `time-to-first-byte` ends when the response head is ready;
+//! `sc-status` is `000` (`0` in `fields`) when the viewer left before it.
+//! `x-edge-result-type` is what `X-Cache` says (`Hit`, `RefreshHit`, `Miss`,
+//! `StaleHit`), `Error` for an error answer (4xx/5xx, a web ACL's Block)
+//! or a response cut short, `CapacityExceeded` when this host ran out of
+//! descriptors or ports for the origin; `x-edge-detailed-result-type` names
+//! the error (`InvalidRequestBlocked` for a Block, `OriginConnectError`,
+//! `ClientCommError`, ...).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use tracing::field::display as shown;
+
+use crate::body::{BoxError, EdgeBody};
+use crate::service::ConnInfo;
+
+/// Longest `cs-uri-stem` logged, after encoding (CloudFront refuses URLs
+/// over 8,192 bytes; a log line needs less).
+const MAX_URI_STEM: usize = 2048;
+/// Longest `cs-uri-query` logged, after encoding.
+const MAX_QUERY: usize = 2048;
+/// Longest value logged from a request or response header, after encoding
+/// (CloudFront's real-time logs cut header fields at 800 bytes).
+const MAX_HEADER_FIELD: usize = 800;
+/// Longest host logged (a DNS name is at most 253 characters).
+const MAX_HOST: usize = 256;
+/// Longest method logged.
+const MAX_METHOD: usize = 32;
+
+/// The W3C field names of the `tsv` format, in order: CloudFront's 33, then
+/// shardgate's own.
+pub const FIELDS: [&str; 39] = [
+    "date",
+    "time",
+    "x-edge-location",
+    "sc-bytes",
+    "c-ip",
+    "cs-method",
+    "cs(Host)",
+    "cs-uri-stem",
+    "sc-status",
+    "cs(Referer)",
+    "cs(User-Agent)",
+    "cs-uri-query",
+    "cs(Cookie)",
+    "x-edge-result-type",
+    "x-edge-request-id",
+    "x-host-header",
+    "cs-protocol",
+    "cs-bytes",
+    "time-taken",
+    "x-forwarded-for",
+    "ssl-protocol",
+    "ssl-cipher",
+    "x-edge-response-result-type",
+    "cs-protocol-version",
+    "fle-status",
+    "fle-encrypted-fields",
+    "c-port",
+    "time-to-first-byte",
+    "x-edge-detailed-result-type",
+    "sc-content-type",
+    "sc-content-len",
+    "sc-range-start",
+    "sc-range-end",
+    "distribution-id",
+    "primary-distribution-id",
+    "cache-behavior-path-pattern",
+    "x-shardgate-variant",
+    "x-shardgate-waf-action",
+    "x-shardgate-waf-rule",
+];
+
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// Every field a field of the log event (JSON keys with `log.format: json`).
+    Fields,
+    /// CloudFront's tab-separated line as the event's message.
+    Tsv,
+}
+
+/// `edge.access_log`, as the binary read it.
+#[derive(Debug, Clone)]
+pub struct AccessLogSettings {
+    /// Write a line per request.
+    pub enabled: bool,
+    /// The line's form.
+    pub format: AccessLogFormat,
+    /// `x-edge-location`: this instance's name (printable ASCII, no spaces).
+    pub edge_location: String,
+}
+
+/// The access log of an edge service.
+#[derive(Debug)]
+pub struct AccessLog {
+    enabled: bool,
+    format: AccessLogFormat,
+    location: Arc<str>,
+    ids: RequestIds,
+}
+
+impl AccessLog {
+    /// A log with these settings.
+    pub fn new(settings: &AccessLogSettings) -> Self {
+        AccessLog {
+            enabled: settings.enabled,
+            format: settings.format,
+            location: Arc::from(settings.edge_location.as_str()),
+            ids: RequestIds::new(settings.edge_location.as_bytes()),
+        }
+    }
+
+    /// A log that writes nothing.
+    pub fn disabled() -> Self {
+        AccessLog::new(&AccessLogSettings {
+            enabled: false,
+            format: AccessLogFormat::Fields,
+            edge_location: "-".into(),
+        })
+    }
+
+    /// Logs the W3C header lines (`tsv` only), once when the edge starts.
+    pub fn announce(&self) {
+        if self.enabled && self.format == AccessLogFormat::Tsv {
+            tracing::info!(target: "shardgate::access", "#Version: 1.0");
+            tracing::info!(target: "shardgate::access", "#Fields: {}", FIELDS.join(" "));
+        }
+    }
+
+    /// Starts the entry of a request as it arrived (before any change to
+    /// it); `None` when the log is off or the log filter drops its lines.
+    /// The line is written when the entry drops: after the response body
+    /// ([`Entry::respond`]), or at once if the request is dropped unanswered.
+    pub fn start<B>(&self, req: &Request<B>, conn: &ConnInfo) -> Option<Entry> {
+        if !self.enabled || !tracing::enabled!(target: "shardgate::access", tracing::Level::INFO) {
+            return None;
+        }
+        Some(Entry {
+            started: Instant::now(),
+            location: Arc::clone(&self.location),
+            format: self.format,
+            id: self.ids.next(),
+            req: RequestFields::of(req, conn),
+            facts: Facts::default(),
+            resp: None,
+            sent: 0,
+            end: BodyEnd::Open,
+        })
+    }
+}
+
+/// What the pipeline decided about a request, filled in as it goes.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The distribution that served (staging's id for staging).
+    pub distribution: Option<Arc<str>>,
+    /// The primary distribution, when its staging side served.
+    pub primary: Option<Arc<str>>,
+    /// The behavior's path pattern, or `default`.
+    pub behavior: Option<Arc<str>>,
+    /// `primary` or `staging`, for a distribution with a canary.
+    pub variant: Option<&'static str>,
+    /// The web ACL's action (`allow`, `block`) and the rule that decided
+    /// (`default` for the default action).
+    pub waf: Option<(&'static str, Arc<str>)>,
+}
+
+/// How an error response is classified, carried in its extensions by the
+/// code that built it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// `x-edge-response-result-type`: `Error` or `CapacityExceeded`.
+    pub result: &'static str,
+    /// `x-edge-detailed-result-type`.
+    pub detail: &'static str,
+}
+
+impl ErrorDetail {
+    /// An `Error` with this detailed type.
+    pub const fn error(detail: &'static str) -> Self {
+        ErrorDetail { result: "Error", detail }
+    }
+
+    /// A request refused before any distribution or behavior, by the
+    /// refusal's reason (see `shardgate_edge_refused_total`).
+    pub fn refused(reason: &str) -> Self {
+        ErrorDetail::error(match reason {
+            "bad_host" | "no_host" | "bad_channel" => "InvalidRequestHeader",
+            "method" => "InvalidRequestMethod",
+            _ => "InvalidRequest",
+        })
+    }
+
+    /// A web ACL's Block: access to the resource is blocked.
+    pub const BLOCKED: ErrorDetail = ErrorDetail::error("InvalidRequestBlocked");
+}
+
+/// The TLS parameters of a viewer connection, for `ssl-protocol` and
+/// `ssl-cipher` (OpenSSL's names, as CloudFront logs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSession {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
+    /// The cipher suite, e.g. `ECDHE-RSA-AES128-GCM-SHA256`, `TLS_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+}
+
+impl TlsSession {
+    /// What the handshake of `conn` negotiated.
+    pub fn of(conn: &rustls::ServerConnection) -> Self {
+        let protocol = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(other) => other.as_str().unwrap_or("-"),
+            None => "-",
+        };
+        let cipher = conn.negotiated_cipher_suite().map_or("-", |s| openssl_name(s.suite()));
+        TlsSession { protocol, cipher }
+    }
+}
+
+/// OpenSSL's name of a cipher suite rustls offers (RFC 8446 §B.4 and
+/// RFC 5289 / RFC 7905 code points); rustls's own name for any other.
+fn openssl_name(suite: rustls::CipherSuite) -> &'static str {
+    match u16::from(suite) {
+        0x1301 => "TLS_AES_128_GCM_SHA256",
+        0x1302 => "TLS_AES_256_GCM_SHA384",
+        0x1303 => "TLS_CHACHA20_POLY1305_SHA256",
+        0xc02b => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        0xc02c => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        0xcca9 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        0xc02f => "ECDHE-RSA-AES128-GCM-SHA256",
+        0xc030 => "ECDHE-RSA-AES256-GCM-SHA384",
+        0xcca8 => "ECDHE-RSA-CHACHA20-POLY1305",
+        _ => suite.as_str().unwrap_or("-"),
+    }
+}
+
+/// Unique request ids: a per-process random part and a counter mixed by a
+/// bijection, so ids never repeat within a process and differ across
+/// instances. Not secret.
+#[derive(Debug)]
+struct RequestIds {
+    seed: u64,
+    next: AtomicU64,
+}
+
+/// splitmix64's finalizer: a bijection on `u64` that spreads every input bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl RequestIds {
+    fn new(instance: &[u8]) -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let mut seed = mix(nanos ^ (u64::from(std::process::id()) << 32));
+        for chunk in instance.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            seed = mix(seed ^ u64::from_le_bytes(word));
+        }
+        RequestIds { seed, next: AtomicU64::new(0) }
+    }
+
+    fn next(&self) -> String {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{:016x}", self.seed, mix(self.seed ^ n))
+    }
+}
+
+/// Appends `bytes` URL-encoded as CloudFront encodes log fields, stopping
+/// before `max` bytes of output.
+fn encode_into(out: &mut String, bytes: &[u8], max: usize) {
+    const SPECIAL: &[u8] = b"<>\"#%{}|\\^~[]`'";
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let start = out.len();
+    for &b in bytes {
+        let plain = b > b' ' && b < 0x7f && !SPECIAL.contains(&b);
+        let width = if plain { 1 } else { 3 };
+        if out.len() - start + width > max {
+            break;
+        }
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
+/// `bytes` encoded and bounded; `None` when empty (logged as `-`).
+fn encoded(bytes: &[u8], max: usize) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(bytes.len().min(max));
+    encode_into(&mut out, bytes, max);
+    Some(out)
+}
+
+fn header_field(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| encoded(v.as_bytes(), MAX_HEADER_FIELD))
+}
+
+/// `name: value\r\n` for every header: the size of a head in HTTP/1.1 form.
+fn headers_len(headers: &HeaderMap) -> u64 {
+    headers.iter().map(|(n, v)| (n.as_str().len() + v.len() + 4) as u64).sum()
+}
+
+/// What is logged of the request, taken as it arrived.
+#[derive(Debug)]
+struct RequestFields {
+    client: SocketAddr,
+    method: String,
+    host: Option<String>,
+    host_header: Option<String>,
+    stem: String,
+    query: Option<String>,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    forwarded_for: Option<String>,
+    protocol: &'static str,
+    version: &'static str,
+    tls: Option<TlsSession>,
+    head_bytes: u64,
+}
+
+impl RequestFields {
+    fn of<B>(req: &Request<B>, conn: &ConnInfo) -> Self {
+        let headers = req.headers();
+        let raw_host = match req.uri().authority() {
+            Some(a) => Some(a.as_str().as_bytes()),
+            None => headers.get(header::HOST).map(|h| h.as_bytes()),
+        };
+        let host = raw_host.and_then(|raw| {
+            // The name without the port, as the distribution was looked up.
+            let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
+            let name = if text.starts_with('[') {
+                text.split_once(']').map_or(text.as_str(), |(h, _)| h).trim_start_matches('[').to_owned()
+            } else {
+                text.rsplit_once(':').map_or(text.as_str(), |(h, _)| h).to_owned()
+            };
+            encoded(name.trim_end_matches('.').as_bytes(), MAX_HOST)
+        });
+        let method = req.method().as_str();
+        let target_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+        let authority_len = match (headers.contains_key(header::HOST), req.uri().authority()) {
+            (false, Some(a)) => a.as_str().len() + "host: \r\n".len(),
+            _ => 0,
+        };
+        let version = match req.version() {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_11 => "HTTP/1.1",
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_3 => "HTTP/3.0",
+            _ => "-",
+        };
+        RequestFields {
+            client: conn.client,
+            method: encoded(method.as_bytes(), MAX_METHOD).unwrap_or_else(|| "-".into()),
+            host,
+            host_header: headers
+                .get(header::HOST)
+                .map(|h| h.as_bytes())
+                .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
+                .and_then(|h| encoded(h, MAX_HOST)),
+            stem: encoded(req.uri().path().as_bytes(), MAX_URI_STEM).unwrap_or_else(|| "/".into()),
+            query: req.uri().query().and_then(|q| encoded(q.as_bytes(), MAX_QUERY)),
+            referer: header_field(headers, &header::REFERER),
+            user_agent: header_field(headers, &header::USER_AGENT),
+            forwarded_for: header_field(headers, &HeaderName::from_static("x-forwarded-for")),
+            protocol: if conn.tls_session.is_some() { "https" } else { "http" },
+            version,
+            tls: conn.tls_session,
+            // `GET /x HTTP/1.1\r\n`, the headers, the blank line.
+            head_bytes: (method.len() + 1 + target_len + " HTTP/1.1\r\n".len() + authority_len + 2) as u64
+                + headers_len(headers),
+        }
+    }
+}
+
+/// What is logged of the response, taken when its head is ready.
+#[derive(Debug)]
+struct ResponseFields {
+    status: u16,
+    head_bytes: u64,
+    first_byte: Duration,
+    content_type: Option<String>,
+    content_len: Option<u64>,
+    range: Option<(u64, u64)>,
+    result: &'static str,
+    detail: &'static str,
+}
+
+/// How the response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyEnd {
+    /// Not yet (or never: the viewer left first).
+    Open,
+    /// Every byte handed to the connection.
+    Complete,
+    /// The origin's body failed while it was streamed.
+    OriginFailed,
+}
+
+/// `bytes <first>-<last>/<len>` of a `Content-Range` header.
+fn content_range(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let v = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let (first, last) = v.strip_prefix("bytes ")?.split_once('/')?.0.split_once('-')?;
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?))
+}
+
+/// The cache outcome `X-Cache` names (`Hit from shardgate` → `Hit`).
+fn x_cache(headers: &HeaderMap) -> Option<&'static str> {
+    let v = headers.get("x-cache")?.to_str().ok()?;
+    ["Hit", "RefreshHit", "Miss", "StaleHit", "Error"].into_iter().find(|t| v.split(' ').next() == Some(*t))
+}
+
+/// One request's line, written when it drops.
+#[derive(Debug)]
+pub struct Entry {
+    started: Instant,
+    location: Arc<str>,
+    format: AccessLogFormat,
+    id: String,
+    req: RequestFields,
+    facts: Facts,
+    resp: Option<ResponseFields>,
+    sent: u64,
+    end: BodyEnd,
+}
+
+impl Entry {
+    /// The pipeline's decisions, filled in as it makes them.
+    pub fn facts(&mut self) -> &mut Facts {
+        &mut self.facts
+    }
+
+    /// The response head is ready: records it and wraps its body, so the
+    /// line is written once the body has ended or the viewer has gone.
+    pub fn respond(mut self, resp: Response<EdgeBody>) -> Response<EdgeBody> {
+        let headers = resp.headers();
+        let status = resp.status();
+        let (result, detail) = match resp.extensions().get::<ErrorDetail>() {
+            Some(d) => (d.result, d.detail),
+            None if status.as_u16() >= 400 => ("Error", "Error"),
+            None => match x_cache(headers) {
+                Some("Error") => ("Error", "Error"),
+                Some(phase) => (phase, phase),
+                None => ("Miss", "Miss"),
+            },
+        };
+        let reason = status.canonical_reason().unwrap_or("");
+        self.resp = Some(ResponseFields {
+            status: status.as_u16(),
+            // `HTTP/1.1 200 OK\r\n`, the headers, the blank line.
+            head_bytes: ("HTTP/1.1 200 \r\n".len() + reason.len() + 2) as u64 + headers_len(headers),
+            first_byte: self.started.elapsed(),
+            content_type: header_field(headers, &header::CONTENT_TYPE),
+            content_len: headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
+            range: content_range(headers),
+            result,
+            detail,
+        });
+        resp.map(|inner| EdgeBody::Logged(Box::new(LoggedBody { inner, entry: self })))
+    }
+
+    fn write(&self) {
+        let taken = self.started.elapsed();
+        let (status, response_result, detail, head) = match &self.resp {
+            Some(r) => (r.status, r.result, r.detail, r.head_bytes),
+            None => (0, "Error", "ClientCommError", 0),
+        };
+        let (result, detail) = match self.end {
+            BodyEnd::Complete => (response_result, detail),
+            BodyEnd::OriginFailed => ("Error", "AbortedOrigin"),
+            BodyEnd::Open => ("Error", "ClientCommError"),
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let (year, month, day) = shardgate_cache::date::civil_from_days((now / 86_400) as i64);
+        let secs = now % 86_400;
+        let date = format!("{year:04}-{month:02}-{day:02}");
+        let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let seconds = |d: Duration| (d.as_micros() as f64 / 1000.0).round() / 1000.0;
+        let req = &self.req;
+        let resp = self.resp.as_ref();
+        let facts = &self.facts;
+        let line = Line {
+            sc_bytes: head + self.sent,
+            status,
+            result,
+            response_result,
+            detail,
+            cs_bytes: req.head_bytes,
+            time_taken: seconds(taken),
+            first_byte: resp.map(|r| seconds(r.first_byte)),
+        };
+        // Names from the configuration, encoded like values from the network
+        // so that no field holds a space or a tab.
+        let behavior = facts.behavior.as_deref().and_then(|b| encoded(b.as_bytes(), MAX_URI_STEM));
+        let waf_rule = facts.waf.as_ref().and_then(|w| encoded(w.1.as_bytes(), MAX_HEADER_FIELD));
+        match self.format {
+            AccessLogFormat::Fields => tracing::info!(
+                target: "shardgate::access",
+                {
+                "date" = %date,
+                "time" = %time,
+                "x-edge-location" = %self.location,
+                "sc-bytes" = line.sc_bytes,
+                "c-ip" = %req.client.ip(),
+                "cs-method" = %req.method,
+                "cs(Host)" = req.host.as_deref().map(shown),
+                "cs-uri-stem" = %req.stem,
+                "sc-status" = line.status,
+                "cs(Referer)" = req.referer.as_deref().map(shown),
+                "cs(User-Agent)" = req.user_agent.as_deref().map(shown),
+                "cs-uri-query" = req.query.as_deref().map(shown),
+                "x-edge-result-type" = %line.result,
+                "x-edge-request-id" = %self.id,
+                "x-host-header" = req.host_header.as_deref().map(shown),
+                "cs-protocol" = %req.protocol,
+                "cs-bytes" = line.cs_bytes,
+                "time-taken" = line.time_taken,
+                "x-forwarded-for" = req.forwarded_for.as_deref().map(shown),
+                "ssl-protocol" = req.tls.map(|t| shown(t.protocol)),
+                "ssl-cipher" = req.tls.map(|t| shown(t.cipher)),
+                "x-edge-response-result-type" = %line.response_result,
+                "cs-protocol-version" = %req.version,
+                "c-port" = req.client.port(),
+                "time-to-first-byte" = line.first_byte,
+                "x-edge-detailed-result-type" = %line.detail,
+                "sc-content-type" = resp.and_then(|r| r.content_type.as_deref()).map(shown),
+                "sc-content-len" = resp.and_then(|r| r.content_len),
+                "sc-range-start" = resp.and_then(|r| r.range).map(|r| r.0),
+                "sc-range-end" = resp.and_then(|r| r.range).map(|r| r.1),
+                "distribution-id" = facts.distribution.as_deref().map(shown),
+                "primary-distribution-id" = facts.primary.as_deref().map(shown),
+                "cache-behavior-path-pattern" = behavior.as_deref().map(shown),
+                "x-shardgate-variant" = facts.variant.map(shown),
+                "x-shardgate-waf-action" = facts.waf.as_ref().map(|w| shown(w.0)),
+                "x-shardgate-waf-rule" = waf_rule.as_deref().map(shown),
+                },
+                "edge request"
+            ),
+            AccessLogFormat::Tsv => {
+                let line = self.tsv(&date, &time, &line, behavior.as_deref(), waf_rule.as_deref());
+                tracing::info!(target: "shardgate::access", "{line}");
+            }
+        }
+    }
+
+    /// The tab-separated line, in [`FIELDS`] order.
+    fn tsv(&self, date: &str, time: &str, line: &Line, behavior: Option<&str>, waf_rule: Option<&str>) -> String {
+        fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+            v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        }
+        let req = &self.req;
+        let resp = self.resp.as_ref();
+        let facts = &self.facts;
+        let status = if line.status == 0 { "000".to_owned() } else { line.status.to_string() };
+        let values: [String; FIELDS.len()] = [
+            date.to_owned(),
+            time.to_owned(),
+            self.location.to_string(),
+            line.sc_bytes.to_string(),
+            req.client.ip().to_string(),
+            req.method.clone(),
+            opt(req.host.as_deref()),
+            req.stem.clone(),
+            status,
+            opt(req.referer.as_deref()),
+            opt(req.user_agent.as_deref()),
+            opt(req.query.as_deref()),
+            "-".to_owned(),
+            line.result.to_owned(),
+            self.id.clone(),
+            opt(req.host_header.as_deref()),
+            req.protocol.to_owned(),
+            line.cs_bytes.to_string(),
+            format!("{:.3}", line.time_taken),
+            opt(req.forwarded_for.as_deref()),
+            opt(req.tls.map(|t| t.protocol)),
+            opt(req.tls.map(|t| t.cipher)),
+            line.response_result.to_owned(),
+            req.version.to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            req.client.port().to_string(),
+            opt(line.first_byte.map(|s| format!("{s:.3}"))),
+            line.detail.to_owned(),
+            opt(resp.and_then(|r| r.content_type.as_deref())),
+            opt(resp.and_then(|r| r.content_len)),
+            opt(resp.and_then(|r| r.range).map(|r| r.0)),
+            opt(resp.and_then(|r| r.range).map(|r| r.1)),
+            opt(facts.distribution.as_deref()),
+            opt(facts.primary.as_deref()),
+            opt(behavior),
+            opt(facts.variant),
+            opt(facts.waf.as_ref().map(|w| w.0)),
+            opt(waf_rule),
+        ];
+        values.join("\t")
+    }
+}
+
+/// The computed values of a line.
+struct Line {
+    sc_bytes: u64,
+    status: u16,
+    result: &'static str,
+    response_result: &'static str,
+    detail: &'static str,
+    cs_bytes: u64,
+    time_taken: f64,
+    first_byte: Option<f64>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
+/// A response body that counts the bytes handed to the connection and
+/// writes the request's line when it is dropped (after its last frame, or
+/// when the viewer goes away).
+pub struct LoggedBody {
+    inner: EdgeBody,
+    entry: Entry,
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.entry.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.entry.end = BodyEnd::OriginFailed,
+            Poll::Ready(None) => {
+                if this.entry.end == BodyEnd::Open {
+                    this.entry.end = BodyEnd::Complete;
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // A body the connection never had to poll (empty, HEAD, 304) ended
+        // as soon as the head was written.
+        if self.entry.end == BodyEnd::Open && self.inner.is_end_stream() {
+            self.entry.end = BodyEnd::Complete;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_encoded_as_cloudfront_writes_them() {
+        let ua = b"Mozilla/5.0 (X11; Linux) \"quoted\"\ttab\nline <x>#%{}|\\^~[]`'\x7f\xc3\xa9";
+        let out = encoded(ua, 1000).expect("value");
+        assert_eq!(
+            out,
+            "Mozilla/5.0%20(X11;%20Linux)%20%22quoted%22%09tab%0Aline%20%3Cx%3E%23%25%7B%7D%7C%5C%5E%7E%5B%5D%60%27%7F%C3%A9"
+        );
+        assert!(out.bytes().all(|b| b.is_ascii_graphic()));
+        assert_eq!(encoded(b"", 10), None);
+    }
+
+    #[test]
+    fn values_are_cut_at_the_bound_without_splitting_an_escape() {
+        let long = vec![b' '; 100];
+        let out = encoded(&long, 10).expect("value");
+        assert_eq!(out, "%20%20%20", "three escapes fit in 10 bytes, a fourth would not");
+        let out = encoded(&[b'a'; 100], 10).expect("value");
+        assert_eq!(out.len(), 10);
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_fixed_width() {
+        let ids = RequestIds::new(b"edge-1");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(seen.insert(id));
+        }
+        let other = RequestIds::new(b"edge-2");
+        assert_ne!(other.next()[..16], ids.next()[..16], "instances differ");
+    }
+
+    #[test]
+    fn content_range_and_x_cache_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, "bytes 100-199/1000".parse().expect("value"));
+        h.insert("x-cache", "RefreshHit from shardgate".parse().expect("value"));
+        assert_eq!(content_range(&h), Some((100, 199)));
+        assert_eq!(x_cache(&h), Some("RefreshHit"));
+        h.insert(header::CONTENT_RANGE, "bytes */1000".parse().expect("value"));
+        assert_eq!(content_range(&h), None);
+    }
+
+    #[test]
+    fn the_field_list_is_cloudfronts_then_ours() {
+        assert_eq!(
+            FIELDS[..33].join(" "),
+            "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end"
+        );
+    }
+}
