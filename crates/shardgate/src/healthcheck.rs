@@ -153,12 +153,7 @@ pub async fn get(target: &Target, timeout: Duration) -> Result<Answer, String> {
 }
 
 /// Runs `shardgate healthcheck`; returns the exit status.
-pub async fn healthcheck(
-    config_path: Option<&Path>,
-    url: Option<&str>,
-    path: &str,
-    timeout: Duration,
-) -> ExitCode {
+pub async fn healthcheck(config_path: Option<&Path>, url: Option<&str>, path: &str, timeout: Duration) -> ExitCode {
     if !path.starts_with('/') {
         eprintln!("shardgate: healthcheck: --path {path:?} must start with /");
         return ExitCode::FAILURE;
@@ -197,8 +192,7 @@ pub async fn healthcheck(
 /// The first line of a body, printable and short.
 fn reason(body: &str) -> String {
     let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("(empty body)").trim();
-    let mut out: String =
-        line.chars().map(|c| if c.is_control() { '?' } else { c }).take(MAX_REASON_CHARS).collect();
+    let mut out: String = line.chars().map(|c| if c.is_control() { '?' } else { c }).take(MAX_REASON_CHARS).collect();
     if line.chars().count() > MAX_REASON_CHARS {
         out.push('…');
     }
