@@ -74,9 +74,12 @@ async fn healthcheck_answers_from_readyz_and_says_why_not() {
     let ok = shardgate(&["healthcheck", "--url", &format!("{url}/readyz")]).await;
     assert_eq!(code(&ok), 0, "{}", text(&ok));
 
-    // Draining: not ready (exit 1, the gateway's reason), still alive.
-    gw.sigterm();
-    eventually(5, "/readyz unready", || async { (gw.readyz().await == 503).then_some(()) }).await;
+    // Draining (`shardgate drain` without --wait returns once the gateway
+    // has taken the signal): not ready (exit 1, the gateway's reason), still alive.
+    let drain = shardgate(&["drain", "--config", &config]).await;
+    assert_eq!(code(&drain), 0, "{}", text(&drain));
+    assert!(text(&drain).contains("listeners still accept for"), "{}", text(&drain));
+    assert_eq!(gw.readyz().await, 503, "unready once `drain` has returned");
     let not_ready = shardgate(&["healthcheck", "--config", &config]).await;
     assert_eq!(code(&not_ready), 1, "{}", text(&not_ready));
     let err = String::from_utf8_lossy(&not_ready.stderr);
