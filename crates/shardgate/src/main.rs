@@ -6,6 +6,11 @@
 //! - `shardgate reload [--config FILE]` checks the file and has the running
 //!   gateway apply it (SIGHUP through its pid file), then reports the outcome.
 //! - `shardgate validate [--config FILE]` checks a file and exits.
+//! - `shardgate healthcheck [--config FILE | --url URL] [--path /readyz]`
+//!   asks the metrics listener whether the gateway is ready (exit 0) or not
+//!   (exit 1, with the reason), for container health checks.
+//! - `shardgate drain [--config FILE] [--wait[=exited|listeners-closed]]`
+//!   starts the running gateway's drain and waits for it (a preStop hook).
 //! - `shardgate store check|repair [--config FILE | --data-dir DIR]` looks
 //!   into the embedded store, or repairs a damaged one (`repair --force`
 //!   also cuts data written by another shardgate version).
@@ -19,11 +24,6 @@
 //!   store prefix, at one revision, to a JSON file (a running gateway too).
 //! - `shardgate restore -i FILE [--config FILE] [--replace]` writes a backup
 //!   into the embedded store of a stopped gateway, or into an etcd prefix.
-//! - `shardgate healthcheck [--config FILE | --url URL] [--path /readyz]`
-//!   asks the metrics listener whether the gateway is ready (exit 0) or not
-//!   (exit 1, with the reason), for container health checks.
-//! - `shardgate drain [--config FILE] [--wait[=exited|listeners-closed]]`
-//!   starts the running gateway's drain and waits for it (a preStop hook).
 
 #![forbid(unsafe_code)]
 
@@ -31,9 +31,7 @@ mod admin_client;
 mod backup;
 mod config;
 mod config_code;
-mod drain_cli;
 mod fds;
-mod healthcheck;
 mod listeners;
 mod open;
 mod pidfile;
@@ -42,6 +40,10 @@ mod reload_cli;
 mod run;
 mod secrets;
 mod store_cli;
+
+// Probes and the drain, for container runtimes, Kubernetes and supervisors.
+mod drain_cli;
+mod healthcheck;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

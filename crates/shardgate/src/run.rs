@@ -111,6 +111,8 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
     let drain = Drain::new();
+    // `/status/drain`: what `shardgate drain --wait` follows.
+    let drain_status = crate::drain_cli::StatusCell::default();
 
     let store: Arc<dyn Store> = crate::open::open_store(&config).await?;
     let keyring = crate::secrets::keyring(&config)?;
@@ -215,8 +217,6 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
         stopped(stop_rx.clone()),
     ));
     let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
-    // `/status/drain`: what `shardgate drain --wait` follows.
-    let drain_status = crate::drain_cli::StatusCell::default();
     let checkers = (Arc::clone(&registry), config.store.prefix.clone());
     let healthchecks: HealthcheckStatus = Arc::new(move |target| checkers.0.healthcheck_status(&checkers.1, target));
     let metrics_task = tokio::spawn(shardgate_admin::serve(
