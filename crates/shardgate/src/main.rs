@@ -6,6 +6,11 @@
 //! - `shardgate reload [--config FILE]` checks the file and has the running
 //!   gateway apply it (SIGHUP through its pid file), then reports the outcome.
 //! - `shardgate validate [--config FILE]` checks a file and exits.
+//! - `shardgate healthcheck [--config FILE | --url URL] [--path /readyz]`
+//!   asks the metrics listener whether the gateway is ready (exit 0) or not
+//!   (exit 1, with the reason), for container health checks.
+//! - `shardgate drain [--config FILE] [--wait[=exited|listeners-closed]]`
+//!   starts the running gateway's drain and waits for it (a preStop hook).
 //! - `shardgate store check|repair [--config FILE | --data-dir DIR]` looks
 //!   into the embedded store, or repairs a damaged one (`repair --force`
 //!   also cuts data written by another shardgate version).
@@ -38,6 +43,10 @@ mod reload_cli;
 mod run;
 mod secrets;
 mod store_cli;
+
+// Probes and the drain, for container runtimes, Kubernetes and supervisors.
+mod drain_cli;
+mod healthcheck;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,6 +142,61 @@ Exit status:
         pid_file: Option<PathBuf>,
         /// Longest wait for the outcome, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = reload_cli::DEFAULT_TIMEOUT_SECS)]
+        timeout: u64,
+    },
+    /// Ask the running gateway's metrics listener whether it is ready: exit
+    /// 0 when `GET /readyz` (or --path) answers 200, 1 otherwise with the
+    /// reason on stderr. For container health checks (the image has no curl).
+    Healthcheck {
+        /// Bootstrap file (YAML) whose `metrics.listen` to ask (a wildcard
+        /// address is asked on loopback). Default: the defaults' 127.0.0.1:9091.
+        #[arg(short, long, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// Ask this URL instead (`http://host:port`, optionally with the path).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The path to ask: /readyz (ready to take players) or /healthz (alive).
+        #[arg(long, default_value = healthcheck::DEFAULT_PATH)]
+        path: String,
+        /// Longest the whole check may take, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = healthcheck::DEFAULT_TIMEOUT_SECS)]
+        timeout: u64,
+    },
+    /// Start the running gateway's drain (SIGTERM through its pid file) and,
+    /// with --wait, wait for it: /readyz answers 503 at once, listeners keep
+    /// accepting for drain.delay, then close; open sessions run until they
+    /// end or drain.timeout; then the gateway exits 0.
+    #[command(after_help = "\
+A gateway already draining is not signalled again (a second SIGTERM would end
+drain.delay at once), so the command may run twice, as Kubernetes may deliver
+a preStop hook twice. Progress is read from the metrics listener
+(GET /status/drain on metrics.listen).
+
+--wait=listeners-closed returns once no new connection is accepted: the point
+a Kubernetes preStop hook must wait for. The kubelet sends SIGTERM when the
+hook returns, which changes nothing from then on, and waits for the exit up
+to terminationGracePeriodSeconds, which must exceed drain.delay +
+drain.timeout + 5 s. (A hook still running when the gateway exits is killed
+with the container and reported as FailedPreStopHook.)
+--wait (=exited) returns once the process has exited.
+
+Exit status:
+  0  signalled (or already draining) and, with --wait, the point was reached
+  1  the file cannot be read (nothing was signalled)
+  2  no running gateway found for this file (nothing was signalled)
+  3  the point was not seen within --timeout")]
+    Drain {
+        /// The bootstrap file the gateway runs with (its `run --config`).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// The gateway's pid file (default `<store.data_dir>/shardgate.pid`).
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Wait until the listeners have closed, or (alone) until the process exits.
+        #[arg(long, value_enum, value_name = "UNTIL", num_args = 0..=1, require_equals = true, default_missing_value = "exited")]
+        wait: Option<drain_cli::WaitFor>,
+        /// Longest wait, in seconds (without --wait: for the gateway to confirm).
+        #[arg(long, value_name = "SECS", default_value_t = drain_cli::DEFAULT_TIMEOUT_SECS)]
         timeout: u64,
     },
     /// Check a bootstrap file without starting.
@@ -384,6 +448,24 @@ fn main() -> ExitCode {
             let config = config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
             backup::restore(&config, &input, replace).await?;
             Ok(ExitCode::SUCCESS)
+        }),
+        Command::Healthcheck { config, url, path, timeout } => cli_command(async move {
+            Ok(healthcheck::healthcheck(
+                config.as_deref(),
+                url.as_deref(),
+                &path,
+                std::time::Duration::from_secs(timeout.max(1)),
+            )
+            .await)
+        }),
+        Command::Drain { config, pid_file, wait, timeout } => cli_command(async move {
+            Ok(drain_cli::drain(
+                config.as_deref(),
+                pid_file.as_deref(),
+                wait,
+                std::time::Duration::from_secs(timeout.max(1)),
+            )
+            .await)
         }),
         Command::Reload { config, pid_file, timeout } => cli_command(async move {
             Ok(reload_cli::reload(

@@ -137,7 +137,7 @@ fn check(path: Option<&Path>) -> Result<Config, String> {
 
 /// The pid in `pid_path`, once `/proc` confirms it is `shardgate run` with
 /// the same bootstrap file.
-fn find_gateway(pid_path: &Path, config_path: Option<&Path>) -> Result<u32, String> {
+pub(crate) fn find_gateway(pid_path: &Path, config_path: Option<&Path>) -> Result<u32, String> {
     let pid = pidfile::read(pid_path).map_err(|e| {
         format!("no running gateway found: {e} (start it with `shardgate run`, or give its --pid-file)")
     })?;

@@ -120,6 +120,8 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     shardgate_core::process::register(&metrics, &BUILD_INFO);
     let health = Arc::new(Health::default());
     let drain = Drain::new();
+    // `/status/drain`: what `shardgate drain --wait` follows.
+    let drain_status = crate::drain_cli::StatusCell::default();
 
     let store: Arc<dyn Store> = crate::open::open_store(&config).await?;
     let keyring = crate::secrets::keyring(&config)?;
@@ -236,6 +238,7 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
         metrics_socket,
         health_router(Arc::clone(&health), metrics.clone())
             .merge(reloader.status().router())
+            .merge(drain_status.router())
             .merge(healthcheck_router(healthchecks)),
         serve_settings,
         stopped(stop_rx.clone()),
@@ -263,6 +266,7 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     let timeout = reloader.drain_config().timeout.get();
     let delay = reloader.drain_config().delay.get();
     health.set_draining();
+    drain_status.delaying(which, delay);
     if !delay.is_zero() {
         // Not ready, still accepting: a load balancer that polls /readyz
         // stops sending players before any of them is refused.
@@ -279,7 +283,9 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     }
     tracing::info!(signal = which, drain_timeout_ms = timeout.as_millis() as u64, open = drain.holders(), "draining");
     drain.start(tokio::time::Instant::now() + timeout);
+    let deadline = std::time::SystemTime::now() + timeout;
     listeners.drained().await;
+    drain_status.draining(deadline);
     tokio::select! {
         () = drain.released() => tracing::info!("every connection has finished"),
         () = tokio::time::sleep(timeout + DRAIN_GRACE) => tracing::warn!(open = drain.holders(), "connections still open after the drain deadline; exiting anyway"),
