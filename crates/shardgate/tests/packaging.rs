@@ -366,7 +366,7 @@ fn cases() -> Vec<Case> {
             values: Some(Values::Yaml("persistence:\n  enabled: true\n  existingClaim: gateway-data\n")),
             validate_config: true,
         },
-        Case { name: "dashboard", values: Some(Values::Yaml(DASHBOARD_VALUES)), validate_config: false },
+        Case { name: "dashboard", values: Some(Values::Yaml(DASHBOARD_VALUES)), validate_config: true },
     ]
 }
 
