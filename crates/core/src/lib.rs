@@ -1,7 +1,9 @@
 //! shardgate-core owns what every other crate shares and nothing that does I/O:
 //! the data-plane error vocabulary, the drain (graceful shutdown) signal, the
 //! named limits, the health state behind `/healthz` and `/readyz`, durations as
-//! written in config files, and the handle to the metrics registry.
+//! written in config files, the handle to the metrics registry, and the
+//! tracing spans with their recording for export (the export itself, which
+//! does I/O, is the binary's).
 //!
 //! # Layout
 //! - [`error`]: [`ErrorSource`] (downstream, upstream, internal) and retry hints.
@@ -10,6 +12,7 @@
 //! - [`health`]: [`Health`], liveness and readiness flags.
 //! - [`duration`]: [`ConfigDuration`], `"30s"`/`"5m"`/`250` in config files.
 //! - [`metrics`]: [`Metrics`], the shared Prometheus registry.
+//! - [`trace`]: span target, W3C Trace Context, [`trace::SpanLayer`], OTLP/JSON encoding.
 
 pub mod drain;
 pub mod duration;
@@ -17,6 +20,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod trace;
 
 pub use drain::{Drain, DrainWatch, Draining};
 pub use duration::ConfigDuration;
