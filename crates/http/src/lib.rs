@@ -12,6 +12,7 @@
 //! - [`origin`]: one request to an origin through its upstream runtime.
 //! - [`body`]: response bodies (cached fill windows, pass-through).
 //! - [`metrics`]: the `shardgate_edge_*` families.
+//! - [`trace`]: the spans of requests and origin fetches; W3C `traceparent` in and out.
 
 pub mod body;
 pub mod canary;
@@ -20,6 +21,7 @@ pub mod listener;
 pub mod metrics;
 pub mod origin;
 pub mod service;
+pub mod trace;
 
 pub use listener::{HttpListenerSpec, HttpSettings, serve};
 pub use metrics::EdgeMetrics;

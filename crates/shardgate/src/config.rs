@@ -1,5 +1,5 @@
 //! The bootstrap file: what cannot live in the store (listeners, the admin
-//! listener and key, the store, limits, logging). Every field has a default;
+//! listener and key, the store, limits, logging, trace export). Every field has a default;
 //! unknown fields are refused with their path named; the admin key may come
 //! from `SHARDGATE_ADMIN_KEY` instead of the file.
 //!
@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use shardgate_core::{ConfigDuration, Limits};
+
+pub mod trace;
 
 /// The environment variable that holds the admin key (it wins over the file).
 pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
@@ -56,6 +58,8 @@ pub struct Config {
     pub drain: DrainConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Spans per connection and request, exported over OTLP (see [`trace`]).
+    pub tracing: trace::TracingConfig,
     /// Bounds on network input.
     pub limits: Limits,
 }
@@ -756,6 +760,9 @@ impl Config {
         {
             config.admin.viewer_key = Some(key);
         }
+        if let Ok(headers) = std::env::var(trace::HEADERS_ENV) {
+            config.tracing.add_env_headers(&headers)?;
+        }
         config.check()?;
         Ok(config)
     }
@@ -781,6 +788,7 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         self.limits.validate().map_err(ConfigError)?;
         check_log_level(&self.log.level).map_err(ConfigError)?;
+        self.tracing.check()?;
         let mut seen = HashSet::new();
         for (i, l) in self.stream.tcp.iter().enumerate() {
             if !seen.insert(l.addr.0) {
@@ -1012,6 +1020,7 @@ impl Config {
                 ));
             }
         }
+        out.extend(self.tracing.warnings());
         out
     }
 

@@ -35,6 +35,7 @@ mod reload_cli;
 mod run;
 mod secrets;
 mod store_cli;
+mod trace_export;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
