@@ -58,6 +58,8 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// The longest wait at stop for queued spans to be sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the drop count is looked at (logged at most once per [`LOG_EVERY`]).
+const DROP_CHECK: Duration = Duration::from_secs(1);
 /// Largest CA bundle read.
 const MAX_CA_BUNDLE: u64 = 16 * 1024 * 1024;
 /// Where the system's CA bundle is looked for, after `SSL_CERT_FILE`
@@ -123,8 +125,6 @@ impl TraceExport {
             interval: tracing.export_interval.get(),
             metrics,
             failures: Throttle::default(),
-            drops: Throttle::default(),
-            dropped_seen: 0,
         };
         Ok(TraceExport { layer, task })
     }
@@ -224,15 +224,13 @@ pub struct ExportTask {
     interval: Duration,
     metrics: ExportMetrics,
     failures: Throttle,
-    drops: Throttle,
-    /// The drop count last reported.
-    dropped_seen: u64,
 }
 
 /// The running export task.
 pub struct ExportHandle {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    drops: tokio::task::JoinHandle<()>,
     flush_timeout: Duration,
 }
 
@@ -264,7 +262,9 @@ impl ExportTask {
         let (stop, stopped) = oneshot::channel();
         let flush_timeout = self.client.timeout.min(FLUSH_TIMEOUT);
         tracing::info!(endpoint = %self.client.endpoint.display(), batch_size = self.batch_size, interval_ms = self.interval.as_millis() as u64, "exporting trace spans over OTLP/HTTP");
-        ExportHandle { stop, task: tokio::spawn(self.run(stopped)), flush_timeout }
+        // Apart from the export, which may be waiting on the collector.
+        let drops = tokio::spawn(report_drops(self.metrics.dropped.clone(), self.rx.max_capacity()));
+        ExportHandle { stop, task: tokio::spawn(self.run(stopped)), drops, flush_timeout }
     }
 
     async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
@@ -290,7 +290,6 @@ impl ExportTask {
                     }
                 }
             }
-            self.report_drops();
             if !batch.is_empty() {
                 self.export(&mut batch, MAX_ATTEMPTS).await;
             }
@@ -305,22 +304,8 @@ impl ExportTask {
                     }
                     self.export(&mut batch, 1).await;
                 }
-                self.report_drops();
                 return;
             }
-        }
-    }
-
-    /// Logs spans dropped on a full queue since the last report.
-    fn report_drops(&mut self) {
-        let dropped = self.metrics.dropped.get();
-        if dropped > self.dropped_seen && self.drops.ready() {
-            tracing::warn!(
-                dropped = dropped - self.dropped_seen,
-                max_queue = self.rx.max_capacity(),
-                "trace spans dropped: the export queue was full (collector slow or unreachable; see tracing.max_queue)"
-            );
-            self.dropped_seen = dropped;
         }
     }
 
@@ -377,6 +362,28 @@ impl ExportTask {
     }
 }
 
+/// Logs the spans dropped on a full queue: the first ones within
+/// [`DROP_CHECK`], then at most once per [`LOG_EVERY`], with the count since
+/// the last line. Runs until the handle stops it.
+async fn report_drops(dropped: Counter, max_queue: usize) {
+    let mut seen = 0;
+    let mut throttle = Throttle::default();
+    let mut tick = tokio::time::interval(DROP_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = dropped.get();
+        if now > seen && throttle.ready() {
+            tracing::warn!(
+                dropped = now - seen,
+                max_queue,
+                "trace spans dropped: the export queue was full (collector slow or unreachable; see tracing.max_queue)"
+            );
+            seen = now;
+        }
+    }
+}
+
 /// `d` plus up to half of it, at random, so instances do not retry in step.
 fn jittered(d: Duration) -> Duration {
     use std::hash::BuildHasher;
@@ -387,6 +394,7 @@ fn jittered(d: Duration) -> Duration {
 impl ExportHandle {
     /// Sends what is queued and stops, within the flush bound.
     pub async fn shutdown(mut self) {
+        self.drops.abort();
         if self.stop.send(()).is_err() {
             tracing::debug!("the trace export task had already stopped");
         }
