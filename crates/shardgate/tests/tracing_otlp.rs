@@ -28,13 +28,22 @@ const INCOMING_PARENT: &str = "00f067aa0ba902b7";
 
 /// `tracing:` pointing at `endpoint`, batches sent every 100 ms.
 fn tracing_yaml(endpoint: &str, extra: &str) -> String {
+    tracing_yaml_every(endpoint, "100ms", extra)
+}
+
+fn tracing_yaml_every(endpoint: &str, interval: &str, extra: &str) -> String {
     format!(
-        "tracing:\n  otlp:\n    endpoint: \"{endpoint}\"\n    headers:\n      x-tenant: game-ops\n  service_name: edge-test\n  export_interval: 100ms\n{extra}"
+        "tracing:\n  otlp:\n    endpoint: \"{endpoint}\"\n    headers:\n      x-tenant: game-ops\n  service_name: edge-test\n  export_interval: {interval}\n{extra}"
     )
 }
 
 /// A TLS route to a game server; one roundtrip through it, then closed.
 async fn play(gw: &Gateway, gs: &GameServer) {
+    drop(connect(gw, gs).await);
+}
+
+/// A TLS route to a game server and a player connected through it (one roundtrip done).
+async fn connect(gw: &Gateway, gs: &GameServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let admin = gw.admin();
     admin.put_ok("/apisix/admin/ssls/1", &TestCert::ecdsa(&[SNI]).ssl_body(&[SNI])).await;
     admin.put_ok("/apisix/admin/stream_routes/r1", &json!({"sni": SNI, "upstream": {"nodes": {gs.node(): 1}}})).await;
@@ -42,7 +51,7 @@ async fn play(gw: &Gateway, gs: &GameServer) {
     let addr = gw.tls_addr();
     let mut s = eventually(5, "routed", || async { client.connect(addr, Some(SNI)).await.ok() }).await;
     assert_eq!(roundtrip(&mut s, "hello").await, "[gs] hello");
-    drop(s);
+    s
 }
 
 /// A distribution in front of `origin`, live on the edge.
@@ -302,4 +311,22 @@ async fn a_collector_that_is_down_refuses_or_is_stuck_costs_the_traffic_nothing(
     .await;
     eventually(10, "the drop logged", || async { gw2.log().contains("export queue was full").then_some(()) }).await;
     assert!(stuck.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_connections_the_drain_cuts_are_sent_before_exit() {
+    let receiver = OtlpReceiver::start().await;
+    // A batch interval longer than the test: only the flush at stop sends.
+    let mut gw = gateway().drain_timeout("1s").yaml(&tracing_yaml_every(&receiver.endpoint(), "10m", "")).spawn().await;
+    let gs = GameServer::start("gs").await;
+    let player = connect(&gw, &gs).await;
+    gw.sigterm();
+    assert!(gw.wait_exit(20).await.success(), "{}", gw.log());
+    drop(player);
+    let spans = receiver.spans();
+    let cut = one(&spans, "the cut connection", |s| {
+        s.name() == "stream.connection" && s.str("shardgate.route").as_deref() == Some("r1")
+    });
+    assert_eq!(cut.str("shardgate.close_reason").as_deref(), Some("drain"));
+    assert_eq!(cut.int("shardgate.bytes_to_client"), Some(10));
 }

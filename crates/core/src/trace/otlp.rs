@@ -89,24 +89,42 @@ struct KeyValue<'a> {
     value: AnyValue<'a>,
 }
 
+/// OTLP's `AnyValue`, its variants named as the JSON keys are.
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 enum AnyValue<'a> {
-    StringValue(&'a str),
+    #[serde(rename = "stringValue")]
+    String(&'a str),
     /// proto3 JSON writes int64 as a decimal string.
-    IntValue(String),
-    BoolValue(bool),
-    DoubleValue(f64),
+    #[serde(rename = "intValue")]
+    Int(String),
+    #[serde(rename = "boolValue")]
+    Bool(bool),
+    #[serde(rename = "doubleValue")]
+    Double(f64),
+    /// A non-finite double, as proto3 JSON writes it.
+    #[serde(rename = "doubleValue")]
+    DoubleText(&'static str),
+}
+
+fn non_finite(d: f64) -> &'static str {
+    if d.is_nan() {
+        "NaN"
+    } else if d > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
 }
 
 fn any_value(v: &Value) -> AnyValue<'_> {
     match v {
-        Value::Str(s) => AnyValue::StringValue(s),
-        Value::Int(i) => AnyValue::IntValue(i.to_string()),
-        Value::Bool(b) => AnyValue::BoolValue(*b),
-        // JSON has no NaN or infinity: such a value goes as a string.
-        Value::Double(d) if !d.is_finite() => AnyValue::IntValue(d.to_string()),
-        Value::Double(d) => AnyValue::DoubleValue(*d),
+        Value::Str(s) => AnyValue::String(s),
+        Value::Int(i) => AnyValue::Int(i.to_string()),
+        Value::Bool(b) => AnyValue::Bool(*b),
+        // JSON has no NaN or infinity: proto3's JSON mapping writes them as
+        // the strings "NaN", "Infinity", "-Infinity".
+        Value::Double(d) if !d.is_finite() => AnyValue::DoubleText(non_finite(*d)),
+        Value::Double(d) => AnyValue::Double(*d),
     }
 }
 
@@ -128,7 +146,7 @@ fn span_json(s: &FinishedSpan) -> Span<'_> {
         end_time_unix_nano: s.end_unix_nanos.to_string(),
         attributes: s.attributes.iter().map(|(k, v)| KeyValue { key: k, value: any_value(v) }).collect(),
         status: (s.status != StatusCode::Unset)
-            .then(|| Status { code: s.status as u8, message: s.status_message.as_deref() }),
+            .then_some(Status { code: s.status as u8, message: s.status_message.as_deref() }),
     }
 }
 
@@ -179,6 +197,7 @@ mod tests {
                 ("http.response.status_code", Value::Int(200)),
                 ("ok", Value::Bool(true)),
                 ("ratio", Value::Double(0.5)),
+                ("nan", Value::Double(f64::NAN)),
             ],
             status: StatusCode::Error,
             status_message: Some("origin failed".into()),
@@ -202,6 +221,7 @@ mod tests {
         assert_eq!(s["attributes"][1]["value"]["intValue"], "200");
         assert_eq!(s["attributes"][2]["value"]["boolValue"], true);
         assert_eq!(s["attributes"][3]["value"]["doubleValue"], 0.5);
+        assert_eq!(s["attributes"][4]["value"]["doubleValue"], "NaN");
         assert_eq!(s["status"]["code"], 2);
         assert_eq!(s["status"]["message"], "origin failed");
     }
