@@ -2,9 +2,12 @@
 //! session, edge request and origin fetch) and their recording for export
 //! to an OpenTelemetry collector. The spans are ordinary `tracing` spans of
 //! target [`TARGET`]; [`SpanLayer`] is the only subscriber layer that
-//! enables that target, and only when export is configured. Without it the
-//! spans are disabled at their callsite (one cached check, no allocation),
-//! and the log output never shows them (see [`log_filter`]).
+//! enables that target, and only when export is configured. The data path
+//! asks [`sample_new_trace`] before it opens a new trace's first span: with
+//! export off, or for a trace the ratio leaves out, it opens none
+//! (`Span::none()`, nothing built or recorded). A span that would still
+//! reach a callsite without the layer is disabled there (one cached check),
+//! and the log output never shows these spans (see [`log_filter`]).
 //!
 //! # Layout
 //! - [`context`]: W3C Trace Context: ids, `traceparent`, `tracestate`, the ratio sampler.
@@ -18,6 +21,8 @@ pub mod context;
 pub mod layer;
 pub mod otlp;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 
@@ -26,6 +31,36 @@ pub use layer::{FinishedSpan, SpanIds, SpanKind, SpanLayer, StatusCode, Value, s
 
 /// The target of every exported span. Spans are opened at `INFO`.
 pub const TARGET: &str = "shardgate::span";
+
+/// The sampler of new traces, process-wide (its threshold): records
+/// nothing until the binary turns export on with [`record_new_traces`].
+static NEW_TRACES: AtomicU64 = AtomicU64::new(0);
+
+/// Whether export is on: continued traces are then recorded as their caller
+/// decided, whatever the ratio of new ones.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+/// Turns recording on: a `sampler` share of new traces is recorded from now
+/// on. The binary calls it once, when it installs [`SpanLayer`].
+pub fn record_new_traces(sampler: Sampler) {
+    NEW_TRACES.store(sampler.threshold(), Ordering::Relaxed);
+    RECORDING.store(true, Ordering::Relaxed);
+}
+
+/// Whether the data path opens the root span of a new trace (a connection,
+/// a UDP session, a request without a caller's `traceparent`): one atomic
+/// load and, below a ratio of 1, one random draw. `false` while export is
+/// off, so the span is then never built: `Span::none()` costs nothing.
+pub fn sample_new_trace() -> bool {
+    let threshold = NEW_TRACES.load(Ordering::Relaxed);
+    threshold != 0 && Sampler::from_threshold(threshold).sample(context::random_u64())
+}
+
+/// Whether spans are recorded at all (export on): for a span that
+/// continues a caller's trace, whose decision is the caller's.
+pub fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
 
 /// The per-layer filter of [`SpanLayer`]: this crate's spans and nothing else.
 pub fn span_filter() -> Targets {

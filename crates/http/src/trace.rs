@@ -6,8 +6,9 @@
 //! request carries the fetch span's `traceparent`, so the origin's own
 //! spans join the same trace.
 //!
-//! Recorded only when trace export is on (see `shardgate_core::trace`);
-//! otherwise every span here is `Span::none()` and nothing is formatted.
+//! Opened only when trace export is on and the request is sampled (see
+//! `shardgate_core::trace`); otherwise every span here is `Span::none()`
+//! and nothing is formatted.
 //! The path is recorded without its query: query values can hold tokens.
 //! Attribute names follow OpenTelemetry's HTTP semantic conventions, with
 //! `shardgate.*` for the edge's own facts.
@@ -15,7 +16,7 @@
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
-use shardgate_core::trace::TARGET;
+use shardgate_core::trace::{TARGET, TraceParent};
 use tracing::Span;
 use tracing::field::Empty;
 
@@ -44,9 +45,18 @@ fn protocol(v: Version) -> &'static str {
     }
 }
 
-/// The span of one viewer request.
+/// The span of one viewer request: opened when export is on and either
+/// the viewer continues a trace (a valid `traceparent`: its sampled flag
+/// decides) or the sampling ratio picks this new one; else `Span::none()`.
 pub(crate) fn edge_request(req: &Request<Incoming>, conn: &ConnInfo) -> Span {
+    if !shardgate_core::trace::recording() {
+        return Span::none();
+    }
     let header = |name: &HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let continued = header(&TRACEPARENT).and_then(|v| TraceParent::parse(v.trim())).is_some();
+    if !continued && !shardgate_core::trace::sample_new_trace() {
+        return Span::none();
+    }
     tracing::info_span!(
         target: TARGET,
         parent: None,

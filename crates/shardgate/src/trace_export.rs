@@ -116,7 +116,8 @@ impl TraceExport {
         let tls = if endpoint.tls { Some(tls_config(otlp)?) } else { None };
         let metrics = ExportMetrics::default();
         let (tx, rx) = mpsc::channel(tracing.max_queue);
-        let layer = SpanLayer::new(Sampler::ratio(tracing.sample_ratio), tx, metrics.dropped.clone());
+        let layer = SpanLayer::new(tx, metrics.dropped.clone());
+        shardgate_core::trace::record_new_traces(Sampler::ratio(tracing.sample_ratio));
         let task = ExportTask {
             rx,
             client: Client { endpoint, headers, timeout: otlp.timeout.get(), tls, conn: None },

@@ -330,3 +330,36 @@ async fn spans_of_connections_the_drain_cuts_are_sent_before_exit() {
     assert_eq!(cut.str("shardgate.close_reason").as_deref(), Some("drain"));
     assert_eq!(cut.int("shardgate.bytes_to_client"), Some(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ratio_of_zero_records_only_traces_their_callers_sampled() {
+    let receiver = OtlpReceiver::start().await;
+    let gw = gateway().edge_http(1).yaml(&tracing_yaml(&receiver.endpoint(), "  sample_ratio: 0\n")).spawn().await;
+    let gs = GameServer::start("gs").await;
+    play(&gw, &gs).await;
+    let file = || OriginFile::new("asset-bytes").cache_control("no-store");
+    let origin =
+        TestOrigin::start(vec![("/new.bin", file()), ("/sampled.bin", file()), ("/unsampled.bin", file())]).await;
+    let edge = distribution(&gw, &origin).await;
+    let sampled = format!("00-{INCOMING_TRACE}-{INCOMING_PARENT}-01");
+    let unsampled = format!("00-{INCOMING_TRACE}-{INCOMING_PARENT}-00");
+    assert_eq!(get(edge, HOST, "/new.bin", &[]).await.0, 200);
+    assert_eq!(get(edge, HOST, "/unsampled.bin", &[("traceparent", unsampled.as_str())]).await.0, 200);
+    assert_eq!(get(edge, HOST, "/sampled.bin", &[("traceparent", sampled.as_str())]).await.0, 200);
+    let spans = eventually(10, "the sampled caller's spans", || async {
+        let spans = receiver.spans();
+        (spans.iter().filter(|s| s.trace_id() == INCOMING_TRACE).count() == 2).then_some(spans)
+    })
+    .await;
+    // Batches go in order: anything of the earlier requests would be here by now.
+    let paths: Vec<String> = spans.iter().filter_map(|s| s.str("url.path")).collect();
+    assert!(paths.iter().all(|p| p == "/sampled.bin"), "only the sampled caller's request: {paths:?}");
+    assert!(!spans.iter().any(|s| s.name().starts_with("stream.")), "no new trace: {spans:?}");
+    // The unsampled caller's trace still reaches the origin, marked unsampled.
+    let seen: std::collections::HashMap<String, String> = origin.last_headers("/unsampled.bin").into_iter().collect();
+    let tp = seen.get("traceparent").expect("traceparent passed on");
+    assert!(tp.starts_with(&format!("00-{INCOMING_TRACE}-")) && tp.ends_with("-00"), "{tp}");
+    assert!(!tp.contains(INCOMING_PARENT), "the parent is the fetch, not the viewer: {tp}");
+    let seen: std::collections::HashMap<String, String> = origin.last_headers("/new.bin").into_iter().collect();
+    assert!(!seen.contains_key("traceparent"), "a new trace left out is not started at all");
+}

@@ -2,9 +2,9 @@
 //! from accept to close) and one per UDP session (`stream.udp_session`,
 //! from its first datagram to its end), with what the access log says:
 //! the player, the listener, SNI, route, game server, bytes and why it
-//! ended. They are recorded only when trace export is on (see
-//! `shardgate_core::trace`); otherwise they are `Span::none()` and every
-//! record below returns at once.
+//! ended. They are opened only when trace export is on and the sampling
+//! ratio picks them (see `shardgate_core::trace`); otherwise they are
+//! `Span::none()` and every record below returns at once.
 //!
 //! Attribute names follow OpenTelemetry's semantic conventions where one
 //! fits (`client.address`, `server.address` for the SNI the player asked
@@ -20,8 +20,12 @@ use crate::metrics::CloseReason;
 use crate::udp::SessionEnd;
 
 /// A new connection's span: the socket's peer is the client until a PROXY
-/// protocol header says otherwise ([`record_proxied`]).
+/// protocol header says otherwise ([`record_proxied`]). `Span::none()` when
+/// export is off or the sampling ratio leaves this connection out.
 pub(crate) fn connection(listener: &str, peer: SocketAddr, local: SocketAddr) -> Span {
+    if !shardgate_core::trace::sample_new_trace() {
+        return Span::none();
+    }
     tracing::info_span!(
         target: TARGET,
         parent: None,
@@ -97,8 +101,11 @@ pub(crate) fn record_close(span: &Span, c: &Closed<'_>) {
     }
 }
 
-/// A new UDP session's span.
+/// A new UDP session's span (`Span::none()` unless sampled, as [`connection`]).
 pub(crate) fn udp_session(listener: &str, client: SocketAddr, local: SocketAddr, route: &str, generation: u64) -> Span {
+    if !shardgate_core::trace::sample_new_trace() {
+        return Span::none();
+    }
     tracing::info_span!(
         target: TARGET,
         parent: None,

@@ -174,16 +174,15 @@ impl IdGenerator {
     }
 }
 
-/// Which new traces are recorded: OpenTelemetry's `TraceIdRatioBased`
-/// sampler under `ParentBased` (the SDKs' default shape, and APISIX's
-/// `parent_base` sampler with a `trace_id_ratio` root). A trace that
-/// arrives with a `traceparent` keeps its caller's decision; a new one is
-/// recorded when the low 63 bits of its trace id fall under `ratio × 2⁶³`,
-/// so every service that uses the same ratio decides the same way.
-#[derive(Debug, Clone, Copy)]
+/// Which new traces are recorded: a ratio, decided by a random draw before
+/// the trace's first span exists (so a trace that is not recorded costs the
+/// data path nothing). With a caller's `traceparent` the caller's decision
+/// stands instead: OpenTelemetry's `ParentBased` sampler with a ratio root,
+/// the SDKs' default shape and APISIX's `parent_base` sampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sampler {
+    /// A draw below this is recorded; `u64::MAX`: always; 0: never.
     threshold: u64,
-    always: bool,
 }
 
 impl Sampler {
@@ -191,18 +190,44 @@ impl Sampler {
     /// clamped (the bootstrap file's check refuses them first).
     pub fn ratio(ratio: f64) -> Sampler {
         let r = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
-        Sampler { threshold: (r * (1u64 << 63) as f64) as u64, always: r >= 1.0 }
+        let threshold = if r >= 1.0 { u64::MAX } else { (r * 18_446_744_073_709_551_616.0) as u64 };
+        Sampler { threshold }
     }
 
-    /// Whether a new trace with this id is recorded.
-    pub fn sample(&self, trace_id: &TraceId) -> bool {
-        if self.always {
-            return true;
-        }
-        let mut low = [0u8; 8];
-        low.copy_from_slice(&trace_id.0[8..]);
-        (u64::from_be_bytes(low) & (u64::MAX >> 1)) < self.threshold
+    /// Records nothing.
+    pub const NEVER: Sampler = Sampler { threshold: 0 };
+
+    /// Whether a new trace is recorded, given a uniform random `draw`.
+    pub fn sample(&self, draw: u64) -> bool {
+        self.threshold == u64::MAX || draw < self.threshold
     }
+
+    /// The threshold, for an atomic.
+    pub(crate) fn threshold(self) -> u64 {
+        self.threshold
+    }
+
+    /// The sampler of a stored threshold.
+    pub(crate) fn from_threshold(threshold: u64) -> Sampler {
+        Sampler { threshold }
+    }
+}
+
+/// A uniform random number for sampling draws: splitmix64 over a
+/// per-thread state seeded from std's randomly keyed hasher. Cheap (no
+/// lock, no shared cache line), not for secrets.
+pub fn random_u64() -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> =
+            std::cell::Cell::new(std::hash::RandomState::new().hash_one(std::thread::current().id()));
+    }
+    STATE.with(|state| {
+        let mut z = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
 }
 
 #[cfg(test)]
@@ -273,17 +298,15 @@ mod tests {
 
     #[test]
     fn the_ratio_sampler_keeps_about_its_share_and_the_edges_exactly() {
-        let ids = IdGenerator::default();
-        let traces: Vec<TraceId> = (0..20_000).map(|_| ids.trace_id()).collect();
-        assert!(traces.iter().all(|t| Sampler::ratio(1.0).sample(t)));
-        assert!(!traces.iter().any(|t| Sampler::ratio(0.0).sample(t)));
-        assert!(!traces.iter().any(|t| Sampler::ratio(f64::NAN).sample(t)));
-        let kept = traces.iter().filter(|t| Sampler::ratio(0.25).sample(t)).count();
+        let draws: Vec<u64> = (0..20_000).map(|_| random_u64()).collect();
+        assert!(draws.iter().all(|d| Sampler::ratio(1.0).sample(*d)));
+        assert!(Sampler::ratio(1.0).sample(u64::MAX));
+        assert!(!draws.iter().any(|d| Sampler::ratio(0.0).sample(*d)));
+        assert!(!draws.iter().any(|d| Sampler::NEVER.sample(*d)));
+        assert!(!draws.iter().any(|d| Sampler::ratio(f64::NAN).sample(*d)));
+        assert_eq!(Sampler::ratio(7.0), Sampler::ratio(1.0));
+        let kept = draws.iter().filter(|d| Sampler::ratio(0.25).sample(**d)).count();
         // 20,000 draws at p = 0.25: the standard deviation is about 61.
         assert!((4_500..=5_500).contains(&kept), "{kept}");
-        // Deterministic on the trace id: every instance agrees.
-        let a: Vec<bool> = traces.iter().map(|t| Sampler::ratio(0.5).sample(t)).collect();
-        let b: Vec<bool> = traces.iter().map(|t| Sampler::ratio(0.5).sample(t)).collect();
-        assert_eq!(a, b);
     }
 }

@@ -2,9 +2,11 @@
 //! target [`TARGET`](super::TARGET) into finished OpenTelemetry spans.
 //!
 //! ```text
-//! new span  -> ids: the parent span's trace (same process), else the
-//!              `traceparent` field's (a viewer's W3C header), else a new
-//!              trace, sampled by ratio; a new span id
+//! new span  -> ids: the parent span's trace and decision (same process),
+//!              else the `traceparent` field's (a viewer's W3C header: its
+//!              trace, its sampled flag), else a new trace, recorded (the
+//!              data path opens a new trace's first span only when
+//!              `sample_new_trace` said so); a new span id
 //!           -> sampled: start time and fields recorded (strings cut at
 //!              MAX_ATTRIBUTE_BYTES); otherwise ids only (they still travel
 //!              in `traceparent`, flag 00)
@@ -29,7 +31,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::context::{FLAG_SAMPLED, IdGenerator, Sampler, SpanId, TraceId, TraceParent, checked_tracestate};
+use super::context::{FLAG_SAMPLED, IdGenerator, SpanId, TraceId, TraceParent, checked_tracestate};
 
 /// Longest string attribute kept, in bytes (cut at a character boundary).
 /// With at most 32 fields a span (tracing's bound per callsite) and the
@@ -160,7 +162,6 @@ impl SpanIds {
 /// Records the spans of [`TARGET`](super::TARGET) and queues the finished,
 /// sampled ones for the exporter (see the module's flow).
 pub struct SpanLayer {
-    sampler: Sampler,
     ids: IdGenerator,
     queue: mpsc::Sender<FinishedSpan>,
     dropped: Counter,
@@ -168,16 +169,17 @@ pub struct SpanLayer {
 
 impl std::fmt::Debug for SpanLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpanLayer").field("sampler", &self.sampler).finish_non_exhaustive()
+        f.debug_struct("SpanLayer").finish_non_exhaustive()
     }
 }
 
 impl SpanLayer {
-    /// A layer that samples new traces with `sampler`, queues finished spans
-    /// on `queue` (bounded: its capacity is the queue limit) and counts a
-    /// span it could not queue in `dropped`.
-    pub fn new(sampler: Sampler, queue: mpsc::Sender<FinishedSpan>, dropped: Counter) -> Self {
-        SpanLayer { sampler, ids: IdGenerator::default(), queue, dropped }
+    /// A layer that queues finished spans on `queue` (bounded: its capacity
+    /// is the queue limit) and counts a span it could not queue in
+    /// `dropped`. Which new traces are recorded is decided before their
+    /// first span opens ([`super::sample_new_trace`]).
+    pub fn new(queue: mpsc::Sender<FinishedSpan>, dropped: Counter) -> Self {
+        SpanLayer { ids: IdGenerator::default(), queue, dropped }
     }
 }
 
@@ -297,11 +299,7 @@ where
                 attrs.record(&mut incoming);
                 match incoming.parent {
                     Some(p) => (p.trace_id, Some(p.parent_id), true, p.flags, incoming.state),
-                    None => {
-                        let trace_id = self.ids.trace_id();
-                        let flags = if self.sampler.sample(&trace_id) { FLAG_SAMPLED } else { 0 };
-                        (trace_id, None, false, flags, None)
-                    }
+                    None => (self.ids.trace_id(), None, false, FLAG_SAMPLED, None),
                 }
             }
         };

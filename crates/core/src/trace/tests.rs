@@ -10,10 +10,10 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
 
-fn with_layer<R>(ratio: f64, capacity: usize, f: impl FnOnce() -> R) -> (R, Vec<FinishedSpan>, u64) {
+fn with_layer<R>(capacity: usize, f: impl FnOnce() -> R) -> (R, Vec<FinishedSpan>, u64) {
     let (tx, mut rx) = mpsc::channel(capacity);
     let dropped = Counter::default();
-    let layer = SpanLayer::new(Sampler::ratio(ratio), tx, dropped.clone());
+    let layer = SpanLayer::new(tx, dropped.clone());
     let subscriber = tracing_subscriber::registry().with(layer.with_filter(span_filter()));
     let r = tracing::subscriber::with_default(subscriber, f);
     let mut spans = Vec::new();
@@ -29,7 +29,7 @@ fn attr<'a>(s: &'a FinishedSpan, key: &str) -> Option<&'a Value> {
 
 #[test]
 fn a_root_span_and_its_child_share_a_trace_and_carry_their_fields() {
-    let ((root_ids, child_ids), spans, dropped) = with_layer(1.0, 16, || {
+    let ((root_ids, child_ids), spans, dropped) = with_layer(16, || {
         let root = tracing::info_span!(target: TARGET, parent: None, "test.root", otel.kind = "server", peer = %"192.0.2.7:5000", n = 3u64, late = Empty);
         let child = tracing::info_span!(target: TARGET, parent: &root, "test.child", otel.kind = "client", otel.status_code = Empty);
         root.record("late", "recorded at the end");
@@ -63,8 +63,8 @@ fn a_root_span_and_its_child_share_a_trace_and_carry_their_fields() {
 #[test]
 fn an_incoming_traceparent_is_continued_and_its_decision_kept() {
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    // Ratio 0: only the caller's decision records this trace.
-    let (ids, spans, _) = with_layer(0.0, 16, || {
+    // The caller's decision records this trace (whatever the ratio of new ones).
+    let (ids, spans, _) = with_layer(16, || {
         let root = tracing::info_span!(target: TARGET, parent: None, "test.request", traceparent = incoming, tracestate = "congo=t61rcWkgMzE");
         let child = tracing::info_span!(target: TARGET, parent: &root, "test.fetch");
         span_ids(&child).expect("ids")
@@ -81,7 +81,7 @@ fn an_incoming_traceparent_is_continued_and_its_decision_kept() {
 
     // An unsampled caller: nothing recorded, yet the ids travel on (flag 00).
     let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    let (ids, spans, _) = with_layer(1.0, 16, || {
+    let (ids, spans, _) = with_layer(16, || {
         let root = tracing::info_span!(target: TARGET, parent: None, "test.request", traceparent = unsampled);
         span_ids(&root).expect("ids")
     });
@@ -89,7 +89,7 @@ fn an_incoming_traceparent_is_continued_and_its_decision_kept() {
     assert!(!ids.sampled && ids.traceparent().ends_with("-00"));
 
     // A malformed header starts a trace of its own.
-    let (ids, spans, _) = with_layer(1.0, 16, || {
+    let (ids, spans, _) = with_layer(16, || {
         let root = tracing::info_span!(target: TARGET, parent: None, "test.request", traceparent = "00-bogus");
         span_ids(&root).expect("ids")
     });
@@ -99,20 +99,37 @@ fn an_incoming_traceparent_is_continued_and_its_decision_kept() {
 }
 
 #[test]
-fn unsampled_traces_record_nothing_but_keep_ids() {
-    let (ids, spans, dropped) = with_layer(0.0, 16, || {
-        let root = tracing::info_span!(target: TARGET, parent: None, "test.root", x = 1u64);
+fn an_unsampled_callers_trace_records_nothing_but_keeps_its_ids_down_the_tree() {
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let (ids, spans, dropped) = with_layer(16, || {
+        let root = tracing::info_span!(target: TARGET, parent: None, "test.root", traceparent = unsampled, x = 1u64);
         let child = tracing::info_span!(target: TARGET, parent: &root, "test.child");
         (span_ids(&root).expect("root"), span_ids(&child).expect("child"))
     });
     assert!(spans.is_empty() && dropped == 0);
     assert_eq!(ids.0.trace_id, ids.1.trace_id);
     assert!(!ids.0.sampled && !ids.1.sampled);
+    assert!(ids.1.traceparent().ends_with("-00"));
+}
+
+#[test]
+fn new_traces_are_opened_only_once_recording_is_on_and_by_ratio() {
+    // One test owns the process-wide sampler (tests run in threads).
+    assert!(!recording() && !sample_new_trace(), "off until the binary turns export on");
+    record_new_traces(Sampler::ratio(0.25));
+    assert!(recording());
+    let kept = (0..20_000).filter(|_| sample_new_trace()).count();
+    assert!((4_500..=5_500).contains(&kept), "{kept}");
+    record_new_traces(Sampler::ratio(0.0));
+    assert!(recording(), "continued traces are still recorded");
+    assert!(!(0..1000).any(|_| sample_new_trace()));
+    record_new_traces(Sampler::ratio(1.0));
+    assert!((0..1000).all(|_| sample_new_trace()));
 }
 
 #[test]
 fn a_full_queue_drops_and_counts() {
-    let (_, spans, dropped) = with_layer(1.0, 2, || {
+    let (_, spans, dropped) = with_layer(2, || {
         for _ in 0..5 {
             drop(tracing::info_span!(target: TARGET, parent: None, "test.root"));
         }
@@ -123,7 +140,7 @@ fn a_full_queue_drops_and_counts() {
 #[test]
 fn long_strings_are_cut_at_a_character_boundary() {
     let long = "é".repeat(layer::MAX_ATTRIBUTE_BYTES);
-    let (_, spans, _) = with_layer(1.0, 2, || {
+    let (_, spans, _) = with_layer(2, || {
         drop(tracing::info_span!(target: TARGET, parent: None, "test.root", path = long.as_str(), shown = %long));
     });
     for key in ["path", "shown"] {
