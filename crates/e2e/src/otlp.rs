@@ -3,7 +3,8 @@
 //! keeps every `ExportTraceServiceRequest` posted to it (JSON bodies, read
 //! with serde_json), counts the TCP connections it accepted, and answers
 //! 200 with an empty `ExportTraceServiceResponse`, or the statuses a test
-//! queues, or nothing at all (`hang`) to play a stuck collector.
+//! queues, or nothing at all (`hang`) to play a stuck collector. Plain
+//! HTTP, or HTTPS with a test certificate.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -17,8 +18,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::TestCert;
 
 /// Largest request body read (the OTLP specification's recommended limit).
 const MAX_BODY: usize = 20 * 1024 * 1024;
@@ -159,16 +166,30 @@ impl OtlpReceiver {
     /// Starts a receiver on a free loopback port.
     pub async fn start() -> OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP receiver");
-        OtlpReceiver::serve(listener)
+        OtlpReceiver::serve(listener, None)
     }
 
     /// Starts a receiver on `addr` (a port a test reserved).
     pub async fn start_on(addr: SocketAddr) -> OtlpReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind OTLP receiver");
-        OtlpReceiver::serve(listener)
+        OtlpReceiver::serve(listener, None)
     }
 
-    fn serve(listener: TcpListener) -> OtlpReceiver {
+    /// Starts an HTTPS receiver on a free loopback port, presenting `cert`.
+    pub async fn start_tls(cert: &TestCert) -> OtlpReceiver {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = PrivateKeyDer::from_pem_slice(cert.key.as_bytes()).expect("test key");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(cert.der.clone())], key)
+            .expect("certificate and key");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP receiver");
+        OtlpReceiver::serve(listener, Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(listener: TcpListener, tls: Option<TlsAcceptor>) -> OtlpReceiver {
         let addr = listener.local_addr().expect("receiver address");
         let state = Arc::new(Mutex::new(State::default()));
         let st = Arc::clone(&state);
@@ -177,12 +198,14 @@ impl OtlpReceiver {
                 let Ok((sock, _)) = listener.accept().await else { continue };
                 st.lock().expect("state").connections += 1;
                 let st = Arc::clone(&st);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| receive(Arc::clone(&st), req));
-                    if let Err(e) =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(sock), svc).await
-                    {
-                        eprintln!("OTLP receiver: connection ended: {e}");
+                    match tls {
+                        None => serve_connection(sock, st).await,
+                        Some(acceptor) => match acceptor.accept(sock).await {
+                            Ok(stream) => serve_connection(stream, st).await,
+                            Err(e) => eprintln!("OTLP receiver: TLS handshake failed: {e}"),
+                        },
                     }
                 });
             }
@@ -240,6 +263,16 @@ impl OtlpReceiver {
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+async fn serve_connection<I>(io: I, state: Arc<Mutex<State>>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| receive(Arc::clone(&state), req));
+    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc).await {
+        eprintln!("OTLP receiver: connection ended: {e}");
     }
 }
 

@@ -363,3 +363,44 @@ async fn a_ratio_of_zero_records_only_traces_their_callers_sampled() {
     let seen: std::collections::HashMap<String, String> = origin.last_headers("/new.bin").into_iter().collect();
     assert!(!seen.contains_key("traceparent"), "a new trace left out is not started at all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_collector_is_reached_with_the_ca_that_signs_it_and_only_then() {
+    let cert = TestCert::ecdsa(&["localhost"]);
+    let receiver = OtlpReceiver::start_tls(&cert).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, other) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&ca, &cert.cert).expect("write CA");
+    std::fs::write(&other, TestCert::ecdsa(&["localhost"]).cert).expect("write CA");
+    let endpoint = format!("https://localhost:{}/v1/traces", receiver.addr.port());
+    let yaml = |ca: &std::path::Path| {
+        format!(
+            "tracing:\n  otlp:\n    endpoint: \"{endpoint}\"\n    ca_file: \"{}\"\n  export_interval: 100ms\n",
+            ca.display()
+        )
+    };
+    let gs = GameServer::start("gs").await;
+
+    let gw = gateway().yaml(&yaml(&ca)).spawn().await;
+    play(&gw, &gs).await;
+    eventually(10, "the connection's span over HTTPS", || async {
+        receiver
+            .spans()
+            .iter()
+            .any(|s| s.name() == "stream.connection" && s.str("shardgate.route").as_deref() == Some("r1"))
+            .then_some(())
+    })
+    .await;
+    drop(gw);
+
+    // Another CA: the collector's certificate is not trusted, nothing is sent.
+    let received = receiver.requests().len();
+    let gw = gateway().yaml(&yaml(&other)).spawn().await;
+    play(&gw, &gs).await;
+    eventually(30, "spans counted as failed", || async {
+        (gw.metric("shardgate_trace_spans_exported_total{result=\"failure\"}").await >= 1.0).then_some(())
+    })
+    .await;
+    assert!(gw.log().contains("TLS with localhost"), "the log names the TLS failure: {}", gw.log());
+    assert_eq!(receiver.requests().len(), received);
+}
