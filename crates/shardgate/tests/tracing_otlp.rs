@@ -404,3 +404,43 @@ async fn an_https_collector_is_reached_with_the_ca_that_signs_it_and_only_then()
     assert!(gw.log().contains("TLS with localhost"), "the log names the TLS failure: {}", gw.log());
     assert_eq!(receiver.requests().len(), received);
 }
+
+#[test]
+fn validate_refuses_a_bad_tracing_section_naming_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (yaml, expected) in [
+        (
+            "tracing:\n  otlp:\n    endpoint: \"collector:4318/v1/traces\"\n",
+            "tracing.otlp.endpoint: \"collector:4318/v1/traces\" must start with http:// or https://",
+        ),
+        ("tracing:\n  otlp:\n    endpoint: \"http://collector:4318\"\n", "tracing.otlp.endpoint"),
+        ("tracing:\n  sample_ratio: 2\n", "tracing.sample_ratio: 2 is not between 0 and 1"),
+        ("tracing:\n  otlp:\n    endpont: \"http://c:4318/v1/traces\"\n", "tracing.otlp"),
+    ] {
+        let file = dir.path().join("shardgate.yaml");
+        std::fs::write(&file, format!("admin:\n  key: an-admin-key-0123456789\n{yaml}")).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(["validate", "--config"])
+            .arg(&file)
+            .output()
+            .expect("run validate");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{yaml}: accepted");
+        assert!(text.contains(expected), "{yaml}: {text}");
+    }
+    // A good section passes, and credentials sent in clear text are warned about.
+    let file = dir.path().join("good.yaml");
+    std::fs::write(
+        &file,
+        "admin:\n  key: an-admin-key-0123456789\ntracing:\n  otlp:\n    endpoint: \"http://otel-collector.observability:4318/v1/traces\"\n    headers:\n      authorization: Bearer abc\n  sample_ratio: 0.1\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(["validate", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("clear text") && !text.contains("Bearer abc"), "{text}");
+}

@@ -140,16 +140,14 @@ impl OtlpConfig {
     pub fn endpoint(&self) -> Result<Endpoint, ConfigError> {
         let field = "tracing.otlp.endpoint";
         let raw = self.endpoint.trim();
+        let lower = raw.to_ascii_lowercase();
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            return Err(ConfigError(format!(
+                "{field}: {raw:?} must start with http:// or https:// (OTLP/HTTP; e.g. http://127.0.0.1:4318/v1/traces)"
+            )));
+        }
         let uri: Uri = raw.parse().map_err(|e| ConfigError(format!("{field}: {raw:?} is not a URL: {e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                return Err(ConfigError(format!(
-                    "{field}: {raw:?} must start with http:// or https:// (OTLP/HTTP; e.g. http://127.0.0.1:4318/v1/traces)"
-                )));
-            }
-        };
+        let tls = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https"));
         let Some(authority) = uri.authority() else {
             return Err(ConfigError(format!("{field}: {raw:?} names no host")));
         };
@@ -353,6 +351,7 @@ mod tests {
             ("tracing:\n  sample_ratio: -0.1\n", "tracing.sample_ratio"),
             ("tracing:\n  sample_ratio: .nan\n", "tracing.sample_ratio"),
             ("tracing:\n  otlp:\n    endpoint: \"127.0.0.1:4318\"\n", "tracing.otlp.endpoint"),
+            ("tracing:\n  otlp:\n    endpoint: \"http://bad host/v1/traces\"\n", "is not a URL"),
             ("tracing:\n  otlp:\n    endpoint: \"grpc://c:4317/v1/traces\"\n", "must start with http:// or https://"),
             (
                 "tracing:\n  otlp:\n    endpoint: \"http://c:4318\"\n",
