@@ -249,7 +249,7 @@ impl OtlpReceiver {
         self.state.lock().expect("state").answers.extend(statuses);
     }
 
-    /// Holds every request unanswered (for [`HANG_FOR`]), as a stuck collector.
+    /// Holds every request unanswered (for 30 s, then 503), as a stuck collector.
     pub fn hang(&self, on: bool) {
         self.state.lock().expect("state").hang = on;
     }
