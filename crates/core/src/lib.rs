@@ -2,7 +2,9 @@
 //! network I/O: the data-plane error vocabulary, the drain (graceful shutdown)
 //! signal, the named limits, the health state behind `/healthz` and `/readyz`,
 //! durations as written in config files, the handle to the metrics registry,
-//! and the process metrics (read from `/proc/self` when scraped).
+//! the process metrics (read from `/proc/self` when scraped), and the tracing
+//! spans with their recording for export (the export itself, which does
+//! network I/O, is the binary's).
 //!
 //! # Layout
 //! - [`error`]: [`ErrorSource`] (downstream, upstream, internal) and retry hints.
@@ -14,6 +16,7 @@
 //! - [`throttle`]: [`LogThrottle`], one `warn` per interval for events the
 //!   network can repeat at will.
 //! - [`process`]: `process_*` metrics and `shardgate_build_info`.
+//! - [`trace`]: span target, W3C Trace Context, [`trace::SpanLayer`], OTLP/JSON encoding.
 
 pub mod drain;
 pub mod duration;
@@ -23,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod throttle;
+pub mod trace;
 
 pub use drain::{Drain, DrainWatch, Draining};
 pub use duration::ConfigDuration;

@@ -32,6 +32,7 @@ pub struct GatewayBuilder {
     store_yaml: String,
     data_dir: Option<PathBuf>,
     rust_log: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 impl GatewayBuilder {
@@ -58,7 +59,14 @@ impl GatewayBuilder {
             store_yaml: String::new(),
             data_dir: None,
             rust_log: Some("info".into()),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the gateway process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// Number of TLS stream listeners (default 1).
@@ -261,6 +269,7 @@ impl GatewayBuilder {
         let mut gw = Gateway {
             bin: self.bin,
             rust_log: self.rust_log,
+            env: self.env,
             nofile: self.nofile,
             config_path,
             log_path: work.path().join("shardgate.log"),
@@ -285,6 +294,7 @@ impl GatewayBuilder {
 pub struct Gateway {
     bin: PathBuf,
     rust_log: Option<String>,
+    env: Vec<(String, String)>,
     nofile: Option<u64>,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -330,6 +340,7 @@ impl Gateway {
             Some(filter) => command.env("RUST_LOG", filter),
             None => command.env_remove("RUST_LOG"),
         };
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = command.stdout(Stdio::null()).stderr(Stdio::from(log)).spawn().expect("spawn shardgate");
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

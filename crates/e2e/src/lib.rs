@@ -10,6 +10,7 @@
 //! - [`tls_server`]: TLS echo game servers with their own certificate (passthrough).
 //! - [`dns`]: [`TestDns`], a DNS server whose answers the test sets and which counts queries.
 //! - [`health`]: [`HealthServer`], an HTTP(S) health endpoint whose status a test sets.
+//! - [`otlp`]: [`OtlpReceiver`], an OTLP/HTTP trace receiver that keeps what it is sent.
 //! - [`udp`]: UDP echo game servers (named replies), a UDP client, free UDP ports.
 //! - [`certs`]: self-signed certificates for test SNIs.
 //! - [`proxy_protocol`]: PROXY protocol headers from the specification, a game
@@ -28,6 +29,7 @@ pub mod gateway;
 pub mod geo;
 pub mod health;
 pub mod origin;
+pub mod otlp;
 pub mod ports;
 pub mod proxy_protocol;
 pub mod servers;
@@ -42,6 +44,7 @@ pub use etcd::EtcdCluster;
 pub use gateway::{Gateway, GatewayBuilder};
 pub use health::HealthServer;
 pub use origin::{OriginFile, TestOrigin};
+pub use otlp::OtlpReceiver;
 pub use servers::GameServer;
 pub use tls::TlsClient;
 pub use tls_server::TlsGameServer;

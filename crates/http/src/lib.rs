@@ -13,6 +13,7 @@
 //! - [`body`]: response bodies (cached fill windows, pass-through).
 //! - [`metrics`]: the `shardgate_edge_*` families.
 //! - [`access_log`]: one line per request, in CloudFront's standard-log fields.
+//! - [`trace`]: the spans of requests and origin fetches; W3C `traceparent` in and out.
 
 pub mod access_log;
 pub mod body;
@@ -22,6 +23,7 @@ pub mod listener;
 pub mod metrics;
 pub mod origin;
 pub mod service;
+pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogFormat, AccessLogSettings};
 pub use listener::{HttpListenerSpec, HttpSettings, serve};

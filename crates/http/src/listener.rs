@@ -243,8 +243,10 @@ where
         let svc = Arc::clone(&svc);
         let in_progress = InProgress::start(&counter);
         async move {
-            let resp = svc.handle(req, conn).await;
-            Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _in_progress: in_progress }))
+            let mut resp = svc.handle(req, conn).await;
+            // The request's span ends with its body.
+            let span = resp.extensions_mut().remove::<crate::trace::RequestSpan>();
+            Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _in_progress: in_progress, _span: span }))
         }
     });
     let served = builder.serve_connection(io, service);
@@ -332,6 +334,8 @@ impl Drop for InProgress {
 struct CountedBody {
     body: EdgeBody,
     _in_progress: InProgress,
+    /// The request's span, when tracing is on: it ends with the body.
+    _span: Option<crate::trace::RequestSpan>,
 }
 
 impl Body for CountedBody {

@@ -104,7 +104,11 @@ pub async fn fetch(req: OriginRequest<'_>) -> Result<Response<Incoming>, OriginE
         Err(e) => return Err(OriginError::Request(e.to_string())),
     };
     match tokio::time::timeout(req.read_timeout, sender.send_request(request)).await {
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(mut resp)) => {
+            // Which node answered, for the fetch's span.
+            resp.extensions_mut().insert(crate::trace::OriginNode(node));
+            Ok(resp)
+        }
         Ok(Err(error)) => Err(OriginError::Http { node, error }),
         Err(_) => Err(OriginError::Timeout { node, timeout: req.read_timeout }),
     }

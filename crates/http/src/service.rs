@@ -127,6 +127,8 @@ struct Ctx {
     /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
     /// (`CustomRequestHandling`); usually empty.
     waf_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The request's span (disabled unless trace export is on).
+    span: tracing::Span,
 }
 
 fn refuse(svc: &EdgeService, status: StatusCode, reason: &'static str, message: String) -> Response<EdgeBody> {
@@ -176,15 +178,21 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
 
 impl EdgeService {
     /// Serves one viewer request, and writes its access log line once the
-    /// response has been sent.
+    /// response has been sent. The response carries the request's span
+    /// ([`crate::trace::RequestSpan`]) for the listener to end with the body.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<EdgeBody> {
+        let span = crate::trace::edge_request(&req, &conn);
         let mut entry = self.access_log.start(&req, &conn);
         let mut unlogged = Facts::default();
         let facts = entry.as_mut().map_or(&mut unlogged, |e| e.facts());
-        let resp = Arc::clone(&self).route(req, conn, facts).await;
+        let mut resp = Arc::clone(&self).route(req, conn, facts, &span).await;
         let distribution = Label(facts.distribution.clone().unwrap_or_else(|| Arc::from("")));
         let labels = ResponseLabels { distribution, status: ResponseLabels::class(resp.status()) };
         self.metrics.responses.get_or_create(&labels).inc();
+        if !span.is_disabled() {
+            crate::trace::record_status(&span, resp.status());
+            resp.extensions_mut().insert(crate::trace::RequestSpan(span));
+        }
         match entry {
             Some(entry) => entry.respond(resp),
             None => resp,
@@ -196,6 +204,7 @@ impl EdgeService {
         mut req: Request<Incoming>,
         conn: ConnInfo,
         facts: &mut Facts,
+        span: &tracing::Span,
     ) -> Response<EdgeBody> {
         if let Err(refusal) = key::check_viewer_input(&mut req) {
             return refuse(&self, StatusCode::BAD_REQUEST, refusal.reason, refusal.message);
@@ -253,6 +262,7 @@ impl EdgeService {
         let (behavior, policy, index) = dist.behavior_for(path);
         let behavior_label = Label(dist.behavior_labels.get(index).cloned().unwrap_or_else(|| Arc::from("default")));
         facts.behavior = Some(Arc::clone(&behavior_label.0));
+        crate::trace::record_route(span, dist.id.as_str(), variant.as_str(), &behavior_label.0);
         let (origin_path, channel) = match key::rewrite_path(behavior.rewrite.as_ref(), &req_headers, path) {
             Ok(r) => r,
             Err(e) => return refuse(&self, StatusCode::BAD_REQUEST, "bad_channel", e.to_string()),
@@ -292,6 +302,7 @@ impl EdgeService {
             head_only,
             req_headers,
             waf_headers,
+            span: span.clone(),
         };
         ctx.serve().await
     }
@@ -551,9 +562,12 @@ impl Ctx {
         let Ok(host) = HeaderValue::from_str(&self.host) else {
             return Err(FetchError::Status(StatusCode::BAD_REQUEST));
         };
+        let target = format!("{}{}", origin.config.origin_path, self.origin_target);
+        let span = crate::trace::origin_fetch(&self.span, &self.origin_name, &self.host, &target, stale.is_some());
+        crate::trace::inject(&span, &mut headers);
         let request = OriginRequest {
             origin,
-            target: format!("{}{}", origin.config.origin_path, self.origin_target),
+            target,
             host,
             headers,
             client: self.conn.client,
@@ -562,6 +576,7 @@ impl Ctx {
         };
         let started = Instant::now();
         let result = origin::fetch(request).await;
+        crate::trace::record_origin(&span, &result);
         let dlabels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
         self.svc.metrics.origin_seconds.get_or_create(&dlabels).observe(started.elapsed().as_secs_f64());
         let status = match &result {
@@ -803,6 +818,7 @@ impl Ctx {
             cache: phase,
         };
         self.svc.metrics.requests.get_or_create(&labels).inc();
+        crate::trace::record_cache(&self.span, phase);
         if let Some(b) = bytes {
             let labels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
             self.svc.metrics.response_bytes.get_or_create(&labels).inc_by(b);

@@ -1,5 +1,5 @@
 //! The bootstrap file: what cannot live in the store (listeners, the admin
-//! listener and key, the store, limits, logging). Every field has a default;
+//! listener and key, the store, limits, logging, trace export). Every field has a default;
 //! unknown fields are refused with their path named; the admin key may come
 //! from `SHARDGATE_ADMIN_KEY` instead of the file.
 //!
@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use shardgate_core::{ConfigDuration, Limits};
+
+pub mod trace;
 
 /// The environment variable that holds the admin key (it wins over the file).
 pub const ADMIN_KEY_ENV: &str = "SHARDGATE_ADMIN_KEY";
@@ -64,6 +66,8 @@ pub struct Config {
     pub drain: DrainConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Spans per connection and request, exported over OTLP (see [`trace`]).
+    pub tracing: trace::TracingConfig,
     /// Bounds on network input.
     pub limits: Limits,
     /// The web dashboard on the Admin listener: sign-in and sessions.
@@ -1048,6 +1052,9 @@ impl Config {
         {
             config.admin.viewer_key = Some(key);
         }
+        if let Ok(headers) = std::env::var(trace::HEADERS_ENV) {
+            config.tracing.add_env_headers(&headers)?;
+        }
         config.check()?;
         config.hash_plaintext_passwords();
         Ok(config)
@@ -1153,6 +1160,7 @@ impl Config {
         {
             return Err(ConfigError(format!("waf.geoip_database: {}: {e}", path.display())));
         }
+        self.tracing.check()?;
         let mut seen = HashSet::new();
         for (i, l) in self.stream.tcp.iter().enumerate() {
             if !seen.insert(l.addr.0) {
@@ -1404,6 +1412,7 @@ impl Config {
                 ));
             }
         }
+        out.extend(self.tracing.warnings());
         out
     }
 

@@ -43,6 +43,7 @@ mod reload_cli;
 mod run;
 mod secrets;
 mod store_cli;
+mod trace_export;
 
 // Probes and the drain, for container runtimes, Kubernetes and supervisors.
 mod drain_cli;

@@ -83,6 +83,10 @@ pub fn needs_restart(started: &Config, new: &Config) -> Vec<String> {
     if started.store.etcd.password != new.store.etcd.password {
         out.push("store.etcd.password".into());
     }
+    let trace_headers = |c: &Config| c.tracing.otlp.as_ref().map(|o| o.headers.clone());
+    if trace_headers(started) != trace_headers(new) {
+        out.push("tracing.otlp.headers".into());
+    }
     out
 }
 
@@ -421,6 +425,19 @@ mod tests {
         let fields = needs_restart(&started, &new);
         assert_eq!(fields, ["data_encryption.keyring", "store.etcd.password"]);
         assert!(!fields.concat().contains("hunter2") && !fields.concat().contains("fedcba"));
+    }
+
+    #[test]
+    fn tracing_needs_a_restart_and_its_headers_stay_secret() {
+        let started = parse(
+            "tracing:\n  otlp:\n    endpoint: http://127.0.0.1:4318/v1/traces\n    headers:\n      authorization: Bearer old-token\n",
+        );
+        let new = parse(
+            "tracing:\n  otlp:\n    endpoint: http://127.0.0.1:4318/v1/traces\n    headers:\n      authorization: Bearer new-token\n  sample_ratio: 0.5\n",
+        );
+        let fields = needs_restart(&started, &new);
+        assert_eq!(fields, ["tracing.sample_ratio", "tracing.otlp.headers"]);
+        assert!(!fields.concat().contains("token"));
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //!
 //! ```text
 //! SIGHUP handled (before the file is read: a SIGHUP never kills)
-//!   -> config -> logging -> admin key check -> pid file -> store (embedded,
+//!   -> config -> logging (and the span layer, when tracing.otlp is set)
+//!   -> admin key check -> pid file -> store (embedded,
 //!   or etcd: a member must answer) -> keyring -> reconciler.load (first
 //!   snapshot) -> bind every listener (fail fast, naming the address) -> ready
 //!   -> serve; each SIGHUP reloads the bootstrap file (see `reload`), a
 //!      SIGHUP received while starting is applied once started
 //!   -> SIGTERM/SIGINT: drain: /readyz unready, listeners stop accepting,
 //!      connections run until they end or the drain deadline -> admin/metrics
-//!      stop -> pid file removed -> exit 0
+//!      stop -> queued trace spans sent (bounded) -> pid file removed -> exit 0
 //! ```
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use shardgate_stream::{StreamMetrics, UdpMetrics};
 use shardgate_upstream::{ConnectDefaults, Registry, Resolver, UpstreamMetrics};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Semaphore;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -46,8 +48,11 @@ const BUILD_INFO: shardgate_core::process::BuildInfo = shardgate_core::process::
 };
 
 /// Starts logging with a filter that a reload can replace (`log.level`;
-/// `RUST_LOG` wins over it).
-fn init_logging(config: &Config) -> anyhow::Result<LogControl> {
+/// `RUST_LOG` wins over it), and, when `tracing.otlp` is set, the layer
+/// that records spans for export (its own filter: the log filter never
+/// enables or shows spans, and a reload of it leaves tracing alone). The
+/// export task it returns is started once the runtime's metrics exist.
+fn init_logging(config: &Config) -> anyhow::Result<(LogControl, Option<crate::trace_export::ExportTask>)> {
     let (filter, from_env) = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => (EnvFilter::try_new(v).context("RUST_LOG")?, true),
         _ => (EnvFilter::try_new(crate::config::normalized_log_filter(&config.log.level)).context("log.level")?, false),
@@ -60,12 +65,20 @@ fn init_logging(config: &Config) -> anyhow::Result<LogControl> {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
+    let export = match &config.tracing.otlp {
+        None => None,
+        Some(otlp) => Some(crate::trace_export::TraceExport::new(&config.tracing, otlp)?),
+    };
+    let (spans, task) = match export {
+        None => (None, None),
+        Some(e) => (Some(e.layer.with_filter(shardgate_core::trace::span_filter())), Some(e.task)),
+    };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter.and(shardgate_core::trace::log_filter())))
+        .with(spans)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))?;
-    Ok(LogControl::new(handle, from_env))
+    Ok((LogControl::new(handle, from_env), task))
 }
 
 /// Installs the SIGHUP handler. Call it first thing: from then on a SIGHUP
@@ -87,7 +100,7 @@ pub struct RunArgs {
 /// Runs the gateway until a signal and the drain that follows. `hup` is
 /// the SIGHUP handler, installed before the file was read.
 pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Result<()> {
-    let log = init_logging(&config)?;
+    let (log, trace_export) = init_logging(&config)?;
     let key = config.admin_key()?.to_owned();
     let _pid_file = match &args.pid_file {
         // Asked for by name: not writing it is an error.
@@ -118,6 +131,10 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
 
     let metrics = Metrics::new();
     shardgate_core::process::register(&metrics, &BUILD_INFO);
+    let trace_export = trace_export.map(|task| {
+        task.register(&metrics);
+        task.spawn()
+    });
     let health = Arc::new(Health::default());
     let drain = Drain::new();
     // `/status/drain`: what `shardgate drain --wait` follows.
@@ -303,6 +320,10 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     }
     if let Err(e) = reconciler_task.await {
         tracing::warn!(error = %e, "reconciler task failed");
+    }
+    if let Some(export) = trace_export {
+        // The drained connections' spans are in the queue: send them.
+        export.shutdown().await;
     }
     tracing::info!("shardgate stopped");
     Ok(())

@@ -160,6 +160,8 @@ pub(crate) async fn handle(
         },
     };
     // TCP_NODELAY and keepalive come from the listener (see `listener::bind`).
+    // This connection's span (exported when tracing is on; else disabled).
+    let span = crate::trace::connection(&ctx.name, peer, local);
 
     // The PROXY protocol header, when the listener requires one: the client
     // address it carries is `peer` from here on (routing, web ACLs, plugins,
@@ -174,6 +176,9 @@ pub(crate) async fn handle(
         }
     };
     let peer = carried.unwrap_or(peer);
+    if let Some(via) = via {
+        crate::trace::record_proxied(&span, peer, via);
+    }
 
     let snap = ctx.handle.load();
     // A listener ACL that reads the TLS fingerprints cannot run before the
@@ -218,6 +223,23 @@ pub(crate) async fn handle(
         reason = outcome.reason.as_str(),
         "stream connection closed"
     );
+    let closed = crate::trace::Closed {
+        sni: sni.as_deref(),
+        route: route_id.as_deref(),
+        mode: if outcome.passthrough {
+            "passthrough"
+        } else if ctx.tls {
+            "tls"
+        } else {
+            "plain"
+        },
+        node: outcome.node.as_deref(),
+        generation: snap.generation,
+        from_client: outcome.from_client,
+        to_client: outcome.to_client,
+        reason: outcome.reason,
+    };
+    crate::trace::record_close(&span, &closed);
 }
 
 /// Runs the listener's web ACL on the client address. Returns the deciding

@@ -23,6 +23,7 @@
 //! - [`metrics`]: the stream metric families.
 //! - [`udp`]: UDP listeners and their per-client sessions.
 //! - `acl`: web ACLs on a client address, shared by connections and sessions.
+//! - `trace`: the spans of connections and UDP sessions (exported when tracing is on).
 
 mod acl;
 pub mod conn;
@@ -32,6 +33,7 @@ pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy_protocol;
+mod trace;
 pub mod udp;
 
 pub use listener::{ListenerSpec, StreamSettings, bind, serve};

@@ -1,7 +1,8 @@
 //! One UDP session's task: open the upstream socket (node choice, retries and
 //! failure marks by `Upstream::connect_with`), relay the node's replies to the
 //! client from the listener socket, end on idle, on a refusal by the node or
-//! at the drain deadline, then count and log the session.
+//! at the drain deadline, then count and log the session (and record its
+//! span, when tracing is on).
 
 use std::cell::RefCell;
 use std::io;
@@ -168,6 +169,7 @@ pub(super) async fn run(start: Start) {
     let _limit = limit;
     let started = Instant::now();
     let route = target.route.id.to_string();
+    let span = crate::trace::udp_session(&shared.name, client, shared.local, &route, generation);
     shared
         .metrics
         .sessions_created
@@ -188,7 +190,7 @@ pub(super) async fn run(start: Start) {
     let opened = tokio::select! {
         r = connect => r,
         () = &mut cut => {
-            finish(&shared, &events, client, id, &route, SessionEnd::drain, None, generation, started);
+            finish(&shared, &events, client, id, &route, SessionEnd::drain, None, generation, started, &span);
             drop(permits);
             return;
         }
@@ -201,7 +203,7 @@ pub(super) async fn run(start: Start) {
                 ConnectError::Local { .. } => SessionEnd::local_resources,
                 _ => SessionEnd::upstream_unavailable,
             };
-            finish(&shared, &events, client, id, &route, reason, None, generation, started);
+            finish(&shared, &events, client, id, &route, reason, None, generation, started, &span);
             drop(permits);
             return;
         }
@@ -237,7 +239,7 @@ pub(super) async fn run(start: Start) {
         relay(&shared, &session, idle, cut).await
     };
     session.closing.store(true, Ordering::Release);
-    finish(&shared, &events, client, id, &route, reason, Some(&session), generation, started);
+    finish(&shared, &events, client, id, &route, reason, Some(&session), generation, started, &span);
     drop(permits);
 }
 
@@ -357,6 +359,7 @@ fn finish(
     session: Option<&Session>,
     generation: u64,
     started: Instant,
+    span: &tracing::Span,
 ) {
     if events.send(Event::Ended { client, id }).is_err() {
         tracing::debug!(listener = %shared.name, %client, "the UDP listener task is gone");
@@ -383,4 +386,12 @@ fn finish(
         reason = reason.as_str(),
         "udp session closed"
     );
+    let totals = crate::trace::SessionTotals {
+        node: session.map(|s| s.peer.node()),
+        datagrams_from_client: count(session.map(|s| &s.datagrams_in)),
+        bytes_from_client: count(session.map(|s| &s.bytes_in)),
+        datagrams_to_client: count(session.map(|s| &s.datagrams_out)),
+        bytes_to_client: count(session.map(|s| &s.bytes_out)),
+    };
+    crate::trace::record_session_end(span, &totals, reason);
 }
