@@ -1,4 +1,7 @@
-//! The command line: `validate`, and `run` refusing to start without an admin key.
+//! The command line: `validate` (bad fields, silent traps such as a log
+//! filter that is not a level in `log.level` or `RUST_LOG`, an unreadable
+//! GeoIP database, keys from documentation), `run` refusing to start without
+//! an admin key, and `--help` on every subcommand.
 
 use std::process::Command;
 

@@ -105,6 +105,11 @@ async fn no_route_for_an_sni_is_refused_logged_with_sni_and_port_and_counted() {
     assert_eq!(gw.metric(&series).await, before + 6.0);
     let warnings = gw.log().lines().filter(|l| l.contains("WARN") && l.contains("no stream route matches")).count();
     assert_eq!(warnings, 1, "refusals after the first within a minute are logged at debug:\n{}", gw.log());
+    // Another kind of refusal has its own minute: a scanner without SNI does
+    // not hide a missing route, nor the other way round.
+    TlsClient::default().connect(addr, None).await.expect_err("no SNI, no fallback");
+    let log = gw.log();
+    assert!(log.lines().any(|l| l.contains("WARN") && l.contains("no SNI and no fallback_sni")), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,13 +60,38 @@ use crate::metrics::{
     CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, PassthroughLabels, RouteLabels, StreamMetrics,
 };
 
+/// Why a connection was refused before its handshake, for [`refused!`]:
+/// each kind has its own rate limit, so a scanner without SNI does not hide
+/// the warning about a route or a certificate that is really missing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refusal {
+    /// A plain connection no route matches.
+    PlainNoRoute = 0,
+    /// No SNI and no `fallback_sni`.
+    NoSni = 1,
+    /// An SNI no route matches.
+    NoRoute = 2,
+    /// A routed SNI with no certificate.
+    NoCertificate = 3,
+}
+
+/// One [`shardgate_core::LogThrottle`] per [`Refusal`] kind.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalThrottles([shardgate_core::LogThrottle; 4]);
+
+impl RefusalThrottles {
+    pub(crate) fn due(&self, kind: Refusal) -> Option<u64> {
+        self.0[kind as usize].due()
+    }
+}
+
 /// Logs a connection refused for want of a route, a name or a certificate:
-/// at `warn` at most once a minute per listener (a scanner or a client with
-/// a wrong name would otherwise write a line per connection), else at
-/// `debug`. Every refusal is counted in a metric by the caller.
+/// at `warn` at most once a minute per listener and kind (a scanner or a
+/// client with a wrong name would otherwise write a line per connection),
+/// else at `debug`. Every refusal is counted in a metric by the caller.
 macro_rules! refused {
-    ($ctx:expr, $($fields:tt)+) => {
-        match $ctx.refusals.due() {
+    ($ctx:expr, $kind:expr, $($fields:tt)+) => {
+        match $ctx.refusals.due($kind) {
             Some(suppressed) => tracing::warn!(refused_since_last_warning = suppressed, $($fields)+),
             None => tracing::debug!($($fields)+),
         }
@@ -95,7 +120,7 @@ pub(crate) struct ListenerCtx {
     pub(crate) refusal_log: crate::proxy_protocol::RefusalLog,
     /// Rate limit on `warn` lines about connections refused for want of a
     /// route, a name or a certificate (see [`refused!`]).
-    pub(crate) refusals: shardgate_core::LogThrottle,
+    pub(crate) refusals: RefusalThrottles,
     pub(crate) limit_conn: Arc<crate::plugins::LimitConnRegistry>,
     pub(crate) metrics: StreamMetrics,
     pub(crate) accepted: Counter,
@@ -301,7 +326,7 @@ async fn serve_plain(
 ) -> Outcome {
     let Some((target, _)) = snap.stream.find(&query(None, peer, local)) else {
         ctx.no_route.inc();
-        refused!(ctx, listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
+        refused!(ctx, Refusal::PlainNoRoute, listener = %ctx.name, %peer, port = local.port(), "no stream route matches this plain connection");
         return Outcome::early(CloseReason::no_route, None);
     };
     if refused_by_route(ctx, target, peer, None) {
@@ -468,7 +493,7 @@ async fn serve_tls(
     // for a name nothing serves (certificate and route alike).
     let Some(name) = sni.as_deref().or(fallback) else {
         ctx.handshake_failed(HandshakeFailure::no_sni);
-        refused!(ctx, listener = %ctx.name, %peer, port = local.port(), "no SNI and no fallback_sni; refusing the handshake");
+        refused!(ctx, Refusal::NoSni, listener = %ctx.name, %peer, port = local.port(), "no SNI and no fallback_sni; refusing the handshake");
         drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, None), sni);
@@ -476,7 +501,7 @@ async fn serve_tls(
     let route = route_for(snap, name, sni.is_some(), fallback, peer, local);
     let Some((route, routed_by)) = route else {
         ctx.no_route.inc();
-        refused!(ctx, listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
+        refused!(ctx, Refusal::NoRoute, listener = %ctx.name, %peer, sni = name, port = local.port(), "no stream route matches; refusing the handshake");
         drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::no_route, None), sni);
@@ -514,7 +539,7 @@ async fn serve_tls(
     let cert = snap.certs.find(name).or_else(|| fallback.and_then(|f| snap.certs.find(f)));
     let Some(cert) = cert else {
         ctx.handshake_failed(HandshakeFailure::unknown_sni);
-        refused!(ctx, listener = %ctx.name, %peer, sni = name, "no certificate for this SNI; refusing the handshake");
+        refused!(ctx, Refusal::NoCertificate, listener = %ctx.name, %peer, sni = name, "no certificate for this SNI; refusing the handshake");
         drop(accepted);
         refuse(&mut sock).await;
         return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);

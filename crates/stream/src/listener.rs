@@ -106,7 +106,7 @@ pub async fn serve(
         proxy_protocol: spec.proxy_protocol,
         proxy_protocol_to_upstream: spec.proxy_protocol_to_upstream,
         refusal_log: crate::proxy_protocol::RefusalLog::default(),
-        refusals: shardgate_core::LogThrottle::default(),
+        refusals: crate::conn::RefusalThrottles::default(),
         limit_conn: settings.limit_conn,
         accepted: metrics.accepted.get_or_create_owned(&labels),
         active: metrics.active.get_or_create_owned(&labels),
