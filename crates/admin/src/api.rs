@@ -244,6 +244,9 @@ pub fn router(state: AdminState) -> Router {
         }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
+        // The dashboard's static files hold no data: no key (merged after
+        // the layers above, which therefore do not apply to them).
+        .merge(crate::ui::router())
 }
 
 /// APISIX's `cors_admin` (`apisix/init.lua`), run before the key check: an
