@@ -16,10 +16,12 @@ export function niceMax(v) {
 }
 
 /**
- * A chart card. options: {title, unit, format(v) -> string, max (fixed
- * y maximum, e.g. 1 for ratios), test}. Returns {element, push(time, value), destroy()}.
+ * A chart card. options: {title, unit, format(v) -> string (the current
+ * value), tick(v) -> string (axis labels), max (fixed y maximum, e.g. 1 for
+ * ratios), integer (counts: the axis goes to 4 at least, so its four steps
+ * are whole), test}. Returns {element, push(time, value), destroy()}.
  */
-export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), max = null, test = 'chart'}) {
+export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), tick = (v) => fmtNum(v, 2), max = null, integer = false, test = 'chart'}) {
   const points = [];
   const value = h('span', {class: 'chart-value', 'data-test': `${test}-value`}, '—');
   const canvas = h('canvas', {class: 'chart-canvas', role: 'img', 'aria-label': title});
@@ -56,7 +58,7 @@ export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), max =
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
     const t0 = now - WINDOW_SECS;
     const seen = points.filter((p) => p.v !== null).map((p) => p.v);
-    const yMax = max ?? niceMax(Math.max(0, ...seen));
+    const yMax = max ?? (integer ? Math.max(4, niceMax(Math.max(0, ...seen))) : niceMax(Math.max(0, ...seen)));
     const x = (t) => left + ((t - t0) / WINDOW_SECS) * plotW;
     const y = (v) => top + plotH - (v / yMax) * plotH;
 
@@ -72,7 +74,7 @@ export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), max =
       ctx.moveTo(left, yy);
       ctx.lineTo(w - right, yy);
       ctx.stroke();
-      ctx.fillText(format(v), left - 6, yy);
+      ctx.fillText(tick(v), left - 6, yy);
     }
     ctx.textAlign = 'left';
     ctx.textBaseline = 'alphabetic';
@@ -80,21 +82,36 @@ export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), max =
     ctx.textAlign = 'right';
     ctx.fillText('now', w - right, ht - 4);
 
-    ctx.strokeStyle = line;
-    ctx.lineWidth = 2;
-    ctx.lineJoin = 'round';
-    ctx.beginPath();
-    let open = false;
+    // Each unbroken run of points: a light area under it, then the line.
+    const runs = [];
+    let run = [];
     for (const p of points) {
       if (p.v === null || p.t < t0) {
-        open = false;
-        continue;
+        if (run.length) runs.push(run);
+        run = [];
+      } else {
+        run.push(p);
       }
-      if (open) ctx.lineTo(x(p.t), y(p.v));
-      else ctx.moveTo(x(p.t), y(p.v));
-      open = true;
     }
-    ctx.stroke();
+    if (run.length) runs.push(run);
+    const base = y(0);
+    for (const r of runs) {
+      ctx.beginPath();
+      ctx.moveTo(x(r[0].t), base);
+      for (const p of r) ctx.lineTo(x(p.t), y(p.v));
+      ctx.lineTo(x(r[r.length - 1].t), base);
+      ctx.closePath();
+      ctx.globalAlpha = 0.12;
+      ctx.fillStyle = line;
+      ctx.fill();
+      ctx.globalAlpha = 1;
+      ctx.beginPath();
+      r.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.v)) : ctx.moveTo(x(p.t), y(p.v))));
+      ctx.strokeStyle = line;
+      ctx.lineWidth = 2;
+      ctx.lineJoin = 'round';
+      ctx.stroke();
+    }
     const last = points.length ? points[points.length - 1] : null;
     if (last && last.v !== null) {
       ctx.fillStyle = line;

@@ -133,7 +133,8 @@ function card(item, dists, reload) {
   const staging = String(p.staging_distribution_id);
   const hits = h('dl', {class: 'hits', 'data-test': `hits-${id}`},
     h('dt', {}, 'Staging requests'), h('dd', {'data-test': `staging-hits-${id}`}, '…'),
-    h('dt', {}, 'Primary requests'), h('dd', {'data-test': `primary-hits-${id}`}, '…'));
+    h('dt', {}, 'Primary requests'), h('dd', {'data-test': `primary-hits-${id}`}, '…'),
+    h('dt', {}, 'Observed share'), h('dd', {'data-test': `observed-${id}`}, '…'));
   const write = api.canWrite();
   return {
     id, staging, primaries, hits,
@@ -169,6 +170,11 @@ async function renderList(main) {
         const pRate = rate(prev, cur, primary);
         c.hits.querySelector(`[data-test="staging-hits-${c.id}"]`).textContent = `${fmtNum(staged(cur), 0)}${sRate === null ? '' : ` · ${fmtNum(sRate, 1)}/s`}`;
         c.hits.querySelector(`[data-test="primary-hits-${c.id}"]`).textContent = `${fmtNum(primary(cur), 0)}${pRate === null ? '' : ` · ${fmtNum(pRate, 1)}/s`}`;
+        // The staging share of the requests of the last poll interval.
+        if (sRate !== null && pRate !== null) {
+          const both = sRate + pRate;
+          c.hits.querySelector(`[data-test="observed-${c.id}"]`).textContent = both > 0 ? `${fmtNum((sRate / both) * 100, 1)} % to staging (last 2 s)` : 'no requests in the last 2 s';
+        }
       }
     });
   };

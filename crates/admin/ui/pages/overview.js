@@ -16,10 +16,10 @@ const KINDS = [
 
 export async function render(main) {
   const charts = {
-    connections: lineChart({title: 'Active connections', format: (v) => fmtNum(v, 0), test: 'chart-connections'}),
+    connections: lineChart({title: 'Active connections', format: (v) => fmtNum(v, 0), integer: true, test: 'chart-connections'}),
     handshakes: lineChart({title: 'TLS handshakes', unit: '/s', test: 'chart-handshakes'}),
     requests: lineChart({title: 'Edge requests', unit: '/s', test: 'chart-requests'}),
-    hitRatio: lineChart({title: 'Cache hit ratio', max: 1, format: (v) => `${fmtNum(v * 100, 0)} %`, test: 'chart-hit-ratio'}),
+    hitRatio: lineChart({title: 'Cache hit ratio', max: 1, format: (v) => `${fmtNum(v * 100, 0)} %`, tick: (v) => `${fmtNum(v * 100, 0)} %`, test: 'chart-hit-ratio'}),
     originMs: lineChart({title: 'Origin latency (mean)', unit: 'ms', test: 'chart-origin'}),
   };
   const status = h('p', {class: 'muted poll-status', 'data-test': 'poll-status'}, 'Waiting for the first sample…');

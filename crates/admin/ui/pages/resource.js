@@ -14,9 +14,9 @@ export function idLink(kind, id) {
   return h('a', {href: `#/${kind}/${encodeURIComponent(id)}`, class: 'mono', 'data-test': `link-${kind}-${id}`}, id);
 }
 
-/** The delete button of one row; `after()` runs once it is gone. */
-export function deleteButton(kind, id, singular, after) {
-  return h('button', {type: 'button', class: 'btn btn-small btn-danger', 'data-test': `delete-${id}`, onclick: async () => {
+/** The delete button of a resource; `after()` runs once it is gone. */
+export function deleteButton(kind, id, singular, after, cls = 'btn btn-small btn-danger') {
+  return h('button', {type: 'button', class: cls, 'data-test': `delete-${id}`, onclick: async () => {
     const ok = await confirmDialog({
       title: `Delete ${singular} ${id}?`,
       message: `The ${singular} ${id} is removed from the gateway at once. This cannot be undone.`,
@@ -104,7 +104,7 @@ export async function editPage(main, id, spec) {
     },
   });
   replace(main,
-    pageHead(heading, isNew ? null : deleteButton(spec.kind, id, spec.singular, () => { location.hash = back; })),
+    pageHead(heading, isNew ? null : deleteButton(spec.kind, id, spec.singular, () => { location.hash = back; }, 'btn btn-danger')),
     spec.intro ? h('p', {class: 'intro'}, spec.intro) : null,
     h('div', {class: 'card'}, form));
 }

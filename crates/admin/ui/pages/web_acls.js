@@ -132,7 +132,7 @@ async function detail(main, id) {
     pageHead(`Web ACL ${acl.Name || id}`,
       linkButton('#/web_acls', 'All web ACLs', 'btn'),
       write ? linkButton(`#/web_acls/${encodeURIComponent(id)}/edit`, 'Edit', 'btn', 'edit-acl') : null,
-      write ? deleteButton(KIND, id, 'web ACL', () => { location.hash = '#/web_acls'; }) : null),
+      write ? deleteButton(KIND, id, 'web ACL', () => { location.hash = '#/web_acls'; }, 'btn btn-danger') : null),
     h('section', {class: 'card'}, h('h2', {}, 'Rules'), h('p', {class: 'muted small'}, 'Requests each rule decided (or counted) since the gateway started, and the rate over the last 2 s.'),
       h('div', {class: 'table-wrap'}, rulesTable)),
     h('section', {class: 'card', 'data-test': 'samples'},
