@@ -70,7 +70,11 @@ fn every_module_import_and_page_reference_resolves_to_an_embedded_file() {
             let spec = &cap[1];
             assert!(spec.starts_with("./") || spec.starts_with("../"), "{}: import of {spec} is not relative", a.name);
             let target = resolve(a.name, spec);
-            assert!(ASSETS.iter().any(|x| x.name == target), "{} imports {spec} ({target}), which is not embedded", a.name);
+            assert!(
+                ASSETS.iter().any(|x| x.name == target),
+                "{} imports {spec} ({target}), which is not embedded",
+                a.name
+            );
             checked += 1;
         }
     }
@@ -128,7 +132,11 @@ async fn call(
 }
 
 fn assert_secure(headers: &axum::http::HeaderMap, what: &str) {
-    assert_eq!(headers.get(header::CONTENT_SECURITY_POLICY).map(|v| v.to_str().ok()), Some(Some(CONTENT_SECURITY_POLICY)), "{what}");
+    assert_eq!(
+        headers.get(header::CONTENT_SECURITY_POLICY).map(|v| v.to_str().ok()),
+        Some(Some(CONTENT_SECURITY_POLICY)),
+        "{what}"
+    );
     assert_eq!(headers.get(header::X_CONTENT_TYPE_OPTIONS).and_then(|v| v.to_str().ok()), Some("nosniff"), "{what}");
     assert_eq!(headers.get(header::REFERRER_POLICY).and_then(|v| v.to_str().ok()), Some("no-referrer"), "{what}");
 }
@@ -201,7 +209,8 @@ async fn only_get_and_head() {
 async fn admin_router_serves_the_dashboard_without_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
-    let state = crate::AdminState::new(store as Arc<dyn Store>, "/apisix", "test-admin-key-0123456789", Limits::default());
+    let state =
+        crate::AdminState::new(store as Arc<dyn Store>, "/apisix", "test-admin-key-0123456789", Limits::default());
     let r = crate::router(state);
     let (status, h, _) = get(&r, "/ui/", &[]).await;
     assert_eq!(status, StatusCode::OK);

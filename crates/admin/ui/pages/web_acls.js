@@ -84,6 +84,9 @@ async function detail(main, id) {
     })));
 
   let windowMin = 3;
+  let ruleFilter = '';
+  const ruleSelect = h('select', {'aria-label': 'Rule', 'data-test': 'samples-rule'},
+    h('option', {value: ''}, 'All rules'), rows.map((r) => h('option', {value: r.name}, r.name === 'default' ? 'Default action' : r.name)));
   const population = h('span', {class: 'muted', 'data-test': 'samples-population'});
   const windowSelect = h('select', {'aria-label': 'Time range', 'data-test': 'samples-window'}, WINDOWS.map(([m, label]) => h('option', {value: m}, label)));
   let samples = [];
@@ -106,9 +109,12 @@ async function detail(main, id) {
   });
   const showSamples = () => {
     const since = Date.now() / 1000 - windowMin * 60;
-    samplesTable.update(samples.filter((s) => s.Timestamp >= since).sort((a, b) => b.Timestamp - a.Timestamp));
+    samplesTable.update(samples
+      .filter((s) => s.Timestamp >= since && (!ruleFilter || (s.RuleName || 'default') === ruleFilter))
+      .sort((a, b) => b.Timestamp - a.Timestamp));
   };
   windowSelect.addEventListener('change', () => { windowMin = Number(windowSelect.value); showSamples(); });
+  ruleSelect.addEventListener('change', () => { ruleFilter = ruleSelect.value; showSamples(); });
 
   let timer = null;
   let stopped = false;
@@ -136,7 +142,7 @@ async function detail(main, id) {
     h('section', {class: 'card'}, h('h2', {}, 'Rules'), h('p', {class: 'muted small'}, 'Requests each rule decided (or counted) since the gateway started, and the rate over the last 2 s.'),
       h('div', {class: 'table-wrap'}, rulesTable)),
     h('section', {class: 'card', 'data-test': 'samples'},
-      h('div', {class: 'card-head'}, h('h2', {}, 'Sampled requests'), windowSelect, refresh),
+      h('div', {class: 'card-head'}, h('h2', {}, 'Sampled requests'), ruleSelect, windowSelect, refresh),
       h('p', {}, population),
       samplesTable.element));
 

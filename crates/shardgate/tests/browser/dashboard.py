@@ -20,7 +20,6 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -214,8 +213,11 @@ def step_invalid_upstream(p):
     p.click("submit")
     err = p.find("error-nodes").text
     assert "nodes" in err, err
-    assert p.find("form-error").is_displayed() is False if p.d.find_elements(*sel("form-error")) else True
+    # Next to the field, not at the top of the form.
+    assert not p.d.find_element(*sel("form-error")).is_displayed()
+    assert p.find("field-nodes").get_attribute("aria-invalid") == "true"
     RESULT["nodes_error"] = err
+    p.shot("upstream-validation")
     # A nested field: the error names checks.active.healthy.interval and
     # shows next to the checks editor.
     p.fill("field-nodes", f"{CFG['game_node']} 1")
@@ -224,7 +226,6 @@ def step_invalid_upstream(p):
     err2 = p.find("error-checks").text
     assert "checks.active.healthy.interval" in err2, err2
     RESULT["checks_error"] = err2
-    p.shot("upstream-validation")
     status, _ = admin_api("GET", "/apisix/admin/upstreams/bad-ui")
     assert status == 404, status
     log("STEP invalid_upstream ok")
@@ -326,14 +327,20 @@ def step_canary(p):
 
 def step_web_acl(p):
     acl = CFG["acl"]
+    rule = CFG["acl_rule"]
     p.go(f"#/web_acls/{acl}")
     p.find("rules-table")
-    uri = CFG["blocked_uri"]
-    p.until("the blocked request is sampled", lambda: uri in p.find("samples-table").text)
-    p.until("rule counter", lambda: p.text_of(f"rule-count-{CFG['acl_rule']}") not in ("…", "0"))
-    row = [r for r in p.d.find_elements(By.CSS_SELECTOR, '[data-test="samples-table"] tbody tr') if uri in r.text][0]
-    RESULT["sample_row"] = row.text
-    RESULT["rule_count"] = p.text_of(f"rule-count-{CFG['acl_rule']}")
+    # The test keeps sending requests the rule blocks; show that rule's samples.
+    p.select("samples-rule", rule)
+    uri = CFG["blocked_path"]
+    p.until("a blocked request is sampled", lambda: uri in p.find("samples-table").text)
+    p.until("rule counter", lambda: p.text_of(f"rule-count-{rule}") not in ("…", "0"))
+    rows = p.d.find_elements(By.CSS_SELECTOR, '[data-test="samples-table"] tbody tr')
+    RESULT["sample_rows"] = [r.text for r in rows]
+    RESULT["rule_count"] = p.text_of(f"rule-count-{rule}")
+    status, body = admin_api("GET", f"/apisix/admin/web_acls/{acl}/sampled_requests")
+    assert status == 200 and any(s["Request"]["URI"].startswith(uri) and s["Action"] == "BLOCK"
+                                 for s in body["SampledRequests"]), body
     p.shot("web-acl-samples")
     log("STEP web_acl ok")
 
@@ -391,7 +398,7 @@ def step_read_only(p):
 
 def step_phone(p):
     p.d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                        {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True})
+                        {"width": 375, "height": 812, "deviceScaleFactor": 1, "mobile": True})
     widths = {}
     pages = ["#/overview", "#/stream_routes", "#/upstreams", "#/ssls", "#/distributions", "#/cache_policies",
              "#/canary", "#/invalidations", "#/web_acls", f"#/web_acls/{CFG['acl']}", "#/stream_routes/gs-ui"]
@@ -434,7 +441,7 @@ def main():
     driver.set_script_timeout(WAIT)
     p = Page(driver)
     steps = [step_sign_in, step_overview, step_upstream, step_invalid_upstream, step_stream_route,
-             step_pagination, step_certificate, step_canary, step_web_acl, step_invalidation,
+             step_pagination, step_certificate, step_web_acl, step_canary, step_invalidation,
              step_read_only, step_phone]
     only = os.environ.get("DASHBOARD_STEPS")
     try:
@@ -443,9 +450,11 @@ def main():
                 continue
             s(p)
         log("RESULT " + json.dumps(RESULT))
-    except (AssertionError, TimeoutException, Exception) as e:
-        log(f"FAILED in the browser: {type(e).__name__}: {e}")
-        traceback.print_exc(file=sys.stdout)
+    except Exception as e:
+        # Selenium's messages carry chromedriver's native stack: keep the first line.
+        message = getattr(e, "msg", None) or str(e)
+        log(f"FAILED in the browser: {type(e).__name__}: {message.splitlines()[0] if message else ''}")
+        traceback.print_tb(e.__traceback__, file=sys.stdout)
         try:
             p.shot("failure")
             for entry in driver.get_log("browser"):
