@@ -99,6 +99,8 @@ struct Inner {
     /// Encrypts SSL private keys before they are stored (APISIX's
     /// `data_encryption`); `None` stores them as sent.
     keyring: Option<Arc<Keyring>>,
+    /// The dashboard's sign-in state, when the dashboard is on.
+    dashboard: Option<Arc<crate::dashboard::Dashboard>>,
 }
 
 impl AdminState {
@@ -119,6 +121,7 @@ impl AdminState {
                 applied: None,
                 samples: None,
                 keyring: None,
+                dashboard: None,
             }),
         }
     }
@@ -147,6 +150,19 @@ impl AdminState {
             inner.keyring = keyring;
         }
         self
+    }
+
+    /// Turns the dashboard on: `/ui/api/*` (see [`crate::dashboard`]) and
+    /// session cookies in place of the key.
+    pub fn with_dashboard(mut self, dashboard: Option<crate::dashboard::Dashboard>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.dashboard = dashboard.map(Arc::new);
+        }
+        self
+    }
+
+    pub(crate) fn dashboard(&self) -> Option<Arc<crate::dashboard::Dashboard>> {
+        self.inner.dashboard.clone()
     }
 
     /// The bytes to store for `wire`: SSL private keys sealed under the
@@ -365,7 +381,7 @@ fn ttl_of(query: &HashMap<String, String>) -> Result<Option<Duration>, ApiError>
 
 /// Reads a request body: at most `max` bytes, within `deadline`. Called
 /// before any budget or lock is taken, so a slow client holds nothing.
-async fn read_body(body: Body, max: usize, deadline: Duration) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, max: usize, deadline: Duration) -> Result<Vec<u8>, ApiError> {
     match tokio::time::timeout(deadline, axum::body::to_bytes(body, max)).await {
         Err(_) => Err(ApiError::BodyTimeout(deadline)),
         Ok(Ok(b)) => Ok(b.to_vec()),
@@ -779,11 +795,11 @@ fn stored(status: StatusCode, key: &str, wire: Wire) -> Response {
 }
 
 impl AdminState {
-    fn store(&self) -> &dyn Store {
+    pub(crate) fn store(&self) -> &dyn Store {
         &*self.inner.store
     }
 
-    fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.inner.prefix
     }
 

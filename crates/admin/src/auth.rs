@@ -11,6 +11,17 @@
 //! (anything else: 401 `invalid method for role viewer`, APISIX's wording)
 //! and may not ask for private keys (`?include_secrets=true`: 401
 //! `include_secrets is not allowed for role viewer`).
+//!
+//! A dashboard session (the `shardgate_session` cookie, see
+//! [`crate::dashboard`]) stands in for the key when the request carries no
+//! `X-API-KEY` header or `api_key` argument: its role is the session's
+//! (users with `read_only: true` and viewer-key sessions are viewers). A
+//! request with a session whose method is not `GET`, `HEAD` or `OPTIONS`
+//! must carry the session's `X-CSRF-Token`, else 403 `missing or wrong
+//! CSRF token`: the cookie alone, which a browser attaches on its own,
+//! never changes anything. An expired, signed-out or forged session is 401
+//! as a wrong key is. The `x_api_key` cookie (APISIX's) is still read, after
+//! the session cookie; the dashboard never sets it.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -26,7 +37,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn token(req: &Request) -> Option<String> {
+/// The key from the `X-API-KEY` header or the `api_key` argument.
+fn explicit_token(req: &Request) -> Option<String> {
     if let Some(v) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.to_owned());
     }
@@ -35,6 +47,11 @@ fn token(req: &Request) -> Option<String> {
     {
         return Some(v.into_owned());
     }
+    None
+}
+
+/// The key from APISIX's `x_api_key` cookie.
+fn cookie_token(req: &Request) -> Option<String> {
     req.headers()
         .get_all("cookie")
         .iter()
@@ -60,7 +77,33 @@ pub async fn require_key(State(state): State<AdminState>, req: Request, next: Ne
     if req.method() == axum::http::Method::HEAD && req.uri().path().trim_end_matches('/') == "/apisix/admin" {
         return next.run(req).await;
     }
-    let Some(t) = token(&req) else { return ApiError::Unauthorized("missing apikey").into_response() };
+    let explicit = explicit_token(&req);
+    if explicit.is_none()
+        && let Some(dashboard) = state.dashboard()
+        && let Some(session) = dashboard.session(req.headers())
+    {
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(path = %req.uri().path(), reason = %e, "Admin API request with a session that is no longer valid");
+                return ApiError::Unauthorized("session expired or signed out; sign in again").into_response();
+            }
+        };
+        let safe =
+            matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+        if !safe && !dashboard.csrf_ok(&session, req.headers()) {
+            tracing::warn!(path = %req.uri().path(), method = %req.method(), user = %session.claims.user, "Admin API write with a session but without its CSRF token refused");
+            return crate::dashboard::csrf_refused();
+        }
+        let role = match session.claims.role {
+            crate::dashboard::Role::Admin => Role::Admin,
+            crate::dashboard::Role::Viewer => Role::Viewer,
+        };
+        return allowed(role, req, next).await;
+    }
+    let Some(t) = explicit.or_else(|| cookie_token(&req)) else {
+        return ApiError::Unauthorized("missing apikey").into_response();
+    };
     // Both comparisons always run, so the time taken does not say which key
     // was close.
     let admin = same(t.as_bytes(), state.key().as_bytes());
@@ -73,14 +116,19 @@ pub async fn require_key(State(state): State<AdminState>, req: Request, next: Ne
             return ApiError::Unauthorized("wrong apikey").into_response();
         }
     };
+    allowed(role, req, next).await
+}
+
+/// Lets the request through if `role` may make it.
+async fn allowed(role: Role, req: Request, next: Next) -> Response {
     if role == Role::Viewer {
         // APISIX `check_token` (apisix/admin/init.lua): a viewer may only GET.
         if req.method() != axum::http::Method::GET {
-            tracing::warn!(path = %req.uri().path(), method = %req.method(), "Admin API write refused for the viewer key");
+            tracing::warn!(path = %req.uri().path(), method = %req.method(), "Admin API write refused for the viewer role");
             return ApiError::Unauthorized("invalid method for role viewer").into_response();
         }
         if crate::api::include_secrets(req.uri()) {
-            tracing::warn!(path = %req.uri().path(), "private keys refused for the viewer key");
+            tracing::warn!(path = %req.uri().path(), "private keys refused for the viewer role");
             return ApiError::Unauthorized("include_secrets is not allowed for role viewer").into_response();
         }
     }

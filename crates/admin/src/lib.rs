@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`api`]: [`router`], the resource handlers, [`AdminState`].
 //! - [`error`]: [`ApiError`], APISIX-shaped error responses.
-//! - [`auth`]: the API-key check.
+//! - [`auth`]: the API-key and dashboard-session check.
+//! - [`dashboard`]: the dashboard's sign-in, sessions and `/ui/api/*`.
 //! - [`patch`]: JSON merge patch and sub-path replacement for PATCH.
 //! - [`health`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`control`]: APISIX's Control API `/v1/healthcheck` (health checkers'
@@ -22,6 +23,7 @@
 pub mod api;
 pub mod auth;
 pub mod control;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod patch;

@@ -98,12 +98,12 @@ pub async fn serve(
         };
         while connections.try_join_next().is_some() {}
         match accepted {
-            Ok((socket, _peer)) => {
+            Ok((socket, peer)) => {
                 let router = router.clone();
                 let stop = stop_rx.clone();
                 let settings = settings.clone();
                 connections.spawn(async move {
-                    connection(socket, router, &settings, stop).await;
+                    connection(socket, peer, router, &settings, stop).await;
                     drop(permit);
                 });
             }
@@ -140,13 +140,22 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn connection(socket: TcpStream, router: Router, settings: &ServeSettings, mut stop: watch::Receiver<bool>) {
+/// Serves one connection; each request carries the peer address as
+/// `ConnectInfo` (sign-in throttling counts failures per address).
+async fn connection(
+    socket: TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    settings: &ServeSettings,
+    mut stop: watch::Receiver<bool>,
+) {
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(error = %e, "TCP_NODELAY on an admin connection");
     }
     let socket = StallTimeout::new(socket, settings.write_stall_timeout);
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
         let router = router.clone();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         async move { Ok::<_, Infallible>(router.oneshot(req.map(Body::new)).await.unwrap_or_else(|e| match e {})) }
     });
     let mut builder = http1::Builder::new();

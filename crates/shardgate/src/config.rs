@@ -58,6 +58,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Bounds on network input.
     pub limits: Limits,
+    /// The web dashboard on the Admin listener: sign-in and sessions.
+    pub dashboard: DashboardConfig,
 }
 
 /// `stream:`.
@@ -450,6 +452,202 @@ impl Default for AdminConfig {
     }
 }
 
+/// Most dashboard users.
+const MAX_DASHBOARD_USERS: usize = 1000;
+/// Longest dashboard session.
+const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 86_400);
+
+/// `dashboard:`: the web dashboard's sign-in, in the vocabulary of the
+/// APISIX Dashboard's `conf.yaml` (`authentication.secret`,
+/// `authentication.expire_time`, `authentication.users`) that seed 000's
+/// Helm values carry.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Serve the dashboard's sign-in and `/ui/api/*`, and accept its session
+    /// cookie on the Admin API. Default true.
+    pub enabled: bool,
+    /// Who may sign in with a name and password (besides the admin key,
+    /// and the viewer key as a viewer). Default none.
+    pub users: Vec<DashboardUser>,
+    /// How long a session lasts from sign-in (APISIX Dashboard's
+    /// `authentication.expire_time`). Default 3600s; at most 7 days.
+    pub session_ttl: ConfigDuration,
+    /// Signs session and CSRF tokens (APISIX Dashboard's
+    /// `authentication.secret`), at least 16 characters. Replicas with the
+    /// same secret accept each other's sessions. Default: derived from the
+    /// admin key (replicas sharing the key share sessions; rotating the key
+    /// ends every session). Serialized only as a fingerprint.
+    #[serde(serialize_with = "fingerprint")]
+    pub secret: Option<String>,
+    /// Add `Secure` to the session cookie, for a dashboard reached over
+    /// HTTPS (a TLS proxy in front of the Admin listener). Default false.
+    pub secure_cookie: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            users: Vec::new(),
+            session_ttl: ConfigDuration::from_secs(3600),
+            secret: None,
+            secure_cookie: false,
+        }
+    }
+}
+
+impl fmt::Debug for DashboardConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DashboardConfig")
+            .field("enabled", &self.enabled)
+            .field("users", &self.users)
+            .field("session_ttl", &self.session_ttl)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secure_cookie", &self.secure_cookie)
+            .finish()
+    }
+}
+
+/// A secret as a fingerprint that changes with it (so a reload sees the
+/// change) and gives nothing of it away.
+fn fingerprint<S: serde::Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        None => s.serialize_none(),
+        Some(v) => {
+            let key = shardgate_admin::dashboard::SessionKey::from_source(v.as_bytes());
+            let print: String = key.derive("config fingerprint", b"", 8).iter().map(|b| format!("{b:02x}")).collect();
+            s.serialize_str(&print)
+        }
+    }
+}
+
+/// One `dashboard.users` entry. `Debug` leaves the password and hash out.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardUser {
+    /// The sign-in name (1 to 64 bytes, no spaces or control characters).
+    pub username: String,
+    /// The password as a PHC string from `shardgate dashboard hash-password`
+    /// (`$pbkdf2-sha256$i=600000$<salt>$<hash>`).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// The password in plain text, as the APISIX Dashboard's `users` block
+    /// holds it: accepted (with a warning) and hashed when the file is
+    /// loaded; the plain text is not kept. Give `password_hash` instead.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Plaintext>,
+    /// A viewer: may read, never change anything. Default false.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The hash was made from `password` at load.
+    #[serde(skip)]
+    pub from_plaintext: bool,
+}
+
+impl fmt::Debug for DashboardUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DashboardUser")
+            .field("username", &self.username)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// A plaintext password from the file: never printed, its bytes zeroed
+/// when dropped (best effort: the parser's own buffers are not ours).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Plaintext(String);
+
+impl Plaintext {
+    /// The password's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+    }
+}
+
+impl DashboardConfig {
+    /// `dashboard.*` checks, naming the field at fault.
+    fn check(&self) -> Result<(), ConfigError> {
+        let ttl = self.session_ttl.get();
+        if ttl.as_secs() < 1 || ttl > MAX_SESSION_TTL {
+            return Err(ConfigError(format!(
+                "dashboard.session_ttl must be between 1s and {}h",
+                MAX_SESSION_TTL.as_secs() / 3600
+            )));
+        }
+        if let Some(secret) = &self.secret
+            && secret.len() < MIN_KEY_LEN
+        {
+            return Err(ConfigError(format!(
+                "dashboard.secret is shorter than {MIN_KEY_LEN} characters: anyone holding one session token could guess it offline and sign their own sessions; use a random one (e.g. `openssl rand -hex 32`) or leave it out to derive one from the admin key"
+            )));
+        }
+        if self.users.len() > MAX_DASHBOARD_USERS {
+            return Err(ConfigError(format!("dashboard.users: at most {MAX_DASHBOARD_USERS} users")));
+        }
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let at = format!("dashboard.users[{i}]");
+            let max = shardgate_admin::dashboard::MAX_USERNAME_BYTES;
+            if u.username.is_empty() {
+                return Err(ConfigError(format!("{at}.username is empty")));
+            }
+            if u.username.len() > max {
+                return Err(ConfigError(format!("{at}.username is longer than {max} bytes")));
+            }
+            if u.username.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(ConfigError(format!("{at}.username {:?} holds a space or control character", u.username)));
+            }
+            if let Some(j) = seen.insert(&u.username, i) {
+                return Err(ConfigError(format!(
+                    "{at}.username {:?} is listed twice (also dashboard.users[{j}])",
+                    u.username
+                )));
+            }
+            match (&u.password_hash, &u.password) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(format!(
+                        "{at}.password_hash: give password_hash or password, not both (keep password_hash)"
+                    )));
+                }
+                (None, None) => {
+                    return Err(ConfigError(format!(
+                        "{at}.password_hash is missing: give the output of `shardgate dashboard hash-password`"
+                    )));
+                }
+                (Some(phc), None) => {
+                    shardgate_admin::dashboard::PasswordHash::parse(phc)
+                        .map_err(|e| ConfigError(format!("{at}.password_hash: {e}")))?;
+                }
+                (None, Some(p)) => {
+                    if p.expose().is_empty() {
+                        return Err(ConfigError(format!("{at}.password is empty")));
+                    }
+                    if p.expose().len() > shardgate_admin::dashboard::password::MAX_PASSWORD_BYTES {
+                        return Err(ConfigError(format!(
+                            "{at}.password is longer than {} bytes",
+                            shardgate_admin::dashboard::password::MAX_PASSWORD_BYTES
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `metrics:`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -757,7 +955,77 @@ impl Config {
             config.admin.viewer_key = Some(key);
         }
         config.check()?;
+        config.hash_plaintext_passwords();
         Ok(config)
+    }
+
+    /// The key that signs dashboard sessions: from `dashboard.secret`, else
+    /// from the admin key; `None` without either.
+    pub fn session_key(&self) -> Option<shardgate_admin::dashboard::SessionKey> {
+        let source = self.dashboard.secret.as_deref().or(self.admin.key.as_deref()).filter(|s| !s.is_empty())?;
+        Some(shardgate_admin::dashboard::SessionKey::from_source(source.as_bytes()))
+    }
+
+    /// Replaces every `dashboard.users[].password` by its hash and drops
+    /// the plain text. The salt is derived from the session key and the
+    /// user name, so replicas that share the file and key compute the same
+    /// hash (and accept each other's sessions of that user).
+    pub fn hash_plaintext_passwords(&mut self) {
+        let key = self.session_key();
+        for u in &mut self.dashboard.users {
+            let Some(plain) = u.password.take() else { continue };
+            let hash = match &key {
+                Some(k) => {
+                    let salt = k.derive(
+                        "plaintext password salt",
+                        u.username.as_bytes(),
+                        shardgate_admin::dashboard::password::SALT_LEN,
+                    );
+                    shardgate_admin::dashboard::PasswordHash::derive(plain.expose(), &salt)
+                }
+                // No key: this process cannot run anyway (no admin key).
+                None => match shardgate_admin::dashboard::PasswordHash::new_random(plain.expose()) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot hash a dashboard password");
+                        continue;
+                    }
+                },
+            };
+            u.password_hash = Some(hash.to_phc());
+            u.from_plaintext = true;
+        }
+    }
+
+    /// The dashboard's settings for the Admin API; `None` when it is off.
+    pub fn dashboard_settings(&self) -> Result<Option<shardgate_admin::dashboard::DashboardSettings>, ConfigError> {
+        use shardgate_admin::dashboard::{DashboardSettings, PasswordHash, User};
+        if !self.dashboard.enabled {
+            return Ok(None);
+        }
+        let key = self.session_key().ok_or_else(|| ConfigError("the dashboard needs the admin key".into()))?;
+        let mut config = self.clone();
+        config.hash_plaintext_passwords();
+        let users = config
+            .dashboard
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let phc = u.password_hash.as_deref().unwrap_or_default();
+                let password_hash = PasswordHash::parse(phc)
+                    .map_err(|e| ConfigError(format!("dashboard.users[{i}].password_hash: {e}")))?;
+                Ok(User { username: u.username.clone(), password_hash, read_only: u.read_only })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(Some(DashboardSettings {
+            users,
+            session_ttl: self.dashboard.session_ttl.get(),
+            key,
+            secure_cookie: self.dashboard.secure_cookie,
+            body_timeout: self.limits.admin_body_read_timeout.get(),
+            read_timeout: self.limits.admin_request_timeout.get(),
+        }))
     }
 
     /// Parses YAML, naming the path of the first bad field.
@@ -866,6 +1134,7 @@ impl Config {
         if self.tls.session_cache == 0 {
             return Err(ConfigError("tls.session_cache must be greater than 0".into()));
         }
+        self.dashboard.check()?;
         Ok(())
     }
 
@@ -1003,6 +1272,19 @@ impl Config {
         if self.admin_key_is_well_known() {
             out.push(
                 "the admin key is APISIX's published default key (apache/apisix#5070); anyone who can reach the Admin API can guess it".into(),
+            );
+        }
+        for (i, u) in self.dashboard.users.iter().enumerate() {
+            if u.from_plaintext || u.password.is_some() {
+                out.push(format!(
+                    "dashboard.users[{i}].password: user {:?} has a plaintext password in the file; it is hashed at start and not kept, but the file still holds it: replace it by password_hash (`shardgate dashboard hash-password`)",
+                    u.username
+                ));
+            }
+        }
+        if self.dashboard.enabled && !self.admin.listen.ip().is_loopback() && !self.dashboard.secure_cookie {
+            out.push(
+                "the dashboard is reachable beyond this host over plain HTTP: passwords and session cookies cross the network in clear; put TLS in front of the Admin listener and set dashboard.secure_cookie: true".into(),
             );
         }
         for (i, entry) in self.data_encryption.keyring.iter().enumerate() {
@@ -1169,6 +1451,89 @@ mod tests {
         let c =
             Config::parse("admin:\n  key: admin-key-0123456789\n  viewer_key: viewer-key-0123456789\n").expect("parse");
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn the_seed_dashboard_block_loads_hashed_and_warned_about() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "admin:\n  key: admin-key-0123456789\ndashboard:\n  session_ttl: 3600\n  users:\n    - username: admin # dashboard 用户名\n      password: Admin@2025\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path)).expect("the seed's users block loads");
+        let u = &c.dashboard.users[0];
+        assert!(u.password.is_none(), "no plain text kept");
+        let phc = u.password_hash.as_deref().expect("hashed");
+        let hash = shardgate_admin::dashboard::PasswordHash::parse(phc).expect("a PHC string");
+        assert!(hash.verify(b"Admin@2025") && !hash.verify(b"Admin@2024"));
+        let again = Config::load(Some(&path)).expect("load");
+        assert_eq!(again.dashboard.users[0].password_hash.as_deref(), Some(phc), "the same hash on every load");
+        let w = c.warnings();
+        assert!(
+            w.iter().any(|w| w.starts_with("dashboard.users[0].password: user \"admin\" has a plaintext password")),
+            "{w:?}"
+        );
+        assert!(!format!("{c:?}").contains("Admin@2025") && !format!("{c:?}").contains(phc));
+        let settings = c.dashboard_settings().expect("settings").expect("enabled");
+        assert_eq!(settings.users.len(), 1);
+        assert_eq!(settings.session_ttl, Duration::from_secs(3600));
+        let off = Config::parse("dashboard:\n  enabled: false\n").expect("parse");
+        assert!(off.dashboard_settings().expect("settings").is_none());
+    }
+
+    #[test]
+    fn dashboard_users_are_checked_with_their_path() {
+        let hash = shardgate_admin::dashboard::PasswordHash::derive(b"pw", &[9u8; 16]).to_phc();
+        let ok = Config::parse(&format!(
+            "dashboard:\n  secret: 0123456789abcdef0123\n  users:\n    - username: ops\n      password_hash: \"{hash}\"\n      read_only: true\n"
+        ))
+        .expect("parse");
+        ok.check().expect("valid");
+        assert!(ok.warnings().is_empty(), "{:?}", ok.warnings());
+        for (users, names) in [
+            (
+                format!(
+                    "    - username: a\n      password: x\n    - username: b\n      password_hash: \"{hash}\"\n      password: y\n"
+                ),
+                "dashboard.users[1].password_hash: give password_hash or password, not both",
+            ),
+            ("    - username: a\n".to_owned(), "dashboard.users[0].password_hash is missing"),
+            ("    - username: \"\"\n      password: x\n".to_owned(), "dashboard.users[0].username is empty"),
+            (
+                "    - username: a\n      password: x\n    - username: a\n      password: y\n".to_owned(),
+                "dashboard.users[1].username \"a\" is listed twice (also dashboard.users[0])",
+            ),
+            (
+                "    - username: a\n      password_hash: Admin@2025\n".to_owned(),
+                "dashboard.users[0].password_hash: does not start with '$'",
+            ),
+            ("    - username: a\n      password: \"\"\n".to_owned(), "dashboard.users[0].password is empty"),
+            (
+                "    - username: \"a b\"\n      password: x\n".to_owned(),
+                "dashboard.users[0].username \"a b\" holds a space",
+            ),
+        ] {
+            let yaml = format!("dashboard:\n  users:\n{users}");
+            let e = Config::parse(&yaml).expect("parse").check().expect_err(&yaml).0;
+            assert!(e.contains(names), "{yaml}: {e}");
+        }
+        for (yaml, names) in [
+            ("dashboard:\n  secret: Admin@2025\n", "dashboard.secret is shorter than 16"),
+            ("dashboard:\n  session_ttl: 0s\n", "dashboard.session_ttl"),
+            ("dashboard:\n  session_ttl: 30d\n", "dashboard.session_ttl"),
+        ] {
+            let e = match Config::parse(yaml) {
+                Ok(c) => c.check().expect_err(yaml).0,
+                Err(e) => e.0,
+            };
+            assert!(e.contains(names), "{yaml}: {e}");
+        }
+        let e = Config::parse("dashboard:\n  users:\n    - username: a\n      pasword: x\n").expect_err("typo").0;
+        assert!(e.starts_with("dashboard.users[0]") && e.contains("pasword"), "{e}");
+        let e = Config::parse("dashboard:\n  expire_time: 3600\n").expect_err("unknown").0;
+        assert!(e.starts_with("dashboard") && e.contains("expire_time"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //!   store prefix, at one revision, to a JSON file (a running gateway too).
 //! - `shardgate restore -i FILE [--config FILE] [--replace]` writes a backup
 //!   into the embedded store of a stopped gateway, or into an etcd prefix.
+//! - `shardgate dashboard hash-password` reads a password from standard
+//!   input and prints its `password_hash` for `dashboard.users`.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +28,7 @@ mod admin_client;
 mod backup;
 mod config;
 mod config_code;
+mod dashboard_cli;
 mod fds;
 mod listeners;
 mod open;
@@ -170,6 +173,42 @@ Exit status:
         #[arg(long)]
         replace: bool,
     },
+    /// The web dashboard on the Admin listener (`/ui/`): its users' password
+    /// hashes.
+    Dashboard {
+        #[command(subcommand)]
+        action: DashboardAction,
+    },
+}
+
+/// `shardgate dashboard ...`.
+#[derive(Debug, Subcommand)]
+enum DashboardAction {
+    /// Print the password_hash of a dashboard user's password, read from
+    /// standard input (never from the command line).
+    #[command(after_help = "\
+Reads one line from standard input (its line end is not part of the
+password) and prints a PHC string such as
+  $pbkdf2-sha256$i=600000$<salt>$<hash>
+(PBKDF2-HMAC-SHA256, 600,000 iterations, a random salt each time).
+
+Put it in the bootstrap file under the Admin listener's dashboard users:
+
+  dashboard:
+    users:
+      - username: ops
+        password_hash: \"$pbkdf2-sha256$i=600000$...\"
+      - username: support
+        password_hash: \"$pbkdf2-sha256$i=600000$...\"
+        read_only: true      # may look, never change
+
+Quote the value: YAML treats some characters specially. Then apply it with a
+restart (`shardgate validate` checks the file first).
+
+Example:
+  printf '%s\\n' \"$PASSWORD\" | shardgate dashboard hash-password
+  shardgate dashboard hash-password < password.txt")]
+    HashPassword,
 }
 
 /// How to reach a running gateway's Admin API.
@@ -261,6 +300,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Store { action } => store_command(action),
+        Command::Dashboard { action: DashboardAction::HashPassword } => match dashboard_cli::hash_password_from_stdin()
+        {
+            Ok(phc) => {
+                println!("{phc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shardgate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Export { admin, output, include_secrets, force } => cli_command(async move {
             config_code::export(&mut admin.client()?, &output, include_secrets, force).await?;
             Ok(ExitCode::SUCCESS)

@@ -199,7 +199,15 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
         }
     };
 
+    let checkers = (Arc::clone(&registry), config.store.prefix.clone());
+    let healthchecks: HealthcheckStatus = Arc::new(move |target| checkers.0.healthcheck_status(&checkers.1, target));
+    let dashboard = config.dashboard_settings()?.map(|settings| {
+        shardgate_admin::dashboard::Dashboard::new(settings, &key, config.admin.viewer_key.as_deref())
+            .with_metrics(metrics.clone())
+            .with_health(Arc::clone(&healthchecks))
+    });
     let admin = AdminState::new(Arc::clone(&store), config.store.prefix.clone(), key, config.limits.clone())
+        .with_dashboard(dashboard)
         .with_viewer_key(config.admin.viewer_key.clone())
         .with_keyring(keyring)
         .with_applied_generation(handle.subscribe())
@@ -210,13 +218,11 @@ pub async fn run(config: Config, args: RunArgs, mut hup: Signal) -> anyhow::Resu
     let serve_settings = ServeSettings::from_limits(&config.limits);
     let admin_task = tokio::spawn(shardgate_admin::serve(
         admin_socket,
-        router(admin),
+        router(admin.clone()).merge(shardgate_admin::dashboard::router(admin)),
         serve_settings.clone(),
         stopped(stop_rx.clone()),
     ));
     let metrics_addr = metrics_socket.local_addr().context("metrics address")?;
-    let checkers = (Arc::clone(&registry), config.store.prefix.clone());
-    let healthchecks: HealthcheckStatus = Arc::new(move |target| checkers.0.healthcheck_status(&checkers.1, target));
     let metrics_task = tokio::spawn(shardgate_admin::serve(
         metrics_socket,
         health_router(Arc::clone(&health), metrics.clone())
