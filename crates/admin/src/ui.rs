@@ -86,8 +86,16 @@ static ASSETS: &[Asset] = &[
 ];
 
 /// The dashboard's routes, to be merged into the Admin listener's router
-/// outside its key check.
-pub fn router() -> Router {
+/// outside its key check. With the dashboard off (`dashboard.enabled:
+/// false`), every `/ui` page answers 404 saying so.
+pub fn router(on: bool) -> Router {
+    if !on {
+        return Router::new()
+            .route("/ui", get(off))
+            .route("/ui/", get(off))
+            .route("/ui/assets/{*file}", get(off))
+            .route("/ui/assets/", get(off));
+    }
     Router::new()
         .route("/ui", get(redirect))
         .route("/ui/", get(index))
@@ -123,6 +131,17 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 async fn not_found() -> Response {
     secure(
         (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "no such dashboard file\n")
+            .into_response(),
+    )
+}
+
+async fn off() -> Response {
+    secure(
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "the dashboard is off (dashboard.enabled: false)\n",
+        )
             .into_response(),
     )
 }

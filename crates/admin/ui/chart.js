@@ -4,14 +4,19 @@
 
 import {h, fmtNum} from './dom.js';
 
-/** Seconds of history a chart shows. */
+/** Seconds of history a chart shows at most. */
 export const WINDOW_SECS = 300;
+/** Seconds the x axis spans at least (a page just opened fills it quickly). */
+const MIN_SPAN_SECS = 30;
 
-/** A "nice" upper bound for the y axis: 1, 2, 2.5 or 5 times a power of ten. */
+/**
+ * A "nice" upper bound for the y axis: 1, 2, 4, 6, 8 or 10 times a power of
+ * ten, so that its four steps read well (0.5, 1, 1.5, 2, 2.5).
+ */
 export function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 4, 6, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
@@ -56,10 +61,12 @@ export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), tick 
     const plotW = Math.max(1, w - left - right);
     const plotH = Math.max(1, ht - top - bottom);
     const now = points.length ? points[points.length - 1].t : Date.now() / 1000;
-    const t0 = now - WINDOW_SECS;
+    // The axis spans what has been collected, from 30 s to five minutes.
+    const span = Math.min(WINDOW_SECS, Math.max(MIN_SPAN_SECS, points.length ? now - points[0].t : 0));
+    const t0 = now - span;
     const seen = points.filter((p) => p.v !== null).map((p) => p.v);
     const yMax = max ?? (integer ? Math.max(4, niceMax(Math.max(0, ...seen))) : niceMax(Math.max(0, ...seen)));
-    const x = (t) => left + ((t - t0) / WINDOW_SECS) * plotW;
+    const x = (t) => left + ((t - t0) / span) * plotW;
     const y = (v) => top + plotH - (v / yMax) * plotH;
 
     ctx.strokeStyle = grid;
@@ -78,7 +85,7 @@ export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), tick 
     }
     ctx.textAlign = 'left';
     ctx.textBaseline = 'alphabetic';
-    ctx.fillText(`−${WINDOW_SECS / 60} min`, left, ht - 4);
+    ctx.fillText(span >= 120 ? `−${Math.round(span / 60)} min` : `−${Math.round(span)} s`, left, ht - 4);
     ctx.textAlign = 'right';
     ctx.fillText('now', w - right, ht - 4);
 

@@ -25,7 +25,7 @@ use common::gateway;
 use serde_json::{Value, json};
 use shardgate_e2e::origin::get;
 use shardgate_e2e::tls::roundtrip;
-use shardgate_e2e::{ADMIN_KEY, GameServer, OriginFile, TestCert, TestOrigin, TlsClient, eventually};
+use shardgate_e2e::{ADMIN_KEY, GameServer, OriginFile, TestOrigin, TlsClient, eventually};
 
 /// The whole browser run, from starting Chromium to its last check. The
 /// script bounds itself a little earlier (`SCRIPT_LIMIT`), so a hang ends as
@@ -214,14 +214,16 @@ async fn dashboard_in_a_real_browser() {
             .await;
     }
     // Players: a certificate, a route, and connections held open.
-    let players = TestCert::ecdsa(&["players.example.com"]);
-    admin.put_ok("/apisix/admin/ssls/players", &players.ssl_body(&["players.example.com"])).await;
+    let now = now_secs();
+    let (cert, key, _) = cert_expiring(&["players.example.com"], now + 200 * 86_400);
+    admin
+        .put_ok("/apisix/admin/ssls/players", &json!({"cert": cert, "key": key, "snis": ["players.example.com"]}))
+        .await;
     admin
         .put_ok("/apisix/admin/stream_routes/players", &json!({"sni": "players.example.com", "upstream_id": "rooms"}))
         .await;
     // Two more certificates around the one the browser uploads (45 days):
     // one that expires sooner, one later.
-    let now = now_secs();
     for (id, days) in [("soon", 10u64), ("later", 400)] {
         let (cert, key, _) = cert_expiring(&[&format!("{id}.example.com")], now + days * 86_400);
         admin
@@ -294,16 +296,23 @@ async fn dashboard_in_a_real_browser() {
         held.push(s);
     }
 
-    // Edge traffic while the browser looks: mostly cache hits, a miss in
-    // ten, half of them to staging, and a request the web ACL blocks in
-    // twenty. Bounded in count and stopped at the end.
+    // Traffic while the browser looks: edge requests, mostly cache hits, a
+    // miss in ten, half of them to staging, a request the web ACL blocks in
+    // twenty; and a player who connects (a TLS handshake) and leaves every
+    // fifth turn. Bounded in count and stopped at the end.
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = tokio::spawn({
         let stop = Arc::clone(&stop);
+        let client = client.clone();
+        let tls_addr = gw.tls_addr();
         async move {
             for i in 0..20_000u32 {
                 if stop.load(Ordering::SeqCst) {
                     break;
+                }
+                if i % 5 == 0 {
+                    let mut s = client.connect(tls_addr, Some("players.example.com")).await.expect("a player connects");
+                    assert_eq!(roundtrip(&mut s, "hi\n").await, "[gs-ui] hi\n");
                 }
                 if i % 20 == 0 {
                     let path = format!("{blocked_path}?n={i}");
@@ -376,16 +385,22 @@ async fn dashboard_in_a_real_browser() {
     // Sign-in: the gateway's words for a wrong password.
     assert_eq!(result["wrong_password_message"], "wrong username or password");
 
-    // Overview: the connections the chart showed are the players held open.
-    assert_eq!(result["overview"]["connections"], PLAYERS.to_string(), "{result}");
-    let active: f64 = gw
-        .metrics_text()
-        .await
-        .lines()
-        .filter(|l| l.starts_with("shardgate_stream_connections_active{"))
-        .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-        .sum();
-    assert_eq!(active, PLAYERS as f64, "metrics disagree with the chart");
+    // Overview: the connections the chart showed are the players held open
+    // (those who come and go are gone once the traffic has stopped).
+    assert_eq!(result["connections_seen"], PLAYERS.to_string(), "{result}");
+    eventually(10, "the held players are the active connections", || async {
+        let active: f64 = gw
+            .metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("shardgate_stream_connections_active{"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        (active == PLAYERS as f64).then_some(())
+    })
+    .await;
+    let handshakes: f64 = result["overview"]["handshakes"].as_str().and_then(|v| v.parse().ok()).expect("handshakes/s");
+    assert!(handshakes > 0.0, "{result}");
     // The overview counted the routes there were then: the thousand and the players'.
     assert!(result["tile_stream_routes"].as_str().is_some_and(|t| t.starts_with("1,001")), "{result}");
     assert_eq!(admin.list("stream_routes").await["total"], json!(ROUTES + 2));

@@ -143,7 +143,7 @@ fn assert_secure(headers: &axum::http::HeaderMap, what: &str) {
 
 #[tokio::test]
 async fn serves_the_page_and_its_assets_with_security_headers() {
-    let r = router();
+    let r = router(true);
     let (status, h, _) = get(&r, "/ui", &[]).await;
     assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
     assert_eq!(h.get(header::LOCATION).and_then(|v| v.to_str().ok()), Some("/ui/"));
@@ -179,7 +179,7 @@ async fn serves_the_page_and_its_assets_with_security_headers() {
 
 #[tokio::test]
 async fn revalidation_answers_304_for_an_unchanged_file() {
-    let r = router();
+    let r = router(true);
     let (_, h, _) = get(&r, "/ui/assets/app.js", &[]).await;
     let etag = h.get(header::ETAG).and_then(|v| v.to_str().ok()).expect("etag").to_owned();
     let (status, h2, body) = get(&r, "/ui/assets/app.js", &[("if-none-match", &etag)]).await;
@@ -195,7 +195,7 @@ async fn revalidation_answers_304_for_an_unchanged_file() {
 
 #[tokio::test]
 async fn only_get_and_head() {
-    let r = router();
+    let r = router(true);
     let (status, _, body) = call(&r, "HEAD", "/ui/", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_empty());
@@ -203,15 +203,30 @@ async fn only_get_and_head() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+fn admin_router(dashboard: bool) -> (Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let key = "test-admin-key-0123456789";
+    let mut state = crate::AdminState::new(store as Arc<dyn Store>, "/apisix", key, Limits::default());
+    if dashboard {
+        let settings = crate::dashboard::DashboardSettings {
+            users: Vec::new(),
+            session_ttl: std::time::Duration::from_secs(60),
+            key: crate::dashboard::SessionKey::from_source(b"a-test-secret-0123456789"),
+            secure_cookie: false,
+            body_timeout: std::time::Duration::from_secs(5),
+            read_timeout: std::time::Duration::from_secs(5),
+        };
+        state = state.with_dashboard(Some(crate::dashboard::Dashboard::new(settings, key, None)));
+    }
+    (crate::router(state), dir)
+}
+
 /// On the Admin listener the dashboard needs no key, and the Admin API
 /// still does.
 #[tokio::test]
 async fn admin_router_serves_the_dashboard_without_a_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
-    let state =
-        crate::AdminState::new(store as Arc<dyn Store>, "/apisix", "test-admin-key-0123456789", Limits::default());
-    let r = crate::router(state);
+    let (r, _dir) = admin_router(true);
     let (status, h, _) = get(&r, "/ui/", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_secure(&h, "/ui/ on the admin router");
@@ -219,4 +234,16 @@ async fn admin_router_serves_the_dashboard_without_a_key() {
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = get(&r, "/apisix/admin/upstreams", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// `dashboard.enabled: false`: no page, and the answer says why.
+#[tokio::test]
+async fn no_dashboard_pages_when_the_dashboard_is_off() {
+    let (r, _dir) = admin_router(false);
+    for path in ["/ui", "/ui/", "/ui/assets/app.js"] {
+        let (status, h, body) = get(&r, path, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(String::from_utf8_lossy(&body), "the dashboard is off (dashboard.enabled: false)\n");
+        assert_secure(&h, path);
+    }
 }

@@ -20,7 +20,9 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -58,7 +60,9 @@ def sel(test):
 class Page:
     def __init__(self, driver):
         self.d = driver
-        self.wait = WebDriverWait(driver, WAIT, poll_frequency=0.1)
+        # Pages redraw (polls, reloads): an element found a moment ago may be
+        # replaced before it is read; the wait then looks again.
+        self.wait = WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
 
     def go(self, hash_):
         self.d.get(f"{BASE}/ui/{hash_}")
@@ -100,6 +104,13 @@ class Page:
 
     def shot(self, name):
         path = os.path.join(CFG["screens"], f"{name}.png")
+        # Notices of earlier steps would cover the page; no focus ring or
+        # hover left over from the last click.
+        self.d.execute_script("document.querySelectorAll('.toast').forEach((t) => t.remove());"
+                              "if (document.activeElement) document.activeElement.blur();")
+        heading = self.d.find_elements(By.CSS_SELECTOR, "main h1")
+        if heading:
+            ActionChains(self.d).move_to_element(heading[0]).perform()
         # Let charts and fonts settle on the frame.
         time.sleep(0.3)
         self.d.save_screenshot(path)
@@ -169,15 +180,19 @@ def step_sign_in(p):
 
 def step_overview(p):
     p.go("#/overview")
+    # The players the test holds open (others come and go between polls).
     want = str(CFG["connections"])
     p.until(f"active connections {want}", lambda: p.text_of("chart-connections-value") == want)
+    RESULT["connections_seen"] = want
+    p.until("TLS handshakes/s above zero",
+            lambda: p.text_of("chart-handshakes-value") not in ("—", "0"))
     # Requests/s needs two polls with traffic between them.
     p.until("edge requests/s above zero",
             lambda: p.text_of("chart-requests-value") not in ("—", "0"))
     p.until("cache hit ratio shown", lambda: p.text_of("chart-hit-ratio-value").endswith("%"))
     p.until("origin latency shown", lambda: p.text_of("chart-origin-value") != "—")
-    # A few more polls so the charts have lines, then the picture.
-    time.sleep(6)
+    # Enough polls for the charts to draw most of their 30 s axis, then the picture.
+    time.sleep(24)
     RESULT["overview"] = {name: p.text_of(f"chart-{name}-value") for name in
                           ("connections", "handshakes", "requests", "hit-ratio", "origin")}
     RESULT["tile_stream_routes"] = p.find("tile-stream_routes").text
@@ -262,8 +277,9 @@ def step_pagination(p):
     rows = p.d.find_elements(By.CSS_SELECTOR, '[data-test="stream_routes-table"] tbody tr')
     assert len(rows) == 1, len(rows)
     p.find("link-stream_routes-gs-ui")
-    p.find("stream_routes-table-search").clear()
-    p.d.find_element(*sel("stream_routes-table-search")).send_keys(" ")
+    # Back to the whole list for the picture.
+    p.set_value("stream_routes-table-search", "")
+    p.until("whole list", lambda: p.text_of("stream_routes-table-count") == f"{total:,} total")
     p.d.execute_script("window.scrollTo(0, 0)")
     p.shot("stream-routes")
     RESULT["routes_count_text"] = f"{total:,} total"
@@ -299,6 +315,7 @@ def step_canary(p):
     p.find(f"canary-{cid}")
     # Staging has served requests (the test's traffic, weighted).
     p.until("staging hits", lambda: p.text_of(f"staging-hits-{cid}").split(" ")[0] not in ("…", "0"))
+    p.until("observed share", lambda: "%" in p.text_of(f"observed-{cid}"))
     RESULT["staging_hits_text"] = p.text_of(f"staging-hits-{cid}")
     RESULT["split_before"] = p.text_of("split")
     p.shot("canary")
