@@ -72,7 +72,7 @@ async function detail(main, id) {
     h('thead', {}, h('tr', {}, ['Priority', 'Rule', 'Action', 'Statement', 'Requests', 'Rate'].map((t) => h('th', {scope: 'col'}, t)))),
     h('tbody', {}, rows.map((r) => {
       const count = h('span', {'data-test': `rule-count-${r.name}`}, '…');
-      const per = h('span', {class: 'muted'}, '');
+      const per = h('span', {class: 'muted', 'data-test': `rule-rate-${r.name}`}, '');
       counterCells.set(r.name, [count, per]);
       return h('tr', {},
         h('td', {'data-label': 'Priority'}, String(r.priority)),

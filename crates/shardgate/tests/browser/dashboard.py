@@ -355,6 +355,7 @@ def step_web_acl(p):
     rows = p.d.find_elements(By.CSS_SELECTOR, '[data-test="samples-table"] tbody tr')
     RESULT["sample_rows"] = [r.text for r in rows]
     RESULT["rule_count"] = p.text_of(f"rule-count-{rule}")
+    p.until("rule rate", lambda: p.text_of(f"rule-rate-{rule}").endswith("/s"))
     status, body = admin_api("GET", f"/apisix/admin/web_acls/{acl}/sampled_requests")
     assert status == 200 and any(s["Request"]["URI"].startswith(uri) and s["Action"] == "BLOCK"
                                  for s in body["SampledRequests"]), body
