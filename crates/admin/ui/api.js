@@ -143,6 +143,12 @@ export async function list(kind) {
   return Array.isArray(data.list) ? data.list : [];
 }
 
+/** How many resources of a kind there are (one small page, its `total`). */
+export async function count(kind) {
+  const data = await call('GET', `${kindPath(kind)}?page=1&page_size=10`);
+  return typeof data.total === 'number' ? data.total : 0;
+}
+
 /** One resource's value. */
 export async function get(kind, id) {
   const data = await call('GET', kindPath(kind, id));

@@ -32,6 +32,8 @@ const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const toggle = document.getElementById('nav-toggle');
 let stopPage = null;
+/** Counts navigations, so a page that finishes loading late is dropped. */
+let navigation = 0;
 
 function setNavOpen(open) {
   nav.classList.toggle('open', open);
@@ -62,6 +64,7 @@ async function route() {
     stopPage = null;
   }
   setNavOpen(false);
+  const seq = ++navigation;
   if (!currentSession()) {
     showShell(false);
     stopPage = signin.render(main, () => {
@@ -82,13 +85,22 @@ async function route() {
     replace(main, errorBox(`There is no page "${name}".`));
     return;
   }
+  // The page draws into its own view, shown once it is ready, and only if
+  // no other navigation started meanwhile (a slow page never covers a newer one).
+  const view = h('div', {class: 'view'});
   replace(main, h('p', {class: 'loading'}, 'Loading…'));
+  let stop = null;
   try {
-    const stop = await page.render(main, params);
-    stopPage = typeof stop === 'function' ? stop : null;
+    stop = await page.render(view, params);
   } catch (e) {
-    replace(main, errorBox(e));
+    replace(view, errorBox(e));
   }
+  if (seq !== navigation) {
+    if (typeof stop === 'function') stop();
+    return;
+  }
+  stopPage = typeof stop === 'function' ? stop : null;
+  replace(main, view);
   main.focus({preventScroll: true});
 }
 

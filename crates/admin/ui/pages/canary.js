@@ -97,6 +97,7 @@ function weightControl(id, policy, reload) {
   return h('div', {class: 'weight'},
     h('label', {}, 'Staging share'),
     h('div', {class: 'weight-row'}, range, h('span', {class: 'weight-box'}, number, ' %'), apply),
+    share(policy) === null ? h('p', {class: 'help'}, 'Applying a weight turns this header policy into a weighted one.') : null,
     error);
 }
 

@@ -54,7 +54,7 @@ async function loadCounts(tiles) {
   await Promise.all(KINDS.map(async ([kind]) => {
     const n = tiles.querySelector(`[data-test="tile-${kind}"] .tile-n`);
     try {
-      n.textContent = fmtNum((await api.list(kind)).length, 0);
+      n.textContent = fmtNum(await api.count(kind), 0);
     } catch {
       n.textContent = '—';
     }
