@@ -462,11 +462,20 @@ def main():
              step_pagination, step_certificate, step_web_acl, step_canary, step_invalidation,
              step_read_only, step_phone]
     only = os.environ.get("DASHBOARD_STEPS")
+    console = []
     try:
         for s in steps:
             if only and s.__name__ not in only.split(","):
                 continue
             s(p)
+            console += driver.get_log("browser")
+        # The pages ran without a script error and without anything the
+        # Content-Security-Policy refused (an inline style or script).
+        # Failed requests (a wrong password, a 400) are logged too: expected.
+        bad = [e["message"] for e in console
+               if "Content Security Policy" in e["message"] or "Uncaught" in e["message"]]
+        assert not bad, f"console errors: {bad}"
+        RESULT["console_messages"] = len(console)
         log("RESULT " + json.dumps(RESULT))
     except Exception as e:
         # Selenium's messages carry chromedriver's native stack: keep the first line.
