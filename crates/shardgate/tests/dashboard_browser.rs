@@ -35,6 +35,8 @@ const BROWSER_LIMIT: Duration = Duration::from_secs(480);
 const ROUTES: usize = 1000;
 /// Player connections held open while the overview is read.
 const PLAYERS: usize = 3;
+/// Longest one request or player visit of the background traffic may take.
+const TURN: Duration = Duration::from_secs(10);
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -311,18 +313,23 @@ async fn dashboard_in_a_real_browser() {
                     break;
                 }
                 if i % 5 == 0 {
-                    let mut s = client.connect(tls_addr, Some("players.example.com")).await.expect("a player connects");
-                    assert_eq!(roundtrip(&mut s, "hi\n").await, "[gs-ui] hi\n");
+                    let player = async {
+                        let mut s = client.connect(tls_addr, Some("players.example.com")).await.expect("connect");
+                        roundtrip(&mut s, "hi\n").await
+                    };
+                    let echo = tokio::time::timeout(TURN, player).await.expect("a player's visit in time");
+                    assert_eq!(echo, "[gs-ui] hi\n");
                 }
                 if i % 20 == 0 {
                     let path = format!("{blocked_path}?n={i}");
-                    let (status, _, _) = get(edge, "assets.example.com", &path, &[("user-agent", POSTMAN)]).await;
+                    let blocked = get(edge, "assets.example.com", &path, &[("user-agent", POSTMAN)]);
+                    let (status, _, _) = tokio::time::timeout(TURN, blocked).await.expect("edge answer in time");
                     assert_eq!(status, 403, "{path}");
                 }
                 let path =
                     if i % 10 == 0 { format!("/example.file?miss={i}") } else { format!("/example.file?v={}", i % 5) };
-                let (status, _, _) =
-                    get(edge, "assets.example.com", &path, &[("user-agent", "X-UnrealEngine-Agent")]).await;
+                let asset = get(edge, "assets.example.com", &path, &[("user-agent", "X-UnrealEngine-Agent")]);
+                let (status, _, _) = tokio::time::timeout(TURN, asset).await.expect("edge answer in time");
                 assert_eq!(status, 200, "{path}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -404,6 +411,12 @@ async fn dashboard_in_a_real_browser() {
     // The overview counted the routes there were then: the thousand and the players'.
     assert!(result["tile_stream_routes"].as_str().is_some_and(|t| t.starts_with("1,001")), "{result}");
     assert_eq!(admin.list("stream_routes").await["total"], json!(ROUTES + 2));
+
+    // The node health the page showed is the checker's (APISIX's Control API).
+    assert!(result["node_health"].as_str().is_some_and(|t| t.ends_with(" healthy")), "{result}");
+    let checker =
+        shardgate_e2e::admin::http(gw.metrics, "GET", "/v1/healthcheck/upstreams/gs-ui", &[], None).await.json();
+    assert_eq!(checker["nodes"][0]["status"], "healthy", "{checker}");
 
     // The upstream and route the browser made serve a player, with the
     // certificate it uploaded.

@@ -215,9 +215,17 @@ def step_upstream(p):
     assert status == 200, (status, body)
     assert body["value"]["nodes"] == {node: 1}, body
     assert body["value"]["name"] == "game servers (ui)", body
-    # The checker finds the node healthy: its badge says so.
-    p.until("node health shown", lambda: (p.go("#/upstreams"), p.find(f"node-{node}"))[1].text.endswith("healthy"))
-    RESULT["node_health"] = p.find(f"node-{node}").text
+    # The checker finds the node healthy: its badge says so once the list
+    # is drawn again (at most once a second).
+    deadline = time.time() + WAIT
+    while True:
+        p.go("#/upstreams")
+        badge = p.find(f"node-{node}").text
+        if badge.endswith(" healthy") or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert badge.endswith(" healthy"), badge
+    RESULT["node_health"] = badge
     log("STEP upstream ok")
 
 
