@@ -248,6 +248,7 @@ impl AdminState {
 
 /// The Admin API router: resources, auth, CORS, per-request bounds.
 pub fn router(state: AdminState) -> Router {
+    let dashboard_on = state.dashboard().is_some();
     Router::new()
         .route("/apisix/admin", any(root))
         .route("/apisix/admin/", any(root))
@@ -260,6 +261,9 @@ pub fn router(state: AdminState) -> Router {
         }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
+        // The dashboard's static files hold no data: no key (merged after
+        // the layers above, which therefore do not apply to them).
+        .merge(crate::ui::router(dashboard_on))
 }
 
 /// APISIX's `cors_admin` (`apisix/init.lua`), run before the key check: an

@@ -17,6 +17,8 @@
 //!   status), on the same listener.
 //! - [`mod@serve`]: HTTP/1.1 serving with bounded connections and head time
 //!   (for the Admin API and the metrics listener alike).
+//! - [`ui`]: the web dashboard's static files under `/ui/`, embedded in the
+//!   binary and served on the Admin listener without a key.
 
 pub mod api;
 pub mod auth;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod health;
 pub mod patch;
 pub mod serve;
+pub mod ui;
 
 pub use api::{AdminState, router};
 pub use control::{HealthcheckStatus, healthcheck_router};
