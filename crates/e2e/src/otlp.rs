@@ -150,6 +150,8 @@ struct State {
     requests: Vec<ExportRequest>,
     /// Statuses to answer, in order; then 200.
     answers: VecDeque<u16>,
+    /// `Retry-After` seconds on 429 and 503 answers.
+    retry_after: Option<u64>,
     hang: bool,
 }
 
@@ -249,6 +251,11 @@ impl OtlpReceiver {
         self.state.lock().expect("state").answers.extend(statuses);
     }
 
+    /// Puts `Retry-After: <secs>` on the 429 and 503 answers that follow.
+    pub fn retry_after(&self, secs: u64) {
+        self.state.lock().expect("state").retry_after = Some(secs);
+    }
+
     /// Holds every request unanswered (for 30 s, then 503), as a stuck collector.
     pub fn hang(&self, on: bool) {
         self.state.lock().expect("state").hang = on;
@@ -301,14 +308,18 @@ async fn receive(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Res
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return answer(StatusCode::BAD_REQUEST, "{\"message\":\"not JSON\"}");
     };
-    let status = {
+    let (status, retry_after) = {
         let mut s = state.lock().expect("state");
         let status = s.answers.pop_front().unwrap_or(200);
         // What a collector refuses or cannot take is not received.
         if status == 200 {
             s.requests.push(ExportRequest { path, headers, body: json });
         }
-        status
+        (status, s.retry_after.filter(|_| status == 429 || status == 503))
     };
-    answer(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), "{}")
+    let mut r = answer(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), "{}");
+    if let (Ok(r), Some(secs)) = (r.as_mut(), retry_after) {
+        r.headers_mut().insert("retry-after", secs.into());
+    }
+    r
 }

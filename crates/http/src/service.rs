@@ -489,7 +489,10 @@ impl Ctx {
     }
 
     fn revalidate_in_background(&self, leader: Leader, stale: Arc<Object>) {
-        let ctx = self.clone();
+        let mut ctx = self.clone();
+        // The viewer has its answer: the request's span must end with it,
+        // not when this fetch does, so the background fetch records none.
+        ctx.span = tracing::Span::none();
         tokio::spawn(async move {
             match ctx.fetch_and_store(leader, Some(&stale)).await {
                 Ok(Fetched::Stored(..) | Fetched::Pass(_)) => {}

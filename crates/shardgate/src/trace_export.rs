@@ -270,17 +270,19 @@ impl ExportTask {
 
     async fn run(mut self, mut stopped: oneshot::Receiver<()>) {
         let mut batch = Vec::with_capacity(self.batch_size);
+        // Whether `stopped` has fired (a finished oneshot is not polled again).
+        let mut stop_seen = false;
         loop {
             // Set when the batch's first span arrives.
             let mut deadline: Option<Instant> = None;
-            let mut stop = false;
-            while batch.len() < self.batch_size {
+            let mut stop = stop_seen;
+            while !stop && batch.len() < self.batch_size {
                 let room = self.batch_size - batch.len();
                 let due = deadline.unwrap_or_else(|| Instant::now() + self.interval);
                 tokio::select! {
                     biased;
                     // A dropped handle stops the task too.
-                    _ = &mut stopped => { stop = true; break; }
+                    _ = &mut stopped, if !stop_seen => { stop_seen = true; stop = true; break; }
                     () = tokio::time::sleep_until(due), if deadline.is_some() => break,
                     n = self.rx.recv_many(&mut batch, room) => {
                         if n == 0 {
@@ -292,7 +294,12 @@ impl ExportTask {
                 }
             }
             if !batch.is_empty() {
-                self.export(&mut batch, MAX_ATTEMPTS).await;
+                let attempts = if stop { 1 } else { MAX_ATTEMPTS };
+                let watch = if stop_seen { None } else { Some(&mut stopped) };
+                if self.export(&mut batch, attempts, watch).await {
+                    stop_seen = true;
+                    stop = true;
+                }
             }
             if stop {
                 // What is queued now goes once, no retries; the handle bounds the time.
@@ -303,15 +310,24 @@ impl ExportTask {
                     {
                         batch.push(s);
                     }
-                    self.export(&mut batch, 1).await;
+                    self.export(&mut batch, 1, None).await;
                 }
                 return;
             }
         }
     }
 
-    /// Sends `batch` (emptied), trying up to `attempts` times.
-    async fn export(&mut self, batch: &mut Vec<FinishedSpan>, attempts: u32) {
+    /// Sends `batch` (emptied), trying up to `attempts` times. A stop that
+    /// arrives on `stopped` while waiting to retry ends the wait: one last
+    /// attempt is made at once, and `true` says the stop was seen, so the
+    /// flush at exit is not held up by a collector's `Retry-After`.
+    async fn export(
+        &mut self,
+        batch: &mut Vec<FinishedSpan>,
+        mut attempts: u32,
+        mut stopped: Option<&mut oneshot::Receiver<()>>,
+    ) -> bool {
+        let mut stop_seen = false;
         let n = batch.len() as u64;
         let body = otlp::encode(&self.resource, batch);
         batch.clear();
@@ -320,7 +336,7 @@ impl ExportTask {
             Err(e) => {
                 self.metrics.count(ExportResult::failure, n);
                 tracing::error!(error = %e, spans = n, "cannot encode trace spans");
-                return;
+                return stop_seen;
             }
         };
         let mut delay = FIRST_RETRY_DELAY;
@@ -336,14 +352,14 @@ impl ExportTask {
                             tracing::warn!(endpoint = %self.client.endpoint.display(), rejected, message = %message, "the collector rejected some trace spans");
                         }
                     }
-                    return;
+                    return stop_seen;
                 }
                 Ok(Answer::Refused { status, message }) => {
                     self.metrics.count(ExportResult::failure, n);
                     if self.failures.ready() {
                         tracing::warn!(endpoint = %self.client.endpoint.display(), status = status.as_u16(), message = %message, spans = n, "the collector refused trace spans (not retried)");
                     }
-                    return;
+                    return stop_seen;
                 }
                 Ok(Answer::Busy { status, retry_after }) => (retry_after, format!("answered {status}")),
                 Err(e) => (None, e),
@@ -353,13 +369,24 @@ impl ExportTask {
                 if self.failures.ready() {
                     tracing::warn!(endpoint = %self.client.endpoint.display(), error = %problem, spans = n, attempts, "trace spans not exported");
                 }
-                return;
+                return stop_seen;
             }
             let wait = retry_after.map_or_else(|| jittered(delay), |d| d.min(MAX_RETRY_DELAY));
             tracing::debug!(endpoint = %self.client.endpoint.display(), error = %problem, wait_ms = wait.as_millis() as u64, "trace export failed; trying again");
-            tokio::time::sleep(wait).await;
+            match stopped.as_deref_mut() {
+                Some(rx) => tokio::select! {
+                    _ = rx => {
+                        stop_seen = true;
+                        stopped = None;
+                        attempts = attempt + 1;
+                    }
+                    () = tokio::time::sleep(wait) => {}
+                },
+                None => tokio::time::sleep(wait).await,
+            }
             delay = delay.saturating_mul(2);
         }
+        stop_seen
     }
 }
 
@@ -383,6 +410,13 @@ async fn report_drops(dropped: Counter, max_queue: usize) {
             seen = now;
         }
     }
+}
+
+/// A collector's free text, for the log: at most 200 characters, printable
+/// ASCII only (control characters and anything else become `?`), so it
+/// cannot forge log lines.
+fn printable(text: &str) -> String {
+    text.chars().take(200).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
 }
 
 /// `d` plus up to half of it, at random, so instances do not retry in step.
@@ -494,7 +528,7 @@ impl Client {
                 .map(Duration::from_secs);
             return Ok(Answer::Busy { status, retry_after });
         }
-        let message = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        let message = printable(&String::from_utf8_lossy(&bytes[..bytes.len().min(200)]));
         Ok(Answer::Refused { status, message })
     }
 
@@ -539,7 +573,7 @@ fn partial_success(body: &[u8]) -> (u64, String) {
         serde_json::Value::String(s) => s.parse().unwrap_or(0),
         _ => 0,
     };
-    let message = p["errorMessage"].as_str().unwrap_or("").chars().take(200).collect();
+    let message = printable(p["errorMessage"].as_str().unwrap_or(""));
     (rejected, message)
 }
 
@@ -557,6 +591,12 @@ mod tests {
         assert_eq!(partial_success(b"{}"), (0, String::new()));
         assert_eq!(partial_success(b""), (0, String::new()));
         assert_eq!(partial_success(b"\x0a\x00"), (0, String::new()));
+    }
+
+    #[test]
+    fn collector_text_is_bounded_and_printable() {
+        assert_eq!(printable("bad span\r\nlevel=ERROR forged"), "bad span??level=ERROR forged");
+        assert_eq!(printable(&"é".repeat(300)).len(), 200);
     }
 
     #[test]

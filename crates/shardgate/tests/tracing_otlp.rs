@@ -331,6 +331,33 @@ async fn spans_of_connections_the_drain_cuts_are_sent_before_exit() {
     assert_eq!(cut.int("shardgate.bytes_to_client"), Some(10));
 }
 
+/// A collector that asked to be retried in 30 s does not hold the exit up:
+/// the stop ends the wait, the batch is tried once more at once, and the
+/// drain's cut connection is flushed after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_a_retry_wait_and_nothing_queued_is_lost() {
+    let receiver = OtlpReceiver::start().await;
+    receiver.retry_after(30);
+    receiver.answer_next(&[503]);
+    let mut gw =
+        gateway().drain_timeout("1s").yaml(&tracing_yaml_every(&receiver.endpoint(), "100ms", "")).spawn().await;
+    let gs = GameServer::start("gs").await;
+    play(&gw, &gs).await;
+    // The first batch (this player) was answered 503: the exporter now waits 30 s.
+    eventually(10, "the first export answered", || async { (receiver.connections() >= 1).then_some(()) }).await;
+    let player = connect(&gw, &gs).await;
+    gw.sigterm();
+    assert!(gw.wait_exit(20).await.success(), "{}", gw.log());
+    drop(player);
+    let spans = receiver.spans();
+    let routed: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name() == "stream.connection" && s.str("shardgate.route").as_deref() == Some("r1"))
+        .collect();
+    assert_eq!(routed.len(), 2, "the retried batch and the flushed one: {spans:#?}\n{}", gw.log());
+    assert!(routed.iter().any(|s| s.str("shardgate.close_reason").as_deref() == Some("drain")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ratio_of_zero_records_only_traces_their_callers_sampled() {
     let receiver = OtlpReceiver::start().await;

@@ -35,8 +35,9 @@ use super::context::{FLAG_SAMPLED, IdGenerator, SpanId, TraceId, TraceParent, ch
 
 /// Longest string attribute kept, in bytes (cut at a character boundary).
 /// With at most 32 fields a span (tracing's bound per callsite) and the
-/// `tracestate` bound, a span encodes to well under 64 KiB, so a batch of
-/// 512 stays under OTLP's recommended 20 MiB request limit.
+/// `tracestate` bound, a span encodes to about 34 KiB at most, so a batch of
+/// 512 (the largest `tracing.batch_size`) stays under the 20 MiB request
+/// limit OTLP receivers commonly apply.
 pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 
 /// Field names that steer the span instead of becoming attributes (the

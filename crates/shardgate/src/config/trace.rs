@@ -23,10 +23,15 @@ use super::ConfigError;
 /// credentials that should not sit in the file.
 pub const HEADERS_ENV: &str = "SHARDGATE_TRACING_HEADERS";
 
-/// Most spans the queue holds while the exporter is behind.
-const MAX_QUEUE_LIMIT: usize = 1_000_000;
-/// Most spans in one export request.
-const MAX_BATCH_LIMIT: usize = 10_000;
+/// Most spans the queue holds while the exporter is behind. A span holds at
+/// most about 34 KiB (32 attributes of [`shardgate_core::trace::layer::MAX_ATTRIBUTE_BYTES`]
+/// and the `tracestate` bound), most far less: the worst case of a full
+/// queue at this limit is about 3 GiB, of the default 2,048 about 70 MiB.
+const MAX_QUEUE_LIMIT: usize = 100_000;
+/// Most spans in one export request: 512 spans of at most about 34 KiB stay
+/// under the 20 MiB request limit OTLP receivers commonly apply, so a batch
+/// is never refused for its size.
+const MAX_BATCH_LIMIT: usize = 512;
 /// Most extra headers on export requests.
 const MAX_HEADERS: usize = 32;
 /// Most extra resource attributes.
