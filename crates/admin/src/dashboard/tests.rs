@@ -1,3 +1,9 @@
+//! Unit tests of the dashboard's backend through the real router
+//! (`tower::ServiceExt::oneshot`, no sockets): sign-in with users and keys,
+//! session cookies and CSRF tokens on the Admin API, how the key header, the
+//! session cookie and APISIX's `x_api_key` cookie take precedence, roles,
+//! sign-out, throttling, the timing decoy, and the `/ui/api/*` JSON answers.
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -361,4 +367,16 @@ async fn secure_cookie_adds_secure() {
     let out = ui.call("POST", "/ui/api/logout", &[("cookie", &cookie), ("x-csrf-token", &csrf)], "").await;
     let cleared = out.headers.get(header::SET_COOKIE).expect("cleared").to_str().expect("ascii").to_owned();
     assert!(cleared.ends_with("; Max-Age=0; Secure"), "{cleared}");
+}
+
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "with_dashboard called on a state already cloned")]
+fn the_dashboard_cannot_be_added_to_a_shared_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let state = AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, Limits::default());
+    let _shared = state.clone();
+    let dashboard = Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None);
+    drop(state.with_dashboard(Some(dashboard)));
 }
