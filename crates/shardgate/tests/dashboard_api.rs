@@ -128,6 +128,17 @@ async fn wrong_passwords_and_unknown_users_get_the_same_answer() {
     }
     let log = gw.log();
     assert!(!log.contains("Correct horse battery") && !log.contains("0123456789abcdef0123"), "no password in the log");
+
+    // A password typed into the name field is not a user name: it stays out
+    // of the log, which says only that the name is unknown.
+    let typo = login(&gw, &json!({"username": "Tr0ub4dor&3-in-the-name-field", "password": "x"})).await;
+    assert_eq!(typo.status, 401);
+    let log = gw.log();
+    assert!(!log.contains("Tr0ub4dor"), "an unknown user name is not logged:\n{log}");
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("dashboard sign-in failed")).collect();
+    assert!(failures.iter().any(|l| l.contains("wrong password") && l.contains("user=ops")), "{failures:#?}");
+    assert_eq!(failures.iter().filter(|l| l.contains("unknown user name")).count(), 2, "{failures:#?}");
+    assert!(failures.iter().all(|l| !l.contains("user=root")), "{failures:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

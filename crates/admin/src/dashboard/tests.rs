@@ -380,3 +380,27 @@ fn the_dashboard_cannot_be_added_to_a_shared_state() {
     let dashboard = Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None);
     drop(state.with_dashboard(Some(dashboard)));
 }
+
+/// A user whose hash was made with `iterations` (the hash itself matches
+/// no password: only its cost matters here).
+fn user_with_iterations(name: &str, iterations: u32) -> User {
+    use base64::Engine;
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD_NO_PAD.encode(vec![7u8; n]);
+    let phc = format!("$pbkdf2-sha256$i={iterations}${}${}", b64(16), b64(32));
+    User { username: name.into(), password_hash: PasswordHash::parse(&phc).expect("phc"), read_only: false }
+}
+
+#[test]
+fn the_decoy_costs_as_much_as_the_costliest_user() {
+    let key = "a-dashboard-secret-0123456789";
+    let d = Dashboard::new(
+        settings(key, vec![user_with_iterations("cheap", 100_000), user_with_iterations("dear", 2_000_000)]),
+        KEY,
+        None,
+    );
+    assert_eq!(d.decoy.iterations(), 2_000_000);
+    let d = Dashboard::new(settings(key, vec![user_with_iterations("cheap", 100_000)]), KEY, None);
+    assert_eq!(d.decoy.iterations(), 100_000);
+    let d = Dashboard::new(settings(key, Vec::new()), KEY, None);
+    assert_eq!(d.decoy.iterations(), password::ITERATIONS, "no users: what a new hash costs");
+}
