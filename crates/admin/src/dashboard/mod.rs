@@ -6,7 +6,7 @@
 //! | `POST /ui/api/login` `{"username","password"}` or `{"key"}` | 200 `{"user","role","csrf","expires_at"}` and the `shardgate_session` cookie; 401 `wrong username or password` (unknown user, wrong password, wrong key alike); 429 when throttled; 400 naming the field |
 //! | `GET /ui/api/session` | 200 as sign-in (a reloaded page finds its CSRF token again); 401 `not signed in` |
 //! | `POST /ui/api/logout` | 200 `{}`, cookie cleared; needs `X-CSRF-Token` |
-//! | `GET /ui/api/stats` | 200 `{"time","samples":[{"name","labels","value"}]}`: the metrics registry ([`stats`]) |
+//! | `GET /ui/api/stats` | 200 `{"time","samples":[{"name","labels","value"}],"truncated"}`: the metrics registry, at most [`stats::MAX_SAMPLES`] samples, one answer reused for [`stats::CACHE_FOR`] ([`stats`]) |
 //! | `GET /ui/api/health` | the metrics listener's `/v1/healthcheck` answer (APISIX Control API) |
 //! | `GET /ui/api/certificates` | 200 `{"list":[{"id","snis","not_before","not_after","days_left","issuer","subject"}]}` soonest expiry first ([`certificates`]) |
 //!
@@ -148,6 +148,8 @@ pub struct Dashboard {
     decoy: PasswordHash,
     /// The process's registry, for `/ui/api/stats`.
     metrics: Metrics,
+    /// The last `/ui/api/stats` answer; made one at a time.
+    stats: stats::Cache,
     /// Health checkers' status, for `/ui/api/health`.
     health: Option<HealthcheckStatus>,
 }
@@ -213,6 +215,7 @@ impl Dashboard {
             checks: Arc::new(Semaphore::new(MAX_PASSWORD_CHECKS)),
             decoy: PasswordHash::decoy(decoy_iterations),
             metrics: Metrics::default(),
+            stats: stats::Cache::default(),
             health: None,
         }
     }
@@ -593,19 +596,26 @@ fn signed_in(state: &AdminState, headers: &HeaderMap) -> Option<Arc<Dashboard>> 
 async fn stats_json(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     let Some(d) = signed_in(&state, &headers) else { return not_signed_in() };
     let metrics = d.metrics.clone();
-    // Encoding and parsing a large registry is CPU work: off the runtime.
-    let answer = tokio::task::spawn_blocking(move || {
-        let text = metrics.encode_openmetrics().map_err(|e| format!("encoding the metrics: {e}"))?;
-        let samples = stats::parse(&text).map_err(|e| e.to_string())?;
-        let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
-        let samples: Vec<Value> = samples.iter().map(stats::Sample::to_json).collect();
-        Ok::<_, String>(json!({"time": time, "samples": samples}))
-    })
-    .await;
-    match answer {
-        Ok(Ok(body)) => (StatusCode::OK, Json(body)).into_response(),
-        Ok(Err(e)) => ApiError::Internal(e).into_response(),
-        Err(e) => ApiError::Internal(format!("stats task: {e}")).into_response(),
+    let make = || async move {
+        // Encoding and parsing a large registry is CPU work: off the runtime.
+        tokio::task::spawn_blocking(move || {
+            let text = metrics.encode_openmetrics().map_err(|e| format!("encoding the metrics: {e}"))?;
+            let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
+            let body = stats::answer(&text, stats::MAX_SAMPLES, time).map_err(|e| e.to_string())?;
+            serde_json::to_vec(&body).map(axum::body::Bytes::from).map_err(|e| format!("encoding the stats: {e}"))
+        })
+        .await
+        .map_err(|e| format!("stats task: {e}"))?
+    };
+    match d.stats.get_or_make(d.read_timeout, make).await {
+        Ok(body) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+                .into_response()
+        }
+        Err(stats::CacheError::Busy) => {
+            ApiError::Busy(format!("the stats took longer than {:?} to make; retry", d.read_timeout)).into_response()
+        }
+        Err(stats::CacheError::Failed(e)) => ApiError::Internal(e).into_response(),
     }
 }
 

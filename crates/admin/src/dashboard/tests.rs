@@ -404,3 +404,36 @@ fn the_decoy_costs_as_much_as_the_costliest_user() {
     let d = Dashboard::new(settings(key, Vec::new()), KEY, None);
     assert_eq!(d.decoy.iterations(), password::ITERATIONS, "no users: what a new hash costs");
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_answers_are_reused_for_a_second() {
+    use prometheus_client::metrics::gauge::Gauge;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let metrics = Metrics::new();
+    let g: Gauge = Gauge::default();
+    g.set(1);
+    metrics.register(|r| r.register("test_level", "A level", g.clone()));
+    let dashboard =
+        Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None).with_metrics(metrics);
+    let state = AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, Limits::default())
+        .with_dashboard(Some(dashboard));
+    let ui = Ui { router: crate::router(state.clone()).merge(router(state)), _dir: dir };
+    let (cookie, _) = ui.session(json!({"key": KEY})).await;
+    let level = |a: &Answer| a.body["samples"][0]["value"].as_f64();
+
+    let first = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!((first.status, level(&first)), (StatusCode::OK, Some(1.0)), "{:?}", first.body);
+    assert_eq!(first.body["truncated"], false);
+    assert_eq!(first.headers.get(header::CONTENT_TYPE).expect("type"), "application/json");
+    assert_eq!(first.headers.get(header::CACHE_CONTROL).expect("no-store"), "no-store");
+    g.set(2);
+    let again = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!(again.body, first.body, "within a second: the same answer");
+    tokio::time::advance(stats::CACHE_FOR).await;
+    let fresh = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!(level(&fresh), Some(2.0), "{:?}", fresh.body);
+    // The cache serves signed-in callers only.
+    let anonymous = ui.call("GET", "/ui/api/stats", &[], "").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
