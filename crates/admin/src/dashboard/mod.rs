@@ -608,10 +608,8 @@ async fn stats_json(State(state): State<AdminState>, headers: HeaderMap) -> Resp
         .map_err(|e| format!("stats task: {e}"))?
     };
     match d.stats.get_or_make(d.read_timeout, make).await {
-        Ok(body) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
-                .into_response()
-        }
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+            .into_response(),
         Err(stats::CacheError::Busy) => {
             ApiError::Busy(format!("the stats took longer than {:?} to make; retry", d.read_timeout)).into_response()
         }

@@ -414,10 +414,9 @@ async fn stats_answers_are_reused_for_a_second() {
     let g: Gauge = Gauge::default();
     g.set(1);
     metrics.register(|r| r.register("test_level", "A level", g.clone()));
-    let dashboard =
-        Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None).with_metrics(metrics);
-    let state = AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, Limits::default())
-        .with_dashboard(Some(dashboard));
+    let dashboard = Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None).with_metrics(metrics);
+    let state =
+        AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, Limits::default()).with_dashboard(Some(dashboard));
     let ui = Ui { router: crate::router(state.clone()).merge(router(state)), _dir: dir };
     let (cookie, _) = ui.session(json!({"key": KEY})).await;
     let level = |a: &Answer| a.body["samples"][0]["value"].as_f64();
@@ -436,4 +435,66 @@ async fn stats_answers_are_reused_for_a_second() {
     // The cache serves signed-in callers only.
     let anonymous = ui.call("GET", "/ui/api/stats", &[], "").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_key_header_then_the_session_then_the_key_cookie_decide() {
+    let ui = ui();
+    let body = r#"{"nodes":{"127.0.0.1:1":1}}"#;
+    let (admin, admin_csrf) = ui.session(json!({"username": "ops", "password": "correct horse"})).await;
+    let (viewer, viewer_csrf) = ui.session(json!({"username": "watcher", "password": "battery staple"})).await;
+
+    // A key header decides, even a wrong or empty one: the session is not a fallback.
+    for key in ["not-the-key-0123456789", ""] {
+        let headers = [("cookie", admin.as_str()), ("x-csrf-token", admin_csrf.as_str()), ("x-api-key", key)];
+        let a = ui.call("GET", "/apisix/admin/upstreams", &headers, "").await;
+        assert_eq!(
+            (a.status, a.body["description"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("wrong apikey")),
+            "{key:?}"
+        );
+        let a = ui.call("PUT", "/apisix/admin/upstreams/1", &headers, body).await;
+        assert_eq!(
+            (a.status, a.body["description"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("wrong apikey")),
+            "{key:?}"
+        );
+    }
+
+    // A valid session wins over the x_api_key cookie: its CSRF rule and its role hold.
+    let with_key_cookie = |session: &str| format!("{session}; x_api_key={KEY}");
+    let a = ui.call("PUT", "/apisix/admin/upstreams/1", &[("cookie", &with_key_cookie(&admin))], body).await;
+    assert_eq!((a.status, a.body), (StatusCode::FORBIDDEN, json!({"error_msg": "missing or wrong CSRF token"})));
+    let a = ui
+        .call(
+            "PUT",
+            "/apisix/admin/upstreams/1",
+            &[("cookie", &with_key_cookie(&viewer)), ("x-csrf-token", &viewer_csrf)],
+            body,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.body["description"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid method for role viewer"))
+    );
+    // A session that is no longer valid is refused, not replaced by the key cookie.
+    let a = ui
+        .call("GET", "/apisix/admin/upstreams", &[("cookie", &with_key_cookie("shardgate_session=v1.forged.x"))], "")
+        .await;
+    assert_eq!(
+        (a.status, a.body["description"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("session expired or signed out; sign in again"))
+    );
+    assert_eq!(
+        ui.call("GET", "/apisix/admin/upstreams/1", &[("x-api-key", KEY)], "").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The x_api_key cookie alone is APISIX's key: it may write, with no CSRF token.
+    let cookie = format!("x_api_key={KEY}");
+    let a = ui.call("PUT", "/apisix/admin/upstreams/1", &[("cookie", &cookie)], body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let cookie = format!("x_api_key={VIEWER_KEY}");
+    let a = ui.call("DELETE", "/apisix/admin/upstreams/1", &[("cookie", &cookie)], "").await;
+    assert_eq!(a.body["description"], "invalid method for role viewer");
 }
