@@ -153,9 +153,13 @@ impl AdminState {
     }
 
     /// Turns the dashboard on: `/ui/api/*` (see [`crate::dashboard`]) and
-    /// session cookies in place of the key.
+    /// session cookies in place of the key. Call it while building the
+    /// state, before it is cloned (into a router or elsewhere): a shared
+    /// state cannot change, and debug builds panic to say so.
     pub fn with_dashboard(mut self, dashboard: Option<crate::dashboard::Dashboard>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+        let inner = Arc::get_mut(&mut self.inner);
+        debug_assert!(inner.is_some(), "AdminState::with_dashboard called on a state already cloned");
+        if let Some(inner) = inner {
             inner.dashboard = dashboard.map(Arc::new);
         }
         self

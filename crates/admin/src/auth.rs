@@ -12,16 +12,40 @@
 //! and may not ask for private keys (`?include_secrets=true`: 401
 //! `include_secrets is not allowed for role viewer`).
 //!
-//! A dashboard session (the `shardgate_session` cookie, see
-//! [`crate::dashboard`]) stands in for the key when the request carries no
-//! `X-API-KEY` header or `api_key` argument: its role is the session's
-//! (users with `read_only: true` and viewer-key sessions are viewers). A
-//! request with a session whose method is not `GET`, `HEAD` or `OPTIONS`
-//! must carry the session's `X-CSRF-Token`, else 403 `missing or wrong
-//! CSRF token`: the cookie alone, which a browser attaches on its own,
-//! never changes anything. An expired, signed-out or forged session is 401
-//! as a wrong key is. The `x_api_key` cookie (APISIX's) is still read, after
-//! the session cookie; the dashboard never sets it.
+//! Which credential decides, first match wins:
+//!
+//! 1. the `X-API-KEY` header, else the `api_key` argument: checked as
+//!    APISIX checks it, whatever cookies come along (an empty header is a
+//!    wrong key, 401 `wrong apikey`, as in APISIX, not a missing one);
+//! 2. a dashboard session (the `shardgate_session` cookie, see
+//!    [`crate::dashboard`]), when the dashboard is on: its role is the
+//!    session's (users with `read_only: true` and viewer-key sessions are
+//!    viewers). A request whose method is not `GET`, `HEAD` or `OPTIONS`
+//!    must also carry the session's `X-CSRF-Token`, else 403 `missing or
+//!    wrong CSRF token`, so the session cookie alone, which a browser
+//!    attaches on its own, never changes anything. An expired, signed-out
+//!    or forged session is 401 `session expired or signed out; sign in
+//!    again`; an `x_api_key` cookie next to it is not looked at;
+//! 3. APISIX's `x_api_key` cookie, checked as the header is.
+//!
+//! The `x_api_key` cookie is the one cookie that can change something on
+//! its own: with the admin key in it, a `PUT`, `POST`, `PATCH` or `DELETE`
+//! goes through without any CSRF token, exactly as in APISIX (clients
+//! written for APISIX may rely on it, so it is kept). That is acceptable
+//! because a browser holds that cookie only if someone stored the admin key
+//! in it on this host: the dashboard never sets it (it signs in with the
+//! `shardgate_session` cookie, `HttpOnly; SameSite=Strict`). And even then,
+//! a page on another site can reach the Admin API with it only where
+//! browsers still send cookies cross-site: cross-origin `PUT`, `PATCH` and
+//! `DELETE` (and `POST` with a JSON content type) need a CORS preflight,
+//! which a request with credentials cannot pass against this API's
+//! `Access-Control-Allow-Origin: *` (Fetch standard, CORS check), and
+//! browsers that treat cookies without a `SameSite` attribute as `Lax`
+//! (Chromium, once the cookie is two minutes old) send none on a
+//! cross-site form `POST`. A form `POST` from a
+//! page on the same site (another port of the same host), or from any site
+//! in a browser that sends such cookies cross-site, is not stopped: never
+//! store the admin key in a browser cookie; use the dashboard's sign-in.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;

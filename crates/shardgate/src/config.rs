@@ -545,6 +545,10 @@ impl Default for AdminConfig {
 
 /// Most dashboard users.
 const MAX_DASHBOARD_USERS: usize = 1000;
+/// Most dashboard users with a plaintext `password:`: each is hashed
+/// (600,000 PBKDF2-HMAC-SHA256 iterations, a fraction of a second of CPU)
+/// at every start, `validate` and reload. More users give `password_hash`.
+pub const MAX_PLAINTEXT_DASHBOARD_USERS: usize = 16;
 /// Longest dashboard session.
 const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 86_400);
 
@@ -689,6 +693,7 @@ impl DashboardConfig {
             return Err(ConfigError(format!("dashboard.users: at most {MAX_DASHBOARD_USERS} users")));
         }
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut plaintext = 0usize;
         for (i, u) in self.users.iter().enumerate() {
             let at = format!("dashboard.users[{i}]");
             let max = shardgate_admin::dashboard::MAX_USERNAME_BYTES;
@@ -723,6 +728,13 @@ impl DashboardConfig {
                         .map_err(|e| ConfigError(format!("{at}.password_hash: {e}")))?;
                 }
                 (None, Some(p)) => {
+                    plaintext += 1;
+                    if plaintext > MAX_PLAINTEXT_DASHBOARD_USERS {
+                        return Err(ConfigError(format!(
+                            "{at}.password: at most {MAX_PLAINTEXT_DASHBOARD_USERS} users may have a plaintext password (each is hashed with {} PBKDF2 iterations at every start and reload); give password_hash instead, the output of `shardgate dashboard hash-password`",
+                            shardgate_admin::dashboard::password::ITERATIONS
+                        )));
+                    }
                     if p.expose().is_empty() {
                         return Err(ConfigError(format!("{at}.password is empty")));
                     }
@@ -1653,6 +1665,23 @@ mod tests {
         assert!(e.starts_with("dashboard.users[0]") && e.contains("pasword"), "{e}");
         let e = Config::parse("dashboard:\n  expire_time: 3600\n").expect_err("unknown").0;
         assert!(e.starts_with("dashboard") && e.contains("expire_time"), "{e}");
+    }
+
+    #[test]
+    fn plaintext_dashboard_passwords_are_capped_and_hashed_ones_are_not() {
+        let hash = shardgate_admin::dashboard::PasswordHash::derive(b"pw", &[9u8; 16]).to_phc();
+        let plain =
+            |n: usize| -> String { (0..n).map(|i| format!("    - username: u{i}\n      password: pw{i}\n")).collect() };
+        let hashed: String =
+            (0..40).map(|i| format!("    - username: h{i}\n      password_hash: \"{hash}\"\n")).collect();
+        let users = |list: String| Config::parse(&format!("dashboard:\n  users:\n{list}")).expect("parse");
+        users(plain(MAX_PLAINTEXT_DASHBOARD_USERS)).check().expect("at the cap");
+        users(format!("{hashed}{}", plain(MAX_PLAINTEXT_DASHBOARD_USERS))).check().expect("hashed users do not count");
+        let e = users(format!("{hashed}{}", plain(MAX_PLAINTEXT_DASHBOARD_USERS + 1))).check().expect_err("over").0;
+        let at = 40 + MAX_PLAINTEXT_DASHBOARD_USERS;
+        assert!(e.starts_with(&format!("dashboard.users[{at}].password: at most 16 users")), "{e}");
+        assert!(e.contains("password_hash") && e.contains("shardgate dashboard hash-password"), "{e}");
+        assert!(!e.contains(&format!("pw{}", MAX_PLAINTEXT_DASHBOARD_USERS)), "no password in the error: {e}");
     }
 
     #[test]

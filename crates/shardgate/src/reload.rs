@@ -1,7 +1,8 @@
 //! Live reload of the bootstrap file (SIGHUP, or `shardgate reload`).
 //!
 //! ```text
-//! SIGHUP -> read and check the file (the checks of `shardgate validate`)
+//! SIGHUP -> read and check the file (the checks of `shardgate validate`), on a
+//!           blocking thread (plaintext dashboard passwords are hashed there)
 //!   invalid        -> refused: error logged with the field path, counted; nothing changes
 //!   -> settings that cannot change live differ from the start? one warning naming each
 //!   -> listeners: bind what is added (a bind failure refuses the reload, naming the
@@ -64,6 +65,17 @@ pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
     let config = Config::load(Some(path))?;
     config.admin_key()?;
     Ok(config)
+}
+
+/// [`load`] on a blocking thread, for the reload path: hashing plaintext
+/// dashboard passwords (`dashboard.users[].password`, PBKDF2, a fraction of
+/// a second of CPU each) must not stall a runtime worker that carries
+/// players' connections.
+pub async fn load_off_runtime(path: PathBuf) -> Result<Config, String> {
+    tokio::task::spawn_blocking(move || load(&path))
+        .await
+        .map_err(|e| format!("reading the bootstrap file: {e}"))?
+        .map_err(|e| e.to_string())
 }
 
 /// The fields of `new` that differ from `started` and cannot change live,
@@ -352,7 +364,7 @@ impl Reloader {
             tracing::info!("running on the defaults (no --config): nothing to read again");
             return Ok((Changes::default(), Vec::new()));
         };
-        let config = load(path).map_err(|e| e.to_string())?;
+        let config = load_off_runtime(path.clone()).await?;
         let needs_restart = needs_restart(&self.started, &config);
         let filter = if config.log.level != self.applied.log.level {
             if self.log.from_env {
@@ -398,6 +410,31 @@ mod tests {
 
     fn parse(yaml: &str) -> Config {
         Config::parse(yaml).expect("parse")
+    }
+
+    /// The reload path reads (and hashes) the file on a blocking thread: on
+    /// a one-thread runtime, another task runs before the load is done.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_file_is_read_and_hashed_off_the_runtime() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "admin:\n  key: admin-key-0123456789\ndashboard:\n  users:\n    - username: admin\n      password: Admin@2025\n",
+        )
+        .expect("write");
+        let loaded = Arc::new(AtomicBool::new(false));
+        let other = tokio::spawn({
+            let loaded = Arc::clone(&loaded);
+            async move { !loaded.load(Ordering::SeqCst) }
+        });
+        let config = load_off_runtime(path).await.expect("load");
+        loaded.store(true, Ordering::SeqCst);
+        assert!(config.dashboard.users[0].password_hash.is_some(), "hashed at load");
+        assert!(other.await.expect("task"), "another task ran while the file was loaded");
+        let e = load_off_runtime(dir.path().join("missing.yaml")).await.expect_err("missing");
+        assert!(e.contains("missing.yaml"), "{e}");
     }
 
     #[test]

@@ -128,6 +128,17 @@ async fn wrong_passwords_and_unknown_users_get_the_same_answer() {
     }
     let log = gw.log();
     assert!(!log.contains("Correct horse battery") && !log.contains("0123456789abcdef0123"), "no password in the log");
+
+    // A password typed into the name field is not a user name: it stays out
+    // of the log, which says only that the name is unknown.
+    let typo = login(&gw, &json!({"username": "Tr0ub4dor&3-in-the-name-field", "password": "x"})).await;
+    assert_eq!(typo.status, 401);
+    let log = gw.log();
+    assert!(!log.contains("Tr0ub4dor"), "an unknown user name is not logged:\n{log}");
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("dashboard sign-in failed")).collect();
+    assert!(failures.iter().any(|l| l.contains("wrong password") && l.contains("user=ops")), "{failures:#?}");
+    assert_eq!(failures.iter().filter(|l| l.contains("unknown user name")).count(), 2, "{failures:#?}");
+    assert!(failures.iter().all(|l| !l.contains("user=root")), "{failures:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,10 +320,16 @@ async fn stats_and_health_come_from_the_gateway_itself() {
     let from_metrics = gw.metric(&format!("{series}{{listener=\"{listener_label}\"}}")).await;
     assert_eq!(before, from_metrics, "the same number /metrics shows");
     assert!(before >= 1.0);
+    assert_eq!(first.json()["truncated"], false);
     assert_eq!(echo(listener).await.as_deref(), Some("[gs] ping"));
-    let second = http(gw.admin, "GET", "/ui/api/stats", &[("Cookie", &cookie)], None).await.json();
+    // An answer is reused for up to a second; a later poll counts the new connection.
+    let second = eventually(10, "a fresh stats answer", || async {
+        let body = http(gw.admin, "GET", "/ui/api/stats", &[("Cookie", &cookie)], None).await.json();
+        (accepted(&body) != Some(before)).then_some(body)
+    })
+    .await;
     assert_eq!(accepted(&second), Some(before + 1.0), "two polls give a rate");
-    assert!(second["time"].as_f64().expect("time") >= first.json()["time"].as_f64().expect("time"));
+    assert!(second["time"].as_f64().expect("time") > first.json()["time"].as_f64().expect("time"));
 
     // Health: the Control API's answer of the metrics listener, once the dead node is seen.
     eventually(10, "the dead node is unhealthy", || async {
@@ -429,4 +446,109 @@ async fn hash_password_output_signs_in() {
     assert_eq!((r.status, r.json()["role"].as_str()), (200, Some("admin")), "{}", r.body);
     let r = login(&gw, &json!({"username": "ops", "password": "pass with spaces & $igns\n"})).await;
     assert_eq!(r.status, 401, "the line end was not part of the password");
+}
+
+/// How long a `hash-password` run may take before it counts as hung.
+const HASH_PASSWORD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `cmd` with piped standard streams; once `wait_for` shows in its
+/// output (stdout and stderr), writes `input` and leaves standard input
+/// open. Returns whether it exited by itself before the deadline (it is
+/// killed otherwise), its success, and its output.
+fn drive(mut cmd: std::process::Command, wait_for: &str, input: &[u8]) -> (bool, bool, String) {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|mut r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let deadline = std::time::Instant::now() + HASH_PASSWORD_DEADLINE;
+    let mut out = Vec::new();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut written = false;
+    let mut closed = false;
+    while !closed {
+        if !written && String::from_utf8_lossy(&out).contains(wait_for) {
+            stdin.write_all(input).expect("write the input");
+            stdin.flush().expect("flush");
+            written = true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => closed = true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+        }
+    }
+    let exited = closed;
+    if !exited && let Err(e) = child.kill() {
+        panic!("cannot stop the hung child: {e}");
+    }
+    let status = child.wait().expect("wait");
+    drop(stdin);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    (exited, status.success(), String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn hash_password_reads_one_line_and_needs_no_end_of_input() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"));
+    cmd.args(["dashboard", "hash-password"]);
+    // Standard input stays open after the line, as a terminal's would.
+    let (exited, ok, out) = drive(cmd, "", b"one line only\n");
+    assert!(exited, "still waiting for more input after Enter: {out}");
+    assert!(ok, "{out}");
+    let phc = out.trim();
+    let hash = PasswordHash::parse(phc).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(hash.verify(b"one line only") && !hash.verify(b"one line only\n"));
+}
+
+/// `hash-password` on a terminal (a pseudo-terminal made by util-linux
+/// `script`, whose slave side echoes input): the password typed is not
+/// shown, and the echo is on again afterwards (`stty -a`), after a refused
+/// password too.
+#[test]
+fn hash_password_hides_what_is_typed_on_a_terminal() {
+    let bin = env!("CARGO_BIN_EXE_shardgate");
+    for (typed, succeeds) in [("typed-on-a-tty s3cret", true), ("", false)] {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args([
+            "--quiet",
+            "--flush",
+            "--echo",
+            "always",
+            "--return",
+            "--command",
+            &format!("'{bin}' dashboard hash-password; echo \"exit=$?\"; stty -a"),
+            "/dev/null",
+        ]);
+        let (exited, ok, out) = drive(cmd, "it is not shown", format!("{typed}\n").as_bytes());
+        assert!(exited && ok, "{out}");
+        if succeeds {
+            assert!(!out.contains(typed), "the password was echoed: {out}");
+            assert!(out.contains("$pbkdf2-sha256$i=600000$") && out.contains("exit=0"), "{out}");
+        } else {
+            assert!(out.contains("no password on standard input") && out.contains("exit=1"), "{out}");
+        }
+        let modes: Vec<&str> = out.split_whitespace().collect();
+        assert!(modes.contains(&"echo") && !modes.contains(&"-echo"), "the echo is back on: {out}");
+    }
 }

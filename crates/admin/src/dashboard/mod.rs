@@ -6,7 +6,7 @@
 //! | `POST /ui/api/login` `{"username","password"}` or `{"key"}` | 200 `{"user","role","csrf","expires_at"}` and the `shardgate_session` cookie; 401 `wrong username or password` (unknown user, wrong password, wrong key alike); 429 when throttled; 400 naming the field |
 //! | `GET /ui/api/session` | 200 as sign-in (a reloaded page finds its CSRF token again); 401 `not signed in` |
 //! | `POST /ui/api/logout` | 200 `{}`, cookie cleared; needs `X-CSRF-Token` |
-//! | `GET /ui/api/stats` | 200 `{"time","samples":[{"name","labels","value"}]}`: the metrics registry ([`stats`]) |
+//! | `GET /ui/api/stats` | 200 `{"time","samples":[{"name","labels","value"}],"truncated"}`: the metrics registry, at most [`stats::MAX_SAMPLES`] samples, one answer reused for [`stats::CACHE_FOR`] ([`stats`]) |
 //! | `GET /ui/api/health` | the metrics listener's `/v1/healthcheck` answer (APISIX Control API) |
 //! | `GET /ui/api/certificates` | 200 `{"list":[{"id","snis","not_before","not_after","days_left","issuer","subject"}]}` soonest expiry first ([`certificates`]) |
 //!
@@ -24,9 +24,17 @@
 //! that without a CORS preflight, which is not answered), at most
 //! [`MAX_LOGIN_BODY`] bytes. Password checks run on blocking threads, at most
 //! [`MAX_PASSWORD_CHECKS`] at once, and repeated failures make a user name
-//! or client address wait ([`throttle`]). An unknown user name costs the
-//! same hash computation as a known one, so timing does not tell them
-//! apart. Passwords, hashes, tokens and keys are never logged.
+//! or client address (an IPv6 one by its /64) wait ([`throttle`]). An unknown user name costs the
+//! hash computation of the costliest configured user (the most PBKDF2
+//! iterations), so it is never the quickest answer and timing does not
+//! single it out. Passwords, hashes, tokens and keys are never logged; a
+//! user name is logged only when such a user exists (a password typed into
+//! the name field must not reach the log).
+//!
+//! The client address is the TCP peer's: `X-Forwarded-For` is not trusted.
+//! Behind a reverse proxy or an ingress, every user comes from the proxy's
+//! address, so the per-address wait, once started, holds back all of them
+//! together (the per-name wait still applies to each name alone).
 
 pub mod certificates;
 pub mod password;
@@ -62,9 +70,13 @@ pub const COOKIE: &str = "shardgate_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest sign-in body, in bytes.
 pub const MAX_LOGIN_BODY: usize = 4 * 1024;
-/// Password hashes computed at once (each takes a CPU for a fraction of a
-/// second); further sign-ins wait for a turn.
-pub const MAX_PASSWORD_CHECKS: usize = 2;
+/// Password hashes computed at once; further sign-ins wait for a turn (at
+/// most [`PASSWORD_CHECK_WAIT`]). One: a check keeps a CPU core busy for a
+/// fraction of a second (600,000 PBKDF2-HMAC-SHA256 iterations, more for
+/// hashes made with more), and this process also carries players'
+/// connections, often on 2 cores, so a burst of sign-ins (or a guessing
+/// run) may take at most one core from the data plane.
+pub const MAX_PASSWORD_CHECKS: usize = 1;
 /// Longest a sign-in waits for a turn before it is answered 503.
 pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
 /// Longest user name accepted (in the file and at sign-in).
@@ -131,10 +143,13 @@ pub struct Dashboard {
     by_addr: throttle::Backoff<IpAddr>,
     checks: Arc<Semaphore>,
     /// Checked against when the user name is unknown, so the answer takes
-    /// as long as for a known one.
+    /// as long as for a known one: as many iterations as the costliest
+    /// configured hash.
     decoy: PasswordHash,
     /// The process's registry, for `/ui/api/stats`.
     metrics: Metrics,
+    /// The last `/ui/api/stats` answer; made one at a time.
+    stats: stats::Cache,
     /// Health checkers' status, for `/ui/api/health`.
     health: Option<HealthcheckStatus>,
 }
@@ -165,6 +180,9 @@ impl Dashboard {
     /// optional `viewer_key` too.
     pub fn new(settings: DashboardSettings, admin_key: &str, viewer_key: Option<&str>) -> Self {
         let key = settings.key;
+        // The costliest configured hash (new hashes' count without users).
+        let decoy_iterations =
+            settings.users.iter().map(|u| u.password_hash.iterations()).max().unwrap_or(password::ITERATIONS);
         let users = settings
             .users
             .into_iter()
@@ -195,8 +213,9 @@ impl Dashboard {
             by_user: throttle::Backoff::new(throttle::USER_FREE_FAILURES),
             by_addr: throttle::Backoff::new(throttle::ADDR_FREE_FAILURES),
             checks: Arc::new(Semaphore::new(MAX_PASSWORD_CHECKS)),
-            decoy: PasswordHash::decoy(),
+            decoy: PasswordHash::decoy(decoy_iterations),
             metrics: Metrics::default(),
+            stats: stats::Cache::default(),
             health: None,
         }
     }
@@ -423,6 +442,7 @@ async fn login(State(state): State<AdminState>, req: Request) -> Response {
 
 async fn sign_in(d: &Arc<Dashboard>, req: Request) -> Result<Response, Response> {
     let ip = client_ip(&req);
+    let addr = throttle::addr_key(ip);
     if !is_json(req.headers()) {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -439,12 +459,15 @@ async fn sign_in(d: &Arc<Dashboard>, req: Request) -> Result<Response, Response>
     };
     let throttled = |now: Instant| {
         let by_user = user_key.as_ref().and_then(|u| d.by_user.wait(u, now));
-        by_user.into_iter().chain(d.by_addr.wait(&ip, now)).max()
+        by_user.into_iter().chain(d.by_addr.wait(&addr, now)).max()
     };
     if let Some(wait) = throttled(Instant::now()) {
         // Cheap to send: at debug, so a flood does not flood the log (each
         // failure that started the wait was logged at warn).
-        tracing::debug!(client = %ip, user = ?user_key, "dashboard sign-in refused: too many failures");
+        match user_key.as_deref().filter(|u| d.users.contains_key(*u)) {
+            Some(user) => tracing::debug!(client = %ip, user = %user, "dashboard sign-in refused: too many failures"),
+            None => tracing::debug!(client = %ip, "dashboard sign-in refused: too many failures"),
+        }
         return Err(too_many(wait));
     }
     let permit = match tokio::time::timeout(PASSWORD_CHECK_WAIT, Arc::clone(&d.checks).acquire_owned()).await {
@@ -476,8 +499,16 @@ async fn sign_in(d: &Arc<Dashboard>, req: Request) -> Result<Response, Response>
             if let Some(u) = &user_key {
                 d.by_user.fail(u, now);
             }
-            d.by_addr.fail(&ip, now);
-            tracing::warn!(client = %ip, user = ?user_key, "dashboard sign-in failed: wrong username, password or key");
+            d.by_addr.fail(&addr, now);
+            // The name only when such a user exists: an unknown "name" may
+            // be a password typed into the wrong field.
+            match &user_key {
+                Some(user) if d.users.contains_key(user) => {
+                    tracing::warn!(client = %ip, user = %user, "dashboard sign-in failed: wrong password");
+                }
+                Some(_) => tracing::warn!(client = %ip, "dashboard sign-in failed: unknown user name (not logged)"),
+                None => tracing::warn!(client = %ip, "dashboard sign-in failed: wrong key"),
+            }
             Err(wrong_credentials())
         }
     }
@@ -565,19 +596,24 @@ fn signed_in(state: &AdminState, headers: &HeaderMap) -> Option<Arc<Dashboard>> 
 async fn stats_json(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     let Some(d) = signed_in(&state, &headers) else { return not_signed_in() };
     let metrics = d.metrics.clone();
-    // Encoding and parsing a large registry is CPU work: off the runtime.
-    let answer = tokio::task::spawn_blocking(move || {
-        let text = metrics.encode_openmetrics().map_err(|e| format!("encoding the metrics: {e}"))?;
-        let samples = stats::parse(&text).map_err(|e| e.to_string())?;
-        let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
-        let samples: Vec<Value> = samples.iter().map(stats::Sample::to_json).collect();
-        Ok::<_, String>(json!({"time": time, "samples": samples}))
-    })
-    .await;
-    match answer {
-        Ok(Ok(body)) => (StatusCode::OK, Json(body)).into_response(),
-        Ok(Err(e)) => ApiError::Internal(e).into_response(),
-        Err(e) => ApiError::Internal(format!("stats task: {e}")).into_response(),
+    let make = || async move {
+        // Encoding and parsing a large registry is CPU work: off the runtime.
+        tokio::task::spawn_blocking(move || {
+            let text = metrics.encode_openmetrics().map_err(|e| format!("encoding the metrics: {e}"))?;
+            let time = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
+            let body = stats::answer(&text, stats::MAX_SAMPLES, time).map_err(|e| e.to_string())?;
+            serde_json::to_vec(&body).map(axum::body::Bytes::from).map_err(|e| format!("encoding the stats: {e}"))
+        })
+        .await
+        .map_err(|e| format!("stats task: {e}"))?
+    };
+    match d.stats.get_or_make(d.read_timeout, make).await {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+            .into_response(),
+        Err(stats::CacheError::Busy) => {
+            ApiError::Busy(format!("the stats took longer than {:?} to make; retry", d.read_timeout)).into_response()
+        }
+        Err(stats::CacheError::Failed(e)) => ApiError::Internal(e).into_response(),
     }
 }
 

@@ -169,11 +169,13 @@ impl PasswordHash {
         PasswordHash { iterations, salt: salt.to_vec(), hash }
     }
 
-    /// A hash no password matches, costing what a new hash costs to check:
-    /// checked against when a user name is unknown, so that answer takes as
-    /// long as a wrong password.
-    pub fn decoy() -> Self {
-        let iterations = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
+    /// A hash no password matches, costing `iterations` (clamped to
+    /// [`MIN_ITERATIONS`]..=[`MAX_ITERATIONS`]) to check: checked against
+    /// when a user name is unknown, so that answer takes as long as a wrong
+    /// password. Give it the largest count among the configured users, so
+    /// an unknown name is never the quickest answer.
+    pub fn decoy(iterations: u32) -> Self {
+        let iterations = NonZeroU32::new(iterations.clamp(MIN_ITERATIONS, MAX_ITERATIONS)).unwrap_or(NonZeroU32::MIN);
         PasswordHash { iterations, salt: vec![0u8; SALT_LEN], hash: vec![0u8; HASH_LEN] }
     }
 

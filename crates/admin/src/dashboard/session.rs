@@ -26,7 +26,7 @@
 //! (`dashboard.session_ttl`). The list is bounded ([`MAX_DENIED`]); when
 //! full, the entry closest to its own expiry makes room.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Mutex;
 
@@ -264,35 +264,65 @@ pub fn new_id() -> Result<String, aws_lc_rs::error::Unspecified> {
 }
 
 /// Session ids signed out on this process, each until its session's expiry.
+///
+/// Indexed both ways: by id (the check every session request makes) and by
+/// expiry (what makes room), so both stay O(log n) under the lock even with
+/// [`MAX_DENIED`] entries.
 #[derive(Debug, Default)]
 pub struct DenyList {
-    ids: Mutex<HashMap<String, i64>>,
+    inner: Mutex<Denied>,
+}
+
+#[derive(Debug, Default)]
+struct Denied {
+    /// Id → its expiry.
+    until: HashMap<String, i64>,
+    /// (expiry, id), soonest first.
+    by_expiry: BTreeSet<(i64, String)>,
+}
+
+impl Denied {
+    fn remove_soonest(&mut self) -> Option<i64> {
+        let (until, id) = self.by_expiry.pop_first()?;
+        self.until.remove(&id);
+        Some(until)
+    }
 }
 
 impl DenyList {
-    /// Denies `id` until `expires_at`; forgets entries past their expiry,
-    /// and at [`MAX_DENIED`] the one closest to it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Denied> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Denies `id` until `expires_at`; at [`MAX_DENIED`], forgets entries
+    /// past their expiry, then if still full the one closest to it.
     pub fn deny(&self, id: &str, expires_at: i64, now: i64) {
-        let mut ids = self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ids.len() >= MAX_DENIED {
-            ids.retain(|_, until| *until > now);
+        let mut d = self.lock();
+        if let Some(old) = d.until.remove(id) {
+            d.by_expiry.remove(&(old, id.to_owned()));
         }
-        if ids.len() >= MAX_DENIED
-            && let Some(soonest) = ids.iter().min_by_key(|(_, until)| **until).map(|(k, _)| k.clone())
-        {
-            ids.remove(&soonest);
+        if d.until.len() >= MAX_DENIED {
+            while d.by_expiry.first().is_some_and(|(until, _)| *until <= now) {
+                d.remove_soonest();
+            }
         }
-        ids.insert(id.to_owned(), expires_at);
+        if d.until.len() >= MAX_DENIED {
+            d.remove_soonest();
+        }
+        d.until.insert(id.to_owned(), expires_at);
+        d.by_expiry.insert((expires_at, id.to_owned()));
     }
 
     /// Whether `id` was signed out.
     pub fn denied(&self, id: &str) -> bool {
-        self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(id)
+        self.lock().until.contains_key(id)
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        let d = self.lock();
+        debug_assert_eq!(d.until.len(), d.by_expiry.len(), "both indexes hold the same entries");
+        d.until.len()
     }
 
     /// Whether no entry is held.
@@ -385,5 +415,29 @@ mod tests {
         // Entries id-49901..=id-99999 (until 50,001 and later), "last" and "later".
         assert_eq!(list.len(), 50_101);
         assert!(list.denied("later") && list.denied("last"));
+    }
+
+    #[test]
+    fn denying_an_id_again_moves_its_expiry() {
+        let list = DenyList::default();
+        list.deny("a", 100, 0);
+        list.deny("b", 200, 0);
+        list.deny("a", 300, 0);
+        assert_eq!(list.len(), 2, "one entry per id");
+        let d = list.lock();
+        let order: Vec<&str> = d.by_expiry.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(order, ["b", "a"], "a's old expiry is gone from the index");
+        drop(d);
+        // At capacity, the soonest expiry ("b") makes room, not a's old one.
+        let full = DenyList::default();
+        for i in 0..MAX_DENIED - 2 {
+            full.deny(&format!("id-{i}"), 1_000 + i as i64, 0);
+        }
+        full.deny("a", 10, 0);
+        full.deny("b", 20, 0);
+        full.deny("a", 5_000_000, 0);
+        full.deny("new", 6_000_000, 0);
+        assert!(full.denied("a") && full.denied("new") && !full.denied("b"));
+        assert_eq!(full.len(), MAX_DENIED);
     }
 }

@@ -9,12 +9,28 @@
 //! label values with the escapes `\\`, `\"` and `\n`, values as floats or
 //! `+Inf`, `-Inf`, `NaN` (JSON has no such numbers: they become `null`).
 //! Comment lines (`# HELP`, `# TYPE`, `# UNIT`, `# EOF`) are skipped.
-//! Input is bounded: [`MAX_SAMPLES`] samples, [`MAX_LABELS`] labels each.
+//! Input is bounded: [`MAX_LABELS`] labels per sample, and at most
+//! [`MAX_SAMPLES`] samples are returned: a registry with more gives the
+//! first ones and `"truncated": true` (the dashboard still draws what it
+//! got), not an error.
+//!
+//! Encoding and parsing the registry costs CPU in proportion to its size,
+//! so answers are made one at a time ([`Cache`]) and one answer is reused
+//! for [`CACHE_FOR`]: any number of open dashboards polling at once cost
+//! at most one encoding per [`CACHE_FOR`].
 
-use serde_json::{Map, Number, Value};
+use std::future::Future;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use serde_json::{Map, Number, Value, json};
+use tokio::time::Instant;
 
 /// Most samples returned.
 pub const MAX_SAMPLES: usize = 200_000;
+/// How long one answer is served again to every poll (the dashboard polls
+/// every few seconds; rates need two answers, not fresher ones).
+pub const CACHE_FOR: Duration = Duration::from_secs(1);
 /// Most labels on one sample.
 pub const MAX_LABELS: usize = 64;
 
@@ -61,20 +77,88 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses the samples of Prometheus or OpenMetrics text.
-pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
-    let mut out = Vec::new();
+/// Samples read from a text, at most a bound of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The samples, in the text's order.
+    pub samples: Vec<Sample>,
+    /// More samples followed than the bound let through.
+    pub truncated: bool,
+}
+
+/// Parses the samples of Prometheus or OpenMetrics text, at most
+/// [`MAX_SAMPLES`] of them.
+pub fn parse(text: &str) -> Result<Parsed, ParseError> {
+    parse_at_most(text, MAX_SAMPLES)
+}
+
+/// Parses the first `max` samples; says whether more followed.
+pub fn parse_at_most(text: &str, max: usize) -> Result<Parsed, ParseError> {
+    let mut samples = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        if out.len() >= MAX_SAMPLES {
-            return Err(ParseError { line: i + 1, why: "more samples than the dashboard reads" });
+        if samples.len() >= max {
+            return Ok(Parsed { samples, truncated: true });
         }
-        out.push(sample(line).map_err(|why| ParseError { line: i + 1, why })?);
+        samples.push(sample(line).map_err(|why| ParseError { line: i + 1, why })?);
     }
-    Ok(out)
+    Ok(Parsed { samples, truncated: false })
+}
+
+/// The answer's JSON for metrics `text` read at `time` (unix seconds):
+/// `{"time","samples":[...],"truncated"}` with at most `max` samples.
+pub fn answer(text: &str, max: usize, time: f64) -> Result<Value, ParseError> {
+    let parsed = parse_at_most(text, max)?;
+    if parsed.truncated {
+        tracing::warn!(
+            max_samples = max,
+            "the metrics registry holds more samples than /ui/api/stats returns; the answer is truncated"
+        );
+    }
+    let samples: Vec<Value> = parsed.samples.iter().map(Sample::to_json).collect();
+    Ok(json!({"time": time, "samples": samples, "truncated": parsed.truncated}))
+}
+
+/// Why no answer was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheError {
+    /// Another answer was being made for longer than the wait allowed.
+    Busy,
+    /// Making the answer failed.
+    Failed(String),
+}
+
+/// The last answer and when it was made; making a new one holds the lock,
+/// so answers are made one at a time (a `Semaphore(1)` that also holds the
+/// result) and callers that queued meanwhile get that fresh one.
+#[derive(Debug, Default)]
+pub struct Cache {
+    slot: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Cache {
+    /// The answer made less than [`CACHE_FOR`] ago, else a new one from
+    /// `make`. Waits at most `wait` for an answer being made by another
+    /// caller.
+    pub async fn get_or_make<F, Fut>(&self, wait: Duration, make: F) -> Result<Bytes, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, String>>,
+    {
+        let mut slot = tokio::time::timeout(wait, self.slot.lock()).await.map_err(|_| CacheError::Busy)?;
+        let started = Instant::now();
+        if let Some((made, body)) = slot.as_ref()
+            && started.saturating_duration_since(*made) < CACHE_FOR
+        {
+            return Ok(body.clone());
+        }
+        let body = make().await.map_err(CacheError::Failed)?;
+        *slot = Some((started, body.clone()));
+        Ok(body)
+    }
 }
 
 fn is_name_start(c: char) -> bool {
@@ -182,7 +266,9 @@ mod tests {
             shardgate_z -Inf\n\
             shardgate_w{k=\"v\"} 2 # {trace_id=\"abc\"} 1.0\n\
             # EOF\n";
-        let s = parse(text).expect("parse");
+        let parsed = parse(text).expect("parse");
+        assert!(!parsed.truncated);
+        let s = parsed.samples;
         assert_eq!(s.len(), 9);
         assert_eq!(
             s[0],
@@ -228,6 +314,71 @@ mod tests {
     }
 
     #[test]
+    fn past_the_bound_the_first_samples_come_with_truncated() {
+        let text = "# TYPE a gauge\na 1\nb 2\n# comment\nc 3\n";
+        let all = parse_at_most(text, 3).expect("parse");
+        assert_eq!((all.samples.len(), all.truncated), (3, false), "exactly the bound is not truncated");
+        let some = parse_at_most(text, 2).expect("parse");
+        assert_eq!(some.samples.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(some.truncated);
+        let body = answer(text, 2, 1.5).expect("answer");
+        assert_eq!(
+            body,
+            serde_json::json!({"time": 1.5, "samples": [
+                {"name": "a", "labels": {}, "value": 1.0},
+                {"name": "b", "labels": {}, "value": 2.0}
+            ], "truncated": true})
+        );
+        assert_eq!(answer(text, MAX_SAMPLES, 1.5).expect("answer")["truncated"], false);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_made_one_at_a_time_and_reused_for_a_second() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = Cache::default();
+        let made = AtomicUsize::new(0);
+        let make = || async {
+            let n = made.fetch_add(1, Ordering::SeqCst) + 1;
+            // Let the other caller try meanwhile.
+            tokio::task::yield_now().await;
+            Ok::<_, String>(Bytes::from(n.to_string()))
+        };
+        let wait = Duration::from_secs(5);
+        let (a, b) = tokio::join!(cache.get_or_make(wait, make), cache.get_or_make(wait, make));
+        assert_eq!((a, b), (Ok(Bytes::from("1")), Ok(Bytes::from("1"))), "the second caller got the first answer");
+        tokio::time::advance(CACHE_FOR - Duration::from_millis(1)).await;
+        assert_eq!(cache.get_or_make(wait, make).await, Ok(Bytes::from("1")), "still fresh");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(cache.get_or_make(wait, make).await, Ok(Bytes::from("2")), "made again after CACHE_FOR");
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+        let failed = cache.get_or_make(wait, || async { Err::<Bytes, _>("broken".to_owned()) });
+        tokio::time::advance(CACHE_FOR).await;
+        assert_eq!(failed.await, Err(CacheError::Failed("broken".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_waits_for_another_answer_only_so_long() {
+        let cache = std::sync::Arc::new(Cache::default());
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let slow = {
+            let cache = std::sync::Arc::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .get_or_make(Duration::from_secs(1), || async move {
+                        started_tx.send(()).ok();
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        Ok::<_, String>(Bytes::from("slow"))
+                    })
+                    .await
+            })
+        };
+        started_rx.await.expect("started");
+        let r = cache.get_or_make(Duration::from_secs(1), || async { Ok::<_, String>(Bytes::from("x")) }).await;
+        assert_eq!(r, Err(CacheError::Busy));
+        assert_eq!(slow.await.expect("task"), Ok(Bytes::from("slow")));
+    }
+
+    #[test]
     fn the_registry_round_trips() {
         use prometheus_client::metrics::counter::Counter;
         use prometheus_client::metrics::family::Family;
@@ -235,7 +386,7 @@ mod tests {
         let f: Family<Vec<(String, String)>, Counter> = Family::default();
         f.get_or_create(&vec![("route".to_owned(), "r\"1".to_owned())]).inc_by(7);
         m.register(|r| r.register("test_hits", "Hits", f.clone()));
-        let s = parse(&m.encode_openmetrics().expect("encode")).expect("parse");
+        let s = parse(&m.encode_openmetrics().expect("encode")).expect("parse").samples;
         assert_eq!(
             s,
             vec![Sample { name: "shardgate_test_hits_total".into(), labels: labels(&[("route", "r\"1")]), value: 7.0 }]

@@ -1,3 +1,9 @@
+//! Unit tests of the dashboard's backend through the real router
+//! (`tower::ServiceExt::oneshot`, no sockets): sign-in with users and keys,
+//! session cookies and CSRF tokens on the Admin API, how the key header, the
+//! session cookie and APISIX's `x_api_key` cookie take precedence, roles,
+//! sign-out, throttling, the timing decoy, and the `/ui/api/*` JSON answers.
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -361,4 +367,134 @@ async fn secure_cookie_adds_secure() {
     let out = ui.call("POST", "/ui/api/logout", &[("cookie", &cookie), ("x-csrf-token", &csrf)], "").await;
     let cleared = out.headers.get(header::SET_COOKIE).expect("cleared").to_str().expect("ascii").to_owned();
     assert!(cleared.ends_with("; Max-Age=0; Secure"), "{cleared}");
+}
+
+#[cfg(debug_assertions)]
+#[test]
+#[should_panic(expected = "with_dashboard called on a state already cloned")]
+fn the_dashboard_cannot_be_added_to_a_shared_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let state = AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, Limits::default());
+    let _shared = state.clone();
+    let dashboard = Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None);
+    drop(state.with_dashboard(Some(dashboard)));
+}
+
+/// A user whose hash was made with `iterations` (the hash itself matches
+/// no password: only its cost matters here).
+fn user_with_iterations(name: &str, iterations: u32) -> User {
+    use base64::Engine;
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD_NO_PAD.encode(vec![7u8; n]);
+    let phc = format!("$pbkdf2-sha256$i={iterations}${}${}", b64(16), b64(32));
+    User { username: name.into(), password_hash: PasswordHash::parse(&phc).expect("phc"), read_only: false }
+}
+
+#[test]
+fn the_decoy_costs_as_much_as_the_costliest_user() {
+    let key = "a-dashboard-secret-0123456789";
+    let d = Dashboard::new(
+        settings(key, vec![user_with_iterations("cheap", 100_000), user_with_iterations("dear", 2_000_000)]),
+        KEY,
+        None,
+    );
+    assert_eq!(d.decoy.iterations(), 2_000_000);
+    let d = Dashboard::new(settings(key, vec![user_with_iterations("cheap", 100_000)]), KEY, None);
+    assert_eq!(d.decoy.iterations(), 100_000);
+    let d = Dashboard::new(settings(key, Vec::new()), KEY, None);
+    assert_eq!(d.decoy.iterations(), password::ITERATIONS, "no users: what a new hash costs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stats_answers_are_reused_for_a_second() {
+    use prometheus_client::metrics::gauge::Gauge;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(EmbeddedOptions::new(dir.path())).expect("store"));
+    let metrics = Metrics::new();
+    let g: Gauge = Gauge::default();
+    g.set(1);
+    metrics.register(|r| r.register("test_level", "A level", g.clone()));
+    let dashboard = Dashboard::new(settings("a-dashboard-secret-0123456789", users()), KEY, None).with_metrics(metrics);
+    let state =
+        AdminState::new(store as Arc<dyn Store>, "/apisix", KEY, Limits::default()).with_dashboard(Some(dashboard));
+    let ui = Ui { router: crate::router(state.clone()).merge(router(state)), _dir: dir };
+    let (cookie, _) = ui.session(json!({"key": KEY})).await;
+    let level = |a: &Answer| a.body["samples"][0]["value"].as_f64();
+
+    let first = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!((first.status, level(&first)), (StatusCode::OK, Some(1.0)), "{:?}", first.body);
+    assert_eq!(first.body["truncated"], false);
+    assert_eq!(first.headers.get(header::CONTENT_TYPE).expect("type"), "application/json");
+    assert_eq!(first.headers.get(header::CACHE_CONTROL).expect("no-store"), "no-store");
+    g.set(2);
+    let again = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!(again.body, first.body, "within a second: the same answer");
+    tokio::time::advance(stats::CACHE_FOR).await;
+    let fresh = ui.call("GET", "/ui/api/stats", &[("cookie", &cookie)], "").await;
+    assert_eq!(level(&fresh), Some(2.0), "{:?}", fresh.body);
+    // The cache serves signed-in callers only.
+    let anonymous = ui.call("GET", "/ui/api/stats", &[], "").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_key_header_then_the_session_then_the_key_cookie_decide() {
+    let ui = ui();
+    let body = r#"{"nodes":{"127.0.0.1:1":1}}"#;
+    let (admin, admin_csrf) = ui.session(json!({"username": "ops", "password": "correct horse"})).await;
+    let (viewer, viewer_csrf) = ui.session(json!({"username": "watcher", "password": "battery staple"})).await;
+
+    // A key header decides, even a wrong or empty one: the session is not a fallback.
+    for key in ["not-the-key-0123456789", ""] {
+        let headers = [("cookie", admin.as_str()), ("x-csrf-token", admin_csrf.as_str()), ("x-api-key", key)];
+        let a = ui.call("GET", "/apisix/admin/upstreams", &headers, "").await;
+        assert_eq!(
+            (a.status, a.body["description"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("wrong apikey")),
+            "{key:?}"
+        );
+        let a = ui.call("PUT", "/apisix/admin/upstreams/1", &headers, body).await;
+        assert_eq!(
+            (a.status, a.body["description"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("wrong apikey")),
+            "{key:?}"
+        );
+    }
+
+    // A valid session wins over the x_api_key cookie: its CSRF rule and its role hold.
+    let with_key_cookie = |session: &str| format!("{session}; x_api_key={KEY}");
+    let a = ui.call("PUT", "/apisix/admin/upstreams/1", &[("cookie", &with_key_cookie(&admin))], body).await;
+    assert_eq!((a.status, a.body), (StatusCode::FORBIDDEN, json!({"error_msg": "missing or wrong CSRF token"})));
+    let a = ui
+        .call(
+            "PUT",
+            "/apisix/admin/upstreams/1",
+            &[("cookie", &with_key_cookie(&viewer)), ("x-csrf-token", &viewer_csrf)],
+            body,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.body["description"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid method for role viewer"))
+    );
+    // A session that is no longer valid is refused, not replaced by the key cookie.
+    let a = ui
+        .call("GET", "/apisix/admin/upstreams", &[("cookie", &with_key_cookie("shardgate_session=v1.forged.x"))], "")
+        .await;
+    assert_eq!(
+        (a.status, a.body["description"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("session expired or signed out; sign in again"))
+    );
+    assert_eq!(
+        ui.call("GET", "/apisix/admin/upstreams/1", &[("x-api-key", KEY)], "").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The x_api_key cookie alone is APISIX's key: it may write, with no CSRF token.
+    let cookie = format!("x_api_key={KEY}");
+    let a = ui.call("PUT", "/apisix/admin/upstreams/1", &[("cookie", &cookie)], body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let cookie = format!("x_api_key={VIEWER_KEY}");
+    let a = ui.call("DELETE", "/apisix/admin/upstreams/1", &[("cookie", &cookie)], "").await;
+    assert_eq!(a.body["description"], "invalid method for role viewer");
 }

@@ -10,9 +10,24 @@
 //! room. Names that no user has are counted too, so a 429 does not tell
 //! which names exist. A success clears its user name's count (not the
 //! address's: one known password must not buy guesses at other names).
+//!
+//! A client address is counted by [`addr_key`]: an IPv4 address whole, an
+//! IPv6 address by its /64 prefix. A /64 is the smallest subnet an IPv6
+//! network gives out (RFC 4291 §2.5.1 interface identifiers are 64 bits;
+//! RFC 6177 recommends at least a /64 per end site), so one client can
+//! pick any of 2^64 source addresses, and counting them one by one would
+//! give it a fresh count per attempt.
+//!
+//! The address is the TCP peer's: `X-Forwarded-For` and `Forwarded` are not
+//! trusted (anyone can send them). Behind a reverse proxy or a Kubernetes
+//! ingress every user therefore shares the proxy's address, and the
+//! per-address wait, once [`ADDR_FREE_FAILURES`] failures in a row have
+//! started it, applies to all of them at once; the per-user-name wait
+//! still applies to each name alone.
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,6 +45,22 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Most user names or addresses tracked at once (per map).
 pub const MAX_TRACKED: usize = 10_000;
+
+/// Bits of an IPv6 address that name one client for counting: its /64.
+pub const IPV6_PREFIX_BITS: u32 = 64;
+
+/// The key failures of client address `ip` are counted under: an IPv4
+/// address (or an IPv4-mapped IPv6 one) whole, an IPv6 address with all but
+/// its first [`IPV6_PREFIX_BITS`] bits zeroed.
+pub fn addr_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX << (128 - IPV6_PREFIX_BITS);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -131,6 +162,27 @@ mod tests {
         b.fail(&1u32, t0);
         b.fail(&1u32, t0 + FORGET_AFTER);
         assert_eq!(b.wait(&1u32, t0 + FORGET_AFTER), None, "the first failure was forgotten");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_prefix() {
+        let key = |s: &str| addr_key(s.parse().expect("address"));
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), key("2001:db8:1:2::1"), "one /64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::".parse::<IpAddr>().expect("prefix"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"), "another /64");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7".parse::<IpAddr>().expect("v4"), "IPv4 whole");
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"), "IPv4-mapped is IPv4");
+        assert_eq!(key("::1"), "::".parse::<IpAddr>().expect("v6"));
+
+        // Failures from many addresses of one /64 add up to one wait.
+        let b = Backoff::new(3);
+        let t0 = Instant::now();
+        for host in 1..=3u16 {
+            b.fail(&key(&format!("2001:db8:1:2::{host:x}")), t0);
+        }
+        assert_eq!(b.wait(&key("2001:db8:1:2::99"), t0), Some(FIRST_WAIT));
+        assert_eq!(b.wait(&key("2001:db8:1:3::1"), t0), None);
     }
 
     #[test]
