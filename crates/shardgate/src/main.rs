@@ -484,15 +484,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            // SIGHUP's default action ends the process: handle it before
-            // anything else, so one sent while starting is applied once
-            // started instead.
-            let hup = {
+            // SIGHUP's default action ends the process, and a PID 1 (in a
+            // container) never sees a SIGTERM it has no handler for: handle
+            // them before anything else, so a SIGHUP sent while starting is
+            // applied once started and a stop signal stops a gateway still
+            // starting.
+            let signals = {
                 let _runtime = runtime.enter();
-                match run::handle_sighup() {
-                    Ok(h) => h,
+                match run::Signals::install() {
+                    Ok(s) => s,
                     Err(e) => {
-                        eprintln!("shardgate: cannot install the SIGHUP handler: {e}");
+                        eprintln!("shardgate: cannot install the signal handlers: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
@@ -505,7 +507,7 @@ fn main() -> ExitCode {
                 }
             };
             let args = run::RunArgs { config_path, pid_file };
-            match runtime.block_on(run::run(config, args, hup)) {
+            match runtime.block_on(run::run(config, args, signals)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "shardgate stopped on an error");

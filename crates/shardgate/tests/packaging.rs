@@ -175,6 +175,94 @@ async fn the_prestop_drain_waits_out_the_delay_and_the_kubelets_sigterm_changes_
     assert!(exit.success(), "exit 0 when the last session ends: {exit}");
 }
 
+/// A gateway that cannot get ready (its etcd is a closed loopback port,
+/// retried for `store.etcd.timeout`) stops on SIGTERM at once, exit 0, also
+/// as PID 1 of its own PID namespace, as in a container, where the kernel
+/// drops a signal PID 1 has no handler for. Without that, a pod stuck
+/// starting ignores its preStop hook and the kubelet's SIGTERM until SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_gateway_still_starting_also_as_pid_1() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let closed = shardgate_e2e::ports::free("127.0.0.1");
+    let [admin, metrics] = shardgate_e2e::ports::free_many("127.0.0.1", 2)[..] else { panic!("two ports") };
+    let config = scratch.path().join("shardgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "stream:\n  only: true\n  tcp: []\nadmin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\n\
+             store:\n  data_dir: \"{}\"\n  backend: etcd\n  etcd:\n    host: [\"http://{closed}\"]\n    timeout: 300s\n",
+            scratch.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+
+    // As PID 1 when this machine allows a PID namespace (`unshare`, from
+    // util-linux, with a user namespace so that no privilege is needed).
+    let pid_1 = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--pid", "--fork", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !pid_1 {
+        eprintln!("unshare --user --pid is not available here: only the run as an ordinary process is checked");
+    }
+    for as_pid_1 in [false, true].into_iter().filter(|p| !p || pid_1) {
+        let what = if as_pid_1 { "as PID 1" } else { "as a child process" };
+        let log_path = scratch.path().join(format!("shardgate-{as_pid_1}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = if as_pid_1 {
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "--pid", "--fork", "--kill-child"]).arg(BIN);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let mut child = command
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("SHARDGATE_ADMIN_KEY", "an-admin-key-for-a-gateway-that-never-gets-ready")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        // Started, and waiting for etcd.
+        eventually(20, "the gateway logs its start", || async {
+            read_log().contains("pid file written").then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(child.try_wait().expect("try_wait").is_none(), "{what}: still starting:\n{}", read_log());
+        assert!(TcpStream::connect(metrics).await.is_err(), "{what}: not serving yet");
+
+        let gateway_pid = if as_pid_1 { only_child(child.id()) } else { child.id() };
+        let sent = Command::new("kill").args(["-TERM", &gateway_pid.to_string()]).status().expect("kill");
+        assert!(sent.success(), "{what}: kill -TERM {gateway_pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+                panic!("{what}: SIGTERM while starting was ignored for 20 s:\n{}", read_log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status.code(), Some(0), "{what}: exit 0, not killed by the signal ({status}):\n{}", read_log());
+        assert!(read_log().contains("stop signal while starting"), "{what}: the stop is logged:\n{}", read_log());
+    }
+}
+
+/// The one child of `parent` (the process `unshare --fork` started).
+fn only_child(parent: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).expect("children");
+    let pids: Vec<u32> = children.split_whitespace().map(|p| p.parse().expect("pid")).collect();
+    assert_eq!(pids.len(), 1, "one child of unshare: {pids:?}");
+    pids[0]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_wait_follows_the_gateway_to_its_exit_or_says_it_timed_out() {
     let (mut gw, _gs) = routed_gateway("0s", "60s").await;
