@@ -967,7 +967,7 @@ fn volume<'a>(pod: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn the_chart_refuses_a_grace_period_shorter_than_the_drain_and_a_user_without_password() {
+fn the_chart_refuses_a_short_grace_period_a_user_without_password_and_config_keys_it_owns() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let default = Case { name: "refusals", values: None, validate_config: false };
     for which in HELMS {
@@ -989,6 +989,34 @@ fn the_chart_refuses_a_grace_period_shorter_than_the_drain_and_a_user_without_pa
         )
         .expect_err("user without a password Secret");
         assert!(e.contains("etcd.user needs etcd.existingSecret"), "{which}: {e}");
+
+        // Keys the chart writes from its own values are refused under
+        // `config`, naming the value to set instead.
+        for (set, owned, instead) in [
+            ("config.drain.timeout=300s", "config.drain.timeout", "drain.timeoutSeconds"),
+            ("config.drain.delay=0s", "config.drain.delay", "drain.delaySeconds"),
+            ("config.metrics.listen=0.0.0.0:9999", "config.metrics.listen", "metrics.port"),
+            ("config.admin.listen=0.0.0.0:9999", "config.admin.listen", "admin.port"),
+            ("config.store.data_dir=/elsewhere", "config.store.data_dir", "persistence."),
+            ("config.stream.tcp[0].addr=9000", "config.stream.tcp", "stream.tcp"),
+        ] {
+            let e = template(which, &default, &["--set", set], scratch.path()).expect_err(set);
+            assert!(
+                e.contains(&format!("{owned}: the chart writes this key from {instead}")),
+                "{which}: --set {set}: {e}"
+            );
+        }
+        // The rest of a section the chart writes in part is still the user's.
+        let ok = template(
+            which,
+            &default,
+            &["--set", "etcd.endpoints[0]=etcd:2379", "--set", "config.store.etcd.max_response_bytes=1048576"],
+            scratch.path(),
+        )
+        .unwrap_or_else(|e| panic!("{which}: {e}"));
+        let (_, config) = bootstrap(&docs(&ok));
+        assert_eq!(config["store"]["etcd"]["max_response_bytes"], 1048576, "{which}");
+        assert_eq!(strs(&config["store"]["etcd"]["host"]), ["http://etcd:2379"], "{which}");
     }
 }
 
