@@ -1141,6 +1141,25 @@ fn the_dockerfile_lints_clean_and_builds_for_both_architectures() {
         .find(|a| a.contains("cargo build"))
         .expect("the cargo build");
     assert!(build.contains("cargo build --release --locked -p shardgate --target \"$rust_target\""), "{build}");
+    // The commit build.rs reads (.git is not in the context): an ARG of the
+    // builder stage, declared before the build, is in that RUN's environment.
+    let position = |pred: &dyn Fn(&(String, String)) -> bool| d.instructions.iter().position(pred);
+    let runtime_from = d.instructions.iter().rposition(|(i, _)| i == "FROM").expect("FROM");
+    let build_at = position(&|(i, a)| i == "RUN" && a.contains("cargo build")).expect("build");
+    let arg_at = position(&|(i, a)| i == "ARG" && a.split('=').next() == Some("SHARDGATE_BUILD_COMMIT"))
+        .expect("ARG SHARDGATE_BUILD_COMMIT");
+    let builder_from = position(&|(i, _)| i == "FROM").expect("FROM");
+    assert!(
+        builder_from < arg_at && arg_at < build_at && build_at < runtime_from,
+        "ARG SHARDGATE_BUILD_COMMIT must be in the builder stage before the cargo build"
+    );
+    let build_rs = std::fs::read_to_string(repo().join("crates/shardgate/build.rs")).expect("build.rs");
+    assert!(build_rs.contains("std::env::var(\"SHARDGATE_BUILD_COMMIT\")"), "build.rs reads the same name");
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        text.contains("--build-arg SHARDGATE_BUILD_COMMIT=$(git rev-parse --short=12 HEAD)"),
+        "the header says how to pass it"
+    );
     let setup = d
         .instructions
         .iter()
