@@ -404,6 +404,9 @@ admin:
     hosts:
       - host: gateway-admin.example.com
         paths: ["/"]
+    tls:
+      - secretName: gateway-admin-tls
+        hosts: [gateway-admin.example.com]
 metrics:
   serviceMonitor:
     enabled: true
@@ -940,6 +943,13 @@ fn the_deployment_drains_on_stop_probes_the_metrics_listener_and_runs_unprivileg
                 assert_eq!(strs(&config["store"]["etcd"]["host"]), ["http://apisix-etcd:2379"], "{what}");
                 assert_eq!(config["store"]["prefix"], "/apisix", "{what}");
             }
+            // Behind the Ingress's TLS, the dashboard's session cookie is Secure.
+            let behind_tls = case.name == "full";
+            assert_eq!(
+                config["dashboard"]["secure_cookie"].as_bool(),
+                behind_tls.then_some(true),
+                "{what}: dashboard.secure_cookie"
+            );
             if case.name == "dashboard" {
                 assert_eq!(config["dashboard"]["users"][1]["read_only"], true, "{what}");
                 assert!(!all.iter().any(|d| d["kind"] == "ConfigMap"), "{what}: password hashes never in a ConfigMap");

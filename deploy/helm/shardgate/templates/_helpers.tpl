@@ -203,8 +203,16 @@ see shardgate.refuseOwnedConfig).
 {{- if $v.dataEncryption.keyring -}}
 {{- $_ := set $c "data_encryption" (dict "keyring" $v.dataEncryption.keyring) -}}
 {{- end -}}
+{{- $dashboard := dict -}}
 {{- if $v.dashboard.users -}}
-{{- $_ := set $c "dashboard" (dict "users" $v.dashboard.users) -}}
+{{- $_ := set $dashboard "users" $v.dashboard.users -}}
+{{- end -}}
+{{- /* Reached over HTTPS through the Ingress: the session cookie is Secure. */ -}}
+{{- if and $v.admin.ingress.enabled $v.admin.ingress.tls -}}
+{{- $_ := set $dashboard "secure_cookie" true -}}
+{{- end -}}
+{{- if $dashboard -}}
+{{- $_ := set $c "dashboard" $dashboard -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $c (deepCopy $v.config)) -}}
 {{- end }}
