@@ -40,13 +40,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::healthcheck::{self, Target};
 use crate::pidfile::{self, Process};
+use crate::reload_cli::EXIT_NOT_RUNNING;
 
 /// The path of the drain status on the metrics listener.
 pub const STATUS_PATH: &str = "/status/drain";
 /// Exit status: the file could not be read (nothing was signalled).
 pub const EXIT_ERROR: u8 = 1;
-/// Exit status: no running gateway was found for this file (nothing was signalled).
-pub const EXIT_NOT_RUNNING: u8 = 2;
 /// Exit status: the awaited point was not seen within `--timeout`.
 pub const EXIT_TIMEOUT: u8 = 3;
 /// Default of `--timeout`, in seconds.
