@@ -3,10 +3,14 @@
 # shardgate's container image: the gateway alone, as a non-root user, on
 # distroless (glibc, libgcc, CA certificates; no shell, no package manager).
 #
-#   docker build -t shardgate .
-#   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/shardgate:TAG --push .
+#   docker build --build-arg SHARDGATE_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) -t shardgate .
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg SHARDGATE_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) -t REGISTRY/shardgate:TAG --push .
 #   docker run -e SHARDGATE_ADMIN_KEY=... -p 8888:8888 -p 127.0.0.1:9180:9180 \
 #     -v shardgate-data:/data --stop-timeout 40 shardgate
+#
+# SHARDGATE_BUILD_COMMIT is the commit `shardgate_build_info` reports
+# (.git is not in the build context); without it the image says "unknown".
 #
 # Multi-platform builds cross-compile: the builder runs on the build
 # machine's own architecture (BUILDPLATFORM) and uses Debian's cross
@@ -45,6 +49,10 @@ RUN set -eux; \
     echo "$gnu" > /gnu-prefix
 
 COPY . .
+
+# The commit the binary reports (build.rs reads it from the environment,
+# where a RUN after this line finds it).
+ARG SHARDGATE_BUILD_COMMIT=""
 
 # The registry and the target directory are BuildKit caches (one target
 # directory per architecture), so a rebuild compiles only what changed.

@@ -9,20 +9,25 @@
 //!         --> the process exits 0
 //! ```
 //!
-//! The gateway is signalled only while `/status/drain` says `serving` (or
-//! cannot be read): a second SIGTERM during `delaying` would end the delay
-//! at once, so running the command twice (Kubernetes delivers a preStop hook
-//! "at least once") never shortens the drain.
+//! Once the gateway has taken a stop signal, another SIGTERM changes
+//! nothing (during `delaying` it is logged and ignored; only SIGINT ends the
+//! delay early), so running the command twice (Kubernetes delivers a preStop
+//! hook "at least once"), or the kubelet's own SIGTERM, never shortens the
+//! drain. A gateway whose status says it is draining already is not
+//! signalled again, only for a clearer report: the look and the signal are
+//! not atomic, and need not be. One whose status cannot be read is
+//! signalled anyway: still starting, it stops at once (it serves nothing
+//! yet); with a saturated metrics listener, it drains.
 //!
 //! `--wait=listeners-closed` returns once the gateway accepts no new
-//! connection, which is what a Kubernetes preStop hook must wait for: the
-//! kubelet sends its own SIGTERM when the hook returns, which during
-//! `delaying` would cut the delay short, and changes nothing once
-//! `draining`. The hook must not wait for the exit: a hook still running
-//! when the container's main process exits is killed with it and reported
-//! as `FailedPreStopHook`; the kubelet itself waits for the exit, up to
-//! the pod's `terminationGracePeriodSeconds`. `--wait` (`exited`) waits for
-//! the process to be gone, for scripts and hosts without a supervisor.
+//! connection, which is what a Kubernetes preStop hook waits for, so that
+//! the hook's end (and the kubelet's SIGTERM that follows, which changes
+//! nothing) marks the point where no new player is accepted. The hook must
+//! not wait for the exit: a hook still running when the container's main
+//! process exits is killed with it and reported as `FailedPreStopHook`; the
+//! kubelet itself waits for the exit, up to the pod's
+//! `terminationGracePeriodSeconds`. `--wait` (`exited`) waits for the
+//! process to be gone, for scripts and hosts without a supervisor.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -35,13 +40,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::healthcheck::{self, Target};
 use crate::pidfile::{self, Process};
+use crate::reload_cli::EXIT_NOT_RUNNING;
 
 /// The path of the drain status on the metrics listener.
 pub const STATUS_PATH: &str = "/status/drain";
 /// Exit status: the file could not be read (nothing was signalled).
 pub const EXIT_ERROR: u8 = 1;
-/// Exit status: no running gateway was found for this file (nothing was signalled).
-pub const EXIT_NOT_RUNNING: u8 = 2;
 /// Exit status: the awaited point was not seen within `--timeout`.
 pub const EXIT_TIMEOUT: u8 = 3;
 /// Default of `--timeout`, in seconds.
@@ -174,8 +178,9 @@ pub async fn drain(
         }
         seen => {
             if let Err(e) = &seen {
-                // Still starting (it drains nothing then), or its metrics
-                // listener is saturated: the signal is what matters.
+                // Still starting (it stops at once then: nothing is served
+                // yet), or its metrics listener is saturated: the signal is
+                // what matters, and a second one would change nothing.
                 println!("cannot read {} ({e}); signalling anyway", status.url());
             }
             let Some(target) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {

@@ -9,7 +9,8 @@
 //! 200, 1 otherwise, with one line on stderr saying why (the status and the
 //! first line of the body, or the connection error).
 //!
-//! [`get`] is also how `shardgate drain` reads `/status/drain`.
+//! [`get`] is also how `shardgate drain` reads `/status/drain` and
+//! `shardgate reload` reads `/status/reload`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -28,8 +29,8 @@ pub const DEFAULT_PATH: &str = "/readyz";
 /// Default of `--timeout`, in seconds: a probe that waits longer than this
 /// for a local listener is looking at a gateway in trouble.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 2;
-/// Largest answer read (`/readyz` answers a dozen bytes; `/status/drain` a
-/// few hundred).
+/// Largest answer read (`/readyz` answers a dozen bytes; `/status/drain`
+/// and `/status/reload` a few hundred).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest reason printed from an answer's body.
 const MAX_REASON_CHARS: usize = 200;

@@ -106,7 +106,9 @@ SHARDGATE_ADMIN_KEY or admin.key; without one, nothing starts.
 
 Signals: SIGHUP reloads the file; SIGTERM or SIGINT drains (/readyz turns
 503, listeners close after drain.delay, sessions get drain.timeout) and
-exits 0.")]
+exits 0. During drain.delay another SIGTERM changes nothing and SIGINT closes
+the listeners at once. Before the gateway is ready, SIGTERM or SIGINT stops
+it at once (exit 0: nothing is served yet).")]
     Run {
         /// Bootstrap file (YAML). Without it, the defaults apply: a TLS stream
         /// listener on 0.0.0.0:8888, the Admin API on 127.0.0.1:9180, metrics
@@ -168,15 +170,16 @@ Exit status:
     /// accepting for drain.delay, then close; open sessions run until they
     /// end or drain.timeout; then the gateway exits 0.
     #[command(after_help = "\
-A gateway already draining is not signalled again (a second SIGTERM would end
-drain.delay at once), so the command may run twice, as Kubernetes may deliver
-a preStop hook twice. Progress is read from the metrics listener
-(GET /status/drain on metrics.listen).
+Once draining, the gateway ignores another SIGTERM (SIGINT ends drain.delay
+at once), so the command may run twice, as Kubernetes may deliver a preStop
+hook twice; a gateway already draining is not signalled again. A gateway
+still starting (e.g. waiting for etcd) stops at once. Progress is read from
+the metrics listener (GET /status/drain on metrics.listen).
 
 --wait=listeners-closed returns once no new connection is accepted: the point
-a Kubernetes preStop hook must wait for. The kubelet sends SIGTERM when the
-hook returns, which changes nothing from then on, and waits for the exit up
-to terminationGracePeriodSeconds, which must exceed drain.delay +
+a Kubernetes preStop hook waits for. The kubelet sends SIGTERM when the hook
+returns, which changes nothing, and waits for the exit up to
+terminationGracePeriodSeconds, which must exceed drain.delay +
 drain.timeout + 5 s. (A hook still running when the gateway exits is killed
 with the container and reported as FailedPreStopHook.)
 --wait (=exited) returns once the process has exited.
@@ -484,15 +487,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            // SIGHUP's default action ends the process: handle it before
-            // anything else, so one sent while starting is applied once
-            // started instead.
-            let hup = {
+            // SIGHUP's default action ends the process, and a PID 1 (in a
+            // container) never sees a SIGTERM it has no handler for: handle
+            // them before anything else, so a SIGHUP sent while starting is
+            // applied once started and a stop signal stops a gateway still
+            // starting.
+            let signals = {
                 let _runtime = runtime.enter();
-                match run::handle_sighup() {
-                    Ok(h) => h,
+                match run::Signals::install() {
+                    Ok(s) => s,
                     Err(e) => {
-                        eprintln!("shardgate: cannot install the SIGHUP handler: {e}");
+                        eprintln!("shardgate: cannot install the signal handlers: {e}");
                         return ExitCode::FAILURE;
                     }
                 }
@@ -505,7 +510,7 @@ fn main() -> ExitCode {
                 }
             };
             let args = run::RunArgs { config_path, pid_file };
-            match runtime.block_on(run::run(config, args, hup)) {
+            match runtime.block_on(run::run(config, args, signals)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "shardgate stopped on an error");

@@ -8,24 +8,22 @@
 //! environment (`SHARDGATE_ADMIN_KEY`), so a key missing here is not an
 //! error; a key present in the file or here is checked.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 
 use crate::config::Config;
+use crate::healthcheck::{self, Target};
 use crate::pidfile::{self, Process};
 use crate::reload::{ReloadResult, ReloadStatus, STATUS_PATH};
 
 /// Exit status: the file was invalid (nothing was signalled), or the
 /// gateway refused it; either way it runs on as before.
 pub const EXIT_REFUSED: u8 = 1;
-/// Exit status: no running gateway was found for this file (nothing was signalled).
+/// Exit status: no running gateway was found for this file (nothing was
+/// signalled). `shardgate drain` exits with it too.
 pub const EXIT_NOT_RUNNING: u8 = 2;
 /// Exit status: signalled, but no outcome was seen within `--timeout`.
 pub const EXIT_UNCONFIRMED: u8 = 3;
@@ -34,10 +32,9 @@ pub const EXIT_UNCONFIRMED: u8 = 3;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// Pause between two looks at the status.
 const POLL_EVERY: Duration = Duration::from_millis(100);
-/// Longest one look at the status may take.
+/// Longest one look at the status may take (its size is bounded by
+/// [`healthcheck::MAX_BODY_BYTES`]).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest status answer read.
-const MAX_STATUS_BYTES: usize = 64 * 1024;
 
 /// Runs `shardgate reload`; returns the exit status.
 pub async fn reload(config_path: Option<&Path>, pid_file: Option<&Path>, timeout: Duration) -> ExitCode {
@@ -58,7 +55,7 @@ pub async fn reload(config_path: Option<&Path>, pid_file: Option<&Path>, timeout
             return ExitCode::from(EXIT_NOT_RUNNING);
         }
     };
-    let status_addr = local_addr(config.metrics.listen);
+    let status = Target::from_config(&config, STATUS_PATH);
     let sent_ms = unix_ms(SystemTime::now());
     let Some(target) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
         eprintln!(
@@ -71,11 +68,11 @@ pub async fn reload(config_path: Option<&Path>, pid_file: Option<&Path>, timeout
         eprintln!("shardgate: cannot signal pid {pid}: {e}; nothing was signalled");
         return ExitCode::from(EXIT_NOT_RUNNING);
     }
-    println!("sent SIGHUP to shardgate (pid {pid}); waiting for the outcome at http://{status_addr}{STATUS_PATH}");
+    println!("sent SIGHUP to shardgate (pid {pid}); waiting for the outcome at {}", status.url());
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_error = String::new();
     loop {
-        match fetch_status(status_addr).await {
+        match fetch_status(&status).await {
             Ok(ReloadStatus { last: Some(last), .. }) if last.started_unix_ms >= sent_ms => {
                 return match last.result {
                     ReloadResult::success => {
@@ -116,7 +113,8 @@ pub async fn reload(config_path: Option<&Path>, pid_file: Option<&Path>, timeout
         if tokio::time::Instant::now() >= deadline {
             let why = if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") };
             eprintln!(
-                "shardgate: sent SIGHUP to pid {pid}, but saw no outcome at http://{status_addr}{STATUS_PATH} within {}s{why}; see the gateway's log",
+                "shardgate: sent SIGHUP to pid {pid}, but saw no outcome at {} within {}s{why}; see the gateway's log",
+                status.url(),
                 timeout.as_secs()
             );
             return ExitCode::from(EXIT_UNCONFIRMED);
@@ -173,39 +171,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
     canonical(a) == canonical(b)
 }
 
-/// Where to reach a listener bound to `addr` from this host.
-fn local_addr(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
-        _ => addr,
-    }
-}
-
 /// `GET /status/reload` on the metrics listener.
-async fn fetch_status(addr: SocketAddr) -> Result<ReloadStatus, String> {
-    let get = async {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "status connection ended with an error");
-            }
-        });
-        let request = Request::get(STATUS_PATH)
-            .header(header::HOST, addr.to_string())
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let response = send.send_request(request).await.map_err(|e| e.to_string())?;
-        if response.status() != StatusCode::OK {
-            return Err(format!("{STATUS_PATH} answered {}", response.status()));
-        }
-        let body =
-            Limited::new(response.into_body(), MAX_STATUS_BYTES).collect().await.map_err(|e| e.to_string())?.to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("{STATUS_PATH}: {e}"))
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, get).await.map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+async fn fetch_status(target: &Target) -> Result<ReloadStatus, String> {
+    let answer = healthcheck::get(target, REQUEST_TIMEOUT).await?;
+    if answer.status != StatusCode::OK {
+        return Err(format!("{} answered {}", target.url(), answer.status));
+    }
+    serde_json::from_str(&answer.body).map_err(|e| format!("{}: {e}", target.url()))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

@@ -1,5 +1,7 @@
-//! SIGTERM: /readyz turns unready, listeners stop accepting, open sessions
-//! run until they end or the drain deadline, then the process exits 0.
+//! SIGTERM: /readyz turns unready, listeners stop accepting (after
+//! `drain.delay`, which another SIGTERM does not shorten and SIGINT ends),
+//! open sessions run until they end or the drain deadline, then the process
+//! exits 0.
 
 mod common;
 
@@ -92,6 +94,47 @@ async fn the_drain_delay_keeps_accepting_while_unready() {
         .await;
     assert!(signalled.elapsed() >= Duration::from_millis(5500), "closed before the delay: {:?}", signalled.elapsed());
     assert_eq!(roundtrip(&mut late, "still").await, "[gs] still");
+    drop(late);
+    let status = gw.wait_exit(15).await;
+    assert!(status.success(), "exit status {status}");
+}
+
+/// During `drain.delay` another SIGTERM (a preStop hook delivered twice, the
+/// kubelet's own SIGTERM after a hook that gave up) changes nothing: players
+/// are still accepted until the delay ends. SIGINT (Ctrl-C again) ends the
+/// delay at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_delay_sigterm_changes_nothing_and_sigint_drains_now() {
+    let mut gw = gateway().drain_timeout("5s").drain_delay("60s").tls_listeners(0).plain_listeners(1).spawn().await;
+    let gs = GameServer::start("gs").await;
+    gw.admin().put_ok("/apisix/admin/stream_routes/1", &json!({"upstream": {"nodes": {gs.node(): 1}}})).await;
+    let addr = gw.plain[0];
+    eventually(5, "routed", || async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        (try_roundtrip(&mut s, "hi").await.as_deref() == Some("[gs] hi")).then_some(())
+    })
+    .await;
+
+    gw.sigterm();
+    eventually(5, "/readyz unready", || async { (gw.readyz().await == 503).then_some(()) }).await;
+    gw.sigterm();
+    eventually(10, "the second SIGTERM is logged", || async {
+        gw.log().contains("SIGTERM while already draining").then_some(())
+    })
+    .await;
+    assert!(gw.log().contains("remaining_ms="), "the remaining delay is logged:\n{}", gw.log());
+    let mut late = tokio::net::TcpStream::connect(addr).await.expect("still accepting after a second SIGTERM");
+    assert_eq!(roundtrip(&mut late, "late").await, "[gs] late");
+    let status = shardgate_e2e::admin::http(gw.metrics, "GET", "/status/drain", &[], None).await;
+    let status: serde_json::Value = serde_json::from_str(&status.body).expect("json");
+    assert_eq!(status["state"], "delaying", "{status}");
+
+    // SIGINT: the listener closes now, well before the 60 s delay would end.
+    let sent = std::process::Command::new("kill").args(["-INT", &gw.pid().to_string()]).status().expect("run kill");
+    assert!(sent.success(), "kill -INT");
+    eventually(20, "listener closed by SIGINT", || async { tokio::net::TcpStream::connect(addr).await.err() }).await;
+    assert!(gw.log().contains("SIGINT: draining now"), "{}", gw.log());
+    assert_eq!(roundtrip(&mut late, "still").await, "[gs] still", "the open session plays on");
     drop(late);
     let status = gw.wait_exit(15).await;
     assert!(status.success(), "exit status {status}");

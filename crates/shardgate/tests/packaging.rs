@@ -127,12 +127,14 @@ async fn healthcheck_fails_fast_on_a_closed_port_a_silent_one_and_bad_arguments(
 /// The Kubernetes sequence: the preStop hook runs `drain
 /// --wait=listeners-closed`, which starts the drain and returns once the
 /// listeners have closed (not before drain.delay, during which players are
-/// still accepted); the hook delivered twice signals once; the kubelet's
-/// SIGTERM after the hook changes nothing; the open session plays on and the
-/// gateway exits 0 when it ends.
+/// still accepted); the hook delivered twice signals once; a SIGTERM during
+/// the delay or the kubelet's after the hook changes nothing; the open
+/// session plays on and the gateway exits 0 when it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prestop_drain_waits_out_the_delay_and_the_kubelets_sigterm_changes_nothing() {
-    let (mut gw, _gs) = routed_gateway("4s", "60s").await;
+    // 10 s covers two CLI runs, a /readyz poll and a late connect on a busy
+    // machine, all of which must happen before the delay ends.
+    let (mut gw, _gs) = routed_gateway("10s", "60s").await;
     let addr = gw.plain[0];
     let config = gw.config_path().to_str().expect("utf-8").to_owned();
     let mut playing = session(addr).await;
@@ -148,11 +150,17 @@ async fn the_prestop_drain_waits_out_the_delay_and_the_kubelets_sigterm_changes_
     assert_eq!(status["state"], "delaying", "{status}");
     assert_eq!(status["signal"], "SIGTERM", "{status}");
 
-    // Delivered again ("at least once"): no second SIGTERM, so the delay is
-    // not cut short and a late player is still served.
+    // Delivered again ("at least once"): not signalled again; and a SIGTERM
+    // that does arrive during the delay (the kubelet's, after a hook that
+    // gave up early) does not cut it short: a late player is still served.
     let again = shardgate(&["drain", "--config", &config]).await;
     assert_eq!(code(&again), 0, "{}", text(&again));
     assert!(text(&again).contains("already draining"), "{}", text(&again));
+    gw.sigterm();
+    eventually(10, "the early SIGTERM is logged", || async {
+        gw.log().contains("SIGTERM while already draining").then_some(())
+    })
+    .await;
     let mut late = TcpStream::connect(addr).await.expect("still accepting during drain.delay");
     assert_eq!(roundtrip(&mut late, "late").await, "[gs] late");
     drop(late);
@@ -162,7 +170,7 @@ async fn the_prestop_drain_waits_out_the_delay_and_the_kubelets_sigterm_changes_
     assert_eq!(code(&hook), 0, "{}", text(&hook));
     assert!(text(&hook).contains("sent SIGTERM"), "{}", text(&hook));
     assert!(text(&hook).contains("listeners closed"), "{}", text(&hook));
-    assert!(waited >= Duration::from_millis(3500), "returned before drain.delay ended: {waited:?}");
+    assert!(waited >= Duration::from_secs(10), "returned before drain.delay ended: {waited:?}");
     assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed when the hook returns");
 
     // The kubelet's SIGTERM, once the hook has returned: the session plays on.
@@ -173,6 +181,94 @@ async fn the_prestop_drain_waits_out_the_delay_and_the_kubelets_sigterm_changes_
     drop(playing);
     let exit = gw.wait_exit(15).await;
     assert!(exit.success(), "exit 0 when the last session ends: {exit}");
+}
+
+/// A gateway that cannot get ready (its etcd is a closed loopback port,
+/// retried for `store.etcd.timeout`) stops on SIGTERM at once, exit 0, also
+/// as PID 1 of its own PID namespace, as in a container, where the kernel
+/// drops a signal PID 1 has no handler for. Without that, a pod stuck
+/// starting ignores its preStop hook and the kubelet's SIGTERM until SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_gateway_still_starting_also_as_pid_1() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let closed = shardgate_e2e::ports::free("127.0.0.1");
+    let [admin, metrics] = shardgate_e2e::ports::free_many("127.0.0.1", 2)[..] else { panic!("two ports") };
+    let config = scratch.path().join("shardgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "stream:\n  only: true\n  tcp: []\nadmin:\n  listen: \"{admin}\"\nmetrics:\n  listen: \"{metrics}\"\n\
+             store:\n  data_dir: \"{}\"\n  backend: etcd\n  etcd:\n    host: [\"http://{closed}\"]\n    timeout: 300s\n",
+            scratch.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+
+    // As PID 1 when this machine allows a PID namespace (`unshare`, from
+    // util-linux, with a user namespace so that no privilege is needed).
+    let pid_1 = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--pid", "--fork", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !pid_1 {
+        eprintln!("unshare --user --pid is not available here: only the run as an ordinary process is checked");
+    }
+    for as_pid_1 in [false, true].into_iter().filter(|p| !p || pid_1) {
+        let what = if as_pid_1 { "as PID 1" } else { "as a child process" };
+        let log_path = scratch.path().join(format!("shardgate-{as_pid_1}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = if as_pid_1 {
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "--pid", "--fork", "--kill-child"]).arg(BIN);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let mut child = command
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("SHARDGATE_ADMIN_KEY", "an-admin-key-for-a-gateway-that-never-gets-ready")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        // Started, and waiting for etcd.
+        eventually(20, "the gateway logs its start", || async {
+            read_log().contains("pid file written").then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(child.try_wait().expect("try_wait").is_none(), "{what}: still starting:\n{}", read_log());
+        assert!(TcpStream::connect(metrics).await.is_err(), "{what}: not serving yet");
+
+        let gateway_pid = if as_pid_1 { only_child(child.id()) } else { child.id() };
+        let sent = Command::new("kill").args(["-TERM", &gateway_pid.to_string()]).status().expect("kill");
+        assert!(sent.success(), "{what}: kill -TERM {gateway_pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+                panic!("{what}: SIGTERM while starting was ignored for 20 s:\n{}", read_log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(status.code(), Some(0), "{what}: exit 0, not killed by the signal ({status}):\n{}", read_log());
+        assert!(read_log().contains("stop signal while starting"), "{what}: the stop is logged:\n{}", read_log());
+    }
+}
+
+/// The one child of `parent` (the process `unshare --fork` started).
+fn only_child(parent: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).expect("children");
+    let pids: Vec<u32> = children.split_whitespace().map(|p| p.parse().expect("pid")).collect();
+    assert_eq!(pids.len(), 1, "one child of unshare: {pids:?}");
+    pids[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,6 +404,9 @@ admin:
     hosts:
       - host: gateway-admin.example.com
         paths: ["/"]
+    tls:
+      - secretName: gateway-admin-tls
+        hosts: [gateway-admin.example.com]
 metrics:
   serviceMonitor:
     enabled: true
@@ -844,6 +943,13 @@ fn the_deployment_drains_on_stop_probes_the_metrics_listener_and_runs_unprivileg
                 assert_eq!(strs(&config["store"]["etcd"]["host"]), ["http://apisix-etcd:2379"], "{what}");
                 assert_eq!(config["store"]["prefix"], "/apisix", "{what}");
             }
+            // Behind the Ingress's TLS, the dashboard's session cookie is Secure.
+            let behind_tls = case.name == "full";
+            assert_eq!(
+                config["dashboard"]["secure_cookie"].as_bool(),
+                behind_tls.then_some(true),
+                "{what}: dashboard.secure_cookie"
+            );
             if case.name == "dashboard" {
                 assert_eq!(config["dashboard"]["users"][1]["read_only"], true, "{what}");
                 assert!(!all.iter().any(|d| d["kind"] == "ConfigMap"), "{what}: password hashes never in a ConfigMap");
@@ -871,7 +977,7 @@ fn volume<'a>(pod: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn the_chart_refuses_a_grace_period_shorter_than_the_drain_and_a_user_without_password() {
+fn the_chart_refuses_a_short_grace_period_a_user_without_password_and_config_keys_it_owns() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let default = Case { name: "refusals", values: None, validate_config: false };
     for which in HELMS {
@@ -893,6 +999,34 @@ fn the_chart_refuses_a_grace_period_shorter_than_the_drain_and_a_user_without_pa
         )
         .expect_err("user without a password Secret");
         assert!(e.contains("etcd.user needs etcd.existingSecret"), "{which}: {e}");
+
+        // Keys the chart writes from its own values are refused under
+        // `config`, naming the value to set instead.
+        for (set, owned, instead) in [
+            ("config.drain.timeout=300s", "config.drain.timeout", "drain.timeoutSeconds"),
+            ("config.drain.delay=0s", "config.drain.delay", "drain.delaySeconds"),
+            ("config.metrics.listen=0.0.0.0:9999", "config.metrics.listen", "metrics.port"),
+            ("config.admin.listen=0.0.0.0:9999", "config.admin.listen", "admin.port"),
+            ("config.store.data_dir=/elsewhere", "config.store.data_dir", "persistence."),
+            ("config.stream.tcp[0].addr=9000", "config.stream.tcp", "stream.tcp"),
+        ] {
+            let e = template(which, &default, &["--set", set], scratch.path()).expect_err(set);
+            assert!(
+                e.contains(&format!("{owned}: the chart writes this key from {instead}")),
+                "{which}: --set {set}: {e}"
+            );
+        }
+        // The rest of a section the chart writes in part is still the user's.
+        let ok = template(
+            which,
+            &default,
+            &["--set", "etcd.endpoints[0]=etcd:2379", "--set", "config.store.etcd.max_response_bytes=1048576"],
+            scratch.path(),
+        )
+        .unwrap_or_else(|e| panic!("{which}: {e}"));
+        let (_, config) = bootstrap(&docs(&ok));
+        assert_eq!(config["store"]["etcd"]["max_response_bytes"], 1048576, "{which}");
+        assert_eq!(strs(&config["store"]["etcd"]["host"]), ["http://etcd:2379"], "{which}");
     }
 }
 
@@ -1017,6 +1151,25 @@ fn the_dockerfile_lints_clean_and_builds_for_both_architectures() {
         .find(|a| a.contains("cargo build"))
         .expect("the cargo build");
     assert!(build.contains("cargo build --release --locked -p shardgate --target \"$rust_target\""), "{build}");
+    // The commit build.rs reads (.git is not in the context): an ARG of the
+    // builder stage, declared before the build, is in that RUN's environment.
+    let position = |pred: &dyn Fn(&(String, String)) -> bool| d.instructions.iter().position(pred);
+    let runtime_from = d.instructions.iter().rposition(|(i, _)| i == "FROM").expect("FROM");
+    let build_at = position(&|(i, a)| i == "RUN" && a.contains("cargo build")).expect("build");
+    let arg_at = position(&|(i, a)| i == "ARG" && a.split('=').next() == Some("SHARDGATE_BUILD_COMMIT"))
+        .expect("ARG SHARDGATE_BUILD_COMMIT");
+    let builder_from = position(&|(i, _)| i == "FROM").expect("FROM");
+    assert!(
+        builder_from < arg_at && arg_at < build_at && build_at < runtime_from,
+        "ARG SHARDGATE_BUILD_COMMIT must be in the builder stage before the cargo build"
+    );
+    let build_rs = std::fs::read_to_string(repo().join("crates/shardgate/build.rs")).expect("build.rs");
+    assert!(build_rs.contains("std::env::var(\"SHARDGATE_BUILD_COMMIT\")"), "build.rs reads the same name");
+    let text = std::fs::read_to_string(repo().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        text.contains("--build-arg SHARDGATE_BUILD_COMMIT=$(git rev-parse --short=12 HEAD)"),
+        "the header says how to pass it"
+    );
     let setup = d
         .instructions
         .iter()

@@ -122,10 +122,57 @@ The port a listener entry binds: `addr` is a port (8888), "ip:port" or
 {{- end }}
 
 {{/*
+Keys of the bootstrap file the chart writes from its own values, each with
+the value to set instead. Given under `config` they would win over the
+chart's (mergeOverwrite) while the grace period, the preStop hook, probes,
+ports, volumes and Services still follow the chart's value: refused.
+*/}}
+{{- define "shardgate.refuseOwnedConfig" -}}
+{{- $owned := dict
+  "stream.only" "stream.only"
+  "stream.tcp" "stream.tcp"
+  "stream.udp" "stream.udp"
+  "edge.http" "edge.http"
+  "admin.listen" "admin.port"
+  "admin.cors" "admin.cors"
+  "metrics.listen" "metrics.port"
+  "store.data_dir" "persistence.* (the chart mounts the data volume at /data)"
+  "store.backend" "etcd.endpoints (etcd when set, else the embedded store)"
+  "store.prefix" "etcd.prefix"
+  "store.etcd.host" "etcd.endpoints"
+  "store.etcd.timeout" "etcd.timeout"
+  "store.etcd.user" "etcd.user and etcd.existingSecret"
+  "store.etcd.tls.ca" "etcd.tls.existingSecret"
+  "store.etcd.tls.cert" "etcd.tls.existingSecret and etcd.tls.clientCertificate"
+  "store.etcd.tls.key" "etcd.tls.existingSecret and etcd.tls.clientCertificate"
+  "drain.delay" "drain.delaySeconds"
+  "drain.timeout" "drain.timeoutSeconds"
+  "data_encryption.keyring" "dataEncryption.keyring"
+  "dashboard.users" "dashboard.users"
+-}}
+{{- range $path, $use := $owned -}}
+{{- $node := $.Values.config -}}
+{{- $found := true -}}
+{{- range splitList "." $path -}}
+{{- if and $found (kindIs "map" $node) (hasKey $node .) -}}
+{{- $node = index $node . -}}
+{{- else -}}
+{{- $found = false -}}
+{{- end -}}
+{{- end -}}
+{{- if $found -}}
+{{- fail (printf "config.%s: the chart writes this key from %s; set that instead (under config it would win over the chart's value while the manifests still follow that value)" $path $use) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
 The bootstrap file: what the chart decides (listeners, addresses inside the
-pod, store, drain), under what `config` adds.
+pod, store, drain), under what `config` adds (never a key the chart decides:
+see shardgate.refuseOwnedConfig).
 */}}
 {{- define "shardgate.config" -}}
+{{- include "shardgate.refuseOwnedConfig" . -}}
 {{- $v := .Values -}}
 {{- $stream := dict "only" $v.stream.only "tcp" (include "shardgate.stripListeners" $v.stream.tcp | fromJsonArray) "udp" (include "shardgate.stripListeners" $v.stream.udp | fromJsonArray) -}}
 {{- $store := dict "data_dir" "/data" "prefix" $v.etcd.prefix -}}
@@ -156,8 +203,16 @@ pod, store, drain), under what `config` adds.
 {{- if $v.dataEncryption.keyring -}}
 {{- $_ := set $c "data_encryption" (dict "keyring" $v.dataEncryption.keyring) -}}
 {{- end -}}
+{{- $dashboard := dict -}}
 {{- if $v.dashboard.users -}}
-{{- $_ := set $c "dashboard" (dict "users" $v.dashboard.users) -}}
+{{- $_ := set $dashboard "users" $v.dashboard.users -}}
+{{- end -}}
+{{- /* Reached over HTTPS through the Ingress: the session cookie is Secure. */ -}}
+{{- if and $v.admin.ingress.enabled $v.admin.ingress.tls -}}
+{{- $_ := set $dashboard "secure_cookie" true -}}
+{{- end -}}
+{{- if $dashboard -}}
+{{- $_ := set $c "dashboard" $dashboard -}}
 {{- end -}}
 {{- toYaml (mergeOverwrite $c (deepCopy $v.config)) -}}
 {{- end }}
