@@ -6,8 +6,8 @@
 //! Admin API, which do.
 //!
 //! Every answer carries a Content-Security-Policy that allows only this
-//! origin's own scripts and styles (no inline script or style, no framing,
-//! no `<base>`), `X-Content-Type-Options: nosniff` (a module script must be
+//! origin's own scripts and styles (no inline script or style, no plugin
+//! `<object>`/`<embed>`, no framing, no `<base>`), `X-Content-Type-Options: nosniff` (a module script must be
 //! served as JavaScript) and `Referrer-Policy: no-referrer`. Files are
 //! revalidated on every use (`Cache-Control: no-cache` with an `ETag` from
 //! their bytes), so an upgraded gateway never serves a stale page.
@@ -21,7 +21,7 @@ use axum::routing::get;
 
 /// The dashboard's Content-Security-Policy.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
-     script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+     script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// One embedded file.
 struct Asset {

@@ -49,6 +49,9 @@ export function pathSegments(path) {
 }
 
 async function call(method, url, body) {
+  // The session this request belongs to: a 401 that arrives after a newer
+  // sign-in (or after sign-out) says nothing about the current session.
+  const asked = session;
   const headers = {Accept: 'application/json'};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && method !== 'HEAD' && session) headers['X-CSRF-Token'] = session.csrf;
@@ -75,7 +78,9 @@ async function call(method, url, body) {
     const message = data && typeof data.error_msg === 'string' ? data.error_msg : `${response.status} ${response.statusText}`;
     const err = new ApiError(response.status, message);
     // A session that expired (or was signed out elsewhere): back to sign-in.
-    if (response.status === 401 && session && !url.startsWith('/ui/api/login')) {
+    // Sign-in and sign-out report their own 401s to their caller.
+    if (response.status === 401 && asked !== null && asked === session &&
+        !url.startsWith('/ui/api/login') && !url.startsWith('/ui/api/logout')) {
       window.dispatchEvent(new CustomEvent('session-lost', {detail: message}));
     }
     throw err;

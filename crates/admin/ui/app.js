@@ -1,10 +1,14 @@
 // The dashboard's shell: finds the session (or shows sign-in), draws the
 // navigation, and renders the page the URL's hash names (#/upstreams,
 // #/upstreams/gs-1, ...). A page module exports render(main, params) and
-// may return a function that stops what it started (polling).
+// may return a function that stops what it started (polling). Leaving a
+// page (navigation, sign-out, a lost session) stops its polls, every other
+// poll still registered (stats.js) and any open confirmation dialog. Once a
+// page is drawn, <main> carries its hash in data-route.
 
-import {h, replace, errorBox, toast} from './dom.js';
+import {h, replace, errorBox, toast, closeDialogs} from './dom.js';
 import {loadSession, signOut, dropSession, currentSession} from './api.js';
+import {stopAll} from './stats.js';
 import * as signin from './pages/signin.js';
 import * as overview from './pages/overview.js';
 import * as streamRoutes from './pages/stream_routes.js';
@@ -34,6 +38,8 @@ const toggle = document.getElementById('nav-toggle');
 let stopPage = null;
 /** Counts navigations, so a page that finishes loading late is dropped. */
 let navigation = 0;
+/** Why the last session ended, shown above the sign-in form; '' if signed out on purpose. */
+let endedBecause = '';
 
 function setNavOpen(open) {
   nav.classList.toggle('open', open);
@@ -52,43 +58,69 @@ function showShell(signedIn) {
   }
 }
 
-/** The page and its parameters from the hash: #/web_acls/acl-1 → ['web_acls', ['acl-1']]. */
+/**
+ * The page and its parameters from the hash: #/web_acls/acl-1 → ['web_acls', ['acl-1']].
+ * A part that is not valid percent-encoding (#/x/%E0) gives null.
+ */
 function parseHash() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter((p) => p !== '').map(decodeURIComponent);
-  return [parts[0] || 'overview', parts.slice(1)];
+  const raw = location.hash.replace(/^#\/?/, '').split('/').filter((p) => p !== '');
+  try {
+    const parts = raw.map(decodeURIComponent);
+    return [parts[0] || 'overview', parts.slice(1)];
+  } catch {
+    return null;
+  }
 }
 
-async function route() {
+/** Ends the shown page: its polls, every poll still running, open dialogs, a page still loading. */
+function leavePage() {
+  navigation += 1;
   if (stopPage) {
     stopPage();
     stopPage = null;
   }
+  stopAll();
+  closeDialogs();
+}
+
+/** Shows `view` as the page for the current hash. */
+function show(view) {
+  replace(main, view);
+  main.dataset.route = location.hash || '#/';
+}
+
+async function route() {
+  leavePage();
   setNavOpen(false);
-  const seq = ++navigation;
+  const seq = navigation;
   if (!currentSession()) {
     showShell(false);
-    stopPage = signin.render(main, () => {
+    signin.render(main, endedBecause, () => {
+      endedBecause = '';
       showShell(true);
       if (location.hash === '' || location.hash.startsWith('#/signin')) location.hash = '#/overview';
       else route();
     });
+    main.dataset.route = '#/signin';
     return;
   }
   showShell(true);
-  const [name, params] = parseHash();
-  const page = PAGES[name];
+  const parsed = parseHash();
+  const [name, params] = parsed || ['', []];
+  const page = parsed && Object.hasOwn(PAGES, name) ? PAGES[name] : null;
   for (const a of nav.querySelectorAll('a')) {
-    if (a.dataset.page === name) a.setAttribute('aria-current', 'page');
+    if (page && a.dataset.page === name) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   if (!page) {
-    replace(main, errorBox(`There is no page "${name}".`));
+    show(errorBox(`There is no page "${parsed ? name : location.hash}".`));
     return;
   }
   // The page draws into its own view, shown once it is ready, and only if
   // no other navigation started meanwhile (a slow page never covers a newer one).
   const view = h('div', {class: 'view'});
   replace(main, h('p', {class: 'loading'}, 'Loading…'));
+  delete main.dataset.route;
   let stop = null;
   try {
     stop = await page.render(view, params);
@@ -100,7 +132,7 @@ async function route() {
     return;
   }
   stopPage = typeof stop === 'function' ? stop : null;
-  replace(main, view);
+  show(view);
   main.focus({preventScroll: true});
 }
 
@@ -109,6 +141,9 @@ nav.addEventListener('click', (e) => {
   if (e.target instanceof HTMLAnchorElement) setNavOpen(false);
 });
 document.getElementById('sign-out').addEventListener('click', async () => {
+  // Nothing of the page may ask the gateway once sign-out has started.
+  leavePage();
+  endedBecause = '';
   try {
     await signOut();
   } catch (e) {
@@ -119,7 +154,7 @@ document.getElementById('sign-out').addEventListener('click', async () => {
 });
 window.addEventListener('session-lost', (e) => {
   dropSession();
-  toast(`Signed out: ${e.detail}`, 'warn');
+  endedBecause = `Your session ended (the gateway said: ${e.detail}). Sign in again to go on.`;
   route();
 });
 window.addEventListener('hashchange', route);

@@ -134,6 +134,8 @@ export function lineChart({title, unit = '', format = (v) => fmtNum(v, 1), tick 
       points.push({t, v});
       while (points.length && points[0].t < t - WINDOW_SECS - 5) points.shift();
       value.textContent = v === null ? '—' : format(v);
+      // How many samples the chart holds (tests wait for enough of them).
+      element.dataset.points = String(points.length);
       draw();
     },
     destroy() {

@@ -95,6 +95,17 @@ export function confirmDialog({title, message, confirm = 'Confirm', danger = fal
   });
 }
 
+/**
+ * Cancels every open confirmation (navigation, sign-out, a lost session):
+ * a dialog about the page that was left must not act later. Each one's
+ * promise resolves false.
+ */
+export function closeDialogs() {
+  for (const dialog of document.querySelectorAll('dialog')) {
+    if (dialog.open) dialog.close('cancel');
+  }
+}
+
 /** The JSON of `value`, indented, for <pre> blocks and editors. */
 export function pretty(value) {
   return JSON.stringify(value, null, 2);

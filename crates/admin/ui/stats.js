@@ -2,8 +2,12 @@
 // become rates from two polls (the change over the time between them); a
 // counter that went down (the gateway restarted) gives no point rather
 // than a negative one.
+//
+// Every poll or refresh timer a page starts goes through repeat(), which
+// keeps a register of them: the shell stops them all when it leaves a page,
+// on sign-out and when the session is lost, and none runs without a session.
 
-import {dashboard} from './api.js';
+import {dashboard, currentSession} from './api.js';
 
 /** Milliseconds between two polls. */
 export const POLL_MS = 2000;
@@ -62,30 +66,75 @@ export function overview(prev, cur) {
   };
 }
 
+/** The stop function of every repeat() still running. */
+const running = new Set();
+
+/**
+ * Runs `task(alive)` now and again each time the delay in milliseconds it
+ * returns has passed; a task that returns anything else, or throws, is not
+ * run again. One run at a time. `alive()` is false once stopped: a task
+ * checks it after each await before it touches the page. Stops by itself
+ * when there is no session (signed out, or a 401 made api.js drop it).
+ * Returns the function that stops it.
+ */
+export function repeat(task) {
+  let timer = null;
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    clearTimeout(timer);
+    running.delete(stop);
+  };
+  const alive = () => !stopped;
+  async function run() {
+    if (stopped) return;
+    if (!currentSession()) {
+      stop();
+      return;
+    }
+    let next = null;
+    try {
+      next = await task(alive);
+    } catch {
+      next = null;
+    }
+    if (stopped) return;
+    if (typeof next === 'number') timer = setTimeout(run, next);
+    else stop();
+  }
+  running.add(stop);
+  run();
+  return stop;
+}
+
+/** Stops every repeat() still running: a page was left, or the session ended. */
+export function stopAll() {
+  for (const stop of [...running]) stop();
+}
+
+/** How many repeat() loops are running (for tests and the console). */
+export function runningCount() {
+  return running.size;
+}
+
 /**
  * Polls /ui/api/stats every POLL_MS and calls `onStats(current, previous)`
  * (or `onError(error)`); returns a function that stops it. One poll at a
- * time: the next starts POLL_MS after the previous answered.
+ * time: the next starts POLL_MS after the previous answered. A 401 stops
+ * it (the session is gone).
  */
 export function pollStats(onStats, onError = () => {}) {
   let prev = null;
-  let timer = null;
-  let stopped = false;
-  async function tick() {
+  return repeat(async (alive) => {
     try {
       const cur = await dashboard('stats');
-      if (stopped) return;
+      if (!alive()) return null;
       onStats(cur, prev);
       prev = cur;
     } catch (e) {
-      if (stopped) return;
+      if (!alive() || e.status === 401) return null;
       onError(e);
     }
-    if (!stopped) timer = setTimeout(tick, POLL_MS);
-  }
-  tick();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+    return POLL_MS;
+  });
 }

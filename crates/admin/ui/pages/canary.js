@@ -155,10 +155,22 @@ function card(item, dists, reload) {
 
 async function renderList(main) {
   let stop = () => {};
+  // The page was left: nothing may draw or poll any more. Each reload has a
+  // generation; one that finishes after a newer one started is dropped, so
+  // two quick actions (apply, then promote) never leave two polls running.
+  let closed = false;
+  let generation = 0;
   const reload = async () => {
+    const mine = ++generation;
     stop();
+    stop = () => {};
+    if (closed) return;
     const [policies, dists] = await Promise.all([api.list(KIND), api.list('distributions')]);
-    const cards = policies.map((it) => card(it, dists, () => reload().catch((e) => toast(e.message, 'bad'))));
+    if (closed || mine !== generation) return;
+    const again = () => reload().catch((e) => {
+      if (!closed) toast(e.message, 'bad');
+    });
+    const cards = policies.map((it) => card(it, dists, again));
     replace(main,
       pageHead('Canary', api.canWrite() ? linkButton('#/canary/new', 'New policy', 'btn btn-primary', 'new-canary') : null),
       h('p', {class: 'intro'}, SPEC.intro),
@@ -180,7 +192,11 @@ async function renderList(main) {
     });
   };
   await reload();
-  return () => stop();
+  return () => {
+    closed = true;
+    generation += 1;
+    stop();
+  };
 }
 
 export function render(main, [id]) {

@@ -1,16 +1,20 @@
 // Invalidations (CloudFront's CreateInvalidation): remove cached objects of
 // a distribution by path (`*` at the end for a prefix). The list shows each
 // one's status, InProgress until every gateway runs the revision that
-// holds it, then Completed; it refreshes by itself while one is in progress.
+// holds it, then Completed; it refreshes by itself while one is in progress,
+// more slowly the longer it lasts, and stops when the page is left.
 
 import {h, replace, toast, pageHead, fmtDate, badge} from '../dom.js';
 import * as api from '../api.js';
 import {dataTable} from '../table.js';
 import {resourceForm} from '../form.js';
 import {idLink} from './resource.js';
+import {repeat} from '../stats.js';
 
-/** Milliseconds between refreshes while an invalidation is in progress. */
+/** Milliseconds to the first refresh while an invalidation is in progress. */
 const REFRESH_MS = 2000;
+/** The longest wait between two refreshes: each one waits 1.5 times the last, up to this. */
+const REFRESH_MAX_MS = 30000;
 
 function progress(status) {
   const done = status === 'Completed';
@@ -38,18 +42,29 @@ export async function render(main) {
     placeholder: 'Search invalidations',
   });
 
-  let timer = null;
-  let stopped = false;
-  const refresh = async () => {
-    clearTimeout(timer);
-    try {
-      const fresh = await api.list('invalidations');
-      if (stopped) return;
+  // Refreshes the list until nothing is in progress; a new invalidation
+  // starts it again from REFRESH_MS. Never after the page was left.
+  let closed = false;
+  let stopRefresh = () => {};
+  const refresh = () => {
+    stopRefresh();
+    if (closed) return;
+    let wait = REFRESH_MS;
+    stopRefresh = repeat(async (alive) => {
+      let fresh;
+      try {
+        fresh = await api.list('invalidations');
+      } catch (e) {
+        if (alive() && e.status !== 401) toast(e.message, 'bad');
+        return null;
+      }
+      if (!alive()) return null;
       table.update(newestFirst(fresh));
-      if (fresh.some((it) => it.value.status !== 'Completed')) timer = setTimeout(refresh, REFRESH_MS);
-    } catch (e) {
-      toast(e.message, 'bad');
-    }
+      if (!fresh.some((it) => it.value.status !== 'Completed')) return null;
+      const next = wait;
+      wait = Math.min(wait * 1.5, REFRESH_MAX_MS);
+      return next;
+    });
   };
 
   const form = api.canWrite() ? resourceForm({
@@ -76,7 +91,7 @@ export async function render(main) {
     table.element);
   refresh();
   return () => {
-    stopped = true;
-    clearTimeout(timer);
+    closed = true;
+    stopRefresh();
   };
 }

@@ -1,11 +1,12 @@
 // Sign-in: a user name and password from the bootstrap file's
 // `dashboard.users`, or an Admin API key (the admin key, or the viewer key
-// for a read-only session).
+// for a read-only session). When a session ended by itself (expired, or
+// signed out elsewhere), the form says so above its fields.
 
 import {h, replace} from '../dom.js';
 import {signIn} from '../api.js';
 
-export function render(main, onSignedIn) {
+export function render(main, reason, onSignedIn) {
   let mode = 'password';
   const error = h('p', {class: 'form-error', role: 'alert', 'data-test': 'signin-error', hidden: true});
   const user = h('input', {id: 'signin-user', name: 'username', type: 'text', autocomplete: 'username', required: true, 'data-test': 'signin-user'});
@@ -32,6 +33,7 @@ export function render(main, onSignedIn) {
   const form = h('form', {class: 'signin card', 'data-test': 'signin-form', novalidate: true},
     h('h1', {}, 'Sign in'),
     h('p', {class: 'muted'}, 'shardgate dashboard'),
+    reason ? h('p', {class: 'notice', role: 'status', 'data-test': 'signin-reason'}, reason) : null,
     h('div', {class: 'tabs', role: 'tablist'}, tabPassword, tabKey),
     error, fields, button);
 

@@ -7,7 +7,7 @@ import {h, replace, pageHead, linkButton, fmtNum, fmtClock, badge} from '../dom.
 import * as api from '../api.js';
 import {dataTable} from '../table.js';
 import {listPage, editPage, deleteButton} from './resource.js';
-import {pollStats, counter, rate} from '../stats.js';
+import {pollStats, counter, rate, repeat} from '../stats.js';
 
 const KIND = 'web_acls';
 /** Milliseconds between two reads of the sampled requests. */
@@ -116,20 +116,26 @@ async function detail(main, id) {
   windowSelect.addEventListener('change', () => { windowMin = Number(windowSelect.value); showSamples(); });
   ruleSelect.addEventListener('change', () => { ruleFilter = ruleSelect.value; showSamples(); });
 
-  let timer = null;
-  let stopped = false;
-  const loadSamples = async () => {
-    clearTimeout(timer);
-    try {
-      const answer = await api.getSub(KIND, id, 'sampled_requests');
-      if (stopped) return;
-      samples = answer.SampledRequests || [];
-      population.textContent = `${fmtNum(answer.PopulationSize || 0, 0)} matching requests since start, ${fmtNum(samples.length, 0)} kept`;
-      showSamples();
-    } catch (e) {
-      population.textContent = e.message;
-    }
-    if (!stopped) timer = setTimeout(loadSamples, SAMPLES_MS);
+  // The samples are read every SAMPLES_MS until the page is left; Refresh
+  // reads them at once and starts the interval again.
+  let closed = false;
+  let stopSamples = () => {};
+  const loadSamples = () => {
+    stopSamples();
+    if (closed) return;
+    stopSamples = repeat(async (alive) => {
+      try {
+        const answer = await api.getSub(KIND, id, 'sampled_requests');
+        if (!alive()) return null;
+        samples = answer.SampledRequests || [];
+        population.textContent = `${fmtNum(answer.PopulationSize || 0, 0)} matching requests since start, ${fmtNum(samples.length, 0)} kept`;
+        showSamples();
+      } catch (e) {
+        if (!alive() || e.status === 401) return null;
+        population.textContent = e.message;
+      }
+      return SAMPLES_MS;
+    });
   };
   const refresh = h('button', {type: 'button', class: 'btn btn-small', 'data-test': 'samples-refresh', onclick: loadSamples}, 'Refresh');
 
@@ -156,8 +162,8 @@ async function detail(main, id) {
   });
   loadSamples();
   return () => {
-    stopped = true;
-    clearTimeout(timer);
+    closed = true;
+    stopSamples();
     stopStats();
   };
 }
