@@ -6,8 +6,11 @@
 //! hash-password`). `tests/browser/dashboard.py` signs in, creates an
 //! upstream and a stream route, sees validation errors next to their
 //! fields, uploads a certificate, moves the canary weight and promotes,
-//! reads a web ACL's sampled requests, checks that a read-only user sees no
-//! write controls, and that a phone-width page has no horizontal overflow.
+//! reads a web ACL's sampled requests, ends a session from outside (the
+//! page returns to sign-in saying why, and stops polling), checks that no
+//! poll outlives its page or the session, that a read-only user sees none
+//! of the write controls an admin sees, and that a phone-width page has no
+//! horizontal overflow.
 //! It checks each step against the Admin API as it goes; this test then
 //! checks what the pages showed against the gateway itself (metrics, the
 //! Admin API, a player's TLS connection, the edge). Screenshots of the main
@@ -134,15 +137,16 @@ fn utc_minute_matches_known_dates() {
     assert_eq!(utc_minute(1_798_761_599), "2026-12-31 23:59 UTC");
 }
 
-/// Runs the browser script with `config`; returns its output. Kills the
-/// whole process group it started (Python, chromedriver, Chromium) if it
+/// Runs the browser script with `config`; returns its output. The script
+/// leads its own process group (Python, chromedriver, Chromium); the group
+/// is killed once the script has ended, however it ended, so nothing it
+/// started outlives the test, and the script is killed with it if it
 /// outlives `BROWSER_LIMIT`.
 async fn run_browser(config: &Path, log: &Path) -> (bool, String) {
     let out = std::fs::File::create(log).expect("browser log");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
     let mut command = std::process::Command::new(PYTHON);
     command.arg(&script).arg(config).stdout(out.try_clone().expect("log")).stderr(out);
-    // Its own process group, so a timeout ends Chromium too.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command.spawn().expect("start the browser script");
     let pid = child.id();
@@ -156,20 +160,28 @@ async fn run_browser(config: &Path, log: &Path) -> (bool, String) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let ok = match status {
-        Some(s) => s.success(),
-        None => {
-            // The group's id is the script's pid: only what this test started.
-            let killed = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
-            assert!(killed.is_ok_and(|s| s.success()), "could not end the browser script's process group {pid}");
-            let reaped = child.wait();
-            assert!(reaped.is_ok(), "reaping the browser script");
-            false
-        }
-    };
+    kill_group(pid);
+    if status.is_none() {
+        let reaped = child.wait();
+        assert!(reaped.is_ok(), "reaping the browser script");
+    }
+    let ok = status.is_some_and(|s| s.success());
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let text = if status.is_none() { format!("{text}\n(killed after {BROWSER_LIMIT:?})") } else { text };
     (ok, text)
+}
+
+/// Kills the process group `pgid` (the browser script's: only what this
+/// test started). A group already empty (ESRCH, `kill` says "No such
+/// process") is fine: the script quit its browser itself.
+fn kill_group(pgid: u32) {
+    let killed =
+        std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).output().expect("run kill");
+    let stderr = String::from_utf8_lossy(&killed.stderr);
+    assert!(
+        killed.status.success() || stderr.contains("No such process"),
+        "could not end the browser script's process group {pgid}: {stderr}"
+    );
 }
 
 /// PNG width and height from the IHDR chunk.
@@ -378,6 +390,8 @@ async fn dashboard_in_a_real_browser() {
         "web_acl",
         "canary",
         "invalidation",
+        "session_ends",
+        "admin_controls",
         "read_only",
         "phone",
     ] {
@@ -495,6 +509,12 @@ async fn dashboard_in_a_real_browser() {
     let blocked =
         gw.metric("shardgate_waf_requests_total{web_acl=\"game-assets\",rule=\"StringMatch\",action=\"block\"}").await;
     assert!(rule_count > 0 && rule_count as f64 <= blocked, "the page counted {rule_count}, the gateway {blocked}");
+
+    // The stream routes' last page: 1,001–1,002 of the 1,002 routes.
+    assert_eq!(result["last_page_text"], "1,001–1,002 · page 21 of 21", "{result}");
+
+    // A session ended from outside: the sign-in form said why.
+    assert!(result["session_end_reason"].as_str().is_some_and(|t| t.contains("not signed in")), "{result}");
 
     // Read-only: the write from the viewer's session was refused in APISIX's words.
     assert!(

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import urllib.error
@@ -67,6 +68,13 @@ class Page:
     def go(self, hash_):
         self.d.get(f"{BASE}/ui/{hash_}")
 
+    def open(self, hash_):
+        """Goes to a page and waits until that page (not the one before, not
+        the loading placeholder) is drawn: app.js sets <main data-route> then."""
+        self.go(hash_)
+        self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f'main[data-route="{hash_}"]')),
+                        f"{hash_} drawn")
+
     def find(self, test):
         return self.wait.until(EC.visibility_of_element_located(sel(test)), f"{test} visible")
 
@@ -95,12 +103,73 @@ class Page:
         from selenium.webdriver.support.ui import Select
         Select(self.find(test)).select_by_value(value)
 
+    def find_css(self, css):
+        return self.wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, css)), f"{css} visible")
+
     def text_of(self, test):
         return self.find(test).text
 
-    def until(self, what, check):
+    def until(self, what, check, timeout=WAIT):
         """Waits until check() returns something truthy; returns it."""
-        return self.wait.until(lambda _d: check(), what)
+        wait = self.wait if timeout == WAIT else WebDriverWait(
+            self.d, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
+        return wait.until(lambda _d: check(), what)
+
+    def stays(self, what, check, seconds):
+        """Checks for `seconds` that check() keeps holding (something that must not happen)."""
+        end = time.time() + seconds
+        while True:
+            assert check(), what
+            if time.time() > end:
+                return
+            time.sleep(0.2)
+
+    def watch(self):
+        """Wraps the page's fetch (once per document): logs every request the
+        page makes, and can hold requests matching `hold` before they are sent
+        (`sends`) or after they were answered (`answers`) until released."""
+        self.d.execute_script("""
+            if (window.__watch) return;
+            const w = window.__watch = {log: [], hold: null};
+            const plain = window.fetch;
+            window.fetch = async function (input, init) {
+              const url = typeof input === 'string' ? input : input.url;
+              const method = (init && init.method) || 'GET';
+              w.log.push({url, method, t: performance.now()});
+              const h = w.hold;
+              const held = h && url.includes(h.url) && (!h.writes || method !== 'GET') ? h : null;
+              if (held && held.send) await new Promise((go) => held.sends.push(go));
+              const answer = await plain.call(window, input, init);
+              if (held) await new Promise((go) => held.answers.push(go));
+              return answer;
+            };
+        """)
+
+    def hold(self, url, writes=False, send=False):
+        self.watch()
+        self.d.execute_script("window.__watch.hold = {url: arguments[0], writes: arguments[1], send: arguments[2], sends: [], answers: []}",
+                              url, writes, send)
+
+    def held(self, which):
+        return self.d.execute_script("return window.__watch.hold[arguments[0]].length", which)
+
+    def release(self, which="answers", end=True):
+        """Lets the held requests go on; with `end`, holds nothing more."""
+        self.d.execute_script("""
+            const h = window.__watch.hold;
+            for (const go of h[arguments[0]].splice(0)) go();
+            if (arguments[1]) window.__watch.hold = null;
+        """, which, end)
+
+    def now(self):
+        """The page's clock (performance.now(), ms), to mark a moment."""
+        return self.d.execute_script("return performance.now()")
+
+    def stats_polls(self, since=0):
+        """When (page ms) the page asked /ui/api/stats since `since`."""
+        return self.d.execute_script(
+            "return window.__watch.log.filter((r) => r.url.startsWith('/ui/api/stats') && r.t >= arguments[0]).map((r) => r.t)",
+            since)
 
     def shot(self, name):
         path = os.path.join(CFG["screens"], f"{name}.png")
@@ -150,6 +219,11 @@ class Page:
 
 def sign_in(p, user, password):
     p.go("")
+    fill_sign_in(p, user, password)
+
+
+def fill_sign_in(p, user, password):
+    """Signs in with the form already shown (the document is not reloaded)."""
     p.find("signin-form")
     p.click("signin-tab-password")
     p.fill("signin-user", user)
@@ -175,11 +249,17 @@ def step_sign_in(p):
     p.find("chart-connections")
     role = p.text_of("role")
     assert role == "admin", role
+    # Hashes that name no page: a bad percent-escape and a name every
+    # object has (Object.prototype's): the "no page" box, no script error.
+    for bad in ("#/x/%E0", "#/constructor", "#/__proto__"):
+        p.open(bad)
+        box = p.find_css("main .error-box").text
+        assert box.startswith("There is no page"), (bad, box)
     log("STEP sign_in ok")
 
 
 def step_overview(p):
-    p.go("#/overview")
+    p.open("#/overview")
     # The players the test holds open (others come and go between polls).
     want = str(CFG["connections"])
     p.until(f"active connections {want}", lambda: p.text_of("chart-connections-value") == want)
@@ -191,8 +271,11 @@ def step_overview(p):
             lambda: p.text_of("chart-requests-value") not in ("—", "0"))
     p.until("cache hit ratio shown", lambda: p.text_of("chart-hit-ratio-value").endswith("%"))
     p.until("origin latency shown", lambda: p.text_of("chart-origin-value") != "—")
-    # Enough polls for the charts to draw most of their 30 s axis, then the picture.
-    time.sleep(24)
+    # Enough polls for the charts to draw most of their 30 s axis (a poll
+    # every 2 s), then the picture.
+    for chart in ("chart-connections", "chart-requests"):
+        p.until(f"{chart} holds 12 samples",
+                lambda: int(p.find(chart).get_attribute("data-points") or 0) >= 12, timeout=90)
     RESULT["overview"] = {name: p.text_of(f"chart-{name}-value") for name in
                           ("connections", "handshakes", "requests", "hit-ratio", "origin")}
     RESULT["tile_stream_routes"] = p.find("tile-stream_routes").text
@@ -202,7 +285,7 @@ def step_overview(p):
 
 def step_upstream(p):
     node = CFG["game_node"]
-    p.go("#/upstreams")
+    p.open("#/upstreams")
     p.click("new-upstreams")
     p.fill("field-id", "gs-ui")
     p.fill("field-name", "game servers (ui)")
@@ -219,7 +302,9 @@ def step_upstream(p):
     # is drawn again (at most once a second).
     deadline = time.time() + WAIT
     while True:
-        p.go("#/upstreams")
+        # Away and back: going to the hash already shown draws nothing again.
+        p.open("#/cache_policies")
+        p.open("#/upstreams")
         badge = p.find(f"node-{node}").text
         if badge.endswith(" healthy") or time.time() > deadline:
             break
@@ -230,7 +315,7 @@ def step_upstream(p):
 
 
 def step_invalid_upstream(p):
-    p.go("#/upstreams/new")
+    p.open("#/upstreams/new")
     p.fill("field-id", "bad-ui")
     p.fill("field-nodes", "127.0.0.1:notaport 1")
     p.click("submit")
@@ -255,7 +340,7 @@ def step_invalid_upstream(p):
 
 
 def step_stream_route(p):
-    p.go("#/stream_routes")
+    p.open("#/stream_routes")
     p.click("new-stream_routes")
     p.fill("field-id", "gs-ui")
     p.fill("field-name", "game (ui)")
@@ -273,13 +358,25 @@ def step_stream_route(p):
 
 def step_pagination(p):
     total = CFG["routes_total"]
-    p.go("#/stream_routes")
+    p.open("#/stream_routes")
     count = p.find("stream_routes-table-count")
     p.until("route count", lambda: count.text == f"{total:,} total")
     rows = p.d.find_elements(By.CSS_SELECTOR, '[data-test="stream_routes-table"] tbody tr')
     assert len(rows) == 50, len(rows)
     p.click("stream_routes-table-next")
     p.until("page 2", lambda: p.text_of("stream_routes-table-page").startswith("51–100"))
+    # On to the last page: its rows, and Next disabled there.
+    pages = (total + 49) // 50
+    last = f"{(pages - 1) * 50 + 1:,}–{total:,} · page {pages} of {pages}"
+    for n in range(3, pages + 1):
+        p.click("stream_routes-table-next")
+        p.until(f"page {n}", lambda: p.text_of("stream_routes-table-page").endswith(f"page {n} of {pages}"))
+    assert p.text_of("stream_routes-table-page") == last, (p.text_of("stream_routes-table-page"), last)
+    rows = p.d.find_elements(By.CSS_SELECTOR, '[data-test="stream_routes-table"] tbody tr')
+    assert len(rows) == total - (pages - 1) * 50, len(rows)
+    assert not p.find("stream_routes-table-next").is_enabled(), "Next enabled on the last page"
+    assert p.find("stream_routes-table-prev").is_enabled(), "Previous disabled on the last page"
+    RESULT["last_page_text"] = last
     p.fill("stream_routes-table-search", "gs-ui")
     p.until("search", lambda: p.text_of("stream_routes-table-count") == f"1 of {total:,}")
     rows = p.d.find_elements(By.CSS_SELECTOR, '[data-test="stream_routes-table"] tbody tr')
@@ -296,7 +393,7 @@ def step_pagination(p):
 
 def step_certificate(p):
     cert = CFG["cert"]
-    p.go("#/ssls")
+    p.open("#/ssls")
     p.click("new-ssls")
     p.fill("field-id", "gs-ui")
     p.fill("field-snis", ", ".join(cert["snis"]))
@@ -317,9 +414,13 @@ def step_certificate(p):
     log("STEP certificate ok")
 
 
+def policy(cid):
+    return admin_api("GET", f"/apisix/admin/continuous_deployment_policies/{cid}")[1]["value"]
+
+
 def step_canary(p):
     cid = CFG["canary"]
-    p.go("#/canary")
+    p.open("#/canary")
     p.find(f"canary-{cid}")
     # Staging has served requests (the test's traffic, weighted).
     p.until("staging hits", lambda: p.text_of(f"staging-hits-{cid}").split(" ")[0] not in ("…", "0"))
@@ -330,30 +431,68 @@ def step_canary(p):
     weight = p.fill(f"weight-input-{cid}", "20")
     weight.send_keys("")
     p.click(f"weight-apply-{cid}")
-    p.until("weight stored", lambda: admin_api("GET", f"/apisix/admin/continuous_deployment_policies/{cid}")[1]
-            ["value"]["traffic"].get("weight") == 0.2)
+    p.until("weight stored", lambda: policy(cid)["traffic"].get("weight") == 0.2)
     p.until("split shows 20 %", lambda: "Staging 20 %" in p.text_of("split"))
     RESULT["split_after"] = p.text_of("split")
+
+    # Leaving right after an action: the answer arrives once another page is
+    # shown, and the reload it starts must not poll for the page left.
+    p.hold(f"continuous_deployment_policies/{cid}", writes=True)
+    p.fill(f"weight-input-{cid}", "20")
+    p.click(f"weight-apply-{cid}")
+    p.until("the weight's answer held", lambda: p.held("answers") == 1)
+    p.open("#/ssls")
+    left = p.now()
+    p.d.execute_script("document.querySelectorAll('.toast').forEach((t) => t.remove())")
+    p.release()
+    p.until("the weight's notice", lambda: "20 % of requests go to staging" in
+            p.d.find_element(By.ID, "toasts").text)
+    p.stays("no stats poll after leaving the canary page", lambda: not p.stats_polls(left), 5)
+
+    # A confirmation open when the page is left is cancelled, not left to act later.
+    p.open("#/canary")
+    p.click(f"promote-{cid}")
+    p.find("confirm-ok")
+    p.d.execute_script("location.hash = '#/ssls'")
+    p.until("no dialog open after leaving", lambda: not p.d.find_elements(By.CSS_SELECTOR, "dialog[open], dialog"))
+    assert policy(cid)["enabled"] is True
+
     # Promote, after the confirmation dialog: first cancel, nothing happens.
+    p.open("#/canary")
     p.click(f"promote-{cid}")
     p.click("confirm-cancel")
-    time.sleep(0.5)
-    _, pol = admin_api("GET", f"/apisix/admin/continuous_deployment_policies/{cid}")
-    assert pol["value"]["enabled"] is True, pol
+    p.gone("confirm-cancel")
+    p.stays("cancel promoted nothing", lambda: policy(cid)["enabled"] is True, 2)
+
+    # Two quick actions, apply then promote, whose answers arrive together:
+    # both reload the page, and one stats poll runs afterwards, not two.
+    p.hold(f"continuous_deployment_policies/{cid}", writes=True)
+    p.fill(f"weight-input-{cid}", "20")
+    p.click(f"weight-apply-{cid}")
+    p.until("the weight's answer held", lambda: p.held("answers") == 1)
     p.click(f"promote-{cid}")
     dialog = p.find("confirm-ok")
     RESULT["promote_dialog"] = p.d.find_element(By.CSS_SELECTOR, "dialog .dialog-message").text
     dialog.click()
-    p.until("policy disabled by the promote",
-            lambda: admin_api("GET", f"/apisix/admin/continuous_deployment_policies/{cid}")[1]["value"]["enabled"] is False)
+    p.until("the promote's answer held", lambda: p.held("answers") == 2)
+    assert policy(cid)["enabled"] is False, "the promote came after the weight"
+    p.release()
     p.until("card shows disabled", lambda: "disabled" in p.text_of(f"canary-{cid}"))
+    time.sleep(1)
+    since = p.now()
+    p.until("three polls", lambda: len(p.stats_polls(since)) >= 3, timeout=30)
+    polls = p.stats_polls(since)
+    gaps = [b - a for a, b in zip(polls, polls[1:])]
+    # One poll asks 2 s after the last answer; a second one would ask in between.
+    assert min(gaps) >= 1900, f"more than one stats poll running: requests {gaps} ms apart"
+    RESULT["canary_poll_gaps_ms"] = [round(g) for g in gaps]
     log("STEP canary ok")
 
 
 def step_web_acl(p):
     acl = CFG["acl"]
     rule = CFG["acl_rule"]
-    p.go(f"#/web_acls/{acl}")
+    p.open(f"#/web_acls/{acl}")
     p.find("rules-table")
     # The test keeps sending requests the rule blocks; show that rule's samples.
     p.select("samples-rule", rule)
@@ -372,19 +511,114 @@ def step_web_acl(p):
 
 
 def step_invalidation(p):
-    p.go("#/invalidations")
+    p.open("#/invalidations")
     p.select("field-distribution_id", CFG["distribution"])
     p.fill("field-paths", "/example.file, /patch/*")
     p.fill("field-caller_reference", "ui test")
     p.click("submit")
     p.until("invalidation listed", lambda: "ui test" in p.find("invalidations-table").text)
     p.until("invalidation completed", lambda: "Completed" in
-            [r for r in p.d.find_elements(By.CSS_SELECTOR, '[data-test="invalidations-table"] tbody tr') if "ui test" in r.text][0].text)
+            [r for r in p.d.find_elements(By.CSS_SELECTOR, '[data-test="invalidations-table"] tbody tr:not(.empty)') if "ui test" in r.text][0].text)
     _, body = admin_api("GET", "/apisix/admin/invalidations")
     mine = [i for i in body["list"] if i["value"].get("caller_reference") == "ui test"]
     assert len(mine) == 1 and mine[0]["value"]["paths"] == ["/example.file", "/patch/*"], body
     assert mine[0]["value"]["status"] == "Completed", mine
     log("STEP invalidation ok")
+
+
+def step_session_ends(p):
+    admin_user, admin_pw = CFG["users"]["admin"]
+    # The session ends from outside (another tab signs out) while the
+    # overview polls: its next poll is refused, and the page goes back to
+    # sign-in saying why, and polls no more.
+    p.open("#/overview")
+    p.watch()
+    start = p.now()
+    p.until("the overview polls", lambda: p.stats_polls(start))
+    s = p.session()
+    status, body = p.browser_fetch("POST", "/ui/api/logout", {}, s["csrf"])
+    assert status == 200, (status, body)
+    reason = p.text_of("signin-reason")
+    assert "session ended" in reason and "not signed in" in reason, reason
+    RESULT["session_end_reason"] = reason
+    ended = p.now()
+    p.stays("no stats poll once the session ended", lambda: not p.stats_polls(ended), 5)
+
+    # A request made in the old session whose 401 arrives after a new
+    # sign-in says nothing about the new session: it stays.
+    fill_sign_in(p, admin_user, admin_pw)
+    p.find("chart-connections")
+    p.hold("stale=1", send=True)
+    p.d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/ui/assets/api.js').then((api) => {
+          window.__stale = null;
+          api.dashboard('stats?stale=1').then(() => { window.__stale = 200; }, (e) => { window.__stale = e.status; });
+          done(true);
+        }, (e) => done(String(e)));
+    """)
+    p.until("the old session's request waits", lambda: p.held("sends") == 1)
+    # Sign-out stops the overview's poll at once.
+    sign_out(p)
+    out = p.now()
+    p.stays("no stats poll after sign-out", lambda: not p.stats_polls(out), 5)
+    p.release("sends", end=False)
+    p.until("the old session's request was refused", lambda: p.held("answers") == 1)
+    fill_sign_in(p, admin_user, admin_pw)
+    p.find("chart-connections")
+    p.release()
+    p.until("the stale answer arrived", lambda: p.d.execute_script("return window.__stale") == 401)
+    again = p.now()
+    p.until("the new session polls", lambda: len(p.stats_polls(again)) >= 2, timeout=30)
+    assert not p.d.find_elements(*sel("signin-form")), "a stale 401 ended the new session"
+    assert p.text_of("role") == "admin"
+    log("STEP session_ends ok")
+
+
+def write_controls(p):
+    """Each page with write controls, drawn with the row its controls belong
+    to: {page: {control: shown}}. Row controls are looked for in their row."""
+    cid, acl, rule = CFG["canary"], CFG["acl"], CFG["acl_rule"]
+
+    def row(table, kind):
+        return f'[data-test="{table}"] tr:has([data-test="link-{kind}-gs-ui"])'
+
+    pages = [
+        # (page, search box or None, row CSS, controls in the row, controls on the page)
+        ("#/stream_routes", "stream_routes-table-search", row("stream_routes-table", "stream_routes"),
+         ["edit-gs-ui", "delete-gs-ui"], ["new-stream_routes"]),
+        ("#/upstreams", "upstreams-table-search", row("upstreams-table", "upstreams"),
+         ["edit-gs-ui", "delete-gs-ui"], ["new-upstreams"]),
+        ("#/ssls", "ssls-table-search", row("ssls-table", "ssls"), ["edit-gs-ui", "delete-gs-ui"], ["new-ssls"]),
+        ("#/canary", None, f'[data-test="canary-{cid}"]',
+         [f"weight-apply-{cid}", f"weight-input-{cid}", f"promote-{cid}", f"discard-{cid}", f"edit-{cid}"], ["new-canary"]),
+        (f"#/web_acls/{acl}", None, f'[data-test="rules-table"] tr:has([data-test="rule-count-{rule}"])',
+         [], ["edit-acl", f"delete-{acl}"]),
+        ("#/invalidations", None, '[data-test="invalidations-table"] tbody tr:not(.empty)', [], ["invalidation-form"]),
+    ]
+    seen = {}
+    for page, search, row_css, in_row, on_page in pages:
+        p.open(page)
+        if search:
+            p.fill(search, "gs-ui")
+        # The page's own row, not the page before's heading or "Loading…".
+        row_el = p.find_css(row_css)
+        shown = {t: bool(row_el.find_elements(*sel(t))) for t in in_row}
+        shown.update({t: bool(p.d.find_elements(By.CSS_SELECTOR, f'main [data-test="{t}"]')) for t in on_page})
+        shown["danger or primary buttons"] = bool(
+            p.d.find_elements(By.CSS_SELECTOR, "main button.btn-danger, main .btn-primary"))
+        seen[page] = shown
+    return seen
+
+
+def step_admin_controls(p):
+    # The control for the read-only check: an admin sees every write
+    # control the viewer must not.
+    seen = write_controls(p)
+    missing = {page: [t for t, on in shown.items() if not on] for page, shown in seen.items()}
+    assert not any(missing.values()), f"an admin misses write controls: {missing}"
+    RESULT["admin_controls"] = seen
+    log("STEP admin_controls ok")
 
 
 def step_read_only(p):
@@ -393,25 +627,10 @@ def step_read_only(p):
     sign_in(p, user, pw)
     p.find("chart-connections")
     assert p.text_of("role") == "read-only", p.text_of("role")
-    checks = {
-        "#/stream_routes": ["new-stream_routes", "edit-gs-ui", "delete-gs-ui"],
-        "#/upstreams": ["new-upstreams", "edit-gs-ui", "delete-gs-ui"],
-        "#/ssls": ["new-ssls", "delete-gs-ui"],
-        "#/canary": [f"weight-apply-{CFG['canary']}", f"promote-{CFG['canary']}", f"discard-{CFG['canary']}", "new-canary"],
-        f"#/web_acls/{CFG['acl']}": ["edit-acl"],
-        "#/invalidations": ["invalidation-form"],
-    }
-    seen = {}
-    for page, tests in checks.items():
-        p.go(page)
-        # The page has drawn (its table or card) before looking for buttons.
-        p.until(f"{page} drawn", lambda: p.d.find_elements(By.CSS_SELECTOR, "main .page-head"))
-        time.sleep(0.5)
-        for t in tests:
-            found = p.d.find_elements(*sel(t))
-            assert not found, f"{page}: a read-only user sees {t}"
-        seen[page] = len(p.d.find_elements(By.CSS_SELECTOR, "main button.btn-danger, main .btn-primary"))
-        assert seen[page] == 0, f"{page}: write buttons {seen[page]}"
+    seen = write_controls(p)
+    shown = {page: [t for t, on in c.items() if on] for page, c in seen.items()}
+    assert not any(shown.values()), f"a read-only user sees write controls: {shown}"
+    RESULT["viewer_controls"] = seen
     # A write from this session fails, with its CSRF token and all.
     s = p.session()
     assert s.get("role") == "viewer", s
@@ -429,8 +648,8 @@ def step_phone(p):
     pages = ["#/overview", "#/stream_routes", "#/upstreams", "#/ssls", "#/distributions", "#/cache_policies",
              "#/canary", "#/invalidations", "#/web_acls", f"#/web_acls/{CFG['acl']}", "#/stream_routes/gs-ui"]
     for page in pages:
-        p.go(page)
-        p.until(f"{page} drawn", lambda: p.d.find_elements(By.CSS_SELECTOR, "main .page-head"))
+        p.open(page)
+        # Let late content (counts, samples) take its place before measuring.
         time.sleep(0.7)
         o = p.overflow()
         widths[page] = o
@@ -438,7 +657,7 @@ def step_phone(p):
         assert o["scrollWidth"] <= o["innerWidth"], f"{page}: page wider than the phone: {o}"
         assert not o["offenders"], f"{page}: elements past the right edge: {o}"
     # The navigation is folded away and opens from the menu button.
-    p.go("#/stream_routes")
+    p.open("#/stream_routes")
     nav = p.d.find_element(By.ID, "nav")
     assert nav.rect["x"] + nav.rect["width"] <= 0, nav.rect
     p.d.find_element(By.ID, "nav-toggle").click()
@@ -446,15 +665,44 @@ def step_phone(p):
     p.shot("phone-nav")
     p.d.find_element(By.CSS_SELECTOR, '#nav a[data-page="upstreams"]').click()
     p.until("nav closed", lambda: nav.rect["x"] + nav.rect["width"] <= 0)
-    p.go("#/stream_routes")
+    p.open("#/stream_routes")
     p.find("stream_routes-table")
     p.shot("phone-stream-routes")
     RESULT["phone"] = widths
     log("STEP phone ok")
 
 
+class ScriptTimeout(Exception):
+    pass
+
+
+def on_alarm(_sig, _frame):
+    # Raised in the main thread wherever it waits, so `finally` quits the
+    # browser (SIGALRM's default action would end the script without it).
+    raise ScriptTimeout(f"the browser script ran longer than {SCRIPT_LIMIT} s")
+
+
+def watch_parent():
+    """Ends the script when the process that started it is gone (the Rust
+    test was killed): first as a timeout (so `finally` quits the browser),
+    then, if that does not end it, the script's own process group."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    log("the test that started this script is gone: stopping")
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+    time.sleep(15)
+    if os.getpgid(0) == os.getpid():
+        # The Rust test makes the script its group's leader: the group is
+        # exactly the script, chromedriver and Chromium.
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(2)
+
+
 def main():
+    signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(SCRIPT_LIMIT)
+    threading.Thread(target=watch_parent, daemon=True, name="watch-parent").start()
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1280,900", "--force-device-scale-factor=1", "--lang=en-US",
@@ -468,7 +716,7 @@ def main():
     p = Page(driver)
     steps = [step_sign_in, step_overview, step_upstream, step_invalid_upstream, step_stream_route,
              step_pagination, step_certificate, step_web_acl, step_canary, step_invalidation,
-             step_read_only, step_phone]
+             step_session_ends, step_admin_controls, step_read_only, step_phone]
     only = os.environ.get("DASHBOARD_STEPS")
     console = []
     try:
@@ -485,7 +733,9 @@ def main():
         assert not bad, f"console errors: {bad}"
         RESULT["console_messages"] = len(console)
         log("RESULT " + json.dumps(RESULT))
-    except Exception as e:
+    except Exception as e:  # ScriptTimeout too
+        # The report below is bounded too; a timeout there goes to `finally`.
+        signal.alarm(30)
         # Selenium's messages carry chromedriver's native stack: keep the first line.
         message = getattr(e, "msg", None) or str(e)
         log(f"FAILED in the browser: {type(e).__name__}: {message.splitlines()[0] if message else ''}")
@@ -499,7 +749,10 @@ def main():
             log(f"(no failure details: {e2})")
         sys.exit(1)
     finally:
+        # Chromium and chromedriver end with the script, however it ends.
+        signal.alarm(30)
         driver.quit()
+        signal.alarm(0)
 
 
 if __name__ == "__main__":
