@@ -340,7 +340,9 @@ impl ExportTask {
             }
         };
         let mut delay = FIRST_RETRY_DELAY;
-        for attempt in 1..=attempts {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let outcome = self.client.send(body.clone()).await;
             let (retry_after, problem) = match outcome {
                 Ok(Answer::Accepted { rejected, message }) => {
@@ -364,7 +366,7 @@ impl ExportTask {
                 Ok(Answer::Busy { status, retry_after }) => (retry_after, format!("answered {status}")),
                 Err(e) => (None, e),
             };
-            if attempt == attempts {
+            if attempt >= attempts {
                 self.metrics.count(ExportResult::failure, n);
                 if self.failures.ready() {
                     tracing::warn!(endpoint = %self.client.endpoint.display(), error = %problem, spans = n, attempts, "trace spans not exported");
@@ -386,7 +388,6 @@ impl ExportTask {
             }
             delay = delay.saturating_mul(2);
         }
-        stop_seen
     }
 }
 
