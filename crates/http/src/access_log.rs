@@ -58,7 +58,7 @@ use http_body::{Body, Frame, SizeHint};
 use tracing::field::display as shown;
 
 use crate::body::{BoxError, EdgeBody};
-use crate::service::ConnInfo;
+use crate::service::{ConnInfo, request_host, without_userinfo};
 
 /// Longest `cs-uri-stem` logged, after encoding (CloudFront refuses URLs
 /// over 8,192 bytes; a log line needs less).
@@ -379,19 +379,10 @@ struct RequestFields {
 impl RequestFields {
     fn of<B>(req: &Request<B>, conn: &ConnInfo) -> Self {
         let headers = req.headers();
-        let raw_host = match req.uri().authority() {
-            Some(a) => Some(a.as_str().as_bytes()),
-            None => headers.get(header::HOST).map(|h| h.as_bytes()),
-        };
-        let host = raw_host.and_then(|raw| {
-            // The name without the port, as the distribution was looked up.
-            let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
-            let name = if text.starts_with('[') {
-                text.split_once(']').map_or(text.as_str(), |(h, _)| h).trim_start_matches('[').to_owned()
-            } else {
-                text.rsplit_once(':').map_or(text.as_str(), |(h, _)| h).to_owned()
-            };
-            encoded(name.trim_end_matches('.').as_bytes(), MAX_HOST)
+        // The name without the port, as the distribution was looked up.
+        let host = request_host(req.uri(), headers).and_then(|raw| {
+            let name = String::from_utf8_lossy(raw).to_ascii_lowercase();
+            encoded(name.as_bytes(), MAX_HOST)
         });
         let method = req.method().as_str();
         let target_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
@@ -411,11 +402,15 @@ impl RequestFields {
             client: conn.client,
             method: encoded(method.as_bytes(), MAX_METHOD).unwrap_or_else(|| "-".into()),
             host,
-            host_header: headers
-                .get(header::HOST)
-                .map(|h| h.as_bytes())
-                .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
-                .and_then(|h| encoded(h, MAX_HOST)),
+            host_header: match (headers.get(header::HOST), req.uri().authority()) {
+                (Some(h), _) => encoded(without_userinfo(h.as_bytes()), MAX_HOST),
+                // `host[:port]` of the authority, never its user information.
+                (None, Some(a)) => match a.port_u16() {
+                    Some(port) => encoded(format!("{}:{port}", a.host()).as_bytes(), MAX_HOST),
+                    None => encoded(a.host().as_bytes(), MAX_HOST),
+                },
+                (None, None) => None,
+            },
             stem: encoded(req.uri().path().as_bytes(), MAX_URI_STEM).unwrap_or_else(|| "/".into()),
             query: req.uri().query().and_then(|q| encoded(q.as_bytes(), MAX_QUERY)),
             referer: header_field(headers, &header::REFERER),
@@ -772,6 +767,93 @@ mod tests {
         assert_eq!(x_cache(&h), Some("RefreshHit"));
         h.insert(header::CONTENT_RANGE, "bytes */1000".parse().expect("value"));
         assert_eq!(content_range(&h), None);
+    }
+
+    /// A subscriber that formats every event's fields into one reused
+    /// buffer, as a formatting layer would, and keeps the last one.
+    struct Sink(std::sync::Mutex<String>);
+
+    struct Visitor<'a>(&'a mut String);
+
+    impl tracing::field::Visit for Visitor<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            use std::fmt::Write as _;
+            write!(self.0, "{}={:?} ", field.name(), value).expect("write to a String");
+        }
+    }
+
+    impl tracing::Subscriber for Sink {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut out = self.0.lock().expect("sink");
+            out.clear();
+            event.record(&mut Visitor(&mut out));
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    fn sample_request() -> (Request<()>, ConnInfo) {
+        let req = Request::builder()
+            .uri("/assets/ui/atlas-01.png?v=17&lang=en")
+            .header(header::HOST, "Assets.Example.com:8443")
+            .header(header::USER_AGENT, "GameClient/2.4.1 (Windows NT 10.0; Win64; x64)")
+            .header(header::REFERER, "https://play.example.com/lobby")
+            .header("x-forwarded-for", "203.0.113.7")
+            .header(header::ACCEPT, "*/*")
+            .body(())
+            .expect("request");
+        let client: SocketAddr = "198.51.100.20:50123".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        (req, ConnInfo { client, local, tls: None, tls_session: None })
+    }
+
+    fn sample_response() -> Response<EdgeBody> {
+        let mut resp = Response::new(EdgeBody::Empty);
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, "image/png".parse().expect("value"));
+        h.insert(header::CONTENT_LENGTH, "0".parse().expect("value"));
+        h.insert("x-cache", "Hit from shardgate".parse().expect("value"));
+        resp
+    }
+
+    /// The cost of one logged request (start, respond, the line), by hand:
+    /// `SHARDGATE_COST_ITERS=20000 cargo test -p shardgate-http --lib
+    /// access_log::tests::cost_of_a_logged_request -- --ignored --nocapture`
+    /// (`SHARDGATE_COST_FORMAT=tsv` for one format; run it under `valgrind`
+    /// with two iteration counts to count the allocations per request).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn cost_of_a_logged_request() {
+        let iters: u32 = std::env::var("SHARDGATE_COST_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        let only = std::env::var("SHARDGATE_COST_FORMAT").ok();
+        let sink = Sink(std::sync::Mutex::new(String::with_capacity(8192)));
+        tracing::subscriber::with_default(sink, || {
+            for format in [AccessLogFormat::Fields, AccessLogFormat::Tsv] {
+                if only.as_ref().is_some_and(|f| !f.eq_ignore_ascii_case(&format!("{format:?}"))) {
+                    continue;
+                }
+                let log =
+                    AccessLog::new(&AccessLogSettings { enabled: true, format, edge_location: "edge-bench-1".into() });
+                let (req, conn) = sample_request();
+                let responses: Vec<_> = (0..iters).map(|_| sample_response()).collect();
+                let started = Instant::now();
+                for resp in responses {
+                    let mut entry = log.start(&req, &conn).expect("enabled");
+                    entry.facts().distribution = Some(Arc::from("prod"));
+                    drop(entry.respond(resp));
+                }
+                let per = started.elapsed() / iters;
+                println!("{format:?}: {per:?} per request over {iters}");
+            }
+        });
     }
 
     #[test]

@@ -393,6 +393,67 @@ async fn access_log_writes_cloudfront_fields_per_edge_request() {
     assert!(!log.contains("COOKIE-SECRET") && !log.contains("AUTH-SECRET"), "secrets in the log:\n{log}");
 }
 
+/// User information in a request's authority (refused: RFC 9110 §4.2.4)
+/// never reaches the log: `cs(Host)` and `x-host-header` come from the
+/// authority's host and port, over HTTP/2 (`:authority`) and HTTP/1.1
+/// (absolute-form target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_never_writes_url_credentials() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let gw = gateway().tls_listeners(0).edge_http(1).yaml("log:\n  format: json\n").spawn().await;
+    let a = TestOrigin::start(vec![("/asset", OriginFile::new("a"))]).await;
+    let b = TestOrigin::start(vec![]).await;
+    edge_setup(&gw, &a, &b).await;
+    let edge = gw.edge_plain[0];
+
+    // HTTP/2 with prior knowledge: hyper's client puts the URI's authority,
+    // user information included, in `:authority`, and sends no Host.
+    let tcp = tokio::net::TcpStream::connect(edge).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://alice:H2-PASSWORD@{HOST}:8443/asset"))
+        .header("referer", "http://tag.test/h2-userinfo")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("h2 answer within 10 s")
+        .expect("response");
+    assert_eq!(resp.status(), 400);
+
+    // HTTP/1.1 absolute-form; the authority has no port, so a naive
+    // `host:port` split would log the user name as the host.
+    let mut sock = std::net::TcpStream::connect(edge).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    sock.write_all(
+        format!(
+            "GET http://bob:H1-PASSWORD@{HOST}/asset HTTP/1.1\r\nHost: {HOST}\r\nReferer: http://tag.test/h1-userinfo\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    sock.read_to_end(&mut head).expect("read the answer");
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&head));
+
+    let h2 = line_with_referer(&gw, "http://tag.test/h2-userinfo").await;
+    assert_eq!((&h2["cs(Host)"], &h2["x-host-header"]), (&json!(HOST), &json!(format!("{HOST}:8443"))), "{h2}");
+    assert_eq!(h2["cs-protocol-version"], "HTTP/2.0", "{h2}");
+    let h1 = line_with_referer(&gw, "http://tag.test/h1-userinfo").await;
+    assert_eq!((&h1["cs(Host)"], &h1["x-host-header"]), (&json!(HOST), &json!(HOST)), "{h1}");
+    for line in [&h2, &h1] {
+        assert_eq!(line["x-edge-detailed-result-type"], "InvalidRequestHeader", "{line}");
+    }
+    let log = gw.log();
+    for secret in ["PASSWORD", "alice", "bob"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_tsv_format_and_its_switches() {
     let gw = gateway()
