@@ -58,7 +58,7 @@ use http_body::{Body, Frame, SizeHint};
 use tracing::field::display as shown;
 
 use crate::body::{BoxError, EdgeBody};
-use crate::service::{ConnInfo, request_host, without_userinfo};
+use crate::service::{ConnInfo, request_host, splitmix64, without_userinfo};
 
 /// Longest `cs-uri-stem` logged, after encoding (CloudFront refuses URLs
 /// over 8,192 bytes; a log line needs less).
@@ -292,28 +292,21 @@ struct RequestIds {
     next: AtomicU64,
 }
 
-/// splitmix64's finalizer: a bijection on `u64` that spreads every input bit.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl RequestIds {
     fn new(instance: &[u8]) -> Self {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let mut seed = mix(nanos ^ (u64::from(std::process::id()) << 32));
+        let mut seed = splitmix64(nanos ^ (u64::from(std::process::id()) << 32));
         for chunk in instance.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            seed = mix(seed ^ u64::from_le_bytes(word));
+            seed = splitmix64(seed ^ u64::from_le_bytes(word));
         }
         RequestIds { seed, next: AtomicU64::new(0) }
     }
 
     fn next(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:016x}", self.seed, mix(self.seed ^ n))
+        format!("{:016x}{:016x}", self.seed, splitmix64(self.seed ^ n))
     }
 }
 
