@@ -29,20 +29,48 @@
 //! always `-`, as when CloudFront's cookie logging is off).
 //!
 //! How shardgate fills what CloudFront measures on its own servers:
-//! `cs(Host)` is the host that chose the distribution (lower case, no port)
-//! and `x-host-header` the `Host` (or HTTP/2 `:authority`) as sent;
-//! `x-edge-location` is the instance (`edge.access_log.edge_location`,
-//! default the host name); `sc-bytes` and `cs-bytes` count the head as
-//! HTTP/1.1 would write it (HTTP/2 compresses it) plus the body bytes
-//! handed to the connection, and the edge reads no request body;
-//! `time-to-first-byte` ends when the response head is ready;
-//! `sc-status` is `000` (`0` in `fields`) when the viewer left before it.
+//!
+//! - `cs(Host)` is the host that chose the distribution (lower case, no
+//!   port) and `x-host-header` the `Host` header as sent or, without one,
+//!   the target's authority (HTTP/2 `:authority`) as `host[:port]`. Both
+//!   are read through the
+//!   authority's host and port, never its text: user information
+//!   (`user:password@`, refused with a 400) is never logged.
+//! - `x-edge-location` is the instance (`edge.access_log.edge_location`,
+//!   default the host name).
+//! - `cs-bytes` is the request head in HTTP/1.1 form: the request line with
+//!   the target as sent (absolute-form included; for HTTP/2, path and
+//!   query), each header field as `name: value` plus CRLF (an HTTP/2
+//!   `:authority` as a `host` field when there is no `Host`), and the blank
+//!   line. The edge reads no request body. HTTP/2's compressed head and
+//!   frames are not what is counted.
+//! - `sc-bytes` is the status line and the header fields of the response
+//!   the edge built, in the same HTTP/1.1 form, plus the body bytes handed
+//!   to the connection. It leaves out what hyper adds as it writes the
+//!   head (`date`, and `content-length` or `transfer-encoding`), HTTP/1.1's
+//!   chunk framing, and HTTP/2's compression and frames: it is close to,
+//!   not exactly, the bytes on the wire.
+//! - `time-to-first-byte` ends when the response head is ready;
+//!   `sc-status` is `000` (`0` in `fields`) when the viewer left before it.
+//!
 //! `x-edge-result-type` is what `X-Cache` says (`Hit`, `RefreshHit`, `Miss`,
 //! `StaleHit`), `Error` for an error answer (4xx/5xx, a web ACL's Block)
 //! or a response cut short, `CapacityExceeded` when this host ran out of
 //! descriptors or ports for the origin; `x-edge-detailed-result-type` names
 //! the error (`InvalidRequestBlocked` for a Block, `OriginConnectError`,
 //! `ClientCommError`, ...).
+//!
+//! Only requests that reach the edge's pipeline are logged. A request hyper
+//! refuses on its own gets no line: a malformed request line or header, a
+//! head over the listener's size bound, one not complete within the header
+//! read timeout, or an HTTP/2 stream reset for a protocol error; hyper
+//! answers it (400, 431) or closes the connection itself.
+//!
+//! With `log.format: text` the `tsv` line is the message of a text log
+//! line, after the formatter's timestamp, level and target
+//! (`... INFO shardgate::access: 2026-...`): strip through
+//! `shardgate::access: ` before handing it to a CloudFront log parser.
+//! With `log.format: json` it is the `message` field.
 
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -487,9 +515,20 @@ impl RequestFields {
         }
 
         let method = req.method().as_str();
-        let target_len = uri.path_and_query().map_or(1, |pq| pq.as_str().len());
-        let authority_len = match (headers.contains_key(header::HOST), uri.authority()) {
-            (false, Some(a)) => a.as_str().len() + "host: \r\n".len(),
+        let path_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        let target_len = match (req.version(), uri.scheme_str(), uri.authority()) {
+            // HTTP/2 and 3 carry scheme and authority as pseudo-headers:
+            // the HTTP/1.1 form is origin-form (the authority is counted
+            // as a Host line below).
+            (Version::HTTP_2 | Version::HTTP_3, ..) => path_len.max(1),
+            // Absolute-form (RFC 9112 §3.2.2), as sent.
+            (_, Some(scheme), Some(a)) => scheme.len() + "://".len() + a.as_str().len() + path_len,
+            // Authority-form (CONNECT).
+            (_, None, Some(a)) => a.as_str().len(),
+            _ => path_len.max(1),
+        };
+        let authority_len = match (req.version(), headers.contains_key(header::HOST), uri.authority()) {
+            (Version::HTTP_2 | Version::HTTP_3, false, Some(a)) => a.as_str().len() + "host: \r\n".len(),
             _ => 0,
         };
         let version = match req.version() {
@@ -1058,6 +1097,41 @@ mod tests {
         assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{row}");
         assert_eq!(field["date"].len(), 10, "{row}");
         assert_eq!(field["time"].len(), 8, "{row}");
+    }
+
+    /// `cs-bytes` of a request, logged in the `fields` format.
+    fn cs_bytes(req: &Request<()>) -> u64 {
+        let sink = Arc::new(Sink(std::sync::Mutex::new(String::new())));
+        let (_, conn) = sample_request();
+        tracing::subscriber::with_default(Arc::clone(&sink), || {
+            let log = AccessLog::new(&AccessLogSettings {
+                enabled: true,
+                format: AccessLogFormat::Fields,
+                edge_location: "edge-unit".into(),
+            });
+            drop(log.start(req, &conn).expect("enabled"));
+        });
+        let out = sink.0.lock().expect("sink").clone();
+        let value = out.split("cs-bytes=").nth(1).and_then(|v| v.split(' ').next()).expect("cs-bytes");
+        value.parse().expect("a number")
+    }
+
+    #[test]
+    fn cs_bytes_counts_the_target_as_sent() {
+        let request = |version: Version, target: &str, host: Option<&str>| {
+            let mut b = Request::builder().version(version).uri(target).header(header::USER_AGENT, "game/1");
+            if let Some(h) = host {
+                b = b.header(header::HOST, h);
+            }
+            b.body(()).expect("request")
+        };
+        let origin_form = cs_bytes(&request(Version::HTTP_11, "/a?b=1", Some("h.example")));
+        // `GET /a?b=1 HTTP/1.1`, `host: h.example`, `user-agent: game/1`, CRLFs.
+        assert_eq!(origin_form, 21 + 17 + 20 + 2);
+        let absolute = cs_bytes(&request(Version::HTTP_11, "http://u:p@h.example/a?b=1", Some("h.example")));
+        assert_eq!(absolute, origin_form + "http://u:p@h.example".len() as u64, "absolute-form, as sent");
+        let h2 = cs_bytes(&request(Version::HTTP_2, "https://h.example/a?b=1", None));
+        assert_eq!(h2, origin_form, ":authority as a Host line, origin-form target");
     }
 
     /// The cost of one logged request (start, respond, the line), by hand:
