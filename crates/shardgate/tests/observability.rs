@@ -332,6 +332,7 @@ async fn access_log_writes_cloudfront_fields_per_edge_request() {
     // A viewer that leaves mid-download: logged when it goes, as an error
     // whose response was a miss (CloudFront's ClientCommError).
     let mut sock = std::net::TcpStream::connect(edge).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
     sock.write_all(
         format!("GET /big/file HTTP/1.1\r\nHost: {HOST}\r\nReferer: http://tag.test/gone\r\n\r\n").as_bytes(),
     )
@@ -522,7 +523,16 @@ async fn access_log_tsv_format_and_its_switches() {
             .await;
         edge_setup(&gw, &a, &b).await;
         assert_eq!(get(gw.edge_plain[0], HOST, "/asset", &[("referer", "http://tag.test/off")]).await.0, 200);
-        let log = gw.log();
+        // A later line the log does write (the Admin API warns of a wrong
+        // key): once it is there, an access line would have been too.
+        let marker = "/apisix/admin/routes/after-the-edge-request";
+        let wrong = gw.admin_with_key(Some("not-the-key")).request("GET", marker, None).await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+        let log = eventually(10, "the wrong-key warning", || async {
+            let log = gw.log();
+            log.contains(marker).then_some(log)
+        })
+        .await;
         assert!(log.contains("shardgate ready"), "{log}");
         assert!(!log.contains("tag.test") && !log.contains("edge request"), "{edge_yaml}{log_yaml}: {log}");
     }
