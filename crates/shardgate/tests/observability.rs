@@ -673,6 +673,8 @@ async fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "ShardgateUpstreamNodeUnhealthy",
         "ShardgateUpstreamFailOpen",
         "ShardgateTLSHandshakeFailureSurge",
+        "ShardgateTargetDown",
+        "ShardgateTargetsAbsent",
         "ShardgateConfigApplyErrors",
         "ShardgateStoreDown",
         "ShardgateCertificateExpiringSoon",
