@@ -2,8 +2,9 @@
 //! response's last byte has been handed to the connection (or when the
 //! viewer leaves), with the target `shardgate::access` at `info`, as the
 //! stream gateway logs its sessions. `log.level: info,shardgate::access=off`
-//! silences both; `edge.access_log.enabled: false` turns the edge's off
-//! without any per-request work.
+//! silences both (the edge still gathers each line's fields, a buffer per
+//! request); `edge.access_log.enabled: false` turns the edge's off without
+//! any per-request work.
 //!
 //! Fields carry the names and meanings of CloudFront's standard log (the
 //! W3C extended format of its legacy standard logging, in the order of its
@@ -206,11 +207,17 @@ impl AccessLog {
     }
 
     /// Starts the entry of a request as it arrived (before any change to
-    /// it); `None` when the log is off or the log filter drops its lines.
-    /// The line is written when the entry drops: after the response body
-    /// ([`Entry::respond`]), or at once if the request is dropped unanswered.
+    /// it); `None` when the log is off. The line is written when the entry
+    /// drops: after the response body ([`Entry::respond`]), or at once if
+    /// the request is dropped unanswered.
+    ///
+    /// The log filter is left to the line's own event. Asking it here
+    /// (`tracing::enabled!`) would, with the binary's per-layer filtered
+    /// log layer, leave that filter's per-thread state set when it says
+    /// no, and the thread's next log line, whatever it is, would be
+    /// dropped (tokio-rs/tracing#2704).
     pub fn start<B>(&self, req: &Request<B>, conn: &ConnInfo) -> Option<Entry> {
-        if !self.enabled || !tracing::enabled!(target: "shardgate::access", tracing::Level::INFO) {
+        if !self.enabled {
             return None;
         }
         Some(Entry {

@@ -522,10 +522,16 @@ async fn access_log_tsv_format_and_its_switches() {
             .spawn()
             .await;
         edge_setup(&gw, &a, &b).await;
-        assert_eq!(get(gw.edge_plain[0], HOST, "/asset", &[("referer", "http://tag.test/off")]).await.0, 200);
+        // Several requests, on their own connections, so that each of the
+        // gateway's worker threads is likely to have handled one.
+        for _ in 0..8 {
+            assert_eq!(get(gw.edge_plain[0], HOST, "/asset", &[("referer", "http://tag.test/off")]).await.0, 200);
+        }
         // A later line the log does write (the Admin API warns of a wrong
-        // key): once it is there, an access line would have been too.
-        let marker = "/apisix/admin/routes/after-the-edge-request";
+        // key): once it is there, an access line would have been too. It
+        // must be there: a filtered-out access log must not swallow the
+        // next line of the thread that served the request.
+        let marker = "/apisix/admin/routes/after-the-edge-requests";
         let wrong = gw.admin_with_key(Some("not-the-key")).request("GET", marker, None).await;
         assert_eq!(wrong.status, 401, "{}", wrong.body);
         let log = eventually(10, "the wrong-key warning", || async {
@@ -536,6 +542,66 @@ async fn access_log_tsv_format_and_its_switches() {
         assert!(log.contains("shardgate ready"), "{log}");
         assert!(!log.contains("tag.test") && !log.contains("edge request"), "{edge_yaml}{log_yaml}: {log}");
     }
+}
+
+/// A log writer for in-process subscribers: everything goes to one buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With `shardgate::access=off` in the log filter, starting an access-log
+/// entry must not swallow the thread's next log line. The binary's log
+/// layer has a per-layer filter (reloadable); asking tracing whether a
+/// target is enabled outside an event (`tracing::enabled!`) leaves that
+/// filter's per-thread state set, and the next event on the thread is
+/// dropped (tokio-rs/tracing#2704). Same subscriber shape as the binary's,
+/// in process, so the thread is known.
+#[test]
+fn a_silenced_access_log_does_not_swallow_the_next_log_line() {
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let out = Captured::default();
+    let writer = out.clone();
+    let (filter, _reload) = tracing_subscriber::reload::Layer::new(EnvFilter::new("info,shardgate::access=off"));
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || writer.clone());
+    let filter = filter.and(shardgate_core::trace::log_filter());
+    // No trace export: the binary's span layer is `None`.
+    let spans: Option<tracing_subscriber::filter::Filtered<tracing_subscriber::layer::Identity, _, _>> =
+        None.map(|l: tracing_subscriber::layer::Identity| l.with_filter(shardgate_core::trace::span_filter()));
+    let subscriber = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(spans);
+    let log = shardgate_http::AccessLog::new(&shardgate_http::AccessLogSettings {
+        enabled: true,
+        format: shardgate_http::AccessLogFormat::Fields,
+        edge_location: "edge-unit".into(),
+    });
+    let req = hyper::Request::get("/asset").header("host", HOST).body(()).expect("request");
+    let conn = shardgate_http::service::ConnInfo {
+        client: "127.0.0.1:40000".parse().expect("address"),
+        local: "127.0.0.1:8080".parse().expect("address"),
+        tls: None,
+        tls_session: None,
+    };
+    tracing::subscriber::with_default(subscriber, || {
+        let entry = log.start(&req, &conn);
+        tracing::warn!(target: "shardgate::admin", "the line after the request");
+        drop(entry);
+        tracing::warn!(target: "shardgate::admin", "the line after the entry");
+    });
+    let text = String::from_utf8(out.0.lock().expect("log buffer").clone()).expect("UTF-8");
+    assert!(text.contains("the line after the request"), "{text}");
+    assert!(text.contains("the line after the entry"), "{text}");
+    assert!(!text.contains("edge request") && !text.contains("shardgate::access"), "{text}");
 }
 
 const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/shardgate-dashboard.json");
