@@ -2,8 +2,9 @@
 //! response's last byte has been handed to the connection (or when the
 //! viewer leaves), with the target `shardgate::access` at `info`, as the
 //! stream gateway logs its sessions. `log.level: info,shardgate::access=off`
-//! silences both; `edge.access_log.enabled: false` turns the edge's off
-//! without any per-request work.
+//! silences both (the edge still gathers each line's fields, a buffer per
+//! request); `edge.access_log.enabled: false` turns the edge's off without
+//! any per-request work.
 //!
 //! Fields carry the names and meanings of CloudFront's standard log (the
 //! W3C extended format of its legacy standard logging, in the order of its
@@ -29,21 +30,50 @@
 //! always `-`, as when CloudFront's cookie logging is off).
 //!
 //! How shardgate fills what CloudFront measures on its own servers:
-//! `cs(Host)` is the host that chose the distribution (lower case, no port)
-//! and `x-host-header` the `Host` (or HTTP/2 `:authority`) as sent;
-//! `x-edge-location` is the instance (`edge.access_log.edge_location`,
-//! default the host name); `sc-bytes` and `cs-bytes` count the head as
-//! HTTP/1.1 would write it (HTTP/2 compresses it) plus the body bytes
-//! handed to the connection, and the edge reads no request body;
-//! `time-to-first-byte` ends when the response head is ready;
-//! `sc-status` is `000` (`0` in `fields`) when the viewer left before it.
+//!
+//! - `cs(Host)` is the host that chose the distribution (lower case, no
+//!   port) and `x-host-header` the `Host` header as sent or, without one,
+//!   the target's authority (HTTP/2 `:authority`) as `host[:port]`. Both
+//!   are read through the
+//!   authority's host and port, never its text: user information
+//!   (`user:password@`, refused with a 400) is never logged.
+//! - `x-edge-location` is the instance (`edge.access_log.edge_location`,
+//!   default the host name).
+//! - `cs-bytes` is the request head in HTTP/1.1 form: the request line with
+//!   the target as sent (absolute-form included; for HTTP/2, path and
+//!   query), each header field as `name: value` plus CRLF (an HTTP/2
+//!   `:authority` as a `host` field when there is no `Host`), and the blank
+//!   line. The edge reads no request body. HTTP/2's compressed head and
+//!   frames are not what is counted.
+//! - `sc-bytes` is the status line and the header fields of the response
+//!   the edge built, in the same HTTP/1.1 form, plus the body bytes handed
+//!   to the connection. It leaves out what hyper adds as it writes the
+//!   head (`date`, and `content-length` or `transfer-encoding`), HTTP/1.1's
+//!   chunk framing, and HTTP/2's compression and frames: it is close to,
+//!   not exactly, the bytes on the wire.
+//! - `time-to-first-byte` ends when the response head is ready;
+//!   `sc-status` is `000` (`0` in `fields`) when the viewer left before it.
+//!
 //! `x-edge-result-type` is what `X-Cache` says (`Hit`, `RefreshHit`, `Miss`,
 //! `StaleHit`), `Error` for an error answer (4xx/5xx, a web ACL's Block)
 //! or a response cut short, `CapacityExceeded` when this host ran out of
 //! descriptors or ports for the origin; `x-edge-detailed-result-type` names
 //! the error (`InvalidRequestBlocked` for a Block, `OriginConnectError`,
 //! `ClientCommError`, ...).
+//!
+//! Only requests that reach the edge's pipeline are logged. A request hyper
+//! refuses on its own gets no line: a malformed request line or header, a
+//! head over the listener's size bound, one not complete within the header
+//! read timeout, or an HTTP/2 stream reset for a protocol error; hyper
+//! answers it (400, 431) or closes the connection itself.
+//!
+//! With `log.format: text` the `tsv` line is the message of a text log
+//! line, after the formatter's timestamp, level and target
+//! (`... INFO shardgate::access: 2026-...`): strip through
+//! `shardgate::access: ` before handing it to a CloudFront log parser.
+//! With `log.format: json` it is the `message` field.
 
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,12 +83,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, Request, Response, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use tracing::field::display as shown;
 
 use crate::body::{BoxError, EdgeBody};
-use crate::service::ConnInfo;
+use crate::service::{ConnInfo, request_host, splitmix64, without_userinfo};
 
 /// Longest `cs-uri-stem` logged, after encoding (CloudFront refuses URLs
 /// over 8,192 bytes; a log line needs less).
@@ -72,6 +102,8 @@ const MAX_HEADER_FIELD: usize = 800;
 const MAX_HOST: usize = 256;
 /// Longest method logged.
 const MAX_METHOD: usize = 32;
+/// The de facto header naming the proxies a request came through.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The W3C field names of the `tsv` format, in order: CloudFront's 33, then
 /// shardgate's own.
@@ -175,11 +207,17 @@ impl AccessLog {
     }
 
     /// Starts the entry of a request as it arrived (before any change to
-    /// it); `None` when the log is off or the log filter drops its lines.
-    /// The line is written when the entry drops: after the response body
-    /// ([`Entry::respond`]), or at once if the request is dropped unanswered.
+    /// it); `None` when the log is off. The line is written when the entry
+    /// drops: after the response body ([`Entry::respond`]), or at once if
+    /// the request is dropped unanswered.
+    ///
+    /// The log filter is left to the line's own event. Asking it here
+    /// (`tracing::enabled!`) would, with the binary's per-layer filtered
+    /// log layer, leave that filter's per-thread state set when it says
+    /// no, and the thread's next log line, whatever it is, would be
+    /// dropped (tokio-rs/tracing#2704).
     pub fn start<B>(&self, req: &Request<B>, conn: &ConnInfo) -> Option<Entry> {
-        if !self.enabled || !tracing::enabled!(target: "shardgate::access", tracing::Level::INFO) {
+        if !self.enabled {
             return None;
         }
         Some(Entry {
@@ -292,65 +330,93 @@ struct RequestIds {
     next: AtomicU64,
 }
 
-/// splitmix64's finalizer: a bijection on `u64` that spreads every input bit.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl RequestIds {
     fn new(instance: &[u8]) -> Self {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let mut seed = mix(nanos ^ (u64::from(std::process::id()) << 32));
+        let mut seed = splitmix64(nanos ^ (u64::from(std::process::id()) << 32));
         for chunk in instance.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            seed = mix(seed ^ u64::from_le_bytes(word));
+            seed = splitmix64(seed ^ u64::from_le_bytes(word));
         }
         RequestIds { seed, next: AtomicU64::new(0) }
     }
 
-    fn next(&self) -> String {
+    fn next(&self) -> RequestId {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:016x}", self.seed, mix(self.seed ^ n))
+        RequestId { seed: self.seed, mixed: splitmix64(self.seed ^ n) }
     }
 }
 
-/// Appends `bytes` URL-encoded as CloudFront encodes log fields, stopping
-/// before `max` bytes of output.
-fn encode_into(out: &mut String, bytes: &[u8], max: usize) {
+/// One request's id, written as 32 hex digits when the line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RequestId {
+    seed: u64,
+    mixed: u64,
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}{:016x}", self.seed, self.mixed)
+    }
+}
+
+/// A byte CloudFront writes as itself in a log field; any other is `%XX`.
+fn plain(b: u8) -> bool {
     const SPECIAL: &[u8] = b"<>\"#%{}|\\^~[]`'";
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let start = out.len();
-    for &b in bytes {
-        let plain = b > b' ' && b < 0x7f && !SPECIAL.contains(&b);
-        let width = if plain { 1 } else { 3 };
-        if out.len() - start + width > max {
-            break;
-        }
-        if plain {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
+    b > b' ' && b < 0x7f && !SPECIAL.contains(&b)
+}
+
+/// A value URL-encoded as CloudFront encodes log fields, stopping before
+/// `max` bytes of output (an escape is never split); ASCII letters in lower
+/// case with `lower`. Encoded as it is written, into the line itself.
+#[derive(Debug, Clone, Copy)]
+struct Encoded<'a> {
+    bytes: &'a [u8],
+    max: usize,
+    lower: bool,
+}
+
+impl<'a> Encoded<'a> {
+    /// `bytes` encoded and bounded; `None` when empty (logged as `-`).
+    fn of(bytes: &'a [u8], max: usize) -> Option<Self> {
+        (!bytes.is_empty()).then_some(Encoded { bytes, max, lower: false })
     }
 }
 
-/// `bytes` encoded and bounded; `None` when empty (logged as `-`).
-fn encoded(bytes: &[u8], max: usize) -> Option<String> {
-    if bytes.is_empty() {
-        return None;
+impl fmt::Display for Encoded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut room = self.max;
+        let mut rest = self.bytes;
+        while let Some(&b) = rest.first() {
+            if plain(b) {
+                let run = rest.iter().take_while(|&&b| plain(b)).count().min(room);
+                if run == 0 {
+                    break;
+                }
+                // Plain bytes are ASCII, so always one `str`.
+                let text = std::str::from_utf8(&rest[..run]).map_err(|_| fmt::Error)?;
+                if self.lower {
+                    text.chars().try_for_each(|c| f.write_char(c.to_ascii_lowercase()))?;
+                } else {
+                    f.write_str(text)?;
+                }
+                room -= run;
+                rest = &rest[run..];
+            } else {
+                if room < 3 {
+                    break;
+                }
+                f.write_char('%')?;
+                f.write_char(char::from(HEX[usize::from(b >> 4)]))?;
+                f.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
+                room -= 3;
+                rest = &rest[1..];
+            }
+        }
+        Ok(())
     }
-    let mut out = String::with_capacity(bytes.len().min(max));
-    encode_into(&mut out, bytes, max);
-    Some(out)
-}
-
-fn header_field(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    headers.get(name).and_then(|v| encoded(v.as_bytes(), MAX_HEADER_FIELD))
 }
 
 /// `name: value\r\n` for every header: the size of a head in HTTP/1.1 form.
@@ -358,45 +424,118 @@ fn headers_len(headers: &HeaderMap) -> u64 {
     headers.iter().map(|(n, v)| (n.as_str().len() + v.len() + 4) as u64).sum()
 }
 
+/// The request values the line holds, by their place in [`RequestFields::raw`].
+#[derive(Debug, Clone, Copy)]
+enum Raw {
+    Method,
+    Host,
+    HostHeader,
+    Stem,
+    Query,
+    Referer,
+    UserAgent,
+    ForwardedFor,
+}
+
+impl Raw {
+    const ALL: [Raw; 8] = [
+        Raw::Method,
+        Raw::Host,
+        Raw::HostHeader,
+        Raw::Stem,
+        Raw::Query,
+        Raw::Referer,
+        Raw::UserAgent,
+        Raw::ForwardedFor,
+    ];
+
+    /// The most bytes of it the line can show: the bound of its encoded
+    /// form, since each byte takes at least one byte encoded.
+    fn max(self) -> usize {
+        match self {
+            Raw::Method => MAX_METHOD,
+            Raw::Host | Raw::HostHeader => MAX_HOST,
+            Raw::Stem => MAX_URI_STEM,
+            Raw::Query => MAX_QUERY,
+            Raw::Referer | Raw::UserAgent | Raw::ForwardedFor => MAX_HEADER_FIELD,
+        }
+    }
+}
+
 /// What is logged of the request, taken as it arrived.
 #[derive(Debug)]
 struct RequestFields {
     client: SocketAddr,
-    method: String,
-    host: Option<String>,
-    host_header: Option<String>,
-    stem: String,
-    query: Option<String>,
-    referer: Option<String>,
-    user_agent: Option<String>,
-    forwarded_for: Option<String>,
+    /// The values of [`Raw`] as sent, each cut to what the line can show,
+    /// one after another: one small allocation per request, encoded only
+    /// when the line is written. A copy rather than clones of the request's
+    /// `HeaderValue`s, which share hyper's read buffer and would keep it
+    /// alive for as long as the response (a long download) lasts.
+    raw: Vec<u8>,
+    /// Where each value of [`Raw`] ends in `raw`.
+    ends: [u16; Raw::ALL.len()],
     protocol: &'static str,
     version: &'static str,
     tls: Option<TlsSession>,
     head_bytes: u64,
 }
 
+// Every value fits in `ends`: the bounds add up to less than 64 KiB.
+const _: () = assert!(MAX_METHOD + 2 * MAX_HOST + MAX_URI_STEM + MAX_QUERY + 3 * MAX_HEADER_FIELD < u16::MAX as usize);
+
 impl RequestFields {
     fn of<B>(req: &Request<B>, conn: &ConnInfo) -> Self {
         let headers = req.headers();
-        let raw_host = match req.uri().authority() {
-            Some(a) => Some(a.as_str().as_bytes()),
-            None => headers.get(header::HOST).map(|h| h.as_bytes()),
+        let uri = req.uri();
+        let header = |name: &HeaderName| headers.get(name).map_or(&b""[..], |v| v.as_bytes());
+        // `Host` as sent, or else `host[:port]` of the authority: never
+        // its user information.
+        let (host_header, port) = match (headers.get(header::HOST), uri.authority()) {
+            (Some(h), _) => (without_userinfo(h.as_bytes()), None),
+            (None, Some(a)) => (a.host().as_bytes(), a.port_u16()),
+            (None, None) => (&b""[..], None),
         };
-        let host = raw_host.and_then(|raw| {
+        let values: [&[u8]; Raw::ALL.len()] = [
+            req.method().as_str().as_bytes(),
             // The name without the port, as the distribution was looked up.
-            let text = String::from_utf8_lossy(raw).to_ascii_lowercase();
-            let name = if text.starts_with('[') {
-                text.split_once(']').map_or(text.as_str(), |(h, _)| h).trim_start_matches('[').to_owned()
-            } else {
-                text.rsplit_once(':').map_or(text.as_str(), |(h, _)| h).to_owned()
-            };
-            encoded(name.trim_end_matches('.').as_bytes(), MAX_HOST)
-        });
+            request_host(uri, headers).unwrap_or_default(),
+            host_header,
+            uri.path().as_bytes(),
+            uri.query().map_or(&b""[..], str::as_bytes),
+            header(&header::REFERER),
+            header(&header::USER_AGENT),
+            header(&X_FORWARDED_FOR),
+        ];
+        let port_room = if port.is_some() { ":65535".len() } else { 0 };
+        let size = Raw::ALL.iter().zip(values).map(|(r, v)| v.len().min(r.max())).sum::<usize>() + port_room;
+        let mut raw = Vec::with_capacity(size);
+        let mut ends = [0u16; Raw::ALL.len()];
+        for ((r, v), end) in Raw::ALL.into_iter().zip(values).zip(&mut ends) {
+            let start = raw.len();
+            raw.extend_from_slice(&v[..v.len().min(r.max())]);
+            if let (Raw::HostHeader, Some(port)) = (r, port) {
+                raw.push(b':');
+                push_decimal(&mut raw, port);
+                raw.truncate(start + r.max());
+            }
+            *end = u16::try_from(raw.len()).unwrap_or(u16::MAX);
+        }
+
         let method = req.method().as_str();
-        let target_len = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
-        let authority_len = match (headers.contains_key(header::HOST), req.uri().authority()) {
-            (false, Some(a)) => a.as_str().len() + "host: \r\n".len(),
+        let path_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        let target_len = match (req.version(), uri.scheme_str(), uri.authority()) {
+            // HTTP/2 and 3 carry scheme and authority as pseudo-headers:
+            // the HTTP/1.1 form is origin-form (the authority is counted
+            // as a Host line below).
+            (Version::HTTP_2 | Version::HTTP_3, ..) => path_len.max(1),
+            // Absolute-form (RFC 9112 §3.2.2), as sent.
+            (_, Some(scheme), Some(a)) => scheme.len() + "://".len() + a.as_str().len() + path_len,
+            // Authority-form (CONNECT).
+            (_, None, Some(a)) => a.as_str().len(),
+            _ => path_len.max(1),
+        };
+        let authority_len = match (req.version(), headers.contains_key(header::HOST), uri.authority()) {
+            (Version::HTTP_2 | Version::HTTP_3, false, Some(a)) => a.as_str().len() + "host: \r\n".len(),
             _ => 0,
         };
         let version = match req.version() {
@@ -409,18 +548,8 @@ impl RequestFields {
         };
         RequestFields {
             client: conn.client,
-            method: encoded(method.as_bytes(), MAX_METHOD).unwrap_or_else(|| "-".into()),
-            host,
-            host_header: headers
-                .get(header::HOST)
-                .map(|h| h.as_bytes())
-                .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()))
-                .and_then(|h| encoded(h, MAX_HOST)),
-            stem: encoded(req.uri().path().as_bytes(), MAX_URI_STEM).unwrap_or_else(|| "/".into()),
-            query: req.uri().query().and_then(|q| encoded(q.as_bytes(), MAX_QUERY)),
-            referer: header_field(headers, &header::REFERER),
-            user_agent: header_field(headers, &header::USER_AGENT),
-            forwarded_for: header_field(headers, &HeaderName::from_static("x-forwarded-for")),
+            raw,
+            ends,
             protocol: if conn.tls_session.is_some() { "https" } else { "http" },
             version,
             tls: conn.tls_session,
@@ -429,6 +558,49 @@ impl RequestFields {
                 + headers_len(headers),
         }
     }
+
+    /// A value as sent (cut to its bound).
+    fn raw(&self, which: Raw) -> &[u8] {
+        let i = which as usize;
+        let start = if i == 0 { 0 } else { usize::from(self.ends[i - 1]) };
+        self.raw.get(start..usize::from(self.ends[i])).unwrap_or_default()
+    }
+
+    /// A value encoded for the line; `None` when empty.
+    fn field(&self, which: Raw) -> Option<Encoded<'_>> {
+        Encoded::of(self.raw(which), which.max())
+    }
+
+    /// `cs(Host)`: in lower case, as the distribution was looked up.
+    fn host(&self) -> Option<Encoded<'_>> {
+        self.field(Raw::Host).map(|e| Encoded { lower: true, ..e })
+    }
+
+    /// `cs-method` (`-` if empty).
+    fn method(&self) -> Encoded<'_> {
+        self.field(Raw::Method).unwrap_or(Encoded { bytes: b"-", max: MAX_METHOD, lower: false })
+    }
+
+    /// `cs-uri-stem` (`/` if empty).
+    fn stem(&self) -> Encoded<'_> {
+        self.field(Raw::Stem).unwrap_or(Encoded { bytes: b"/", max: MAX_URI_STEM, lower: false })
+    }
+}
+
+/// `n` in decimal, without an allocation.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// What is logged of the response, taken when its head is ready.
@@ -437,7 +609,7 @@ struct ResponseFields {
     status: u16,
     head_bytes: u64,
     first_byte: Duration,
-    content_type: Option<String>,
+    content_type: Option<HeaderValue>,
     content_len: Option<u64>,
     range: Option<(u64, u64)>,
     result: &'static str,
@@ -474,7 +646,7 @@ pub struct Entry {
     started: Instant,
     location: Arc<str>,
     format: AccessLogFormat,
-    id: String,
+    id: RequestId,
     req: RequestFields,
     facts: Facts,
     resp: Option<ResponseFields>,
@@ -508,7 +680,8 @@ impl Entry {
             // `HTTP/1.1 200 OK\r\n`, the headers, the blank line.
             head_bytes: ("HTTP/1.1 200 \r\n".len() + reason.len() + 2) as u64 + headers_len(headers),
             first_byte: self.started.elapsed(),
-            content_type: header_field(headers, &header::CONTENT_TYPE),
+            // A clone shares the value's bytes (an `Arc`), no copy.
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
             content_len: headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()),
             range: content_range(headers),
             result,
@@ -529,15 +702,15 @@ impl Entry {
             BodyEnd::Open => ("Error", "ClientCommError"),
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let (year, month, day) = shardgate_cache::date::civil_from_days((now / 86_400) as i64);
-        let secs = now % 86_400;
-        let date = format!("{year:04}-{month:02}-{day:02}");
-        let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let date = Date(shardgate_cache::date::civil_from_days((now / 86_400) as i64));
+        let time = Clock(now % 86_400);
         let seconds = |d: Duration| (d.as_micros() as f64 / 1000.0).round() / 1000.0;
         let req = &self.req;
         let resp = self.resp.as_ref();
         let facts = &self.facts;
         let line = Line {
+            date,
+            time,
             sc_bytes: head + self.sent,
             status,
             result,
@@ -546,34 +719,37 @@ impl Entry {
             cs_bytes: req.head_bytes,
             time_taken: seconds(taken),
             first_byte: resp.map(|r| seconds(r.first_byte)),
+            // Names from the configuration, encoded like values from the
+            // network so that no field holds a space or a tab.
+            behavior: facts.behavior.as_deref().and_then(|b| Encoded::of(b.as_bytes(), MAX_URI_STEM)),
+            waf_rule: facts.waf.as_ref().and_then(|w| Encoded::of(w.1.as_bytes(), MAX_HEADER_FIELD)),
+            content_type: resp
+                .and_then(|r| r.content_type.as_ref())
+                .and_then(|v| Encoded::of(v.as_bytes(), MAX_HEADER_FIELD)),
         };
-        // Names from the configuration, encoded like values from the network
-        // so that no field holds a space or a tab.
-        let behavior = facts.behavior.as_deref().and_then(|b| encoded(b.as_bytes(), MAX_URI_STEM));
-        let waf_rule = facts.waf.as_ref().and_then(|w| encoded(w.1.as_bytes(), MAX_HEADER_FIELD));
         match self.format {
             AccessLogFormat::Fields => tracing::info!(
                 target: "shardgate::access",
                 {
-                "date" = %date,
-                "time" = %time,
+                "date" = %line.date,
+                "time" = %line.time,
                 "x-edge-location" = %self.location,
                 "sc-bytes" = line.sc_bytes,
                 "c-ip" = %req.client.ip(),
-                "cs-method" = %req.method,
-                "cs(Host)" = req.host.as_deref().map(shown),
-                "cs-uri-stem" = %req.stem,
+                "cs-method" = %req.method(),
+                "cs(Host)" = req.host().map(shown),
+                "cs-uri-stem" = %req.stem(),
                 "sc-status" = line.status,
-                "cs(Referer)" = req.referer.as_deref().map(shown),
-                "cs(User-Agent)" = req.user_agent.as_deref().map(shown),
-                "cs-uri-query" = req.query.as_deref().map(shown),
+                "cs(Referer)" = req.field(Raw::Referer).map(shown),
+                "cs(User-Agent)" = req.field(Raw::UserAgent).map(shown),
+                "cs-uri-query" = req.field(Raw::Query).map(shown),
                 "x-edge-result-type" = %line.result,
                 "x-edge-request-id" = %self.id,
-                "x-host-header" = req.host_header.as_deref().map(shown),
+                "x-host-header" = req.field(Raw::HostHeader).map(shown),
                 "cs-protocol" = %req.protocol,
                 "cs-bytes" = line.cs_bytes,
                 "time-taken" = line.time_taken,
-                "x-forwarded-for" = req.forwarded_for.as_deref().map(shown),
+                "x-forwarded-for" = req.field(Raw::ForwardedFor).map(shown),
                 "ssl-protocol" = req.tls.map(|t| shown(t.protocol)),
                 "ssl-cipher" = req.tls.map(|t| shown(t.cipher)),
                 "x-edge-response-result-type" = %line.response_result,
@@ -581,82 +757,51 @@ impl Entry {
                 "c-port" = req.client.port(),
                 "time-to-first-byte" = line.first_byte,
                 "x-edge-detailed-result-type" = %line.detail,
-                "sc-content-type" = resp.and_then(|r| r.content_type.as_deref()).map(shown),
+                "sc-content-type" = line.content_type.map(shown),
                 "sc-content-len" = resp.and_then(|r| r.content_len),
                 "sc-range-start" = resp.and_then(|r| r.range).map(|r| r.0),
                 "sc-range-end" = resp.and_then(|r| r.range).map(|r| r.1),
                 "distribution-id" = facts.distribution.as_deref().map(shown),
                 "primary-distribution-id" = facts.primary.as_deref().map(shown),
-                "cache-behavior-path-pattern" = behavior.as_deref().map(shown),
+                "cache-behavior-path-pattern" = line.behavior.map(shown),
                 "x-shardgate-variant" = facts.variant.map(shown),
                 "x-shardgate-waf-action" = facts.waf.as_ref().map(|w| shown(w.0)),
-                "x-shardgate-waf-rule" = waf_rule.as_deref().map(shown),
+                "x-shardgate-waf-rule" = line.waf_rule.map(shown),
                 },
                 "edge request"
             ),
-            AccessLogFormat::Tsv => {
-                let line = self.tsv(&date, &time, &line, behavior.as_deref(), waf_rule.as_deref());
-                tracing::info!(target: "shardgate::access", "{line}");
-            }
+            // Formatted by the subscriber straight into its own buffer.
+            AccessLogFormat::Tsv => tracing::info!(target: "shardgate::access", "{}", Tsv { entry: self, line: &line }),
         }
     }
+}
 
-    /// The tab-separated line, in [`FIELDS`] order.
-    fn tsv(&self, date: &str, time: &str, line: &Line, behavior: Option<&str>, waf_rule: Option<&str>) -> String {
-        fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-            v.map_or_else(|| "-".to_owned(), |v| v.to_string())
-        }
-        let req = &self.req;
-        let resp = self.resp.as_ref();
-        let facts = &self.facts;
-        let status = if line.status == 0 { "000".to_owned() } else { line.status.to_string() };
-        let values: [String; FIELDS.len()] = [
-            date.to_owned(),
-            time.to_owned(),
-            self.location.to_string(),
-            line.sc_bytes.to_string(),
-            req.client.ip().to_string(),
-            req.method.clone(),
-            opt(req.host.as_deref()),
-            req.stem.clone(),
-            status,
-            opt(req.referer.as_deref()),
-            opt(req.user_agent.as_deref()),
-            opt(req.query.as_deref()),
-            "-".to_owned(),
-            line.result.to_owned(),
-            self.id.clone(),
-            opt(req.host_header.as_deref()),
-            req.protocol.to_owned(),
-            line.cs_bytes.to_string(),
-            format!("{:.3}", line.time_taken),
-            opt(req.forwarded_for.as_deref()),
-            opt(req.tls.map(|t| t.protocol)),
-            opt(req.tls.map(|t| t.cipher)),
-            line.response_result.to_owned(),
-            req.version.to_owned(),
-            "-".to_owned(),
-            "-".to_owned(),
-            req.client.port().to_string(),
-            opt(line.first_byte.map(|s| format!("{s:.3}"))),
-            line.detail.to_owned(),
-            opt(resp.and_then(|r| r.content_type.as_deref())),
-            opt(resp.and_then(|r| r.content_len)),
-            opt(resp.and_then(|r| r.range).map(|r| r.0)),
-            opt(resp.and_then(|r| r.range).map(|r| r.1)),
-            opt(facts.distribution.as_deref()),
-            opt(facts.primary.as_deref()),
-            opt(behavior),
-            opt(facts.variant),
-            opt(facts.waf.as_ref().map(|w| w.0)),
-            opt(waf_rule),
-        ];
-        values.join("\t")
+/// A `YYYY-MM-DD` date (UTC).
+#[derive(Clone, Copy)]
+struct Date((i64, u32, u32));
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (year, month, day) = self.0;
+        write!(f, "{year:04}-{month:02}-{day:02}")
+    }
+}
+
+/// An `HH:MM:SS` time of day (UTC), from the seconds since midnight.
+#[derive(Clone, Copy)]
+struct Clock(u64);
+
+impl fmt::Display for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0;
+        write!(f, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
     }
 }
 
 /// The computed values of a line.
-struct Line {
+struct Line<'a> {
+    date: Date,
+    time: Clock,
     sc_bytes: u64,
     status: u16,
     result: &'static str,
@@ -665,6 +810,75 @@ struct Line {
     cs_bytes: u64,
     time_taken: f64,
     first_byte: Option<f64>,
+    behavior: Option<Encoded<'a>>,
+    waf_rule: Option<Encoded<'a>>,
+    content_type: Option<Encoded<'a>>,
+}
+
+/// The tab-separated line, in [`FIELDS`] order, written as it is formatted.
+struct Tsv<'a> {
+    entry: &'a Entry,
+    line: &'a Line<'a>,
+}
+
+impl fmt::Display for Tsv<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// The value then a tab, or `-` then a tab.
+        fn opt(f: &mut fmt::Formatter<'_>, v: Option<impl fmt::Display>) -> fmt::Result {
+            match v {
+                Some(v) => write!(f, "{v}\t"),
+                None => f.write_str("-\t"),
+            }
+        }
+        let Tsv { entry, line } = self;
+        let req = &entry.req;
+        let resp = entry.resp.as_ref();
+        let facts = &entry.facts;
+        write!(
+            f,
+            "{}\t{}\t{}\t{}\t{}\t{}\t",
+            line.date,
+            line.time,
+            entry.location,
+            line.sc_bytes,
+            req.client.ip(),
+            req.method()
+        )?;
+        opt(f, req.host())?;
+        // `000` when the viewer left before the response.
+        write!(f, "{}\t{:03}\t", req.stem(), line.status)?;
+        opt(f, req.field(Raw::Referer))?;
+        opt(f, req.field(Raw::UserAgent))?;
+        opt(f, req.field(Raw::Query))?;
+        // cs(Cookie): never logged.
+        write!(f, "-\t{}\t{}\t", line.result, entry.id)?;
+        opt(f, req.field(Raw::HostHeader))?;
+        write!(f, "{}\t{}\t{:.3}\t", req.protocol, line.cs_bytes, line.time_taken)?;
+        opt(f, req.field(Raw::ForwardedFor))?;
+        opt(f, req.tls.map(|t| t.protocol))?;
+        opt(f, req.tls.map(|t| t.cipher))?;
+        // fle-status and fle-encrypted-fields: no field-level encryption.
+        write!(f, "{}\t{}\t-\t-\t{}\t", line.response_result, req.version, req.client.port())?;
+        match line.first_byte {
+            Some(s) => write!(f, "{s:.3}\t")?,
+            None => f.write_str("-\t")?,
+        }
+        write!(f, "{}\t", line.detail)?;
+        opt(f, line.content_type)?;
+        opt(f, resp.and_then(|r| r.content_len))?;
+        opt(f, resp.and_then(|r| r.range).map(|r| r.0))?;
+        opt(f, resp.and_then(|r| r.range).map(|r| r.1))?;
+        opt(f, facts.distribution.as_deref())?;
+        opt(f, facts.primary.as_deref())?;
+        opt(f, line.behavior)?;
+        opt(f, facts.variant)?;
+        opt(f, facts.waf.as_ref().map(|w| w.0))?;
+        // The last field, without a tab after it.
+        match line.waf_rule {
+            Some(rule) => write!(f, "{rule}"),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 impl Drop for Entry {
@@ -728,10 +942,17 @@ impl Drop for LoggedBody {
 mod tests {
     use super::*;
 
+    fn encoded(bytes: &[u8], max: usize) -> Option<String> {
+        Encoded::of(bytes, max).map(|e| e.to_string())
+    }
+
+    use std::collections::HashMap;
+
     #[test]
     fn values_are_encoded_as_cloudfront_writes_them() {
         let ua = b"Mozilla/5.0 (X11; Linux) \"quoted\"\ttab\nline <x>#%{}|\\^~[]`'\x7f\xc3\xa9";
         let out = encoded(ua, 1000).expect("value");
+        assert_eq!(Encoded { bytes: b"A.Example%", max: 100, lower: true }.to_string(), "a.example%25");
         assert_eq!(
             out,
             "Mozilla/5.0%20(X11;%20Linux)%20%22quoted%22%09tab%0Aline%20%3Cx%3E%23%25%7B%7D%7C%5C%5E%7E%5B%5D%60%27%7F%C3%A9"
@@ -754,13 +975,13 @@ mod tests {
         let ids = RequestIds::new(b"edge-1");
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
-            let id = ids.next();
+            let id = ids.next().to_string();
             assert_eq!(id.len(), 32);
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
             assert!(seen.insert(id));
         }
         let other = RequestIds::new(b"edge-2");
-        assert_ne!(other.next()[..16], ids.next()[..16], "instances differ");
+        assert_ne!(other.next().to_string()[..16], ids.next().to_string()[..16], "instances differ");
     }
 
     #[test]
@@ -772,6 +993,184 @@ mod tests {
         assert_eq!(x_cache(&h), Some("RefreshHit"));
         h.insert(header::CONTENT_RANGE, "bytes */1000".parse().expect("value"));
         assert_eq!(content_range(&h), None);
+    }
+
+    /// A subscriber that formats every event's fields into one reused
+    /// buffer, as a formatting layer would, and keeps the last one.
+    struct Sink(std::sync::Mutex<String>);
+
+    struct Visitor<'a>(&'a mut String);
+
+    impl tracing::field::Visit for Visitor<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            use std::fmt::Write as _;
+            write!(self.0, "{}={:?} ", field.name(), value).expect("write to a String");
+        }
+    }
+
+    impl tracing::Subscriber for Sink {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut out = self.0.lock().expect("sink");
+            out.clear();
+            event.record(&mut Visitor(&mut out));
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    fn sample_request() -> (Request<()>, ConnInfo) {
+        let req = Request::builder()
+            .uri("/assets/ui/atlas-01.png?v=17&lang=en")
+            .header(header::HOST, "Assets.Example.com:8443")
+            .header(header::USER_AGENT, "GameClient/2.4.1 (Windows NT 10.0; Win64; x64)")
+            .header(header::REFERER, "https://play.example.com/lobby")
+            .header("x-forwarded-for", "203.0.113.7")
+            .header(header::ACCEPT, "*/*")
+            .body(())
+            .expect("request");
+        let client: SocketAddr = "198.51.100.20:50123".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        (req, ConnInfo { client, local, tls: None, tls_session: None })
+    }
+
+    fn sample_response() -> Response<EdgeBody> {
+        let mut resp = Response::new(EdgeBody::Empty);
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, "image/png".parse().expect("value"));
+        h.insert(header::CONTENT_LENGTH, "0".parse().expect("value"));
+        h.insert("x-cache", "Hit from shardgate".parse().expect("value"));
+        resp
+    }
+
+    #[test]
+    fn a_tsv_line_holds_every_field_in_order() {
+        let sink = Arc::new(Sink(std::sync::Mutex::new(String::new())));
+        let (mut req, conn) = sample_request();
+        req.headers_mut().insert(header::USER_AGENT, "Tab\tand \"quotes\"".parse().expect("value"));
+        tracing::subscriber::with_default(Arc::clone(&sink), || {
+            let log = AccessLog::new(&AccessLogSettings {
+                enabled: true,
+                format: AccessLogFormat::Tsv,
+                edge_location: "edge-unit".into(),
+            });
+            let mut entry = log.start(&req, &conn).expect("enabled");
+            entry.facts().distribution = Some(Arc::from("prod"));
+            entry.facts().behavior = Some(Arc::from("/assets/*"));
+            drop(entry.respond(sample_response()));
+        });
+        let out = sink.0.lock().expect("sink").clone();
+        let row = out.strip_prefix("message=").expect("a message").trim_end();
+        let values: Vec<&str> = row.split('\t').collect();
+        assert_eq!(values.len(), FIELDS.len(), "{row}");
+        let field: HashMap<&str, &str> = FIELDS.iter().copied().zip(values.iter().copied()).collect();
+        for (name, want) in [
+            ("x-edge-location", "edge-unit"),
+            ("sc-bytes", "92"),
+            ("c-ip", "198.51.100.20"),
+            ("cs-method", "GET"),
+            ("cs(Host)", "assets.example.com"),
+            ("cs-uri-stem", "/assets/ui/atlas-01.png"),
+            ("sc-status", "200"),
+            ("cs(Referer)", "https://play.example.com/lobby"),
+            ("cs(User-Agent)", "Tab%09and%20%22quotes%22"),
+            ("cs-uri-query", "v=17&lang=en"),
+            ("cs(Cookie)", "-"),
+            ("x-edge-result-type", "Hit"),
+            ("x-host-header", "Assets.Example.com:8443"),
+            ("cs-protocol", "http"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("ssl-protocol", "-"),
+            ("cs-protocol-version", "HTTP/1.1"),
+            ("c-port", "50123"),
+            ("x-edge-detailed-result-type", "Hit"),
+            ("sc-content-type", "image/png"),
+            ("sc-content-len", "0"),
+            ("sc-range-start", "-"),
+            ("distribution-id", "prod"),
+            ("cache-behavior-path-pattern", "/assets/*"),
+            ("x-shardgate-waf-rule", "-"),
+        ] {
+            assert_eq!(field[name], want, "{name} in {row}");
+        }
+        let id = field["x-edge-request-id"];
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{row}");
+        assert_eq!(field["date"].len(), 10, "{row}");
+        assert_eq!(field["time"].len(), 8, "{row}");
+    }
+
+    /// `cs-bytes` of a request, logged in the `fields` format.
+    fn cs_bytes(req: &Request<()>) -> u64 {
+        let sink = Arc::new(Sink(std::sync::Mutex::new(String::new())));
+        let (_, conn) = sample_request();
+        tracing::subscriber::with_default(Arc::clone(&sink), || {
+            let log = AccessLog::new(&AccessLogSettings {
+                enabled: true,
+                format: AccessLogFormat::Fields,
+                edge_location: "edge-unit".into(),
+            });
+            drop(log.start(req, &conn).expect("enabled"));
+        });
+        let out = sink.0.lock().expect("sink").clone();
+        let value = out.split("cs-bytes=").nth(1).and_then(|v| v.split(' ').next()).expect("cs-bytes");
+        value.parse().expect("a number")
+    }
+
+    #[test]
+    fn cs_bytes_counts_the_target_as_sent() {
+        let request = |version: Version, target: &str, host: Option<&str>| {
+            let mut b = Request::builder().version(version).uri(target).header(header::USER_AGENT, "game/1");
+            if let Some(h) = host {
+                b = b.header(header::HOST, h);
+            }
+            b.body(()).expect("request")
+        };
+        let origin_form = cs_bytes(&request(Version::HTTP_11, "/a?b=1", Some("h.example")));
+        // `GET /a?b=1 HTTP/1.1`, `host: h.example`, `user-agent: game/1`, CRLFs.
+        assert_eq!(origin_form, 21 + 17 + 20 + 2);
+        let absolute = cs_bytes(&request(Version::HTTP_11, "http://u:p@h.example/a?b=1", Some("h.example")));
+        assert_eq!(absolute, origin_form + "http://u:p@h.example".len() as u64, "absolute-form, as sent");
+        let h2 = cs_bytes(&request(Version::HTTP_2, "https://h.example/a?b=1", None));
+        assert_eq!(h2, origin_form, ":authority as a Host line, origin-form target");
+    }
+
+    /// The cost of one logged request (start, respond, the line), by hand:
+    /// `SHARDGATE_COST_ITERS=20000 cargo test -p shardgate-http --lib
+    /// access_log::tests::cost_of_a_logged_request -- --ignored --nocapture`
+    /// (`SHARDGATE_COST_FORMAT=tsv` for one format; run it under `valgrind`
+    /// with two iteration counts to count the allocations per request).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn cost_of_a_logged_request() {
+        let iters: u32 = std::env::var("SHARDGATE_COST_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        let only = std::env::var("SHARDGATE_COST_FORMAT").ok();
+        let sink = Sink(std::sync::Mutex::new(String::with_capacity(8192)));
+        tracing::subscriber::with_default(sink, || {
+            for format in [AccessLogFormat::Fields, AccessLogFormat::Tsv] {
+                if only.as_ref().is_some_and(|f| !f.eq_ignore_ascii_case(&format!("{format:?}"))) {
+                    continue;
+                }
+                let log =
+                    AccessLog::new(&AccessLogSettings { enabled: true, format, edge_location: "edge-bench-1".into() });
+                let (req, conn) = sample_request();
+                let responses: Vec<_> = (0..iters).map(|_| sample_response()).collect();
+                let started = Instant::now();
+                for resp in responses {
+                    let mut entry = log.start(&req, &conn).expect("enabled");
+                    entry.facts().distribution = Some(Arc::from("prod"));
+                    drop(entry.respond(resp));
+                }
+                let per = started.elapsed() / iters;
+                println!("{format:?}: {per:?} per request over {iters}");
+            }
+        });
     }
 
     #[test]

@@ -155,25 +155,54 @@ fn roll() -> f64 {
         STATE.store(seed, Ordering::Relaxed);
         z = seed;
     }
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    (splitmix64(z) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// splitmix64's finalizer (Steele, Lea and Flood, "Fast Splittable
+/// Pseudorandom Number Generators", OOPSLA 2014): a bijection on `u64` that
+/// spreads every input bit. Used for canary rolls and access-log request ids.
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The host a request names, as sent: the target's authority (HTTP/1.1
+/// absolute-form, HTTP/2 `:authority`) or else its `Host` header, without
+/// user information, port, IPv6 brackets or trailing dots; `None` when it
+/// names none. Reads only through [`http::uri::Authority::host`], so no
+/// `user:password@` reaches a caller (RFC 9110 §4.2.4 forbids it in an
+/// http(s) authority; the routing refuses it, the access log must not write it).
+pub(crate) fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    let host = match uri.authority() {
+        Some(a) if !a.as_str().is_empty() => a.host().as_bytes(),
+        _ => {
+            let raw = without_userinfo(headers.get(header::HOST)?.as_bytes());
+            if raw.first() == Some(&b'[') {
+                raw.iter().position(|&b| b == b']').map_or(raw, |i| &raw[..=i])
+            } else {
+                raw.iter().rposition(|&b| b == b':').map_or(raw, |i| &raw[..i])
+            }
+        }
+    };
+    // Keep IPv6 literals whole, without their brackets.
+    let host = host.strip_prefix(b"[").map_or(host, |h| h.strip_suffix(b"]").unwrap_or(h));
+    let end = host.iter().rposition(|&b| b != b'.').map_or(0, |i| i + 1);
+    let host = &host[..end];
+    if host.is_empty() { None } else { Some(host) }
+}
+
+/// A `Host` value without anything up to its last `@`: a `Host` holds no
+/// user information (RFC 9110 §7.2), and one that does anyway (refused as
+/// `bad_host`) must not carry a password further, into the log or elsewhere.
+pub(crate) fn without_userinfo(raw: &[u8]) -> &[u8] {
+    raw.iter().rposition(|&b| b == b'@').map_or(raw, |i| &raw[i + 1..])
+}
+
+/// The routing host of a request: [`request_host`] in lower case.
 fn host_of(req: &Request<Incoming>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok())?,
-    };
-    // Strip the port; keep IPv6 literals whole.
-    let host = if raw.starts_with('[') {
-        raw.split_once(']').map_or(raw, |(h, _)| h).trim_start_matches('[')
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
-    };
-    let host = host.trim_end_matches('.');
-    if host.is_empty() { None } else { Some(host.to_ascii_lowercase()) }
+    let host = std::str::from_utf8(request_host(req.uri(), req.headers())?).ok()?;
+    Some(host.to_ascii_lowercase())
 }
 
 impl EdgeService {
@@ -1108,4 +1137,45 @@ async fn drive_fill(
     metrics.cache_bytes.set(bytes as i64);
     metrics.cache_objects.set(objects as i64);
     metrics.cache_disk_bytes.set(cache.disk_usage() as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(uri: &str, host_header: Option<&str>) -> Option<String> {
+        let uri: http::Uri = uri.parse().expect("uri");
+        let mut headers = HeaderMap::new();
+        if let Some(h) = host_header {
+            headers.insert(header::HOST, HeaderValue::from_str(h).expect("value"));
+        }
+        request_host(&uri, &headers).map(|h| String::from_utf8_lossy(h).into_owned())
+    }
+
+    #[test]
+    fn the_request_host_never_carries_user_information() {
+        assert_eq!(host("http://user:pass@A.example:8080/x", None).as_deref(), Some("A.example"));
+        assert_eq!(host("http://user@a.example/x", Some("b.example")).as_deref(), Some("a.example"), "authority wins");
+        assert_eq!(host("/x", Some("user:pass@a.example:80")).as_deref(), Some("a.example"));
+        assert_eq!(host("/x", Some("user:pass@a.example")).as_deref(), Some("a.example"));
+    }
+
+    #[test]
+    fn splitmix64_is_the_reference_finalizer() {
+        // The reference generator's first output from state 0 (its state
+        // steps by the golden gamma before the finalizer runs).
+        assert_eq!(splitmix64(0x9E37_79B9_7F4A_7C15), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(splitmix64(0), 0);
+    }
+
+    #[test]
+    fn the_request_host_drops_port_brackets_and_trailing_dots() {
+        assert_eq!(host("/x", Some("a.example.:443")).as_deref(), Some("a.example"));
+        assert_eq!(host("/x", Some("[::1]:8080")).as_deref(), Some("::1"));
+        assert_eq!(host("http://[2001:db8::1]:80/x", None).as_deref(), Some("2001:db8::1"));
+        assert_eq!(host("http://[2001:db8::1]/x", None).as_deref(), Some("2001:db8::1"));
+        assert_eq!(host("/x", Some("a.example")).as_deref(), Some("a.example"));
+        assert_eq!(host("/x", Some(".:80")), None);
+        assert_eq!(host("/x", None), None);
+    }
 }

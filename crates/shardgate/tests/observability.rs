@@ -332,6 +332,7 @@ async fn access_log_writes_cloudfront_fields_per_edge_request() {
     // A viewer that leaves mid-download: logged when it goes, as an error
     // whose response was a miss (CloudFront's ClientCommError).
     let mut sock = std::net::TcpStream::connect(edge).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
     sock.write_all(
         format!("GET /big/file HTTP/1.1\r\nHost: {HOST}\r\nReferer: http://tag.test/gone\r\n\r\n").as_bytes(),
     )
@@ -391,6 +392,67 @@ async fn access_log_writes_cloudfront_fields_per_edge_request() {
     assert_eq!(ids.len(), lines.len(), "request ids are unique");
     let log = gw.log();
     assert!(!log.contains("COOKIE-SECRET") && !log.contains("AUTH-SECRET"), "secrets in the log:\n{log}");
+}
+
+/// User information in a request's authority (refused: RFC 9110 §4.2.4)
+/// never reaches the log: `cs(Host)` and `x-host-header` come from the
+/// authority's host and port, over HTTP/2 (`:authority`) and HTTP/1.1
+/// (absolute-form target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_never_writes_url_credentials() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let gw = gateway().tls_listeners(0).edge_http(1).yaml("log:\n  format: json\n").spawn().await;
+    let a = TestOrigin::start(vec![("/asset", OriginFile::new("a"))]).await;
+    let b = TestOrigin::start(vec![]).await;
+    edge_setup(&gw, &a, &b).await;
+    let edge = gw.edge_plain[0];
+
+    // HTTP/2 with prior knowledge: hyper's client puts the URI's authority,
+    // user information included, in `:authority`, and sends no Host.
+    let tcp = tokio::net::TcpStream::connect(edge).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://alice:H2-PASSWORD@{HOST}:8443/asset"))
+        .header("referer", "http://tag.test/h2-userinfo")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("h2 answer within 10 s")
+        .expect("response");
+    assert_eq!(resp.status(), 400);
+
+    // HTTP/1.1 absolute-form; the authority has no port, so a naive
+    // `host:port` split would log the user name as the host.
+    let mut sock = std::net::TcpStream::connect(edge).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    sock.write_all(
+        format!(
+            "GET http://bob:H1-PASSWORD@{HOST}/asset HTTP/1.1\r\nHost: {HOST}\r\nReferer: http://tag.test/h1-userinfo\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    let mut head = Vec::new();
+    sock.read_to_end(&mut head).expect("read the answer");
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&head));
+
+    let h2 = line_with_referer(&gw, "http://tag.test/h2-userinfo").await;
+    assert_eq!((&h2["cs(Host)"], &h2["x-host-header"]), (&json!(HOST), &json!(format!("{HOST}:8443"))), "{h2}");
+    assert_eq!(h2["cs-protocol-version"], "HTTP/2.0", "{h2}");
+    let h1 = line_with_referer(&gw, "http://tag.test/h1-userinfo").await;
+    assert_eq!((&h1["cs(Host)"], &h1["x-host-header"]), (&json!(HOST), &json!(HOST)), "{h1}");
+    for line in [&h2, &h1] {
+        assert_eq!(line["x-edge-detailed-result-type"], "InvalidRequestHeader", "{line}");
+    }
+    let log = gw.log();
+    for secret in ["PASSWORD", "alice", "bob"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,11 +522,86 @@ async fn access_log_tsv_format_and_its_switches() {
             .spawn()
             .await;
         edge_setup(&gw, &a, &b).await;
-        assert_eq!(get(gw.edge_plain[0], HOST, "/asset", &[("referer", "http://tag.test/off")]).await.0, 200);
-        let log = gw.log();
+        // Several requests, on their own connections, so that each of the
+        // gateway's worker threads is likely to have handled one.
+        for _ in 0..8 {
+            assert_eq!(get(gw.edge_plain[0], HOST, "/asset", &[("referer", "http://tag.test/off")]).await.0, 200);
+        }
+        // A later line the log does write (the Admin API warns of a wrong
+        // key): once it is there, an access line would have been too. It
+        // must be there: a filtered-out access log must not swallow the
+        // next line of the thread that served the request.
+        let marker = "/apisix/admin/routes/after-the-edge-requests";
+        let wrong = gw.admin_with_key(Some("not-the-key")).request("GET", marker, None).await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+        let log = eventually(10, "the wrong-key warning", || async {
+            let log = gw.log();
+            log.contains(marker).then_some(log)
+        })
+        .await;
         assert!(log.contains("shardgate ready"), "{log}");
         assert!(!log.contains("tag.test") && !log.contains("edge request"), "{edge_yaml}{log_yaml}: {log}");
     }
+}
+
+/// A log writer for in-process subscribers: everything goes to one buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// With `shardgate::access=off` in the log filter, starting an access-log
+/// entry must not swallow the thread's next log line. The binary's log
+/// layer has a per-layer filter (reloadable); asking tracing whether a
+/// target is enabled outside an event (`tracing::enabled!`) leaves that
+/// filter's per-thread state set, and the next event on the thread is
+/// dropped (tokio-rs/tracing#2704). Same subscriber shape as the binary's,
+/// in process, so the thread is known.
+#[test]
+fn a_silenced_access_log_does_not_swallow_the_next_log_line() {
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let out = Captured::default();
+    let writer = out.clone();
+    let (filter, _reload) = tracing_subscriber::reload::Layer::new(EnvFilter::new("info,shardgate::access=off"));
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || writer.clone());
+    let filter = filter.and(shardgate_core::trace::log_filter());
+    // No trace export: the binary's span layer is `None`.
+    let spans: Option<tracing_subscriber::filter::Filtered<tracing_subscriber::layer::Identity, _, _>> =
+        None.map(|l: tracing_subscriber::layer::Identity| l.with_filter(shardgate_core::trace::span_filter()));
+    let subscriber = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(spans);
+    let log = shardgate_http::AccessLog::new(&shardgate_http::AccessLogSettings {
+        enabled: true,
+        format: shardgate_http::AccessLogFormat::Fields,
+        edge_location: "edge-unit".into(),
+    });
+    let req = hyper::Request::get("/asset").header("host", HOST).body(()).expect("request");
+    let conn = shardgate_http::service::ConnInfo {
+        client: "127.0.0.1:40000".parse().expect("address"),
+        local: "127.0.0.1:8080".parse().expect("address"),
+        tls: None,
+        tls_session: None,
+    };
+    tracing::subscriber::with_default(subscriber, || {
+        let entry = log.start(&req, &conn);
+        tracing::warn!(target: "shardgate::admin", "the line after the request");
+        drop(entry);
+        tracing::warn!(target: "shardgate::admin", "the line after the entry");
+    });
+    let text = String::from_utf8(out.0.lock().expect("log buffer").clone()).expect("UTF-8");
+    assert!(text.contains("the line after the request"), "{text}");
+    assert!(text.contains("the line after the entry"), "{text}");
+    assert!(!text.contains("edge request") && !text.contains("shardgate::access"), "{text}");
 }
 
 const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/shardgate-dashboard.json");
@@ -602,6 +739,8 @@ async fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "ShardgateUpstreamNodeUnhealthy",
         "ShardgateUpstreamFailOpen",
         "ShardgateTLSHandshakeFailureSurge",
+        "ShardgateTargetDown",
+        "ShardgateTargetsAbsent",
         "ShardgateConfigApplyErrors",
         "ShardgateStoreDown",
         "ShardgateCertificateExpiringSoon",
