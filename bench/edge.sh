@@ -6,7 +6,9 @@
 # this script started are stopped (by their PID).
 #
 # Usage: bench/edge.sh [seconds-per-run]     (default 10)
-#   PROXIES="shardgate nginx varnish" (default; also shardgate-acl, and
+#   PROXIES="shardgate nginx varnish" (default; also shardgate-acl,
+#     shardgate-log: the edge access log on, one line per request to a file,
+#     against nginx-log: nginx's access_log to a file; and
 #     shardgate-base: the binary named by SG_BASE, e.g. a release build of an
 #     earlier commit, for a before/after comparison in one interleaved run)
 #   FILES="1k 1m" (default)   ROUNDS=3 (default)
@@ -78,7 +80,7 @@ PY
 
 start_proxy() {
     case $1 in
-    shardgate|shardgate-acl|shardgate-base)
+    shardgate|shardgate-acl|shardgate-log|shardgate-base)
         bin=$SG
         if [ "$1" = shardgate-base ]; then
             bin=${SG_BASE:?shardgate-base needs SG_BASE=<path to a shardgate binary>}
@@ -91,7 +93,7 @@ edge:
 admin: {listen: "127.0.0.1:$ADMIN"}
 metrics: {listen: "127.0.0.1:$METRICS"}
 store: {data_dir: "$W/sg-data"}
-log: {level: warn}
+log: {level: $([ "$1" = shardgate-log ] && echo info || echo warn)}
 drain: {timeout: 1s}
 YAML
         SHARDGATE_ADMIN_KEY=bench-admin-key-0123456789 taskset -c 0 "$bin" run --config "$W/sg.yaml" 2> "$W/sg.log" & PROC_PIDS=($!)
@@ -104,7 +106,7 @@ YAML
         curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/distributions/assets" -H 'X-API-KEY: bench-admin-key-0123456789' \
             -d "{\"hosts\": [\"$HOST\"], \"origins\": {\"o\": {\"upstream\": {\"nodes\": {\"127.0.0.1:$ORIGIN\": 1}}}}$acl_field}" > /dev/null
         ;;
-    nginx)
+    nginx|nginx-log)
         mkdir -p "$W/nginx/cache"
         cat > "$W/nginx/nginx.conf" <<NGX
 daemon off;
@@ -115,7 +117,7 @@ pid $W/nginx/nginx.pid;
 error_log $W/nginx/error.log warn;
 events { worker_connections 10000; }
 http {
-    access_log off;
+    access_log $([ "$1" = nginx-log ] && echo "$W/nginx/access.log" || echo off);
     keepalive_requests 10000000;
     proxy_cache_path $W/nginx/cache levels=1:2 keys_zone=assets:10m max_size=1g inactive=1h use_temp_path=off;
     upstream origin { server 127.0.0.1:$ORIGIN; }
