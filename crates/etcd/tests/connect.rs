@@ -167,10 +167,17 @@ async fn tls_with_a_verified_server_and_a_client_certificate() {
         other => panic!("an untrusted server certificate: {other:?}"),
     }
 
-    // No client certificate where etcd requires one.
+    // No client certificate where etcd requires one: refused. In TLS 1.3 the
+    // server checks the client's certificate after the client has finished
+    // its side of the handshake, so the client reads either etcd's
+    // `bad_certificate` alert or, when the server closes first, a closed
+    // connection on its first request (seen once in about twenty runs).
     match EtcdStore::connect(tls_options(&etcd, &files.ca, false)).await {
         Err(StoreError::Backend { reason, .. }) => {
             assert!(reason.contains("TLS") && reason.contains("BadCertificate"), "{reason}");
+        }
+        Err(StoreError::Unavailable { reason, .. }) => {
+            assert!(reason.contains("connection closed") || reason.contains("BadCertificate"), "{reason}");
         }
         other => panic!("no client certificate: {other:?}"),
     }
