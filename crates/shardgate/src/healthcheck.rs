@@ -235,7 +235,7 @@ mod tests {
     fn wildcard_listeners_are_reached_on_loopback() {
         assert_eq!(reachable("0.0.0.0:9091".parse().expect("addr")), "127.0.0.1:9091".parse().expect("addr"));
         assert_eq!(reachable("[::]:9091".parse().expect("addr")), "[::1]:9091".parse().expect("addr"));
-        assert_eq!(reachable("10.1.2.3:9091".parse().expect("addr")), "10.1.2.3:9091".parse().expect("addr"));
+        assert_eq!(reachable("192.0.2.7:9091".parse().expect("addr")), "192.0.2.7:9091".parse().expect("addr"));
     }
 
     #[test]
