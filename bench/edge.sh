@@ -8,7 +8,8 @@
 # Usage: bench/edge.sh [seconds-per-run]     (default 10)
 #   PROXIES="shardgate nginx varnish" (default; also shardgate-acl,
 #     shardgate-log: the edge access log on, one line per request to a file,
-#     against nginx-log: nginx's access_log to a file; and
+#     against nginx-log: nginx's access_log to a file; shardgate-nolog:
+#     edge.access_log.enabled: false; and
 #     shardgate-base: the binary named by SG_BASE, e.g. a release build of an
 #     earlier commit, for a before/after comparison in one interleaved run)
 #   FILES="1k 1m" (default)   ROUNDS=3 (default)
@@ -80,7 +81,7 @@ PY
 
 start_proxy() {
     case $1 in
-    shardgate|shardgate-acl|shardgate-log|shardgate-base)
+    shardgate|shardgate-acl|shardgate-log|shardgate-nolog|shardgate-base)
         bin=$SG
         if [ "$1" = shardgate-base ]; then
             bin=${SG_BASE:?shardgate-base needs SG_BASE=<path to a shardgate binary>}
@@ -90,6 +91,7 @@ stream: {tcp: []}
 edge:
   http:
     - addr: "127.0.0.1:$PROXY"
+$([ "$1" = shardgate-nolog ] && echo "  access_log: {enabled: false}")
 admin: {listen: "127.0.0.1:$ADMIN"}
 metrics: {listen: "127.0.0.1:$METRICS"}
 store: {data_dir: "$W/sg-data"}
