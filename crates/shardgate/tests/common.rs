@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use shardgate_e2e::{Gateway, GatewayBuilder};
+use shardgate_e2e::{AdminClient, Gateway, GatewayBuilder};
 
 /// A gateway builder for this package's binary.
 pub fn gateway() -> GatewayBuilder {
@@ -50,4 +50,21 @@ pub fn readme_blocks(heading: &str) -> Vec<(bool, String)> {
         }
     }
     out
+}
+
+/// Stores the IP set `banned` holding `cidr` and the web ACL `acl` whose one
+/// rule (`banned`) blocks it; everything else is allowed.
+pub async fn ban_with_web_acl(admin: &AdminClient, cidr: &str, acl: &str) {
+    let set = format!(r#"{{"Name": "banned", "IPAddressVersion": "IPV4", "Addresses": ["{cidr}"]}}"#);
+    let r = admin.request("PUT", "/apisix/admin/ip_sets/banned", Some(&set)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let body = format!(
+        r#"{{"Name": "{acl}", "DefaultAction": {{"Allow": {{}}}},
+      "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "{acl}"}},
+      "Rules": [{{"Name": "banned", "Priority": 0, "Action": {{"Block": {{}}}},
+         "Statement": {{"IPSetReferenceStatement": {{"ARN": "banned"}}}},
+         "VisibilityConfig": {{"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "banned"}}}}]}}"#
+    );
+    let r = admin.request("PUT", &format!("/apisix/admin/web_acls/{acl}"), Some(&body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
 }

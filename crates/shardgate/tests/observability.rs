@@ -863,21 +863,7 @@ async fn dashboard_and_alert_rules_name_only_metrics_the_gateway_exports() {
             &json!({"server_port": udp.port(), "upstream": {"nodes": {ugs.node(): 1}}}),
         )
         .await;
-    let r = admin
-        .request(
-            "PUT",
-            "/apisix/admin/ip_sets/banned",
-            Some(r#"{"Name": "banned", "IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32"]}"#),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let acl = r#"{"Name": "players", "DefaultAction": {"Allow": {}},
-      "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "players"},
-      "Rules": [{"Name": "banned", "Priority": 0, "Action": {"Block": {}},
-         "Statement": {"IPSetReferenceStatement": {"ARN": "banned"}},
-         "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "banned"}}]}"#;
-    let r = admin.request("PUT", "/apisix/admin/web_acls/players", Some(acl)).await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    common::ban_with_web_acl(&admin, "127.0.0.2/32", "players").await;
     gw.applied().await;
     let client = TlsClient::default();
     let mut s = eventually(5, "routed", || async { client.connect(gw.tls_addr(), Some("gs-1.com")).await.ok() }).await;

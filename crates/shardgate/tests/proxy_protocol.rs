@@ -340,20 +340,7 @@ async fn web_acls_and_plugins_judge_the_carried_address() {
     let admin = gw.admin();
     let plain = gw.plain[0];
     let gs = GameServer::start("gs").await;
-    let r = admin
-        .request(
-            "PUT",
-            "/apisix/admin/ip_sets/banned",
-            Some(r#"{"Name": "banned", "IPAddressVersion": "IPV4", "Addresses": ["203.0.113.66/32"]}"#),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let acl = r#"{"Name": "players", "DefaultAction": {"Allow": {}},
-      "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "players"},
-      "Rules": [{"Name": "banned", "Priority": 0, "Action": {"Block": {}},
-         "Statement": {"IPSetReferenceStatement": {"ARN": "banned"}},
-         "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "banned"}}]}"#;
-    assert_eq!(admin.request("PUT", "/apisix/admin/web_acls/players", Some(acl)).await.status, 201);
+    common::ban_with_web_acl(&admin, "203.0.113.66/32", "players").await;
     admin
         .put_ok(
             "/apisix/admin/stream_routes/1",

@@ -119,21 +119,7 @@ async fn a_passthrough_routes_web_acl_blocks_before_the_game_server_sees_a_byte(
     let admin = gw.admin();
     let room_cert = TestCert::ecdsa(&["room.passthrough.test"]);
     let room = TlsGameServer::start("room", "127.0.0.1:0", &room_cert).await;
-    let r = admin
-        .request(
-            "PUT",
-            "/apisix/admin/ip_sets/banned",
-            Some(r#"{"Name": "banned", "IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32"]}"#),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let acl = r#"{"Name": "rooms", "DefaultAction": {"Allow": {}},
-      "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "rooms"},
-      "Rules": [{"Name": "banned", "Priority": 0, "Action": {"Block": {}},
-         "Statement": {"IPSetReferenceStatement": {"ARN": "banned"}},
-         "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "banned"}}]}"#;
-    let r = admin.request("PUT", "/apisix/admin/web_acls/rooms", Some(acl)).await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    common::ban_with_web_acl(&admin, "127.0.0.2/32", "rooms").await;
     admin
         .put_ok(
             "/apisix/admin/stream_routes/pt",

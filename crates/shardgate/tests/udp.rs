@@ -333,21 +333,7 @@ async fn web_acls_refuse_an_address_before_a_session_is_created() {
         .spawn()
         .await;
     let admin = gw.admin();
-    let r = admin
-        .request(
-            "PUT",
-            "/apisix/admin/ip_sets/banned",
-            Some(r#"{"Name": "banned", "IPAddressVersion": "IPV4", "Addresses": ["127.0.0.2/32"]}"#),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let acl = r#"{"Name": "players", "DefaultAction": {"Allow": {}},
-      "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "players"},
-      "Rules": [{"Name": "banned", "Priority": 0, "Action": {"Block": {}},
-         "Statement": {"IPSetReferenceStatement": {"ARN": "banned"}},
-         "VisibilityConfig": {"SampledRequestsEnabled": false, "CloudWatchMetricsEnabled": true, "MetricName": "banned"}}]}"#;
-    let r = admin.request("PUT", "/apisix/admin/web_acls/players", Some(acl)).await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    common::ban_with_web_acl(&admin, "127.0.0.2/32", "players").await;
     let gs = UdpGameServer::start("gs").await;
     routes(
         &gw,
