@@ -278,7 +278,8 @@ impl ExportTask {
             let mut stop = stop_seen;
             while !stop && batch.len() < self.batch_size {
                 let room = self.batch_size - batch.len();
-                let due = deadline.unwrap_or_else(|| Instant::now() + self.interval);
+                // Only read once the first span has set the deadline.
+                let due = deadline.unwrap_or_else(Instant::now);
                 tokio::select! {
                     biased;
                     // A dropped handle stops the task too.
@@ -289,7 +290,8 @@ impl ExportTask {
                             stop = true;
                             break;
                         }
-                        deadline.get_or_insert(due);
+                        // The batch's window starts when its first span arrives.
+                        deadline.get_or_insert_with(|| Instant::now() + self.interval);
                     }
                 }
             }

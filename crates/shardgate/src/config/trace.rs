@@ -117,7 +117,8 @@ fn default_timeout() -> ConfigDuration {
 impl fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtlpConfig")
-            .field("endpoint", &self.endpoint)
+            // The query may hold a token: left out, as in the logs.
+            .field("endpoint", &without_query(&self.endpoint))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("ca_file", &self.ca_file)
@@ -140,21 +141,30 @@ pub struct Endpoint {
     pub path_and_query: String,
 }
 
+/// `url` up to its query (`?...`), for errors and `Debug`.
+fn without_query(url: &str) -> String {
+    url.split_once('?').map_or(url, |(before, _)| before).to_owned()
+}
+
 impl OtlpConfig {
     /// The endpoint, checked: the error names the field and the problem.
     pub fn endpoint(&self) -> Result<Endpoint, ConfigError> {
         let field = "tracing.otlp.endpoint";
         let raw = self.endpoint.trim();
+        // Errors echo the URL without its query, which may hold a token.
+        let shown = without_query(raw);
+        let raw_for_errors = shown.as_str();
         let lower = raw.to_ascii_lowercase();
         if !lower.starts_with("http://") && !lower.starts_with("https://") {
             return Err(ConfigError(format!(
-                "{field}: {raw:?} must start with http:// or https:// (OTLP/HTTP; e.g. http://127.0.0.1:4318/v1/traces)"
+                "{field}: {raw_for_errors:?} must start with http:// or https:// (OTLP/HTTP; e.g. http://127.0.0.1:4318/v1/traces)"
             )));
         }
-        let uri: Uri = raw.parse().map_err(|e| ConfigError(format!("{field}: {raw:?} is not a URL: {e}")))?;
+        let uri: Uri =
+            raw.parse().map_err(|e| ConfigError(format!("{field}: {raw_for_errors:?} is not a URL: {e}")))?;
         let tls = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https"));
         let Some(authority) = uri.authority() else {
-            return Err(ConfigError(format!("{field}: {raw:?} names no host")));
+            return Err(ConfigError(format!("{field}: {raw_for_errors:?} names no host")));
         };
         if authority.as_str().contains('@') {
             return Err(ConfigError(format!(
@@ -163,12 +173,12 @@ impl OtlpConfig {
         }
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Err(ConfigError(format!("{field}: {raw:?} names no host")));
+            return Err(ConfigError(format!("{field}: {raw_for_errors:?} names no host")));
         }
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
         if uri.path() == "/" {
             return Err(ConfigError(format!(
-                "{field}: {raw:?} has no path; the OTLP/HTTP traces URL is usually {}://{}/v1/traces",
+                "{field}: {raw_for_errors:?} has no path; the OTLP/HTTP traces URL is usually {}://{}/v1/traces",
                 if tls { "https" } else { "http" },
                 authority
             )));
@@ -347,6 +357,17 @@ mod tests {
             .expect("https");
         assert!(e.tls);
         assert_eq!((e.host.as_str(), e.port, e.path_and_query.as_str()), ("::1", 443, "/otlp/v1/traces?tenant=a"));
+    }
+
+    #[test]
+    fn a_token_in_the_endpoint_query_is_never_shown() {
+        let e =
+            check("tracing:\n  otlp:\n    endpoint: \"grpc://c:4317/v1/traces?token=SECRET\"\n").expect_err("scheme");
+        assert!(e.contains("grpc://c:4317/v1/traces") && !e.contains("SECRET"), "{e}");
+        let c = Config::parse("tracing:\n  otlp:\n    endpoint: \"http://c:4318/v1/traces?token=SECRET\"\n")
+            .expect("parse");
+        let shown = format!("{:?}", c.tracing.otlp.expect("otlp"));
+        assert!(shown.contains("http://c:4318/v1/traces") && !shown.contains("SECRET"), "{shown}");
     }
 
     #[test]
