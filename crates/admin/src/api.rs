@@ -11,6 +11,7 @@
 //! | `?ttl=<seconds>` on PUT, POST, PATCH | the resource is deleted when it passes (an etcd lease in APISIX); a write without it makes the resource permanent again |
 //! | `POST /apisix/admin/continuous_deployment_policies/<id>/promote\|discard` | canary actions (`api::canary`) |
 //! | `GET /apisix/admin/web_acls/<id>/sampled_requests` | recent WAF matches, AWS's `GetSampledRequests` shape |
+//! | `POST\|GET /apisix/admin/distributions/<id>/warm[/<job>]`, `DELETE .../warm/<job>` | cache warm jobs (`api::warm`) |
 //! | `POST /apisix/admin/schema/validate/<kind>` | 200 or 400, nothing stored |
 //! | `HEAD /apisix/admin` | 200, no key needed (APISIX's `head` handler in `apisix/admin/init.lua`) |
 //! | `OPTIONS` anything | 200 with APISIX's CORS headers, no key needed (`cors_admin` in `apisix/init.lua`) |
@@ -101,6 +102,8 @@ struct Inner {
     keyring: Option<Arc<Keyring>>,
     /// The dashboard's sign-in state, when the dashboard is on.
     dashboard: Option<Arc<crate::dashboard::Dashboard>>,
+    /// Cache warm jobs, when the binary gave a warmer.
+    warm: Option<Arc<warm::WarmJobs>>,
 }
 
 impl AdminState {
@@ -122,6 +125,7 @@ impl AdminState {
                 samples: None,
                 keyring: None,
                 dashboard: None,
+                warm: None,
             }),
         }
     }
@@ -257,6 +261,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/apisix/admin", any(root))
         .route("/apisix/admin/", any(root))
         .route("/apisix/admin/{*path}", any(dispatch))
+        .route("/apisix/admin/distributions/{id}/warm", any(warm::jobs))
+        .route("/apisix/admin/distributions/{id}/warm/{job}", any(warm::job))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error_msg": "not found"}))) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_key))
         .layer(axum::middleware::map_response(|mut r: Response| async move {
@@ -1155,6 +1161,7 @@ impl AdminState {
 mod canary;
 mod list;
 mod templates;
+pub mod warm;
 
 #[cfg(test)]
 mod tests;

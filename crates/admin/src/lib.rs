@@ -30,6 +30,7 @@ pub mod patch;
 pub mod serve;
 pub mod ui;
 
+pub use api::warm::{WarmFuture, WarmOutcome, WarmVariant, Warmer};
 pub use api::{AdminState, router};
 pub use control::{HealthcheckStatus, healthcheck_router};
 pub use error::ApiError;

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod origin;
 pub mod service;
 pub mod trace;
+pub mod warm;
 
 pub use access_log::{AccessLog, AccessLogFormat, AccessLogSettings};
 pub use listener::{HttpListenerSpec, HttpSettings, serve};

@@ -24,6 +24,9 @@
 //!   store prefix, at one revision, to a JSON file (a running gateway too).
 //! - `shardgate restore -i FILE [--config FILE] [--replace]` writes a backup
 //!   into the embedded store of a stopped gateway, or into an etcd prefix.
+//! - `shardgate cache warm --distribution ID --paths-from FILE` fills a
+//!   distribution's cache through a running gateway's Admin API, with a
+//!   progress bar and a summary (see `cache_cli`).
 //! - `shardgate dashboard hash-password` reads a password from standard
 //!   input and prints its `password_hash` for `dashboard.users`.
 
@@ -31,6 +34,7 @@
 
 mod admin_client;
 mod backup;
+mod cache_cli;
 mod config;
 mod config_code;
 mod dashboard_cli;
@@ -290,6 +294,12 @@ loopback, a key published in documentation). Exit 0 valid, 1 invalid.")]
         #[arg(long)]
         replace: bool,
     },
+    /// The edge's cache on a running gateway: fill it ahead of a release
+    /// (`cache warm`).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// The web dashboard on the Admin listener (`/ui/`): its users' password
     /// hashes.
     Dashboard {
@@ -326,6 +336,62 @@ Example:
   printf '%s\\n' \"$PASSWORD\" | shardgate dashboard hash-password
   shardgate dashboard hash-password < password.txt")]
     HashPassword,
+}
+
+/// `shardgate cache ...`.
+#[derive(Debug, Subcommand)]
+enum CacheAction {
+    /// Fill a distribution's cache from a list of paths ahead of a release,
+    /// so the first players get hits: a bounded number at once, with a
+    /// progress bar (rate, ETA) and a summary (fetched, already fresh,
+    /// failed with reasons).
+    #[command(after_help = "\
+The running gateway does the work (POST /apisix/admin/distributions/<ID>/warm):
+each path is fetched as a player's GET would be, through the distribution's
+web ACL, canary, behaviors, cache and origins. `fetched`: the edge went to the
+origin and stored it; `already fresh`: the cache held a fresh copy; `failed`:
+an error status, an unreachable origin, or an answer the cache does not store
+(no-store, private, too large), with the reason.
+
+The paths file has one path per line (with its query, if the cache policy keys
+on one); blank lines and lines starting with # are skipped; - reads standard
+input. At most 100000 paths per run. --variant staging warms the staging
+distribution of the distribution's continuous deployment policy (a
+header-based policy, or a weight-based one with cookie stickiness).
+
+A gateway warms its own cache: in a cluster, run it against each instance
+(--admin-url). Progress is drawn on stderr (a bar on a terminal, a line every
+5 s otherwise); the summary goes to stdout. Ctrl-C cancels the job.
+
+Exit status:
+  0  every path is in the cache (fetched or already fresh)
+  1  nothing was warmed: the file, the request or the Admin API failed
+  2  the job ran, but some paths failed (listed), or it was cancelled
+
+Example:
+  export SHARDGATE_ADMIN_KEY=...
+  find build/cdn -type f -printf '/%P\\n' > paths.txt
+  shardgate cache warm --distribution assets --paths-from paths.txt --concurrency 16
+  git diff --name-only v1.1 v1.2 -- cdn/ | sed 's|^cdn||' \\
+    | shardgate cache warm --distribution assets --variant staging --paths-from -")]
+    Warm {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The distribution's id (a primary; with --variant staging, its
+        /// staging side is warmed).
+        #[arg(long, value_name = "ID")]
+        distribution: String,
+        /// The file of paths, one per line; `-` for standard input.
+        #[arg(long, value_name = "FILE")]
+        paths_from: PathBuf,
+        /// The side of a canary to warm.
+        #[arg(long, value_enum, default_value = "primary")]
+        variant: cache_cli::Variant,
+        /// Fetches at once (1 to 64).
+        #[arg(long, value_name = "N", default_value_t = shardgate_admin::api::warm::DEFAULT_WARM_CONCURRENCY as u32,
+              value_parser = clap::value_parser!(u32).range(1..=shardgate_admin::api::warm::MAX_WARM_CONCURRENCY as i64))]
+        concurrency: u32,
+    },
 }
 
 /// How to reach a running gateway's Admin API.
@@ -428,6 +494,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Cache { action: CacheAction::Warm { admin, distribution, paths_from, variant, concurrency } } => {
+            cli_command(async move {
+                let key = config_code::admin_key(admin.admin_key.clone())?;
+                let timeout = std::time::Duration::from_secs(admin.timeout);
+                let client = admin.client()?;
+                let args =
+                    cache_cli::WarmArgs { distribution: &distribution, paths_from: &paths_from, variant, concurrency };
+                cache_cli::warm(client, key, timeout, args).await
+            })
+        }
         Command::Export { admin, output, include_secrets, force } => cli_command(async move {
             config_code::export(&mut admin.client()?, &output, include_secrets, force).await?;
             Ok(ExitCode::SUCCESS)

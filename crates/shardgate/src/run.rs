@@ -285,7 +285,11 @@ pub async fn run(config: Config, args: RunArgs, mut signals: Signals) -> anyhow:
             .with_applied_generation(handle.subscribe())
             .with_samples(Arc::clone(&samples))
             .with_cors(config.admin.cors)
-            .with_refuse_expired_certificates(config.admin.refuse_expired_certificates);
+            .with_refuse_expired_certificates(config.admin.refuse_expired_certificates)
+            .with_warmer(Arc::new(EdgeWarm(shardgate_http::warm::EdgeWarmer::new(
+                Arc::clone(&handle),
+                config.edge.http.iter().filter(|l| !l.tls && !l.proxy_protocol).map(|l| l.addr.0),
+            ))));
         let admin_addr = admin_socket.local_addr().context("admin address")?;
         let serve_settings = ServeSettings::from_limits(&config.limits);
         let admin_task = tokio::spawn(shardgate_admin::serve(
@@ -389,6 +393,39 @@ pub async fn run(config: Config, args: RunArgs, mut signals: Signals) -> anyhow:
     }
     tracing::info!("shardgate stopped");
     Ok(())
+}
+
+/// The Admin API's cache warm jobs (`shardgate cache warm`), fetched by the edge.
+struct EdgeWarm(shardgate_http::warm::EdgeWarmer);
+
+fn edge_variant(v: shardgate_admin::WarmVariant) -> shardgate_http::canary::Variant {
+    match v {
+        shardgate_admin::WarmVariant::Primary => shardgate_http::canary::Variant::Primary,
+        shardgate_admin::WarmVariant::Staging => shardgate_http::canary::Variant::Staging,
+    }
+}
+
+impl shardgate_admin::Warmer for EdgeWarm {
+    fn check(&self, distribution: &str, variant: shardgate_admin::WarmVariant) -> Result<(), String> {
+        self.0.plan(distribution, edge_variant(variant)).map(drop)
+    }
+
+    fn warm<'a>(
+        &'a self,
+        distribution: &'a str,
+        path: &'a str,
+        variant: shardgate_admin::WarmVariant,
+    ) -> shardgate_admin::WarmFuture<'a> {
+        use shardgate_admin::WarmOutcome;
+        use shardgate_http::warm::Warmed;
+        Box::pin(async move {
+            match self.0.warm(distribution, path, edge_variant(variant)).await {
+                Warmed::Fetched => WarmOutcome::Fetched,
+                Warmed::Fresh => WarmOutcome::Fresh,
+                Warmed::Failed(why) => WarmOutcome::Failed(why),
+            }
+        })
+    }
 }
 
 /// A stop signal before ready: nothing was served, so nothing drains. The

@@ -1,0 +1,358 @@
+//! `shardgate cache warm` and its Admin API (`/apisix/admin/distributions/<id>/warm`)
+//! through the real binary: a test origin with 1,000 objects warmed by the
+//! CLI, then served as hits without a new origin request; a second warm
+//! that finds them fresh; failures (a 404, an origin that is down) reported
+//! with their reasons and a non-zero exit; the staging side of a canary;
+//! the Admin API's refusals (bad bodies naming the field, no key, the viewer
+//! key, a second job on a distribution while one runs).
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::{gateway, text};
+use serde_json::{Value, json};
+use shardgate_e2e::origin::get;
+use shardgate_e2e::{ADMIN_KEY, Gateway, OriginFile, TestOrigin, eventually};
+
+const HOST: &str = "assets.example.com";
+const VIEWER_KEY: &str = "0c5e7d1f9a3b4e6d8f2a1c3e5b7d9f0a";
+
+/// Stores distribution `id` answering `host` from `origin` and waits until
+/// the edge serves it.
+async fn distribution(gw: &Gateway, id: &str, host: &str, origin: std::net::SocketAddr) {
+    gw.admin()
+        .put_ok(
+            &format!("/apisix/admin/distributions/{id}"),
+            &json!({"hosts": [host], "origins": {"o": {"upstream": {"nodes": {origin.to_string(): 1}}}}}),
+        )
+        .await;
+    let edge = gw.edge_plain[0];
+    // An answer through the distribution carries X-Cache; an unknown host's does not.
+    eventually(5, "distribution live", || async {
+        get(edge, host, "/__probe", &[]).await.1.contains_key("x-cache").then_some(())
+    })
+    .await;
+}
+
+/// Runs `shardgate cache warm` against `gw` with `args`; stdin from `input`.
+async fn warm_cli(gw: &Gateway, args: &[&str], input: Option<&str>) -> Output {
+    let admin_url = format!("http://{}", gw.admin);
+    let mut all = vec!["cache", "warm", "--admin-url", admin_url.as_str()];
+    all.extend_from_slice(args);
+    let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+    let input = input.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(&all)
+            .env("SHARDGATE_ADMIN_KEY", ADMIN_KEY)
+            .env_remove("SHARDGATE_ADMIN_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run shardgate cache warm");
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(text) = input {
+            stdin.write_all(text.as_bytes()).expect("write stdin");
+        }
+        drop(stdin);
+        child.wait_with_output().expect("cache warm output")
+    })
+    .await
+    .expect("cache warm task")
+}
+
+fn write_paths(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write paths");
+    path.display().to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The test: 1,000 objects warmed through the CLI are hits afterwards, and
+/// the origin saw each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_a_thousand_objects_fills_the_cache_then_finds_them_fresh() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let paths: Vec<String> = (0..1000).map(|i| format!("/release/1.2/obj-{i:04}.bin")).collect();
+    let files: Vec<(String, OriginFile)> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.clone(), OriginFile::new(format!("object {i}").repeat(10)).cache_control("max-age=3600")))
+        .collect();
+    let origin = TestOrigin::start(files.iter().map(|(p, f)| (p.as_str(), f.clone())).collect()).await;
+    distribution(&gw, "assets", HOST, origin.addr).await;
+    let origin_hits = || paths.iter().map(|p| origin.hits(p)).sum::<usize>();
+    assert_eq!(origin_hits(), 0);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = format!("# release 1.2\n\n{}\n", paths.join("\n"));
+    let file = write_paths(dir.path(), "paths.txt", &list);
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &file, "--concurrency", "16"], None).await;
+    let said = stdout(&out);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(said.contains("distribution assets (primary): 1000 paths"), "{said}");
+    assert!(said.contains("  fetched        1000\n  already fresh  0\n  failed         0\n"), "{said}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warming 1000 paths of distribution assets (primary), 16 at once"), "{err}");
+    assert_eq!(origin_hits(), 1000, "each object fetched once");
+    assert!(paths.iter().all(|p| origin.hits(p) == 1));
+
+    // Every object is a hit now, and the origin hears nothing more.
+    let edge = gw.edge_plain[0];
+    for (i, p) in paths.iter().enumerate() {
+        let (status, h, body) = get(edge, HOST, p, &[]).await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(h.get("x-cache").map(String::as_str), Some("Hit from shardgate"), "{p}");
+        assert_eq!(body, format!("object {i}").repeat(10).as_bytes(), "{p}");
+    }
+    assert_eq!(origin_hits(), 1000, "hits only");
+
+    // A second warm, from standard input: everything is already fresh.
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", "-"], Some(&list)).await;
+    let said = stdout(&out);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(said.contains("  fetched        0\n  already fresh  1000\n  failed         0\n"), "{said}");
+    assert_eq!(origin_hits(), 1000, "a warm of fresh objects asks the origin nothing");
+
+    // The jobs are listed for the distribution, newest first.
+    let jobs = gw.admin().get("/apisix/admin/distributions/assets/warm").await;
+    assert_eq!(jobs.status, 200, "{}", jobs.body);
+    let jobs = jobs.json();
+    assert_eq!(jobs["total"], 2, "{jobs}");
+    assert_eq!((jobs["list"][0]["fresh"].as_u64(), jobs["list"][1]["fetched"].as_u64()), (Some(1000), Some(1000)));
+    assert_eq!(jobs["list"][0]["state"], "finished");
+}
+
+/// A path the origin does not have and an origin that is down are failures
+/// with their reasons; the exit status says something failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_reported_with_their_reasons_and_a_non_zero_exit() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/ok.pak", OriginFile::new("ok").cache_control("max-age=3600")),
+        // One viewer's cookie: never stored for another.
+        ("/private.json", OriginFile::new("{}").header("set-cookie", "session=1")),
+    ])
+    .await;
+    distribution(&gw, "assets", HOST, origin.addr).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_paths(dir.path(), "paths.txt", "/ok.pak\n/missing.pak\n/private.json\n");
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &file], None).await;
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(said.contains("  fetched        1\n  already fresh  0\n  failed         2\n"), "{said}");
+    assert!(said.contains("  /missing.pak  404 Not Found from the origin\n"), "{said}");
+    assert!(
+        said.contains("  /private.json  200 OK from the origin, not stored: the response is not cacheable"),
+        "{said}"
+    );
+
+    // An origin that is down: nothing listens on its port any more.
+    let down = TestOrigin::start(vec![]).await;
+    let down_addr = down.addr;
+    distribution(&gw, "down", "down.example.com", down_addr).await;
+    drop(down);
+    let file = write_paths(dir.path(), "down.txt", "/a.pak\n/b.pak\n");
+    let out = warm_cli(&gw, &["--distribution", "down", "--paths-from", &file], None).await;
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(said.contains("  fetched        0\n  already fresh  0\n  failed         2\n"), "{said}");
+    assert!(said.contains("  /a.pak  502 Bad Gateway from the edge: "), "{said}");
+
+    // Nothing to warm is an error before anything is sent (exit 1), and so
+    // is a bad path, named with its line.
+    let empty = write_paths(dir.path(), "empty.txt", "# nothing yet\n\n");
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &empty], None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("lists no paths"), "{}", text(&out));
+    let bad = write_paths(dir.path(), "bad.txt", "/ok.pak\n# a comment\nnot-a-path\n");
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &bad], None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = text(&out);
+    assert!(
+        err.contains("\"paths[1]\"") && err.contains("must start with '/'") && err.contains("bad.txt line 3"),
+        "{err}"
+    );
+    let out = warm_cli(&gw, &["--distribution", "nope", "--paths-from", &file], None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("404 distribution nope not found"), "{}", text(&out));
+}
+
+fn error_msg(r: &shardgate_e2e::Response) -> String {
+    r.json().get("error_msg").and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+/// The Admin API's side: bounds and refusals naming the field, the key,
+/// the viewer's role, one running job per distribution, progress and cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_bounds_warm_jobs() {
+    let gw =
+        gateway().tls_listeners(0).edge_http(1).admin_yaml(&format!("  viewer_key: \"{VIEWER_KEY}\"")).spawn().await;
+    // Ten chunks half a second apart: a job on it runs for about five seconds.
+    let origin = TestOrigin::start(vec![
+        ("/slow.pak", OriginFile::new(vec![b's'; 10_000]).slow(10, Duration::from_millis(500))),
+        ("/quick.pak", OriginFile::new("q")),
+    ])
+    .await;
+    distribution(&gw, "assets", HOST, origin.addr).await;
+    let admin = gw.admin();
+    let url = "/apisix/admin/distributions/assets/warm";
+
+    let too_many: Vec<String> = (0..100_001).map(|i| format!("/{i}")).collect();
+    for (body, field) in [
+        (json!({}), "\"paths\""),
+        (json!({"paths": []}), "\"paths\""),
+        (json!({"paths": ["/ok", "no-slash"]}), "\"paths[1]\""),
+        (json!({"paths": too_many}), "\"paths\""),
+        (json!({"paths": ["/a*"]}), "\"paths[0]\""),
+        (json!({"paths": ["/ok"], "concurrency": 0}), "\"concurrency\""),
+        (json!({"paths": ["/ok"], "concurrency": 65}), "\"concurrency\""),
+        (json!({"paths": ["/ok"], "variant": "blue"}), "\"variant\""),
+        (json!({"paths": ["/ok"], "paths_from": "x"}), "\"paths_from\""),
+    ] {
+        let r = admin.post(url, &body).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(error_msg(&r).contains(field), "{field}: {}", r.body);
+    }
+    let r = admin.request("POST", url, Some("{not json")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = admin.post("/apisix/admin/distributions/nope/warm", &json!({"paths": ["/a"]})).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(error_msg(&r).contains("distribution nope not found"), "{}", r.body);
+    // No canary: no staging side to warm.
+    let r = admin.post(url, &json!({"paths": ["/a"], "variant": "staging"})).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(error_msg(&r).contains("no staging side"), "{}", r.body);
+
+    // Keys: none, wrong, and the viewer's (which may read, not start).
+    for key in [None, Some("wrong")] {
+        let r = gw.admin_with_key(key).post(url, &json!({"paths": ["/quick.pak"]})).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        let r = gw.admin_with_key(key).get(url).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    let viewer = gw.admin_with_key(Some(VIEWER_KEY));
+    let r = viewer.post(url, &json!({"paths": ["/quick.pak"]})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("invalid method for role viewer"), "{}", r.body);
+    assert_eq!(origin.total_hits(), 1, "only the probe reached the origin: {}", origin.total_hits());
+
+    // A job runs; a second one on the same distribution is refused meanwhile.
+    let r = admin.post(url, &json!({"paths": ["/slow.pak", "/quick.pak", "/slow.pak"], "concurrency": 1})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job = r.json();
+    let id = job["id"].as_str().expect("job id").to_owned();
+    let job_url = format!("{url}/{id}");
+    assert_eq!(r.header("location"), Some(job_url.as_str()));
+    assert_eq!((job["total"].as_u64(), job["duplicates"].as_u64()), (Some(2), Some(1)), "{job}");
+    assert_eq!((job["state"].as_str(), job["concurrency"].as_u64()), (Some("running"), Some(1)), "{job}");
+    let r = admin.post(url, &json!({"paths": ["/quick.pak"]})).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        error_msg(&r).contains(&format!("cache warm job {id} of distribution assets is still running")),
+        "{}",
+        r.body
+    );
+    // The viewer reads its progress.
+    let r = viewer.get(&job_url).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for field in ["total", "done", "fetched", "fresh", "failed", "failures", "started_at", "finished_at", "rate"] {
+        assert!(r.json().get(field).is_some(), "{field} in {}", r.body);
+    }
+    assert_eq!(viewer.request("DELETE", &job_url, None).await.status, 401);
+    let done = eventually(20, "the job ends", || async {
+        let v = admin.get(&job_url).await.json();
+        (v["state"] == "finished").then_some(v)
+    })
+    .await;
+    assert_eq!((done["fetched"].as_u64(), done["failed"].as_u64()), (Some(2), Some(0)), "{done}");
+    assert!(done["finished_at"].as_f64() >= done["started_at"].as_f64(), "{done}");
+    assert_eq!(origin.hits("/slow.pak"), 1);
+
+    // Once it has ended, another may start; a running one can be cancelled.
+    origin.set("/slow2.pak", OriginFile::new(vec![b's'; 10_000]).slow(10, Duration::from_millis(500)));
+    let paths: Vec<String> =
+        std::iter::once("/slow2.pak".to_owned()).chain((0..20).map(|i| format!("/q{i}"))).collect();
+    let r = admin.post(url, &json!({"paths": paths, "concurrency": 1})).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let job_url = format!("{url}/{}", r.json()["id"].as_str().expect("id"));
+    let r = admin.request("DELETE", &job_url, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ended = eventually(20, "the cancelled job ends", || async {
+        let v = admin.get(&job_url).await.json();
+        (v["state"] == "cancelled").then_some(v)
+    })
+    .await;
+    assert_eq!(ended["done"].as_u64(), Some(1), "stopped after the one fetch in flight: {ended}");
+    let r = admin.get(&format!("{url}/no-such-job")).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+/// `--variant staging` warms the staging distribution of a header-based
+/// canary: its origin is asked, the primary's is not, and a viewer sent to
+/// staging then gets a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let a = TestOrigin::start(vec![("/resource", OriginFile::new("a").cache_control("max-age=600"))]).await;
+    let b = TestOrigin::start(vec![("/resource", OriginFile::new("b").cache_control("max-age=600"))]).await;
+    let admin = gw.admin();
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/stage",
+            &json!({"staging": true, "origins": {"b": {"upstream": {"nodes": {b.addr.to_string(): 1}}}}}),
+        )
+        .await;
+    admin
+        .put_ok(
+            "/apisix/admin/continuous_deployment_policies/cd",
+            &json!({"staging_distribution_id": "stage", "enabled": true,
+                    "traffic": {"type": "single_header", "header": "aws-cf-cd-resource", "value": "b"}}),
+        )
+        .await;
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/prod",
+            &json!({"hosts": ["www.company.com"], "origins": {"a": {"upstream": {"nodes": {a.addr.to_string(): 1}}}},
+                    "continuous_deployment_policy_id": "cd"}),
+        )
+        .await;
+    let edge = gw.edge_plain[0];
+    eventually(5, "canary live", || async {
+        let (_, h, _) = get(edge, "www.company.com", "/__probe", &[("aws-cf-cd-resource", "b")]).await;
+        (h.get("x-shardgate-variant").map(String::as_str) == Some("staging")).then_some(())
+    })
+    .await;
+    let (a_before, b_before) = (a.hits("/resource"), b.hits("/resource"));
+
+    let out =
+        warm_cli(&gw, &["--distribution", "prod", "--variant", "staging", "--paths-from", "-"], Some("/resource\n"))
+            .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("distribution prod (staging): 1 paths"), "{}", text(&out));
+    assert_eq!((a.hits("/resource"), b.hits("/resource")), (a_before, b_before + 1), "staging's origin only");
+    let (status, h, body) = get(edge, "www.company.com", "/resource", &[("aws-cf-cd-resource", "b")]).await;
+    assert_eq!((status, &body[..]), (200, &b"b"[..]));
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Hit from shardgate"));
+    // The primary side was not warmed: its first viewer misses.
+    let (_, h, body) = get(edge, "www.company.com", "/resource", &[]).await;
+    assert_eq!((h.get("x-cache").map(String::as_str), &body[..]), (Some("Miss from shardgate"), &b"a"[..]));
+
+    // The staging distribution's own id works with variant staging, and
+    // says what to do with variant primary.
+    let out =
+        warm_cli(&gw, &["--distribution", "stage", "--variant", "staging", "--paths-from", "-"], Some("/resource\n"))
+            .await;
+    assert!(out.status.success() && stdout(&out).contains("already fresh  1"), "{}", text(&out));
+    let out = warm_cli(&gw, &["--distribution", "stage", "--paths-from", "-"], Some("/resource\n")).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is the staging distribution of prod"), "{}", text(&out));
+}
