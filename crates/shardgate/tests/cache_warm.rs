@@ -355,4 +355,36 @@ async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
     let out = warm_cli(&gw, &["--distribution", "stage", "--paths-from", "-"], Some("/resource\n")).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("is the staging distribution of prod"), "{}", text(&out));
+
+    // A weight-based policy with cookie stickiness: 1 % of viewers go to
+    // staging, yet each side's warm reaches its own side every time.
+    b.set("/weighted", OriginFile::new("b2").cache_control("max-age=600"));
+    a.set("/weighted", OriginFile::new("a2").cache_control("max-age=600"));
+    let sticky = json!({"staging_distribution_id": "stage", "enabled": true,
+        "traffic": {"type": "single_weight", "weight": 0.01, "session_stickiness": {"idle_ttl": 300, "maximum_ttl": 600}}});
+    admin.put_ok("/apisix/admin/continuous_deployment_policies/cd", &sticky).await;
+    eventually(5, "weighted policy live", || async {
+        let (_, h, _) = get(edge, "www.company.com", "/__probe", &[]).await;
+        h.get("set-cookie").is_some_and(|c| c.starts_with("shardgate-cd=")).then_some(())
+    })
+    .await;
+    let paths = "/weighted\n";
+    for (variant, hits) in [("staging", (0, 1)), ("primary", (1, 1))] {
+        let out =
+            warm_cli(&gw, &["--distribution", "prod", "--variant", variant, "--paths-from", "-"], Some(paths)).await;
+        assert!(out.status.success() && stdout(&out).contains("fetched        1"), "{variant}: {}", text(&out));
+        assert_eq!((a.hits("/weighted"), b.hits("/weighted")), hits, "{variant}");
+    }
+    // Without stickiness nothing chooses staging: refused, naming the policy.
+    let random = json!({"staging_distribution_id": "stage", "enabled": true,
+        "traffic": {"type": "single_weight", "weight": 0.01}});
+    admin.put_ok("/apisix/admin/continuous_deployment_policies/cd", &random).await;
+    let out = eventually(5, "random policy live", || async {
+        let out =
+            warm_cli(&gw, &["--distribution", "prod", "--variant", "staging", "--paths-from", "-"], Some(paths)).await;
+        text(&out).contains("sends a random share of requests to staging").then_some(out)
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("continuous deployment policy cd"), "{}", text(&out));
 }

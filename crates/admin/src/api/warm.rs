@@ -512,15 +512,13 @@ pub(super) async fn job(
     }
 }
 
-/// The fields of a job's progress, for the tests of this module.
-#[cfg(test)]
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v.get(name).unwrap_or(&Value::Null)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+        v.get(name).unwrap_or(&Value::Null)
+    }
 
     fn parse(v: Value) -> Result<WarmRequest, String> {
         parse_request(v.to_string().as_bytes()).map_err(|e| match e {
