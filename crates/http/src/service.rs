@@ -19,15 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use shardgate_cache::conditional::{RangeAnswer, if_range_holds, not_modified, range};
 use shardgate_cache::{
-    Cache, FillEnd, Freshness, Leader, Lookup, Object, Outcome, Storability, StoredDates, Timing, TtlBounds, date,
-    storability, vary_values,
+    Admitted, Cache, CachePhase, Exchange, FillEnd, FillWriter, Leader, Lookup, Object, Outcome, Timing, TtlBounds,
 };
 use shardgate_model::CachePolicy;
 use shardgate_snapshot::{CompiledAcl, EdgeDistribution, Snapshot, SnapshotHandle};
@@ -46,23 +44,8 @@ use crate::origin::{self, OriginError, OriginRequest};
 pub const VARIANT_HEADER: &str = "x-shardgate-variant";
 /// Default wait for an origin's response head (CloudFront's default origin response timeout).
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Stored bodies are merged into pieces of this size once complete, so a
-/// hit is written with few, large writes.
-const COMPACT_PIECE: usize = 1 << 20;
 /// How many times a waiter whose variant did not fit retries before fetching alone.
 const MAX_WAIT_ROUNDS: usize = 3;
-
-/// Headers never forwarded in either direction (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// What the edge shares across requests.
 #[derive(Debug)]
@@ -395,7 +378,8 @@ impl EdgeService {
             resp.headers_mut().append(k.clone(), v.clone());
         }
         // CloudFront marks WAF refusals as errors.
-        resp.headers_mut().insert(HeaderName::from_static("x-cache"), HeaderValue::from_static("Error from shardgate"));
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(CachePhase::Error.x_cache()));
         resp.extensions_mut().insert(ErrorDetail::BLOCKED);
         Err(Box::new(resp))
     }
@@ -439,7 +423,7 @@ enum Fetched {
     /// Stored (body filling in the background), or a refreshed object only
     /// this request may see; with the fields that were not stored
     /// (`no-cache="f"`, `private="f"`), which only this request gets.
-    Stored(Arc<Object>, &'static str, HeaderMap),
+    Stored(Arc<Object>, CachePhase, HeaderMap),
     /// Not storable: the origin's response, passed through.
     Pass(Response<Incoming>),
 }
@@ -453,7 +437,7 @@ impl Ctx {
         let now = Instant::now();
         let lookup = self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid());
         match lookup {
-            Lookup::Fresh(object) => self.respond(&object, "Hit"),
+            Lookup::Fresh(object) => self.respond(&object, CachePhase::Hit),
             Lookup::Miss(leader) => self.fetch_and_respond(leader, None).await,
             Lookup::Stale { object, leader, pending } => {
                 if object.within_stale_while_revalidate(now)
@@ -463,14 +447,16 @@ impl Ctx {
                     if let Some(leader) = leader {
                         self.revalidate_in_background(leader, Arc::clone(&object));
                     }
-                    return self.respond(&object, "StaleHit");
+                    return self.respond(&object, CachePhase::StaleHit);
                 }
                 match (leader, pending) {
                     (Some(leader), _) => self.fetch_and_respond(leader, Some(object)).await,
                     (None, Some(pending)) => match pending.wait().await {
-                        Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, "RefreshHit"),
+                        Outcome::Stored(o) if o.matches_vary(&self.req_headers) => {
+                            self.respond(&o, CachePhase::RefreshHit)
+                        }
                         Outcome::Failed if object.within_stale_if_error(Instant::now()) => {
-                            self.respond(&object, "StaleHit")
+                            self.respond(&object, CachePhase::StaleHit)
                         }
                         _ => self.wait_or_fetch().await,
                     },
@@ -479,7 +465,7 @@ impl Ctx {
             }
             Lookup::Wait(pending) => match pending.wait().await {
                 // CloudFront logs collapsed requests as hits.
-                Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, "Hit"),
+                Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, CachePhase::Hit),
                 Outcome::Stored(_) => self.wait_or_fetch().await,
                 // Not shareable: every waiter asks the origin itself, at once.
                 Outcome::Uncacheable => self.fetch_alone().await,
@@ -509,7 +495,7 @@ impl Ctx {
                     if let Outcome::Stored(o) = pending.wait().await
                         && o.matches_vary(&self.req_headers)
                     {
-                        return self.respond(&o, "Hit");
+                        return self.respond(&o, CachePhase::Hit);
                     }
                 }
             }
@@ -552,7 +538,7 @@ impl Ctx {
                 // RFC 5861 stale-if-error.
                 Some(s) if s.within_stale_if_error(Instant::now()) => {
                     tracing::info!(distribution = %self.dist.id, target = %self.viewer_target, error = %e, "origin failed; serving stale");
-                    self.respond(&s, "StaleHit")
+                    self.respond(&s, CachePhase::StaleHit)
                 }
                 _ => self.origin_error(&e),
             },
@@ -569,9 +555,9 @@ impl Ctx {
     }
 
     fn error_response(&self, status: StatusCode, message: &str, detail: ErrorDetail) -> Response<EdgeBody> {
-        self.count("error", None);
+        self.count(CachePhase::Error, None);
         let mut resp = plain(status, message.to_owned());
-        self.decorate(resp.headers_mut(), "Error");
+        self.decorate(resp.headers_mut(), CachePhase::Error);
         resp.extensions_mut().insert(detail);
         resp
     }
@@ -631,175 +617,38 @@ impl Ctx {
 
     async fn fetch_and_store(&self, leader: Leader, stale: Option<&Object>) -> Result<Fetched, FetchError> {
         let request_time = SystemTime::now();
-        let mut resp = match self.fetch(stale).await {
+        let resp = match self.fetch(stale).await {
             Ok(r) => r,
             Err(e) => {
                 leader.failed();
                 return Err(e);
             }
         };
-        let now = SystemTime::now();
-        // RFC 9110 §6.6.1: a recipient with a clock MUST record when a
-        // response without `Date` was received and add that `Date` if it
-        // caches or forwards it (and MAY replace an invalid one). Without
-        // this, a 304 without `Date` would leave the stored response's old
-        // `Date` in place, and the refreshed object would look as old as
-        // the first fetch: stale at once, revalidated on every request.
-        if date::first(resp.headers(), &header::DATE).valid().is_none() {
-            resp.headers_mut().insert(header::DATE, date::format(now));
-        }
-        let timing = Timing { request_time, response_time: now };
-        let targeted = &self.svc.targeted_cache_control;
-        let bounds = TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl };
-        if resp.status() == StatusCode::NOT_MODIFIED
-            && let Some(stale) = stale
-        {
-            // RFC 9111 §4.3.4: update the stored headers from the 304. Its
-            // Age (and Date) say how old this validation is.
-            let mut headers = stale.headers.clone();
-            for name in resp.headers().keys() {
-                if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH {
-                    headers.remove(name);
-                    for value in resp.headers().get_all(name) {
-                        headers.append(name.clone(), value.clone());
-                    }
-                }
-            }
-            // The merged headers may now forbid sharing (a Set-Cookie or
-            // no-store on the 304): then only this request gets the result.
-            let decision = storability(stale.status.as_u16(), &headers, bounds, targeted, timing);
-            let (fresh, shared) = match decision {
-                Storability::Store(f) => (f, true),
-                Storability::Skip(_) => {
-                    let initial_age = shardgate_cache::freshness::initial_age(&headers, timing);
-                    let none = Duration::ZERO;
-                    let fresh = Freshness {
-                        ttl: none,
-                        initial_age,
-                        stale_while_revalidate: none,
-                        stale_if_error: none,
-                        omit: Vec::new(),
-                    };
-                    (fresh, false)
-                }
-            };
-            headers.remove(header::AGE);
-            let own = take_fields(&mut headers, &fresh.omit);
-            let object = Object {
-                status: stale.status,
-                dates: StoredDates::of(&headers, now),
-                headers,
-                body: Arc::clone(&stale.body),
-                content_length: stale.content_length,
-                received: now,
-                initial_age: fresh.initial_age,
-                fresh_until: Instant::now() + fresh.ttl,
-                stale_while_revalidate: fresh.stale_while_revalidate,
-                stale_if_error: fresh.stale_if_error,
-                namespace: self.dist.id.as_str().into(),
-                generation: self.snapshot.generation,
-                viewer_target: self.viewer_target.clone(),
-                origin_target: self.origin_target.clone(),
-                vary: stale.vary.clone(),
-                disk: stale.disk.clone(),
-            };
-            if !shared {
-                leader.uncacheable();
-                return Ok(Fetched::Stored(Arc::new(object), "RefreshHit", own));
-            }
-            let key = leader.key().to_owned();
-            let object = leader.store(object);
-            if object.body.end().is_some() {
-                // Records the new freshness (and, on disk, rewrites the metadata).
-                self.svc.cache.settle(&key, &object);
-            }
-            return Ok(Fetched::Stored(object, "RefreshHit", own));
-        }
-        if resp.status().is_server_error() && stale.is_some_and(|s| s.within_stale_if_error(Instant::now())) {
-            leader.failed();
-            return Err(FetchError::Status(resp.status()));
-        }
-        let content_length = resp
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let max = self.svc.cache.settings().max_object_bytes;
-        let decision = storability(resp.status().as_u16(), resp.headers(), bounds, targeted, timing);
-        let Storability::Store(fresh) = decision else {
-            leader.uncacheable();
-            return Ok(Fetched::Pass(resp));
-        };
-        // Small objects live in memory; larger ones go to the disk tier,
-        // written as they arrive; too large for both: passed through.
-        let mut disk = None;
-        let mut max = max;
-        if let Some(len) = content_length
-            && len > max
-        {
-            match self.svc.cache.disk() {
-                Some(d) if len <= d.settings().max_object_bytes => match d.create() {
-                    Ok(pair) => {
-                        max = d.settings().max_object_bytes;
-                        disk = Some(pair);
-                    }
-                    Err(e) => {
-                        tracing::warn!(dir = %d.settings().dir.display(), error = %e, "cannot create a cache file; passing the response through");
-                        leader.uncacheable();
-                        return Ok(Fetched::Pass(resp));
-                    }
-                },
-                _ => {
-                    leader.uncacheable();
-                    return Ok(Fetched::Pass(resp));
-                }
-            }
-        }
-        let (fill, disk) = match disk {
-            Some((fill, r)) => (fill, Some(r)),
-            None => (shardgate_cache::Fill::new(), None),
-        };
-        let (parts, body) = resp.into_parts();
-        let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        headers.remove(header::AGE);
-        let own = take_fields(&mut headers, &fresh.omit);
-        let object = Object {
-            status: parts.status,
-            vary: vary_values(&headers, &self.req_headers),
-            dates: StoredDates::of(&headers, now),
-            headers,
-            body: Arc::new(fill),
-            content_length,
-            received: now,
-            initial_age: fresh.initial_age,
-            fresh_until: Instant::now() + fresh.ttl,
-            stale_while_revalidate: fresh.stale_while_revalidate,
-            stale_if_error: fresh.stale_if_error,
-            namespace: self.dist.id.as_str().into(),
+        let exchange = Exchange {
+            request_headers: &self.req_headers,
+            namespace: self.dist.id.as_str(),
             generation: self.snapshot.generation,
-            viewer_target: self.viewer_target.clone(),
-            origin_target: self.origin_target.clone(),
-            disk,
+            viewer_target: &self.viewer_target,
+            origin_target: &self.origin_target,
+            bounds: TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl },
+            targeted: &self.svc.targeted_cache_control,
+            timing: Timing { request_time, response_time: SystemTime::now() },
         };
-        let read_timeout = self
-            .dist
-            .origins
-            .get(&self.origin_name)
-            .and_then(|o| o.config.read_timeout)
-            .unwrap_or(DEFAULT_READ_TIMEOUT);
-        let key = leader.key().to_owned();
-        let object = leader.store(object);
-        tokio::spawn(drive_fill(
-            Arc::clone(&self.svc.cache),
-            key,
-            Arc::clone(&object),
-            body,
-            read_timeout,
-            max,
-            self.svc.metrics.clone(),
-        ));
-        Ok(Fetched::Stored(object, "Miss", own))
+        match self.svc.cache.admit(leader, resp, stale, &exchange) {
+            Admitted::Refreshed { object, own } => Ok(Fetched::Stored(object, CachePhase::RefreshHit, own)),
+            Admitted::ServeStale(status) => Err(FetchError::Status(status)),
+            Admitted::Pass(resp) => Ok(Fetched::Pass(resp)),
+            Admitted::Stored { object, own, body, fill } => {
+                let read_timeout = self
+                    .dist
+                    .origins
+                    .get(&self.origin_name)
+                    .and_then(|o| o.config.read_timeout)
+                    .unwrap_or(DEFAULT_READ_TIMEOUT);
+                tokio::spawn(drive_fill(fill, body, read_timeout, self.svc.metrics.clone()));
+                Ok(Fetched::Stored(object, CachePhase::Miss, own))
+            }
+        }
     }
 
     /// What the origin gets: everything in the key, the channel header, the
@@ -842,30 +691,23 @@ impl Ctx {
         forward
     }
 
-    fn count(&self, phase: &'static str, bytes: Option<u64>) {
+    fn count(&self, phase: CachePhase, bytes: Option<u64>) {
         let labels = RequestLabels {
             distribution: Label(Arc::clone(&self.dist.id_label)),
             behavior: self.behavior_label.clone(),
             variant: self.variant.as_str(),
-            cache: phase,
+            cache: phase.label(),
         };
         self.svc.metrics.requests.get_or_create(&labels).inc();
-        crate::trace::record_cache(&self.span, phase);
+        crate::trace::record_cache(&self.span, phase.label());
         if let Some(b) = bytes {
             let labels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
             self.svc.metrics.response_bytes.get_or_create(&labels).inc_by(b);
         }
     }
 
-    fn decorate(&self, headers: &mut HeaderMap, x_cache: &str) {
-        let value = match x_cache {
-            "Hit" => "Hit from shardgate",
-            "Miss" => "Miss from shardgate",
-            "RefreshHit" => "RefreshHit from shardgate",
-            "StaleHit" => "StaleHit from shardgate",
-            _ => "Error from shardgate",
-        };
-        headers.insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(value));
+    fn decorate(&self, headers: &mut HeaderMap, phase: CachePhase) {
+        headers.insert(HeaderName::from_static("x-cache"), HeaderValue::from_static(phase.x_cache()));
         headers.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
         if self.dist.canary.is_some() || self.variant == Variant::Staging {
             headers.insert(HeaderName::from_static(VARIANT_HEADER), HeaderValue::from_static(self.variant.as_str()));
@@ -879,7 +721,7 @@ impl Ctx {
 
     fn pass(&self, resp: Response<Incoming>) -> Response<EdgeBody> {
         let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        shardgate_cache::admit::strip_hop_by_hop(&mut parts.headers);
         // An `Age` passed on is sent as one valid delta-seconds: the first
         // member of a list, or nothing when it is invalid (RFC 9111 §5.1).
         if parts.headers.contains_key(header::AGE) {
@@ -892,34 +734,28 @@ impl Ctx {
                 }
             }
         }
-        self.decorate(&mut parts.headers, "Miss");
+        self.decorate(&mut parts.headers, CachePhase::Pass);
         let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        self.count("pass", len);
+        self.count(CachePhase::Pass, len);
         let body = if self.head_only { EdgeBody::Empty } else { EdgeBody::Origin(body) };
         Response::from_parts(parts, body)
     }
 
     /// Answers from a stored object: 304, 206, 416 or the whole body.
-    fn respond(&self, object: &Arc<Object>, x_cache: &'static str) -> Response<EdgeBody> {
-        self.respond_with(object, x_cache, &HeaderMap::new())
+    fn respond(&self, object: &Arc<Object>, phase: CachePhase) -> Response<EdgeBody> {
+        self.respond_with(object, phase, &HeaderMap::new())
     }
 
     /// [`Ctx::respond`], adding `own`: fields of the origin's response that
     /// were not stored (`no-cache="f"`, `private="f"`) but belong to the
     /// request that fetched it.
-    fn respond_with(&self, object: &Arc<Object>, x_cache: &'static str, own: &HeaderMap) -> Response<EdgeBody> {
-        let phase = match x_cache {
-            "Hit" => "hit",
-            "RefreshHit" => "refresh_hit",
-            "StaleHit" => "stale_hit",
-            _ => "miss",
-        };
+    fn respond_with(&self, object: &Arc<Object>, phase: CachePhase, own: &HeaderMap) -> Response<EdgeBody> {
         let mut headers = object.headers.clone();
         for (name, value) in own {
             headers.append(name.clone(), value.clone());
         }
         headers.insert(header::AGE, HeaderValue::from(object.age(SystemTime::now())));
-        self.decorate(&mut headers, x_cache);
+        self.decorate(&mut headers, phase);
 
         if object.status == StatusCode::OK && not_modified(&self.req_headers, &object.headers, &object.dates) {
             // RFC 9110 §15.4.5: a 304 carries the validators and caching headers, no body.
@@ -1023,38 +859,6 @@ impl FetchError {
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-}
-
-/// Removes `names` from `headers` and returns them (no allocation when
-/// `names` is empty, the usual case).
-fn take_fields(headers: &mut HeaderMap, names: &[HeaderName]) -> HeaderMap {
-    let mut taken = HeaderMap::new();
-    for name in names {
-        if let header::Entry::Occupied(e) = headers.entry(name) {
-            let (name, values) = e.remove_entry_mult();
-            for v in values {
-                taken.append(name.clone(), v);
-            }
-        }
-    }
-    taken
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes()).ok())
-        .collect();
-    for n in HOP_BY_HOP.iter().chain(named.iter()) {
-        headers.remove(n);
-    }
-}
-
 /// Removes cached objects as soon as a snapshot brings new invalidations,
 /// so memory is freed at once and deleting an invalidation later cannot
 /// bring old objects back. Lookups check invalidations too (objects whose
@@ -1087,18 +891,9 @@ pub async fn purge_invalidated(snapshots: Arc<SnapshotHandle>, cache: Arc<Cache>
 
 /// Copies an origin body into the object's fill, whoever reads it. Runs in
 /// its own task so that a viewer who leaves does not cut the fill short for
-/// the others.
-async fn drive_fill(
-    cache: Arc<Cache>,
-    key: String,
-    object: Arc<Object>,
-    mut body: Incoming,
-    read_timeout: Duration,
-    max: u64,
-    metrics: EdgeMetrics,
-) {
-    let fill = &object.body;
-    let mut oversize = false;
+/// the others. What the end of the body means for the object is the cache's
+/// decision ([`FillWriter::finish`]).
+async fn drive_fill(mut fill: FillWriter, mut body: Incoming, read_timeout: Duration, metrics: EdgeMetrics) {
     let end = loop {
         match tokio::time::timeout(read_timeout, body.frame()).await {
             Err(_) => break FillEnd::Failed(format!("the origin sent nothing for {read_timeout:?}")),
@@ -1106,33 +901,13 @@ async fn drive_fill(
             Ok(Some(Err(e))) => break FillEnd::Failed(format!("origin body: {e}")),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    fill.push(Bytes::clone(&data));
-                    if !oversize && fill.len() > max {
-                        // Too large to keep: readers already streaming finish,
-                        // the cache forgets it.
-                        oversize = true;
-                        cache.remove(&key, &object);
-                    }
+                    fill.push(data);
                 }
             }
         }
     };
-    let failed = matches!(end, FillEnd::Failed(_));
-    if let FillEnd::Failed(reason) = &end {
-        tracing::warn!(target = %object.origin_target, reason = %reason, "origin body failed; object dropped");
-    }
-    if object.content_length.is_some_and(|l| l != fill.len()) && !failed {
-        fill.finish(FillEnd::Failed("the origin body was shorter than its Content-Length".into()));
-        cache.remove(&key, &object);
-    } else {
-        fill.finish(end);
-        if failed {
-            cache.remove(&key, &object);
-        } else if !oversize {
-            fill.compact(COMPACT_PIECE);
-            cache.settle(&key, &object);
-        }
-    }
+    let cache = Arc::clone(fill.cache());
+    fill.finish(end);
     let (bytes, objects) = cache.usage();
     metrics.cache_bytes.set(bytes as i64);
     metrics.cache_objects.set(objects as i64);
