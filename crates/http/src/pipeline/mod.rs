@@ -1,5 +1,5 @@
 //! The request pipeline of the edge: one named phase per step, each a small
-//! function in the file named after it, run in this order by [`run`]:
+//! function in the file named after it, run in this order by `run`:
 //!
 //! ```text
 //! EdgeService::handle / handle_parts (service.rs): span, access log entry, responses metric
