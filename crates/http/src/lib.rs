@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - [`listener`]: accept loop, TLS by SNI with ALPN, hyper server, drain.
-//! - [`service`]: the request pipeline and response building.
+//! - [`service`]: the edge service and each request's entry (span, access log, responses metric).
+//! - [`pipeline`]: the request's phases, route to respond, one file per phase or group of close phases.
 //! - [`canary`]: which side of a continuous deployment policy serves a request. Pure.
 //! - [`key`]: channel rewrite, cache key, forwarded query and cookies. Pure.
 //! - [`origin`]: one request to an origin through its upstream runtime.
@@ -22,6 +23,7 @@ pub mod key;
 pub mod listener;
 pub mod metrics;
 pub mod origin;
+pub mod pipeline;
 pub mod service;
 pub mod trace;
 pub mod warm;
@@ -29,4 +31,5 @@ pub mod warm;
 pub use access_log::{AccessLog, AccessLogFormat, AccessLogSettings};
 pub use listener::{HttpListenerSpec, HttpSettings, serve};
 pub use metrics::EdgeMetrics;
+pub use pipeline::ViewerBody;
 pub use service::{ConnInfo, EdgeService, VARIANT_HEADER, purge_invalidated};

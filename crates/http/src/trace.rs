@@ -48,7 +48,7 @@ fn protocol(v: Version) -> &'static str {
 /// The span of one viewer request: opened when export is on and either
 /// the viewer continues a trace (a valid `traceparent`: its sampled flag
 /// decides) or the sampling ratio picks this new one; else `Span::none()`.
-pub(crate) fn edge_request(req: &Request<Incoming>, conn: &ConnInfo) -> Span {
+pub(crate) fn edge_request<B>(req: &Request<B>, conn: &ConnInfo) -> Span {
     if !shardgate_core::trace::recording() {
         return Span::none();
     }

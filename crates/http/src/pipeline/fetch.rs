@@ -1,0 +1,227 @@
+//! Phase "origin": the request to the origin (headers forwarded, validators
+//! of a stale object, the origin's `origin_path` and Host), its metrics and
+//! span; then admission, which the cache decides
+//! ([`shardgate_cache::Cache::admit`]), and the copy of a stored object's
+//! body from the origin into the cache, in a task of its own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use shardgate_cache::{Admitted, CachePhase, Exchange, FillEnd, FillWriter, Leader, Object, Timing, TtlBounds};
+
+use super::Ctx;
+use crate::access_log::ErrorDetail;
+use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels};
+use crate::origin::{self, OriginError, OriginRequest};
+
+/// Default wait for an origin's response head (CloudFront's default origin response timeout).
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a fetch produced.
+pub(crate) enum Fetched {
+    /// Stored (body filling in the background), or a refreshed object only
+    /// this request may see; with the fields that were not stored
+    /// (`no-cache="f"`, `private="f"`), which only this request gets.
+    Stored(Arc<Object>, CachePhase, HeaderMap),
+    /// Not storable: the origin's response, passed through.
+    Pass(Response<Incoming>),
+}
+
+/// Why a fetch gave no usable response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+    #[error("origin answered {0}")]
+    Status(StatusCode),
+}
+
+impl FetchError {
+    /// How the access log classifies it (CloudFront's detailed result types).
+    pub(crate) fn detail(&self) -> ErrorDetail {
+        match self {
+            // This host ran out of descriptors or ports, not the origin.
+            FetchError::Origin(OriginError::Connect(shardgate_upstream::ConnectError::Local { .. })) => {
+                ErrorDetail { result: "CapacityExceeded", detail: "CapacityExceeded" }
+            }
+            FetchError::Origin(OriginError::Connect(_)) => ErrorDetail::error("OriginConnectError"),
+            FetchError::Origin(OriginError::Http { error, .. }) if error.is_parse_too_large() => {
+                ErrorDetail::error("OriginHeaderTooBigError")
+            }
+            FetchError::Origin(OriginError::Http { error, .. }) if error.is_parse() => {
+                ErrorDetail::error("OriginInvalidResponseError")
+            }
+            FetchError::Origin(OriginError::Http { .. } | OriginError::Timeout { .. }) => {
+                ErrorDetail::error("OriginReadError")
+            }
+            FetchError::Origin(OriginError::Request(_)) => ErrorDetail::error("Error"),
+            FetchError::Status(_) => ErrorDetail::error("OriginError"),
+        }
+    }
+}
+
+impl Ctx {
+    /// Phase "origin": one request to the behavior's origin; with `stale`,
+    /// a revalidation carrying its validators.
+    pub(crate) async fn fetch_origin(&self, stale: Option<&Object>) -> Result<Response<Incoming>, FetchError> {
+        let Some(origin) = self.dist.origins.get(&self.origin_name) else {
+            // Compiled distributions always hold their behaviors' origins.
+            return Err(FetchError::Status(StatusCode::BAD_GATEWAY));
+        };
+        let mut headers = self.forward_headers();
+        if let Some(s) = stale {
+            if let Some(etag) = s.headers.get(header::ETAG) {
+                headers.insert(header::IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(lm) = s.headers.get(header::LAST_MODIFIED) {
+                headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+            }
+        }
+        let read_timeout = origin.config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
+        let Ok(host) = HeaderValue::from_str(&self.host) else {
+            return Err(FetchError::Status(StatusCode::BAD_REQUEST));
+        };
+        let target = format!("{}{}", origin.config.origin_path, self.origin_target);
+        let span = crate::trace::origin_fetch(&self.span, &self.origin_name, &self.host, &target, stale.is_some());
+        crate::trace::inject(&span, &mut headers);
+        let request = OriginRequest {
+            origin,
+            target,
+            host,
+            headers,
+            client: self.conn.client,
+            local: self.conn.local,
+            read_timeout,
+        };
+        let started = Instant::now();
+        let result = origin::fetch(request).await;
+        crate::trace::record_origin(&span, &result);
+        let dlabels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
+        self.svc.metrics.origin_seconds.get_or_create(&dlabels).observe(started.elapsed().as_secs_f64());
+        let status = match &result {
+            Ok(r) => match r.status().as_u16() {
+                100..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            Err(_) => "error",
+        };
+        let labels = OriginLabels {
+            distribution: Label(Arc::clone(&self.dist.id_label)),
+            origin: self.origin_name.clone(),
+            status,
+        };
+        self.svc.metrics.origin_requests.get_or_create(&labels).inc();
+        Ok(result?)
+    }
+
+    /// The origin phase for the leader of the key, then admission: the
+    /// cache stores, refreshes or passes the response
+    /// ([`shardgate_cache::Cache::admit`]); a stored body is copied into
+    /// the cache by [`drive_fill`].
+    pub(crate) async fn admit(&self, leader: Leader, stale: Option<&Object>) -> Result<Fetched, FetchError> {
+        let request_time = SystemTime::now();
+        let resp = match self.fetch_origin(stale).await {
+            Ok(r) => r,
+            Err(e) => {
+                leader.failed();
+                return Err(e);
+            }
+        };
+        let exchange = Exchange {
+            request_headers: &self.req_headers,
+            namespace: self.dist.id.as_str(),
+            generation: self.snapshot.generation,
+            viewer_target: &self.viewer_target,
+            origin_target: &self.origin_target,
+            bounds: TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl },
+            targeted: &self.svc.targeted_cache_control,
+            timing: Timing { request_time, response_time: SystemTime::now() },
+        };
+        match self.svc.cache.admit(leader, resp, stale, &exchange) {
+            Admitted::Refreshed { object, own } => Ok(Fetched::Stored(object, CachePhase::RefreshHit, own)),
+            Admitted::ServeStale(status) => Err(FetchError::Status(status)),
+            Admitted::Pass(resp) => Ok(Fetched::Pass(resp)),
+            Admitted::Stored { object, own, body, fill } => {
+                let read_timeout = self
+                    .dist
+                    .origins
+                    .get(&self.origin_name)
+                    .and_then(|o| o.config.read_timeout)
+                    .unwrap_or(DEFAULT_READ_TIMEOUT);
+                tokio::spawn(drive_fill(fill, body, read_timeout, self.svc.metrics.clone()));
+                Ok(Fetched::Stored(object, CachePhase::Miss, own))
+            }
+        }
+    }
+
+    /// What the origin gets: everything in the key, the channel header, the
+    /// viewer's `Accept-Encoding`, and who asked.
+    fn forward_headers(&self) -> HeaderMap {
+        let req = &self.req_headers;
+        let mut forward = HeaderMap::new();
+        for name in &self.policy.headers {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                for v in req.get_all(&n) {
+                    forward.append(n.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(rewrite) = &self.behavior().rewrite
+            && let Ok(n) = HeaderName::from_bytes(rewrite.path_prefix_from_header.as_bytes())
+            && let Some(v) = req.get(&n)
+        {
+            forward.insert(n, v.clone());
+        }
+        // Compression is the origin's choice; `Vary: Accept-Encoding` keeps
+        // the variants apart in the cache.
+        if let Some(ae) = req.get(header::ACCEPT_ENCODING) {
+            forward.insert(header::ACCEPT_ENCODING, ae.clone());
+        }
+        if !self.cookies.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.cookies.join("; "))
+        {
+            forward.insert(header::COOKIE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.conn.client.ip().to_string()) {
+            forward.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
+        forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        // AWS WAF: an inserted header replaces one of the same name.
+        for (name, value) in &self.waf_headers {
+            forward.insert(name.clone(), value.clone());
+        }
+        forward
+    }
+}
+
+/// Copies an origin body into the object's fill, whoever reads it. Runs in
+/// its own task so that a viewer who leaves does not cut the fill short for
+/// the others. What the end of the body means for the object is the cache's
+/// decision ([`FillWriter::finish`]).
+async fn drive_fill(mut fill: FillWriter, mut body: Incoming, read_timeout: Duration, metrics: EdgeMetrics) {
+    let end = loop {
+        match tokio::time::timeout(read_timeout, body.frame()).await {
+            Err(_) => break FillEnd::Failed(format!("the origin sent nothing for {read_timeout:?}")),
+            Ok(None) => break FillEnd::Complete,
+            Ok(Some(Err(e))) => break FillEnd::Failed(format!("origin body: {e}")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    fill.push(data);
+                }
+            }
+        }
+    };
+    let cache = Arc::clone(fill.cache());
+    fill.finish(end);
+    let (bytes, objects) = cache.usage();
+    metrics.cache_bytes.set(bytes as i64);
+    metrics.cache_objects.set(objects as i64);
+    metrics.cache_disk_bytes.set(cache.disk_usage() as i64);
+}

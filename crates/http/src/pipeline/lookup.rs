@@ -1,0 +1,142 @@
+//! Phase "lookup / coalesce": the cache's answer for the request's key,
+//! and what follows from it. A fresh object is served; a stale one is
+//! served within `stale-while-revalidate` (revalidated in the background)
+//! or revalidated first; a request that finds a fetch of its key in flight
+//! waits for it (collapsed forwarding); a miss makes this request the
+//! leader that fetches, stores and streams to every waiter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Response, StatusCode};
+use shardgate_cache::{CachePhase, Leader, Lookup, Object, Outcome};
+
+use super::Ctx;
+use super::fetch::{FetchError, Fetched};
+use crate::access_log::ErrorDetail;
+use crate::body::EdgeBody;
+
+/// How many times a waiter whose variant did not fit retries before fetching alone.
+const MAX_WAIT_ROUNDS: usize = 3;
+
+impl Ctx {
+    /// Whether a stored object is still valid (no newer invalidation covers it).
+    fn valid(&self) -> impl Fn(&Object) -> bool + '_ {
+        |o: &Object| self.dist.still_valid(o.generation, &o.viewer_target, &o.origin_target)
+    }
+
+    /// Phase "lookup": answers the request from the cache, or through the
+    /// origin phase ([`Ctx::fetch_origin`]) on a miss or a revalidation.
+    pub(crate) async fn lookup(&self) -> Response<EdgeBody> {
+        let now = Instant::now();
+        let lookup = self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid());
+        match lookup {
+            Lookup::Fresh(object) => self.respond(&object, CachePhase::Hit),
+            Lookup::Miss(leader) => self.fetch_and_respond(leader, None).await,
+            Lookup::Stale { object, leader, pending } => {
+                if object.within_stale_while_revalidate(now)
+                    && !object.is_fresh(now)
+                    && object.stale_while_revalidate > Duration::ZERO
+                {
+                    if let Some(leader) = leader {
+                        self.revalidate_in_background(leader, Arc::clone(&object));
+                    }
+                    return self.respond(&object, CachePhase::StaleHit);
+                }
+                match (leader, pending) {
+                    (Some(leader), _) => self.fetch_and_respond(leader, Some(object)).await,
+                    (None, Some(pending)) => match pending.wait().await {
+                        Outcome::Stored(o) if o.matches_vary(&self.req_headers) => {
+                            self.respond(&o, CachePhase::RefreshHit)
+                        }
+                        Outcome::Failed if object.within_stale_if_error(Instant::now()) => {
+                            self.respond(&object, CachePhase::StaleHit)
+                        }
+                        _ => self.wait_or_fetch().await,
+                    },
+                    (None, None) => self.wait_or_fetch().await,
+                }
+            }
+            Lookup::Wait(pending) => match pending.wait().await {
+                // CloudFront logs collapsed requests as hits.
+                Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, CachePhase::Hit),
+                Outcome::Stored(_) => self.wait_or_fetch().await,
+                // Not shareable: every waiter asks the origin itself, at once.
+                Outcome::Uncacheable => self.fetch_alone().await,
+                Outcome::Failed => self.error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "the origin fetch this request waited for failed",
+                    ErrorDetail::error("AbortedOrigin"),
+                ),
+            },
+        }
+    }
+
+    /// Fetches for this request only, without storing.
+    async fn fetch_alone(&self) -> Response<EdgeBody> {
+        match self.fetch_origin(None).await {
+            Ok(resp) => self.pass(resp),
+            Err(e) => self.origin_error(&e),
+        }
+    }
+
+    /// After a leader's outcome did not fit: take the lock or wait again a
+    /// few rounds, then fetch alone without storing.
+    async fn wait_or_fetch(&self) -> Response<EdgeBody> {
+        for _ in 0..MAX_WAIT_ROUNDS {
+            match self.svc.cache.lead_or_wait(&self.key) {
+                Ok(leader) => return self.fetch_and_respond(leader, None).await,
+                Err(pending) => {
+                    if let Outcome::Stored(o) = pending.wait().await
+                        && o.matches_vary(&self.req_headers)
+                    {
+                        return self.respond(&o, CachePhase::Hit);
+                    }
+                }
+            }
+        }
+        self.fetch_alone().await
+    }
+
+    fn revalidate_in_background(&self, leader: Leader, stale: Arc<Object>) {
+        let mut ctx = self.clone();
+        // The viewer has its answer: the request's span must end with it,
+        // not when this fetch does, so the background fetch records none.
+        ctx.span = tracing::Span::none();
+        tokio::spawn(async move {
+            match ctx.admit(leader, Some(&stale)).await {
+                Ok(Fetched::Stored(..) | Fetched::Pass(_)) => {}
+                Err(e) => {
+                    tracing::info!(distribution = %ctx.dist.id, target = %ctx.viewer_target, error = %e, "background revalidation failed")
+                }
+            }
+        });
+    }
+
+    async fn fetch_and_respond(&self, leader: Leader, stale: Option<Arc<Object>>) -> Response<EdgeBody> {
+        // The fetch runs in its own task: if this viewer leaves before the
+        // origin answers, the requests waiting on this leader still get it.
+        let ctx = self.clone();
+        let for_task = stale.clone();
+        let task = tokio::spawn(async move { ctx.admit(leader, for_task.as_deref()).await });
+        let fetched = match task.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "origin fetch task failed");
+                Err(FetchError::Status(StatusCode::BAD_GATEWAY))
+            }
+        };
+        match fetched {
+            Ok(Fetched::Stored(o, phase, own)) => self.respond_with(&o, phase, &own),
+            Ok(Fetched::Pass(resp)) => self.pass(resp),
+            Err(e) => match stale {
+                // RFC 5861 stale-if-error.
+                Some(s) if s.within_stale_if_error(Instant::now()) => {
+                    tracing::info!(distribution = %self.dist.id, target = %self.viewer_target, error = %e, "origin failed; serving stale");
+                    self.respond(&s, CachePhase::StaleHit)
+                }
+                _ => self.origin_error(&e),
+            },
+        }
+    }
+}
