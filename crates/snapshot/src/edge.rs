@@ -27,6 +27,8 @@ pub struct EdgeOrigin {
     pub config: shardgate_model::edge::Origin,
     /// Nodes, balancer and connect logic.
     pub upstream: Arc<Upstream>,
+    /// The distribution's id, for metric labels.
+    pub distribution: Arc<str>,
 }
 
 /// A distribution ready to serve.
@@ -258,7 +260,12 @@ impl EdgeRouter {
                 used.insert(key);
                 origins.insert(
                     name.clone(),
-                    Arc::new(EdgeOrigin { name: name.clone(), config: origin.clone(), upstream }),
+                    Arc::new(EdgeOrigin {
+                        name: name.clone(),
+                        config: origin.clone(),
+                        upstream,
+                        distribution: Arc::from(id.as_str()),
+                    }),
                 );
             }
             let mut policies = Vec::with_capacity(dist.behaviors.len() + 1);
