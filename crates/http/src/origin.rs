@@ -106,20 +106,27 @@ pub struct OriginRequest<'a> {
     pub read_timeout: Duration,
 }
 
-/// What the request carries beyond [`OriginRequest`]: its method and body.
+/// What the request carries beyond [`OriginRequest`]: its method, body,
+/// and the viewer's protocol (for `match-viewer` origins).
 #[derive(Debug, Clone)]
 pub struct Exchange {
     /// The method (GET for cacheable fetches).
     pub method: Method,
     /// The request body, if any (sent with a `Content-Length`).
     pub body: Option<Bytes>,
+    /// The viewer came over HTTPS.
+    pub viewer_https: bool,
 }
 
 impl Default for Exchange {
     fn default() -> Self {
-        Exchange { method: Method::GET, body: None }
+        Exchange { method: Method::GET, body: None, viewer_https: false }
     }
 }
+
+/// Bound on a TLS handshake with an origin node when its upstream sets no
+/// `timeout.connect`.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which connection served a fetch: set on the response's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +170,7 @@ impl OriginClient {
     /// head with its body still streaming. The connection returns to the
     /// pool once that body was read to its end.
     pub async fn fetch(&self, req: OriginRequest<'_>, exchange: Exchange) -> Result<Response<Incoming>, OriginError> {
-        let transport = Transport::Plain;
+        let transport = transport(&req, &exchange)?;
         let mut conn = self.connect(&req, &transport, true).await?;
         let mut retried = false;
         let result = loop {
@@ -190,7 +197,9 @@ impl OriginClient {
         // Which node answered, for the fetch's span; which connection, for tests and logs.
         resp.extensions_mut().insert(crate::trace::OriginNode(conn.node.clone()));
         resp.extensions_mut().insert(OriginConnection { reused: conn.reused, retried });
-        let (max_idle, idle_timeout) = (DEFAULT_MAX_IDLE_PER_NODE, DEFAULT_KEEPALIVE_TIMEOUT);
+        let config = &req.origin.config;
+        let max_idle = config.max_idle_connections.map_or(DEFAULT_MAX_IDLE_PER_NODE, |n| n as usize);
+        let idle_timeout = config.keepalive_timeout.unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT);
         if max_idle > 0 && self.pool.max_idle_total() > 0 {
             let pool = Arc::clone(&self.pool);
             let Ready { mut sender, key, node, .. } = conn;
@@ -211,10 +220,19 @@ impl OriginClient {
     async fn connect(&self, req: &OriginRequest<'_>, transport: &Transport, reuse: bool) -> Result<Ready, OriginError> {
         let ctx = ConnectCtx { client: req.client, local: req.local, sni: None };
         let upstream = &req.origin.upstream;
-        let key_for = |addr| PoolKey { upstream: upstream.key().clone(), addr, transport: transport.clone() };
+        let port = match transport {
+            Transport::Plain => req.origin.config.http_port,
+            Transport::Tls { .. } => req.origin.config.https_port,
+        };
+        let key_for = |mut addr: SocketAddr| {
+            if let Some(p) = port {
+                addr.set_port(p);
+            }
+            PoolKey { upstream: upstream.key().clone(), addr, transport: transport.clone() }
+        };
         let pool = &self.pool;
         let pooled = upstream
-            .connect_pooled(&ctx, |addr| {
+            .connect_pooled(&ctx, port, |addr| {
                 if !reuse {
                     return None;
                 }
@@ -227,7 +245,13 @@ impl OriginClient {
             Pooled::New(connected) => {
                 let key = key_for(connected.peer.addr());
                 let node = connected.peer.node().to_owned();
-                let sender = handshake(connected.stream, connected.peer, &node).await?;
+                let sender = match transport {
+                    Transport::Plain => handshake(connected.stream, connected.peer, &node).await?,
+                    Transport::Tls { server_name, config } => {
+                        let stream = tls_handshake(req, connected.stream, server_name, config, &node).await?;
+                        handshake(stream, connected.peer, &node).await?
+                    }
+                };
                 Ready { sender, key, node, reused: false }
             }
         };
@@ -247,6 +271,70 @@ impl OriginClient {
 pub async fn fetch(req: OriginRequest<'_>) -> Result<Response<Incoming>, OriginError> {
     static UNPOOLED: OnceLock<OriginClient> = OnceLock::new();
     UNPOOLED.get_or_init(|| OriginClient::new(0, None)).fetch(req, Exchange::default()).await
+}
+
+/// Plain or TLS, as the origin's protocol policy says for this viewer. The
+/// TLS server name is the origin's `sni`, else the Host header sent (as
+/// CloudFront's, which validates the origin's certificate against the
+/// origin domain name or the forwarded Host).
+fn transport(req: &OriginRequest<'_>, exchange: &Exchange) -> Result<Transport, OriginError> {
+    let origin = req.origin;
+    if !origin.config.protocol_policy.https(exchange.viewer_https) {
+        return Ok(Transport::Plain);
+    }
+    let Some(config) = &origin.tls else {
+        // Compiled origins that may use HTTPS always have one.
+        return Err(OriginError::Request(format!("origin {} has no TLS configuration", origin.name)));
+    };
+    let name = match &origin.config.sni {
+        Some(n) => n.as_str(),
+        None => host_name(req.host.to_str().unwrap_or_default()),
+    };
+    Ok(Transport::Tls { server_name: Arc::from(name), config: Arc::clone(config) })
+}
+
+/// The host of a Host header value: without its port, an IPv6 literal
+/// without brackets.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+}
+
+/// The TLS handshake on a new connection to an HTTPS origin, within the
+/// upstream's connect timeout. A failure (certificate not trusted, name
+/// mismatch, no common protocol) is the origin's: the fetch fails with the
+/// reason, and the node is not marked down (another node of the same
+/// origin has the same certificate).
+async fn tls_handshake(
+    req: &OriginRequest<'_>,
+    stream: tokio::net::TcpStream,
+    server_name: &Arc<str>,
+    config: &Arc<rustls::ClientConfig>,
+    node: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, OriginError> {
+    let upstream = &req.origin.upstream;
+    let failed = |last: String| {
+        OriginError::Connect(shardgate_upstream::ConnectError::Failed {
+            upstream: upstream.key().to_string(),
+            attempts: 1,
+            node: node.to_owned(),
+            last,
+        })
+    };
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| failed(format!("TLS server name {server_name:?}: {e}")))?;
+    let timeout = upstream.config().connect_timeout.unwrap_or(TLS_HANDSHAKE_TIMEOUT);
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => {
+            tracing::warn!(origin = %req.origin.name, node = %node, server_name = %server_name, error = %e, "TLS handshake with the origin failed");
+            Err(failed(format!("TLS handshake (server name {server_name}): {e}")))
+        }
+        Err(_) => Err(failed(format!("TLS handshake timed out after {timeout:?}"))),
+    }
 }
 
 /// Methods whose request may be sent twice (RFC 9110 §9.2.2).

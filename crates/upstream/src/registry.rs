@@ -514,18 +514,25 @@ impl Upstream {
     /// connection to it). `reuse` is asked for an idle connection to the
     /// chosen address first: one it returns already holds its
     /// [`PeerGuard`], so none is made and no connect is counted. Otherwise
-    /// a TCP connect as [`Upstream::connect`]. Failures, retries and down
-    /// marks are the same as there.
+    /// a TCP connect as [`Upstream::connect`]. `port`, when set, replaces
+    /// every node's port (an origin's `https_port`: one node list serving
+    /// two protocols); the returned guard keeps the node's own address.
+    /// Failures, retries and down marks are the same as
+    /// [`Upstream::connect`]'s.
     pub async fn connect_pooled<R, F>(
         self: &Arc<Self>,
         ctx: &ConnectCtx<'_>,
+        port: Option<u16>,
         mut reuse: F,
     ) -> Result<Pooled<R>, ConnectError>
     where
         F: FnMut(SocketAddr) -> Option<R>,
     {
         let keepalive = self.defaults.keepalive;
-        let open = |addr| {
+        let open = |mut addr: SocketAddr| {
+            if let Some(p) = port {
+                addr.set_port(p);
+            }
             let found = reuse(addr);
             async move {
                 match found {
