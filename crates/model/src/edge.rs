@@ -118,6 +118,99 @@ pub struct Origin {
     pub host: Option<String>,
     /// Wait for the response head at most this long.
     pub read_timeout: Option<Duration>,
+    /// Plain HTTP or HTTPS to the origin.
+    pub protocol_policy: ProtocolPolicy,
+    /// Port of HTTP connections, instead of each node's port.
+    pub http_port: Option<u16>,
+    /// Port of HTTPS connections, instead of each node's port.
+    pub https_port: Option<u16>,
+    /// PEM certificates trusted for HTTPS instead of the system's bundle
+    /// (validated: at least one certificate, nothing else).
+    pub ca_bundle: Option<Arc<str>>,
+    /// Server name for HTTPS; `None`: the Host header sent.
+    pub sni: Option<String>,
+    /// How long an idle connection is kept; `None`: the edge's default.
+    pub keepalive_timeout: Option<Duration>,
+    /// Idle connections kept per node; `None`: the edge's default.
+    pub max_idle_connections: Option<u32>,
+}
+
+/// CloudFront's `OriginProtocolPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProtocolPolicy {
+    /// HTTP whatever the viewer used (the default).
+    #[default]
+    HttpOnly,
+    /// HTTPS whatever the viewer used.
+    HttpsOnly,
+    /// The viewer's protocol.
+    MatchViewer,
+}
+
+impl ProtocolPolicy {
+    /// Whether a request from a viewer over HTTPS (`viewer_https`) goes to
+    /// the origin over HTTPS.
+    pub fn https(self, viewer_https: bool) -> bool {
+        match self {
+            ProtocolPolicy::HttpOnly => false,
+            ProtocolPolicy::HttpsOnly => true,
+            ProtocolPolicy::MatchViewer => viewer_https,
+        }
+    }
+}
+
+/// Longest `ca_bundle` accepted (PEM text).
+const MAX_CA_BUNDLE: usize = 1 << 20;
+/// Longest origin keep-alive timeout (CloudFront allows up to 180 s on request).
+const MAX_KEEPALIVE_SECS: f64 = 180.0;
+/// Most idle connections per origin node.
+const MAX_IDLE_PER_NODE: u64 = 1024;
+
+fn port(field: &str, v: Option<u64>) -> Result<Option<u16>, Invalid> {
+    match v {
+        None => Ok(None),
+        Some(p) => match u16::try_from(p) {
+            Ok(p) if p > 0 => Ok(Some(p)),
+            _ => Err(Invalid::new(field, format!("{p} is not a port (1-65535)"))),
+        },
+    }
+}
+
+/// A PEM bundle holding at least one certificate and nothing but certificates.
+fn ca_bundle(field: &str, pem: &str) -> Result<Arc<str>, Invalid> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    if pem.len() > MAX_CA_BUNDLE {
+        return Err(Invalid::new(field, format!("must be at most {MAX_CA_BUNDLE} bytes")));
+    }
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| Invalid::new(field, format!("not a PEM certificate bundle: {e}")))?;
+        x509_parser::parse_x509_certificate(&cert)
+            .map_err(|e| Invalid::new(field, format!("certificate {} cannot be parsed: {e}", count + 1)))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Invalid::new(field, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+    }
+    Ok(Arc::from(pem))
+}
+
+/// A DNS name (RFC 1123 labels) for SNI.
+fn server_name(field: &str, name: &str) -> Result<String, Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        return Err(Invalid::new(field, format!("{name:?} is not a DNS name")));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 /// Rewrites a request before the cache lookup.
@@ -179,7 +272,10 @@ fn origin_from_wire(field: &str, w: &OriginWire) -> Result<Origin, Invalid> {
     match w.scheme.as_deref() {
         None | Some("http") => {}
         Some("https") => {
-            return Err(Invalid::new(format!("{field}.scheme"), "https origins are not supported yet; use http"));
+            return Err(Invalid::new(
+                format!("{field}.scheme"),
+                "HTTPS to the origin is chosen by protocol_policy (\"https-only\" or \"match-viewer\")",
+            ));
         }
         Some(other) => return Err(Invalid::new(format!("{field}.scheme"), format!("unknown scheme {other:?}"))),
     }
@@ -212,7 +308,45 @@ fn origin_from_wire(field: &str, w: &OriginWire) -> Result<Origin, Invalid> {
         }
     };
     let read_timeout = seconds(&format!("{field}.read_timeout"), w.read_timeout, 3600.0)?;
-    Ok(Origin { upstream, origin_path, host, read_timeout })
+    let protocol_policy = match w.protocol_policy.as_deref() {
+        None | Some("http-only") => ProtocolPolicy::HttpOnly,
+        Some("https-only") => ProtocolPolicy::HttpsOnly,
+        Some("match-viewer") => ProtocolPolicy::MatchViewer,
+        Some(other) => {
+            return Err(Invalid::new(
+                format!("{field}.protocol_policy"),
+                format!("{other:?} must be \"http-only\", \"https-only\" or \"match-viewer\""),
+            ));
+        }
+    };
+    let http_port = port(&format!("{field}.http_port"), w.http_port)?;
+    let https_port = port(&format!("{field}.https_port"), w.https_port)?;
+    let ca_bundle = w.ca_bundle.as_deref().map(|p| ca_bundle(&format!("{field}.ca_bundle"), p)).transpose()?;
+    let sni = w.sni.as_deref().map(|n| server_name(&format!("{field}.sni"), n)).transpose()?;
+    let keepalive_timeout = seconds(&format!("{field}.keepalive_timeout"), w.keepalive_timeout, MAX_KEEPALIVE_SECS)?;
+    let max_idle_connections = match w.max_idle_connections {
+        None => None,
+        Some(n) if n <= MAX_IDLE_PER_NODE => Some(n as u32),
+        Some(n) => {
+            return Err(Invalid::new(
+                format!("{field}.max_idle_connections"),
+                format!("{n} is above the limit of {MAX_IDLE_PER_NODE}"),
+            ));
+        }
+    };
+    Ok(Origin {
+        upstream,
+        origin_path,
+        host,
+        read_timeout,
+        protocol_policy,
+        http_port,
+        https_port,
+        ca_bundle,
+        sni,
+        keepalive_timeout,
+        max_idle_connections,
+    })
 }
 
 fn behavior_from_wire(
@@ -748,6 +882,46 @@ mod tests {
         assert!(d.behavior_for("/abtest-demo.file").rewrite.is_some());
         assert_eq!(d.behavior_for("/x").pattern.as_ref().map(PathPattern::as_str), Some("/*"));
         assert_eq!(d.behaviors[0].rewrite.as_ref().map(|r| r.path_prefix_from_header.as_str()), Some("x-vendor-type"));
+    }
+
+    #[test]
+    fn origin_protocol_and_keepalive_settings() {
+        let origin = |o: serde_json::Value| {
+            let mut v = serde_json::json!({"upstream_id": "u"});
+            if let (Some(base), Some(extra)) = (v.as_object_mut(), o.as_object()) {
+                base.extend(extra.clone());
+            }
+            dist(serde_json::json!({"hosts": ["a.com"], "origins": {"a": v}})).map(|d| d.origins["a"].clone())
+        };
+        let o = origin(serde_json::json!({})).expect("defaults");
+        assert_eq!(o.protocol_policy, ProtocolPolicy::HttpOnly);
+        assert!(o.ca_bundle.is_none() && o.sni.is_none() && o.keepalive_timeout.is_none());
+        let o = origin(
+            serde_json::json!({"protocol_policy": "match-viewer", "https_port": 8443, "sni": "Origin.Example.com",
+            "keepalive_timeout": 30, "max_idle_connections": 0}),
+        )
+        .expect("valid");
+        assert_eq!(o.protocol_policy, ProtocolPolicy::MatchViewer);
+        assert!(o.protocol_policy.https(true) && !o.protocol_policy.https(false));
+        assert_eq!((o.https_port, o.sni.as_deref()), (Some(8443), Some("origin.example.com")));
+        assert_eq!((o.keepalive_timeout, o.max_idle_connections), (Some(Duration::from_secs(30)), Some(0)));
+        for (bad, field) in [
+            (serde_json::json!({"protocol_policy": "https"}), "origins.a.protocol_policy"),
+            (serde_json::json!({"scheme": "https"}), "origins.a.scheme"),
+            (serde_json::json!({"https_port": 0}), "origins.a.https_port"),
+            (serde_json::json!({"http_port": 70000}), "origins.a.http_port"),
+            (serde_json::json!({"sni": "bad name"}), "origins.a.sni"),
+            (serde_json::json!({"ca_bundle": "not pem"}), "origins.a.ca_bundle"),
+            (
+                serde_json::json!({"ca_bundle": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+                "origins.a.ca_bundle",
+            ),
+            (serde_json::json!({"keepalive_timeout": 181}), "origins.a.keepalive_timeout"),
+            (serde_json::json!({"max_idle_connections": 1025}), "origins.a.max_idle_connections"),
+        ] {
+            let e = origin(bad.clone()).expect_err(&bad.to_string());
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -27,6 +27,50 @@ pub struct EdgeOrigin {
     pub config: shardgate_model::edge::Origin,
     /// Nodes, balancer and connect logic.
     pub upstream: Arc<Upstream>,
+    /// The distribution's id, for metric labels.
+    pub distribution: Arc<str>,
+    /// The TLS client configuration when the origin may be fetched over
+    /// HTTPS (`protocol_policy` other than `http-only`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The system's trust anchors, loaded once per process (blocking file
+/// I/O, at the first snapshot with an HTTPS origin without `ca_bundle`).
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    Arc::clone(ROOTS.get_or_init(|| Arc::new(shardgate_upstream::system_roots())))
+}
+
+/// The TLS client configuration of an origin fetched over HTTPS: its
+/// `ca_bundle`'s certificates, else the system's, as trust anchors; ALPN
+/// `http/1.1` (origin connections are HTTP/1.1). `Err` names what is wrong
+/// with the bundle.
+fn origin_tls(origin: &shardgate_model::edge::Origin) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    if origin.protocol_policy == shardgate_model::edge::ProtocolPolicy::HttpOnly {
+        return Ok(None);
+    }
+    let roots = match &origin.ca_bundle {
+        None => system_roots(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok);
+            let (added, ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("none of its {ignored} certificate(s) is usable as a trust anchor"));
+            }
+            Arc::new(roots)
+        }
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("the TLS provider offers no protocol version: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
 }
 
 /// A distribution ready to serve.
@@ -254,11 +298,24 @@ impl EdgeRouter {
                         }
                     },
                 };
+                let tls = match origin_tls(origin) {
+                    Ok(t) => t,
+                    Err(why) => {
+                        failed = Some(Invalid::new(format!("origins.{name}.ca_bundle"), why));
+                        break;
+                    }
+                };
                 let upstream = registry.get_or_create(key.clone(), &config);
                 used.insert(key);
                 origins.insert(
                     name.clone(),
-                    Arc::new(EdgeOrigin { name: name.clone(), config: origin.clone(), upstream }),
+                    Arc::new(EdgeOrigin {
+                        name: name.clone(),
+                        config: origin.clone(),
+                        upstream,
+                        distribution: Arc::from(id.as_str()),
+                        tls,
+                    }),
                 );
             }
             let mut policies = Vec::with_capacity(dist.behaviors.len() + 1);

@@ -57,9 +57,34 @@ pub struct OriginWire {
     /// Reference to an upstream resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_id: Option<Value>,
-    /// `http` (default). `https` origins are not supported yet.
+    /// `http` only (HTTPS is chosen by `protocol_policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
+    /// `http-only` (default), `https-only` or `match-viewer` (CloudFront
+    /// `OriginProtocolPolicy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_policy: Option<String>,
+    /// Port for HTTP connections instead of the nodes' (CloudFront `HTTPPort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_port: Option<u64>,
+    /// Port for HTTPS connections instead of the nodes' (CloudFront `HTTPSPort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_port: Option<u64>,
+    /// PEM certificates trusted for HTTPS to this origin instead of the
+    /// system's CA bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// Server name sent (SNI) and verified on HTTPS; default: the Host
+    /// header sent to the origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Seconds an idle connection to the origin is kept for reuse
+    /// (CloudFront `OriginKeepaliveTimeout`); default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_timeout: Option<f64>,
+    /// Idle connections kept per origin node; 0 turns reuse off; default 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_idle_connections: Option<u64>,
     /// Prefix of every origin path (CloudFront `OriginPath`): `/production`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_path: Option<String>,
