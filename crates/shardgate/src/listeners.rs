@@ -286,8 +286,9 @@ pub struct Listeners {
     /// `store.data_dir` as started, for the default disk-cache directory.
     cache_dir: std::path::PathBuf,
     /// Created the first time an edge listener is wanted, then kept: the
-    /// cache outlives the listeners that use it.
-    edge: OnceLock<Arc<EdgeService>>,
+    /// cache outlives the listeners that use it. Shared with the cache
+    /// warm, which runs requests through it ([`Listeners::edge`]).
+    edge: Arc<OnceLock<Arc<EdgeService>>>,
     /// Whether the edge's invalidation purge task runs.
     purging: bool,
     running: Vec<Running>,
@@ -305,10 +306,16 @@ impl Listeners {
             cache: started.edge.cache.clone(),
             access_log: started.edge.access_log.clone(),
             cache_dir: started.cache_dir(),
-            edge: OnceLock::new(),
+            edge: Arc::default(),
             purging: false,
             running: Vec::new(),
         }
+    }
+
+    /// The edge service, once the first edge listener (at start or added
+    /// by a reload) has created it; empty while the gateway serves no edge.
+    pub fn edge(&self) -> Arc<OnceLock<Arc<EdgeService>>> {
+        Arc::clone(&self.edge)
     }
 
     /// Binds what `config` adds and takes copies of the sockets whose

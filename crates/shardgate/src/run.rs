@@ -286,10 +286,7 @@ pub async fn run(config: Config, args: RunArgs, mut signals: Signals) -> anyhow:
             .with_samples(Arc::clone(&samples))
             .with_cors(config.admin.cors)
             .with_refuse_expired_certificates(config.admin.refuse_expired_certificates)
-            .with_warmer(Arc::new(EdgeWarm(shardgate_http::warm::EdgeWarmer::new(
-                Arc::clone(&handle),
-                config.edge.http.iter().filter(|l| !l.tls && !l.proxy_protocol).map(|l| l.addr.0),
-            ))));
+            .with_warmer(Arc::new(EdgeWarm(shardgate_http::warm::EdgeWarmer::new(listeners.edge()))));
         let admin_addr = admin_socket.local_addr().context("admin address")?;
         let serve_settings = ServeSettings::from_limits(&config.limits);
         let admin_task = tokio::spawn(shardgate_admin::serve(

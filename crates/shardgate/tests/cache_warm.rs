@@ -2,8 +2,10 @@
 //! through the real binary: a test origin with 1,000 objects warmed by the
 //! CLI, then served as hits without a new origin request; a second warm
 //! that finds them fresh; failures (a 404, an origin that is down) reported
-//! with their reasons and a non-zero exit; the staging side of a canary;
-//! the Admin API's refusals (bad bodies naming the field, no key, the viewer
+//! with their reasons and a non-zero exit; the staging side of a canary
+//! (header-based, weight-based with and without session stickiness); a
+//! gateway whose only edge listener is HTTPS and came with a reload; the
+//! Admin API's refusals (bad bodies naming the field, no key, the viewer
 //! key, a second job on a distribution while one runs).
 
 mod common;
@@ -12,10 +14,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{gateway, text};
+use common::{bash, gateway, text};
 use serde_json::{Value, json};
 use shardgate_e2e::origin::get;
-use shardgate_e2e::{ADMIN_KEY, Gateway, OriginFile, TestOrigin, eventually};
+use shardgate_e2e::{ADMIN_KEY, Gateway, OriginFile, TestCert, TestOrigin, eventually};
 
 const HOST: &str = "assets.example.com";
 const VIEWER_KEY: &str = "0c5e7d1f9a3b4e6d8f2a1c3e5b7d9f0a";
@@ -296,14 +298,10 @@ async fn the_admin_api_bounds_warm_jobs() {
     assert_eq!(r.status, 404, "{}", r.body);
 }
 
-/// `--variant staging` warms the staging distribution of a header-based
-/// canary: its origin is asked, the primary's is not, and a viewer sent to
-/// staging then gets a hit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
-    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
-    let a = TestOrigin::start(vec![("/resource", OriginFile::new("a").cache_control("max-age=600"))]).await;
-    let b = TestOrigin::start(vec![("/resource", OriginFile::new("b").cache_control("max-age=600"))]).await;
+/// Stores a canary: distribution `prod` (host `www.company.com`, origin
+/// `a`) sends traffic chosen by `traffic` to its staging distribution
+/// `stage` (origin `b`), through continuous deployment policy `cd`.
+async fn canary(gw: &Gateway, a: &TestOrigin, b: &TestOrigin, traffic: Value) {
     let admin = gw.admin();
     admin
         .put_ok(
@@ -314,8 +312,7 @@ async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
     admin
         .put_ok(
             "/apisix/admin/continuous_deployment_policies/cd",
-            &json!({"staging_distribution_id": "stage", "enabled": true,
-                    "traffic": {"type": "single_header", "header": "aws-cf-cd-resource", "value": "b"}}),
+            &json!({"staging_distribution_id": "stage", "enabled": true, "traffic": traffic}),
         )
         .await;
     admin
@@ -325,6 +322,18 @@ async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
                     "continuous_deployment_policy_id": "cd"}),
         )
         .await;
+}
+
+/// `--variant staging` warms the staging distribution of a header-based
+/// canary: its origin is asked, the primary's is not, and a viewer sent to
+/// staging then gets a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let a = TestOrigin::start(vec![("/resource", OriginFile::new("a").cache_control("max-age=600"))]).await;
+    let b = TestOrigin::start(vec![("/resource", OriginFile::new("b").cache_control("max-age=600"))]).await;
+    let admin = gw.admin();
+    canary(&gw, &a, &b, json!({"type": "single_header", "header": "aws-cf-cd-resource", "value": "b"})).await;
     let edge = gw.edge_plain[0];
     eventually(5, "canary live", || async {
         let (_, h, _) = get(edge, "www.company.com", "/__probe", &[("aws-cf-cd-resource", "b")]).await;
@@ -375,16 +384,103 @@ async fn the_staging_side_of_a_canary_is_warmed_through_its_policy() {
         assert!(out.status.success() && stdout(&out).contains("fetched        1"), "{variant}: {}", text(&out));
         assert_eq!((a.hits("/weighted"), b.hits("/weighted")), hits, "{variant}");
     }
-    // Without stickiness nothing chooses staging: refused, naming the policy.
-    let random = json!({"staging_distribution_id": "stage", "enabled": true,
-        "traffic": {"type": "single_weight", "weight": 0.01}});
-    admin.put_ok("/apisix/admin/continuous_deployment_policies/cd", &random).await;
-    let out = eventually(5, "random policy live", || async {
-        let out =
-            warm_cli(&gw, &["--distribution", "prod", "--variant", "staging", "--paths-from", "-"], Some(paths)).await;
-        text(&out).contains("sends a random share of requests to staging").then_some(out)
+}
+
+/// A weight-based canary without session stickiness sends a random share
+/// of viewers to staging, so no viewer's request can choose it; the warm
+/// names its side, so every path of a staging warm reaches staging's
+/// origin (a 1 % share would bring about none of twenty), and a primary
+/// warm reaches the primary's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_of_a_weighted_canary_without_stickiness_is_warmed() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let paths: Vec<String> = (0..20).map(|i| format!("/w/{i}.pak")).collect();
+    let file = |body: &str| OriginFile::new(body.to_owned()).cache_control("max-age=600");
+    let a = TestOrigin::start(paths.iter().map(|p| (p.as_str(), file("a"))).collect()).await;
+    let b = TestOrigin::start(paths.iter().map(|p| (p.as_str(), file("b"))).collect()).await;
+    canary(&gw, &a, &b, json!({"type": "single_weight", "weight": 0.01})).await;
+    gw.applied().await;
+    let hits = |o: &TestOrigin| paths.iter().map(|p| o.hits(p)).sum::<usize>();
+    let list = paths.join("\n");
+
+    let out =
+        warm_cli(&gw, &["--distribution", "prod", "--variant", "staging", "--paths-from", "-"], Some(&list)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("  fetched        20\n  already fresh  0\n  failed         0\n"), "{}", text(&out));
+    assert_eq!((hits(&a), hits(&b)), (0, 20), "staging's origin only, each path once");
+    // Again: staging's cache holds them all.
+    let out =
+        warm_cli(&gw, &["--distribution", "prod", "--variant", "staging", "--paths-from", "-"], Some(&list)).await;
+    assert!(stdout(&out).contains("  fetched        0\n  already fresh  20\n"), "{}", text(&out));
+    // The primary side is a cache of its own.
+    let out = warm_cli(&gw, &["--distribution", "prod", "--paths-from", "-"], Some(&list)).await;
+    assert!(stdout(&out).contains("  fetched        20\n  already fresh  0\n"), "{}", text(&out));
+    assert_eq!((hits(&a), hits(&b)), (20, 20));
+    // A viewer (almost always sent to the primary) gets the primary's copy, a hit.
+    let (status, h, body) = get(gw.edge_plain[0], "www.company.com", "/w/0.pak", &[]).await;
+    if h.get("x-shardgate-variant").map(String::as_str) == Some("primary") {
+        assert_eq!((status, &body[..]), (200, &b"a"[..]));
+    }
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Hit from shardgate"), "either side was warmed");
+    assert_eq!((hits(&a), hits(&b)), (20, 20));
+}
+
+/// A gateway whose only edge listener is HTTPS, added by a reload: the
+/// warm needs no listener of its own (it runs the edge in process), only
+/// the edge service the first edge listener creates. Before it, the warm
+/// is refused saying why. The warm writes access log lines with its own
+/// user agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_only_edge_added_by_a_reload_is_warmed() {
+    let gw = gateway().tls_listeners(0).plain_listeners(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/a.pak", OriginFile::new("a").cache_control("max-age=600")),
+        ("/b.pak", OriginFile::new("b").cache_control("max-age=600")),
+    ])
+    .await;
+    let cert = TestCert::ecdsa(&[HOST]);
+    gw.admin().put_ok("/apisix/admin/ssls/assets", &cert.ssl_body(&[HOST])).await;
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/distributions/assets",
+            &json!({"hosts": [HOST], "origins": {"o": {"upstream": {"nodes": {origin.addr.to_string(): 1}}}}}),
+        )
+        .await;
+    gw.applied().await;
+    let list = "/a.pak\n/b.pak\n";
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", "-"], Some(list)).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("serves no edge yet"), "{}", text(&out));
+
+    // An HTTPS edge listener, and no plain one, by a reload.
+    let port = shardgate_e2e::ports::free("127.0.0.1");
+    let yaml = gw
+        .config_text()
+        .replace("only: true", "only: false")
+        .replace("admin:\n", &format!("edge:\n  http:\n    - addr: \"{port}\"\n      tls: true\nadmin:\n"));
+    gw.write_config(&yaml);
+    gw.sighup();
+    eventually(10, "the HTTPS edge listener", || async { tokio::net::TcpStream::connect(port).await.ok() }).await;
+
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", "-"], Some(list)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("  fetched        2\n  already fresh  0\n  failed         0\n"), "{}", text(&out));
+    assert_eq!((origin.hits("/a.pak"), origin.hits("/b.pak")), (1, 1));
+    eventually(5, "the warm's access log lines", || async {
+        (gw.log().matches("shardgate-cache-warm").count() >= 2).then_some(())
     })
     .await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("continuous deployment policy cd"), "{}", text(&out));
+
+    // A player over HTTPS gets hits; the origin hears nothing more.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), &cert.cert).expect("ca");
+    let p = port.port();
+    let script = format!(
+        "set -e\nfor f in a b; do curl -sS --cacert ca.pem --resolve {HOST}:{p}:127.0.0.1 -D - https://{HOST}:{p}/$f.pak; echo; done"
+    );
+    let out = bash(script, dir.path()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert_eq!(said.matches("x-cache: hit from shardgate").count(), 2, "{said}");
+    assert_eq!((origin.hits("/a.pak"), origin.hits("/b.pak")), (1, 1));
 }

@@ -11,8 +11,9 @@
 //!
 //! Each path is fetched once through the edge as a viewer's `GET` would be
 //! (its cache, origins and, for `staging`, the staging distribution of the
-//! primary's continuous deployment policy) by a [`Warmer`], which the
-//! binary provides: `fetched` when the edge went to the origin for it (a
+//! primary's continuous deployment policy, whatever its traffic settings;
+//! not its web ACL: the fetch is the operator's) by a [`Warmer`], which the
+//! binary provides (`shardgate_http::warm`, in process): `fetched` when the edge went to the origin for it (a
 //! miss, or a revalidation), `fresh` when the cache already held a fresh
 //! copy, `failed` with the reason otherwise (an error status, an origin
 //! that cannot be reached, a response the cache does not store).

@@ -141,8 +141,9 @@ pub(crate) async fn run(
     };
     facts.distribution = Some(Arc::clone(&primary.id_label));
     // The primary's web ACL guards both sides of a canary: CloudFront
-    // does not let a staging distribution change the WAF either.
-    let waf_headers = match &primary.waf {
+    // does not let a staging distribution change the WAF either. A cache
+    // warm (an operator's, through the Admin API) skips it: see crate::warm.
+    let waf_headers = match primary.waf.as_ref().filter(|_| !crate::warm::WarmRequest::is(&parts)) {
         Some(acl) => match waf::web_acl(&svc, acl, &parts, conn, facts) {
             Ok(inserted) => inserted,
             Err(blocked) => return *blocked,
@@ -153,7 +154,7 @@ pub(crate) async fn run(
         Ok(head_only) => head_only,
         Err(refused) => return respond::refuse(&svc, refused),
     };
-    let side = variant::variant(primary, &parts.headers, variant::roll(), variant::now_unix(), facts);
+    let side = variant::variant(primary, &parts, variant::roll(), variant::now_unix(), facts);
     let dist = side.dist;
 
     let chosen = behavior::behavior(&dist, parts.uri.path());

@@ -3,7 +3,8 @@
 //! `Age`, `X-Cache` ([`CachePhase::x_cache`]), `Via` and the canary's
 //! variant header and cookie; an origin response passed through; or an
 //! error the edge generates. Every answer is counted here in
-//! `shardgate_edge_requests_total` under its [`CachePhase::label`].
+//! `shardgate_edge_requests_total` under its [`CachePhase::label`], and
+//! carries its [`CachePhase`] as a response extension (a cache warm reads it).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -124,6 +125,7 @@ impl Ctx {
             }
         }
         self.decorate(&mut parts.headers, CachePhase::Pass);
+        parts.extensions.insert(CachePhase::Pass);
         let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         self.count(CachePhase::Pass, len);
         let body = if self.head_only { EdgeBody::Empty } else { EdgeBody::Origin(body) };
@@ -153,7 +155,7 @@ impl Ctx {
                 headers.remove(header::CONTENT_LENGTH);
                 headers.remove(header::CONTENT_TYPE);
                 self.count(phase, Some(0));
-                return empty(StatusCode::NOT_MODIFIED, headers);
+                return empty(StatusCode::NOT_MODIFIED, headers, phase);
             }
             Answer::Unsatisfiable { len } => {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -162,7 +164,7 @@ impl Ctx {
                 }
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
                 self.count(phase, Some(0));
-                return empty(StatusCode::RANGE_NOT_SATISFIABLE, headers);
+                return empty(StatusCode::RANGE_NOT_SATISFIABLE, headers, phase);
             }
             Answer::Partial { start, end, len } => {
                 headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -197,6 +199,7 @@ impl Ctx {
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
+        resp.extensions_mut().insert(phase);
         resp
     }
 
@@ -216,13 +219,15 @@ impl Ctx {
         let mut resp = plain(status, message.to_owned());
         self.decorate(resp.headers_mut(), CachePhase::Error);
         resp.extensions_mut().insert(detail);
+        resp.extensions_mut().insert(CachePhase::Error);
         resp
     }
 }
 
-fn empty(status: StatusCode, headers: HeaderMap) -> Response<EdgeBody> {
+fn empty(status: StatusCode, headers: HeaderMap, phase: CachePhase) -> Response<EdgeBody> {
     let mut resp = Response::new(EdgeBody::Empty);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
+    resp.extensions_mut().insert(phase);
     resp
 }

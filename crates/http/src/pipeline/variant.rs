@@ -1,13 +1,15 @@
 //! Phase "variant": which side of a continuous deployment policy (canary)
 //! serves the request, the primary distribution or its staging one. The
 //! choice itself is [`crate::canary::choose`]; this phase draws the random
-//! number for weighted policies and records the side for the access log.
+//! number for weighted policies and records the side for the access log. A
+//! request the edge makes itself for a cache warm names its side
+//! ([`crate::warm::WarmRequest`], a request extension no viewer can set).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::HeaderMap;
+use http::request::Parts;
 use shardgate_snapshot::EdgeDistribution;
 
 use crate::access_log::Facts;
@@ -23,13 +25,13 @@ pub(crate) struct Side {
     pub(crate) set_cookie: Option<String>,
 }
 
-/// Chooses the side of `primary` that serves a request with `headers`;
-/// `roll` is uniform in [0, 1) ([`roll`]), `now_unix` the time in seconds.
-/// `facts` gets the variant (on a distribution with a canary) and, for
-/// staging, the staging distribution with the primary kept beside it.
+/// Chooses the side of `primary` that serves `req`; `roll` is uniform in
+/// [0, 1) ([`roll`]), `now_unix` the time in seconds. `facts` gets the
+/// variant (on a distribution with a canary) and, for staging, the staging
+/// distribution with the primary kept beside it.
 pub(crate) fn variant(
     primary: Arc<EdgeDistribution>,
-    headers: &HeaderMap,
+    req: &Parts,
     roll: f64,
     now_unix: u64,
     facts: &mut Facts,
@@ -37,7 +39,11 @@ pub(crate) fn variant(
     let Some(c) = &primary.canary else {
         return Side { dist: primary, variant: Variant::Primary, set_cookie: None };
     };
-    let choice = canary::choose(c, headers, roll, now_unix);
+    let choice = match req.extensions.get::<crate::warm::WarmRequest>() {
+        // A cache warm's side, without a session cookie.
+        Some(warm) => canary::Choice { variant: warm.variant, set_cookie: None },
+        None => canary::choose(c, &req.headers, roll, now_unix),
+    };
     facts.variant = Some(choice.variant.as_str());
     let dist = if choice.variant == Variant::Staging {
         let staging = Arc::clone(&c.staging);
