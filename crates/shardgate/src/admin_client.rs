@@ -1,5 +1,5 @@
-//! A small client of a running gateway's Admin API, for `export`, `diff`
-//! and `apply`: hyper's HTTP/1.1 client over one keep-alive connection
+//! A small client of a running gateway's Admin API, for `export`, `diff`,
+//! `apply` and `cache warm`: hyper's HTTP/1.1 client over one keep-alive connection
 //! (opened again when the server has closed it), the key in `X-API-KEY`.
 //!
 //! Every request, connecting included, is bounded by one timeout, and every
@@ -116,11 +116,9 @@ impl AdminClient {
         } else {
             format!("/apisix/admin/{}", kind.plural())
         };
-        let (status, body) = self.send(Method::GET, &path, None).await?;
+        let (status, doc) = self.call(Method::GET, &path, None).await?;
         let bad =
             |message: String| RequestError { method: Method::GET, url: self.url(&path), status: Some(status), message };
-        let doc: Value = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("the answer is not JSON ({e}); is this a shardgate Admin API?")))?;
         let list = doc
             .get("list")
             .and_then(Value::as_array)
@@ -163,6 +161,31 @@ impl AdminClient {
         self.send(Method::DELETE, &path, None).await.map(drop)
     }
 
+    /// Any request: `method` on `path` (which starts with `/apisix/admin`)
+    /// with `body` as JSON; the status and the JSON answer of a 2xx. A
+    /// status other than 2xx is an error carrying the Admin API's message
+    /// ([`RequestError::status`] tells which).
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), RequestError> {
+        let url = self.url(path);
+        let fail = |status: Option<StatusCode>, message: String| RequestError {
+            method: method.clone(),
+            url: url.clone(),
+            status,
+            message,
+        };
+        let body =
+            body.map(serde_json::to_vec).transpose().map_err(|e| fail(None, format!("encoding the body: {e}")))?;
+        let (status, bytes) = self.send(method.clone(), path, body).await?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(Some(status), format!("the answer is not JSON ({e}); is this a shardgate Admin API?")))?;
+        Ok((status, value))
+    }
+
     /// Sends one request within the timeout; a status other than 2xx is an
     /// error carrying the Admin API's message.
     async fn send(
@@ -181,7 +204,12 @@ impl AdminClient {
         };
         let result = tokio::time::timeout(timeout, self.exchange(&method, path, body.map(Bytes::from))).await;
         let (status, bytes) = match result {
-            Err(_) => return Err(fail(None, format!("no answer within {timeout:?}"))),
+            Err(_) => {
+                // The connection may still carry the unfinished exchange:
+                // the next request opens another.
+                self.conn = None;
+                return Err(fail(None, format!("no answer within {timeout:?}")));
+            }
             Ok(Err(message)) => return Err(fail(None, message)),
             Ok(Ok(answer)) => answer,
         };

@@ -13,9 +13,9 @@
 //! file, a refused request, no gateway); 2 the job ran but some paths
 //! failed, or it was cancelled.
 //!
-//! The Admin API is found as `export`/`apply` find it (`--admin-url`,
-//! `SHARDGATE_ADMIN_KEY`); each request is bounded by `--timeout` and each
-//! answer by [`MAX_ANSWER_BYTES`].
+//! The Admin API is found and spoken to as `export`/`apply` do it
+//! ([`AdminClient`]: `--admin-url`, `SHARDGATE_ADMIN_KEY`, one kept-alive
+//! connection; each request bounded by `--timeout`).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -23,17 +23,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Method, Request, StatusCode, Uri, header};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use shardgate_admin::api::warm::MAX_WARM_PATHS;
 
 use crate::admin_client::AdminClient;
 
-/// Largest Admin API answer read (a job with its listed failures).
-pub const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// Time between two progress reads.
 const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Time between two progress lines when stderr is not a terminal.
@@ -100,82 +95,6 @@ fn read_paths(reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(String, u
         bail!("{name} lists no paths (one per line, like /patches/1.2/base.pak)");
     }
     Ok(out)
-}
-
-/// A few requests to the Admin API, each on a connection of its own.
-struct Api {
-    authority: String,
-    /// `http://host:port` and any path before `/apisix/admin`, for messages.
-    base: String,
-    /// The path before `/apisix/admin` (empty, or `/prefix` behind a proxy).
-    base_path: String,
-    key: String,
-    timeout: Duration,
-}
-
-impl Api {
-    fn new(client: &AdminClient, key: String, timeout: Duration) -> anyhow::Result<Self> {
-        // The URL as `AdminClient` checked and normalised it.
-        let base = client.url("");
-        let uri: Uri = base.parse().with_context(|| format!("--admin-url {base}"))?;
-        let authority = uri.authority().map(|a| a.as_str().to_owned()).context("--admin-url has no host")?;
-        let base_path = uri.path().trim_end_matches('/').to_owned();
-        Ok(Api { authority, base, base_path, key, timeout })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// One request; the status and the JSON answer.
-    async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<(StatusCode, Value)> {
-        let what = format!("{method} {}", self.url(path));
-        let answer = tokio::time::timeout(self.timeout, self.exchange(method, path, body))
-            .await
-            .map_err(|_| anyhow::anyhow!("{what}: no answer within {:?}", self.timeout))?
-            .with_context(|| what.clone())?;
-        Ok(answer)
-    }
-
-    async fn exchange(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<(StatusCode, Value)> {
-        let stream = tokio::net::TcpStream::connect(&self.authority).await.with_context(|| {
-            format!("cannot connect to {} (is the gateway running? see --admin-url)", self.authority)
-        })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "Admin API connection ended");
-            }
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base_path))
-            .header(header::HOST, &self.authority)
-            .header("x-api-key", &self.key);
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        let resp = sender.send_request(req.body(Full::new(Bytes::from(body.unwrap_or_default())))?).await?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).trim().to_owned())
-        });
-        Ok((status, value))
-    }
-}
-
-/// The Admin API's message in an error answer.
-fn error_of(v: &Value) -> String {
-    match (v.get("error_msg").and_then(Value::as_str), v.get("description").and_then(Value::as_str)) {
-        (Some(m), Some(d)) => format!("{m} ({d})"),
-        (Some(m), None) => m.to_owned(),
-        _ => v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-    }
 }
 
 /// `error_msg` with `paths[i]` followed by where it is in the file.
@@ -264,7 +183,7 @@ fn summary(job: &Value) -> String {
 }
 
 /// Runs `shardgate cache warm`.
-pub async fn warm(client: AdminClient, key: String, timeout: Duration, args: WarmArgs<'_>) -> anyhow::Result<ExitCode> {
+pub async fn warm(mut client: AdminClient, args: WarmArgs<'_>) -> anyhow::Result<ExitCode> {
     let file = args.paths_from.display().to_string();
     let paths = if file == "-" {
         read_paths(std::io::stdin().lock(), "standard input")?
@@ -275,7 +194,6 @@ pub async fn warm(client: AdminClient, key: String, timeout: Duration, args: War
     // The API numbers distinct paths: keep the first line of each.
     let mut seen = std::collections::HashSet::new();
     let distinct: Vec<(String, usize)> = paths.iter().filter(|(p, _)| seen.insert(p.clone())).cloned().collect();
-    let api = Api::new(&client, key, timeout)?;
     let dist = percent_encoding::utf8_percent_encode(args.distribution, percent_encoding::NON_ALPHANUMERIC).to_string();
     let jobs = format!("/apisix/admin/distributions/{dist}/warm");
     let body = json!({
@@ -283,10 +201,14 @@ pub async fn warm(client: AdminClient, key: String, timeout: Duration, args: War
         "variant": args.variant.as_str(),
         "concurrency": args.concurrency,
     });
-    let (status, job) = api.call(Method::POST, &jobs, Some(serde_json::to_vec(&body)?)).await?;
-    if status != StatusCode::ACCEPTED {
-        bail!("POST {}: {} {}", api.url(&jobs), status.as_u16(), with_line(error_of(&job), &distinct, &file));
-    }
+    let job = match client.call(Method::POST, &jobs, Some(&body)).await {
+        Ok((StatusCode::ACCEPTED, job)) => job,
+        Ok((status, _)) => bail!("POST {}: {} instead of 202 with a job", client.url(&jobs), status.as_u16()),
+        Err(mut e) => {
+            e.message = with_line(e.message, &distinct, &file);
+            return Err(e.into());
+        }
+    };
     let id = job.get("id").and_then(Value::as_str).context("the Admin API's answer has no job id")?.to_owned();
     let job_path = format!("{jobs}/{id}");
     let tty = std::io::stderr().is_terminal();
@@ -330,27 +252,23 @@ pub async fn warm(client: AdminClient, key: String, timeout: Duration, args: War
                     eprintln!();
                 }
                 eprintln!("cancelling job {id} (the fetches in flight finish first)");
-                let (status, answer) = api.call(Method::DELETE, &job_path, None).await?;
-                if !status.is_success() {
-                    bail!("DELETE {}: {} {}", api.url(&job_path), status.as_u16(), error_of(&answer));
-                }
+                client.call(Method::DELETE, &job_path, None).await?;
             }
         }
-        match api.call(Method::GET, &job_path, None).await {
-            Ok((StatusCode::OK, v)) => {
+        match client.call(Method::GET, &job_path, None).await {
+            Ok((_, v)) => {
                 last = v;
                 failures_in_a_row = 0;
             }
-            Ok((status, v)) if status == StatusCode::NOT_FOUND => {
-                bail!("GET {}: {} {} (did the gateway restart?)", api.url(&job_path), status.as_u16(), error_of(&v))
-            }
-            Ok((status, v)) => bail!("GET {}: {} {}", api.url(&job_path), status.as_u16(), error_of(&v)),
+            Err(e) if e.status == Some(StatusCode::NOT_FOUND) => bail!("{e} (did the gateway restart?)"),
+            // The Admin API answered, and refused: following it further changes nothing.
+            Err(e) if e.status.is_some() => return Err(e.into()),
             Err(e) => {
                 failures_in_a_row += 1;
                 if failures_in_a_row >= MAX_POLL_FAILURES {
-                    return Err(e.context(format!(
-                        "lost the Admin API {MAX_POLL_FAILURES} times in a row; the job may still run: GET {}",
-                        api.url(&job_path)
+                    let url = client.url(&job_path);
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "lost the Admin API {MAX_POLL_FAILURES} times in a row; the job may still run: GET {url}"
                     )));
                 }
             }

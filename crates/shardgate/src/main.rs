@@ -496,12 +496,9 @@ fn main() -> ExitCode {
         },
         Command::Cache { action: CacheAction::Warm { admin, distribution, paths_from, variant, concurrency } } => {
             cli_command(async move {
-                let key = config_code::admin_key(admin.admin_key.clone())?;
-                let timeout = std::time::Duration::from_secs(admin.timeout);
-                let client = admin.client()?;
                 let args =
                     cache_cli::WarmArgs { distribution: &distribution, paths_from: &paths_from, variant, concurrency };
-                cache_cli::warm(client, key, timeout, args).await
+                cache_cli::warm(admin.client()?, args).await
             })
         }
         Command::Export { admin, output, include_secrets, force } => cli_command(async move {
