@@ -498,9 +498,10 @@ pub enum Storability {
 
 /// Status codes a shared cache stores with the cache policy's default TTL
 /// when the origin gives no lifetime (RFC 9110 §15.1 "heuristically
-/// cacheable", minus the ones an asset edge has no use for).
+/// cacheable", minus the ones an asset edge has no use for). 404 and the
+/// other errors CloudFront caches follow [`crate::errors`] instead.
 pub fn cacheable_status(status: u16) -> bool {
-    matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
+    matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 410)
 }
 
 /// Status codes stored only with an explicit lifetime from the origin

@@ -125,3 +125,43 @@ async fn head_is_answered_from_the_cache() {
     }
     assert_eq!(origin.methods("/pak/level1.pak"), ["GET"], "HEAD never reached the origin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_cached_as_cloudfront_caches_them() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let error = |status: u16| OriginFile::new(format!("error {status}")).status(status);
+    let origin = TestOrigin::start(vec![
+        // Always cached, for the error caching minimum TTL (10 s by default).
+        ("/gone.pak", error(404)),
+        ("/busy", error(503)),
+        // Restricted by the origin: not cached.
+        ("/busy-no-store", error(503).cache_control("no-store")),
+        // 403 only with max-age or s-maxage.
+        ("/denied", error(403)),
+        ("/denied-for-a-while", error(403).cache_control("max-age=60")),
+        // Never cached.
+        ("/who", error(401).cache_control("max-age=60")),
+    ])
+    .await;
+    // The policy's TTLs do not apply to errors: its min TTL would store anything.
+    distribution(&gw, &origin, json!({"min_ttl": 60, "default_ttl": 600}), json!({})).await;
+    let edge = gw.edge_plain[0];
+    for (path, status, cached) in [
+        ("/gone.pak", 404, true),
+        ("/busy", 503, true),
+        ("/busy-no-store", 503, false),
+        ("/denied", 403, false),
+        ("/denied-for-a-while", 403, true),
+        ("/who", 401, false),
+    ] {
+        let (s, _, body) = get(edge, HOST, path, &[]).await;
+        assert_eq!((s, &body[..]), (status, format!("error {status}").as_bytes()), "{path}");
+        let (s, h, body) = get(edge, HOST, path, &[]).await;
+        assert_eq!((s, &body[..]), (status, format!("error {status}").as_bytes()), "{path}");
+        let expected = if cached { 1 } else { 2 };
+        assert_eq!(origin.hits(path), expected, "{path}: cached {cached}: {h:?}");
+        if cached {
+            assert_eq!(x_cache(&h), "Hit from shardgate", "{path}");
+        }
+    }
+}
