@@ -70,6 +70,17 @@ pub struct OriginLabels {
     pub status: &'static str,
 }
 
+/// `{distribution, origin, reused}` for connections a fetch used.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginConnectionLabels {
+    /// The distribution id.
+    pub distribution: Label,
+    /// The origin name.
+    pub origin: String,
+    /// `true` for an idle pooled connection reused, `false` for a new one.
+    pub reused: &'static str,
+}
+
 /// `{distribution}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DistributionLabels {
@@ -107,6 +118,9 @@ pub struct EdgeMetrics {
     pub refused: Family<RefusedLabels, Counter>,
     /// `shardgate_edge_origin_requests_total`.
     pub origin_requests: Family<OriginLabels, Counter>,
+    /// `shardgate_edge_origin_connections_total`: connections fetches used,
+    /// new or reused from the keep-alive pool.
+    pub origin_connections: Family<OriginConnectionLabels, Counter>,
     /// `shardgate_edge_origin_response_seconds` (time to the response head).
     pub origin_seconds: Family<DistributionLabels, Histogram>,
     /// `shardgate_edge_response_bytes_total`: body bytes of responses whose size was known.
@@ -129,6 +143,7 @@ impl EdgeMetrics {
             responses: Family::default(),
             refused: Family::default(),
             origin_requests: Family::default(),
+            origin_connections: Family::default(),
             origin_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14))),
             response_bytes: Family::default(),
             cache_bytes: Gauge::default(),
@@ -152,6 +167,11 @@ impl EdgeMetrics {
                 "edge_origin_requests",
                 "Requests sent to origins, by response status class",
                 m.origin_requests.clone(),
+            );
+            r.register(
+                "edge_origin_connections",
+                "Origin connections used by fetches: opened (reused=false) or taken from the keep-alive pool (reused=true)",
+                m.origin_connections.clone(),
             );
             r.register(
                 "edge_origin_response_seconds",

@@ -1,20 +1,49 @@
-//! Fetching from an origin: connect through the origin's upstream runtime
-//! (balancer, retries on connect, passive down marks), one HTTP/1.1 request
-//! per connection, a timeout for the response head.
+//! Fetching from an origin: the origin's upstream runtime chooses the node
+//! (balancer, retries on connect, passive down marks), then an idle
+//! keep-alive HTTP/1.1 connection to that node is reused or a new one is
+//! opened (plain, or TLS as the origin's protocol policy says), and the
+//! response head is awaited within the read timeout.
 //!
-//! Connections are not pooled yet: the edge goes to the origin only on a
-//! miss or a revalidation, so hits, the hot path, never pay for it.
+//! Pooling ([`pool`]): a connection goes back to the pool only once its
+//! response body was read to the end and the origin kept it open; a body
+//! dropped early, a `Connection: close`, or an error closes it. A request
+//! that fails on a reused connection before a response head arrived (the
+//! origin closed the idle connection as the request was written: the
+//! keep-alive race of RFC 9112 §9.3.1) is sent once more on a new
+//! connection when that is safe: the request was not sent at all, or its
+//! method is idempotent (RFC 9110 §9.2.2) and its body can be sent again, as
+//! nginx's and HAProxy's retries on a reused connection do.
+//!
+//! [`OriginClient`] owns the pool; [`fetch`] is the unpooled one-shot of
+//! the same code (one connection per request).
+
+pub mod pool;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use shardgate_snapshot::EdgeOrigin;
-use shardgate_upstream::ConnectCtx;
+use shardgate_upstream::{ConnectCtx, PeerGuard, Pooled};
 
 use crate::body::EdgeBody;
+use crate::metrics::{EdgeMetrics, Label, OriginConnectionLabels};
+pub use pool::{Pool, PoolKey, Reusable, Transport};
+
+/// How long an idle origin connection is kept when the origin sets no
+/// `keepalive_timeout` (CloudFront's default origin keep-alive timeout).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle connections kept per origin node when the origin sets no
+/// `max_idle_connections`.
+pub const DEFAULT_MAX_IDLE_PER_NODE: usize = 32;
 
 /// Why an origin fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,39 +106,272 @@ pub struct OriginRequest<'a> {
     pub read_timeout: Duration,
 }
 
-/// Sends `req` and returns the response head with its body still streaming.
+/// What the request carries beyond [`OriginRequest`]: its method, body,
+/// and the viewer's protocol (for `match-viewer` origins).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The method (GET for cacheable fetches).
+    pub method: Method,
+    /// The request body, if any (sent with a `Content-Length`).
+    pub body: Option<Bytes>,
+    /// The viewer came over HTTPS.
+    pub viewer_https: bool,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange { method: Method::GET, body: None, viewer_https: false }
+    }
+}
+
+/// Bound on a TLS handshake with an origin node when its upstream sets no
+/// `timeout.connect`.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which connection served a fetch: set on the response's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginConnection {
+    /// An idle pooled connection was reused (else a new one was opened).
+    pub reused: bool,
+    /// A request on a reused connection failed before any response and was
+    /// sent again on a new one.
+    pub retried: bool,
+}
+
+/// Sends requests to origins over pooled keep-alive connections.
+#[derive(Debug)]
+pub struct OriginClient {
+    pool: Arc<Pool>,
+    connections: Option<Family<OriginConnectionLabels, Counter>>,
+}
+
+/// A connection ready for one request.
+struct Ready {
+    sender: SendRequest<EdgeBody>,
+    key: PoolKey,
+    node: String,
+    reused: bool,
+}
+
+impl OriginClient {
+    /// A client keeping at most `max_idle_total` idle connections over all
+    /// origins (0: no pooling), counting connections in
+    /// `metrics.origin_connections` when given.
+    pub fn new(max_idle_total: usize, metrics: Option<&EdgeMetrics>) -> Self {
+        OriginClient { pool: Pool::new(max_idle_total), connections: metrics.map(|m| m.origin_connections.clone()) }
+    }
+
+    /// The idle connections held now.
+    pub fn idle(&self) -> usize {
+        self.pool.idle()
+    }
+
+    /// Sends `req` with `exchange`'s method and body; returns the response
+    /// head with its body still streaming. The connection returns to the
+    /// pool once that body was read to its end.
+    pub async fn fetch(&self, req: OriginRequest<'_>, exchange: Exchange) -> Result<Response<Incoming>, OriginError> {
+        let transport = transport(&req, &exchange)?;
+        let mut conn = self.connect(&req, &transport, true).await?;
+        let mut retried = false;
+        let result = loop {
+            let request = build(&req, &exchange)?;
+            let sent = tokio::time::timeout(req.read_timeout, conn.sender.try_send_request(request)).await;
+            match sent {
+                Ok(Ok(resp)) => break Ok(resp),
+                Ok(Err(mut e)) => {
+                    let unsent = e.take_message().is_some();
+                    let error = e.into_error();
+                    let replayable = unsent || (idempotent(&exchange.method) && !error.is_parse() && !error.is_user());
+                    if conn.reused && !retried && replayable {
+                        tracing::debug!(origin = %req.origin.name, node = %conn.node, error = %error, "reused origin connection failed before a response; retrying on a new connection");
+                        retried = true;
+                        conn = self.connect(&req, &transport, false).await?;
+                        continue;
+                    }
+                    break Err(OriginError::Http { node: conn.node.clone(), error });
+                }
+                Err(_) => break Err(OriginError::Timeout { node: conn.node.clone(), timeout: req.read_timeout }),
+            }
+        };
+        let mut resp = result?;
+        // Which node answered, for the fetch's span; which connection, for tests and logs.
+        resp.extensions_mut().insert(crate::trace::OriginNode(conn.node.clone()));
+        resp.extensions_mut().insert(OriginConnection { reused: conn.reused, retried });
+        let config = &req.origin.config;
+        let max_idle = config.max_idle_connections.map_or(DEFAULT_MAX_IDLE_PER_NODE, |n| n as usize);
+        let idle_timeout = config.keepalive_timeout.unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT);
+        if max_idle > 0 && self.pool.max_idle_total() > 0 {
+            let pool = Arc::clone(&self.pool);
+            let Ready { mut sender, key, node, .. } = conn;
+            // Ready again once the body was read to its end and the origin
+            // kept the connection open; an error (body dropped early,
+            // `Connection: close`, a reset) closes it instead.
+            tokio::spawn(async move {
+                if sender.ready().await.is_ok() {
+                    pool.checkin(key, Reusable { sender, node }, max_idle, idle_timeout);
+                }
+            });
+        }
+        Ok(resp)
+    }
+
+    /// A connection for `req`: the balancer picks the node, then an idle
+    /// one to it is taken from the pool (when `reuse`), else one is opened.
+    async fn connect(&self, req: &OriginRequest<'_>, transport: &Transport, reuse: bool) -> Result<Ready, OriginError> {
+        let ctx = ConnectCtx { client: req.client, local: req.local, sni: None };
+        let upstream = &req.origin.upstream;
+        let port = match transport {
+            Transport::Plain => req.origin.config.http_port,
+            Transport::Tls { .. } => req.origin.config.https_port,
+        };
+        let key_for = |mut addr: SocketAddr| {
+            if let Some(p) = port {
+                addr.set_port(p);
+            }
+            PoolKey { upstream: upstream.key().clone(), addr, transport: transport.clone() }
+        };
+        let pool = &self.pool;
+        let pooled = upstream
+            .connect_pooled(&ctx, port, |addr| {
+                if !reuse {
+                    return None;
+                }
+                let key = key_for(addr);
+                pool.checkout(&key).map(|conn| (conn, key))
+            })
+            .await?;
+        let ready = match pooled {
+            Pooled::Reused((Reusable { sender, node }, key)) => Ready { sender, key, node, reused: true },
+            Pooled::New(connected) => {
+                let key = key_for(connected.peer.addr());
+                let node = connected.peer.node().to_owned();
+                let sender = match transport {
+                    Transport::Plain => handshake(connected.stream, connected.peer, &node).await?,
+                    Transport::Tls { server_name, config } => {
+                        let stream = tls_handshake(req, connected.stream, server_name, config, &node).await?;
+                        handshake(stream, connected.peer, &node).await?
+                    }
+                };
+                Ready { sender, key, node, reused: false }
+            }
+        };
+        if let Some(family) = &self.connections {
+            let labels = OriginConnectionLabels {
+                distribution: Label(Arc::clone(&req.origin.distribution)),
+                origin: req.origin.name.clone(),
+                reused: if ready.reused { "true" } else { "false" },
+            };
+            family.get_or_create(&labels).inc();
+        }
+        Ok(ready)
+    }
+}
+
+/// Sends `req` on a connection of its own, closed after the response.
 pub async fn fetch(req: OriginRequest<'_>) -> Result<Response<Incoming>, OriginError> {
-    let ctx = ConnectCtx { client: req.client, local: req.local, sni: None };
-    let connected = req.origin.upstream.connect(&ctx).await?;
-    let node = connected.peer.node().to_owned();
-    let io = TokioIo::new(connected.stream);
-    let peer = connected.peer;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, EdgeBody>(io)
+    static UNPOOLED: OnceLock<OriginClient> = OnceLock::new();
+    UNPOOLED.get_or_init(|| OriginClient::new(0, None)).fetch(req, Exchange::default()).await
+}
+
+/// Plain or TLS, as the origin's protocol policy says for this viewer. The
+/// TLS server name is the origin's `sni`, else the Host header sent (as
+/// CloudFront's, which validates the origin's certificate against the
+/// origin domain name or the forwarded Host).
+fn transport(req: &OriginRequest<'_>, exchange: &Exchange) -> Result<Transport, OriginError> {
+    let origin = req.origin;
+    if !origin.config.protocol_policy.https(exchange.viewer_https) {
+        return Ok(Transport::Plain);
+    }
+    let Some(config) = &origin.tls else {
+        // Compiled origins that may use HTTPS always have one.
+        return Err(OriginError::Request(format!("origin {} has no TLS configuration", origin.name)));
+    };
+    let name = match &origin.config.sni {
+        Some(n) => n.as_str(),
+        None => host_name(req.host.to_str().unwrap_or_default()),
+    };
+    Ok(Transport::Tls { server_name: Arc::from(name), config: Arc::clone(config) })
+}
+
+/// The host of a Host header value: without its port, an IPv6 literal
+/// without brackets.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+}
+
+/// The TLS handshake on a new connection to an HTTPS origin, within the
+/// upstream's connect timeout. A failure (certificate not trusted, name
+/// mismatch, no common protocol) is the origin's: the fetch fails with the
+/// reason, and the node is not marked down (another node of the same
+/// origin has the same certificate).
+async fn tls_handshake(
+    req: &OriginRequest<'_>,
+    stream: tokio::net::TcpStream,
+    server_name: &Arc<str>,
+    config: &Arc<rustls::ClientConfig>,
+    node: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, OriginError> {
+    let upstream = &req.origin.upstream;
+    let failed = |last: String| {
+        OriginError::Connect(shardgate_upstream::ConnectError::Failed {
+            upstream: upstream.key().to_string(),
+            attempts: 1,
+            node: node.to_owned(),
+            last,
+        })
+    };
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| failed(format!("TLS server name {server_name:?}: {e}")))?;
+    let timeout = upstream.config().connect_timeout.unwrap_or(TLS_HANDSHAKE_TIMEOUT);
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => {
+            tracing::warn!(origin = %req.origin.name, node = %node, server_name = %server_name, error = %e, "TLS handshake with the origin failed");
+            Err(failed(format!("TLS handshake (server name {server_name}): {e}")))
+        }
+        Err(_) => Err(failed(format!("TLS handshake timed out after {timeout:?}"))),
+    }
+}
+
+/// Methods whose request may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
+
+fn build(req: &OriginRequest<'_>, exchange: &Exchange) -> Result<Request<EdgeBody>, OriginError> {
+    let mut builder = Request::builder().method(exchange.method.clone()).uri(req.target.as_str());
+    if let Some(h) = builder.headers_mut() {
+        *h = req.headers.clone();
+        h.insert(http::header::HOST, req.host.clone());
+    }
+    let body = match &exchange.body {
+        Some(b) => EdgeBody::full(b.clone()),
+        None => EdgeBody::Empty,
+    };
+    builder.body(body).map_err(|e| OriginError::Request(e.to_string()))
+}
+
+/// The HTTP/1.1 handshake on a new connection; the task driving it holds
+/// `peer`, so the node counts the connection until it closes.
+async fn handshake<T>(io: T, peer: PeerGuard, node: &str) -> Result<SendRequest<EdgeBody>, OriginError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, EdgeBody>(TokioIo::new(io))
         .await
-        .map_err(|error| OriginError::Http { node: node.clone(), error })?;
+        .map_err(|error| OriginError::Http { node: node.to_owned(), error })?;
     tokio::spawn(async move {
-        // The peer guard counts this connection on its node until it ends.
         let _peer = peer;
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "origin connection ended with an error");
         }
     });
-    let mut builder = Request::builder().method(Method::GET).uri(req.target.as_str());
-    if let Some(h) = builder.headers_mut() {
-        *h = req.headers;
-        h.insert(http::header::HOST, req.host);
-    }
-    let request = match builder.body(EdgeBody::Empty) {
-        Ok(r) => r,
-        Err(e) => return Err(OriginError::Request(e.to_string())),
-    };
-    match tokio::time::timeout(req.read_timeout, sender.send_request(request)).await {
-        Ok(Ok(mut resp)) => {
-            // Which node answered, for the fetch's span.
-            resp.extensions_mut().insert(crate::trace::OriginNode(node));
-            Ok(resp)
-        }
-        Ok(Err(error)) => Err(OriginError::Http { node, error }),
-        Err(_) => Err(OriginError::Timeout { node, timeout: req.read_timeout }),
-    }
+    Ok(sender)
 }
+
+#[cfg(test)]
+mod tests;

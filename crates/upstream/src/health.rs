@@ -33,6 +33,8 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+pub use probe::system_roots;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

@@ -32,7 +32,9 @@ pub mod template;
 #[cfg(test)]
 mod test_dns;
 
-pub use health::Health;
+pub use health::{Health, system_roots};
 pub use metrics::{HealthMetrics, UpstreamMetrics};
-pub use registry::{ConnectCtx, ConnectDefaults, ConnectError, Connected, PeerGuard, Registry, Upstream, UpstreamKey};
+pub use registry::{
+    ConnectCtx, ConnectDefaults, ConnectError, Connected, PeerGuard, Pooled, Registry, Upstream, UpstreamKey,
+};
 pub use resolver::Resolver;

@@ -199,6 +199,21 @@ pub struct Connected {
     pub peer: PeerGuard,
 }
 
+/// What one attempt of [`Upstream::connect_pooled`] produced.
+enum Opened<R> {
+    New(TcpStream),
+    Reused(R),
+}
+
+/// What [`Upstream::connect_pooled`] returns.
+#[derive(Debug)]
+pub enum Pooled<R> {
+    /// A new connection, with the guard that counts it on its node.
+    New(Connected),
+    /// An idle pooled connection (its guard lives with it).
+    Reused(R),
+}
+
 /// Counts one active connection on a node while alive.
 pub struct PeerGuard {
     upstream: Arc<Upstream>,
@@ -484,8 +499,63 @@ impl Upstream {
     pub async fn connect_with<C, F, Fut>(
         self: &Arc<Self>,
         ctx: &ConnectCtx<'_>,
-        mut open: F,
+        open: F,
     ) -> Result<(C, PeerGuard), ConnectError>
+    where
+        F: FnMut(SocketAddr) -> Fut,
+        Fut: Future<Output = std::io::Result<C>>,
+    {
+        let (conn, index, addr) = self.select_and_open(ctx, open).await?;
+        Ok((conn, self.connected(index, addr)))
+    }
+
+    /// Node choice for a connection pool (nginx's `keepalive` does the
+    /// same: the balancer picks the peer, then the cache is searched for a
+    /// connection to it). `reuse` is asked for an idle connection to the
+    /// chosen address first: one it returns already holds its
+    /// [`PeerGuard`], so none is made and no connect is counted. Otherwise
+    /// a TCP connect as [`Upstream::connect`]. `port`, when set, replaces
+    /// every node's port (an origin's `https_port`: one node list serving
+    /// two protocols); the returned guard keeps the node's own address.
+    /// Failures, retries and down marks are the same as
+    /// [`Upstream::connect`]'s.
+    pub async fn connect_pooled<R, F>(
+        self: &Arc<Self>,
+        ctx: &ConnectCtx<'_>,
+        port: Option<u16>,
+        mut reuse: F,
+    ) -> Result<Pooled<R>, ConnectError>
+    where
+        F: FnMut(SocketAddr) -> Option<R>,
+    {
+        let keepalive = self.defaults.keepalive;
+        let open = |mut addr: SocketAddr| {
+            if let Some(p) = port {
+                addr.set_port(p);
+            }
+            let found = reuse(addr);
+            async move {
+                match found {
+                    Some(r) => Ok(Opened::Reused(r)),
+                    None => tcp_connect(addr, keepalive).await.map(Opened::New),
+                }
+            }
+        };
+        match self.select_and_open(ctx, open).await? {
+            (Opened::New(stream), index, addr) => {
+                Ok(Pooled::New(Connected { stream, peer: self.connected(index, addr) }))
+            }
+            (Opened::Reused(conn), _, _) => Ok(Pooled::Reused(conn)),
+        }
+    }
+
+    /// The loop of [`Upstream::connect_with`]: the opened connection, its
+    /// node's index and the address.
+    async fn select_and_open<C, F, Fut>(
+        self: &Arc<Self>,
+        ctx: &ConnectCtx<'_>,
+        mut open: F,
+    ) -> Result<(C, usize, SocketAddr), ConnectError>
     where
         F: FnMut(SocketAddr) -> Fut,
         Fut: Future<Output = std::io::Result<C>>,
@@ -527,7 +597,7 @@ impl Upstream {
                 None => per_attempt,
             };
             match self.attempt(index, ctx.sni, timeout, &mut open).await {
-                Ok((conn, addr)) => return Ok((conn, self.connected(index, addr))),
+                Ok((conn, addr)) => return Ok((conn, index, addr)),
                 Err(AttemptError { source: ErrorSource::Internal, reason, .. }) => {
                     // Out of descriptors, buffers or ports here: marking the
                     // node down would turn a local shortage into an outage

@@ -268,10 +268,10 @@ fn tls_config(verify: bool) -> Option<Arc<ClientConfig>> {
 }
 
 /// The system's trust anchors: `SSL_CERT_FILE`, else the first bundle of
-/// [`CA_BUNDLES`] that exists. Blocking file I/O, once per process (the
-/// first HTTPS probe that verifies). Without a bundle every such probe
-/// fails its handshake, and the log says why.
-fn system_roots() -> RootCertStore {
+/// [`CA_BUNDLES`] that exists. Blocking file I/O: callers load it once per
+/// process (the first HTTPS probe that verifies, the first HTTPS origin).
+/// Without a bundle every verifying handshake fails, and the log says why.
+pub fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let candidates = std::env::var_os("SSL_CERT_FILE")
         .map(std::path::PathBuf::from)
@@ -287,14 +287,14 @@ fn system_roots() -> RootCertStore {
             Ok(pem) => {
                 let certs = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok);
                 let (added, ignored) = roots.add_parsable_certificates(certs);
-                tracing::info!(file = %path.display(), added, ignored, "CA bundle loaded for HTTPS health probes");
+                tracing::info!(file = %path.display(), added, ignored, "system CA bundle loaded");
                 return roots;
             }
             Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read the CA bundle"),
         }
     }
     tracing::warn!(
-        "no CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, ...); HTTPS probes with https_verify_certificate true will fail"
+        "no CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, ...); HTTPS probes with https_verify_certificate true and HTTPS origins without ca_bundle will fail"
     );
     roots
 }
