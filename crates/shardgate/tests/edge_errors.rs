@@ -165,3 +165,71 @@ async fn errors_are_cached_as_cloudfront_caches_them() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_cached_for_their_error_caching_min_ttl() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/down", OriginFile::new("error 503").status(503))]).await;
+    let errors = json!({"custom_error_responses": [
+        {"error_code": 404, "error_caching_min_ttl": 1},
+        {"error_code": 503, "error_caching_min_ttl": 0}
+    ]});
+    distribution(&gw, &origin, json!({"min_ttl": 0}), errors).await;
+    let edge = gw.edge_plain[0];
+    // The test origin answers 404 for a path it does not serve.
+    assert_eq!(get(edge, HOST, "/missing.pak", &[]).await.0, 404);
+    let (status, h, _) = get(edge, HOST, "/missing.pak", &[]).await;
+    assert_eq!((status, x_cache(&h)), (404, "Hit from shardgate"));
+    assert_eq!(origin.hits("/missing.pak"), 1, "two viewer requests, one origin request");
+    // After the 1 s minimum TTL the origin is asked again.
+    eventually(10, "the cached 404 expires", || async {
+        get(edge, HOST, "/missing.pak", &[]).await;
+        (origin.hits("/missing.pak") >= 2).then_some(())
+    })
+    .await;
+    // A minimum TTL of 0 (and no lifetime from the origin): never cached.
+    for _ in 0..2 {
+        assert_eq!(get(edge, HOST, "/down", &[]).await.0, 503);
+    }
+    assert_eq!(origin.hits("/down"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_error_page_replaces_the_origins_error() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/down", OriginFile::new("error 503").status(503)),
+        ("/broken", OriginFile::new("error 500").status(500)),
+        ("/bad", OriginFile::new("error 502").status(502)),
+        (
+            "/errors/maintenance.html",
+            OriginFile::new("<h1>back soon</h1>").cache_control("max-age=600").header("content-type", "text/html"),
+        ),
+        ("/errors/oops.html", OriginFile::new("<h1>oops</h1>").cache_control("max-age=600")),
+    ])
+    .await;
+    let errors = json!({"custom_error_responses": [
+        {"error_code": 503, "response_page_path": "/errors/maintenance.html", "response_code": 200},
+        {"error_code": 500, "response_page_path": "/errors/oops.html"},
+        {"error_code": 502, "response_page_path": "/errors/missing.html", "response_code": 200}
+    ]});
+    distribution(&gw, &origin, json!({"min_ttl": 0}), errors).await;
+    let edge = gw.edge_plain[0];
+    for _ in 0..3 {
+        let (status, h, body) = get(edge, HOST, "/down", &[]).await;
+        assert_eq!((status, &body[..]), (200, &b"<h1>back soon</h1>"[..]), "the page, with its configured status");
+        assert_eq!(h.get("content-type").map(String::as_str), Some("text/html"), "the page's own headers: {h:?}");
+    }
+    // The error is cached (10 s by default) and so is the page (its max-age).
+    assert_eq!((origin.hits("/down"), origin.hits("/errors/maintenance.html")), (1, 1));
+    // Without response_code the origin's status goes with the page.
+    let (status, _, body) = get(edge, HOST, "/broken", &[]).await;
+    assert_eq!((status, &body[..]), (500, &b"<h1>oops</h1>"[..]));
+    // A page that cannot be had leaves the error as it was.
+    let (status, _, body) = get(edge, HOST, "/bad", &[]).await;
+    assert_eq!((status, &body[..]), (502, &b"error 502"[..]));
+    // HEAD gets the page's head.
+    let (status, h, body) = request(edge, "HEAD", "/down").await;
+    assert_eq!((status, body.len()), (200, 0));
+    assert_eq!(h.get("content-length").map(String::as_str), Some("18"), "{h:?}");
+}

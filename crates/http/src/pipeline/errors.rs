@@ -5,7 +5,8 @@
 //!
 //! - Each entry names an `error_code`; its `error_caching_min_ttl` is how
 //!   long the cache keeps that error (the cache decides with it, see
-//!   `shardgate_cache::errors`); without one, CloudFront's 10 seconds.
+//!   `shardgate_cache::errors`); without one (or for a status without an
+//!   entry), CloudFront's 10 seconds.
 //! - With a `response_page_path`, a viewer who would get that error gets
 //!   the page instead, with `response_code` as its status (the origin's
 //!   status when none is set). The page is requested like any viewer
@@ -26,26 +27,15 @@ use std::time::Duration;
 use http::header;
 use http::{HeaderMap, Request, Response, StatusCode};
 
+use shardgate_model::edge::CustomErrorResponse;
+
 use super::Ctx;
 use super::behavior;
 use crate::body::EdgeBody;
 
-/// One custom error response of a distribution.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CustomErrorResponse {
-    /// The origin's status this entry applies to.
-    pub(crate) error_code: u16,
-    /// How long the error is cached (CloudFront's `ErrorCachingMinTTL`).
-    pub(crate) error_caching_min_ttl: Option<Duration>,
-    /// The status the viewer gets with the page.
-    pub(crate) response_code: Option<u16>,
-    /// The page served instead of the error.
-    pub(crate) response_page_path: Option<String>,
-}
-
 /// The custom error responses of the distribution serving `ctx`.
-pub(crate) fn custom_error_responses(_ctx: &Ctx) -> &[CustomErrorResponse] {
-    &[]
+pub(crate) fn custom_error_responses(ctx: &Ctx) -> &[CustomErrorResponse] {
+    &ctx.dist.config.custom_error_responses
 }
 
 /// Request fields that do not go with the request for an error page: it
@@ -59,10 +49,7 @@ impl Ctx {
     /// status, for admission (`shardgate_cache::Exchange::error_caching`).
     /// No allocation without custom error responses.
     pub(crate) fn error_caching(&self) -> Vec<(u16, Duration)> {
-        custom_error_responses(self)
-            .iter()
-            .filter_map(|r| r.error_caching_min_ttl.map(|ttl| (r.error_code, ttl)))
-            .collect()
+        custom_error_responses(self).iter().map(|r| (r.error_code, r.error_caching_min_ttl)).collect()
     }
 
     /// Whether `status` has a custom error page here (the fast check `run` makes).
