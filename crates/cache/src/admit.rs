@@ -7,7 +7,8 @@
 //!        storable: freshened object replaces it, shared with waiters
 //!        not storable any more: only this request sees the merged result
 //!   -> 5xx while the stale object is within stale-if-error: serve stale (RFC 5861 §4)
-//!   -> storable?                                      (RFC 9111 §3, freshness::storability)
+//!   -> storable?                                      (RFC 9111 §3, freshness::storability;
+//!                                                      4xx/5xx: CloudFront's error caching, errors)
 //!        no: passed through
 //!   -> tier: memory up to max_object_bytes, else disk up to its limit, else passed through
 //!   -> stored object (built in one place: build_object), handed to waiters
@@ -27,6 +28,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::conditional::StoredDates;
 use crate::disk::DiskRef;
+use crate::errors::{self, error_storability};
 use crate::fill::{Fill, FillEnd};
 use crate::freshness::{Freshness, Storability, Timing, TtlBounds, initial_age, storability};
 use crate::memory::{Cache, Leader, Object, vary_values};
@@ -102,6 +104,23 @@ pub struct Exchange<'a> {
     /// When the request was sent and its response head arrived; the
     /// response time is also the stored object's `received`.
     pub timing: Timing,
+    /// The error caching minimum TTLs the distribution configures, by
+    /// status; statuses not listed get CloudFront's default (see
+    /// [`crate::errors`]). Usually empty.
+    pub error_caching: &'a [(u16, Duration)],
+}
+
+impl Exchange<'_> {
+    /// Whether and for how long a response of `status` with `headers` is
+    /// stored: [`storability`], or for 4xx and 5xx [`error_storability`].
+    pub fn decide(&self, status: StatusCode, headers: &HeaderMap) -> Storability {
+        let code = status.as_u16();
+        if errors::is_error(code) {
+            let min_ttl = errors::error_min_ttl(self.error_caching, code);
+            return error_storability(code, headers, self.bounds, self.targeted, self.timing, min_ttl);
+        }
+        storability(code, headers, self.bounds, self.targeted, self.timing)
+    }
 }
 
 /// What the cache made of an origin's response.
@@ -186,7 +205,7 @@ pub fn refresh(stale: &Object, update: &HeaderMap, exchange: &Exchange<'_>) -> R
     let headers = merge_not_modified(&stale.headers, update);
     // The merged headers may now forbid sharing (a Set-Cookie or no-store
     // on the 304): then only this request gets the result.
-    let decision = storability(stale.status.as_u16(), &headers, exchange.bounds, exchange.targeted, exchange.timing);
+    let decision = exchange.decide(stale.status, &headers);
     let (fresh, shared) = match decision {
         Storability::Store(f) => (f, true),
         Storability::Skip(_) => {
@@ -341,13 +360,7 @@ impl Cache {
             leader.failed();
             return Admitted::ServeStale(response.status());
         }
-        let decision = storability(
-            response.status().as_u16(),
-            response.headers(),
-            exchange.bounds,
-            exchange.targeted,
-            exchange.timing,
-        );
+        let decision = exchange.decide(response.status(), response.headers());
         let Storability::Store(fresh) = decision else {
             leader.uncacheable();
             return Admitted::Pass(response);

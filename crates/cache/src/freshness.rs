@@ -496,10 +496,26 @@ pub enum Storability {
     Skip(&'static str),
 }
 
-/// Status codes a shared cache stores (RFC 9110 §15.1 "heuristically
-/// cacheable", minus the ones an asset edge has no use for).
+/// Status codes a shared cache stores with the cache policy's default TTL
+/// when the origin gives no lifetime (RFC 9110 §15.1 "heuristically
+/// cacheable", minus the ones an asset edge has no use for). 404 and the
+/// other errors CloudFront caches follow [`crate::errors`] instead.
 pub fn cacheable_status(status: u16) -> bool {
-    matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
+    matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 410)
+}
+
+/// Status codes stored only with an explicit lifetime from the origin
+/// (`s-maxage`, `max-age` or `Expires`): the temporary redirects. RFC 9111
+/// §3 lets a cache store any status it understands when the response has
+/// explicit freshness, and §4.2.2 keeps heuristic freshness (the default
+/// TTL's place) to the heuristically cacheable ones. CloudFront caches 3xx
+/// "according to the settings in your CloudFront distribution and the
+/// headers in the response", and 307 and 308 "only when you include the
+/// Cache-Control header" (CloudFront Developer Guide, "How CloudFront
+/// processes HTTP 3xx status codes from your origin"). 308 stays
+/// heuristically cacheable here, as RFC 9110 §15.4.9 makes it.
+pub fn explicitly_cacheable_status(status: u16) -> bool {
+    matches!(status, 302 | 303 | 307)
 }
 
 /// Whether `Vary` makes the response unusable for any other request: a `*`
@@ -523,13 +539,22 @@ pub fn storability(
     targeted: &[HeaderName],
     timing: Timing,
 ) -> Storability {
-    if !cacheable_status(status) {
+    let heuristic = cacheable_status(status);
+    if !heuristic && !explicitly_cacheable_status(status) {
         return Storability::Skip("status");
     }
     if varies_on_everything(headers) {
         return Storability::Skip("vary-star");
     }
     let (cc, from_targeted) = directives(headers, targeted);
+    let explicit = cc.s_maxage.is_some()
+        || cc.max_age.is_some()
+        || (!from_targeted && !matches!(date::first(headers, &EXPIRES), DateField::Absent));
+    if !heuristic && !explicit {
+        // A 302 without a lifetime: no default TTL for it (see
+        // explicitly_cacheable_status).
+        return Storability::Skip("status");
+    }
     let omit: Vec<HeaderName> = cc.omitted_fields().cloned().collect();
     if headers.contains_key(SET_COOKIE) && !omit.contains(&SET_COOKIE) {
         // One viewer's cookie must never be served to another.

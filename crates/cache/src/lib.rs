@@ -6,7 +6,8 @@
 //! ([`conditional`]), the body that many viewers read while one origin
 //! fetch writes it ([`fill`]), and the memory tier with its coalescing lock
 //! and LRU budget ([`memory`]), what becomes of an origin's response:
-//! stored, refreshed by a 304, or passed through ([`admit`]), and how a
+//! stored, refreshed by a 304, or passed through ([`admit`]), how long an
+//! origin's error is cached ([`errors`]), and how a
 //! request was answered ([`CachePhase`], for `X-Cache` and metrics).
 //!
 //! What goes into a cache key, which distribution and variant a request
@@ -21,6 +22,7 @@ pub mod admit;
 pub mod conditional;
 pub mod date;
 pub mod disk;
+pub mod errors;
 pub mod fill;
 pub mod freshness;
 pub mod memory;

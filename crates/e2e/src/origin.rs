@@ -40,6 +40,8 @@ pub struct OriginFile {
     /// Send no `Date` (RFC 9110 §6.6.1 lets an origin without a clock
     /// omit it).
     pub without_date: bool,
+    /// The status to answer with (200 when unset).
+    pub status: Option<u16>,
 }
 
 impl OriginFile {
@@ -78,6 +80,12 @@ impl OriginFile {
         self
     }
 
+    /// Answers with `status` instead of 200 (a redirect, an error).
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// Streams the body in `n` chunks, `delay` apart.
     pub fn slow(mut self, n: usize, delay: Duration) -> Self {
         self.chunks = n.max(1);
@@ -90,6 +98,7 @@ impl OriginFile {
 struct State {
     files: HashMap<String, OriginFile>,
     hits: HashMap<String, usize>,
+    methods: HashMap<String, Vec<String>>,
     last_headers: HashMap<String, Vec<(String, String)>>,
 }
 
@@ -146,6 +155,11 @@ impl TestOrigin {
         self.state.lock().expect("state").hits.get(path).copied().unwrap_or(0)
     }
 
+    /// The methods of the requests received for `path`, in order.
+    pub fn methods(&self, path: &str) -> Vec<String> {
+        self.state.lock().expect("state").methods.get(path).cloned().unwrap_or_default()
+    }
+
     /// Requests received in all.
     pub fn total_hits(&self) -> usize {
         self.state.lock().expect("state").hits.values().sum()
@@ -175,6 +189,7 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
     let file = {
         let mut s = state.lock().expect("state");
         *s.hits.entry(target.clone()).or_default() += 1;
+        s.methods.entry(target.clone()).or_default().push(req.method().as_str().to_owned());
         let headers = req
             .headers()
             .iter()
@@ -190,7 +205,11 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
         r.headers_mut().insert("date", now.parse().expect("an HTTP-date is a header value"));
         return Ok(r);
     };
-    let mut resp = Response::builder().header("content-type", "application/octet-stream");
+    let status = file.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK);
+    let mut resp = Response::builder().status(status);
+    if !file.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        resp = resp.header("content-type", "application/octet-stream");
+    }
     if let Some(cc) = &file.cache_control {
         resp = resp.header("cache-control", cc);
     }

@@ -489,6 +489,32 @@ fn ttl_bounds_apply_to_every_source() {
 }
 
 #[test]
+fn temporary_redirects_need_an_explicit_lifetime() {
+    let at = |status: u16, pairs: &[(&str, &str)]| match storability(status, &h(pairs), B, &cdn(), Timing::at(now())) {
+        Storability::Store(f) => Some(f.ttl.as_secs()),
+        Storability::Skip(_) => None,
+    };
+    let location = ("location", "/elsewhere");
+    // 301 is heuristically cacheable: the default TTL without headers.
+    assert_eq!(at(301, &[location]), Some(B.default.as_secs()));
+    for status in [302, 303, 307] {
+        assert_eq!(at(status, &[location]), None, "{status} without a lifetime");
+        assert_eq!(at(status, &[location, ("cache-control", "public")]), None, "{status}: public is no lifetime");
+        assert_eq!(at(status, &[location, ("cache-control", "max-age=60")]), Some(60), "{status}");
+        assert_eq!(at(status, &[location, ("cache-control", "s-maxage=70")]), Some(70), "{status}");
+        assert_eq!(at(status, &[location, ("cdn-cache-control", "max-age=80")]), Some(80), "{status}");
+        assert_eq!(
+            at(status, &[location, ("date", &http_date(0)), ("expires", &http_date(90))]),
+            Some(90),
+            "{status}: Expires"
+        );
+    }
+    // Other statuses are not stored whatever they say (errors have their own rules).
+    assert_eq!(at(500, &[("cache-control", "max-age=60")]), None);
+    assert_eq!(at(206, &[("cache-control", "max-age=60")]), None);
+}
+
+#[test]
 fn statuses_cookies_and_windows() {
     assert_eq!(storability(500, &h(&[]), B, &cdn(), Timing::at(now())), Storability::Skip("status"));
     assert_eq!(ttl(&[("set-cookie", "a=b")]), None);

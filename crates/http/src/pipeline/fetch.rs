@@ -133,6 +133,7 @@ impl Ctx {
                 return Err(e);
             }
         };
+        let error_caching = self.error_caching();
         let exchange = Exchange {
             request_headers: &self.req_headers,
             namespace: self.dist.id.as_str(),
@@ -142,6 +143,7 @@ impl Ctx {
             bounds: TtlBounds { min: self.policy.min_ttl, default: self.policy.default_ttl, max: self.policy.max_ttl },
             targeted: &self.svc.targeted_cache_control,
             timing: Timing { request_time, response_time: SystemTime::now() },
+            error_caching: &error_caching,
         };
         match self.svc.cache.admit(leader, resp, stale, &exchange) {
             Admitted::Refreshed { object, own } => Ok(Fetched::Stored(object, CachePhase::RefreshHit, own)),

@@ -17,6 +17,7 @@
 //!        in flight: wait for the leader | miss: fetch, store, stream to every waiter
 //!   -> origin: the request to the origin, admission by the cache fetch: Ctx::fetch_origin, Ctx::admit
 //!   -> respond: 304 / 206 / 416 / 200, Age, X-Cache, variant     respond: Ctx::respond, respond::answer
+//!   -> error response: a custom error page for an error          errors: Ctx::error_page
 //!   -> viewer-response function (CloudFront Functions)           function::viewer_response_function
 //! then shardgate_edge_responses_total, and the access log line once the
 //! body has been sent or the viewer has gone (see access_log)
@@ -36,6 +37,7 @@
 //! alters a request in flight.
 
 pub(crate) mod behavior;
+pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod function;
 pub(crate) mod lookup;
@@ -108,6 +110,8 @@ pub(crate) struct Ctx {
     pub(crate) cookies: Vec<String>,
     /// The Host header for the origin.
     pub(crate) host: String,
+    /// The viewer's host (the origin's Host when the origin sets none).
+    pub(crate) viewer_host: String,
     pub(crate) conn: ConnInfo,
     pub(crate) head_only: bool,
     pub(crate) req_headers: Arc<HeaderMap>,
@@ -116,6 +120,9 @@ pub(crate) struct Ctx {
     pub(crate) waf_headers: Vec<(HeaderName, HeaderValue)>,
     /// The request's span (disabled unless trace export is on).
     pub(crate) span: tracing::Span,
+    /// This is the request for a custom error page (whose own error is
+    /// not replaced again).
+    pub(crate) for_error_page: bool,
 }
 
 /// Runs the pipeline for one request; `facts` collects what the access log
@@ -170,9 +177,9 @@ pub(crate) async fn run(
         Err(refused) => return respond::refuse(&svc, refused),
     };
     let origin_name = chosen.behavior.origin.clone();
-    let host = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
+    let origin_host = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
         Some(h) => h.to_owned(),
-        None => host,
+        None => host.clone(),
     };
     let ctx = Ctx {
         svc,
@@ -187,15 +194,20 @@ pub(crate) async fn run(
         viewer_target: keyed.viewer_target,
         origin_target: keyed.origin_target,
         cookies: keyed.cookies,
-        host,
+        host: origin_host,
+        viewer_host: host,
         conn,
         head_only,
         req_headers: Arc::new(parts.headers),
         waf_headers,
         span: span.clone(),
+        for_error_page: false,
         dist,
     };
     let mut resp = ctx.lookup().await;
+    if ctx.has_error_page(resp.status()) {
+        resp = ctx.error_page(resp).await;
+    }
     function::viewer_response_function(&ctx, &mut resp);
     resp
 }
