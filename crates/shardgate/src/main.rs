@@ -348,16 +348,19 @@ enum CacheAction {
     #[command(after_help = "\
 The running gateway does the work (POST /apisix/admin/distributions/<ID>/warm):
 each path is fetched as a player's GET would be, through the distribution's
-web ACL, canary, behaviors, cache and origins. `fetched`: the edge went to the
-origin and stored it; `already fresh`: the cache held a fresh copy; `failed`:
-an error status, an unreachable origin, or an answer the cache does not store
-(no-store, private, too large), with the reason.
+canary, behaviors, cache and origins; not its web ACL (the fetch is yours, run
+inside the gateway; the access log shows it with user agent
+shardgate-cache-warm). It needs an edge listener (edge.http), of any kind.
+`fetched`: the edge went to the origin and stored it; `already fresh`: the
+cache held a fresh copy; `failed`: an error status, an unreachable origin, or
+an answer the cache does not store (no-store, private, too large), with the
+reason.
 
 The paths file has one path per line (with its query, if the cache policy keys
 on one); blank lines and lines starting with # are skipped; - reads standard
 input. At most 100000 paths per run. --variant staging warms the staging
-distribution of the distribution's continuous deployment policy (a
-header-based policy, or a weight-based one with cookie stickiness).
+distribution of the distribution's continuous deployment policy, whatever
+its traffic settings (a header, or a weight with or without stickiness).
 
 A gateway warms its own cache: in a cluster, run it against each instance
 (--admin-url). Progress is drawn on stderr (a bar on a terminal, a line every
