@@ -14,13 +14,14 @@
 //! method is idempotent (RFC 9110 §9.2.2) and its body can be sent again, as
 //! nginx's and HAProxy's retries on a reused connection do.
 //!
-//! [`OriginClient`] owns the pool; [`fetch`] is the unpooled one-shot of
-//! the same code (one connection per request).
+//! [`OriginClient`] owns the pool; the edge holds one
+//! ([`crate::EdgeService::origins`]). An origin with `max_idle_connections:
+//! 0` gets a connection per request.
 
 pub mod pool;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,6 +59,17 @@ pub enum OriginError {
         node: String,
         /// What failed.
         error: hyper::Error,
+    },
+    /// The TLS handshake with an HTTPS origin failed: certificate not
+    /// trusted, name mismatch, no common protocol, or too slow.
+    #[error("origin {node}: TLS handshake (server name {server_name}): {reason}")]
+    Tls {
+        /// The node.
+        node: String,
+        /// The server name sent and verified.
+        server_name: String,
+        /// What failed.
+        reason: String,
     },
     /// The request could not be built (a bug: targets come from validated paths).
     #[error("cannot build the origin request: {0}")]
@@ -267,12 +279,6 @@ impl OriginClient {
     }
 }
 
-/// Sends `req` on a connection of its own, closed after the response.
-pub async fn fetch(req: OriginRequest<'_>) -> Result<Response<Incoming>, OriginError> {
-    static UNPOOLED: OnceLock<OriginClient> = OnceLock::new();
-    UNPOOLED.get_or_init(|| OriginClient::new(0, None)).fetch(req, Exchange::default()).await
-}
-
 /// Plain or TLS, as the origin's protocol policy says for this viewer. The
 /// TLS server name is the origin's `sni`, else the Host header sent (as
 /// CloudFront's, which validates the origin's certificate against the
@@ -315,25 +321,19 @@ async fn tls_handshake(
     node: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, OriginError> {
     let upstream = &req.origin.upstream;
-    let failed = |last: String| {
-        OriginError::Connect(shardgate_upstream::ConnectError::Failed {
-            upstream: upstream.key().to_string(),
-            attempts: 1,
-            node: node.to_owned(),
-            last,
-        })
-    };
+    let failed =
+        |reason: String| OriginError::Tls { node: node.to_owned(), server_name: server_name.to_string(), reason };
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-        .map_err(|e| failed(format!("TLS server name {server_name:?}: {e}")))?;
+        .map_err(|e| failed(format!("not a valid server name: {e}")))?;
     let timeout = upstream.config().connect_timeout.unwrap_or(TLS_HANDSHAKE_TIMEOUT);
     let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
     match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(e)) => {
             tracing::warn!(origin = %req.origin.name, node = %node, server_name = %server_name, error = %e, "TLS handshake with the origin failed");
-            Err(failed(format!("TLS handshake (server name {server_name}): {e}")))
+            Err(failed(e.to_string()))
         }
-        Err(_) => Err(failed(format!("TLS handshake timed out after {timeout:?}"))),
+        Err(_) => Err(failed(format!("timed out after {timeout:?}"))),
     }
 }
 

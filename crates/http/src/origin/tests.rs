@@ -264,11 +264,12 @@ async fn a_post_failing_on_a_reused_connection_is_not_sent_again() {
 }
 
 #[tokio::test]
-async fn the_unpooled_fetch_opens_a_connection_per_request() {
+async fn max_idle_connections_zero_opens_a_connection_per_request() {
     let o = test_origin(Mode::KeepAlive).await;
-    let origin = edge_origin(o.port);
+    let origin = edge_origin_with(o.port, |c| c.max_idle_connections = Some(0), None);
+    let client = OriginClient::new(16, None);
     for _ in 0..2 {
-        let resp = fetch(request(&origin)).await.expect("fetch");
+        let resp = client.fetch(request(&origin), Exchange::default()).await.expect("fetch");
         resp.into_body().collect().await.expect("body");
     }
     assert_eq!(o.accepted.load(Ordering::SeqCst), 2);

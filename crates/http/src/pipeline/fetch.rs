@@ -58,6 +58,7 @@ impl FetchError {
             FetchError::Origin(OriginError::Http { .. } | OriginError::Timeout { .. }) => {
                 ErrorDetail::error("OriginReadError")
             }
+            FetchError::Origin(OriginError::Tls { .. }) => ErrorDetail::error("OriginSslError"),
             FetchError::Origin(OriginError::Request(_)) => ErrorDetail::error("Error"),
             FetchError::Status(_) => ErrorDetail::error("OriginError"),
         }
@@ -98,7 +99,9 @@ impl Ctx {
             read_timeout,
         };
         let started = Instant::now();
-        let result = origin::fetch(request).await;
+        let exchange =
+            origin::Exchange { method: http::Method::GET, body: None, viewer_https: self.conn.tls_session.is_some() };
+        let result = self.svc.origins.fetch(request, exchange).await;
         crate::trace::record_origin(&span, &result);
         let dlabels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
         self.svc.metrics.origin_seconds.get_or_create(&dlabels).observe(started.elapsed().as_secs_f64());
