@@ -943,6 +943,15 @@ impl HeaderForward {
                             format!("{n} is not a CloudFront header the edge adds ({})", CLOUDFRONT_HEADERS.join(", ")),
                         ));
                     }
+                    if n == "authorization" {
+                        // CloudFront refuses it too: a forwarded Authorization
+                        // must be in the cache key, or the cache could serve
+                        // one viewer's authorized answer to another.
+                        return Err(Invalid::new(
+                            f,
+                            "authorization cannot be forwarded by an origin request policy: put it in the cache policy's headers",
+                        ));
+                    }
                     if edge_only && !edge_made {
                         return Err(Invalid::new(
                             f,
@@ -1497,6 +1506,10 @@ mod tests {
                 "headers.items[0]",
             ),
             (serde_json::json!({"cookies": {"behavior": "allViewer"}}), "cookies.behavior"),
+            (
+                serde_json::json!({"headers": {"behavior": "whitelist", "items": ["x-a", "Authorization"]}}),
+                "headers.items[1]",
+            ),
             (serde_json::json!({"query_strings": {"behavior": "whitelist", "items": []}}), "query_strings.items"),
             (serde_json::json!({"name": ""}), "name"),
         ] {

@@ -114,3 +114,133 @@ async fn an_https_origin_is_verified_against_its_ca_bundle() {
     assert_eq!(line["sc-status"], json!(502), "{line}");
     assert!(gw.log().contains("TLS handshake with the origin failed"), "the reason is logged");
 }
+
+/// The origin's view of the last request to `target`: header `name`'s value.
+fn sent(origin: &TestOrigin, target: &str, name: &str) -> Option<String> {
+    origin.last_headers(target).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_request_policy_forwards_without_joining_the_key() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin =
+        TestOrigin::start(vec![("/profile.json", OriginFile::new("profile").cache_control("max-age=60"))]).await;
+    let admin = gw.admin();
+    admin
+        .put_ok(
+            "/apisix/admin/origin_request_policies/fwd",
+            &json!({"name": "player-context",
+                "headers": {"behavior": "whitelist", "items": ["X-Player-Region", "CloudFront-Viewer-Address"]},
+                "cookies": {"behavior": "whitelist", "items": ["sid"]},
+                "query_strings": {"behavior": "whitelist", "items": ["session"]}}),
+        )
+        .await;
+    // A behavior naming a policy that does not exist is refused, naming the field.
+    let r = admin
+        .put(
+            "/apisix/admin/distributions/d",
+            &json!({"hosts": [HOST], "origins": {"o": inline(&origin)},
+                "default_behavior": {"origin_request_policy_id": "nope"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("origin_request_policy_id"), "{}", r.body);
+    distribution(&gw, "d", HOST, inline(&origin), json!({"default_behavior": {"origin_request_policy_id": "fwd"}}))
+        .await;
+    let edge = gw.edge_plain[0];
+
+    let first = get(
+        edge,
+        HOST,
+        "/profile.json?session=a&utm=x",
+        &[("x-player-region", "eu-west"), ("x-other", "kept-out"), ("cookie", "sid=s1; theme=dark")],
+    )
+    .await;
+    assert_eq!((first.0, first.1.get("x-cache").map(String::as_str)), (200, Some("Miss from shardgate")));
+    // The origin got the policy's header, cookie and query string, and the
+    // edge-made viewer address; not what the policy leaves out.
+    let target = "/profile.json?session=a";
+    assert_eq!(origin.hits(target), 1, "forwarded query: only `session`");
+    assert_eq!(sent(&origin, target, "x-player-region").as_deref(), Some("eu-west"));
+    assert_eq!(sent(&origin, target, "cookie").as_deref(), Some("sid=s1"));
+    assert_eq!(sent(&origin, target, "x-other"), None);
+    let address = sent(&origin, target, "cloudfront-viewer-address").expect("edge-made header");
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+
+    // None of it is in the cache key: another viewer with other values is a hit.
+    let second =
+        get(edge, HOST, "/profile.json?session=b", &[("x-player-region", "us-east"), ("cookie", "sid=s2")]).await;
+    assert_eq!((second.0, second.1.get("x-cache").map(String::as_str)), (200, Some("Hit from shardgate")));
+    assert_eq!(origin.total_hits() - origin.hits("/__probe"), 1, "one origin fetch for both viewers");
+
+    // In use: deleting the policy is refused unless forced.
+    let r = admin.delete("/apisix/admin/origin_request_policies/fwd").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("distribution [d]"), "{}", r.body);
+    let r = admin.delete("/apisix/admin/origin_request_policies/fwd?force=true").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_viewer_forwards_the_viewers_headers_but_never_hop_by_hop_ones() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/p", OriginFile::new("p").cache_control("no-store"))]).await;
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/origin_request_policies/all",
+            &json!({"headers": {"behavior": "allViewer"}, "query_strings": {"behavior": "all"}}),
+        )
+        .await;
+    let origin_host = json!({"upstream": {"nodes": {origin.addr.to_string(): 1}}, "host": "origin.internal"});
+    distribution(&gw, "d", HOST, origin_host, json!({"default_behavior": {"origin_request_policy_id": "all"}})).await;
+    let edge = gw.edge_plain[0];
+    let (status, _, _) = get(
+        edge,
+        HOST,
+        "/p?a=1&b=2",
+        &[
+            ("user-agent", "GameClient/2.1"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-custom", "yes"),
+            ("connection", "x-secret-hop"),
+            ("x-secret-hop", "must-not-pass"),
+            ("cloudfront-viewer-address", "6.6.6.6:1"),
+            ("if-none-match", "\"viewer-etag\""),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let target = "/p?a=1&b=2";
+    assert_eq!(origin.hits(target), 1, "every query string forwarded");
+    assert_eq!(sent(&origin, target, "x-custom").as_deref(), Some("yes"));
+    assert_eq!(sent(&origin, target, "user-agent").as_deref(), Some("GameClient/2.1"), "the viewer's, forwarded");
+    assert_eq!(sent(&origin, target, "x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"), "appended");
+    // AllViewer forwards the viewer's Host, over the origin's `host` (CloudFront's AllViewer).
+    assert_eq!(sent(&origin, target, "host").as_deref(), Some(HOST));
+    assert_eq!(sent(&origin, target, "x-secret-hop"), None, "named by Connection: hop-by-hop");
+    assert_eq!(sent(&origin, target, "cloudfront-viewer-address"), None, "a viewer cannot forge edge headers");
+    assert_eq!(sent(&origin, target, "if-none-match"), None, "the cache's fetch owns its conditionals");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_forwards_the_headers_the_stored_response_varies_on() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![(
+        "/v.json",
+        OriginFile::new("v").cache_control("max-age=1").etag("\"v1\"").vary("x-client-build"),
+    )])
+    .await;
+    // The cache policy keys on nothing; the response varies on x-client-build.
+    distribution(&gw, "d", HOST, inline(&origin), json!({})).await;
+    let edge = gw.edge_plain[0];
+    let first = get(edge, HOST, "/v.json", &[("x-client-build", "77")]).await;
+    assert_eq!(first.1.get("x-cache").map(String::as_str), Some("Miss from shardgate"));
+    // Stale after max-age=1: the next request with the same build revalidates.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let again = get(edge, HOST, "/v.json", &[("x-client-build", "77")]).await;
+    assert_eq!(again.0, 200);
+    assert_eq!(again.1.get("x-cache").map(String::as_str), Some("RefreshHit from shardgate"), "{:?}", again.1);
+    assert_eq!(origin.hits("/v.json"), 2);
+    assert_eq!(sent(&origin, "/v.json", "if-none-match").as_deref(), Some("\"v1\""));
+    assert_eq!(sent(&origin, "/v.json", "x-client-build").as_deref(), Some("77"), "the varied header went along");
+}

@@ -111,6 +111,8 @@ pub(crate) struct Ctx {
     pub(crate) conn: ConnInfo,
     pub(crate) head_only: bool,
     pub(crate) req_headers: Arc<HeaderMap>,
+    /// The viewer's HTTP version (`CloudFront-Viewer-Http-Version`).
+    pub(crate) version: http::Version,
     /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
     /// (`CustomRequestHandling`); usually empty.
     pub(crate) waf_headers: Vec<(HeaderName, HeaderValue)>,
@@ -189,6 +191,7 @@ pub(crate) async fn run(
         host,
         conn,
         head_only,
+        version: parts.version,
         req_headers: Arc::new(parts.headers),
         waf_headers,
         span: span.clone(),
