@@ -244,3 +244,110 @@ async fn a_revalidation_forwards_the_headers_the_stored_response_varies_on() {
     assert_eq!(sent(&origin, "/v.json", "if-none-match").as_deref(), Some("\"v1\""));
     assert_eq!(sent(&origin, "/v.json", "x-client-build").as_deref(), Some("77"), "the varied header went along");
 }
+
+/// One HTTP/1.1 request with a body through the edge: `(status, headers, body)`.
+async fn send(
+    edge: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, std::collections::HashMap<String, String>, bytes::Bytes) {
+    use http_body_util::{BodyExt, Full};
+    let sock = tokio::net::TcpStream::connect(edge).await.expect("connect edge");
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(sock))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", HOST)
+        .header("content-type", "application/octet-stream")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .expect("request");
+    let resp = tx.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    (status, headers, resp.into_body().collect().await.expect("body").to_bytes())
+}
+
+const ALL_METHODS: [&str; 7] = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
+
+const BLOCK_SQL_IN_BODY: &str = r#"{"Name": "api", "DefaultAction": {"Allow": {}},
+  "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "api"},
+  "Rules": [{"Name": "NoSqlInBody", "Priority": 0, "Action": {"Block": {}},
+    "VisibilityConfig": {"SampledRequestsEnabled": true, "CloudWatchMetricsEnabled": true, "MetricName": "NoSqlInBody"},
+    "Statement": {"ByteMatchStatement": {"FieldToMatch": {"Body": {"OversizeHandling": "CONTINUE"}},
+      "PositionalConstraint": "CONTAINS", "SearchString": "drop table",
+      "TextTransformations": [{"Type": "LOWERCASE", "Priority": 0}]}}}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_with_bodies_stream_to_the_origin_and_are_never_cached() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/api/upload", OriginFile::new("stored").cache_control("max-age=3600")),
+        ("/static/a", OriginFile::new("a").cache_control("max-age=3600")),
+    ])
+    .await;
+    let r = gw.admin().request("PUT", "/apisix/admin/web_acls/api", Some(BLOCK_SQL_IN_BODY)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    distribution(
+        &gw,
+        "d",
+        HOST,
+        inline(&origin),
+        json!({"web_acl_id": "api", "behaviors": [{"path_pattern": "/api/*", "allowed_methods": ALL_METHODS}]}),
+    )
+    .await;
+    let edge = gw.edge_plain[0];
+
+    // 1 MiB POST: streamed to the origin, intact.
+    let upload: Vec<u8> = (0..1u32 << 20).map(|i| (i * 31 + i / 977) as u8).collect();
+    let (status, h, body) = send(edge, "POST", "/api/upload", upload.clone()).await;
+    assert_eq!((status, &body[..]), (200, &b"stored"[..]), "{h:?}");
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Miss from shardgate"), "passed, not stored: {h:?}");
+    let (method, got) = origin.last_body("/api/upload").expect("the origin saw the POST");
+    assert_eq!(method, "POST");
+    assert_eq!(got.len(), upload.len());
+    assert!(got[..] == upload[..], "the body arrived intact");
+    assert_eq!(
+        origin.last_headers("/api/upload").iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str()),
+        Some("application/octet-stream")
+    );
+
+    // Never cached, even with max-age: each POST reaches the origin, and a
+    // GET afterwards is a miss of its own.
+    let (status, _, _) = send(edge, "POST", "/api/upload", b"second".to_vec()).await;
+    assert_eq!(status, 200);
+    assert_eq!(origin.hits("/api/upload"), 2);
+    assert_eq!(origin.last_body("/api/upload").map(|(_, b)| b), Some(bytes::Bytes::from_static(b"second")));
+    let (_, h, _) = get(edge, HOST, "/api/upload", &[]).await;
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Miss from shardgate"));
+    assert_eq!(origin.hits("/api/upload"), 3);
+    for m in ["PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let (status, _, _) = send(edge, m, "/api/upload", format!("{m} body").into_bytes()).await;
+        assert_eq!(status, 200, "{m}");
+        assert_eq!(origin.last_body("/api/upload").map(|(m, _)| m).as_deref(), Some(m));
+    }
+    let hits = origin.hits("/api/upload");
+
+    // The web ACL reads the body: a malicious POST is blocked before the origin.
+    let (status, h, _) =
+        send(edge, "POST", "/api/upload", b"{\"name\": \"x'; DROP TABLE players; --\"}".to_vec()).await;
+    assert_eq!(status, 403, "{h:?}");
+    assert_eq!(origin.hits("/api/upload"), hits, "the origin saw nothing");
+
+    // A GET-only behavior (the default one) still refuses POST, with CloudFront's answer.
+    let (status, _, body) = send(edge, "POST", "/static/a", b"x".to_vec()).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim(),
+        "this distribution is not configured to allow the HTTP request method POST"
+    );
+    assert_eq!(origin.hits("/static/a"), 0);
+}

@@ -256,7 +256,7 @@ async fn a_post_failing_on_a_reused_connection_is_not_sent_again() {
     let client = OriginClient::new(16, None);
     get(&client, &origin, Exchange::default()).await.expect("first");
     idle_becomes(&client, 1).await;
-    let post = Exchange { method: Method::POST, body: Some(Bytes::from_static(b"buy=1")), viewer_https: false };
+    let post = Exchange { method: Method::POST, body: Some(Bytes::from_static(b"buy=1")), ..Exchange::default() };
     let err = get(&client, &origin, post).await.expect_err("not retried");
     assert!(matches!(err, OriginError::Http { .. }), "{err}");
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
@@ -500,13 +500,13 @@ async fn match_viewer_follows_the_viewer_and_https_port_replaces_the_node_port()
     );
     let client = OriginClient::new(16, None);
     // The Host header (example.test) is the server name when no sni is set.
-    let https = Exchange { viewer_https: true, ..Exchange::default() };
-    get(&client, &origin, https.clone()).await.expect("https viewer");
+    let https = || Exchange { viewer_https: true, ..Exchange::default() };
+    get(&client, &origin, https()).await.expect("https viewer");
     get(&client, &origin, Exchange::default()).await.expect("http viewer");
     assert_eq!(secure.accepted.load(Ordering::SeqCst), 1);
     assert_eq!(plain.accepted.load(Ordering::SeqCst), 1);
     // Each protocol reuses its own connection.
-    let (again, _) = get(&client, &origin, https).await.expect("https again");
+    let (again, _) = get(&client, &origin, https()).await.expect("https again");
     assert!(again.reused);
     assert_eq!(secure.accepted.load(Ordering::SeqCst), 1);
 }

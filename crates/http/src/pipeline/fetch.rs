@@ -17,7 +17,9 @@ use shardgate_model::edge::{KeyItems, OriginRequestPolicy};
 
 use super::Ctx;
 use crate::access_log::ErrorDetail;
+use crate::body::EdgeBody;
 use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels};
+use crate::origin::upload::Upload;
 use crate::origin::{self, OriginError, OriginRequest};
 
 /// Default wait for an origin's response head (CloudFront's default origin response timeout).
@@ -71,12 +73,39 @@ impl Ctx {
     /// Phase "origin": one request to the behavior's origin; with `stale`,
     /// a revalidation carrying its validators.
     pub(crate) async fn fetch_origin(&self, stale: Option<&Object>) -> Result<Response<Incoming>, FetchError> {
+        self.fetch_origin_with(stale, None).await
+    }
+
+    /// The origin phase of a request that is not cached: the viewer's
+    /// method and body (streamed) go to the origin, and its response is
+    /// passed through, never stored.
+    pub(crate) async fn forward_uncached(&self, upload: Option<Upload>) -> Response<EdgeBody> {
+        match self.fetch_origin_with(None, upload).await {
+            Ok(resp) => self.pass(resp),
+            Err(e) => self.origin_error(&e),
+        }
+    }
+
+    /// [`Ctx::fetch_origin`], sending `upload` as the request body.
+    async fn fetch_origin_with(
+        &self,
+        stale: Option<&Object>,
+        upload: Option<Upload>,
+    ) -> Result<Response<Incoming>, FetchError> {
         let Some(origin) = self.dist.origins.get(&self.origin_name) else {
             // Compiled distributions always hold their behaviors' origins.
             return Err(FetchError::Status(StatusCode::BAD_GATEWAY));
         };
         let policy = self.dist.request_policy(self.behavior_index);
         let mut headers = self.forward_headers(policy.map(Arc::as_ref), stale);
+        if upload.is_some() {
+            // What the body is goes with it.
+            for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_LANGUAGE] {
+                if let Some(v) = self.req_headers.get(&name) {
+                    headers.insert(name, v.clone());
+                }
+            }
+        }
         if let Some(s) = stale {
             if let Some(etag) = s.headers.get(header::ETAG) {
                 headers.insert(header::IF_NONE_MATCH, etag.clone());
@@ -110,8 +139,13 @@ impl Ctx {
             read_timeout,
         };
         let started = Instant::now();
-        let exchange =
-            origin::Exchange { method: http::Method::GET, body: None, viewer_https: self.conn.tls_session.is_some() };
+        let exchange = origin::Exchange {
+            // GET and HEAD are fetched whole with GET, for the cache.
+            method: if self.method == http::Method::HEAD { http::Method::GET } else { self.method.clone() },
+            body: None,
+            upload,
+            viewer_https: self.conn.tls_session.is_some(),
+        };
         let result = self.svc.origins.fetch(request, exchange).await;
         crate::trace::record_origin(&span, &result);
         let dlabels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
