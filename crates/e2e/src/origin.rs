@@ -96,6 +96,8 @@ struct State {
     last_headers: HashMap<String, Vec<(String, String)>>,
     last_bodies: HashMap<String, (String, Bytes)>,
     connections: usize,
+    /// The tasks serving open connections, aborted by [`TestOrigin::stop`].
+    serving: Vec<tokio::task::AbortHandle>,
 }
 
 /// A running test origin; stops when dropped.
@@ -158,7 +160,8 @@ impl TestOrigin {
                 st.lock().expect("state").connections += 1;
                 let st = Arc::clone(&st);
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                let registry = Arc::clone(&st);
+                let handle = tokio::spawn(async move {
                     let svc = service_fn(move |req| serve(Arc::clone(&st), req));
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     // `serve` writes Date itself, so that a test can leave it out.
@@ -180,6 +183,9 @@ impl TestOrigin {
                         eprintln!("test origin: connection ended: {e}");
                     }
                 });
+                let mut s = registry.lock().expect("state");
+                s.serving.retain(|h| !h.is_finished());
+                s.serving.push(handle.abort_handle());
             }
         });
         TestOrigin { addr, ca_pem: None, state, task }
@@ -215,15 +221,19 @@ impl TestOrigin {
         self.state.lock().expect("state").last_headers.get(path).cloned().unwrap_or_default()
     }
 
-    /// Stops accepting connections (the port then refuses).
+    /// Goes down: stops accepting connections (the port then refuses) and
+    /// closes the open ones (keep-alive connections the edge holds included).
     pub fn stop(&self) {
         self.task.abort();
+        for h in self.state.lock().expect("state").serving.drain(..) {
+            h.abort();
+        }
     }
 }
 
 impl Drop for TestOrigin {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
