@@ -1,7 +1,10 @@
 //! A real HTTP/1.1 origin for edge tests: serves files from memory, counts
 //! the requests each path receives, answers `If-None-Match` with 304, can
 //! stream a body slowly (so concurrent misses overlap) and can be stopped
-//! (so stale-if-error can be seen).
+//! (so stale-if-error can be seen). It counts the connections it accepted
+//! (so keep-alive reuse can be seen), records the method and body of the
+//! last request to each path, and can serve HTTPS with a certificate from
+//! a test CA ([`TestOrigin::start_tls`]).
 //!
 //! Every answer carries a `Date` written here (hyper's automatic one is
 //! off), unless the file sets its own or is served without one.
@@ -100,6 +103,10 @@ struct State {
     hits: HashMap<String, usize>,
     methods: HashMap<String, Vec<String>>,
     last_headers: HashMap<String, Vec<(String, String)>>,
+    last_bodies: HashMap<String, (String, Bytes)>,
+    connections: usize,
+    /// The tasks serving open connections, aborted by [`TestOrigin::stop`].
+    serving: Vec<tokio::task::AbortHandle>,
 }
 
 /// A running test origin; stops when dropped.
@@ -107,6 +114,8 @@ struct State {
 pub struct TestOrigin {
     /// Its address.
     pub addr: SocketAddr,
+    /// PEM of the CA that signed its certificate ([`TestOrigin::start_tls`]).
+    pub ca_pem: Option<String>,
     state: Arc<Mutex<State>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -114,6 +123,36 @@ pub struct TestOrigin {
 impl TestOrigin {
     /// Starts an origin on a free loopback port.
     pub async fn start(files: Vec<(&str, OriginFile)>) -> TestOrigin {
+        Self::start_with(files, None).await
+    }
+
+    /// Starts an HTTPS origin (HTTP/1.1 over TLS) whose certificate for
+    /// `names` is signed by a fresh test CA, given in [`TestOrigin::ca_pem`].
+    pub async fn start_tls(files: Vec<(&str, OriginFile)>, names: &[&str]) -> TestOrigin {
+        use rustls::pki_types::PrivateKeyDer;
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "shardgate test origin CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let leaf = params.signed_by(&key, &issuer).expect("leaf");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], PrivateKeyDer::try_from(key.serialize_der()).expect("key der"))
+            .expect("certificate and key");
+        let mut origin = Self::start_with(files, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await;
+        origin.ca_pem = Some(ca.pem());
+        origin
+    }
+
+    async fn start_with(files: Vec<(&str, OriginFile)>, tls: Option<tokio_rustls::TlsAcceptor>) -> TestOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(Mutex::new(State::default()));
@@ -127,22 +166,48 @@ impl TestOrigin {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else { continue };
+                st.lock().expect("state").connections += 1;
                 let st = Arc::clone(&st);
-                tokio::spawn(async move {
+                let tls = tls.clone();
+                let registry = Arc::clone(&st);
+                let handle = tokio::spawn(async move {
                     let svc = service_fn(move |req| serve(Arc::clone(&st), req));
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     // `serve` writes Date itself, so that a test can leave it out.
                     builder.http1().auto_date_header(false);
                     builder.http2().auto_date_header(false);
-                    if let Err(e) = builder.serve_connection(TokioIo::new(sock), svc).await {
+                    let served = match tls {
+                        None => builder.serve_connection(TokioIo::new(sock), svc).await,
+                        Some(acceptor) => match acceptor.accept(sock).await {
+                            Ok(stream) => builder.serve_connection(TokioIo::new(stream), svc).await,
+                            Err(e) => {
+                                eprintln!("test origin: TLS handshake failed: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(e) = served {
                         // A client (the gateway) that hangs up mid-response is
                         // part of some tests; shown only when a test fails.
                         eprintln!("test origin: connection ended: {e}");
                     }
                 });
+                let mut s = registry.lock().expect("state");
+                s.serving.retain(|h| !h.is_finished());
+                s.serving.push(handle.abort_handle());
             }
         });
-        TestOrigin { addr, state, task }
+        TestOrigin { addr, ca_pem: None, state, task }
+    }
+
+    /// Connections accepted so far (TLS handshakes included, failed or not).
+    pub fn connections(&self) -> usize {
+        self.state.lock().expect("state").connections
+    }
+
+    /// The method and body of the last request for `path` (path and query as sent).
+    pub fn last_body(&self, path: &str) -> Option<(String, Bytes)> {
+        self.state.lock().expect("state").last_bodies.get(path).cloned()
     }
 
     /// Replaces or adds a file.
@@ -170,15 +235,19 @@ impl TestOrigin {
         self.state.lock().expect("state").last_headers.get(path).cloned().unwrap_or_default()
     }
 
-    /// Stops accepting connections (the port then refuses).
+    /// Goes down: stops accepting connections (the port then refuses) and
+    /// closes the open ones (keep-alive connections the edge holds included).
     pub fn stop(&self) {
         self.task.abort();
+        for h in self.state.lock().expect("state").serving.drain(..) {
+            h.abort();
+        }
     }
 }
 
 impl Drop for TestOrigin {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -186,6 +255,16 @@ type OriginBody = http_body_util::Either<Full<Bytes>, Channel<Bytes, Infallible>
 
 async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<OriginBody>, Infallible> {
     let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            eprintln!("test origin: request body failed: {e}");
+            Bytes::new()
+        }
+    };
+    let req = Request::from_parts(parts, ());
+    state.lock().expect("state").last_bodies.insert(target.clone(), (req.method().to_string(), body));
     let file = {
         let mut s = state.lock().expect("state");
         *s.hits.entry(target.clone()).or_default() += 1;

@@ -1,6 +1,6 @@
 //! Response bodies: empty, a small buffer, a byte window of a cached
-//! [`Fill`] (streamed while the origin still writes it), or an origin body
-//! passed through uncached.
+//! [`Fill`] (streamed while the origin still writes it), an origin body
+//! passed through uncached, or a viewer's request body streamed to an origin.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,6 +41,8 @@ pub enum EdgeBody {
     Fill(FillBody),
     /// An origin body passed through.
     Origin(hyper::body::Incoming),
+    /// A viewer's request body on its way to an origin.
+    Upload(Box<crate::origin::upload::Upload>),
     /// Another body, counted for the access log, whose line is written
     /// when it drops.
     Logged(Box<crate::access_log::LoggedBody>),
@@ -62,6 +64,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => Poll::Ready(None),
             EdgeBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             EdgeBody::Origin(inc) => Pin::new(inc).poll_frame(cx).map_err(Into::into),
+            EdgeBody::Upload(u) => Pin::new(&mut **u).poll_frame(cx),
             EdgeBody::Logged(b) => Pin::new(&mut **b).poll_frame(cx),
             EdgeBody::Fill(f) => loop {
                 if f.end.is_some_and(|end| f.offset >= end) {
@@ -99,6 +102,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => true,
             EdgeBody::Full(b) => b.is_none(),
             EdgeBody::Origin(inc) => inc.is_end_stream(),
+            EdgeBody::Upload(u) => u.is_end_stream(),
             EdgeBody::Logged(b) => b.is_end_stream(),
             EdgeBody::Fill(f) => f.end.is_some_and(|end| f.offset >= end),
         }
@@ -109,6 +113,7 @@ impl Body for EdgeBody {
             EdgeBody::Empty => SizeHint::with_exact(0),
             EdgeBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             EdgeBody::Origin(inc) => inc.size_hint(),
+            EdgeBody::Upload(u) => u.size_hint(),
             EdgeBody::Logged(b) => b.size_hint(),
             EdgeBody::Fill(f) => match f.end {
                 Some(end) => SizeHint::with_exact(end.saturating_sub(f.offset)),

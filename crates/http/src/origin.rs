@@ -14,13 +14,15 @@
 //! method is idempotent (RFC 9110 §9.2.2) and its body can be sent again, as
 //! nginx's and HAProxy's retries on a reused connection do.
 //!
-//! [`OriginClient`] owns the pool; [`fetch`] is the unpooled one-shot of
-//! the same code (one connection per request).
+//! [`OriginClient`] owns the pool; the edge holds one
+//! ([`crate::EdgeService::origins`]). An origin with `max_idle_connections:
+//! 0` gets a connection per request.
 
 pub mod pool;
+pub mod upload;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,6 +60,17 @@ pub enum OriginError {
         node: String,
         /// What failed.
         error: hyper::Error,
+    },
+    /// The TLS handshake with an HTTPS origin failed: certificate not
+    /// trusted, name mismatch, no common protocol, or too slow.
+    #[error("origin {node}: TLS handshake (server name {server_name}): {reason}")]
+    Tls {
+        /// The node.
+        node: String,
+        /// The server name sent and verified.
+        server_name: String,
+        /// What failed.
+        reason: String,
     },
     /// The request could not be built (a bug: targets come from validated paths).
     #[error("cannot build the origin request: {0}")]
@@ -108,19 +121,22 @@ pub struct OriginRequest<'a> {
 
 /// What the request carries beyond [`OriginRequest`]: its method, body,
 /// and the viewer's protocol (for `match-viewer` origins).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Exchange {
     /// The method (GET for cacheable fetches).
     pub method: Method,
-    /// The request body, if any (sent with a `Content-Length`).
+    /// A request body held whole, if any (sent with a `Content-Length`).
     pub body: Option<Bytes>,
+    /// A viewer's request body, streamed (sent once: a request whose
+    /// streamed body was sent is never retried).
+    pub upload: Option<upload::Upload>,
     /// The viewer came over HTTPS.
     pub viewer_https: bool,
 }
 
 impl Default for Exchange {
     fn default() -> Self {
-        Exchange { method: Method::GET, body: None, viewer_https: false }
+        Exchange { method: Method::GET, body: None, upload: None, viewer_https: false }
     }
 }
 
@@ -169,19 +185,33 @@ impl OriginClient {
     /// Sends `req` with `exchange`'s method and body; returns the response
     /// head with its body still streaming. The connection returns to the
     /// pool once that body was read to its end.
-    pub async fn fetch(&self, req: OriginRequest<'_>, exchange: Exchange) -> Result<Response<Incoming>, OriginError> {
+    pub async fn fetch(
+        &self,
+        req: OriginRequest<'_>,
+        mut exchange: Exchange,
+    ) -> Result<Response<Incoming>, OriginError> {
         let transport = transport(&req, &exchange)?;
         let mut conn = self.connect(&req, &transport, true).await?;
         let mut retried = false;
+        let streamed = exchange.upload.is_some();
+        let upload = exchange.upload.take();
+        let mut next = Some(build(&req, &exchange, upload)?);
         let result = loop {
-            let request = build(&req, &exchange)?;
+            let request = match next.take() {
+                Some(r) => r,
+                None => build(&req, &exchange, None)?,
+            };
             let sent = tokio::time::timeout(req.read_timeout, conn.sender.try_send_request(request)).await;
             match sent {
                 Ok(Ok(resp)) => break Ok(resp),
                 Ok(Err(mut e)) => {
-                    let unsent = e.take_message().is_some();
+                    // A request hyper did not send comes back whole, its
+                    // body (streamed or not) untouched: it is sent again as is.
+                    next = e.take_message();
+                    let unsent = next.is_some();
                     let error = e.into_error();
-                    let replayable = unsent || (idempotent(&exchange.method) && !error.is_parse() && !error.is_user());
+                    let replayable =
+                        unsent || (idempotent(&exchange.method) && !streamed && !error.is_parse() && !error.is_user());
                     if conn.reused && !retried && replayable {
                         tracing::debug!(origin = %req.origin.name, node = %conn.node, error = %error, "reused origin connection failed before a response; retrying on a new connection");
                         retried = true;
@@ -267,12 +297,6 @@ impl OriginClient {
     }
 }
 
-/// Sends `req` on a connection of its own, closed after the response.
-pub async fn fetch(req: OriginRequest<'_>) -> Result<Response<Incoming>, OriginError> {
-    static UNPOOLED: OnceLock<OriginClient> = OnceLock::new();
-    UNPOOLED.get_or_init(|| OriginClient::new(0, None)).fetch(req, Exchange::default()).await
-}
-
 /// Plain or TLS, as the origin's protocol policy says for this viewer. The
 /// TLS server name is the origin's `sni`, else the Host header sent (as
 /// CloudFront's, which validates the origin's certificate against the
@@ -315,25 +339,19 @@ async fn tls_handshake(
     node: &str,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, OriginError> {
     let upstream = &req.origin.upstream;
-    let failed = |last: String| {
-        OriginError::Connect(shardgate_upstream::ConnectError::Failed {
-            upstream: upstream.key().to_string(),
-            attempts: 1,
-            node: node.to_owned(),
-            last,
-        })
-    };
+    let failed =
+        |reason: String| OriginError::Tls { node: node.to_owned(), server_name: server_name.to_string(), reason };
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
-        .map_err(|e| failed(format!("TLS server name {server_name:?}: {e}")))?;
+        .map_err(|e| failed(format!("not a valid server name: {e}")))?;
     let timeout = upstream.config().connect_timeout.unwrap_or(TLS_HANDSHAKE_TIMEOUT);
     let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
     match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Ok(Ok(tls)) => Ok(tls),
         Ok(Err(e)) => {
             tracing::warn!(origin = %req.origin.name, node = %node, server_name = %server_name, error = %e, "TLS handshake with the origin failed");
-            Err(failed(format!("TLS handshake (server name {server_name}): {e}")))
+            Err(failed(e.to_string()))
         }
-        Err(_) => Err(failed(format!("TLS handshake timed out after {timeout:?}"))),
+        Err(_) => Err(failed(format!("timed out after {timeout:?}"))),
     }
 }
 
@@ -342,15 +360,20 @@ fn idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
-fn build(req: &OriginRequest<'_>, exchange: &Exchange) -> Result<Request<EdgeBody>, OriginError> {
+fn build(
+    req: &OriginRequest<'_>,
+    exchange: &Exchange,
+    upload: Option<upload::Upload>,
+) -> Result<Request<EdgeBody>, OriginError> {
     let mut builder = Request::builder().method(exchange.method.clone()).uri(req.target.as_str());
     if let Some(h) = builder.headers_mut() {
         *h = req.headers.clone();
         h.insert(http::header::HOST, req.host.clone());
     }
-    let body = match &exchange.body {
-        Some(b) => EdgeBody::full(b.clone()),
-        None => EdgeBody::Empty,
+    let body = match (upload, &exchange.body) {
+        (Some(u), _) => EdgeBody::Upload(Box::new(u)),
+        (None, Some(b)) => EdgeBody::full(b.clone()),
+        (None, None) => EdgeBody::Empty,
     };
     builder.body(body).map_err(|e| OriginError::Request(e.to_string()))
 }

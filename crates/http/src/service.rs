@@ -43,6 +43,8 @@ pub struct EdgeService {
     pub targeted_cache_control: Vec<HeaderName>,
     /// One line per request (`edge.access_log`).
     pub access_log: AccessLog,
+    /// Origin connections, kept alive and reused across requests.
+    pub origins: crate::origin::OriginClient,
 }
 
 /// Facts about the viewer's connection.

@@ -168,6 +168,7 @@ pub(crate) fn record_origin(span: &Span, result: &Result<Response<Incoming>, Ori
             let (kind, node) = match e {
                 OriginError::Connect(_) => ("connect", None),
                 OriginError::Http { node, .. } => ("http", Some(node)),
+                OriginError::Tls { node, .. } => ("tls", Some(node)),
                 OriginError::Request(_) => ("request", None),
                 OriginError::Timeout { node, .. } => ("timeout", Some(node)),
             };

@@ -923,7 +923,8 @@ impl HeaderForward {
     fn from_wire(field: &str, w: &Option<KeyItemsWire>) -> Result<Self, Invalid> {
         let Some(w) = w else { return Ok(HeaderForward::None) };
         let items = w.items.as_deref().unwrap_or_default();
-        let names = |edge_only: bool| -> Result<Vec<String>, Invalid> {
+        // `allExcept` lists what is left out, so it may name Authorization.
+        let names = |edge_only: bool, excluding: bool| -> Result<Vec<String>, Invalid> {
             if items.is_empty() || items.len() > MAX_KEY_NAMES {
                 return Err(Invalid::new(
                     format!("{field}.items"),
@@ -941,6 +942,15 @@ impl HeaderForward {
                         return Err(Invalid::new(
                             f,
                             format!("{n} is not a CloudFront header the edge adds ({})", CLOUDFRONT_HEADERS.join(", ")),
+                        ));
+                    }
+                    if n == "authorization" && !excluding {
+                        // CloudFront refuses it too: a forwarded Authorization
+                        // must be in the cache key, or the cache could serve
+                        // one viewer's authorized answer to another.
+                        return Err(Invalid::new(
+                            f,
+                            "authorization cannot be forwarded by an origin request policy: put it in the cache policy's headers",
                         ));
                     }
                     if edge_only && !edge_made {
@@ -965,12 +975,12 @@ impl HeaderForward {
         };
         match w.behavior.as_str() {
             "none" => no_items(HeaderForward::None),
-            "whitelist" => Ok(HeaderForward::Only(names(false)?)),
+            "whitelist" => Ok(HeaderForward::Only(names(false, false)?)),
             "allViewer" | "all_viewer" => no_items(HeaderForward::AllViewer),
             "allViewerAndWhitelistCloudFront" | "all_viewer_and_whitelist_cloudfront" => {
-                Ok(HeaderForward::AllViewerAnd(names(true)?))
+                Ok(HeaderForward::AllViewerAnd(names(true, false)?))
             }
-            "allExcept" | "all_except" => Ok(HeaderForward::AllExcept(names(false)?)),
+            "allExcept" | "all_except" => Ok(HeaderForward::AllExcept(names(false, true)?)),
             other => Err(Invalid::new(
                 format!("{field}.behavior"),
                 format!(
@@ -1497,6 +1507,10 @@ mod tests {
                 "headers.items[0]",
             ),
             (serde_json::json!({"cookies": {"behavior": "allViewer"}}), "cookies.behavior"),
+            (
+                serde_json::json!({"headers": {"behavior": "whitelist", "items": ["x-a", "Authorization"]}}),
+                "headers.items[1]",
+            ),
             (serde_json::json!({"query_strings": {"behavior": "whitelist", "items": []}}), "query_strings.items"),
             (serde_json::json!({"name": ""}), "name"),
         ] {

@@ -542,10 +542,16 @@ impl Listeners {
         };
         let access_log = AccessLog::new(&self.access_log.settings());
         access_log.announce();
+        let metrics = EdgeMetrics::register(&self.shared.metrics);
+        let origins = shardgate_http::origin::OriginClient::new(
+            shardgate_http::origin::pool::DEFAULT_MAX_IDLE_TOTAL,
+            Some(&metrics),
+        );
         Ok(Arc::new(EdgeService {
             snapshots: Arc::clone(&self.shared.handle),
             cache,
-            metrics: EdgeMetrics::register(&self.shared.metrics),
+            metrics,
+            origins,
             samples: Arc::clone(&self.shared.samples),
             geo: self.shared.geo.clone(),
             targeted_cache_control: c.targeted_fields()?,

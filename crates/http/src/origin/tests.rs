@@ -256,7 +256,7 @@ async fn a_post_failing_on_a_reused_connection_is_not_sent_again() {
     let client = OriginClient::new(16, None);
     get(&client, &origin, Exchange::default()).await.expect("first");
     idle_becomes(&client, 1).await;
-    let post = Exchange { method: Method::POST, body: Some(Bytes::from_static(b"buy=1")), viewer_https: false };
+    let post = Exchange { method: Method::POST, body: Some(Bytes::from_static(b"buy=1")), ..Exchange::default() };
     let err = get(&client, &origin, post).await.expect_err("not retried");
     assert!(matches!(err, OriginError::Http { .. }), "{err}");
     assert_eq!(o.accepted.load(Ordering::SeqCst), 1);
@@ -264,11 +264,12 @@ async fn a_post_failing_on_a_reused_connection_is_not_sent_again() {
 }
 
 #[tokio::test]
-async fn the_unpooled_fetch_opens_a_connection_per_request() {
+async fn max_idle_connections_zero_opens_a_connection_per_request() {
     let o = test_origin(Mode::KeepAlive).await;
-    let origin = edge_origin(o.port);
+    let origin = edge_origin_with(o.port, |c| c.max_idle_connections = Some(0), None);
+    let client = OriginClient::new(16, None);
     for _ in 0..2 {
-        let resp = fetch(request(&origin)).await.expect("fetch");
+        let resp = client.fetch(request(&origin), Exchange::default()).await.expect("fetch");
         resp.into_body().collect().await.expect("body");
     }
     assert_eq!(o.accepted.load(Ordering::SeqCst), 2);
@@ -499,13 +500,13 @@ async fn match_viewer_follows_the_viewer_and_https_port_replaces_the_node_port()
     );
     let client = OriginClient::new(16, None);
     // The Host header (example.test) is the server name when no sni is set.
-    let https = Exchange { viewer_https: true, ..Exchange::default() };
-    get(&client, &origin, https.clone()).await.expect("https viewer");
+    let https = || Exchange { viewer_https: true, ..Exchange::default() };
+    get(&client, &origin, https()).await.expect("https viewer");
     get(&client, &origin, Exchange::default()).await.expect("http viewer");
     assert_eq!(secure.accepted.load(Ordering::SeqCst), 1);
     assert_eq!(plain.accepted.load(Ordering::SeqCst), 1);
     // Each protocol reuses its own connection.
-    let (again, _) = get(&client, &origin, https).await.expect("https again");
+    let (again, _) = get(&client, &origin, https()).await.expect("https again");
     assert!(again.reused);
     assert_eq!(secure.accepted.load(Ordering::SeqCst), 1);
 }

@@ -13,9 +13,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use shardgate_cache::{Admitted, CachePhase, Exchange, FillEnd, FillWriter, Leader, Object, Timing, TtlBounds};
 
+use shardgate_model::edge::{KeyItems, OriginRequestPolicy};
+
 use super::Ctx;
 use crate::access_log::ErrorDetail;
+use crate::body::EdgeBody;
 use crate::metrics::{DistributionLabels, EdgeMetrics, Label, OriginLabels};
+use crate::origin::upload::Upload;
 use crate::origin::{self, OriginError, OriginRequest};
 
 /// Default wait for an origin's response head (CloudFront's default origin response timeout).
@@ -58,6 +62,7 @@ impl FetchError {
             FetchError::Origin(OriginError::Http { .. } | OriginError::Timeout { .. }) => {
                 ErrorDetail::error("OriginReadError")
             }
+            FetchError::Origin(OriginError::Tls { .. }) => ErrorDetail::error("OriginSslError"),
             FetchError::Origin(OriginError::Request(_)) => ErrorDetail::error("Error"),
             FetchError::Status(_) => ErrorDetail::error("OriginError"),
         }
@@ -68,11 +73,39 @@ impl Ctx {
     /// Phase "origin": one request to the behavior's origin; with `stale`,
     /// a revalidation carrying its validators.
     pub(crate) async fn fetch_origin(&self, stale: Option<&Object>) -> Result<Response<Incoming>, FetchError> {
+        self.fetch_origin_with(stale, None).await
+    }
+
+    /// The origin phase of a request that is not cached: the viewer's
+    /// method and body (streamed) go to the origin, and its response is
+    /// passed through, never stored.
+    pub(crate) async fn forward_uncached(&self, upload: Option<Upload>) -> Response<EdgeBody> {
+        match self.fetch_origin_with(None, upload).await {
+            Ok(resp) => self.pass(resp),
+            Err(e) => self.origin_error(&e),
+        }
+    }
+
+    /// [`Ctx::fetch_origin`], sending `upload` as the request body.
+    async fn fetch_origin_with(
+        &self,
+        stale: Option<&Object>,
+        upload: Option<Upload>,
+    ) -> Result<Response<Incoming>, FetchError> {
         let Some(origin) = self.dist.origins.get(&self.origin_name) else {
             // Compiled distributions always hold their behaviors' origins.
             return Err(FetchError::Status(StatusCode::BAD_GATEWAY));
         };
-        let mut headers = self.forward_headers();
+        let policy = self.dist.request_policy(self.behavior_index);
+        let mut headers = self.forward_headers(policy.map(Arc::as_ref), stale);
+        if upload.is_some() {
+            // What the body is goes with it.
+            for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING, header::CONTENT_LANGUAGE] {
+                if let Some(v) = self.req_headers.get(&name) {
+                    headers.insert(name, v.clone());
+                }
+            }
+        }
         if let Some(s) = stale {
             if let Some(etag) = s.headers.get(header::ETAG) {
                 headers.insert(header::IF_NONE_MATCH, etag.clone());
@@ -82,10 +115,18 @@ impl Ctx {
             }
         }
         let read_timeout = origin.config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
-        let Ok(host) = HeaderValue::from_str(&self.host) else {
-            return Err(FetchError::Status(StatusCode::BAD_REQUEST));
+        // A policy that forwards the viewer's Host sends it even to an
+        // origin with a `host` of its own, as CloudFront's AllViewer does.
+        let viewer_host =
+            policy.filter(|p| p.headers.forwards("host")).and_then(|_| self.req_headers.get(header::HOST));
+        let host = match viewer_host {
+            Some(h) => h.clone(),
+            None => match HeaderValue::from_str(&self.host) {
+                Ok(h) => h,
+                Err(_) => return Err(FetchError::Status(StatusCode::BAD_REQUEST)),
+            },
         };
-        let target = format!("{}{}", origin.config.origin_path, self.origin_target);
+        let target = format!("{}{}", origin.config.origin_path, self.origin_request_target(policy.map(Arc::as_ref)));
         let span = crate::trace::origin_fetch(&self.span, &self.origin_name, &self.host, &target, stale.is_some());
         crate::trace::inject(&span, &mut headers);
         let request = OriginRequest {
@@ -98,7 +139,14 @@ impl Ctx {
             read_timeout,
         };
         let started = Instant::now();
-        let result = origin::fetch(request).await;
+        let exchange = origin::Exchange {
+            // GET and HEAD are fetched whole with GET, for the cache.
+            method: if self.method == http::Method::HEAD { http::Method::GET } else { self.method.clone() },
+            body: None,
+            upload,
+            viewer_https: self.conn.tls_session.is_some(),
+        };
+        let result = self.svc.origins.fetch(request, exchange).await;
         crate::trace::record_origin(&span, &result);
         let dlabels = DistributionLabels { distribution: Label(Arc::clone(&self.dist.id_label)) };
         self.svc.metrics.origin_seconds.get_or_create(&dlabels).observe(started.elapsed().as_secs_f64());
@@ -162,9 +210,29 @@ impl Ctx {
         }
     }
 
+    /// The origin's path and query: the key's query strings, plus those the
+    /// origin request policy forwards (in the viewer's order).
+    fn origin_request_target(&self, policy: Option<&OriginRequestPolicy>) -> String {
+        let Some(policy) = policy.filter(|p| p.query_strings != KeyItems::None) else {
+            return self.origin_target.clone();
+        };
+        let path = self.origin_target.split_once('?').map_or(self.origin_target.as_str(), |(p, _)| p);
+        let query = self.viewer_target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+                !pair.is_empty() && (self.policy.query_strings.includes(name) || policy.query_strings.includes(name))
+            })
+            .collect();
+        if kept.is_empty() { path.to_owned() } else { format!("{path}?{}", kept.join("&")) }
+    }
+
     /// What the origin gets: everything in the key, the channel header, the
-    /// viewer's `Accept-Encoding`, and who asked.
-    fn forward_headers(&self) -> HeaderMap {
+    /// viewer headers and cookies the origin request policy forwards (not
+    /// in the key), on a revalidation the request headers the stored
+    /// response varies on, the viewer's `Accept-Encoding`, and who asked.
+    fn forward_headers(&self, policy: Option<&OriginRequestPolicy>, stale: Option<&Object>) -> HeaderMap {
         let req = &self.req_headers;
         let mut forward = HeaderMap::new();
         for name in &self.policy.headers {
@@ -180,27 +248,164 @@ impl Ctx {
         {
             forward.insert(n, v.clone());
         }
+        if let Some(policy) = policy {
+            let listed = connection_listed(req);
+            for name in req.keys() {
+                if forward.contains_key(name) || !policy.headers.forwards(name.as_str()) || !forwardable(name, &listed)
+                {
+                    continue;
+                }
+                for v in req.get_all(name) {
+                    forward.append(name.clone(), v.clone());
+                }
+            }
+        }
+        // A revalidation asks for the variant the stored response is: the
+        // request headers it varies on go along (RFC 9111 §4.1, §4.3.1).
+        if let Some(s) = stale {
+            let listed = connection_listed(req);
+            for name in vary_names(&s.headers) {
+                if !forward.contains_key(&name) && forwardable(&name, &listed) {
+                    for v in req.get_all(&name) {
+                        forward.append(name.clone(), v.clone());
+                    }
+                }
+            }
+        }
         // Compression is the origin's choice; `Vary: Accept-Encoding` keeps
         // the variants apart in the cache.
         if let Some(ae) = req.get(header::ACCEPT_ENCODING) {
             forward.insert(header::ACCEPT_ENCODING, ae.clone());
         }
-        if !self.cookies.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&self.cookies.join("; "))
+        let cookies = match policy.filter(|p| p.cookies != KeyItems::None) {
+            None => self.cookies.clone(),
+            Some(p) => {
+                let either = |name: &str| self.policy.cookies.includes(name) || p.cookies.includes(name);
+                viewer_cookies(req)
+                    .filter(|c| either(c.split_once('=').map_or(c, |(n, _)| n)))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            }
+        };
+        if !cookies.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
         {
             forward.insert(header::COOKIE, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.conn.client.ip().to_string()) {
-            forward.insert(HeaderName::from_static("x-forwarded-for"), v);
+        // X-Forwarded-For: the viewer's list, when forwarded, then the viewer.
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let client = self.conn.client.ip().to_string();
+        let xff_value = match forward.get(&xff).and_then(|v| v.to_str().ok()) {
+            Some(list) => format!("{list}, {client}"),
+            None => client,
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff_value) {
+            forward.insert(xff, v);
         }
         forward.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
-        forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        if !forward.contains_key(header::USER_AGENT) {
+            forward.insert(header::USER_AGENT, HeaderValue::from_static("shardgate"));
+        }
+        if let Some(policy) = policy {
+            for name in policy.headers.edge_headers() {
+                let value = match name {
+                    "cloudfront-forwarded-proto" => {
+                        if self.conn.tls_session.is_some() {
+                            "https".to_owned()
+                        } else {
+                            "http".to_owned()
+                        }
+                    }
+                    "cloudfront-viewer-address" => self.conn.client.to_string(),
+                    "cloudfront-viewer-http-version" => match self.version {
+                        http::Version::HTTP_09 => "0.9",
+                        http::Version::HTTP_10 => "1.0",
+                        http::Version::HTTP_2 => "2.0",
+                        http::Version::HTTP_3 => "3.0",
+                        _ => "1.1",
+                    }
+                    .to_owned(),
+                    _ => continue,
+                };
+                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                    forward.insert(n, v);
+                }
+            }
+        }
         // AWS WAF: an inserted header replaces one of the same name.
         for (name, value) in &self.waf_headers {
             forward.insert(name.clone(), value.clone());
         }
         forward
     }
+}
+
+/// The viewer's cookies, `name=value`, in its order.
+fn viewer_cookies(req: &HeaderMap) -> impl Iterator<Item = &str> {
+    req.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
+/// Header names a viewer's `Connection` lists (hop-by-hop for this
+/// connection, RFC 9110 §7.6.1).
+fn connection_listed(req: &HeaderMap) -> Vec<String> {
+    req.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The request header names a stored response varies on (`*` left out:
+/// nothing to forward for it).
+fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Whether a viewer header may be copied into an origin request: not
+/// hop-by-hop (RFC 9110 §7.6.1, and those its `Connection` lists), not one
+/// the edge writes itself for this exchange (Host, the body's framing,
+/// `Cookie` which the cookie settings decide, the conditionals and ranges
+/// of a fetch for the cache), and not a `CloudFront-*` header the edge
+/// makes (a viewer must not forge them).
+fn forwardable(name: &HeaderName, connection_listed: &[String]) -> bool {
+    const NEVER: [&str; 19] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+        "cookie",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+    ];
+    let n = name.as_str();
+    !NEVER.contains(&n)
+        && !connection_listed.iter().any(|l| l == n)
+        && !shardgate_model::edge::CLOUDFRONT_HEADERS.contains(&n)
 }
 
 /// Copies an origin body into the object's fill, whoever reads it. Runs in

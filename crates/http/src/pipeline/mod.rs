@@ -6,12 +6,15 @@
 //!   run(parts, body)                                              (this file)
 //!   -> viewer input: Host lines, path normalised in place        route::viewer_input
 //!   -> route: host -> distribution                               route::route
+//!   -> body: its first bytes, when the web ACL inspects them     request_body::ViewerUpload
 //!   -> web ACL (the primary's, for both sides of a canary)       waf::web_acl
-//!   -> method: GET and HEAD only                                 route::allowed_method
 //!   -> variant: primary or staging (canary)                      variant::variant
 //!   -> behavior + cache policy, by the viewer's path             behavior::behavior
+//!   -> method: the behavior's allowed_methods                    route::allowed_method
 //!   -> viewer-request function (CloudFront Functions)            function::viewer_request_function
 //!   -> key: channel rewrite, query, cookies, cache key           behavior::key
+//!   -> a method the behavior does not cache (POST, PUT, ...): the body
+//!      streams to the origin, the answer is passed, never stored fetch: Ctx::forward_uncached
 //!   -> lookup / coalesce                                         lookup: Ctx::lookup
 //!        fresh: serve | stale: serve within stale-while-revalidate, else revalidate
 //!        in flight: wait for the leader | miss: fetch, store, stream to every waiter
@@ -41,6 +44,7 @@ pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod function;
 pub(crate) mod lookup;
+pub(crate) mod request_body;
 pub(crate) mod respond;
 pub(crate) mod route;
 pub(crate) mod variant;
@@ -59,8 +63,9 @@ use crate::canary::Variant;
 use crate::metrics::Label;
 use crate::service::{ConnInfo, EdgeService};
 
-/// The viewer's request body. Only the origin phase would read it: GET and
-/// HEAD, the methods served today, forward no body.
+/// The viewer's request body. GET and HEAD forward none; other methods
+/// stream it to the origin (its first bytes read earlier when the web ACL
+/// inspects them, see [`request_body`]).
 #[derive(Debug)]
 pub enum ViewerBody {
     /// No body (a request the edge makes itself, e.g. to warm the cache).
@@ -114,7 +119,11 @@ pub(crate) struct Ctx {
     pub(crate) viewer_host: String,
     pub(crate) conn: ConnInfo,
     pub(crate) head_only: bool,
+    /// The viewer's method.
+    pub(crate) method: http::Method,
     pub(crate) req_headers: Arc<HeaderMap>,
+    /// The viewer's HTTP version (`CloudFront-Viewer-Http-Version`).
+    pub(crate) version: http::Version,
     /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
     /// (`CustomRequestHandling`); usually empty.
     pub(crate) waf_headers: Vec<(HeaderName, HeaderValue)>,
@@ -135,9 +144,6 @@ pub(crate) async fn run(
     facts: &mut Facts,
     span: &tracing::Span,
 ) -> Response<EdgeBody> {
-    // The body stays open until the response head is ready, as it always
-    // has; no phase reads it yet.
-    let _viewer_body = body;
     if let Err(refused) = route::viewer_input(&mut parts) {
         return respond::refuse(&svc, refused);
     }
@@ -150,16 +156,24 @@ pub(crate) async fn run(
     // The primary's web ACL guards both sides of a canary: CloudFront
     // does not let a staging distribution change the WAF either. A cache
     // warm (an operator's, through the Admin API) skips it: see crate::warm.
-    let waf_headers = match primary.waf.as_ref().filter(|_| !crate::warm::WarmRequest::is(&parts)) {
-        Some(acl) => match waf::web_acl(&svc, acl, &parts, conn, facts) {
-            Ok(inserted) => inserted,
-            Err(blocked) => return *blocked,
-        },
-        None => Vec::new(),
-    };
-    let head_only = match route::allowed_method(&parts.method) {
-        Ok(head_only) => head_only,
+    // GET and HEAD forward no body; for other methods, the first bytes are
+    // read now when the web ACL inspects them, and the rest streams later.
+    let mut body = match request_body::ViewerUpload::start(body, &parts) {
+        Ok(b) => b,
         Err(refused) => return respond::refuse(&svc, refused),
+    };
+    let waf_headers = match primary.waf.as_ref().filter(|_| !crate::warm::WarmRequest::is(&parts)) {
+        Some(acl) => {
+            let inspected = match body.inspect(shardgate_waf::acl::BODY_MAX_BYTES).await {
+                Ok(inspected) => inspected,
+                Err(refused) => return respond::refuse(&svc, refused),
+            };
+            match waf::web_acl(&svc, acl, &parts, inspected, conn, facts) {
+                Ok(inserted) => inserted,
+                Err(blocked) => return *blocked,
+            }
+        }
+        None => Vec::new(),
     };
     let side = variant::variant(primary, &parts, variant::roll(), variant::now_unix(), facts);
     let dist = side.dist;
@@ -167,15 +181,24 @@ pub(crate) async fn run(
     let chosen = behavior::behavior(&dist, parts.uri.path());
     facts.behavior = Some(Arc::clone(&chosen.label.0));
     crate::trace::record_route(span, dist.id.as_str(), side.variant.as_str(), &chosen.label.0);
+    let head_only = match route::allowed_method(&parts.method, chosen.behavior.allowed_methods) {
+        Ok(head_only) => head_only,
+        Err(refused) => return respond::refuse(&svc, refused),
+    };
     if let Some(generated) =
         function::viewer_request_function(&snapshot, &dist, chosen.behavior, chosen.index, &mut parts, conn)
     {
         return generated;
     }
-    let keyed = match behavior::key(dist.id.as_str(), chosen.behavior, chosen.policy, &parts) {
+    let mut keyed = match behavior::key(dist.id.as_str(), chosen.behavior, chosen.policy, &parts) {
         Ok(k) => k,
         Err(refused) => return respond::refuse(&svc, refused),
     };
+    let cached = chosen.behavior.cached_methods.caches(parts.method.as_str());
+    if cached && parts.method == http::Method::OPTIONS {
+        // An OPTIONS answer is another object than the GET one of the same URL.
+        keyed.key.push_str("\u{0}OPTIONS");
+    }
     let origin_name = chosen.behavior.origin.clone();
     let origin_host = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
         Some(h) => h.to_owned(),
@@ -198,13 +221,15 @@ pub(crate) async fn run(
         viewer_host: host,
         conn,
         head_only,
+        method: parts.method.clone(),
+        version: parts.version,
         req_headers: Arc::new(parts.headers),
         waf_headers,
         span: span.clone(),
         for_error_page: false,
         dist,
     };
-    let mut resp = ctx.lookup().await;
+    let mut resp = if cached { ctx.lookup().await } else { ctx.forward_uncached(body.into_upload()).await };
     if ctx.has_error_page(resp.status()) {
         resp = ctx.error_page(resp).await;
     }

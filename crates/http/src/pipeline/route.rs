@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::header;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, StatusCode};
+use shardgate_model::edge::AllowedMethods;
 use shardgate_snapshot::{EdgeDistribution, Snapshot};
 
 use super::Refused;
@@ -36,13 +37,13 @@ pub(crate) fn route(snapshot: &Snapshot, parts: &Parts) -> Result<(Arc<EdgeDistr
     }
 }
 
-/// Phase "method": whether the request is a HEAD (`true`) or a GET; any
-/// other method is refused with CloudFront's answer when a behavior allows
-/// only GET and HEAD.
-pub(crate) fn allowed_method(method: &Method) -> Result<bool, Refused> {
+/// Phase "method", once the behavior is known: whether the request is a
+/// HEAD (`true`); a method the behavior's `allowed_methods` leaves out is
+/// refused with CloudFront's answer.
+pub(crate) fn allowed_method(method: &Method, allowed: AllowedMethods) -> Result<bool, Refused> {
     match *method {
-        Method::GET => Ok(false),
         Method::HEAD => Ok(true),
+        _ if allowed.allows(method.as_str()) => Ok(false),
         _ => Err(Refused::new(
             StatusCode::FORBIDDEN,
             "method",
@@ -160,10 +161,20 @@ mod tests {
 
     #[test]
     fn only_get_and_head_are_served() {
-        assert_eq!(allowed_method(&Method::GET), Ok(false));
-        assert_eq!(allowed_method(&Method::HEAD), Ok(true));
-        let refused = allowed_method(&Method::POST).expect_err("POST");
+        assert_eq!(allowed_method(&Method::GET, AllowedMethods::GetHead), Ok(false));
+        assert_eq!(allowed_method(&Method::HEAD, AllowedMethods::GetHead), Ok(true));
+        let refused = allowed_method(&Method::POST, AllowedMethods::GetHead).expect_err("POST");
         assert_eq!((refused.status, refused.reason), (StatusCode::FORBIDDEN, "method"));
         assert_eq!(refused.message, "this distribution is not configured to allow the HTTP request method POST");
+    }
+
+    #[test]
+    fn a_behavior_allowing_all_seven_methods_serves_them() {
+        for m in [Method::OPTIONS, Method::PUT, Method::PATCH, Method::POST, Method::DELETE] {
+            assert_eq!(allowed_method(&m, AllowedMethods::All), Ok(false), "{m}");
+        }
+        assert_eq!(allowed_method(&Method::OPTIONS, AllowedMethods::GetHeadOptions), Ok(false));
+        assert!(allowed_method(&Method::PUT, AllowedMethods::GetHeadOptions).is_err());
+        assert!(allowed_method(&Method::TRACE, AllowedMethods::All).is_err(), "not one of CloudFront's seven");
     }
 }

@@ -25,6 +25,7 @@ pub(crate) fn web_acl(
     svc: &EdgeService,
     waf: &CompiledAcl,
     req: &Parts,
+    body: (&[u8], bool),
     conn: ConnInfo,
     facts: &mut Facts,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Box<Response<EdgeBody>>> {
@@ -33,8 +34,9 @@ pub(crate) fn web_acl(
         uri_path: req.uri.path(),
         query: req.uri.query().unwrap_or(""),
         headers: &req.headers,
-        // Only GET and HEAD reach origins; their bodies are not read.
-        body: (b"", false),
+        // The first bytes of the body (none for GET and HEAD), and whether
+        // it holds more (`OversizeHandling`).
+        body,
         client_ip: conn.client.ip(),
         tls: conn.tls.as_ref(),
     };
