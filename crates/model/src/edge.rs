@@ -138,6 +138,8 @@ pub struct Behavior {
     pub cache_policy: Option<ResourceId>,
     /// Rewrite before the lookup.
     pub rewrite: Option<Rewrite>,
+    /// Functions run on viewer requests and responses (at most one per event type).
+    pub function_associations: Vec<crate::function::FunctionAssociation>,
 }
 
 /// A validated distribution.
@@ -256,7 +258,9 @@ fn behavior_from_wire(
             }),
         },
     };
-    Ok(Behavior { pattern, origin, cache_policy, rewrite })
+    let function_associations =
+        crate::function::associations_from_wire(&format!("{field}.function_associations"), &w.function_associations)?;
+    Ok(Behavior { pattern, origin, cache_policy, rewrite, function_associations })
 }
 
 impl Distribution {
@@ -312,6 +316,7 @@ impl Distribution {
                 origin: origins.keys().next().cloned().unwrap_or_default(),
                 cache_policy: None,
                 rewrite: None,
+                function_associations: Vec::new(),
             },
             None => return Err(Invalid::new("default_behavior", "required when there is more than one origin")),
         };

@@ -78,6 +78,13 @@ macro_rules! kind_table {
                 wire: CachePolicy(crate::wire::CachePolicyWire) => crate::CachePolicy,
                 state: cache_policies,
             },
+            /// `functions`: CloudFront Functions run on viewer requests and
+            /// responses (shardgate).
+            Functions {
+                plural: "functions", singular: "function", label: "function",
+                wire: Function(crate::wire::FunctionWire) => crate::Function,
+                state: functions,
+            },
             /// `distributions`: edge hosts, origins and behaviors (shardgate).
             Distributions {
                 plural: "distributions", singular: "distribution", label: "distribution",

@@ -15,11 +15,12 @@ use shardgate_waf::{IpSet, NoSets, RegexPatternSet, WafError, WebAcl, arn_id};
 
 use crate::kind::kind_table;
 use crate::wire::{
-    CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, SslWire, StreamRouteWire, UpstreamWire,
+    CachePolicyWire, CdPolicyWire, DistributionWire, FunctionWire, InvalidationWire, SslWire, StreamRouteWire,
+    UpstreamWire,
 };
 use crate::{
-    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl, StreamRoute,
-    Upstream, json, keyring,
+    CachePolicy, CdPolicy, Distribution, Function, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl,
+    StreamRoute, Upstream, json, keyring,
 };
 
 /// What validation checks beyond the schema.
@@ -305,6 +306,16 @@ impl WireKind for CachePolicyWire {
     fn references(&self, _: &mut Vec<Reference>) {}
 }
 
+impl WireKind for FunctionWire {
+    type Domain = Function;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<Function, Invalid> {
+        Function::from_wire(self)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
 impl WireKind for DistributionWire {
     type Domain = Distribution;
 
@@ -321,6 +332,19 @@ impl WireKind for DistributionWire {
         }
         for (i, b) in self.behaviors.iter().flatten().enumerate() {
             refer(out, format!("behaviors[{i}].cache_policy_id"), ResourceKind::CachePolicies, &b.cache_policy_id);
+        }
+        let behaviors = self.default_behavior.iter().map(|b| ("default_behavior".to_owned(), b));
+        let behaviors =
+            behaviors.chain(self.behaviors.iter().flatten().enumerate().map(|(i, b)| (format!("behaviors[{i}]"), b)));
+        for (field, b) in behaviors {
+            for (j, a) in b.function_associations.iter().flatten().enumerate() {
+                refer(
+                    out,
+                    format!("{field}.function_associations[{j}].function"),
+                    ResourceKind::Functions,
+                    &a.function,
+                );
+            }
         }
         refer(out, "continuous_deployment_policy_id", ResourceKind::CdPolicies, &self.continuous_deployment_policy_id);
         refer(out, "web_acl_id", ResourceKind::WebAcls, &self.web_acl_id);

@@ -298,6 +298,9 @@ mod tests {
                             "ARN": "arn:aws:wafv2:us-east-1:1:global/regexpatternset/r/re1",
                             "FieldToMatch": {"UriPath": {}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}]}}}]}),
             ResourceKind::CachePolicies => json!({"min_ttl": 10}),
+            ResourceKind::Functions => {
+                json!({"runtime": "cloudfront-js-1.0", "code": "function handler(e) { return e.request; }"})
+            }
             ResourceKind::Distributions => json!({"hosts": ["a.example"], "origins": {"o": {"upstream_id": "u1"}},
                 "default_behavior": {"origin": "o", "cache_policy_id": "c1"}, "web_acl_id": "a1"}),
             ResourceKind::CdPolicies => json!({"staging_distribution_id": "d1", "enabled": true,
