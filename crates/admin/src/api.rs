@@ -985,7 +985,6 @@ impl AdminState {
         ttl: Option<Duration>,
         deadline: Instant,
     ) -> Result<Response, ApiError> {
-        functions::refuse_live(kind, &value)?;
         let (mut wire, resource) = self.validated(kind, &id, value, false)?;
         let mut turn = self.lock_write(deadline).await?;
         self.check_references(&wire).await?;
@@ -1031,7 +1030,6 @@ impl AdminState {
             return Err(ApiError::BadRequest(format!("wrong {} id, do not need it", kind.singular())));
         }
         refuse_times(&value)?;
-        functions::refuse_live(kind, &value)?;
         let mut wire = Wire::from_value(kind, value)?;
         let placeholder = ResourceId::parse("new").map_err(ApiError::BadRequest)?;
         let resource = wire.validate(&placeholder, self.validation())?;
@@ -1123,7 +1121,6 @@ impl AdminState {
             return Err(ApiError::MethodNotAllowed(format!("not supported `PATCH` method for {}", kind.singular())));
         }
         let change = parse_json(bytes)?;
-        functions::refuse_live_patch(kind, sub, &change)?;
         // A PATCH that sets update_time keeps it; otherwise it is now
         // (apisix/admin/utils.lua inject_timestamp; a sub-path PATCH always
         // sets it to now).

@@ -3,9 +3,11 @@
 //!
 //! - `POST /apisix/admin/functions/<id>/publish`: the DEVELOPMENT stage
 //!   (`runtime`, `code`) becomes the LIVE stage (`live`), which is what
-//!   behaviors run. `live` is never taken from a PUT, POST or PATCH body: a
-//!   replace keeps the stored LIVE stage, so editing code never changes what
-//!   runs until it is published.
+//!   behaviors run. A PUT whose body has no `live` keeps the stored LIVE
+//!   stage, so editing code never changes what runs until it is published.
+//!   A body may carry `live` (it is compiled like the DEVELOPMENT code): that
+//!   is how `shardgate export` and `apply` carry a function's LIVE stage
+//!   between gateways, as CloudFormation's `AutoPublish` does for CloudFront.
 //! - `POST /apisix/admin/functions/<id>/test[?stage=live]`: runs the
 //!   DEVELOPMENT stage (or LIVE) on the event in the body (CloudFront's
 //!   event JSON: `context.eventType`, `viewer`, `request`, `response`) and
@@ -32,31 +34,13 @@ use tokio::time::Instant;
 use super::{AdminState, now_unix, parse_json, stored};
 use crate::ApiError;
 
-/// Refuses `live` in a PUT or POST body of a function: only publishing sets it.
-pub(super) fn refuse_live(kind: ResourceKind, value: &Value) -> Result<(), ApiError> {
-    if kind == ResourceKind::Functions && value.get("live").is_some() {
-        return Err(ApiError::BadRequest(
-            "the property is forbidden:  live (it is set by POST /apisix/admin/functions/<id>/publish)".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses a PATCH of a function that touches `live` (a merge patch naming
-/// it, or a sub path under it).
-pub(super) fn refuse_live_patch(kind: ResourceKind, sub: Option<&str>, change: &Value) -> Result<(), ApiError> {
-    let under_live = sub.is_some_and(|p| p.trim_start_matches('/').split('/').next() == Some("live"));
-    if kind == ResourceKind::Functions && (under_live || (sub.is_none() && change.get("live").is_some())) {
-        return Err(ApiError::BadRequest(
-            "the property is forbidden:  live (it is set by POST /apisix/admin/functions/<id>/publish)".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A PUT replacing a function keeps the stored LIVE stage.
+/// A PUT replacing a function without a `live` of its own keeps the stored
+/// LIVE stage.
 pub(super) fn keep_live(wire: &mut Wire, prev: Option<&KeyValue>) {
     let Wire::Function(function) = wire else { return };
+    if function.live.is_some() {
+        return;
+    }
     function.live = prev
         .and_then(|kv| mjson::parse(&kv.value).ok())
         .and_then(|v| Wire::from_value(ResourceKind::Functions, v).ok())

@@ -1,9 +1,9 @@
 //! The `functions` resource on the wire: a CloudFront Function (the
 //! CloudFront API Reference, `CreateFunction`/`FunctionConfig`), with its two
 //! stages: the fields at the top are the DEVELOPMENT stage a user edits,
-//! `live` the LIVE stage behaviors run, written only by publishing
+//! `live` the LIVE stage behaviors run, written by publishing
 //! (`POST /apisix/admin/functions/<id>/publish`, CloudFront's
-//! `PublishFunction`).
+//! `PublishFunction`) or carried whole by configuration as code.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ common_fields! {
         /// CloudFront `FunctionConfig.Comment`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub comment: Option<String>,
-        /// The LIVE stage: set by publishing, never by a PUT, POST or PATCH body.
+        /// The LIVE stage: set by publishing; a PUT without it keeps the stored one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub live: Option<FunctionStageWire>,
     }
