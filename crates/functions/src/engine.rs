@@ -39,10 +39,6 @@ const MAX_STACK_BYTES: usize = 256 * 1024;
 /// longer `uri` is an invalid return.
 pub const MAX_URI_BYTES: usize = 8192;
 
-/// How close to its limit a runtime's heap must be, after a call that threw
-/// `null`, for the call to count as out of memory.
-const MEMORY_SLACK: usize = 64 * 1024;
-
 /// `console.log` lines kept per call, and bytes of them.
 const MAX_LOG_LINES: usize = 64;
 const MAX_LOG_BYTES: usize = 16 * 1024;
@@ -111,9 +107,6 @@ fn invalid(why: impl Into<String>) -> RunError {
 struct CallState {
     deadline: Cell<Option<Instant>>,
     interrupted: Cell<bool>,
-    /// The call ended with `null` thrown: what QuickJS leaves when even the
-    /// "out of memory" error could not be allocated.
-    null_thrown: Cell<bool>,
     logs: RefCell<Vec<String>>,
     log_bytes: Cell<usize>,
 }
@@ -139,7 +132,6 @@ impl CallState {
 
     fn start(&self, budget: Duration) {
         self.interrupted.set(false);
-        self.null_thrown.set(false);
         self.logs.borrow_mut().clear();
         self.log_bytes.set(0);
         self.deadline.set(Some(Instant::now() + budget));
@@ -154,8 +146,6 @@ struct Instance {
     state: Rc<CallState>,
     /// Kept with the context that lives in it (the context holds it too).
     _runtime: Runtime,
-    /// The runtime's memory limit (the engine's own use plus the function's).
-    memory_limit: usize,
     last_used: u64,
 }
 
@@ -208,9 +198,8 @@ fn new_instance(function: &CompiledFunction) -> Result<Instance, BuildError> {
     // The function's memory is counted on top of what the engine, the
     // helpers and its top-level code already hold.
     let base = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
-    let memory_limit = base.saturating_add(function.limits().memory);
-    runtime.set_memory_limit(memory_limit);
-    Ok(Instance { handler, context, state, _runtime: runtime, memory_limit, last_used: 0 })
+    runtime.set_memory_limit(base.saturating_add(function.limits().memory));
+    Ok(Instance { handler, context, state, _runtime: runtime, last_used: 0 })
 }
 
 fn helpers_install<'js>(ctx: &Ctx<'js>, log: impl Fn(String) + 'static) -> rquickjs::Result<()> {
@@ -406,20 +395,6 @@ fn call(
         instance.state.deadline.set(None);
         let elapsed = started.elapsed();
         let logs = std::mem::take(&mut *instance.state.logs.borrow_mut());
-        let result = match result {
-            // `null` thrown with the heap still near its limit: the
-            // allocation that failed could not even build its error.
-            Err(RunError { kind: RunErrorKind::Exception { .. } })
-                if instance.state.null_thrown.get()
-                    && usize::try_from(instance._runtime.memory_usage().malloc_size)
-                        .unwrap_or(usize::MAX)
-                        .saturating_add(MEMORY_SLACK)
-                        >= instance.memory_limit =>
-            {
-                Err(run_error(RunErrorKind::Memory))
-            }
-            other => other,
-        };
         if let Err(e) = &result
             && matches!(e.kind, RunErrorKind::Timeout | RunErrorKind::Memory)
         {
@@ -469,10 +444,13 @@ fn classify(ctx: &Ctx<'_>, state: &CallState, error: rquickjs::Error) -> RunErro
         rquickjs::Error::Allocation => run_error(RunErrorKind::Memory),
         rquickjs::Error::Exception => {
             let caught = describe_exception(&ctx.catch());
-            if caught.out_of_memory {
+            // QuickJS raises "out of memory" as an InternalError, or throws
+            // `null` when even that error cannot be allocated (quickjs.c,
+            // `JS_ThrowError2`). A function that throws `null` itself is
+            // counted as out of memory too; either way the viewer gets 503.
+            if caught.out_of_memory || caught.null {
                 return run_error(RunErrorKind::Memory);
             }
-            state.null_thrown.set(caught.null);
             let message = match (caught.line, caught.column) {
                 (Some(l), Some(c)) => format!("{} (line {l}, column {c})", caught.text),
                 _ => caught.text,

@@ -170,6 +170,17 @@ fn memory_hog_hits_the_limit() {
 }
 
 #[test]
+fn memory_hog_in_a_local_hits_the_limit() {
+    // The array is freed as the exception unwinds: the kind comes from the
+    // exception QuickJS raised, not from the heap left afterwards.
+    let code = "function handler(event) {\n  var a = [];\n  for (var i = 0; ; i++) { a.push({ n: i, s: 'yyyyyyyyyyyyyyyy' + i }); }\n}";
+    let limits = Limits { cpu: Duration::from_secs(5), ..Limits::default() };
+    let f = compile_with_limits(JsRuntime::V1, code, limits).expect("compiles");
+    let err = run_viewer_request(&f, &event(request("/", &[]))).expect_err("over memory");
+    assert_eq!(err.kind, RunErrorKind::Memory, "{err}");
+}
+
+#[test]
 fn exceptions_and_bad_returns_are_errors() {
     let cases: [(&str, &str); 6] = [
         ("function handler(e) { return e.request.headers.missing.value; }", "exception"),
