@@ -10,6 +10,7 @@
 //! | `PATCH /apisix/admin/<kind>/<id>[/<sub/path>]` | merge patch or sub-path replace; stream routes (as APISIX) and invalidations: 405 |
 //! | `?ttl=<seconds>` on PUT, POST, PATCH | the resource is deleted when it passes (an etcd lease in APISIX); a write without it makes the resource permanent again |
 //! | `POST /apisix/admin/continuous_deployment_policies/<id>/promote\|discard` | canary actions (`api::canary`) |
+//! | `POST /apisix/admin/functions/<id>/publish\|test` | function stages and test runs (`api::functions`) |
 //! | `GET /apisix/admin/web_acls/<id>/sampled_requests` | recent WAF matches, AWS's `GetSampledRequests` shape |
 //! | `POST\|GET /apisix/admin/distributions/<id>/warm[/<job>]`, `DELETE .../warm/<job>` | cache warm jobs (`api::warm`) |
 //! | `POST /apisix/admin/schema/validate/<kind>` | 200 or 400, nothing stored |
@@ -709,6 +710,11 @@ impl AdminState {
                         "discard" => self.discard(&id, deadline).await,
                         other => Err(ApiError::NotFound { what: format!("action {other:?} (use promote or discard)") }),
                     },
+                    Method::POST if kind == ResourceKind::Functions => match sub.as_str() {
+                        "publish" => self.publish(&id, deadline).await,
+                        "test" => self.test(&id, query, bytes).await,
+                        other => Err(ApiError::NotFound { what: format!("action {other:?} (use publish or test)") }),
+                    },
                     Method::PATCH => self.patch(kind, &id, Some(&sub), bytes, ttl_of(query)?, deadline).await,
                     other => Err(ApiError::MethodNotAllowed(format!(
                         "not supported `{other}` method on a sub path of {}",
@@ -914,6 +920,9 @@ impl AdminState {
                     )));
                 }
             }
+            if r.kind == ResourceKind::Functions {
+                functions::check_published(&r.field, &r.id, &kv.value)?;
+            }
             if r.field == "staging_distribution_id" {
                 let staging = mjson::parse(&kv.value).ok().and_then(|v| v.get("staging").and_then(Value::as_bool));
                 if staging != Some(true) {
@@ -996,6 +1005,7 @@ impl AdminState {
                 "invalidation {id} exists and cannot be changed; create a new invalidation"
             )));
         }
+        functions::keep_live(&mut wire, prev.as_ref());
         let now = now_unix();
         // The server owns the timestamps: create_time survives a replace
         // (apisix/admin/utils.lua inject_timestamp).
@@ -1159,6 +1169,7 @@ impl AdminState {
 }
 
 mod canary;
+mod functions;
 mod list;
 mod templates;
 pub mod warm;

@@ -149,6 +149,7 @@ mod tests {
                 origins: Default::default(),
                 policies: Vec::new(),
                 request_policies: Vec::new(),
+                functions: Vec::new(),
                 canary: None,
                 invalidations: Vec::new(),
                 waf: None,

@@ -241,6 +241,8 @@ pub struct Behavior {
     pub compress: bool,
     /// Rewrite before the lookup.
     pub rewrite: Option<Rewrite>,
+    /// Functions run on viewer requests and responses (at most one per event type).
+    pub function_associations: Vec<crate::function::FunctionAssociation>,
 }
 
 /// A validated distribution.
@@ -589,6 +591,8 @@ fn behavior_from_wire(
             }),
         },
     };
+    let function_associations =
+        crate::function::associations_from_wire(&format!("{field}.function_associations"), &w.function_associations)?;
     Ok(Behavior {
         pattern,
         origin,
@@ -598,6 +602,7 @@ fn behavior_from_wire(
         cached_methods,
         compress: w.compress.unwrap_or(false),
         rewrite,
+        function_associations,
     })
 }
 
@@ -658,6 +663,7 @@ impl Distribution {
                 cached_methods: CachedMethods::default(),
                 compress: false,
                 rewrite: None,
+                function_associations: Vec::new(),
             },
             None => return Err(Invalid::new("default_behavior", "required when there is more than one origin")),
         };

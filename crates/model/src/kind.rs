@@ -85,6 +85,13 @@ macro_rules! kind_table {
                 wire: OriginRequestPolicy(crate::wire::OriginRequestPolicyWire) => crate::edge::OriginRequestPolicy,
                 state: origin_request_policies,
             },
+            /// `functions`: CloudFront Functions run on viewer requests and
+            /// responses (shardgate).
+            Functions {
+                plural: "functions", singular: "function", label: "function",
+                wire: Function(crate::wire::FunctionWire) => crate::Function,
+                state: functions,
+            },
             /// `distributions`: edge hosts, origins and behaviors (shardgate).
             Distributions {
                 plural: "distributions", singular: "distribution", label: "distribution",

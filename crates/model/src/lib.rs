@@ -28,6 +28,8 @@
 //! - [`health`]: an upstream's health checks (`checks`), APISIX's schema.
 //! - [`edge`]: validated edge resources (distributions, cache policies,
 //!   continuous deployment policies, invalidations).
+//! - [`function`]: CloudFront Functions (`functions`), compiled with
+//!   `shardgate_functions` so code errors are refused with their position.
 //! - [`stream_plugins`]: the stream plugins `ip-restriction` and `limit-conn`
 //!   in APISIX's schemas; every other plugin refused with a reason.
 //! - [`proxy_protocol`]: `send_proxy_protocol` on upstreams and stream routes.
@@ -37,6 +39,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod function;
 pub mod health;
 pub mod id;
 pub mod json;
@@ -55,6 +58,7 @@ pub mod wire;
 
 pub use edge::{CachePolicy, CdPolicy, Distribution, Invalidation};
 pub use error::{Invalid, Problem};
+pub use function::Function;
 pub use health::HealthChecks;
 pub use id::ResourceId;
 pub use keyring::{Keyring, KeyringError};

@@ -16,12 +16,12 @@ use shardgate_waf::{IpSet, NoSets, RegexPatternSet, WafError, WebAcl, arn_id};
 use crate::edge::OriginRequestPolicy;
 use crate::kind::kind_table;
 use crate::wire::{
-    CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, OriginRequestPolicyWire, SslWire,
+    CachePolicyWire, CdPolicyWire, DistributionWire, FunctionWire, InvalidationWire, OriginRequestPolicyWire, SslWire,
     StreamRouteWire, UpstreamWire,
 };
 use crate::{
-    CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl, StreamRoute,
-    Upstream, json, keyring,
+    CachePolicy, CdPolicy, Distribution, Function, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl,
+    StreamRoute, Upstream, json, keyring,
 };
 
 /// What validation checks beyond the schema.
@@ -317,6 +317,16 @@ impl WireKind for OriginRequestPolicyWire {
     fn references(&self, _: &mut Vec<Reference>) {}
 }
 
+impl WireKind for FunctionWire {
+    type Domain = Function;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<Function, Invalid> {
+        Function::from_wire(self)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
 impl WireKind for DistributionWire {
     type Domain = Distribution;
 
@@ -338,8 +348,16 @@ impl WireKind for DistributionWire {
         let behaviors =
             behaviors.chain(self.behaviors.iter().flatten().enumerate().map(|(i, b)| (format!("behaviors[{i}]"), b)));
         for (field, b) in behaviors {
-            let field = format!("{field}.origin_request_policy_id");
-            refer(out, field, ResourceKind::OriginRequestPolicies, &b.origin_request_policy_id);
+            let policy_field = format!("{field}.origin_request_policy_id");
+            refer(out, policy_field, ResourceKind::OriginRequestPolicies, &b.origin_request_policy_id);
+            for (j, a) in b.function_associations.iter().flatten().enumerate() {
+                refer(
+                    out,
+                    format!("{field}.function_associations[{j}].function"),
+                    ResourceKind::Functions,
+                    &a.function,
+                );
+            }
         }
         refer(out, "continuous_deployment_policy_id", ResourceKind::CdPolicies, &self.continuous_deployment_policy_id);
         refer(out, "web_acl_id", ResourceKind::WebAcls, &self.web_acl_id);

@@ -299,6 +299,9 @@ mod tests {
                             "FieldToMatch": {"UriPath": {}}, "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}}]}}}]}),
             ResourceKind::CachePolicies => json!({"min_ttl": 10}),
             ResourceKind::OriginRequestPolicies => json!({"headers": {"behavior": "allViewer"}}),
+            ResourceKind::Functions => {
+                json!({"runtime": "cloudfront-js-1.0", "code": "function handler(e) { return e.request; }"})
+            }
             ResourceKind::Distributions => json!({"hosts": ["a.example"], "origins": {"o": {"upstream_id": "u1"}},
                 "default_behavior": {"origin": "o", "cache_policy_id": "c1", "origin_request_policy_id": "o1"},
                 "web_acl_id": "a1"}),

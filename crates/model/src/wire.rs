@@ -39,11 +39,13 @@ macro_rules! common_fields {
 }
 
 pub mod edge;
+pub mod function;
 mod ssl;
 mod stream_route;
 mod upstream;
 
 pub use edge::{CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, OriginRequestPolicyWire};
+pub use function::FunctionWire;
 pub use ssl::SslWire;
 pub use stream_route::StreamRouteWire;
 pub use upstream::{TimeoutWire, UpstreamWire};

@@ -1,6 +1,6 @@
 //! The edge's compiled tables: host → distribution, each distribution with
-//! its origins bound to upstream runtimes, its behaviors' cache policies and
-//! origin request policies resolved, its canary (continuous deployment policy and staging
+//! its origins bound to upstream runtimes, its behaviors' cache policies,
+//! origin request policies and the LIVE stage of their functions resolved, its canary (continuous deployment policy and staging
 //! distribution) attached, and the invalidations that apply to its cache.
 //!
 //! Host lookup follows the SNI rules (exact, then one-label `*.wildcard`,
@@ -73,6 +73,27 @@ fn origin_tls(origin: &shardgate_model::edge::Origin) -> Result<Option<Arc<rustl
     Ok(Some(Arc::new(config)))
 }
 
+/// A function a behavior runs: the LIVE stage of a `functions` resource.
+#[derive(Debug)]
+pub struct EdgeFunction {
+    /// The function's id.
+    pub id: ResourceId,
+    /// The id as a shared string, for metric labels.
+    pub label: Arc<str>,
+    /// The LIVE code, checked and ready to run.
+    pub compiled: shardgate_functions::CompiledFunction,
+}
+
+/// The functions of one behavior, by event type (CloudFront's
+/// `FunctionAssociations`, at most one per type).
+#[derive(Debug, Default, Clone)]
+pub struct BehaviorFunctions {
+    /// Runs before the cache, on the viewer's request.
+    pub viewer_request: Option<Arc<EdgeFunction>>,
+    /// Runs on the response before it goes to the viewer.
+    pub viewer_response: Option<Arc<EdgeFunction>>,
+}
+
 /// A distribution ready to serve.
 #[derive(Debug)]
 pub struct EdgeDistribution {
@@ -89,6 +110,9 @@ pub struct EdgeDistribution {
     /// The origin request policy of each behavior, indexed like `policies`
     /// (`None`: the behavior names none).
     pub request_policies: Vec<Option<Arc<OriginRequestPolicy>>>,
+    /// The functions of `config.behaviors[i]`, then of the default behavior
+    /// (last): indexed like `policies`.
+    pub functions: Vec<BehaviorFunctions>,
     /// Canary routing, on a primary with an enabled policy.
     pub canary: Option<Canary>,
     /// Invalidations of this distribution, oldest first, by store revision.
@@ -368,6 +392,16 @@ impl EdgeRouter {
                 };
                 request_policies.push(policy);
             }
+            let mut functions = Vec::with_capacity(dist.behaviors.len() + 1);
+            for (i, b) in dist.behaviors.iter().chain(std::iter::once(&dist.default_behavior)).enumerate() {
+                match behavior_functions(state, b, i, dist.behaviors.len()) {
+                    Ok(f) => functions.push(f),
+                    Err(invalid) => {
+                        failed.get_or_insert(invalid);
+                        break;
+                    }
+                }
+            }
             let waf = match &dist.web_acl {
                 None => None,
                 Some(aid) => match acls.get(aid) {
@@ -437,6 +471,7 @@ impl EdgeRouter {
                 origins,
                 policies,
                 request_policies,
+                functions,
                 canary,
                 invalidations: invalidations.remove(id).unwrap_or_default(),
             });
@@ -466,6 +501,44 @@ impl EdgeRouter {
         router.by_id = compiled;
         router
     }
+}
+
+/// The LIVE functions of behavior `index` (the default behavior when
+/// `index == behaviors`); a function that does not exist or was never
+/// published leaves the distribution out, as a missing cache policy does.
+fn behavior_functions(
+    state: &ConfigState,
+    behavior: &Behavior,
+    index: usize,
+    behaviors: usize,
+) -> Result<BehaviorFunctions, Invalid> {
+    let mut out = BehaviorFunctions::default();
+    for (j, a) in behavior.function_associations.iter().enumerate() {
+        let field = if index < behaviors {
+            format!("behaviors[{index}].function_associations[{j}].function")
+        } else {
+            format!("default_behavior.function_associations[{j}].function")
+        };
+        let Some(entry) = state.functions.get(&a.function) else {
+            return Err(Invalid::new(field, format!("function {} does not exist", a.function)));
+        };
+        let Some(live) = &entry.value.live else {
+            return Err(Invalid::new(
+                field,
+                format!("function {} has never been published (no LIVE stage)", a.function),
+            ));
+        };
+        let function = Arc::new(EdgeFunction {
+            id: a.function.clone(),
+            label: Arc::from(a.function.as_str()),
+            compiled: live.stage.compiled.clone(),
+        });
+        match a.event_type {
+            shardgate_functions::EventType::ViewerRequest => out.viewer_request = Some(function),
+            shardgate_functions::EventType::ViewerResponse => out.viewer_response = Some(function),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -530,6 +603,56 @@ mod tests {
         assert!(third.contains_key(&ResourceId::parse("a").expect("id")), "still kept a generation later");
         let b = problems.iter().find(|p| p.id.as_str() == "b").expect("b's problem");
         assert!(b.invalid.reason.contains("not loaded and what uses it is left out"), "{}", b.invalid.reason);
+    }
+
+    /// A behavior's functions are the LIVE stage of the functions it names;
+    /// a function never published leaves the distribution out, naming it.
+    #[test]
+    fn behaviors_carry_their_live_functions() {
+        let mut state = ConfigState::default();
+        let code = |uri: &str| format!("function handler(e) {{ e.request.uri = '{uri}'; return e.request; }}");
+        put(
+            &mut state,
+            ResourceKind::Functions,
+            "live",
+            1,
+            serde_json::json!({"runtime": "cloudfront-js-1.0", "code": code("/dev"),
+            "live": {"runtime": "cloudfront-js-1.0", "code": code("/live"), "published_at": 1}}),
+        );
+        put(
+            &mut state,
+            ResourceKind::Functions,
+            "draft",
+            2,
+            serde_json::json!({"runtime": "cloudfront-js-1.0", "code": code("/dev")}),
+        );
+        let dist = |function: &str| {
+            serde_json::json!({"hosts": [format!("{function}.example")], "origins": {"o": {"upstream": {"nodes": {"127.0.0.1:1": 1}}}},
+            "behaviors": [{"path_pattern": "/a/*"}],
+            "default_behavior": {"function_associations": [{"event_type": "viewer-response", "function": function}]}})
+        };
+        put(&mut state, ResourceKind::Distributions, "d1", 3, dist("live"));
+        put(&mut state, ResourceKind::Distributions, "d2", 4, dist("draft"));
+        let mut problems = Vec::new();
+        let registry = Registry::new(
+            Arc::new(shardgate_upstream::Resolver::new(
+                std::time::Duration::from_secs(30),
+                std::time::Duration::from_secs(5),
+            )),
+            shardgate_upstream::UpstreamMetrics::default(),
+            shardgate_upstream::ConnectDefaults::default(),
+        );
+        let router = EdgeRouter::build(&state, &registry, &HashMap::new(), &mut HashSet::new(), &mut problems);
+        let d1 = router.get(&ResourceId::parse("d1").expect("id")).expect("d1 served");
+        assert_eq!(d1.functions.len(), 2, "one entry per behavior, default last");
+        assert!(d1.functions[0].viewer_request.is_none() && d1.functions[0].viewer_response.is_none());
+        let f = d1.functions[1].viewer_response.as_ref().expect("default behavior's viewer-response function");
+        assert_eq!(&*f.label, "live");
+        assert!(f.compiled.code().contains("/live"), "the LIVE stage runs, not DEVELOPMENT");
+        assert!(router.get(&ResourceId::parse("d2").expect("id")).is_none(), "left out");
+        let p = problems.iter().find(|p| p.id.as_str() == "d2").expect("d2's problem");
+        assert_eq!(p.invalid.field, "default_behavior.function_associations[0].function");
+        assert!(p.invalid.reason.contains("function draft has never been published"), "{}", p.invalid.reason);
     }
 }
 

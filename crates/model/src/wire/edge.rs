@@ -157,6 +157,9 @@ pub struct BehaviorWire {
     /// Request rewrite applied before the cache lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<RewriteWire>,
+    /// Functions run for this behavior (CloudFront `FunctionAssociations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_associations: Option<Vec<super::function::FunctionAssociationWire>>,
 }
 
 /// A request rewrite (seed 003 scenario 2, the viewer-request function).
