@@ -148,6 +148,7 @@ mod tests {
                 config: std::sync::Arc::new(config),
                 origins: Default::default(),
                 policies: Vec::new(),
+                request_policies: Vec::new(),
                 canary: None,
                 invalidations: Vec::new(),
                 waf: None,

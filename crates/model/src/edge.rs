@@ -1,8 +1,9 @@
-//! Validated edge resources: distributions, cache policies, continuous
-//! deployment policies and invalidations, with CloudFront's meaning. The
-//! constraints cited below come from the CloudFront API Reference
-//! (`DistributionConfig`, `CachePolicyConfig`,
-//! `ContinuousDeploymentPolicyConfig`, `InvalidationBatch`) and the
+//! Validated edge resources: distributions, cache policies, origin request
+//! policies, continuous deployment policies and invalidations, with
+//! CloudFront's meaning. The constraints cited below come from the CloudFront
+//! API Reference (`DistributionConfig`, `CachePolicyConfig`,
+//! `OriginRequestPolicyConfig`, `ContinuousDeploymentPolicyConfig`,
+//! `InvalidationBatch`) and the
 //! CloudFront Developer Guide ("Quotas", `cloudfront-limits.html`;
 //! "Invalidate files", `Invalidation.html`) at docs.aws.amazon.com.
 
@@ -11,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::wire::edge::{
-    BehaviorWire, CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, KeyItemsWire, OriginWire,
-    StickinessWire, TrafficWire,
+    BehaviorWire, CachePolicyWire, CdPolicyWire, CustomErrorResponseWire, DistributionWire, InvalidationWire,
+    KeyItemsWire, OriginRequestPolicyWire, OriginWire, StickinessWire, TrafficWire,
 };
 use crate::wire::{check_labels, check_name_desc};
 use crate::{Invalid, ResourceId, SniPattern, Upstream, UpstreamRef};
@@ -229,6 +230,15 @@ pub struct Behavior {
     pub origin: String,
     /// The cache policy; `None` is the built-in one.
     pub cache_policy: Option<ResourceId>,
+    /// The origin request policy; `None`: only what the cache key holds is
+    /// forwarded.
+    pub origin_request_policy: Option<ResourceId>,
+    /// Methods served; others get 403.
+    pub allowed_methods: AllowedMethods,
+    /// Methods whose responses are cached.
+    pub cached_methods: CachedMethods,
+    /// Compress responses for viewers that accept it.
+    pub compress: bool,
     /// Rewrite before the lookup.
     pub rewrite: Option<Rewrite>,
 }
@@ -254,6 +264,187 @@ pub struct Distribution {
     pub cd_policy: Option<ResourceId>,
     /// The web ACL, if any.
     pub web_acl: Option<ResourceId>,
+    /// Error statuses with a caching time and maybe a page of their own, by
+    /// error code (at most one each).
+    pub custom_error_responses: Vec<CustomErrorResponse>,
+}
+
+/// The methods CloudFront knows (`AllowedMethods`): request methods are
+/// case-sensitive (RFC 9110 §9.1), so only these spellings are accepted.
+const METHODS: [&str; 7] = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
+
+/// A list of method names as a bit set over [`METHODS`]; errors name the item.
+fn method_set(field: &str, list: &[String]) -> Result<u8, Invalid> {
+    let mut set = 0u8;
+    for (i, m) in list.iter().enumerate() {
+        let Some(bit) = METHODS.iter().position(|k| k == m) else {
+            return Err(Invalid::new(format!("{field}[{i}]"), format!("{m:?} is not one of {}", METHODS.join(", "))));
+        };
+        if set & (1 << bit) != 0 {
+            return Err(Invalid::new(format!("{field}[{i}]"), format!("{m} is listed twice")));
+        }
+        set |= 1 << bit;
+    }
+    Ok(set)
+}
+
+/// CloudFront's `AllowedMethods`: one of three fixed sets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AllowedMethods {
+    /// `GET`, `HEAD` (the default).
+    #[default]
+    GetHead,
+    /// `GET`, `HEAD`, `OPTIONS`.
+    GetHeadOptions,
+    /// `GET`, `HEAD`, `OPTIONS`, `PUT`, `PATCH`, `POST`, `DELETE`.
+    All,
+}
+
+impl AllowedMethods {
+    /// Whether `method` (as sent, case-sensitive) is served.
+    pub fn allows(self, method: &str) -> bool {
+        match method {
+            "GET" | "HEAD" => true,
+            "OPTIONS" => self != AllowedMethods::GetHead,
+            "PUT" | "PATCH" | "POST" | "DELETE" => self == AllowedMethods::All,
+            _ => false,
+        }
+    }
+
+    fn from_wire(field: &str, list: Option<&[String]>) -> Result<Self, Invalid> {
+        let Some(list) = list else { return Ok(AllowedMethods::default()) };
+        match method_set(field, list)? {
+            0b0000011 => Ok(AllowedMethods::GetHead),
+            0b0000111 => Ok(AllowedMethods::GetHeadOptions),
+            0b1111111 => Ok(AllowedMethods::All),
+            _ => Err(Invalid::new(
+                field,
+                "must be one of CloudFront's sets: [GET, HEAD], [GET, HEAD, OPTIONS], \
+                 or [GET, HEAD, OPTIONS, PUT, PATCH, POST, DELETE]",
+            )),
+        }
+    }
+}
+
+/// CloudFront's `CachedMethods`: `GET` and `HEAD` responses are always
+/// cacheable; `OPTIONS` ones only when listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CachedMethods {
+    /// `GET`, `HEAD` (the default).
+    #[default]
+    GetHead,
+    /// `GET`, `HEAD`, `OPTIONS`.
+    GetHeadOptions,
+}
+
+impl CachedMethods {
+    /// Whether responses to `method` may be stored and served from the cache.
+    pub fn caches(self, method: &str) -> bool {
+        match method {
+            "GET" | "HEAD" => true,
+            "OPTIONS" => self == CachedMethods::GetHeadOptions,
+            _ => false,
+        }
+    }
+
+    fn from_wire(field: &str, list: Option<&[String]>, allowed: AllowedMethods) -> Result<Self, Invalid> {
+        let Some(list) = list else { return Ok(CachedMethods::default()) };
+        let cached = match method_set(field, list)? {
+            0b011 => CachedMethods::GetHead,
+            0b111 => CachedMethods::GetHeadOptions,
+            _ => {
+                return Err(Invalid::new(field, "must be [GET, HEAD] or [GET, HEAD, OPTIONS]"));
+            }
+        };
+        if cached == CachedMethods::GetHeadOptions && allowed == AllowedMethods::GetHead {
+            return Err(Invalid::new(field, "OPTIONS is cached only if allowed_methods allows it"));
+        }
+        Ok(cached)
+    }
+}
+
+/// The error statuses CloudFront lets a `CustomErrorResponse` name (`ErrorCode`).
+pub const CUSTOM_ERROR_CODES: [u16; 11] = [400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504];
+/// The statuses a custom error page may be returned with (`ResponseCode`):
+/// 200 or one of the error codes.
+const CUSTOM_RESPONSE_CODES: [u16; 12] = [200, 400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504];
+/// How long an error is cached when `error_caching_min_ttl` is not set
+/// (CloudFront: 10 seconds).
+pub const DEFAULT_ERROR_CACHING_MIN_TTL: Duration = Duration::from_secs(10);
+/// Longest `response_page_path` accepted.
+const MAX_RESPONSE_PAGE_PATH: usize = 1024;
+
+/// CloudFront's `CustomErrorResponse`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomErrorResponse {
+    /// The origin's status this applies to (one of [`CUSTOM_ERROR_CODES`]).
+    pub error_code: u16,
+    /// How long the error (or its page) is cached.
+    pub error_caching_min_ttl: Duration,
+    /// Status returned with the page; `None`: the origin's.
+    pub response_code: Option<u16>,
+    /// Path of the page served instead, starting with `/`.
+    pub response_page_path: Option<String>,
+}
+
+fn custom_error_from_wire(field: &str, w: &CustomErrorResponseWire) -> Result<CustomErrorResponse, Invalid> {
+    let error_code = match w.error_code {
+        None => return Err(Invalid::new(format!("{field}.error_code"), "required")),
+        Some(c) => match CUSTOM_ERROR_CODES.iter().find(|k| u64::from(**k) == c) {
+            Some(k) => *k,
+            None => {
+                return Err(Invalid::new(
+                    format!("{field}.error_code"),
+                    format!("{c} is not one of CloudFront's error codes {CUSTOM_ERROR_CODES:?}"),
+                ));
+            }
+        },
+    };
+    let error_caching_min_ttl = match w.error_caching_min_ttl {
+        None => DEFAULT_ERROR_CACHING_MIN_TTL,
+        Some(s) if s <= MAX_TTL_SECS => Duration::from_secs(s),
+        Some(_) => {
+            return Err(Invalid::new(
+                format!("{field}.error_caching_min_ttl"),
+                format!("at most {MAX_TTL_SECS} seconds"),
+            ));
+        }
+    };
+    let response_page_path = match &w.response_page_path {
+        None => None,
+        Some(p) => {
+            let ok = p.starts_with('/')
+                && p.len() <= MAX_RESPONSE_PAGE_PATH
+                && !p.chars().any(|c| c.is_control() || c.is_whitespace());
+            if !ok {
+                return Err(Invalid::new(
+                    format!("{field}.response_page_path"),
+                    format!(
+                        "{p:?} must start with '/', be at most {MAX_RESPONSE_PAGE_PATH} characters, without spaces or controls"
+                    ),
+                ));
+            }
+            Some(p.clone())
+        }
+    };
+    let response_code = match w.response_code {
+        None => None,
+        Some(_) if response_page_path.is_none() => {
+            // CloudFront: "If you specify a value for ResponseCode, you must
+            // also specify a value for ResponsePagePath."
+            return Err(Invalid::new(format!("{field}.response_code"), "needs response_page_path"));
+        }
+        Some(c) => match CUSTOM_RESPONSE_CODES.iter().find(|k| u64::from(**k) == c) {
+            Some(k) => Some(*k),
+            None => {
+                return Err(Invalid::new(
+                    format!("{field}.response_code"),
+                    format!("{c} is not one of {CUSTOM_RESPONSE_CODES:?}"),
+                ));
+            }
+        },
+    };
+    Ok(CustomErrorResponse { error_code, error_caching_min_ttl, response_code, response_page_path })
 }
 
 fn origin_from_wire(field: &str, w: &OriginWire) -> Result<Origin, Invalid> {
@@ -379,6 +570,14 @@ fn behavior_from_wire(
         .as_ref()
         .map(|v| ResourceId::from_json(&format!("{field}.cache_policy_id"), v))
         .transpose()?;
+    let origin_request_policy = w
+        .origin_request_policy_id
+        .as_ref()
+        .map(|v| ResourceId::from_json(&format!("{field}.origin_request_policy_id"), v))
+        .transpose()?;
+    let allowed_methods = AllowedMethods::from_wire(&format!("{field}.allowed_methods"), w.allowed_methods.as_deref())?;
+    let cached_methods =
+        CachedMethods::from_wire(&format!("{field}.cached_methods"), w.cached_methods.as_deref(), allowed_methods)?;
     let rewrite = match &w.rewrite {
         None => None,
         Some(r) => match &r.path_prefix_from_header {
@@ -390,7 +589,16 @@ fn behavior_from_wire(
             }),
         },
     };
-    Ok(Behavior { pattern, origin, cache_policy, rewrite })
+    Ok(Behavior {
+        pattern,
+        origin,
+        cache_policy,
+        origin_request_policy,
+        allowed_methods,
+        cached_methods,
+        compress: w.compress.unwrap_or(false),
+        rewrite,
+    })
 }
 
 impl Distribution {
@@ -445,6 +653,10 @@ impl Distribution {
                 pattern: None,
                 origin: origins.keys().next().cloned().unwrap_or_default(),
                 cache_policy: None,
+                origin_request_policy: None,
+                allowed_methods: AllowedMethods::default(),
+                cached_methods: CachedMethods::default(),
+                compress: false,
                 rewrite: None,
             },
             None => return Err(Invalid::new("default_behavior", "required when there is more than one origin")),
@@ -466,6 +678,15 @@ impl Distribution {
             .map(|v| ResourceId::from_json("continuous_deployment_policy_id", v))
             .transpose()?;
         let web_acl = w.web_acl_id.as_ref().map(|v| ResourceId::from_json("web_acl_id", v)).transpose()?;
+        let mut custom_error_responses: Vec<CustomErrorResponse> = Vec::new();
+        for (i, c) in w.custom_error_responses.iter().flatten().enumerate() {
+            let field = format!("custom_error_responses[{i}]");
+            let c = custom_error_from_wire(&field, c)?;
+            if custom_error_responses.iter().any(|o| o.error_code == c.error_code) {
+                return Err(Invalid::new(format!("{field}.error_code"), format!("{} is listed twice", c.error_code)));
+            }
+            custom_error_responses.push(c);
+        }
         Ok(Distribution {
             id,
             name: w.name.clone(),
@@ -476,6 +697,7 @@ impl Distribution {
             default_behavior,
             cd_policy,
             web_acl,
+            custom_error_responses,
         })
     }
 
@@ -500,6 +722,19 @@ impl Distribution {
     /// Cache policies this distribution refers to.
     pub fn cache_policy_ids(&self) -> impl Iterator<Item = &ResourceId> {
         self.behaviors.iter().chain(std::iter::once(&self.default_behavior)).filter_map(|b| b.cache_policy.as_ref())
+    }
+
+    /// Origin request policies this distribution refers to.
+    pub fn origin_request_policy_ids(&self) -> impl Iterator<Item = &ResourceId> {
+        self.behaviors
+            .iter()
+            .chain(std::iter::once(&self.default_behavior))
+            .filter_map(|b| b.origin_request_policy.as_ref())
+    }
+
+    /// The custom error response for an origin status, if any.
+    pub fn custom_error_response(&self, status: u16) -> Option<&CustomErrorResponse> {
+        self.custom_error_responses.iter().find(|c| c.error_code == status)
     }
 }
 
@@ -589,6 +824,10 @@ pub struct CachePolicy {
     pub query_strings: KeyItems,
     /// Cookies in the key (names are case-sensitive).
     pub cookies: KeyItems,
+    /// `Accept-Encoding: gzip` joins the key, normalised.
+    pub enable_accept_encoding_gzip: bool,
+    /// `Accept-Encoding: br` joins the key, normalised.
+    pub enable_accept_encoding_brotli: bool,
 }
 
 impl CachePolicy {
@@ -603,6 +842,8 @@ impl CachePolicy {
             headers: Vec::new(),
             query_strings: KeyItems::None,
             cookies: KeyItems::None,
+            enable_accept_encoding_gzip: false,
+            enable_accept_encoding_brotli: false,
         }
     }
 
@@ -645,6 +886,141 @@ impl CachePolicy {
             headers,
             query_strings: KeyItems::from_wire("query_strings", &w.query_strings, false)?,
             cookies: KeyItems::from_wire("cookies", &w.cookies, false)?,
+            enable_accept_encoding_gzip: w.enable_accept_encoding_gzip.unwrap_or(false),
+            enable_accept_encoding_brotli: w.enable_accept_encoding_brotli.unwrap_or(false),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Origin request policies
+// ---------------------------------------------------------------------------
+
+/// Headers the edge itself adds for the origin when an origin request policy
+/// names them (CloudFront's "CloudFront HTTP headers" that shardgate knows):
+/// the viewer's scheme, address (`ip:port`) and HTTP version.
+pub const CLOUDFRONT_HEADERS: [&str; 3] =
+    ["cloudfront-forwarded-proto", "cloudfront-viewer-address", "cloudfront-viewer-http-version"];
+
+/// Which viewer headers go to the origin (CloudFront
+/// `OriginRequestPolicyHeaderBehavior`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HeaderForward {
+    /// Only those of the cache key.
+    #[default]
+    None,
+    /// These (lower-cased) names; `cloudfront-*` ones are made by the edge.
+    Only(Vec<String>),
+    /// Every viewer header.
+    AllViewer,
+    /// Every viewer header plus these edge-made `cloudfront-*` ones.
+    AllViewerAnd(Vec<String>),
+    /// Every viewer header but these.
+    AllExcept(Vec<String>),
+}
+
+impl HeaderForward {
+    fn from_wire(field: &str, w: &Option<KeyItemsWire>) -> Result<Self, Invalid> {
+        let Some(w) = w else { return Ok(HeaderForward::None) };
+        let items = w.items.as_deref().unwrap_or_default();
+        let names = |edge_only: bool| -> Result<Vec<String>, Invalid> {
+            if items.is_empty() || items.len() > MAX_KEY_NAMES {
+                return Err(Invalid::new(
+                    format!("{field}.items"),
+                    format!("{} needs 1 to {MAX_KEY_NAMES} names", w.behavior),
+                ));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let f = format!("{field}.items[{i}]");
+                    let n = header_name(&f, n)?;
+                    let edge_made = CLOUDFRONT_HEADERS.contains(&n.as_str());
+                    if n.starts_with("cloudfront-") && !edge_made {
+                        return Err(Invalid::new(
+                            f,
+                            format!("{n} is not a CloudFront header the edge adds ({})", CLOUDFRONT_HEADERS.join(", ")),
+                        ));
+                    }
+                    if edge_only && !edge_made {
+                        return Err(Invalid::new(
+                            f,
+                            format!(
+                                "{n}: allViewerAndWhitelistCloudFront lists only {}",
+                                CLOUDFRONT_HEADERS.join(", ")
+                            ),
+                        ));
+                    }
+                    Ok(n)
+                })
+                .collect()
+        };
+        let no_items = |kind: HeaderForward| {
+            if items.is_empty() {
+                Ok(kind)
+            } else {
+                Err(Invalid::new(format!("{field}.items"), format!("{} takes no items", w.behavior)))
+            }
+        };
+        match w.behavior.as_str() {
+            "none" => no_items(HeaderForward::None),
+            "whitelist" => Ok(HeaderForward::Only(names(false)?)),
+            "allViewer" | "all_viewer" => no_items(HeaderForward::AllViewer),
+            "allViewerAndWhitelistCloudFront" | "all_viewer_and_whitelist_cloudfront" => {
+                Ok(HeaderForward::AllViewerAnd(names(true)?))
+            }
+            "allExcept" | "all_except" => Ok(HeaderForward::AllExcept(names(false)?)),
+            other => Err(Invalid::new(
+                format!("{field}.behavior"),
+                format!(
+                    "{other:?} is not one of none, whitelist, allViewer, allViewerAndWhitelistCloudFront, allExcept"
+                ),
+            )),
+        }
+    }
+
+    /// Whether the viewer header `name` (lower-case) is forwarded.
+    pub fn forwards(&self, name: &str) -> bool {
+        match self {
+            HeaderForward::None => false,
+            HeaderForward::Only(names) => names.iter().any(|n| n == name),
+            HeaderForward::AllViewer | HeaderForward::AllViewerAnd(_) => true,
+            HeaderForward::AllExcept(names) => !names.iter().any(|n| n == name),
+        }
+    }
+
+    /// The edge-made `cloudfront-*` headers to add.
+    pub fn edge_headers(&self) -> impl Iterator<Item = &str> {
+        let list: &[String] = match self {
+            HeaderForward::Only(names) | HeaderForward::AllViewerAnd(names) => names,
+            _ => &[],
+        };
+        list.iter().map(String::as_str).filter(|n| CLOUDFRONT_HEADERS.contains(n))
+    }
+}
+
+/// A validated origin request policy: what reaches the origin beyond the
+/// cache key, without joining it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OriginRequestPolicy {
+    /// Viewer headers forwarded.
+    pub headers: HeaderForward,
+    /// Cookies forwarded (names are case-sensitive).
+    pub cookies: KeyItems,
+    /// Query strings forwarded.
+    pub query_strings: KeyItems,
+}
+
+impl OriginRequestPolicy {
+    /// Validates a wire origin request policy.
+    pub fn from_wire(w: &OriginRequestPolicyWire) -> Result<Self, Invalid> {
+        check_name_desc(&w.name, &w.desc)?;
+        check_labels(&w.labels)?;
+        Ok(OriginRequestPolicy {
+            headers: HeaderForward::from_wire("headers", &w.headers)?,
+            cookies: KeyItems::from_wire("cookies", &w.cookies, false)?,
+            query_strings: KeyItems::from_wire("query_strings", &w.query_strings, false)?,
         })
     }
 }
@@ -962,6 +1338,188 @@ mod tests {
             "query_strings.behavior"
         );
         assert_eq!(p(serde_json::json!({"headers": ["bad header"]})).unwrap_err().field, "headers[0]");
+    }
+
+    #[test]
+    fn behavior_methods_are_cloudfronts_sets() {
+        let behavior = |b: serde_json::Value| {
+            dist(serde_json::json!({"hosts": ["a.com"], "origins": {"a": {"upstream_id": "u"}}, "default_behavior": b}))
+                .map(|d| d.default_behavior)
+        };
+        let d = behavior(serde_json::json!({})).expect("defaults");
+        assert_eq!(
+            (d.allowed_methods, d.cached_methods, d.compress),
+            (AllowedMethods::GetHead, CachedMethods::GetHead, false)
+        );
+        assert!(d.allowed_methods.allows("GET") && d.allowed_methods.allows("HEAD"));
+        assert!(!d.allowed_methods.allows("POST") && !d.allowed_methods.allows("OPTIONS"));
+        assert!(d.origin_request_policy.is_none());
+
+        let all = behavior(
+            serde_json::json!({"allowed_methods": ["POST", "GET", "DELETE", "HEAD", "PATCH", "OPTIONS", "PUT"],
+            "cached_methods": ["HEAD", "OPTIONS", "GET"], "compress": true, "origin_request_policy_id": "orp"}),
+        )
+        .expect("order does not matter");
+        assert_eq!(all.allowed_methods, AllowedMethods::All);
+        assert!(
+            ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"].iter().all(|m| all.allowed_methods.allows(m))
+        );
+        assert!(
+            !all.allowed_methods.allows("post") && !all.allowed_methods.allows("CONNECT"),
+            "case-sensitive, seven only"
+        );
+        assert_eq!(all.cached_methods, CachedMethods::GetHeadOptions);
+        assert!(all.cached_methods.caches("OPTIONS") && !all.cached_methods.caches("POST"));
+        assert!(all.compress);
+        assert_eq!(all.origin_request_policy.as_ref().map(ResourceId::as_str), Some("orp"));
+        let opts = behavior(serde_json::json!({"allowed_methods": ["GET", "HEAD", "OPTIONS"]})).expect("valid");
+        assert_eq!(opts.allowed_methods, AllowedMethods::GetHeadOptions);
+        assert!(!opts.cached_methods.caches("OPTIONS"), "OPTIONS is cached only when cached_methods lists it");
+
+        for (bad, field) in [
+            (serde_json::json!({"allowed_methods": ["GET", "HEAD", "POST"]}), "default_behavior.allowed_methods"),
+            (serde_json::json!({"allowed_methods": ["GET"]}), "default_behavior.allowed_methods"),
+            (serde_json::json!({"allowed_methods": ["GET", "HEAD", "TRACE"]}), "default_behavior.allowed_methods[2]"),
+            (serde_json::json!({"allowed_methods": ["GET", "HEAD", "get"]}), "default_behavior.allowed_methods[2]"),
+            (serde_json::json!({"allowed_methods": ["GET", "HEAD", "HEAD"]}), "default_behavior.allowed_methods[2]"),
+            (serde_json::json!({"cached_methods": ["GET", "HEAD", "OPTIONS"]}), "default_behavior.cached_methods"),
+            (
+                serde_json::json!({"allowed_methods": ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"],
+                "cached_methods": ["GET", "HEAD", "POST"]}),
+                "default_behavior.cached_methods",
+            ),
+            (serde_json::json!({"cached_methods": ["GET"]}), "default_behavior.cached_methods"),
+            (serde_json::json!({"origin_request_policy_id": ""}), "default_behavior.origin_request_policy_id"),
+        ] {
+            let e = behavior(bad.clone()).expect_err(&bad.to_string());
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn custom_error_responses_follow_cloudfront() {
+        let errors = |list: serde_json::Value| {
+            dist(serde_json::json!({"hosts": ["a.com"], "origins": {"a": {"upstream_id": "u"}},
+                "custom_error_responses": list}))
+        };
+        let d = dist(serde_json::json!({"hosts": ["a.com"], "origins": {"a": {"upstream_id": "u"}}})).expect("valid");
+        assert!(d.custom_error_responses.is_empty(), "none by default");
+        let d = errors(serde_json::json!([
+            {"error_code": 404, "error_caching_min_ttl": 0},
+            {"error_code": 503, "response_code": 200, "response_page_path": "/errors/503.html"},
+            {"error_code": 500, "response_page_path": "/errors/500.html", "error_caching_min_ttl": 60}
+        ]))
+        .expect("valid");
+        assert_eq!(
+            d.custom_error_response(404),
+            Some(&CustomErrorResponse {
+                error_code: 404,
+                error_caching_min_ttl: Duration::ZERO,
+                response_code: None,
+                response_page_path: None
+            })
+        );
+        let e503 = d.custom_error_response(503).expect("503");
+        assert_eq!(e503.error_caching_min_ttl, DEFAULT_ERROR_CACHING_MIN_TTL, "CloudFront's default of 10 s");
+        assert_eq!((e503.response_code, e503.response_page_path.as_deref()), (Some(200), Some("/errors/503.html")));
+        assert_eq!(d.custom_error_response(500).map(|e| e.response_code), Some(None), "the origin's status");
+        assert!(d.custom_error_response(502).is_none());
+
+        for (bad, field) in [
+            (serde_json::json!([{}]), "custom_error_responses[0].error_code"),
+            (serde_json::json!([{"error_code": 418}]), "custom_error_responses[0].error_code"),
+            (serde_json::json!([{"error_code": 200}]), "custom_error_responses[0].error_code"),
+            (
+                serde_json::json!([{"error_code": 404}, {"error_code": 404, "error_caching_min_ttl": 5}]),
+                "custom_error_responses[1].error_code",
+            ),
+            (serde_json::json!([{"error_code": 404, "response_code": 200}]), "custom_error_responses[0].response_code"),
+            (
+                serde_json::json!([{"error_code": 404, "response_code": 302, "response_page_path": "/x"}]),
+                "custom_error_responses[0].response_code",
+            ),
+            (
+                serde_json::json!([{"error_code": 404, "response_page_path": "errors/404.html"}]),
+                "custom_error_responses[0].response_page_path",
+            ),
+            (
+                serde_json::json!([{"error_code": 404, "error_caching_min_ttl": 4_000_000_000u64}]),
+                "custom_error_responses[0].error_caching_min_ttl",
+            ),
+        ] {
+            let e = errors(bad.clone()).expect_err(&bad.to_string());
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+        let e = errors(serde_json::json!([{"error_code": 404, "extra": 1}])).unwrap_err();
+        assert!(e.field.starts_with("custom_error_responses[0]"), "{e}");
+    }
+
+    #[test]
+    fn origin_request_policies_forward_without_keying() {
+        let p = |v: serde_json::Value| -> Result<OriginRequestPolicy, Invalid> {
+            OriginRequestPolicy::from_wire(&json::from_value::<OriginRequestPolicyWire>(v)?)
+        };
+        let none = p(serde_json::json!({})).expect("empty policy");
+        assert_eq!(none, OriginRequestPolicy::default());
+        assert!(!none.headers.forwards("x-player-id"));
+        let w = p(serde_json::json!({"headers": {"behavior": "whitelist", "items": ["X-Player-Id", "CloudFront-Viewer-Address"]},
+            "cookies": {"behavior": "all"}, "query_strings": {"behavior": "allExcept", "items": ["utm"]}}))
+        .expect("valid");
+        assert!(w.headers.forwards("x-player-id") && !w.headers.forwards("x-other"));
+        assert_eq!(w.headers.edge_headers().collect::<Vec<_>>(), vec!["cloudfront-viewer-address"]);
+        assert!(w.cookies.includes("session") && w.query_strings.includes("v") && !w.query_strings.includes("utm"));
+        let all = p(serde_json::json!({"headers": {"behavior": "allViewerAndWhitelistCloudFront",
+            "items": ["CloudFront-Forwarded-Proto"]}}))
+        .expect("valid");
+        assert!(all.headers.forwards("anything"));
+        assert_eq!(all.headers.edge_headers().collect::<Vec<_>>(), vec!["cloudfront-forwarded-proto"]);
+        let except =
+            p(serde_json::json!({"headers": {"behavior": "allExcept", "items": ["Authorization"]}})).expect("valid");
+        assert!(except.headers.forwards("x-a") && !except.headers.forwards("authorization"));
+        assert!(p(serde_json::json!({"headers": {"behavior": "allViewer"}})).expect("valid").headers.forwards("x"));
+
+        let many: Vec<String> = (0..=MAX_KEY_NAMES).map(|i| format!("x-h{i}")).collect();
+        for (bad, field) in [
+            (serde_json::json!({"headers": {"behavior": "all"}}), "headers.behavior"),
+            (serde_json::json!({"headers": {"behavior": "allViewer", "items": ["x"]}}), "headers.items"),
+            (serde_json::json!({"headers": {"behavior": "whitelist"}}), "headers.items"),
+            (serde_json::json!({"headers": {"behavior": "whitelist", "items": many}}), "headers.items"),
+            (
+                serde_json::json!({"headers": {"behavior": "whitelist", "items": ["ok", "bad name"]}}),
+                "headers.items[1]",
+            ),
+            (
+                serde_json::json!({"headers": {"behavior": "allViewerAndWhitelistCloudFront", "items": ["x-player"]}}),
+                "headers.items[0]",
+            ),
+            (
+                serde_json::json!({"headers": {"behavior": "whitelist", "items": ["CloudFront-Unknown"]}}),
+                "headers.items[0]",
+            ),
+            (serde_json::json!({"cookies": {"behavior": "allViewer"}}), "cookies.behavior"),
+            (serde_json::json!({"query_strings": {"behavior": "whitelist", "items": []}}), "query_strings.items"),
+            (serde_json::json!({"name": ""}), "name"),
+        ] {
+            let e = p(bad.clone()).expect_err(&bad.to_string());
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cache_policy_compression_flags_default_off() {
+        let p = |v: serde_json::Value| -> Result<CachePolicy, Invalid> {
+            CachePolicy::from_wire(&json::from_value::<CachePolicyWire>(v)?)
+        };
+        let off = p(serde_json::json!({})).expect("valid");
+        assert!(!off.enable_accept_encoding_gzip && !off.enable_accept_encoding_brotli);
+        assert_eq!((off.enable_accept_encoding_gzip, off.enable_accept_encoding_brotli), {
+            let b = CachePolicy::builtin();
+            (b.enable_accept_encoding_gzip, b.enable_accept_encoding_brotli)
+        });
+        let on = p(serde_json::json!({"enable_accept_encoding_gzip": true, "enable_accept_encoding_brotli": true}))
+            .expect("valid");
+        assert!(on.enable_accept_encoding_gzip && on.enable_accept_encoding_brotli);
+        assert!(p(serde_json::json!({"enable_accept_encoding_gzip": "yes"})).is_err());
     }
 
     #[test]

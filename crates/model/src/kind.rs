@@ -78,6 +78,13 @@ macro_rules! kind_table {
                 wire: CachePolicy(crate::wire::CachePolicyWire) => crate::CachePolicy,
                 state: cache_policies,
             },
+            /// `origin_request_policies`: what reaches the origin without
+            /// joining the cache key (shardgate).
+            OriginRequestPolicies {
+                plural: "origin_request_policies", singular: "origin request policy", label: "origin_request_policy",
+                wire: OriginRequestPolicy(crate::wire::OriginRequestPolicyWire) => crate::edge::OriginRequestPolicy,
+                state: origin_request_policies,
+            },
             /// `distributions`: edge hosts, origins and behaviors (shardgate).
             Distributions {
                 plural: "distributions", singular: "distribution", label: "distribution",

@@ -13,9 +13,11 @@ use serde_json::Value;
 use shardgate_waf::json::{IpSetJson, RegexSetJson, SetKind, WebAclJson};
 use shardgate_waf::{IpSet, NoSets, RegexPatternSet, WafError, WebAcl, arn_id};
 
+use crate::edge::OriginRequestPolicy;
 use crate::kind::kind_table;
 use crate::wire::{
-    CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, SslWire, StreamRouteWire, UpstreamWire,
+    CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, OriginRequestPolicyWire, SslWire,
+    StreamRouteWire, UpstreamWire,
 };
 use crate::{
     CachePolicy, CdPolicy, Distribution, Invalid, Invalidation, Keyring, ResourceId, ResourceKind, Ssl, StreamRoute,
@@ -305,6 +307,16 @@ impl WireKind for CachePolicyWire {
     fn references(&self, _: &mut Vec<Reference>) {}
 }
 
+impl WireKind for OriginRequestPolicyWire {
+    type Domain = OriginRequestPolicy;
+
+    fn validate(&self, _: &ResourceId, _: Validation) -> Result<OriginRequestPolicy, Invalid> {
+        OriginRequestPolicy::from_wire(self)
+    }
+
+    fn references(&self, _: &mut Vec<Reference>) {}
+}
+
 impl WireKind for DistributionWire {
     type Domain = Distribution;
 
@@ -321,6 +333,13 @@ impl WireKind for DistributionWire {
         }
         for (i, b) in self.behaviors.iter().flatten().enumerate() {
             refer(out, format!("behaviors[{i}].cache_policy_id"), ResourceKind::CachePolicies, &b.cache_policy_id);
+        }
+        let behaviors = self.default_behavior.iter().map(|b| ("default_behavior".to_owned(), b));
+        let behaviors =
+            behaviors.chain(self.behaviors.iter().flatten().enumerate().map(|(i, b)| (format!("behaviors[{i}]"), b)));
+        for (field, b) in behaviors {
+            let field = format!("{field}.origin_request_policy_id");
+            refer(out, field, ResourceKind::OriginRequestPolicies, &b.origin_request_policy_id);
         }
         refer(out, "continuous_deployment_policy_id", ResourceKind::CdPolicies, &self.continuous_deployment_policy_id);
         refer(out, "web_acl_id", ResourceKind::WebAcls, &self.web_acl_id);

@@ -43,7 +43,7 @@ mod ssl;
 mod stream_route;
 mod upstream;
 
-pub use edge::{CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire};
+pub use edge::{CachePolicyWire, CdPolicyWire, DistributionWire, InvalidationWire, OriginRequestPolicyWire};
 pub use ssl::SslWire;
 pub use stream_route::StreamRouteWire;
 pub use upstream::{TimeoutWire, UpstreamWire};

@@ -1,6 +1,6 @@
 //! The edge's compiled tables: host → distribution, each distribution with
-//! its origins bound to upstream runtimes, its behaviors' cache policies
-//! resolved, its canary (continuous deployment policy and staging
+//! its origins bound to upstream runtimes, its behaviors' cache policies and
+//! origin request policies resolved, its canary (continuous deployment policy and staging
 //! distribution) attached, and the invalidations that apply to its cache.
 //!
 //! Host lookup follows the SNI rules (exact, then one-label `*.wildcard`,
@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use shardgate_model::edge::{Behavior, Traffic};
+use shardgate_model::edge::{Behavior, OriginRequestPolicy, Traffic};
 use shardgate_model::{
     CachePolicy, ConfigState, Distribution, Invalid, Invalidation, Problem, ResourceId, ResourceKind, UpstreamRef,
 };
@@ -86,6 +86,9 @@ pub struct EdgeDistribution {
     pub origins: BTreeMap<String, Arc<EdgeOrigin>>,
     /// The cache policy of `config.behaviors[i]`, then of the default behavior (last).
     pub policies: Vec<Arc<CachePolicy>>,
+    /// The origin request policy of each behavior, indexed like `policies`
+    /// (`None`: the behavior names none).
+    pub request_policies: Vec<Option<Arc<OriginRequestPolicy>>>,
     /// Canary routing, on a primary with an enabled policy.
     pub canary: Option<Canary>,
     /// Invalidations of this distribution, oldest first, by store revision.
@@ -109,6 +112,12 @@ impl EdgeDistribution {
             .unwrap_or(cfg.behaviors.len());
         let behavior = cfg.behaviors.get(index).unwrap_or(&cfg.default_behavior);
         (behavior, &self.policies[index], index)
+    }
+
+    /// The origin request policy of the behavior at `index` (as returned by
+    /// [`EdgeDistribution::behavior_for`]), if it names one.
+    pub fn request_policy(&self, index: usize) -> Option<&Arc<OriginRequestPolicy>> {
+        self.request_policies.get(index).and_then(Option::as_ref)
     }
 
     /// Whether an object fetched at `generation` for these targets is still
@@ -337,6 +346,28 @@ impl EdgeRouter {
                 };
                 policies.push(policy);
             }
+            let mut request_policies = Vec::with_capacity(dist.behaviors.len() + 1);
+            for (i, b) in dist.behaviors.iter().chain(std::iter::once(&dist.default_behavior)).enumerate() {
+                let policy = match &b.origin_request_policy {
+                    None => None,
+                    Some(pid) => match state.origin_request_policies.get(pid) {
+                        Some(p) => Some(Arc::clone(&p.value)),
+                        None => {
+                            let field = if i < dist.behaviors.len() {
+                                format!("behaviors[{i}].origin_request_policy_id")
+                            } else {
+                                "default_behavior.origin_request_policy_id".into()
+                            };
+                            failed.get_or_insert(Invalid::new(
+                                field,
+                                format!("origin request policy {pid} does not exist"),
+                            ));
+                            break;
+                        }
+                    },
+                };
+                request_policies.push(policy);
+            }
             let waf = match &dist.web_acl {
                 None => None,
                 Some(aid) => match acls.get(aid) {
@@ -405,6 +436,7 @@ impl EdgeRouter {
                 config: Arc::clone(dist),
                 origins,
                 policies,
+                request_policies,
                 canary,
                 invalidations: invalidations.remove(id).unwrap_or_default(),
             });
@@ -498,5 +530,76 @@ mod tests {
         assert!(third.contains_key(&ResourceId::parse("a").expect("id")), "still kept a generation later");
         let b = problems.iter().find(|p| p.id.as_str() == "b").expect("b's problem");
         assert!(b.invalid.reason.contains("not loaded and what uses it is left out"), "{}", b.invalid.reason);
+    }
+}
+
+#[cfg(test)]
+mod request_policy_tests {
+    use super::*;
+    use shardgate_model::Change;
+    use shardgate_upstream::{ConnectDefaults, Resolver, UpstreamMetrics};
+    use std::time::Duration;
+
+    fn put(state: &mut ConfigState, kind: ResourceKind, id: &str, revision: u64, v: serde_json::Value) {
+        let id = ResourceId::parse(id).expect("id");
+        state.apply(Change::Put { kind, id, revision, value: v.to_string().into_bytes() }).expect("valid");
+    }
+
+    fn build(state: &ConfigState, problems: &mut Vec<Problem>) -> EdgeRouter {
+        let registry = Registry::new(
+            Arc::new(Resolver::new(Duration::from_secs(30), Duration::from_secs(5))),
+            UpstreamMetrics::default(),
+            ConnectDefaults::default(),
+        );
+        EdgeRouter::build(state, &registry, &HashMap::new(), &mut HashSet::new(), problems)
+    }
+
+    /// Each behavior's origin request policy is resolved next to its cache
+    /// policy; a distribution naming a missing one is left out with a
+    /// problem naming the field, as for a missing cache policy.
+    #[test]
+    fn origin_request_policies_resolve_per_behavior() {
+        let mut state = ConfigState::default();
+        put(
+            &mut state,
+            ResourceKind::OriginRequestPolicies,
+            "fwd",
+            1,
+            serde_json::json!({
+            "headers": {"behavior": "whitelist", "items": ["X-Player-Id"]}}),
+        );
+        put(
+            &mut state,
+            ResourceKind::Distributions,
+            "d",
+            2,
+            serde_json::json!({
+            "hosts": ["a.example"], "origins": {"o": {"upstream": {"nodes": {"127.0.0.1:1": 1}}}},
+            "behaviors": [{"path_pattern": "/api/*", "origin_request_policy_id": "fwd",
+                "allowed_methods": ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"]}]}),
+        );
+        put(
+            &mut state,
+            ResourceKind::Distributions,
+            "broken",
+            3,
+            serde_json::json!({
+            "hosts": ["b.example"], "origins": {"o": {"upstream": {"nodes": {"127.0.0.1:1": 1}}}},
+            "default_behavior": {"origin_request_policy_id": "missing"}}),
+        );
+        let mut problems = Vec::new();
+        let router = build(&state, &mut problems);
+        let d = router.find("a.example").expect("served");
+        let (_, _, api) = d.behavior_for("/api/login");
+        let policy = d.request_policy(api).expect("the /api/* behavior's policy");
+        assert!(policy.headers.forwards("x-player-id") && !policy.headers.forwards("x-other"));
+        let (_, _, default) = d.behavior_for("/index.html");
+        assert!(d.request_policy(default).is_none(), "the default behavior names none");
+
+        assert!(router.find("b.example").is_none(), "left out rather than served without its policy");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].id.as_str(), "broken");
+        assert_eq!(problems[0].invalid.field, "default_behavior.origin_request_policy_id");
+        assert!(problems[0].invalid.reason.contains("origin request policy missing does not exist"));
     }
 }

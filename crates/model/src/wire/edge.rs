@@ -1,5 +1,6 @@
 //! The edge resources on the wire: `distributions`, `cache_policies`,
-//! `continuous_deployment_policies` and `invalidations`.
+//! `origin_request_policies`, `continuous_deployment_policies` and
+//! `invalidations`.
 //!
 //! These are shardgate's own resources. They follow the APISIX conventions
 //! of the other kinds (snake_case fields, `id`/`name`/`desc`/`labels`,
@@ -44,7 +45,32 @@ common_fields! {
         /// The web ACL that inspects every request (CloudFront `WebACLId`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub web_acl_id: Option<Value>,
+        /// What the edge does with some error statuses from the origin
+        /// (CloudFront `CustomErrorResponses`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub custom_error_responses: Option<Vec<CustomErrorResponseWire>>,
     }
+}
+
+/// CloudFront `CustomErrorResponse`: how long an error status is cached, and
+/// optionally a page (and status) served instead of the origin's error.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomErrorResponseWire {
+    /// The origin's status this entry applies to (`ErrorCode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u64>,
+    /// Seconds the error is cached (`ErrorCachingMinTTL`); default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_caching_min_ttl: Option<u64>,
+    /// Status returned to the viewer with the page (`ResponseCode`); needs
+    /// `response_page_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<u64>,
+    /// Path of the page served instead (`ResponsePagePath`), fetched through
+    /// the behavior its path matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_page_path: Option<String>,
 }
 
 /// One origin of a distribution.
@@ -111,6 +137,23 @@ pub struct BehaviorWire {
     /// managed `CachingOptimized`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_policy_id: Option<Value>,
+    /// What is forwarded to the origin without joining the cache key
+    /// (CloudFront `OriginRequestPolicyId`); default: only what the cache
+    /// key holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_request_policy_id: Option<Value>,
+    /// Methods served (CloudFront `AllowedMethods`): `["GET","HEAD"]`
+    /// (default), `["GET","HEAD","OPTIONS"]` or all seven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_methods: Option<Vec<String>>,
+    /// Methods whose responses are cached (CloudFront `CachedMethods`):
+    /// `["GET","HEAD"]` (default) or `["GET","HEAD","OPTIONS"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_methods: Option<Vec<String>>,
+    /// Compress responses for viewers that accept it (CloudFront
+    /// `Compress`); default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<bool>,
     /// Request rewrite applied before the cache lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<RewriteWire>,
@@ -148,6 +191,31 @@ common_fields! {
         /// Cookies in the key.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub cookies: Option<KeyItemsWire>,
+        /// `Accept-Encoding: gzip` joins the key (normalised) and gzip
+        /// objects are cached (CloudFront `EnableAcceptEncodingGzip`); default false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub enable_accept_encoding_gzip: Option<bool>,
+        /// The same for Brotli (CloudFront `EnableAcceptEncodingBrotli`); default false.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub enable_accept_encoding_brotli: Option<bool>,
+    }
+}
+
+common_fields! {
+    /// An origin request policy: viewer headers, cookies and query strings
+    /// forwarded to the origin without joining the cache key (CloudFront
+    /// `OriginRequestPolicyConfig`).
+    pub struct OriginRequestPolicyWire {
+        /// `none`, `whitelist`, `allViewer`, `allViewerAndWhitelistCloudFront`
+        /// or `allExcept`, with `items`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub headers: Option<KeyItemsWire>,
+        /// `none`, `whitelist`, `all` or `allExcept`, with `items`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub cookies: Option<KeyItemsWire>,
+        /// `none`, `whitelist`, `all` or `allExcept`, with `items`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub query_strings: Option<KeyItemsWire>,
     }
 }
 
