@@ -5,7 +5,8 @@
 //! how a stored object answers `Range` and conditional requests
 //! ([`conditional`]), the body that many viewers read while one origin
 //! fetch writes it ([`fill`]), and the memory tier with its coalescing lock
-//! and LRU budget ([`memory`]), what becomes of an origin's response:
+//! and LRU budget ([`memory`]), variants made from a stored object
+//! rather than fetched, such as compressed ones ([`memory::derived`]), what becomes of an origin's response:
 //! stored, refreshed by a 304, or passed through ([`admit`]), and how a
 //! request was answered ([`CachePhase`], for `X-Cache` and metrics).
 //!
@@ -32,5 +33,6 @@ pub use conditional::StoredDates;
 pub use disk::{DiskRef, DiskSettings};
 pub use fill::{Fill, FillEnd, Read};
 pub use freshness::{CacheControl, Freshness, Storability, Timing, TtlBounds, age_of, storability};
+pub use memory::derived::Derived;
 pub use memory::{Cache, CacheSettings, Leader, Lookup, Object, Outcome, Pending, vary_values};
 pub use phase::CachePhase;
