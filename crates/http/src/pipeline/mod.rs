@@ -11,12 +11,14 @@
 //!   -> variant: primary or staging (canary)                      variant::variant
 //!   -> behavior + cache policy, by the viewer's path             behavior::behavior
 //!   -> viewer-request function (CloudFront Functions)            function::viewer_request_function
+//!   -> compress: Accept-Encoding normalised, coding chosen       compress::negotiate
 //!   -> key: channel rewrite, query, cookies, cache key           behavior::key
 //!   -> lookup / coalesce                                         lookup: Ctx::lookup
 //!        fresh: serve | stale: serve within stale-while-revalidate, else revalidate
 //!        in flight: wait for the leader | miss: fetch, store, stream to every waiter
 //!   -> origin: the request to the origin, admission by the cache fetch: Ctx::fetch_origin, Ctx::admit
 //!   -> respond: 304 / 206 / 416 / 200, Age, X-Cache, variant     respond: Ctx::respond, respond::answer
+//!        compressed variant of a stored object, made once         compress: Ctx::serve
 //!   -> viewer-response function (CloudFront Functions)           function::viewer_response_function
 //! then shardgate_edge_responses_total, and the access log line once the
 //! body has been sent or the viewer has gone (see access_log)
@@ -36,6 +38,7 @@
 //! alters a request in flight.
 
 pub(crate) mod behavior;
+pub(crate) mod compress;
 pub(crate) mod fetch;
 pub(crate) mod function;
 pub(crate) mod lookup;
@@ -114,6 +117,8 @@ pub(crate) struct Ctx {
     /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
     /// (`CustomRequestHandling`); usually empty.
     pub(crate) waf_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Compression: whether the edge compresses, and with which coding.
+    pub(crate) encoding: compress::Negotiated,
     /// The request's span (disabled unless trace export is on).
     pub(crate) span: tracing::Span,
 }
@@ -164,10 +169,12 @@ pub(crate) async fn run(
     {
         return generated;
     }
-    let keyed = match behavior::key(dist.id.as_str(), chosen.behavior, chosen.policy, &parts) {
+    let encoding = compress::negotiate(chosen.behavior, chosen.policy, &mut parts);
+    let mut keyed = match behavior::key(dist.id.as_str(), chosen.behavior, chosen.policy, &parts) {
         Ok(k) => k,
         Err(refused) => return respond::refuse(&svc, refused),
     };
+    encoding.extend_key(&mut keyed.key);
     let origin_name = chosen.behavior.origin.clone();
     let host = match dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
         Some(h) => h.to_owned(),
@@ -191,6 +198,7 @@ pub(crate) async fn run(
         head_only,
         req_headers: Arc::new(parts.headers),
         waf_headers,
+        encoding,
         span: span.clone(),
         dist,
     };
