@@ -190,7 +190,10 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
         r.headers_mut().insert("date", now.parse().expect("an HTTP-date is a header value"));
         return Ok(r);
     };
-    let mut resp = Response::builder().header("content-type", "application/octet-stream");
+    let mut resp = Response::builder();
+    if !file.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        resp = resp.header("content-type", "application/octet-stream");
+    }
     if let Some(cc) = &file.cache_control {
         resp = resp.header("cache-control", cc);
     }
