@@ -6,6 +6,8 @@
 //! --bench compress`; the ratios are printed once per asset and setting.
 //! Criterion reports the throughput (MiB/s of input).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
 use std::fmt::Write as _;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
