@@ -5,9 +5,10 @@
 //! how a stored object answers `Range` and conditional requests
 //! ([`conditional`]), the body that many viewers read while one origin
 //! fetch writes it ([`fill`]), and the memory tier with its coalescing lock
-//! and LRU budget ([`memory`]), what becomes of an origin's response:
-//! stored, refreshed by a 304, or passed through ([`admit`]), how long an
-//! origin's error is cached ([`errors`]), and how a
+//! and LRU budget ([`memory`]), variants made from a stored object
+//! rather than fetched, such as compressed ones ([`memory::derived`]), what
+//! becomes of an origin's response: stored, refreshed by a 304, or passed
+//! through ([`admit`]), how long an origin's error is cached ([`errors`]), and how a
 //! request was answered ([`CachePhase`], for `X-Cache` and metrics).
 //!
 //! What goes into a cache key, which distribution and variant a request
@@ -34,5 +35,6 @@ pub use conditional::StoredDates;
 pub use disk::{DiskRef, DiskSettings};
 pub use fill::{Fill, FillEnd, Read};
 pub use freshness::{CacheControl, Freshness, Storability, Timing, TtlBounds, age_of, storability};
+pub use memory::derived::Derived;
 pub use memory::{Cache, CacheSettings, Leader, Lookup, Object, Outcome, Pending, vary_values};
 pub use phase::CachePhase;

@@ -13,7 +13,7 @@
 //! response head arrives, body still filling, so waiters stream it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -239,6 +239,8 @@ struct Slot {
     pending: Option<Arc<Pending>>,
     tick: u64,
     charge: Charge,
+    /// For a derived variant's key: the body it was derived from (see [`derived`]).
+    source: Option<Weak<Fill>>,
 }
 
 #[derive(Debug, Default)]
@@ -605,6 +607,8 @@ impl Drop for Leader {
         }
     }
 }
+
+pub mod derived;
 
 #[cfg(test)]
 mod tests;

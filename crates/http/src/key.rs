@@ -413,6 +413,24 @@ pub fn cache_key(
     key
 }
 
+/// Appends the normalised `Accept-Encoding` (`br,gzip`, `br` or `gzip`,
+/// see [`crate::compress::Codings::normalised`]) to a cache key, as a field
+/// of its own (`e`), when the cache policy's compression flags put it in
+/// the key.
+pub fn push_accept_encoding(key: &mut String, normalised: &str) {
+    write!(key, "e{}:{normalised}", normalised.len()).ok();
+}
+
+/// The key of the variant the edge compresses with `coding` (a content
+/// coding token) from the identity object stored under `key`: a field
+/// (`z`) that [`cache_key`] never writes, so it can name no fetched object.
+pub fn compressed_key(key: &str, coding: &str) -> String {
+    let mut k = String::with_capacity(key.len() + 8);
+    k.push_str(key);
+    write!(k, "z{}:{coding}", coding.len()).ok();
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the request's phases, route to respond, one file per phase or group of close phases.
 //! - [`canary`]: which side of a continuous deployment policy serves a request. Pure.
 //! - [`key`]: channel rewrite, cache key, forwarded query and cookies. Pure.
+//! - [`compress`]: `Accept-Encoding` normalisation, what the edge compresses, gzip and brotli. Pure.
 //! - [`origin`]: one request to an origin through its upstream runtime.
 //! - [`body`]: response bodies (cached fill windows, pass-through).
 //! - [`metrics`]: the `shardgate_edge_*` families.
@@ -19,6 +20,7 @@
 pub mod access_log;
 pub mod body;
 pub mod canary;
+pub mod compress;
 pub mod key;
 pub mod listener;
 pub mod metrics;

@@ -31,7 +31,7 @@ impl Ctx {
         let now = Instant::now();
         let lookup = self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid());
         match lookup {
-            Lookup::Fresh(object) => self.respond(&object, CachePhase::Hit),
+            Lookup::Fresh(object) => self.serve(&object, CachePhase::Hit).await,
             Lookup::Miss(leader) => self.fetch_and_respond(leader, None).await,
             Lookup::Stale { object, leader, pending } => {
                 if object.within_stale_while_revalidate(now)
@@ -41,16 +41,16 @@ impl Ctx {
                     if let Some(leader) = leader {
                         self.revalidate_in_background(leader, Arc::clone(&object));
                     }
-                    return self.respond(&object, CachePhase::StaleHit);
+                    return self.serve(&object, CachePhase::StaleHit).await;
                 }
                 match (leader, pending) {
                     (Some(leader), _) => self.fetch_and_respond(leader, Some(object)).await,
                     (None, Some(pending)) => match pending.wait().await {
                         Outcome::Stored(o) if o.matches_vary(&self.req_headers) => {
-                            self.respond(&o, CachePhase::RefreshHit)
+                            self.serve(&o, CachePhase::RefreshHit).await
                         }
                         Outcome::Failed if object.within_stale_if_error(Instant::now()) => {
-                            self.respond(&object, CachePhase::StaleHit)
+                            self.serve(&object, CachePhase::StaleHit).await
                         }
                         _ => self.wait_or_fetch().await,
                     },
@@ -59,7 +59,7 @@ impl Ctx {
             }
             Lookup::Wait(pending) => match pending.wait().await {
                 // CloudFront logs collapsed requests as hits.
-                Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.respond(&o, CachePhase::Hit),
+                Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.serve(&o, CachePhase::Hit).await,
                 Outcome::Stored(_) => self.wait_or_fetch().await,
                 // Not shareable: every waiter asks the origin itself, at once.
                 Outcome::Uncacheable => self.fetch_alone().await,
@@ -90,7 +90,7 @@ impl Ctx {
                     if let Outcome::Stored(o) = pending.wait().await
                         && o.matches_vary(&self.req_headers)
                     {
-                        return self.respond(&o, CachePhase::Hit);
+                        return self.serve(&o, CachePhase::Hit).await;
                     }
                 }
             }
@@ -127,13 +127,13 @@ impl Ctx {
             }
         };
         match fetched {
-            Ok(Fetched::Stored(o, phase, own)) => self.respond_with(&o, phase, &own),
+            Ok(Fetched::Stored(o, phase, own)) => self.serve_with(&o, phase, &own).await,
             Ok(Fetched::Pass(resp)) => self.pass(resp),
             Err(e) => match stale {
                 // RFC 5861 stale-if-error.
                 Some(s) if s.within_stale_if_error(Instant::now()) => {
                     tracing::info!(distribution = %self.dist.id, target = %self.viewer_target, error = %e, "origin failed; serving stale");
-                    self.respond(&s, CachePhase::StaleHit)
+                    self.serve(&s, CachePhase::StaleHit).await
                 }
                 _ => self.origin_error(&e),
             },

@@ -12,6 +12,7 @@
 //!   -> behavior + cache policy, by the viewer's path             behavior::behavior
 //!   -> method: the behavior's allowed_methods                    route::allowed_method
 //!   -> viewer-request function (CloudFront Functions)            function::viewer_request_function
+//!   -> compress: Accept-Encoding normalised, coding chosen       compress::negotiate
 //!   -> key: channel rewrite, query, cookies, cache key           behavior::key
 //!   -> a method the behavior does not cache (POST, PUT, ...): the body
 //!      streams to the origin, the answer is passed, never stored fetch: Ctx::forward_uncached
@@ -20,6 +21,7 @@
 //!        in flight: wait for the leader | miss: fetch, store, stream to every waiter
 //!   -> origin: the request to the origin, admission by the cache fetch: Ctx::fetch_origin, Ctx::admit
 //!   -> respond: 304 / 206 / 416 / 200, Age, X-Cache, variant     respond: Ctx::respond, respond::answer
+//!        compressed variant of a stored object, made once         compress: Ctx::serve
 //!   -> error response: a custom error page for an error          errors: Ctx::error_page
 //!   -> viewer-response function (CloudFront Functions)           function::viewer_response_function
 //! then shardgate_edge_responses_total, and the access log line once the
@@ -40,6 +42,7 @@
 //! alters a request in flight.
 
 pub(crate) mod behavior;
+pub(crate) mod compress;
 pub(crate) mod errors;
 pub(crate) mod fetch;
 pub(crate) mod function;
@@ -127,6 +130,8 @@ pub(crate) struct Ctx {
     /// `x-amzn-waf-*` headers the web ACL inserts into the origin request
     /// (`CustomRequestHandling`); usually empty.
     pub(crate) waf_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Compression: whether the edge compresses, and with which coding.
+    pub(crate) encoding: compress::Negotiated,
     /// The request's span (disabled unless trace export is on).
     pub(crate) span: tracing::Span,
     /// This is the request for a custom error page (whose own error is
@@ -190,10 +195,12 @@ pub(crate) async fn run(
     {
         return generated;
     }
+    let encoding = compress::negotiate(chosen.behavior, chosen.policy, &mut parts);
     let mut keyed = match behavior::key(dist.id.as_str(), chosen.behavior, chosen.policy, &parts) {
         Ok(k) => k,
         Err(refused) => return respond::refuse(&svc, refused),
     };
+    encoding.extend_key(&mut keyed.key);
     let cached = chosen.behavior.cached_methods.caches(parts.method.as_str());
     if cached && parts.method == http::Method::OPTIONS {
         // An OPTIONS answer is another object than the GET one of the same URL.
@@ -225,6 +232,7 @@ pub(crate) async fn run(
         version: parts.version,
         req_headers: Arc::new(parts.headers),
         waf_headers,
+        encoding,
         span: span.clone(),
         for_error_page: false,
         dist,
