@@ -154,6 +154,10 @@ pub enum Outcome {
     Uncacheable,
     /// The fetch failed.
     Failed,
+    /// The leader gave the lock back without fetching (a `HEAD` on a miss,
+    /// forwarded to the origin as it is, never stored): take the lock or
+    /// wait again.
+    Withdrawn,
 }
 
 /// The coalescing lock of one key.
@@ -591,6 +595,12 @@ impl Leader {
     /// The fetch failed.
     pub fn failed(mut self) {
         self.finish(Outcome::Failed);
+    }
+
+    /// This request will not fetch for the key after all: waiters take the
+    /// lock or wait again ([`Outcome::Withdrawn`]).
+    pub fn withdraw(mut self) {
+        self.finish(Outcome::Withdrawn);
     }
 
     fn finish(&mut self, outcome: Outcome) {

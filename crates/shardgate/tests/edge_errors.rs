@@ -126,6 +126,32 @@ async fn head_is_answered_from_the_cache() {
     assert_eq!(origin.methods("/pak/level1.pak"), ["GET"], "HEAD never reached the origin");
 }
 
+/// CloudFront forwards a `HEAD` it cannot answer from the cache to the
+/// origin as a `HEAD`: a miss never makes the edge download the body, and
+/// the answer is not stored, so the next `GET` still goes to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_on_a_miss_is_forwarded_as_head_and_not_stored() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let body = "y".repeat(54_321);
+    let origin =
+        TestOrigin::start(vec![("/pak/level2.pak", OriginFile::new(body.clone()).cache_control("max-age=600"))]).await;
+    distribution(&gw, &origin, json!({"min_ttl": 0}), json!({})).await;
+    let edge = gw.edge_plain[0];
+    for _ in 0..2 {
+        let (status, h, got) = request(edge, "HEAD", "/pak/level2.pak").await;
+        assert_eq!((status, x_cache(&h)), (200, "Miss from shardgate"), "{h:?}");
+        assert_eq!(h.get("content-length").map(String::as_str), Some("54321"), "the origin's length: {h:?}");
+        assert!(got.is_empty(), "HEAD has no body");
+    }
+    assert_eq!(origin.methods("/pak/level2.pak"), ["HEAD", "HEAD"], "each HEAD miss is a HEAD to the origin");
+    let (status, h, got) = get(edge, HOST, "/pak/level2.pak", &[]).await;
+    assert_eq!((status, got.len()), (200, body.len()));
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Miss from shardgate"), "a HEAD stored nothing: {h:?}");
+    let (status, h, _) = request(edge, "HEAD", "/pak/level2.pak").await;
+    assert_eq!((status, x_cache(&h)), (200, "Hit from shardgate"), "{h:?}");
+    assert_eq!(origin.methods("/pak/level2.pak"), ["HEAD", "HEAD", "GET"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_cached_as_cloudfront_caches_them() {
     let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;

@@ -73,24 +73,27 @@ impl Ctx {
     /// Phase "origin": one request to the behavior's origin; with `stale`,
     /// a revalidation carrying its validators.
     pub(crate) async fn fetch_origin(&self, stale: Option<&Object>) -> Result<Response<Incoming>, FetchError> {
-        self.fetch_origin_with(stale, None).await
+        self.fetch_origin_with(stale, None, true).await
     }
 
     /// The origin phase of a request that is not cached: the viewer's
     /// method and body (streamed) go to the origin, and its response is
     /// passed through, never stored.
     pub(crate) async fn forward_uncached(&self, upload: Option<Upload>) -> Response<EdgeBody> {
-        match self.fetch_origin_with(None, upload).await {
+        match self.fetch_origin_with(None, upload, false).await {
             Ok(resp) => self.pass(resp),
             Err(e) => self.origin_error(&e),
         }
     }
 
-    /// [`Ctx::fetch_origin`], sending `upload` as the request body.
+    /// [`Ctx::fetch_origin`], sending `upload` as the request body; a fetch
+    /// `for_cache` asks for a `HEAD` with a `GET` (the cache stores whole
+    /// objects), any other sends the viewer's method.
     async fn fetch_origin_with(
         &self,
         stale: Option<&Object>,
         upload: Option<Upload>,
+        for_cache: bool,
     ) -> Result<Response<Incoming>, FetchError> {
         let Some(origin) = self.dist.origins.get(&self.origin_name) else {
             // Compiled distributions always hold their behaviors' origins.
@@ -141,7 +144,11 @@ impl Ctx {
         let started = Instant::now();
         let exchange = origin::Exchange {
             // GET and HEAD are fetched whole with GET, for the cache.
-            method: if self.method == http::Method::HEAD { http::Method::GET } else { self.method.clone() },
+            method: if for_cache && self.method == http::Method::HEAD {
+                http::Method::GET
+            } else {
+                self.method.clone()
+            },
             body: None,
             upload,
             viewer_https: self.conn.tls_session.is_some(),

@@ -32,7 +32,7 @@ impl Ctx {
         let lookup = self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid());
         match lookup {
             Lookup::Fresh(object) => self.serve(&object, CachePhase::Hit).await,
-            Lookup::Miss(leader) => self.fetch_and_respond(leader, None).await,
+            Lookup::Miss(leader) => self.lead(leader).await,
             Lookup::Stale { object, leader, pending } => {
                 if object.within_stale_while_revalidate(now)
                     && !object.is_fresh(now)
@@ -60,7 +60,7 @@ impl Ctx {
             Lookup::Wait(pending) => match pending.wait().await {
                 // CloudFront logs collapsed requests as hits.
                 Outcome::Stored(o) if o.matches_vary(&self.req_headers) => self.serve(&o, CachePhase::Hit).await,
-                Outcome::Stored(_) => self.wait_or_fetch().await,
+                Outcome::Stored(_) | Outcome::Withdrawn => self.wait_or_fetch().await,
                 // Not shareable: every waiter asks the origin itself, at once.
                 Outcome::Uncacheable => self.fetch_alone().await,
                 Outcome::Failed => self.error_response(
@@ -74,10 +74,21 @@ impl Ctx {
 
     /// Fetches for this request only, without storing.
     async fn fetch_alone(&self) -> Response<EdgeBody> {
-        match self.fetch_origin(None).await {
-            Ok(resp) => self.pass(resp),
-            Err(e) => self.origin_error(&e),
+        self.forward_uncached(None).await
+    }
+
+    /// A miss that made this request the leader of its key: fetch, store
+    /// and answer, except for a `HEAD`, which CloudFront forwards to the
+    /// origin as a `HEAD` (CloudFront Developer Guide, "Request and
+    /// response behavior for custom origins", HTTP methods): the lock goes
+    /// back to the waiters, and the origin's answer is passed through, not
+    /// stored, so a `HEAD` never makes the edge download a body.
+    async fn lead(&self, leader: Leader) -> Response<EdgeBody> {
+        if self.head_only {
+            leader.withdraw();
+            return self.fetch_alone().await;
         }
+        self.fetch_and_respond(leader, None).await
     }
 
     /// After a leader's outcome did not fit: take the lock or wait again a
@@ -85,7 +96,7 @@ impl Ctx {
     async fn wait_or_fetch(&self) -> Response<EdgeBody> {
         for _ in 0..MAX_WAIT_ROUNDS {
             match self.svc.cache.lead_or_wait(&self.key) {
-                Ok(leader) => return self.fetch_and_respond(leader, None).await,
+                Ok(leader) => return self.lead(leader).await,
                 Err(pending) => {
                     if let Outcome::Stored(o) = pending.wait().await
                         && o.matches_vary(&self.req_headers)
