@@ -5,14 +5,16 @@
 //!   -> Date added when missing or invalid           (RFC 9110 §6.6.1)
 //!   -> 304 for a stale object: merge its headers     (RFC 9111 §4.3.4)
 //!        storable: freshened object replaces it, shared with waiters
-//!        not storable any more: only this request sees the merged result
+//!        not storable any more, or its body still arriving: only this
+//!        request sees the merged result
 //!   -> 5xx while the stale object is within stale-if-error: serve stale (RFC 5861 §4)
 //!   -> storable?                                      (RFC 9111 §3, freshness::storability;
 //!                                                      4xx/5xx: CloudFront's error caching, errors)
 //!        no: passed through
 //!   -> tier: memory up to max_object_bytes, else disk up to its limit, else passed through
 //!   -> stored object (built in one place: build_object), handed to waiters
-//!   -> FillWriter: the caller copies the body into it; its end settles or drops the object
+//!   -> FillWriter: the caller copies the body into it; its end settles or drops
+//!      every object holding that body
 //! ```
 //!
 //! The API is generic over the response body, so this crate needs no HTTP
@@ -344,7 +346,12 @@ impl Cache {
             && let Some(stale) = stale
         {
             let Refresh { object, shared, own } = refresh(stale, response.headers(), exchange);
-            if !shared {
+            // A body still arriving may yet fail, and its writer settles or
+            // removes only the objects holding it: a merged object stored
+            // now could outlive a failed body. So a 304 for an incomplete
+            // object answers this request only (callers send validators
+            // only for complete objects, see `Object::revalidatable`).
+            if !shared || !stale.revalidatable() {
                 leader.uncacheable();
                 return Admitted::Refreshed { object: Arc::new(object), own };
             }
@@ -432,7 +439,7 @@ impl FillWriter {
             // Too large to keep: readers already streaming finish, the
             // cache forgets it.
             self.oversize = true;
-            self.cache.remove(&self.key, &self.object);
+            self.cache.remove_body(&self.key, fill);
         }
     }
 
@@ -449,16 +456,20 @@ impl FillWriter {
         if let FillEnd::Failed(reason) = &end {
             tracing::warn!(target = %object.origin_target, reason = %reason, "origin body failed; object dropped");
         }
+        // Every object holding this body (the one stored first, and any
+        // object a 304 merged into it) shares its fate.
         if object.content_length.is_some_and(|l| l != fill.len()) && !failed {
             fill.finish(FillEnd::Failed("the origin body was shorter than its Content-Length".into()));
-            cache.remove(key, object);
+            cache.remove_body(key, fill);
         } else {
             fill.finish(end);
             if failed {
-                cache.remove(key, object);
+                cache.remove_body(key, fill);
             } else if !self.oversize {
                 fill.compact(COMPACT_PIECE);
-                cache.settle(key, object);
+                for holder in cache.holding(key, fill) {
+                    cache.settle(key, &holder);
+                }
             }
         }
     }

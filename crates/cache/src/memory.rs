@@ -85,6 +85,14 @@ impl Object {
         now < self.fresh_until
     }
 
+    /// Whether a 304 may refresh it: only once its whole body has arrived.
+    /// A body still arriving may fail, and an object merged from it would
+    /// then keep a broken body; so a revalidation of an incomplete object
+    /// is a full fetch (no validators).
+    pub fn revalidatable(&self) -> bool {
+        matches!(self.body.end(), Some(crate::fill::FillEnd::Complete))
+    }
+
     /// Whether it may be served stale while a revalidation runs.
     pub fn within_stale_while_revalidate(&self, now: Instant) -> bool {
         self.fresh_until.checked_add(self.stale_while_revalidate).is_none_or(|until| now < until)
@@ -530,6 +538,21 @@ impl Cache {
     /// Removes one object (its fill failed).
     pub fn remove(&self, key: &str, object: &Arc<Object>) {
         self.with_inner(|inner| inner.remove_objects(key, |o| !std::ptr::eq(o, Arc::as_ptr(object))));
+    }
+
+    /// Removes every object of `key` whose body is `body` (its fill failed
+    /// or outgrew its tier): the object stored with it, and any object a
+    /// 304 merged from it.
+    pub fn remove_body(&self, key: &str, body: &Arc<Fill>) {
+        self.with_inner(|inner| inner.remove_objects(key, |o| !Arc::ptr_eq(&o.body, body)));
+    }
+
+    /// The objects of `key` whose body is `body`.
+    pub fn holding(&self, key: &str, body: &Arc<Fill>) -> Vec<Arc<Object>> {
+        let inner = self.lock();
+        inner.slots.get(key).map_or_else(Vec::new, |s| {
+            s.objects.iter().filter(|(o, _)| Arc::ptr_eq(&o.body, body)).map(|(o, _)| Arc::clone(o)).collect()
+        })
     }
 
     /// Removes every object for which `covered` is true; returns how many.

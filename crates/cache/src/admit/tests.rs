@@ -119,6 +119,35 @@ async fn a_304_keeps_the_body_updates_the_headers_and_is_shared() {
 }
 
 #[tokio::test]
+async fn a_304_for_a_body_still_arriving_is_not_stored_and_its_failure_empties_the_key() {
+    let cache = Cache::new(settings());
+    let req = HeaderMap::new();
+    let first = response(200, &[("etag", "\"1\""), ("cache-control", "max-age=0"), ("content-length", "8")]);
+    let Admitted::Stored { object: old, mut fill, .. } =
+        cache.admit(leader(&cache, "k"), first, None, &exchange(&req, SystemTime::now()))
+    else {
+        panic!("a 200 is stored")
+    };
+    fill.push(Bytes::from_static(b"half"));
+    assert!(!old.revalidatable(), "half a body may not be revalidated");
+    // A 304 arrives while the body is still arriving (a caller that sent
+    // validators anyway).
+    let l = leader(&cache, "k");
+    let update = response(304, &[("etag", "\"1\""), ("cache-control", "max-age=600")]);
+    let Admitted::Refreshed { object, .. } = cache.admit(l, update, Some(&old), &exchange(&req, SystemTime::now()))
+    else {
+        panic!("this request still gets the merged answer")
+    };
+    assert!(Arc::ptr_eq(&object.body, &old.body));
+    fill.finish(FillEnd::Failed("origin reset".into()));
+    assert!(
+        matches!(cache.lookup("k", &req, Instant::now(), |_| true), Lookup::Miss(_)),
+        "no object with the failed body stays"
+    );
+    assert_eq!(cache.usage(), (0, 0));
+}
+
+#[tokio::test]
 async fn a_no_store_304_makes_the_result_unshared() {
     let cache = Cache::new(settings());
     let old = stored_object(&cache, "k", &[("etag", "\"1\""), ("cache-control", "max-age=0")]);

@@ -115,7 +115,10 @@ impl Ctx {
         // not when this fetch does, so the background fetch records none.
         ctx.span = tracing::Span::none();
         tokio::spawn(async move {
-            match ctx.admit(leader, Some(&stale)).await {
+            // An object whose body is still arriving is fetched whole (see
+            // `Object::revalidatable`).
+            let stale = Some(&*stale).filter(|s| s.revalidatable());
+            match ctx.admit(leader, stale).await {
                 Ok(Fetched::Stored(..) | Fetched::Pass(_)) => {}
                 Err(e) => {
                     tracing::info!(distribution = %ctx.dist.id, target = %ctx.viewer_target, error = %e, "background revalidation failed")
@@ -128,7 +131,10 @@ impl Ctx {
         // The fetch runs in its own task: if this viewer leaves before the
         // origin answers, the requests waiting on this leader still get it.
         let ctx = self.clone();
-        let for_task = stale.clone();
+        // Validators only for a complete object: one whose body is still
+        // arriving is fetched whole (see `Object::revalidatable`); it may
+        // still be served on an error below.
+        let for_task = stale.clone().filter(|s| s.revalidatable());
         let task = tokio::spawn(async move { ctx.admit(leader, for_task.as_deref()).await });
         let fetched = match task.await {
             Ok(r) => r,
