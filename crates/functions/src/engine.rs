@@ -4,14 +4,15 @@
 //! Each worker thread keeps a cache of at most [`MAX_INSTANCES_PER_THREAD`]
 //! instances (one QuickJS runtime and context each, with the function's
 //! top-level code already evaluated and its `handler` held), keyed by the
-//! function's runtime, limits and code. A call finds its instance, sets the
+//! function's runtime, limits, code and identity. A call finds its instance, sets the
 //! deadline the interrupt handler checks, builds the event, calls `handler`
 //! and reads the result back; the least recently used instance is dropped
 //! when the cache is full. An instance is about 180 KiB (QuickJS counts
 //! 106 KiB of its own, `bench/README.md`) plus what the function keeps
 //! between calls, capped by [`Limits::memory`](crate::Limits); so a worker
 //! holds at most `32 × (180 KiB + memory limit)`, in practice a few MiB.
-//! An instance that ran over its time or memory is dropped (its heap may be
+//! An instance that was interrupted (in the handler, a getter read back or a
+//! promise job left behind) or ran out of memory is dropped (its heap may be
 //! half-built) and rebuilt on the next call.
 //!
 //! Globals a function sets persist between calls on the same instance, as
@@ -25,23 +26,40 @@ use std::time::{Duration, Instant};
 use rquickjs::context::EvalOptions;
 use rquickjs::{Array, Context, Ctx, Function, Module, Object, Persistent, Runtime, Value};
 
-use crate::event::{Body, Event, EventType, FieldValue, Fields, Request, RequestOutcome, Response};
+use crate::event::{Event, EventType, FieldValue, Fields, Request, RequestOutcome, Response};
 use crate::{CodeError, CompiledFunction, JsRuntime};
+
+mod readback;
+
+pub use readback::{
+    DISALLOWED_HEADER_PREFIXES, DISALLOWED_HEADERS, MAX_BODY_BYTES, MAX_FIELD_BYTES, MAX_URI_BYTES,
+    READ_ONLY_REQUEST_HEADERS, READ_ONLY_RESPONSE_HEADERS, VALUE_OVERHEAD_BYTES, is_disallowed_header,
+};
+use readback::{Reader, fields_cost};
 
 /// Instances one worker thread keeps (least recently used dropped first).
 pub const MAX_INSTANCES_PER_THREAD: usize = 32;
+
+/// Promise jobs run after a handler returned before the instance is given
+/// up on (each also bounded by the call's deadline).
+const MAX_LEFTOVER_JOBS: usize = 1024;
 
 /// QuickJS's stack limit for a function, well inside a tokio worker's 2 MiB
 /// stack: deep recursion ends in a `RangeError`, not a crash.
 const MAX_STACK_BYTES: usize = 256 * 1024;
 
-/// CloudFront's bound on a URI plus query string (8,192 characters): a
-/// longer `uri` is an invalid return.
-pub const MAX_URI_BYTES: usize = 8192;
-
-/// `console.log` lines kept per call, and bytes of them.
+/// `console.log` lines kept per call.
 const MAX_LOG_LINES: usize = 64;
-const MAX_LOG_BYTES: usize = 16 * 1024;
+
+/// Bytes of `console.log` lines kept per call: CloudFront truncates a
+/// function's logs at 10 KB ("Restrictions on CloudFront Functions", Logs).
+pub const MAX_LOG_BYTES: usize = 10 * 1024;
+
+/// The time budget of a function's top-level statements, run once when an
+/// instance is built (at compile, on the first call of each worker thread,
+/// after a snapshot reload): generous, so a busy host does not refuse a
+/// valid function, while a top-level infinite loop still ends.
+pub const TOP_LEVEL_BUDGET: Duration = Duration::from_millis(50);
 
 /// The name errors and stacks give the function's code.
 const FILE_NAME: &str = "function.js";
@@ -138,14 +156,16 @@ impl CallState {
     }
 }
 
-/// One ready function: fields drop in order, the held `handler` before the
-/// context and runtime it lives in.
+/// One ready function: fields drop in order, the held functions before the
+/// context and runtime they live in.
 struct Instance {
     handler: Persistent<Function<'static>>,
+    /// `(s) => s.length`, the engine's own, for checking a returned
+    /// string's size before copying it.
+    length: Persistent<Function<'static>>,
     context: Context,
     state: Rc<CallState>,
-    /// Kept with the context that lives in it (the context holds it too).
-    _runtime: Runtime,
+    runtime: Runtime,
     last_used: u64,
 }
 
@@ -180,13 +200,22 @@ fn new_instance(function: &CompiledFunction) -> Result<Instance, BuildError> {
         _ => false,
     })));
     let context = Context::full(&runtime).map_err(engine)?;
-    let handler = context.with(|ctx| -> Result<Persistent<Function<'static>>, BuildError> {
+    let length = context.with(|ctx| -> Result<_, BuildError> {
         let log_state = state.clone();
         helpers_install(&ctx, move |line| log_state.log(line)).map_err(engine)?;
-        // Only the function's own top-level code runs under its budget.
-        state.start(function.limits().cpu);
+        let length: Function = ctx.eval("(function (s) { return s.length; })").map_err(engine)?;
+        Ok(Persistent::save(&ctx, length))
+    })?;
+    // The function's memory is counted on top of what the engine and the
+    // helpers hold, from its first top-level statement on.
+    let base = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
+    runtime.set_memory_limit(base.saturating_add(function.limits().memory));
+    let handler = context.with(|ctx| {
+        // Only the function's own top-level code runs under a budget.
+        state.start(TOP_LEVEL_BUDGET);
         let handler = evaluate(&ctx, function).map_err(|e| match e {
             rquickjs::Error::Exception => BuildError::Code(code_error(&ctx, function.code(), &state)),
+            rquickjs::Error::Allocation => BuildError::Code(top_level_memory()),
             other => engine(other),
         })?;
         let Some(handler) = handler else {
@@ -195,11 +224,11 @@ fn new_instance(function: &CompiledFunction) -> Result<Instance, BuildError> {
         Ok(Persistent::save(&ctx, handler))
     })?;
     state.deadline.set(None);
-    // The function's memory is counted on top of what the engine, the
-    // helpers and its top-level code already hold.
-    let base = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
-    runtime.set_memory_limit(base.saturating_add(function.limits().memory));
-    Ok(Instance { handler, context, state, _runtime: runtime, last_used: 0 })
+    Ok(Instance { handler, length, context, state, runtime, last_used: 0 })
+}
+
+fn top_level_memory() -> CodeError {
+    CodeError::TopLevel("the top-level statements ran over the memory limit".to_owned())
 }
 
 fn helpers_install<'js>(ctx: &Ctx<'js>, log: impl Fn(String) + 'static) -> rquickjs::Result<()> {
@@ -257,9 +286,13 @@ pub(crate) fn check(function: &CompiledFunction) -> Result<(), CodeError> {
 /// The pending exception as a [`CodeError`] with its position.
 fn code_error(ctx: &Ctx<'_>, code: &str, state: &CallState) -> CodeError {
     if state.interrupted.get() {
+        drop(ctx.catch());
         return CodeError::TopLevel("the top-level statements ran over the time budget".to_owned());
     }
     let caught = describe_exception(&ctx.catch());
+    if caught.out_of_memory || caught.null {
+        return top_level_memory();
+    }
     let last_line = u32::try_from(code.lines().count().max(1)).unwrap_or(u32::MAX);
     // Module mode appends one line; an error found there (an unclosed block)
     // is reported at the end of the code.
@@ -332,14 +365,23 @@ pub struct TestOutput {
     pub error: Option<String>,
     /// The call's time as a percentage of its budget (0–100).
     pub compute_utilization: u32,
-    /// `console.log` lines (at most 64 lines, 16 KiB).
+    /// `console.log` lines (at most 64 lines, [`MAX_LOG_BYTES`]).
     pub logs: Vec<String>,
 }
 
 /// Runs `function` on `event` as `event_type` and reports everything, for
-/// testing a function from the Admin API.
+/// testing a function from the Admin API. The call runs in a fresh instance
+/// that is dropped afterwards, so a test neither sees nor leaves state in
+/// the instances the edge runs (it is synchronous and may take the
+/// top-level budget plus the call's: run it off the async workers).
 pub fn test_function(function: &CompiledFunction, event_type: EventType, event: &Event) -> TestOutput {
-    let (result, elapsed, logs) = call(function, event_type, event);
+    let (result, elapsed, logs) = match precheck(event_type, event) {
+        Err(e) => (Err(e), Duration::ZERO, Vec::new()),
+        Ok(()) => match new_instance(function) {
+            Ok(mut instance) => call_on(&mut instance, function, event_type, event).0,
+            Err(e) => (Err(build_error(e)), Duration::ZERO, Vec::new()),
+        },
+    };
     let budget = function.limits().cpu.as_nanos().max(1);
     let compute_utilization = u32::try_from((elapsed.as_nanos() * 100).div_ceil(budget).min(100)).unwrap_or(100);
     let (output, error) = match result {
@@ -355,13 +397,27 @@ enum Outcome {
     Response(Response),
 }
 
-fn call(
-    function: &CompiledFunction,
-    event_type: EventType,
-    event: &Event,
-) -> (Result<Outcome, RunError>, Duration, Vec<String>) {
+type CallResult = (Result<Outcome, RunError>, Duration, Vec<String>);
+
+fn precheck(event_type: EventType, event: &Event) -> Result<(), RunError> {
     if event_type == EventType::ViewerResponse && event.response.is_none() {
-        return (Err(invalid("a viewer-response event needs `response`")), Duration::ZERO, Vec::new());
+        return Err(invalid("a viewer-response event needs `response`"));
+    }
+    Ok(())
+}
+
+fn build_error(e: BuildError) -> RunError {
+    match e {
+        BuildError::Run(e) => e,
+        // compile() checked this code; only an engine failure (or a
+        // top-level budget exceeded on a busy host) gets here.
+        BuildError::Code(e) => run_error(RunErrorKind::Exception { message: e.to_string() }),
+    }
+}
+
+fn call(function: &CompiledFunction, event_type: EventType, event: &Event) -> CallResult {
+    if let Err(e) = precheck(event_type, event) {
+        return (Err(e), Duration::ZERO, Vec::new());
     }
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -371,12 +427,7 @@ fn call(
         if !cache.instances.contains_key(&key) {
             let instance = match new_instance(function) {
                 Ok(instance) => instance,
-                Err(BuildError::Run(e)) => return (Err(e), Duration::ZERO, Vec::new()),
-                Err(BuildError::Code(e)) => {
-                    // compile() checked this code; only an engine failure gets here.
-                    let e = run_error(RunErrorKind::Exception { message: e.to_string() });
-                    return (Err(e), Duration::ZERO, Vec::new());
-                }
+                Err(e) => return (Err(build_error(e)), Duration::ZERO, Vec::new()),
             };
             if cache.instances.len() >= MAX_INSTANCES_PER_THREAD
                 && let Some(oldest) = cache.instances.iter().min_by_key(|(_, i)| i.last_used).map(|(k, _)| *k)
@@ -389,24 +440,59 @@ fn call(
             return (Err(invalid("no instance")), Duration::ZERO, Vec::new());
         };
         instance.last_used = cache.tick;
-        let started = Instant::now();
-        instance.state.start(function.limits().cpu);
-        let result = instance.context.with(|ctx| invoke(&ctx, instance, event_type, event));
-        instance.state.deadline.set(None);
-        let elapsed = started.elapsed();
-        let logs = std::mem::take(&mut *instance.state.logs.borrow_mut());
-        if let Err(e) = &result
-            && matches!(e.kind, RunErrorKind::Timeout | RunErrorKind::Memory)
-        {
+        let (out, keep) = call_on(instance, function, event_type, event);
+        if !keep {
             cache.instances.remove(&key);
         }
-        (result, elapsed, logs)
+        out
     })
+}
+
+/// Calls the function on `instance`; the flag says whether the instance is
+/// still sound (no interrupt fired, no memory exhausted, no jobs left over).
+fn call_on(
+    instance: &mut Instance,
+    function: &CompiledFunction,
+    event_type: EventType,
+    event: &Event,
+) -> (CallResult, bool) {
+    let started = Instant::now();
+    instance.state.start(function.limits().cpu);
+    let result = instance.context.with(|ctx| invoke(&ctx, instance, event_type, event));
+    // Promise jobs the handler left behind (a `.then` it did not await) run
+    // now, under what is left of the deadline; if they do not finish, the
+    // instance goes with them.
+    let mut sound = true;
+    for _ in 0..MAX_LEFTOVER_JOBS {
+        if !instance.runtime.is_job_pending() {
+            break;
+        }
+        if instance.runtime.execute_pending_job().is_err() {
+            sound = false;
+            break;
+        }
+    }
+    if instance.runtime.is_job_pending() {
+        sound = false;
+    }
+    instance.state.deadline.set(None);
+    let elapsed = started.elapsed();
+    let logs = std::mem::take(&mut *instance.state.logs.borrow_mut());
+    if instance.state.interrupted.get() {
+        sound = false;
+    }
+    if let Err(e) = &result
+        && matches!(e.kind, RunErrorKind::Timeout | RunErrorKind::Memory)
+    {
+        sound = false;
+    }
+    ((result, elapsed, logs), sound)
 }
 
 fn invoke<'js>(ctx: &Ctx<'js>, instance: &Instance, event_type: EventType, event: &Event) -> Result<Outcome, RunError> {
     let fail = |e: rquickjs::Error| classify(ctx, &instance.state, e);
     let handler = instance.handler.clone().restore(ctx).map_err(fail)?;
+    let length = instance.length.clone().restore(ctx).map_err(fail)?;
     let js_event = event_to_js(ctx, event_type, event).map_err(fail)?;
     let mut returned: Value = handler.call((js_event,)).map_err(fail)?;
     if let Some(promise) = returned.as_promise() {
@@ -421,16 +507,26 @@ fn invoke<'js>(ctx: &Ctx<'js>, instance: &Instance, event_type: EventType, event
     let Some(object) = returned.as_object() else {
         return Err(invalid(format!("the handler returned {}, not the request or a response", returned.type_name())));
     };
+    let request_cost = event.request.uri.len()
+        + fields_cost(&event.request.querystring)
+        + fields_cost(&event.request.headers)
+        + fields_cost(&event.request.cookies);
+    let response_cost = event.response.as_ref().map_or(0, |r| fields_cost(&r.headers) + fields_cost(&r.cookies));
     match event_type {
         EventType::ViewerRequest => {
             let status: Value = object.get("statusCode").map_err(fail)?;
             if status.is_undefined() {
-                read_request(object, &event.request).map(Outcome::Request)
+                let mut reader = Reader::new(ctx, &instance.state, length, MAX_FIELD_BYTES.max(request_cost));
+                reader.read_request(object, &event.request).map(Outcome::Request)
             } else {
-                read_response(object, None).map(Outcome::Response)
+                let mut reader = Reader::new(ctx, &instance.state, length, MAX_FIELD_BYTES);
+                reader.read_response(object, None).map(Outcome::Response)
             }
         }
-        EventType::ViewerResponse => read_response(object, event.response.as_ref()).map(Outcome::Response),
+        EventType::ViewerResponse => {
+            let mut reader = Reader::new(ctx, &instance.state, length, MAX_FIELD_BYTES.max(response_cost));
+            reader.read_response(object, event.response.as_ref()).map(Outcome::Response)
+        }
     }
 }
 
@@ -476,9 +572,9 @@ fn event_to_js<'js>(ctx: &Ctx<'js>, event_type: EventType, event: &Event) -> rqu
     let request = Object::new(ctx.clone())?;
     request.set("method", event.request.method.as_str())?;
     request.set("uri", event.request.uri.as_str())?;
-    request.set("querystring", fields_to_js(ctx, &event.request.querystring)?)?;
-    request.set("headers", fields_to_js(ctx, &event.request.headers)?)?;
-    request.set("cookies", fields_to_js(ctx, &event.request.cookies)?)?;
+    request.set("querystring", fields_to_js(ctx, &event.request.querystring, false)?)?;
+    request.set("headers", fields_to_js(ctx, &event.request.headers, true)?)?;
+    request.set("cookies", fields_to_js(ctx, &event.request.cookies, false)?)?;
     js.set("request", request)?;
     if let Some(response) = &event.response {
         let r = Object::new(ctx.clone())?;
@@ -486,8 +582,8 @@ fn event_to_js<'js>(ctx: &Ctx<'js>, event_type: EventType, event: &Event) -> rqu
         if let Some(d) = &response.status_description {
             r.set("statusDescription", d.as_str())?;
         }
-        r.set("headers", fields_to_js(ctx, &response.headers)?)?;
-        r.set("cookies", fields_to_js(ctx, &response.cookies)?)?;
+        r.set("headers", fields_to_js(ctx, &response.headers, true)?)?;
+        r.set("cookies", fields_to_js(ctx, &response.cookies, false)?)?;
         js.set("response", r)?;
     }
     Ok(js)
@@ -502,9 +598,14 @@ fn value_to_js<'js>(ctx: &Ctx<'js>, value: &FieldValue) -> rquickjs::Result<Obje
     Ok(o)
 }
 
-fn fields_to_js<'js>(ctx: &Ctx<'js>, fields: &Fields) -> rquickjs::Result<Object<'js>> {
+/// A map in its JavaScript form; `headers` hides the disallowed headers
+/// (CloudFront does not expose them to functions).
+fn fields_to_js<'js>(ctx: &Ctx<'js>, fields: &Fields, headers: bool) -> rquickjs::Result<Object<'js>> {
     let js = Object::new(ctx.clone())?;
     for (name, values) in fields.iter() {
+        if headers && is_disallowed_header(name) {
+            continue;
+        }
         let Some(first) = values.first() else { continue };
         let entry = value_to_js(ctx, first)?;
         if values.len() > 1 {
@@ -517,222 +618,6 @@ fn fields_to_js<'js>(ctx: &Ctx<'js>, fields: &Fields) -> rquickjs::Result<Object
         js.set(name, entry)?;
     }
     Ok(js)
-}
-
-/// Which of a request's or response's maps is read (for names in errors and
-/// the rules on names).
-#[derive(Clone, Copy)]
-enum FieldsKind {
-    Querystring,
-    Headers,
-    Cookies,
-}
-
-impl FieldsKind {
-    fn name(self) -> &'static str {
-        match self {
-            FieldsKind::Querystring => "querystring",
-            FieldsKind::Headers => "headers",
-            FieldsKind::Cookies => "cookies",
-        }
-    }
-}
-
-fn js_string(value: &Value<'_>, path: &dyn Fn() -> String) -> Result<String, RunError> {
-    if let Some(s) = value.as_string() {
-        return s.to_string().map_err(|e| invalid(format!("{}: {e}", path())));
-    }
-    if let Some(n) = value.as_number() {
-        return Ok(if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() });
-    }
-    Err(invalid(format!("{} is {}, not a string", path(), value.type_name())))
-}
-
-fn read_value(entry: &Object<'_>, path: &dyn Fn() -> String) -> Result<FieldValue, RunError> {
-    let value: Value = entry.get("value").map_err(|e| invalid(format!("{}: {e}", path())))?;
-    let value = js_string(&value, &|| format!("{}.value", path()))?;
-    let attributes: Value = entry.get("attributes").map_err(|e| invalid(format!("{}: {e}", path())))?;
-    let attributes = if attributes.is_undefined() || attributes.is_null() {
-        None
-    } else {
-        Some(js_string(&attributes, &|| format!("{}.attributes", path()))?)
-    };
-    Ok(FieldValue { value, attributes })
-}
-
-/// Reads a returned `querystring`, `headers` or `cookies` map, applying
-/// CloudFront's rules for `multiValue` ("CloudFront Functions event
-/// structure", duplicate query strings, headers and cookies): a modified
-/// `multiValue` array wins; otherwise `value` replaces the first value and
-/// the array's other values stay; without an array, `value` is the only value.
-fn read_fields(
-    owner: &Object<'_>,
-    kind: FieldsKind,
-    prefix: &str,
-    original: Option<&Fields>,
-) -> Result<Fields, RunError> {
-    let map_name = kind.name();
-    let map: Value = owner.get(map_name).map_err(|e| invalid(format!("{prefix}.{map_name}: {e}")))?;
-    if map.is_undefined() || map.is_null() {
-        return Ok(Fields::new());
-    }
-    let Some(map) = map.as_object() else {
-        return Err(invalid(format!("{prefix}.{map_name} is {}, not an object", map.type_name())));
-    };
-    let mut fields = Fields::new();
-    for prop in map.props::<String, Value>() {
-        let (name, entry) = prop.map_err(|e| invalid(format!("{prefix}.{map_name}: {e}")))?;
-        if entry.is_undefined() || entry.is_null() {
-            continue;
-        }
-        let path = || format!("{prefix}.{map_name}['{name}']");
-        if let FieldsKind::Headers = kind {
-            check_header_name(&name).map_err(|why| invalid(format!("{}: {why}", path())))?;
-        }
-        let Some(entry) = entry.as_object() else {
-            return Err(invalid(format!("{} is {}, not an object like {{value: \"...\"}}", path(), entry.type_name())));
-        };
-        let first = read_value(entry, &path)?;
-        let multi: Value = entry.get("multiValue").map_err(|e| invalid(format!("{}: {e}", path())))?;
-        let values = if multi.is_undefined() || multi.is_null() {
-            vec![first]
-        } else {
-            let Some(array) = multi.as_array() else {
-                return Err(invalid(format!("{}.multiValue is {}, not an array", path(), multi.type_name())));
-            };
-            let mut listed = Vec::with_capacity(array.len());
-            for (i, item) in array.iter::<Value>().enumerate() {
-                let item = item.map_err(|e| invalid(format!("{}.multiValue[{i}]: {e}", path())))?;
-                let Some(item) = item.as_object() else {
-                    return Err(invalid(format!("{}.multiValue[{i}] is not an object", path())));
-                };
-                listed.push(read_value(item, &|| format!("{}.multiValue[{i}]", path()))?);
-            }
-            let before = original.and_then(|o| o.get(&name));
-            match before {
-                // Unchanged array: `value` replaces the first, the rest stay.
-                Some(before) if before.len() > 1 && before == listed.as_slice() => {
-                    let mut values = listed;
-                    values[0] = first;
-                    values
-                }
-                _ if listed.is_empty() => vec![first],
-                _ => listed,
-            }
-        };
-        if let FieldsKind::Headers = kind {
-            for v in &values {
-                check_header_value(&v.value).map_err(|why| invalid(format!("{}: {why}", path())))?;
-            }
-        }
-        fields.set(name, values);
-    }
-    Ok(fields)
-}
-
-/// Header names must be lower case ("Header names ... must be lowercase
-/// when they're added by your function code") and HTTP tokens (RFC 9110,
-/// section 5.1).
-fn check_header_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("a header name is empty".to_owned());
-    }
-    if let Some(c) = name.chars().find(|c| c.is_ascii_uppercase()) {
-        return Err(format!("header names must be lower case (found {c:?})"));
-    }
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    match name.chars().find(|c| !token(*c)) {
-        Some(c) => Err(format!("{c:?} is not allowed in a header name")),
-        None => Ok(()),
-    }
-}
-
-/// Header values may not hold control characters other than tab (RFC 9110, section 5.5).
-fn check_header_value(value: &str) -> Result<(), String> {
-    match value.chars().find(|c| (c.is_ascii_control() && *c != '\t') || *c == '\u{7f}') {
-        Some(c) => Err(format!("the value holds the control character {c:?}")),
-        None => Ok(()),
-    }
-}
-
-fn read_request(object: &Object<'_>, original: &Request) -> Result<Request, RunError> {
-    let uri: Value = object.get("uri").map_err(|e| invalid(format!("request.uri: {e}")))?;
-    let uri = js_string(&uri, &|| "request.uri".to_owned())?;
-    if !uri.starts_with('/') {
-        return Err(invalid(format!("request.uri {uri:?} does not start with '/'")));
-    }
-    if uri.len() > MAX_URI_BYTES {
-        return Err(invalid(format!("request.uri is {} bytes, over {MAX_URI_BYTES}", uri.len())));
-    }
-    if uri.chars().any(|c| c.is_ascii_control() || c == ' ') {
-        return Err(invalid("request.uri holds a space or control character"));
-    }
-    Ok(Request {
-        // The method is read-only: changes are ignored.
-        method: original.method.clone(),
-        uri,
-        querystring: read_fields(object, FieldsKind::Querystring, "request", Some(&original.querystring))?,
-        headers: read_fields(object, FieldsKind::Headers, "request", Some(&original.headers))?,
-        cookies: read_fields(object, FieldsKind::Cookies, "request", Some(&original.cookies))?,
-    })
-}
-
-fn read_response(object: &Object<'_>, original: Option<&Response>) -> Result<Response, RunError> {
-    let status: Value = object.get("statusCode").map_err(|e| invalid(format!("response.statusCode: {e}")))?;
-    let status = match status.as_number() {
-        Some(n) if n.fract() == 0.0 && (100.0..=599.0).contains(&n) => n as u16,
-        _ if status.is_undefined() => return Err(invalid("response.statusCode is missing")),
-        _ => return Err(invalid("response.statusCode must be an integer from 100 to 599")),
-    };
-    let description: Value =
-        object.get("statusDescription").map_err(|e| invalid(format!("response.statusDescription: {e}")))?;
-    let status_description = if description.is_undefined() || description.is_null() {
-        None
-    } else {
-        let d = js_string(&description, &|| "response.statusDescription".to_owned())?;
-        check_header_value(&d).map_err(|why| invalid(format!("response.statusDescription: {why}")))?;
-        Some(d)
-    };
-    let body: Value = object.get("body").map_err(|e| invalid(format!("response.body: {e}")))?;
-    let body = read_body(&body)?;
-    Ok(Response {
-        status_code: status,
-        status_description,
-        headers: read_fields(object, FieldsKind::Headers, "response", original.map(|r| &r.headers))?,
-        cookies: read_fields(object, FieldsKind::Cookies, "response", original.map(|r| &r.cookies))?,
-        body,
-    })
-}
-
-fn read_body(body: &Value<'_>) -> Result<Option<Body>, RunError> {
-    if body.is_undefined() || body.is_null() {
-        return Ok(None);
-    }
-    if body.is_string() {
-        return js_string(body, &|| "response.body".to_owned()).map(|s| Some(Body::Text(s)));
-    }
-    let Some(object) = body.as_object() else {
-        return Err(invalid(format!("response.body is {}, not a string or {{data, encoding}}", body.type_name())));
-    };
-    let data: Value = object.get("data").map_err(|e| invalid(format!("response.body.data: {e}")))?;
-    let data = js_string(&data, &|| "response.body.data".to_owned())?;
-    let encoding: Value = object.get("encoding").map_err(|e| invalid(format!("response.body.encoding: {e}")))?;
-    let encoding = if encoding.is_undefined() {
-        "text".to_owned()
-    } else {
-        js_string(&encoding, &|| "response.body.encoding".to_owned())?
-    };
-    match encoding.as_str() {
-        "text" => Ok(Some(Body::Text(data))),
-        "base64" => {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(data.as_bytes())
-                .map(|b| Some(Body::Binary(b)))
-                .map_err(|e| invalid(format!("response.body.data is not valid base64: {e}")))
-        }
-        other => Err(invalid(format!("response.body.encoding {other:?} is neither \"text\" nor \"base64\""))),
-    }
 }
 
 #[cfg(test)]

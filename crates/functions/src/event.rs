@@ -9,6 +9,8 @@
 //! case. The JSON forms (serde) are CloudFront's, used by the Admin API's
 //! `test` endpoint.
 
+use std::collections::HashMap;
+
 use serde::de::Error as _;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -52,11 +54,23 @@ impl FieldValue {
 }
 
 /// Query-string parameters, headers or cookies: each name with its values
-/// (at least one), in the order names first appeared.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// (at least one), in the order names first appeared. Lookups by name go
+/// through an index, so building one from a viewer's many cookies or
+/// headers costs O(n), not O(n²).
+#[derive(Debug, Clone, Default)]
 pub struct Fields {
     entries: Vec<(String, Vec<FieldValue>)>,
+    /// Each name's position in `entries`.
+    index: HashMap<String, usize>,
 }
+
+impl PartialEq for Fields {
+    fn eq(&self, other: &Fields) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Fields {}
 
 impl Fields {
     /// No fields.
@@ -67,24 +81,41 @@ impl Fields {
     /// Adds a value to `name` (after its other values).
     pub fn append(&mut self, name: impl Into<String>, value: FieldValue) {
         let name = name.into();
-        match self.entries.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, values)) => values.push(value),
-            None => self.entries.push((name, vec![value])),
+        match self.index.get(&name) {
+            Some(&at) => self.entries[at].1.push(value),
+            None => {
+                self.index.insert(name.clone(), self.entries.len());
+                self.entries.push((name, vec![value]));
+            }
         }
     }
 
-    /// Replaces every value of `name`; an empty `values` removes it.
+    /// Replaces every value of `name` (keeping its place); an empty `values`
+    /// removes it.
     pub fn set(&mut self, name: impl Into<String>, values: Vec<FieldValue>) {
         let name = name.into();
-        self.entries.retain(|(n, _)| *n != name);
-        if !values.is_empty() {
-            self.entries.push((name, values));
+        match (self.index.get(&name).copied(), values.is_empty()) {
+            (Some(at), false) => self.entries[at].1 = values,
+            (Some(at), true) => {
+                self.entries.remove(at);
+                self.index.remove(&name);
+                for (_, i) in self.index.iter_mut() {
+                    if *i > at {
+                        *i -= 1;
+                    }
+                }
+            }
+            (None, false) => {
+                self.index.insert(name.clone(), self.entries.len());
+                self.entries.push((name, values));
+            }
+            (None, true) => {}
         }
     }
 
     /// The values of `name`.
     pub fn get(&self, name: &str) -> Option<&[FieldValue]> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.index.get(name).map(|&at| self.entries[at].1.as_slice())
     }
 
     /// The first value of `name` (JavaScript's `value`).

@@ -157,10 +157,11 @@ fn digest(ctx: &Ctx<'_>, alg: &str, key: Option<&str>, data: &str, encoding: &st
         "hex" => Ok(bytes.iter().map(|b| format!("{b:02x}")).collect()),
         "base64" => Ok(base64::engine::general_purpose::STANDARD.encode(&bytes)),
         "base64url" => Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes)),
-        "" => Err(Exception::throw_type(
-            ctx,
-            "digest() needs an encoding ('hex', 'base64' or 'base64url'): shardgate has no Buffer",
-        )),
+        // Without an encoding, runtime 1.0 returns a byte string (one
+        // character per byte, as Node.js's "binary" encoding); runtime 2.0
+        // would return a Buffer, which shardgate does not have: it gets the
+        // byte string too.
+        "" | "binary" | "latin1" => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
         other => Err(Exception::throw_type(ctx, &format!("digest encoding not supported: {other}"))),
     }
 }

@@ -18,10 +18,29 @@
 //! interrupt handler, so an infinite loop ends in [`RunErrorKind::Timeout`]
 //! instead of holding a worker, and a memory cap on the function's own heap.
 //!
+//! What is bounded, and what is not:
+//!
+//! - a call's JavaScript: the deadline ([`Limits::cpu`], wall-clock) and the
+//!   memory cap ([`Limits::memory`], set before the top-level statements
+//!   run, so they count too); top-level statements have their own budget
+//!   ([`engine::TOP_LEVEL_BUDGET`]) so a busy host does not refuse a valid
+//!   function; promise jobs left after a return run under the call's deadline;
+//! - what a function returns: sizes and counts are checked before anything
+//!   is copied out of the engine (`engine::readback`'s limits), so a small
+//!   heap cannot make the edge allocate without bound;
+//! - not bounded: a single native builtin that does not check QuickJS's
+//!   interrupt flag runs to completion inside one call, however long it takes
+//!   (for example `indexOf` on two large strings, quadratic in their
+//!   lengths). Memory still caps the inputs (a few MB), so such a call ends,
+//!   but it can hold a worker thread for longer than the time budget. A
+//!   dedicated thread pool with a watchdog would be needed to cut it off.
+//!
 //! Thread model: QuickJS runtimes are `!Send`, and the edge runs on a
 //! multi-threaded tokio runtime. Each worker thread keeps its own small cache
 //! of ready instances (runtime, context, the compiled `handler`), keyed by
-//! the function's code and limits ([`engine`]), so a call on the hot path
+//! the function's code, limits and identity
+//! ([`CompiledFunction::with_identity`]; without one, functions with the same
+//! code share instances and their globals), so a call on the hot path
 //! compiles nothing; a call is synchronous and bounded by its budget, so it
 //! runs inline on the worker.
 
@@ -148,9 +167,12 @@ struct Inner {
     runtime: JsRuntime,
     code: String,
     limits: Limits,
-    /// Identifies (runtime, limits, code) in the per-thread instance caches:
-    /// the first 128 bits of their SHA-256, so recompiling the same code
-    /// (every snapshot rebuild) reuses the instances workers already hold.
+    /// Who runs this code ([`CompiledFunction::with_identity`]), if set.
+    identity: Option<String>,
+    /// Identifies (runtime, limits, code, identity) in the per-thread
+    /// instance caches: the first 128 bits of their SHA-256, so recompiling
+    /// the same code (every snapshot rebuild) reuses the instances workers
+    /// already hold.
     key: u128,
 }
 
@@ -160,6 +182,7 @@ impl fmt::Debug for CompiledFunction {
             .field("runtime", &self.inner.runtime)
             .field("code_bytes", &self.inner.code.len())
             .field("limits", &self.inner.limits)
+            .field("identity", &self.inner.identity)
             .field("key", &format_args!("{:032x}", self.inner.key))
             .finish()
     }
@@ -181,6 +204,31 @@ impl CompiledFunction {
         self.inner.limits
     }
 
+    /// The identity set by [`CompiledFunction::with_identity`].
+    pub fn identity(&self) -> Option<&str> {
+        self.inner.identity.as_deref()
+    }
+
+    /// The same code, run in instances of its own: two functions (or two
+    /// stages of one) with the same code and different identities never
+    /// share an instance, so globals one sets are never seen by the other.
+    /// Without an identity, functions with the same runtime, limits and code
+    /// share instances on a worker thread (and so share their globals).
+    /// Nothing is compiled again.
+    pub fn with_identity(&self, id: &str, stage: &str) -> CompiledFunction {
+        let identity = format!("{id}\u{0}{stage}");
+        let key = code_key(self.inner.runtime, self.inner.limits, &self.inner.code, Some(&identity));
+        CompiledFunction {
+            inner: Arc::new(Inner {
+                runtime: self.inner.runtime,
+                code: self.inner.code.clone(),
+                limits: self.inner.limits,
+                identity: Some(identity),
+                key,
+            }),
+        }
+    }
+
     pub(crate) fn key(&self) -> u128 {
         self.inner.key
     }
@@ -198,17 +246,22 @@ pub fn compile_with_limits(runtime: JsRuntime, code: &str, limits: Limits) -> Re
     if code.len() > MAX_CODE_BYTES {
         return Err(CodeError::TooLarge { len: code.len(), max: MAX_CODE_BYTES });
     }
-    let key = code_key(runtime, limits, code);
-    let function = CompiledFunction { inner: Arc::new(Inner { runtime, code: code.to_owned(), limits, key }) };
+    let key = code_key(runtime, limits, code, None);
+    let function =
+        CompiledFunction { inner: Arc::new(Inner { runtime, code: code.to_owned(), limits, identity: None, key }) };
     engine::check(&function)?;
     Ok(function)
 }
 
-fn code_key(runtime: JsRuntime, limits: Limits, code: &str) -> u128 {
+fn code_key(runtime: JsRuntime, limits: Limits, code: &str, identity: Option<&str>) -> u128 {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(runtime.as_str().as_bytes());
     ctx.update(&limits.cpu.as_nanos().to_le_bytes());
     ctx.update(&(limits.memory as u64).to_le_bytes());
+    // Lengths keep (identity, code) pairs from running into each other.
+    let identity = identity.unwrap_or("");
+    ctx.update(&(identity.len() as u64).to_le_bytes());
+    ctx.update(identity.as_bytes());
     ctx.update(code.as_bytes());
     let digest = ctx.finish();
     let mut first = [0u8; 16];
