@@ -1127,6 +1127,9 @@ impl AdminState {
             return Err(ApiError::MethodNotAllowed(format!("not supported `PATCH` method for {}", kind.singular())));
         }
         let change = parse_json(bytes)?;
+        if kind == ResourceKind::Functions {
+            functions::check_patch(sub, &change)?;
+        }
         // A PATCH that sets update_time keeps it; otherwise it is now
         // (apisix/admin/utils.lua inject_timestamp; a sub-path PATCH always
         // sets it to now).

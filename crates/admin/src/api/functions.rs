@@ -16,7 +16,14 @@
 //!   Nothing is stored.
 //!
 //! Behaviors may only name functions that have a LIVE stage
-//! ([`check_published`]).
+//! ([`check_published`]). A PATCH may not touch `live` ([`check_patch`]):
+//! only publish (or a whole body, as export and apply write it) sets it, so
+//! a PATCH can neither change what runs nor unpublish a function behaviors
+//! use.
+//!
+//! A test run is bounded: its event is at most [`MAX_TEST_EVENT_BYTES`] and
+//! [`MAX_TEST_EVENT_FIELDS`] values, and it runs in a fresh instance on
+//! tokio's blocking pool, never on the async workers.
 
 use std::collections::HashMap;
 
@@ -33,6 +40,32 @@ use tokio::time::Instant;
 
 use super::{AdminState, now_unix, parse_json, stored};
 use crate::ApiError;
+
+/// The largest event body the `test` endpoint takes (under the Admin API's
+/// own body limit): room for a request at
+/// CloudFront's 20,480-byte quota on headers and query string plus a
+/// response of the same size, in JSON.
+pub const MAX_TEST_EVENT_BYTES: usize = 48 * 1024;
+
+/// The most query-string, header and cookie values a test event may hold,
+/// over its request and response.
+pub const MAX_TEST_EVENT_FIELDS: usize = 1_000;
+
+/// A PATCH of a function may not set, change or remove `live` (whole body
+/// or `sub` path): the LIVE stage changes only by publishing.
+pub(super) fn check_patch(sub: Option<&str>, change: &Value) -> Result<(), ApiError> {
+    let touches_live = match sub {
+        Some(path) => path.trim_start_matches('/').split('/').next() == Some("live"),
+        None => change.get("live").is_some(),
+    };
+    if touches_live {
+        return Err(ApiError::Invalid(Invalid::new(
+            "live",
+            "a PATCH cannot change the LIVE stage: POST /apisix/admin/functions/<id>/publish publishes the code",
+        )));
+    }
+    Ok(())
+}
 
 /// A PUT replacing a function without a `live` of its own keeps the stored
 /// LIVE stage.
@@ -112,6 +145,12 @@ impl AdminState {
                 return Err(ApiError::BadRequest(format!("stage {other:?} is neither development nor live")));
             }
         };
+        if bytes.len() > MAX_TEST_EVENT_BYTES {
+            return Err(ApiError::BadRequest(format!(
+                "the test event is {} bytes, over the limit of {MAX_TEST_EVENT_BYTES}",
+                bytes.len()
+            )));
+        }
         let body = parse_json(bytes)?;
         let event_type = match body.pointer("/context/eventType").and_then(Value::as_str) {
             Some("viewer-request") => EventType::ViewerRequest,
@@ -140,7 +179,9 @@ impl AdminState {
             },
             _ => function.development.compiled.clone(),
         };
-        let out = test_function(&compiled, event_type, &event);
+        let out = tokio::task::spawn_blocking(move || test_function(&compiled, event_type, &event))
+            .await
+            .map_err(|e| ApiError::Internal(format!("the test run of function {id} failed: {e}")))?;
         Ok((
             StatusCode::OK,
             Json(json!({
@@ -171,6 +212,20 @@ fn check_event(event: &Event, event_type: EventType) -> Result<(), ApiError> {
                 "header names must be lower case, as CloudFront passes them",
             )));
         }
+    }
+    let fields = [&event.request.querystring, &event.request.headers, &event.request.cookies]
+        .into_iter()
+        .chain(event.response.iter().flat_map(|r| [&r.headers, &r.cookies]))
+        .flat_map(|f| f.iter())
+        .map(|(_, values)| values.len())
+        .sum::<usize>();
+    if fields > MAX_TEST_EVENT_FIELDS {
+        return Err(ApiError::Invalid(Invalid::new(
+            "request",
+            format!(
+                "the event holds {fields} query-string, header and cookie values, over the limit of {MAX_TEST_EVENT_FIELDS}"
+            ),
+        )));
     }
     if event_type == EventType::ViewerResponse && event.response.is_none() {
         return Err(ApiError::Invalid(Invalid::new("response", "required for a viewer-response event")));

@@ -671,3 +671,63 @@ async fn a_promote_is_not_stopped_half_way_by_another_instance_writing_after_its
     assert!(String::from_utf8_lossy(&prod.value).contains("7002"), "prod serves staging's origin");
     assert_eq!(store.inner.count("/apisix/invalidations/").await.expect("count"), 1, "and its cache is invalidated");
 }
+
+#[tokio::test]
+async fn a_patch_cannot_touch_a_functions_live_stage() {
+    let a = api();
+    let code = "function handler(e) { return e.request; }";
+    let body = json!({"runtime": "cloudfront-js-1.0", "code": code}).to_string();
+    let (s, v) = a.call("PUT", "/apisix/admin/functions/f", &body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = a.call("POST", "/apisix/admin/functions/f/publish", "{}").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let live = v["value"]["live"].clone();
+    let before = a.snapshot().await;
+    let changed = json!({"live": {"runtime": "cloudfront-js-1.0", "code": code, "published_at": 1}}).to_string();
+    for (path, body) in [
+        ("/apisix/admin/functions/f", r#"{"live": null}"#),
+        ("/apisix/admin/functions/f", changed.as_str()),
+        ("/apisix/admin/functions/f/live", "null"),
+        ("/apisix/admin/functions/f/live/code", r#""function handler(e) { return e.request; }""#),
+    ] {
+        let (s, v) = a.call("PATCH", path, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+        assert!(v["error_msg"].as_str().is_some_and(|m| m.contains("live") && m.contains("publish")), "{v}");
+    }
+    assert_eq!(a.snapshot().await, before, "nothing changed");
+    // Other fields still patch, and LIVE stays.
+    let (s, v) = a.call("PATCH", "/apisix/admin/functions/f", r#"{"comment": "x"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["value"]["live"], live);
+}
+
+#[tokio::test]
+async fn the_function_test_endpoint_is_bounded() {
+    let a = api();
+    let body = json!({"runtime": "cloudfront-js-1.0", "code": "function handler(e) { return e.request; }"}).to_string();
+    a.call("PUT", "/apisix/admin/functions/f", &body).await;
+    let event = |headers: Value| {
+        json!({"context": {"eventType": "viewer-request"}, "request": {"method": "GET", "uri": "/", "headers": headers}})
+            .to_string()
+    };
+    let (s, v) = a.call("POST", "/apisix/admin/functions/f/test", &event(json!({"host": {"value": "h"}}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["function_output"]["uri"], "/");
+    let many: serde_json::Map<String, Value> =
+        (0..=functions::MAX_TEST_EVENT_FIELDS).map(|i| (format!("x-{i}"), json!({"value": ""}))).collect();
+    let (s, v) = a.call("POST", "/apisix/admin/functions/f/test", &event(Value::Object(many))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error_msg"].as_str().is_some_and(|m| m.contains("over the limit")), "{v}");
+    // Over the endpoint's cap, under the Admin API's body limit (64 KiB here).
+    let big = "v".repeat(functions::MAX_TEST_EVENT_BYTES + 1024);
+    let (s, v) = a.call("POST", "/apisix/admin/functions/f/test", &event(json!({"x-big": {"value": big}}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error_msg"].as_str().is_some_and(|m| m.contains("test event")), "{v}");
+    // A function that sets a disallowed header fails the test run, naming it.
+    let code = "function handler(e) { e.request.headers['x-cache'] = { value: 'Hit' }; return e.request; }";
+    a.call("PUT", "/apisix/admin/functions/g", &json!({"runtime": "cloudfront-js-1.0", "code": code}).to_string())
+        .await;
+    let (s, v) = a.call("POST", "/apisix/admin/functions/g/test", &event(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["function_error_message"].as_str().is_some_and(|m| m.contains("\"x-cache\" is disallowed")), "{v}");
+}
