@@ -531,7 +531,7 @@ fn behavior_functions(
         let function = Arc::new(EdgeFunction {
             id: a.function.clone(),
             label: Arc::from(a.function.as_str()),
-            compiled: live.stage.compiled.clone(),
+            compiled: live.stage.compiled.with_identity(a.function.as_str(), "LIVE"),
         });
         match a.event_type {
             shardgate_functions::EventType::ViewerRequest => out.viewer_request = Some(function),
