@@ -49,16 +49,25 @@ fn x_cache(h: &HashMap<String, String>) -> &str {
 
 /// One HTTP/1.1 request with `method` through the edge: `(status, headers, body)`.
 async fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, HashMap<String, String>, Bytes) {
+    request_with(addr, method, path, &[]).await
+}
+
+/// [`request`] with extra request headers.
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HashMap<String, String>, Bytes) {
     let sock = tokio::net::TcpStream::connect(addr).await.expect("connect edge");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(sock)).await.expect("handshake");
     tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", HOST)
-        .body(Full::new(Bytes::new()))
-        .expect("request");
+    let mut req = hyper::Request::builder().method(method).uri(path).header("host", HOST);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let req = req.body(Full::new(Bytes::new())).expect("request");
     let resp = sender.send_request(req).await.expect("response");
     let status = resp.status().as_u16();
     let hs = resp
@@ -160,8 +169,15 @@ async fn errors_are_cached_as_cloudfront_caches_them() {
         // Always cached, for the error caching minimum TTL (10 s by default).
         ("/gone.pak", error(404)),
         ("/busy", error(503)),
-        // Restricted by the origin: not cached.
+        ("/gone-for-good", error(410)),
+        // no-store, no-cache and private stop the caching of 404, 410, 414
+        // and 501 only; other errors are cached for the minimum TTL anyway.
+        ("/gone-no-store", error(404).cache_control("no-store")),
+        ("/gone-for-good-private", error(410).cache_control("private")),
         ("/busy-no-store", error(503).cache_control("no-store")),
+        ("/broken-no-cache", error(500).cache_control("no-cache")),
+        // Vary: * never matches a later request.
+        ("/busy-vary-star", error(503).header("vary", "*")),
         // 403 only with max-age or s-maxage.
         ("/denied", error(403)),
         ("/denied-for-a-while", error(403).cache_control("max-age=60")),
@@ -175,7 +191,12 @@ async fn errors_are_cached_as_cloudfront_caches_them() {
     for (path, status, cached) in [
         ("/gone.pak", 404, true),
         ("/busy", 503, true),
-        ("/busy-no-store", 503, false),
+        ("/gone-for-good", 410, true),
+        ("/gone-no-store", 404, false),
+        ("/gone-for-good-private", 410, false),
+        ("/busy-no-store", 503, true),
+        ("/broken-no-cache", 500, true),
+        ("/busy-vary-star", 503, false),
         ("/denied", 403, false),
         ("/denied-for-a-while", 403, true),
         ("/who", 401, false),
@@ -258,4 +279,61 @@ async fn a_custom_error_page_replaces_the_origins_error() {
     let (status, h, body) = request(edge, "HEAD", "/down").await;
     assert_eq!((status, body.len()), (200, 0));
     assert_eq!(h.get("content-length").map(String::as_str), Some("18"), "{h:?}");
+}
+
+/// The request for a custom error page is the edge's own GET (a HEAD stays
+/// a HEAD), whatever the viewer's method: a failed POST is not sent again
+/// to the page's origin. The page is compressed as its own behavior and
+/// cache policy say, not as the failed request's did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_error_page_is_fetched_with_get_and_compressed_per_its_own_behavior() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let page = format!("<html><body>{}</body></html>", "<p>nothing here, try the launcher</p>".repeat(60));
+    // A 503, not a 404: the distribution's liveness probe gets a 404, and
+    // must not fetch the page first.
+    let origin = TestOrigin::start(vec![
+        ("/scores", OriginFile::new("busy").status(503)),
+        (
+            "/errors/busy.html",
+            OriginFile::new(page.clone()).header("content-type", "text/html").cache_control("max-age=600"),
+        ),
+    ])
+    .await;
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/cache_policies/z",
+            &json!({"min_ttl": 0, "enable_accept_encoding_gzip": true, "enable_accept_encoding_brotli": true}),
+        )
+        .await;
+    let all = ["GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"];
+    distribution(
+        &gw,
+        &origin,
+        json!({"min_ttl": 0}),
+        json!({
+            "default_behavior": {"cache_policy_id": "p", "allowed_methods": all},
+            "behaviors": [{"path_pattern": "/errors/*", "origin": "o", "cache_policy_id": "z", "compress": true}],
+            "custom_error_responses": [{"error_code": 503, "response_page_path": "/errors/busy.html"}]
+        }),
+    )
+    .await;
+    let edge = gw.edge_plain[0];
+    let (status, _, body) = request(edge, "POST", "/scores").await;
+    assert_eq!((status, &body[..]), (503, page.as_bytes()), "the page, with the origin's status");
+    assert_eq!(origin.methods("/scores"), ["POST"]);
+    assert_eq!(origin.methods("/errors/busy.html"), ["GET"], "the page is fetched with GET");
+
+    // The failed path's policy has no compression flags; the page's
+    // behavior compresses: a gzip viewer gets the page gzipped.
+    let (status, h, body) = request_with(edge, "GET", "/scores", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(status, 503);
+    assert_eq!(h.get("content-encoding").map(String::as_str), Some("gzip"), "{h:?}");
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).expect("valid gzip");
+    assert_eq!(plain, page.as_bytes());
+    let (status, h, body) = request(edge, "GET", "/scores").await;
+    assert_eq!((status, &body[..]), (503, page.as_bytes()), "no Accept-Encoding: identity");
+    assert!(!h.contains_key("content-encoding"), "{h:?}");
+    assert_eq!(origin.methods("/scores"), ["POST", "GET"], "the GET's 503 is cached");
+    assert_eq!(origin.methods("/errors/busy.html"), ["GET"], "one fetch of the page for every viewer");
 }

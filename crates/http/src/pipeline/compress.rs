@@ -71,11 +71,25 @@ pub(crate) struct Negotiated {
     pub(crate) coding: Option<Coding>,
     /// The normalised `Accept-Encoding` that joins the cache key.
     pub(crate) key_value: Option<&'static str>,
+    /// What the viewer's `Accept-Encoding` accepted (none for HTTP/1.0),
+    /// and whether it sent one: negotiation rewrites the header, so a
+    /// request made for the viewer under another behavior (a custom error
+    /// page) negotiates again from these ([`renegotiate`]). Meaningless
+    /// when compression is [`Negotiated::OFF`] (the header is untouched).
+    pub(crate) viewer: Codings,
+    /// Whether the viewer sent an `Accept-Encoding`.
+    pub(crate) viewer_sent: bool,
 }
 
 impl Negotiated {
     /// Compression not configured: the request is left alone.
-    pub(crate) const OFF: Negotiated = Negotiated { edge: false, coding: None, key_value: None };
+    pub(crate) const OFF: Negotiated =
+        Negotiated { edge: false, coding: None, key_value: None, viewer: Codings::NONE, viewer_sent: false };
+
+    /// Whether negotiation left the request alone.
+    fn is_off(&self) -> bool {
+        *self == Negotiated::OFF
+    }
 
     /// Adds the normalised `Accept-Encoding` to the cache key, if it joins it.
     pub(crate) fn extend_key(&self, key: &mut String) {
@@ -95,11 +109,12 @@ pub(crate) fn negotiate(behavior: &Behavior, policy: &CachePolicy, parts: &mut P
     }
     let headers = &mut parts.headers;
     // CloudFront removes Accept-Encoding from HTTP/1.0 requests.
-    let accepted =
-        if parts.version == Version::HTTP_10 { Codings::NONE } else { compress::accepted(headers).and(allowed) };
+    let viewer = if parts.version == Version::HTTP_10 { Codings::NONE } else { compress::accepted(headers) };
+    let viewer_sent = headers.contains_key(header::ACCEPT_ENCODING);
+    let accepted = viewer.and(allowed);
     if behavior.compress {
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        return Negotiated { edge: true, coding: accepted.preferred(), key_value: None };
+        return Negotiated { edge: true, coding: accepted.preferred(), key_value: None, viewer, viewer_sent };
     }
     let key_value = accepted.normalised();
     match key_value {
@@ -111,7 +126,37 @@ pub(crate) fn negotiate(behavior: &Behavior, policy: &CachePolicy, parts: &mut P
         }
         None => {}
     }
-    Negotiated { edge: false, coding: None, key_value }
+    Negotiated { edge: false, coding: None, key_value, viewer, viewer_sent }
+}
+
+/// Negotiation for another request made on the viewer's behalf (a custom
+/// error page) under its own `behavior` and `policy`: `viewer` is what the
+/// viewer's request negotiated, and `parts` (headers taken from the
+/// viewer's request after that negotiation) gets an `Accept-Encoding`
+/// accepting what the viewer's did, then [`negotiate`] runs as for a
+/// viewer's request.
+pub(crate) fn renegotiate(
+    behavior: &Behavior,
+    policy: &CachePolicy,
+    parts: &mut Parts,
+    viewer: &Negotiated,
+) -> Negotiated {
+    if !viewer.is_off() {
+        // The viewer's header was rewritten for the viewer's own policy:
+        // put back an equivalent of what it accepted.
+        match (viewer.viewer.normalised(), viewer.viewer_sent) {
+            (Some(v), _) => {
+                parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            }
+            (None, true) => {
+                parts.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            }
+            (None, false) => {
+                parts.headers.remove(header::ACCEPT_ENCODING);
+            }
+        }
+    }
+    negotiate(behavior, policy, parts)
 }
 
 impl Ctx {
@@ -335,6 +380,7 @@ mod tests {
             let mut p = parts(Version::HTTP_11, viewer);
             let n = negotiate(&behavior(false), &policy(gzip, br), &mut p);
             assert_eq!((n.edge, n.coding, n.key_value), (false, None, key), "{viewer:?}");
+            assert_eq!(n.viewer_sent, viewer.is_some());
             assert_eq!(ae(&p), origin, "{viewer:?}");
         }
     }
@@ -352,7 +398,7 @@ mod tests {
         for (version, viewer, (gzip, br), coding) in cases {
             let mut p = parts(version, viewer);
             let n = negotiate(&behavior(true), &policy(gzip, br), &mut p);
-            assert_eq!(n, Negotiated { edge: true, coding, key_value: None }, "{version:?} {viewer:?}");
+            assert_eq!((n.edge, n.coding, n.key_value), (true, coding, None), "{version:?} {viewer:?}");
             assert_eq!(ae(&p), Some("identity"));
         }
     }
@@ -360,7 +406,7 @@ mod tests {
     #[test]
     fn keys_of_variants_never_meet_fetched_keys() {
         let mut a = String::from("d1:dt2:/a");
-        Negotiated { edge: false, coding: None, key_value: Some("gzip") }.extend_key(&mut a);
+        Negotiated { key_value: Some("gzip"), ..Negotiated::OFF }.extend_key(&mut a);
         assert_eq!(a, "d1:dt2:/ae4:gzip");
         assert_eq!(key::compressed_key("d1:dt2:/a", "br"), "d1:dt2:/az2:br");
         assert_ne!(key::compressed_key("d1:dt2:/a", "gzip"), a);

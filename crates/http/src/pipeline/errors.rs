@@ -31,6 +31,7 @@ use shardgate_model::edge::CustomErrorResponse;
 
 use super::Ctx;
 use super::behavior;
+use super::compress;
 use crate::body::EdgeBody;
 
 /// The custom error responses of the distribution serving `ctx`.
@@ -88,10 +89,19 @@ impl Ctx {
         for name in &NOT_FOR_THE_PAGE {
             headers.remove(name);
         }
-        let (mut parts, ()) = Request::get(path).body(()).ok()?.into_parts();
+        // The page is fetched with GET whatever the viewer's method (a HEAD
+        // stays a HEAD, answered without a body): a POST that failed must
+        // not be sent again, nor its method given to the page's origin.
+        let method = if self.head_only { http::Method::HEAD } else { http::Method::GET };
+        let (mut parts, ()) = Request::builder().method(method).uri(path).body(()).ok()?.into_parts();
         parts.headers = headers;
+        parts.version = self.version;
         let chosen = behavior::behavior(&self.dist, parts.uri.path());
-        let keyed = behavior::key(self.dist.id.as_str(), chosen.behavior, chosen.policy, &parts).ok()?;
+        // The page's own behavior and cache policy decide its compression
+        // and the Accept-Encoding in its key, as for a viewer's request.
+        let encoding = compress::renegotiate(chosen.behavior, chosen.policy, &mut parts, &self.encoding);
+        let mut keyed = behavior::key(self.dist.id.as_str(), chosen.behavior, chosen.policy, &parts).ok()?;
+        encoding.extend_key(&mut keyed.key);
         let origin_name = chosen.behavior.origin.clone();
         let host = match self.dist.origins.get(&origin_name).and_then(|o| o.config.host.as_deref()) {
             Some(h) => h.to_owned(),
@@ -107,7 +117,9 @@ impl Ctx {
             origin_target: keyed.origin_target,
             cookies: keyed.cookies,
             host,
+            method: parts.method,
             req_headers: std::sync::Arc::new(parts.headers),
+            encoding,
             for_error_page: true,
             ..self.clone()
         })
