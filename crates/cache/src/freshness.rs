@@ -521,7 +521,7 @@ pub fn explicitly_cacheable_status(status: u16) -> bool {
 /// Whether `Vary` makes the response unusable for any other request: a `*`
 /// member, or a member that is not a field name (RFC 9111 §4.1: such a
 /// response "always fails to match").
-fn varies_on_everything(headers: &HeaderMap) -> bool {
+pub(crate) fn varies_on_everything(headers: &HeaderMap) -> bool {
     headers
         .get_all(VARY)
         .iter()
