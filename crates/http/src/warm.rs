@@ -107,6 +107,13 @@ impl WarmRequest {
     }
 }
 
+/// Whether `conn` is a cache warm's (see [`WARM_ADDR`]): for phases that
+/// see the request's connection but not its extensions. Port 0 is never a
+/// TCP peer's port, so no viewer's connection matches.
+pub(crate) fn is_warm(conn: &ConnInfo) -> bool {
+    conn.client == WARM_ADDR && conn.local == WARM_ADDR && conn.tls.is_none()
+}
+
 /// Fetches paths through this gateway's edge service, in process.
 #[derive(Debug)]
 pub struct EdgeWarmer {

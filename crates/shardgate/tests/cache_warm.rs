@@ -188,6 +188,45 @@ async fn failures_are_reported_with_their_reasons_and_a_non_zero_exit() {
     assert!(text(&out).contains("404 distribution nope not found"), "{}", text(&out));
 }
 
+/// A custom error page does not stand in for a warmed path's error: with
+/// a page for 404 served as 200, the warm still reports the 404, and
+/// viewers still get the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_error_page_does_not_count_as_a_warmed_path() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![
+        ("/ok.pak", OriginFile::new("ok").cache_control("max-age=3600")),
+        ("/errors/404.html", OriginFile::new("not here").cache_control("max-age=3600")),
+    ])
+    .await;
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/distributions/assets",
+            &json!({
+                "hosts": [HOST],
+                "origins": {"o": {"upstream": {"nodes": {origin.addr.to_string(): 1}}}},
+                "custom_error_responses": [
+                    {"error_code": 404, "response_page_path": "/errors/404.html", "response_code": 200}
+                ]
+            }),
+        )
+        .await;
+    let edge = gw.edge_plain[0];
+    eventually(5, "distribution live", || async {
+        get(edge, HOST, "/__probe", &[]).await.1.contains_key("x-cache").then_some(())
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write_paths(dir.path(), "paths.txt", "/ok.pak\n/missing.pak\n");
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &file], None).await;
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(said.contains("  fetched        1\n  already fresh  0\n  failed         1\n"), "{said}");
+    assert!(said.contains("  /missing.pak  404 Not Found from the origin\n"), "{said}");
+    let (status, _, body) = get(edge, HOST, "/missing.pak", &[]).await;
+    assert_eq!((status, &body[..]), (200, &b"not here"[..]), "viewers still get the page");
+}
+
 fn error_msg(r: &shardgate_e2e::Response) -> String {
     r.json().get("error_msg").and_then(Value::as_str).unwrap_or_default().to_owned()
 }

@@ -53,10 +53,14 @@ impl Ctx {
         custom_error_responses(self).iter().map(|r| (r.error_code, r.error_caching_min_ttl)).collect()
     }
 
-    /// Whether `status` has a custom error page here (the fast check `run` makes).
+    /// Whether `status` has a custom error page here (the fast check `run`
+    /// makes). A cache warm gets the error itself: it reports what the
+    /// cache holds for the path, and the page would count a failed path
+    /// as fetched (or hide its status).
     pub(crate) fn has_error_page(&self, status: StatusCode) -> bool {
         !self.for_error_page
             && status.as_u16() >= 400
+            && !crate::warm::is_warm(&self.conn)
             && custom_error_responses(self)
                 .iter()
                 .any(|r| r.error_code == status.as_u16() && r.response_page_path.is_some())
