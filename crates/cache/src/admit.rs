@@ -186,12 +186,15 @@ pub struct Placement {
 
 /// The stored headers updated from a 304 (RFC 9111 §4.3.4): every field of
 /// the 304 replaces the stored field of the same name, except hop-by-hop
-/// fields and `Content-Length` (a 304 has no body; its length, if any, is
+/// fields (the fixed ones and those the 304's `Connection` names, RFC 9110
+/// §7.6.1) and `Content-Length` (a 304 has no body; its length, if any, is
 /// not the stored body's).
 pub fn merge_not_modified(stored: &HeaderMap, update: &HeaderMap) -> HeaderMap {
+    let mut update = update.clone();
+    strip_hop_by_hop(&mut update);
     let mut headers = stored.clone();
     for name in update.keys() {
-        if !is_hop_by_hop(name) && name != header::CONTENT_LENGTH {
+        if name != header::CONTENT_LENGTH {
             headers.remove(name);
             for value in update.get_all(name) {
                 headers.append(name.clone(), value.clone());

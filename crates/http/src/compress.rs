@@ -305,11 +305,20 @@ pub fn add_vary(headers: &mut HeaderMap) {
     }
 }
 
+/// Fields that describe the identity body's bytes, wrong for a compressed
+/// variant: `Content-MD5` (RFC 1864), `Digest` (RFC 3230) and
+/// `Content-Digest` (RFC 9530, a digest of the content as sent).
+const IDENTITY_DIGESTS: [&str; 3] = ["content-md5", "digest", "content-digest"];
+
 /// The headers of the `coding` variant of `len` bytes, from the identity
-/// object's: `Content-Encoding`, `Content-Length`, `Vary` and the `ETag`
-/// conversion ([`weaken_etag`]).
+/// object's: `Content-Encoding`, `Content-Length`, `Vary`, the `ETag`
+/// conversion ([`weaken_etag`]), and no digest of the identity bytes
+/// ([`IDENTITY_DIGESTS`]).
 pub fn encoded_headers(identity: &HeaderMap, coding: Coding, len: u64) -> HeaderMap {
     let mut headers = identity.clone();
+    for name in IDENTITY_DIGESTS {
+        headers.remove(name);
+    }
     headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     weaken_etag(&mut headers);
@@ -514,7 +523,17 @@ mod tests {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(5_000));
         h.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        for (name, value) in [
+            ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="),
+            ("digest", "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="),
+            ("content-digest", "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"),
+        ] {
+            h.insert(header::HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
         let e = encoded_headers(&h, Coding::Br, 1_234);
+        for name in IDENTITY_DIGESTS {
+            assert!(!e.contains_key(name), "{name}: a digest of the identity bytes");
+        }
         assert_eq!(e.get(header::CONTENT_ENCODING).expect("ce"), "br");
         assert_eq!(e.get(header::CONTENT_LENGTH).expect("cl"), "1234");
         assert_eq!(e.get(header::ETAG).expect("etag"), "W/\"v1\"");

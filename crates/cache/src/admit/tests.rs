@@ -81,10 +81,12 @@ fn a_304_merge_replaces_its_fields_and_keeps_the_rest() {
         ("etag", "\"2\""),
         ("x-two", "c"),
         ("content-length", "0"),
-        ("connection", "close"),
+        ("connection", "close, x-hop"),
+        ("x-hop", "for this connection only"),
         ("transfer-encoding", "chunked"),
     ]);
     let merged = merge_not_modified(&stored, &update);
+    assert!(!merged.contains_key("x-hop"), "a field the 304's Connection names is hop-by-hop");
     assert_eq!(text(&merged, "etag"), ["\"2\""]);
     assert_eq!(text(&merged, "x-two"), ["c"], "every stored line of a field the 304 sends is replaced");
     assert_eq!(text(&merged, "content-type"), ["text/plain"], "fields the 304 omits are kept");
