@@ -153,6 +153,7 @@ async fn one_origin_fetch_serves_brotli_gzip_and_identity() {
     let (status, h, _) =
         get(edge, HOST, "/manifest.json", &[("accept-encoding", "br"), ("if-none-match", "W/\"v1\"")]).await;
     assert_eq!((status, header(&h, "etag")), (304, Some("W/\"v1\"")));
+    assert_eq!(header(&h, "content-encoding"), None, "a 304 has no body to be encoded: {h:?}");
     let (status, _, _) =
         get(edge, HOST, "/manifest.json", &[("accept-encoding", "gzip"), ("if-none-match", "\"v1\"")]).await;
     assert_eq!(status, 304);

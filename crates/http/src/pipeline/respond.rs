@@ -154,6 +154,7 @@ impl Ctx {
                 // RFC 9110 §15.4.5: a 304 carries the validators and caching headers, no body.
                 headers.remove(header::CONTENT_LENGTH);
                 headers.remove(header::CONTENT_TYPE);
+                headers.remove(header::CONTENT_ENCODING);
                 self.count(phase, Some(0));
                 return empty(StatusCode::NOT_MODIFIED, headers, phase);
             }
