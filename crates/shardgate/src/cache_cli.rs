@@ -17,7 +17,7 @@
 //! ([`AdminClient`]: `--admin-url`, `SHARDGATE_ADMIN_KEY`, one kept-alive
 //! connection; each request bounded by `--timeout`).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -39,8 +39,13 @@ const MAX_POLL_FAILURES: usize = 20;
 const FAILURES_SHOWN: usize = 20;
 /// Width of the progress bar, in characters.
 const BAR_WIDTH: usize = 30;
-/// Longest line of the paths file read.
-const MAX_LINE_BYTES: usize = 8 * 1024;
+/// Longest path the server takes (in characters): an invalidation path's
+/// limit, which the Admin API's warm endpoint applies to each path.
+const MAX_PATH_CHARS: usize = 4000;
+/// Longest line of the paths file read (bytes, so a line is never read
+/// whole into memory before it is refused): room for a path of
+/// [`MAX_PATH_CHARS`] multi-byte characters, blanks around it and `\r\n`.
+const MAX_LINE_BYTES: usize = 4 * MAX_PATH_CHARS + 256;
 
 /// `--variant`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,16 +80,29 @@ pub struct WarmArgs<'a> {
 
 /// The paths of `reader`, each with its line number: lines trimmed, blank
 /// lines and `#` comments skipped.
-fn read_paths(reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(String, usize)>> {
+fn read_paths(mut reader: impl BufRead, name: &str) -> anyhow::Result<Vec<(String, usize)>> {
     let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {name} (line {})", i + 1))?;
-        if line.len() > MAX_LINE_BYTES {
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        let limit = (MAX_LINE_BYTES + 1) as u64;
+        let n = (&mut reader)
+            .take(limit)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {name} (line {})", i + 1))?;
+        if n == 0 {
+            break;
+        }
+        if buf.len() > MAX_LINE_BYTES {
             bail!("{name} line {}: longer than {MAX_LINE_BYTES} bytes", i + 1);
         }
+        let line = std::str::from_utf8(&buf).with_context(|| format!("reading {name} (line {}): not UTF-8", i + 1))?;
         let path = line.trim();
         if path.is_empty() || path.starts_with('#') {
             continue;
+        }
+        if path.chars().count() > MAX_PATH_CHARS {
+            bail!("{name} line {}: a path is at most {MAX_PATH_CHARS} characters", i + 1);
         }
         if out.len() == MAX_WARM_PATHS {
             bail!("{name} lists more than {MAX_WARM_PATHS} paths, the most one job takes: split it into several files");
@@ -296,6 +314,19 @@ mod tests {
         let many = "/x\n".repeat(MAX_WARM_PATHS + 1);
         let e = read_paths(many.as_bytes(), "big.txt").expect_err("too many");
         assert!(e.to_string().contains("more than 100000 paths"), "{e}");
+    }
+
+    #[test]
+    fn paths_are_capped_at_the_servers_length() {
+        let longest = format!("/{}", "é".repeat(MAX_PATH_CHARS - 1));
+        let text = format!("/a\r\n{longest}\r\n");
+        let paths = read_paths(text.as_bytes(), "f").expect("the longest path the server takes");
+        assert_eq!(paths, [("/a".to_owned(), 1), (longest.clone(), 2)]);
+        let e = read_paths(format!("/a\n{longest}x\n").as_bytes(), "f").expect_err("one character more");
+        assert!(e.to_string().contains("f line 2: a path is at most 4000 characters"), "{e}");
+        let huge = format!("/a\n/{}\n", "b".repeat(10 * MAX_LINE_BYTES));
+        let e = read_paths(huge.as_bytes(), "f").expect_err("a huge line");
+        assert!(e.to_string().contains("f line 2: longer than"), "{e}");
     }
 
     #[test]
