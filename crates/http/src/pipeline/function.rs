@@ -479,13 +479,13 @@ fn generated(out: functions::Response) -> Result<Response<EdgeBody>, RunError> {
     add_response_fields(&mut headers, &out, true)?;
     headers.insert(X_CACHE, HeaderValue::from_static(X_CACHE_GENERATED));
     headers.insert(header::VIA, HeaderValue::from_static("1.1 shardgate"));
+    // An empty body is `Empty` (it ends as soon as the head is written).
     let body = match out.body {
-        Some(body) if !bodiless(status) => EdgeBody::full(match body {
+        Some(body) if !bodiless(status) && !body.as_bytes().is_empty() => EdgeBody::full(match body {
             functions::Body::Text(s) => Bytes::from(s),
             functions::Body::Binary(b) => Bytes::from(b),
         }),
-        _ if bodiless(status) => EdgeBody::Empty,
-        _ => EdgeBody::full(Bytes::new()),
+        _ => EdgeBody::Empty,
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
