@@ -71,6 +71,10 @@ use crate::service::{ConnInfo, EdgeService};
 /// sends `FunctionGeneratedResponse from cloudfront`).
 const X_CACHE_GENERATED: &str = "FunctionGeneratedResponse from shardgate";
 
+/// Bytes of a failed call's error (an exception's message) written to the
+/// log: a function may throw a long string.
+const MAX_LOGGED_ERROR: usize = 1024;
+
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -222,12 +226,21 @@ impl Call<'_> {
             kind: e.kind.label(),
         };
         self.svc.metrics.function_errors.get_or_create(&labels).inc();
+        let mut error = e.to_string();
+        if error.len() > MAX_LOGGED_ERROR {
+            let mut cut = MAX_LOGGED_ERROR;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+            error.push_str("...");
+        }
         tracing::warn!(
             distribution = %self.dist.id,
             function = %self.function.id,
             event_type = self.event_type.as_str(),
             kind = e.kind.label(),
-            error = %e,
+            error = %error,
             "function failed; the viewer gets a 503"
         );
         let detail = match e.kind {
