@@ -7,6 +7,9 @@
 #
 # Usage: bench/edge.sh [seconds-per-run]     (default 10)
 #   PROXIES="shardgate nginx varnish" (default; also shardgate-acl,
+#     shardgate-fn: seed 003's CloudFront Function on the viewer-request
+#     event of the benchmarked behavior (the load sends no x-vendor-type,
+#     so it runs and returns the request unchanged),
 #     shardgate-log: the edge access log on, one line per request to a file,
 #     against nginx-log: nginx's access_log to a file; shardgate-nolog:
 #     edge.access_log.enabled: false; and
@@ -79,9 +82,19 @@ print(json.dumps(acl))
 PY
 }
 
+# Seed 003's viewer-request function (its line breaks restored after each
+# `//` comment), as a `functions` resource body; the same text as the tests'.
+seed_function() {
+    python3 - <<'PY'
+import json
+SEED = "function handler(event) {\n// 获取请求头\nvar request = event.request;var headers = event.request.headers;var originUrl = event.request.uri;\n// 检查 x-vendor-type 请求头是否存在\nif (headers['x-vendor-type']) {var targetObject = headers['x-vendor-type'].value\n//修改回源 URL Path\n event.request.uri = '/' + targetObject + originUrl;}return request;\n}\n"
+print(json.dumps({"runtime": "cloudfront-js-1.0", "code": SEED}))
+PY
+}
+
 start_proxy() {
     case $1 in
-    shardgate|shardgate-acl|shardgate-log|shardgate-nolog|shardgate-base)
+    shardgate|shardgate-acl|shardgate-fn|shardgate-log|shardgate-nolog|shardgate-base)
         bin=$SG
         if [ "$1" = shardgate-base ]; then
             bin=${SG_BASE:?shardgate-base needs SG_BASE=<path to a shardgate binary>}
@@ -104,6 +117,11 @@ YAML
         if [ "$1" = shardgate-acl ]; then
             make_acl | curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/web_acls/bench" -H 'X-API-KEY: bench-admin-key-0123456789' -d @- > /dev/null
             acl_field=", \"web_acl_id\": \"bench\""
+        fi
+        if [ "$1" = shardgate-fn ]; then
+            seed_function | curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/functions/vendor" -H 'X-API-KEY: bench-admin-key-0123456789' -d @- > /dev/null
+            curl -sf -X POST "http://127.0.0.1:$ADMIN/apisix/admin/functions/vendor/publish" -H 'X-API-KEY: bench-admin-key-0123456789' -d '{}' > /dev/null
+            acl_field=", \"default_behavior\": {\"function_associations\": [{\"event_type\": \"viewer-request\", \"function\": \"vendor\"}]}"
         fi
         curl -sf -X PUT "http://127.0.0.1:$ADMIN/apisix/admin/distributions/assets" -H 'X-API-KEY: bench-admin-key-0123456789' \
             -d "{\"hosts\": [\"$HOST\"], \"origins\": {\"o\": {\"upstream\": {\"nodes\": {\"127.0.0.1:$ORIGIN\": 1}}}}$acl_field}" > /dev/null
@@ -186,6 +204,10 @@ for proxy in ${PROXIES:-shardgate nginx varnish}; do
         us=$(echo "scale=2; $cpu_s * 1000000 / $ops" | bc)
         RATES[$proxy,$f]+="$(printf '%.0f' "$rate") "; CPUS[$proxy,$f]+="$us "
         echo "round $round http $proxy $f: $res cpu_s=$cpu_s -> $us us/req" | tee -a "$OUT/raw.txt" >&2
+        if [ "$proxy" = shardgate-fn ]; then
+            # The function really ran on every request.
+            curl -sf "http://127.0.0.1:$METRICS/metrics" | grep '^shardgate_edge_function_invocations_total' | tee -a "$OUT/raw.txt" >&2
+        fi
     done
     stop_proxy
 done

@@ -198,6 +198,14 @@ impl AccessLog {
         })
     }
 
+    /// The request's id as CloudFront Functions' `event.context.requestId`
+    /// sees it: the one its access log line carries (`x-edge-request-id`),
+    /// or, with the log off, one drawn now and kept in `facts` so the
+    /// viewer-request and viewer-response events of a request share it.
+    pub(crate) fn request_id(&self, facts: &mut Facts) -> String {
+        facts.request_id.get_or_insert_with(|| self.ids.next()).to_string()
+    }
+
     /// Logs the W3C header lines (`tsv` only), once when the edge starts.
     pub fn announce(&self) {
         if self.enabled && self.format == AccessLogFormat::Tsv {
@@ -220,13 +228,14 @@ impl AccessLog {
         if !self.enabled {
             return None;
         }
+        let id = self.ids.next();
         Some(Entry {
             started: Instant::now(),
             location: Arc::clone(&self.location),
             format: self.format,
-            id: self.ids.next(),
+            id,
             req: RequestFields::of(req, conn),
-            facts: Facts::default(),
+            facts: Facts { request_id: Some(id), ..Facts::default() },
             resp: None,
             sent: 0,
             end: BodyEnd::Open,
@@ -248,13 +257,17 @@ pub struct Facts {
     /// The web ACL's action (`allow`, `block`) and the rule that decided
     /// (`default` for the default action).
     pub waf: Option<(&'static str, Arc<str>)>,
+    /// The request's id (`x-edge-request-id`): the log entry's, or one
+    /// drawn when a function first asks for it (see [`AccessLog::request_id`]).
+    request_id: Option<RequestId>,
 }
 
 /// How an error response is classified, carried in its extensions by the
 /// code that built it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorDetail {
-    /// `x-edge-response-result-type`: `Error` or `CapacityExceeded`.
+    /// `x-edge-response-result-type`: `Error`, `CapacityExceeded` or
+    /// `FunctionGeneratedResponse`.
     pub result: &'static str,
     /// `x-edge-detailed-result-type`.
     pub detail: &'static str,
@@ -275,6 +288,11 @@ impl ErrorDetail {
             _ => "InvalidRequest",
         })
     }
+
+    /// A response a viewer-request function generated (not an error:
+    /// CloudFront's result type `FunctionGeneratedResponse`).
+    pub const FUNCTION_GENERATED: ErrorDetail =
+        ErrorDetail { result: "FunctionGeneratedResponse", detail: "FunctionGeneratedResponse" };
 
     /// A web ACL's Block: access to the resource is blocked.
     pub const BLOCKED: ErrorDetail = ErrorDetail::error("InvalidRequestBlocked");

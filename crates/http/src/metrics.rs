@@ -106,6 +106,30 @@ pub struct WafLabels {
     pub action: &'static str,
 }
 
+/// `{distribution, function, event_type}` for CloudFront Functions calls.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    /// The distribution id that served (staging's id for staging).
+    pub distribution: Label,
+    /// The `functions` resource id.
+    pub function: Label,
+    /// `viewer-request` or `viewer-response`.
+    pub event_type: &'static str,
+}
+
+/// `{distribution, function, event_type, kind}` for failed function calls.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionErrorLabels {
+    /// The distribution id that served (staging's id for staging).
+    pub distribution: Label,
+    /// The `functions` resource id.
+    pub function: Label,
+    /// `viewer-request` or `viewer-response`.
+    pub event_type: &'static str,
+    /// `timeout`, `memory`, `exception` or `invalid_return`.
+    pub kind: &'static str,
+}
+
 /// The edge metric families.
 #[derive(Debug, Clone)]
 pub struct EdgeMetrics {
@@ -133,6 +157,10 @@ pub struct EdgeMetrics {
     pub cache_disk_bytes: Gauge,
     /// `shardgate_waf_requests_total{web_acl, rule, action}`.
     pub waf: Family<WafLabels, Counter>,
+    /// `shardgate_edge_function_invocations_total`: CloudFront Functions calls.
+    pub function_invocations: Family<FunctionLabels, Counter>,
+    /// `shardgate_edge_function_errors_total`: calls that failed (the viewer got a 503).
+    pub function_errors: Family<FunctionErrorLabels, Counter>,
 }
 
 impl EdgeMetrics {
@@ -150,6 +178,8 @@ impl EdgeMetrics {
             cache_objects: Gauge::default(),
             cache_disk_bytes: Gauge::default(),
             waf: Family::default(),
+            function_invocations: Family::default(),
+            function_errors: Family::default(),
         };
         metrics.register(|r| {
             r.register(
@@ -190,6 +220,16 @@ impl EdgeMetrics {
                 "edge_cache_disk_bytes",
                 "Bytes of bodies held by the disk cache tier",
                 m.cache_disk_bytes.clone(),
+            );
+            r.register(
+                "edge_function_invocations",
+                "CloudFront Functions calls by distribution, function and event type",
+                m.function_invocations.clone(),
+            );
+            r.register(
+                "edge_function_errors",
+                "CloudFront Functions calls that failed (timeout, memory, exception, invalid_return); the viewer got a 503",
+                m.function_errors.clone(),
             );
         });
         m

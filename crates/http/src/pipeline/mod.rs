@@ -191,7 +191,7 @@ pub(crate) async fn run(
         Err(refused) => return respond::refuse(&svc, refused),
     };
     if let Some(generated) =
-        function::viewer_request_function(&snapshot, &dist, chosen.behavior, chosen.index, &mut parts, conn)
+        function::viewer_request_function(&svc, &dist, &host, chosen.index, &mut parts, conn, facts)
     {
         return generated;
     }
@@ -241,7 +241,7 @@ pub(crate) async fn run(
     if ctx.has_error_page(resp.status()) {
         resp = ctx.error_page(resp).await;
     }
-    function::viewer_response_function(&ctx, &mut resp);
+    function::viewer_response_function(&ctx, facts, &mut resp);
     resp
 }
 
