@@ -351,3 +351,92 @@ async fn methods_with_bodies_stream_to_the_origin_and_are_never_cached() {
     );
     assert_eq!(origin.hits("/static/a"), 0);
 }
+
+/// One HTTP/1.1 request through the edge whose body is `chunks` sent one
+/// by one, `delay` apart (chunked: no `Content-Length`): `(status, body)`.
+async fn send_slowly(
+    edge: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    chunks: Vec<&'static [u8]>,
+    delay: Duration,
+) -> (u16, bytes::Bytes) {
+    use http_body_util::{BodyExt, Channel};
+    let sock = tokio::net::TcpStream::connect(edge).await.expect("connect edge");
+    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Channel<bytes::Bytes, std::convert::Infallible>>(
+        hyper_util::rt::TokioIo::new(sock),
+    )
+    .await
+    .expect("handshake");
+    tokio::spawn(conn);
+    let (mut body_tx, body) = Channel::new(1);
+    tokio::spawn(async move {
+        for c in chunks {
+            tokio::time::sleep(delay).await;
+            if body_tx.send_data(bytes::Bytes::from_static(c)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let req = hyper::Request::builder().method(method).uri(path).header("host", HOST).body(body).expect("request");
+    let resp = tx.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.expect("body").to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_longer_than_the_read_timeout_succeeds() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/api/save", OriginFile::new("saved"))]).await;
+    // The origin's response timeout is 1 s; the viewer takes about 2.5 s to send its body.
+    let mut o = inline(&origin);
+    o["read_timeout"] = json!(1);
+    distribution(&gw, "d", HOST, o, json!({"behaviors": [{"path_pattern": "/api/*", "allowed_methods": ALL_METHODS}]}))
+        .await;
+    let edge = gw.edge_plain[0];
+    let chunks: Vec<&'static [u8]> = vec![b"part-1;", b"part-2;", b"part-3;", b"part-4;", b"part-5"];
+    let (status, body) = send_slowly(edge, "POST", "/api/save", chunks, Duration::from_millis(500)).await;
+    assert_eq!((status, &body[..]), (200, &b"saved"[..]), "{}", String::from_utf8_lossy(&body));
+    let (method, got) = origin.last_body("/api/save").expect("the origin saw the POST");
+    assert_eq!((method.as_str(), &got[..]), ("POST", &b"part-1;part-2;part-3;part-4;part-5"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bodyless_delete_is_sent_without_framing_and_an_oversized_upload_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/api/item", OriginFile::new("gone"))]).await;
+    distribution(
+        &gw,
+        "d",
+        HOST,
+        inline(&origin),
+        json!({"behaviors": [{"path_pattern": "/api/*", "allowed_methods": ALL_METHODS}]}),
+    )
+    .await;
+    let edge = gw.edge_plain[0];
+
+    // No body from the viewer: none to the origin, not an empty chunked one.
+    let (status, _, _) = send(edge, "DELETE", "/api/item", Vec::new()).await;
+    assert_eq!(status, 200);
+    let headers = origin.last_headers("/api/item");
+    assert_eq!(origin.methods("/api/item"), vec!["DELETE".to_owned()]);
+    assert!(!headers.iter().any(|(k, _)| k == "transfer-encoding"), "{headers:?}");
+
+    // A Content-Length above 32 MiB is refused at once, naming the limit; the origin sees nothing.
+    let mut s = tokio::net::TcpStream::connect(edge).await.expect("connect edge");
+    let head = format!("PUT /api/item HTTP/1.1\r\nhost: {HOST}\r\ncontent-length: {}\r\n\r\n", 33u64 << 20);
+    s.write_all(head.as_bytes()).await.expect("write head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("bytes") {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("answer in time") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("larger than 33554432 bytes"), "{text}");
+    assert_eq!(origin.methods("/api/item"), vec!["DELETE".to_owned()]);
+}

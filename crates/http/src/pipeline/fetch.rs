@@ -63,6 +63,12 @@ impl FetchError {
                 ErrorDetail::error("OriginReadError")
             }
             FetchError::Origin(OriginError::Tls { .. }) => ErrorDetail::error("OriginSslError"),
+            // The viewer's body, not the origin: too large, stalled, or cut off.
+            FetchError::Origin(OriginError::Viewer { status, .. }) => ErrorDetail::error(match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "InvalidRequest",
+                StatusCode::REQUEST_TIMEOUT => "ClientCommError",
+                _ => "ClientHungUpRequest",
+            }),
             FetchError::Origin(OriginError::Request(_)) => ErrorDetail::error("Error"),
             FetchError::Status(_) => ErrorDetail::error("OriginError"),
         }
