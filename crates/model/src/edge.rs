@@ -882,7 +882,7 @@ impl CachePolicy {
             Some(list) => list
                 .iter()
                 .enumerate()
-                .map(|(i, h)| header_name(&format!("headers[{i}]"), h))
+                .map(|(i, h)| key_header_name(&format!("headers[{i}]"), h))
                 .collect::<Result<Vec<_>, _>>()?,
         };
         Ok(CachePolicy {
@@ -896,6 +896,50 @@ impl CachePolicy {
             enable_accept_encoding_brotli: w.enable_accept_encoding_brotli.unwrap_or(false),
         })
     }
+}
+
+/// Request headers that describe one connection or the message's framing
+/// (RFC 9110 §7.6.1, RFC 9112 §6): never in a cache key, never forwarded
+/// from the viewer.
+pub const HOP_BY_HOP_HEADERS: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+];
+
+/// Whether `name` (lower-case) is reserved for the edge: a `CloudFront-*`
+/// or `X-Amz-Cf-*` header, which only the edge makes (a viewer's are never
+/// forwarded).
+pub fn edge_reserved(name: &str) -> bool {
+    name.starts_with("cloudfront-") || name.starts_with("x-amz-cf-")
+}
+
+/// A header name a cache policy keys on: not hop-by-hop or framing, and
+/// not a `CloudFront-*` / `X-Amz-Cf-*` name the edge does not make (Host
+/// is allowed, as in CloudFront).
+fn key_header_name(field: &str, raw: &str) -> Result<String, Invalid> {
+    let name = header_name(field, raw)?;
+    if HOP_BY_HOP_HEADERS.contains(&name.as_str()) {
+        return Err(Invalid::new(
+            field,
+            format!("{name} describes the connection or the body's framing and cannot be in a cache key"),
+        ));
+    }
+    if edge_reserved(&name) && !CLOUDFRONT_HEADERS.contains(&name.as_str()) {
+        return Err(Invalid::new(
+            field,
+            format!("{name} is not a CloudFront header the edge adds ({})", CLOUDFRONT_HEADERS.join(", ")),
+        ));
+    }
+    Ok(name)
 }
 
 // ---------------------------------------------------------------------------
@@ -1354,6 +1398,15 @@ mod tests {
             "query_strings.behavior"
         );
         assert_eq!(p(serde_json::json!({"headers": ["bad header"]})).unwrap_err().field, "headers[0]");
+        for refused in
+            ["Transfer-Encoding", "connection", "Content-Length", "TE", "CloudFront-Viewer-Country", "x-amz-cf-id"]
+        {
+            let e = p(serde_json::json!({"headers": ["x-ok", refused]})).unwrap_err();
+            assert_eq!(e.field, "headers[1]", "{refused}");
+            assert!(e.reason.contains(&refused.to_ascii_lowercase()), "{refused}: {}", e.reason);
+        }
+        let edge = p(serde_json::json!({"headers": ["Host", "CloudFront-Viewer-Address"]})).expect("valid");
+        assert_eq!(edge.headers, vec!["host".to_owned(), "cloudfront-viewer-address".to_owned()]);
     }
 
     #[test]

@@ -201,10 +201,13 @@ async fn all_viewer_forwards_the_viewers_headers_but_never_hop_by_hop_ones() {
         &[
             ("user-agent", "GameClient/2.1"),
             ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.7"),
             ("x-custom", "yes"),
             ("connection", "x-secret-hop"),
             ("x-secret-hop", "must-not-pass"),
             ("cloudfront-viewer-address", "6.6.6.6:1"),
+            ("cloudfront-viewer-country", "XX"),
+            ("x-amz-cf-id", "forged"),
             ("if-none-match", "\"viewer-etag\""),
         ],
     )
@@ -214,11 +217,17 @@ async fn all_viewer_forwards_the_viewers_headers_but_never_hop_by_hop_ones() {
     assert_eq!(origin.hits(target), 1, "every query string forwarded");
     assert_eq!(sent(&origin, target, "x-custom").as_deref(), Some("yes"));
     assert_eq!(sent(&origin, target, "user-agent").as_deref(), Some("GameClient/2.1"), "the viewer's, forwarded");
-    assert_eq!(sent(&origin, target, "x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"), "appended");
+    assert_eq!(
+        sent(&origin, target, "x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 198.51.100.7, 127.0.0.1"),
+        "every viewer line, then the viewer"
+    );
     // AllViewer forwards the viewer's Host, over the origin's `host` (CloudFront's AllViewer).
     assert_eq!(sent(&origin, target, "host").as_deref(), Some(HOST));
     assert_eq!(sent(&origin, target, "x-secret-hop"), None, "named by Connection: hop-by-hop");
-    assert_eq!(sent(&origin, target, "cloudfront-viewer-address"), None, "a viewer cannot forge edge headers");
+    for forged in ["cloudfront-viewer-address", "cloudfront-viewer-country", "x-amz-cf-id"] {
+        assert_eq!(sent(&origin, target, forged), None, "a viewer cannot forge edge headers: {forged}");
+    }
     assert_eq!(sent(&origin, target, "if-none-match"), None, "the cache's fetch owns its conditionals");
 }
 
@@ -439,4 +448,29 @@ async fn a_bodyless_delete_is_sent_without_framing_and_an_oversized_upload_is_41
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("larger than 33554432 bytes"), "{text}");
     assert_eq!(origin.methods("/api/item"), vec!["DELETE".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_policy_keys_on_the_edge_made_cloudfront_header_not_the_viewers() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/k", OriginFile::new("k").cache_control("max-age=60"))]).await;
+    let admin = gw.admin();
+    // Framing and hop-by-hop names, and CloudFront names the edge does not make, are refused.
+    for (bad, field) in
+        [("Transfer-Encoding", "transfer-encoding"), ("CloudFront-Viewer-Country", "cloudfront-viewer-country")]
+    {
+        let r = admin.put("/apisix/admin/cache_policies/bad", &json!({"headers": ["x-a", bad]})).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("headers[1]") && r.body.contains(field), "{}", r.body);
+    }
+    admin.put_ok("/apisix/admin/cache_policies/proto", &json!({"headers": ["CloudFront-Forwarded-Proto"]})).await;
+    distribution(&gw, "d", HOST, inline(&origin), json!({"default_behavior": {"cache_policy_id": "proto"}})).await;
+    let edge = gw.edge_plain[0];
+    let first = get(edge, HOST, "/k", &[("cloudfront-forwarded-proto", "https")]).await;
+    assert_eq!(first.1.get("x-cache").map(String::as_str), Some("Miss from shardgate"));
+    assert_eq!(sent(&origin, "/k", "cloudfront-forwarded-proto").as_deref(), Some("http"), "the edge's value");
+    // Another forged value is the same key: the edge's value is.
+    let second = get(edge, HOST, "/k", &[("cloudfront-forwarded-proto", "gopher")]).await;
+    assert_eq!(second.1.get("x-cache").map(String::as_str), Some("Hit from shardgate"), "{:?}", second.1);
+    assert_eq!(origin.hits("/k"), 1);
 }
