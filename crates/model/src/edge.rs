@@ -184,6 +184,19 @@ fn ca_bundle(field: &str, pem: &str) -> Result<Arc<str>, Invalid> {
     if pem.len() > MAX_CA_BUNDLE {
         return Err(Invalid::new(field, format!("must be at most {MAX_CA_BUNDLE} bytes")));
     }
+    // Only certificates: a pasted private key (or anything else) is refused
+    // by its kind, and nothing of its content is echoed back or stored.
+    for (i, line) in pem.lines().enumerate() {
+        if let Some(label) = line.trim().strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----"))
+            && label != "CERTIFICATE"
+        {
+            let label: String = label.chars().take(40).filter(|c| c.is_ascii_graphic() || *c == ' ').collect();
+            return Err(Invalid::new(
+                field,
+                format!("line {}: a {label} PEM section; a CA bundle holds only CERTIFICATE sections", i + 1),
+            ));
+        }
+    }
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         let cert = cert.map_err(|e| Invalid::new(field, format!("not a PEM certificate bundle: {e}")))?;
@@ -1358,6 +1371,22 @@ mod tests {
             let e = origin(bad.clone()).expect_err(&bad.to_string());
             assert_eq!(e.field, field, "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_ca_bundle_with_a_private_key_is_refused_without_echoing_it() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["origin.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let key_pem = key.serialize_pem();
+        assert!(ca_bundle("f", &cert.pem()).is_ok(), "a certificate alone is a bundle");
+        let e = ca_bundle("origins.a.ca_bundle", &format!("{}{key_pem}", cert.pem())).expect_err("a key is refused");
+        assert_eq!(e.field, "origins.a.ca_bundle");
+        assert!(e.reason.contains("PRIVATE KEY"), "{}", e.reason);
+        let body_line = key_pem.lines().nth(1).expect("a base64 line");
+        assert!(!e.reason.contains(body_line), "no key material in the error: {}", e.reason);
     }
 
     #[test]
