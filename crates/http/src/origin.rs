@@ -75,6 +75,15 @@ pub enum OriginError {
     /// The request could not be built (a bug: targets come from validated paths).
     #[error("cannot build the origin request: {0}")]
     Request(String),
+    /// The viewer's request body failed on its way to the origin: larger
+    /// than allowed, stalled, or cut off by the viewer. Not the origin's fault.
+    #[error("the viewer's request body: {reason}")]
+    Viewer {
+        /// 413 (too large), 408 (stalled) or 400 (cut off).
+        status: http::StatusCode,
+        /// What happened.
+        reason: String,
+    },
     /// No response head within the read timeout.
     #[error("origin {node}: no response within {timeout:?}")]
     Timeout {
@@ -87,11 +96,13 @@ pub enum OriginError {
 
 impl OriginError {
     /// The status the viewer gets: 504 for a timeout, 503 when this host ran
-    /// out of descriptors or ports (the origin is not at fault), else 502 (as
+    /// out of descriptors or ports (the origin is not at fault), the
+    /// viewer's own fault for a failed request body, else 502 (as
     /// CloudFront).
     pub fn status(&self) -> http::StatusCode {
         match self {
             OriginError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
+            OriginError::Viewer { status, .. } => *status,
             OriginError::Connect(shardgate_upstream::ConnectError::Local { .. }) => {
                 http::StatusCode::SERVICE_UNAVAILABLE
             }
@@ -195,13 +206,14 @@ impl OriginClient {
         let mut retried = false;
         let streamed = exchange.upload.is_some();
         let upload = exchange.upload.take();
+        let mut watch = upload.as_ref().map(upload::Upload::watch);
         let mut next = Some(build(&req, &exchange, upload)?);
         let result = loop {
             let request = match next.take() {
                 Some(r) => r,
                 None => build(&req, &exchange, None)?,
             };
-            let sent = tokio::time::timeout(req.read_timeout, conn.sender.try_send_request(request)).await;
+            let sent = response_head(conn.sender.try_send_request(request), req.read_timeout, watch.as_mut()).await;
             match sent {
                 Ok(Ok(resp)) => break Ok(resp),
                 Ok(Err(mut e)) => {
@@ -218,9 +230,12 @@ impl OriginClient {
                         conn = self.connect(&req, &transport, false).await?;
                         continue;
                     }
+                    if let Some(failed) = watch.as_ref().and_then(|w| viewer_failure(*w.borrow(), &error)) {
+                        break Err(failed);
+                    }
                     break Err(OriginError::Http { node: conn.node.clone(), error });
                 }
-                Err(_) => break Err(OriginError::Timeout { node: conn.node.clone(), timeout: req.read_timeout }),
+                Err(timeout) => break Err(OriginError::Timeout { node: conn.node.clone(), timeout }),
             }
         };
         let mut resp = result?;
@@ -295,6 +310,50 @@ impl OriginClient {
         }
         Ok(ready)
     }
+}
+
+/// Awaits the response head of `send`. Without a streamed body, within
+/// `read_timeout`. With one (`upload`), the origin's response timeout
+/// starts once the whole body was handed to the connection, as
+/// CloudFront's starts once the request was forwarded; while the body
+/// streams, the upload bounds the viewer's pauses
+/// ([`upload::REQUEST_BODY_IDLE_TIMEOUT`]), and an origin that takes no
+/// part of it for as long (or `read_timeout`, if longer) times out. The
+/// error is the timeout that ran out.
+async fn response_head<F: std::future::Future>(
+    send: F,
+    read_timeout: Duration,
+    upload: Option<&mut tokio::sync::watch::Receiver<upload::UploadState>>,
+) -> Result<F::Output, Duration> {
+    let mut send = std::pin::pin!(send);
+    if let Some(state) = upload {
+        let idle = read_timeout.max(upload::REQUEST_BODY_IDLE_TIMEOUT);
+        while *state.borrow_and_update() == upload::UploadState::Streaming {
+            tokio::select! {
+                out = &mut send => return Ok(out),
+                changed = tokio::time::timeout(idle, state.changed()) => match changed {
+                    Err(_) => return Err(idle),
+                    // The upload was dropped: the exchange ends at once.
+                    Ok(Err(_)) => break,
+                    Ok(Ok(())) => {}
+                },
+            }
+        }
+    }
+    tokio::time::timeout(read_timeout, send).await.map_err(|_| read_timeout)
+}
+
+/// The viewer's fault behind `error`, when its upload failed.
+fn viewer_failure(state: upload::UploadState, error: &hyper::Error) -> Option<OriginError> {
+    use http::StatusCode;
+    let status = match state {
+        upload::UploadState::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        upload::UploadState::Stalled => StatusCode::REQUEST_TIMEOUT,
+        upload::UploadState::Failed => StatusCode::BAD_REQUEST,
+        upload::UploadState::Streaming | upload::UploadState::Ended => return None,
+    };
+    let reason = std::error::Error::source(error).map_or_else(|| error.to_string(), ToString::to_string);
+    Some(OriginError::Viewer { status, reason })
 }
 
 /// Plain or TLS, as the origin's protocol policy says for this viewer. The

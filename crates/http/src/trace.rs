@@ -171,6 +171,7 @@ pub(crate) fn record_origin(span: &Span, result: &Result<Response<Incoming>, Ori
                 OriginError::Tls { node, .. } => ("tls", Some(node)),
                 OriginError::Request(_) => ("request", None),
                 OriginError::Timeout { node, .. } => ("timeout", Some(node)),
+                OriginError::Viewer { .. } => ("viewer_body", None),
             };
             if let Some(node) = node {
                 span.record("shardgate.upstream.node", node.as_str());

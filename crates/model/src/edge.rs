@@ -184,6 +184,19 @@ fn ca_bundle(field: &str, pem: &str) -> Result<Arc<str>, Invalid> {
     if pem.len() > MAX_CA_BUNDLE {
         return Err(Invalid::new(field, format!("must be at most {MAX_CA_BUNDLE} bytes")));
     }
+    // Only certificates: a pasted private key (or anything else) is refused
+    // by its kind, and nothing of its content is echoed back or stored.
+    for (i, line) in pem.lines().enumerate() {
+        if let Some(label) = line.trim().strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----"))
+            && label != "CERTIFICATE"
+        {
+            let label: String = label.chars().take(40).filter(|c| c.is_ascii_graphic() || *c == ' ').collect();
+            return Err(Invalid::new(
+                field,
+                format!("line {}: a {label} PEM section; a CA bundle holds only CERTIFICATE sections", i + 1),
+            ));
+        }
+    }
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         let cert = cert.map_err(|e| Invalid::new(field, format!("not a PEM certificate bundle: {e}")))?;
@@ -882,7 +895,7 @@ impl CachePolicy {
             Some(list) => list
                 .iter()
                 .enumerate()
-                .map(|(i, h)| header_name(&format!("headers[{i}]"), h))
+                .map(|(i, h)| key_header_name(&format!("headers[{i}]"), h))
                 .collect::<Result<Vec<_>, _>>()?,
         };
         Ok(CachePolicy {
@@ -896,6 +909,50 @@ impl CachePolicy {
             enable_accept_encoding_brotli: w.enable_accept_encoding_brotli.unwrap_or(false),
         })
     }
+}
+
+/// Request headers that describe one connection or the message's framing
+/// (RFC 9110 §7.6.1, RFC 9112 §6): never in a cache key, never forwarded
+/// from the viewer.
+pub const HOP_BY_HOP_HEADERS: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+];
+
+/// Whether `name` (lower-case) is reserved for the edge: a `CloudFront-*`
+/// or `X-Amz-Cf-*` header, which only the edge makes (a viewer's are never
+/// forwarded).
+pub fn edge_reserved(name: &str) -> bool {
+    name.starts_with("cloudfront-") || name.starts_with("x-amz-cf-")
+}
+
+/// A header name a cache policy keys on: not hop-by-hop or framing, and
+/// not a `CloudFront-*` / `X-Amz-Cf-*` name the edge does not make (Host
+/// is allowed, as in CloudFront).
+fn key_header_name(field: &str, raw: &str) -> Result<String, Invalid> {
+    let name = header_name(field, raw)?;
+    if HOP_BY_HOP_HEADERS.contains(&name.as_str()) {
+        return Err(Invalid::new(
+            field,
+            format!("{name} describes the connection or the body's framing and cannot be in a cache key"),
+        ));
+    }
+    if edge_reserved(&name) && !CLOUDFRONT_HEADERS.contains(&name.as_str()) {
+        return Err(Invalid::new(
+            field,
+            format!("{name} is not a CloudFront header the edge adds ({})", CLOUDFRONT_HEADERS.join(", ")),
+        ));
+    }
+    Ok(name)
 }
 
 // ---------------------------------------------------------------------------
@@ -1317,6 +1374,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_bundle_with_a_private_key_is_refused_without_echoing_it() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["origin.example".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let key_pem = key.serialize_pem();
+        assert!(ca_bundle("f", &cert.pem()).is_ok(), "a certificate alone is a bundle");
+        let e = ca_bundle("origins.a.ca_bundle", &format!("{}{key_pem}", cert.pem())).expect_err("a key is refused");
+        assert_eq!(e.field, "origins.a.ca_bundle");
+        assert!(e.reason.contains("PRIVATE KEY"), "{}", e.reason);
+        let body_line = key_pem.lines().nth(1).expect("a base64 line");
+        assert!(!e.reason.contains(body_line), "no key material in the error: {}", e.reason);
+    }
+
+    #[test]
     fn distribution_errors_name_the_field() {
         let base = |o: serde_json::Value| serde_json::json!({"hosts": ["a.com"], "origins": {"a": o}});
         let e = dist(base(serde_json::json!({"upstream": {"nodes": {"127.0.0.1:x": 1}}}))).unwrap_err();
@@ -1354,6 +1427,15 @@ mod tests {
             "query_strings.behavior"
         );
         assert_eq!(p(serde_json::json!({"headers": ["bad header"]})).unwrap_err().field, "headers[0]");
+        for refused in
+            ["Transfer-Encoding", "connection", "Content-Length", "TE", "CloudFront-Viewer-Country", "x-amz-cf-id"]
+        {
+            let e = p(serde_json::json!({"headers": ["x-ok", refused]})).unwrap_err();
+            assert_eq!(e.field, "headers[1]", "{refused}");
+            assert!(e.reason.contains(&refused.to_ascii_lowercase()), "{refused}: {}", e.reason);
+        }
+        let edge = p(serde_json::json!({"headers": ["Host", "CloudFront-Viewer-Address"]})).expect("valid");
+        assert_eq!(edge.headers, vec!["host".to_owned(), "cloudfront-viewer-address".to_owned()]);
     }
 
     #[test]

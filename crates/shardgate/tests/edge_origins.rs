@@ -201,10 +201,13 @@ async fn all_viewer_forwards_the_viewers_headers_but_never_hop_by_hop_ones() {
         &[
             ("user-agent", "GameClient/2.1"),
             ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "198.51.100.7"),
             ("x-custom", "yes"),
             ("connection", "x-secret-hop"),
             ("x-secret-hop", "must-not-pass"),
             ("cloudfront-viewer-address", "6.6.6.6:1"),
+            ("cloudfront-viewer-country", "XX"),
+            ("x-amz-cf-id", "forged"),
             ("if-none-match", "\"viewer-etag\""),
         ],
     )
@@ -214,11 +217,17 @@ async fn all_viewer_forwards_the_viewers_headers_but_never_hop_by_hop_ones() {
     assert_eq!(origin.hits(target), 1, "every query string forwarded");
     assert_eq!(sent(&origin, target, "x-custom").as_deref(), Some("yes"));
     assert_eq!(sent(&origin, target, "user-agent").as_deref(), Some("GameClient/2.1"), "the viewer's, forwarded");
-    assert_eq!(sent(&origin, target, "x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"), "appended");
+    assert_eq!(
+        sent(&origin, target, "x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 198.51.100.7, 127.0.0.1"),
+        "every viewer line, then the viewer"
+    );
     // AllViewer forwards the viewer's Host, over the origin's `host` (CloudFront's AllViewer).
     assert_eq!(sent(&origin, target, "host").as_deref(), Some(HOST));
     assert_eq!(sent(&origin, target, "x-secret-hop"), None, "named by Connection: hop-by-hop");
-    assert_eq!(sent(&origin, target, "cloudfront-viewer-address"), None, "a viewer cannot forge edge headers");
+    for forged in ["cloudfront-viewer-address", "cloudfront-viewer-country", "x-amz-cf-id"] {
+        assert_eq!(sent(&origin, target, forged), None, "a viewer cannot forge edge headers: {forged}");
+    }
     assert_eq!(sent(&origin, target, "if-none-match"), None, "the cache's fetch owns its conditionals");
 }
 
@@ -350,4 +359,118 @@ async fn methods_with_bodies_stream_to_the_origin_and_are_never_cached() {
         "this distribution is not configured to allow the HTTP request method POST"
     );
     assert_eq!(origin.hits("/static/a"), 0);
+}
+
+/// One HTTP/1.1 request through the edge whose body is `chunks` sent one
+/// by one, `delay` apart (chunked: no `Content-Length`): `(status, body)`.
+async fn send_slowly(
+    edge: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    chunks: Vec<&'static [u8]>,
+    delay: Duration,
+) -> (u16, bytes::Bytes) {
+    use http_body_util::{BodyExt, Channel};
+    let sock = tokio::net::TcpStream::connect(edge).await.expect("connect edge");
+    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Channel<bytes::Bytes, std::convert::Infallible>>(
+        hyper_util::rt::TokioIo::new(sock),
+    )
+    .await
+    .expect("handshake");
+    tokio::spawn(conn);
+    let (mut body_tx, body) = Channel::new(1);
+    tokio::spawn(async move {
+        for c in chunks {
+            tokio::time::sleep(delay).await;
+            if body_tx.send_data(bytes::Bytes::from_static(c)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let req = hyper::Request::builder().method(method).uri(path).header("host", HOST).body(body).expect("request");
+    let resp = tx.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.expect("body").to_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_longer_than_the_read_timeout_succeeds() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/api/save", OriginFile::new("saved"))]).await;
+    // The origin's response timeout is 1 s; the viewer takes about 2.5 s to send its body.
+    let mut o = inline(&origin);
+    o["read_timeout"] = json!(1);
+    distribution(&gw, "d", HOST, o, json!({"behaviors": [{"path_pattern": "/api/*", "allowed_methods": ALL_METHODS}]}))
+        .await;
+    let edge = gw.edge_plain[0];
+    let chunks: Vec<&'static [u8]> = vec![b"part-1;", b"part-2;", b"part-3;", b"part-4;", b"part-5"];
+    let (status, body) = send_slowly(edge, "POST", "/api/save", chunks, Duration::from_millis(500)).await;
+    assert_eq!((status, &body[..]), (200, &b"saved"[..]), "{}", String::from_utf8_lossy(&body));
+    let (method, got) = origin.last_body("/api/save").expect("the origin saw the POST");
+    assert_eq!((method.as_str(), &got[..]), ("POST", &b"part-1;part-2;part-3;part-4;part-5"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bodyless_delete_is_sent_without_framing_and_an_oversized_upload_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/api/item", OriginFile::new("gone"))]).await;
+    distribution(
+        &gw,
+        "d",
+        HOST,
+        inline(&origin),
+        json!({"behaviors": [{"path_pattern": "/api/*", "allowed_methods": ALL_METHODS}]}),
+    )
+    .await;
+    let edge = gw.edge_plain[0];
+
+    // No body from the viewer: none to the origin, not an empty chunked one.
+    let (status, _, _) = send(edge, "DELETE", "/api/item", Vec::new()).await;
+    assert_eq!(status, 200);
+    let headers = origin.last_headers("/api/item");
+    assert_eq!(origin.methods("/api/item"), vec!["DELETE".to_owned()]);
+    assert!(!headers.iter().any(|(k, _)| k == "transfer-encoding"), "{headers:?}");
+
+    // A Content-Length above 32 MiB is refused at once, naming the limit; the origin sees nothing.
+    let mut s = tokio::net::TcpStream::connect(edge).await.expect("connect edge");
+    let head = format!("PUT /api/item HTTP/1.1\r\nhost: {HOST}\r\ncontent-length: {}\r\n\r\n", 33u64 << 20);
+    s.write_all(head.as_bytes()).await.expect("write head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("bytes") {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.expect("answer in time") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("larger than 33554432 bytes"), "{text}");
+    assert_eq!(origin.methods("/api/item"), vec!["DELETE".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_policy_keys_on_the_edge_made_cloudfront_header_not_the_viewers() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let origin = TestOrigin::start(vec![("/k", OriginFile::new("k").cache_control("max-age=60"))]).await;
+    let admin = gw.admin();
+    // Framing and hop-by-hop names, and CloudFront names the edge does not make, are refused.
+    for (bad, field) in
+        [("Transfer-Encoding", "transfer-encoding"), ("CloudFront-Viewer-Country", "cloudfront-viewer-country")]
+    {
+        let r = admin.put("/apisix/admin/cache_policies/bad", &json!({"headers": ["x-a", bad]})).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("headers[1]") && r.body.contains(field), "{}", r.body);
+    }
+    admin.put_ok("/apisix/admin/cache_policies/proto", &json!({"headers": ["CloudFront-Forwarded-Proto"]})).await;
+    distribution(&gw, "d", HOST, inline(&origin), json!({"default_behavior": {"cache_policy_id": "proto"}})).await;
+    let edge = gw.edge_plain[0];
+    let first = get(edge, HOST, "/k", &[("cloudfront-forwarded-proto", "https")]).await;
+    assert_eq!(first.1.get("x-cache").map(String::as_str), Some("Miss from shardgate"));
+    assert_eq!(sent(&origin, "/k", "cloudfront-forwarded-proto").as_deref(), Some("http"), "the edge's value");
+    // Another forged value is the same key: the edge's value is.
+    let second = get(edge, HOST, "/k", &[("cloudfront-forwarded-proto", "gopher")]).await;
+    assert_eq!(second.1.get("x-cache").map(String::as_str), Some("Hit from shardgate"), "{:?}", second.1);
+    assert_eq!(origin.hits("/k"), 1);
 }

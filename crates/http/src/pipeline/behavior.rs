@@ -40,6 +40,26 @@ pub(crate) fn behavior_at(dist: &EdgeDistribution, index: usize) -> &Behavior {
     dist.config.behaviors.get(index).unwrap_or(&dist.config.default_behavior)
 }
 
+/// Before the key phase: the viewer's `CloudFront-*` and `X-Amz-Cf-*`
+/// headers are dropped (only the edge makes them: a viewer must not forge
+/// one into a cache key or an origin request), and those of
+/// [`shardgate_model::edge::CLOUDFRONT_HEADERS`] the cache policy keys on
+/// are set to the edge's values, so the key holds what the origin gets.
+pub(crate) fn edge_made(parts: &mut Parts, policy: &CachePolicy, conn: &crate::service::ConnInfo) {
+    let forged: Vec<http::HeaderName> =
+        parts.headers.keys().filter(|n| shardgate_model::edge::edge_reserved(n.as_str())).cloned().collect();
+    for name in forged {
+        parts.headers.remove(name);
+    }
+    for name in &policy.headers {
+        if let Some(value) = super::fetch::edge_header_value(name, conn, parts.version)
+            && let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
+        {
+            parts.headers.insert(n, v);
+        }
+    }
+}
+
 /// What the key phase derives from the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keyed {

@@ -63,6 +63,12 @@ impl FetchError {
                 ErrorDetail::error("OriginReadError")
             }
             FetchError::Origin(OriginError::Tls { .. }) => ErrorDetail::error("OriginSslError"),
+            // The viewer's body, not the origin: too large, stalled, or cut off.
+            FetchError::Origin(OriginError::Viewer { status, .. }) => ErrorDetail::error(match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "InvalidRequest",
+                StatusCode::REQUEST_TIMEOUT => "ClientCommError",
+                _ => "ClientHungUpRequest",
+            }),
             FetchError::Origin(OriginError::Request(_)) => ErrorDetail::error("Error"),
             FetchError::Status(_) => ErrorDetail::error("OriginError"),
         }
@@ -118,16 +124,21 @@ impl Ctx {
             }
         }
         let read_timeout = origin.config.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
-        // A policy that forwards the viewer's Host sends it even to an
-        // origin with a `host` of its own, as CloudFront's AllViewer does.
-        let viewer_host =
-            policy.filter(|p| p.headers.forwards("host")).and_then(|_| self.req_headers.get(header::HOST));
-        let host = match viewer_host {
+        // A policy that forwards the viewer's Host (or a cache policy that
+        // keys on it) sends it even to an origin with a `host` of its own,
+        // as CloudFront's AllViewer does. An HTTP/2 viewer may send no Host
+        // header: its `:authority` names the host then (RFC 9113 §8.3.1).
+        let forwards_host =
+            policy.is_some_and(|p| p.headers.forwards("host")) || self.policy.headers.iter().any(|h| h == "host");
+        let host = match self.req_headers.get(header::HOST).filter(|_| forwards_host) {
             Some(h) => h.clone(),
-            None => match HeaderValue::from_str(&self.host) {
-                Ok(h) => h,
-                Err(_) => return Err(FetchError::Status(StatusCode::BAD_REQUEST)),
-            },
+            None => {
+                let name = if forwards_host { &self.viewer_host } else { &self.host };
+                match HeaderValue::from_str(name) {
+                    Ok(h) => h,
+                    Err(_) => return Err(FetchError::Status(StatusCode::BAD_REQUEST)),
+                }
+            }
         };
         let target = format!("{}{}", origin.config.origin_path, self.origin_request_target(policy.map(Arc::as_ref)));
         let span = crate::trace::origin_fetch(&self.span, &self.origin_name, &self.host, &target, stale.is_some());
@@ -242,11 +253,23 @@ impl Ctx {
     fn forward_headers(&self, policy: Option<&OriginRequestPolicy>, stale: Option<&Object>) -> HeaderMap {
         let req = &self.req_headers;
         let mut forward = HeaderMap::new();
+        let listed = connection_listed(req);
         for name in &self.policy.headers {
-            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
-                for v in req.get_all(&n) {
-                    forward.append(n.clone(), v.clone());
+            let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+            if let Some(value) = self.edge_header(name) {
+                // Made here, as in the key (see behavior::edge_made).
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    forward.insert(n, v);
                 }
+                continue;
+            }
+            if !forwardable(&n, &listed) {
+                // Host goes as `OriginRequest::host`; the rest is hop-by-hop
+                // or the edge's own.
+                continue;
+            }
+            for v in req.get_all(&n) {
+                forward.append(n.clone(), v.clone());
             }
         }
         if let Some(rewrite) = &self.behavior().rewrite
@@ -256,7 +279,6 @@ impl Ctx {
             forward.insert(n, v.clone());
         }
         if let Some(policy) = policy {
-            let listed = connection_listed(req);
             for name in req.keys() {
                 if forward.contains_key(name) || !policy.headers.forwards(name.as_str()) || !forwardable(name, &listed)
                 {
@@ -270,7 +292,6 @@ impl Ctx {
         // A revalidation asks for the variant the stored response is: the
         // request headers it varies on go along (RFC 9111 §4.1, §4.3.1).
         if let Some(s) = stale {
-            let listed = connection_listed(req);
             for name in vary_names(&s.headers) {
                 if !forward.contains_key(&name) && forwardable(&name, &listed) {
                     for v in req.get_all(&name) {
@@ -302,10 +323,13 @@ impl Ctx {
         // X-Forwarded-For: the viewer's list, when forwarded, then the viewer.
         let xff = HeaderName::from_static("x-forwarded-for");
         let client = self.conn.client.ip().to_string();
-        let xff_value = match forward.get(&xff).and_then(|v| v.to_str().ok()) {
-            Some(list) => format!("{list}, {client}"),
-            None => client,
-        };
+        // Every line the viewer sent, in order (RFC 9110 §5.3: lines of a
+        // list field combine with commas).
+        let mut xff_value = forward.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
+        if !xff_value.is_empty() {
+            xff_value.push_str(", ");
+        }
+        xff_value.push_str(&client);
         if let Ok(v) = HeaderValue::from_str(&xff_value) {
             forward.insert(xff, v);
         }
@@ -315,26 +339,9 @@ impl Ctx {
         }
         if let Some(policy) = policy {
             for name in policy.headers.edge_headers() {
-                let value = match name {
-                    "cloudfront-forwarded-proto" => {
-                        if self.conn.tls_session.is_some() {
-                            "https".to_owned()
-                        } else {
-                            "http".to_owned()
-                        }
-                    }
-                    "cloudfront-viewer-address" => self.conn.client.to_string(),
-                    "cloudfront-viewer-http-version" => match self.version {
-                        http::Version::HTTP_09 => "0.9",
-                        http::Version::HTTP_10 => "1.0",
-                        http::Version::HTTP_2 => "2.0",
-                        http::Version::HTTP_3 => "3.0",
-                        _ => "1.1",
-                    }
-                    .to_owned(),
-                    _ => continue,
-                };
-                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                if let (Some(value), Ok(n)) = (self.edge_header(name), HeaderName::from_bytes(name.as_bytes()))
+                    && let Ok(v) = HeaderValue::from_str(&value)
+                {
                     forward.insert(n, v);
                 }
             }
@@ -344,6 +351,32 @@ impl Ctx {
             forward.insert(name.clone(), value.clone());
         }
         forward
+    }
+}
+
+/// The value of the edge-made header `name` (one of
+/// [`shardgate_model::edge::CLOUDFRONT_HEADERS`]) for a request over
+/// `conn` in HTTP `version`; `None` for any other name.
+pub(crate) fn edge_header_value(name: &str, conn: &crate::service::ConnInfo, version: http::Version) -> Option<String> {
+    Some(match name {
+        "cloudfront-forwarded-proto" => (if conn.tls_session.is_some() { "https" } else { "http" }).to_owned(),
+        "cloudfront-viewer-address" => conn.client.to_string(),
+        "cloudfront-viewer-http-version" => match version {
+            http::Version::HTTP_09 => "0.9",
+            http::Version::HTTP_10 => "1.0",
+            http::Version::HTTP_2 => "2.0",
+            http::Version::HTTP_3 => "3.0",
+            _ => "1.1",
+        }
+        .to_owned(),
+        _ => return None,
+    })
+}
+
+impl Ctx {
+    /// [`edge_header_value`] for this request.
+    fn edge_header(&self, name: &str) -> Option<String> {
+        edge_header_value(name, &self.conn, self.version)
     }
 }
 
@@ -385,22 +418,13 @@ fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
 /// hop-by-hop (RFC 9110 §7.6.1, and those its `Connection` lists), not one
 /// the edge writes itself for this exchange (Host, the body's framing,
 /// `Cookie` which the cookie settings decide, the conditionals and ranges
-/// of a fetch for the cache), and not a `CloudFront-*` header the edge
-/// makes (a viewer must not forge them).
+/// of a fetch for the cache), and no `CloudFront-*` or `X-Amz-Cf-*` header
+/// (the edge makes those; a viewer must not forge them).
 fn forwardable(name: &HeaderName, connection_listed: &[String]) -> bool {
-    const NEVER: [&str; 19] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
+    // The edge's own for this exchange: Host, the cookies the cookie
+    // settings choose, the conditionals and ranges of a fetch for the cache.
+    const OWN: [&str; 8] = [
         "host",
-        "content-length",
-        "expect",
         "cookie",
         "if-match",
         "if-none-match",
@@ -410,9 +434,10 @@ fn forwardable(name: &HeaderName, connection_listed: &[String]) -> bool {
         "range",
     ];
     let n = name.as_str();
-    !NEVER.contains(&n)
+    !shardgate_model::edge::HOP_BY_HOP_HEADERS.contains(&n)
+        && !OWN.contains(&n)
         && !connection_listed.iter().any(|l| l == n)
-        && !shardgate_model::edge::CLOUDFRONT_HEADERS.contains(&n)
+        && !shardgate_model::edge::edge_reserved(n)
 }
 
 /// Copies an origin body into the object's fill, whoever reads it. Runs in

@@ -196,6 +196,7 @@ pub(crate) async fn run(
         return generated;
     }
     let encoding = compress::negotiate(chosen.behavior, chosen.policy, &mut parts);
+    behavior::edge_made(&mut parts, chosen.policy, &conn);
     let mut keyed = match behavior::key(dist.id.as_str(), chosen.behavior, chosen.policy, &parts) {
         Ok(k) => k,
         Err(refused) => return respond::refuse(&svc, refused),
