@@ -247,3 +247,71 @@ async fn what_the_edge_does_not_compress() {
     let (_, h, _) = get(edge, HOST, "/plain/data.json", &[]).await;
     assert_eq!((header(&h, "x-cache"), origin.hits("/plain/data.json")), (Some("Hit from shardgate"), 3));
 }
+
+/// Lines of the gateway's log that record a compressed variant being made
+/// (a debug line of the compress phase).
+fn variants_made(gw: &Gateway) -> usize {
+    gw.log().lines().filter(|l| l.contains("made a compressed variant")).count()
+}
+
+/// The compress phase's debug lines on, the rest at info.
+const COMPRESS_DEBUG: &str = "info,shardgate_http::pipeline::compress=debug";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_vary_variant_of_the_identity_is_compressed_once() {
+    let gw = gateway().tls_listeners(0).edge_http(1).env("RUST_LOG", COMPRESS_DEBUG).spawn().await;
+    let origin = TestOrigin::start(vec![(
+        "/strings.json",
+        OriginFile::new(manifest())
+            .header("content-type", "application/json")
+            .cache_control("max-age=600")
+            .vary("X-Lang"),
+    )])
+    .await;
+    distribution(&gw, &origin).await;
+    // X-Lang goes to the origin without joining the key: the languages
+    // are `Vary` variants of one identity key.
+    let admin = gw.admin();
+    admin
+        .put_ok(
+            "/apisix/admin/origin_request_policies/lang",
+            &json!({"headers": {"behavior": "whitelist", "items": ["X-Lang"]}}),
+        )
+        .await;
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/d",
+            &json!({
+                "hosts": [HOST],
+                "origins": {"o": {"upstream": {"nodes": {origin.addr.to_string(): 1}}}},
+                "default_behavior": {"origin": "o", "cache_policy_id": "p", "compress": true,
+                    "origin_request_policy_id": "lang"}
+            }),
+        )
+        .await;
+    let edge = gw.edge_plain[0];
+    let probes = std::sync::atomic::AtomicUsize::new(0);
+    eventually(5, "the origin request policy is live", || async {
+        // A new path each time: a probe's 404 may be cached.
+        let path = format!("/__lang{}", probes.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        get(edge, HOST, &path, &[("x-lang", "probe")]).await;
+        origin.last_headers(&path).iter().any(|(n, v)| n == "x-lang" && v == "probe").then_some(())
+    })
+    .await;
+    // The test origin ends a varying body with `|<the request's value>`.
+    let expected = |lang: &str| [manifest(), format!("|{lang}").into_bytes()].concat();
+    let tail = |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(12)..]).into_owned();
+
+    for round in 0..3 {
+        for lang in ["en", "de"] {
+            let (status, h, b) = get(edge, HOST, "/strings.json", &[("x-lang", lang), ("accept-encoding", "br")]).await;
+            assert_eq!((status, header(&h, "content-encoding")), (200, Some("br")), "round {round}, {lang}: {h:?}");
+            let plain = unbrotli(&b);
+            assert!(plain == expected(lang), "round {round}, {lang}: the body ends {:?}", tail(&plain));
+            let cache = if round == 0 { "Miss from shardgate" } else { "Hit from shardgate" };
+            assert_eq!(header(&h, "x-cache"), Some(cache), "round {round}, {lang}");
+        }
+    }
+    assert_eq!(origin.hits("/strings.json"), 2, "one identity fetch per language");
+    assert_eq!(variants_made(&gw), 2, "one brotli variant per language, each made once:\n{}", gw.log());
+}

@@ -1,8 +1,10 @@
 //! Derived variants: objects the edge makes from a stored object rather
 //! than fetches, such as the gzip or brotli variant of an identity body it
 //! compresses. Each lives under a key of its own (the caller's: the source's
-//! key plus the coding) and is linked to the *body* of the object it was
-//! made from, so it follows that object without copying its lifecycle:
+//! key plus the coding plus the source's `Vary` values, so each `Vary`
+//! variant of a source has its own, one link per key) and is linked to the
+//! *body* of the object it was made from, so it follows that object without
+//! copying its lifecycle:
 //!
 //! - a 304 that freshens the source keeps its body, so the link holds and
 //!   the variant is reused (no new compression on every revalidation);

@@ -21,7 +21,9 @@
 //! identity object is looked up (and freshened, revalidated, coalesced) as
 //! any object. If it is compressible and the request has a coding, the
 //! variant is looked up under the identity key plus the coding
-//! ([`crate::key::compressed_key`]), linked to the identity object's body
+//! ([`crate::key::compressed_key`]) plus the identity object's `Vary`
+//! values (so each `Vary` variant of the identity has variants of its
+//! own), linked to the identity object's body
 //! ([`shardgate_cache::memory::derived`]):
 //! - found for this body: served;
 //! - not made yet, or made from an older body (a new 200, an invalidation,
@@ -197,7 +199,7 @@ impl Ctx {
     /// The `coding` variant of `identity`, as served: found, or made now
     /// (see the module documentation). `None`: serve the identity body.
     async fn compressed(&self, identity: &Arc<Object>, coding: Coding) -> Option<Arc<Object>> {
-        let key = key::compressed_key(&self.key, coding.token());
+        let key = variant_key(&self.key, identity, coding);
         for _ in 0..MAX_VARIANT_ROUNDS {
             match self.svc.cache.derived(&key, &identity.body) {
                 Derived::Found(made) => return Some(view(identity, &made, coding)),
@@ -217,6 +219,7 @@ impl Ctx {
                         match packed {
                             Ok(body) => {
                                 let len = body.len() as u64;
+                                tracing::debug!(target = %target, coding = coding.token(), bytes = len, "made a compressed variant");
                                 let fill = Arc::new(Fill::complete(vec![body]));
                                 let object = variant_object(&source, fill, len, coding);
                                 if len <= max {
@@ -243,6 +246,40 @@ impl Ctx {
         }
         None
     }
+}
+
+/// The key of `identity`'s `coding` variant: the identity key plus the
+/// coding ([`key::compressed_key`]) plus the request header values
+/// `identity` was selected by (its `Vary` values). Each `Vary` variant of
+/// the identity (up to the cache's variants per key) so has variants of
+/// its own, each linked to its own source body: viewers that alternate
+/// between them never replace each other's variant.
+///
+/// Fields as in [`key::cache_key`], each length-prefixed so a value cannot
+/// forge another's boundary: `h` the header name, then `v` its value, `x`
+/// its bytes in hex when they are not UTF-8, or `n` when the request had
+/// none.
+fn variant_key(identity_key: &str, identity: &Object, coding: Coding) -> String {
+    use std::fmt::Write;
+    let mut k = key::compressed_key(identity_key, coding.token());
+    for (name, value) in &identity.vary {
+        // `fmt::Write for String` only appends and always returns `Ok`.
+        write!(k, "h{}:{name}", name.as_str().len()).ok();
+        match value.as_ref().map(|v| std::str::from_utf8(v.as_bytes())) {
+            None => k.push_str("n0:"),
+            Some(Ok(text)) => {
+                write!(k, "v{}:{text}", text.len()).ok();
+            }
+            Some(Err(_)) => {
+                let raw = value.as_ref().map_or(&[][..], |v| v.as_bytes());
+                write!(k, "x{}:", raw.len() * 2).ok();
+                for b in raw {
+                    write!(k, "{b:02x}").ok();
+                }
+            }
+        }
+    }
+    k
 }
 
 /// Why a variant could not be made.
@@ -400,6 +437,46 @@ mod tests {
             let n = negotiate(&behavior(true), &policy(gzip, br), &mut p);
             assert_eq!((n.edge, n.coding, n.key_value), (true, coding, None), "{version:?} {viewer:?}");
             assert_eq!(ae(&p), Some("identity"));
+        }
+    }
+
+    #[test]
+    fn each_vary_variant_of_the_identity_has_a_key_of_its_own() {
+        let with = |vary: Vec<(header::HeaderName, Option<HeaderValue>)>| {
+            let o = Object {
+                status: http::StatusCode::OK,
+                headers: HeaderMap::new(),
+                body: Arc::new(Fill::complete(Vec::new())),
+                content_length: Some(0),
+                received: std::time::SystemTime::now(),
+                dates: shardgate_cache::StoredDates::of(&HeaderMap::new(), std::time::SystemTime::now()),
+                initial_age: std::time::Duration::ZERO,
+                fresh_until: std::time::Instant::now(),
+                stale_while_revalidate: std::time::Duration::ZERO,
+                stale_if_error: std::time::Duration::ZERO,
+                namespace: "d1".into(),
+                generation: 0,
+                viewer_target: "/a".into(),
+                origin_target: "/a".into(),
+                vary,
+                disk: None,
+            };
+            variant_key("d1:dt2:/a", &o, Coding::Br)
+        };
+        let lang = header::HeaderName::from_static("x-lang");
+        let en = with(vec![(lang.clone(), Some(HeaderValue::from_static("en")))]);
+        let de = with(vec![(lang.clone(), Some(HeaderValue::from_static("de")))]);
+        let absent = with(vec![(lang.clone(), None)]);
+        let empty = with(vec![(lang.clone(), Some(HeaderValue::from_static("")))]);
+        let raw = with(vec![(lang.clone(), Some(HeaderValue::from_bytes(b"\xe9").expect("obs-text")))]);
+        assert_eq!(with(Vec::new()), "d1:dt2:/az2:br");
+        assert_eq!(en, "d1:dt2:/az2:brh6:x-langv2:en");
+        assert_eq!(raw, "d1:dt2:/az2:brh6:x-langx2:e9");
+        let all = [&en, &de, &absent, &empty, &raw];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
         }
     }
 
