@@ -253,6 +253,10 @@ struct Slot {
     charge: Charge,
     /// For a derived variant's key: the body it was derived from (see [`derived`]).
     source: Option<Weak<Fill>>,
+    /// For a derived variant's key: the variant made from `source` was too
+    /// large to store (see [`derived`]). Charged [`OVERHEAD`] in memory, so
+    /// it is evicted like an object.
+    unstored: bool,
 }
 
 #[derive(Debug, Default)]
@@ -319,6 +323,7 @@ impl Inner {
         if let Some(slot) = self.slots.get(key)
             && slot.objects.is_empty()
             && slot.pending.is_none()
+            && !slot.unstored
         {
             let tick = slot.tick;
             self.slots.remove(key);
@@ -350,6 +355,7 @@ impl Inner {
             for (o, _) in slot.objects.drain(..) {
                 Self::discard(&mut self.trash, &o, None);
             }
+            slot.unstored = false;
             slot.tick = 0;
             if slot.pending.is_none() {
                 self.slots.remove(&key);

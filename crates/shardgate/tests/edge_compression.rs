@@ -6,7 +6,8 @@
 //! a weak `ETag` and `Vary`; conditionals and ranges on the compressed
 //! variant; what is never compressed (PNG, under 1,000 bytes, already
 //! encoded by the origin); a behavior without `compress`, whose key holds
-//! the normalised `Accept-Encoding` the origin gets.
+//! the normalised `Accept-Encoding` the origin gets; each `Vary` variant of
+//! an identity object, and a variant too large to store, compressed once.
 
 mod common;
 
@@ -314,4 +315,53 @@ async fn each_vary_variant_of_the_identity_is_compressed_once() {
     }
     assert_eq!(origin.hits("/strings.json"), 2, "one identity fetch per language");
     assert_eq!(variants_made(&gw), 2, "one brotli variant per language, each made once:\n{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_too_large_to_store_is_made_once() {
+    // Objects up to 4 KiB in memory; the origin's 4 KiB of incompressible
+    // bytes (labelled JSON, so the edge tries) fit, their variants not.
+    const MAX: usize = 4096;
+    let gw = gateway()
+        .tls_listeners(0)
+        .edge_http(1)
+        .edge_yaml(&format!("  cache:\n    memory_bytes: 1048576\n    max_object_bytes: {MAX}\n"))
+        .env("RUST_LOG", COMPRESS_DEBUG)
+        .spawn()
+        .await;
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let body: Vec<u8> = (0..MAX)
+        .map(|_| {
+            // xorshift64: bytes no coding shrinks.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    let origin = TestOrigin::start(vec![(
+        "/noise.json",
+        OriginFile::new(body.clone()).header("content-type", "application/json").cache_control("max-age=600"),
+    )])
+    .await;
+    distribution(&gw, &origin).await;
+    let edge = gw.edge_plain[0];
+
+    // The request that makes each variant gets it; the ones after get the
+    // identity body (from the cache) without the edge compressing again.
+    for (coding, decode) in [("br", unbrotli as fn(&[u8]) -> Vec<u8>), ("gzip", gunzip)] {
+        let (status, h, b) = get(edge, HOST, "/noise.json", &[("accept-encoding", coding)]).await;
+        assert_eq!((status, header(&h, "content-encoding")), (200, Some(coding)), "{h:?}");
+        assert!(b.len() > MAX, "{coding}: {} bytes", b.len());
+        assert!(decode(&b) == body, "{coding}: decodes to the origin's bytes");
+        for i in 0..3 {
+            let (status, h, b) = get(edge, HOST, "/noise.json", &[("accept-encoding", coding)]).await;
+            assert_eq!((status, header(&h, "content-encoding")), (200, None), "{coding} {i}: {h:?}");
+            assert_eq!(header(&h, "x-cache"), Some("Hit from shardgate"), "{coding} {i}");
+            assert!(varies_on_accept_encoding(&h), "{coding} {i}: {h:?}");
+            assert!(b == body, "{coding} {i}: the identity body");
+        }
+    }
+    assert_eq!(origin.hits("/noise.json"), 1);
+    assert_eq!(variants_made(&gw), 2, "each coding compressed once:\n{}", gw.log());
 }

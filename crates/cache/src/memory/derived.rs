@@ -14,6 +14,12 @@
 //! - the variant carries the source's namespace, generation and targets, so
 //!   an invalidation removes it with the source.
 //!
+//! A variant too large to store (over the memory tier's largest object) is
+//! remembered as such, with the same link ([`Leader::unstored_derived`]):
+//! until the source's body changes, requests serve the source as it is
+//! ([`Derived::Unstored`]) rather than making the variant again for each
+//! one. The marker is charged as an object's index entry and evicted as one.
+//!
 //! Freshness and headers are the source's: the caller looks the source up
 //! first (and revalidates it as usual), then asks for the variant of the
 //! source it got ([`Cache::derived`]). Variants are made once per source and
@@ -26,7 +32,7 @@
 
 use std::sync::Arc;
 
-use super::{Cache, Leader, Object, Pending};
+use super::{Cache, Leader, OVERHEAD, Object, Pending};
 use crate::fill::Fill;
 
 /// The cache's answer for a derived variant.
@@ -37,8 +43,12 @@ pub enum Derived {
     /// Another request is making it: wait, then ask again.
     Wait(Arc<Pending>),
     /// Nothing made from this source, nobody making it: this request makes
-    /// it and stores it with [`Leader::store_derived`].
+    /// it and stores it with [`Leader::store_derived`] (or, too large to
+    /// store, records that with [`Leader::unstored_derived`]).
     Make(Leader),
+    /// Made from this source before, and too large to store: serve the
+    /// source.
+    Unstored,
 }
 
 impl Cache {
@@ -47,10 +57,13 @@ impl Cache {
     pub fn derived(self: &Arc<Self>, key: &str, source: &Arc<Fill>) -> Derived {
         self.with_inner(|inner| {
             let slot = inner.slots.get(key);
-            let linked = slot.and_then(|s| {
-                let same = s.source.as_ref().is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(source)));
-                same.then(|| s.objects.first().map(|(o, _)| Arc::clone(o))).flatten()
-            });
+            let same =
+                slot.and_then(|s| s.source.as_ref()).is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(source)));
+            if same && slot.is_some_and(|s| s.unstored) {
+                inner.touch(key);
+                return Derived::Unstored;
+            }
+            let linked = slot.filter(|_| same).and_then(|s| s.objects.first().map(|(o, _)| Arc::clone(o)));
             if let Some(object) = linked {
                 inner.touch(key);
                 return Derived::Found(object);
@@ -73,9 +86,36 @@ impl Leader {
             inner.remove_objects(&self.key, |_| false);
             if let Some(slot) = inner.slots.get_mut(&*self.key) {
                 slot.source = Some(Arc::downgrade(source));
+                if std::mem::take(&mut slot.unstored) {
+                    slot.charge.mem -= OVERHEAD;
+                    inner.used.mem -= OVERHEAD;
+                }
             }
         });
         self.store(object)
+    }
+
+    /// Records that the variant made from `source` is too large to store
+    /// (it was served to the request that made it only), replacing any
+    /// variant made from an earlier source: until `source` changes,
+    /// [`Cache::derived`] answers [`Derived::Unstored`]. Waiters get
+    /// [`Outcome::Uncacheable`](super::Outcome::Uncacheable) and ask again.
+    pub fn unstored_derived(self, source: &Arc<Fill>) {
+        let (mem, disk) = self.cache.budgets();
+        self.cache.with_inner(|inner| {
+            inner.remove_objects(&self.key, |_| false);
+            if let Some(slot) = inner.slots.get_mut(&*self.key) {
+                slot.source = Some(Arc::downgrade(source));
+                if !slot.unstored {
+                    slot.unstored = true;
+                    slot.charge.mem += OVERHEAD;
+                    inner.used.mem += OVERHEAD;
+                }
+            }
+            inner.touch(&self.key);
+            inner.evict_to(mem, disk);
+        });
+        self.uncacheable();
     }
 }
 
@@ -154,6 +194,49 @@ mod tests {
         assert!(Arc::ptr_eq(&found, &made));
         assert_eq!(cache.usage().1, 2, "the source and one variant: the old variant was replaced");
         assert!(matches!(cache.derived("k+br", &first.body), Derived::Make(_)), "nor the new one the old source");
+    }
+
+    #[tokio::test]
+    async fn a_variant_too_large_to_store_is_made_once_per_source() {
+        let cache = cache();
+        let source = stored_source(&cache, b"identity");
+        let Derived::Make(leader) = cache.derived("k+br", &source.body) else { panic!("make") };
+        let Derived::Wait(pending) = cache.derived("k+br", &source.body) else { panic!("a waiter") };
+        let before = cache.usage();
+        leader.unstored_derived(&source.body);
+        assert!(matches!(pending.wait().await, crate::memory::Outcome::Uncacheable));
+        // The waiter, and every later request, serves the source.
+        assert!(matches!(cache.derived("k+br", &source.body), Derived::Unstored));
+        assert!(matches!(cache.derived("k+br", &source.body), Derived::Unstored));
+        assert_eq!(cache.usage(), (before.0 + OVERHEAD, before.1), "the marker costs an index entry, no object");
+        // Another coding is another key.
+        assert!(matches!(cache.derived("k+gzip", &source.body), Derived::Make(_)));
+
+        // A new body for the source: made again, and this time stored.
+        let second = object(b"v2", "/a");
+        let second_body = Arc::clone(&second.body);
+        let Derived::Make(leader) = cache.derived("k+br", &second_body) else { panic!("a new source makes it") };
+        let made = leader.store_derived(object(b"packed", "/a"), &second_body);
+        let Derived::Found(found) = cache.derived("k+br", &second_body) else { panic!("found") };
+        assert!(Arc::ptr_eq(&found, &made));
+        assert_eq!(cache.usage().0, before.0 + OVERHEAD + 6, "the marker's charge went with it");
+    }
+
+    #[test]
+    fn an_unstored_marker_is_evicted_like_an_object() {
+        let cache = Cache::new(CacheSettings { memory_bytes: 4 * OVERHEAD, max_object_bytes: OVERHEAD });
+        let source = stored_source(&cache, b"identity");
+        let Derived::Make(leader) = cache.derived("k+br", &source.body) else { panic!("make") };
+        leader.unstored_derived(&source.body);
+        // Fill the tier with newer objects: the marker, least recently used after the source, goes.
+        for key in ["x", "y", "z"] {
+            let Lookup::Miss(l) = cache.lookup(key, &HeaderMap::new(), Instant::now(), |_| true) else {
+                panic!("miss")
+            };
+            l.store(object(b"o", "/x"));
+        }
+        assert!(cache.usage().0 <= 4 * OVERHEAD);
+        assert!(matches!(cache.derived("k+br", &source.body), Derived::Make(_)), "the marker was evicted");
     }
 
     #[test]

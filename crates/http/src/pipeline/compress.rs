@@ -26,6 +26,10 @@
 //! own), linked to the identity object's body
 //! ([`shardgate_cache::memory::derived`]):
 //! - found for this body: served;
+//! - made from this body but too large for the memory tier
+//!   (`max_object_bytes`): the identity body is served, without
+//!   compressing again until the body changes (the request that made it
+//!   was served the variant);
 //! - not made yet, or made from an older body (a new 200, an invalidation,
 //!   an eviction): the first request makes it (waiting for the identity
 //!   body to be complete, compressing in a blocking task) and stores it in
@@ -203,6 +207,8 @@ impl Ctx {
         for _ in 0..MAX_VARIANT_ROUNDS {
             match self.svc.cache.derived(&key, &identity.body) {
                 Derived::Found(made) => return Some(view(identity, &made, coding)),
+                // Too large to store when made from this body: not again.
+                Derived::Unstored => return None,
                 Derived::Wait(pending) => {
                     // Stored or failed, ask again: a failed maker leaves the
                     // lock free for this request to try.
@@ -219,14 +225,17 @@ impl Ctx {
                         match packed {
                             Ok(body) => {
                                 let len = body.len() as u64;
-                                tracing::debug!(target = %target, coding = coding.token(), bytes = len, "made a compressed variant");
+                                let stored = len <= max;
+                                tracing::debug!(target = %target, coding = coding.token(), bytes = len, stored, "made a compressed variant");
                                 let fill = Arc::new(Fill::complete(vec![body]));
                                 let object = variant_object(&source, fill, len, coding);
-                                if len <= max {
+                                if stored {
                                     Some(leader.store_derived(object, &source.body))
                                 } else {
-                                    // Too large for the memory tier: this request only.
-                                    leader.uncacheable();
+                                    // Too large for the memory tier: this
+                                    // request only; later ones serve the
+                                    // identity body without compressing again.
+                                    leader.unstored_derived(&source.body);
                                     Some(Arc::new(object))
                                 }
                             }
