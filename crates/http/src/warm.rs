@@ -37,6 +37,20 @@
 //!   requests). The ACL's counters, samples and inserted origin headers are
 //!   not touched by a warm.
 //!
+//! **Compression.** A cache policy with the gzip or brotli flag puts the
+//! viewer's normalised `Accept-Encoding` (`br,gzip`, `br`, `gzip`, or none)
+//! in the cache key when the behavior does not compress at the edge: one
+//! object per value, each fetched from the origin with that value. So for
+//! such a behavior a path is warmed once per value the policy allows (none,
+//! and `gzip`, `br`, `br,gzip` as its flags allow), in turn, and counts once:
+//! failed if any fetch failed (each reason names its `Accept-Encoding`),
+//! else fetched if any was fetched, else fresh. A behavior that compresses
+//! at the edge keys and fetches the identity object only (the compressed
+//! variants are made from it at the first viewer's request), so one fetch
+//! without `Accept-Encoding` warms it, as it does a path without the flags.
+//! The behavior is the one the path selects (the viewer-request function
+//! runs after that choice, as for a viewer).
+//!
 //! Limits: each fetch is bounded by [`HEAD_TIMEOUT`] for the response head
 //! and [`BODY_IDLE_TIMEOUT`] between two pieces of its body (the origin's own
 //! timeouts answer first); the Admin API bounds how many run at once.
@@ -54,6 +68,7 @@ use shardgate_snapshot::{EdgeDistribution, Snapshot};
 
 use crate::body::EdgeBody;
 use crate::canary::Variant;
+use crate::compress::Codings;
 use crate::pipeline::ViewerBody;
 use crate::service::{ConnInfo, EdgeService, VARIANT_HEADER};
 
@@ -191,44 +206,111 @@ impl EdgeWarmer {
     }
 
     /// Fetches `target` (a path and optional query) of `distribution`'s
-    /// `variant` through the edge.
+    /// `variant` through the edge: once, or once per normalised
+    /// `Accept-Encoding` the cache key may hold (see the module's
+    /// documentation).
     pub async fn warm(&self, distribution: &str, target: &str, variant: Variant) -> Warmed {
         let (edge, plan) = match self.edge().and_then(|e| Ok((Arc::clone(e), self.plan(distribution, variant)?))) {
             Ok(found) => found,
             Err(why) => return Warmed::Failed(why),
         };
-        let mut parts =
-            match Request::get(target).header(header::HOST, &plan.host).header(header::USER_AGENT, USER_AGENT).body(())
-            {
-                Ok(req) => req.into_parts().0,
-                Err(e) => return Warmed::Failed(format!("cannot build a request for {target:?}: {e}")),
-            };
-        parts.extensions.insert(WarmRequest { variant: plan.variant });
-        let conn = ConnInfo { client: WARM_ADDR, local: WARM_ADDR, tls: None, tls_session: None };
-        let resp = match tokio::time::timeout(HEAD_TIMEOUT, edge.handle_parts(parts, ViewerBody::Empty, conn)).await {
+        let encodings = key_encodings(&edge.snapshots.load(), &plan, target);
+        let mut results = Vec::with_capacity(encodings.len());
+        for ae in encodings {
+            results.push((ae, fetch(&edge, &plan, target, ae).await));
+        }
+        combine(results)
+    }
+}
+
+/// The `Accept-Encoding` values to warm `target` with on the side `plan`
+/// names: `None` (no header) and, when the behavior the path selects does
+/// not compress at the edge, each normalised value its cache policy's
+/// flags allow (what [`crate::pipeline::compress`] puts in the key).
+fn key_encodings(snapshot: &Snapshot, plan: &Plan, target: &str) -> Vec<Option<&'static str>> {
+    let mut out = vec![None];
+    let primary = snapshot.edge.find(&plan.host);
+    let dist = match plan.variant {
+        Variant::Primary => primary,
+        Variant::Staging => primary.and_then(|p| p.canary.as_ref()).map(|c| &c.staging),
+    };
+    // A target that is no URI fails in the fetch, with its reason.
+    let (Some(dist), Ok(uri)) = (dist, target.parse::<http::Uri>()) else { return out };
+    let (behavior, policy, _) = dist.behavior_for(uri.path());
+    if behavior.compress {
+        return out;
+    }
+    let (br, gzip) = (policy.enable_accept_encoding_brotli, policy.enable_accept_encoding_gzip);
+    for set in [Codings { br: false, gzip }, Codings { br, gzip: false }, Codings { br, gzip }] {
+        if let Some(v) = set.normalised()
+            && !out.contains(&Some(v))
+        {
+            out.push(Some(v));
+        }
+    }
+    out
+}
+
+/// One path's outcome from its fetches, one per `Accept-Encoding`: failed
+/// if any failed (with each reason), else fetched if any was, else fresh.
+fn combine(results: Vec<(Option<&'static str>, Warmed)>) -> Warmed {
+    let single = results.len() == 1;
+    let mut failures = Vec::new();
+    let mut fetched = false;
+    for (ae, warmed) in results {
+        match warmed {
+            Warmed::Failed(why) if single => return Warmed::Failed(why),
+            Warmed::Failed(why) => failures.push(format!("Accept-Encoding {}: {why}", ae.unwrap_or("none"))),
+            Warmed::Fetched => fetched = true,
+            Warmed::Fresh => {}
+        }
+    }
+    if !failures.is_empty() {
+        Warmed::Failed(failures.join("; "))
+    } else if fetched {
+        Warmed::Fetched
+    } else {
+        Warmed::Fresh
+    }
+}
+
+/// Fetches `target` once through `edge` as `plan` says, with
+/// `accept_encoding` if any.
+async fn fetch(edge: &Arc<EdgeService>, plan: &Plan, target: &str, accept_encoding: Option<&str>) -> Warmed {
+    let mut req = Request::get(target).header(header::HOST, &plan.host).header(header::USER_AGENT, USER_AGENT);
+    if let Some(ae) = accept_encoding {
+        req = req.header(header::ACCEPT_ENCODING, ae);
+    }
+    let mut parts = match req.body(()) {
+        Ok(req) => req.into_parts().0,
+        Err(e) => return Warmed::Failed(format!("cannot build a request for {target:?}: {e}")),
+    };
+    parts.extensions.insert(WarmRequest { variant: plan.variant });
+    let conn = ConnInfo { client: WARM_ADDR, local: WARM_ADDR, tls: None, tls_session: None };
+    let resp =
+        match tokio::time::timeout(HEAD_TIMEOUT, Arc::clone(edge).handle_parts(parts, ViewerBody::Empty, conn)).await {
             Ok(resp) => resp,
             Err(_) => return Warmed::Failed(format!("no answer from the edge within {HEAD_TIMEOUT:?}")),
         };
-        // The side that served it, from the variant header the respond
-        // phase sets on a canary's answers; none: the primary.
-        let served = match resp.headers().get(VARIANT_HEADER).map(HeaderValue::as_bytes) {
-            Some(b"staging") => Variant::Staging,
-            _ => Variant::Primary,
-        };
-        let warmed = match read_answer(resp).await {
-            Ok(warmed) => warmed,
-            Err(why) => return Warmed::Failed(why),
-        };
-        if served != plan.variant {
-            // The policy changed between the plan and the fetch.
-            return Warmed::Failed(format!(
-                "the edge served it from {} instead of {}: the continuous deployment policy changed meanwhile",
-                served.as_str(),
-                plan.variant.as_str()
-            ));
-        }
-        warmed
+    // The side that served it, from the variant header the respond
+    // phase sets on a canary's answers; none: the primary.
+    let served = match resp.headers().get(VARIANT_HEADER).map(HeaderValue::as_bytes) {
+        Some(b"staging") => Variant::Staging,
+        _ => Variant::Primary,
+    };
+    let warmed = match read_answer(resp).await {
+        Ok(warmed) => warmed,
+        Err(why) => return Warmed::Failed(why),
+    };
+    if served != plan.variant {
+        // The policy changed between the plan and the fetch.
+        return Warmed::Failed(format!(
+            "the edge served it from {} instead of {}: the continuous deployment policy changed meanwhile",
+            served.as_str(),
+            plan.variant.as_str()
+        ));
     }
+    warmed
 }
 
 /// Reads the whole answer (so a stored object is complete) and classifies it.
@@ -315,6 +397,26 @@ mod tests {
             Warmed::Failed("502 Bad Gateway from the edge: origin o: connection refused".into())
         );
         assert_eq!(classify(StatusCode::FORBIDDEN, None, b""), Warmed::Failed("403 Forbidden from the edge".into()));
+    }
+
+    #[test]
+    fn a_path_warmed_per_accept_encoding_counts_once() {
+        let fail = |why: &str| Warmed::Failed(why.into());
+        assert_eq!(combine(vec![(None, fail("404 Not Found from the origin"))]), fail("404 Not Found from the origin"));
+        assert_eq!(combine(vec![(None, Warmed::Fresh), (Some("gzip"), Warmed::Fresh)]), Warmed::Fresh);
+        assert_eq!(combine(vec![(None, Warmed::Fresh), (Some("gzip"), Warmed::Fetched)]), Warmed::Fetched);
+        assert_eq!(
+            combine(vec![
+                (None, Warmed::Fetched),
+                (Some("br"), fail("502 Bad Gateway from the edge")),
+                (Some("gzip"), Warmed::Fresh)
+            ]),
+            fail("Accept-Encoding br: 502 Bad Gateway from the edge")
+        );
+        assert_eq!(
+            combine(vec![(None, fail("a")), (Some("br,gzip"), fail("b"))]),
+            fail("Accept-Encoding none: a; Accept-Encoding br,gzip: b")
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! (header-based, weight-based with and without session stickiness); a
 //! gateway whose only edge listener is HTTPS and came with a reload; the
 //! Admin API's refusals (bad bodies naming the field, no key, the viewer
-//! key, a second job on a distribution while one runs).
+//! key, a second job on a distribution while one runs); a cache policy with
+//! the compression flags, whose `Accept-Encoding` keys are each warmed.
 
 mod common;
 
@@ -522,4 +523,81 @@ async fn a_tls_only_edge_added_by_a_reload_is_warmed() {
     let said = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert_eq!(said.matches("x-cache: hit from shardgate").count(), 2, "{said}");
     assert_eq!((origin.hits("/a.pak"), origin.hits("/b.pak")), (1, 1));
+}
+
+/// A cache policy with the gzip and brotli flags keys a behavior that does
+/// not compress at the edge on the viewer's normalised `Accept-Encoding`:
+/// the warm fetches each key a browser can have, and counts the path once.
+/// A behavior that compresses at the edge needs the identity object only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_flags_warm_every_accept_encoding_key() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let json_file = || {
+        OriginFile::new(format!("{{\"files\": [{}]}}", "\"maps/level.pak\",".repeat(200)))
+            .header("content-type", "application/json")
+            .cache_control("max-age=3600")
+    };
+    let origin =
+        TestOrigin::start(vec![("/origin/manifest.json", json_file()), ("/edge/manifest.json", json_file())]).await;
+    let admin = gw.admin();
+    admin
+        .put_ok(
+            "/apisix/admin/cache_policies/compressed",
+            &json!({"enable_accept_encoding_gzip": true, "enable_accept_encoding_brotli": true}),
+        )
+        .await;
+    admin
+        .put_ok(
+            "/apisix/admin/distributions/assets",
+            &json!({
+                "hosts": [HOST],
+                "origins": {"o": {"upstream": {"nodes": {origin.addr.to_string(): 1}}}},
+                "default_behavior": {"origin": "o", "cache_policy_id": "compressed"},
+                "behaviors": [{"path_pattern": "/edge/*", "origin": "o", "cache_policy_id": "compressed", "compress": true}]
+            }),
+        )
+        .await;
+    let edge = gw.edge_plain[0];
+    eventually(5, "distribution live", || async {
+        get(edge, HOST, "/__probe", &[]).await.1.contains_key("x-cache").then_some(())
+    })
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file =
+        write_paths(dir.path(), "paths.txt", "/origin/manifest.json\n/edge/manifest.json\n/origin/missing.json\n");
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &file], None).await;
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(said.contains("  fetched        2\n  already fresh  0\n  failed         1\n"), "{said}");
+    // Each key's fetch failed, and says which.
+    assert!(
+        said.contains(
+            "  /origin/missing.json  Accept-Encoding none: 404 Not Found from the origin; Accept-Encoding gzip: 404 Not Found from the origin; Accept-Encoding br: 404 Not Found from the origin; Accept-Encoding br,gzip: 404 Not Found from the origin\n"
+        ),
+        "{said}"
+    );
+    assert_eq!(origin.hits("/origin/manifest.json"), 4, "none, gzip, br and br,gzip");
+    assert_eq!(origin.hits("/edge/manifest.json"), 1, "the identity object only");
+
+    // What browsers and other clients send: all hits, on both behaviors.
+    for ae in [None, Some("gzip, deflate, br, zstd"), Some("gzip, deflate"), Some("br"), Some("identity")] {
+        let headers: Vec<(&str, &str)> = ae.map(|v| ("accept-encoding", v)).into_iter().collect();
+        for path in ["/origin/manifest.json", "/edge/manifest.json"] {
+            let (status, h, _) = get(edge, HOST, path, &headers).await;
+            assert_eq!(status, 200, "{path} {ae:?}");
+            assert_eq!(h.get("x-cache").map(String::as_str), Some("Hit from shardgate"), "{path} {ae:?}: {h:?}");
+        }
+    }
+    let (_, h, _) = get(edge, HOST, "/edge/manifest.json", &[("accept-encoding", "br")]).await;
+    assert_eq!(h.get("content-encoding").map(String::as_str), Some("br"), "compressed at the edge: {h:?}");
+    assert_eq!((origin.hits("/origin/manifest.json"), origin.hits("/edge/manifest.json")), (4, 1), "hits only");
+
+    // Warmed again: every key is fresh.
+    let file = write_paths(dir.path(), "again.txt", "/origin/manifest.json\n/edge/manifest.json\n");
+    let out = warm_cli(&gw, &["--distribution", "assets", "--paths-from", &file], None).await;
+    let said = stdout(&out);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(said.contains("  fetched        0\n  already fresh  2\n  failed         0\n"), "{said}");
+    assert_eq!((origin.hits("/origin/manifest.json"), origin.hits("/edge/manifest.json")), (4, 1));
 }
