@@ -1,11 +1,11 @@
 //! Origins like CloudFront's, through the real binary: keep-alive
 //! connections reused across misses, HTTPS origins verified against a
-//! `ca_bundle` (a wrong certificate is a 502 with the reason), origin request
-//! policies (forwarded without joining the cache key), and behaviors that
-//! allow methods with bodies (streamed to the origin, inspected by the web
-//! ACL within its body limit, never cached), and bodies passed through
-//! uncached that end with an error when their origin stalls past its read
-//! timeout.
+//! `ca_bundle` (a wrong certificate is a 502 with the reason) whose idle
+//! connections outlive unrelated configuration changes, origin request
+//! policies (forwarded without joining the cache key), behaviors that allow
+//! methods with bodies (streamed to the origin, inspected by the web ACL
+//! within its body limit, never cached), and bodies passed through uncached
+//! that end with an error when their origin stalls past its read timeout.
 
 mod common;
 
@@ -560,4 +560,33 @@ async fn a_passed_through_body_whose_origin_stalls_ends_after_the_read_timeout()
     // The gateway keeps serving, from the same origin.
     let (status, _, body) = get(edge, HOST, "/fine", &[]).await;
     assert_eq!((status, &body[..]), (200, &b"fine"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_origins_idle_connection_survives_an_unrelated_configuration_change() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let files = (0..2).map(|i| (format!("/s{i}"), OriginFile::new(vec![b's'; 5000]))).collect::<Vec<_>>();
+    let origin =
+        TestOrigin::start_tls(files.iter().map(|(p, f)| (p.as_str(), f.clone())).collect(), &["origin.internal.test"])
+            .await;
+    let mut o = inline(&origin);
+    o["protocol_policy"] = json!("https-only");
+    o["ca_bundle"] = json!(origin.ca_pem.clone().expect("test CA"));
+    o["sni"] = json!("origin.internal.test");
+    // Idle connections outlive the configuration change below.
+    o["keepalive_timeout"] = json!(120);
+    distribution(&gw, "d", HOST, o, json!({})).await;
+    let edge = gw.edge_plain[0];
+    let (status, _, body) = get(edge, HOST, "/s0", &[]).await;
+    assert_eq!((status, body.len()), (200, 5000));
+    let before = origin.connections();
+
+    // Another distribution (its own plain origin): a new snapshot, in
+    // which `d` and its origin are unchanged.
+    let other = TestOrigin::start(vec![]).await;
+    distribution(&gw, "other", "other.example.com", inline(&other), json!({})).await;
+    let (status, h, body) = get(edge, HOST, "/s1", &[]).await;
+    assert_eq!((status, body.len()), (200, 5000));
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Miss from shardgate"), "a fetch from the origin");
+    assert_eq!(origin.connections(), before, "the idle HTTPS connection was reused, not a new one opened");
 }
