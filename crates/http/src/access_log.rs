@@ -59,7 +59,9 @@
 //! or a response cut short, `CapacityExceeded` when this host ran out of
 //! descriptors or ports for the origin; `x-edge-detailed-result-type` names
 //! the error (`InvalidRequestBlocked` for a Block, `OriginConnectError`,
-//! `ClientCommError`, ...).
+//! `ClientCommError`, ...); a response whose origin body failed part way is
+//! `AbortedOrigin`, or `OriginReadError` when the origin of a body passed
+//! through stalled past its read timeout.
 //!
 //! Only requests that reach the edge's pipeline are logged. A request hyper
 //! refuses on its own gets no line: a malformed request line or header, a
@@ -643,6 +645,8 @@ enum BodyEnd {
     Complete,
     /// The origin's body failed while it was streamed.
     OriginFailed,
+    /// The origin sent nothing of its body for its read timeout.
+    OriginStalled,
 }
 
 /// `bytes <first>-<last>/<len>` of a `Content-Range` header.
@@ -717,6 +721,7 @@ impl Entry {
         let (result, detail) = match self.end {
             BodyEnd::Complete => (response_result, detail),
             BodyEnd::OriginFailed => ("Error", "AbortedOrigin"),
+            BodyEnd::OriginStalled => ("Error", "OriginReadError"),
             BodyEnd::Open => ("Error", "ClientCommError"),
         };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -926,7 +931,10 @@ impl Body for LoggedBody {
                     this.entry.sent += data.len() as u64;
                 }
             }
-            Poll::Ready(Some(Err(_))) => this.entry.end = BodyEnd::OriginFailed,
+            Poll::Ready(Some(Err(e))) => {
+                this.entry.end =
+                    if e.is::<crate::body::OriginStalled>() { BodyEnd::OriginStalled } else { BodyEnd::OriginFailed };
+            }
             Poll::Ready(None) => {
                 if this.entry.end == BodyEnd::Open {
                     this.entry.end = BodyEnd::Complete;

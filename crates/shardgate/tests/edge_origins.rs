@@ -1,9 +1,11 @@
 //! Origins like CloudFront's, through the real binary: keep-alive
 //! connections reused across misses, HTTPS origins verified against a
-//! `ca_bundle` (a wrong certificate is a 502 with the reason), origin request
-//! policies (forwarded without joining the cache key), and behaviors that
-//! allow methods with bodies (streamed to the origin, inspected by the web
-//! ACL within its body limit, never cached).
+//! `ca_bundle` (a wrong certificate is a 502 with the reason) whose idle
+//! connections outlive unrelated configuration changes, origin request
+//! policies (forwarded without joining the cache key), behaviors that allow
+//! methods with bodies (streamed to the origin, inspected by the web ACL
+//! within its body limit, never cached), and bodies passed through uncached
+//! that end with an error when their origin stalls past its read timeout.
 
 mod common;
 
@@ -473,4 +475,118 @@ async fn a_cache_policy_keys_on_the_edge_made_cloudfront_header_not_the_viewers(
     let second = get(edge, HOST, "/k", &[("cloudfront-forwarded-proto", "gopher")]).await;
     assert_eq!(second.1.get("x-cache").map(String::as_str), Some("Hit from shardgate"), "{:?}", second.1);
     assert_eq!(origin.hits("/k"), 1);
+}
+
+/// Sends `method path` through the edge and reads the response body until
+/// it ends or 20 s pass (a generous bound, not a speed claim: without an
+/// idle timeout the body never ends): the bytes read, and how it ended.
+async fn read_until_end(
+    edge: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    referer: &str,
+) -> (usize, Result<(), hyper::Error>) {
+    use http_body_util::{BodyExt, Full};
+    let sock = tokio::net::TcpStream::connect(edge).await.expect("connect edge");
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(sock))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", HOST)
+        .header("referer", referer)
+        .body(Full::new(bytes::Bytes::from_static(b"request")))
+        .expect("request");
+    let resp = tx.send_request(req).await.expect("the response head");
+    assert_eq!(resp.status(), 200, "{method} {path}");
+    assert_eq!(resp.headers().get("x-cache").and_then(|v| v.to_str().ok()), Some("Miss from shardgate"));
+    let mut body = resp.into_body();
+    let mut got = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(f)) => got += f.data_ref().map_or(0, bytes::Bytes::len),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{method} {path}: the viewer's body ends while the origin still stalls"));
+    (got, ended)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_through_body_whose_origin_stalls_ends_after_the_read_timeout() {
+    let gw = gateway()
+        .tls_listeners(0)
+        .edge_http(1)
+        .edge_yaml("  access_log:\n    edge_location: edge-origins\n")
+        .yaml("log:\n  format: json\n")
+        .spawn()
+        .await;
+    // Half the body, then nothing for 10 minutes. `no-store` with a
+    // minimum TTL of 0 is not stored, and a POST never is: both pass through.
+    let stalls = OriginFile::new(vec![b'p'; 20_000]).cache_control("no-store").slow(2, Duration::from_secs(600));
+    let origin = TestOrigin::start(vec![
+        ("/stalls", stalls.clone()),
+        ("/api/stalls", stalls),
+        ("/fine", OriginFile::new("fine")),
+    ])
+    .await;
+    gw.admin().put_ok("/apisix/admin/cache_policies/p", &json!({"min_ttl": 0})).await;
+    let mut o = inline(&origin);
+    o["read_timeout"] = json!(1);
+    let behaviors = json!({
+        "default_behavior": {"cache_policy_id": "p"},
+        "behaviors": [{"path_pattern": "/api/*", "allowed_methods": ALL_METHODS}],
+    });
+    distribution(&gw, "d", HOST, o, behaviors).await;
+    let edge = gw.edge_plain[0];
+
+    for (method, path) in [("GET", "/stalls"), ("POST", "/api/stalls")] {
+        let referer = format!("http://t.test/{method}");
+        let (got, ended) = read_until_end(edge, method, path, &referer).await;
+        assert!(ended.is_err(), "{method}: the body ends in an error, not as if complete ({got} bytes)");
+        assert_eq!(got, 10_000, "{method}: the first half was passed on");
+        let line = line_with_referer(&gw, &referer).await;
+        assert_eq!(line["x-edge-detailed-result-type"], json!("OriginReadError"), "{line}");
+        assert_eq!(line["x-edge-result-type"], json!("Error"), "{line}");
+    }
+    assert!(gw.log().contains("origin stalled while its response body was passed through"));
+    // The gateway keeps serving, from the same origin.
+    let (status, _, body) = get(edge, HOST, "/fine", &[]).await;
+    assert_eq!((status, &body[..]), (200, &b"fine"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_origins_idle_connection_survives_an_unrelated_configuration_change() {
+    let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
+    let files = (0..2).map(|i| (format!("/s{i}"), OriginFile::new(vec![b's'; 5000]))).collect::<Vec<_>>();
+    let origin =
+        TestOrigin::start_tls(files.iter().map(|(p, f)| (p.as_str(), f.clone())).collect(), &["origin.internal.test"])
+            .await;
+    let mut o = inline(&origin);
+    o["protocol_policy"] = json!("https-only");
+    o["ca_bundle"] = json!(origin.ca_pem.clone().expect("test CA"));
+    o["sni"] = json!("origin.internal.test");
+    // Idle connections outlive the configuration change below.
+    o["keepalive_timeout"] = json!(120);
+    distribution(&gw, "d", HOST, o, json!({})).await;
+    let edge = gw.edge_plain[0];
+    let (status, _, body) = get(edge, HOST, "/s0", &[]).await;
+    assert_eq!((status, body.len()), (200, 5000));
+    let before = origin.connections();
+
+    // Another distribution (its own plain origin): a new snapshot, in
+    // which `d` and its origin are unchanged.
+    let other = TestOrigin::start(vec![]).await;
+    distribution(&gw, "other", "other.example.com", inline(&other), json!({})).await;
+    let (status, h, body) = get(edge, HOST, "/s1", &[]).await;
+    assert_eq!((status, body.len()), (200, 5000));
+    assert_eq!(h.get("x-cache").map(String::as_str), Some("Miss from shardgate"), "a fetch from the origin");
+    assert_eq!(origin.connections(), before, "the idle HTTPS connection was reused, not a new one opened");
 }

@@ -41,17 +41,60 @@ fn system_roots() -> Arc<rustls::RootCertStore> {
     Arc::clone(ROOTS.get_or_init(|| Arc::new(shardgate_upstream::system_roots())))
 }
 
+/// Most TLS client configurations [`origin_tls`] keeps for reuse: one per
+/// distinct trust store (each distinct `ca_bundle`, and the system's) in
+/// use. Past it, a new trust store gets a configuration of its own on each
+/// compile, as before sharing.
+pub const MAX_SHARED_ORIGIN_TLS: usize = 256;
+
+/// The trust store of an origin's TLS client configuration: its
+/// `ca_bundle`'s text, or `None` for the system's.
+type TrustKey = Option<Arc<str>>;
+
+/// The TLS client configurations in use, by trust store. Held weakly: a
+/// configuration lives as long as a snapshot or a pooled origin connection
+/// holds it, and a compile while the previous snapshot is live finds it.
+fn shared_origin_tls() -> std::sync::MutexGuard<'static, HashMap<TrustKey, std::sync::Weak<rustls::ClientConfig>>> {
+    static SHARED: std::sync::OnceLock<std::sync::Mutex<HashMap<TrustKey, std::sync::Weak<rustls::ClientConfig>>>> =
+        std::sync::OnceLock::new();
+    SHARED.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The TLS client configuration of an origin fetched over HTTPS: its
 /// `ca_bundle`'s certificates, else the system's, as trust anchors; ALPN
 /// `http/1.1` (origin connections are HTTP/1.1). `Err` names what is wrong
 /// with the bundle.
+///
+/// Origins with the same trust store share one configuration, across
+/// distributions and across compiles: the origin connection pool keys
+/// connections on the configuration's identity, so a new one for an
+/// unchanged origin (on any configuration change, an invalidation
+/// included) would leave its idle HTTPS connections unused and lose the
+/// TLS sessions the configuration resumes.
 fn origin_tls(origin: &shardgate_model::edge::Origin) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     if origin.protocol_policy == shardgate_model::edge::ProtocolPolicy::HttpOnly {
         return Ok(None);
     }
-    let roots = match &origin.ca_bundle {
+    let key: TrustKey = origin.ca_bundle.clone();
+    // Held while building, so that one trust store is built once.
+    let mut shared = shared_origin_tls();
+    if let Some(config) = shared.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Ok(Some(config));
+    }
+    let config = Arc::new(build_origin_tls(origin.ca_bundle.as_deref())?);
+    shared.retain(|_, c| c.strong_count() > 0);
+    if shared.len() < MAX_SHARED_ORIGIN_TLS {
+        shared.insert(key, Arc::downgrade(&config));
+    }
+    Ok(Some(config))
+}
+
+/// A new TLS client configuration trusting `ca_bundle`'s certificates, else
+/// the system's.
+fn build_origin_tls(ca_bundle: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let roots = match ca_bundle {
         None => system_roots(),
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -70,7 +113,7 @@ fn origin_tls(origin: &shardgate_model::edge::Origin) -> Result<Option<Arc<rustl
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(config)
 }
 
 /// A function a behavior runs: the LIVE stage of a `functions` resource.
@@ -724,5 +767,99 @@ mod request_policy_tests {
         assert_eq!(problems[0].id.as_str(), "broken");
         assert_eq!(problems[0].invalid.field, "default_behavior.origin_request_policy_id");
         assert!(problems[0].invalid.reason.contains("origin request policy missing does not exist"));
+    }
+}
+
+#[cfg(test)]
+mod origin_tls_tests {
+    use super::*;
+    use shardgate_model::Change;
+    use shardgate_upstream::{ConnectDefaults, Resolver, UpstreamMetrics};
+    use std::time::Duration;
+
+    fn put(state: &mut ConfigState, kind: ResourceKind, id: &str, revision: u64, v: serde_json::Value) {
+        let id = ResourceId::parse(id).expect("id");
+        state.apply(Change::Put { kind, id, revision, value: v.to_string().into_bytes() }).expect("valid");
+    }
+
+    fn build(state: &ConfigState) -> EdgeRouter {
+        let registry = Registry::new(
+            Arc::new(Resolver::new(Duration::from_secs(30), Duration::from_secs(5))),
+            UpstreamMetrics::default(),
+            ConnectDefaults::default(),
+        );
+        let mut problems = Vec::new();
+        let router = EdgeRouter::build(state, &registry, &HashMap::new(), &mut HashSet::new(), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        router
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).expect("CA").pem()
+    }
+
+    fn https(id: &str, ca: &str) -> serde_json::Value {
+        serde_json::json!({"hosts": [format!("{id}.example")], "origins": {"o": {
+            "upstream": {"nodes": {"127.0.0.1:1": 1}}, "protocol_policy": "https-only", "ca_bundle": ca}}})
+    }
+
+    fn tls(router: &EdgeRouter, id: &str) -> Arc<rustls::ClientConfig> {
+        let dist = router.get(&ResourceId::parse(id).expect("id")).expect("served");
+        Arc::clone(dist.origins["o"].tls.as_ref().expect("an HTTPS origin has a TLS configuration"))
+    }
+
+    /// An unchanged origin keeps its TLS client configuration across
+    /// compiles (the origin pool keys idle connections on it), and origins
+    /// with the same bundle share one; another bundle gets its own.
+    #[test]
+    fn origins_share_one_tls_configuration_per_ca_bundle_across_compiles() {
+        let (ca_a, ca_b) = (ca_pem(), ca_pem());
+        let mut state = ConfigState::default();
+        put(&mut state, ResourceKind::Distributions, "a1", 1, https("a1", &ca_a));
+        put(&mut state, ResourceKind::Distributions, "a2", 2, https("a2", &ca_a));
+        put(&mut state, ResourceKind::Distributions, "b", 3, https("b", &ca_b));
+        let first = build(&state);
+        // An unrelated change (another distribution), then a compile again.
+        put(
+            &mut state,
+            ResourceKind::Distributions,
+            "other",
+            4,
+            serde_json::json!({
+            "hosts": ["other.example"], "origins": {"o": {"upstream": {"nodes": {"127.0.0.1:1": 1}}}}}),
+        );
+        let second = build(&state);
+
+        assert!(Arc::ptr_eq(&tls(&first, "a1"), &tls(&second, "a1")), "the same configuration after a recompile");
+        assert!(Arc::ptr_eq(&tls(&first, "b"), &tls(&second, "b")));
+        assert!(Arc::ptr_eq(&tls(&second, "a1"), &tls(&second, "a2")), "one per bundle");
+        assert!(!Arc::ptr_eq(&tls(&second, "a1"), &tls(&second, "b")), "another bundle, another trust store");
+        assert!(second.get(&ResourceId::parse("other").expect("id")).expect("served").origins["o"].tls.is_none());
+
+        // A changed bundle is a new configuration.
+        let ca_c = ca_pem();
+        put(&mut state, ResourceKind::Distributions, "b", 5, https("b", &ca_c));
+        let third = build(&state);
+        assert!(!Arc::ptr_eq(&tls(&second, "b"), &tls(&third, "b")));
+        assert!(Arc::ptr_eq(&tls(&second, "a1"), &tls(&third, "a1")));
+    }
+
+    /// Once nothing holds a configuration, it is not kept: the cache holds
+    /// configurations weakly.
+    #[test]
+    fn a_configuration_nothing_holds_is_let_go() {
+        let ca = ca_pem();
+        let mut state = ConfigState::default();
+        put(&mut state, ResourceKind::Distributions, "gone", 1, https("gone", &ca));
+        let weak = Arc::downgrade(&tls(&build(&state), "gone"));
+        assert_eq!(weak.strong_count(), 0, "dropped with the only snapshot holding it");
+        let key: TrustKey = Some(Arc::from(ca.as_str()));
+        let again = tls(&build(&state), "gone");
+        assert!(
+            shared_origin_tls().get(&key).and_then(std::sync::Weak::upgrade).is_some_and(|c| Arc::ptr_eq(&c, &again))
+        );
     }
 }

@@ -36,7 +36,9 @@ pub const DEFAULT_MAX_IDLE_TOTAL: usize = 1024;
 
 /// The transport of a pooled connection: plain, or TLS with a server name
 /// and a client configuration (compared by identity: a changed trust store
-/// is a new configuration, whose connections are new ones).
+/// is a new configuration, whose connections are new ones; snapshots share
+/// one configuration per trust store, so an unchanged origin keeps its idle
+/// connections across configuration changes).
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// Cleartext HTTP/1.1.

@@ -216,16 +216,16 @@ impl Ctx {
             Admitted::ServeStale(status) => Err(FetchError::Status(status)),
             Admitted::Pass(resp) => Ok(Fetched::Pass(resp)),
             Admitted::Stored { object, own, body, fill } => {
-                let read_timeout = self
-                    .dist
-                    .origins
-                    .get(&self.origin_name)
-                    .and_then(|o| o.config.read_timeout)
-                    .unwrap_or(DEFAULT_READ_TIMEOUT);
-                tokio::spawn(drive_fill(fill, body, read_timeout, self.svc.metrics.clone()));
+                tokio::spawn(drive_fill(fill, body, self.read_timeout(), self.svc.metrics.clone()));
                 Ok(Fetched::Stored(object, CachePhase::Miss, own))
             }
         }
+    }
+
+    /// The origin's read timeout: the wait for its response head, and for
+    /// each frame of its body (stored or passed through).
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.dist.origins.get(&self.origin_name).and_then(|o| o.config.read_timeout).unwrap_or(DEFAULT_READ_TIMEOUT)
     }
 
     /// The origin's path and query: the key's query strings, plus those the

@@ -18,7 +18,7 @@ use shardgate_cache::{CachePhase, FillEnd, Object};
 use super::fetch::FetchError;
 use super::{Ctx, Refused};
 use crate::access_log::ErrorDetail;
-use crate::body::{EdgeBody, FillBody};
+use crate::body::{EdgeBody, FillBody, OriginBody};
 use crate::canary::Variant;
 use crate::metrics::{DistributionLabels, Label, RefusedLabels, RequestLabels};
 use crate::service::{EdgeService, VARIANT_HEADER};
@@ -108,7 +108,8 @@ impl Ctx {
         }
     }
 
-    /// An origin response passed through, not stored.
+    /// An origin response passed through, not stored; its body ends with an
+    /// error when the origin stalls for longer than its read timeout.
     pub(crate) fn pass(&self, resp: Response<Incoming>) -> Response<EdgeBody> {
         let (mut parts, body) = resp.into_parts();
         shardgate_cache::admit::strip_hop_by_hop(&mut parts.headers);
@@ -128,7 +129,12 @@ impl Ctx {
         parts.extensions.insert(CachePhase::Pass);
         let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         self.count(CachePhase::Pass, len);
-        let body = if self.head_only { EdgeBody::Empty } else { EdgeBody::Origin(body) };
+        let body = if self.head_only {
+            EdgeBody::Empty
+        } else {
+            let origin: Arc<str> = Arc::from(self.origin_name.as_str());
+            EdgeBody::Origin(OriginBody::new(body, self.read_timeout(), Arc::clone(&self.dist.id_label), origin))
+        };
         Response::from_parts(parts, body)
     }
 
