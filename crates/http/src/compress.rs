@@ -313,7 +313,7 @@ const IDENTITY_DIGESTS: [&str; 3] = ["content-md5", "digest", "content-digest"];
 /// The headers of the `coding` variant of `len` bytes, from the identity
 /// object's: `Content-Encoding`, `Content-Length`, `Vary`, the `ETag`
 /// conversion ([`weaken_etag`]), and no digest of the identity bytes
-/// ([`IDENTITY_DIGESTS`]).
+/// (`Content-MD5`, `Digest`, `Content-Digest`).
 pub fn encoded_headers(identity: &HeaderMap, coding: Coding, len: u64) -> HeaderMap {
     let mut headers = identity.clone();
     for name in IDENTITY_DIGESTS {

@@ -428,6 +428,12 @@ fn build(
     if let Some(h) = builder.headers_mut() {
         *h = req.headers.clone();
         h.insert(http::header::HOST, req.host.clone());
+        if req.origin.config.max_idle_connections == Some(0) {
+            // Not kept for reuse: the origin closes first, as it does
+            // behind nginx without `keepalive`, so TIME_WAIT stays on its
+            // side instead of taking this host's ports to the origin.
+            h.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
     }
     let body = match (upload, &exchange.body) {
         (Some(u), _) => EdgeBody::Upload(Box::new(u)),

@@ -41,7 +41,7 @@ fn system_roots() -> Arc<rustls::RootCertStore> {
     Arc::clone(ROOTS.get_or_init(|| Arc::new(shardgate_upstream::system_roots())))
 }
 
-/// Most TLS client configurations [`origin_tls`] keeps for reuse: one per
+/// Most TLS client configurations the origin TLS cache keeps for reuse: one per
 /// distinct trust store (each distinct `ca_bundle`, and the system's) in
 /// use. Past it, a new trust store gets a configuration of its own on each
 /// compile, as before sharing.

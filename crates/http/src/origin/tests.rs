@@ -518,3 +518,13 @@ fn host_name_strips_the_port_and_brackets() {
     assert_eq!(host_name("[::1]:8443"), "::1");
     assert_eq!(host_name("[::1]"), "::1");
 }
+
+#[tokio::test]
+async fn a_connection_that_will_not_be_kept_asks_the_origin_to_close() {
+    let unpooled = edge_origin_with(1, |c| c.max_idle_connections = Some(0), None);
+    let r = build(&request(&unpooled), &Exchange::default(), None).expect("request");
+    assert_eq!(r.headers().get(http::header::CONNECTION).map(|v| v.as_bytes()), Some(&b"close"[..]));
+    let pooled = edge_origin(1);
+    let r = build(&request(&pooled), &Exchange::default(), None).expect("request");
+    assert!(r.headers().get(http::header::CONNECTION).is_none(), "a pooled request keeps the connection");
+}

@@ -68,7 +68,7 @@ use crate::service::{ConnInfo, EdgeService};
 
 /// The viewer's request body. GET and HEAD forward none; other methods
 /// stream it to the origin (its first bytes read earlier when the web ACL
-/// inspects them, see [`request_body`]).
+/// inspects them, see the pipeline's `request_body` phase).
 #[derive(Debug)]
 pub enum ViewerBody {
     /// No body (a request the edge makes itself, e.g. to warm the cache).

@@ -268,7 +268,7 @@ fn tls_config(verify: bool) -> Option<Arc<ClientConfig>> {
 }
 
 /// The system's trust anchors: `SSL_CERT_FILE`, else the first bundle of
-/// [`CA_BUNDLES`] that exists. Blocking file I/O: callers load it once per
+/// the well-known bundle paths that exists. Blocking file I/O: callers load it once per
 /// process (the first HTTPS probe that verifies, the first HTTPS origin).
 /// Without a bundle every verifying handshake fails, and the log says why.
 pub fn system_roots() -> RootCertStore {
