@@ -27,6 +27,51 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Python's file server (the README's stand-in for S3) serving `dir` on a
+/// free loopback port; killed, by its handle, when dropped.
+pub struct FileOrigin {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl Drop for FileOrigin {
+    fn drop(&mut self) {
+        if self.child.kill().is_ok() {
+            drop(self.child.wait());
+        }
+    }
+}
+
+/// Starts a [`FileOrigin`] on port 0 and reads the port it got from its
+/// first line, so no other test can take the port in between.
+pub async fn file_origin(dir: std::path::PathBuf) -> FileOrigin {
+    let mut child = std::process::Command::new("python3")
+        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let stdout = child.stdout.take().expect("origin stdout");
+    let mut origin = FileOrigin { child, port: 0 };
+    let port = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("the origin's first line");
+        // "Serving HTTP on 127.0.0.1 port 43117 (http://127.0.0.1:43117/) ..."
+        line.split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
+    })
+    .await
+    .expect("join");
+    origin.port = port;
+    origin
+}
+
 /// Marks the README block that a test replaces with its own servers.
 pub const README_SETUP_MARK: &str = "<!-- readme-test: setup";
 

@@ -5,25 +5,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-
-use common::{bash, gateway, text};
+use common::{bash, file_origin, gateway, text};
 
 const SECTION: &str = "## Seed 003: the edge, step by step";
 
 fn blocks() -> Vec<(bool, String)> {
     common::readme_blocks(SECTION)
-}
-
-/// Kills the origin this test started, by its handle.
-struct Origin(Child);
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        if self.0.kill().is_ok() {
-            drop(self.0.wait());
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,28 +28,8 @@ async fn the_readme_edge_walkthrough_runs_as_written() {
 
     // The setup block's servers, on free ports: the origin binds port 0 and
     // says which port it got (no other test can take it in between).
-    let mut child = Command::new("python3")
-        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-        .current_dir(dir.path().join("demo/origin"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m http.server");
-    let stdout = child.stdout.take().expect("origin stdout");
-    let _origin = Origin(child);
-    let origin_port = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("the origin's first line");
-        // "Serving HTTP on 127.0.0.1 port 43117 (http://127.0.0.1:43117/) ..."
-        line.split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"))
-    })
-    .await
-    .expect("join");
+    let origin = file_origin(dir.path().join("demo/origin")).await;
+    let origin_port = origin.port;
     let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
 
     let vars = format!(

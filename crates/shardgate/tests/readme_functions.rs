@@ -5,23 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-
-use common::{bash, gateway, text};
+use common::{bash, file_origin, gateway, text};
 
 const SECTION: &str = "## Seed 003's CloudFront Function, as written";
 const WALKTHROUGH: &str = "## Seed 003: the edge, step by step";
-
-/// Kills the origin this test started, by its handle.
-struct Origin(Child);
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        if self.0.kill().is_ok() {
-            drop(self.0.wait());
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_function_runs_as_the_readme_shows() {
@@ -32,27 +19,8 @@ async fn the_seeds_function_runs_as_the_readme_shows() {
     let out = bash(format!("set -e\n{files}"), dir.path()).await;
     assert!(out.status.success(), "{}", text(&out));
 
-    let mut child = Command::new("python3")
-        .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-        .current_dir(dir.path().join("demo/origin"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m http.server");
-    let stdout = child.stdout.take().expect("origin stdout");
-    let _origin = Origin(child);
-    let origin_port = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).expect("the origin's first line");
-        line.split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"))
-    })
-    .await
-    .expect("join");
+    let origin = file_origin(dir.path().join("demo/origin")).await;
+    let origin_port = origin.port;
     let gw = gateway().tls_listeners(0).edge_http(1).spawn().await;
 
     let vars = format!(
