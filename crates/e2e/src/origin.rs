@@ -376,11 +376,23 @@ pub async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, HashMap<String, String>, Bytes) {
+    request(addr, "GET", host, path, headers).await
+}
+
+/// One HTTP/1.1 request with `method` (no body) through the edge:
+/// `(status, headers, body)`.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HashMap<String, String>, Bytes) {
     let sock = tokio::net::TcpStream::connect(addr).await.expect("connect edge");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(sock)).await.expect("handshake");
     tokio::spawn(conn);
-    let mut req = Request::builder().method("GET").uri(path).header("host", host);
+    let mut req = Request::builder().method(method).uri(path).header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -12,8 +12,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::gateway;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use shardgate_e2e::origin::get;
 use shardgate_e2e::{Gateway, OriginFile, TestOrigin, eventually};
@@ -59,24 +57,7 @@ async fn request_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, HashMap<String, String>, Bytes) {
-    let sock = tokio::net::TcpStream::connect(addr).await.expect("connect edge");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(sock)).await.expect("handshake");
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder().method(method).uri(path).header("host", HOST);
-    for (n, v) in headers {
-        req = req.header(*n, *v);
-    }
-    let req = req.body(Full::new(Bytes::new())).expect("request");
-    let resp = sender.send_request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let hs = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, hs, body)
+    shardgate_e2e::origin::request(addr, method, HOST, path, headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
