@@ -39,6 +39,7 @@ use prometheus_client::metrics::family::Family;
 use shardgate_stream::hello::{read_client_hello, refuse};
 use shardgate_stream::listener::accept_loop;
 use shardgate_stream::proxy_protocol::{RefusalLog, RefusedLabels, accept_header};
+use shardgate_stream::readahead::ReadAhead;
 use shardgate_waf::TlsFingerprint;
 
 use crate::access_log::TlsSession;
@@ -193,7 +194,8 @@ async fn connection(
             sni.as_deref().and_then(|name| svc.snapshots.load().certs.find(name).map(|e| Arc::clone(&e.http_config)));
         match config {
             Some(c) => {
-                let stream = tokio_rustls::StartHandshake::from_parts(accepted, sock).into_stream(c).await?;
+                let stream =
+                    tokio_rustls::StartHandshake::from_parts(accepted, ReadAhead::new(sock)).into_stream(c).await?;
                 let session = TlsSession::of(stream.get_ref().1);
                 Ok(Some((stream, fingerprint, session)))
             }

@@ -59,6 +59,7 @@ use crate::hello::{HelloError, read_client_hello_after, read_raw_client_hello, r
 use crate::metrics::{
     CloseLabels, CloseReason, HandshakeFailure, HandshakeLabels, PassthroughLabels, RouteLabels, StreamMetrics,
 };
+use crate::readahead::ReadAhead;
 
 /// Why a connection was refused before its handshake, for [`refused!`]:
 /// each kind has its own rate limit, so a scanner without SNI does not hide
@@ -545,7 +546,7 @@ async fn serve_tls(
         return (Outcome::early(CloseReason::tls_failed, Some(route)), sni);
     };
 
-    let handshake = StartHandshake::from_parts(accepted, sock).into_stream(Arc::clone(&cert.config));
+    let handshake = StartHandshake::from_parts(accepted, ReadAhead::new(sock)).into_stream(Arc::clone(&cert.config));
     let tls = match Box::pin(tokio::time::timeout_at(deadline, handshake)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

@@ -5,6 +5,10 @@
 //!   at once are copied to the heap, and that copy is freed once written. An
 //!   idle player costs the sockets, rustls's own state and this future, not
 //!   two copy buffers.
+//! - **Bulk in large pieces.** A read of a full TLS record or more is
+//!   followed by more reads into the same buffer before writing, so a bulk
+//!   transfer costs one `write` per 64 KiB, not one per record; a small
+//!   message is written as soon as it is read.
 //! - **Half-close.** When one side sends FIN, the other side's write half is
 //!   shut down and the opposite direction keeps flowing until it ends too.
 //! - **Idle timeout.** The connection ends when no byte moved either way for
@@ -22,8 +26,17 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// Bytes read per poll at most; one TLS record's worth of plaintext.
-const CHUNK: usize = 16 * 1024;
+/// Bytes read per poll at most: four TLS records' worth of plaintext, so a
+/// bulk transfer moves 64 KiB per `read` and `write` (and rustls writes the
+/// four records it makes of it with one `writev`).
+const CHUNK: usize = 64 * 1024;
+/// A read at least this large says the peer is sending in bulk: the copy
+/// reads again before writing, until the chunk is full or the reader has
+/// nothing more (a TLS reader gives one record per read). Smaller reads,
+/// a game's messages, are written at once.
+const FILL_FROM: usize = 8 * 1024;
+/// Room the chunk must still have for another read while filling.
+const FILL_ROOM: usize = 16 * 1024;
 
 /// How the copy ended.
 #[derive(Debug)]
@@ -66,6 +79,9 @@ pub struct ByteCounters {
 struct Half {
     /// Bytes read but not yet accepted by the writer.
     pending: Option<(Vec<u8>, usize)>,
+    /// A read error met while filling the chunk, returned once the bytes
+    /// read before it were written.
+    deferred: Option<io::Error>,
     read_done: bool,
     done: bool,
     need_flush: bool,
@@ -104,6 +120,9 @@ where
             half.pending = None;
             half.need_flush = true;
         }
+        if let Some(e) = half.deferred.take() {
+            return Poll::Ready(Err((Side::Reader, e)));
+        }
         if half.read_done {
             ready!(Pin::new(&mut *writer).poll_shutdown(cx)).map_err(|e| (Side::Writer, e))?;
             half.done = true;
@@ -129,11 +148,31 @@ where
             Poll::Ready(Err(e)) => return Poll::Ready(Err((Side::Reader, e))),
             Poll::Ready(Ok(())) => {}
         }
-        let data = rb.filled();
-        if data.is_empty() {
+        if rb.filled().is_empty() {
             half.read_done = true;
             continue;
         }
+        let mut last = rb.filled().len();
+        while last >= FILL_FROM && rb.remaining() >= FILL_ROOM {
+            let before = rb.filled().len();
+            match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) if rb.filled().len() == before => {
+                    half.read_done = true;
+                    break;
+                }
+                Poll::Ready(Ok(())) => last = rb.filled().len() - before,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    half.read_done = true;
+                    break;
+                }
+                Poll::Ready(Err(e)) => {
+                    half.deferred = Some(e);
+                    break;
+                }
+            }
+        }
+        let data = rb.filled();
         *active = true;
         half.bytes += data.len() as u64;
         counter.inc_by(data.len() as u64);
@@ -277,6 +316,119 @@ mod tests {
         assert!(matches!(r.ended, Ended::IdleTimeout), "{:?}", r.ended);
         assert!(elapsed >= Duration::from_secs(18), "timer restarted by traffic: {elapsed:?}");
         assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    }
+}
+
+#[cfg(test)]
+mod fill_tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, duplex};
+
+    /// A reader that gives one scripted piece per read (as a TLS stream
+    /// gives one record), then `Pending` forever; counts its reads.
+    struct Records {
+        pieces: VecDeque<io::Result<Vec<u8>>>,
+        reads: Arc<Mutex<usize>>,
+    }
+
+    impl AsyncRead for Records {
+        fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            *self.reads.lock().expect("lock") += 1;
+            match self.pieces.pop_front() {
+                Some(Ok(piece)) => {
+                    buf.put_slice(&piece);
+                    Poll::Ready(Ok(()))
+                }
+                Some(Err(e)) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// A writer that records the size of every write.
+    #[derive(Default, Clone)]
+    struct Writes(Arc<Mutex<Vec<usize>>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.0.lock().expect("lock").push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn poll_once(reader: &mut Records, writer: &mut Writes, half: &mut Half) -> Poll<Result<(), (Side, io::Error)>> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut active = false;
+        poll_half(&mut cx, reader, writer, half, &Counter::default(), &mut active)
+    }
+
+    #[test]
+    fn records_in_bulk_are_written_in_large_pieces() {
+        let reads = Arc::new(Mutex::new(0));
+        let record = 16 * 1024;
+        let mut reader = Records { pieces: (0..8).map(|_| Ok(vec![1u8; record])).collect(), reads: Arc::clone(&reads) };
+        let mut writer = Writes::default();
+        let mut half = Half::default();
+        assert!(poll_once(&mut reader, &mut writer, &mut half).is_pending());
+        let writes = writer.0.lock().expect("lock").clone();
+        assert_eq!(writes, vec![CHUNK, CHUNK], "eight 16 KiB records leave as two 64 KiB writes");
+        assert_eq!(half.bytes, 8 * record as u64);
+    }
+
+    #[test]
+    fn a_small_message_is_written_without_reading_again() {
+        let reads = Arc::new(Mutex::new(0));
+        let mut reader = Records { pieces: [Ok(vec![7u8; 64]), Ok(vec![8u8; 64])].into(), reads: Arc::clone(&reads) };
+        let mut writer = Writes::default();
+        let mut half = Half::default();
+        assert!(poll_once(&mut reader, &mut writer, &mut half).is_pending());
+        // Each message is written as soon as it is read, not held back to
+        // fill the chunk.
+        assert_eq!(*writer.0.lock().expect("lock"), vec![64, 64]);
+    }
+
+    #[test]
+    fn bytes_read_before_an_error_are_written_before_it_is_reported() {
+        let reads = Arc::new(Mutex::new(0));
+        let mut reader = Records {
+            pieces: [Ok(vec![1u8; 16 * 1024]), Err(io::Error::from(io::ErrorKind::ConnectionReset))].into(),
+            reads: Arc::clone(&reads),
+        };
+        let mut writer = Writes::default();
+        let mut half = Half::default();
+        match poll_once(&mut reader, &mut writer, &mut half) {
+            Poll::Ready(Err((Side::Reader, e))) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+            other => panic!("expected the reader's error, got {:?}", other.map(|r| r.map_err(|(_, e)| e))),
+        }
+        assert_eq!(*writer.0.lock().expect("lock"), vec![16 * 1024]);
+    }
+
+    #[tokio::test]
+    async fn end_of_stream_met_while_filling_still_delivers_everything() {
+        let (mut client, mut down) = duplex(256 * 1024);
+        let (mut up, mut server) = duplex(256 * 1024);
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        tokio::io::AsyncWriteExt::write_all(&mut client, &sent).await.expect("write");
+        drop(client);
+        let counters = ByteCounters::default();
+        let proxy = tokio::spawn(async move {
+            copy_bidirectional(&mut down, &mut up, Duration::from_secs(30), &counters, std::future::pending()).await
+        });
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.expect("read until the FIN");
+        assert_eq!(got, sent);
+        drop(server);
+        let r = proxy.await.expect("proxy");
+        assert_eq!(r.from_client, sent.len() as u64);
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`conn`]: one connection from accept to close.
 //! - [`hello`]: reading the ClientHello with a byte cap, refusing with an alert.
 //! - [`copy`]: bidirectional copy with half-close, idle timeout and counters.
+//! - [`readahead`]: large socket reads under rustls, no buffer while idle.
 //! - [`proxy_protocol`]: the PROXY protocol v1/v2 header: a pure parser and
 //!   encoders, and a reader that never consumes past the header.
 //! - [`plugins`]: the APISIX stream plugins `ip-restriction` and `limit-conn`.
@@ -33,6 +34,7 @@ pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy_protocol;
+pub mod readahead;
 mod trace;
 pub mod udp;
 

@@ -204,8 +204,26 @@ impl Ctx {
     /// (see the module documentation). `None`: serve the identity body.
     async fn compressed(&self, identity: &Arc<Object>, coding: Coding) -> Option<Arc<Object>> {
         let key = variant_key(&self.key, identity, coding);
+        // A variant already made is served without the (large, boxed)
+        // future that waits for one or makes it.
+        match self.svc.cache.derived(&key, &identity.body) {
+            Derived::Found(made) => Some(view(identity, &made, coding)),
+            Derived::Unstored => None,
+            answer => Box::pin(self.compressed_slowly(identity, coding, &key, answer)).await,
+        }
+    }
+
+    /// [`Ctx::compressed`] when the variant is not there yet: `answer` is
+    /// the cache's first answer for `key`.
+    async fn compressed_slowly(
+        &self,
+        identity: &Arc<Object>,
+        coding: Coding,
+        key: &str,
+        mut answer: Derived,
+    ) -> Option<Arc<Object>> {
         for _ in 0..MAX_VARIANT_ROUNDS {
-            match self.svc.cache.derived(&key, &identity.body) {
+            match answer {
                 Derived::Found(made) => return Some(view(identity, &made, coding)),
                 // Too large to store when made from this body: not again.
                 Derived::Unstored => return None,
@@ -252,6 +270,7 @@ impl Ctx {
                     return made.map(|m| view(identity, &m, coding));
                 }
             }
+            answer = self.svc.cache.derived(key, &identity.body);
         }
         None
     }

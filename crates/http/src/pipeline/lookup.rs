@@ -29,7 +29,17 @@ impl Ctx {
     /// origin phase ([`Ctx::fetch_origin`]) on a miss or a revalidation.
     pub(crate) async fn lookup(&self) -> Response<EdgeBody> {
         let now = Instant::now();
-        let lookup = self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid());
+        match self.svc.cache.lookup(&self.key, &self.req_headers, now, self.valid()) {
+            Lookup::Fresh(object) => self.serve(&object, CachePhase::Hit).await,
+            // Every other answer may wait for an origin, whose future is
+            // large: boxed, so that the request's future, which hyper and
+            // tokio move for every request, stays small on a hit.
+            other => Box::pin(self.not_fresh(other, now)).await,
+        }
+    }
+
+    /// [`Ctx::lookup`] for a key without a fresh object.
+    async fn not_fresh(&self, lookup: Lookup, now: Instant) -> Response<EdgeBody> {
         match lookup {
             Lookup::Fresh(object) => self.serve(&object, CachePhase::Hit).await,
             Lookup::Miss(leader) => self.lead(leader).await,

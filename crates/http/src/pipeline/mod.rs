@@ -238,9 +238,10 @@ pub(crate) async fn run(
         for_error_page: false,
         dist,
     };
-    let mut resp = if cached { ctx.lookup().await } else { ctx.forward_uncached(body.into_upload()).await };
+    // The paths that are not a cache hit are boxed: see `Ctx::lookup`.
+    let mut resp = if cached { ctx.lookup().await } else { Box::pin(ctx.forward_uncached(body.into_upload())).await };
     if ctx.has_error_page(resp.status()) {
-        resp = ctx.error_page(resp).await;
+        resp = Box::pin(ctx.error_page(resp)).await;
     }
     function::viewer_response_function(&ctx, facts, &mut resp);
     resp
