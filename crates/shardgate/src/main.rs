@@ -58,6 +58,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the per-request and per-message
+/// paths allocate and free many short-lived objects of a few hundred bytes
+/// to a few KiB, where glibc consolidates its fast bins on every larger
+/// request (`malloc_consolidate` in the profiles). Measured in
+/// `bench/README.md` ("Allocator"); the choice is in `docs/ARCHITECTURE.md`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// shardgate: one edge for game servers and game assets.
 #[derive(Debug, Parser)]
 #[command(name = "shardgate", version, about, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
