@@ -27,6 +27,12 @@
 #               BULK_CHUNK-byte chunks (default 16384) back to back and
 #               reading the echo back; CPU µs per MiB moved, counting both
 #               directions (each echoed MiB crossed the proxy twice)
+# The floor copies through one buffer per direction: FLOOR_COPY_BUFFER bytes
+# (default 8192, tokio's copy_bidirectional default) for the handshake,
+# round-trip and idle tests; for bulk it is restarted with
+# FLOOR_BULK_COPY_BUFFER (default 65536), its cheapest size there. Each
+# test gets the floor's best showing: the small buffer is cheaper per
+# connection (memory, allocation), the large one per byte.
 #
 # Usage: bench/run.sh [seconds-per-run]     (default 10)
 # Environment:
@@ -37,8 +43,9 @@
 #   HANDSHAKES_ONLY=1: TESTS=handshakes
 #   PP=1: shardgate's listener requires a PROXY protocol header and the load
 #     generator sends a v2 header before each ClientHello, in the same
-#     segment, as a load balancer in front would (handshakes only; the other
-#     proxies are run as without it)
+#     segment, as a load balancer in front would; the other proxies are run
+#     as without it. Only the handshake load sends the header, so PP=1
+#     implies TESTS=handshakes.
 #   PERF=1: also record a CPU profile (perf record -g) of the proxy during
 #     each measured run, into perf-<proxy>-<test>-<round>.data in the output
 #     folder (handshake profiles are named handshakes-ecdsa, handshakes-rsa)
@@ -55,11 +62,15 @@ RTT_CONNS=${RTT_CONNS:-1000}
 RTT_RATE=${RTT_RATE:-20}
 BULK_CONNS=${BULK_CONNS:-32}
 BULK_CHUNK=${BULK_CHUNK:-16384}
+FLOOR_COPY_BUFFER=${FLOOR_COPY_BUFFER:-8192}
+FLOOR_BULK_COPY_BUFFER=${FLOOR_BULK_COPY_BUFFER:-65536}
+floor_buffer=$FLOOR_COPY_BUFFER
 PROXIES=${PROXIES:-shardgate haproxy nginx rustls floor}
 ALGS=${ALGS:-ecdsa rsa}
 TESTS=${TESTS:-handshakes rtt bulk idle}
 [ "${HANDSHAKES_ONLY:-0}" = 1 ] && TESTS=handshakes
 PP=${PP:-0}
+[ "$PP" = 1 ] && TESTS=handshakes
 OUT=bench/out/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$OUT"
 W=$(mktemp -d)
@@ -202,7 +213,7 @@ HAP
         ;;
     floor)
         taskset -c 0 "$LG" tls-proxy --listen 127.0.0.1:$PROXY --cert "$W/$alg/gs-1.com.crt" --key "$W/$alg/gs-1.com.key" \
-            --upstream 127.0.0.1:$B1 & PROC_PIDS=($!)
+            --upstream 127.0.0.1:$B1 --copy-buffer "$floor_buffer" & PROC_PIDS=($!)
         wait_port $PROXY
         ;;
     esac
@@ -293,6 +304,9 @@ for round in $(seq 1 "$ROUNDS"); do
                 echo "round $round idle $p: $(cat "$W/idle.out") rss_kb $before -> $after -> $kib KiB/conn" | tee -a "$OUT/raw.txt" >&2
             fi
             if has "$tests" bulk; then
+                if [ $p = floor ] && [ "$FLOOR_BULK_COPY_BUFFER" != "$FLOOR_COPY_BUFFER" ]; then
+                    stop_proxy; floor_buffer=$FLOOR_BULK_COPY_BUFFER; start_proxy $p $alg; floor_buffer=$FLOOR_COPY_BUFFER
+                fi
                 measured "$p-bulk-$round" bulk --target 127.0.0.1:$PROXY --sni $SNIS --conns "$BULK_CONNS" --seconds "$SECS" --chunk "$BULK_CHUNK"
                 # Each echoed byte crossed the proxy twice: in (decrypted) and back out (encrypted).
                 mib=$(jq '.bytes * 2 / 1048576' <<<"$JSON")
@@ -318,10 +332,12 @@ ratio() { [ -n "$1" ] && [ -n "$2" ] && [ "$2" != 0 ] && echo "$(echo "scale=2; 
 best_peer() { least "$(m "$1" nginx) $(m "$1" haproxy)"; }
 # ratio columns: shardgate vs best of nginx/HAProxy, vs floor, vs bare rustls, vs shardgate-base.
 RATIOS=()
-{ has "$PROXIES" nginx || has "$PROXIES" haproxy; } && RATIOS+=(peer)
-has "$PROXIES" floor && RATIOS+=(floor)
-has "$PROXIES" rustls && RATIOS+=(rustls)
-has "$PROXIES" shardgate-base && RATIOS+=(shardgate-base)
+if has "$PROXIES" shardgate; then
+    { has "$PROXIES" nginx || has "$PROXIES" haproxy; } && RATIOS+=(peer)
+    has "$PROXIES" floor && RATIOS+=(floor)
+    has "$PROXIES" rustls && RATIOS+=(rustls)
+    has "$PROXIES" shardgate-base && RATIOS+=(shardgate-base)
+fi
 # row <label> <metric>: medians per proxy, then shardgate's ratios (for a CPU or memory metric).
 row() {
     local line="| $1 |" p r s
@@ -347,7 +363,7 @@ context_row() {
 {
 [ "$PP" = 1 ] && echo "PP=1: shardgate's listener requires a PROXY protocol header; every shardgate handshake starts with a v2 header in the ClientHello's segment."
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); proxy pinned to core 0, load and game servers on core 1; $ROUNDS interleaved rounds, ${SECS}s per run (round trips $((RTT_SECS))s), medians (every round in raw.txt)."
-echo "Peers: $(nginx -v 2>&1 | cut -d' ' -f3) (stream, per-SNI certificate via \$ssl_server_name), $(haproxy -v | head -1 | cut -d' ' -f1-3) ($(haproxy -vv | grep -m1 'Built with OpenSSL version' | cut -d' ' -f6-7)), rustls $(grep -A1 '^name = "rustls"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p') bare echo and floor (loadgen tls-proxy: one certificate, one upstream, copy_bidirectional)."
+echo "Peers: $(nginx -v 2>&1 | cut -d' ' -f3) (stream, per-SNI certificate via \$ssl_server_name), $(haproxy -v | head -1 | cut -d' ' -f1-3) ($(haproxy -vv | grep -m1 'Built with OpenSSL version' | cut -d' ' -f6-7)), rustls $(grep -A1 '^name = "rustls"$' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p') bare echo and floor (loadgen tls-proxy: one certificate, one upstream, copy_bidirectional with $FLOOR_COPY_BUFFER B buffers, $FLOOR_BULK_COPY_BUFFER B for bulk)."
 echo "Machine-speed probe on core 0 (loadgen speed), CPU ns per iteration, each round: $(tr -s ' ' <<<"${V[speed|round]}" | sed 's/ $//; s/ / \/ /g') (wall ms: $(tr -s ' ' <<<"${V[speed_wall|round]}" | sed 's/ $//; s/ / \/ /g'))."
 echo
 hdr="| median of $ROUNDS |"; sep="|---|"

@@ -9,6 +9,11 @@
 //! the handshake's, no limits: shardgate's distance to this floor is what its
 //! routing, metrics and safety cost; the distance from the floor to the bare
 //! `tls-echo` server is the upstream hop itself.
+//!
+//! The copy has one buffer per direction, 8 KiB (tokio's default) unless
+//! `--copy-buffer` says otherwise. `bench/run.sh` uses 64 KiB for its bulk
+//! test, where the larger buffer is cheaper per byte, and the default
+//! elsewhere, where it is cheaper per connection (allocation, memory).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,10 +26,24 @@ use crate::Res;
 /// Longest a client may take to finish its handshake (an input bound; the
 /// load never comes near it).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The copy buffer `tokio::io::copy_bidirectional` uses per direction.
+pub const DEFAULT_COPY_BUFFER: usize = 8 * 1024;
+/// Largest copy buffer accepted.
+const MAX_COPY_BUFFER: usize = 1024 * 1024;
 
 /// Accepts TLS on `listen` with one certificate and copies each
-/// connection's plaintext to and from its own connection to `upstream`.
-pub async fn tls_proxy(listen: SocketAddr, cert: &Path, key: &Path, upstream: SocketAddr) -> Res<()> {
+/// connection's plaintext to and from its own connection to `upstream`,
+/// through a `copy_buffer`-byte buffer each way.
+pub async fn tls_proxy(
+    listen: SocketAddr,
+    cert: &Path,
+    key: &Path,
+    upstream: SocketAddr,
+    copy_buffer: usize,
+) -> Res<()> {
+    if copy_buffer == 0 || copy_buffer > MAX_COPY_BUFFER {
+        return Err(format!("--copy-buffer must be 1 to {MAX_COPY_BUFFER} bytes, not {copy_buffer}").into());
+    }
     let acceptor = crate::tls_acceptor(cert, key)?;
     let l = TcpListener::bind(listen).await?;
     loop {
@@ -40,7 +59,7 @@ pub async fn tls_proxy(listen: SocketAddr, cert: &Path, key: &Path, upstream: So
                 return;
             }
             // Either side closing or failing ends the connection; nothing to report.
-            tokio::io::copy_bidirectional(&mut tls, &mut up).await.ok();
+            tokio::io::copy_bidirectional_with_sizes(&mut tls, &mut up, copy_buffer, copy_buffer).await.ok();
         });
     }
 }

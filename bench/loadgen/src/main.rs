@@ -91,6 +91,9 @@ enum Cmd {
         /// The one upstream every connection goes to.
         #[arg(long)]
         upstream: SocketAddr,
+        /// Copy buffer per direction, bytes (tokio's copy_bidirectional default).
+        #[arg(long, default_value_t = floor::DEFAULT_COPY_BUFFER)]
+        copy_buffer: usize,
     },
     /// Bulk transfer: each connection writes continuously and reads the echo back.
     Bulk {
@@ -318,7 +321,9 @@ async fn run(cmd: Cmd) -> Res<()> {
             nodes::probe_floor(ip, &ports_file, Duration::from_secs(interval_seconds), seconds).await
         }
         Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, &cert, &key).await,
-        Cmd::TlsProxy { listen, cert, key, upstream } => floor::tls_proxy(listen, &cert, &key, upstream).await,
+        Cmd::TlsProxy { listen, cert, key, upstream, copy_buffer } => {
+            floor::tls_proxy(listen, &cert, &key, upstream, copy_buffer).await
+        }
         Cmd::Bulk { target, sni, conns, seconds, chunk } => bulk::bulk(target, &sni, conns, seconds, chunk).await,
         Cmd::Speed => speed::speed(),
         Cmd::Handshakes { target, sni, concurrency, seconds, proxy_v2 } => {
