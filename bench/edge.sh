@@ -244,7 +244,7 @@ warm() {
     if grep -qi '^x-cache:' <<<"$head" && ! grep -qi '^x-cache:.*hit' <<<"$head"; then
         echo "$proxy: a warm $f.bin over $proto was not a cache hit: $(grep -i '^x-cache:' <<<"$head")" >&2; exit 1
     fi
-    echo "round $round warm $proxy $f $proto: $(head -1 <<<"$head" | tr -d '\r')$(grep -i '^x-cache:' <<<"$head" | tr -d '\r' | sed 's/^/, /')" >> "$OUT/raw.txt"
+    echo "round $round warm $proxy $f $proto: $(head -1 <<<"$head" | tr -d '\r' | sed 's/ *$//')$(grep -i '^x-cache:' <<<"$head" | tr -d '\r' | sed 's/^/, /')" >> "$OUT/raw.txt"
 }
 
 # Runs the load for file $1 over protocol $2 on core 1; sets OPS, RATE_OUT,
