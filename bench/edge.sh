@@ -278,10 +278,10 @@ load() {
 # ROUNDS rounds, proxies interleaved, the median reported: this machine is
 # shared, and a single run can be off by a third.
 declare -A RATES CPUS ERRS NOTES
-SPEEDS=""
+SPEEDS=""; SPEED_WALLS=""
 for round in $(seq 1 "$ROUNDS"); do
 speed=$(speed_probe)
-SPEEDS+="$(jq '.ns_per_iter * 1000 | round / 1000' <<<"$speed") "
+SPEEDS+="$(jq '.ns_per_iter * 1000 | round / 1000' <<<"$speed") "; SPEED_WALLS+="$(jq '.wall_ms | round' <<<"$speed") "
 echo "round $round speed probe (core 0): $speed" | tee -a "$OUT/raw.txt" >&2
 for proxy in $PROXIES; do
     start_proxy $proxy
@@ -316,7 +316,7 @@ ratio() { echo "scale=2; $1 / $2" | bc | sed 's/^\./0./'; }
     echo "Peers: $(nginx -v 2>&1 | sed 's/.*: //') (proxy_cache; h2: listen ssl http2), $(varnishd -V 2>&1 | head -1 | sed -E 's/varnishd \(([^ ]+).*/\1/') (malloc storage; no TLS, so no h2 rows)."
     ciphers=""; for proxy in $PROXIES; do [ -n "${NOTES[$proxy]:-}" ] && ciphers+="${ciphers:+, }$proxy ${NOTES[$proxy]}"; done
     [ -z "$ciphers" ] || echo "TLS cipher each proxy chose for h2load: $ciphers."
-    echo "Machine-speed probe on core 0 (loadgen speed), CPU ns per iteration, each round: $(tr -s ' ' <<<"$SPEEDS" | sed 's/ $//; s/ / \/ /g')."
+    echo "Machine-speed probe on core 0 (loadgen speed), CPU ns per iteration, each round: $(tr -s ' ' <<<"$SPEEDS" | sed 's/ $//; s/ / \/ /g') (wall ms: $(tr -s ' ' <<<"$SPEED_WALLS" | sed 's/ $//; s/ / \/ /g'))."
     echo
     echo "| cache hit | protocol | proxy | CPU µs/request, median | least | requests/s, median | errors | shardgate's requests per CPU-second vs this proxy (median CPU ÷ shardgate's) |"
     echo "|---|---|---|---|---|---|---|---|"
