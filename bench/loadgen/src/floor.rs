@@ -63,3 +63,75 @@ pub async fn tls_proxy(
         });
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use shardgate_e2e::TlsClient;
+    use shardgate_e2e::certs::TestCert;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A folder removed when dropped.
+    pub(crate) struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+
+    /// An echo server, and the floor in front of it with a gs-1.com
+    /// certificate; returns the floor's address.
+    pub(crate) async fn floor_to_echo() -> (SocketAddr, TempDir) {
+        let dir =
+            std::env::temp_dir().join(format!("floor-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cert = TestCert::ecdsa(&["gs-1.com"]);
+        std::fs::write(dir.join("c.pem"), &cert.cert).expect("cert");
+        std::fs::write(dir.join("k.pem"), &cert.key).expect("key");
+        let [echo, proxy] = shardgate_e2e::ports::free_many("127.0.0.1", 2)[..] else { panic!("two ports") };
+        tokio::spawn(crate::echo(echo));
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        tokio::spawn(async move { tls_proxy(proxy, &c, &k, echo, DEFAULT_COPY_BUFFER).await });
+        for _ in 0..200 {
+            if TcpStream::connect(proxy).await.is_ok() {
+                return (proxy, TempDir(dir));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the floor never listened on {proxy}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_go_through_tls_to_the_upstream_and_back() {
+        let (proxy, _dir) = floor_to_echo().await;
+        let mut s = TlsClient::default().connect(proxy, Some("gs-1.com")).await.expect("handshake");
+        // More than one copy buffer and one TLS record, each byte distinct by position.
+        let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut rd, mut wr) = tokio::io::split(&mut s);
+        let writer = async {
+            wr.write_all(&sent).await.expect("write");
+            wr.flush().await.expect("flush");
+        };
+        let mut back = vec![0u8; sent.len()];
+        let reader = async {
+            tokio::time::timeout(Duration::from_secs(10), rd.read_exact(&mut back))
+                .await
+                .expect("echo in time")
+                .expect("read")
+        };
+        tokio::join!(writer, reader);
+        assert!(back == sent, "the echo differs from what was sent");
+    }
+
+    #[tokio::test]
+    async fn a_copy_buffer_out_of_bounds_is_refused() {
+        let p = std::path::Path::new("/nonexistent");
+        let addr = shardgate_e2e::ports::free("127.0.0.1");
+        let e = tls_proxy(addr, p, p, addr, 0).await.expect_err("zero buffer");
+        assert!(e.to_string().contains("--copy-buffer"), "{e}");
+    }
+}

@@ -598,6 +598,11 @@ async fn handshakes(target: SocketAddr, sni: String, concurrency: usize, seconds
     Ok(())
 }
 
+/// How long a new connection's first echo may take (the TLS client bounds
+/// the handshake itself).
+const FIRST_ECHO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens `conns` TLS connections (SNIs in turn), each checked by one echo.
 async fn connect_many(
     target: SocketAddr,
     snis: &[String],
@@ -614,7 +619,9 @@ async fn connect_many(
             batch.push(tokio::spawn(async move {
                 let mut s = client.connect(target, Some(&sni)).await?;
                 let mut buf = [0u8; 128];
-                echo_once(&mut s, &[b'o'; 16], &mut buf).await?;
+                tokio::time::timeout(FIRST_ECHO_TIMEOUT, echo_once(&mut s, &[b'o'; 16], &mut buf))
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no echo through the proxy"))??;
                 Ok::<_, std::io::Error>(s)
             }));
         }
