@@ -1,4 +1,5 @@
-# Helpers shared by the benchmark scripts (sourced, not run).
+# Helpers shared by the benchmark scripts (sourced, not run). prepare_run
+# sets LG, which speed_probe needs.
 
 # Installs the Debian packages named, if any, without letting their
 # maintainer scripts start services (a policy-rc.d that refuses, removed after).
@@ -26,4 +27,29 @@ prepare_run() {
     SG=target/release/shardgate
     LG=target/release/shardgate-loadgen
     CLK=$(getconf CLK_TCK)
+}
+
+# The median (the lower middle one for an even count) and the least of
+# space-separated numbers; nothing for none.
+median() { tr ' ' '\n' <<< "$1" | awk 'NF' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
+least() { tr ' ' '\n' <<< "$1" | awk 'NF' | sort -g | head -1; }
+
+# The machine-speed probe (`loadgen speed`) pinned to core 0, the proxy's
+# core, at the start of a round: prints its JSON line.
+speed_probe() { taskset -c 0 "$LG" speed; }
+
+# With PERF=1, records a CPU profile (perf record -g) of the given PIDs into
+# file $1 until perf_stop; without it, does nothing.
+perf_start() {
+    PERF_PID=""
+    [ -n "${PERF:-}" ] && [ "$PERF" != 0 ] || return 0
+    local out=$1; shift
+    perf record -q -g -o "$out" -p "$(IFS=,; echo "$*")" 2>/dev/null & PERF_PID=$!
+    sleep 0.2  # attached before the load starts
+}
+perf_stop() {
+    [ -n "${PERF_PID:-}" ] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
 }

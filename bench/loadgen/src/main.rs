@@ -6,11 +6,17 @@
 //! - `echo`: a plain TCP echo server (the game servers behind the proxy).
 //! - `tls-echo`: a bare rustls echo server, the lower bound for a proxy that
 //!   terminates TLS.
+//! - `tls-proxy`: the floor for a TLS-terminating proxy: rustls, one
+//!   upstream, a plain bidirectional copy (see [`floor`]).
 //! - `handshakes`: full TLS handshakes (resumption off), each followed by one
 //!   64-byte echo and a close; prints the count. With `--proxy-v2`, each
 //!   connection starts with a PROXY protocol v2 header (see [`proxy_v2`]).
 //! - `rtt`: N long-lived TLS connections sending S-byte messages at R per
 //!   second each; prints round-trip latency percentiles.
+//! - `bulk`: N TLS connections each writing continuously and reading the
+//!   echo back; prints the bytes echoed (see [`bulk`]).
+//! - `speed`: a fixed CPU workload, the machine-speed probe the scripts run
+//!   each round (see [`speed`]).
 //! - `idle`: opens N TLS connections, does one round trip on each, prints
 //!   `ready`, holds them for a while.
 //! - `http`: N keep-alive HTTP/1.1 connections sending GETs back to back
@@ -29,7 +35,7 @@
 //!   (`bench/udp.sh`; see [`udp`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,11 +47,14 @@ use shardgate_e2e::TlsClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod bulk;
 mod cluster;
+mod floor;
 mod http1;
 mod nodes;
 mod proxy_v2;
 mod seed;
+mod speed;
 mod udp;
 
 #[derive(Debug, Parser)]
@@ -71,6 +80,38 @@ enum Cmd {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Minimal TLS-terminating proxy (one certificate, one upstream): the floor.
+    TlsProxy {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The one upstream every connection goes to.
+        #[arg(long)]
+        upstream: SocketAddr,
+        /// Copy buffer per direction, bytes (tokio's copy_bidirectional default).
+        #[arg(long, default_value_t = floor::DEFAULT_COPY_BUFFER)]
+        copy_buffer: usize,
+    },
+    /// Bulk transfer: each connection writes continuously and reads the echo back.
+    Bulk {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Comma-separated SNIs, used in turn.
+        #[arg(long)]
+        sni: String,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Bytes per write.
+        #[arg(long, default_value_t = 16 * 1024)]
+        chunk: usize,
+    },
+    /// Machine-speed probe: a fixed CPU workload, timed.
+    Speed,
     /// Full handshakes, each with one echo.
     Handshakes {
         #[arg(long)]
@@ -279,7 +320,12 @@ async fn run(cmd: Cmd) -> Res<()> {
         Cmd::ProbeFloor { ip, ports_file, interval_seconds, seconds } => {
             nodes::probe_floor(ip, &ports_file, Duration::from_secs(interval_seconds), seconds).await
         }
-        Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, cert, key).await,
+        Cmd::TlsEcho { listen, cert, key } => tls_echo(listen, &cert, &key).await,
+        Cmd::TlsProxy { listen, cert, key, upstream, copy_buffer } => {
+            floor::tls_proxy(listen, &cert, &key, upstream, copy_buffer).await
+        }
+        Cmd::Bulk { target, sni, conns, seconds, chunk } => bulk::bulk(target, &sni, conns, seconds, chunk).await,
+        Cmd::Speed => speed::speed(),
         Cmd::Handshakes { target, sni, concurrency, seconds, proxy_v2 } => {
             handshakes(target, sni, concurrency, seconds, proxy_v2).await
         }
@@ -456,14 +502,22 @@ async fn echo(listen: SocketAddr) -> Res<()> {
     }
 }
 
-async fn tls_echo(listen: SocketAddr, cert: PathBuf, key: PathBuf) -> Res<()> {
-    let chain = CertificateDer::pem_file_iter(&cert)?.collect::<Result<Vec<_>, _>>()?;
-    let key = PrivateKeyDer::from_pem_file(&key)?;
+/// The TLS server side of `tls-echo` and `tls-proxy`: one certificate,
+/// aws-lc-rs with its default suites, TLS 1.2 and 1.3.
+fn tls_acceptor(cert: &Path, key: &Path) -> Res<tokio_rustls::TlsAcceptor> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn tls_echo(listen: SocketAddr, cert: &Path, key: &Path) -> Res<()> {
+    let acceptor = tls_acceptor(cert, key)?;
     let l = TcpListener::bind(listen).await?;
     loop {
         let (s, _) = l.accept().await?;
@@ -544,6 +598,11 @@ async fn handshakes(target: SocketAddr, sni: String, concurrency: usize, seconds
     Ok(())
 }
 
+/// How long a new connection's first echo may take (the TLS client bounds
+/// the handshake itself).
+const FIRST_ECHO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens `conns` TLS connections (SNIs in turn), each checked by one echo.
 async fn connect_many(
     target: SocketAddr,
     snis: &[String],
@@ -560,7 +619,9 @@ async fn connect_many(
             batch.push(tokio::spawn(async move {
                 let mut s = client.connect(target, Some(&sni)).await?;
                 let mut buf = [0u8; 128];
-                echo_once(&mut s, &[b'o'; 16], &mut buf).await?;
+                tokio::time::timeout(FIRST_ECHO_TIMEOUT, echo_once(&mut s, &[b'o'; 16], &mut buf))
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no echo through the proxy"))??;
                 Ok::<_, std::io::Error>(s)
             }));
         }
