@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`listener`]: accept loop, TLS by SNI with ALPN, hyper server, drain.
+//! - `streams`: an HTTP/2 connection's streams run in the connection's task, so one write carries many responses.
 //! - [`service`]: the edge service and each request's entry (span, access log, responses metric).
 //! - [`pipeline`]: the request's phases, route to respond, one file per phase or group of close phases.
 //! - [`canary`]: which side of a continuous deployment policy serves a request. Pure.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod origin;
 pub mod pipeline;
 pub mod service;
+mod streams;
 pub mod trace;
 pub mod warm;
 

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use shardgate_core::DrainWatch;
 use tokio::net::{TcpListener, TcpStream};
@@ -45,6 +45,7 @@ use shardgate_waf::TlsFingerprint;
 use crate::access_log::TlsSession;
 use crate::body::{BoxError, EdgeBody};
 use crate::service::{ConnInfo, EdgeService};
+use crate::streams::{ConnStreams, WithStreams};
 
 /// Largest request head accepted (CloudFront allows 20,480 bytes without body).
 const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -222,7 +223,9 @@ async fn serve_http<I>(io: I, conn: ConnInfo, svc: Arc<EdgeService>, settings: &
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/2 streams run in this connection's task (see `crate::streams`).
+    let streams = ConnStreams::default();
+    let mut builder = auto::Builder::new(streams.clone());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -251,16 +254,15 @@ where
             Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _in_progress: in_progress, _span: span }))
         }
     });
-    let served = builder.serve_connection(io, service);
-    tokio::pin!(served);
+    let mut served = WithStreams::new(builder.serve_connection(io, service), streams);
     let mut idle_closed = false;
     let result = loop {
         tokio::select! {
-            r = served.as_mut() => break r,
+            r = &mut served => break r,
             d = drain.draining() => {
                 // Finish the requests in flight, refuse new ones, then close.
-                served.as_mut().graceful_shutdown();
-                break match tokio::time::timeout_at(d.deadline, served.as_mut()).await {
+                served.conn().graceful_shutdown();
+                break match tokio::time::timeout_at(d.deadline, &mut served).await {
                     Ok(r) => r,
                     Err(_) => Ok(()),
                 };
@@ -269,7 +271,7 @@ where
                 // A request that raced the timer still finishes (GOAWAY names
                 // the last stream served); the drain still bounds the wait.
                 tracing::debug!(client = %conn.client, "closing an idle edge connection");
-                served.as_mut().graceful_shutdown();
+                served.conn().graceful_shutdown();
                 idle_closed = true;
             }
         }
