@@ -62,7 +62,7 @@ use clap::{Parser, Subcommand};
 /// paths allocate and free many short-lived objects of a few hundred bytes
 /// to a few KiB, where glibc consolidates its fast bins on every larger
 /// request (`malloc_consolidate` in the profiles). Measured in
-/// `bench/README.md` ("Allocator"); the choice is in `docs/ARCHITECTURE.md`.
+/// `bench/README.md` (issue 14, "Allocator"); the choice is in `docs/ARCHITECTURE.md`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
