@@ -114,10 +114,12 @@ impl<C: Future> Future for WithStreams<C> {
         }
         // Streams spawned by that last poll have not run yet, and nothing
         // else would wake this task for them.
-        if this.spawned.queue.lock().is_ok_and(|q| !q.is_empty()) {
+        let queued = this.spawned.queue.lock().is_ok_and(|q| !q.is_empty());
+        if queued {
             cx.waker().wake_by_ref();
         }
-        if this.running.is_empty()
+        if !queued
+            && this.running.is_empty()
             && let Some(out) = this.done.take()
         {
             return Poll::Ready(out);
