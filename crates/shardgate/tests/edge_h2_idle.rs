@@ -1,7 +1,9 @@
 //! Idle HTTP/2 connections at the edge, through the real binary with a real
 //! HTTP/2 client (hyper over rustls, ALPN `h2`): a connection with no open
 //! stream is closed after `edge.idle_timeout`; one that is streaming a long
-//! response is not.
+//! response is not. Many streams at once on one connection (they run in the
+//! connection's own task, `http::streams`) each get their own answer, and a
+//! slow one holds up none of the others.
 
 mod common;
 
@@ -114,4 +116,49 @@ async fn a_long_download_keeps_its_connection() {
     assert_eq!(fetch(&mut sender, "/slow").await.0, 200, "still usable after a download longer than the timeout");
     // Once the stream is over, the connection is idle and goes.
     tokio::time::timeout(Duration::from_secs(10), task).await.expect("closed once idle").expect("task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_on_one_connection_each_get_their_answer_and_a_slow_one_blocks_none() {
+    let gw = gateway().tls_listeners(0).edge_http(1).edge_https(1).spawn().await;
+    let mut files = vec![("/hit", OriginFile::new("cached"))];
+    let misses: Vec<String> = (0..20).map(|i| format!("/miss-{i}")).collect();
+    for (i, path) in misses.iter().enumerate() {
+        files.push((path.as_str(), OriginFile::new(format!("body {i}"))));
+    }
+    // About 4 s of streaming: far longer than forty short requests take.
+    files.push(("/slow", OriginFile::new(vec![7u8; 20_000]).slow(40, Duration::from_millis(100))));
+    let origin = TestOrigin::start(files).await;
+    let cert = TestCert::ecdsa(&[HOST]);
+    setup(&gw, &origin, &cert).await;
+    let (mut sender, _task) = h2(gw.edge_tls[0], &cert).await;
+    assert_eq!(fetch(&mut sender, "/hit").await, (200, Bytes::from_static(b"cached")), "warm the hit");
+
+    let slow = {
+        let mut s = sender.clone();
+        tokio::spawn(async move { fetch(&mut s, "/slow").await })
+    };
+    let started = std::time::Instant::now();
+    let mut others = Vec::new();
+    for (i, path) in misses.iter().enumerate() {
+        let mut s = sender.clone();
+        let path = path.clone();
+        others.push(tokio::spawn(async move { (fetch(&mut s, &path).await, format!("body {i}")) }));
+        let mut s = sender.clone();
+        others.push(tokio::spawn(async move { (fetch(&mut s, "/hit").await, "cached".to_owned()) }));
+    }
+    for t in others {
+        let ((status, body), want) = t.await.expect("request task");
+        assert_eq!(status, 200);
+        assert_eq!(body, Bytes::from(want), "each stream got its own body");
+    }
+    // The forty short streams were answered while the slow one was still
+    // streaming on the same connection.
+    assert!(!slow.is_finished(), "the slow stream is still going after {:?}", started.elapsed());
+    let (status, body) = slow.await.expect("slow task");
+    assert_eq!((status, body.len()), (200, 20_000));
+    assert_eq!(origin.hits("/hit"), 1, "the hits came from the cache");
+    for path in &misses {
+        assert_eq!(origin.hits(path), 1, "{path} fetched once");
+    }
 }
