@@ -242,3 +242,52 @@ async fn disabled_objects_are_not_served() {
     })
     .await;
 }
+
+/// 4 MiB each way through a terminating route: records arrive in bulk, so
+/// the gateway reads ahead of rustls and fills 64 KiB before each write
+/// (`stream::readahead`, `stream::copy`); every byte must come back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_data_crosses_a_terminating_route_byte_for_byte() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A plain echo server: bytes back as they come, no framing.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let echo_addr = echo.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = sock.into_split();
+                tokio::io::copy(&mut r, &mut w).await.ok();
+            });
+        }
+    });
+    let gw = gateway().spawn().await;
+    gw.admin()
+        .put_ok(
+            "/apisix/admin/stream_routes/bulk",
+            &json!({"sni": "bulk.com", "upstream": {"nodes": {echo_addr.to_string(): 1}}}),
+        )
+        .await;
+    let cert = TestCert::ecdsa(&["bulk.com"]);
+    gw.admin().put_ok("/apisix/admin/ssls/bulk", &cert.ssl_body(&["bulk.com"])).await;
+    let addr = gw.tls_addr();
+    let stream = eventually(5, "route and cert loaded", || async {
+        TlsClient::default().connect(addr, Some("bulk.com")).await.ok()
+    })
+    .await;
+    let sent: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let to_send = sent.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in to_send.chunks(16 * 1024) {
+            wr.write_all(chunk).await.expect("write");
+        }
+        wr
+    });
+    let mut got = vec![0u8; sent.len()];
+    tokio::time::timeout(std::time::Duration::from_secs(30), rd.read_exact(&mut got))
+        .await
+        .expect("all bytes back within 30 s")
+        .expect("read");
+    writer.await.expect("writer");
+    assert!(got == sent, "every byte came back, in order");
+}
